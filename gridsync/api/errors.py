@@ -1,0 +1,73 @@
+"""One error shape everywhere: ``{"code", "message"}`` plus ``field`` for validation errors and
+any extra keys a domain error carries (``expected_seq``, ``wipe``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from gridsync.errors import GridsyncError
+
+log = logging.getLogger("gridsync.api")
+
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    426: "upgrade_required",
+    429: "too_many_requests",
+}
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(content=body, status_code=status, media_type=MediaType.JSON, headers=headers)
+
+
+def domain_error(_: Request, exc: GridsyncError) -> Response:
+    return _json(exc.status, exc.body())
+
+
+def _validation_field(extra: Any) -> str | None:
+    if isinstance(extra, list) and extra and isinstance(extra[0], dict):
+        key = extra[0].get("key")
+        return str(key) if key is not None else None
+    return None
+
+
+def http_error(_: Request, exc: HTTPException) -> Response:
+    status = exc.status_code
+    body: dict[str, Any] = {"code": STATUS_CODES.get(status, f"http_{status}"),
+                            "message": exc.detail}
+    if isinstance(exc, ValidationException):
+        body["code"] = "validation_error"
+        field = _validation_field(exc.extra)
+        if field is not None:
+            body["field"] = field
+        details = exc.extra if isinstance(exc.extra, list) else []
+        messages = [d.get("message") for d in details if isinstance(d, dict) and d.get("message")]
+        if messages:
+            body["message"] = f"{exc.detail}: {messages[0]}"
+    return _json(status, body, headers=exc.headers)
+
+
+def internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _json(500, {"code": "internal_error", "message": "internal server error (a bug): "
+                       "it has been logged"})
+
+
+EXCEPTION_HANDLERS = {
+    GridsyncError: domain_error,
+    HTTPException: http_error,
+    Exception: internal_error,
+}

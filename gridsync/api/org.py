@@ -1,0 +1,139 @@
+"""Read API for the admin and secretary side: org units, people, households, visits, /me."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
+
+from gridsync import households, org
+from gridsync.audit import record
+from gridsync.auth import Principal
+from gridsync.clock import now_iso
+from gridsync.config import Settings
+from gridsync.db import Store
+from gridsync.errors import NotFound
+from gridsync.models import (
+    HouseholdStatus,
+    Household,
+    HouseholdPage,
+    Me,
+    OrgUnit,
+    OrgUnitPage,
+    Person,
+    PersonPage,
+    Policy,
+    Role,
+    UnitKind,
+    VisitPage,
+)
+
+PageLimit = Annotated[int, QueryParameter(ge=1, le=500, description="page size, at most 500")]
+PageOffset = Annotated[int, QueryParameter(ge=0, le=10_000_000)]
+IdQuery = Annotated[str | None, QueryParameter(min_length=1, max_length=64)]
+
+
+def policy_of(settings: Settings) -> Policy:
+    return msgspec.convert(msgspec.structs.asdict(settings.coverage), Policy)
+
+
+class MeController(Controller):
+    path = "/api/v1/me"
+    tags = ["auth"]
+
+    @get("/", summary="The caller: person, roles, scope, policy")
+    async def me(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
+                 settings: NamedDependency[Settings]) -> Me:
+        person = await store.aread(org.get_person, principal.person_id)
+        scope = principal.scope
+        return Me(person=person, device_id=principal.device_id, roles=sorted(principal.roles),
+                  scope=person.scope, grid_ids=sorted(scope.grid_ids),
+                  policy=policy_of(settings), server_time=now_iso())
+
+
+class OrgUnitController(Controller):
+    path = "/api/v1/org-units"
+    tags = ["org"]
+
+    @get("/", summary="Org units in the caller's scope")
+    async def list_units(self, principal: NamedDependency[Principal],
+                         store: NamedDependency[Store],
+                         kind: Annotated[UnitKind | None, QueryParameter()] = None,
+                         parent_id: IdQuery = None, limit: PageLimit = 100,
+                         offset: PageOffset = 0) -> OrgUnitPage:
+        items, total = await store.aread(org.list_units, principal.scope, kind=kind,
+                                         parent_id=parent_id, limit=limit, offset=offset)
+        return OrgUnitPage(items=items, total=total, limit=limit, offset=offset)
+
+    @get("/{unit_id:str}", summary="One org unit")
+    async def get_unit(self, principal: NamedDependency[Principal],
+                       store: NamedDependency[Store], unit_id: FromPath[str]) -> OrgUnit:
+        if not principal.scope.allows_unit(unit_id):
+            raise NotFound(f"no org unit {unit_id}")
+        return await store.aread(org.get_unit, unit_id)
+
+
+class PeopleController(Controller):
+    path = "/api/v1/people"
+    tags = ["org"]
+
+    @get("/", summary="People in the caller's scope")
+    async def list_people(self, principal: NamedDependency[Principal],
+                          store: NamedDependency[Store],
+                          role: Annotated[Role | None, QueryParameter()] = None,
+                          unit_id: IdQuery = None, limit: PageLimit = 100,
+                          offset: PageOffset = 0) -> PersonPage:
+        items, total = await store.aread(org.list_people, principal.scope, role=role,
+                                         unit_id=unit_id, limit=limit, offset=offset)
+        await store.awrite(record, principal.actor, "read.people",
+                           detail={"role": role, "unit_id": unit_id, "count": len(items)})
+        return PersonPage(items=items, total=total, limit=limit, offset=offset)
+
+    @get("/{person_id:str}", summary="One person")
+    async def get_person(self, principal: NamedDependency[Principal],
+                         store: NamedDependency[Store], person_id: FromPath[str]) -> Person:
+        def read(db):  # noqa: ANN001, ANN202
+            if not org.person_visible(db, principal.scope, person_id):
+                raise NotFound(f"no person {person_id}")
+            return org.get_person(db, person_id)
+
+        return await store.aread(read)
+
+
+class HouseholdController(Controller):
+    path = "/api/v1/households"
+    tags = ["households"]
+
+    @get("/", summary="Households in the caller's scope (personal data: the read is audited)")
+    async def list_households(
+        self, principal: NamedDependency[Principal], store: NamedDependency[Store],
+        grid_id: IdQuery = None,
+        status: Annotated[HouseholdStatus | None, QueryParameter()] = None,
+        tag: Annotated[str | None, QueryParameter(min_length=1, max_length=64)] = None,
+        responsible_member_id: IdQuery = None,
+        limit: PageLimit = 100, offset: PageOffset = 0,
+    ) -> HouseholdPage:
+        items, total = await store.aread(
+            households.list_households, principal.scope, grid_id=grid_id, status=status, tag=tag,
+            responsible_member_id=responsible_member_id, limit=limit, offset=offset)
+        await store.awrite(record, principal.actor, "read.households",
+                           detail={"grid_id": grid_id, "status": status, "tag": tag,
+                                   "offset": offset, "count": len(items)})
+        return HouseholdPage(items=items, total=total, limit=limit, offset=offset)
+
+    @get("/{household_id:str}", summary="One household")
+    async def get_household(self, principal: NamedDependency[Principal],
+                            store: NamedDependency[Store],
+                            household_id: FromPath[str]) -> Household:
+        return await store.aread(households.get_household, principal.scope, household_id)
+
+    @get("/{household_id:str}/visits", summary="A household's visits, newest first")
+    async def list_visits(self, principal: NamedDependency[Principal],
+                          store: NamedDependency[Store], household_id: FromPath[str],
+                          limit: PageLimit = 100, offset: PageOffset = 0) -> VisitPage:
+        items, total = await store.aread(households.list_visits, principal.scope, household_id,
+                                         limit=limit, offset=offset)
+        return VisitPage(items=items, total=total, limit=limit, offset=offset)

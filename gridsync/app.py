@@ -1,0 +1,88 @@
+"""create_app(): routers, lifespan, plugins, exception handlers. Nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router, get
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+import gridsync
+from gridsync.api.deps import TokenAuthMiddleware, provide_principal
+from gridsync.api.devices import DeviceController
+from gridsync.api.errors import EXCEPTION_HANDLERS
+from gridsync.api.org import HouseholdController, MeController, OrgUnitController, PeopleController
+from gridsync.clock import SYSTEM_CLOCK, Clock
+from gridsync.config import Settings, load_settings
+from gridsync.db import Store
+
+API_CONTROLLERS = [
+    MeController,
+    OrgUnitController,
+    PeopleController,
+    HouseholdController,
+    DeviceController,
+]
+
+
+@get("/healthz", include_in_schema=False)
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None,
+               clock: Clock = SYSTEM_CLOCK) -> Litestar:
+    """The ASGI app. Pass ``store`` to share one with the caller (tests); otherwise the app opens
+    ``settings.db`` at startup and closes it at shutdown."""
+    settings = settings or load_settings()
+    owned = store is None
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if owned:
+            app.state.store = Store(settings.db, synchronous=settings.synchronous)
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.store.close()
+
+    api = Router(
+        path="/",
+        route_handlers=API_CONTROLLERS,
+        middleware=[TokenAuthMiddleware],
+        dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
+        security=[{"BearerToken": []}],
+    )
+    app = Litestar(
+        route_handlers=[api, healthz],
+        dependencies={
+            "store": Provide(lambda: app.state.store, sync_to_thread=False),
+            "settings": Provide(lambda: settings, sync_to_thread=False),
+            "clock": Provide(lambda: clock, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(
+            title="gridsync",
+            version=gridsync.__version__,
+            description="Offline-sync backend for grid-based neighbourhood governance.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+            components=Components(security_schemes={
+                "BearerToken": SecurityScheme(type="http", scheme="bearer",
+                                              description="a device token from enrolment"),
+            }),
+        ),
+        request_max_body_size=8 * 1024 * 1024,
+        debug=False,
+    )
+    app.state.settings = settings
+    app.state.clock = clock
+    if store is not None:
+        app.state.store = store
+    return app

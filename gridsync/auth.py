@@ -1,0 +1,117 @@
+"""Devices and tokens. A token is shown once at enrolment; the database keeps only its SHA-256
+(tokens are 256 random bits, so a fast hash is safe and makes every request's lookup cheap).
+Admins, secretaries and phones all authenticate the same way: one device, one token."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+import msgspec
+import sqlite_utils
+
+from gridsync import audit
+from gridsync.audit import Actor
+from gridsync.clock import now_iso
+from gridsync.errors import DeviceRevoked, Forbidden, Invalid, NotFound, Unauthorized
+from gridsync.models import Device, Enrolled
+from gridsync.org import Scope, get_person, resolve_scope
+
+TOKEN_PREFIX = "gs1_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: a person on a device, with the roles and scope of the person."""
+
+    person_id: str
+    device_id: str
+    roles: frozenset[str]
+    scope: Scope
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.person_id, self.device_id)
+
+    def has_role(self, *roles: str) -> bool:
+        return bool(self.roles.intersection(roles))
+
+    def require_role(self, *roles: str) -> None:
+        if not self.has_role(*roles):
+            raise Forbidden(f"this needs one of the roles: {', '.join(roles)}")
+
+
+def enroll(db: sqlite_utils.Database, person_id: str, actor: Actor, *, label: str = "",
+           device_id: str | None = None) -> Enrolled:
+    get_person(db, person_id)  # raises NotFound
+    device_id = device_id or f"dev-{secrets.token_hex(6)}"
+    if db.execute("SELECT 1 FROM devices WHERE id = ?", [device_id]).fetchone():
+        raise Invalid(f"device id {device_id} is taken", code="device_exists", field="device_id")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    db.execute(
+        "INSERT INTO devices (id, person_id, token_hash, label, created_at) VALUES (?, ?, ?, ?, ?)",
+        [device_id, person_id, hash_token(token), label, now_iso()],
+    )
+    audit.record(db, actor, "device.enroll", target=device_id, detail={"person_id": person_id})
+    return Enrolled(device_id=device_id, person_id=person_id, token=token)
+
+
+def revoke(db: sqlite_utils.Database, device_id: str, actor: Actor, reason: str = "") -> Device:
+    row = db.execute("SELECT revoked_at FROM devices WHERE id = ?", [device_id]).fetchone()
+    if row is None:
+        raise NotFound(f"no device {device_id}")
+    if row[0] is None:
+        db.execute("UPDATE devices SET revoked_at = ? WHERE id = ?", [now_iso(), device_id])
+    audit.record(db, actor, "device.revoke", target=device_id, detail={"reason": reason})
+    return get_device(db, device_id)
+
+
+_DEVICE_COLS = "id, person_id, label, created_at, revoked_at, last_seen_at"
+
+
+def _device(row: tuple) -> Device:
+    return Device(id=row[0], person_id=row[1], label=row[2], created_at=row[3],
+                  revoked_at=row[4], last_seen_at=row[5])
+
+
+def get_device(db: sqlite_utils.Database, device_id: str) -> Device:
+    row = db.execute(f"SELECT {_DEVICE_COLS} FROM devices WHERE id = ?", [device_id]).fetchone()
+    if row is None:
+        raise NotFound(f"no device {device_id}")
+    return _device(row)
+
+
+def list_devices(db: sqlite_utils.Database, *, person_id: str | None = None, limit: int = 1000,
+                 offset: int = 0) -> tuple[list[Device], int]:
+    where, params = ("WHERE person_id = ?", [person_id]) if person_id else ("", [])
+    total = db.execute(f"SELECT count(*) FROM devices {where}", params).fetchone()[0]
+    rows = db.execute(
+        f"SELECT {_DEVICE_COLS} FROM devices {where} ORDER BY created_at, id LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    ).fetchall()
+    return [_device(r) for r in rows], total
+
+
+def authenticate(db: sqlite_utils.Database, token: str | None) -> Principal:
+    """The principal a bearer token stands for; raises Unauthorized or DeviceRevoked."""
+    if not token:
+        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+    row = db.execute(
+        "SELECT d.id, d.person_id, d.revoked_at, p.roles, p.active FROM devices d "
+        "JOIN people p ON p.id = d.person_id WHERE d.token_hash = ?",
+        [hash_token(token)],
+    ).fetchone()
+    if row is None:
+        raise Unauthorized("unknown token", code="invalid_token")
+    if row[2] is not None:
+        raise DeviceRevoked()
+    if not row[4]:
+        raise Unauthorized("this person is no longer active", code="person_inactive")
+    roles = frozenset(msgspec.json.decode(row[3]))
+    return Principal(person_id=row[1], device_id=row[0], roles=roles,
+                     scope=resolve_scope(db, row[1]))

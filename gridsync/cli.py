@@ -1,0 +1,260 @@
+"""The ``gridsync`` command. Thin: parse, call a domain function through the Store, print.
+
+Every command takes ``--db`` (default ``./gridsync.db`` or ``$GRIDSYNC_DB``); commands that list
+or report take ``--json`` and then print exactly one JSON document on stdout."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+
+from gridsync import auth, org
+from gridsync.audit import Actor
+from gridsync.config import ConfigError, load_settings
+from gridsync.db import Store
+from gridsync.errors import GridsyncError
+from gridsync.models import ROLES, OrgUnit
+
+
+def db_option(fn: Callable) -> Callable:
+    return click.option(
+        "--db", "db_path", envvar="GRIDSYNC_DB", default="gridsync.db", show_default=True,
+        type=click.Path(dir_okay=False), help="SQLite database file.",
+    )(fn)
+
+
+def json_option(fn: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print one JSON document on stdout (for scripts).")(fn)
+
+
+def echo_json(value: Any) -> None:
+    click.echo(msgspec.json.encode(value).decode())
+
+
+def open_store(db_path: str, *, must_exist: bool = True) -> Store:
+    if must_exist and not Path(db_path).exists():
+        raise click.ClickException(
+            f"no database at {db_path}: run 'gridsync init --db {db_path}' (or 'gridsync demo') "
+            "first")
+    return Store(db_path)
+
+
+def run(fn: Callable[[], Any]) -> Any:
+    """Turn domain errors into a clean CLI error (exit code 1) instead of a traceback."""
+    try:
+        return fn()
+    except GridsyncError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gridsync")
+def cli() -> None:
+    """gridsync: the backend grid workers' phones sync with.
+
+    Start with 'gridsync demo' (a realistic community) then 'gridsync serve'.
+    """
+
+
+@cli.command()
+@db_option
+def init(db_path: str) -> None:
+    """Create the database (or bring it up to date) and apply all migrations."""
+    with Store(db_path) as store:
+        from gridsync.db import epoch
+
+        click.echo(f"database {db_path} is ready (epoch {store.read(epoch)})")
+
+
+@cli.command()
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int, help="0 picks a free port.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="TOML settings file (see README).")
+def serve(db_path: str, host: str, port: int, config_path: str | None) -> None:
+    """Serve the HTTP API (and run periodic work) on the embedded SQLite file."""
+    import uvicorn
+
+    from gridsync.app import create_app
+
+    try:
+        settings = load_settings(config_path, db=db_path, host=host, port=port)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    Store(settings.db).close()  # create and migrate before accepting requests
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
+    bound_port = sock.getsockname()[1]
+    click.echo(f"gridsync serving http://{host}:{bound_port} (db {settings.db}); "
+               f"API docs at http://{host}:{bound_port}/schema", err=False)
+    sys.stdout.flush()
+    config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False,
+                            http="httptools", loop="uvloop" if sys.platform != "win32" else "auto",
+                            timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+# -- org and people ---------------------------------------------------------------------------
+
+
+@cli.group()
+def units() -> None:
+    """Org units: district, street, community, grid, branch, department."""
+
+
+@units.command("add")
+@db_option
+@click.argument("unit_id")
+@click.option("--kind", required=True,
+              type=click.Choice(["district", "street", "community", "grid", "branch",
+                                 "department"]))
+@click.option("--name", required=True)
+@click.option("--parent", "parent_id", help="Parent unit id (required except for a district).")
+@click.option("--grid", "grid_id", help="For a branch: the grid it maps to.")
+def units_add(db_path: str, unit_id: str, kind: str, name: str, parent_id: str | None,
+              grid_id: str | None) -> None:
+    """Add or rename an org unit."""
+    with open_store(db_path, must_exist=False) as store:
+        unit = OrgUnit(id=unit_id, kind=kind, name=name, parent_id=parent_id,  # type: ignore[arg-type]
+                       grid_id=grid_id)
+        run(lambda: store.write(org.add_units, [unit]))
+    click.echo(f"{kind} {unit_id} saved")
+
+
+@cli.group(invoke_without_command=True)
+@db_option
+@json_option
+@click.option("--role", type=click.Choice(ROLES), help="Only people with this role.")
+@click.option("--unit", "unit_id", help="Only people whose scope or branch is this unit.")
+@click.pass_context
+def people(ctx: click.Context, db_path: str, as_json: bool, role: str | None,
+           unit_id: str | None) -> None:
+    """List people (with --json: an array of {id, name, roles, scope})."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with open_store(db_path) as store:
+        admin = org.Scope("cli", True, frozenset(), frozenset(), 0)
+        items, _ = run(lambda: store.read(org.list_people, admin, role=role, unit_id=unit_id,
+                                          limit=1_000_000))
+    if as_json:
+        echo_json([{"id": p.id, "name": p.name, "roles": p.roles, "scope": p.scope}
+                   for p in items])
+        return
+    for p in items:
+        click.echo(f"{p.id}\t{p.name}\t{','.join(p.roles)}\t{','.join(p.scope)}")
+    click.echo(f"{len(items)} people", err=True)
+
+
+@people.command("add")
+@db_option
+@click.argument("person_id")
+@click.option("--name", required=True)
+@click.option("--role", "roles", multiple=True, required=True, type=click.Choice(ROLES),
+              help="Repeat for several roles.")
+@click.option("--scope", "scope", multiple=True, help="Org unit id; repeat for several.")
+@click.option("--branch", "branch_id", help="Party branch of a member.")
+@click.option("--phone", default="")
+@click.option("--channel", "channels", multiple=True,
+              help="Apprise URL for this person's notifications; repeat for several.")
+def people_add(db_path: str, person_id: str, name: str, roles: tuple[str, ...],
+               scope: tuple[str, ...], branch_id: str | None, phone: str,
+               channels: tuple[str, ...]) -> None:
+    """Add a person or replace their roles and scope."""
+    person = org.NewPerson(id=person_id, name=name, roles=list(roles), scope=list(scope),
+                           branch_id=branch_id, phone=phone, channels=list(channels))
+    with open_store(db_path, must_exist=False) as store:
+        run(lambda: store.write(org.add_people, [person], Actor.cli()))
+    click.echo(f"person {person_id} saved")
+
+
+# -- devices ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def device() -> None:
+    """Enrol, revoke and list devices (phones, and the admins' and secretaries' clients)."""
+
+
+@device.command("enroll")
+@db_option
+@json_option
+@click.option("--person", "person_id", required=True, help="The person the device belongs to.")
+@click.option("--label", default="", help="A note such as the phone model.")
+@click.option("--device-id", default=None, help="Choose the device id (default: generated).")
+def device_enroll(db_path: str, as_json: bool, person_id: str, label: str,
+                  device_id: str | None) -> None:
+    """Enrol a device and print its token. The token is shown this once only."""
+    with open_store(db_path) as store:
+        enrolled = run(lambda: store.write(auth.enroll, person_id, Actor.cli(), label=label,
+                                           device_id=device_id))
+    if as_json:
+        echo_json({"device_id": enrolled.device_id, "token": enrolled.token})
+        return
+    click.echo(f"device {enrolled.device_id} enrolled for {person_id}")
+    click.echo(f"token (shown once, store it now): {enrolled.token}")
+
+
+@device.command("revoke")
+@db_option
+@click.argument("device_id")
+@click.option("--reason", default="")
+def device_revoke(db_path: str, device_id: str, reason: str) -> None:
+    """Revoke a device at once: its next request is refused and told to wipe."""
+    with open_store(db_path) as store:
+        run(lambda: store.write(auth.revoke, device_id, Actor.cli(), reason))
+    click.echo(f"device {device_id} revoked")
+
+
+@device.command("list")
+@db_option
+@json_option
+@click.option("--person", "person_id", default=None)
+def device_list(db_path: str, as_json: bool, person_id: str | None) -> None:
+    """List devices."""
+    with open_store(db_path) as store:
+        items, _ = store.read(auth.list_devices, person_id=person_id, limit=1_000_000)
+    if as_json:
+        echo_json(items)
+        return
+    for d in items:
+        state = f"revoked {d.revoked_at}" if d.revoked_at else "active"
+        click.echo(f"{d.id}\t{d.person_id}\t{d.label}\t{state}\tlast seen {d.last_seen_at or '-'}")
+
+
+# -- schemas ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--check", is_flag=True, help="Exit 1 if schemas/ differs from the Structs.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
+              help="Where the schema files live (default: the repository's schemas/).")
+def schemas(check: bool, directory: str | None) -> None:
+    """Generate schemas/*.json (JSON Schema) from the wire Structs."""
+    from gridsync import schemas as schema_files
+
+    target = Path(directory) if directory else schema_files.default_dir()
+    if check:
+        problems = schema_files.stale(target)
+        if problems:
+            raise click.ClickException(
+                f"schemas are stale in {target}: {', '.join(problems)}; run 'gridsync schemas'")
+        click.echo(f"schemas in {target} are current")
+        return
+    written = schema_files.write(target)
+    click.echo(f"wrote {len(written)} schema files to {target}")
+
+
+def main() -> None:
+    cli()

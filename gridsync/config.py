@@ -1,0 +1,113 @@
+"""Settings: defaults, an optional TOML file, and GRIDSYNC_* environment variables.
+
+Precedence (last wins): built-in defaults < TOML file (``--config``, ``GRIDSYNC_CONFIG`` or
+``./gridsync.toml``) < environment (``GRIDSYNC_DB``, ``GRIDSYNC_HOST``, ``GRIDSYNC_PORT``).
+The coverage and whistle policies here are the district defaults; a community may override the
+coverage policy through the admin API (stored in the database).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+DEFAULT_SERVICE_KINDS = ("policy", "opinion", "hardship", "safety", "dispute", "environment")
+DEFAULT_PRIORITY_TAGS = ("elderly_alone", "disabled", "low_income")
+LEVELS = ("grid", "community", "street", "department", "district")
+
+
+class CoveragePolicy(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The 1-5-N rule's numbers (SPEC section 4)."""
+
+    min_households_per_member: int = 5
+    max_households_per_member: int = 12
+    cycle_days: int = 30
+    priority_tags: tuple[str, ...] = DEFAULT_PRIORITY_TAGS
+    priority_cycle_days: int = 7
+    service_kinds: tuple[str, ...] = DEFAULT_SERVICE_KINDS
+
+
+class LevelDeadlines(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Minutes allowed at one level, counted from the case's arrival at that level."""
+
+    accept_minutes: float
+    arrive_minutes: float
+    resolve_minutes: float
+
+
+def _default_deadlines() -> dict[str, LevelDeadlines]:
+    return {
+        # "居民事务110": accept within 1 minute, on site within 10, resolved within 30.
+        "grid": LevelDeadlines(accept_minutes=1, arrive_minutes=10, resolve_minutes=30),
+        "community": LevelDeadlines(accept_minutes=10, arrive_minutes=60, resolve_minutes=24 * 60),
+        "street": LevelDeadlines(accept_minutes=30, arrive_minutes=4 * 60, resolve_minutes=3 * 24 * 60),
+        "department": LevelDeadlines(
+            accept_minutes=60, arrive_minutes=24 * 60, resolve_minutes=5 * 24 * 60
+        ),
+        "district": LevelDeadlines(
+            accept_minutes=24 * 60, arrive_minutes=3 * 24 * 60, resolve_minutes=15 * 24 * 60
+        ),
+    }
+
+
+class NotifySettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    apprise_config: str | None = None  # path to an Apprise YAML config
+    locale: str = "zh-CN"
+    quiet_hours: tuple[int, int] = (21, 8)  # digests are held between 21:00 and 08:00 local
+    timezone: str = "Asia/Shanghai"
+    max_attempts: int = 8
+    timeout_seconds: float = 10.0
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    db: str = "gridsync.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # An HLC further ahead of the server's clock than this is clamped (SPEC 3.1).
+    max_clock_skew_ms: int = 5 * 60 * 1000
+    max_push_mutations: int = 1000
+    max_push_bytes: int = 4 * 1024 * 1024
+    max_page_size: int = 500
+    synchronous: str = "FULL"  # SQLite PRAGMA synchronous; FULL survives power loss too
+    coverage: CoveragePolicy = msgspec.field(default_factory=CoveragePolicy)
+    whistle_deadlines: dict[str, LevelDeadlines] = msgspec.field(default_factory=_default_deadlines)
+    notify: NotifySettings = msgspec.field(default_factory=NotifySettings)
+    sweep_interval_seconds: float = 5.0
+
+
+class ConfigError(Exception):
+    pass
+
+
+def load_settings(config_path: str | os.PathLike | None = None, **overrides) -> Settings:
+    """Build Settings from the TOML file (if any), the environment and explicit overrides."""
+    path = config_path or os.environ.get("GRIDSYNC_CONFIG")
+    if path is None and Path("gridsync.toml").exists():
+        path = "gridsync.toml"
+    data: dict = {}
+    if path is not None:
+        try:
+            data = msgspec.toml.decode(Path(path).read_bytes())
+        except (OSError, msgspec.DecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    env = {
+        "db": os.environ.get("GRIDSYNC_DB"),
+        "host": os.environ.get("GRIDSYNC_HOST"),
+        "port": os.environ.get("GRIDSYNC_PORT"),
+    }
+    data.update({k: v for k, v in env.items() if v is not None})
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if "port" in data:
+        data["port"] = int(data["port"])
+    try:
+        settings = msgspec.convert(data, Settings, str_keys=True)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+    missing = set(LEVELS) - set(settings.whistle_deadlines)
+    if missing:
+        base = _default_deadlines()
+        merged = {**{k: base[k] for k in missing}, **settings.whistle_deadlines}
+        settings = msgspec.structs.replace(settings, whistle_deadlines=merged)
+    return settings

@@ -1,0 +1,60 @@
+"""Domain errors. Each carries an HTTP status, a machine-readable ``code`` and a human message;
+the API maps them to ``{"code", "message", ...}`` bodies in one place (``gridsync/api/errors.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GridsyncError(Exception):
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 **extra: Any):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, **self.extra}
+
+
+class Invalid(GridsyncError):
+    status = 400
+    code = "validation_error"
+
+
+class Unauthorized(GridsyncError):
+    status = 401
+    code = "unauthorized"
+
+
+class DeviceRevoked(Unauthorized):
+    code = "device_revoked"
+
+    def __init__(self, message: str = "this device has been revoked; local data must be wiped"):
+        super().__init__(message, wipe=True)
+
+
+class Forbidden(GridsyncError):
+    status = 403
+    code = "forbidden"
+
+
+class OutOfScope(Forbidden):
+    code = "out_of_scope"
+
+
+class NotFound(GridsyncError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(GridsyncError):
+    status = 409
+    code = "conflict"

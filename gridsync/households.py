@@ -1,0 +1,109 @@
+"""Households and their visits: reading within a scope, and the row <-> wire conversions that
+the API, sync pull and exports share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import sqlite_utils
+
+from gridsync.errors import NotFound, OutOfScope
+from gridsync.models import Geo, Household, Visit
+from gridsync.org import Scope
+
+HOUSEHOLD_COLUMNS = (
+    "id", "grid_id", "building", "unit", "room", "head_name", "phone", "size", "tags", "notes",
+    "responsible_member_id", "status",
+)
+HOUSEHOLD_SELECT = ", ".join(f"h.{c}" for c in HOUSEHOLD_COLUMNS)
+
+VISIT_COLUMNS = (
+    "id", "household_id", "member_id", "device_id", "at", "channel", "kinds", "note", "geo",
+    "voided",
+)
+VISIT_SELECT = ", ".join(f"v.{c}" for c in VISIT_COLUMNS)
+
+_tags_decoder = msgspec.json.Decoder(list[str])
+_geo_decoder = msgspec.json.Decoder(Geo)
+
+
+def household_from_row(row: tuple) -> Household:
+    return Household(
+        id=row[0], grid_id=row[1], building=row[2], unit=row[3], room=row[4], head_name=row[5],
+        phone=row[6], size=row[7], tags=_tags_decoder.decode(row[8]), notes=row[9],
+        responsible_member_id=row[10], status=row[11],
+    )
+
+
+def visit_from_row(row: tuple) -> Visit:
+    return Visit(
+        id=row[0], household_id=row[1], member_id=row[2], device_id=row[3], at=row[4],
+        channel=row[5], kinds=_tags_decoder.decode(row[6]), note=row[7],
+        geo=_geo_decoder.decode(row[8]) if row[8] else None, voided=bool(row[9]),
+    )
+
+
+def household_grid(db: sqlite_utils.Database, household_id: str) -> str | None:
+    row = db.execute("SELECT grid_id FROM households WHERE id = ?", [household_id]).fetchone()
+    return row[0] if row else None
+
+
+def get_household(db: sqlite_utils.Database, scope: Scope, household_id: str) -> Household:
+    """A household in the scope; one outside it is reported as not found (no existence leak)."""
+    row = db.execute(
+        f"SELECT {HOUSEHOLD_SELECT} FROM households h WHERE h.id = ?", [household_id]
+    ).fetchone()
+    if row is None or not scope.allows_grid(row[1]):
+        raise NotFound(f"no household {household_id}")
+    return household_from_row(row)
+
+
+def list_households(db: sqlite_utils.Database, scope: Scope, *, grid_id: str | None = None,
+                    status: str | None = None, tag: str | None = None,
+                    responsible_member_id: str | None = None, limit: int = 100,
+                    offset: int = 0) -> tuple[list[Household], int]:
+    if grid_id is not None and not scope.allows_grid(grid_id):
+        raise OutOfScope(f"grid {grid_id} is outside your scope")
+    cond, params = scope.grid_filter("h.grid_id")
+    where = [cond]
+    if grid_id:
+        where.append("h.grid_id = ?")
+        params.append(grid_id)
+    if status:
+        where.append("h.status = ?")
+        params.append(status)
+    if tag:
+        where.append("EXISTS (SELECT 1 FROM json_each(h.tags) WHERE value = ?)")
+        params.append(tag)
+    if responsible_member_id:
+        where.append("h.responsible_member_id = ?")
+        params.append(responsible_member_id)
+    sql_where = " AND ".join(where)
+    total = db.execute(f"SELECT count(*) FROM households h WHERE {sql_where}", params).fetchone()[0]
+    rows = db.execute(
+        f"SELECT {HOUSEHOLD_SELECT} FROM households h WHERE {sql_where} "
+        "ORDER BY h.grid_id, h.building, h.unit, h.room, h.id LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    ).fetchall()
+    return [household_from_row(r) for r in rows], total
+
+
+def list_visits(db: sqlite_utils.Database, scope: Scope, household_id: str, *, limit: int = 100,
+                offset: int = 0) -> tuple[list[Visit], int]:
+    get_household(db, scope, household_id)  # raises when out of scope
+    total = db.execute("SELECT count(*) FROM visits WHERE household_id = ?",
+                       [household_id]).fetchone()[0]
+    rows = db.execute(
+        f"SELECT {VISIT_SELECT} FROM visits v WHERE v.household_id = ? "
+        "ORDER BY v.at_ms DESC, v.id LIMIT ? OFFSET ?",
+        [household_id, limit, offset],
+    ).fetchall()
+    return [visit_from_row(r) for r in rows], total
+
+
+def household_params(h: Household) -> dict[str, Any]:
+    """Column values of a household row (tags sorted and JSON-encoded)."""
+    data = msgspec.structs.asdict(h)
+    data["tags"] = msgspec.json.encode(sorted(set(h.tags))).decode()
+    return data

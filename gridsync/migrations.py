@@ -1,0 +1,133 @@
+"""Numbered schema migrations (sqlite-utils' Migrations). Never edit an applied migration:
+add the next number. Each area owns the migrations that create its tables."""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("gridsync")
+
+
+@migrations(name="0001_foundation")
+def m0001_foundation(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+        -- Administrative tree (district > street > community > grid), party branches
+        -- (branch belongs to a community, usually maps to one grid) and departments.
+        CREATE TABLE org_units (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN
+                ('district', 'street', 'community', 'grid', 'branch', 'department')),
+            name TEXT NOT NULL,
+            parent_id TEXT REFERENCES org_units(id),
+            grid_id TEXT REFERENCES org_units(id),
+            seq INTEGER NOT NULL
+        );
+        CREATE INDEX org_units_parent ON org_units(parent_id);
+        CREATE INDEX org_units_seq ON org_units(seq);
+
+        CREATE TABLE people (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            phone TEXT NOT NULL DEFAULT '',
+            roles TEXT NOT NULL DEFAULT '[]',           -- JSON array of role names
+            branch_id TEXT REFERENCES org_units(id),    -- party branch of a member
+            active INTEGER NOT NULL DEFAULT 1,
+            channels TEXT NOT NULL DEFAULT '[]',        -- JSON array of Apprise URLs (secret)
+            locale TEXT NOT NULL DEFAULT 'zh-CN',
+            scope_version INTEGER NOT NULL DEFAULT 1,
+            seq INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX people_branch ON people(branch_id);
+        CREATE INDEX people_seq ON people(seq);
+
+        CREATE TABLE person_scope (
+            person_id TEXT NOT NULL REFERENCES people(id),
+            unit_id TEXT NOT NULL REFERENCES org_units(id),
+            PRIMARY KEY (person_id, unit_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX person_scope_unit ON person_scope(unit_id);
+
+        CREATE TABLE households (
+            id TEXT PRIMARY KEY,
+            external_id TEXT UNIQUE,
+            grid_id TEXT NOT NULL REFERENCES org_units(id),
+            building TEXT NOT NULL DEFAULT '',
+            unit TEXT NOT NULL DEFAULT '',
+            room TEXT NOT NULL DEFAULT '',
+            head_name TEXT NOT NULL DEFAULT '',
+            phone TEXT NOT NULL DEFAULT '',
+            size INTEGER NOT NULL DEFAULT 1,
+            tags TEXT NOT NULL DEFAULT '[]',            -- JSON array, sorted
+            notes TEXT NOT NULL DEFAULT '',
+            responsible_member_id TEXT REFERENCES people(id),
+            status TEXT NOT NULL DEFAULT 'active'
+                CHECK (status IN ('active', 'moved_out', 'archived')),
+            last_visit_ms INTEGER,                      -- newest non-voided visit, for coverage
+            field_hlc TEXT NOT NULL DEFAULT '{}',       -- JSON: field -> HLC of its value
+            seq INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX households_grid_seq ON households(grid_id, seq);
+        CREATE INDEX households_seq ON households(seq);
+        CREATE INDEX households_member ON households(responsible_member_id);
+
+        CREATE TABLE visits (
+            id TEXT PRIMARY KEY,
+            household_id TEXT NOT NULL,
+            grid_id TEXT NOT NULL,
+            member_id TEXT NOT NULL,
+            device_id TEXT,
+            at TEXT NOT NULL,                           -- device clock, ISO 8601 with offset
+            at_ms INTEGER NOT NULL,                     -- the same instant, UTC epoch ms
+            channel TEXT NOT NULL,
+            kinds TEXT NOT NULL DEFAULT '[]',
+            note TEXT NOT NULL DEFAULT '',
+            geo TEXT,
+            voided INTEGER NOT NULL DEFAULT 0,
+            seq INTEGER NOT NULL,
+            received_at TEXT NOT NULL
+        );
+        CREATE INDEX visits_grid_seq ON visits(grid_id, seq);
+        CREATE INDEX visits_household ON visits(household_id, at_ms);
+
+        CREATE TABLE devices (
+            id TEXT PRIMARY KEY,
+            person_id TEXT NOT NULL REFERENCES people(id),
+            token_hash TEXT NOT NULL UNIQUE,            -- sha256 of the token; never the token
+            label TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            revoked_at TEXT,
+            last_seen_at TEXT,
+            last_seq INTEGER NOT NULL DEFAULT 0         -- highest push seq applied
+        );
+        CREATE INDEX devices_person ON devices(person_id);
+
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            person_id TEXT,
+            device_id TEXT,
+            action TEXT NOT NULL,
+            target TEXT,
+            detail TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX audit_log_person ON audit_log(person_id, at);
+        """
+    )
+    db.execute("INSERT INTO meta (key, value) VALUES ('change_seq', '0')")
+    db.execute("INSERT INTO meta (key, value) VALUES ('epoch', ?)", [uuid.uuid4().hex])
+
+
+# -- sync (issue: offline sync v1) ----------------------------------------------------------
+
+# -- coverage (issue: 1-5-N coverage) -------------------------------------------------------
+
+# -- whistle and notify (issue: whistle cases and notifications) ----------------------------

@@ -1,0 +1,161 @@
+"""Wire types shared by the API, storage and ``schemas/``: msgspec Structs, strict at the edge.
+
+Field names of Household and Visit are the phone app's contract (SPEC section 2).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+Role = Literal["admin", "street", "community_secretary", "branch_secretary", "member", "department"]
+ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
+UnitKind = Literal["district", "street", "community", "grid", "branch", "department"]
+HouseholdStatus = Literal["active", "moved_out", "archived"]
+Channel = Literal["door", "phone", "wechat", "other"]
+
+Id = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Limit = Annotated[int, Meta(ge=1, le=500)]
+
+
+class ErrorBody(Struct, kw_only=True):
+    """Every 4xx and 5xx body."""
+
+    code: str
+    message: str
+    field: str | None = None
+
+
+class OrgUnit(Struct, kw_only=True):
+    id: str
+    kind: UnitKind
+    name: str
+    parent_id: str | None = None
+    grid_id: str | None = None  # a branch's grid
+
+
+class Person(Struct, kw_only=True):
+    id: str
+    name: str
+    roles: list[Role]
+    scope: list[str]  # org unit ids
+    branch_id: str | None = None
+    active: bool = True
+
+
+class Geo(Struct, kw_only=True, frozen=True):
+    lat: Annotated[float, Meta(ge=-90, le=90)]
+    lon: Annotated[float, Meta(ge=-180, le=180)]
+
+
+class Household(Struct, kw_only=True):
+    id: str
+    grid_id: str
+    building: str = ""
+    unit: str = ""
+    room: str = ""
+    head_name: str = ""
+    phone: str = ""
+    size: int = 1
+    tags: list[str] = msgspec.field(default_factory=list)
+    notes: str = ""
+    responsible_member_id: str | None = None
+    status: HouseholdStatus = "active"
+
+
+class Visit(Struct, kw_only=True):
+    id: str
+    household_id: str
+    member_id: str
+    device_id: str | None
+    at: str  # device clock, ISO 8601 with offset, as the phone sent it
+    channel: Channel
+    kinds: list[str] = msgspec.field(default_factory=list)
+    note: str = ""
+    geo: Geo | None = None
+    voided: bool = False
+
+
+class Policy(Struct, kw_only=True):
+    """The coverage policy in force for a community (SPEC section 4)."""
+
+    min_households_per_member: int
+    max_households_per_member: int
+    cycle_days: int
+    priority_tags: list[str]
+    priority_cycle_days: int
+    service_kinds: list[str]
+
+
+class Me(Struct, kw_only=True):
+    person: Person
+    device_id: str
+    roles: list[Role]
+    scope: list[str]
+    grid_ids: list[str]
+    policy: Policy
+    server_time: str
+
+
+class Device(Struct, kw_only=True):
+    id: str
+    person_id: str
+    label: str
+    created_at: str
+    revoked_at: str | None = None
+    last_seen_at: str | None = None
+
+
+class EnrollRequest(Struct, kw_only=True, forbid_unknown_fields=True):
+    person_id: Id
+    label: Annotated[str, Meta(max_length=100)] = ""
+    device_id: Id | None = None
+
+
+class Enrolled(Struct, kw_only=True):
+    """Shown once: the server keeps only a hash of the token."""
+
+    device_id: str
+    person_id: str
+    token: str
+
+
+class RevokeRequest(Struct, kw_only=True, forbid_unknown_fields=True):
+    reason: Annotated[str, Meta(max_length=500)] = ""
+
+
+class OrgUnitPage(Struct, kw_only=True):
+    items: list[OrgUnit]
+    total: int
+    limit: int
+    offset: int
+
+
+class PersonPage(Struct, kw_only=True):
+    items: list[Person]
+    total: int
+    limit: int
+    offset: int
+
+
+class HouseholdPage(Struct, kw_only=True):
+    items: list[Household]
+    total: int
+    limit: int
+    offset: int
+
+
+class VisitPage(Struct, kw_only=True):
+    items: list[Visit]
+    total: int
+    limit: int
+    offset: int
+
+
+class DevicePage(Struct, kw_only=True):
+    items: list[Device]
+    total: int
+    limit: int
+    offset: int

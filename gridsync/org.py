@@ -1,0 +1,310 @@
+"""Organisation units, people, and scope resolution.
+
+:func:`resolve_scope` is the one answer to "which org units and grids may this person read and
+write"; every read and write path asks it (SPEC section 2: scope flows down the tree).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import sqlite_utils
+
+from gridsync import audit
+from gridsync.audit import Actor
+from gridsync.clock import now_iso
+from gridsync.db import next_seq
+from gridsync.errors import Invalid, NotFound
+from gridsync.models import ROLES, OrgUnit, Person
+
+PARENT_KIND = {
+    "district": None,
+    "street": "district",
+    "community": "street",
+    "grid": "community",
+    "branch": "community",
+    "department": "district",
+}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a person may see. ``everything`` is the district admin's scope."""
+
+    person_id: str
+    everything: bool
+    unit_ids: frozenset[str]  # assigned units and everything below them
+    grid_ids: frozenset[str]  # grids whose households are readable and writable
+    version: int
+
+    def allows_grid(self, grid_id: str | None) -> bool:
+        return self.everything or (grid_id is not None and grid_id in self.grid_ids)
+
+    def allows_unit(self, unit_id: str) -> bool:
+        return self.everything or unit_id in self.unit_ids
+
+    def grid_filter(self, column: str = "grid_id") -> tuple[str, list[Any]]:
+        """An SQL condition restricting ``column`` to this scope's grids, and its parameters."""
+        if self.everything:
+            return "1", []
+        if not self.grid_ids:
+            return "0", []
+        return f"{column} IN (SELECT value FROM json_each(?))", [
+            msgspec.json.encode(sorted(self.grid_ids)).decode()
+        ]
+
+    def unit_filter(self, column: str = "id") -> tuple[str, list[Any]]:
+        if self.everything:
+            return "1", []
+        return f"{column} IN (SELECT value FROM json_each(?))", [
+            msgspec.json.encode(sorted(self.unit_ids)).decode()
+        ]
+
+
+def resolve_scope(db: sqlite_utils.Database, person_id: str) -> Scope:
+    row = db.execute(
+        "SELECT roles, scope_version, active FROM people WHERE id = ?", [person_id]
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no person {person_id}")
+    roles = msgspec.json.decode(row[0])
+    if "admin" in roles:
+        return Scope(person_id, True, frozenset(), frozenset(), row[1])
+    units = db.execute(
+        """
+        WITH RECURSIVE tree(id) AS (
+            SELECT unit_id FROM person_scope WHERE person_id = ?
+            UNION
+            SELECT o.id FROM org_units o JOIN tree t ON o.parent_id = t.id
+        )
+        SELECT o.id, o.kind, o.grid_id FROM tree t JOIN org_units o ON o.id = t.id
+        """,
+        [person_id],
+    ).fetchall()
+    unit_ids = {u[0] for u in units}
+    grid_ids = {u[0] for u in units if u[1] == "grid"}
+    grid_ids |= {u[2] for u in units if u[1] == "branch" and u[2]}
+    return Scope(person_id, False, frozenset(unit_ids), frozenset(grid_ids), row[1])
+
+
+# -- org units ------------------------------------------------------------------------------
+
+_UNIT_COLS = "id, kind, name, parent_id, grid_id"
+
+
+def _unit(row: tuple) -> OrgUnit:
+    return OrgUnit(id=row[0], kind=row[1], name=row[2], parent_id=row[3], grid_id=row[4])
+
+
+def add_units(db: sqlite_utils.Database, units: list[OrgUnit]) -> None:
+    """Insert or update org units (parents before children)."""
+    if not units:
+        return
+    first = next_seq(db, len(units))
+    known = {u.id for u in units}
+    for i, unit in enumerate(units):
+        expected = PARENT_KIND[unit.kind]
+        if expected is None and unit.parent_id is not None:
+            raise Invalid(f"a {unit.kind} has no parent", field="parent_id")
+        if expected is not None and unit.parent_id is None:
+            raise Invalid(f"a {unit.kind} needs a parent {expected}", field="parent_id")
+        db.execute(
+            f"INSERT INTO org_units ({_UNIT_COLS}, seq) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, name=excluded.name, "
+            "parent_id=excluded.parent_id, grid_id=excluded.grid_id, seq=excluded.seq",
+            [unit.id, unit.kind, unit.name, unit.parent_id, unit.grid_id, first + i],
+        )
+        known.add(unit.id)
+
+
+def get_unit(db: sqlite_utils.Database, unit_id: str) -> OrgUnit:
+    row = db.execute(f"SELECT {_UNIT_COLS} FROM org_units WHERE id = ?", [unit_id]).fetchone()
+    if row is None:
+        raise NotFound(f"no org unit {unit_id}")
+    return _unit(row)
+
+
+def ancestors(db: sqlite_utils.Database, unit_id: str) -> list[OrgUnit]:
+    """The unit and its ancestors, nearest first."""
+    rows = db.execute(
+        f"""
+        WITH RECURSIVE up(id, depth) AS (
+            SELECT ?, 0
+            UNION ALL
+            SELECT o.parent_id, up.depth + 1 FROM org_units o JOIN up ON o.id = up.id
+            WHERE o.parent_id IS NOT NULL
+        )
+        SELECT {', '.join('o.' + c.strip() for c in _UNIT_COLS.split(','))}
+        FROM up JOIN org_units o ON o.id = up.id ORDER BY up.depth
+        """,
+        [unit_id],
+    ).fetchall()
+    return [_unit(r) for r in rows]
+
+
+def list_units(db: sqlite_utils.Database, scope: Scope, *, kind: str | None = None,
+               parent_id: str | None = None, limit: int = 100,
+               offset: int = 0) -> tuple[list[OrgUnit], int]:
+    cond, params = scope.unit_filter("id")
+    where = [cond]
+    if kind:
+        where.append("kind = ?")
+        params.append(kind)
+    if parent_id:
+        where.append("parent_id = ?")
+        params.append(parent_id)
+    sql_where = " AND ".join(where)
+    total = db.execute(f"SELECT count(*) FROM org_units WHERE {sql_where}", params).fetchone()[0]
+    rows = db.execute(
+        f"SELECT {_UNIT_COLS} FROM org_units WHERE {sql_where} ORDER BY id LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    ).fetchall()
+    return [_unit(r) for r in rows], total
+
+
+def grids_under(db: sqlite_utils.Database, unit_id: str) -> list[str]:
+    """Grid ids at or below a unit (a branch counts its grid)."""
+    rows = db.execute(
+        """
+        WITH RECURSIVE tree(id) AS (
+            SELECT ? UNION SELECT o.id FROM org_units o JOIN tree t ON o.parent_id = t.id
+        )
+        SELECT o.id, o.kind, o.grid_id FROM tree t JOIN org_units o ON o.id = t.id
+        WHERE o.kind IN ('grid', 'branch')
+        """,
+        [unit_id],
+    ).fetchall()
+    return sorted({r[0] if r[1] == "grid" else r[2] for r in rows if r[1] == "grid" or r[2]})
+
+
+# -- people ---------------------------------------------------------------------------------
+
+_PERSON_COLS = "p.id, p.name, p.roles, p.branch_id, p.active"
+
+
+def _people_with_scope(db: sqlite_utils.Database, rows: list[tuple]) -> list[Person]:
+    if not rows:
+        return []
+    ids = [r[0] for r in rows]
+    scope_rows = db.execute(
+        "SELECT person_id, unit_id FROM person_scope "
+        "WHERE person_id IN (SELECT value FROM json_each(?)) ORDER BY unit_id",
+        [msgspec.json.encode(ids).decode()],
+    ).fetchall()
+    scopes: dict[str, list[str]] = {}
+    for pid, uid in scope_rows:
+        scopes.setdefault(pid, []).append(uid)
+    return [
+        Person(id=r[0], name=r[1], roles=msgspec.json.decode(r[2]), branch_id=r[3],
+               active=bool(r[4]), scope=scopes.get(r[0], []))
+        for r in rows
+    ]
+
+
+def get_person(db: sqlite_utils.Database, person_id: str) -> Person:
+    rows = db.execute(f"SELECT {_PERSON_COLS} FROM people p WHERE p.id = ?", [person_id]).fetchall()
+    if not rows:
+        raise NotFound(f"no person {person_id}")
+    return _people_with_scope(db, rows)[0]
+
+
+def _people_scope_filter(scope: Scope) -> tuple[str, list[Any]]:
+    """People visible in a scope: themselves, anyone whose scope unit or branch is in it."""
+    if scope.everything:
+        return "1", []
+    units = msgspec.json.encode(sorted(scope.unit_ids)).decode()
+    return (
+        "(p.id = ? OR p.branch_id IN (SELECT value FROM json_each(?)) OR EXISTS ("
+        "SELECT 1 FROM person_scope s WHERE s.person_id = p.id "
+        "AND s.unit_id IN (SELECT value FROM json_each(?))))",
+        [scope.person_id, units, units],
+    )
+
+
+def person_visible(db: sqlite_utils.Database, scope: Scope, person_id: str) -> bool:
+    cond, params = _people_scope_filter(scope)
+    row = db.execute(f"SELECT 1 FROM people p WHERE p.id = ? AND {cond}",
+                     [person_id, *params]).fetchone()
+    return row is not None
+
+
+def list_people(db: sqlite_utils.Database, scope: Scope, *, role: str | None = None,
+                unit_id: str | None = None, limit: int = 100,
+                offset: int = 0) -> tuple[list[Person], int]:
+    cond, params = _people_scope_filter(scope)
+    where = [cond]
+    if role:
+        if role not in ROLES:
+            raise Invalid(f"unknown role {role!r}; one of {', '.join(ROLES)}", field="role")
+        where.append("EXISTS (SELECT 1 FROM json_each(p.roles) WHERE value = ?)")
+        params.append(role)
+    if unit_id:
+        where.append("(p.id IN (SELECT person_id FROM person_scope WHERE unit_id = ?) "
+                     "OR p.branch_id = ?)")
+        params += [unit_id, unit_id]
+    sql_where = " AND ".join(where)
+    total = db.execute(f"SELECT count(*) FROM people p WHERE {sql_where}", params).fetchone()[0]
+    rows = db.execute(
+        f"SELECT {_PERSON_COLS} FROM people p WHERE {sql_where} ORDER BY p.id LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    ).fetchall()
+    return _people_with_scope(db, rows), total
+
+
+class NewPerson(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    id: str
+    name: str
+    roles: list[str]
+    scope: list[str] = msgspec.field(default_factory=list)
+    branch_id: str | None = None
+    phone: str = ""
+    channels: list[str] = msgspec.field(default_factory=list)
+    locale: str = "zh-CN"
+
+
+def add_people(db: sqlite_utils.Database, people: list[NewPerson], actor: Actor) -> None:
+    """Insert or update people and replace their scope."""
+    if not people:
+        return
+    first = next_seq(db, len(people))
+    created = now_iso()
+    for i, p in enumerate(people):
+        bad = [r for r in p.roles if r not in ROLES]
+        if bad or not p.roles:
+            raise Invalid(f"person {p.id}: roles must be some of {', '.join(ROLES)}",
+                          field="roles")
+        db.execute(
+            """INSERT INTO people (id, name, phone, roles, branch_id, channels, locale, seq,
+                                   created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(id) DO UPDATE SET name=excluded.name, phone=excluded.phone,
+                 roles=excluded.roles, branch_id=excluded.branch_id,
+                 channels=excluded.channels, locale=excluded.locale, seq=excluded.seq,
+                 scope_version=scope_version + 1""",
+            [p.id, p.name, p.phone, msgspec.json.encode(sorted(p.roles)).decode(), p.branch_id,
+             msgspec.json.encode(p.channels).decode(), p.locale, first + i, created],
+        )
+        db.execute("DELETE FROM person_scope WHERE person_id = ?", [p.id])
+        for unit_id in p.scope:
+            if db.execute("SELECT 1 FROM org_units WHERE id = ?", [unit_id]).fetchone() is None:
+                raise Invalid(f"person {p.id}: no org unit {unit_id}", field="scope")
+            db.execute("INSERT INTO person_scope (person_id, unit_id) VALUES (?, ?)",
+                       [p.id, unit_id])
+    audit.record(db, actor, "people.upsert", detail={"ids": [p.id for p in people][:50],
+                                                     "count": len(people)})
+
+
+def set_scope(db: sqlite_utils.Database, person_id: str, unit_ids: list[str],
+              actor: Actor) -> None:
+    """Replace a person's scope; bumps their scope version so phones re-sync what changed."""
+    get_person(db, person_id)
+    db.execute("DELETE FROM person_scope WHERE person_id = ?", [person_id])
+    for unit_id in unit_ids:
+        get_unit(db, unit_id)
+        db.execute("INSERT INTO person_scope (person_id, unit_id) VALUES (?, ?)",
+                   [person_id, unit_id])
+    db.execute("UPDATE people SET scope_version = scope_version + 1, seq = ? WHERE id = ?",
+               [next_seq(db), person_id])
+    audit.record(db, actor, "people.set_scope", target=person_id, detail={"scope": unit_ids})
