@@ -1,0 +1,1 @@
+"""Benchmarks, run on purpose: ``python -m bench [NAME]``. Results go in bench/README.md."""

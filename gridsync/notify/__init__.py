@@ -1,0 +1,1 @@
+"""Notifications: outbox, routing, Apprise delivery, templates."""
