@@ -12,6 +12,9 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 import gridsync
+from gridsync.api import coverage as coverage_api
+from gridsync.api import sync as sync_api
+from gridsync.api import whistle as whistle_api
 from gridsync.api.deps import TokenAuthMiddleware, provide_principal
 from gridsync.api.devices import DeviceController
 from gridsync.api.errors import EXCEPTION_HANDLERS
@@ -26,6 +29,9 @@ API_CONTROLLERS = [
     PeopleController,
     HouseholdController,
     DeviceController,
+    *sync_api.CONTROLLERS,
+    *coverage_api.CONTROLLERS,
+    *whistle_api.CONTROLLERS,
 ]
 
 

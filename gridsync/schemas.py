@@ -5,11 +5,20 @@ file differs from what the Structs generate now (a test runs it)."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import msgspec
 
 from gridsync import models
+
+# Modules that define a module-level ``WIRE_TYPES`` list of their wire Structs.
+WIRE_TYPE_MODULES = (
+    "gridsync.sync.protocol",
+    "gridsync.coverage",
+    "gridsync.whistle",
+    "gridsync.notify.outbox",
+)
 
 
 def wire_types() -> list[type]:
@@ -20,6 +29,14 @@ def wire_types() -> list[type]:
         models.RevokeRequest, models.OrgUnitPage, models.PersonPage, models.HouseholdPage,
         models.VisitPage, models.DevicePage,
     ]
+    for name in WIRE_TYPE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        types.extend(t for t in getattr(module, "WIRE_TYPES", []) if t not in types)
     return types
 
 

@@ -1,0 +1,5 @@
+"""HTTP controllers of the coverage area."""
+
+from __future__ import annotations
+
+CONTROLLERS: list[type] = []

@@ -1,0 +1,3 @@
+"""CLI commands of the coverage area."""
+
+from __future__ import annotations
