@@ -1,0 +1,58 @@
+"""Pull sources: each change ``type`` of SPEC 3.2 (``org_unit``, ``person``, ``household``,
+``visit``, ``whistle``, ``policy``) has a function that lists that type's changes in a scope.
+
+Pull (``gridsync/sync/pull.py``) asks every registered source for its changes with
+``after_seq < seq <= upto_seq`` (``upto_seq`` pins the page to one snapshot), ordered by ``seq``,
+at most ``limit``, merges them by ``seq`` and cuts the page. A source is::
+
+    @register_source("whistle")
+    def whistle_changes(db, scope, after_seq, upto_seq, limit) -> list[SourceChange]: ...
+
+Areas register theirs at import time; :func:`load_builtin_sources` imports them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import sqlite_utils
+
+from gridsync.org import Scope
+
+
+class SourceChange(NamedTuple):
+    seq: int
+    id: str
+    op: str  # "put" or "remove"
+    data: Any  # a wire Struct for "put", None for "remove"
+
+
+Source = Callable[[sqlite_utils.Database, Scope, int, int, int], list[SourceChange]]
+
+SOURCES: dict[str, Source] = {}
+
+BUILTIN_SOURCE_MODULES = (
+    "gridsync.sync.sources_core",  # org_unit, person, household, visit (sync area)
+    "gridsync.coverage",  # policy
+    "gridsync.whistle",  # whistle
+)
+
+
+def register_source(type_name: str) -> Callable[[Source], Source]:
+    def decorate(fn: Source) -> Source:
+        SOURCES[type_name] = fn
+        return fn
+
+    return decorate
+
+
+def load_builtin_sources() -> dict[str, Source]:
+    for module in BUILTIN_SOURCE_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return SOURCES
