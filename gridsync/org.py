@@ -98,12 +98,11 @@ def _unit(row: tuple) -> OrgUnit:
     return OrgUnit(id=row[0], kind=row[1], name=row[2], parent_id=row[3], grid_id=row[4])
 
 
-def add_units(db: sqlite_utils.Database, units: list[OrgUnit]) -> None:
-    """Insert or update org units (parents before children)."""
+def add_units(db: sqlite_utils.Database, units: list[OrgUnit], actor: Actor | None = None) -> None:
+    """Insert or update org units (parents before children). ``actor`` defaults to the CLI."""
     if not units:
         return
     first = next_seq(db, len(units))
-    known = {u.id for u in units}
     for i, unit in enumerate(units):
         expected = PARENT_KIND[unit.kind]
         if expected is None and unit.parent_id is not None:
@@ -116,7 +115,8 @@ def add_units(db: sqlite_utils.Database, units: list[OrgUnit]) -> None:
             "parent_id=excluded.parent_id, grid_id=excluded.grid_id, seq=excluded.seq",
             [unit.id, unit.kind, unit.name, unit.parent_id, unit.grid_id, first + i],
         )
-        known.add(unit.id)
+    audit.record(db, actor or Actor.cli(), "org_units.upsert",
+                 detail={"ids": [u.id for u in units][:50], "count": len(units)})
 
 
 def get_unit(db: sqlite_utils.Database, unit_id: str) -> OrgUnit:
