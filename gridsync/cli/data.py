@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 
-from gridsync import auth, demo
+from gridsync import auth, demo, importer
 from gridsync.audit import Actor
-from gridsync.cli.base import cli, db_option, echo_json, json_option, run
+from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store, run
 from gridsync.db import Store
 
 
@@ -65,3 +66,59 @@ def demo_command(db_path: str, as_json: bool, scale: str, seed: int, as_of: Any,
     click.echo(f"admin token (shown once, store it now): {enrolled.token}")
     click.echo("enrol phones with: gridsync device enroll --person <id> "
                "(see 'gridsync people --role member')")
+
+
+# -- import -----------------------------------------------------------------------------------
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Import data from the spreadsheets communities keep (CSV or XLSX)."""
+
+
+@import_group.command("households")
+@db_option
+@json_option
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Validate and preview the counts; write nothing.")
+@click.pass_context
+def import_households_command(ctx: click.Context, db_path: str, as_json: bool, file: str,
+                              dry_run: bool) -> None:
+    """Import or update households from FILE.csv or FILE.xlsx.
+
+    \b
+    Headers (Chinese or English; row 1 is the header):
+      外部编号/external_id (required, the stable id)   网格/grid_id   楼栋/building
+      单元/unit   房号/room   户主姓名/head_name   联系电话/phone   人口数/size
+      标签/tags (separated by ；;,、|)   备注/notes   状态/status   负责党员/responsible_member_id
+    New households need 网格 and 户主姓名. Columns left out are not changed. Every bad row is
+    reported with its row number; if any row is bad, nothing is written (exit code 1).
+    Importing the same file again changes nothing."""
+    sheet = run(lambda: importer.read_file(file))
+    with open_store(db_path) as store:
+        if dry_run:
+            result = store.read(importer.preview, sheet)
+        else:
+            try:
+                result = store.write(importer.import_households, sheet, Actor.cli())
+            except importer.ImportRejected:
+                result = store.read(importer.preview, sheet)
+    failed = bool(result.errors)
+    if as_json:
+        echo_json({**msgspec.structs.asdict(result), "dry_run": dry_run,
+                   "written": not (dry_run or failed)})
+        ctx.exit(1 if failed else 0)
+    for error in result.errors:
+        click.echo(f"{error.message} ({error.code})", err=True)
+    if result.ignored_columns:
+        click.echo(f"ignored columns (未识别的列): {', '.join(result.ignored_columns)}", err=True)
+    counts = (f"{result.new} new, {result.changed} changed, {result.unchanged} unchanged "
+              f"(新增 {result.new}，更新 {result.changed}，未变 {result.unchanged})")
+    if failed:
+        rows = len({e.row for e in result.errors})
+        raise click.ClickException(f"import_rejected: {rows} 行有错误，未写入任何数据 "
+                                   f"({rows} bad rows; nothing was written)")
+    if dry_run:
+        click.echo(f"dry run of {sheet.source}: would import {counts}; nothing written")
+    else:
+        click.echo(f"imported {sheet.source}: {counts}")
