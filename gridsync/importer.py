@@ -21,6 +21,7 @@ import csv
 import hashlib
 import io
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,7 @@ def _read_xlsx(path: Path) -> list[list[Any]]:
 
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, OSError, KeyError, ValueError) as exc:
+    except (InvalidFileException, zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
         raise Invalid(f"{path.name}: 不是有效的 XLSX 文件 ({exc})", code="bad_file") from exc
     try:
         sheet = book.active
