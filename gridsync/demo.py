@@ -346,7 +346,7 @@ def plan_households(org: OrgPlan, seed: int, created_at: str) -> Iterator[tuple]
 def schedule_visits(facts: HouseholdFacts, days: int, seed: int) -> list[list[int]]:
     """For each day of the history, the households (by index) visited that day.
 
-    Priority households are visited every 4-7 days, others every 7-14 days; one member in eight
+    Priority households are visited every 4-7 days, others every 6.5-13 days; one member in eight
     is slow (twice the interval) and one in thirty stopped visiting halfway, so some households
     are overdue. Unassigned and moved-out households get no visits."""
     rng = _rng(seed, "schedule")
@@ -358,7 +358,7 @@ def schedule_visits(facts: HouseholdFacts, days: int, seed: int) -> list[list[in
         if member not in pace:
             r = rng.random()
             pace[member] = 2.0 if r < 0.125 else (-1.0 if r < 0.158 else 1.0)
-        interval = rng.uniform(4, 7) if facts.priority[i] else rng.uniform(7, 14)
+        interval = rng.uniform(4, 7) if facts.priority[i] else rng.uniform(6.5, 13)
         stop = days // 2 if pace[member] < 0 else days
         interval *= abs(pace[member])
         t = rng.uniform(0, interval)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,11 @@ def demo_command(db_path: str, as_json: bool, scale: str, seed: int, as_of: Any,
     """Build realistic demo data and enrol one admin device (its token is printed once).
 
     Refuses to write into a database that already holds data unless --force."""
+    if not Path(db_path).resolve().parent.is_dir():
+        raise click.ClickException(f"no directory for {db_path}")
     if force:
         _remove_database(db_path)
+    started = time.monotonic()
     day: date | None = as_of.date() if as_of is not None else None
     with Store(db_path, synchronous="NORMAL") as store:
         counts = run(lambda: demo.build(store, demo.SCALES[scale], seed, day,
@@ -55,7 +59,8 @@ def demo_command(db_path: str, as_json: bool, scale: str, seed: int, as_of: Any,
                    "admin_device_id": enrolled.device_id})
         return
     units, people = counts["org_units"], counts["people"]
-    click.echo(f"demo ({scale}, seed {seed}) written to {db_path}:")
+    click.echo(f"demo ({scale}, seed {seed}) written to {db_path} "
+               f"in {time.monotonic() - started:.1f} s:")
     click.echo("  org units: " + ", ".join(f"{k} {v}" for k, v in sorted(units.items())))
     click.echo("  people:    " + ", ".join(f"{k} {v}" for k, v in sorted(people.items())))
     click.echo(f"  households {counts['households']}, visits {counts['visits']}")
