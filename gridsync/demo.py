@@ -117,7 +117,6 @@ class Grid:
     id: str
     branch_id: str
     community_id: str
-    index: int  # 1-based within the community
     households: int
     members: int
     member_ids: list[str] = field(default_factory=list)
@@ -178,7 +177,7 @@ def _chinese_number(n: int) -> str:
     if n <= 10:
         return _NUMERALS[n]
     if n < 20:
-        return "十" + (_NUMERALS[n - 10] if n > 10 else "")
+        return "十" + _NUMERALS[n - 10]
     tens, ones = divmod(n, 10)
     return _NUMERALS[tens] + "十" + (_NUMERALS[ones] if ones else "")
 
@@ -230,7 +229,7 @@ def plan_org(scale: Scale, seed: int) -> OrgPlan:
         units.append((cid, "community", name, street_id, None))
         for k in range(1, n_grids + 1):
             grid = Grid(id=f"{cid}-g{k:02d}", branch_id=f"{cid}-b{k:02d}", community_id=cid,
-                        index=k, households=households_per_grid[g], members=members_per_grid[g])
+                        households=households_per_grid[g], members=members_per_grid[g])
             g += 1
             grids.append(grid)
             label = f"第{_chinese_number(k)}网格"
@@ -433,8 +432,9 @@ def has_data(db: sqlite_utils.Database) -> bool:
 
 def _refuse_if_data(db: sqlite_utils.Database) -> None:
     if has_data(db):
-        raise Conflict("this database already holds data (org units, people or households); "
-                       "use --force to recreate it", code="database_not_empty")
+        raise Conflict("this database already holds data (org units, people or households): "
+                       "serve it as it is, or add --force to delete it and build the demo anew",
+                       code="database_not_empty")
 
 
 def _write_org_and_people(db: sqlite_utils.Database, org: OrgPlan, people: list[PersonRow],

@@ -213,3 +213,36 @@ def test_district_generator_at_a_tiny_scale(tmp_path):
 def test_demo_help():
     result = CliRunner().invoke(cli, ["demo", "--help"])
     assert result.exit_code == 0 and "--scale" in result.output and "--seed" in result.output
+
+
+def test_demo_database_serves_the_api_with_the_printed_token(tmp_path):
+    """The quick start: demo, then the real app on that file with the printed admin token; a
+    member enrolled afterwards sees exactly the households of their grid."""
+    from litestar.testing import TestClient
+
+    from gridsync.app import create_app
+    from gridsync.audit import Actor
+    from gridsync.config import Settings
+
+    path = tmp_path / "demo.db"
+    result = run_demo(path, "--json")
+    admin = json.loads(result.stdout)["admin_token"]
+    member, grid = q(path, "SELECT responsible_member_id, grid_id FROM households "
+                           "WHERE responsible_member_id IS NOT NULL ORDER BY id LIMIT 1")[0]
+    in_grid = q(path, "SELECT count(*) FROM households WHERE grid_id = ?", grid)[0][0]
+    other = q(path, "SELECT id FROM households WHERE grid_id != ? LIMIT 1", grid)[0][0]
+    with Store(path) as store:
+        phone = store.write(auth.enroll, member, Actor.cli()).token
+        with TestClient(app=create_app(Settings(db=str(path)), store=store)) as client:
+            r = client.get("/api/v1/households?limit=1",
+                           headers={"Authorization": f"Bearer {admin}"})
+            assert r.status_code == 200, r.text
+            assert r.json()["total"] == 520
+            r = client.get("/api/v1/households?limit=500",
+                           headers={"Authorization": f"Bearer {phone}"})
+            assert r.status_code == 200, r.text
+            assert r.json()["total"] == in_grid
+            assert {h["grid_id"] for h in r.json()["items"]} == {grid}
+            r = client.get(f"/api/v1/households/{other}",
+                           headers={"Authorization": f"Bearer {phone}"})
+            assert r.status_code == 404
