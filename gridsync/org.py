@@ -15,7 +15,7 @@ import sqlite_utils
 from gridsync import audit
 from gridsync.audit import Actor
 from gridsync.clock import now_iso
-from gridsync.db import next_seq
+from gridsync.db import next_seq, paged
 from gridsync.errors import Invalid, NotFound
 from gridsync.models import ROLES, OrgUnit, Person
 
@@ -155,12 +155,8 @@ def list_units(db: sqlite_utils.Database, scope: Scope, *, kind: str | None = No
     if parent_id:
         where.append("parent_id = ?")
         params.append(parent_id)
-    sql_where = " AND ".join(where)
-    total = db.execute(f"SELECT count(*) FROM org_units WHERE {sql_where}", params).fetchone()[0]
-    rows = db.execute(
-        f"SELECT {_UNIT_COLS} FROM org_units WHERE {sql_where} ORDER BY id LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = paged(db, _UNIT_COLS, "org_units WHERE " + " AND ".join(where), params,
+                        order_by="id", limit=limit, offset=offset)
     return [_unit(r) for r in rows], total
 
 
@@ -244,12 +240,8 @@ def list_people(db: sqlite_utils.Database, scope: Scope, *, role: str | None = N
         where.append("(p.id IN (SELECT person_id FROM person_scope WHERE unit_id = ?) "
                      "OR p.branch_id = ?)")
         params += [unit_id, unit_id]
-    sql_where = " AND ".join(where)
-    total = db.execute(f"SELECT count(*) FROM people p WHERE {sql_where}", params).fetchone()[0]
-    rows = db.execute(
-        f"SELECT {_PERSON_COLS} FROM people p WHERE {sql_where} ORDER BY p.id LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = paged(db, _PERSON_COLS, "people p WHERE " + " AND ".join(where), params,
+                        order_by="p.id", limit=limit, offset=offset)
     return _people_with_scope(db, rows), total
 
 
