@@ -1,0 +1,27 @@
+"""Push ops of the whistle area: ``whistle.raise`` and ``whistle.act`` (SPEC 3.1).
+
+The mutation's ``id`` is the case's client UUID. Times: deadlines count from the push's server
+receipt (``ctx.received_ms``), the device's clock is kept as sent (``raised_at``, ``at``).
+A GridsyncError (illegal_transition, already_accepted, out_of_scope, ...) becomes a ``rejected``
+result with its code; the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+from gridsync import whistle
+from gridsync.sync.ops import Mutation, OpContext, Outcome, register
+from gridsync.whistle import WhistleAct, WhistleRaise
+
+
+@register("whistle.raise", data_type=WhistleRaise)
+def raise_case(ctx: OpContext, m: Mutation, data: WhistleRaise) -> Outcome:
+    whistle.raise_case(ctx.db, ctx.principal, m.id, data, received_ms=ctx.received_ms,
+                       settings=ctx.settings)
+    return Outcome()
+
+
+@register("whistle.act", data_type=WhistleAct)
+def act(ctx: OpContext, m: Mutation, data: WhistleAct) -> Outcome:
+    whistle.act(ctx.db, ctx.principal, m.id, data, now_ms=ctx.received_ms, settings=ctx.settings,
+                device_at=data.at)
+    return Outcome()
