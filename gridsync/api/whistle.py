@@ -60,10 +60,10 @@ class WhistleController(Controller):
     @get("/cases", summary="Cases in the caller's scope, newest first")
     async def list_cases(self, principal: NamedDependency[Principal],
                          store: NamedDependency[Store],
-                         case_state: Annotated[State | None, QueryParameter(query="state")] = None,
+                         case_state: Annotated[State | None, QueryParameter(name="state")] = None,
                          level: Annotated[Level | None, QueryParameter()] = None,
                          grid_id: IdQuery = None,
-                         open_only: Annotated[bool, QueryParameter(query="open")] = False,
+                         open_only: Annotated[bool, QueryParameter(name="open")] = False,
                          limit: PageLimit = 100, offset: PageOffset = 0) -> CasePage:
         return await store.aread(whistle.list_cases, principal.scope, state=case_state, level=level,
                                  grid_id=grid_id, open_only=open_only, limit=limit,
@@ -102,7 +102,7 @@ class OutboxController(Controller):
     async def list_outbox(self, principal: NamedDependency[Principal],
                           store: NamedDependency[Store],
                           delivery_state: Annotated[OutboxState | None,
-                                                    QueryParameter(query="state")] = None,
+                                                    QueryParameter(name="state")] = None,
                           cause: IdQuery = None,
                           kind: Annotated[str | None, QueryParameter(max_length=64)] = None,
                           limit: PageLimit = 100, offset: PageOffset = 0) -> OutboxPage:

@@ -146,8 +146,10 @@ class Router:
             if mtime != self._mtime:
                 config = apprise.AppriseConfig()
                 config.add(str(path))
+                servers = apprise.Apprise()
+                servers.add(config)
                 table: dict[str, list[str]] = {}
-                for server in config.servers():
+                for server in servers:
                     for tag in server.tags:
                         table.setdefault(str(tag), []).append(server.url(privacy=False))
                 self._config_urls = table
