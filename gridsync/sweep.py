@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from dataclasses import dataclass, field
 
 import anyio.to_thread
@@ -68,6 +69,7 @@ class PeriodicWorker:
         self.clock = clock
         self._task: asyncio.Task | None = None
         self.rounds = 0
+        self.ran = threading.Event()  # set after each round (lets a caller wait for one)
 
     async def _loop(self) -> None:
         while True:
@@ -75,6 +77,7 @@ class PeriodicWorker:
                 await anyio.to_thread.run_sync(
                     lambda: run_once(self.store, self.settings, self.clock))
                 self.rounds += 1
+                self.ran.set()
             except asyncio.CancelledError:
                 raise
             except Exception:  # keep the loop alive; the error is a bug worth a log line

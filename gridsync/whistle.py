@@ -811,11 +811,20 @@ def _rate(n: int, d: int) -> float | None:
     return round(n / d, 4) if d else None
 
 
-def whistle_report(db: sqlite_utils.Database, scope: Scope, *, now_ms: int,
+def whistle_report(db: sqlite_utils.Database, scope: Scope, *, now_ms: int | None = None,
                    since_ms: int | None = None, until_ms: int | None = None,
                    level: str | None = None) -> WhistleReport:
     """Response, on-time and resolution rates, satisfaction and backflow per level and org unit,
-    over the stays (stints) of cases at each level that began in [since, until)."""
+    over the stays (stints) of cases at each level that began in [since, until).
+
+    A stay counts as responded when accepted, on time when no deadline of it was missed (an
+    open stay past a deadline the sweep has not yet seen counts as late), resolved when resolved
+    at that level; ``escalated`` stays went up (by hand or by a missed deadline), ``backflow``
+    stays were sent back down. Satisfaction is that of cases closed at the level."""
+    if now_ms is None:
+        from gridsync.clock import SYSTEM_CLOCK
+
+        now_ms = SYSTEM_CLOCK.now_ms()
     cond, params = _visibility_sql(scope, "c")
     where = [cond]
     if since_ms is not None:
@@ -833,8 +842,8 @@ def whistle_report(db: sqlite_utils.Database, scope: Scope, *, now_ms: int,
           sum(s.accepted_ms IS NOT NULL),
           sum(s.missed = '[]'
               AND coalesce(s.accepted_ms, min(?, coalesce(s.ended_ms, ?))) <= s.accept_due_ms
-              AND (s.arrived_ms IS NULL OR s.arrived_ms <= s.arrive_due_ms)
-              AND (s.resolved_ms IS NULL OR s.resolved_ms <= s.resolve_due_ms)),
+              AND coalesce(s.arrived_ms, min(?, coalesce(s.ended_ms, ?))) <= s.arrive_due_ms
+              AND coalesce(s.resolved_ms, min(?, coalesce(s.ended_ms, ?))) <= s.resolve_due_ms),
           sum(s.resolved_ms IS NOT NULL),
           sum(s.end_reason IN ('escalated', 'missed')),
           sum(s.end_reason = 'returned'),
@@ -843,7 +852,7 @@ def whistle_report(db: sqlite_utils.Database, scope: Scope, *, now_ms: int,
         WHERE {' AND '.join(where)}
         GROUP BY s.level, s.unit_id
         """,
-        [now_ms, now_ms, *params],
+        [*([now_ms] * 6), *params],
     ).fetchall()
     order = {name: i for i, name in enumerate(LEVELS)}
     rows = sorted(rows, key=lambda r: (order.get(r[0], 99), r[1]))

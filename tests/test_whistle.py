@@ -9,6 +9,7 @@ import sys
 import threading
 from datetime import datetime, timedelta, timezone
 
+import msgspec
 import pytest
 from litestar.testing import TestClient
 
@@ -325,3 +326,21 @@ def test_closed_alert_goes_to_raiser_and_acceptor(store, tiny, wsettings, api, c
     out = subprocess.run([sys.executable, "-m", "gridsync", "cases", "--db", db_path, "--json"],
                          cwd=REPO, capture_output=True, text=True, check=True)
     assert [c["state"] for c in json.loads(out.stdout)["items"]] == ["closed"]
+
+
+def test_serve_runs_periodic_work_and_stops_cleanly(store, tiny, wsettings, clock):
+    """The app's lifespan runs the sweep on a worker thread (here with an injected clock) and
+    stops it at shutdown."""
+    settings = msgspec.structs.replace(wsettings, sweep_interval_seconds=0.05)
+    app = create_app(settings, store=store, clock=clock, run_periodic=True)
+    with TestClient(app=app) as c:
+        new_case(c, tiny)
+        clock.advance(minutes=3)
+        worker = app.state.periodic
+        worker.ran.clear()
+        assert worker.ran.wait(timeout=60)  # a round that began before the clock moved
+        worker.ran.clear()
+        assert worker.ran.wait(timeout=60)  # a round entirely after it
+        cases = c.get("/api/v1/whistle/cases", headers=bearer(tiny.tokens["admin"])).json()
+        assert cases["items"][0]["level"] == "community"
+    assert app.state.periodic._task is None
