@@ -61,39 +61,57 @@ def run_once(store: Store, settings: Settings, clock: Clock, *, dispatch: bool =
 
 
 class PeriodicWorker:
-    """Runs :func:`run_once` every few seconds inside ``gridsync serve``, off the event loop."""
+    """Runs the periodic work inside ``gridsync serve``, off the event loop, as two loops: the
+    checks (deadlines, digests) and the delivery, so that a slow channel (Apprise waiting on its
+    timeouts) never delays a one-minute deadline."""
 
     def __init__(self, store: Store, settings: Settings, clock: Clock):
         self.store = store
         self.settings = settings
         self.clock = clock
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
         self.rounds = 0
-        self.ran = threading.Event()  # set after each round (lets a caller wait for one)
+        self.ran = threading.Event()  # set after each round of checks (lets a caller wait)
+        self.delivered = threading.Event()  # set after each delivery round
 
-    async def _loop(self) -> None:
+    def _checks(self) -> None:
+        run_once(self.store, self.settings, self.clock, dispatch=False)
+
+    def _delivery(self) -> None:
+        router = router_for(self.settings.notify.apprise_config, self.settings.notify.locale)
+        Dispatcher(self.store, self.settings, self.clock, router).run_once()
+
+    async def _loop(self, work, done: threading.Event) -> None:  # noqa: ANN001
         while True:
             try:
-                await anyio.to_thread.run_sync(
-                    lambda: run_once(self.store, self.settings, self.clock))
-                self.rounds += 1
-                self.ran.set()
+                await anyio.to_thread.run_sync(work)
+                if work == self._checks:
+                    self.rounds += 1
+                done.set()
             except asyncio.CancelledError:
                 raise
             except Exception:  # keep the loop alive; the error is a bug worth a log line
-                log.exception("periodic sweep failed")
+                log.exception("periodic work failed")
             await asyncio.sleep(self.settings.sweep_interval_seconds)
 
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks)
+
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="gridsync-sweep")
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._loop(self._checks, self.ran), name="gridsync-checks"),
+            loop.create_task(self._loop(self._delivery, self.delivered), name="gridsync-delivery"),
+        ]
 
     async def stop(self) -> None:
-        """Cancel and wait: a round already running on its thread finishes first."""
-        if self._task is None:
-            return
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-        self._task = None
+        """Cancel and wait: work already running on its thread finishes first."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._tasks = []

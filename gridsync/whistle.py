@@ -728,7 +728,7 @@ def check_deadlines(db: sqlite_utils.Database, *, now_ms: int, settings: Setting
                          f"missed:{missed}")
                 outbox.enqueue(
                     db, router, event_key=f"whistle:{case.id}:stint:{stint.id}:missed:{missed}",
-                    kind="whistle_near", tags=level_tags(case.level, case.unit_id),
+                    kind="whistle_overdue", tags=level_tags(case.level, case.unit_id),
                     context=_context(db, case.id, settings,
                                      due_local=outbox.local(stint.due(missed),
                                                             settings.notify.timezone),

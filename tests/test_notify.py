@@ -420,3 +420,18 @@ def test_templates_exist_for_every_kind_in_both_locales():
 def test_quiet_hours_wrap_midnight(hour, quiet):
     at = datetime(2026, 11, 24, hour, 30, tzinfo=timezone(timedelta(hours=8)))
     assert outbox.in_quiet_hours(int(at.timestamp() * 1000), (21, 8), "Asia/Shanghai") is quiet
+
+
+@pytest.mark.parametrize("url, secret", [
+    ("wecombot://0123456789abcdef", "0123456789abcdef"),
+    ("dingtalk://tok3n-abcdef/s3cret-xyz", "s3cret-xyz"),
+    ("mailto://gridsync:hunter22@smtp.example.org?to=a@example.org", "hunter22"),
+    ("json://127.0.0.1:8080/hooks/t0ken-123456", "t0ken-123456"),
+])
+def test_masking_hides_every_secret_part(url, secret):
+    from gridsync.notify.dispatcher import url_secrets
+    from gridsync.notify.routing import mask_text, mask_url
+
+    assert secret not in mask_url(url)
+    line = f"Failed to send to {url}; server said {secret} is wrong"
+    assert secret not in mask_text(line, url_secrets(url))

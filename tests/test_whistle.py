@@ -337,10 +337,60 @@ def test_serve_runs_periodic_work_and_stops_cleanly(store, tiny, wsettings, cloc
         new_case(c, tiny)
         clock.advance(minutes=3)
         worker = app.state.periodic
+        assert worker.running
         worker.ran.clear()
         assert worker.ran.wait(timeout=60)  # a round that began before the clock moved
         worker.ran.clear()
         assert worker.ran.wait(timeout=60)  # a round entirely after it
         cases = c.get("/api/v1/whistle/cases", headers=bearer(tiny.tokens["admin"])).json()
         assert cases["items"][0]["level"] == "community"
-    assert app.state.periodic._task is None
+    assert not app.state.periodic.running
+
+
+def test_client_mistakes_are_4xx_with_codes(api, tiny):
+    h = bearer(tiny.tokens["admin"])
+    cid = new_case(api, tiny)["id"]
+    cases = [
+        (api.get("/api/v1/whistle/report?since=yesterday", headers=h), 400, "validation_error"),
+        (api.post(f"/api/v1/whistle/cases/{cid}/actions", json={"action": "dance"}, headers=h),
+         400, "validation_error"),
+        (api.post(f"/api/v1/whistle/cases/{cid}/actions", json={"action": "accept", "x": 1},
+                  headers=h), 400, "validation_error"),
+        (api.post("/api/v1/whistle/cases/nope/actions", json={"action": "accept"}, headers=h),
+         404, "case_not_found"),
+        (api.post("/api/v1/whistle/cases", json={"category": "x"}, headers=h), 400,
+         "validation_error"),
+        (api.post("/api/v1/whistle/cases", json={"category": "x", "grid_id": "c1"}, headers=h),
+         400, "validation_error"),
+        (api.post("/api/v1/whistle/cases", json={"category": "x", "household_id": "hh-none"},
+                  headers=h), 404, "not_found"),
+        (api.post("/api/v1/whistle/cases", json={"category": "x", "grid_id": "g2",
+                                                 "household_id": "hh-g1-1"}, headers=h),
+         400, "validation_error"),
+        (api.get("/api/v1/whistle/cases?state=lost", headers=h), 400, "validation_error"),
+        (api.get("/api/v1/whistle/cases", headers={}), 401, "unauthorized"),
+    ]
+    for response, status, code in cases:
+        assert (response.status_code, response.json()["code"]) == (status, code), response.text
+    act(api, tiny, cid, "admin", "escalate")
+    act(api, tiny, cid, "admin", "escalate")
+    bad_dept = act(api, tiny, cid, "admin", "escalate", department_id="g1")
+    assert (bad_dept.status_code, bad_dept.json()["code"]) == (400, "validation_error")
+    assert api.get("/schema/openapi.json").status_code == 200
+
+
+def test_top_level_overdue_alerts_the_district_once(store, tiny, wsettings, api, clock):
+    set_channels(store, "admin", ["json://127.0.0.1:9/district"])
+    cid = new_case(api, tiny)["id"]
+    levels = [act(api, tiny, cid, "admin", "escalate").json()["level"] for _ in range(4)]
+    assert levels == ["community", "street", "department", "district"]
+    top = act(api, tiny, cid, "admin", "escalate")
+    assert (top.status_code, top.json()["code"]) == (409, "illegal_transition")
+    clock.advance(minutes=24 * 60 + 1)
+    first = run_once(store, wsettings, clock, dispatch=False)
+    again = run_once(store, wsettings, clock, dispatch=False)
+    assert (first.deadlines["missed_at_top"], again.deadlines["missed_at_top"]) == (1, 0)
+    rows = store.read(outbox.list_outbox, kind="whistle_overdue").items
+    assert [(r.recipient, r.title) for r in rows] == [("member:admin", "【吹哨】案件已超时：漏水")]
+    case = api.get(f"/api/v1/whistle/cases/{cid}", headers=bearer(tiny.tokens["admin"])).json()
+    assert case["deadlines"]["missed"] == ["accept"] and case["level"] == "district"

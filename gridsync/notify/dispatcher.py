@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import apprise
 import msgspec
@@ -109,11 +110,27 @@ def _finish(db: sqlite_utils.Database, row_id: int, *, done: bool, error: str | 
                    "WHERE id = ?", [next_ms, error, row_id])
 
 
+def url_secrets(url: str) -> list[str]:
+    """The parts of a URL that may be secret (password, user, path segments, query values), to
+    mask wherever they might be echoed (Apprise's own log lines)."""
+    try:
+        parts = urlsplit(url)
+        found = [url, parts.password or "", parts.username or ""]
+        found += [unquote(seg) for seg in parts.path.split("/")]
+        found += [v for _, v in parse_qsl(parts.query)]
+        if parts.scheme not in ("json", "xml", "form", "http", "https", "mailto", "mailtos"):
+            found.append(parts.hostname or "")  # bot keys live in the "host" of many schemes
+    except ValueError:
+        return [url]
+    return [s for s in found if len(s) >= 6]
+
+
 def send_one(url: str, title: str, body: str, timeout: float) -> str | None:
     """Send through one Apprise URL; None on success, else a masked error."""
+    secrets = url_secrets(url)
     server = apprise.Apprise.instantiate(url)
     if server is None:
-        return f"{mask_text(url, [url])}: not a valid Apprise URL"
+        return f"{mask_text(url, secrets)}: not a valid Apprise URL"
     server.socket_connect_timeout = timeout
     server.socket_read_timeout = timeout
     with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
@@ -126,7 +143,7 @@ def send_one(url: str, title: str, body: str, timeout: float) -> str | None:
     if ok:
         return None
     reason = detail[-1] if detail else "delivery failed"
-    return mask_text(f"{url}: {reason}", [url])
+    return mask_text(f"{url}: {reason}", secrets)
 
 
 class Dispatcher:

@@ -69,7 +69,7 @@ def mask_text(text: str, secrets: list[str] = ()) -> str:  # type: ignore[assign
     """Mask every URL and every known secret in free text (log lines, error messages)."""
     for secret in sorted(secrets, key=len, reverse=True):
         if secret:
-            text = text.replace(secret, mask_url(secret))
+            text = text.replace(secret, mask_url(secret) if "://" in secret else "***")
     return _URL_RE.sub(lambda m: f"{m.group(1)}://***", text)
 
 
