@@ -133,9 +133,11 @@ def send_one(url: str, title: str, body: str, timeout: float) -> str | None:
         return f"{mask_text(url, secrets)}: not a valid Apprise URL"
     server.socket_connect_timeout = timeout
     server.socket_read_timeout = timeout
+    if "format=" not in url:  # our messages are plain text; keep their lines (e-mail too)
+        server.notify_format = apprise.NotifyFormat.TEXT
     with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
         try:
-            ok = server.notify(body=body, title=title)
+            ok = server.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT)
         except Exception as exc:  # a plugin bug must not stop the dispatcher
             ok = False
             log.warning("apprise plugin raised %s", type(exc).__name__)
