@@ -155,7 +155,8 @@ def test_delivery_to_http_and_smtp_in_chinese(store, tiny, db_path):
     assert len(sink.messages) == 1
     mail = sink.messages[0]
     assert mail["Subject"] == title
-    assert mail.get_body(("plain",)).get_content().strip().splitlines() == got["message"].splitlines()
+    mail_lines = mail.get_body(("plain",)).get_content().strip().splitlines()
+    assert mail_lines == got["message"].splitlines()
     row = store.read(outbox.list_outbox).items[0]
     assert (row.state, row.attempts, row.kind, row.recipient) == ("sent", 1, "whistle_raised",
                                                                   "member:m1")

@@ -281,6 +281,13 @@ def test_sync_ops_raise_offline_and_act(store, tiny, wsettings, clock):
                     {"category": "噪音", "household_id": "hh-g1-3", "raised_at": offline,
                      "future_field": 1}, received)
     assert outcome.status == "applied"
+    resent = _push(store, tiny, wsettings, "m1", "whistle.raise", "c-off", {"category": "噪音",
+                   "household_id": "hh-g1-3"}, received + 500)
+    assert resent.status == "duplicate"
+    with pytest.raises(GridsyncError) as taken:
+        _push(store, tiny, wsettings, "sec", "whistle.raise", "c-off", {"category": "x",
+              "grid_id": "g1"}, received + 500)
+    assert taken.value.code == "case_exists"
     assert set(REGISTRY) >= {"whistle.raise", "whistle.act"}
     scope = store.read(lambda db: authenticate(db, tiny.tokens["m1"]).scope)
     changes = store.read(whistle_changes, scope, 0, 10**9, 100)

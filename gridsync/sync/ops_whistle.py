@@ -15,6 +15,11 @@ from gridsync.whistle import WhistleAct, WhistleRaise
 
 @register("whistle.raise", data_type=WhistleRaise)
 def raise_case(ctx: OpContext, m: Mutation, data: WhistleRaise) -> Outcome:
+    row = ctx.db.execute("SELECT raised_by FROM whistle_cases WHERE id = ?", [m.id]).fetchone()
+    if row is not None and row[0] == ctx.principal.person_id:
+        # The same case sent again under a new mid (a phone that lost its queue's state):
+        # no second effect. Someone else's case with this id is refused (case_exists).
+        return Outcome(status="duplicate")
     whistle.raise_case(ctx.db, ctx.principal, m.id, data, received_ms=ctx.received_ms,
                        settings=ctx.settings)
     return Outcome()
