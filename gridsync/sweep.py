@@ -48,9 +48,7 @@ def run_once(store: Store, settings: Settings, clock: Clock, *, dispatch: bool =
         lambda db: check_deadlines(db, now_ms=now, settings=settings, router=router))
     if with_digests:
         report.digests = {
-            "daily": store.write(lambda db: digests.daily_digests(db, now_ms=now,
-                                                                  settings=settings,
-                                                                  router=router)),
+            "daily": digests.run_daily(store, now_ms=now, settings=settings, router=router),
             "weekly": store.write(lambda db: digests.weekly_digests(db, now_ms=now,
                                                                     settings=settings,
                                                                     router=router)),

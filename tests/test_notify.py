@@ -436,3 +436,17 @@ def test_masking_hides_every_secret_part(url, secret):
     assert secret not in mask_url(url)
     line = f"Failed to send to {url}; server said {secret} is wrong"
     assert secret not in mask_text(line, url_secrets(url))
+
+
+def test_daily_digests_in_chunks_reach_every_member_once(store, tiny, db_path):
+    settings = quick_settings(db_path)
+    _assign(store, "m1", {"hh-g1-2": None})
+    _assign(store, "m2", {"hh-g2-2": None})
+    set_channels(store, "m1", ["json://127.0.0.1:9/m1"])
+    set_channels(store, "m2", ["json://127.0.0.1:9/m2"])
+    now = int(T0.timestamp() * 1000)
+    router = Router(None)
+    assert digests.run_daily(store, now_ms=now, settings=settings, router=router, chunk=1) == 2
+    assert digests.run_daily(store, now_ms=now, settings=settings, router=router, chunk=1) == 0
+    rows = store.read(outbox.list_outbox, kind="digest_daily").items
+    assert sorted(r.person_id for r in rows) == ["m1", "m2"]

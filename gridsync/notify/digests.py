@@ -76,23 +76,30 @@ def member_due(db: sqlite_utils.Database, member_id: str, now_ms: int,
     return sorted(overdue, key=order), sorted(due, key=order)
 
 
-def daily_digests(db: sqlite_utils.Database, *, now_ms: int, settings: Settings,
-                  router: Router) -> int:
-    """Queue today's visit digest for every member with households due; once per local day."""
+def daily_due(db: sqlite_utils.Database, *, now_ms: int, settings: Settings) -> str | None:
+    """The run key of today's daily digest when it is due and not yet done, else None."""
     n = settings.notify
     local_now = _local_now(now_ms, settings)
     if local_now.hour < n.daily_digest_hour or outbox.in_quiet_hours(now_ms, n.quiet_hours,
                                                                     n.timezone):
-        return 0
-    day = local_now.date().isoformat()
-    if not _claim_run(db, f"digest:daily:{day}", now_ms):
-        return 0
+        return None
+    key = f"digest:daily:{local_now.date().isoformat()}"
+    done = db.execute("SELECT 1 FROM notify_runs WHERE key = ?", [key]).fetchone()
+    return None if done else key
+
+
+def daily_chunk(db: sqlite_utils.Database, key: str, *, now_ms: int, settings: Settings,
+                router: Router, after: str = "", limit: int = 1000) -> tuple[int, str | None]:
+    """Queue the digests of up to ``limit`` members after member id ``after``; returns (queued,
+    the last member id, or None when every member has been seen). A chunk re-run after a crash
+    queues nothing twice: each member's digest has its own dedup key."""
+    n = settings.notify
     tz = n.timezone
-    queued = 0
     members = db.execute(
-        "SELECT DISTINCT p.id, p.name FROM people p JOIN households h "
-        "ON h.responsible_member_id = p.id WHERE p.active = 1 AND h.status = 'active' "
-        "ORDER BY p.id").fetchall()
+        "SELECT p.id, p.name FROM people p WHERE p.active = 1 AND p.id > ? AND EXISTS "
+        "(SELECT 1 FROM households h WHERE h.responsible_member_id = p.id "
+        "AND h.status = 'active') ORDER BY p.id LIMIT ?", [after, limit]).fetchall()
+    queued = 0
     for member_id, name in members:
         overdue, due = member_due(db, member_id, now_ms, settings)
         if not overdue and not due:
@@ -106,11 +113,49 @@ def daily_digests(db: sqlite_utils.Database, *, now_ms: int, settings: Settings,
         context = {"name": name, "overdue": lines(overdue), "due": lines(due),
                    "cycle_days": settings.coverage.cycle_days,
                    "priority_cycle_days": settings.coverage.priority_cycle_days}
-        queued += outbox.enqueue(db, router, event_key=f"digest:daily:{day}:{member_id}",
+        queued += outbox.enqueue(db, router, event_key=f"{key}:{member_id}",
                                  kind="digest_daily", tags=[f"member:{member_id}"],
                                  context=context, now_ms=now_ms,
                                  not_before_ms=outbox.end_of_quiet_hours(now_ms, n.quiet_hours,
                                                                          tz))
+    if len(members) < limit:
+        return queued, None
+    return queued, members[-1][0]
+
+
+def finish_run(db: sqlite_utils.Database, key: str, now_ms: int) -> None:
+    _claim_run(db, key, now_ms)
+
+
+def daily_digests(db: sqlite_utils.Database, *, now_ms: int, settings: Settings,
+                  router: Router) -> int:
+    """Queue today's visit digest for every member with households overdue or due soon, once
+    per local day, in one transaction (the sweep runs it in chunks: :func:`run_daily`)."""
+    key = daily_due(db, now_ms=now_ms, settings=settings)
+    if key is None:
+        return 0
+    queued, after = 0, ""
+    while after is not None:
+        n, after = daily_chunk(db, key, now_ms=now_ms, settings=settings, router=router,
+                               after=after)
+        queued += n
+    finish_run(db, key, now_ms)
+    return queued
+
+
+def run_daily(store: Any, *, now_ms: int, settings: Settings, router: Router,
+              chunk: int = 1000) -> int:
+    """:func:`daily_digests` as one short write transaction per ``chunk`` members, so that a
+    district's 08:00 digest run never holds the writer (and the phones' pushes) for seconds."""
+    key = store.read(lambda db: daily_due(db, now_ms=now_ms, settings=settings))
+    if key is None:
+        return 0
+    queued, after = 0, ""
+    while after is not None:
+        n, after = store.write(lambda db, a=after: daily_chunk(
+            db, key, now_ms=now_ms, settings=settings, router=router, after=a, limit=chunk))
+        queued += n
+    store.write(finish_run, key, now_ms)
     return queued
 
 
