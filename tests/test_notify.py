@@ -450,3 +450,22 @@ def test_daily_digests_in_chunks_reach_every_member_once(store, tiny, db_path):
     assert digests.run_daily(store, now_ms=now, settings=settings, router=router, chunk=1) == 0
     rows = store.read(outbox.list_outbox, kind="digest_daily").items
     assert sorted(r.person_id for r in rows) == ["m1", "m2"]
+
+
+def test_many_messages_are_delivered_in_parallel_each_once(store, tiny, db_path):
+    settings = quick_settings(db_path, delivery_workers=4)
+    clock = FixedClock(T0)
+    with Receiver(fail_first=3) as http:
+        set_channels(store, "m1", [http.url("m1")])
+        for i in range(12):
+            raise_case(store, tiny, settings, clock, case_id=f"case-{i}")
+        dispatcher = Dispatcher(store, settings, clock)
+        first = dispatcher.run_once()
+        assert (first.sent, first.retrying) == (9, 3)
+        clock.advance(minutes=1)
+        assert dispatcher.run_once().sent == 3
+    assert sorted(m["message"].rsplit("：", 1)[-1] for m in http.received) == sorted(
+        f"case-{i}" for i in range(12))
+    assert store.read(outbox.counts) == {"sent": 12}
+    retried = [e for e in store.read(outbox.list_outbox).items if e.attempts == 2]
+    assert len(retried) == 3 and all("500" in e.last_error for e in retried)

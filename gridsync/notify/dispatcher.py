@@ -18,6 +18,8 @@ URLs are secrets: errors are stored and logged only through :func:`routing.mask_
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -34,6 +36,31 @@ from gridsync.notify.routing import Router, mask_text, router_for, url_id
 log = logging.getLogger("gridsync.notify")
 
 _list_decoder = msgspec.json.Decoder(list[str])
+
+
+class _PerThreadCapture(logging.Handler):
+    """Collects Apprise's warnings per thread, so that each delivery (several run at once on the
+    dispatcher's pool) gets its own error text for ``last_error``."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        buffer = getattr(self.local, "buffer", None)
+        if buffer is not None:
+            buffer.append(record.getMessage())
+
+    def start(self) -> list[str]:
+        self.local.buffer = []
+        return self.local.buffer
+
+    def stop(self) -> None:
+        self.local.buffer = None
+
+
+_capture = _PerThreadCapture()
+logging.getLogger("apprise").addHandler(_capture)
 
 
 @dataclass
@@ -135,16 +162,17 @@ def send_one(url: str, title: str, body: str, timeout: float) -> str | None:
     server.socket_read_timeout = timeout
     if "format=" not in url:  # our messages are plain text; keep their lines (e-mail too)
         server.notify_format = apprise.NotifyFormat.TEXT
-    with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
-        try:
-            ok = server.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT)
-        except Exception as exc:  # a plugin bug must not stop the dispatcher
-            ok = False
-            log.warning("apprise plugin raised %s", type(exc).__name__)
-        detail = captured.getvalue().strip().splitlines()
+    detail = _capture.start()
+    try:
+        ok = server.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT)
+    except Exception as exc:  # a plugin bug must not stop the dispatcher
+        ok = False
+        detail.append(f"the Apprise plugin raised {type(exc).__name__}")
+    finally:
+        _capture.stop()
     if ok:
         return None
-    reason = detail[-1] if detail else "delivery failed"
+    reason = detail[-1].strip() if detail else "delivery failed"
     return mask_text(f"{url}: {reason}", secrets)
 
 
@@ -158,6 +186,8 @@ class Dispatcher:
         self.clock = clock
         self.router = router or router_for(settings.notify.apprise_config,
                                            settings.notify.locale)
+        self.workers = max(1, settings.notify.delivery_workers)
+        self._lock = threading.Lock()  # guards the shared DispatchResult counters
 
     def run_once(self, limit: int = 200) -> DispatchResult:
         result = DispatchResult()
@@ -167,13 +197,28 @@ class Dispatcher:
             claimed, postponed = self.store.write(_claim, self.clock.now_ms(), lease_ms, limit,
                                                   self.settings)
             result.postponed += postponed
-            for row in claimed:
-                self._deliver(row, result)
+            # URLs are looked up here, in one read: the pool's threads only talk to the network
+            # and hand their writes to the writer thread (no reader connection per thread).
+            urls = self.store.read(lambda db: {
+                row.id: self.router.urls(db, row.recipient, row.person_id) for row in claimed})
+            if len(claimed) <= 1 or self.workers <= 1:
+                for row in claimed:
+                    self._deliver(row, urls[row.id], result)
+            else:
+                with ThreadPoolExecutor(max_workers=min(self.workers, len(claimed)),
+                                        thread_name_prefix="gridsync-deliver") as pool:
+                    futures = [pool.submit(self._deliver, row, urls[row.id], result)
+                               for row in claimed]
+                    for future in futures:
+                        future.result()
             if len(claimed) + postponed < limit:
                 return result
 
-    def _deliver(self, row: Claimed, result: DispatchResult) -> None:
-        urls = self.store.read(self.router.urls, row.recipient, row.person_id)
+    def _count(self, result: DispatchResult, name: str) -> None:
+        with self._lock:
+            setattr(result, name, getattr(result, name) + 1)
+
+    def _deliver(self, row: Claimed, urls: list[str], result: DispatchResult) -> None:
         delivered = list(row.delivered)
         errors: list[str] = []
         for url in urls:
@@ -191,19 +236,20 @@ class Dispatcher:
             errors.append(f"no delivery channel for {row.recipient}")
             self.store.write(_finish, row.id, done=False, error=errors[0], now_ms=now,
                              next_ms=None)
-            result.failed += 1
+            self._count(result, "failed")
             return
         if not errors:
             self.store.write(_finish, row.id, done=True, error=None, now_ms=now, next_ms=None)
-            result.sent += 1
+            self._count(result, "sent")
             return
         error = "; ".join(errors)[:2000]
         log.warning("outbox %s attempt %s failed: %s", row.id, row.attempts, error)
-        result.errors.append(error)
+        with self._lock:
+            result.errors.append(error)
         if row.attempts >= self.settings.notify.max_attempts:
             self.store.write(_finish, row.id, done=False, error=error, now_ms=now, next_ms=None)
-            result.failed += 1
+            self._count(result, "failed")
         else:
             self.store.write(_finish, row.id, done=False, error=error, now_ms=now,
                              next_ms=now + backoff_ms(self.settings, row.attempts))
-            result.retrying += 1
+            self._count(result, "retrying")
