@@ -260,9 +260,10 @@ def _wire(db: sqlite_utils.Database, case: CaseRow) -> WhistleCase:
         location=case.location, category=case.category, description=case.description,
         raised_by=case.raised_by, raised_at=case.raised_at, received_at=iso_ms(case.received_ms),
         level=case.level, state=case.state,  # type: ignore[arg-type]
-        deadlines=Deadlines(level=stint.level, since=iso_ms(stint.started_ms),  # type: ignore[arg-type]
-                            accept=iso_ms(stint.accept_due_ms), arrive=iso_ms(stint.arrive_due_ms),
-                            resolve=iso_ms(stint.resolve_due_ms), missed=_list.decode(stint.missed)),
+        deadlines=Deadlines(
+            level=stint.level, since=iso_ms(stint.started_ms),  # type: ignore[arg-type]
+            accept=iso_ms(stint.accept_due_ms), arrive=iso_ms(stint.arrive_due_ms),
+            resolve=iso_ms(stint.resolve_due_ms), missed=_list.decode(stint.missed)),
         history=history, satisfaction=case.satisfaction, unit_id=case.unit_id,
         department_id=case.department_id, accepted_by=case.accepted_by, backflow=backflow,
     )

@@ -183,8 +183,7 @@ class Router:
         urls = self.config_urls(recipient_key)
         if person_id:
             urls += person_channels(db, person_id)
-        seen: set[str] = set()
-        return [u for u in urls if not (u in seen or seen.add(u))]  # type: ignore[func-returns-value]
+        return list(dict.fromkeys(urls))  # de-duplicated, in order
 
 
 _routers: dict[tuple[str | None, str], Router] = {}
