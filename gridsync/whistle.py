@@ -159,6 +159,11 @@ class WhistleReport(Struct, kw_only=True):
     since: str | None
     until: str | None
     rows: list[ReportRow]
+    # Both clocks (cases raised in the period): how many reached the server more than a minute
+    # after the phone raised them (raised offline), and the mean delay of those.
+    cases_raised: int = 0
+    raised_offline: int = 0
+    offline_delay_avg_seconds: float | None = None
 
 
 WIRE_TYPES = [WhistleRaise, WhistleAct, CaseCreate, CaseAction, WhistleCase, CasePage,
@@ -882,6 +887,20 @@ def whistle_report(db: sqlite_utils.Database, scope: Scope, *, now_ms: int | Non
         for i, x in enumerate(totals[level_name]):
             grand[i] += x
     out.append(make("all", None, "", grand))
+    case_cond, case_params = _visibility_sql(scope)
+    bounds = ""
+    if since_ms is not None:
+        bounds += " AND received_ms >= ?"
+        case_params.append(since_ms)
+    if until_ms is not None:
+        bounds += " AND received_ms < ?"
+        case_params.append(until_ms)
+    raised, offline, delay = db.execute(
+        f"SELECT count(*), sum(received_ms - raised_ms > 60000), "
+        f"avg(CASE WHEN received_ms - raised_ms > 60000 THEN received_ms - raised_ms END) "
+        f"FROM whistle_cases WHERE {case_cond}{bounds}", case_params).fetchone()
     return WhistleReport(generated_at=iso_ms(now_ms),
                          since=iso_ms(since_ms) if since_ms is not None else None,
-                         until=iso_ms(until_ms) if until_ms is not None else None, rows=out)
+                         until=iso_ms(until_ms) if until_ms is not None else None, rows=out,
+                         cases_raised=raised, raised_offline=int(offline or 0),
+                         offline_delay_avg_seconds=round(delay / 1000, 1) if delay else None)

@@ -311,6 +311,10 @@ def test_sync_ops_raise_offline_and_act(store, tiny, wsettings, clock):
     after = store.read(whistle_changes, scope, changes[0].seq, 10**9, 100)
     assert [(c.id, c.data.state) for c in after] == [("c-off", "accepted")]
     assert after[0].data.history[-1].device_at == offline
+    admin = store.read(lambda db: authenticate(db, tiny.tokens["admin"]).scope)
+    report = store.read(lambda db: whistle_report(db, admin, now_ms=received))
+    assert (report.cases_raised, report.raised_offline) == (1, 1)
+    assert report.offline_delay_avg_seconds == 3 * 3600.0
     m2 = store.read(lambda db: authenticate(db, tiny.tokens["m2"]).scope)
     assert store.read(whistle_changes, m2, 0, 10**9, 100) == []
     resp = store.read(lambda db: authenticate(db, tiny.tokens["resp"]).scope)

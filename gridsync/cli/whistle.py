@@ -176,3 +176,8 @@ def whistle_report(db_path: str, as_json: bool, since: str | None, until: str | 
         sat = "-" if r.satisfaction is None else f"{r.satisfaction:.2f}"
         click.echo(f"{level_name}\t{unit}\t{r.cases}\t{pct(r.response_rate)}\t"
                    f"{pct(r.on_time_rate)}\t{pct(r.resolution_rate)}\t{sat}\t{r.backflow}")
+    if report.raised_offline:
+        text = ("离线上报 {n} 件（共 {total} 件），平均延迟 {delay} 秒" if lang == "zh-CN"
+                else "raised offline: {n} of {total}, mean delay {delay} s")
+        click.echo(text.format(n=report.raised_offline, total=report.cases_raised,
+                               delay=report.offline_delay_avg_seconds), err=True)
