@@ -525,7 +525,8 @@ def raise_case(db: sqlite_utils.Database, principal: Principal, case_id: str, da
              "raised", data.description[:200], device_at=data.raised_at)
     outbox.enqueue(db, _router(settings, router), event_key=f"whistle:{case_id}:raised",
                    kind="whistle_raised", tags=level_tags("grid", grid_id),
-                   context=_context(db, case_id, settings), now_ms=received_ms, cause=case_id)
+                   context=_context(db, case_id, settings), now_ms=received_ms, cause=case_id,
+                   exclude=principal.person_id)
     audit.record(db, principal.actor, "whistle.raise", target=case_id,
                  detail={"grid_id": grid_id, "category": data.category})
     return get_case(db, case_id)
@@ -640,7 +641,7 @@ def act(db: sqlite_utils.Database, principal: Principal, case_id: str,
             tags.append(f"member:{case.accepted_by}")
         outbox.enqueue(db, router, event_key=f"whistle:{case_id}:stint:{stint.id}:closed",
                        kind="whistle_closed", tags=tags, context=_context(db, case_id, settings),
-                       now_ms=now_ms, cause=case_id)
+                       now_ms=now_ms, cause=case_id, exclude=who)
     _audit_act(db, principal, case_id, action, case.level)
     return get_case(db, case_id)
 
@@ -676,7 +677,7 @@ def _move(db: sqlite_utils.Database, case: CaseRow, stint: Stint, target: tuple[
             kind="whistle_returned", tags=level_tags(level, unit_id),
             context=_context(db, case.id, settings, note=note,
                              from_unit_name=_unit_name(db, from_unit)),
-            now_ms=now_ms, cause=case.id)
+            now_ms=now_ms, cause=case.id, exclude=by)
         return
 
     def reason_text(labels: dict) -> str:
@@ -689,7 +690,7 @@ def _move(db: sqlite_utils.Database, case: CaseRow, stint: Stint, target: tuple[
     outbox.enqueue(db, router, event_key=f"whistle:{case.id}:stint:{new_stint}:escalated",
                    kind="whistle_escalated", tags=tags,
                    context=_context(db, case.id, settings, reason=reason_text),
-                   now_ms=now_ms, cause=case.id)
+                   now_ms=now_ms, cause=case.id, exclude=by)
 
 
 # -- deadlines (run by the sweep) ---------------------------------------------------------------

@@ -111,7 +111,7 @@ def principal(store: Store, tiny, person_id: str):
     return store.read(authenticate, tiny.tokens[person_id])
 
 
-def raise_case(store, tiny, settings, clock, person_id="m1", case_id="case-1", **fields):
+def raise_case(store, tiny, settings, clock, person_id="sec", case_id="case-1", **fields):
     data = WhistleRaise(category=fields.pop("category", "漏水"), grid_id="g1",
                         location=fields.pop("location", "3号楼1单元"),
                         description=fields.pop("description", "楼道水管破裂"), **fields)
@@ -150,7 +150,7 @@ def test_delivery_to_http_and_smtp_in_chinese(store, tiny, db_path):
     got = http.received[0]
     assert got["path"] == "/m1"
     assert got["title"] == title
-    assert got["message"].startswith("第一网格（3号楼1单元）：楼道水管破裂\n发起人：张伟")
+    assert got["message"].startswith("第一网格（3号楼1单元）：楼道水管破裂\n发起人：王书记")
     assert "请在 11-23 10:01 前受理，11-23 10:10 前到场，11-23 10:30 前办结。" in got["message"]
     assert len(sink.messages) == 1
     mail = sink.messages[0]
@@ -469,3 +469,9 @@ def test_many_messages_are_delivered_in_parallel_each_once(store, tiny, db_path)
     assert store.read(outbox.counts) == {"sent": 12}
     retried = [e for e in store.read(outbox.list_outbox).items if e.attempts == 2]
     assert len(retried) == 3 and all("500" in e.last_error for e in retried)
+
+
+def test_the_actor_is_not_told_of_their_own_action(store, tiny, db_path):
+    set_channels(store, "m1", ["json://127.0.0.1:9/m1"])
+    raise_case(store, tiny, quick_settings(db_path), FixedClock(T0), person_id="m1")
+    assert store.read(outbox.counts) == {}  # m1 is the grid's whole team, and raised it

@@ -129,13 +129,16 @@ def render(kind: str, locale: str, context: dict[str, Any]) -> tuple[str, str]:
 
 def enqueue(db: sqlite_utils.Database, router: Router, *, event_key: str, kind: str,
             tags: list[str], context: Any, now_ms: int, cause: str | None = None,
-            not_before_ms: int | None = None) -> int:
+            not_before_ms: int | None = None, exclude: str | None = None) -> int:
     """Queue one event's message for everyone ``tags`` reach; returns rows newly queued.
 
     Call inside the write transaction of the cause. ``context`` is a dict, or a callable
-    ``locale -> dict`` when the context itself depends on the language (labels)."""
+    ``locale -> dict`` when the context itself depends on the language (labels). ``exclude``
+    is a person not to tell (the one whose own action caused the event)."""
     queued = 0
     for recipient in router.recipients(db, tags):
+        if exclude is not None and recipient.person_id == exclude:
+            continue
         ctx = context(recipient.locale) if callable(context) else context
         title, body = render(kind, recipient.locale, ctx)
         cursor = db.execute(
