@@ -31,7 +31,7 @@ from gridsync.clock import Clock
 from gridsync.config import Settings
 from gridsync.db import Store
 from gridsync.notify.outbox import DIGEST_KINDS, end_of_quiet_hours, in_quiet_hours
-from gridsync.notify.routing import Router, mask_text, router_for, url_id
+from gridsync.notify.routing import Router, mask_text, mask_url, router_for, url_id
 
 log = logging.getLogger("gridsync.notify")
 
@@ -157,7 +157,7 @@ def send_one(url: str, title: str, body: str, timeout: float) -> str | None:
     secrets = url_secrets(url)
     server = apprise.Apprise.instantiate(url)
     if server is None:
-        return f"{mask_text(url, secrets)}: not a valid Apprise URL"
+        return f"{mask_url(url)}: not a valid Apprise URL"
     server.socket_connect_timeout = timeout
     server.socket_read_timeout = timeout
     if "format=" not in url:  # our messages are plain text; keep their lines (e-mail too)
@@ -173,7 +173,7 @@ def send_one(url: str, title: str, body: str, timeout: float) -> str | None:
     if ok:
         return None
     reason = detail[-1].strip() if detail else "delivery failed"
-    return mask_text(f"{url}: {reason}", secrets)
+    return f"{mask_url(url)}: {mask_text(reason, secrets)}"
 
 
 class Dispatcher:

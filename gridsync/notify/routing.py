@@ -56,7 +56,8 @@ def url_id(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:10]
 
 
-_URL_RE = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.\-]{1,20})://[^\s'\"<>]+")
+# A URL not already masked; it does not end in punctuation ("url: error" keeps its colon).
+_URL_RE = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.\-]{1,20})://(?!\*\*\*)[^\s'\"<>]*[^\s'\"<>:;,.)]")
 
 
 def mask_url(url: str) -> str:
