@@ -507,7 +507,7 @@ def raise_case(db: sqlite_utils.Database, principal: Principal, case_id: str, da
     raised_at = data.raised_at or iso_ms(received_ms)
     try:
         raised_ms = parse_ms(raised_at)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise Invalid(f"raised_at is not an ISO 8601 time: {raised_at!r}",
                       field="raised_at") from exc
     db.execute(

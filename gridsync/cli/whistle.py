@@ -26,7 +26,7 @@ def _time(value: str | None, name: str) -> int | None:
         return None
     try:
         return parse_ms(value)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise click.BadParameter(f"not an ISO 8601 time: {value!r}", param_hint=name) from exc
 
 
