@@ -43,10 +43,11 @@ async def healthz() -> dict[str, str]:
 def create_app(settings: Settings | None = None, *, store: Store | None = None,
                clock: Clock = SYSTEM_CLOCK, run_periodic: bool | None = None) -> Litestar:
     """The ASGI app. Pass ``store`` to share one with the caller (tests); otherwise the app opens
-    ``settings.db`` at startup and closes it at shutdown. ``run_periodic`` (default: only when the
-    app owns its store) runs the periodic work (deadlines, digests, outbox delivery)."""
+    ``settings.db`` at startup and closes it at shutdown."""
     settings = settings or load_settings()
     owned = store is None
+    # Periodic work (deadline checks, digests, outbox delivery): on in `gridsync serve` (the app
+    # owns its store), off when a test passes its own store unless it asks (run_periodic=True).
     periodic = owned if run_periodic is None else run_periodic
 
     @asynccontextmanager
