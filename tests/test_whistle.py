@@ -405,3 +405,27 @@ def test_top_level_overdue_alerts_the_district_once(store, tiny, wsettings, api,
     assert [(r.recipient, r.title) for r in rows] == [("member:admin", "【吹哨】案件已超时：漏水")]
     case = api.get(f"/api/v1/whistle/cases/{cid}", headers=bearer(tiny.tokens["admin"])).json()
     assert case["deadlines"]["missed"] == ["accept"] and case["level"] == "district"
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+def test_every_whistle_template_renders_with_the_context_it_is_given(store, tiny, wsettings, api,
+                                                                     locale):
+    from gridsync.whistle import _context
+
+    cid = new_case(api, tiny)["id"]
+    extras = {
+        "whistle_raised": {},
+        "whistle_near": {"due_local": "11-23 10:01", "deadline_name": lambda labels:
+                         labels["deadline"]["accept"]},
+        "whistle_overdue": {"due_local": "11-23 10:01", "deadline_name": lambda labels:
+                            labels["deadline"]["accept"]},
+        "whistle_escalated": {"reason": lambda labels: labels["reason"]["escalate"].format(
+            level=labels["level"]["grid"])},
+        "whistle_returned": {"note": "不归我们管", "from_unit_name": "城管局"},
+        "whistle_closed": {},
+    }
+    for kind, extra in extras.items():
+        context = store.read(lambda db, e=extra: _context(db, cid, wsettings, **e))(locale)
+        title, body = outbox.render(kind, locale, context)
+        assert "漏水" in title and body, (kind, title, body)
+        assert cid in body
