@@ -36,7 +36,7 @@ from gridsync.errors import Invalid, NotFound
 REPORT_ROLES = coverage.ASSIGNER_ROLES
 
 ScopeQuery = Annotated[str | None, QueryParameter(
-    query="scope", min_length=1, max_length=64,
+    name="scope", min_length=1, max_length=64,
     description="org unit id (default: your whole scope)")]
 AtQuery = Annotated[str | None, QueryParameter(
     min_length=10, max_length=40, description="ISO 8601 time the cycle counts back from "
