@@ -688,29 +688,46 @@ def tally(db: sqlite_utils.Database, settings: Settings, scope: Scope, unit_id: 
             [msgspec.json.encode(sorted(members)).decode()]).fetchall())
 
     if with_kinds:
-        bits = {k: 1 << i for i, k in enumerate(kinds)}
-        mask_expr = " + ".join(
-            f"(instr(kinds, {_sql_str(msgspec.json.encode(k).decode())}) > 0) * {bit}"
-            for k, bit in bits.items()) or "0"
-        by_cycle: dict[int, list[str] | None] = {}
-        for group, group_grids in groups:
-            if group_grids is None:
-                by_cycle[group.cycle_days] = None
-            else:
-                by_cycle.setdefault(group.cycle_days, []).extend(group_grids)  # type: ignore
-        for cycle_days, cycle_grids in by_cycle.items():
-            cond, params = _grid_cond(cycle_grids)
-            for member, grid, mask in db.execute(
-                    f"""SELECT member_id, grid_id, {mask_expr} AS m FROM visits
-                        WHERE voided = 0 AND at_ms >= ? AND {cond}
-                        GROUP BY member_id, grid_id, m""",
-                    [now_ms - cycle_days * DAY_MS, *params]):
-                if mask:
-                    grid_acc[grid].mask |= mask
-                    member_acc[member].mask |= mask
+        _fold_kinds(db, groups, kinds, now_ms, grid_acc, member_acc)
     return Tally(idx=idx, scope_id=unit_id, now_ms=now_ms, units=units, grids=grids,
                  default=default, policies=policies, kinds=kinds, members=members, grid_acc=grid_acc,
                  member_acc=member_acc, unassigned_by_grid=unassigned, load=load)
+
+
+_kinds_decoder = msgspec.json.Decoder(list[str])
+
+
+def _fold_kinds(db: sqlite_utils.Database, groups: list[tuple[_PolicyGroup, list[str] | None]],
+                kinds: list[str], now_ms: int, grid_acc: dict[str, _Acc],
+                member_acc: dict[str, _Acc]) -> None:
+    """One pass over this cycle's non-voided visits (``visits_cycle``, in time order): OR each
+    visit's kinds, as a bit mask, into its member and its grid. A dict beats SQL here: a
+    GROUP BY would sort every visit of the cycle, and a kinds string has few distinct values, so
+    its mask is computed once."""
+    bit = {k: 1 << i for i, k in enumerate(kinds)}
+    masks: dict[str, int] = {}
+    by_cycle: dict[int, list[str] | None] = {}
+    for group, group_grids in groups:
+        if group_grids is None:
+            by_cycle[group.cycle_days] = None
+        else:
+            by_cycle.setdefault(group.cycle_days, []).extend(group_grids)  # type: ignore
+    pairs: dict[tuple[str, str], int] = {}
+    for cycle_days, cycle_grids in by_cycle.items():
+        cond, params = _grid_cond(cycle_grids)
+        for member, grid, raw in db.execute(
+                "SELECT member_id, grid_id, kinds FROM visits INDEXED BY visits_cycle "
+                f"WHERE voided = 0 AND at_ms >= ? AND kinds <> '[]' AND {cond}",
+                [now_ms - cycle_days * DAY_MS, *params]):
+            mask = masks.get(raw)
+            if mask is None:
+                mask = masks[raw] = sum(bit.get(k, 0) for k in set(_kinds_decoder.decode(raw)))
+            key = (member, grid)
+            pairs[key] = pairs.get(key, 0) | mask
+    for (member, grid), mask in pairs.items():
+        if mask:
+            grid_acc[grid].mask |= mask
+            member_acc[member].mask |= mask
 
 
 def _rate(num: int, den: int) -> float | None:
@@ -746,7 +763,8 @@ def _row(t: Tally, level: str, unit_id: str, name: str, parent: str | None, acc:
 def rollup(db: sqlite_utils.Database, settings: Settings, scope: Scope,
            unit_id: str | None = None, *, now_ms: int,
            levels: list[str] | None = None) -> CoverageReport:
-    """Coverage at every level (or the ``levels`` asked for) of a unit, within a scope.
+    """Coverage at every level (or the ``levels`` asked for; default :func:`default_levels`) of a
+    unit, within a scope.
 
     Rows come top-down (district first, members last), by id within a level. A unit is reported
     only if it lies at or below ``unit_id`` (default: the caller's scope)."""
@@ -754,45 +772,74 @@ def rollup(db: sqlite_utils.Database, settings: Settings, scope: Scope,
     return CoverageReport(scope_id=unit_id, at=iso_ms(now_ms), rows=rows_of(t, levels))
 
 
+def default_levels(t: Tally) -> tuple[str, ...]:
+    """Every level, except members when the report spans a street or the district: tens of
+    thousands of member rows belong in an export or a narrower scope (``level=member`` still
+    asks for them). Members are counted in every unit row either way."""
+    if any(t.idx.kind[u] in ("street", "district") for u in t.units):
+        return tuple(level for level in LEVELS if level != "member")
+    return LEVELS
+
+
 def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
     idx = t.idx
-    wanted = set(levels or LEVELS)
+    wanted = set(levels or default_levels(t))
     bad = wanted - set(LEVELS)
     if bad:
         raise Invalid(f"unknown level {sorted(bad)[0]!r}; one of {', '.join(LEVELS)}",
                       field="level")
     unit_acc: dict[str, _Acc] = defaultdict(_Acc)
     member_rows: list[CoverageRow] = []
+    chains: dict[str | None, tuple[str, ...]] = {}
+    masks: dict[tuple[str, ...], int] = {}
 
-    # Members: their own households and visits; judged by their community's policy.
+    def chain(uid: str | None) -> tuple[str, ...]:
+        if uid not in chains:
+            chains[uid] = tuple(idx.chain(uid))
+        return chains[uid]
+
+    def kinds_mask(kinds: list[str]) -> int:
+        key = tuple(kinds)
+        if key not in masks:
+            masks[key] = _kind_mask(t, kinds)
+        return masks[key]
+
+    # Members: their own households and visits; judged by their community's policy. Their
+    # counts travel up the branch and the administrative tree (summed per home first).
+    homes: dict[tuple[str | None, str | None, str | None], list[int]] = {}
     for pid in sorted(t.members):
         m = t.members[pid]
-        acc = _Acc()
-        acc.add(t.member_acc.get(pid, _Acc()))
+        own = t.member_acc.get(pid)
         load = t.load.get(pid, 0)
         policy = t.policies.get(m.community_id or "") or t.policy_of_grid(m.grid_id)
-        acc.members = 1
-        acc.under = int(load < policy.min_households_per_member)
-        acc.over = int(load > policy.max_households_per_member)
+        under = int(load < policy.min_households_per_member)
+        over = int(load > policy.max_households_per_member)
         if "member" in wanted:
+            acc = _Acc(members=1, under=under, over=over)
+            if own is not None:
+                acc.add(own)
             member_rows.append(_row(t, "member", pid, m.name, m.branch_id, acc,
-                                    _kind_mask(t, policy.service_kinds)))
-        # member counts travel up the branch and the administrative tree
-        places = {m.branch_id} | set(idx.chain(m.grid_id))
-        if m.grid_id is None and m.community_id:
-            places |= set(idx.chain(m.community_id))
+                                    kinds_mask(policy.service_kinds)))
+        home = homes.setdefault((m.branch_id, m.grid_id, m.community_id), [0, 0, 0])
+        home[0] += 1
+        home[1] += under
+        home[2] += over
+        if m.branch_id and own is not None:  # a branch's kinds are its members' kinds
+            unit_acc[m.branch_id].mask |= own.mask
+    for (branch, grid, community), (n, under, over) in homes.items():
+        places = {branch, *chain(grid)}
+        if grid is None and community:
+            places |= set(chain(community))
         for uid in places - {None}:
             u = unit_acc[uid]  # type: ignore[index]
-            u.members += 1
-            u.under += acc.under
-            u.over += acc.over
-        if m.branch_id:  # a branch's kinds are its members' kinds
-            unit_acc[m.branch_id].mask |= acc.mask
+            u.members += n
+            u.under += under
+            u.over += over
 
     # Households: by grid up the administrative tree; by branch through the member (assigned)
     # or the grid's branch (unassigned).
     for grid, acc in t.grid_acc.items():
-        for uid in idx.chain(grid):
+        for uid in chain(grid):
             u = unit_acc[uid]
             u.households += acc.households
             u.assigned += acc.assigned
@@ -828,12 +875,12 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
         for uid in sorted(u for u in t.units if idx.kind[u] == level):
             community = idx.community_of(uid)
             if community:
-                allowed = _kind_mask(t, t.policies[community].service_kinds)
+                allowed = kinds_mask(t.policies[community].service_kinds)
             else:
                 allowed = 0
                 for c in idx.below(uid):
                     if c in t.policies:
-                        allowed |= _kind_mask(t, t.policies[c].service_kinds)
+                        allowed |= kinds_mask(t.policies[c].service_kinds)
             rows.append(_row(t, level, uid, idx.name[uid], idx.parent[uid],
                              unit_acc.get(uid, _Acc()), allowed))
     return rows
@@ -844,16 +891,20 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
 
 def violations(db: sqlite_utils.Database, settings: Settings, scope: Scope,
                unit_id: str | None = None, *, now_ms: int, kinds: list[str] | None = None,
-               show_phones: bool = False, limit: int = 100, offset: int = 0) -> ViolationPage:
+               show_phones: bool = False, limit: int = 100, offset: int = 0,
+               tallied: Tally | None = None) -> ViolationPage:
     """Every household or member at fault, in kind order (unassigned, overdue, priority overdue,
-    members under the minimum, members over the cap), then by grid and address."""
+    members under the minimum, members over the cap). Households within a kind: by grid, then
+    responsible member, never-visited and longest-ago first (the order of the covering index,
+    so a page streams instead of sorting); members by grid and id. Counts come from the roll-up's
+    tally (pass ``tallied`` to reuse one)."""
     wanted = list(kinds or VIOLATION_KINDS)
     bad = set(wanted) - set(VIOLATION_KINDS)
     if bad:
         raise Invalid(f"unknown violation kind {sorted(bad)[0]!r}; one of "
                       f"{', '.join(VIOLATION_KINDS)}", field="kind")
     wanted = [k for k in VIOLATION_KINDS if k in wanted]
-    t = tally(db, settings, scope, unit_id, now_ms, with_kinds=False)
+    t = tallied or tally(db, settings, scope, unit_id, now_ms, with_kinds=False)
     counts = dict.fromkeys(wanted, 0)
     for acc in t.grid_acc.values():
         if "unassigned" in counts:
@@ -865,54 +916,60 @@ def violations(db: sqlite_utils.Database, settings: Settings, scope: Scope,
     member_items = _member_violations(t, wanted, show_phones)
     for v in member_items:
         counts[v.kind] += 1
-    household_total = sum(counts.get(k, 0) for k in HOUSEHOLD_VIOLATIONS)
     items: list[Violation] = []
-    if offset < household_total:
-        items = _household_violations(db, t, [k for k in wanted if k in HOUSEHOLD_VIOLATIONS],
-                                      limit, offset, show_phones)
+    skip = offset
+    for kind in (k for k in wanted if k in HOUSEHOLD_VIOLATIONS):
+        if len(items) >= limit:
+            break
+        if skip >= counts[kind]:
+            skip -= counts[kind]
+            continue
+        items += _household_violations(db, t, kind, limit - len(items), skip, show_phones)
+        skip = 0
     rest = limit - len(items)
     if rest > 0:
-        start = max(0, offset - household_total)
-        items.extend(member_items[start:start + rest])
+        items.extend(member_items[skip:skip + rest])
     return ViolationPage(items=items, total=sum(counts.values()), limit=limit, offset=offset,
                          counts=counts)
 
 
-def _household_violations(db: sqlite_utils.Database, t: Tally, kinds: list[str], limit: int,
+def _household_violations(db: sqlite_utils.Database, t: Tally, kind: str, limit: int,
                           offset: int, show_phones: bool) -> list[Violation]:
-    if not kinds:
-        return []
-    parts, params = [], []
-    for group, grids in _groups(t.idx, t.policies, t.grids, t.default):
-        if grids is not None and not grids:
-            continue
-        cond, gparams = _grid_cond(grids)
-        prio = _tag_expr(group.priority_tags)
-        cycle_start = t.now_ms - group.cycle_days * DAY_MS
-        prio_start = t.now_ms - group.priority_cycle_days * DAY_MS
-        conditions = {
-            "unassigned": ("responsible_member_id IS NULL", []),
-            "overdue": ("responsible_member_id IS NOT NULL AND "
-                        "coalesce(last_visit_ms, 0) < ?", [cycle_start]),
-            "priority_overdue": (f"responsible_member_id IS NOT NULL AND {prio} AND "
-                                 "coalesce(last_visit_ms, 0) < ?", [prio_start]),
-        }
-        for kind in kinds:
-            sql, kparams = conditions[kind]
-            parts.append(f"SELECT {VIOLATION_KINDS.index(kind)} AS k, id, grid_id, building, "
-                         "unit, room, head_name, phone, responsible_member_id, last_visit_ms "
-                         f"FROM households WHERE status = 'active' AND {cond} AND {sql}")
-            params += [*gparams, *kparams]
-    rows = db.execute(" UNION ALL ".join(parts) + " ORDER BY k, grid_id, building, unit, room, "
-                      "id LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
+    groups = [(g, grids) for g, grids in _groups(t.idx, t.policies, t.grids, t.default)
+              if grids is None or grids]
+    fetched: list[tuple] = []
+    for group, grids in groups:
+        cond, params = _grid_cond(grids)
+        if kind == "unassigned":
+            sql, kparams = "responsible_member_id IS NULL", []
+        elif kind == "overdue":
+            sql = "responsible_member_id IS NOT NULL AND coalesce(last_visit_ms, 0) < ?"
+            kparams = [t.now_ms - group.cycle_days * DAY_MS]
+        else:
+            sql = (f"responsible_member_id IS NOT NULL AND {_tag_expr(group.priority_tags)} "
+                   "AND coalesce(last_visit_ms, 0) < ?")
+            kparams = [t.now_ms - group.priority_cycle_days * DAY_MS]
+        # one policy group: the page itself; several: each group's first offset+limit rows,
+        # merged below in the same order
+        page = [limit, offset] if len(groups) == 1 else [limit + offset, 0]
+        fetched += db.execute(
+            "SELECT grid_id, responsible_member_id, coalesce(last_visit_ms, -1), id, building, "
+            "unit, room, head_name, phone FROM households "
+            f"WHERE status = 'active' AND {cond} AND {sql} "
+            "ORDER BY grid_id, responsible_member_id, last_visit_ms, id LIMIT ? OFFSET ?",
+            [*params, *kparams, *page]).fetchall()
+    if len(groups) > 1:
+        fetched = sorted(fetched, key=lambda r: (r[0], r[1] or "", r[2], r[3]))
+        fetched = fetched[offset:offset + limit]
     out = []
-    for k, hid, grid, building, unit, room, name, phone, member, last in rows:
+    for grid, member, last, hid, building, unit, room, name, phone in fetched:
+        visited = last >= 0
         out.append(Violation(
-            kind=VIOLATION_KINDS[k], subject="household", id=hid, name=name,  # type: ignore
+            kind=kind, subject="household", id=hid, name=name,  # type: ignore[arg-type]
             phone=phone if show_phones else mask_phone(phone), grid_id=grid,
             address="".join(p for p in (building, unit, room) if p), member_id=member,
-            last_visit_at=iso_ms(last) if last else None,
-            days_since_visit=(t.now_ms - last) // DAY_MS if last else None))
+            last_visit_at=iso_ms(last) if visited else None,
+            days_since_visit=(t.now_ms - last) // DAY_MS if visited else None))
     return out
 
 

@@ -120,9 +120,9 @@ def export_data(db: sqlite_utils.Database, settings: Settings, scope: Scope,
                 unit_id: str | None = None, *, now_ms: int,
                 show_phones: bool = False) -> ExportData:
     t = tally(db, settings, scope, unit_id, now_ms)
-    rows = rows_of(t)
+    rows = rows_of(t, list(LEVELS))
     page = violations(db, settings, scope, unit_id, now_ms=now_ms, show_phones=show_phones,
-                      limit=10_000_000)
+                      limit=10_000_000, tallied=t)
     names = dict(t.idx.name)
     names.update({pid: m.name for pid, m in t.members.items()})
     phones = {pid: m.phone if show_phones else mask_phone(m.phone)

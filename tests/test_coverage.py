@@ -67,7 +67,8 @@ def _by_key(rows):
 
 
 def test_every_figure_at_every_level(store, cov_settings, comm):
-    report = store.read(coverage.rollup, cov_settings, ADMIN, None, now_ms=NOW_MS)
+    report = store.read(coverage.rollup, cov_settings, ADMIN, None, now_ms=NOW_MS,
+                        levels=list(coverage.LEVELS))
     rows = _by_key(report.rows)
     assert set(rows) == set(EXPECTED)  # mx is inactive: no row
     for key, expected in EXPECTED.items():
@@ -113,6 +114,7 @@ def test_community_policy_override_changes_only_that_community(store, cov_settin
     override = coverage.PolicyOverride(cycle_days=1, priority_cycle_days=1)
     store.write(coverage.set_policy, cov_settings, coverage.Actor.cli(), "c2", override)
     rows = _by_key(store.read(coverage.rollup, cov_settings, ADMIN, None, now_ms=NOW_MS).rows)
+    assert not any(level == "member" for level, _ in rows)  # district-wide: no member rows
     c2 = rows[("community", "c2")]
     assert (c2.contacted, c2.overdue, c2.kinds_covered) == (0, 2, [])  # h13 visited 2 days ago
     assert _figures(rows[("community", "c1")])[:10] == EXPECTED[("community", "c1")][:10]
@@ -122,8 +124,9 @@ def test_community_policy_override_changes_only_that_community(store, cov_settin
 # -- violations ---------------------------------------------------------------------------------
 
 EXPECTED_VIOLATIONS = {
-    "unassigned": ["h7", "h6", "h12"],  # by grid, then address (1号楼 before 2号楼)
-    "overdue": ["h3", "h4", "h14"],
+    # by grid, member, never visited first, then the longest ago
+    "unassigned": ["h6", "h7", "h12"],
+    "overdue": ["h4", "h3", "h14"],
     "priority_overdue": ["h2", "h14"],
     "member_under_min": ["m2", "m4"],
     "member_over_cap": ["m1"],
