@@ -14,11 +14,14 @@ Definitions (the README repeats them for users):
 - Levels: member -> branch -> grid -> community -> street -> district. A household belongs to
   the branch of its responsible member, or when unassigned to the branch mapped to its grid.
   Service kinds covered: the distinct configured kinds among this cycle's non-voided visits, by
-  the member who made them (member, branch) or by the visit's grid (grid and above).
+  the member who made them (member level) or by the visit's grid (branch: its grid; grid and
+  above).
 
 The roll-up reads active households once (``GROUP BY grid_id, responsible_member_id`` over the
-covering partial index ``households_coverage``) and this cycle's visits once (``visits_cycle``);
-everything above grid and member is summed in Python from those groups.
+covering partial index ``households_coverage``); grid kinds come from EXISTS probes on
+``visits_grid_cycle`` that stop at the first matching visit; member kinds (only when member rows
+are wanted) from one stream over the scope's visits of the cycle. Everything above grid and
+member is summed in Python from those groups.
 """
 
 from __future__ import annotations
@@ -466,7 +469,7 @@ class OrgIndex:
         return out
 
 
-@dataclass
+@dataclass(slots=True)
 class _Member:
     id: str
     name: str
@@ -476,7 +479,7 @@ class _Member:
     community_id: str | None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Acc:
     households: int = 0
     assigned: int = 0
@@ -615,15 +618,25 @@ def _load_members(db: sqlite_utils.Database, idx: OrgIndex) -> dict[str, _Member
                 [msgspec.json.encode(no_branch).decode()]):
             if idx.kind.get(uid) == "grid":
                 home.setdefault(pid, uid)
+    places: dict[tuple[str | None, str | None], str | None] = {}
     for pid, name, phone, branch in rows:
         grid = idx.branch_grid.get(branch) if branch else home.get(pid)
-        community = idx.community_of(branch) if branch else idx.community_of(grid)
-        members[pid] = _Member(pid, name, phone, branch, grid, community)
+        key = (branch, grid)
+        if key not in places:
+            places[key] = idx.community_of(branch) if branch else idx.community_of(grid)
+        members[pid] = _Member(pid, name, phone, branch, grid, places[key])
     return members
 
 
+def _wide(idx: OrgIndex, units: set[str]) -> bool:
+    return any(idx.kind[u] in ("street", "district") for u in units)
+
+
 def tally(db: sqlite_utils.Database, settings: Settings, scope: Scope, unit_id: str | None,
-          now_ms: int, *, with_kinds: bool = True) -> Tally:
+          now_ms: int, *, with_kinds: bool = True, member_kinds: bool | None = None) -> Tally:
+    """One read of a scope: households grouped by (grid, member), members, and (``with_kinds``)
+    service kinds by grid, and by member when ``member_kinds`` (default: when member rows are
+    shown by default, i.e. below street scope)."""
     idx = OrgIndex.load(db)
     units, grid_set = _scope_units(idx, scope, unit_id)
     all_grids = {u for u, k in idx.kind.items() if k == "grid"}
@@ -654,7 +667,7 @@ def tally(db: sqlite_utils.Database, settings: Settings, scope: Scope, unit_id: 
                 GROUP BY grid_id, responsible_member_id""",
             [cycle_start, prio_start, *params],
         )
-        for grid, member, n, contacted, prio_n, prio_overdue in rows:
+        for grid, member, n, contacted, prio_n, prio_overdue in rows.fetchall():
             g = grid_acc[grid]
             g.households += n
             g.contacted += contacted
@@ -688,7 +701,10 @@ def tally(db: sqlite_utils.Database, settings: Settings, scope: Scope, unit_id: 
             [msgspec.json.encode(sorted(members)).decode()]).fetchall())
 
     if with_kinds:
-        _fold_kinds(db, groups, kinds, now_ms, grid_acc, member_acc)
+        by_cycle = _cycle_grids(groups, sorted(all_grids))
+        _grid_kinds(db, by_cycle, kinds, now_ms, grid_acc)
+        if member_kinds if member_kinds is not None else not _wide(idx, units):
+            _member_kinds(db, by_cycle, kinds, now_ms, member_acc)
     return Tally(idx=idx, scope_id=unit_id, now_ms=now_ms, units=units, grids=grids,
                  default=default, policies=policies, kinds=kinds, members=members, grid_acc=grid_acc,
                  member_acc=member_acc, unassigned_by_grid=unassigned, load=load)
@@ -697,36 +713,54 @@ def tally(db: sqlite_utils.Database, settings: Settings, scope: Scope, unit_id: 
 _kinds_decoder = msgspec.json.Decoder(list[str])
 
 
-def _fold_kinds(db: sqlite_utils.Database, groups: list[tuple[_PolicyGroup, list[str] | None]],
-                kinds: list[str], now_ms: int, grid_acc: dict[str, _Acc],
-                member_acc: dict[str, _Acc]) -> None:
-    """One pass over this cycle's non-voided visits (``visits_cycle``, in time order): OR each
-    visit's kinds, as a bit mask, into its member and its grid. A dict beats SQL here: a
-    GROUP BY would sort every visit of the cycle, and a kinds string has few distinct values, so
-    its mask is computed once."""
+def _cycle_grids(groups: list[tuple[_PolicyGroup, list[str] | None]],
+                 all_grids: list[str]) -> dict[int, list[str]]:
+    by_cycle: dict[int, list[str]] = {}
+    for group, group_grids in groups:
+        by_cycle.setdefault(group.cycle_days, []).extend(
+            all_grids if group_grids is None else group_grids)
+    return by_cycle
+
+
+def _grid_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str]], kinds: list[str],
+                now_ms: int, grid_acc: dict[str, _Acc]) -> None:
+    """Which kinds each grid's visits covered this cycle: one EXISTS probe per (grid, kind) on
+    ``visits_grid_cycle``, which stops at the first matching visit instead of reading them all."""
+    for cycle_days, grids in by_cycle.items():
+        if not grids:
+            continue
+        encoded = msgspec.json.encode(grids).decode()
+        for i, kind in enumerate(kinds):
+            for (grid,) in db.execute(
+                    "SELECT g.value FROM json_each(?) g WHERE EXISTS (SELECT 1 FROM visits v "
+                    "INDEXED BY visits_grid_cycle WHERE v.grid_id = g.value AND v.voided = 0 "
+                    "AND v.at_ms >= ? AND instr(v.kinds, ?) > 0)",
+                    [encoded, now_ms - cycle_days * DAY_MS, msgspec.json.encode(kind).decode()]):
+                grid_acc[grid].mask |= 1 << i
+
+
+def _member_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str]], kinds: list[str],
+                  now_ms: int, member_acc: dict[str, _Acc]) -> None:
+    """Which kinds each member's visits covered this cycle: one stream over the cycle's visits
+    of the grids read (a kinds string has few distinct values, so its mask is computed once)."""
     bit = {k: 1 << i for i, k in enumerate(kinds)}
     masks: dict[str, int] = {}
-    by_cycle: dict[int, list[str] | None] = {}
-    for group, group_grids in groups:
-        if group_grids is None:
-            by_cycle[group.cycle_days] = None
-        else:
-            by_cycle.setdefault(group.cycle_days, []).extend(group_grids)  # type: ignore
-    pairs: dict[tuple[str, str], int] = {}
-    for cycle_days, cycle_grids in by_cycle.items():
-        cond, params = _grid_cond(cycle_grids)
-        for member, grid, raw in db.execute(
-                "SELECT member_id, grid_id, kinds FROM visits INDEXED BY visits_cycle "
-                f"WHERE voided = 0 AND at_ms >= ? AND kinds <> '[]' AND {cond}",
-                [now_ms - cycle_days * DAY_MS, *params]):
-            mask = masks.get(raw)
-            if mask is None:
+    by_member: dict[str, int] = defaultdict(int)
+    for cycle_days, grids in by_cycle.items():
+        if not grids:
+            continue
+        for member, raw in db.execute(
+                "SELECT member_id, kinds FROM visits INDEXED BY visits_grid_cycle "
+                "WHERE grid_id IN (SELECT value FROM json_each(?)) AND voided = 0 "
+                "AND at_ms >= ? AND kinds <> '[]'",
+                [msgspec.json.encode(grids).decode(), now_ms - cycle_days * DAY_MS]):
+            try:
+                mask = masks[raw]
+            except KeyError:
                 mask = masks[raw] = sum(bit.get(k, 0) for k in set(_kinds_decoder.decode(raw)))
-            key = (member, grid)
-            pairs[key] = pairs.get(key, 0) | mask
-    for (member, grid), mask in pairs.items():
+            by_member[member] |= mask
+    for member, mask in by_member.items():
         if mask:
-            grid_acc[grid].mask |= mask
             member_acc[member].mask |= mask
 
 
@@ -768,7 +802,8 @@ def rollup(db: sqlite_utils.Database, settings: Settings, scope: Scope,
 
     Rows come top-down (district first, members last), by id within a level. A unit is reported
     only if it lies at or below ``unit_id`` (default: the caller's scope)."""
-    t = tally(db, settings, scope, unit_id, now_ms)
+    t = tally(db, settings, scope, unit_id, now_ms,
+              member_kinds=None if levels is None else "member" in levels)
     return CoverageReport(scope_id=unit_id, at=iso_ms(now_ms), rows=rows_of(t, levels))
 
 
@@ -776,7 +811,7 @@ def default_levels(t: Tally) -> tuple[str, ...]:
     """Every level, except members when the report spans a street or the district: tens of
     thousands of member rows belong in an export or a narrower scope (``level=member`` still
     asks for them). Members are counted in every unit row either way."""
-    if any(t.idx.kind[u] in ("street", "district") for u in t.units):
+    if _wide(t.idx, t.units):
         return tuple(level for level in LEVELS if level != "member")
     return LEVELS
 
@@ -806,26 +841,31 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
 
     # Members: their own households and visits; judged by their community's policy. Their
     # counts travel up the branch and the administrative tree (summed per home first).
-    homes: dict[tuple[str | None, str | None, str | None], list[int]] = {}
-    for pid in sorted(t.members):
+    homes: dict[tuple[str | None, str | None, str | None], list[int]] = defaultdict(
+        lambda: [0, 0, 0])
+    limits = {cid: (p.min_households_per_member, p.max_households_per_member)
+              for cid, p in t.policies.items()}
+    default_limits = (t.default.min_households_per_member, t.default.max_households_per_member)
+    show_members = "member" in wanted
+    load = t.load
+    for pid in (sorted(t.members) if show_members else t.members):
         m = t.members[pid]
-        own = t.member_acc.get(pid)
-        load = t.load.get(pid, 0)
-        policy = t.policies.get(m.community_id or "") or t.policy_of_grid(m.grid_id)
-        under = int(load < policy.min_households_per_member)
-        over = int(load > policy.max_households_per_member)
-        if "member" in wanted:
-            acc = _Acc(members=1, under=under, over=over)
+        n = load.get(pid, 0)
+        low, high = limits.get(m.community_id, default_limits)  # type: ignore[arg-type]
+        under = n < low
+        over = n > high
+        home = homes[(m.branch_id, m.grid_id, m.community_id)]
+        home[0] += 1
+        home[1] += under
+        home[2] += over
+        if show_members:
+            policy = t.policies.get(m.community_id or "", t.default)
+            acc = _Acc(members=1, under=int(under), over=int(over))
+            own = t.member_acc.get(pid)
             if own is not None:
                 acc.add(own)
             member_rows.append(_row(t, "member", pid, m.name, m.branch_id, acc,
                                     kinds_mask(policy.service_kinds)))
-        home = homes.setdefault((m.branch_id, m.grid_id, m.community_id), [0, 0, 0])
-        home[0] += 1
-        home[1] += under
-        home[2] += over
-        if m.branch_id and own is not None:  # a branch's kinds are its members' kinds
-            unit_acc[m.branch_id].mask |= own.mask
     for (branch, grid, community), (n, under, over) in homes.items():
         places = {branch, *chain(grid)}
         if grid is None and community:
@@ -851,12 +891,17 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
     all_members = t.members
     for pid, acc in t.member_acc.items():
         m = all_members.get(pid)
-        branch = m.branch_id if m else None
-        if branch:
-            u = unit_acc[branch]
-            for name in ("households", "assigned", "contacted", "overdue", "priority",
-                         "priority_overdue"):
-                setattr(u, name, getattr(u, name) + getattr(acc, name))
+        if m is not None and m.branch_id:
+            u = unit_acc[m.branch_id]
+            u.households += acc.households
+            u.assigned += acc.assigned
+            u.contacted += acc.contacted
+            u.overdue += acc.overdue
+            u.priority += acc.priority
+            u.priority_overdue += acc.priority_overdue
+    for branch, grid in idx.branch_grid.items():  # a branch's kinds: its grid's visits
+        if grid in t.grid_acc:
+            unit_acc[branch].mask |= t.grid_acc[grid].mask
     for grid, acc in t.unassigned_by_grid.items():
         branch = idx.grid_branch.get(grid)
         if branch:

@@ -119,7 +119,7 @@ class ExportData:
 def export_data(db: sqlite_utils.Database, settings: Settings, scope: Scope,
                 unit_id: str | None = None, *, now_ms: int,
                 show_phones: bool = False) -> ExportData:
-    t = tally(db, settings, scope, unit_id, now_ms)
+    t = tally(db, settings, scope, unit_id, now_ms, member_kinds=True)
     rows = rows_of(t, list(LEVELS))
     page = violations(db, settings, scope, unit_id, now_ms=now_ms, show_phones=show_phones,
                       limit=10_000_000, tallied=t)
