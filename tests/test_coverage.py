@@ -209,3 +209,16 @@ def test_street_scope_reads_its_communities(store, cov_settings, comm):
     rows = _by_key(store.read(coverage.rollup, cov_settings, scope, None, now_ms=NOW_MS).rows)
     assert ("district", "d1") not in rows
     assert _figures(rows[("street", "s1")])[:10] == EXPECTED[("street", "s1")][:10]
+
+
+def test_violation_pages_across_communities_with_different_policies(store, cov_settings, comm):
+    """c2 on a 1-day cycle: h13 (visited 2 days ago) becomes overdue there. Two policy groups
+    are read separately and merged in one order, page by page."""
+    override = coverage.PolicyOverride(cycle_days=1, priority_cycle_days=1)
+    store.write(coverage.set_policy, cov_settings, coverage.Actor.cli(), "c2", override)
+    page = store.read(coverage.violations, cov_settings, ADMIN, None, now_ms=NOW_MS,
+                      kinds=["overdue"])
+    assert [v.id for v in page.items] == ["h4", "h3", "h14", "h13"]
+    one_by_one = [store.read(coverage.violations, cov_settings, ADMIN, None, now_ms=NOW_MS,
+                             kinds=["overdue"], limit=1, offset=i).items[0].id for i in range(4)]
+    assert one_by_one == ["h4", "h3", "h14", "h13"]

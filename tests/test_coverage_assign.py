@@ -233,9 +233,10 @@ def test_policy_pull_source(store, cov_settings, comm):
 
 
 def test_policy_source_is_registered():
-    from gridsync.sync.sources import load_builtin_sources
+    from gridsync.sync.sources import BUILTIN_SOURCE_MODULES, SOURCES
 
-    assert load_builtin_sources()["policy"] is coverage.policy_changes
+    assert "gridsync.coverage" in BUILTIN_SOURCE_MODULES
+    assert SOURCES["policy"] is coverage.policy_changes
 
 
 # -- the assessors' sample ------------------------------------------------------------------------
