@@ -11,11 +11,10 @@ Definitions (the README repeats them for users):
 - A *member* is an active person with the ``member`` role. Their home is their party branch
   (and the branch's grid and community). Their load is the number of active households they are
   responsible for; under the minimum and over the cap are judged by their community's policy.
-- Levels: member -> branch -> grid -> community -> street -> district. A household belongs to
-  the branch of its responsible member, or when unassigned to the branch mapped to its grid.
+- Levels: member -> branch -> grid -> community -> street -> district.
   Service kinds covered: the distinct configured kinds among this cycle's non-voided visits, by
-  the member who made them (member level) or by the visit's grid (branch: its grid; grid and
-  above).
+  the member who made them (member level) or by the visit's grid (grid and above). A branch
+  has its grid's households and kinds (a branch maps to one grid) and its own members.
 
 The roll-up reads active households once (``GROUP BY grid_id, responsible_member_id`` over the
 covering partial index ``households_coverage``); grid kinds come from EXISTS probes on
@@ -532,6 +531,8 @@ class Tally:
     member_acc: dict[str, _Acc]  # members' households (in the grids read), visits' kinds
     unassigned_by_grid: dict[str, _Acc]
     load: dict[str, int]  # member -> active households (everywhere)
+    # (branch, grid, community) -> [members, under min, over cap], when computed in SQL
+    homes: dict[tuple[str | None, str | None, str | None], list[int]] | None = None
 
     def policy_of_grid(self, grid_id: str | None) -> Policy:
         return self.policies.get(self.idx.community_of(grid_id) or "", self.default)
@@ -794,6 +795,91 @@ def _row(t: Tally, level: str, unit_id: str, name: str, parent: str | None, acc:
     )
 
 
+def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
+                unit_id: str | None, now_ms: int) -> Tally:
+    """The unit levels only (no member rows), aggregated in SQLite: one ``GROUP BY grid_id``
+    per policy group, and one histogram of member loads per (branch, load) joined with people,
+    so that no per-member row reaches Python."""
+    idx = OrgIndex.load(db)
+    units, grid_set = _scope_units(idx, scope, unit_id)
+    all_grids = {u for u, k in idx.kind.items() if k == "grid"}
+    grids = None if grid_set == all_grids else sorted(grid_set)
+    policies = _policies(db, settings, idx)
+    default = default_policy(settings)
+    kinds: list[str] = []
+    for p in [default, *policies.values()]:
+        kinds.extend(k for k in p.service_kinds if k not in kinds)
+    grid_acc: dict[str, _Acc] = defaultdict(_Acc)
+    groups = _groups(idx, policies, grids, default)
+    for group, group_grids in groups:
+        if group_grids is not None and not group_grids:
+            continue
+        cond, params = _grid_cond(group_grids)
+        prio = _tag_expr(group.priority_tags)
+        for grid, n, assigned, contacted, overdue, prio_n, prio_overdue in db.execute(
+                f"""SELECT grid_id, count(*), count(responsible_member_id),
+                       count(*) FILTER (WHERE last_visit_ms >= ?),
+                       count(*) FILTER (WHERE responsible_member_id IS NOT NULL
+                                        AND coalesce(last_visit_ms, 0) < ?),
+                       count(*) FILTER (WHERE {prio}),
+                       count(*) FILTER (WHERE responsible_member_id IS NOT NULL AND {prio}
+                                        AND coalesce(last_visit_ms, 0) < ?)
+                    FROM households WHERE status = 'active' AND {cond} GROUP BY grid_id""",
+                [now_ms - group.cycle_days * DAY_MS, now_ms - group.cycle_days * DAY_MS,
+                 now_ms - group.priority_cycle_days * DAY_MS, *params]):
+            grid_acc[grid] = _Acc(households=n, assigned=assigned, contacted=contacted,
+                                  overdue=overdue, priority=prio_n,
+                                  priority_overdue=prio_overdue)
+    by_cycle = _cycle_grids(groups, sorted(all_grids))
+    _grid_kinds(db, by_cycle, kinds, now_ms, grid_acc)
+
+    # Members per home, with their loads (active households anywhere) bucketed.
+    role = msgspec.json.encode(RESPONSIBLE_ROLE).decode()
+    if scope.everything and unit_id is None:
+        member_cond, mparams = "1", []
+    else:
+        branches = sorted({u for u in units if idx.kind[u] == "branch"}
+                          | {b for b, g in idx.branch_grid.items() if g in grid_set})
+        member_cond = "(p.branch_id IN (SELECT value FROM json_each(?)) OR p.branch_id IS NULL)"
+        mparams = [msgspec.json.encode(branches).decode()]
+    rows = db.execute(
+        f"""WITH loads AS MATERIALIZED (
+                SELECT m, sum(n) AS n FROM (
+                    SELECT responsible_member_id AS m, count(*) AS n FROM households
+                    WHERE status = 'active' AND responsible_member_id IS NOT NULL
+                    GROUP BY grid_id, responsible_member_id)
+                GROUP BY m)
+            SELECT p.branch_id, CASE WHEN p.branch_id IS NULL THEN p.id END,
+                   coalesce(l.n, 0), count(*)
+            FROM people p LEFT JOIN loads l ON l.m = p.id
+            WHERE p.active = 1 AND instr(p.roles, ?) > 0 AND {member_cond}
+            GROUP BY 1, 2, 3""", [role, *mparams]).fetchall()
+    no_branch = [pid for branch, pid, _, _ in rows if branch is None]
+    home_grid: dict[str, str] = {}
+    if no_branch:
+        for pid, uid in db.execute(
+                "SELECT person_id, unit_id FROM person_scope WHERE person_id IN "
+                "(SELECT value FROM json_each(?)) ORDER BY person_id, unit_id",
+                [msgspec.json.encode(no_branch).decode()]):
+            if idx.kind.get(uid) == "grid":
+                home_grid.setdefault(pid, uid)
+    homes: dict[tuple[str | None, str | None, str | None], list[int]] = defaultdict(
+        lambda: [0, 0, 0])
+    for branch, pid, load, count in rows:
+        grid = idx.branch_grid.get(branch) if branch else home_grid.get(pid)
+        if not ((branch in units) or (grid in grid_set)):
+            continue
+        community = idx.community_of(branch) if branch else idx.community_of(grid)
+        policy = policies.get(community or "", default)
+        home = homes[(branch, grid, community)]
+        home[0] += count
+        home[1] += count * (load < policy.min_households_per_member)
+        home[2] += count * (load > policy.max_households_per_member)
+    return Tally(idx=idx, scope_id=unit_id, now_ms=now_ms, units=units, grids=grids,
+                 default=default, policies=policies, kinds=kinds, members={}, grid_acc=grid_acc,
+                 member_acc={}, unassigned_by_grid={}, load={}, homes=homes)
+
+
 def rollup(db: sqlite_utils.Database, settings: Settings, scope: Scope,
            unit_id: str | None = None, *, now_ms: int,
            levels: list[str] | None = None) -> CoverageReport:
@@ -802,8 +888,15 @@ def rollup(db: sqlite_utils.Database, settings: Settings, scope: Scope,
 
     Rows come top-down (district first, members last), by id within a level. A unit is reported
     only if it lies at or below ``unit_id`` (default: the caller's scope)."""
-    t = tally(db, settings, scope, unit_id, now_ms,
-              member_kinds=None if levels is None else "member" in levels)
+    if levels is None:
+        idx = OrgIndex.load(db)
+        with_members = not _wide(idx, _scope_units(idx, scope, unit_id)[0])
+    else:
+        with_members = "member" in levels
+    if with_members:
+        t = tally(db, settings, scope, unit_id, now_ms, member_kinds=True)
+    else:
+        t = _unit_tally(db, settings, scope, unit_id, now_ms)
     return CoverageReport(scope_id=unit_id, at=iso_ms(now_ms), rows=rows_of(t, levels))
 
 
@@ -848,6 +941,8 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
     default_limits = (t.default.min_households_per_member, t.default.max_households_per_member)
     show_members = "member" in wanted
     load = t.load
+    if t.homes is not None:
+        homes = t.homes
     for pid in (sorted(t.members) if show_members else t.members):
         m = t.members[pid]
         n = load.get(pid, 0)
@@ -876,8 +971,8 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
             u.under += under
             u.over += over
 
-    # Households: by grid up the administrative tree; by branch through the member (assigned)
-    # or the grid's branch (unassigned).
+    # Households: by grid up the administrative tree; a branch has its grid's households and
+    # service kinds (a branch maps to one grid).
     for grid, acc in t.grid_acc.items():
         for uid in chain(grid):
             u = unit_acc[uid]
@@ -888,27 +983,17 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
             u.priority += acc.priority
             u.priority_overdue += acc.priority_overdue
             u.mask |= acc.mask
-    all_members = t.members
-    for pid, acc in t.member_acc.items():
-        m = all_members.get(pid)
-        if m is not None and m.branch_id:
-            u = unit_acc[m.branch_id]
+    for branch, grid in idx.branch_grid.items():
+        acc = t.grid_acc.get(grid) if grid else None  # type: ignore[arg-type]
+        if acc is not None:
+            u = unit_acc[branch]
             u.households += acc.households
             u.assigned += acc.assigned
             u.contacted += acc.contacted
             u.overdue += acc.overdue
             u.priority += acc.priority
             u.priority_overdue += acc.priority_overdue
-    for branch, grid in idx.branch_grid.items():  # a branch's kinds: its grid's visits
-        if grid in t.grid_acc:
-            unit_acc[branch].mask |= t.grid_acc[grid].mask
-    for grid, acc in t.unassigned_by_grid.items():
-        branch = idx.grid_branch.get(grid)
-        if branch:
-            u = unit_acc[branch]
-            u.households += acc.households
-            u.contacted += acc.contacted
-            u.priority += acc.priority
+            u.mask |= acc.mask
 
     rows: list[CoverageRow] = []
     for level in reversed(LEVELS):

@@ -222,3 +222,19 @@ def test_violation_pages_across_communities_with_different_policies(store, cov_s
     one_by_one = [store.read(coverage.violations, cov_settings, ADMIN, None, now_ms=NOW_MS,
                              kinds=["overdue"], limit=1, offset=i).items[0].id for i in range(4)]
     assert one_by_one == ["h4", "h3", "h14", "h13"]
+
+
+@pytest.mark.parametrize("override", [None, coverage.PolicyOverride(cycle_days=1,
+                                                                    priority_cycle_days=1)])
+@pytest.mark.parametrize("unit", [None, "s1", "c1", "g2"])
+def test_sql_unit_path_equals_the_member_path(store, cov_settings, comm, override, unit):
+    """Unit rows are computed in SQL when no member rows are shown, and from per-member groups
+    when they are: both must give the same figures."""
+    if override is not None:
+        store.write(coverage.set_policy, cov_settings, coverage.Actor.cli(), "c2", override)
+    units = [level for level in coverage.LEVELS if level != "member"]
+    fast = store.read(coverage.rollup, cov_settings, ADMIN, unit, now_ms=NOW_MS, levels=units)
+    full = store.read(coverage.rollup, cov_settings, ADMIN, unit, now_ms=NOW_MS,
+                      levels=list(coverage.LEVELS))
+    assert fast.rows == [r for r in full.rows if r.level != "member"]
+    assert fast.rows
