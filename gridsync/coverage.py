@@ -664,7 +664,8 @@ def tally(db: sqlite_utils.Database, settings: Settings, scope: Scope, unit_id: 
                        count(*) FILTER (WHERE last_visit_ms >= ?),
                        count(*) FILTER (WHERE {prio}),
                        count(*) FILTER (WHERE {prio} AND coalesce(last_visit_ms, 0) < ?)
-                FROM households WHERE status = 'active' AND {cond}
+                FROM households INDEXED BY households_coverage
+                WHERE status = 'active' AND {cond}
                 GROUP BY grid_id, responsible_member_id""",
             [cycle_start, prio_start, *params],
         )
@@ -824,7 +825,8 @@ def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
                        count(*) FILTER (WHERE {prio}),
                        count(*) FILTER (WHERE responsible_member_id IS NOT NULL AND {prio}
                                         AND coalesce(last_visit_ms, 0) < ?)
-                    FROM households WHERE status = 'active' AND {cond} GROUP BY grid_id""",
+                    FROM households INDEXED BY households_coverage
+                    WHERE status = 'active' AND {cond} GROUP BY grid_id""",
                 [now_ms - group.cycle_days * DAY_MS, now_ms - group.cycle_days * DAY_MS,
                  now_ms - group.priority_cycle_days * DAY_MS, *params]):
             grid_acc[grid] = _Acc(households=n, assigned=assigned, contacted=contacted,
@@ -845,13 +847,14 @@ def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
     rows = db.execute(
         f"""WITH loads AS MATERIALIZED (
                 SELECT m, sum(n) AS n FROM (
-                    SELECT responsible_member_id AS m, count(*) AS n FROM households
+                    SELECT responsible_member_id AS m, count(*) AS n
+                    FROM households INDEXED BY households_coverage
                     WHERE status = 'active' AND responsible_member_id IS NOT NULL
                     GROUP BY grid_id, responsible_member_id)
                 GROUP BY m)
             SELECT p.branch_id, CASE WHEN p.branch_id IS NULL THEN p.id END,
                    coalesce(l.n, 0), count(*)
-            FROM people p LEFT JOIN loads l ON l.m = p.id
+            FROM people p NOT INDEXED LEFT JOIN loads l ON l.m = p.id
             WHERE p.active = 1 AND instr(p.roles, ?) > 0 AND {member_cond}
             GROUP BY 1, 2, 3""", [role, *mparams]).fetchall()
     no_branch = [pid for branch, pid, _, _ in rows if branch is None]
