@@ -20,6 +20,7 @@ from gridsync.api.deps import TokenAuthMiddleware, provide_principal
 from gridsync.api.devices import DeviceController
 from gridsync.api.errors import EXCEPTION_HANDLERS
 from gridsync.api.org import HouseholdController, MeController, OrgUnitController, PeopleController
+from gridsync.audit import Actor
 from gridsync.clock import SYSTEM_CLOCK, Clock
 from gridsync.config import Settings, load_settings
 from gridsync.db import Store
@@ -36,6 +37,9 @@ API_CONTROLLERS = [
 ]
 
 
+SERVER = Actor(person_id=None, device_id="server")
+
+
 @get("/healthz", include_in_schema=False)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
@@ -46,7 +50,6 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     """The ASGI app. Pass ``store`` to share one with the caller (tests); otherwise the app opens
     ``settings.db`` at startup and closes it at shutdown."""
     settings = settings or load_settings()
-    coverage.use_settings(settings)  # district defaults for the `policy` pull source
     owned = store is None
     # Periodic work (deadline checks, digests, outbox delivery): on in `gridsync serve` (the app
     # owns its store), off when a test passes its own store unless it asks (run_periodic=True).
@@ -56,6 +59,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if owned:
             app.state.store = Store(settings.db, synchronous=settings.synchronous)
+        # the configured district coverage default, as phones receive it in `policy` changes
+        await app.state.store.awrite(coverage.publish_default, settings.coverage, SERVER)
         worker = None
         if periodic:
             from gridsync.sweep import PeriodicWorker

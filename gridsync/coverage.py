@@ -37,7 +37,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from gridsync import audit
 from gridsync.audit import Actor
 from gridsync.clock import SYSTEM_CLOCK, Clock, iso_ms
-from gridsync.config import Settings
+from gridsync.config import CoveragePolicy, Settings
 from gridsync.db import next_seq
 from gridsync.errors import Conflict, Forbidden, Invalid, NotFound, OutOfScope
 from gridsync.households import HOUSEHOLD_SELECT, VISIT_SELECT, household_from_row, visit_from_row
@@ -364,8 +364,8 @@ def clear_policy(db: sqlite_utils.Database, settings: Settings, actor: Actor, co
 
 def republish_policies(db: sqlite_utils.Database, actor: Actor,
                        clock: Clock = SYSTEM_CLOCK) -> int:
-    """Give every community's policy a new seq, so phones fetch it again. Run after changing
-    the district default in the configuration (the default itself has no seq)."""
+    """Give every community's policy a new seq, so phones fetch it again (done by
+    :func:`publish_default` when the configured district default changes)."""
     rows = db.execute("SELECT o.id, p.override FROM org_units o LEFT JOIN coverage_policies p "
                       "ON p.community_id = o.id WHERE o.kind = 'community'").fetchall()
     for community_id, override in rows:
@@ -375,15 +375,29 @@ def republish_policies(db: sqlite_utils.Database, actor: Actor,
     return len(rows)
 
 
-class _PolicySettings:
-    """The pull source runs without Settings: the app registers them here at startup."""
-
-    settings: Settings = Settings()
+_default_decoder = msgspec.json.Decoder(CoveragePolicy)
 
 
-def use_settings(settings: Settings) -> None:
-    """Tell the ``policy`` pull source which district defaults are in force."""
-    _PolicySettings.settings = settings
+def stored_default(db: sqlite_utils.Database) -> CoveragePolicy:
+    """The district default last published into this database (the configured one at startup)."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'coverage_default'").fetchone()
+    return _default_decoder.decode(row[0]) if row else CoveragePolicy()
+
+
+def publish_default(db: sqlite_utils.Database, policy: CoveragePolicy, actor: Actor,
+                    clock: Clock = SYSTEM_CLOCK) -> bool:
+    """Store the configured district default; when it changed, republish every community's
+    policy so phones pull it again. Run at startup (``create_app``'s lifespan). Returns whether
+    it changed."""
+    encoded = msgspec.json.encode(policy).decode()
+    row = db.execute("SELECT value FROM meta WHERE key = 'coverage_default'").fetchone()
+    if row is not None and row[0] == encoded:
+        return False
+    db.execute("INSERT INTO meta (key, value) VALUES ('coverage_default', ?) "
+               "ON CONFLICT(key) DO UPDATE SET value = excluded.value", [encoded])
+    if row is not None:
+        republish_policies(db, actor, clock)
+    return True
 
 
 @register_source("policy")
@@ -412,9 +426,9 @@ def policy_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, upto
             WHERE s > ? AND s <= ? ORDER BY s LIMIT ?""",
         [*params, after_seq, upto_seq, limit],
     ).fetchall()
-    settings = _PolicySettings.settings
+    district = Settings(coverage=stored_default(db))
     return [SourceChange(seq=s, id=cid, op="put",
-                         data=_merge(settings, _override_decoder.decode(raw) if raw else None))
+                         data=_merge(district, _override_decoder.decode(raw) if raw else None))
             for cid, s, raw in rows]
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 import gridsync
@@ -210,7 +211,7 @@ def test_policy_api_validates_and_is_admin_only(cov_client, comm):
 
 
 def test_policy_pull_source(store, cov_settings, comm):
-    coverage.use_settings(cov_settings)
+    store.write(coverage.publish_default, cov_settings.coverage, coverage.Actor.cli())
     first = store.read(coverage.policy_changes, ADMIN, 0, store.read(current_seq), 100)
     assert sorted(c.id for c in first) == ["c1", "c2"]
     assert all(c.op == "put" and c.data.max_households_per_member == 3 for c in first)
@@ -230,6 +231,13 @@ def test_policy_pull_source(store, cov_settings, comm):
     assert cleared.data.max_households_per_member == 3
     assert store.read(coverage.policy_for, cov_settings, "c2").max_households_per_member == 3
     assert len(store.read(coverage.policy_changes, ADMIN, 0, 10**9, 1)) == 1  # limit
+    # a new district default in the configuration reaches every community's phones
+    cursor = store.read(current_seq)
+    new_default = msgspec.structs.replace(cov_settings.coverage, cycle_days=21)
+    assert store.write(coverage.publish_default, new_default, coverage.Actor.cli())
+    assert not store.write(coverage.publish_default, new_default, coverage.Actor.cli())
+    changed = store.read(coverage.policy_changes, ADMIN, cursor, 10**9, 100)
+    assert sorted((c.id, c.data.cycle_days) for c in changed) == [("c1", 21), ("c2", 21)]
 
 
 def test_policy_source_is_registered():

@@ -231,7 +231,7 @@ def coverage_rebalance(db_path: str, as_json: bool, scope_id: str | None, apply_
 
 @coverage.group("policy")
 def coverage_policy() -> None:
-    """A community's coverage policy: show, override, clear, republish."""
+    """A community's coverage policy: show, override, clear."""
 
 
 @coverage_policy.command("show")
@@ -298,15 +298,6 @@ def policy_clear(db_path: str, community_id: str, config_path: str | None) -> No
     with open_store(db_path) as store:
         run(lambda: store.write(cov.clear_policy, settings, Actor.cli(), community_id))
     click.echo(f"policy of {community_id} follows the district default")
-
-
-@coverage_policy.command("republish")
-@db_option
-def policy_republish(db_path: str) -> None:
-    """Re-send every community's policy to phones (after changing the district default)."""
-    with open_store(db_path) as store:
-        n = store.write(cov.republish_policies, Actor.cli())
-    click.echo(f"{n} community policies will be sent again")
 
 
 # -- assign -------------------------------------------------------------------------------------
