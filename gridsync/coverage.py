@@ -320,6 +320,24 @@ def policy_for(db: sqlite_utils.Database, settings: Settings, community_id: str)
     return _merge(settings, _override_decoder.decode(row[0]) if row and row[0] else None)
 
 
+def policy_of_scope(db: sqlite_utils.Database, settings: Settings, scope: Scope) -> Policy:
+    """The policy a person works under: their community's (the community of their first grid,
+    or the first community their scope names); the district default for wider scopes."""
+    if not scope.everything:
+        grids = sorted(scope.grid_ids)
+        row = None
+        if grids:
+            row = db.execute("SELECT parent_id FROM org_units WHERE id = ?", [grids[0]]).fetchone()
+        if row is None:
+            row = db.execute(
+                "SELECT id FROM org_units WHERE kind = 'community' AND id IN "
+                "(SELECT value FROM json_each(?)) ORDER BY id LIMIT 1",
+                [msgspec.json.encode(sorted(scope.unit_ids)).decode()]).fetchone()
+        if row is not None and row[0]:
+            return policy_for(db, settings, row[0])
+    return default_policy(settings)
+
+
 def community_policy(db: sqlite_utils.Database, settings: Settings,
                      community_id: str) -> CommunityPolicy:
     _require_community(db, community_id)

@@ -98,3 +98,18 @@ def test_bulk_reads_are_audited(client, tiny, store):
     assert entries and entries[0]["person_id"] == "sec"
     assert entries[0]["device_id"] == tiny.devices["sec"]
     assert entries[0]["detail"]["count"] == 8
+
+
+def test_me_carries_the_policy_of_the_persons_community(client, tiny, store):
+    from gridsync import coverage
+    from gridsync.audit import Actor
+    from gridsync.config import Settings
+
+    store.write(coverage.set_policy, Settings(), Actor.cli(), "c1",
+                coverage.PolicyOverride(cycle_days=14, priority_cycle_days=5))
+    me = client.get("/api/v1/me", headers=bearer(tiny.tokens["m1"])).json()
+    assert (me["policy"]["cycle_days"], me["policy"]["priority_cycle_days"]) == (14, 5)
+    assert client.get("/api/v1/me", headers=bearer(tiny.tokens["sec"])).json()[
+        "policy"]["cycle_days"] == 14
+    assert client.get("/api/v1/me", headers=bearer(tiny.tokens["admin"])).json()[
+        "policy"]["cycle_days"] == 30

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import msgspec
 from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
-from gridsync import households, org
+from gridsync import coverage, households, org
 from gridsync.audit import record
 from gridsync.auth import Principal
 from gridsync.clock import now_iso
@@ -25,7 +24,6 @@ from gridsync.models import (
     OrgUnitPage,
     Person,
     PersonPage,
-    Policy,
     Role,
     UnitKind,
     VisitPage,
@@ -34,10 +32,6 @@ from gridsync.models import (
 PageLimit = Annotated[int, QueryParameter(ge=1, le=500, description="page size, at most 500")]
 PageOffset = Annotated[int, QueryParameter(ge=0, le=10_000_000)]
 IdQuery = Annotated[str | None, QueryParameter(min_length=1, max_length=64)]
-
-
-def policy_of(settings: Settings) -> Policy:
-    return msgspec.convert(msgspec.structs.asdict(settings.coverage), Policy)
 
 
 class MeController(Controller):
@@ -49,9 +43,10 @@ class MeController(Controller):
                  settings: NamedDependency[Settings]) -> Me:
         person = await store.aread(org.get_person, principal.person_id)
         scope = principal.scope
+        policy = await store.aread(coverage.policy_of_scope, settings, scope)
         return Me(person=person, device_id=principal.device_id, roles=sorted(principal.roles),
-                  scope=person.scope, grid_ids=sorted(scope.grid_ids),
-                  policy=policy_of(settings), server_time=now_iso())
+                  scope=person.scope, grid_ids=sorted(scope.grid_ids), policy=policy,
+                  server_time=now_iso())
 
 
 class OrgUnitController(Controller):
