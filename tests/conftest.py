@@ -18,6 +18,9 @@ from gridsync.models import OrgUnit
 
 CLI = Actor.cli()
 
+# fixtures of the hand-built coverage district: comm, cov_settings, cov_client
+pytest_plugins = ["tests.coverage_community"]
+
 
 @pytest.fixture
 def db_path(tmp_path) -> str:

@@ -8,7 +8,7 @@ import pytest
 from gridsync import coverage
 from gridsync.org import Scope, resolve_scope
 from tests.conftest import bearer
-from tests.coverage_community import NOW_MS, comm, cov_client, cov_settings  # noqa: F401
+from tests.coverage_community import NOW_MS
 
 ADMIN = Scope("admin", True, frozenset(), frozenset(), 0)
 

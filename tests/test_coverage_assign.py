@@ -15,13 +15,7 @@ from gridsync import audit, coverage
 from gridsync.db import current_seq
 from gridsync.org import Scope, resolve_scope
 from tests.conftest import bearer
-from tests.coverage_community import (  # noqa: F401
-    NOW_MS,
-    comm,
-    cov_client,
-    cov_settings,
-    insert_visit,
-)
+from tests.coverage_community import NOW_MS, insert_visit
 
 ADMIN = Scope("admin", True, frozenset(), frozenset(), 0)
 ROOT = Path(gridsync.__file__).resolve().parent.parent

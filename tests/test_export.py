@@ -15,7 +15,6 @@ import pytest
 import gridsync
 from gridsync import audit, coverage, exports
 from tests.conftest import bearer
-from tests.coverage_community import comm, cov_client, cov_settings  # noqa: F401
 
 ROOT = Path(gridsync.__file__).resolve().parent.parent
 ZH_SHEETS = ["区", "街道", "社区", "网格", "党支部", "成员", "问题清单"]

@@ -245,7 +245,6 @@ def test_crash_between_claim_and_mark_resends_after_lease(store, tiny, db_path):
 
 
 def test_dedup_key_queues_a_cause_once(store, tiny, db_path):
-    settings = quick_settings(db_path)
     set_channels(store, "m1", ["json://127.0.0.1:9/x"])
     router = Router(None)
 
