@@ -41,6 +41,7 @@ import msgspec
 
 import gridsync
 from gridsync.clock import SYSTEM_CLOCK, Clock, uuid7
+from gridsync.sync import hlc as hlc_clock
 
 SCHEMA_VERSION = "1"
 APP_VERSION = f"gridsync-reference-client/{gridsync.__version__}"
@@ -63,41 +64,6 @@ OP_RECORD_TYPE = {
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.decode
 _msgpack_encode = msgspec.msgpack.Encoder().encode
-
-
-# -- HLC (temporary until gridsync/sync/hlc.py lands) ---------------------------------------
-
-
-@dataclass(frozen=True)
-class HLC:
-    wall: int
-    counter: int
-    node: str
-
-    def __str__(self) -> str:
-        return f"{self.wall:015d}:{self.counter:05d}:{self.node}"
-
-    @classmethod
-    def parse(cls, text: str) -> HLC:
-        wall, counter, node = text.split(":", 2)
-        return cls(int(wall), int(counter), node)
-
-    def tick(self, now_ms: int, node: str) -> HLC:
-        if now_ms > self.wall:
-            return HLC(now_ms, 0, node)
-        return HLC(self.wall, self.counter + 1, node)
-
-    def receive(self, remote: HLC, now_ms: int, node: str) -> HLC:
-        wall = max(self.wall, remote.wall, now_ms)
-        if wall == self.wall == remote.wall:
-            counter = max(self.counter, remote.counter) + 1
-        elif wall == self.wall:
-            counter = self.counter + 1
-        elif wall == remote.wall:
-            counter = remote.counter + 1
-        else:
-            counter = 0
-        return HLC(wall, counter, node)
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -279,7 +245,7 @@ class DeviceClient:
                 raise ValueError(f"{path} belongs to device {known}, not {device_id}")
             if person_id is not None:
                 self._set_meta("person_id", person_id)
-        self.hlc = HLC.parse(self._meta("hlc")) if self._meta("hlc") else None
+        self.hlc: str | None = self._meta("hlc")  # the last HLC this device issued or saw
 
     @classmethod
     def connect(cls, base_url: str, *, token: str, device_id: str, **kwargs: Any) -> DeviceClient:
@@ -353,21 +319,18 @@ class DeviceClient:
 
     def _tick(self) -> str:
         """The HLC of a new local event (call inside a local transaction: it is persisted)."""
-        now = self.clock.now_ms()
-        self.hlc = HLC(now, 0, self.device_id) if self.hlc is None else self.hlc.tick(
-            now, self.device_id)
-        self._set_meta("hlc", str(self.hlc))
-        return str(self.hlc)
+        self.hlc = hlc_clock.advance(self.hlc, self.clock.now_ms(), self.device_id)
+        self._set_meta("hlc", self.hlc)
+        return self.hlc
 
     def _observe(self, remote: str | None) -> None:
         """Advance the device's HLC past the server's (every push and pull answer carries it)."""
         if not remote:
             return
         with self._tx():
-            now = self.clock.now_ms()
-            base = self.hlc or HLC(0, 0, self.device_id)
-            self.hlc = base.receive(HLC.parse(remote), now, self.device_id)
-            self._set_meta("hlc", str(self.hlc))
+            self.hlc = hlc_clock.advance(self.hlc, self.clock.now_ms(), self.device_id,
+                                         seen=remote)
+            self._set_meta("hlc", self.hlc)
 
     # -- reading the local view ----------------------------------------------------------------
 
