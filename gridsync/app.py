@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router, get
+from litestar.config.compression import CompressionConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
@@ -85,6 +86,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             }),
         ),
         request_max_body_size=8 * 1024 * 1024,
+        # Phones are on poor networks: gzip responses when asked (SPEC 3, 8).
+        compression_config=CompressionConfig(backend="gzip", minimum_size=256),
         debug=False,
     )
     app.state.settings = settings
