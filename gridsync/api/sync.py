@@ -13,15 +13,14 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Operation
-from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
+from gridsync.api.errors import error_responses
 from gridsync.auth import Principal
 from gridsync.clock import Clock
 from gridsync.config import Settings
 from gridsync.db import Store
-from gridsync.models import ErrorBody
 from gridsync.sync import conflicts, pull, push, status
 from gridsync.sync.protocol import (
     ConflictEntry,
@@ -42,11 +41,6 @@ SchemaHeader = Annotated[str | None, HeaderParameter(
     max_length=16)]
 AppHeader = Annotated[str | None, HeaderParameter(
     name="X-Gridsync-App", description="the app version, e.g. 1.4.2", max_length=64)]
-
-
-def _errors(*codes: int) -> dict[int, ResponseSpec]:
-    return {c: ResponseSpec(data_container=ErrorBody, description="error", generate_examples=False)
-            for c in codes}
 
 
 def _inline(schema: dict[str, Any]) -> dict[str, Any]:
@@ -114,6 +108,7 @@ async def read_body(request: Request, limit: int, settings: Settings) -> bytes:
     return b"".join(chunks)
 
 
+ConflictId = Annotated[int, PathParameter(ge=1, le=2**53)]
 SECRETARY_ROLES = ("admin", "street", "community_secretary", "branch_secretary")
 
 
@@ -123,7 +118,7 @@ class SyncController(Controller):
 
     @post("/push", summary="Push a batch of offline mutations (SPEC 3.1)", status_code=200,
           operation_class=PushOperation, request_max_body_size=None,
-          responses=_errors(400, 401, 403, 409, 413, 415, 426))
+          responses=error_responses(400, 401, 403, 409, 413, 415, 426))
     async def push(self, request: Request, principal: NamedDependency[Principal],
                    store: NamedDependency[Store], settings: NamedDependency[Settings],
                    clock: NamedDependency[Clock], x_gridsync_schema: SchemaHeader = None,
@@ -141,7 +136,7 @@ class SyncController(Controller):
         return respond(request, result)
 
     @get("/pull", summary="Pull the changes of the caller's scope after a cursor (SPEC 3.2)",
-         responses=_errors(400, 401, 426))
+         responses=error_responses(400, 401, 426))
     async def pull(self, request: Request, principal: NamedDependency[Principal],
                    store: NamedDependency[Store], settings: NamedDependency[Settings],
                    clock: NamedDependency[Clock], x_gridsync_schema: SchemaHeader = None,
@@ -159,7 +154,7 @@ class SyncController(Controller):
         return respond(request, result.response)
 
     @get("/status", summary="Server HLC, full-sync size estimate, pending conflicts",
-         responses=_errors(401, 426))
+         responses=error_responses(401, 426))
     async def status(self, request: Request, principal: NamedDependency[Principal],
                      store: NamedDependency[Store], settings: NamedDependency[Settings],
                      clock: NamedDependency[Clock], x_gridsync_schema: SchemaHeader = None,
@@ -175,7 +170,7 @@ class ConflictController(Controller):
     tags = ["sync"]
 
     @get("/", summary="Losing values of merges in the caller's scope (secretaries)",
-         responses=_errors(401, 403))
+         responses=error_responses(401, 403))
     async def list_conflicts(
         self, principal: NamedDependency[Principal], store: NamedDependency[Store],
         conflict_status: Annotated[Literal["open", "restored", "dismissed"] | None,
@@ -192,9 +187,9 @@ class ConflictController(Controller):
 
     @post("/{conflict_id:int}/restore", status_code=200,
           summary="Restore a losing value: a new change with a fresh server HLC",
-          responses=_errors(400, 401, 403, 404, 409))
+          responses=error_responses(400, 401, 403, 404, 409))
     async def restore(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
-                      clock: NamedDependency[Clock], conflict_id: FromPath[int],
+                      clock: NamedDependency[Clock], conflict_id: ConflictId,
                       data: JSONBody[RestoreRequest | None] = None) -> ConflictEntry:
         principal.require_role(*SECRETARY_ROLES)
         return await store.awrite(conflicts.restore, principal, conflict_id,
@@ -202,9 +197,9 @@ class ConflictController(Controller):
 
     @post("/{conflict_id:int}/dismiss", status_code=200,
           summary="Close a conflict without restoring its value",
-          responses=_errors(400, 401, 403, 404, 409))
+          responses=error_responses(400, 401, 403, 404, 409))
     async def dismiss(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
-                      clock: NamedDependency[Clock], conflict_id: FromPath[int],
+                      clock: NamedDependency[Clock], conflict_id: ConflictId,
                       data: JSONBody[RestoreRequest | None] = None) -> ConflictEntry:
         principal.require_role(*SECRETARY_ROLES)
         return await store.awrite(conflicts.dismiss, principal, conflict_id,

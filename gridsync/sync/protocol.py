@@ -89,7 +89,7 @@ class HouseholdCreate(Struct, kw_only=True, frozen=True):
     room: ShortText = ""
     head_name: ShortText = ""
     phone: Annotated[str, Meta(max_length=40)] = ""
-    size: Annotated[int, Meta(ge=0, le=99)] = 1
+    size: Annotated[int, Meta(ge=0, le=9999)] = 1
     tags: list[Tag] = msgspec.field(default_factory=list)
     notes: LongText = ""
 
@@ -103,7 +103,7 @@ class HouseholdFields(Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
     room: ShortText | UnsetType = UNSET
     head_name: ShortText | UnsetType = UNSET
     phone: Annotated[str, Meta(max_length=40)] | UnsetType = UNSET
-    size: Annotated[int, Meta(ge=0, le=99)] | UnsetType = UNSET
+    size: Annotated[int, Meta(ge=0, le=9999)] | UnsetType = UNSET
     notes: LongText | UnsetType = UNSET
 
 
@@ -188,7 +188,7 @@ class ConflictPage(Struct, kw_only=True):
     offset: int
 
 
-class RestoreRequest(Struct, kw_only=True, forbid_unknown_fields=True):
+class RestoreRequest(Struct, kw_only=True):
     note: Annotated[str, Meta(max_length=500)] = ""
 
 
