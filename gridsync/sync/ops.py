@@ -56,6 +56,9 @@ class OpContext:
 class Outcome:
     status: str = "applied"  # "applied", "merged" or "duplicate" (no effect, e.g. same id)
     lost: list[dict[str, Any]] = field(default_factory=list)
+    # False when the op's own row records the mutation (a visit is its own record, found again
+    # by its id): push then skips the sync_mutations row, which halves the writes of a visit.
+    logged: bool = True
 
 
 @dataclass

@@ -8,12 +8,12 @@ with ``forbidden_field`` and nothing of it applies.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from gridsync.clock import iso_ms, parse_ms
+from gridsync.clock import iso_ms
 from gridsync.db import next_seq
 from gridsync.errors import GridsyncError, Invalid, NotFound, OutOfScope
 from gridsync.sync import merge, scope as sync_scope
@@ -171,58 +171,83 @@ def visit_create(ctx: OpContext, m: Mutation, data: VisitCreate) -> Outcome:
     return result
 
 
+_VISIT_APPLIED = Outcome("applied", logged=False)
+_VISIT_DUPLICATE = Outcome("duplicate", logged=False)
+
+
+def _at_ms(at: str) -> int:
+    """Epoch ms of an ISO 8601 time with offset (``Z`` allowed); ValueError if impossible."""
+    dt = datetime.fromisoformat(at[:-1] + "+00:00" if at.endswith("Z") else at)
+    if dt.tzinfo is None or "T" not in at:
+        raise ValueError("a time with date, time and offset is needed")
+    return int(dt.timestamp() * 1000)
+
+
 @register_batch("visit.create")
 def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome | GridsyncError]:
     """A run of visit creates: one query for their households, one for existing ids, one
-    ``executemany`` insert, one ``last_visit_ms`` update per household."""
+    ``executemany`` insert, one ``last_visit_ms`` update per household. Visits are their own
+    record of the mutation (found again by id), so push does not log them separately."""
     db = ctx.db
-    household_ids = sorted({it.data.household_id for it in items})
+    household_ids = {it.data.household_id for it in items}
     households = {
         r[0]: (r[1], r[2]) for r in db.execute(
             "SELECT id, grid_id, last_visit_ms FROM households "
             "WHERE id IN (SELECT value FROM json_each(?))",
-            [_json.encode(household_ids).decode()]).fetchall()
+            [_json.encode(list(household_ids)).decode()]).fetchall()
     }
     existing = {r[0] for r in db.execute(
         "SELECT id FROM visits WHERE id IN (SELECT value FROM json_each(?))",
         [_json.encode([it.m.id for it in items]).decode()]).fetchall()}
-    kinds_allowed = set(ctx.settings.coverage.service_kinds)
+    kinds_allowed = frozenset(ctx.settings.coverage.service_kinds)
     scope = ctx.principal.scope
-    results: list[Outcome | GridsyncError] = []
-    rows: list[list[Any]] = []
-    newest: dict[str, int] = defaultdict(int)
+    allowed_grids = {g for g, _ in households.values() if scope.allows_grid(g)}
+    person, device = ctx.principal.person_id, ctx.principal.device_id
     received = iso_ms(ctx.received_ms)
-    for it in items:
+    results: list[Outcome | GridsyncError] = []
+    rows: list[tuple] = []
+    newest: dict[str, int] = {}
+    first = next_seq(db, len(items))  # unused numbers of refused items are harmless gaps
+    kinds_cache: dict[tuple[str, ...], str] = {}
+    for n, it in enumerate(items):
         data: VisitCreate = it.data
-        if it.m.id in existing:
-            results.append(Outcome("duplicate"))
+        vid = it.m.id
+        if vid in existing:
+            results.append(_VISIT_DUPLICATE)
             continue
-        household = households.get(data.household_id)
+        hid = data.household_id
+        household = households.get(hid)
         if household is None:
-            results.append(NotFound(f"no household {data.household_id}"))
+            results.append(NotFound(f"no household {hid}"))
             continue
         grid = household[0]
-        if not scope.allows_grid(grid) and not sync_scope.was_in_scope(
-                db, scope, data.household_id, ms_of(it.hlc)):
-            results.append(OutOfScope(f"household {data.household_id} is outside your scope"))
+        if grid not in allowed_grids and not sync_scope.was_in_scope(db, scope, hid,
+                                                                     ms_of(it.hlc)):
+            results.append(OutOfScope(f"household {hid} is outside your scope"))
             continue
-        bad = [k for k in data.kinds if k not in kinds_allowed]
-        if bad:
-            results.append(Invalid(f"unknown service kinds {bad}; configured: "
-                                   f"{', '.join(sorted(kinds_allowed))}", field="data.kinds"))
+        kinds = tuple(data.kinds)
+        encoded = kinds_cache.get(kinds)
+        if encoded is None:
+            bad = [k for k in kinds if k not in kinds_allowed]
+            if bad:
+                results.append(Invalid(f"unknown service kinds {bad}; configured: "
+                                       f"{', '.join(sorted(kinds_allowed))}", field="data.kinds"))
+                continue
+            encoded = kinds_cache[kinds] = _json.encode(sorted(set(kinds))).decode()
+        try:
+            at_ms = _at_ms(data.at)
+        except ValueError:
+            results.append(Invalid(f"at {data.at!r} is not ISO 8601 with an offset, e.g. "
+                                   "2026-11-20T09:30:00+08:00", field="data.at"))
             continue
-        at_ms = parse_ms(data.at)
-        existing.add(it.m.id)
-        rows.append([it.m.id, data.household_id, grid, ctx.principal.person_id,
-                     ctx.principal.device_id, data.at.isoformat(), at_ms, data.channel,
-                     _json.encode(sorted(set(data.kinds))).decode(), data.note,
-                     _json.encode(data.geo).decode() if data.geo else None, received])
-        newest[data.household_id] = max(newest[data.household_id], at_ms)
-        results.append(Outcome("applied"))
+        existing.add(vid)
+        rows.append((vid, hid, grid, person, device, data.at, at_ms, data.channel, encoded,
+                     data.note, _json.encode(data.geo).decode() if data.geo else None,
+                     first + n, received))
+        if at_ms > newest.get(hid, 0):
+            newest[hid] = at_ms
+        results.append(_VISIT_APPLIED)
     if rows:
-        first = next_seq(db, len(rows))
-        for i, row in enumerate(rows):
-            row.insert(11, first + i)
         db.conn.executemany(
             "INSERT INTO visits (id, household_id, grid_id, member_id, device_id, at, at_ms, "
             "channel, kinds, note, geo, seq, received_at, voided) "

@@ -25,7 +25,7 @@ from gridsync.clock import Clock, iso_ms
 from gridsync.config import Settings
 from gridsync.errors import Forbidden, GridsyncError, Invalid
 from gridsync.sync import scope as sync_scope
-from gridsync.sync.hlc import ServerClock, advance, ms_of
+from gridsync.sync.hlc import ServerClock, advance, is_valid
 from gridsync.sync.ops import BatchItem, OpContext, Outcome, load_builtin_ops
 from gridsync.sync.protocol import LostValue, MutationResult, PushRequest, PushResponse
 
@@ -122,10 +122,17 @@ def decode_request(body: bytes, *, content_type: str | None, content_encoding: s
     if len(request.mutations) > settings.max_push_mutations:
         raise PayloadTooLarge(f"the batch has {len(request.mutations)} mutations: "
                               f"{_limits(settings)}")
-    for i in range(1, len(request.mutations)):
-        if request.mutations[i].seq != request.mutations[i - 1].seq + 1:
+    previous = None
+    for i, m in enumerate(request.mutations):
+        if previous is not None and m.seq != previous + 1:
             raise Invalid("seq must count up by one within a batch, in order",
                           field=f"$.mutations[{i}].seq")
+        previous = m.seq
+        h = m.hlc
+        if not (h[15] == ":" and h[21] == ":" and h[:15].isdigit() and h[16:21].isdigit()
+                and is_valid(h)):
+            raise Invalid(f"hlc {h!r} is not <15-digit ms>:<5-digit counter>:<device id>",
+                          field=f"$.mutations[{i}].hlc")
     return request, fmt
 
 
@@ -185,18 +192,23 @@ def apply_push(db: sqlite_utils.Database, principal: Principal, request: PushReq
 
     # Clock sanity and the work list.
     pending: list[tuple[int, str, bool]] = []  # (index, hlc, clamped)
-    skew_limit = now_ms + settings.max_clock_skew_ms
+    skew_limit = f"{now_ms + settings.max_clock_skew_ms:015d}"
+    newest = ""
     for i in range(new_start, len(mutations)):
         m = mutations[i]
         if m.mid in known_mids:
             results[i] = MutationResult(mid=m.mid, status="duplicate")
             continue
         known_mids.add(m.mid)
-        if ms_of(m.hlc) > skew_limit:
+        hlc = m.hlc
+        if hlc[:15] > skew_limit:
             pending.append((i, server.tick(), True))
         else:
-            server.observe(m.hlc)
-            pending.append((i, m.hlc, False))
+            if hlc > newest:
+                newest = hlc
+            pending.append((i, hlc, False))
+    if newest:
+        server.observe(newest)
 
     def context(hlc: str, mid: str) -> OpContext:
         return OpContext(db=db, principal=principal, settings=settings, clock=clock, hlc=hlc,
@@ -211,12 +223,16 @@ def apply_push(db: sqlite_utils.Database, principal: Principal, request: PushReq
             log_rows.append((m.mid, principal.device_id, m.seq, m.op, m.id, "rejected",
                              outcome.code, outcome.message[:500], now_ms))
             return
-        lost = [LostValue(field=x["field"], value=x["value"], winner=x["winner"],
-                          conflict_id=x.get("conflict_id")) for x in outcome.lost] or None
-        results[i] = MutationResult(mid=m.mid, status=outcome.status, lost=lost,
-                                    clock=clock_flag)
-        log_rows.append((m.mid, principal.device_id, m.seq, m.op, m.id, outcome.status, None,
-                         None, now_ms))
+        if outcome.lost:
+            lost = [LostValue(field=x["field"], value=x["value"], winner=x["winner"],
+                              conflict_id=x.get("conflict_id")) for x in outcome.lost]
+            results[i] = MutationResult(mid=m.mid, status=outcome.status, lost=lost,
+                                        clock=clock_flag)
+        else:
+            results[i] = MutationResult(mid=m.mid, status=outcome.status, clock=clock_flag)
+        if outcome.logged:
+            log_rows.append((m.mid, principal.device_id, m.seq, m.op, m.id, outcome.status,
+                             None, None, now_ms))
 
     k = 0
     while k < len(pending):
