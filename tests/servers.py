@@ -52,7 +52,8 @@ class ServerProcess:
                     found.set()
             found.set()
 
-        threading.Thread(target=read_output, daemon=True).start()
+        self._reader = threading.Thread(target=read_output, daemon=True)
+        self._reader.start()
         if not found.wait(self.startup_timeout) or not self.url:
             self.kill()
             raise RuntimeError("server did not print its URL:\n" + "".join(self.output))
@@ -79,6 +80,7 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
+        self._close_pipe()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -87,6 +89,15 @@ class ServerProcess:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self.proc is None or self.proc.poll() is None:
+            return
+        if getattr(self, "_reader", None) is not None:
+            self._reader.join(timeout=10)  # the pipe ends when the process is gone
+        if self.proc.stdout is not None and not self.proc.stdout.closed:
+            self.proc.stdout.close()
 
     def __enter__(self) -> ServerProcess:
         return self.start()

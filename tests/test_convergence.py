@@ -12,12 +12,12 @@ unique, so the model can tell exactly which write won and which ones lost.
 from __future__ import annotations
 
 import tempfile
-from datetime import datetime, timezone
+import time
 from pathlib import Path
 
 import httpx
 import msgspec
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, event, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 from litestar.testing import TestClient
 
@@ -30,7 +30,6 @@ from gridsync.households import HOUSEHOLD_SELECT, VISIT_SELECT, household_from_r
 from gridsync.sync.client import DeviceClient
 from tests.conftest import CLI, build_tiny_org
 
-T0 = datetime(2026, 11, 20, 1, 30, tzinfo=timezone.utc)
 PHONES = ("m1", "m3", "m2", "sec")
 HOT = ("hh-g1-1", "hh-g1-2", "hh-g2-1")  # few households, so edits collide
 FIELDS = ("phone", "notes", "head_name", "size")
@@ -80,7 +79,9 @@ class Convergence(RuleBasedStateMachine):
         self.app_client = TestClient(app=create_app(Settings(db=db_path), store=self.store))
         self.app_client.__enter__()
         self.net = LossyNetwork(self.app_client)
-        self.clock = FixedClock(T0)
+        # Phone clocks start at the real time, like the server's HLC; steps move them forward
+        # by at most 5 s, 30 steps stay well inside the 5-minute skew bound (no clamping).
+        self.clock = FixedClock(int(time.time() * 1000))
         self.phones = {
             p: DeviceClient(self.net, token=self.tiny.tokens[p], device_id=self.tiny.devices[p],
                             person_id=p, clock=self.clock, sleep=lambda _s: None)
@@ -118,34 +119,43 @@ class Convergence(RuleBasedStateMachine):
             values.add(base.get(field))
         return frozenset(values)
 
-    @rule(p=st.sampled_from(PHONES), h=st.sampled_from(HOT), field=st.sampled_from(FIELDS),
-          ms=st.integers(1, 5000))
-    def edit_field(self, p: str, h: str, field: str, ms: int) -> None:
-        if h not in self._households_of(p):
-            return
-        self.clock.advance(seconds=ms / 1000)
-        self.counter += 1
-        value = 100 + self.counter if field == "size" else f"{field}-{p}-{self.counter}"
-        seen = self._seen(p, h, field)
-        m = self.phones[p].update_household(h, fields={field: value})
-        self.writes.append(Write(p, h, field, value, m.hlc, seen))
+    def _edit(self, data: st.DataObject) -> None:
+        """One offline household edit by a random phone: some fields, maybe a tag change."""
+        p = data.draw(st.sampled_from(PHONES), label="phone")
+        h = data.draw(st.sampled_from(self._households_of(p)), label="household")
+        names = data.draw(st.lists(st.sampled_from(FIELDS), max_size=2, unique=True),
+                          label="fields")
+        tag_change = data.draw(st.none() | st.tuples(st.sampled_from(TAGS), st.booleans()),
+                               label="tag (add?)")
+        if not names and tag_change is None:
+            names = ["phone"]
+        self.clock.advance(seconds=data.draw(st.integers(1, 5000), label="ms") / 1000)
+        fields: dict[str, object] = {}
+        for name in names:
+            self.counter += 1
+            fields[name] = 10 + self.counter if name == "size" else f"{name}-{p}-{self.counter}"
+        seen = {name: self._seen(p, h, name) for name in names}
+        tags_add = [tag_change[0]] if tag_change and tag_change[1] else []
+        tags_remove = [tag_change[0]] if tag_change and not tag_change[1] else []
+        m = self.phones[p].update_household(h, fields=fields, tags_add=tags_add,
+                                            tags_remove=tags_remove)
+        for name, value in fields.items():
+            self.writes.append(Write(p, h, name, value, m.hlc, seen[name]))
 
-    @rule(p=st.sampled_from(PHONES), h=st.sampled_from(HOT), tag=st.sampled_from(TAGS),
-          add=st.booleans())
-    def edit_tags(self, p: str, h: str, tag: str, add: bool) -> None:
-        if h not in self._households_of(p):
-            return
-        self.clock.advance(seconds=1)
-        if add:
-            self.phones[p].update_household(h, tags_add=[tag])
-        else:
-            self.phones[p].update_household(h, tags_remove=[tag])
+    @rule(data=st.data())
+    def edit(self, data: st.DataObject) -> None:
+        self._edit(data)
 
-    @rule(p=st.sampled_from(PHONES), h=st.sampled_from(HOT), kinds=st.sets(
+    @rule(data=st.data(), n=st.integers(2, 5))
+    def offline_burst(self, data: st.DataObject, n: int) -> None:
+        """Several phones edit the same few households before anyone syncs."""
+        for _ in range(n):
+            self._edit(data)
+
+    @rule(p=st.sampled_from(PHONES), data=st.data(), kinds=st.sets(
         st.sampled_from(("policy", "opinion", "safety")), max_size=2))
-    def log_visit(self, p: str, h: str, kinds: set[str]) -> None:
-        if h not in self._households_of(p):
-            return
+    def log_visit(self, p: str, data: st.DataObject, kinds: set[str]) -> None:
+        h = data.draw(st.sampled_from(self._households_of(p)), label="household")
         self.clock.advance(seconds=1)
         m = self.phones[p].log_visit(h, "door", kinds, f"note {self.counter}")
         self.visits[m.id] = p
@@ -194,6 +204,7 @@ class Convergence(RuleBasedStateMachine):
         # Every phone equals the server, within its scope.
         for p, phone in self.phones.items():
             assert phone.pending_count() == 0
+            assert phone.rejected() == [], p
             mine = phone.households()
             assert mine == {h: households[h] for h in mine}, p
             scope = self.store.read(org.resolve_scope, p)
@@ -217,6 +228,8 @@ class Convergence(RuleBasedStateMachine):
             assert households[h][field] == w.value, (h, field, w)
         # Every losing value is in the conflict log.
         logged = conflict_values(self.store)
+        event(f"conflicts logged: {min(len(logged), 5)}{'+' if len(logged) >= 5 else ''}")
+        event(f"answers lost and resent: {min(self.net.lost, 2)}")
         for w in self.writes:
             if final[(w.household, w.field)] is w:
                 continue
@@ -230,15 +243,14 @@ class Convergence(RuleBasedStateMachine):
 def conflict_values(store: Store) -> set[tuple[str, str, object]]:
     """(household, field, losing value) of every entry in the server's conflict log."""
     def read(db):  # noqa: ANN001, ANN202
-        rows = db.execute("SELECT household_id, field, losing_value FROM conflicts").fetchall()
-        return {(r[0], r[1], msgspec.json.decode(r[2]) if r[2] is not None else None)
-                for r in rows}
+        rows = db.execute("SELECT household_id, field, value FROM sync_conflicts").fetchall()
+        return {(r[0], r[1], msgspec.json.decode(r[2])) for r in rows}
 
     return store.read(read)
 
 
 Convergence.TestCase.settings = settings(
-    max_examples=30, stateful_step_count=30, deadline=None,
+    max_examples=40, stateful_step_count=30, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestConvergence = Convergence.TestCase

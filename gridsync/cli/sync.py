@@ -27,19 +27,14 @@ def choose_people(people: list[dict[str, Any]], n: int) -> list[str]:
     for p in members:
         groups.setdefault(tuple(p["scope"]), []).append(p["id"])
     ordered = sorted(groups.values(), key=lambda ids: (-len(ids), ids))
-    chosen: list[str] = []
-    for ids in ordered:
-        if len(chosen) >= n:
-            break
-        if secretaries and len(chosen) % 4 == 3:
-            chosen.append(secretaries[len(chosen) // 4 % len(secretaries)]["id"])
-        chosen += ids[:3]
-    chosen = chosen[:n]
+    n_secretaries = min(len(secretaries), max(1 if n >= 3 else 0, n // 4))
+    chosen = [pid for ids in ordered for pid in ids[:3]][:n - n_secretaries]
+    chosen += [p["id"] for p in secretaries[:n_secretaries]]
     pool = chosen or [p["id"] for p in people]
     if not pool:
         return []
     i = 0
-    while len(chosen) < n:  # second phones
+    while len(chosen) < n:  # second phones for the same people
         chosen.append(pool[i % len(pool)])
         i += 1
     return chosen

@@ -47,6 +47,7 @@ SCHEMA_VERSION = "1"
 APP_VERSION = f"gridsync-reference-client/{gridsync.__version__}"
 PUSH_PATH = "/api/v1/sync/push"
 PULL_PATH = "/api/v1/sync/pull"
+STATUS_PATH = "/api/v1/sync/status"
 MAX_BATCH = 500
 CHINA = timezone(timedelta(hours=8))
 
@@ -634,6 +635,8 @@ class DeviceClient:
         report = PushReport()
         batch_size = self.batch_size
         gaps = 0
+        if self._meta_locked("seq_confirmed") is None and self.pending_count():
+            self._confirm_seq()
         while True:
             batch = self._queue("state = 'pending'", limit=batch_size)
             if not batch:
@@ -655,6 +658,23 @@ class DeviceClient:
             report.batches += 1
             report.sent += len(batch)
             self._acknowledge(batch, answer, report)
+
+    def _meta_locked(self, key: str) -> str | None:
+        with self._lock:
+            return self._meta(key)
+
+    def _confirm_seq(self) -> None:
+        """Before a store's first push: a device id that pushed before from another install
+        (the app reinstalled, its data lost) has consumed seqs on the server, and the server
+        answers ``duplicate`` to any seq at or below its last one. Ask where the device stands
+        and number the queue after it, so that nothing new is mistaken for a resend."""
+        status = self.request("GET", STATUS_PATH)
+        last = int(status.get("device_last_seq", 0))
+        first = self._queue("state = 'pending'", limit=1)
+        if first and first[0].seq <= last:
+            self._renumber(last + 1)
+        with self._tx():
+            self._set_meta("seq_confirmed", "1")
 
     def _renumber(self, expected_seq: int) -> None:
         """The server expects ``expected_seq`` next. Its seqs below that are consumed (by
@@ -691,8 +711,13 @@ class DeviceClient:
                 if status == "merged":
                     report.merged += 1
                     report.lost.extend({**entry, "id": m.id, "mid": m.mid} for entry in lost)
+                    # Fields where this mutation's value lost (an entry can also be the value
+                    # this mutation overwrote without having seen it: then ours won).
+                    mine = m.fields or {}
+                    ours_lost = sorted({e["field"] for e in lost if e["field"] in mine
+                                        and e.get("winner") != mine[e["field"]]})
                     db.execute("UPDATE queue SET state = 'acked', lost_fields = ? WHERE pos = ?",
-                               [_json_encode(sorted({e["field"] for e in lost})).decode(), m.pos])
+                               [_json_encode(ours_lost).decode(), m.pos])
                 else:  # rejected (or a status this client does not know: never resend it)
                     report.rejected += 1
                     db.execute("DELETE FROM queue WHERE pos = ?", [m.pos])
@@ -727,7 +752,9 @@ class DeviceClient:
                     raise SyncError("the server keeps answering reset to an initial sync")
                 report.resets += 1
                 self._drop_copy()
-                continue
+                if not page.get("cursor"):
+                    continue  # re-sync from no cursor
+                # Otherwise the page is already the first page of the new snapshot.
             self._apply_page(page, report)
             report.pages += 1
             if not page.get("has_more"):
