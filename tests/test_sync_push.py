@@ -250,6 +250,7 @@ def test_push_is_audited_once_per_batch(client, tiny, store):
     assert len(rows) == 1
     assert rows[0][:2] == ("m1", "dev-m1")
     assert json.loads(rows[0][2])["applied"] == 2
+    assert json.loads(rows[0][2])["app"] == "test/1.0"
 
 
 def test_msgpack_and_gzip_both_ways(client, tiny, store):

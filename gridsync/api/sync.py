@@ -132,7 +132,8 @@ class SyncController(Controller):
             raise push.Forbidden(f"device_id {req.device_id} is not this token's device "
                                  f"({principal.device_id})", code="device_mismatch")
         decoded = push.decode_data(req, fmt)
-        result = await store.awrite(push.apply_push, principal, req, decoded, settings, clock)
+        result = await store.awrite(push.apply_push, principal, req, decoded, settings, clock,
+                                    app=x_gridsync_app)
         return respond(request, result)
 
     @get("/pull", summary="Pull the changes of the caller's scope after a cursor (SPEC 3.2)",

@@ -165,7 +165,8 @@ def decode_data(request: PushRequest, fmt: str) -> list[_Decoded]:
 
 
 def apply_push(db: sqlite_utils.Database, principal: Principal, request: PushRequest,
-               decoded: list[_Decoded], settings: Settings, clock: Clock) -> PushResponse:
+               decoded: list[_Decoded], settings: Settings, clock: Clock,
+               app: str | None = None) -> PushResponse:
     """Apply a decoded batch inside the caller's write transaction."""
     if request.device_id != principal.device_id:
         raise Forbidden(f"device_id {request.device_id} is not this token's device "
@@ -278,7 +279,7 @@ def apply_push(db: sqlite_utils.Database, principal: Principal, request: PushReq
     final = [r for r in results if r is not None]
     counts = Counter(r.status for r in final)
     audit.record(db, principal.actor, "sync.push", target=principal.device_id,
-                 detail={"mutations": len(mutations), "first_seq": mutations[0].seq
+                 detail={"app": app, "mutations": len(mutations), "first_seq": mutations[0].seq
                          if mutations else None, "last_seq": new_last, **counts,
                          "clamped": sum(1 for r in final if r.clock)}, clock=clock)
     return PushResponse(results=final, server_hlc=advance(server.last, now_ms),
