@@ -195,6 +195,41 @@ def test_a_lost_answer_is_retried_with_the_same_mids_and_seqs(client, tiny, stor
     assert phone.pending_count() == 0
 
 
+def test_a_reinstalled_app_numbers_its_queue_after_the_seqs_the_server_has(client, tiny, store):
+    old = device(client, tiny, "m1")
+    old.sync()
+    old.log_visit("hh-g1-1", "door", [], "")
+    old.log_visit("hh-g1-2", "door", [], "")
+    old.sync()
+    old.close()
+    # Same device and token, new empty local store: its first edit is seq 1 locally, but the
+    # server has consumed 1 and 2 already and would take seq 1 for a resend.
+    fresh = device(client, tiny, "m1")
+    visit = fresh.log_visit("hh-g1-3", "phone", [], "重装后第一次")
+    assert visit.seq == 1
+    report = fresh.sync().push
+    assert (report.applied, report.duplicate) == (1, 0)
+    assert visit.id in fresh.visits() and visit_count(store) == 3
+    assert fresh.log_visit("hh-g1-4", "door", [], "").seq == 4
+
+
+def test_seq_gap_renumbers_the_pending_queue_from_the_expected_seq(client, tiny, store):
+    phone = device(client, tiny, "m1")
+    phone.sync()
+    for household in ("hh-g1-1", "hh-g1-2", "hh-g1-3"):
+        phone.log_visit(household, "door", [], "")
+    phone.sync()
+    # The server lost the tail of this device's history (restored from an older backup).
+    store.write(lambda db: db.execute("UPDATE devices SET last_seq = 1 WHERE id = ?",
+                                      [tiny.devices["m1"]]))
+    late = phone.log_visit("hh-g1-4", "door", [], "")
+    assert late.seq == 4
+    report = phone.push()
+    assert report.renumbered == 1 and report.applied == 1
+    assert visit_count(store) == 4
+    assert phone.log_visit("hh-g1-4", "wechat", [], "").seq == 3  # numbering continues
+
+
 def test_connection_errors_back_off_then_give_up_keeping_the_queue(client, tiny):
     net = FlakyTransport(client)
     waits: list[float] = []
