@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import gzip
 import random
+import time
 
 import msgspec
 
+from gridsync import auth, org
 from gridsync import db as gdb
-from gridsync import org
 from gridsync.audit import Actor
-from gridsync.clock import now_iso, uuid7
+from gridsync.clock import iso_ms, now_iso, uuid7
 from gridsync.db import next_seq
 from gridsync.models import OrgUnit
 from gridsync.sync.hlc import format_hlc
@@ -216,7 +217,7 @@ def _community(store) -> str:
         org.add_units(db, units)
         org.add_people(db, people, Actor.cli())
         now = now_iso()
-        now_ms = int(__import__("time").time() * 1000)
+        now_ms = int(time.time() * 1000)
         rows, visits = [], []
         for i in range(520):
             hid = uuid7()
@@ -232,7 +233,7 @@ def _community(store) -> str:
             for _ in range(rng.choice([2, 2, 3, 4])):
                 at = now_ms - rng.randrange(60 * DAY)
                 visits.append((uuid7(), hid, grid, f"cm{i % 71}", f"dev-cm{i % 71}",
-                               __import__("gridsync.clock", fromlist=["iso_ms"]).iso_ms(at), at,
+                               iso_ms(at), at,
                                rng.choice(["door", "phone", "wechat"]),
                                msgspec.json.encode(rng.sample(
                                    ["policy", "opinion", "hardship", "safety"], 2)).decode(),
@@ -246,8 +247,6 @@ def _community(store) -> str:
             "channel, kinds, note, seq, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", visits)
 
     store.write(load)
-    from gridsync import auth
-
     return store.write(auth.enroll, "csec", Actor.cli(), device_id="dev-csec").token
 
 

@@ -7,6 +7,7 @@ import time
 
 from gridsync import org
 from gridsync.audit import Actor
+from gridsync.clock import now_iso
 from gridsync.sync.hlc import format_hlc
 from tests.sync_helpers import Phone, state
 
@@ -51,6 +52,8 @@ def test_foreign_household_edit_is_rejected(client, tiny, store):
 
 def test_household_moved_to_another_grid_leaves_and_enters_pulls(client, tiny, store):
     m1, m2, sec = (phone(client, tiny, p) for p in ("m1", "m2", "sec"))
+    visit = m1.visit("hh-g1-3", at=now_iso())
+    assert m1.push([visit]).json()["results"][0]["status"] == "applied"
     rep1, rep2 = state(m1.pull_all()), state(m2.pull_all())
     assert "hh-g1-3" in households(rep1) and "hh-g1-3" not in households(rep2)
     # m1 edits offline before the move; the secretary moves the household to g2.
@@ -70,6 +73,8 @@ def test_household_moved_to_another_grid_leaves_and_enters_pulls(client, tiny, s
     changes2 = m2.pull_all()
     put = [c for c in changes2 if c["id"] == "hh-g1-3"]
     assert put and put[-1]["op"] == "put" and put[-1]["data"]["grid_id"] == "g2"
+    # Its visits follow it to the new grid's phones.
+    assert [c["id"] for c in changes2 if c["type"] == "visit"] == [visit["id"]]
     # The offline edit made before the move is still accepted...
     r = m1.push([offline]).json()["results"][0]
     assert r["status"] == "applied", r

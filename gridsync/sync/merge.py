@@ -23,6 +23,8 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
+from gridsync.db import next_seq
+
 STAMPS = "stamps"
 _ROW_COLS = ("id", "grid_id", "building", "unit", "room", "head_name", "phone", "size", "tags",
              "notes", "responsible_member_id", "status", "field_hlc", "seq")
@@ -75,6 +77,10 @@ class HouseholdState:
     tag_adds: dict[str, Stamp]
     tag_removes: dict[str, Stamp]
     changed: set[str] = field(default_factory=set)
+    loaded_grid: str = ""
+
+    def __post_init__(self) -> None:
+        self.loaded_grid = self.loaded_grid or self.values["grid_id"]
 
     @property
     def id(self) -> str:
@@ -177,6 +183,8 @@ def encode_stamps(state: HouseholdState) -> str:
 def save(db: sqlite_utils.Database, state: HouseholdState, seq: int, now_iso: str) -> None:
     """Write the merged row (values, stamps) with its new change seq."""
     v = state.values
+    if v["grid_id"] != state.loaded_grid:
+        _move_visits(db, v["id"], v["grid_id"])
     db.execute(
         "UPDATE households SET grid_id = ?, building = ?, unit = ?, room = ?, head_name = ?, "
         "phone = ?, size = ?, tags = ?, notes = ?, responsible_member_id = ?, status = ?, "
@@ -186,6 +194,19 @@ def save(db: sqlite_utils.Database, state: HouseholdState, seq: int, now_iso: st
          v["status"], encode_stamps(state), seq, now_iso, v["id"]],
     )
     state.seq = seq
+    state.loaded_grid = v["grid_id"]
+
+
+def _move_visits(db: sqlite_utils.Database, household_id: str, grid_id: str) -> None:
+    """A household's visits follow it to its new grid, each with a new change seq, so that the
+    phones of the new grid receive them (those of the old grid drop them with the household)."""
+    ids = [r[0] for r in db.execute("SELECT id FROM visits WHERE household_id = ? ORDER BY id",
+                                    [household_id]).fetchall()]
+    if not ids:
+        return
+    first = next_seq(db, len(ids))
+    db.conn.executemany("UPDATE visits SET grid_id = ?, seq = ? WHERE id = ?",
+                        [(grid_id, first + i, vid) for i, vid in enumerate(ids)])
 
 
 def record_conflicts(db: sqlite_utils.Database, state: HouseholdState, lost: list[Lost],
