@@ -179,6 +179,7 @@ def test_empty_incremental_pull_round_trip_under_1kb(client, tiny):
     request = _wire_size(headers, b"", f"GET /api/v1/sync/pull?cursor={m1.cursor} HTTP/1.1")
     raw_body = b"x" * r.num_bytes_downloaded
     response = _wire_size(dict(r.headers), raw_body, "HTTP/1.1 200 OK")
+    print(f"empty incremental pull round trip: {request + response} bytes")
     assert request + response < 1024, (request, response)
 
 
@@ -196,6 +197,7 @@ def test_pushed_visit_under_300_bytes_gzip(client, tiny):
                                              "Accept-Encoding": "gzip"}))
     assert r.status_code == 200
     assert {x["status"] for x in r.json()["results"]} == {"applied"}
+    print(f"pushed visit, gzip: {len(compressed) / len(batch):.0f} bytes each")
     assert len(compressed) / len(batch) < 300, len(compressed) / len(batch)
 
 
@@ -272,6 +274,7 @@ def test_first_sync_of_a_520_household_community_under_1mb(client, store):
     assert sum(1 for c in changes if c["type"] == "household") == 520
     assert sum(1 for c in changes if c["type"] == "visit") > 1000
     assert kinds >= {"org_unit", "person", "household", "visit"}
+    print(f"first sync of the community: {total} bytes gzip, {len(changes)} changes")
     assert total < 1_000_000, total
     status = client.get("/api/v1/sync/status", headers=p.headers()).json()
     assert status["full_sync_changes"] == len(changes)
