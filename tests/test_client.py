@@ -164,6 +164,21 @@ def test_concurrent_edit_loses_into_the_outcomes_and_both_phones_converge(client
     assert a.households() == {h: b.households()[h] for h in tiny.households["g1"]}
 
 
+def test_a_rejected_mutation_is_kept_for_inspection_and_blocks_nothing(client, tiny, store):
+    phone = device(client, tiny, "m1")
+    phone.sync()
+    phone.update_household("hh-g2-1", fields={"phone": "13000000000"})  # another grid's
+    visit = phone.log_visit("hh-g1-1", "door", ["policy"], "")
+    report = phone.sync().push
+    assert (report.rejected, report.applied) == (1, 1)
+    [rejected] = phone.rejected()
+    assert rejected["code"] == "out_of_scope" and rejected["id"] == "hh-g2-1"
+    assert rejected["mutation"]["fields"] == {"phone": "13000000000"}
+    assert phone.pending_count() == 0 and visit.id in phone.visits()
+    assert server_household(store, "hh-g2-1")["phone"] != "13000000000"
+    assert phone.household("hh-g2-1") is None  # never shown: it is outside the scope
+
+
 def test_reset_drops_the_copy_but_keeps_the_queue(client, tiny, store):
     phone = device(client, tiny, "m1")
     phone.sync()
