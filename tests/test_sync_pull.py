@@ -30,8 +30,8 @@ def server_households(store, grids) -> dict[str, dict]:
     from gridsync.households import HOUSEHOLD_SELECT, household_from_row
 
     rows = store.read(lambda db: db.execute(
-        f"SELECT {HOUSEHOLD_SELECT} FROM households h WHERE grid_id IN ({','.join('?' * len(grids))})",
-        grids).fetchall())
+        f"SELECT {HOUSEHOLD_SELECT} FROM households h "
+        f"WHERE grid_id IN ({','.join('?' * len(grids))})", grids).fetchall())
     return {r[0]: msgspec.to_builtins(household_from_row(r)) for r in rows}
 
 

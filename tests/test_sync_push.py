@@ -66,7 +66,8 @@ def test_push_applies_ops_and_pull_returns_them(client, tiny, store):
 def test_resent_batch_is_duplicate_without_second_effect(client, tiny, store):
     p = phone(client, tiny, "m1")
     muts = [p.visit("hh-g1-1"), p.visit("hh-g1-2"),
-            p.mutation("household.update", "hh-g1-3", base_seq=base(store, "hh-g1-3"), fields={"notes": "x"})]
+            p.mutation("household.update", "hh-g1-3", base_seq=base(store, "hh-g1-3"),
+                       fields={"notes": "x"})]
     assert p.push(muts).status_code == 200
     seq_before = household_row(store, "hh-g1-3")[4]
     again = p.push(muts)
@@ -97,14 +98,16 @@ def test_same_mid_under_new_seq_is_duplicate(client, tiny, store):
 def test_rejected_mutations_do_not_block_the_batch(client, tiny, store):
     p = phone(client, tiny, "m1")
     muts = [
-        p.mutation("household.update", "hh-g2-1", base_seq=base(store, "hh-g2-1"), fields={"notes": "foreign"}),
+        p.mutation("household.update", "hh-g2-1", base_seq=base(store, "hh-g2-1"),
+                   fields={"notes": "foreign"}),
         p.visit("hh-g2-1"),
         p.visit("no-such-household"),
         p.visit("hh-g1-1", channel="pigeon"),
         p.visit("hh-g1-1", kinds=["astrology"]),
         p.mutation("household.update", "hh-g1-1", base_seq=base(store, "hh-g1-1"),
                    fields={"responsible_member_id": "m1"}),
-        p.mutation("household.update", "hh-g1-1", base_seq=base(store, "hh-g1-1"), fields={"status": "archived"}),
+        p.mutation("household.update", "hh-g1-1", base_seq=base(store, "hh-g1-1"),
+                   fields={"status": "archived"}),
         p.mutation("whatever.op", "x"),
         p.mutation("visit.void", "no-such-visit"),
         p.visit("hh-g1-1"),

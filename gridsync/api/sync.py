@@ -182,8 +182,8 @@ class ConflictController(Controller):
     ) -> ConflictPage:
         principal.require_role(*SECRETARY_ROLES)
         items, total = await store.aread(conflicts.list_conflicts, principal.scope,
-                                         status=conflict_status, household_id=household_id, limit=limit,
-                                         offset=offset)
+                                         status=conflict_status, household_id=household_id,
+                                         limit=limit, offset=offset)
         return ConflictPage(items=items, total=total, limit=limit, offset=offset)
 
     @post("/{conflict_id:int}/restore", status_code=200,

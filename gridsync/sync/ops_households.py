@@ -16,7 +16,8 @@ import msgspec
 from gridsync.clock import iso_ms
 from gridsync.db import next_seq
 from gridsync.errors import GridsyncError, Invalid, NotFound, OutOfScope
-from gridsync.sync import merge, scope as sync_scope
+from gridsync.sync import merge
+from gridsync.sync import scope as sync_scope
 from gridsync.sync.hlc import ms_of
 from gridsync.sync.merge import HouseholdState, Lost, Stamp
 from gridsync.sync.ops import BatchItem, Mutation, OpContext, Outcome, register, register_batch

@@ -29,7 +29,8 @@ import sqlite_utils
 
 from gridsync.db import current_seq, epoch
 from gridsync.org import Scope
-from gridsync.sync import hlc, scope as sync_scope
+from gridsync.sync import hlc
+from gridsync.sync import scope as sync_scope
 from gridsync.sync.protocol import Change, PullResponse
 from gridsync.sync.sources import SourceChange, load_builtin_sources
 from gridsync.sync.sources_core import PULL_WINDOW, PullWindow

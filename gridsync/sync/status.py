@@ -8,7 +8,8 @@ from gridsync import audit, org
 from gridsync.auth import Principal
 from gridsync.clock import Clock
 from gridsync.db import current_seq
-from gridsync.sync import conflicts, hlc, scope as sync_scope
+from gridsync.sync import conflicts, hlc
+from gridsync.sync import scope as sync_scope
 from gridsync.sync.protocol import SyncStatus
 
 DAY_MS = 86_400_000
