@@ -125,6 +125,27 @@ def test_push_and_pull_carry_edits_between_phones(client, tiny):
     assert b.visits()[visit.id] == a.visits()[visit.id]
 
 
+def test_a_household_found_offline_is_created_then_moved_out(client, tiny, store):
+    clock = FixedClock(T0)
+    a, b = device(client, tiny, "m1", clock=clock), device(client, tiny, "sec", clock=clock)
+    a.sync()
+    b.sync()
+    created = a.create_household("g1", building="5号楼", room="302", head_name="刘芳",
+                                 phone="13600000000", size=3, tags=["renter"])
+    assert a.household(created.id)["head_name"] == "刘芳"  # shown before any sync
+    assert a.sync().push.applied == 1
+    b.sync()
+    assert b.household(created.id) == a.household(created.id)
+    assert b.household(created.id)["tags"] == ["renter"]
+    clock.advance(seconds=10)
+    b.move_out(created.id)
+    assert b.household(created.id)["status"] == "moved_out"
+    b.sync()
+    a.sync()
+    assert a.household(created.id)["status"] == "moved_out"
+    assert server_household(store, created.id)["status"] == "moved_out"
+
+
 def test_rebase_keeps_unsent_edits_visible_over_pulled_state(client, tiny):
     clock = FixedClock(T0)
     a, b = device(client, tiny, "m1", clock=clock), device(client, tiny, "sec", clock=clock)

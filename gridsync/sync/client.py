@@ -31,7 +31,8 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -272,23 +273,17 @@ class DeviceClient:
 
     # -- local transactions and meta ---------------------------------------------------------
 
-    class _Tx:
-        def __init__(self, client: DeviceClient):
-            self.client = client
-
-        def __enter__(self) -> sqlite3.Connection:
-            self.client._lock.acquire()
-            self.client.db.execute("BEGIN IMMEDIATE")
-            return self.client.db
-
-        def __exit__(self, exc_type: object, *rest: object) -> None:
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One local write transaction (edits, acknowledgements and pulled pages are atomic)."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
             try:
-                self.client.db.execute("ROLLBACK" if exc_type else "COMMIT")
-            finally:
-                self.client._lock.release()
-
-    def _tx(self) -> DeviceClient._Tx:
-        return DeviceClient._Tx(self)
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     def _meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
