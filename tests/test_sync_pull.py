@@ -279,3 +279,36 @@ def test_first_sync_of_a_520_household_community_under_1mb(client, store):
     status = client.get("/api/v1/sync/status", headers=p.headers()).json()
     assert status["full_sync_changes"] == len(changes)
     assert total / 2 <= status["full_sync_bytes"] <= total * 2, (status, total)
+
+
+def test_restore_a_losing_tag_remove_and_dismiss(client, tiny, store):
+    sec, m1 = phone(client, tiny, "sec"), phone(client, tiny, "m1")
+    base = seq_of(store, "hh-g2-2")
+    sec.push([sec.mutation("household.update", "hh-g2-2", base_seq=base, tags_add=["renter"])])
+    res = sec.push([sec.mutation("household.update", "hh-g2-2", base_seq=base,
+                                 fields={"notes": "n"})]).json()["results"][0]
+    assert res["status"] == "applied"
+    m2 = phone(client, tiny, "m2")
+    lost = m2.push([m2.mutation("household.update", "hh-g2-2", base_seq=base,
+                                tags_remove=["renter"])]).json()["results"][0]["lost"]
+    assert [(x["field"], x["value"], x["winner"]) for x in lost] == [("tags:renter", False, True)]
+    m2.pull_all()
+    r = client.post(f"/api/v1/sync/conflicts/{lost[0]['conflict_id']}/restore",
+                    headers=sec.headers())
+    assert r.status_code == 200, r.text
+    got = [c["data"]["tags"] for c in m2.pull_all() if c["id"] == "hh-g2-2"]
+    assert got == [[]]
+    # Dismissing closes a conflict without a change; members may do neither.
+    m2.push([m2.mutation("household.update", "hh-g2-2", base_seq=base, fields={"notes": "m"},
+                         hlc=format_hlc(1, 0, "dev-m2"))])
+    open_ = client.get("/api/v1/sync/conflicts", headers=sec.headers()).json()["items"]
+    assert [c["field"] for c in open_] == ["notes"]
+    forbidden = client.post(f"/api/v1/sync/conflicts/{open_[0]['id']}/dismiss",
+                            headers=m1.headers())
+    assert forbidden.status_code == 403
+    before = seq_of(store, "hh-g2-2")
+    done = client.post(f"/api/v1/sync/conflicts/{open_[0]['id']}/dismiss", headers=sec.headers())
+    assert done.status_code == 200 and done.json()["status"] == "dismissed"
+    assert seq_of(store, "hh-g2-2") == before
+    missing = client.post("/api/v1/sync/conflicts/999999/restore", headers=sec.headers())
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"

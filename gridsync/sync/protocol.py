@@ -40,8 +40,8 @@ class Mutation(Struct, kw_only=True):
     id: Id
     base_seq: Annotated[int, Meta(ge=0, le=2**53)] | None = None
     fields: dict[str, Any] | None = None
-    tags_add: list[Tag] = msgspec.field(default_factory=list)
-    tags_remove: list[Tag] = msgspec.field(default_factory=list)
+    tags_add: list[Tag] = []
+    tags_remove: list[Tag] = []
     # The op's payload, kept raw (any JSON/msgpack value). Absent = empty Raw; a client building
     # Mutations to encode should set it (``msgspec.Raw(msgspec.json.encode(...))``) or use dicts.
     data: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
