@@ -16,7 +16,7 @@ from gridsync.clock import iso_ms, now_iso, uuid7
 from gridsync.db import next_seq
 from gridsync.models import OrgUnit
 from gridsync.sync.hlc import format_hlc
-from gridsync.sync.pull import set_horizon
+from gridsync.sync.pull import Cursor, decode_cursor, encode_cursor, set_horizon
 from tests.sync_helpers import Phone, state
 
 DAY = 86_400_000
@@ -89,6 +89,15 @@ def test_bad_cursors_reset(client, tiny, store):
         page = m1.pull_page(bad)
         assert page["reset"] is True, bad
         assert any(c["type"] == "household" for c in page["changes"])
+    # A well-formed cursor with contents this server never issued: reset, not an error.
+    real = decode_cursor(good)
+    for forged in (Cursor(1, real.epoch, real.sv, 5, 0, old_sv=999),
+                   Cursor(1, real.epoch, 999, 5), Cursor(2, real.epoch, real.sv, 5),
+                   Cursor(1, real.epoch, real.sv, 10**15, 10**15 + 5, rm="zzz")):
+        page = m1.pull_page(encode_cursor(forged))
+        assert page["reset"] in (True, False) and "changes" in page
+    assert m1.pull_page(encode_cursor(Cursor(1, real.epoch, real.sv, 5, 0, old_sv=999)))[
+        "reset"] is True
     # Another database epoch (a restored backup): reset.
     store.write(gdb.new_epoch)
     assert m1.pull_page(good)["reset"] is True

@@ -128,6 +128,9 @@ def pull(db: sqlite_utils.Database, scope: Scope, cursor_value: str | None, limi
                                 resume=cursor.after)
         else:  # the scope changed in the middle of a snapshot: start over
             cursor, reset = None, True
+    if cursor is not None and cursor.old_sv and sync_scope.grids_of_version(
+            db, scope.person_id, cursor.old_sv) is None:
+        cursor, reset = None, True  # a transition from a scope version never recorded
     started = cursor is None
     if cursor is None:
         cursor = Cursor(CURSOR_VERSION, ep, scope.version, 0, head)
