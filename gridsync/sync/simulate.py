@@ -96,10 +96,12 @@ class Simulation:
     def run(self) -> Result:
         for client in self.clients:
             self._sync(client)
-        start = datetime.fromtimestamp(self.clock.now_ms() / 1000, tz=CHINA) - timedelta(
-            days=self.days)
+        # Visits are dated on the simulated days, squeezed into the last four weeks so that
+        # they all stay inside the pull window (current and previous coverage cycle).
+        now = datetime.fromtimestamp(self.clock.now_ms() / 1000, tz=CHINA)
+        step = timedelta(days=min(self.days, 28) / self.days)
         for day in range(self.days):
-            self._day(start + timedelta(days=day))
+            self._day(now - step * (self.days - day))
             self.progress(1)
         self._quiesce()
         self._verify()
@@ -129,7 +131,7 @@ class Simulation:
         roll = rng.random()
         if roll < 0.5:
             hid = rng.choice(households)
-            at = date.replace(hour=rng.randint(8, 20), minute=rng.randint(0, 59), second=0)
+            at = (date - timedelta(minutes=rng.randint(0, 600))).replace(microsecond=0)
             kinds = rng.sample(KINDS, rng.randint(1, 3))
             q = client.log_visit(hid, rng.choice(CHANNELS), kinds, rng.choice(NOTES), at=at)
             self.my_visits[i].append(q.id)
