@@ -230,6 +230,10 @@ class Convergence(RuleBasedStateMachine):
         logged = conflict_values(self.store)
         event(f"conflicts logged: {min(len(logged), 5)}{'+' if len(logged) >= 5 else ''}")
         event(f"answers lost and resent: {min(self.net.lost, 2)}")
+        for phone in self.phones.values():  # what phones were told they lost is logged too
+            for outcome in phone.outcomes("merged"):
+                for lost in outcome["lost"]:
+                    assert (outcome["id"], lost["field"], lost["value"]) in logged, lost
         for w in self.writes:
             if final[(w.household, w.field)] is w:
                 continue
