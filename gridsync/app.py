@@ -42,19 +42,31 @@ async def healthz() -> dict[str, str]:
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None,
-               clock: Clock = SYSTEM_CLOCK) -> Litestar:
+               clock: Clock = SYSTEM_CLOCK, run_periodic: bool | None = None) -> Litestar:
     """The ASGI app. Pass ``store`` to share one with the caller (tests); otherwise the app opens
     ``settings.db`` at startup and closes it at shutdown."""
     settings = settings or load_settings()
     owned = store is None
+    # Periodic work (deadline checks, digests, outbox delivery): on in `gridsync serve` (the app
+    # owns its store), off when a test passes its own store unless it asks (run_periodic=True).
+    periodic = owned if run_periodic is None else run_periodic
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if owned:
             app.state.store = Store(settings.db, synchronous=settings.synchronous)
+        worker = None
+        if periodic:
+            from gridsync.sweep import PeriodicWorker
+
+            worker = PeriodicWorker(app.state.store, settings, clock)
+            worker.start()
+        app.state.periodic = worker
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
             if owned:
                 app.state.store.close()
 

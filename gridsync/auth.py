@@ -14,6 +14,7 @@ import sqlite_utils
 from gridsync import audit
 from gridsync.audit import Actor
 from gridsync.clock import now_iso
+from gridsync.db import paged
 from gridsync.errors import DeviceRevoked, Forbidden, Invalid, NotFound, Unauthorized
 from gridsync.models import Device, Enrolled
 from gridsync.org import Scope, get_person, resolve_scope
@@ -89,11 +90,8 @@ def get_device(db: sqlite_utils.Database, device_id: str) -> Device:
 def list_devices(db: sqlite_utils.Database, *, person_id: str | None = None, limit: int = 1000,
                  offset: int = 0) -> tuple[list[Device], int]:
     where, params = ("WHERE person_id = ?", [person_id]) if person_id else ("", [])
-    total = db.execute(f"SELECT count(*) FROM devices {where}", params).fetchone()[0]
-    rows = db.execute(
-        f"SELECT {_DEVICE_COLS} FROM devices {where} ORDER BY created_at, id LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = paged(db, _DEVICE_COLS, f"devices {where}", params, order_by="created_at, id",
+                        limit=limit, offset=offset)
     return [_device(r) for r in rows], total
 
 

@@ -59,6 +59,12 @@ class NotifySettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     timezone: str = "Asia/Shanghai"
     max_attempts: int = 8
     timeout_seconds: float = 10.0
+    retry_base_seconds: float = 30.0  # backoff: base * 2^(attempt-1), capped below
+    retry_max_seconds: float = 3600.0
+    delivery_workers: int = 8  # deliveries in flight at once (each one waits on the network)
+    near_fraction: float = 0.2  # "deadline near" alert when this share of a window is left
+    daily_digest_hour: int = 8  # local hour from which the daily member digest goes out
+    weekly_digest_weekday: int = 0  # Monday (0) for the weekly coverage digest
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

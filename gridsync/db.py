@@ -155,6 +155,17 @@ class Store:
         self.close()
 
 
+def paged(db: sqlite_utils.Database, columns: str, from_where: str, params: list[Any], *,
+          order_by: str, limit: int, offset: int) -> tuple[list[tuple], int]:
+    """One page of ``SELECT columns FROM from_where`` and the total count, for list endpoints."""
+    total = db.execute(f"SELECT count(*) FROM {from_where}", params).fetchone()[0]
+    rows = db.execute(
+        f"SELECT {columns} FROM {from_where} ORDER BY {order_by} LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    ).fetchall()
+    return rows, total
+
+
 # -- the change sequence and the epoch ---------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
+from gridsync.db import paged
 from gridsync.errors import NotFound, OutOfScope
 from gridsync.models import Geo, Household, Visit
 from gridsync.org import Scope
@@ -79,26 +80,17 @@ def list_households(db: sqlite_utils.Database, scope: Scope, *, grid_id: str | N
     if responsible_member_id:
         where.append("h.responsible_member_id = ?")
         params.append(responsible_member_id)
-    sql_where = " AND ".join(where)
-    total = db.execute(f"SELECT count(*) FROM households h WHERE {sql_where}", params).fetchone()[0]
-    rows = db.execute(
-        f"SELECT {HOUSEHOLD_SELECT} FROM households h WHERE {sql_where} "
-        "ORDER BY h.grid_id, h.building, h.unit, h.room, h.id LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = paged(db, HOUSEHOLD_SELECT, "households h WHERE " + " AND ".join(where), params,
+                        order_by="h.grid_id, h.building, h.unit, h.room, h.id", limit=limit,
+                        offset=offset)
     return [household_from_row(r) for r in rows], total
 
 
 def list_visits(db: sqlite_utils.Database, scope: Scope, household_id: str, *, limit: int = 100,
                 offset: int = 0) -> tuple[list[Visit], int]:
     get_household(db, scope, household_id)  # raises when out of scope
-    total = db.execute("SELECT count(*) FROM visits WHERE household_id = ?",
-                       [household_id]).fetchone()[0]
-    rows = db.execute(
-        f"SELECT {VISIT_SELECT} FROM visits v WHERE v.household_id = ? "
-        "ORDER BY v.at_ms DESC, v.id LIMIT ? OFFSET ?",
-        [household_id, limit, offset],
-    ).fetchall()
+    rows, total = paged(db, VISIT_SELECT, "visits v WHERE v.household_id = ?", [household_id],
+                        order_by="v.at_ms DESC, v.id", limit=limit, offset=offset)
     return [visit_from_row(r) for r in rows], total
 
 

@@ -224,3 +224,102 @@ def m0002_sync(db: sqlite_utils.Database) -> None:
 # -- coverage (issue: 1-5-N coverage) -------------------------------------------------------
 
 # -- whistle and notify (issue: whistle cases and notifications) ----------------------------
+
+
+@migrations(name="0004_whistle")
+def m0004_whistle(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        -- A whistle case (吹哨报到). Deadlines count from the case's arrival at its current level
+        -- (server clock); raised_at is the device's clock, kept as sent.
+        CREATE TABLE whistle_cases (
+            id TEXT PRIMARY KEY,                        -- client UUID
+            household_id TEXT,
+            grid_id TEXT NOT NULL REFERENCES org_units(id),
+            location TEXT NOT NULL DEFAULT '',
+            category TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            raised_by TEXT NOT NULL,
+            raised_device TEXT,
+            raised_at TEXT NOT NULL,                    -- device clock, ISO 8601 as sent
+            raised_ms INTEGER NOT NULL,
+            received_ms INTEGER NOT NULL,               -- server receipt
+            level TEXT NOT NULL,
+            unit_id TEXT NOT NULL,                      -- the org unit responsible now
+            department_id TEXT,                         -- the department it was dispatched to
+            state TEXT NOT NULL CHECK (state IN
+                ('raised', 'accepted', 'on_site', 'resolved', 'closed', 'reopened')),
+            accepted_by TEXT,
+            satisfaction INTEGER CHECK (satisfaction BETWEEN 1 AND 5),
+            closed_ms INTEGER,
+            stint_id INTEGER,                           -- current row of whistle_stints
+            seq INTEGER NOT NULL,
+            updated_ms INTEGER NOT NULL
+        );
+        CREATE INDEX whistle_cases_seq ON whistle_cases(seq);
+        CREATE INDEX whistle_cases_grid ON whistle_cases(grid_id, state);
+        CREATE INDEX whistle_cases_open ON whistle_cases(state) WHERE state NOT IN ('closed');
+
+        -- One row per stay of a case at a level: its deadlines and how they were met.
+        CREATE TABLE whistle_stints (
+            id INTEGER PRIMARY KEY,
+            case_id TEXT NOT NULL REFERENCES whistle_cases(id),
+            level TEXT NOT NULL,
+            unit_id TEXT NOT NULL,
+            started_ms INTEGER NOT NULL,
+            accept_due_ms INTEGER NOT NULL,
+            arrive_due_ms INTEGER NOT NULL,
+            resolve_due_ms INTEGER NOT NULL,
+            accepted_ms INTEGER,
+            arrived_ms INTEGER,
+            resolved_ms INTEGER,
+            ended_ms INTEGER,
+            end_reason TEXT,                            -- escalated, missed, returned, reopened
+            missed TEXT NOT NULL DEFAULT '[]',          -- deadlines missed: accept/arrive/resolve
+            warned TEXT NOT NULL DEFAULT '[]',          -- "deadline near" alerts already queued
+            satisfaction INTEGER
+        );
+        CREATE INDEX whistle_stints_case ON whistle_stints(case_id);
+        CREATE INDEX whistle_stints_open ON whistle_stints(ended_ms) WHERE ended_ms IS NULL;
+
+        CREATE TABLE whistle_history (
+            case_id TEXT NOT NULL REFERENCES whistle_cases(id),
+            n INTEGER NOT NULL,
+            action TEXT NOT NULL,
+            by TEXT,                                    -- person id; NULL for the system
+            device_id TEXT,
+            at_ms INTEGER NOT NULL,                     -- server clock
+            device_at TEXT,                             -- device clock when the phone sent one
+            level TEXT NOT NULL,
+            state TEXT NOT NULL,                        -- state after the action
+            note TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (case_id, n)
+        ) WITHOUT ROWID;
+
+        -- Notifications: written in the transaction of their cause, delivered later.
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            dedup_key TEXT NOT NULL UNIQUE,             -- event + recipient: a retried cause
+                                                        -- never queues twice
+            kind TEXT NOT NULL,
+            recipient TEXT NOT NULL,                    -- routing key: member:ID or an org tag
+            person_id TEXT,
+            locale TEXT NOT NULL,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL,
+            cause TEXT,                                 -- e.g. the case id
+            state TEXT NOT NULL DEFAULT 'queued'
+                CHECK (state IN ('queued', 'sending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_ms INTEGER NOT NULL,
+            delivered TEXT NOT NULL DEFAULT '[]',       -- hashes of URLs already delivered to
+            last_error TEXT,
+            created_ms INTEGER NOT NULL,
+            sent_ms INTEGER
+        );
+        CREATE INDEX outbox_due ON outbox(state, next_attempt_ms);
+
+        -- Periodic jobs already done (daily and weekly digests), so a sweep runs each once.
+        CREATE TABLE notify_runs (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
+        """
+    )

@@ -15,7 +15,7 @@ import sqlite_utils
 from gridsync import audit
 from gridsync.audit import Actor
 from gridsync.clock import now_iso
-from gridsync.db import next_seq
+from gridsync.db import next_seq, paged
 from gridsync.errors import Invalid, NotFound
 from gridsync.models import ROLES, OrgUnit, Person
 
@@ -98,12 +98,11 @@ def _unit(row: tuple) -> OrgUnit:
     return OrgUnit(id=row[0], kind=row[1], name=row[2], parent_id=row[3], grid_id=row[4])
 
 
-def add_units(db: sqlite_utils.Database, units: list[OrgUnit]) -> None:
-    """Insert or update org units (parents before children)."""
+def add_units(db: sqlite_utils.Database, units: list[OrgUnit], actor: Actor | None = None) -> None:
+    """Insert or update org units (parents before children). ``actor`` defaults to the CLI."""
     if not units:
         return
     first = next_seq(db, len(units))
-    known = {u.id for u in units}
     for i, unit in enumerate(units):
         expected = PARENT_KIND[unit.kind]
         if expected is None and unit.parent_id is not None:
@@ -116,7 +115,8 @@ def add_units(db: sqlite_utils.Database, units: list[OrgUnit]) -> None:
             "parent_id=excluded.parent_id, grid_id=excluded.grid_id, seq=excluded.seq",
             [unit.id, unit.kind, unit.name, unit.parent_id, unit.grid_id, first + i],
         )
-        known.add(unit.id)
+    audit.record(db, actor or Actor.cli(), "org_units.upsert",
+                 detail={"ids": [u.id for u in units][:50], "count": len(units)})
 
 
 def get_unit(db: sqlite_utils.Database, unit_id: str) -> OrgUnit:
@@ -155,12 +155,8 @@ def list_units(db: sqlite_utils.Database, scope: Scope, *, kind: str | None = No
     if parent_id:
         where.append("parent_id = ?")
         params.append(parent_id)
-    sql_where = " AND ".join(where)
-    total = db.execute(f"SELECT count(*) FROM org_units WHERE {sql_where}", params).fetchone()[0]
-    rows = db.execute(
-        f"SELECT {_UNIT_COLS} FROM org_units WHERE {sql_where} ORDER BY id LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = paged(db, _UNIT_COLS, "org_units WHERE " + " AND ".join(where), params,
+                        order_by="id", limit=limit, offset=offset)
     return [_unit(r) for r in rows], total
 
 
@@ -244,12 +240,8 @@ def list_people(db: sqlite_utils.Database, scope: Scope, *, role: str | None = N
         where.append("(p.id IN (SELECT person_id FROM person_scope WHERE unit_id = ?) "
                      "OR p.branch_id = ?)")
         params += [unit_id, unit_id]
-    sql_where = " AND ".join(where)
-    total = db.execute(f"SELECT count(*) FROM people p WHERE {sql_where}", params).fetchone()[0]
-    rows = db.execute(
-        f"SELECT {_PERSON_COLS} FROM people p WHERE {sql_where} ORDER BY p.id LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = paged(db, _PERSON_COLS, "people p WHERE " + " AND ".join(where), params,
+                        order_by="p.id", limit=limit, offset=offset)
     return _people_with_scope(db, rows), total
 
 

@@ -14,7 +14,7 @@ from gridsync.errors import GridsyncError
 log = logging.getLogger("gridsync.api")
 
 STATUS_CODES = {
-    400: "bad_request",
+    400: "malformed_body",  # bodies that do not decode; validation errors get their own code
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",

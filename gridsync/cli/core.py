@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from gridsync import auth, org
-from gridsync.audit import Actor
+from gridsync import db as db_module
+from gridsync.audit import Actor, record
 from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store, run
 from gridsync.config import ConfigError, load_settings
 from gridsync.db import Store
@@ -18,12 +19,16 @@ from gridsync.models import ROLES, OrgUnit
 
 @cli.command()
 @db_option
-def init(db_path: str) -> None:
+@click.option("--new-epoch", is_flag=True,
+              help="Give the database a new epoch id (after restoring a backup): every phone's "
+                   "cursor is then refused and the phones re-sync, keeping unsent changes.")
+def init(db_path: str, new_epoch: bool) -> None:
     """Create the database (or bring it up to date) and apply all migrations."""
     with Store(db_path) as store:
-        from gridsync.db import epoch
-
-        click.echo(f"database {db_path} is ready (epoch {store.read(epoch)})")
+        if new_epoch:
+            store.write(db_module.new_epoch)
+            store.write(record, Actor.cli(), "db.new_epoch")
+        click.echo(f"database {db_path} is ready (epoch {store.read(db_module.epoch)})")
 
 
 @cli.command()

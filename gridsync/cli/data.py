@@ -1,3 +1,129 @@
-"""CLI commands of the data area."""
+"""CLI commands of the data area: ``gridsync demo`` and ``gridsync import households``."""
 
 from __future__ import annotations
+
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+
+from gridsync import auth, demo, importer
+from gridsync.audit import Actor
+from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store, run
+from gridsync.db import Store
+
+
+def _remove_database(db_path: str) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(db_path + suffix).unlink(missing_ok=True)
+
+
+def _stderr_bar(label: str, total: int) -> Any:
+    return click.progressbar(length=total, label=f"{label:<10}", file=sys.stderr,
+                             show_pos=True, show_percent=True)
+
+
+@cli.command("demo")
+@db_option
+@json_option
+@click.option("--scale", type=click.Choice(sorted(demo.SCALES)), default="community",
+              show_default=True,
+              help="community: 1 community, 6 branches, 71 members, 520 households; "
+                   "district: 137 communities, 940 grids, ~300,000 households (minutes).")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="Same seed (and --as-of) gives the same data, ids included.")
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="The day after the 60-day visit history (default: today, China time).")
+@click.option("--force", is_flag=True, help="Delete the database file and build it anew.")
+def demo_command(db_path: str, as_json: bool, scale: str, seed: int, as_of: Any,
+                 force: bool) -> None:
+    """Build realistic demo data and enrol one admin device (its token is printed once).
+
+    Refuses to write into a database that already holds data unless --force."""
+    if not Path(db_path).resolve().parent.is_dir():
+        raise click.ClickException(f"no directory for {db_path}")
+    if force:
+        _remove_database(db_path)
+    started = time.monotonic()
+    day: date | None = as_of.date() if as_of is not None else None
+    with Store(db_path, synchronous="NORMAL") as store:
+        counts = run(lambda: demo.build(store, demo.SCALES[scale], seed, day,
+                                        progress=_stderr_bar))
+        enrolled = store.write(auth.enroll, "admin", Actor.cli(), label="demo admin")
+    if as_json:
+        echo_json({**counts, "admin_token": enrolled.token,
+                   "admin_device_id": enrolled.device_id})
+        return
+    units, people = counts["org_units"], counts["people"]
+    click.echo(f"demo ({scale}, seed {seed}) written to {db_path} "
+               f"in {time.monotonic() - started:.1f} s:")
+    click.echo("  org units: " + ", ".join(f"{k} {v}" for k, v in sorted(units.items())))
+    click.echo("  people:    " + ", ".join(f"{k} {v}" for k, v in sorted(people.items())))
+    click.echo(f"  households {counts['households']}, visits {counts['visits']}")
+    click.echo(f"  1-5-N gaps: {counts['unassigned_households']} households unassigned, "
+               f"{counts['members_under_minimum']} members under the minimum, "
+               f"{counts['overdue_households']} households overdue")
+    click.echo(f"admin device {enrolled.device_id} enrolled for person 'admin'")
+    click.echo(f"admin token (shown once, store it now): {enrolled.token}")
+    click.echo("enrol phones with: gridsync device enroll --person <id> "
+               "(see 'gridsync people --role member')")
+
+
+# -- import -----------------------------------------------------------------------------------
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Import data from the spreadsheets communities keep (CSV or XLSX)."""
+
+
+@import_group.command("households")
+@db_option
+@json_option
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Validate and preview the counts; write nothing.")
+@click.pass_context
+def import_households_command(ctx: click.Context, db_path: str, as_json: bool, file: str,
+                              dry_run: bool) -> None:
+    """Import or update households from FILE.csv or FILE.xlsx.
+
+    \b
+    Headers (Chinese or English; row 1 is the header):
+      外部编号/external_id (required, the stable id)   网格/grid_id   楼栋/building
+      单元/unit   房号/room   户主姓名/head_name   联系电话/phone   人口数/size
+      标签/tags (separated by ；;,、|)   备注/notes   状态/status   负责党员/responsible_member_id
+    New households need 网格 and 户主姓名. Columns left out are not changed. Every bad row is
+    reported with its row number; if any row is bad, nothing is written (exit code 1).
+    Importing the same file again changes nothing."""
+    sheet = run(lambda: importer.read_file(file))
+    with open_store(db_path) as store:
+        if dry_run:
+            result = store.read(importer.preview, sheet)
+        else:
+            try:
+                result = store.write(importer.import_households, sheet, Actor.cli())
+            except importer.ImportRejected:
+                result = store.read(importer.preview, sheet)
+    failed = bool(result.errors)
+    if as_json:
+        echo_json({**msgspec.structs.asdict(result), "dry_run": dry_run,
+                   "written": not (dry_run or failed)})
+        ctx.exit(1 if failed else 0)
+    for error in result.errors:
+        click.echo(f"{error.message} ({error.code})", err=True)
+    if result.ignored_columns:
+        click.echo(f"ignored columns (未识别的列): {', '.join(result.ignored_columns)}", err=True)
+    counts = (f"{result.new} new, {result.changed} changed, {result.unchanged} unchanged "
+              f"(新增 {result.new}，更新 {result.changed}，未变 {result.unchanged})")
+    if failed:
+        rows = len({e.row for e in result.errors})
+        raise click.ClickException(f"import_rejected: {rows} 行有错误，未写入任何数据 "
+                                   f"({rows} bad rows; nothing was written)")
+    if dry_run:
+        click.echo(f"dry run of {sheet.source}: would import {counts}; nothing written")
+    else:
+        click.echo(f"imported {sheet.source}: {counts}")

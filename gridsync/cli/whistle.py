@@ -1,3 +1,183 @@
-"""CLI commands of the whistle area."""
+"""CLI commands of the whistle area: sweep, outbox, cases, whistle report."""
 
 from __future__ import annotations
+
+import click
+
+from gridsync import audit, org, whistle
+from gridsync.audit import Actor
+from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store, run
+from gridsync.clock import SYSTEM_CLOCK, Clock, FixedClock, iso_ms, parse_ms
+from gridsync.config import LEVELS, ConfigError, Settings, load_settings
+from gridsync.notify import outbox
+
+ADMIN = org.Scope("cli", True, frozenset(), frozenset(), 0)
+
+
+def _settings(config_path: str | None, db_path: str) -> Settings:
+    try:
+        return load_settings(config_path, db=db_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _time(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_ms(value)
+    except (ValueError, OverflowError) as exc:
+        raise click.BadParameter(f"not an ISO 8601 time: {value!r}", param_hint=name) from exc
+
+
+config_option = click.option("--config", "config_path",
+                             type=click.Path(exists=True, dir_okay=False),
+                             help="TOML settings file (deadlines, notify channels).")
+
+
+@cli.command()
+@db_option
+@json_option
+@config_option
+@click.option("--now", "now", default=None,
+              help="Run as if it were this time (ISO 8601, e.g. 2026-11-23T09:00:00+08:00).")
+@click.option("--no-dispatch", is_flag=True, help="Queue notifications but do not deliver them.")
+def sweep(db_path: str, as_json: bool, config_path: str | None, now: str | None,
+          no_dispatch: bool) -> None:
+    """Run periodic work once: deadline checks, digests due, outbox delivery."""
+    from gridsync.sweep import run_once
+
+    settings = _settings(config_path, db_path)
+    now_ms = _time(now, "--now")
+    clock: Clock = FixedClock(now_ms) if now_ms is not None else SYSTEM_CLOCK
+    with open_store(db_path) as store:
+        report = run(lambda: run_once(store, settings, clock, dispatch=not no_dispatch))
+    if as_json:
+        echo_json({"at": iso_ms(report.at_ms), **report.as_dict()})
+        return
+    d, g, o = report.deadlines, report.digests, report.delivery
+    click.echo(f"sweep at {iso_ms(report.at_ms)}: escalated {d.get('escalated', 0)}, "
+               f"warned {d.get('warned', 0)}; digests daily {g.get('daily', 0)}, "
+               f"weekly {g.get('weekly', 0)}; "
+               + (f"sent {o.get('sent', 0)}, retrying {o.get('retrying', 0)}, "
+                  f"failed {o.get('failed', 0)}" if o else "delivery skipped"))
+
+
+@cli.command("outbox")
+@db_option
+@json_option
+@click.option("--state", type=click.Choice(["queued", "sending", "sent", "failed"]))
+@click.option("--kind", default=None, help="e.g. whistle_escalated, digest_daily")
+@click.option("--cause", default=None, help="Only notifications caused by this case id.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1_000_000))
+def outbox_cmd(db_path: str, as_json: bool, state: str | None, kind: str | None,
+               cause: str | None, limit: int) -> None:
+    """Notifications and their delivery state (channel URLs are never shown)."""
+    with open_store(db_path) as store:
+        page = store.read(outbox.list_outbox, state=state, kind=kind, cause=cause, limit=limit)
+    if as_json:
+        echo_json(page)
+        return
+    for e in page.items:
+        error = f"\t{e.last_error}" if e.last_error else ""
+        click.echo(f"{e.id}\t{e.state}\t{e.attempts}\t{e.kind}\t{e.recipient}\t{e.title}{error}")
+    click.echo(f"{page.total} notifications", err=True)
+
+
+@cli.group(invoke_without_command=True)
+@db_option
+@json_option
+@click.option("--state", type=click.Choice(["raised", "accepted", "on_site", "resolved",
+                                            "closed", "reopened"]))
+@click.option("--level", type=click.Choice(LEVELS))
+@click.option("--open", "open_only", is_flag=True, help="Only cases not yet resolved.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@click.pass_context
+def cases(ctx: click.Context, db_path: str, as_json: bool, state: str | None, level: str | None,
+          open_only: bool, limit: int) -> None:
+    """List whistle cases (吹哨报到), newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with open_store(db_path) as store:
+        page = store.read(whistle.list_cases, ADMIN, state=state, level=level,
+                          open_only=open_only, limit=limit)
+        store.write(audit.record, Actor.cli(), "read.whistle_cases", detail={"count": page.total})
+    if as_json:
+        echo_json(page)
+        return
+    for c in page.items:
+        click.echo(f"{c.id}\t{c.state}\t{c.level}:{c.unit_id}\t{c.category}\t"
+                   f"received {c.received_at}\taccept by {c.deadlines.accept}")
+    click.echo(f"{page.total} cases", err=True)
+
+
+@cases.command("show")
+@db_option
+@json_option
+@click.argument("case_id")
+def cases_show(db_path: str, as_json: bool, case_id: str) -> None:
+    """One case with its deadlines and history."""
+    with open_store(db_path) as store:
+        case = run(lambda: store.read(whistle.get_case, case_id))
+    if as_json:
+        echo_json(case)
+        return
+    click.echo(f"{case.id}  {case.category}  [{case.state}, {case.level} {case.unit_id}]")
+    click.echo(f"grid {case.grid_id}  {case.location}  {case.description}")
+    click.echo(f"raised by {case.raised_by} at {case.raised_at} (device), "
+               f"received {case.received_at} (server)")
+    d = case.deadlines
+    click.echo(f"deadlines at {d.level} since {d.since}: accept {d.accept}, arrive {d.arrive}, "
+               f"resolve {d.resolve}" + (f"; missed {', '.join(d.missed)}" if d.missed else ""))
+    for e in case.history:
+        click.echo(f"  {e.at}  {e.action:<9} {e.by or 'system':<10} {e.level:<10} {e.state}"
+                   + (f"  {e.note}" if e.note else ""))
+
+
+@cli.group("whistle")
+def whistle_group() -> None:
+    """Whistle cases: reports."""
+
+
+REPORT_HEADERS = {
+    "zh-CN": ("层级", "单位", "案件", "响应率", "按时率", "办结率", "满意度", "回流"),
+    "en": ("level", "unit", "cases", "response", "on time", "resolved", "satisfaction",
+           "backflow"),
+}
+
+
+@whistle_group.command("report")
+@db_option
+@json_option
+@click.option("--since", default=None, help="ISO 8601: stays at a level that began from then.")
+@click.option("--until", default=None, help="ISO 8601: ... and before then.")
+@click.option("--level", type=click.Choice(LEVELS))
+@click.option("--lang", type=click.Choice(["zh-CN", "en"]), default="zh-CN", show_default=True)
+def whistle_report(db_path: str, as_json: bool, since: str | None, until: str | None,
+                   level: str | None, lang: str) -> None:
+    """Response, on-time and resolution rates, satisfaction and backflow per level and unit."""
+    since_ms, until_ms = _time(since, "--since"), _time(until, "--until")
+    with open_store(db_path) as store:
+        report = run(lambda: store.read(whistle.whistle_report, ADMIN,
+                                        now_ms=SYSTEM_CLOCK.now_ms(), since_ms=since_ms,
+                                        until_ms=until_ms, level=level))
+    if as_json:
+        echo_json(report)
+        return
+    labels = outbox.labels(lang)["level"]
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.0f}%"
+
+    click.echo("\t".join(REPORT_HEADERS[lang]))
+    for r in report.rows:
+        level_name = labels.get(r.level, "合计" if lang == "zh-CN" else "all")
+        unit = r.unit_name or r.unit_id or ("合计" if lang == "zh-CN" else "total")
+        sat = "-" if r.satisfaction is None else f"{r.satisfaction:.2f}"
+        click.echo(f"{level_name}\t{unit}\t{r.cases}\t{pct(r.response_rate)}\t"
+                   f"{pct(r.on_time_rate)}\t{pct(r.resolution_rate)}\t{sat}\t{r.backflow}")
+    if report.raised_offline:
+        text = ("离线上报 {n} 件（共 {total} 件），平均延迟 {delay} 秒" if lang == "zh-CN"
+                else "raised offline: {n} of {total}, mean delay {delay} s")
+        click.echo(text.format(n=report.raised_offline, total=report.cases_raised,
+                               delay=report.offline_delay_avg_seconds), err=True)

@@ -1,0 +1,417 @@
+"""Household import from the spreadsheets communities already keep (CSV or XLSX).
+
+The contract:
+
+- Column headers may be Chinese or English (:data:`HEADERS`); unknown columns are ignored and
+  listed. Row 1 is the header, so row numbers are the ones a spreadsheet user sees.
+- ``external_id`` (外部编号) is the household's stable id in the community's own register. A new
+  household's id is derived from it (``hh-`` + a hash), and rows are upserted by it, so importing
+  the same file twice changes nothing: an unchanged row keeps its ``seq`` and ``updated_at``, a
+  changed row takes a new ``seq`` (phones pull it) and stamps the changed fields' HLC.
+- Columns absent from the file are left as they are on existing households (a file with only
+  外部编号 and 联系电话 updates phones); an empty cell in a present column sets the field's empty
+  value (``size`` 1, ``status`` active, no responsible member).
+- Every row is validated and every bad row is reported with its number and reason. If any row is
+  bad nothing is written. The whole import is one transaction, recorded in the audit log.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import sqlite_utils
+
+from gridsync import audit
+from gridsync.audit import Actor
+from gridsync.clock import SYSTEM_CLOCK, Clock, iso_ms
+from gridsync.db import next_seq
+from gridsync.errors import Invalid
+from gridsync.org import resolve_scope
+
+# field -> (Chinese label, accepted headers). Headers match after trimming, case-insensitively,
+# ignoring spaces, underscores and hyphens.
+HEADERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "external_id": ("外部编号", ("外部编号", "住户编号", "户编号", "编号", "external_id", "external id")),
+    "grid_id": ("网格", ("网格", "网格编号", "网格id", "grid", "grid_id")),
+    "building": ("楼栋", ("楼栋", "楼号", "楼栋号", "building")),
+    "unit": ("单元", ("单元", "单元号", "unit")),
+    "room": ("房号", ("房号", "房间号", "门牌号", "室", "room")),
+    "head_name": ("户主姓名", ("户主姓名", "户主", "姓名", "head_name", "head", "name")),
+    "phone": ("联系电话", ("联系电话", "电话", "手机", "手机号", "手机号码", "phone", "mobile")),
+    "size": ("人口数", ("人口数", "家庭人口", "人数", "户人数", "size", "household_size")),
+    "tags": ("标签", ("标签", "类别", "tags", "tag")),
+    "notes": ("备注", ("备注", "说明", "notes", "note")),
+    "status": ("状态", ("状态", "status")),
+    "responsible_member_id": ("负责党员", ("负责党员", "联系党员", "责任党员", "负责党员编号",
+                                          "responsible_member_id", "responsible_member",
+                                          "member_id")),
+}
+REQUIRED_FOR_NEW = ("grid_id", "head_name")
+TAG_SEPARATORS = re.compile(r"[；;,，、|]")
+TAG_ALIASES = {
+    "独居老人": "elderly_alone", "独居": "elderly_alone", "空巢老人": "elderly_alone",
+    "残疾": "disabled", "残疾人": "disabled", "残障": "disabled",
+    "低保": "low_income", "低保户": "low_income", "低收入": "low_income",
+    "租户": "renter", "租住": "renter", "租房": "renter", "出租": "renter",
+}
+STATUS_ALIASES = {
+    "": "active", "active": "active", "在住": "active", "正常": "active", "居住": "active",
+    "moved_out": "moved_out", "迁出": "moved_out", "已迁出": "moved_out", "搬离": "moved_out",
+    "archived": "archived", "归档": "archived", "已归档": "archived",
+}
+PHONE = re.compile(r"\+?[0-9][0-9 ()\-]{4,18}[0-9]")
+MAX_TAG_LENGTH = 32
+MAX_TEXT_LENGTH = 500
+FIELDS = tuple(HEADERS)  # column order of the households row this module writes
+
+
+def _normal_header(text: str) -> str:
+    return re.sub(r"[\s_\-]", "", text.strip().lstrip("\ufeff")).lower()
+
+
+_HEADER_INDEX = {_normal_header(h): f for f, (_, hs) in HEADERS.items() for h in hs}
+
+
+def household_id_for(external_id: str) -> str:
+    """The id of a household first imported with this external id (stable across imports)."""
+    return "hh-" + hashlib.sha256(external_id.encode()).hexdigest()[:24]
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Sheet:
+    """A parsed file: the fields its columns map to, and its data rows as cell texts."""
+
+    source: str
+    columns: dict[int, str]  # column index -> field
+    ignored: list[str]  # headers that map to no field
+    rows: list[tuple[int, dict[str, str]]]  # (spreadsheet row number, field -> text)
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _read_csv(path: Path) -> list[list[str]]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            text = raw.decode("gb18030")
+        except UnicodeDecodeError as exc:
+            raise Invalid(f"{path.name}: 文件编码无法识别（应为 UTF-8 或 GB18030）",
+                          code="bad_encoding") from exc
+    return [list(r) for r in csv.reader(io.StringIO(text, newline=""))]
+
+
+def _read_xlsx(path: Path) -> list[list[Any]]:
+    import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
+        raise Invalid(f"{path.name}: 不是有效的 XLSX 文件 ({exc})", code="bad_file") from exc
+    try:
+        sheet = book.active
+        rows: list[list[Any]] = []
+        for row in sheet.iter_rows():
+            cells = [c for c in row if getattr(c, "row", None) is not None]
+            if cells:  # read-only sheets skip empty rows: pad so numbering stays true
+                rows.extend([] for _ in range(cells[0].row - 1 - len(rows)))
+            rows.append([c.value for c in row])
+        return rows
+    finally:
+        book.close()
+
+
+def read_file(path: str | Path) -> Sheet:
+    """Parse a CSV (UTF-8 with or without BOM, or GB18030) or XLSX file."""
+    path = Path(path)
+    if not path.is_file():
+        raise Invalid(f"找不到文件 {path}", code="file_not_found")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        table: list[list[Any]] = _read_csv(path)
+    elif suffix in (".xlsx", ".xlsm"):
+        table = _read_xlsx(path)
+    else:
+        raise Invalid(f"{path.name}: 只支持 .csv 和 .xlsx 文件", code="bad_file_type")
+    if not table or not any(_cell_text(v) for v in table[0]):
+        raise Invalid(f"{path.name}: 第1行应为表头（列名）", code="no_header")
+    columns: dict[int, str] = {}
+    ignored: list[str] = []
+    for i, header in enumerate(table[0]):
+        text = _cell_text(header)
+        name = _HEADER_INDEX.get(_normal_header(text))
+        if name is None:
+            if text:
+                ignored.append(text)
+        elif name in columns.values():
+            raise Invalid(f"{path.name}: 列“{HEADERS[name][0]}”({name}) 出现了不止一次",
+                          code="duplicate_column")
+        else:
+            columns[i] = name
+    if "external_id" not in columns.values():
+        raise Invalid(f"{path.name}: 缺少必需的列“外部编号”(external_id)",
+                      code="missing_column")
+    rows = []
+    for number, cells in enumerate(table[1:], start=2):
+        values = {name: _cell_text(cells[i]) if i < len(cells) else ""
+                  for i, name in columns.items()}
+        if any(values.values()):
+            rows.append((number, values))
+    return Sheet(path.name, columns, ignored, rows)
+
+
+# -- validating and planning ------------------------------------------------------------------
+
+
+class RowError(msgspec.Struct, kw_only=True):
+    row: int
+    column: str | None
+    code: str
+    message: str
+
+
+class Preview(msgspec.Struct, kw_only=True):
+    """What an import does (or would do): counts, and every bad row."""
+
+    source: str
+    rows: int
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    ignored_columns: list[str] = msgspec.field(default_factory=list)
+    errors: list[RowError] = msgspec.field(default_factory=list)
+
+
+class ImportRejected(Invalid):
+    code = "import_rejected"
+
+
+@dataclass
+class _Plan:
+    preview: Preview
+    new: list[dict[str, Any]] = field(default_factory=list)
+    changed: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+
+
+_EXISTING_COLS = ("id", "external_id", "grid_id", "building", "unit", "room", "head_name",
+                  "phone", "size", "tags", "notes", "status", "responsible_member_id")
+
+
+class _Checker:
+    """Row validation against the database, with per-import caches of grids and members."""
+
+    def __init__(self, db: sqlite_utils.Database):
+        self.db = db
+        self.units: dict[str, str | None] = {}
+        self.members: dict[str, tuple[str | None, frozenset[str] | None]] = {}
+
+    def unit_kind(self, unit_id: str) -> str | None:
+        if unit_id not in self.units:
+            row = self.db.execute("SELECT kind FROM org_units WHERE id = ?", [unit_id]).fetchone()
+            self.units[unit_id] = row[0] if row else None
+        return self.units[unit_id]
+
+    def member(self, person_id: str) -> tuple[str | None, frozenset[str] | None]:
+        """(problem code or None, grids the member may serve)."""
+        if person_id not in self.members:
+            row = self.db.execute("SELECT roles FROM people WHERE id = ?", [person_id]).fetchone()
+            if row is None:
+                self.members[person_id] = ("unknown_member", None)
+            elif "member" not in msgspec.json.decode(row[0]):
+                self.members[person_id] = ("not_a_member", None)
+            else:
+                scope = resolve_scope(self.db, person_id)
+                self.members[person_id] = (None, None if scope.everything else scope.grid_ids)
+        return self.members[person_id]
+
+
+def _row_values(number: int, raw: dict[str, str], errors: list[RowError]) -> dict[str, Any]:
+    """Typed field values of one row (only the columns the file has); appends errors."""
+
+    def bad(column: str, code: str, message: str) -> None:
+        errors.append(RowError(row=number, column=column, code=code,
+                               message=f"第{number}行 {HEADERS[column][0]}: {message}"))
+
+    values: dict[str, Any] = {}
+    for name, text in raw.items():
+        if name in ("external_id", "grid_id", "building", "unit", "room", "head_name", "notes"):
+            if len(text) > MAX_TEXT_LENGTH:
+                bad(name, "too_long", f"内容过长（最多 {MAX_TEXT_LENGTH} 字）")
+            values[name] = text
+        elif name == "phone":
+            if text and not PHONE.fullmatch(text):
+                bad(name, "bad_phone", f"电话号码格式不对：“{text}”")
+            values[name] = text
+        elif name == "size":
+            if not text:
+                values[name] = 1
+            elif text.isdigit() and int(text) > 0:
+                values[name] = int(text)
+            else:
+                bad(name, "bad_size", f"人口数应为正整数，而不是“{text}”")
+        elif name == "tags":
+            tags = set()
+            for piece in TAG_SEPARATORS.split(text):
+                tag = piece.strip()
+                if not tag:
+                    continue
+                if len(tag) > MAX_TAG_LENGTH:
+                    bad(name, "bad_tag", f"标签“{tag[:10]}…”过长（最多 {MAX_TAG_LENGTH} 字）")
+                tags.add(TAG_ALIASES.get(tag, tag))
+            values[name] = msgspec.json.encode(sorted(tags)).decode()
+        elif name == "status":
+            status = STATUS_ALIASES.get(text.lower())
+            if status is None:
+                bad(name, "bad_status",
+                    f"未知状态“{text}”（应为 在住/active、迁出/moved_out、归档/archived）")
+            values[name] = status
+        elif name == "responsible_member_id":
+            values[name] = text or None
+    return values
+
+
+def _same(name: str, old: Any, new: Any) -> bool:
+    if name == "tags":  # compare as sets: another writer may encode the JSON differently
+        return sorted(set(msgspec.json.decode(old))) == msgspec.json.decode(new)
+    return old == new
+
+
+def plan_import(db: sqlite_utils.Database, sheet: Sheet) -> _Plan:
+    """Validate every row against the database and work out what would change. Writes nothing."""
+    plan = _Plan(Preview(source=sheet.source, rows=len(sheet.rows), ignored_columns=sheet.ignored))
+    errors = plan.preview.errors
+    ext_ids = [raw.get("external_id", "") for _, raw in sheet.rows]
+    existing = {
+        row[1]: dict(zip(_EXISTING_COLS, row))
+        for row in db.execute(
+            f"SELECT {', '.join(_EXISTING_COLS)} FROM households "
+            "WHERE external_id IN (SELECT value FROM json_each(?))",
+            [msgspec.json.encode(ext_ids).decode()],
+        ).fetchall()
+    }
+    checker = _Checker(db)
+    first_row: dict[str, int] = {}
+    for number, raw in sheet.rows:
+        before = len(errors)
+
+        def bad(column: str, code: str, message: str, number: int = number) -> None:
+            errors.append(RowError(row=number, column=column, code=code,
+                                   message=f"第{number}行 {HEADERS[column][0]}: {message}"))
+
+        values = _row_values(number, raw, errors)
+        ext = values.get("external_id", "")
+        if not ext:
+            bad("external_id", "missing_field", "外部编号不能为空")
+        elif ext in first_row:
+            bad("external_id", "duplicate_external_id",
+                f"外部编号“{ext}”与第{first_row[ext]}行重复")
+        else:
+            first_row[ext] = number
+        current = existing.get(ext)
+        if current is None:
+            for name in REQUIRED_FOR_NEW:
+                if not values.get(name):
+                    bad(name, "missing_field", f"新住户必须填写{HEADERS[name][0]}")
+        grid = values.get("grid_id") or (current or {}).get("grid_id")
+        if values.get("grid_id"):
+            kind = checker.unit_kind(values["grid_id"])
+            if kind is None:
+                bad("grid_id", "unknown_grid", f"网格“{values['grid_id']}”不存在")
+                grid = None
+            elif kind != "grid":
+                bad("grid_id", "not_a_grid", f"“{values['grid_id']}”是{kind}，不是网格")
+                grid = None
+        member = values.get("responsible_member_id")
+        if member:
+            problem, grids = checker.member(member)
+            if problem == "unknown_member":
+                bad("responsible_member_id", problem, f"没有编号为“{member}”的人员")
+            elif problem == "not_a_member":
+                bad("responsible_member_id", problem, f"“{member}”不是党员（角色不含 member）")
+            elif grid and grids is not None and grid not in grids:
+                bad("responsible_member_id", "member_out_of_grid",
+                    f"党员“{member}”不负责网格“{grid}”")
+        if len(errors) > before:
+            continue
+        if current is None:
+            plan.new.append(values)
+            continue
+        diff = {k: v for k, v in values.items() if k != "external_id" and not _same(k, current[k], v)}
+        if diff:
+            plan.changed.append((current["id"], current, diff))
+        else:
+            plan.preview.unchanged += 1
+    plan.preview.new = len(plan.new)
+    plan.preview.changed = len(plan.changed)
+    errors.sort(key=lambda e: (e.row, FIELDS.index(e.column) if e.column else -1))
+    return plan
+
+
+def preview(db: sqlite_utils.Database, sheet: Sheet) -> Preview:
+    """Dry run: the counts and errors an import of ``sheet`` would have."""
+    return plan_import(db, sheet).preview
+
+
+def _server_hlc(ms: int) -> str:
+    """An HLC (SPEC 3.1 format) for an edit made by the server's importer."""
+    return f"{ms:015d}:00000:import"
+
+
+def import_households(db: sqlite_utils.Database, sheet: Sheet, actor: Actor,
+                      clock: Clock = SYSTEM_CLOCK) -> Preview:
+    """Apply an import in the caller's write transaction; raises ImportRejected (and writes
+    nothing) when any row is bad."""
+    plan = plan_import(db, sheet)
+    result = plan.preview
+    if result.errors:
+        raise ImportRejected(
+            f"{sheet.source}: {len({e.row for e in result.errors})} 行有错误，未写入任何数据",
+            errors=[msgspec.structs.asdict(e) for e in result.errors])
+    now_ms = clock.now_ms()
+    now = iso_ms(now_ms)
+    hlc = _server_hlc(now_ms)
+    seq = next_seq(db, len(plan.new) + len(plan.changed)) if plan.new or plan.changed else 0
+    for values in plan.new:
+        row = {"size": 1, "tags": "[]", "status": "active", **values,
+               "id": household_id_for(values["external_id"]), "seq": seq,
+               "created_at": now, "updated_at": now}
+        seq += 1
+        names = list(row)
+        db.execute(f"INSERT INTO households ({', '.join(names)}) VALUES "
+                   f"({', '.join('?' * len(names))})", [row[n] for n in names])
+    for household_id, _current, diff in plan.changed:
+        stamps = msgspec.json.decode(
+            db.execute("SELECT field_hlc FROM households WHERE id = ?",
+                       [household_id]).fetchone()[0])
+        stamps.update({name: hlc for name in diff})
+        sets = ", ".join(f"{name} = ?" for name in diff)
+        db.execute(f"UPDATE households SET {sets}, field_hlc = ?, seq = ?, updated_at = ? "
+                   "WHERE id = ?",
+                   [*diff.values(), msgspec.json.encode(stamps).decode(), seq, now,
+                    household_id])
+        seq += 1
+    audit.record(db, actor, "households.import", target=sheet.source,
+                 detail={"rows": result.rows, "new": result.new, "changed": result.changed,
+                         "unchanged": result.unchanged}, clock=clock)
+    return result

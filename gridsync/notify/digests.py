@@ -1,0 +1,240 @@
+"""Reminders and digests: the daily visit digest per member and the weekly coverage digest to
+branch and community secretaries.
+
+Each runs once per local day (week): a ``notify_runs`` row records that it ran, written in the
+same transaction as the digests it queued. Digests are held during quiet hours (they are not
+generated then, and a row whose delivery falls into quiet hours waits until they end: see the
+dispatcher); whistle alerts ignore quiet hours.
+
+The coverage numbers here are the digest's own small computation over ``households``
+(``last_visit_ms``, ``tags``, ``responsible_member_id``) and the district policy
+(``Settings.coverage``); the full coverage report lives in the coverage area.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import sqlite_utils
+
+from gridsync.config import Settings
+from gridsync.notify import outbox
+from gridsync.notify.routing import Router
+
+DAY_MS = 86_400_000
+DUE_SOON_DAYS = 3
+MAX_LINES = 20
+_tags = msgspec.json.Decoder(list[str])
+
+
+@dataclass
+class DueHousehold:
+    id: str
+    address: str
+    head_name: str
+    priority: bool
+    due_ms: int | None
+    last_visit_ms: int | None
+
+
+def _local_now(now_ms: int, settings: Settings) -> datetime:
+    return datetime.fromtimestamp(now_ms / 1000, tz=outbox.zone(settings.notify.timezone))
+
+
+def _claim_run(db: sqlite_utils.Database, key: str, now_ms: int) -> bool:
+    cursor = db.execute("INSERT INTO notify_runs (key, at_ms) VALUES (?, ?) "
+                        "ON CONFLICT(key) DO NOTHING", [key, now_ms])
+    return cursor.rowcount == 1
+
+
+def member_due(db: sqlite_utils.Database, member_id: str, now_ms: int,
+               settings: Settings) -> tuple[list[DueHousehold], list[DueHousehold]]:
+    """(overdue, due soon) households of a member, priority households first."""
+    policy = settings.coverage
+    priority_tags = set(policy.priority_tags)
+    overdue, due = [], []
+    rows = db.execute(
+        "SELECT id, building, unit, room, head_name, tags, last_visit_ms FROM households "
+        "WHERE responsible_member_id = ? AND status = 'active'", [member_id]).fetchall()
+    for hid, building, unit, room, head, tags, last in rows:
+        priority = bool(priority_tags.intersection(_tags.decode(tags)))
+        cycle = policy.priority_cycle_days if priority else policy.cycle_days
+        due_ms = last + cycle * DAY_MS if last is not None else None
+        item = DueHousehold(hid, f"{building}{unit}{room}".strip() or hid, head, priority, due_ms,
+                            last)
+        if due_ms is None or due_ms <= now_ms:
+            overdue.append(item)
+        elif due_ms <= now_ms + DUE_SOON_DAYS * DAY_MS:
+            due.append(item)
+
+    def order(h: DueHousehold) -> tuple:
+        return (not h.priority, h.due_ms if h.due_ms is not None else -1, h.id)
+
+    return sorted(overdue, key=order), sorted(due, key=order)
+
+
+def daily_due(db: sqlite_utils.Database, *, now_ms: int, settings: Settings) -> str | None:
+    """The run key of today's daily digest when it is due and not yet done, else None."""
+    n = settings.notify
+    local_now = _local_now(now_ms, settings)
+    if local_now.hour < n.daily_digest_hour or outbox.in_quiet_hours(now_ms, n.quiet_hours,
+                                                                    n.timezone):
+        return None
+    key = f"digest:daily:{local_now.date().isoformat()}"
+    done = db.execute("SELECT 1 FROM notify_runs WHERE key = ?", [key]).fetchone()
+    return None if done else key
+
+
+def daily_chunk(db: sqlite_utils.Database, key: str, *, now_ms: int, settings: Settings,
+                router: Router, after: str = "", limit: int = 1000) -> tuple[int, str | None]:
+    """Queue the digests of up to ``limit`` members after member id ``after``; returns (queued,
+    the last member id, or None when every member has been seen). A chunk re-run after a crash
+    queues nothing twice: each member's digest has its own dedup key."""
+    n = settings.notify
+    tz = n.timezone
+    members = db.execute(
+        "SELECT p.id, p.name FROM people p WHERE p.active = 1 AND p.id > ? AND EXISTS "
+        "(SELECT 1 FROM households h WHERE h.responsible_member_id = p.id "
+        "AND h.status = 'active') ORDER BY p.id LIMIT ?", [after, limit]).fetchall()
+    queued = 0
+    for member_id, name in members:
+        overdue, due = member_due(db, member_id, now_ms, settings)
+        if not overdue and not due:
+            continue
+
+        def lines(items: list[DueHousehold]) -> list[dict[str, Any]]:
+            return [{"address": h.address, "head_name": h.head_name, "priority": h.priority,
+                     "last_visit": outbox.local(h.last_visit_ms, tz, "%m-%d"),
+                     "due_on": outbox.local(h.due_ms, tz, "%m-%d")} for h in items[:MAX_LINES]]
+
+        context = {"name": name, "overdue": lines(overdue), "due": lines(due),
+                   "cycle_days": settings.coverage.cycle_days,
+                   "priority_cycle_days": settings.coverage.priority_cycle_days}
+        queued += outbox.enqueue(db, router, event_key=f"{key}:{member_id}",
+                                 kind="digest_daily", tags=[f"member:{member_id}"],
+                                 context=context, now_ms=now_ms,
+                                 not_before_ms=outbox.end_of_quiet_hours(now_ms, n.quiet_hours,
+                                                                         tz))
+    if len(members) < limit:
+        return queued, None
+    return queued, members[-1][0]
+
+
+def finish_run(db: sqlite_utils.Database, key: str, now_ms: int) -> None:
+    _claim_run(db, key, now_ms)
+
+
+def daily_digests(db: sqlite_utils.Database, *, now_ms: int, settings: Settings,
+                  router: Router) -> int:
+    """Queue today's visit digest for every member with households overdue or due soon, once
+    per local day, in one transaction (the sweep runs it in chunks: :func:`run_daily`)."""
+    key = daily_due(db, now_ms=now_ms, settings=settings)
+    if key is None:
+        return 0
+    queued, after = 0, ""
+    while after is not None:
+        n, after = daily_chunk(db, key, now_ms=now_ms, settings=settings, router=router,
+                               after=after)
+        queued += n
+    finish_run(db, key, now_ms)
+    return queued
+
+
+def run_daily(store: Any, *, now_ms: int, settings: Settings, router: Router,
+              chunk: int = 1000) -> int:
+    """:func:`daily_digests` as one short write transaction per ``chunk`` members, so that a
+    district's 08:00 digest run never holds the writer (and the phones' pushes) for seconds."""
+    key = store.read(lambda db: daily_due(db, now_ms=now_ms, settings=settings))
+    if key is None:
+        return 0
+    queued, after = 0, ""
+    while after is not None:
+        n, after = store.write(lambda db, a=after: daily_chunk(
+            db, key, now_ms=now_ms, settings=settings, router=router, after=a, limit=chunk))
+        queued += n
+    store.write(finish_run, key, now_ms)
+    return queued
+
+
+def unit_coverage(db: sqlite_utils.Database, grid_ids: list[str], member_ids: list[str],
+                  now_ms: int, settings: Settings) -> dict[str, Any]:
+    """The weekly digest's numbers for the households of some grids and some members."""
+    policy = settings.coverage
+    grids = msgspec.json.encode(grid_ids).decode()
+    prio = msgspec.json.encode(list(policy.priority_tags)).decode()
+    row = db.execute(
+        """
+        SELECT count(*),
+          sum(responsible_member_id IS NOT NULL),
+          sum(last_visit_ms >= ? - (CASE WHEN is_prio THEN ? ELSE ? END) * 86400000),
+          sum(coalesce(last_visit_ms, 0) < ? - (CASE WHEN is_prio THEN ? ELSE ? END) * 86400000),
+          sum(is_prio AND coalesce(last_visit_ms, 0) < ? - ? * 86400000)
+        FROM (SELECT h.*, EXISTS (SELECT 1 FROM json_each(h.tags) t
+                                  WHERE t.value IN (SELECT value FROM json_each(?))) AS is_prio
+              FROM households h
+              WHERE h.status = 'active' AND h.grid_id IN (SELECT value FROM json_each(?)))
+        """,
+        [now_ms, policy.priority_cycle_days, policy.cycle_days,
+         now_ms, policy.priority_cycle_days, policy.cycle_days,
+         now_ms, policy.priority_cycle_days, prio, grids],
+    ).fetchone()
+    households, assigned, contacted, overdue, prio_overdue = (int(x or 0) for x in row)
+    loads = [
+        db.execute("SELECT count(*) FROM households WHERE responsible_member_id = ? "
+                   "AND status = 'active'", [m]).fetchone()[0]
+        for m in member_ids
+    ]
+    return {
+        "households": households, "assigned": assigned, "unassigned": households - assigned,
+        "contacted": contacted,
+        "contacted_pct": round(100 * contacted / households) if households else 0,
+        "overdue": overdue, "priority_overdue": prio_overdue,
+        "under_min": sum(1 for x in loads if x < policy.min_households_per_member),
+        "over_cap": sum(1 for x in loads if x > policy.max_households_per_member),
+        "min_households": policy.min_households_per_member,
+        "max_households": policy.max_households_per_member,
+    }
+
+
+def weekly_digests(db: sqlite_utils.Database, *, now_ms: int, settings: Settings,
+                   router: Router) -> int:
+    """Queue this week's coverage digest to branch and community secretaries; once per week,
+    from the configured weekday on."""
+    n = settings.notify
+    local_now = _local_now(now_ms, settings)
+    if (local_now.weekday() < n.weekly_digest_weekday or local_now.hour < n.daily_digest_hour
+            or outbox.in_quiet_hours(now_ms, n.quiet_hours, n.timezone)):
+        return 0
+    year, week, _ = local_now.isocalendar()
+    week_label = f"{year}-W{week:02d}"
+    if not _claim_run(db, f"digest:weekly:{week_label}", now_ms):
+        return 0
+    queued = 0
+    units = db.execute("SELECT id, kind, name, grid_id FROM org_units "
+                       "WHERE kind IN ('branch', 'community') ORDER BY id").fetchall()
+    for unit_id, kind, name, branch_grid in units:
+        if kind == "branch":
+            grid_ids = [branch_grid] if branch_grid else []
+            branches = [unit_id]
+            tag = f"branch:{unit_id}:secretary"
+        else:
+            grid_ids = [r[0] for r in db.execute(
+                "SELECT id FROM org_units WHERE kind = 'grid' AND parent_id = ?", [unit_id])]
+            branches = [r[0] for r in db.execute(
+                "SELECT id FROM org_units WHERE kind = 'branch' AND parent_id = ?", [unit_id])]
+            tag = f"community:{unit_id}:secretary"
+        members = [r[0] for r in db.execute(
+            "SELECT id FROM people WHERE active = 1 AND branch_id IN "
+            "(SELECT value FROM json_each(?)) AND EXISTS (SELECT 1 FROM json_each(roles) "
+            "WHERE value = 'member')", [msgspec.json.encode(branches).decode()])]
+        if not grid_ids and not members:
+            continue
+        context = {"unit_name": name, "week": week_label,
+                   **unit_coverage(db, grid_ids, members, now_ms, settings)}
+        queued += outbox.enqueue(db, router, event_key=f"digest:weekly:{week_label}:{unit_id}",
+                                 kind="digest_weekly", tags=[tag], context=context,
+                                 now_ms=now_ms)
+    return queued

@@ -1,0 +1,198 @@
+"""The outbox: every notification is a row written in the same transaction as its cause.
+
+``enqueue`` renders the message (per recipient locale, from ``templates/<locale>/<kind>.txt``:
+first line the title, the rest the body) and inserts one row per recipient with a UNIQUE
+``dedup_key`` (event key + recipient), so a cause that is retried or re-run (a resent push, a
+second sweep over the same missed deadline) never queues a message twice. Delivery is the
+dispatcher's job (``gridsync/notify/dispatcher.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jinja2
+import msgspec
+import sqlite_utils
+
+from gridsync.notify.routing import Router, mask_text
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+DEFAULT_LOCALE = "zh-CN"
+LOCALES = ("zh-CN", "en")
+DIGEST_KINDS = frozenset({"digest_daily", "digest_weekly"})
+
+OutboxState = Literal["queued", "sending", "sent", "failed"]
+
+
+class OutboxEntry(msgspec.Struct, kw_only=True):
+    """One notification and its delivery state (no URL, no secret: ``recipient`` is a tag)."""
+
+    id: int
+    kind: str
+    dedup_key: str
+    recipient: str
+    person_id: str | None
+    locale: str
+    title: str
+    body: str
+    cause: str | None
+    state: OutboxState
+    attempts: int
+    next_attempt_at: str | None
+    last_error: str | None
+    created_at: str
+    sent_at: str | None
+
+
+class OutboxPage(msgspec.Struct, kw_only=True):
+    items: list[OutboxEntry]
+    total: int
+    limit: int
+    offset: int
+
+
+WIRE_TYPES = [OutboxEntry, OutboxPage]
+
+
+# -- time in the users' zone ------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def zone(name: str = "Asia/Shanghai") -> timezone | ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except ZoneInfoNotFoundError:  # no tz database (some Windows installs): China has no DST
+        return timezone(timedelta(hours=8))
+
+
+def local(ms: int | None, tz: str = "Asia/Shanghai", fmt: str = "%m-%d %H:%M") -> str:
+    if ms is None:
+        return ""
+    return datetime.fromtimestamp(ms / 1000, tz=zone(tz)).strftime(fmt)
+
+
+def in_quiet_hours(ms: int, quiet: tuple[int, int], tz: str) -> bool:
+    start, end = quiet
+    if start == end:
+        return False
+    hour = datetime.fromtimestamp(ms / 1000, tz=zone(tz)).hour
+    return (start <= hour or hour < end) if start > end else (start <= hour < end)
+
+
+def end_of_quiet_hours(ms: int, quiet: tuple[int, int], tz: str) -> int:
+    """``ms`` itself outside quiet hours, else the next moment quiet hours end."""
+    if not in_quiet_hours(ms, quiet, tz):
+        return ms
+    now = datetime.fromtimestamp(ms / 1000, tz=zone(tz))
+    end = now.replace(hour=quiet[1], minute=0, second=0, microsecond=0)
+    if end <= now:
+        end += timedelta(days=1)
+    return int(end.timestamp() * 1000)
+
+
+# -- templates ----------------------------------------------------------------------------------
+
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,  # plain text for chat and SMS, not HTML
+    keep_trailing_newline=False,
+)
+
+
+def _locale(locale: str | None) -> str:
+    return locale if locale in LOCALES else DEFAULT_LOCALE
+
+
+@lru_cache(maxsize=8)
+def labels(locale: str) -> dict[str, Any]:
+    return json.loads((TEMPLATES / _locale(locale) / "labels.json").read_text("utf-8"))
+
+
+def render(kind: str, locale: str, context: dict[str, Any]) -> tuple[str, str]:
+    """(title, body) of a message kind in a locale (zh-CN when the locale has no template)."""
+    template = _env.get_template(f"{_locale(locale)}/{kind}.txt")
+    text = template.render(**context).strip()
+    title, _, body = text.partition("\n")
+    return title.strip(), body.strip()
+
+
+# -- queueing -----------------------------------------------------------------------------------
+
+
+def enqueue(db: sqlite_utils.Database, router: Router, *, event_key: str, kind: str,
+            tags: list[str], context: Any, now_ms: int, cause: str | None = None,
+            not_before_ms: int | None = None, exclude: str | None = None) -> int:
+    """Queue one event's message for everyone ``tags`` reach; returns rows newly queued.
+
+    Call inside the write transaction of the cause. ``context`` is a dict, or a callable
+    ``locale -> dict`` when the context itself depends on the language (labels). ``exclude``
+    is a person not to tell (the one whose own action caused the event)."""
+    queued = 0
+    for recipient in router.recipients(db, tags):
+        if exclude is not None and recipient.person_id == exclude:
+            continue
+        ctx = context(recipient.locale) if callable(context) else context
+        title, body = render(kind, recipient.locale, ctx)
+        cursor = db.execute(
+            """INSERT INTO outbox (dedup_key, kind, recipient, person_id, locale, title, body,
+                                   cause, state, next_attempt_ms, created_ms)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)
+               ON CONFLICT(dedup_key) DO NOTHING""",
+            [f"{event_key}|{recipient.key}", kind, recipient.key, recipient.person_id,
+             _locale(recipient.locale), title, body, cause,
+             not_before_ms if not_before_ms is not None else now_ms, now_ms],
+        )
+        queued += cursor.rowcount
+    return queued
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+_COLS = ("id, kind, dedup_key, recipient, person_id, locale, title, body, cause, state, attempts, "
+         "next_attempt_ms, last_error, created_ms, sent_ms")
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def entry_from_row(row: tuple) -> OutboxEntry:
+    return OutboxEntry(
+        id=row[0], kind=row[1], dedup_key=row[2], recipient=row[3], person_id=row[4],
+        locale=row[5], title=row[6], body=row[7], cause=row[8], state=row[9], attempts=row[10],
+        next_attempt_at=_iso(row[11]) if row[9] in ("queued", "sending") else None,
+        last_error=mask_text(row[12]) if row[12] else None, created_at=_iso(row[13]) or "",
+        sent_at=_iso(row[14]),
+    )
+
+
+def list_outbox(db: sqlite_utils.Database, *, state: str | None = None,
+                person_id: str | None = None, cause: str | None = None, kind: str | None = None,
+                limit: int = 100, offset: int = 0) -> OutboxPage:
+    where, params = [], []
+    for column, value in (("state", state), ("person_id", person_id), ("cause", cause),
+                          ("kind", kind)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    sql_where = ("WHERE " + " AND ".join(where)) if where else ""
+    total = db.execute(f"SELECT count(*) FROM outbox {sql_where}", params).fetchone()[0]
+    rows = db.execute(f"SELECT {_COLS} FROM outbox {sql_where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                      [*params, limit, offset]).fetchall()
+    return OutboxPage(items=[entry_from_row(r) for r in rows], total=total, limit=limit,
+                      offset=offset)
+
+
+def counts(db: sqlite_utils.Database) -> dict[str, int]:
+    rows = db.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall()
+    return {state: n for state, n in rows}

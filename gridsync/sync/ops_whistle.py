@@ -1,0 +1,32 @@
+"""Push ops of the whistle area: ``whistle.raise`` and ``whistle.act`` (SPEC 3.1).
+
+The mutation's ``id`` is the case's client UUID. Times: deadlines count from the push's server
+receipt (``ctx.received_ms``), the device's clock is kept as sent (``raised_at``, ``at``).
+A GridsyncError (illegal_transition, already_accepted, out_of_scope, ...) becomes a ``rejected``
+result with its code; the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+from gridsync import whistle
+from gridsync.sync.ops import Mutation, OpContext, Outcome, register
+from gridsync.whistle import WhistleAct, WhistleRaise
+
+
+@register("whistle.raise", data_type=WhistleRaise)
+def raise_case(ctx: OpContext, m: Mutation, data: WhistleRaise) -> Outcome:
+    row = ctx.db.execute("SELECT raised_by FROM whistle_cases WHERE id = ?", [m.id]).fetchone()
+    if row is not None and row[0] == ctx.principal.person_id:
+        # The same case sent again under a new mid (a phone that lost its queue's state):
+        # no second effect. Someone else's case with this id is refused (case_exists).
+        return Outcome(status="duplicate")
+    whistle.raise_case(ctx.db, ctx.principal, m.id, data, received_ms=ctx.received_ms,
+                       settings=ctx.settings)
+    return Outcome()
+
+
+@register("whistle.act", data_type=WhistleAct)
+def act(ctx: OpContext, m: Mutation, data: WhistleAct) -> Outcome:
+    whistle.act(ctx.db, ctx.principal, m.id, data, now_ms=ctx.received_ms, settings=ctx.settings,
+                device_at=data.at)
+    return Outcome()

@@ -1,0 +1,907 @@
+"""Whistle cases (吹哨报到): raising, the action state machine, levels and deadlines, backflow,
+the pull source of cases, and the report.
+
+A case climbs grid -> community -> street -> department -> district. Each stay at a level is a
+*stint* (``whistle_stints``) with its own accept / arrive / resolve deadlines, counted from the
+moment the case reached that level on the **server's** clock (a case raised offline starts its
+clock at receipt; the device's ``raised_at`` is kept and reported beside ``received_at``).
+A missed deadline escalates the case one level (``check_deadlines``, run by the sweep) and alerts
+the next level and its supervisor. A case sent back down (``return``) is backflow (案件回流).
+
+Every change allocates a change sequence number (phones receive cases through pull) and writes
+its notifications to the outbox in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import msgspec
+import sqlite_utils
+from msgspec import Meta, Struct
+
+from gridsync import audit
+from gridsync.audit import Actor
+from gridsync.auth import Principal
+from gridsync.clock import iso_ms, parse_ms
+from gridsync.config import LEVELS, Settings
+from gridsync.db import next_seq
+from gridsync.errors import Conflict, Forbidden, GridsyncError, Invalid, NotFound, OutOfScope
+from gridsync.notify import outbox
+from gridsync.notify.routing import Router, router_for
+from gridsync.org import Scope
+from gridsync.sync.sources import SourceChange, register_source
+
+State = Literal["raised", "accepted", "on_site", "resolved", "closed", "reopened"]
+Level = Literal["grid", "community", "street", "department", "district"]
+Action = Literal["accept", "arrive", "resolve", "escalate", "comment", "close", "reopen", "return"]
+OPEN_STATES = ("raised", "accepted", "on_site", "reopened")
+CLOSED_VISIBLE_DAYS = 30  # pull sends closed cases for this long (SPEC 3.2)
+
+CaseId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Text = Annotated[str, Meta(max_length=4000)]
+
+
+# -- wire types ---------------------------------------------------------------------------------
+
+
+class WhistleRaise(Struct, kw_only=True):
+    """``data`` of a ``whistle.raise`` push mutation (the case id is the mutation's ``id``).
+    Tolerates unknown fields: newer phones may send more."""
+
+    category: Annotated[str, Meta(min_length=1, max_length=64)]
+    grid_id: str | None = None
+    household_id: str | None = None
+    location: Annotated[str, Meta(max_length=500)] = ""
+    description: Text = ""
+    raised_at: str | None = None  # device clock, ISO 8601 with offset
+
+
+class WhistleAct(Struct, kw_only=True):
+    """``data`` of a ``whistle.act`` push mutation (the case id is the mutation's ``id``)."""
+
+    action: Action
+    note: Annotated[str, Meta(max_length=2000)] = ""
+    satisfaction: int | None = None  # for close: 1-5 (checked: invalid_satisfaction)
+    department_id: str | None = None  # for escalate from the street: the department to dispatch
+    at: str | None = None  # device clock of the action
+
+
+class CaseCreate(Struct, kw_only=True, forbid_unknown_fields=True):
+    """REST: raise a case from the web (a secretary, a department responder)."""
+
+    category: Annotated[str, Meta(min_length=1, max_length=64)]
+    id: CaseId | None = None  # client UUID; generated (UUIDv7) when absent
+    grid_id: CaseId | None = None
+    household_id: CaseId | None = None
+    location: Annotated[str, Meta(max_length=500)] = ""
+    description: Text = ""
+
+
+class CaseAction(Struct, kw_only=True, forbid_unknown_fields=True):
+    """REST: act on a case."""
+
+    action: Action
+    note: Annotated[str, Meta(max_length=2000)] = ""
+    satisfaction: Annotated[int, Meta(ge=1, le=5)] | None = None
+    department_id: CaseId | None = None
+
+
+class Deadlines(Struct, kw_only=True):
+    """Deadlines at the current level, counted from ``since`` (arrival at the level, server)."""
+
+    level: Level
+    since: str
+    accept: str
+    arrive: str
+    resolve: str
+    missed: list[str] = msgspec.field(default_factory=list)
+
+
+class CaseEvent(Struct, kw_only=True):
+    action: str  # raise, accept, ..., and escalate/return by the system ("by": null)
+    by: str | None
+    at: str  # server clock
+    level: Level
+    state: State
+    note: str = ""
+    device_at: str | None = None  # the phone's clock when it sent one
+
+
+class WhistleCase(Struct, kw_only=True):
+    id: str
+    household_id: str | None
+    grid_id: str
+    location: str
+    category: str
+    description: str
+    raised_by: str
+    raised_at: str  # device clock, as sent
+    received_at: str  # server clock: deadlines count from here
+    level: Level
+    state: State
+    deadlines: Deadlines
+    history: list[CaseEvent]
+    satisfaction: int | None = None
+    unit_id: str = ""  # the org unit responsible now
+    department_id: str | None = None
+    accepted_by: str | None = None
+    backflow: int = 0
+
+
+class CasePage(Struct, kw_only=True):
+    items: list[WhistleCase]
+    total: int
+    limit: int
+    offset: int
+
+
+class ReportRow(Struct, kw_only=True):
+    level: str  # a level, or "all"
+    unit_id: str | None  # None on a level's total row
+    unit_name: str
+    cases: int  # stays of cases at this level/unit
+    responded: int
+    on_time: int
+    resolved: int
+    escalated: int
+    backflow: int
+    response_rate: float | None
+    on_time_rate: float | None
+    resolution_rate: float | None
+    satisfaction: float | None
+    satisfaction_n: int
+
+
+class WhistleReport(Struct, kw_only=True):
+    generated_at: str
+    since: str | None
+    until: str | None
+    rows: list[ReportRow]
+    # Both clocks (cases raised in the period): how many reached the server more than a minute
+    # after the phone raised them (raised offline), and the mean delay of those.
+    cases_raised: int = 0
+    raised_offline: int = 0
+    offline_delay_avg_seconds: float | None = None
+
+
+WIRE_TYPES = [WhistleRaise, WhistleAct, CaseCreate, CaseAction, WhistleCase, CasePage,
+              WhistleReport]
+
+
+# -- rows ---------------------------------------------------------------------------------------
+
+_CASE_COLS = ("id, household_id, grid_id, location, category, description, raised_by, "
+              "raised_device, raised_at, raised_ms, received_ms, level, unit_id, department_id, "
+              "state, accepted_by, satisfaction, closed_ms, stint_id, seq")
+_STINT_COLS = ("id, case_id, level, unit_id, started_ms, accept_due_ms, arrive_due_ms, "
+               "resolve_due_ms, accepted_ms, arrived_ms, resolved_ms, ended_ms, end_reason, "
+               "missed, warned")
+_list = msgspec.json.Decoder(list[str])
+
+
+@dataclass
+class CaseRow:
+    id: str
+    household_id: str | None
+    grid_id: str
+    location: str
+    category: str
+    description: str
+    raised_by: str
+    raised_device: str | None
+    raised_at: str
+    raised_ms: int
+    received_ms: int
+    level: str
+    unit_id: str
+    department_id: str | None
+    state: str
+    accepted_by: str | None
+    satisfaction: int | None
+    closed_ms: int | None
+    stint_id: int
+    seq: int
+
+
+@dataclass
+class Stint:
+    id: int
+    case_id: str
+    level: str
+    unit_id: str
+    started_ms: int
+    accept_due_ms: int
+    arrive_due_ms: int
+    resolve_due_ms: int
+    accepted_ms: int | None
+    arrived_ms: int | None
+    resolved_ms: int | None
+    ended_ms: int | None
+    end_reason: str | None
+    missed: str
+    warned: str
+
+    def due(self, kind: str) -> int:
+        return getattr(self, f"{kind}_due_ms")
+
+    def done(self, kind: str) -> int | None:
+        return {"accept": self.accepted_ms, "arrive": self.arrived_ms,
+                "resolve": self.resolved_ms}[kind]
+
+
+def _load_case(db: sqlite_utils.Database, case_id: str) -> CaseRow | None:
+    row = db.execute(f"SELECT {_CASE_COLS} FROM whistle_cases WHERE id = ?", [case_id]).fetchone()
+    return CaseRow(*row) if row else None
+
+
+def _load_stint(db: sqlite_utils.Database, stint_id: int) -> Stint:
+    return Stint(*db.execute(f"SELECT {_STINT_COLS} FROM whistle_stints WHERE id = ?",
+                             [stint_id]).fetchone())
+
+
+def get_case(db: sqlite_utils.Database, case_id: str, scope: Scope | None = None) -> WhistleCase:
+    """The wire form of a case; with ``scope``, one the scope cannot see is not found."""
+    case = _load_case(db, case_id)
+    if case is None or (scope is not None and not can_see(case, scope)):
+        raise NotFound(f"no whistle case {case_id}", code="case_not_found")
+    return _wire(db, case)
+
+
+def _wire(db: sqlite_utils.Database, case: CaseRow) -> WhistleCase:
+    stint = _load_stint(db, case.stint_id)
+    history = [
+        CaseEvent(action=r[0], by=r[1], at=iso_ms(r[2]), level=r[3], state=r[4], note=r[5],
+                  device_at=r[6])
+        for r in db.execute(
+            "SELECT action, by, at_ms, level, state, note, device_at FROM whistle_history "
+            "WHERE case_id = ? ORDER BY n", [case.id]).fetchall()
+    ]
+    backflow = db.execute("SELECT count(*) FROM whistle_stints WHERE case_id = ? "
+                          "AND end_reason = 'returned'", [case.id]).fetchone()[0]
+    return WhistleCase(
+        id=case.id, household_id=case.household_id, grid_id=case.grid_id,
+        location=case.location, category=case.category, description=case.description,
+        raised_by=case.raised_by, raised_at=case.raised_at, received_at=iso_ms(case.received_ms),
+        level=case.level, state=case.state,  # type: ignore[arg-type]
+        deadlines=Deadlines(
+            level=stint.level, since=iso_ms(stint.started_ms),  # type: ignore[arg-type]
+            accept=iso_ms(stint.accept_due_ms), arrive=iso_ms(stint.arrive_due_ms),
+            resolve=iso_ms(stint.resolve_due_ms), missed=_list.decode(stint.missed)),
+        history=history, satisfaction=case.satisfaction, unit_id=case.unit_id,
+        department_id=case.department_id, accepted_by=case.accepted_by, backflow=backflow,
+    )
+
+
+# -- scope --------------------------------------------------------------------------------------
+
+
+def can_see(case: CaseRow, scope: Scope) -> bool:
+    return (scope.allows_grid(case.grid_id) or scope.allows_unit(case.unit_id)
+            or (case.department_id is not None and scope.allows_unit(case.department_id)))
+
+
+def responsible(case: CaseRow, scope: Scope) -> bool:
+    """May act for the level that holds the case now (the grid's team, the community, the
+    street, the department it is dispatched to, the district)."""
+    if case.level == "grid":
+        return scope.allows_grid(case.grid_id)
+    return scope.allows_unit(case.unit_id)
+
+
+def _visibility_sql(scope: Scope, table: str = "") -> tuple[str, list[Any]]:
+    """SQL condition: cases the scope can see (``table`` is an optional alias prefix)."""
+    if scope.everything:
+        return "1", []
+    p = f"{table}." if table else ""
+    grid_cond, grid_params = scope.grid_filter(f"{p}grid_id")
+    units = msgspec.json.encode(sorted(scope.unit_ids)).decode()
+    return (f"({grid_cond} OR {p}unit_id IN (SELECT value FROM json_each(?)) "
+            f"OR {p}department_id IN (SELECT value FROM json_each(?)))",
+            [*grid_params, units, units])
+
+
+# -- the org chain ------------------------------------------------------------------------------
+
+
+def _unit(db: sqlite_utils.Database, unit_id: str) -> tuple[str, str, str | None] | None:
+    """(kind, name, parent_id)"""
+    return db.execute("SELECT kind, name, parent_id FROM org_units WHERE id = ?",
+                      [unit_id]).fetchone()
+
+
+def _unit_name(db: sqlite_utils.Database, unit_id: str | None) -> str:
+    row = _unit(db, unit_id) if unit_id else None
+    return row[1] if row else (unit_id or "")
+
+
+def _district_of(db: sqlite_utils.Database, unit_id: str) -> str | None:
+    current: str | None = unit_id
+    while current is not None:
+        row = _unit(db, current)
+        if row is None:
+            return None
+        if row[0] == "district":
+            return current
+        current = row[2]
+    return None
+
+
+def level_tags(level: str, unit_id: str) -> list[str]:
+    """The routing tags of the people who answer for a level (see notify/routing.py)."""
+    return {
+        "grid": [f"grid:{unit_id}"],
+        "community": [f"community:{unit_id}:secretary"],
+        "street": [f"street:{unit_id}:duty"],
+        "department": [f"dept:{unit_id}"],
+        "district": [f"district:{unit_id}:duty"],
+    }[level]
+
+
+def supervisor_tags(db: sqlite_utils.Database, level: str, unit_id: str) -> list[str]:
+    """Who supervises a level: the level above (the district supervises itself)."""
+    if level == "district":
+        return level_tags("district", unit_id)
+    up = _next_level(db, level, unit_id, None)
+    if up is None:
+        return []
+    up_level, up_unit = up
+    if up_level == "department":  # departments are dispatched, not supervising: the district is
+        district = _district_of(db, unit_id)
+        return level_tags("district", district) if district else []
+    return level_tags(up_level, up_unit)
+
+
+def _next_level(db: sqlite_utils.Database, level: str, unit_id: str,
+                department_id: str | None) -> tuple[str, str] | None:
+    """Where an escalation from (level, unit) goes; None at the top."""
+    row = _unit(db, unit_id)
+    parent = row[2] if row else None
+    if level in ("grid", "community"):
+        if parent is None:
+            return None
+        return ("community" if level == "grid" else "street"), parent
+    if level == "street":
+        district = parent
+        if department_id is not None:
+            dept = _unit(db, department_id)
+            if dept is None or dept[0] != "department":
+                raise Invalid(f"no department {department_id}", field="department_id")
+            return "department", department_id
+        if district is not None:
+            depts = db.execute("SELECT id FROM org_units WHERE kind = 'department' "
+                               "AND parent_id = ?", [district]).fetchall()
+            if len(depts) == 1:  # one department: dispatch there; several: the district decides
+                return "department", depts[0][0]
+            return "district", district
+        return None
+    if level == "department":
+        district = parent or _district_of(db, unit_id)
+        return ("district", district) if district else None
+    return None
+
+
+# -- writing helpers ----------------------------------------------------------------------------
+
+
+def _open_stint(db: sqlite_utils.Database, case_id: str, level: str, unit_id: str, now_ms: int,
+                settings: Settings) -> int:
+    d = settings.whistle_deadlines[level]
+    minute = 60_000
+    cursor = db.execute(
+        "INSERT INTO whistle_stints (case_id, level, unit_id, started_ms, accept_due_ms, "
+        "arrive_due_ms, resolve_due_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [case_id, level, unit_id, now_ms, now_ms + int(d.accept_minutes * minute),
+         now_ms + int(d.arrive_minutes * minute), now_ms + int(d.resolve_minutes * minute)],
+    )
+    return int(cursor.lastrowid)
+
+
+def _history(db: sqlite_utils.Database, case_id: str, action: str, by: str | None,
+             device_id: str | None, now_ms: int, level: str, state: str, note: str = "",
+             device_at: str | None = None) -> None:
+    db.execute(
+        "INSERT INTO whistle_history (case_id, n, action, by, device_id, at_ms, device_at, level, "
+        "state, note) VALUES (?, (SELECT coalesce(max(n), 0) + 1 FROM whistle_history "
+        "WHERE case_id = ?), ?, ?, ?, ?, ?, ?, ?, ?)",
+        [case_id, case_id, action, by, device_id, now_ms, device_at, level, state, note],
+    )
+
+
+def _touch(db: sqlite_utils.Database, case_id: str, now_ms: int, **columns: Any) -> None:
+    columns["seq"] = next_seq(db)
+    columns["updated_ms"] = now_ms
+    assignments = ", ".join(f"{k} = ?" for k in columns)
+    db.execute(f"UPDATE whistle_cases SET {assignments} WHERE id = ?",
+               [*columns.values(), case_id])
+
+
+def _person_name(db: sqlite_utils.Database, person_id: str | None) -> str:
+    if not person_id:
+        return ""
+    row = db.execute("SELECT name FROM people WHERE id = ?", [person_id]).fetchone()
+    return row[0] if row else person_id
+
+
+def _context(db: sqlite_utils.Database, case_id: str, settings: Settings, **extra: Any):
+    """A ``locale -> dict`` template context for a case's notifications."""
+    case = _load_case(db, case_id)
+    assert case is not None
+    stint = _load_stint(db, case.stint_id)
+    tz = settings.notify.timezone
+    base = {
+        "id": case.id, "category": case.category, "location": case.location,
+        "description": case.description, "grid_name": _unit_name(db, case.grid_id),
+        "unit_name": _unit_name(db, case.unit_id),
+        "raised_by_name": _person_name(db, case.raised_by),
+        "raised_at_local": outbox.local(_safe_ms(case.raised_at, case.received_ms), tz),
+        "received_at_local": outbox.local(case.received_ms, tz),
+        "accept_due_local": outbox.local(stint.accept_due_ms, tz),
+        "arrive_due_local": outbox.local(stint.arrive_due_ms, tz),
+        "resolve_due_local": outbox.local(stint.resolve_due_ms, tz),
+        "closed_at_local": outbox.local(case.closed_ms, tz),
+        "satisfaction": case.satisfaction,
+        "note": "",
+    }
+    next_up = _next_level_quiet(db, case.level, case.unit_id)
+
+    def for_locale(locale: str) -> dict[str, Any]:
+        labels = outbox.labels(locale)
+        ctx = dict(base)
+        ctx["level_name"] = labels["level"][case.level]
+        ctx["state_name"] = labels["state"][case.state]
+        ctx["next_level_name"] = labels["level"][next_up] if next_up else labels["top"]
+        for key, value in extra.items():
+            ctx[key] = value(labels) if callable(value) else value
+        return ctx
+
+    return for_locale
+
+
+def _next_level_quiet(db: sqlite_utils.Database, level: str, unit_id: str) -> str | None:
+    try:
+        up = _next_level(db, level, unit_id, None)
+    except GridsyncError:
+        return None
+    return up[0] if up else None
+
+
+def _safe_ms(value: str, default: int) -> int:
+    try:
+        return parse_ms(value)
+    except ValueError:
+        return default
+
+
+def _router(settings: Settings, router: Router | None) -> Router:
+    return router or router_for(settings.notify.apprise_config, settings.notify.locale)
+
+
+# -- raising ------------------------------------------------------------------------------------
+
+
+def raise_case(db: sqlite_utils.Database, principal: Principal, case_id: str, data: WhistleRaise,
+               *, received_ms: int, settings: Settings,
+               router: Router | None = None) -> WhistleCase:
+    """Open a case at the grid level. Deadlines count from ``received_ms`` (server receipt)."""
+    if _load_case(db, case_id) is not None:
+        raise Conflict(f"whistle case {case_id} already exists", code="case_exists")
+    grid_id = data.grid_id
+    if data.household_id is not None:
+        row = db.execute("SELECT grid_id FROM households WHERE id = ?",
+                         [data.household_id]).fetchone()
+        if row is None or not principal.scope.allows_grid(row[0]):
+            raise NotFound(f"no household {data.household_id}", field="household_id")
+        if grid_id is not None and grid_id != row[0]:
+            raise Invalid(f"household {data.household_id} is in grid {row[0]}, not {grid_id}",
+                          field="grid_id")
+        grid_id = row[0]
+    if grid_id is None:
+        raise Invalid("a case needs a grid_id or a household_id", field="grid_id")
+    unit = _unit(db, grid_id)
+    if unit is None or unit[0] != "grid":
+        raise Invalid(f"no grid {grid_id}", field="grid_id")
+    if not principal.scope.allows_grid(grid_id):
+        raise OutOfScope(f"grid {grid_id} is outside your scope")
+    raised_at = data.raised_at or iso_ms(received_ms)
+    try:
+        raised_ms = parse_ms(raised_at)
+    except (ValueError, OverflowError) as exc:
+        raise Invalid(f"raised_at is not an ISO 8601 time: {raised_at!r}",
+                      field="raised_at") from exc
+    db.execute(
+        "INSERT INTO whistle_cases (id, household_id, grid_id, location, category, description, "
+        "raised_by, raised_device, raised_at, raised_ms, received_ms, level, unit_id, state, "
+        "stint_id, seq, updated_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'grid', ?, 'raised', 0, ?, ?)",
+        [case_id, data.household_id, grid_id, data.location, data.category, data.description,
+         principal.person_id, principal.device_id, raised_at, raised_ms, received_ms, grid_id,
+         next_seq(db), received_ms],
+    )
+    stint_id = _open_stint(db, case_id, "grid", grid_id, received_ms, settings)
+    db.execute("UPDATE whistle_cases SET stint_id = ? WHERE id = ?", [stint_id, case_id])
+    _history(db, case_id, "raise", principal.person_id, principal.device_id, received_ms, "grid",
+             "raised", data.description[:200], device_at=data.raised_at)
+    outbox.enqueue(db, _router(settings, router), event_key=f"whistle:{case_id}:raised",
+                   kind="whistle_raised", tags=level_tags("grid", grid_id),
+                   context=_context(db, case_id, settings), now_ms=received_ms, cause=case_id,
+                   exclude=principal.person_id)
+    audit.record(db, principal.actor, "whistle.raise", target=case_id,
+                 detail={"grid_id": grid_id, "category": data.category})
+    return get_case(db, case_id)
+
+
+# -- acting -------------------------------------------------------------------------------------
+
+
+def _illegal(case: CaseRow, action: str) -> GridsyncError:
+    return Conflict(f"cannot {action} a case that is {case.state} at the {case.level} level",
+                    code="illegal_transition", state=case.state, action=action)
+
+
+def act(db: sqlite_utils.Database, principal: Principal, case_id: str,
+        data: WhistleAct | CaseAction, *, now_ms: int, settings: Settings,
+        router: Router | None = None, device_at: str | None = None) -> WhistleCase:
+    """Apply one action to a case (phones through ``whistle.act``, the web through REST)."""
+    router = _router(settings, router)
+    if data.satisfaction is not None and not 1 <= data.satisfaction <= 5:
+        raise Invalid("satisfaction is a score from 1 to 5", code="invalid_satisfaction",
+                      field="satisfaction")
+    if data.satisfaction is not None and data.action != "close":
+        raise Invalid("satisfaction is given when closing a case", field="satisfaction")
+    case = _load_case(db, case_id)
+    if case is None or not can_see(case, principal.scope):
+        raise NotFound(f"no whistle case {case_id}", code="case_not_found")
+    action = data.action
+    who, device = principal.person_id, principal.device_id
+    if action in ("accept", "arrive", "resolve", "escalate", "return") \
+            and not responsible(case, principal.scope):
+        raise Forbidden(f"the case is with {case.unit_id} ({case.level} level); you cannot "
+                        f"{action} it", code="not_responsible")
+    stint = _load_stint(db, case.stint_id)
+    note = data.note
+
+    if action == "accept":
+        if case.state in ("accepted", "on_site"):
+            raise Conflict(f"{_person_name(db, case.accepted_by)} has already accepted this case",
+                           code="already_accepted", accepted_by=case.accepted_by)
+        if case.state not in ("raised", "reopened"):
+            raise _illegal(case, action)
+        db.execute("UPDATE whistle_stints SET accepted_ms = ? WHERE id = ?", [now_ms, stint.id])
+        _touch(db, case_id, now_ms, state="accepted", accepted_by=who)
+        new_state = "accepted"
+    elif action == "arrive":
+        if case.state != "accepted":
+            raise _illegal(case, action)
+        db.execute("UPDATE whistle_stints SET arrived_ms = ? WHERE id = ?", [now_ms, stint.id])
+        _touch(db, case_id, now_ms, state="on_site")
+        new_state = "on_site"
+    elif action == "resolve":
+        if case.state not in ("accepted", "on_site"):
+            raise _illegal(case, action)
+        db.execute("UPDATE whistle_stints SET resolved_ms = ?, arrived_ms = coalesce(arrived_ms, "
+                   "?) WHERE id = ?", [now_ms, now_ms, stint.id])
+        _touch(db, case_id, now_ms, state="resolved")
+        new_state = "resolved"
+    elif action == "comment":
+        _touch(db, case_id, now_ms)
+        new_state = case.state
+    elif action == "close":
+        if case.state != "resolved":
+            raise _illegal(case, action)
+        if data.satisfaction is None:
+            raise Invalid("closing a case needs the resident's satisfaction (1-5)",
+                          code="invalid_satisfaction", field="satisfaction")
+        db.execute("UPDATE whistle_stints SET satisfaction = ?, ended_ms = ?, "
+                   "end_reason = 'closed' WHERE id = ?", [data.satisfaction, now_ms, stint.id])
+        _touch(db, case_id, now_ms, state="closed", satisfaction=data.satisfaction,
+               closed_ms=now_ms)
+        new_state = "closed"
+    elif action == "reopen":
+        if case.state not in ("resolved", "closed"):
+            raise _illegal(case, action)
+        if stint.ended_ms is None:
+            db.execute("UPDATE whistle_stints SET ended_ms = ?, end_reason = 'reopened' "
+                       "WHERE id = ?", [now_ms, stint.id])
+        new_stint = _open_stint(db, case_id, case.level, case.unit_id, now_ms, settings)
+        _touch(db, case_id, now_ms, state="reopened", stint_id=new_stint, accepted_by=None,
+               satisfaction=None, closed_ms=None)
+        new_state = "reopened"
+    elif action == "escalate":
+        if case.state not in OPEN_STATES:
+            raise _illegal(case, action)
+        target = _next_level(db, case.level, case.unit_id, data.department_id)
+        if target is None:
+            raise Conflict("the case is already at the district level", code="illegal_transition",
+                           state=case.state, action=action)
+        _move(db, case, stint, target, "escalated", now_ms, settings, router, by=who,
+              device_id=device, note=note, device_at=device_at)
+        _audit_act(db, principal, case_id, action, case.level)
+        return get_case(db, case_id)
+    elif action == "return":
+        if case.state not in OPEN_STATES or case.level == "grid":
+            raise _illegal(case, action)
+        previous = db.execute(
+            "SELECT level, unit_id FROM whistle_stints WHERE case_id = ? AND id < ? "
+            "AND level != ? ORDER BY id DESC LIMIT 1", [case_id, stint.id, case.level]).fetchone()
+        if previous is None:
+            raise _illegal(case, action)
+        _move(db, case, stint, (previous[0], previous[1]), "returned", now_ms, settings, router,
+              by=who, device_id=device, note=note, device_at=device_at)
+        _audit_act(db, principal, case_id, action, case.level)
+        return get_case(db, case_id)
+    else:  # pragma: no cover - Action is a closed Literal
+        raise Invalid(f"unknown action {action}", field="action")
+
+    _history(db, case_id, action, who, device, now_ms, case.level, new_state, note, device_at)
+    if action == "close":
+        tags = [f"member:{case.raised_by}"]
+        if case.accepted_by:
+            tags.append(f"member:{case.accepted_by}")
+        outbox.enqueue(db, router, event_key=f"whistle:{case_id}:stint:{stint.id}:closed",
+                       kind="whistle_closed", tags=tags, context=_context(db, case_id, settings),
+                       now_ms=now_ms, cause=case_id, exclude=who)
+    _audit_act(db, principal, case_id, action, case.level)
+    return get_case(db, case_id)
+
+
+def _audit_act(db: sqlite_utils.Database, principal: Principal, case_id: str, action: str,
+               level: str) -> None:
+    audit.record(db, principal.actor, f"whistle.{action}", target=case_id,
+                 detail={"level": level})
+
+
+def _move(db: sqlite_utils.Database, case: CaseRow, stint: Stint, target: tuple[str, str],
+          reason: str, now_ms: int, settings: Settings, router: Router, *, by: str | None,
+          device_id: str | None, note: str = "", device_at: str | None = None,
+          missed: str | None = None) -> None:
+    """Hand the case to another level: close this stint, open the next, alert."""
+    level, unit_id = target
+    db.execute("UPDATE whistle_stints SET ended_ms = ?, end_reason = ? WHERE id = ?",
+               [now_ms, reason, stint.id])
+    new_stint = _open_stint(db, case.id, level, unit_id, now_ms, settings)
+    extra: dict[str, Any] = {}
+    if level == "department":
+        extra["department_id"] = unit_id
+    _touch(db, case.id, now_ms, level=level, unit_id=unit_id, state="raised", accepted_by=None,
+           stint_id=new_stint, **extra)
+    action = "return" if reason == "returned" else "escalate"
+    _history(db, case.id, action, by, device_id, now_ms, level, "raised",
+             note or (f"missed:{missed}" if missed else ""), device_at)
+    tz = settings.notify.timezone
+    from_level, from_unit = case.level, case.unit_id
+    if reason == "returned":
+        outbox.enqueue(
+            db, router, event_key=f"whistle:{case.id}:stint:{new_stint}:returned",
+            kind="whistle_returned", tags=level_tags(level, unit_id),
+            context=_context(db, case.id, settings, note=note,
+                             from_unit_name=_unit_name(db, from_unit)),
+            now_ms=now_ms, cause=case.id, exclude=by)
+        return
+
+    def reason_text(labels: dict) -> str:
+        template = labels["reason"]["missed" if missed else "escalate"]
+        return template.format(level=labels["level"][from_level],
+                               deadline=labels["deadline"].get(missed or "", ""),
+                               due=outbox.local(stint.due(missed), tz) if missed else "")
+
+    tags = level_tags(level, unit_id) + supervisor_tags(db, level, unit_id)
+    outbox.enqueue(db, router, event_key=f"whistle:{case.id}:stint:{new_stint}:escalated",
+                   kind="whistle_escalated", tags=tags,
+                   context=_context(db, case.id, settings, reason=reason_text),
+                   now_ms=now_ms, cause=case.id, exclude=by)
+
+
+# -- deadlines (run by the sweep) ---------------------------------------------------------------
+
+SYSTEM = Actor(person_id=None, device_id="sweep")
+
+
+def check_deadlines(db: sqlite_utils.Database, *, now_ms: int, settings: Settings,
+                    router: Router | None = None) -> dict[str, int]:
+    """Escalate cases whose deadline at their level has passed; warn when one is near.
+
+    Idempotent: a stint escalates once (it is closed by the escalation); a warning is noted in
+    the stint and its outbox row has a dedup key."""
+    router = _router(settings, router)
+    counts = {"escalated": 0, "warned": 0, "missed_at_top": 0}
+    rows = db.execute(
+        f"SELECT {', '.join('s.' + c.strip() for c in _STINT_COLS.split(','))} "
+        "FROM whistle_stints s JOIN whistle_cases c ON c.stint_id = s.id "
+        "WHERE s.ended_ms IS NULL AND c.state IN ('raised', 'accepted', 'on_site', 'reopened') "
+        "ORDER BY s.id"
+    ).fetchall()
+    near = settings.notify.near_fraction
+    for row in rows:
+        stint = Stint(*row)
+        case = _load_case(db, stint.case_id)
+        assert case is not None
+        missed_list = _list.decode(stint.missed)
+        pending = [k for k in ("accept", "arrive", "resolve") if stint.done(k) is None]
+        missed = next((k for k in pending if now_ms > stint.due(k)), None)
+        if missed is not None and missed not in missed_list:
+            missed_list.append(missed)
+            db.execute("UPDATE whistle_stints SET missed = ? WHERE id = ?",
+                       [msgspec.json.encode(missed_list).decode(), stint.id])
+            target = _next_level(db, case.level, case.unit_id, None)
+            if target is not None:
+                _move(db, case, stint, target, "missed", now_ms, settings, router, by=None,
+                      device_id=None, missed=missed)
+                counts["escalated"] += 1
+            else:
+                _touch(db, case.id, now_ms)
+                _history(db, case.id, "overdue", None, None, now_ms, case.level, case.state,
+                         f"missed:{missed}")
+                outbox.enqueue(
+                    db, router, event_key=f"whistle:{case.id}:stint:{stint.id}:missed:{missed}",
+                    kind="whistle_overdue", tags=level_tags(case.level, case.unit_id),
+                    context=_context(db, case.id, settings,
+                                     due_local=outbox.local(stint.due(missed),
+                                                            settings.notify.timezone),
+                                     deadline_name=lambda labels, k=missed:
+                                     labels["deadline"][k]),
+                    now_ms=now_ms, cause=case.id)
+                counts["missed_at_top"] += 1
+            audit.record(db, SYSTEM, "whistle.deadline_missed", target=case.id,
+                         detail={"level": case.level, "deadline": missed})
+            continue
+        if missed is not None:
+            continue
+        warned = _list.decode(stint.warned)
+        for kind in pending:
+            window = stint.due(kind) - stint.started_ms
+            if kind in warned or now_ms < stint.due(kind) - window * near:
+                continue
+            warned.append(kind)
+            db.execute("UPDATE whistle_stints SET warned = ? WHERE id = ?",
+                       [msgspec.json.encode(warned).decode(), stint.id])
+            tags = level_tags(case.level, case.unit_id)
+            if case.accepted_by:
+                tags.append(f"member:{case.accepted_by}")
+            outbox.enqueue(
+                db, router, event_key=f"whistle:{case.id}:stint:{stint.id}:near:{kind}",
+                kind="whistle_near", tags=tags,
+                context=_context(db, case.id, settings,
+                                 due_local=outbox.local(stint.due(kind), settings.notify.timezone),
+                                 deadline_name=lambda labels, k=kind: labels["deadline"][k]),
+                now_ms=now_ms, cause=case.id)
+            counts["warned"] += 1
+            break  # one warning at a time: the earliest pending deadline
+    return counts
+
+
+# -- listing and pull ---------------------------------------------------------------------------
+
+
+def list_cases(db: sqlite_utils.Database, scope: Scope, *, state: str | None = None,
+               level: str | None = None, grid_id: str | None = None, open_only: bool = False,
+               limit: int = 100, offset: int = 0) -> CasePage:
+    cond, params = _visibility_sql(scope)
+    where = [cond]
+    for column, value in (("state", state), ("level", level), ("grid_id", grid_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if open_only:
+        where.append("state NOT IN ('resolved', 'closed')")
+    sql_where = " AND ".join(where)
+    total = db.execute(f"SELECT count(*) FROM whistle_cases WHERE {sql_where}",
+                       params).fetchone()[0]
+    rows = db.execute(
+        f"SELECT {_CASE_COLS} FROM whistle_cases WHERE {sql_where} "
+        "ORDER BY received_ms DESC, id LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
+    return CasePage(items=[_wire(db, CaseRow(*r)) for r in rows], total=total, limit=limit,
+                    offset=offset)
+
+
+@register_source("whistle")
+def whistle_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int,
+                    limit: int) -> list[SourceChange]:
+    """Open cases and those closed in the last 30 days, in the scope (SPEC 3.2). A case closed
+    longer ago is not sent again; the phone drops closed cases past the same horizon itself."""
+    from gridsync.clock import SYSTEM_CLOCK
+
+    cond, params = _visibility_sql(scope)
+    horizon = SYSTEM_CLOCK.now_ms() - CLOSED_VISIBLE_DAYS * 86_400_000
+    rows = db.execute(
+        f"SELECT {_CASE_COLS} FROM whistle_cases WHERE seq > ? AND seq <= ? AND {cond} "
+        "AND (state != 'closed' OR closed_ms >= ?) ORDER BY seq LIMIT ?",
+        [after_seq, upto_seq, *params, horizon, limit]).fetchall()
+    return [SourceChange(r[19], r[0], "put", _wire(db, CaseRow(*r))) for r in rows]
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+
+def _rate(n: int, d: int) -> float | None:
+    return round(n / d, 4) if d else None
+
+
+def whistle_report(db: sqlite_utils.Database, scope: Scope, *, now_ms: int | None = None,
+                   since_ms: int | None = None, until_ms: int | None = None,
+                   level: str | None = None) -> WhistleReport:
+    """Response, on-time and resolution rates, satisfaction and backflow per level and org unit,
+    over the stays (stints) of cases at each level that began in [since, until).
+
+    A stay counts as responded when accepted, on time when no deadline of it was missed (an
+    open stay past a deadline the sweep has not yet seen counts as late), resolved when resolved
+    at that level; ``escalated`` stays went up (by hand or by a missed deadline), ``backflow``
+    stays were sent back down. Satisfaction is that of cases closed at the level."""
+    if now_ms is None:
+        from gridsync.clock import SYSTEM_CLOCK
+
+        now_ms = SYSTEM_CLOCK.now_ms()
+    cond, params = _visibility_sql(scope, "c")
+    where = [cond]
+    if since_ms is not None:
+        where.append("s.started_ms >= ?")
+        params.append(since_ms)
+    if until_ms is not None:
+        where.append("s.started_ms < ?")
+        params.append(until_ms)
+    if level is not None:
+        where.append("s.level = ?")
+        params.append(level)
+    rows = db.execute(
+        f"""
+        SELECT s.level, s.unit_id, count(*),
+          sum(s.accepted_ms IS NOT NULL),
+          sum(s.missed = '[]'
+              AND coalesce(s.accepted_ms, min(?, coalesce(s.ended_ms, ?))) <= s.accept_due_ms
+              AND coalesce(s.arrived_ms, min(?, coalesce(s.ended_ms, ?))) <= s.arrive_due_ms
+              AND coalesce(s.resolved_ms, min(?, coalesce(s.ended_ms, ?))) <= s.resolve_due_ms),
+          sum(s.resolved_ms IS NOT NULL),
+          sum(s.end_reason IN ('escalated', 'missed')),
+          sum(s.end_reason = 'returned'),
+          sum(s.satisfaction), count(s.satisfaction)
+        FROM whistle_stints s JOIN whistle_cases c ON c.id = s.case_id
+        WHERE {' AND '.join(where)}
+        GROUP BY s.level, s.unit_id
+        """,
+        [*([now_ms] * 6), *params],
+    ).fetchall()
+    order = {name: i for i, name in enumerate(LEVELS)}
+    rows = sorted(rows, key=lambda r: (order.get(r[0], 99), r[1]))
+    out: list[ReportRow] = []
+    totals: dict[str, list[int]] = {}
+
+    def make(level_name: str, unit_id: str | None, name: str, v: list[int]) -> ReportRow:
+        cases, responded, on_time, resolved, escalated, backflow, sat_sum, sat_n = v
+        return ReportRow(level=level_name, unit_id=unit_id, unit_name=name, cases=cases,
+                         responded=responded, on_time=on_time, resolved=resolved,
+                         escalated=escalated, backflow=backflow,
+                         response_rate=_rate(responded, cases), on_time_rate=_rate(on_time, cases),
+                         resolution_rate=_rate(resolved, cases),
+                         satisfaction=round(sat_sum / sat_n, 2) if sat_n else None,
+                         satisfaction_n=sat_n)
+
+    for r in rows:
+        values = [int(x or 0) for x in r[2:]]
+        out.append(make(r[0], r[1], _unit_name(db, r[1]), values))
+        acc = totals.setdefault(r[0], [0] * 8)
+        for i, x in enumerate(values):
+            acc[i] += x
+    grand = [0] * 8
+    for level_name in sorted(totals, key=lambda k: order.get(k, 99)):
+        out.append(make(level_name, None, "", totals[level_name]))
+        for i, x in enumerate(totals[level_name]):
+            grand[i] += x
+    out.append(make("all", None, "", grand))
+    case_cond, case_params = _visibility_sql(scope)
+    bounds = ""
+    if since_ms is not None:
+        bounds += " AND received_ms >= ?"
+        case_params.append(since_ms)
+    if until_ms is not None:
+        bounds += " AND received_ms < ?"
+        case_params.append(until_ms)
+    raised, offline, delay = db.execute(
+        f"SELECT count(*), sum(received_ms - raised_ms > 60000), "
+        f"avg(CASE WHEN received_ms - raised_ms > 60000 THEN received_ms - raised_ms END) "
+        f"FROM whistle_cases WHERE {case_cond}{bounds}", case_params).fetchone()
+    return WhistleReport(generated_at=iso_ms(now_ms),
+                         since=iso_ms(since_ms) if since_ms is not None else None,
+                         until=iso_ms(until_ms) if until_ms is not None else None, rows=out,
+                         cases_raised=raised, raised_offline=int(offline or 0),
+                         offline_delay_avg_seconds=round(delay / 1000, 1) if delay else None)

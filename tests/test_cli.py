@@ -1,0 +1,123 @@
+"""The CLI of SPEC section 7 as far as the foundation goes, and `serve` for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+import gridsync
+from gridsync.cli import cli
+
+REPO = Path(gridsync.__file__).resolve().parent.parent
+
+
+def invoke(*args: str) -> str:
+    r = CliRunner().invoke(cli, list(args))
+    assert r.exit_code == 0, r.output
+    return r.output
+
+
+def build(db: str) -> None:
+    invoke("init", "--db", db)
+    invoke("units", "add", "--db", db, "d1", "--kind", "district", "--name", "市南区")
+    invoke("units", "add", "--db", db, "s1", "--kind", "street", "--name", "街道",
+           "--parent", "d1")
+    invoke("units", "add", "--db", db, "c1", "--kind", "community", "--name", "社区",
+           "--parent", "s1")
+    invoke("units", "add", "--db", db, "g1", "--kind", "grid", "--name", "网格",
+           "--parent", "c1")
+    invoke("people", "add", "--db", db, "m1", "--name", "张伟", "--role", "member",
+           "--scope", "g1")
+    invoke("people", "add", "--db", db, "a1", "--name", "管理员", "--role", "admin",
+           "--scope", "d1")
+
+
+def test_people_json_is_the_documented_shape(tmp_path):
+    db = str(tmp_path / "g.db")
+    build(db)
+    people = json.loads(invoke("people", "--db", db, "--role", "member", "--json"))
+    assert people == [{"id": "m1", "name": "张伟", "roles": ["member"], "scope": ["g1"]}]
+    everyone = json.loads(invoke("people", "--db", db, "--json"))
+    assert {p["id"] for p in everyone} == {"m1", "a1"}
+
+
+def test_writes_are_audited(tmp_path):
+    db = str(tmp_path / "g.db")
+    build(db)
+    invoke("device", "enroll", "--db", db, "--person", "m1")
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    actions = [r[0] for r in conn.execute("SELECT action FROM audit_log ORDER BY id")]
+    devices = {r[0] for r in conn.execute("SELECT device_id FROM audit_log")}
+    conn.close()
+    assert "people.upsert" in actions and "device.enroll" in actions
+    assert devices == {"cli"}
+
+
+def test_clean_errors_not_tracebacks(tmp_path):
+    db = str(tmp_path / "g.db")
+    r = CliRunner().invoke(cli, ["people", "--db", db])
+    assert r.exit_code == 1 and "gridsync init" in r.output
+    invoke("init", "--db", db)
+    r = CliRunner().invoke(cli, ["units", "add", "--db", db, "g9", "--kind", "grid",
+                                 "--name", "x"])
+    assert r.exit_code == 1 and "validation_error" in r.output and "parent" in r.output
+    r = CliRunner().invoke(cli, ["people", "add", "--db", db, "p", "--name", "x",
+                                 "--role", "member", "--scope", "nowhere"])
+    assert r.exit_code == 1 and "nowhere" in r.output
+
+
+@pytest.mark.parametrize("command", [
+    [], ["init"], ["serve"], ["people"], ["people", "add"], ["device"], ["device", "enroll"],
+    ["device", "revoke"], ["device", "list"], ["schemas"], ["units", "add"],
+])
+def test_every_command_has_help(command):
+    r = CliRunner().invoke(cli, [*command, "--help"])
+    assert r.exit_code == 0 and "Usage:" in r.output
+    if command and command != ["device"] and command != ["schemas"]:
+        assert "--db" in r.output
+
+
+def test_serve_for_real(tmp_path):
+    db = str(tmp_path / "g.db")
+    build(db)
+    token = json.loads(invoke("device", "enroll", "--db", db, "--person", "m1", "--json"))["token"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gridsync", "serve", "--db", db, "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("gridsync serving http://127.0.0.1:"), line
+        url = line.split()[2]
+        with httpx.Client(base_url=url, timeout=10) as http:
+            for _ in range(100):
+                try:
+                    if http.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    import time
+
+                    time.sleep(0.05)
+            me = http.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+            assert me.status_code == 200 and me.json()["person"]["name"] == "张伟"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_init_new_epoch(tmp_path):
+    db = str(tmp_path / "g.db")
+    first = invoke("init", "--db", db).split("epoch ")[1]
+    assert invoke("init", "--db", db).split("epoch ")[1] == first
+    assert invoke("init", "--db", db, "--new-epoch").split("epoch ")[1] != first

@@ -1,0 +1,88 @@
+"""The single writer path: atomic writes, no interleaving, a change sequence, an epoch."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from gridsync.db import Store, current_seq, epoch, next_seq
+
+
+def test_write_is_atomic(store):
+    def half_then_fail(db):  # noqa: ANN001, ANN202
+        next_seq(db, 5)
+        db.execute("INSERT INTO meta (key, value) VALUES ('x', '1')")
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError):
+        store.write(half_then_fail)
+    assert store.read(current_seq) == 0
+    assert store.read(lambda db: db.execute("SELECT count(*) FROM meta WHERE key='x'")
+                      .fetchone()[0]) == 0
+
+
+def test_concurrent_writers_never_interleave(store):
+    """Each write reads a counter, then writes it back incremented: lost updates would show."""
+    store.write(lambda db: db.execute("INSERT INTO meta (key, value) VALUES ('n', '0')"))
+
+    def bump(db):  # noqa: ANN001, ANN202
+        n = int(db.execute("SELECT value FROM meta WHERE key='n'").fetchone()[0])
+        seq = next_seq(db)
+        db.execute("UPDATE meta SET value = ? WHERE key='n'", [str(n + 1)])
+        return seq
+
+    seqs: list[int] = []
+    lock = threading.Lock()
+
+    def worker():  # noqa: ANN202
+        for _ in range(50):
+            s = store.write(bump)
+            with lock:
+                seqs.append(s)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.read(lambda db: db.execute("SELECT value FROM meta WHERE key='n'")
+                      .fetchone()[0]) == "200"
+    assert sorted(seqs) == list(range(1, 201))
+
+
+def test_a_second_process_store_waits_for_the_lock(db_path, store):
+    other = Store(db_path)
+    try:
+        first = store.write(next_seq, 3)
+        second = other.write(next_seq, 2)
+        assert (first, second) == (1, 4)
+    finally:
+        other.close()
+
+
+def test_epoch_is_per_database(tmp_path):
+    with Store(tmp_path / "a.db") as a, Store(tmp_path / "b.db") as b:
+        assert a.read(epoch) != b.read(epoch)
+        assert len(a.read(epoch)) == 32
+    with Store(tmp_path / "a.db") as again:
+        assert again.read(epoch) == again.read(epoch)
+
+
+def test_read_sees_one_snapshot(store):
+    store.write(lambda db: db.execute("INSERT INTO meta (key, value) VALUES ('n', '0')"))
+
+    def read_twice(db):  # noqa: ANN001, ANN202
+        first = db.execute("SELECT value FROM meta WHERE key='n'").fetchone()[0]
+        store.write(lambda w: w.execute("UPDATE meta SET value='1' WHERE key='n'"))
+        second = db.execute("SELECT value FROM meta WHERE key='n'").fetchone()[0]
+        return first, second
+
+    assert store.read(read_twice) == ("0", "0")
+    assert store.read(lambda db: db.execute("SELECT value FROM meta WHERE key='n'")
+                      .fetchone()[0]) == "1"
+
+
+def test_nested_write_is_refused(store):
+    with pytest.raises(RuntimeError):
+        store.write(lambda db: store.write(next_seq))

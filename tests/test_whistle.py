@@ -1,0 +1,431 @@
+"""Whistle cases: the state machine over REST and through the sync op handlers, levels and
+deadlines with an injected clock, backflow, scope, the pull source and the report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from datetime import datetime, timedelta, timezone
+
+import msgspec
+import pytest
+from litestar.testing import TestClient
+
+from gridsync.app import create_app
+from gridsync.auth import authenticate
+from gridsync.clock import FixedClock, iso_ms
+from gridsync.errors import GridsyncError
+from gridsync.notify import outbox
+from gridsync.sweep import run_once
+from gridsync.sync.ops import REGISTRY, Mutation, OpContext, load_builtin_ops
+from gridsync.sync.sources import load_builtin_sources
+from gridsync.whistle import whistle_changes, whistle_report
+from tests.conftest import bearer
+from tests.test_notify import REPO, Receiver, quick_settings, set_channels
+
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=timezone(timedelta(hours=8)))
+MIN = 60_000
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(T0)
+
+
+@pytest.fixture
+def wsettings(db_path):
+    return quick_settings(db_path)
+
+
+@pytest.fixture
+def api(store, tiny, wsettings, clock):
+    with TestClient(app=create_app(wsettings, store=store, clock=clock)) as c:
+        yield c
+
+
+def new_case(api, tiny, who="m1", **body):
+    payload = {"category": "漏水", "grid_id": "g1", "location": "3号楼", "description": "水管破裂",
+               **body}
+    r = api.post("/api/v1/whistle/cases", json=payload, headers=bearer(tiny.tokens[who]))
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def act(api, tiny, case_id, who, action, **extra):
+    return api.post(f"/api/v1/whistle/cases/{case_id}/actions",
+                    json={"action": action, **extra}, headers=bearer(tiny.tokens[who]))
+
+
+def test_raise_by_api_has_the_wire_fields_and_grid_deadlines(api, tiny, clock, store):
+    case = new_case(api, tiny, household_id="hh-g1-2", id="0193a8f0-0000-7000-8000-000000000001")
+    assert set(case) >= {"id", "household_id", "grid_id", "location", "category", "description",
+                         "raised_by", "raised_at", "received_at", "level", "state", "deadlines",
+                         "history", "satisfaction"}
+    assert case["id"] == "0193a8f0-0000-7000-8000-000000000001"
+    assert (case["level"], case["state"], case["raised_by"]) == ("grid", "raised", "m1")
+    now = clock.now_ms()
+    assert case["received_at"] == iso_ms(now)
+    assert case["deadlines"]["accept"] == iso_ms(now + 1 * MIN)
+    assert case["deadlines"]["arrive"] == iso_ms(now + 10 * MIN)
+    assert case["deadlines"]["resolve"] == iso_ms(now + 30 * MIN)
+    assert [h["action"] for h in case["history"]] == ["raise"]
+    again = api.post("/api/v1/whistle/cases", json={"category": "x", "grid_id": "g1",
+                                                   "id": case["id"]},
+                     headers=bearer(tiny.tokens["m1"]))
+    assert again.status_code == 409 and again.json()["code"] == "case_exists"
+
+
+def test_lifecycle_to_closed_with_satisfaction(api, tiny, clock):
+    case = new_case(api, tiny)
+    cid = case["id"]
+    for action in ("accept", "arrive", "comment", "resolve"):
+        clock.advance(seconds=30)
+        r = act(api, tiny, cid, "m1", action, note=f"{action} done")
+        assert r.status_code == 200, r.text
+    r = act(api, tiny, cid, "sec", "close", satisfaction=4)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["state"], body["satisfaction"]) == ("closed", 4)
+    assert [h["action"] for h in body["history"]] == ["raise", "accept", "arrive", "comment",
+                                                      "resolve", "close"]
+    assert [h["state"] for h in body["history"]][-2:] == ["resolved", "closed"]
+    r = act(api, tiny, cid, "m1", "reopen", note="又漏了")
+    assert r.json()["state"] == "reopened" and r.json()["satisfaction"] is None
+
+
+def test_concurrent_accept_first_wins_second_is_told_who(api, tiny):
+    cid = new_case(api, tiny)["id"]
+    barrier = threading.Barrier(2)
+    results: dict[str, object] = {}
+
+    def accept(who):
+        barrier.wait()
+        results[who] = act(api, tiny, cid, who, "accept")
+
+    threads = [threading.Thread(target=accept, args=(who,)) for who in ("m1", "sec")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = sorted(r.status_code for r in results.values())
+    assert statuses == [200, 409]
+    winner = next(w for w, r in results.items() if r.status_code == 200)
+    loser = results["sec" if winner == "m1" else "m1"]
+    assert loser.json()["code"] == "already_accepted"
+    assert loser.json()["accepted_by"] == winner
+    case = api.get(f"/api/v1/whistle/cases/{cid}", headers=bearer(tiny.tokens["admin"])).json()
+    assert case["accepted_by"] == winner
+    assert [h["action"] for h in case["history"]].count("accept") == 1
+
+
+@pytest.mark.parametrize("steps, action, extra", [
+    ([], "arrive", {}),
+    ([], "resolve", {}),
+    ([], "close", {"satisfaction": 5}),
+    ([], "reopen", {}),
+    ([], "return", {}),
+    (["accept"], "close", {"satisfaction": 5}),
+    (["accept", "resolve"], "arrive", {}),
+    (["accept", "resolve"], "escalate", {}),
+])
+def test_illegal_transitions_are_refused(api, tiny, steps, action, extra):
+    cid = new_case(api, tiny)["id"]
+    for step in steps:
+        assert act(api, tiny, cid, "m1", step).status_code == 200
+    r = act(api, tiny, cid, "m1", action, **extra)
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "illegal_transition"
+    assert r.json()["message"]
+
+
+@pytest.mark.parametrize("satisfaction", [0, 6, -1])
+def test_satisfaction_out_of_range(api, tiny, satisfaction):
+    cid = new_case(api, tiny)["id"]
+    act(api, tiny, cid, "m1", "accept")
+    act(api, tiny, cid, "m1", "resolve")
+    r = act(api, tiny, cid, "m1", "close", satisfaction=satisfaction)
+    assert r.status_code == 400
+    assert r.json()["code"] == "validation_error"
+    missing = act(api, tiny, cid, "m1", "close")
+    assert missing.status_code == 400 and missing.json()["code"] == "invalid_satisfaction"
+
+
+def test_scope_decides_who_sees_and_who_acts(api, tiny):
+    cid = new_case(api, tiny)["id"]
+    assert api.get(f"/api/v1/whistle/cases/{cid}",
+                   headers=bearer(tiny.tokens["m2"])).status_code == 404
+    assert act(api, tiny, cid, "m2", "accept").status_code == 404
+    listed = api.get("/api/v1/whistle/cases", headers=bearer(tiny.tokens["m2"])).json()
+    assert listed["total"] == 0
+    outside = api.post("/api/v1/whistle/cases", json={"category": "x", "grid_id": "g1"},
+                       headers=bearer(tiny.tokens["m2"]))
+    assert outside.status_code == 403 and outside.json()["code"] == "out_of_scope"
+    # at the community level a grid member may comment but not accept
+    assert act(api, tiny, cid, "m1", "escalate").json()["level"] == "community"
+    refused = act(api, tiny, cid, "m1", "accept")
+    assert refused.status_code == 403 and refused.json()["code"] == "not_responsible"
+    assert act(api, tiny, cid, "m1", "comment", note="还在漏").status_code == 200
+    assert act(api, tiny, cid, "sec", "accept").status_code == 200
+
+
+def test_missed_accept_escalates_to_community_and_alerts_the_secretary(store, tiny, wsettings,
+                                                                      api, clock):
+    with Receiver() as http:
+        set_channels(store, "sec", [http.url("sec")])
+        cid = new_case(api, tiny)["id"]
+        clock.advance(seconds=50)  # 10 s left of the 1-minute window: "deadline near" to g1
+        assert run_once(store, wsettings, clock).deadlines["warned"] == 1
+        clock.advance(seconds=11)
+        report = run_once(store, wsettings, clock)
+        assert report.deadlines["escalated"] == 1
+        assert run_once(store, wsettings, clock).deadlines["escalated"] == 0  # once
+    case = api.get(f"/api/v1/whistle/cases/{cid}", headers=bearer(tiny.tokens["sec"])).json()
+    assert (case["level"], case["unit_id"], case["state"]) == ("community", "c1", "raised")
+    assert case["history"][-1]["action"] == "escalate" and case["history"][-1]["by"] is None
+    assert case["deadlines"]["accept"] == iso_ms(clock.now_ms() + 10 * MIN)
+    alerts = [m for m in http.received if m["title"].startswith("【吹哨】")]
+    assert len(alerts) == 1  # (the Monday coverage digest went to the secretary too)
+    msg = alerts[0]
+    assert msg["path"] == "/sec"
+    assert msg["title"] == "【吹哨】案件已上报社区：漏水"
+    assert msg["message"].splitlines()[0] == (
+        "网格未在时限内受理（应于 11-23 10:01 前），案件自动上报。")
+    assert "现由出头社区负责，请在 11-23 10:11 前受理。" in msg["message"]
+
+
+def test_sweep_now_from_the_cli_escalates(store, tiny, wsettings, api, db_path):
+    cid = new_case(api, tiny)["id"]
+    later = (T0 + timedelta(minutes=5)).isoformat()
+    out = subprocess.run([sys.executable, "-m", "gridsync", "sweep", "--db", db_path, "--now",
+                          later, "--json"], cwd=REPO, capture_output=True, text=True, check=True)
+    body = json.loads(out.stdout)
+    assert body["deadlines"]["escalated"] == 1
+    shown = subprocess.run([sys.executable, "-m", "gridsync", "cases", "show", cid, "--db",
+                            db_path, "--json"], cwd=REPO, capture_output=True, text=True,
+                           check=True)
+    assert json.loads(shown.stdout)["level"] == "community"
+    bad = subprocess.run([sys.executable, "-m", "gridsync", "sweep", "--db", db_path, "--now",
+                          "yesterday"], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_department_backflow_is_recorded_and_reported(api, tiny, store, clock):
+    cid = new_case(api, tiny)["id"]
+    assert act(api, tiny, cid, "m1", "escalate").json()["level"] == "community"
+    assert act(api, tiny, cid, "sec", "escalate").json()["level"] == "street"
+    to_dept = act(api, tiny, cid, "admin", "escalate", department_id="dept1").json()
+    assert (to_dept["level"], to_dept["unit_id"]) == ("department", "dept1")
+    assert act(api, tiny, cid, "resp", "accept").status_code == 200
+    back = act(api, tiny, cid, "resp", "return", note="不属于本部门职责").json()
+    assert (back["level"], back["unit_id"], back["backflow"]) == ("street", "s1", 1)
+    assert act(api, tiny, cid, "resp", "accept").status_code == 403  # no longer theirs
+    r = api.get("/api/v1/whistle/report", headers=bearer(tiny.tokens["admin"]))
+    rows = {(row["level"], row["unit_id"]): row for row in r.json()["rows"]}
+    dept = rows[("department", "dept1")]
+    assert (dept["cases"], dept["responded"], dept["backflow"]) == (1, 1, 1)
+    assert rows[("grid", "g1")]["escalated"] == 1
+    assert rows[("all", None)]["backflow"] == 1
+
+
+def test_report_rates_and_satisfaction(store, tiny, wsettings, api, clock):
+    on_time = new_case(api, tiny)["id"]
+    act(api, tiny, on_time, "m1", "accept")
+    act(api, tiny, on_time, "m1", "resolve")
+    act(api, tiny, on_time, "m1", "close", satisfaction=5)
+    late = new_case(api, tiny)["id"]
+    clock.advance(minutes=2)
+    run_once(store, wsettings, clock)  # late: escalated to the community
+    act(api, tiny, late, "sec", "accept")
+    act(api, tiny, late, "sec", "resolve")
+    act(api, tiny, late, "sec", "close", satisfaction=3)
+    report = store.read(lambda db: whistle_report(db, authenticate(db, tiny.tokens["admin"]).scope,
+                                                  now_ms=clock.now_ms()))
+    rows = {(r.level, r.unit_id): r for r in report.rows}
+    grid = rows[("grid", "g1")]
+    assert (grid.cases, grid.responded, grid.on_time, grid.resolved) == (2, 1, 1, 1)
+    assert (grid.response_rate, grid.on_time_rate, grid.resolution_rate) == (0.5, 0.5, 0.5)
+    assert (grid.satisfaction, grid.escalated) == (5.0, 1)
+    community = rows[("community", "c1")]
+    assert (community.on_time_rate, community.satisfaction) == (1.0, 3.0)
+    assert rows[("all", None)].satisfaction == 4.0
+    m2_view = api.get("/api/v1/whistle/report", headers=bearer(tiny.tokens["m2"])).json()
+    assert m2_view["rows"] == [r for r in m2_view["rows"] if r["level"] == "all"]
+    assert m2_view["rows"][0]["cases"] == 0
+    cli = subprocess.run([sys.executable, "-m", "gridsync", "whistle", "report", "--db",
+                          wsettings.db], cwd=REPO, capture_output=True, text=True, check=True)
+    assert cli.stdout.splitlines()[0].split("\t")[:4] == ["层级", "单位", "案件", "响应率"]
+    assert "网格\t第一网格\t2\t50%\t50%\t50%\t5.00\t0" in cli.stdout
+
+
+# -- through sync: the registered op handlers and the pull source ------------------------------
+
+
+def _push(store, tiny, settings, person, op, case_id, data, received_ms):
+    spec = load_builtin_ops()[op]
+
+    def apply(db):
+        ctx = OpContext(db=db, principal=authenticate(db, tiny.tokens[person]), settings=settings,
+                        clock=FixedClock(received_ms), hlc="", received_ms=received_ms)
+        m = Mutation(mid="m", seq=1, hlc="", op=op, id=case_id)
+        return spec.handler(ctx, m, spec.decoder.decode(json.dumps(data)))
+
+    return store.write(apply)
+
+
+def test_sync_ops_raise_offline_and_act(store, tiny, wsettings, clock):
+    received = clock.now_ms()
+    offline = (T0 - timedelta(hours=3)).isoformat()  # raised in a basement three hours ago
+    outcome = _push(store, tiny, wsettings, "m1", "whistle.raise", "c-off",
+                    {"category": "噪音", "household_id": "hh-g1-3", "raised_at": offline,
+                     "future_field": 1}, received)
+    assert outcome.status == "applied"
+    resent = _push(store, tiny, wsettings, "m1", "whistle.raise", "c-off", {"category": "噪音",
+                   "household_id": "hh-g1-3"}, received + 500)
+    assert resent.status == "duplicate"
+    with pytest.raises(GridsyncError) as taken:
+        _push(store, tiny, wsettings, "sec", "whistle.raise", "c-off", {"category": "x",
+              "grid_id": "g1"}, received + 500)
+    assert taken.value.code == "case_exists"
+    assert set(REGISTRY) >= {"whistle.raise", "whistle.act"}
+    scope = store.read(lambda db: authenticate(db, tiny.tokens["m1"]).scope)
+    changes = store.read(whistle_changes, scope, 0, 10**9, 100)
+    assert [c.id for c in changes] == ["c-off"]
+    case = changes[0].data
+    assert case.raised_at == offline and case.received_at == iso_ms(received)
+    assert case.deadlines.accept == iso_ms(received + MIN)  # counted from server receipt
+    assert case.grid_id == "g1"
+    _push(store, tiny, wsettings, "m1", "whistle.act", "c-off",
+          {"action": "accept", "at": offline}, received + 1000)
+    with pytest.raises(GridsyncError) as refused:
+        _push(store, tiny, wsettings, "m1", "whistle.act", "c-off", {"action": "close",
+                                                                     "satisfaction": 5},
+              received + 2000)
+    assert refused.value.code == "illegal_transition"
+    with pytest.raises(GridsyncError) as bad:
+        _push(store, tiny, wsettings, "m1", "whistle.act", "c-off", {"action": "close",
+                                                                     "satisfaction": 9},
+              received + 2000)
+    assert bad.value.code == "invalid_satisfaction"
+    after = store.read(whistle_changes, scope, changes[0].seq, 10**9, 100)
+    assert [(c.id, c.data.state) for c in after] == [("c-off", "accepted")]
+    assert after[0].data.history[-1].device_at == offline
+    admin = store.read(lambda db: authenticate(db, tiny.tokens["admin"]).scope)
+    report = store.read(lambda db: whistle_report(db, admin, now_ms=received))
+    assert (report.cases_raised, report.raised_offline) == (1, 1)
+    assert report.offline_delay_avg_seconds == 3 * 3600.0
+    m2 = store.read(lambda db: authenticate(db, tiny.tokens["m2"]).scope)
+    assert store.read(whistle_changes, m2, 0, 10**9, 100) == []
+    resp = store.read(lambda db: authenticate(db, tiny.tokens["resp"]).scope)
+    assert store.read(whistle_changes, resp, 0, 10**9, 100) == []
+    assert "whistle" in load_builtin_sources()
+
+
+def test_closed_alert_goes_to_raiser_and_acceptor(store, tiny, wsettings, api, clock, db_path):
+    with Receiver() as http:
+        set_channels(store, "m1", [http.url("m1")])
+        set_channels(store, "sec", [http.url("sec")])
+        cid = new_case(api, tiny, who="sec")["id"]
+        act(api, tiny, cid, "m1", "accept")
+        act(api, tiny, cid, "m1", "resolve")
+        act(api, tiny, cid, "admin", "close", satisfaction=5)  # the 回访 call, by the district
+        run_once(store, wsettings, clock)
+    closed = [m for m in http.received if m["title"] == "【吹哨】案件已办结：漏水"]
+    assert sorted(m["path"] for m in closed) == ["/m1", "/sec"]
+    assert "群众满意度 5/5" in closed[0]["message"]
+    out = subprocess.run([sys.executable, "-m", "gridsync", "cases", "--db", db_path, "--json"],
+                         cwd=REPO, capture_output=True, text=True, check=True)
+    assert [c["state"] for c in json.loads(out.stdout)["items"]] == ["closed"]
+
+
+def test_serve_runs_periodic_work_and_stops_cleanly(store, tiny, wsettings, clock):
+    """The app's lifespan runs the sweep on a worker thread (here with an injected clock) and
+    stops it at shutdown."""
+    settings = msgspec.structs.replace(wsettings, sweep_interval_seconds=0.05)
+    app = create_app(settings, store=store, clock=clock, run_periodic=True)
+    with TestClient(app=app) as c:
+        new_case(c, tiny)
+        clock.advance(minutes=3)
+        worker = app.state.periodic
+        assert worker.running
+        worker.ran.clear()
+        assert worker.ran.wait(timeout=60)  # a round that began before the clock moved
+        worker.ran.clear()
+        assert worker.ran.wait(timeout=60)  # a round entirely after it
+        cases = c.get("/api/v1/whistle/cases", headers=bearer(tiny.tokens["admin"])).json()
+        assert cases["items"][0]["level"] == "community"
+    assert not app.state.periodic.running
+
+
+def test_client_mistakes_are_4xx_with_codes(api, tiny):
+    h = bearer(tiny.tokens["admin"])
+    cid = new_case(api, tiny)["id"]
+    cases = [
+        (api.get("/api/v1/whistle/report?since=yesterday", headers=h), 400, "validation_error"),
+        (api.post(f"/api/v1/whistle/cases/{cid}/actions", json={"action": "dance"}, headers=h),
+         400, "validation_error"),
+        (api.post(f"/api/v1/whistle/cases/{cid}/actions", json={"action": "accept", "x": 1},
+                  headers=h), 400, "validation_error"),
+        (api.post("/api/v1/whistle/cases/nope/actions", json={"action": "accept"}, headers=h),
+         404, "case_not_found"),
+        (api.post("/api/v1/whistle/cases", json={"category": "x"}, headers=h), 400,
+         "validation_error"),
+        (api.post("/api/v1/whistle/cases", json={"category": "x", "grid_id": "c1"}, headers=h),
+         400, "validation_error"),
+        (api.post("/api/v1/whistle/cases", json={"category": "x", "household_id": "hh-none"},
+                  headers=h), 404, "not_found"),
+        (api.post("/api/v1/whistle/cases", json={"category": "x", "grid_id": "g2",
+                                                 "household_id": "hh-g1-1"}, headers=h),
+         400, "validation_error"),
+        (api.get("/api/v1/whistle/cases?state=lost", headers=h), 400, "validation_error"),
+        (api.get("/api/v1/whistle/cases", headers={}), 401, "unauthorized"),
+    ]
+    for response, status, code in cases:
+        assert (response.status_code, response.json()["code"]) == (status, code), response.text
+    act(api, tiny, cid, "admin", "escalate")
+    act(api, tiny, cid, "admin", "escalate")
+    bad_dept = act(api, tiny, cid, "admin", "escalate", department_id="g1")
+    assert (bad_dept.status_code, bad_dept.json()["code"]) == (400, "validation_error")
+    assert api.get("/schema/openapi.json").status_code == 200
+
+
+def test_top_level_overdue_alerts_the_district_once(store, tiny, wsettings, api, clock):
+    set_channels(store, "admin", ["json://127.0.0.1:9/district"])
+    cid = new_case(api, tiny)["id"]
+    levels = [act(api, tiny, cid, "admin", "escalate").json()["level"] for _ in range(4)]
+    assert levels == ["community", "street", "department", "district"]
+    top = act(api, tiny, cid, "admin", "escalate")
+    assert (top.status_code, top.json()["code"]) == (409, "illegal_transition")
+    clock.advance(minutes=24 * 60 + 1)
+    first = run_once(store, wsettings, clock, dispatch=False)
+    again = run_once(store, wsettings, clock, dispatch=False)
+    assert (first.deadlines["missed_at_top"], again.deadlines["missed_at_top"]) == (1, 0)
+    rows = store.read(outbox.list_outbox, kind="whistle_overdue").items
+    assert [(r.recipient, r.title) for r in rows] == [("member:admin", "【吹哨】案件已超时：漏水")]
+    case = api.get(f"/api/v1/whistle/cases/{cid}", headers=bearer(tiny.tokens["admin"])).json()
+    assert case["deadlines"]["missed"] == ["accept"] and case["level"] == "district"
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+def test_every_whistle_template_renders_with_the_context_it_is_given(store, tiny, wsettings, api,
+                                                                     locale):
+    from gridsync.whistle import _context
+
+    cid = new_case(api, tiny)["id"]
+    extras = {
+        "whistle_raised": {},
+        "whistle_near": {"due_local": "11-23 10:01", "deadline_name": lambda labels:
+                         labels["deadline"]["accept"]},
+        "whistle_overdue": {"due_local": "11-23 10:01", "deadline_name": lambda labels:
+                            labels["deadline"]["accept"]},
+        "whistle_escalated": {"reason": lambda labels: labels["reason"]["escalate"].format(
+            level=labels["level"]["grid"])},
+        "whistle_returned": {"note": "不归我们管", "from_unit_name": "城管局"},
+        "whistle_closed": {},
+    }
+    for kind, extra in extras.items():
+        context = store.read(lambda db, e=extra: _context(db, cid, wsettings, **e))(locale)
+        title, body = outbox.render(kind, locale, context)
+        assert "漏水" in title and body, (kind, title, body)
+        assert cid in body

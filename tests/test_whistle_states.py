@@ -1,0 +1,118 @@
+"""The case state machine against an independent model (hypothesis, bounded): any sequence of
+actions leaves the case where the model says, refuses exactly what the model refuses, and every
+accepted change moves the case's change sequence number forward."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from gridsync.auth import authenticate
+from gridsync.clock import FixedClock
+from gridsync.config import Settings
+from gridsync.db import Store
+from gridsync.errors import GridsyncError
+from gridsync.whistle import CaseAction, WhistleRaise, act, get_case, raise_case
+from tests.conftest import build_tiny_org
+
+UP = {"grid": "community", "community": "street", "street": "department",
+      "department": "district"}
+OPEN = {"raised", "accepted", "on_site", "reopened"}
+
+
+def expected(state: str, levels: list[str], action: str) -> tuple[str | None, str | None]:
+    """(new state, error code) by the rules of SPEC 5, written independently of the code."""
+    level = levels[-1]
+    if action == "accept":
+        if state in ("accepted", "on_site"):
+            return None, "already_accepted"
+        return ("accepted", None) if state in ("raised", "reopened") else (None, "illegal_transition")
+    if action == "arrive":
+        return ("on_site", None) if state == "accepted" else (None, "illegal_transition")
+    if action == "resolve":
+        return ("resolved", None) if state in ("accepted", "on_site") else (None,
+                                                                             "illegal_transition")
+    if action == "comment":
+        return state, None
+    if action == "close":
+        return ("closed", None) if state == "resolved" else (None, "illegal_transition")
+    if action == "reopen":
+        return ("reopened", None) if state in ("resolved", "closed") else (None,
+                                                                            "illegal_transition")
+    if action == "escalate":
+        return ("raised", None) if state in OPEN and level in UP else (None, "illegal_transition")
+    if action == "return":
+        lower = [lv for lv in levels if lv != level]
+        ok = state in OPEN and level != "grid" and bool(lower)
+        return ("raised", None) if ok else (None, "illegal_transition")
+    raise AssertionError(action)
+
+
+class CaseMachine(RuleBasedStateMachine):
+    def __init__(self):
+        super().__init__()
+        self.tmp = tempfile.TemporaryDirectory()
+        self.store = Store(Path(self.tmp.name) / "g.db", synchronous="OFF")
+        tiny = build_tiny_org(self.store)
+        self.admin = self.store.read(authenticate, tiny.tokens["admin"])
+        self.settings = Settings(db=str(Path(self.tmp.name) / "g.db"))
+        self.clock = FixedClock(1_800_000_000_000)
+        raise_case_result = self.store.write(
+            raise_case, self.admin, "case", WhistleRaise(category="c", grid_id="g1"),
+            received_ms=self.clock.now_ms(), settings=self.settings)
+        self.state = raise_case_result.state
+        self.levels = ["grid"]
+        self.returns = 0
+        self.seq = self.store.read(lambda db: db.execute(
+            "SELECT seq FROM whistle_cases").fetchone()[0])
+
+    @rule(action=st.sampled_from(["accept", "arrive", "resolve", "comment", "close", "reopen",
+                                  "escalate", "return"]),
+          satisfaction=st.integers(1, 5))
+    def do(self, action, satisfaction):
+        self.clock.advance(seconds=1)
+        new_state, code = expected(self.state, self.levels, action)
+        data = CaseAction(action=action, satisfaction=satisfaction if action == "close" else None)
+        try:
+            case = self.store.write(act, self.admin, "case", data, now_ms=self.clock.now_ms(),
+                                    settings=self.settings)
+        except GridsyncError as exc:
+            assert code is not None, f"{action} from {self.state} refused: {exc.code}"
+            assert exc.code == code and exc.status == 409
+            return
+        assert code is None, f"{action} from {self.state} at {self.levels[-1]} was allowed"
+        assert case.state == new_state
+        if action == "escalate":
+            self.levels.append(UP[self.levels[-1]])
+        elif action == "return":
+            self.returns += 1
+            current = self.levels[-1]
+            self.levels.append(next(lv for lv in reversed(self.levels) if lv != current))
+        assert case.level == self.levels[-1]
+        self.state = new_state
+        seq = self.store.read(lambda db: db.execute("SELECT seq FROM whistle_cases").fetchone()[0])
+        assert seq > self.seq
+        self.seq = seq
+
+    @invariant()
+    def consistent(self):
+        case = self.store.read(get_case, "case")
+        assert case.state == self.state
+        assert (case.accepted_by is not None) == (self.state in ("accepted", "on_site")) or (
+            self.state in ("resolved", "closed"))
+        assert (case.satisfaction is not None) == (self.state == "closed")
+        assert case.backflow == self.returns
+        assert case.level == self.levels[-1]
+
+    def teardown(self):
+        self.store.close()
+        self.tmp.cleanup()
+
+
+CaseMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=15, deadline=None,
+                                         suppress_health_check=list(HealthCheck))
+test_case_state_machine = CaseMachine.TestCase
