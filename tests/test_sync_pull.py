@@ -9,7 +9,7 @@ import time
 
 import msgspec
 
-from gridsync import auth, org
+from gridsync import auth, demo, org
 from gridsync import db as gdb
 from gridsync.audit import Actor
 from gridsync.clock import iso_ms, now_iso, uuid7
@@ -321,3 +321,28 @@ def test_restore_a_losing_tag_remove_and_dismiss(client, tiny, store):
     assert seq_of(store, "hh-g2-2") == before
     missing = client.post("/api/v1/sync/conflicts/999999/restore", headers=sec.headers())
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+
+
+def test_first_sync_of_the_demo_community_under_1mb(client, store):
+    """The same budget on `gridsync demo --scale community` (520 households, 60 days)."""
+    demo.build(store, demo.SCALES["community"], seed=1)
+    secretary = store.read(lambda db: db.execute(
+        "SELECT id FROM people WHERE roles LIKE '%community_secretary%' LIMIT 1").fetchone()[0])
+    token = store.write(auth.enroll, secretary, Actor.cli(), device_id="dev-demo-sec").token
+    p = Phone(client, token, "dev-demo-sec")
+    total, changes, cursor = 0, [], None
+    while True:
+        params = {"limit": 500, **({"cursor": cursor} if cursor else {})}
+        r = client.get("/api/v1/sync/pull", params=params,
+                       headers={**p.headers(), "Accept-Encoding": "gzip"})
+        assert r.status_code == 200
+        total += r.num_bytes_downloaded
+        page = r.json()
+        changes += page["changes"]
+        cursor = page["cursor"]
+        if not page["has_more"]:
+            break
+    print(f"first sync of the demo community: {total} bytes gzip, {len(changes)} changes")
+    assert sum(1 for c in changes if c["type"] == "household") == 520
+    assert sum(1 for c in changes if c["type"] == "visit") > 0
+    assert total < 1_000_000, total
