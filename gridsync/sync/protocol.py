@@ -156,7 +156,9 @@ class SyncStatus(Struct, kw_only=True):
     server_hlc: str
     server_seq: int
     device_last_seq: int  # the highest push seq applied for this device: the next is +1
-    full_sync_changes: int  # records a full sync would download for this person
+    # Records a full sync would download for this person: org units, people, households and
+    # visits (the bulk; whistle cases and the policy come on top).
+    full_sync_changes: int
     full_sync_bytes: int  # estimated gzip bytes of that full sync
     pending_conflicts: int  # open conflicts in the person's scope
 
