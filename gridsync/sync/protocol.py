@@ -29,8 +29,8 @@ Kind = Annotated[str, Meta(min_length=1, max_length=64)]
 # -- push ---------------------------------------------------------------------------------------
 
 
-class Mutation(Struct, kw_only=True):
-    """One queued change from a device (SPEC 3.1). ``data`` stays raw until the op's handler
+class Mutation(Struct, kw_only=True, gc=False):
+    """(Hot-path Structs skip the cyclic GC, ``gc=False``: they hold plain values only.) One queued change from a device (SPEC 3.1). ``data`` stays raw until the op's handler
     type decodes it, so a bad ``data`` rejects one mutation, not the batch."""
 
     mid: Mid
@@ -53,7 +53,7 @@ class PushRequest(Struct, kw_only=True):
     cursor: str | None = None  # the device's pull cursor, echoed back (see PushResponse)
 
 
-class LostValue(Struct, kw_only=True):
+class LostValue(Struct, kw_only=True, gc=False):
     """A value that lost a merge: ``value`` lost to ``winner``; both are in the conflict log.
     Tag membership conflicts use ``field`` = ``tags:<tag>`` with boolean values."""
 
@@ -63,7 +63,7 @@ class LostValue(Struct, kw_only=True):
     conflict_id: int | None = None
 
 
-class MutationResult(Struct, kw_only=True, omit_defaults=True):
+class MutationResult(Struct, kw_only=True, gc=False, omit_defaults=True):
     mid: str
     status: Literal["applied", "merged", "duplicate", "rejected"]
     lost: list[LostValue] | None = None
@@ -114,7 +114,7 @@ class HouseholdMoveOut(Struct, kw_only=True, frozen=True):
     note: LongText = ""
 
 
-class VisitCreate(Struct, kw_only=True, frozen=True):
+class VisitCreate(Struct, kw_only=True, gc=False, frozen=True):
     household_id: Id
     # Device clock, ISO 8601 with offset; kept as the phone sent it.
     at: Annotated[str, Meta(min_length=16, max_length=40, description=(
@@ -134,7 +134,7 @@ class VisitVoid(Struct, kw_only=True, frozen=True):
 ChangeType = Literal["org_unit", "person", "household", "visit", "whistle", "policy"]
 
 
-class Change(Struct, kw_only=True, omit_defaults=True):
+class Change(Struct, kw_only=True, gc=False, omit_defaults=True):
     """One change: ``put`` carries the record's wire fields in ``data``; ``remove`` has none."""
 
     type: ChangeType
