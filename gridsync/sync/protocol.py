@@ -30,8 +30,9 @@ Kind = Annotated[str, Meta(min_length=1, max_length=64)]
 
 
 class Mutation(Struct, kw_only=True, gc=False):
-    """(Hot-path Structs skip the cyclic GC, ``gc=False``: they hold plain values only.) One queued change from a device (SPEC 3.1). ``data`` stays raw until the op's handler
-    type decodes it, so a bad ``data`` rejects one mutation, not the batch."""
+    """One queued change from a device (SPEC 3.1). ``data`` stays raw until the op's handler
+    type decodes it, so a bad ``data`` rejects one mutation, not the batch. Hot-path Structs
+    skip the cyclic GC (``gc=False``): they hold plain values only."""
 
     mid: Mid
     seq: Annotated[int, Meta(ge=1, le=2**53)]
