@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from gridsync import org
+from gridsync import auth, org
 from gridsync.audit import Actor
 from gridsync.clock import now_iso
 from gridsync.sync.hlc import format_hlc
@@ -129,3 +129,28 @@ def test_conflicts_are_scoped(client, tiny, store):
     # A member is not a secretary: 403; a secretary of another scope would see nothing.
     r = client.get("/api/v1/sync/conflicts", headers=m1.headers())
     assert r.status_code == 403 and r.json()["code"] == "forbidden"
+
+
+def test_conflicts_and_status_of_another_scope_stay_hidden(client, tiny, store):
+    store.write(org.add_people, [org.NewPerson(id="bsec", name="周书记",
+                                               roles=["branch_secretary"], scope=["b1"])],
+                Actor.cli())
+    token = store.write(auth.enroll, "bsec", Actor.cli(), device_id="dev-bsec").token
+    bsec = Phone(client, token, "dev-bsec")
+    sec, m2 = phone(client, tiny, "sec"), phone(client, tiny, "m2")
+    base = seq_of(store, "hh-g2-3")
+    m2.push([m2.mutation("household.update", "hh-g2-3", base_seq=base,
+                         hlc=format_hlc(now_ms(), 0, "dev-m2"), fields={"phone": "B"})])
+    sec.push([sec.mutation("household.update", "hh-g2-3", base_seq=base,
+                           hlc=format_hlc(now_ms() - 5000, 0, "dev-sec"), fields={"phone": "A"})])
+    conflict = client.get("/api/v1/sync/conflicts", headers=sec.headers()).json()["items"][0]
+    # The g1 branch secretary sees neither the conflict nor a count of it, nor can restore it.
+    assert client.get("/api/v1/sync/conflicts", headers=bsec.headers()).json()["total"] == 0
+    assert client.get("/api/v1/sync/status",
+                      headers=bsec.headers()).json()["pending_conflicts"] == 0
+    r = client.post(f"/api/v1/sync/conflicts/{conflict['id']}/restore", headers=bsec.headers())
+    assert r.status_code == 404
+    status = client.get("/api/v1/sync/status", headers=bsec.headers()).json()
+    assert status["full_sync_changes"] < client.get(
+        "/api/v1/sync/status", headers=sec.headers()).json()["full_sync_changes"]
+    assert households(state(bsec.pull_all())) == set(tiny.households["g1"])
