@@ -61,7 +61,7 @@ class Outcome:
     logged: bool = True
 
 
-@dataclass
+@dataclass(slots=True)
 class BatchItem:
     """One mutation of a run handed to a batch handler, with its decoded data and final HLC."""
 

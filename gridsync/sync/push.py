@@ -136,7 +136,7 @@ def decode_request(body: bytes, *, content_type: str | None, content_encoding: s
     return request, fmt
 
 
-@dataclass
+@dataclass(slots=True)
 class _Decoded:
     """A mutation with its op's data decoded outside the write transaction."""
 
@@ -258,7 +258,10 @@ def apply_push(db: sqlite_utils.Database, principal: Principal, request: PushReq
             items = [BatchItem(mutations[j], decoded[j].data, h) for j, h, _ in run]
             outcomes = spec.batch_handler(context(hlc, m.mid), items)
             for (j, _, c), outcome in zip(run, outcomes):
-                settle(j, c, outcome)
+                if c or type(outcome) is not Outcome or outcome.lost or outcome.logged:
+                    settle(j, c, outcome)
+                else:  # the common case of a run (an applied visit), without a call
+                    results[j] = MutationResult(mid=mutations[j].mid, status=outcome.status)
             k += len(run)
             continue
         db.execute("SAVEPOINT mutation")
