@@ -14,6 +14,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 import gridsync
+from gridsync import coverage
 from gridsync.api import coverage as coverage_api
 from gridsync.api import sync as sync_api
 from gridsync.api import whistle as whistle_api
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     """The ASGI app. Pass ``store`` to share one with the caller (tests); otherwise the app opens
     ``settings.db`` at startup and closes it at shutdown."""
     settings = settings or load_settings()
+    coverage.use_settings(settings)  # district defaults for the `policy` pull source
     owned = store is None
     # Periodic work (deadline checks, digests, outbox delivery): on in `gridsync serve` (the app
     # owns its store), off when a test passes its own store unless it asks (run_periodic=True).

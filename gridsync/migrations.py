@@ -223,6 +223,52 @@ def m0002_sync(db: sqlite_utils.Database) -> None:
 
 # -- coverage (issue: 1-5-N coverage) -------------------------------------------------------
 
+
+@migrations(name="0003_coverage")
+def m0003_coverage(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        -- A community's override of the district coverage policy (Settings.coverage). Only the
+        -- fields the admin set are stored (JSON object), so the rest follows the district
+        -- default. Clearing keeps the row with override NULL and a new seq, so phones are sent
+        -- the community's effective (default) policy again.
+        CREATE TABLE coverage_policies (
+            community_id TEXT PRIMARY KEY REFERENCES org_units(id),
+            override TEXT,
+            seq INTEGER NOT NULL,
+            updated_at TEXT NOT NULL,
+            updated_by TEXT
+        );
+        CREATE INDEX coverage_policies_seq ON coverage_policies(seq);
+
+        -- Every assignment or move of a household's responsible member.
+        CREATE TABLE assignment_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            household_id TEXT NOT NULL,
+            previous_member_id TEXT,
+            member_id TEXT NOT NULL,
+            person_id TEXT,
+            device_id TEXT,
+            override_cap INTEGER NOT NULL DEFAULT 0,
+            load_after INTEGER NOT NULL,
+            cap INTEGER NOT NULL,
+            reason TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX assignment_log_household ON assignment_log(household_id, id);
+
+        -- Roll-ups scan active households once, grouped by (grid, member): covering, partial.
+        CREATE INDEX households_coverage
+            ON households(grid_id, responsible_member_id, last_visit_ms, tags)
+            WHERE status = 'active';
+        -- Service kinds of a grid's recent visits: a probe per (grid, kind) stops at the first
+        -- match. Inserts land at the end of their grid's range (940 warm tails, not random).
+        CREATE INDEX visits_grid_cycle ON visits(grid_id, at_ms, member_id, kinds)
+            WHERE voided = 0;
+        """
+    )
+
+
 # -- whistle and notify (issue: whistle cases and notifications) ----------------------------
 
 

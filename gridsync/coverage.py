@@ -1,0 +1,1331 @@
+"""The 1-5-N contact coverage rule (SPEC section 4, DOMAIN.md): policy, assignments, roll-ups,
+violations, rebalancing suggestions and the assessors' sample.
+
+Definitions (the README repeats them for users):
+
+- A household counts when its ``status`` is ``active``. It is *contacted this cycle* when its
+  ``last_visit_ms`` is at or after ``now - cycle_days``; *overdue* when it has a responsible
+  member and was not contacted this cycle (an unassigned household is an ``unassigned``
+  violation instead); *priority overdue* when it carries a priority tag, has a responsible
+  member and was not contacted within ``priority_cycle_days``.
+- A *member* is an active person with the ``member`` role. Their home is their party branch
+  (and the branch's grid and community). Their load is the number of active households they are
+  responsible for; under the minimum and over the cap are judged by their community's policy.
+- Levels: member -> branch -> grid -> community -> street -> district.
+  Service kinds covered: the distinct configured kinds among this cycle's non-voided visits, by
+  the member who made them (member level) or by the visit's grid (grid and above). A branch
+  has its grid's households and kinds (a branch maps to one grid) and its own members.
+
+The roll-up reads active households once (``GROUP BY grid_id, responsible_member_id`` over the
+covering partial index ``households_coverage``); grid kinds come from EXISTS probes on
+``visits_grid_cycle`` that stop at the first matching visit; member kinds (only when member rows
+are wanted) from one stream over the scope's visits of the cycle. Everything above grid and
+member is summed in Python from those groups.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import msgspec
+import sqlite_utils
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from gridsync import audit
+from gridsync.audit import Actor
+from gridsync.clock import SYSTEM_CLOCK, Clock, iso_ms
+from gridsync.config import Settings
+from gridsync.db import next_seq
+from gridsync.errors import Conflict, Forbidden, Invalid, NotFound, OutOfScope
+from gridsync.households import HOUSEHOLD_SELECT, VISIT_SELECT, household_from_row, visit_from_row
+from gridsync.models import Household, Policy, Visit
+from gridsync.org import Scope, resolve_scope
+from gridsync.sync.sources import SourceChange, register_source
+
+DAY_MS = 86_400_000
+
+Level = Literal["member", "branch", "grid", "community", "street", "district"]
+LEVELS: tuple[str, ...] = Level.__args__  # type: ignore[attr-defined]
+UNIT_LEVELS = ("branch", "grid", "community", "street", "district")
+
+ViolationKind = Literal["unassigned", "overdue", "priority_overdue", "member_under_min",
+                        "member_over_cap"]
+VIOLATION_KINDS: tuple[str, ...] = ViolationKind.__args__  # type: ignore[attr-defined]
+HOUSEHOLD_VIOLATIONS = ("unassigned", "overdue", "priority_overdue")
+
+# Who may assign households: secretaries and admins, each within their scope.
+ASSIGNER_ROLES = ("admin", "street", "community_secretary", "branch_secretary")
+# Who may be a household's responsible member (the "1" of 1-5-N).
+RESPONSIBLE_ROLE = "member"
+# Who sees full phone numbers in bulk output (exports, violations, samples): the district admin
+# and the community secretary, who phone households as part of their job. Everyone else, and the
+# CLI unless told --show-phones, sees 138****5678.
+PHONE_ROLES = frozenset({"admin", "community_secretary"})
+
+
+def may_see_phones(roles: frozenset[str] | set[str]) -> bool:
+    """THE masking rule: whether bulk output for someone with ``roles`` shows full numbers."""
+    return bool(PHONE_ROLES.intersection(roles))
+
+
+def mask_phone(phone: str) -> str:
+    """``13812345678`` -> ``138****5678``; short numbers keep only their first character."""
+    if not phone:
+        return phone
+    if len(phone) >= 8:
+        return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
+    return phone[0] + "*" * (len(phone) - 1)
+
+
+# -- wire types ---------------------------------------------------------------------------------
+
+Days = Annotated[int, Meta(ge=1, le=366)]
+Count = Annotated[int, Meta(ge=0, le=10_000)]
+TagName = Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class PolicyOverride(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A community's override: fields left out follow the district default."""
+
+    min_households_per_member: Count | UnsetType = UNSET
+    max_households_per_member: Annotated[int, Meta(ge=1, le=10_000)] | UnsetType = UNSET
+    cycle_days: Days | UnsetType = UNSET
+    priority_tags: Annotated[list[TagName], Meta(max_length=50)] | UnsetType = UNSET
+    priority_cycle_days: Days | UnsetType = UNSET
+    service_kinds: Annotated[list[TagName], Meta(min_length=1, max_length=50)] | UnsetType = UNSET
+
+
+class CommunityPolicy(Struct, kw_only=True):
+    community_id: str
+    policy: Policy
+    overridden: list[str]  # the fields that differ from the district default by override
+
+
+class CoverageRow(Struct, kw_only=True):
+    """One org unit (or member) in a roll-up. Rates are 0..1 (4 decimals), null when their
+    denominator is 0: assigned_rate and contact_rate over households, overdue_rate over
+    assigned, priority_overdue_rate over priority_households, members_under_min_rate and
+    members_over_cap_rate over members, kinds_rate over kinds_total."""
+
+    level: Level
+    unit_id: str
+    name: str
+    parent_id: str | None
+    households: int
+    assigned: int
+    unassigned: int
+    contacted: int
+    overdue: int
+    priority_households: int
+    priority_overdue: int
+    members: int
+    members_under_min: int
+    members_over_cap: int
+    kinds_covered: list[str]
+    kinds_total: int
+    assigned_rate: float | None
+    contact_rate: float | None
+    overdue_rate: float | None
+    priority_overdue_rate: float | None
+    members_under_min_rate: float | None
+    members_over_cap_rate: float | None
+    kinds_rate: float | None
+
+
+class CoverageReport(Struct, kw_only=True):
+    scope_id: str | None
+    at: str  # the "now" the cycle is counted back from
+    rows: list[CoverageRow]
+
+
+class Violation(Struct, kw_only=True):
+    kind: ViolationKind
+    subject: Literal["household", "member"]
+    id: str
+    name: str
+    phone: str  # masked unless the reader's role allows full numbers
+    grid_id: str | None
+    address: str = ""  # building/unit/room of a household
+    member_id: str | None = None  # the responsible member of a household
+    last_visit_at: str | None = None
+    days_since_visit: int | None = None
+    households: int | None = None  # a member's load
+    limit: int | None = None  # the minimum or the cap a member is judged against
+
+
+class ViolationPage(Struct, kw_only=True):
+    items: list[Violation]
+    total: int
+    limit: int
+    offset: int
+    counts: dict[str, int]  # per kind, within the filter
+
+
+class AssignRequest(Struct, kw_only=True, forbid_unknown_fields=True):
+    household_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    member_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    replace: bool = False  # move a household that already has a responsible member
+    override_cap: bool = False  # exceed the member's cap on purpose (logged)
+    reason: Annotated[str, Meta(max_length=500)] = ""
+
+
+class Assignment(Struct, kw_only=True):
+    household_id: str
+    member_id: str
+    previous_member_id: str | None
+    status: Literal["assigned", "moved", "unchanged"]
+    seq: int | None
+    load: int  # the member's households after the change
+    cap: int
+    override_cap: bool = False
+
+
+class Suggestion(Struct, kw_only=True):
+    id: str  # "<household_id>><member_id>"
+    household_id: str
+    member_id: str
+    member_name: str
+    grid_id: str
+    building: str
+    reason: Literal["neighbour", "least_loaded"]
+    member_load: int  # before this suggestion
+    cap: int
+
+
+class RebalancePlan(Struct, kw_only=True):
+    scope_id: str | None
+    suggestions: list[Suggestion]
+    unplaced: list[str]  # unassigned households with no member of spare capacity
+
+
+class SuggestionPick(Struct, kw_only=True, forbid_unknown_fields=True):
+    household_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    member_id: Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class ApplyRequest(Struct, kw_only=True, forbid_unknown_fields=True):
+    items: Annotated[list[SuggestionPick], Meta(min_length=1, max_length=5000)]
+
+
+class ApplyOutcome(Struct, kw_only=True):
+    household_id: str
+    member_id: str
+    status: Literal["assigned", "moved", "unchanged", "refused"]
+    code: str | None = None
+    message: str | None = None
+
+
+class ApplyResult(Struct, kw_only=True):
+    applied: int
+    refused: int
+    items: list[ApplyOutcome]
+
+
+class SampledHousehold(Struct, kw_only=True):
+    household: Household
+    last_visits: list[Visit]
+
+
+class Sample(Struct, kw_only=True):
+    scope_id: str | None
+    seed: str
+    n: int
+    population: int
+    items: list[SampledHousehold]
+
+
+WIRE_TYPES = [
+    PolicyOverride, CommunityPolicy, CoverageRow, CoverageReport, Violation, ViolationPage,
+    AssignRequest, Assignment, Suggestion, RebalancePlan, SuggestionPick, ApplyRequest,
+    ApplyOutcome, ApplyResult, SampledHousehold, Sample,
+]
+
+# -- labels (user-facing: Chinese by default) -------------------------------------------------
+
+LEVEL_LABELS = {
+    "zh": {"member": "成员", "branch": "党支部", "grid": "网格", "community": "社区",
+           "street": "街道", "district": "区"},
+    "en": {"member": "member", "branch": "branch", "grid": "grid", "community": "community",
+           "street": "street", "district": "district"},
+}
+KIND_LABELS = {
+    "zh": {"policy": "政策宣传", "opinion": "收集意见建议", "hardship": "帮困解难",
+           "safety": "安全隐患排查", "dispute": "矛盾纠纷调解", "environment": "环境卫生"},
+    "en": {"policy": "policy publicity", "opinion": "opinions", "hardship": "hardship help",
+           "safety": "safety check", "dispute": "dispute mediation",
+           "environment": "environment"},
+}
+VIOLATION_LABELS = {
+    "zh": {"unassigned": "未落实联系党员", "overdue": "本周期未走访",
+           "priority_overdue": "重点户逾期未走访", "member_under_min": "联系户数不足",
+           "member_over_cap": "联系户数超上限"},
+    "en": {"unassigned": "unassigned", "overdue": "overdue", "priority_overdue": "priority overdue",
+           "member_under_min": "member under minimum", "member_over_cap": "member over cap"},
+}
+
+
+def label(table: dict[str, dict[str, str]], lang: str, key: str) -> str:
+    return table.get(lang, table["zh"]).get(key, key)
+
+
+# -- policy -----------------------------------------------------------------------------------
+
+_override_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def default_policy(settings: Settings) -> Policy:
+    return msgspec.convert(msgspec.structs.asdict(settings.coverage), Policy)
+
+
+def _merge(settings: Settings, override: dict[str, Any] | None) -> Policy:
+    data = msgspec.structs.asdict(settings.coverage)
+    data.update(override or {})
+    return msgspec.convert(data, Policy)
+
+
+def _validate(policy: Policy) -> None:
+    if policy.min_households_per_member > policy.max_households_per_member:
+        raise Invalid("min_households_per_member must not exceed max_households_per_member",
+                      field="min_households_per_member")
+    if policy.priority_cycle_days > policy.cycle_days:
+        raise Invalid("priority_cycle_days must not exceed cycle_days",
+                      field="priority_cycle_days")
+    for name in ("service_kinds", "priority_tags"):
+        values = getattr(policy, name)
+        if len(set(values)) != len(values):
+            raise Invalid(f"{name} has duplicates", field=name)
+    if not policy.service_kinds:
+        raise Invalid("service_kinds must not be empty", field="service_kinds")
+
+
+def _require_community(db: sqlite_utils.Database, community_id: str) -> None:
+    row = db.execute("SELECT kind FROM org_units WHERE id = ?", [community_id]).fetchone()
+    if row is None or row[0] != "community":
+        raise NotFound(f"no community {community_id}")
+
+
+def load_overrides(db: sqlite_utils.Database) -> dict[str, dict[str, Any]]:
+    return {cid: _override_decoder.decode(raw) for cid, raw in db.execute(
+        "SELECT community_id, override FROM coverage_policies WHERE override IS NOT NULL")}
+
+
+def policy_for(db: sqlite_utils.Database, settings: Settings, community_id: str) -> Policy:
+    """The policy in force for a community: the district default with its override on top."""
+    _require_community(db, community_id)
+    row = db.execute("SELECT override FROM coverage_policies WHERE community_id = ?",
+                     [community_id]).fetchone()
+    return _merge(settings, _override_decoder.decode(row[0]) if row and row[0] else None)
+
+
+def community_policy(db: sqlite_utils.Database, settings: Settings,
+                     community_id: str) -> CommunityPolicy:
+    _require_community(db, community_id)
+    row = db.execute("SELECT override FROM coverage_policies WHERE community_id = ?",
+                     [community_id]).fetchone()
+    override = _override_decoder.decode(row[0]) if row and row[0] else {}
+    return CommunityPolicy(community_id=community_id, policy=_merge(settings, override),
+                           overridden=sorted(override))
+
+
+def _put_policy_row(db: sqlite_utils.Database, community_id: str, override: str | None,
+                    actor: Actor, clock: Clock) -> None:
+    db.execute(
+        "INSERT INTO coverage_policies (community_id, override, seq, updated_at, updated_by) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT(community_id) DO UPDATE SET "
+        "override = excluded.override, seq = excluded.seq, updated_at = excluded.updated_at, "
+        "updated_by = excluded.updated_by",
+        [community_id, override, next_seq(db), iso_ms(clock.now_ms()), actor.person_id],
+    )
+
+
+def set_policy(db: sqlite_utils.Database, settings: Settings, actor: Actor, community_id: str,
+               override: PolicyOverride, clock: Clock = SYSTEM_CLOCK) -> CommunityPolicy:
+    """Replace a community's override (validated against the default it overrides)."""
+    _require_community(db, community_id)
+    fields = {k: v for k, v in msgspec.structs.asdict(override).items() if v is not UNSET}
+    _validate(_merge(settings, fields))
+    _put_policy_row(db, community_id, msgspec.json.encode(fields).decode(), actor, clock)
+    audit.record(db, actor, "coverage.policy.set", target=community_id, detail=fields,
+                 clock=clock)
+    return community_policy(db, settings, community_id)
+
+
+def clear_policy(db: sqlite_utils.Database, settings: Settings, actor: Actor, community_id: str,
+                 clock: Clock = SYSTEM_CLOCK) -> CommunityPolicy:
+    """Drop a community's override: the district default applies again (and is re-sent)."""
+    _require_community(db, community_id)
+    _put_policy_row(db, community_id, None, actor, clock)
+    audit.record(db, actor, "coverage.policy.clear", target=community_id, clock=clock)
+    return community_policy(db, settings, community_id)
+
+
+def republish_policies(db: sqlite_utils.Database, actor: Actor,
+                       clock: Clock = SYSTEM_CLOCK) -> int:
+    """Give every community's policy a new seq, so phones fetch it again. Run after changing
+    the district default in the configuration (the default itself has no seq)."""
+    rows = db.execute("SELECT o.id, p.override FROM org_units o LEFT JOIN coverage_policies p "
+                      "ON p.community_id = o.id WHERE o.kind = 'community'").fetchall()
+    for community_id, override in rows:
+        _put_policy_row(db, community_id, override, actor, clock)
+    audit.record(db, actor, "coverage.policy.republish", detail={"communities": len(rows)},
+                 clock=clock)
+    return len(rows)
+
+
+class _PolicySettings:
+    """The pull source runs without Settings: the app registers them here at startup."""
+
+    settings: Settings = Settings()
+
+
+def use_settings(settings: Settings) -> None:
+    """Tell the ``policy`` pull source which district defaults are in force."""
+    _PolicySettings.settings = settings
+
+
+@register_source("policy")
+def policy_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int,
+                   limit: int) -> list[SourceChange]:
+    """Pull source ``policy``: one ``put`` per community of the scope (the communities the scope
+    names, or those whose grids it holds), id = community id, data = its effective Policy.
+
+    The change's seq is the larger of the community unit's seq and its override row's seq, so an
+    initial sync (after_seq 0) sends every in-scope community's policy, and setting or clearing
+    an override (new seq on its row) sends that community's effective policy again.
+    """
+    if scope.everything:
+        cond, params = "1", []
+    else:
+        units = msgspec.json.encode(sorted(scope.unit_ids)).decode()
+        grids = msgspec.json.encode(sorted(scope.grid_ids)).decode()
+        cond = ("(o.id IN (SELECT value FROM json_each(?)) OR o.id IN (SELECT parent_id FROM "
+                "org_units WHERE id IN (SELECT value FROM json_each(?))))")
+        params = [units, grids]
+    rows = db.execute(
+        f"""SELECT * FROM (
+              SELECT o.id, max(o.seq, coalesce(p.seq, 0)) AS s, p.override
+              FROM org_units o LEFT JOIN coverage_policies p ON p.community_id = o.id
+              WHERE o.kind = 'community' AND {cond})
+            WHERE s > ? AND s <= ? ORDER BY s LIMIT ?""",
+        [*params, after_seq, upto_seq, limit],
+    ).fetchall()
+    settings = _PolicySettings.settings
+    return [SourceChange(seq=s, id=cid, op="put",
+                         data=_merge(settings, _override_decoder.decode(raw) if raw else None))
+            for cid, s, raw in rows]
+
+
+# -- the org tree, loaded once per report -----------------------------------------------------
+
+
+@dataclass
+class OrgIndex:
+    kind: dict[str, str]
+    name: dict[str, str]
+    parent: dict[str, str | None]
+    branch_grid: dict[str, str | None]
+    grid_branch: dict[str, str]  # a grid's branch (the smallest id when several map to it)
+    children: dict[str, list[str]]
+
+    @classmethod
+    def load(cls, db: sqlite_utils.Database) -> OrgIndex:
+        idx = cls({}, {}, {}, {}, {}, defaultdict(list))
+        for uid, kind, name, parent, grid in db.execute(
+                "SELECT id, kind, name, parent_id, grid_id FROM org_units ORDER BY id"):
+            idx.kind[uid], idx.name[uid], idx.parent[uid] = kind, name, parent
+            if parent:
+                idx.children[parent].append(uid)
+            if kind == "branch":
+                idx.branch_grid[uid] = grid
+                if grid and grid not in idx.grid_branch:
+                    idx.grid_branch[grid] = uid
+        return idx
+
+    def chain(self, unit_id: str | None) -> list[str]:
+        """The unit and its ancestors, nearest first."""
+        out = []
+        while unit_id is not None and unit_id in self.kind:
+            out.append(unit_id)
+            unit_id = self.parent[unit_id]
+        return out
+
+    def community_of(self, unit_id: str | None) -> str | None:
+        for uid in self.chain(unit_id):
+            if self.kind[uid] == "community":
+                return uid
+        return None
+
+    def below(self, unit_id: str) -> set[str]:
+        out, stack = set(), [unit_id]
+        while stack:
+            uid = stack.pop()
+            if uid not in out:
+                out.add(uid)
+                stack.extend(self.children.get(uid, ()))
+        return out
+
+
+@dataclass(slots=True)
+class _Member:
+    id: str
+    name: str
+    phone: str
+    branch_id: str | None
+    grid_id: str | None
+    community_id: str | None
+
+
+@dataclass(slots=True)
+class _Acc:
+    households: int = 0
+    assigned: int = 0
+    contacted: int = 0
+    overdue: int = 0
+    priority: int = 0
+    priority_overdue: int = 0
+    members: int = 0
+    under: int = 0
+    over: int = 0
+    mask: int = 0
+
+    def add(self, other: _Acc) -> None:
+        self.households += other.households
+        self.assigned += other.assigned
+        self.contacted += other.contacted
+        self.overdue += other.overdue
+        self.priority += other.priority
+        self.priority_overdue += other.priority_overdue
+        self.members += other.members
+        self.under += other.under
+        self.over += other.over
+        self.mask |= other.mask
+
+
+@dataclass
+class _PolicyGroup:
+    """Communities sharing the numbers that the household and visit queries depend on."""
+
+    cycle_days: int
+    priority_cycle_days: int
+    priority_tags: tuple[str, ...]
+    grids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Tally:
+    """Everything one read of households (and optionally visits) gives a report."""
+
+    idx: OrgIndex
+    scope_id: str | None
+    now_ms: int
+    units: set[str]  # org units reported on
+    grids: list[str] | None  # the grids read; None = every grid (district-wide read)
+    default: Policy  # the district default
+    policies: dict[str, Policy]  # community id -> policy
+    kinds: list[str]  # union of the service kinds in force (bit i = kinds[i])
+    members: dict[str, _Member]  # members reported on
+    grid_acc: dict[str, _Acc]
+    member_acc: dict[str, _Acc]  # members' households (in the grids read), visits' kinds
+    unassigned_by_grid: dict[str, _Acc]
+    load: dict[str, int]  # member -> active households (everywhere)
+    # (branch, grid, community) -> [members, under min, over cap], when computed in SQL
+    homes: dict[tuple[str | None, str | None, str | None], list[int]] | None = None
+
+    def policy_of_grid(self, grid_id: str | None) -> Policy:
+        return self.policies.get(self.idx.community_of(grid_id) or "", self.default)
+
+
+def _scope_units(idx: OrgIndex, scope: Scope, unit_id: str | None) -> tuple[set[str], set[str]]:
+    """The org units a report covers and the grids it reads, within the caller's scope."""
+    if unit_id is not None:
+        if unit_id not in idx.kind:
+            raise NotFound(f"no org unit {unit_id}")
+        if not scope.allows_unit(unit_id) and not (
+                idx.kind[unit_id] == "grid" and scope.allows_grid(unit_id)):
+            raise OutOfScope(f"org unit {unit_id} is outside your scope")
+        units = idx.below(unit_id)
+    elif scope.everything:
+        units = set(idx.kind)
+    else:
+        units = set(scope.unit_ids) | set(scope.grid_ids)
+    units = {u for u in units if idx.kind[u] != "department"}
+    for uid in list(units):  # a branch's report includes its grid
+        grid = idx.branch_grid.get(uid)
+        if grid and scope.allows_grid(grid):
+            units.add(grid)
+    grids = {u for u in units if idx.kind[u] == "grid" and scope.allows_grid(u)}
+    return units, grids
+
+
+def _policies(db: sqlite_utils.Database, settings: Settings,
+              idx: OrgIndex) -> dict[str, Policy]:
+    overrides = load_overrides(db)
+    default = default_policy(settings)
+    return {uid: _merge(settings, overrides[uid]) if uid in overrides else default
+            for uid, kind in idx.kind.items() if kind == "community"}
+
+
+def _tag_expr(tags: tuple[str, ...]) -> str:
+    """SQL true when a household's JSON tags hold one of ``tags`` (exact, quoted match)."""
+    if not tags:
+        return "0"
+    needles = " OR ".join(
+        f"instr(tags, {_sql_str(msgspec.json.encode(t).decode())})" for t in tags)
+    return f"(tags <> '[]' AND ({needles}))"
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _grid_cond(grids: list[str] | None, column: str = "grid_id") -> tuple[str, list[Any]]:
+    if grids is None:
+        return "1", []
+    return f"{column} IN (SELECT value FROM json_each(?))", [msgspec.json.encode(grids).decode()]
+
+
+def _groups(idx: OrgIndex, policies: dict[str, Policy], grids: list[str] | None,
+            default: Policy) -> list[tuple[_PolicyGroup, list[str] | None]]:
+    """Split the grids read by policy numbers. The common case (no overrides, or a whole-
+    district read whose overrides agree) is one group reading with no grid filter at all."""
+    all_grids = sorted(u for u, k in idx.kind.items() if k == "grid")
+    wanted = all_grids if grids is None else grids
+    by_key: dict[tuple, _PolicyGroup] = {}
+    for grid in wanted:
+        p = policies.get(idx.community_of(grid) or "", default)
+        key = (p.cycle_days, p.priority_cycle_days, tuple(p.priority_tags))
+        by_key.setdefault(key, _PolicyGroup(*key)).grids.append(grid)
+    out: list[tuple[_PolicyGroup, list[str] | None]] = []
+    for group in by_key.values():
+        everything = grids is None and len(by_key) == 1
+        out.append((group, None if everything else group.grids))
+    return out
+
+
+def _load_members(db: sqlite_utils.Database, idx: OrgIndex) -> dict[str, _Member]:
+    members: dict[str, _Member] = {}
+    rows = db.execute(
+        "SELECT id, name, phone, branch_id FROM people WHERE active = 1 AND "
+        "instr(roles, ?) > 0", [msgspec.json.encode(RESPONSIBLE_ROLE).decode()]).fetchall()
+    no_branch = [r[0] for r in rows if not r[3]]
+    home: dict[str, str] = {}
+    if no_branch:  # rare: a member without a branch lives in the first grid of their scope
+        for pid, uid in db.execute(
+                "SELECT person_id, unit_id FROM person_scope WHERE person_id IN "
+                "(SELECT value FROM json_each(?)) ORDER BY person_id, unit_id",
+                [msgspec.json.encode(no_branch).decode()]):
+            if idx.kind.get(uid) == "grid":
+                home.setdefault(pid, uid)
+    places: dict[tuple[str | None, str | None], str | None] = {}
+    for pid, name, phone, branch in rows:
+        grid = idx.branch_grid.get(branch) if branch else home.get(pid)
+        key = (branch, grid)
+        if key not in places:
+            places[key] = idx.community_of(branch) if branch else idx.community_of(grid)
+        members[pid] = _Member(pid, name, phone, branch, grid, places[key])
+    return members
+
+
+def _wide(idx: OrgIndex, units: set[str]) -> bool:
+    return any(idx.kind[u] in ("street", "district") for u in units)
+
+
+def tally(db: sqlite_utils.Database, settings: Settings, scope: Scope, unit_id: str | None,
+          now_ms: int, *, with_kinds: bool = True, member_kinds: bool | None = None) -> Tally:
+    """One read of a scope: households grouped by (grid, member), members, and (``with_kinds``)
+    service kinds by grid, and by member when ``member_kinds`` (default: when member rows are
+    shown by default, i.e. below street scope)."""
+    idx = OrgIndex.load(db)
+    units, grid_set = _scope_units(idx, scope, unit_id)
+    all_grids = {u for u, k in idx.kind.items() if k == "grid"}
+    grids = None if grid_set == all_grids else sorted(grid_set)
+    policies = _policies(db, settings, idx)
+    kinds: list[str] = []
+    for p in [default_policy(settings), *policies.values()]:
+        kinds.extend(k for k in p.service_kinds if k not in kinds)
+
+    grid_acc: dict[str, _Acc] = defaultdict(_Acc)
+    member_acc: dict[str, _Acc] = defaultdict(_Acc)
+    unassigned: dict[str, _Acc] = defaultdict(_Acc)
+    default = default_policy(settings)
+    groups = _groups(idx, policies, grids, default)
+    for group, group_grids in groups:
+        if group_grids is not None and not group_grids:
+            continue
+        cond, params = _grid_cond(group_grids)
+        prio = _tag_expr(group.priority_tags)
+        cycle_start = now_ms - group.cycle_days * DAY_MS
+        prio_start = now_ms - group.priority_cycle_days * DAY_MS
+        rows = db.execute(
+            f"""SELECT grid_id, responsible_member_id, count(*),
+                       count(*) FILTER (WHERE last_visit_ms >= ?),
+                       count(*) FILTER (WHERE {prio}),
+                       count(*) FILTER (WHERE {prio} AND coalesce(last_visit_ms, 0) < ?)
+                FROM households INDEXED BY households_coverage
+                WHERE status = 'active' AND {cond}
+                GROUP BY grid_id, responsible_member_id""",
+            [cycle_start, prio_start, *params],
+        )
+        for grid, member, n, contacted, prio_n, prio_overdue in rows.fetchall():
+            g = grid_acc[grid]
+            g.households += n
+            g.contacted += contacted
+            g.priority += prio_n
+            if member is None:
+                u = unassigned[grid]
+                u.households += n
+                u.contacted += contacted
+                u.priority += prio_n
+                continue
+            g.assigned += n
+            g.overdue += n - contacted
+            g.priority_overdue += prio_overdue
+            m = member_acc[member]
+            m.households += n
+            m.assigned += n
+            m.contacted += contacted
+            m.overdue += n - contacted
+            m.priority += prio_n
+            m.priority_overdue += prio_overdue
+
+    all_members = _load_members(db, idx)
+    members = {pid: m for pid, m in all_members.items()
+               if (m.branch_id in units) or (m.grid_id in grid_set)}
+    load = {pid: acc.households for pid, acc in member_acc.items()}
+    if grids is not None and members:
+        # A partial read may miss households a member holds in grids outside it.
+        load = dict(db.execute(
+            "SELECT responsible_member_id, count(*) FROM households WHERE status = 'active' "
+            "AND responsible_member_id IN (SELECT value FROM json_each(?)) GROUP BY 1",
+            [msgspec.json.encode(sorted(members)).decode()]).fetchall())
+
+    if with_kinds:
+        by_cycle = _cycle_grids(groups, sorted(all_grids))
+        _grid_kinds(db, by_cycle, kinds, now_ms, grid_acc)
+        if member_kinds if member_kinds is not None else not _wide(idx, units):
+            _member_kinds(db, by_cycle, kinds, now_ms, member_acc)
+    return Tally(idx=idx, scope_id=unit_id, now_ms=now_ms, units=units, grids=grids,
+                 default=default, policies=policies, kinds=kinds, members=members, grid_acc=grid_acc,
+                 member_acc=member_acc, unassigned_by_grid=unassigned, load=load)
+
+
+_kinds_decoder = msgspec.json.Decoder(list[str])
+
+
+def _cycle_grids(groups: list[tuple[_PolicyGroup, list[str] | None]],
+                 all_grids: list[str]) -> dict[int, list[str]]:
+    by_cycle: dict[int, list[str]] = {}
+    for group, group_grids in groups:
+        by_cycle.setdefault(group.cycle_days, []).extend(
+            all_grids if group_grids is None else group_grids)
+    return by_cycle
+
+
+def _grid_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str]], kinds: list[str],
+                now_ms: int, grid_acc: dict[str, _Acc]) -> None:
+    """Which kinds each grid's visits covered this cycle: one EXISTS probe per (grid, kind) on
+    ``visits_grid_cycle``, which stops at the first matching visit instead of reading them all."""
+    for cycle_days, grids in by_cycle.items():
+        if not grids:
+            continue
+        encoded = msgspec.json.encode(grids).decode()
+        for i, kind in enumerate(kinds):
+            for (grid,) in db.execute(
+                    "SELECT g.value FROM json_each(?) g WHERE EXISTS (SELECT 1 FROM visits v "
+                    "INDEXED BY visits_grid_cycle WHERE v.grid_id = g.value AND v.voided = 0 "
+                    "AND v.at_ms >= ? AND instr(v.kinds, ?) > 0)",
+                    [encoded, now_ms - cycle_days * DAY_MS, msgspec.json.encode(kind).decode()]):
+                grid_acc[grid].mask |= 1 << i
+
+
+def _member_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str]], kinds: list[str],
+                  now_ms: int, member_acc: dict[str, _Acc]) -> None:
+    """Which kinds each member's visits covered this cycle: one stream over the cycle's visits
+    of the grids read (a kinds string has few distinct values, so its mask is computed once)."""
+    bit = {k: 1 << i for i, k in enumerate(kinds)}
+    masks: dict[str, int] = {}
+    by_member: dict[str, int] = defaultdict(int)
+    for cycle_days, grids in by_cycle.items():
+        if not grids:
+            continue
+        for member, raw in db.execute(
+                "SELECT member_id, kinds FROM visits INDEXED BY visits_grid_cycle "
+                "WHERE grid_id IN (SELECT value FROM json_each(?)) AND voided = 0 "
+                "AND at_ms >= ? AND kinds <> '[]'",
+                [msgspec.json.encode(grids).decode(), now_ms - cycle_days * DAY_MS]):
+            try:
+                mask = masks[raw]
+            except KeyError:
+                mask = masks[raw] = sum(bit.get(k, 0) for k in set(_kinds_decoder.decode(raw)))
+            by_member[member] |= mask
+    for member, mask in by_member.items():
+        if mask:
+            member_acc[member].mask |= mask
+
+
+def _rate(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+def _kind_mask(t: Tally, policy_kinds: list[str]) -> int:
+    return sum(1 << t.kinds.index(k) for k in policy_kinds if k in t.kinds)
+
+
+def _row(t: Tally, level: str, unit_id: str, name: str, parent: str | None, acc: _Acc,
+         allowed_mask: int) -> CoverageRow:
+    covered = acc.mask & allowed_mask
+    kinds_covered = [k for i, k in enumerate(t.kinds) if covered >> i & 1]
+    total = bin(allowed_mask).count("1")
+    return CoverageRow(
+        level=level, unit_id=unit_id, name=name, parent_id=parent,  # type: ignore[arg-type]
+        households=acc.households, assigned=acc.assigned,
+        unassigned=acc.households - acc.assigned, contacted=acc.contacted, overdue=acc.overdue,
+        priority_households=acc.priority, priority_overdue=acc.priority_overdue,
+        members=acc.members, members_under_min=acc.under, members_over_cap=acc.over,
+        kinds_covered=kinds_covered, kinds_total=total,
+        assigned_rate=_rate(acc.assigned, acc.households),
+        contact_rate=_rate(acc.contacted, acc.households),
+        overdue_rate=_rate(acc.overdue, acc.assigned),
+        priority_overdue_rate=_rate(acc.priority_overdue, acc.priority),
+        members_under_min_rate=_rate(acc.under, acc.members),
+        members_over_cap_rate=_rate(acc.over, acc.members),
+        kinds_rate=_rate(len(kinds_covered), total),
+    )
+
+
+def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
+                unit_id: str | None, now_ms: int) -> Tally:
+    """The unit levels only (no member rows), aggregated in SQLite: one ``GROUP BY grid_id``
+    per policy group, and one histogram of member loads per (branch, load) joined with people,
+    so that no per-member row reaches Python."""
+    idx = OrgIndex.load(db)
+    units, grid_set = _scope_units(idx, scope, unit_id)
+    all_grids = {u for u, k in idx.kind.items() if k == "grid"}
+    grids = None if grid_set == all_grids else sorted(grid_set)
+    policies = _policies(db, settings, idx)
+    default = default_policy(settings)
+    kinds: list[str] = []
+    for p in [default, *policies.values()]:
+        kinds.extend(k for k in p.service_kinds if k not in kinds)
+    grid_acc: dict[str, _Acc] = defaultdict(_Acc)
+    groups = _groups(idx, policies, grids, default)
+    for group, group_grids in groups:
+        if group_grids is not None and not group_grids:
+            continue
+        cond, params = _grid_cond(group_grids)
+        prio = _tag_expr(group.priority_tags)
+        for grid, n, assigned, contacted, overdue, prio_n, prio_overdue in db.execute(
+                f"""SELECT grid_id, count(*), count(responsible_member_id),
+                       count(*) FILTER (WHERE last_visit_ms >= ?),
+                       count(*) FILTER (WHERE responsible_member_id IS NOT NULL
+                                        AND coalesce(last_visit_ms, 0) < ?),
+                       count(*) FILTER (WHERE {prio}),
+                       count(*) FILTER (WHERE responsible_member_id IS NOT NULL AND {prio}
+                                        AND coalesce(last_visit_ms, 0) < ?)
+                    FROM households INDEXED BY households_coverage
+                    WHERE status = 'active' AND {cond} GROUP BY grid_id""",
+                [now_ms - group.cycle_days * DAY_MS, now_ms - group.cycle_days * DAY_MS,
+                 now_ms - group.priority_cycle_days * DAY_MS, *params]):
+            grid_acc[grid] = _Acc(households=n, assigned=assigned, contacted=contacted,
+                                  overdue=overdue, priority=prio_n,
+                                  priority_overdue=prio_overdue)
+    by_cycle = _cycle_grids(groups, sorted(all_grids))
+    _grid_kinds(db, by_cycle, kinds, now_ms, grid_acc)
+
+    # Members per home, with their loads (active households anywhere) bucketed.
+    role = msgspec.json.encode(RESPONSIBLE_ROLE).decode()
+    if scope.everything and unit_id is None:
+        member_cond, mparams = "1", []
+    else:
+        branches = sorted({u for u in units if idx.kind[u] == "branch"}
+                          | {b for b, g in idx.branch_grid.items() if g in grid_set})
+        member_cond = "(p.branch_id IN (SELECT value FROM json_each(?)) OR p.branch_id IS NULL)"
+        mparams = [msgspec.json.encode(branches).decode()]
+    rows = db.execute(
+        f"""WITH loads AS MATERIALIZED (
+                SELECT m, sum(n) AS n FROM (
+                    SELECT responsible_member_id AS m, count(*) AS n
+                    FROM households INDEXED BY households_coverage
+                    WHERE status = 'active' AND responsible_member_id IS NOT NULL
+                    GROUP BY grid_id, responsible_member_id)
+                GROUP BY m)
+            SELECT p.branch_id, CASE WHEN p.branch_id IS NULL THEN p.id END,
+                   coalesce(l.n, 0), count(*)
+            FROM people p NOT INDEXED LEFT JOIN loads l ON l.m = p.id
+            WHERE p.active = 1 AND instr(p.roles, ?) > 0 AND {member_cond}
+            GROUP BY 1, 2, 3""", [role, *mparams]).fetchall()
+    no_branch = [pid for branch, pid, _, _ in rows if branch is None]
+    home_grid: dict[str, str] = {}
+    if no_branch:
+        for pid, uid in db.execute(
+                "SELECT person_id, unit_id FROM person_scope WHERE person_id IN "
+                "(SELECT value FROM json_each(?)) ORDER BY person_id, unit_id",
+                [msgspec.json.encode(no_branch).decode()]):
+            if idx.kind.get(uid) == "grid":
+                home_grid.setdefault(pid, uid)
+    homes: dict[tuple[str | None, str | None, str | None], list[int]] = defaultdict(
+        lambda: [0, 0, 0])
+    for branch, pid, load, count in rows:
+        grid = idx.branch_grid.get(branch) if branch else home_grid.get(pid)
+        if not ((branch in units) or (grid in grid_set)):
+            continue
+        community = idx.community_of(branch) if branch else idx.community_of(grid)
+        policy = policies.get(community or "", default)
+        home = homes[(branch, grid, community)]
+        home[0] += count
+        home[1] += count * (load < policy.min_households_per_member)
+        home[2] += count * (load > policy.max_households_per_member)
+    return Tally(idx=idx, scope_id=unit_id, now_ms=now_ms, units=units, grids=grids,
+                 default=default, policies=policies, kinds=kinds, members={}, grid_acc=grid_acc,
+                 member_acc={}, unassigned_by_grid={}, load={}, homes=homes)
+
+
+def rollup(db: sqlite_utils.Database, settings: Settings, scope: Scope,
+           unit_id: str | None = None, *, now_ms: int,
+           levels: list[str] | None = None) -> CoverageReport:
+    """Coverage at every level (or the ``levels`` asked for; default :func:`default_levels`) of a
+    unit, within a scope.
+
+    Rows come top-down (district first, members last), by id within a level. A unit is reported
+    only if it lies at or below ``unit_id`` (default: the caller's scope)."""
+    if levels is None:
+        idx = OrgIndex.load(db)
+        with_members = not _wide(idx, _scope_units(idx, scope, unit_id)[0])
+    else:
+        with_members = "member" in levels
+    if with_members:
+        t = tally(db, settings, scope, unit_id, now_ms, member_kinds=True)
+    else:
+        t = _unit_tally(db, settings, scope, unit_id, now_ms)
+    return CoverageReport(scope_id=unit_id, at=iso_ms(now_ms), rows=rows_of(t, levels))
+
+
+def default_levels(t: Tally) -> tuple[str, ...]:
+    """Every level, except members when the report spans a street or the district: tens of
+    thousands of member rows belong in an export or a narrower scope (``level=member`` still
+    asks for them). Members are counted in every unit row either way."""
+    if _wide(t.idx, t.units):
+        return tuple(level for level in LEVELS if level != "member")
+    return LEVELS
+
+
+def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
+    idx = t.idx
+    wanted = set(levels or default_levels(t))
+    bad = wanted - set(LEVELS)
+    if bad:
+        raise Invalid(f"unknown level {sorted(bad)[0]!r}; one of {', '.join(LEVELS)}",
+                      field="level")
+    unit_acc: dict[str, _Acc] = defaultdict(_Acc)
+    member_rows: list[CoverageRow] = []
+    chains: dict[str | None, tuple[str, ...]] = {}
+    masks: dict[tuple[str, ...], int] = {}
+
+    def chain(uid: str | None) -> tuple[str, ...]:
+        if uid not in chains:
+            chains[uid] = tuple(idx.chain(uid))
+        return chains[uid]
+
+    def kinds_mask(kinds: list[str]) -> int:
+        key = tuple(kinds)
+        if key not in masks:
+            masks[key] = _kind_mask(t, kinds)
+        return masks[key]
+
+    # Members: their own households and visits; judged by their community's policy. Their
+    # counts travel up the branch and the administrative tree (summed per home first).
+    homes: dict[tuple[str | None, str | None, str | None], list[int]] = defaultdict(
+        lambda: [0, 0, 0])
+    limits = {cid: (p.min_households_per_member, p.max_households_per_member)
+              for cid, p in t.policies.items()}
+    default_limits = (t.default.min_households_per_member, t.default.max_households_per_member)
+    show_members = "member" in wanted
+    load = t.load
+    if t.homes is not None:
+        homes = t.homes
+    for pid in (sorted(t.members) if show_members else t.members):
+        m = t.members[pid]
+        n = load.get(pid, 0)
+        low, high = limits.get(m.community_id, default_limits)  # type: ignore[arg-type]
+        under = n < low
+        over = n > high
+        home = homes[(m.branch_id, m.grid_id, m.community_id)]
+        home[0] += 1
+        home[1] += under
+        home[2] += over
+        if show_members:
+            policy = t.policies.get(m.community_id or "", t.default)
+            acc = _Acc(members=1, under=int(under), over=int(over))
+            own = t.member_acc.get(pid)
+            if own is not None:
+                acc.add(own)
+            member_rows.append(_row(t, "member", pid, m.name, m.branch_id, acc,
+                                    kinds_mask(policy.service_kinds)))
+    for (branch, grid, community), (n, under, over) in homes.items():
+        places = {branch, *chain(grid)}
+        if grid is None and community:
+            places |= set(chain(community))
+        for uid in places - {None}:
+            u = unit_acc[uid]  # type: ignore[index]
+            u.members += n
+            u.under += under
+            u.over += over
+
+    # Households: by grid up the administrative tree; a branch has its grid's households and
+    # service kinds (a branch maps to one grid).
+    for grid, acc in t.grid_acc.items():
+        for uid in chain(grid):
+            u = unit_acc[uid]
+            u.households += acc.households
+            u.assigned += acc.assigned
+            u.contacted += acc.contacted
+            u.overdue += acc.overdue
+            u.priority += acc.priority
+            u.priority_overdue += acc.priority_overdue
+            u.mask |= acc.mask
+    for branch, grid in idx.branch_grid.items():
+        acc = t.grid_acc.get(grid) if grid else None  # type: ignore[arg-type]
+        if acc is not None:
+            u = unit_acc[branch]
+            u.households += acc.households
+            u.assigned += acc.assigned
+            u.contacted += acc.contacted
+            u.overdue += acc.overdue
+            u.priority += acc.priority
+            u.priority_overdue += acc.priority_overdue
+            u.mask |= acc.mask
+
+    rows: list[CoverageRow] = []
+    for level in reversed(LEVELS):
+        if level not in wanted:
+            continue
+        if level == "member":
+            rows.extend(member_rows)
+            continue
+        for uid in sorted(u for u in t.units if idx.kind[u] == level):
+            community = idx.community_of(uid)
+            if community:
+                allowed = kinds_mask(t.policies[community].service_kinds)
+            else:
+                allowed = 0
+                for c in idx.below(uid):
+                    if c in t.policies:
+                        allowed |= kinds_mask(t.policies[c].service_kinds)
+            rows.append(_row(t, level, uid, idx.name[uid], idx.parent[uid],
+                             unit_acc.get(uid, _Acc()), allowed))
+    return rows
+
+
+# -- violations -------------------------------------------------------------------------------
+
+
+def violations(db: sqlite_utils.Database, settings: Settings, scope: Scope,
+               unit_id: str | None = None, *, now_ms: int, kinds: list[str] | None = None,
+               show_phones: bool = False, limit: int = 100, offset: int = 0,
+               tallied: Tally | None = None) -> ViolationPage:
+    """Every household or member at fault, in kind order (unassigned, overdue, priority overdue,
+    members under the minimum, members over the cap). Households within a kind: by grid, then
+    responsible member, never-visited and longest-ago first (the order of the covering index,
+    so a page streams instead of sorting); members by grid and id. Counts come from the roll-up's
+    tally (pass ``tallied`` to reuse one)."""
+    wanted = list(kinds or VIOLATION_KINDS)
+    bad = set(wanted) - set(VIOLATION_KINDS)
+    if bad:
+        raise Invalid(f"unknown violation kind {sorted(bad)[0]!r}; one of "
+                      f"{', '.join(VIOLATION_KINDS)}", field="kind")
+    wanted = [k for k in VIOLATION_KINDS if k in wanted]
+    t = tallied or tally(db, settings, scope, unit_id, now_ms, with_kinds=False)
+    counts = dict.fromkeys(wanted, 0)
+    for acc in t.grid_acc.values():
+        if "unassigned" in counts:
+            counts["unassigned"] += acc.households - acc.assigned
+        if "overdue" in counts:
+            counts["overdue"] += acc.overdue
+        if "priority_overdue" in counts:
+            counts["priority_overdue"] += acc.priority_overdue
+    member_items = _member_violations(t, wanted, show_phones)
+    for v in member_items:
+        counts[v.kind] += 1
+    items: list[Violation] = []
+    skip = offset
+    for kind in (k for k in wanted if k in HOUSEHOLD_VIOLATIONS):
+        if len(items) >= limit:
+            break
+        if skip >= counts[kind]:
+            skip -= counts[kind]
+            continue
+        items += _household_violations(db, t, kind, limit - len(items), skip, show_phones)
+        skip = 0
+    rest = limit - len(items)
+    if rest > 0:
+        items.extend(member_items[skip:skip + rest])
+    return ViolationPage(items=items, total=sum(counts.values()), limit=limit, offset=offset,
+                         counts=counts)
+
+
+def _household_violations(db: sqlite_utils.Database, t: Tally, kind: str, limit: int,
+                          offset: int, show_phones: bool) -> list[Violation]:
+    groups = [(g, grids) for g, grids in _groups(t.idx, t.policies, t.grids, t.default)
+              if grids is None or grids]
+    fetched: list[tuple] = []
+    for group, grids in groups:
+        cond, params = _grid_cond(grids)
+        if kind == "unassigned":
+            sql, kparams = "responsible_member_id IS NULL", []
+        elif kind == "overdue":
+            sql = "responsible_member_id IS NOT NULL AND coalesce(last_visit_ms, 0) < ?"
+            kparams = [t.now_ms - group.cycle_days * DAY_MS]
+        else:
+            sql = (f"responsible_member_id IS NOT NULL AND {_tag_expr(group.priority_tags)} "
+                   "AND coalesce(last_visit_ms, 0) < ?")
+            kparams = [t.now_ms - group.priority_cycle_days * DAY_MS]
+        # one policy group: the page itself; several: each group's first offset+limit rows,
+        # merged below in the same order
+        page = [limit, offset] if len(groups) == 1 else [limit + offset, 0]
+        fetched += db.execute(
+            "SELECT grid_id, responsible_member_id, coalesce(last_visit_ms, -1), id, building, "
+            "unit, room, head_name, phone FROM households "
+            f"WHERE status = 'active' AND {cond} AND {sql} "
+            "ORDER BY grid_id, responsible_member_id, last_visit_ms, id LIMIT ? OFFSET ?",
+            [*params, *kparams, *page]).fetchall()
+    if len(groups) > 1:
+        fetched = sorted(fetched, key=lambda r: (r[0], r[1] or "", r[2], r[3]))
+        fetched = fetched[offset:offset + limit]
+    out = []
+    for grid, member, last, hid, building, unit, room, name, phone in fetched:
+        visited = last >= 0
+        out.append(Violation(
+            kind=kind, subject="household", id=hid, name=name,  # type: ignore[arg-type]
+            phone=phone if show_phones else mask_phone(phone), grid_id=grid,
+            address="".join(p for p in (building, unit, room) if p), member_id=member,
+            last_visit_at=iso_ms(last) if visited else None,
+            days_since_visit=(t.now_ms - last) // DAY_MS if visited else None))
+    return out
+
+
+def _member_violations(t: Tally, kinds: list[str], show_phones: bool) -> list[Violation]:
+    out: dict[str, list[Violation]] = {"member_under_min": [], "member_over_cap": []}
+    for pid in sorted(t.members, key=lambda p: (t.members[p].grid_id or "", p)):
+        m = t.members[pid]
+        policy = t.policies.get(m.community_id or "") or t.policy_of_grid(m.grid_id)
+        load = t.load.get(pid, 0)
+        phone = m.phone if show_phones else mask_phone(m.phone)
+        if "member_under_min" in kinds and load < policy.min_households_per_member:
+            out["member_under_min"].append(Violation(
+                kind="member_under_min", subject="member", id=pid, name=m.name, phone=phone,
+                grid_id=m.grid_id, member_id=pid, households=load,
+                limit=policy.min_households_per_member))
+        if "member_over_cap" in kinds and load > policy.max_households_per_member:
+            out["member_over_cap"].append(Violation(
+                kind="member_over_cap", subject="member", id=pid, name=m.name, phone=phone,
+                grid_id=m.grid_id, member_id=pid, households=load,
+                limit=policy.max_households_per_member))
+    return out["member_under_min"] + out["member_over_cap"]
+
+
+# -- assignments ------------------------------------------------------------------------------
+
+
+def _member_allows_grid(db: sqlite_utils.Database, member_id: str, branch_id: str | None,
+                        grid_id: str) -> bool:
+    if branch_id:
+        row = db.execute("SELECT grid_id FROM org_units WHERE id = ?", [branch_id]).fetchone()
+        if row and row[0] == grid_id:
+            return True
+    return resolve_scope(db, member_id).allows_grid(grid_id)
+
+
+def assign(db: sqlite_utils.Database, settings: Settings, actor: Actor, roles: frozenset[str],
+           scope: Scope, household_id: str, member_id: str, *, replace: bool = False,
+           override_cap: bool = False, reason: str = "",
+           clock: Clock = SYSTEM_CLOCK) -> Assignment:
+    """Make ``member_id`` the household's responsible member (the "1" of 1-5-N).
+
+    Refusals: ``forbidden`` (not a secretary or admin), ``not_found``, ``out_of_scope`` (the
+    household is outside the caller's scope), ``household_inactive``, ``not_a_member``,
+    ``member_inactive``, ``member_out_of_grid`` (the member's scope does not hold the household's
+    grid), ``already_assigned`` (another member is responsible: pass ``replace`` to move it),
+    ``over_cap`` (pass ``override_cap``, which is logged). Bumps the household's seq so phones
+    receive the change."""
+    if not roles.intersection(ASSIGNER_ROLES):
+        raise Forbidden("assigning households needs one of the roles: "
+                        f"{', '.join(ASSIGNER_ROLES)}")
+    row = db.execute("SELECT grid_id, status, responsible_member_id FROM households "
+                     "WHERE id = ?", [household_id]).fetchone()
+    if row is None:
+        raise NotFound(f"no household {household_id}")
+    grid_id, status, current = row
+    if not scope.allows_grid(grid_id):
+        raise OutOfScope(f"household {household_id} is outside your scope")
+    if status != "active":
+        raise Conflict(f"household {household_id} is {status}; only active households are "
+                       "assigned", code="household_inactive")
+    person = db.execute("SELECT name, roles, active, branch_id FROM people WHERE id = ?",
+                        [member_id]).fetchone()
+    if person is None:
+        raise NotFound(f"no person {member_id}", field="member_id")
+    if RESPONSIBLE_ROLE not in msgspec.json.decode(person[1]):
+        raise Invalid(f"{member_id} is not a party member (role '{RESPONSIBLE_ROLE}')",
+                      code="not_a_member", field="member_id")
+    if not person[2]:
+        raise Invalid(f"member {member_id} is not active", code="member_inactive",
+                      field="member_id")
+    if not _member_allows_grid(db, member_id, person[3], grid_id):
+        raise Invalid(f"member {member_id} does not serve grid {grid_id} of household "
+                      f"{household_id}", code="member_out_of_grid", field="member_id")
+    idx_community = db.execute("SELECT parent_id FROM org_units WHERE id = ?",
+                               [grid_id]).fetchone()
+    community = idx_community[0] if idx_community else None
+    policy = (policy_for(db, settings, community) if community and db.execute(
+        "SELECT 1 FROM org_units WHERE id = ? AND kind = 'community'", [community]).fetchone()
+        else default_policy(settings))
+    cap = policy.max_households_per_member
+    load = db.execute("SELECT count(*) FROM households WHERE status = 'active' AND "
+                      "responsible_member_id = ?", [member_id]).fetchone()[0]
+    if current == member_id:
+        return Assignment(household_id=household_id, member_id=member_id,
+                          previous_member_id=current, status="unchanged", seq=None, load=load,
+                          cap=cap)
+    if current is not None and not replace:
+        raise Conflict(f"household {household_id} already has responsible member {current}; "
+                       "move it explicitly (replace / --move)", code="already_assigned",
+                       current_member_id=current)
+    if load + 1 > cap and not override_cap:
+        raise Conflict(f"member {member_id} already holds {load} households (cap {cap}); "
+                       "override the cap explicitly to exceed it", code="over_cap", load=load,
+                       cap=cap)
+    seq = next_seq(db)
+    now = iso_ms(clock.now_ms())
+    db.execute("UPDATE households SET responsible_member_id = ?, seq = ?, updated_at = ? "
+               "WHERE id = ?", [member_id, seq, now, household_id])
+    over = load + 1 > cap
+    db.execute(
+        "INSERT INTO assignment_log (at, household_id, previous_member_id, member_id, person_id, "
+        "device_id, override_cap, load_after, cap, reason) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        [now, household_id, current, member_id, actor.person_id, actor.device_id, int(over),
+         load + 1, cap, reason])
+    detail = {"member_id": member_id, "previous_member_id": current, "load": load + 1,
+              "cap": cap}
+    if over:
+        detail["override_cap"] = True
+    audit.record(db, actor, "household.assign", target=household_id, detail=detail, clock=clock)
+    return Assignment(household_id=household_id, member_id=member_id,
+                      previous_member_id=current, status="moved" if current else "assigned",
+                      seq=seq, load=load + 1, cap=cap, override_cap=over)
+
+
+def assignment_log(db: sqlite_utils.Database, household_id: str | None = None,
+                   limit: int = 100) -> list[dict[str, Any]]:
+    where, params = ("WHERE household_id = ?", [household_id]) if household_id else ("", [])
+    cursor = db.execute(f"SELECT * FROM assignment_log {where} ORDER BY id DESC LIMIT ?",
+                        [*params, limit])
+    keys = [d[0] for d in cursor.description]
+    return [dict(zip(keys, r)) for r in cursor.fetchall()]
+
+
+# -- rebalancing ------------------------------------------------------------------------------
+
+
+def rebalance(db: sqlite_utils.Database, settings: Settings, scope: Scope,
+              unit_id: str | None = None, *, now_ms: int) -> RebalancePlan:
+    """Suggest a member for every unassigned active household: a member of the same grid and
+    branch (the branch maps to the household's grid) below their cap; neighbours first (already
+    responsible for a household in the same building), then the least loaded, then by id.
+    Suggestions are made in address order and count earlier suggestions, so applying them all
+    never passes a cap. Nothing is written."""
+    t = tally(db, settings, scope, unit_id, now_ms, with_kinds=False)
+    cond, params = _grid_cond(t.grids)
+    rows = db.execute(
+        "SELECT id, grid_id, building FROM households WHERE status = 'active' AND "
+        f"responsible_member_id IS NULL AND {cond} ORDER BY grid_id, building, unit, room, id",
+        params).fetchall()
+    if not rows:
+        return RebalancePlan(scope_id=unit_id, suggestions=[], unplaced=[])
+    by_grid: dict[str, list[_Member]] = defaultdict(list)
+    for m in t.members.values():
+        if m.branch_id and m.grid_id:
+            by_grid[m.grid_id].append(m)
+    load = dict(t.load)
+    building_count: dict[tuple[str, str, str], int] = defaultdict(int)
+    for member, grid, building, n in db.execute(
+            "SELECT responsible_member_id, grid_id, building, count(*) FROM households "
+            f"WHERE status = 'active' AND responsible_member_id IS NOT NULL AND {cond} "
+            "GROUP BY 1, 2, 3", params):
+        building_count[(member, grid, building)] = n
+    suggestions, unplaced = [], []
+    for hid, grid, building in rows:
+        cap = t.policy_of_grid(grid).max_households_per_member
+        candidates = [m for m in by_grid.get(grid, []) if load.get(m.id, 0) < cap]
+        if not candidates:
+            unplaced.append(hid)
+            continue
+        best = min(candidates, key=lambda m: (building_count[(m.id, grid, building)] == 0,
+                                              load.get(m.id, 0), m.id))
+        neighbour = building_count[(best.id, grid, building)] > 0
+        suggestions.append(Suggestion(
+            id=f"{hid}>{best.id}", household_id=hid, member_id=best.id, member_name=best.name,
+            grid_id=grid, building=building, reason="neighbour" if neighbour else "least_loaded",
+            member_load=load.get(best.id, 0), cap=cap))
+        load[best.id] = load.get(best.id, 0) + 1
+        building_count[(best.id, grid, building)] += 1
+    return RebalancePlan(scope_id=unit_id, suggestions=suggestions, unplaced=unplaced)
+
+
+def apply_suggestions(db: sqlite_utils.Database, settings: Settings, actor: Actor,
+                      roles: frozenset[str], scope: Scope, picks: list[SuggestionPick],
+                      clock: Clock = SYSTEM_CLOCK) -> ApplyResult:
+    """Apply confirmed suggestions through :func:`assign` (no move, no cap override); each one
+    that is refused is reported with its code and the rest still apply."""
+    if not roles.intersection(ASSIGNER_ROLES):
+        raise Forbidden("applying suggestions needs one of the roles: "
+                        f"{', '.join(ASSIGNER_ROLES)}")
+    from gridsync.errors import GridsyncError
+
+    outcomes = []
+    for pick in picks:
+        try:
+            done = assign(db, settings, actor, roles, scope, pick.household_id, pick.member_id,
+                          reason="rebalance", clock=clock)
+            outcomes.append(ApplyOutcome(household_id=pick.household_id,
+                                         member_id=pick.member_id, status=done.status))
+        except GridsyncError as exc:
+            outcomes.append(ApplyOutcome(household_id=pick.household_id,
+                                         member_id=pick.member_id, status="refused",
+                                         code=exc.code, message=exc.message))
+    refused = sum(o.status == "refused" for o in outcomes)
+    return ApplyResult(applied=len(outcomes) - refused, refused=refused, items=outcomes)
+
+
+# -- the assessors' sample --------------------------------------------------------------------
+
+
+def sample(db: sqlite_utils.Database, scope: Scope, unit_id: str | None, n: int, seed: str,
+           *, visits: int = 3, show_phones: bool = False) -> Sample:
+    """``n`` random active households of a unit with their last ``visits`` non-voided visits.
+
+    Reproducible: ``random.Random(seed)`` draws from the household ids in id order, so the same
+    seed over the same households gives the same sample."""
+    if n < 1:
+        raise Invalid("n must be at least 1", field="n")
+    idx = OrgIndex.load(db)
+    _, grid_set = _scope_units(idx, scope, unit_id)
+    all_grids = {u for u, k in idx.kind.items() if k == "grid"}
+    cond, params = _grid_cond(None if grid_set == all_grids else sorted(grid_set))
+    ids = [r[0] for r in db.execute(
+        f"SELECT id FROM households WHERE status = 'active' AND {cond} ORDER BY id", params)]
+    chosen = random.Random(str(seed)).sample(ids, min(n, len(ids)))
+    items = []
+    for hid in chosen:
+        row = db.execute(f"SELECT {HOUSEHOLD_SELECT} FROM households h WHERE h.id = ?",
+                         [hid]).fetchone()
+        household = household_from_row(row)
+        if not show_phones:
+            household.phone = mask_phone(household.phone)
+        last = [visit_from_row(r) for r in db.execute(
+            f"SELECT {VISIT_SELECT} FROM visits v WHERE v.household_id = ? AND v.voided = 0 "
+            "ORDER BY v.at_ms DESC, v.id DESC LIMIT ?", [hid, visits])]
+        items.append(SampledHousehold(household=household, last_visits=last))
+    return Sample(scope_id=unit_id, seed=str(seed), n=n, population=len(ids), items=items)

@@ -1,0 +1,274 @@
+"""Coverage exports: CSV, XLSX and JSON of the roll-up (every level of a scope) and the
+violations list, for secretaries and admins who live in Excel.
+
+- Headers are Chinese by default (``lang="en"`` for English); XLSX has one sheet per level
+  (区, 街道, 社区, 网格, 党支部, 成员) plus 问题清单 (violations), a frozen header row, and column
+  widths that fit CJK text (a CJK character counts as two).
+- CSV is one table: the roll-up rows of every level with a level column, UTF-8 with a BOM so
+  that Excel reads the Chinese. JSON holds everything with English keys.
+- Phone numbers are masked unless :func:`gridsync.coverage.may_see_phones` allows them.
+- Callers record every export in the audit log (:func:`record_export`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+import sqlite_utils
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.styles import Font
+from openpyxl.utils import get_column_letter
+
+from gridsync import audit
+from gridsync.audit import Actor
+from gridsync.clock import SYSTEM_CLOCK, Clock
+from gridsync.config import Settings
+from gridsync.coverage import (
+    KIND_LABELS,
+    LEVEL_LABELS,
+    LEVELS,
+    VIOLATION_LABELS,
+    CoverageRow,
+    Violation,
+    label,
+    mask_phone,
+    rows_of,
+    tally,
+    violations,
+)
+from gridsync.errors import Invalid
+from gridsync.clock import iso_ms
+from gridsync.org import Scope
+
+Format = Literal["csv", "xlsx", "json"]
+FORMATS: tuple[str, ...] = ("csv", "xlsx", "json")
+CONTENT_TYPES = {
+    "csv": "text/csv",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "json": "application/json",
+}
+SHEET_ORDER = tuple(reversed(LEVELS))  # district first
+VIOLATIONS_SHEET = {"zh": "问题清单", "en": "violations"}
+
+# (key, Chinese header, English header, kind) -- kind: "text", "int" or "rate"
+ROW_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("unit_id", "编号", "id", "text"),
+    ("name", "名称", "name", "text"),
+    ("parent", "上级", "parent", "text"),
+    ("households", "户数", "households", "int"),
+    ("assigned", "已落实联系党员户数", "assigned", "int"),
+    ("unassigned", "未落实户数", "unassigned", "int"),
+    ("assigned_rate", "落实率", "assigned rate", "rate"),
+    ("contacted", "本周期已走访户数", "contacted this cycle", "int"),
+    ("contact_rate", "走访率", "contact rate", "rate"),
+    ("overdue", "逾期未走访户数", "overdue", "int"),
+    ("overdue_rate", "逾期率", "overdue rate", "rate"),
+    ("priority_households", "重点户数", "priority households", "int"),
+    ("priority_overdue", "重点户逾期数", "priority overdue", "int"),
+    ("priority_overdue_rate", "重点户逾期率", "priority overdue rate", "rate"),
+    ("members", "党员数", "members", "int"),
+    ("members_under_min", "联系户不足党员数", "members under minimum", "int"),
+    ("members_over_cap", "联系户超限党员数", "members over cap", "int"),
+    ("kinds_count", "已覆盖服务类别数", "service kinds covered", "int"),
+    ("kinds_total", "服务类别数", "service kinds (N)", "int"),
+    ("kinds_rate", "服务类别覆盖率", "service kinds rate", "rate"),
+    ("kinds_list", "已覆盖服务类别", "kinds covered", "text"),
+)
+MEMBER_EXTRA = (("phone", "电话", "phone", "text"),)
+LEVEL_COLUMN = ("level", "层级", "level", "text")
+VIOLATION_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("kind", "问题类型", "kind", "text"),
+    ("subject", "对象", "subject", "text"),
+    ("id", "编号", "id", "text"),
+    ("name", "户主/党员", "name", "text"),
+    ("phone", "电话", "phone", "text"),
+    ("grid_id", "网格", "grid", "text"),
+    ("address", "地址", "address", "text"),
+    ("member_id", "联系党员", "responsible member", "text"),
+    ("last_visit_at", "最近走访", "last visit", "text"),
+    ("days_since_visit", "距今天数", "days since visit", "int"),
+    ("households", "联系户数", "households", "int"),
+    ("limit", "标准", "limit", "int"),
+)
+SUBJECT_LABELS = {"zh": {"household": "户", "member": "党员"},
+                  "en": {"household": "household", "member": "member"}}
+
+
+@dataclass
+class ExportData:
+    scope_id: str | None
+    at: str
+    rows: list[CoverageRow]
+    violations: list[Violation]
+    names: dict[str, str]  # unit and member ids -> names (for the "parent" column)
+    member_phones: dict[str, str]  # masked unless allowed
+    show_phones: bool
+
+    @property
+    def total_rows(self) -> int:
+        return len(self.rows) + len(self.violations)
+
+
+def export_data(db: sqlite_utils.Database, settings: Settings, scope: Scope,
+                unit_id: str | None = None, *, now_ms: int,
+                show_phones: bool = False) -> ExportData:
+    t = tally(db, settings, scope, unit_id, now_ms, member_kinds=True)
+    rows = rows_of(t, list(LEVELS))
+    page = violations(db, settings, scope, unit_id, now_ms=now_ms, show_phones=show_phones,
+                      limit=10_000_000, tallied=t)
+    names = dict(t.idx.name)
+    names.update({pid: m.name for pid, m in t.members.items()})
+    phones = {pid: m.phone if show_phones else mask_phone(m.phone)
+              for pid, m in t.members.items()}
+    return ExportData(scope_id=unit_id, at=iso_ms(now_ms), rows=rows, violations=page.items,
+                      names=names, member_phones=phones, show_phones=show_phones)
+
+
+def record_export(db: sqlite_utils.Database, actor: Actor, fmt: str, data: ExportData,
+                  clock: Clock = SYSTEM_CLOCK) -> None:
+    audit.record(db, actor, "export.coverage", target=data.scope_id,
+                 detail={"format": fmt, "rows": len(data.rows),
+                         "violations": len(data.violations), "phones": data.show_phones},
+                 clock=clock)
+
+
+# -- cell values ------------------------------------------------------------------------------
+
+
+def _row_value(data: ExportData, row: CoverageRow, key: str, lang: str) -> Any:
+    if key == "parent":
+        return data.names.get(row.parent_id or "", row.parent_id or "")
+    if key == "kinds_count":
+        return len(row.kinds_covered)
+    if key == "kinds_list":
+        return "、".join(label(KIND_LABELS, lang, k) for k in row.kinds_covered)
+    if key == "phone":
+        return data.member_phones.get(row.unit_id, "")
+    return getattr(row, key)
+
+
+def _violation_value(v: Violation, key: str, lang: str) -> Any:
+    if key == "kind":
+        return label(VIOLATION_LABELS, lang, v.kind)
+    if key == "subject":
+        return label(SUBJECT_LABELS, lang, v.subject)
+    value = getattr(v, key)
+    return "" if value is None and key not in ("days_since_visit", "households", "limit") \
+        else value
+
+
+def _header(columns: Iterable[tuple[str, str, str, str]], lang: str) -> list[str]:
+    return [en if lang == "en" else zh for _, zh, en, _ in columns]
+
+
+def _columns(level: str) -> tuple[tuple[str, str, str, str], ...]:
+    return ROW_COLUMNS[:2] + MEMBER_EXTRA + ROW_COLUMNS[2:] if level == "member" else ROW_COLUMNS
+
+
+# -- writers ----------------------------------------------------------------------------------
+
+Progress = Callable[[int], None]
+
+
+def _noop(_: int) -> None:
+    pass
+
+
+def write_csv(data: ExportData, out: io.TextIOBase, lang: str = "zh",
+              progress: Progress = _noop) -> None:
+    """The roll-up rows of every level, one table (the level is the first column)."""
+    writer = csv.writer(out)
+    writer.writerow(_header((LEVEL_COLUMN, *ROW_COLUMNS), lang))
+    for row in data.rows:
+        writer.writerow([label(LEVEL_LABELS, lang, row.level)] + [
+            "" if (value := _row_value(data, row, key, lang)) is None else value
+            for key, *_ in ROW_COLUMNS])
+        progress(1)
+    progress(len(data.violations))  # violations are in the XLSX and JSON exports
+
+
+def display_width(value: Any) -> int:
+    """Columns a value takes in a spreadsheet: wide (CJK) characters count as two."""
+    text = "" if value is None else (f"{value:.1%}" if isinstance(value, float) else str(value))
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def _sheet(wb: Workbook, title: str, header: list[str], kinds: list[str],
+           rows: list[list[Any]], progress: Progress) -> None:
+    ws = wb.create_sheet(title)
+    ws.freeze_panes = "A2"
+    widths = [display_width(h) for h in header]
+    for values in rows:
+        for i, value in enumerate(values):
+            widths[i] = max(widths[i], display_width(value))
+    for i, width in enumerate(widths, start=1):
+        ws.column_dimensions[get_column_letter(i)].width = min(width + 2, 60)
+    bold = Font(bold=True)
+    head = []
+    for text in header:
+        cell = WriteOnlyCell(ws, value=text)
+        cell.font = bold
+        head.append(cell)
+    ws.append(head)
+    for values in rows:
+        out = []
+        for value, kind in zip(values, kinds):
+            if kind == "rate" and value is not None:
+                cell = WriteOnlyCell(ws, value=value)
+                cell.number_format = "0.0%"
+                out.append(cell)
+            else:
+                out.append(value)
+        ws.append(out)
+        progress(1)
+
+
+def write_xlsx(data: ExportData, out: io.BufferedIOBase | str, lang: str = "zh",
+               progress: Progress = _noop) -> None:
+    """One sheet per level (district first), then the violations sheet."""
+    wb = Workbook(write_only=True)
+    for level in SHEET_ORDER:
+        columns = _columns(level)
+        rows = [[_row_value(data, r, key, lang) for key, *_ in columns]
+                for r in data.rows if r.level == level]
+        _sheet(wb, label(LEVEL_LABELS, lang, level), _header(columns, lang),
+               [c[3] for c in columns], rows, progress)
+    vrows = [[_violation_value(v, key, lang) for key, *_ in VIOLATION_COLUMNS]
+             for v in data.violations]
+    _sheet(wb, VIOLATIONS_SHEET.get(lang, VIOLATIONS_SHEET["zh"]),
+           _header(VIOLATION_COLUMNS, lang), [c[3] for c in VIOLATION_COLUMNS], vrows, progress)
+    wb.save(out)
+
+
+def write_json(data: ExportData, out: io.BufferedIOBase, lang: str = "zh",
+               progress: Progress = _noop) -> None:
+    levels: dict[str, list[CoverageRow]] = {level: [] for level in SHEET_ORDER}
+    for row in data.rows:
+        levels[row.level].append(row)
+    doc = {"scope_id": data.scope_id, "at": data.at, "levels": levels,
+           "member_phones": data.member_phones, "violations": data.violations}
+    out.write(msgspec.json.encode(doc))
+    progress(data.total_rows)
+
+
+WRITERS = {"csv": write_csv, "xlsx": write_xlsx, "json": write_json}
+
+
+def render(data: ExportData, fmt: str, lang: str = "zh", progress: Progress = _noop) -> bytes:
+    """The export as bytes (for the API); the CLI writes to a file the same way."""
+    if fmt not in FORMATS:
+        raise Invalid(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}", field="format")
+    if fmt == "csv":
+        text = io.StringIO(newline="")
+        write_csv(data, text, lang, progress)
+        return ("\ufeff" + text.getvalue()).encode()
+    buf = io.BytesIO()
+    WRITERS[fmt](data, buf, lang, progress)  # type: ignore[operator]
+    return buf.getvalue()
