@@ -108,7 +108,8 @@ def test_kill_9_during_a_large_batch_leaves_all_or_nothing_and_a_resend_applies_
     tiny = prepared_db(db_path)
     # The batch is built by the reference client (queued offline: 1,000 visits), so it is
     # exactly what a phone would send; here it goes out in one request of 1,000.
-    offline = DeviceClient(httpx.Client(base_url="http://unused.invalid"),
+    no_network = httpx.Client(base_url="http://unused.invalid")  # built offline: never used
+    offline = DeviceClient(no_network,
                            token=tiny.tokens["m1"], device_id=tiny.devices["m1"],
                            person_id="m1", path=str(tmp_path / "phone.db"),
                            clock=FixedClock(T0))
@@ -160,3 +161,4 @@ def test_kill_9_during_a_large_batch_leaves_all_or_nothing_and_a_resend_applies_
         assert (report.duplicate, report.applied) == (1000, 0)
         assert visits_with_ids(db_path, ids) == 1000
     offline.close()
+    no_network.close()
