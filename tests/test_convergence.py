@@ -34,6 +34,7 @@ PHONES = ("m1", "m3", "m2", "sec")
 HOT = ("hh-g1-1", "hh-g1-2", "hh-g2-1")  # few households, so edits collide
 FIELDS = ("phone", "notes", "head_name", "size")
 TAGS = ("elderly_alone", "renter", "disabled")
+CODECS = {"m2": {"encoding": "msgpack", "gzip": True}, "sec": {"gzip": True}}  # m1, m3: JSON
 
 
 class LossyNetwork:
@@ -49,7 +50,10 @@ class LossyNetwork:
     def request(self, method: str, url: str, **kwargs):  # noqa: ANN003, ANN201
         response = self.http.request(method, url, **kwargs)
         if url.endswith("/sync/push") and response.status_code == 200:
-            self.clamped += sum(1 for r in response.json()["results"] if r.get("clock"))
+            body = (msgspec.msgpack.decode(response.content)
+                    if response.headers["content-type"].startswith("application/msgpack")
+                    else response.json())
+            self.clamped += sum(1 for r in body["results"] if r.get("clock"))
         if self.lose_next_push and url.endswith("/sync/push"):
             self.lose_next_push = False
             self.lost += 1
@@ -88,7 +92,8 @@ class Convergence(RuleBasedStateMachine):
         self.clock = FixedClock(int(time.time() * 1000))
         self.phones = {
             p: DeviceClient(self.net, token=self.tiny.tokens[p], device_id=self.tiny.devices[p],
-                            person_id=p, clock=self.clock, sleep=lambda _s: None)
+                            person_id=p, clock=self.clock, sleep=lambda _s: None,
+                            **CODECS.get(p, {}))
             for p in PHONES
         }
         for phone in self.phones.values():
