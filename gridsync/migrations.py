@@ -128,6 +128,99 @@ def m0001_foundation(db: sqlite_utils.Database) -> None:
 
 # -- sync (issue: offline sync v1) ----------------------------------------------------------
 
+
+@migrations(name="0002_sync")
+def m0002_sync(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        -- Every pushed mutation, applied or rejected: exactly-once by mid (and devices.last_seq).
+        CREATE TABLE sync_mutations (
+            mid TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            op TEXT NOT NULL,
+            target_id TEXT NOT NULL,
+            status TEXT NOT NULL,                       -- applied, merged, rejected, duplicate
+            code TEXT,
+            message TEXT,
+            received_ms INTEGER NOT NULL
+        ) WITHOUT ROWID;
+
+        -- Values that lost a merge, with both sides (SPEC 3.1); secretaries restore them.
+        CREATE TABLE sync_conflicts (
+            id INTEGER PRIMARY KEY,
+            household_id TEXT NOT NULL,
+            grid_id TEXT NOT NULL,
+            field TEXT NOT NULL,                        -- a household field, or tags:<tag>
+            value TEXT NOT NULL,                        -- JSON: the losing value
+            winner TEXT NOT NULL,                       -- JSON: the value that won
+            lost_hlc TEXT NOT NULL,
+            lost_person_id TEXT,
+            lost_device_id TEXT,
+            winner_hlc TEXT,
+            winner_person_id TEXT,
+            winner_device_id TEXT,
+            mid TEXT,
+            created_ms INTEGER NOT NULL,
+            status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'restored', 'dismissed')),
+            resolved_ms INTEGER,
+            resolved_by TEXT
+        );
+        CREATE INDEX sync_conflicts_grid ON sync_conflicts(grid_id, status);
+        CREATE INDEX sync_conflicts_household ON sync_conflicts(household_id);
+
+        -- Households changing grid: pulls turn these into put/remove, and push uses them to
+        -- accept edits made before the move. Kept by a trigger so every writer is covered
+        -- (moves are rare; the visit path has no trigger).
+        CREATE TABLE household_moves (
+            id INTEGER PRIMARY KEY,
+            household_id TEXT NOT NULL,
+            from_grid TEXT NOT NULL,
+            to_grid TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL
+        );
+        CREATE INDEX household_moves_seq ON household_moves(seq);
+        CREATE INDEX household_moves_household ON household_moves(household_id, at_ms);
+        CREATE TRIGGER households_grid_moved AFTER UPDATE OF grid_id ON households
+        WHEN OLD.grid_id IS NOT NEW.grid_id
+        BEGIN
+            INSERT INTO household_moves (household_id, from_grid, to_grid, seq, at_ms)
+            VALUES (NEW.id, OLD.grid_id, NEW.grid_id, NEW.seq,
+                    CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));
+        END;
+
+        -- When a person's scope version changed (kept by a trigger: org.set_scope and
+        -- org.add_people bump people.scope_version).
+        CREATE TABLE scope_changes (
+            id INTEGER PRIMARY KEY,
+            person_id TEXT NOT NULL,
+            old_version INTEGER NOT NULL,
+            new_version INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL
+        );
+        CREATE INDEX scope_changes_person ON scope_changes(person_id, at_ms);
+        CREATE TRIGGER people_scope_changed AFTER UPDATE OF scope_version ON people
+        WHEN OLD.scope_version IS NOT NEW.scope_version
+        BEGIN
+            INSERT INTO scope_changes (person_id, old_version, new_version, at_ms)
+            VALUES (NEW.id, OLD.scope_version, NEW.scope_version,
+                    CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));
+        END;
+
+        -- The grids of each scope version a device synced under (recorded on push and pull),
+        -- so that a scope change becomes put/remove for the grids that entered/left it.
+        CREATE TABLE scope_versions (
+            person_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            everything INTEGER NOT NULL DEFAULT 0,
+            grid_ids TEXT NOT NULL,                     -- JSON array, sorted
+            PRIMARY KEY (person_id, version)
+        ) WITHOUT ROWID;
+        """
+    )
+    db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('sync_horizon_seq', '0')")
+
 # -- coverage (issue: 1-5-N coverage) -------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from gridsync import auth
+from gridsync.api.errors import error_responses
 from gridsync.auth import Principal
 from gridsync.db import Store
 from gridsync.errors import NotFound
@@ -19,7 +20,8 @@ class DeviceController(Controller):
     path = "/api/v1/devices"
     tags = ["auth"]
 
-    @get("/", summary="Devices: all of them for an admin, one's own otherwise")
+    @get("/", summary="Devices: all of them for an admin, one's own otherwise",
+          responses=error_responses(400, 401, 403, 404))
     async def list_devices(
         self, principal: NamedDependency[Principal], store: NamedDependency[Store],
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
@@ -30,7 +32,8 @@ class DeviceController(Controller):
                                          offset=offset)
         return DevicePage(items=items, total=total, limit=limit, offset=offset)
 
-    @post("/", summary="Enrol a device for a person (admin); the token is shown only here")
+    @post("/", summary="Enrol a device for a person (admin); the token is shown only here",
+          responses=error_responses(400, 401, 403, 404))
     async def enroll(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
                      data: JSONBody[EnrollRequest]) -> Enrolled:
         principal.require_role("admin")
@@ -38,7 +41,8 @@ class DeviceController(Controller):
                                   device_id=data.device_id)
 
     @post("/{device_id:str}/revoke", status_code=200,
-          summary="Revoke a device at once: its next request is told to wipe")
+          summary="Revoke a device at once: its next request is told to wipe",
+          responses=error_responses(400, 401, 403, 404))
     async def revoke(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
                      device_id: FromPath[str],
                      data: JSONBody[RevokeRequest | None] = None) -> Device:

@@ -71,3 +71,14 @@ EXCEPTION_HANDLERS = {
     HTTPException: http_error,
     Exception: internal_error,
 }
+
+
+def error_responses(*codes: int) -> dict[int, Any]:
+    """OpenAPI ``responses`` for the error statuses a handler can answer (all with ErrorBody),
+    so that clients and schemathesis know them."""
+    from litestar.openapi.datastructures import ResponseSpec
+
+    from gridsync.models import ErrorBody
+
+    return {c: ResponseSpec(data_container=ErrorBody, description="error",
+                            generate_examples=False) for c in codes}

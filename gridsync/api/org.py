@@ -10,6 +10,7 @@ from litestar.params import FromPath, QueryParameter
 
 from gridsync import coverage, households, org
 from gridsync.audit import record
+from gridsync.api.errors import error_responses
 from gridsync.auth import Principal
 from gridsync.clock import now_iso
 from gridsync.config import Settings
@@ -38,7 +39,8 @@ class MeController(Controller):
     path = "/api/v1/me"
     tags = ["auth"]
 
-    @get("/", summary="The caller: person, roles, scope, policy")
+    @get("/", summary="The caller: person, roles, scope, policy",
+          responses=error_responses(400, 401, 403, 404))
     async def me(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
                  settings: NamedDependency[Settings]) -> Me:
         person = await store.aread(org.get_person, principal.person_id)
@@ -53,7 +55,8 @@ class OrgUnitController(Controller):
     path = "/api/v1/org-units"
     tags = ["org"]
 
-    @get("/", summary="Org units in the caller's scope")
+    @get("/", summary="Org units in the caller's scope",
+          responses=error_responses(400, 401, 403, 404))
     async def list_units(self, principal: NamedDependency[Principal],
                          store: NamedDependency[Store],
                          kind: Annotated[UnitKind | None, QueryParameter()] = None,
@@ -63,7 +66,8 @@ class OrgUnitController(Controller):
                                          parent_id=parent_id, limit=limit, offset=offset)
         return OrgUnitPage(items=items, total=total, limit=limit, offset=offset)
 
-    @get("/{unit_id:str}", summary="One org unit")
+    @get("/{unit_id:str}", summary="One org unit",
+          responses=error_responses(400, 401, 403, 404))
     async def get_unit(self, principal: NamedDependency[Principal],
                        store: NamedDependency[Store], unit_id: FromPath[str]) -> OrgUnit:
         if not principal.scope.allows_unit(unit_id):
@@ -75,7 +79,8 @@ class PeopleController(Controller):
     path = "/api/v1/people"
     tags = ["org"]
 
-    @get("/", summary="People in the caller's scope")
+    @get("/", summary="People in the caller's scope",
+          responses=error_responses(400, 401, 403, 404))
     async def list_people(self, principal: NamedDependency[Principal],
                           store: NamedDependency[Store],
                           role: Annotated[Role | None, QueryParameter()] = None,
@@ -87,7 +92,8 @@ class PeopleController(Controller):
                            detail={"role": role, "unit_id": unit_id, "count": len(items)})
         return PersonPage(items=items, total=total, limit=limit, offset=offset)
 
-    @get("/{person_id:str}", summary="One person")
+    @get("/{person_id:str}", summary="One person",
+          responses=error_responses(400, 401, 403, 404))
     async def get_person(self, principal: NamedDependency[Principal],
                          store: NamedDependency[Store], person_id: FromPath[str]) -> Person:
         def read(db):  # noqa: ANN001, ANN202
@@ -102,7 +108,8 @@ class HouseholdController(Controller):
     path = "/api/v1/households"
     tags = ["households"]
 
-    @get("/", summary="Households in the caller's scope (personal data: the read is audited)")
+    @get("/", summary="Households in the caller's scope (personal data: the read is audited)",
+          responses=error_responses(400, 401, 403, 404))
     async def list_households(
         self, principal: NamedDependency[Principal], store: NamedDependency[Store],
         grid_id: IdQuery = None,
@@ -119,13 +126,15 @@ class HouseholdController(Controller):
                                    "offset": offset, "count": len(items)})
         return HouseholdPage(items=items, total=total, limit=limit, offset=offset)
 
-    @get("/{household_id:str}", summary="One household")
+    @get("/{household_id:str}", summary="One household",
+          responses=error_responses(400, 401, 403, 404))
     async def get_household(self, principal: NamedDependency[Principal],
                             store: NamedDependency[Store],
                             household_id: FromPath[str]) -> Household:
         return await store.aread(households.get_household, principal.scope, household_id)
 
-    @get("/{household_id:str}/visits", summary="A household's visits, newest first")
+    @get("/{household_id:str}/visits", summary="A household's visits, newest first",
+          responses=error_responses(400, 401, 403, 404))
     async def list_visits(self, principal: NamedDependency[Principal],
                           store: NamedDependency[Store], household_id: FromPath[str],
                           limit: PageLimit = 100, offset: PageOffset = 0) -> VisitPage:

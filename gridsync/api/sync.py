@@ -1,5 +1,210 @@
-"""HTTP controllers of the sync area."""
+"""HTTP controllers of the sync area: push, pull, status (SPEC 3), and the conflict log.
+
+Push reads the raw body itself (size limits before and after gzip, then one cached msgspec
+decoder for JSON or msgpack), so its OpenAPI request body is described by hand from the Structs.
+Responses are msgpack when the client asks for ``application/msgpack`` and JSON otherwise.
+"""
 
 from __future__ import annotations
 
-CONTROLLERS: list[type] = []
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.openapi.spec import Operation
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
+
+from gridsync.api.errors import error_responses
+from gridsync.auth import Principal
+from gridsync.clock import Clock
+from gridsync.config import Settings
+from gridsync.db import Store
+from gridsync.sync import conflicts, pull, push, status
+from gridsync.sync.protocol import (
+    ConflictEntry,
+    ConflictPage,
+    PullResponse,
+    PushRequest,
+    PushResponse,
+    RestoreRequest,
+    SyncStatus,
+)
+
+MSGPACK = "application/msgpack"
+_json = msgspec.json.Encoder()
+_msgpack = msgspec.msgpack.Encoder()
+
+SchemaHeader = Annotated[str | None, HeaderParameter(
+    name="X-Gridsync-Schema", description="sync schema version; this server speaks 1",
+    max_length=16)]
+AppHeader = Annotated[str | None, HeaderParameter(
+    name="X-Gridsync-App", description="the app version, e.g. 1.4.2", max_length=64)]
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A msgspec JSON Schema with its ``$defs`` inlined (OpenAPI resolves ``#`` to the
+    document root, so embedded ``$defs`` references would not resolve)."""
+    defs = schema.get("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.rsplit("/", 1)[-1]])
+            return {k: resolve(v) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)
+
+
+_PUSH_SCHEMA = _inline(msgspec.json.schema(PushRequest))
+
+
+@dataclass
+class PushOperation(Operation):
+    """Describes the push body that the handler decodes itself."""
+
+    def to_schema(self) -> dict[str, Any]:
+        result = super().to_schema()
+        result["requestBody"] = {
+            "required": True,
+            "description": "a batch of mutations (JSON; application/msgpack and gzip "
+                           "Content-Encoding accepted too)",
+            "content": {"application/json": {"schema": _PUSH_SCHEMA}},
+        }
+        return result
+
+
+def wants_msgpack(request: Request) -> bool:
+    return MSGPACK in request.headers.get("accept", "") or \
+        "application/x-msgpack" in request.headers.get("accept", "")
+
+
+def respond(request: Request, body: Any, status_code: int = 200) -> Response:
+    if wants_msgpack(request):
+        return Response(content=_msgpack.encode(body), media_type=MSGPACK,
+                        status_code=status_code)
+    return Response(content=_json.encode(body), media_type="application/json",
+                    status_code=status_code)
+
+
+async def read_body(request: Request, limit: int, settings: Settings) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes before reading it all."""
+    announced = request.headers.get("content-length")
+    if announced and announced.isdigit() and int(announced) > limit:
+        raise push.PayloadTooLarge(f"the body has {announced} bytes: " + push._limits(settings))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise push.PayloadTooLarge(f"the body has more than {limit} bytes: "
+                                       + push._limits(settings))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+ConflictId = Annotated[int, PathParameter(ge=1, le=2**53)]
+SECRETARY_ROLES = ("admin", "street", "community_secretary", "branch_secretary")
+
+
+class SyncController(Controller):
+    path = "/api/v1/sync"
+    tags = ["sync"]
+
+    @post("/push", summary="Push a batch of offline mutations (SPEC 3.1)", status_code=200,
+          operation_class=PushOperation, request_max_body_size=None,
+          responses=error_responses(400, 401, 403, 409, 413, 415, 426))
+    async def push(self, request: Request, principal: NamedDependency[Principal],
+                   store: NamedDependency[Store], settings: NamedDependency[Settings],
+                   clock: NamedDependency[Clock], x_gridsync_schema: SchemaHeader = None,
+                   x_gridsync_app: AppHeader = None) -> Response[PushResponse]:
+        push.check_schema_header(x_gridsync_schema)
+        body = await read_body(request, settings.max_push_bytes, settings)
+        req, fmt = push.decode_request(
+            body, content_type=request.headers.get("content-type"),
+            content_encoding=request.headers.get("content-encoding"), settings=settings)
+        if req.device_id != principal.device_id:  # before queueing for the writer
+            raise push.Forbidden(f"device_id {req.device_id} is not this token's device "
+                                 f"({principal.device_id})", code="device_mismatch")
+        decoded = push.decode_data(req, fmt)
+        result = await store.awrite(push.apply_push, principal, req, decoded, settings, clock,
+                                    app=x_gridsync_app)
+        return respond(request, result)
+
+    @get("/pull", summary="Pull the changes of the caller's scope after a cursor (SPEC 3.2)",
+         responses=error_responses(400, 401, 426))
+    async def pull(self, request: Request, principal: NamedDependency[Principal],
+                   store: NamedDependency[Store], settings: NamedDependency[Settings],
+                   clock: NamedDependency[Clock], x_gridsync_schema: SchemaHeader = None,
+                   x_gridsync_app: AppHeader = None,
+                   cursor: Annotated[str | None, QueryParameter(
+                       max_length=1024, description="opaque; omit for the initial sync")] = None,
+                   limit: Annotated[int, QueryParameter(ge=1, le=500)] = 500,
+                   ) -> Response[PullResponse]:
+        push.check_schema_header(x_gridsync_schema)
+        limit = min(limit, settings.max_page_size)
+        result = await store.aread(pull.pull, principal.scope, cursor, limit, clock.now_ms(),
+                                   settings.coverage.cycle_days)
+        if result.snapshot_started or not result.scope_known:
+            await store.awrite(status.after_pull, principal, result, clock)
+        return respond(request, result.response)
+
+    @get("/status", summary="Server HLC, full-sync size estimate, pending conflicts",
+         responses=error_responses(401, 426))
+    async def status(self, request: Request, principal: NamedDependency[Principal],
+                     store: NamedDependency[Store], settings: NamedDependency[Settings],
+                     clock: NamedDependency[Clock], x_gridsync_schema: SchemaHeader = None,
+                     x_gridsync_app: AppHeader = None) -> Response[SyncStatus]:
+        push.check_schema_header(x_gridsync_schema)
+        result = await store.aread(status.sync_status, principal, clock.now_ms(),
+                                   settings.coverage.cycle_days)
+        return respond(request, result)
+
+
+class ConflictController(Controller):
+    path = "/api/v1/sync/conflicts"
+    tags = ["sync"]
+
+    @get("/", summary="Losing values of merges in the caller's scope (secretaries)",
+         responses=error_responses(401, 403))
+    async def list_conflicts(
+        self, principal: NamedDependency[Principal], store: NamedDependency[Store],
+        conflict_status: Annotated[Literal["open", "restored", "dismissed"] | None,
+                         QueryParameter(name="status")] = "open",
+        household_id: Annotated[str | None, QueryParameter(min_length=1, max_length=64)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+        offset: Annotated[int, QueryParameter(ge=0, le=10_000_000)] = 0,
+    ) -> ConflictPage:
+        principal.require_role(*SECRETARY_ROLES)
+        items, total = await store.aread(conflicts.list_conflicts, principal.scope,
+                                         status=conflict_status, household_id=household_id,
+                                         limit=limit, offset=offset)
+        return ConflictPage(items=items, total=total, limit=limit, offset=offset)
+
+    @post("/{conflict_id:int}/restore", status_code=200,
+          summary="Restore a losing value: a new change with a fresh server HLC",
+          responses=error_responses(400, 401, 403, 404, 409))
+    async def restore(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
+                      clock: NamedDependency[Clock], conflict_id: ConflictId,
+                      data: JSONBody[RestoreRequest | None] = None) -> ConflictEntry:
+        principal.require_role(*SECRETARY_ROLES)
+        return await store.awrite(conflicts.restore, principal, conflict_id,
+                                  data.note if data else "", clock)
+
+    @post("/{conflict_id:int}/dismiss", status_code=200,
+          summary="Close a conflict without restoring its value",
+          responses=error_responses(400, 401, 403, 404, 409))
+    async def dismiss(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
+                      clock: NamedDependency[Clock], conflict_id: ConflictId,
+                      data: JSONBody[RestoreRequest | None] = None) -> ConflictEntry:
+        principal.require_role(*SECRETARY_ROLES)
+        return await store.awrite(conflicts.dismiss, principal, conflict_id,
+                                  data.note if data else "", clock)
+
+
+CONTROLLERS: list[type] = [SyncController, ConflictController]

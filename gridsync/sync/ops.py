@@ -1,10 +1,10 @@
 """The push op registry: each op name maps to the Struct its ``data`` decodes into and a handler.
 
 Push (``gridsync/sync/push.py``) decodes a mutation's envelope, looks the op up here, decodes
-``data`` (when the op has a data type), and calls the handler inside the batch's transaction.
-A handler returns an :class:`Outcome` or raises a :class:`gridsync.errors.GridsyncError`, which
-push turns into a ``rejected`` result with the error's ``code`` and message (no poison pill:
-the rest of the batch goes on).
+``data`` (when the op has a data type; JSON or msgpack, whichever the request body was), and
+calls the handler inside the batch's transaction. A handler returns an :class:`Outcome` or
+raises a :class:`gridsync.errors.GridsyncError`, which push turns into a ``rejected`` result with
+the error's ``code`` and message (no poison pill: the rest of the batch goes on).
 
 Areas register their ops at import time::
 
@@ -12,6 +12,10 @@ Areas register their ops at import time::
     def raise_case(ctx: OpContext, m: Mutation, data: WhistleRaise) -> Outcome: ...
 
 and are imported by :func:`load_builtin_ops`.
+
+An op on the hot path may also register a *batch* handler (``register_batch``): push then hands
+it every consecutive run of that op in one call, so it can check, insert and update with one
+query per run instead of one per mutation (visits do this). Order is kept: runs are consecutive.
 """
 
 from __future__ import annotations
@@ -27,22 +31,11 @@ import sqlite_utils
 from gridsync.auth import Principal
 from gridsync.clock import Clock
 from gridsync.config import Settings
+from gridsync.errors import GridsyncError
+from gridsync.sync.protocol import Mutation
 
-
-class Mutation(msgspec.Struct, kw_only=True):
-    """One queued change from a device (SPEC 3.1). Unknown envelope keys are tolerated so that
-    older servers accept newer phones' extra fields."""
-
-    mid: str
-    seq: int
-    hlc: str
-    op: str
-    id: str
-    base_seq: int | None = None
-    fields: dict[str, Any] | None = None
-    tags_add: list[str] = msgspec.field(default_factory=list)
-    tags_remove: list[str] = msgspec.field(default_factory=list)
-    data: msgspec.Raw | None = None
+__all__ = ["Mutation", "OpContext", "Outcome", "OpSpec", "REGISTRY", "register", "register_batch",
+           "load_builtin_ops", "BatchItem"]
 
 
 @dataclass
@@ -55,12 +48,26 @@ class OpContext:
     clock: Clock
     hlc: str  # the mutation's HLC after clock sanity (clamped if it ran ahead)
     received_ms: int  # server receipt time of the push
+    server_hlc: Callable[[], str] | None = None  # a fresh server HLC (restores, server stamps)
+    mid: str = ""
 
 
 @dataclass
 class Outcome:
-    status: str = "applied"  # "applied" or "merged"
+    status: str = "applied"  # "applied", "merged" or "duplicate" (no effect, e.g. same id)
     lost: list[dict[str, Any]] = field(default_factory=list)
+    # False when the op's own row records the mutation (a visit is its own record, found again
+    # by its id): push then skips the sync_mutations row, which halves the writes of a visit.
+    logged: bool = True
+
+
+@dataclass(slots=True)
+class BatchItem:
+    """One mutation of a run handed to a batch handler, with its decoded data and final HLC."""
+
+    m: Mutation
+    data: Any
+    hlc: str
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,21 @@ class OpSpec:
     handler: Callable[..., Outcome]
     data_type: type | None
     decoder: msgspec.json.Decoder | None
+    msgpack_decoder: msgspec.msgpack.Decoder | None = None
+    batch_handler: Callable[..., list[Outcome | GridsyncError]] | None = None
+
+    def decode(self, raw: msgspec.Raw | None, fmt: str) -> Any:
+        """``data`` as the op's type (``None`` when the op has none); raises ValidationError."""
+        if self.data_type is None:
+            return None
+        if raw is None or len(raw) == 0 or bytes(raw) in (b"null", b"\xc0"):
+            # No data: the op's type with all defaults (fails when fields are required).
+            return msgspec.convert({}, self.data_type)
+        if fmt == "msgpack":
+            assert self.msgpack_decoder is not None
+            return self.msgpack_decoder.decode(raw)
+        assert self.decoder is not None
+        return self.decoder.decode(raw)
 
 
 REGISTRY: dict[str, OpSpec] = {}
@@ -84,8 +106,23 @@ def register(name: str, *, data_type: type | None = None) -> Callable:
         if name in REGISTRY and REGISTRY[name].handler is not handler:
             raise ValueError(f"op {name} is registered twice")
         decoder = msgspec.json.Decoder(data_type) if data_type is not None else None
-        REGISTRY[name] = OpSpec(name, handler, data_type, decoder)
+        mp = msgspec.msgpack.Decoder(data_type) if data_type is not None else None
+        batch = REGISTRY[name].batch_handler if name in REGISTRY else None
+        REGISTRY[name] = OpSpec(name, handler, data_type, decoder, mp, batch)
         return handler
+
+    return decorate
+
+
+def register_batch(name: str) -> Callable:
+    """Add a batch handler ``(ctx, items: list[BatchItem]) -> list[Outcome | GridsyncError]`` to
+    an op registered with :func:`register` (one result per item, in order)."""
+
+    def decorate(fn: Callable[..., list[Outcome | GridsyncError]]) -> Callable:
+        spec = REGISTRY[name]
+        REGISTRY[name] = OpSpec(spec.name, spec.handler, spec.data_type, spec.decoder,
+                                spec.msgpack_decoder, fn)
+        return fn
 
     return decorate
 

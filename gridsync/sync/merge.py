@@ -1,0 +1,227 @@
+"""Field-level merge of households (SPEC 3.1) and the conflict log.
+
+Rules:
+
+* Each household field is last-writer-wins by HLC. ``households.field_hlc`` keeps, per field, a
+  *stamp* ``[hlc, seq, device_id, person_id]``: the HLC of the value, the server seq at which it
+  was written, and who wrote it.
+* A write *saw* the current value when the value's seq is at or below the mutation's
+  ``base_seq``, or the same device wrote it. Overwriting a value the writer did not see, or
+  losing to a newer one, is a conflict: the losing value goes to ``sync_conflicts`` with both
+  sides (the ``lost`` list of the result says the same).
+* Tags are an add-wins observed-remove set: an add always applies; a remove deletes a tag only
+  when the remover saw the tag's latest add (its seq <= ``base_seq``, or its own add). A remove
+  that loses to an unseen add, and an add that undoes an unseen remove, are logged as
+  conflicts of field ``tags:<tag>`` with boolean values (membership).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import sqlite_utils
+
+from gridsync.db import next_seq
+
+STAMPS = "stamps"
+_ROW_COLS = ("id", "grid_id", "building", "unit", "room", "head_name", "phone", "size", "tags",
+             "notes", "responsible_member_id", "status", "field_hlc", "seq")
+ROW_SELECT = ", ".join(_ROW_COLS)
+MERGED_FIELDS = ("grid_id", "building", "unit", "room", "head_name", "phone", "size", "notes",
+                 "status", "responsible_member_id")
+
+_json = msgspec.json.Encoder()
+_any = msgspec.json.Decoder()
+
+
+@dataclass
+class Stamp:
+    hlc: str
+    seq: int
+    device_id: str | None = None
+    person_id: str | None = None
+
+    def encode(self) -> list[Any]:
+        return [self.hlc, self.seq, self.device_id, self.person_id]
+
+    @classmethod
+    def decode(cls, raw: Any, default_seq: int) -> Stamp:
+        if isinstance(raw, str):  # a bare HLC (written by other tools)
+            return cls(raw, default_seq)
+        if isinstance(raw, list) and raw:
+            return cls(str(raw[0]), int(raw[1]) if len(raw) > 1 else default_seq,
+                       raw[2] if len(raw) > 2 else None, raw[3] if len(raw) > 3 else None)
+        return cls("", default_seq)
+
+
+@dataclass
+class Lost:
+    """One losing value, before it is written to the conflict log."""
+
+    field: str
+    value: Any
+    winner: Any
+    lost: Stamp
+    won: Stamp
+
+
+@dataclass
+class HouseholdState:
+    """A household row being merged: values, per-field stamps, tag add/remove stamps."""
+
+    values: dict[str, Any]
+    seq: int
+    stamps: dict[str, Stamp]
+    tag_adds: dict[str, Stamp]
+    tag_removes: dict[str, Stamp]
+    changed: set[str] = field(default_factory=set)
+    loaded_grid: str = ""
+
+    def __post_init__(self) -> None:
+        self.loaded_grid = self.loaded_grid or self.values["grid_id"]
+
+    @property
+    def id(self) -> str:
+        return self.values["id"]
+
+    @property
+    def tags(self) -> list[str]:
+        return self.values["tags"]
+
+    def stamp(self, name: str) -> Stamp:
+        return self.stamps.get(name) or Stamp("", self.seq)
+
+
+def load(db: sqlite_utils.Database, household_id: str) -> HouseholdState | None:
+    row = db.execute(f"SELECT {ROW_SELECT} FROM households WHERE id = ?",
+                     [household_id]).fetchone()
+    return state_from_row(row) if row else None
+
+
+def state_from_row(row: tuple) -> HouseholdState:
+    values = dict(zip(_ROW_COLS, row))
+    values["tags"] = list(_any.decode(values["tags"]))
+    raw = _any.decode(values.pop("field_hlc") or "{}")
+    seq = values.pop("seq")
+    stamps = {k: Stamp.decode(v, seq) for k, v in raw.items() if k not in ("tags", "tags_removed")}
+    # A field never written through sync (import, admin) was last written at or before the
+    # row's current seq: pin that bound now, so later writes of other fields do not move it.
+    for name in MERGED_FIELDS:
+        stamps.setdefault(name, Stamp("", seq))
+    adds = {k: Stamp.decode(v, seq) for k, v in (raw.get("tags") or {}).items()}
+    removes = {k: Stamp.decode(v, seq) for k, v in (raw.get("tags_removed") or {}).items()}
+    for tag in values["tags"]:
+        adds.setdefault(tag, Stamp("", seq))
+    return HouseholdState(values, seq, stamps, adds, removes)
+
+
+def _saw(stamp: Stamp, writer: Stamp, base_seq: int | None) -> bool:
+    if writer.device_id is not None and stamp.device_id == writer.device_id:
+        return True
+    return base_seq is not None and stamp.seq <= base_seq
+
+
+def merge_field(state: HouseholdState, name: str, value: Any, writer: Stamp,
+                base_seq: int | None) -> Lost | None:
+    """LWW one field; returns the losing side when there is a conflict."""
+    current = state.values[name]
+    stamp = state.stamp(name)
+    if value == current:
+        if writer.hlc > stamp.hlc:
+            state.stamps[name] = writer
+            state.changed.add(STAMPS)
+        return None
+    if writer.hlc > stamp.hlc:
+        state.values[name] = value
+        state.stamps[name] = writer
+        state.changed.add(name)
+        if not _saw(stamp, writer, base_seq):
+            return Lost(name, current, value, lost=stamp, won=writer)
+        return None
+    return Lost(name, value, current, lost=writer, won=stamp)
+
+
+def add_tag(state: HouseholdState, tag: str, writer: Stamp, base_seq: int | None) -> Lost | None:
+    lost = None
+    if tag not in state.tags:
+        removed = state.tag_removes.get(tag)
+        if removed is not None and not _saw(removed, writer, base_seq):
+            lost = Lost(f"tags:{tag}", False, True, lost=removed, won=writer)
+        state.values["tags"] = sorted({*state.tags, tag})
+        state.changed.add("tags")
+    state.tag_adds[tag] = writer
+    state.tag_removes.pop(tag, None)
+    state.changed.add(STAMPS)
+    return lost
+
+
+def remove_tag(state: HouseholdState, tag: str, writer: Stamp,
+               base_seq: int | None) -> Lost | None:
+    if tag not in state.tags:
+        return None
+    added = state.tag_adds.get(tag) or Stamp("", state.seq)
+    if not _saw(added, writer, base_seq):
+        return Lost(f"tags:{tag}", False, True, lost=writer, won=added)
+    state.values["tags"] = [t for t in state.tags if t != tag]
+    state.tag_adds.pop(tag, None)
+    state.tag_removes[tag] = writer
+    state.changed.update(("tags", STAMPS))
+    return None
+
+
+def encode_stamps(state: HouseholdState) -> str:
+    raw: dict[str, Any] = {k: v.encode() for k, v in sorted(state.stamps.items())}
+    if state.tag_adds:
+        raw["tags"] = {k: v.encode() for k, v in sorted(state.tag_adds.items())}
+    if state.tag_removes:
+        raw["tags_removed"] = {k: v.encode() for k, v in sorted(state.tag_removes.items())}
+    return _json.encode(raw).decode()
+
+
+def save(db: sqlite_utils.Database, state: HouseholdState, seq: int, now_iso: str) -> None:
+    """Write the merged row (values, stamps) with its new change seq."""
+    v = state.values
+    if v["grid_id"] != state.loaded_grid:
+        _move_visits(db, v["id"], v["grid_id"])
+    db.execute(
+        "UPDATE households SET grid_id = ?, building = ?, unit = ?, room = ?, head_name = ?, "
+        "phone = ?, size = ?, tags = ?, notes = ?, responsible_member_id = ?, status = ?, "
+        "field_hlc = ?, seq = ?, updated_at = ? WHERE id = ?",
+        [v["grid_id"], v["building"], v["unit"], v["room"], v["head_name"], v["phone"], v["size"],
+         _json.encode(sorted(set(v["tags"]))).decode(), v["notes"], v["responsible_member_id"],
+         v["status"], encode_stamps(state), seq, now_iso, v["id"]],
+    )
+    state.seq = seq
+    state.loaded_grid = v["grid_id"]
+
+
+def _move_visits(db: sqlite_utils.Database, household_id: str, grid_id: str) -> None:
+    """A household's visits follow it to its new grid, each with a new change seq, so that the
+    phones of the new grid receive them (those of the old grid drop them with the household)."""
+    ids = [r[0] for r in db.execute("SELECT id FROM visits WHERE household_id = ? ORDER BY id",
+                                    [household_id]).fetchall()]
+    if not ids:
+        return
+    first = next_seq(db, len(ids))
+    db.conn.executemany("UPDATE visits SET grid_id = ?, seq = ? WHERE id = ?",
+                        [(grid_id, first + i, vid) for i, vid in enumerate(ids)])
+
+
+def record_conflicts(db: sqlite_utils.Database, state: HouseholdState, lost: list[Lost],
+                     mid: str | None, now_ms: int) -> list[int]:
+    """Write losing values to the conflict log; returns their ids."""
+    ids = []
+    for item in lost:
+        row = db.execute(
+            "INSERT INTO sync_conflicts (household_id, grid_id, field, value, winner, lost_hlc, "
+            "lost_person_id, lost_device_id, winner_hlc, winner_person_id, winner_device_id, mid,"
+            " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            [state.id, state.values["grid_id"], item.field, _json.encode(item.value).decode(),
+             _json.encode(item.winner).decode(), item.lost.hlc, item.lost.person_id,
+             item.lost.device_id, item.won.hlc or None, item.won.person_id, item.won.device_id,
+             mid, now_ms],
+        ).fetchone()
+        ids.append(row[0])
+    return ids

@@ -1,0 +1,279 @@
+"""Push ops for households and visits: ``household.create``, ``household.update``,
+``household.move_out``, ``visit.create`` (batched: the hot path), ``visit.void``.
+
+Phones may not set ``responsible_member_id`` (the "1" of 1-5-N is a secretary's act) nor
+``status`` through ``fields`` (``household.move_out`` does that): such a mutation is rejected
+with ``forbidden_field`` and nothing of it applies.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from gridsync.clock import iso_ms
+from gridsync.db import next_seq
+from gridsync.errors import GridsyncError, Invalid, NotFound, OutOfScope
+from gridsync.sync import merge
+from gridsync.sync import scope as sync_scope
+from gridsync.sync.hlc import ms_of
+from gridsync.sync.merge import HouseholdState, Lost, Stamp
+from gridsync.sync.ops import BatchItem, Mutation, OpContext, Outcome, register, register_batch
+from gridsync.sync.protocol import (
+    HouseholdCreate,
+    HouseholdFields,
+    HouseholdMoveOut,
+    VisitCreate,
+    VisitVoid,
+)
+
+FORBIDDEN_FIELDS = {
+    "responsible_member_id": "responsible_member_id is assigned by secretaries, not by phones",
+    "status": "status changes through household.move_out",
+    "tags": "tags change through tags_add and tags_remove",
+    "id": "a household's id never changes",
+}
+
+_json = msgspec.json.Encoder()
+
+
+class ForbiddenField(GridsyncError):
+    status = 403
+    code = "forbidden_field"
+
+
+def _check_scope(ctx: OpContext, household_id: str, grid_id: str) -> None:
+    scope = ctx.principal.scope
+    if scope.allows_grid(grid_id):
+        return
+    if sync_scope.was_in_scope(ctx.db, scope, household_id, ms_of(ctx.hlc)):
+        return
+    raise OutOfScope(f"household {household_id} is outside your scope")
+
+
+def _writer(ctx: OpContext, seq: int) -> Stamp:
+    return Stamp(ctx.hlc, seq, ctx.principal.device_id, ctx.principal.person_id)
+
+
+def _load_in_scope(ctx: OpContext, household_id: str) -> HouseholdState:
+    state = merge.load(ctx.db, household_id)
+    if state is None:
+        raise NotFound(f"no household {household_id}")
+    _check_scope(ctx, household_id, state.values["grid_id"])
+    return state
+
+
+def _finish(ctx: OpContext, state: HouseholdState, lost: list[Lost], seq: int) -> Outcome:
+    if state.changed:
+        merge.save(ctx.db, state, seq, iso_ms(ctx.received_ms))
+    ids = merge.record_conflicts(ctx.db, state, lost, ctx.mid, ctx.received_ms)
+    if not lost:
+        return Outcome("applied")
+    return Outcome("merged", [{"field": item.field, "value": item.value, "winner": item.winner,
+                               "conflict_id": cid} for item, cid in zip(lost, ids)])
+
+
+def _check_tags(tags: list[str]) -> None:
+    for tag in tags:
+        if not tag.strip():
+            raise Invalid("a tag must not be blank", field="tags")
+
+
+@register("household.create", data_type=HouseholdCreate)
+def household_create(ctx: OpContext, m: Mutation, data: HouseholdCreate) -> Outcome:
+    if not ctx.principal.scope.allows_grid(data.grid_id):
+        raise OutOfScope(f"grid {data.grid_id} is outside your scope")
+    if ctx.db.execute("SELECT 1 FROM org_units WHERE id = ? AND kind = 'grid'",
+                      [data.grid_id]).fetchone() is None:
+        raise NotFound(f"no grid {data.grid_id}")
+    if ctx.db.execute("SELECT 1 FROM households WHERE id = ?", [m.id]).fetchone():
+        raise GridsyncError(f"household {m.id} exists already", code="already_exists",
+                            status=409)
+    _check_tags(data.tags)
+    seq = next_seq(ctx.db)
+    writer = _writer(ctx, seq)
+    fields = msgspec.structs.asdict(data)
+    tags = sorted(set(fields.pop("tags")))
+    stamps: dict[str, Any] = {name: writer.encode() for name in fields}
+    if tags:
+        stamps["tags"] = {t: writer.encode() for t in tags}
+    now = iso_ms(ctx.received_ms)
+    ctx.db.execute(
+        "INSERT INTO households (id, grid_id, building, unit, room, head_name, phone, size, "
+        "tags, notes, status, field_hlc, seq, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?)",
+        [m.id, data.grid_id, data.building, data.unit, data.room, data.head_name, data.phone,
+         data.size, _json.encode(tags).decode(), data.notes, _json.encode(stamps).decode(), seq,
+         now, now],
+    )
+    return Outcome("applied")
+
+
+@register("household.update")
+def household_update(ctx: OpContext, m: Mutation, data: None) -> Outcome:
+    raw_fields = m.fields or {}
+    for name in raw_fields:
+        if name in FORBIDDEN_FIELDS:
+            raise ForbiddenField(f"{name}: {FORBIDDEN_FIELDS[name]}", field=f"fields.{name}")
+    try:
+        fields = msgspec.convert(raw_fields, HouseholdFields)
+    except msgspec.ValidationError as exc:
+        raise Invalid(f"invalid fields: {exc}", field="fields") from None
+    _check_tags(m.tags_add)
+    _check_tags(m.tags_remove)
+    state = _load_in_scope(ctx, m.id)
+    changes = {k: v for k, v in msgspec.structs.asdict(fields).items()
+               if v is not msgspec.UNSET}
+    new_grid = changes.get("grid_id")
+    if new_grid is not None and new_grid != state.values["grid_id"]:
+        if not ctx.principal.scope.allows_grid(new_grid):
+            raise OutOfScope(f"grid {new_grid} is outside your scope")
+        if ctx.db.execute("SELECT 1 FROM org_units WHERE id = ? AND kind = 'grid'",
+                          [new_grid]).fetchone() is None:
+            raise NotFound(f"no grid {new_grid}")
+    seq = next_seq(ctx.db)
+    writer = _writer(ctx, seq)
+    lost: list[Lost] = []
+    for name, value in changes.items():
+        item = merge.merge_field(state, name, value, writer, m.base_seq)
+        if item is not None:
+            lost.append(item)
+    for tag in m.tags_add:
+        item = merge.add_tag(state, tag, writer, m.base_seq)
+        if item is not None:
+            lost.append(item)
+    for tag in m.tags_remove:
+        if tag in m.tags_add:
+            continue
+        item = merge.remove_tag(state, tag, writer, m.base_seq)
+        if item is not None:
+            lost.append(item)
+    return _finish(ctx, state, lost, seq)
+
+
+@register("household.move_out", data_type=HouseholdMoveOut)
+def household_move_out(ctx: OpContext, m: Mutation, data: HouseholdMoveOut) -> Outcome:
+    state = _load_in_scope(ctx, m.id)
+    seq = next_seq(ctx.db)
+    item = merge.merge_field(state, "status", "moved_out", _writer(ctx, seq), m.base_seq)
+    return _finish(ctx, state, [item] if item else [], seq)
+
+
+# -- visits: append-only; the hot path is batched ------------------------------------------------
+
+
+@register("visit.create", data_type=VisitCreate)
+def visit_create(ctx: OpContext, m: Mutation, data: VisitCreate) -> Outcome:
+    result = visit_create_batch(ctx, [BatchItem(m, data, ctx.hlc)])[0]
+    if isinstance(result, GridsyncError):
+        raise result
+    return result
+
+
+_VISIT_APPLIED = Outcome("applied", logged=False)
+_VISIT_DUPLICATE = Outcome("duplicate", logged=False)
+
+
+def _at_ms(at: str) -> int:
+    """Epoch ms of an ISO 8601 time with offset (``Z`` allowed); ValueError if impossible."""
+    dt = datetime.fromisoformat(at[:-1] + "+00:00" if at.endswith("Z") else at)
+    if dt.tzinfo is None or "T" not in at:
+        raise ValueError("a time with date, time and offset is needed")
+    return int(dt.timestamp() * 1000)
+
+
+@register_batch("visit.create")
+def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome | GridsyncError]:
+    """A run of visit creates: one query for their households, one for existing ids, one
+    ``executemany`` insert, one ``last_visit_ms`` update per household. Visits are their own
+    record of the mutation (found again by id), so push does not log them separately."""
+    db = ctx.db
+    household_ids = {it.data.household_id for it in items}
+    households = {
+        r[0]: (r[1], r[2]) for r in db.execute(
+            "SELECT id, grid_id, last_visit_ms FROM households "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            [_json.encode(list(household_ids)).decode()]).fetchall()
+    }
+    existing = {r[0] for r in db.execute(
+        "SELECT id FROM visits WHERE id IN (SELECT value FROM json_each(?))",
+        [_json.encode([it.m.id for it in items]).decode()]).fetchall()}
+    kinds_allowed = frozenset(ctx.settings.coverage.service_kinds)
+    scope = ctx.principal.scope
+    allowed_grids = {g for g, _ in households.values() if scope.allows_grid(g)}
+    person, device = ctx.principal.person_id, ctx.principal.device_id
+    received = iso_ms(ctx.received_ms)
+    results: list[Outcome | GridsyncError] = []
+    rows: list[tuple] = []
+    newest: dict[str, int] = {}
+    first = next_seq(db, len(items))  # unused numbers of refused items are harmless gaps
+    kinds_cache: dict[tuple[str, ...], str] = {}
+    for n, it in enumerate(items):
+        data: VisitCreate = it.data
+        vid = it.m.id
+        if vid in existing:
+            results.append(_VISIT_DUPLICATE)
+            continue
+        hid = data.household_id
+        household = households.get(hid)
+        if household is None:
+            results.append(NotFound(f"no household {hid}"))
+            continue
+        grid = household[0]
+        if grid not in allowed_grids and not sync_scope.was_in_scope(db, scope, hid,
+                                                                     ms_of(it.hlc)):
+            results.append(OutOfScope(f"household {hid} is outside your scope"))
+            continue
+        kinds = tuple(data.kinds)
+        encoded = kinds_cache.get(kinds)
+        if encoded is None:
+            bad = [k for k in kinds if k not in kinds_allowed]
+            if bad:
+                results.append(Invalid(f"unknown service kinds {bad}; configured: "
+                                       f"{', '.join(sorted(kinds_allowed))}", field="data.kinds"))
+                continue
+            encoded = kinds_cache[kinds] = _json.encode(sorted(set(kinds))).decode()
+        try:
+            at_ms = _at_ms(data.at)
+        except ValueError:
+            results.append(Invalid(f"at {data.at!r} is not ISO 8601 with an offset, e.g. "
+                                   "2026-11-20T09:30:00+08:00", field="data.at"))
+            continue
+        existing.add(vid)
+        rows.append((vid, hid, grid, person, device, data.at, at_ms, data.channel, encoded,
+                     data.note, _json.encode(data.geo).decode() if data.geo else None,
+                     first + n, received))
+        if at_ms > newest.get(hid, 0):
+            newest[hid] = at_ms
+        results.append(_VISIT_APPLIED)
+    if rows:
+        db.conn.executemany(
+            "INSERT INTO visits (id, household_id, grid_id, member_id, device_id, at, at_ms, "
+            "channel, kinds, note, geo, seq, received_at, voided) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)", rows)
+        db.conn.executemany(
+            "UPDATE households SET last_visit_ms = ? WHERE id = ? "
+            "AND (last_visit_ms IS NULL OR last_visit_ms < ?)",
+            [(ms, hid, ms) for hid, ms in newest.items()
+             if households[hid][1] is None or households[hid][1] < ms])
+    return results
+
+
+@register("visit.void", data_type=VisitVoid)
+def visit_void(ctx: OpContext, m: Mutation, data: VisitVoid) -> Outcome:
+    row = ctx.db.execute("SELECT household_id, grid_id, voided FROM visits WHERE id = ?",
+                         [m.id]).fetchone()
+    if row is None:
+        raise NotFound(f"no visit {m.id}")
+    household_id, grid_id, voided = row
+    _check_scope(ctx, household_id, grid_id)
+    if voided:
+        return Outcome("applied")
+    ctx.db.execute("UPDATE visits SET voided = 1, seq = ? WHERE id = ?",
+                   [next_seq(ctx.db), m.id])
+    ctx.db.execute(
+        "UPDATE households SET last_visit_ms = (SELECT max(at_ms) FROM visits "
+        "WHERE household_id = ? AND voided = 0) WHERE id = ?", [household_id, household_id])
+    return Outcome("applied")

@@ -1,0 +1,209 @@
+"""Wire Structs of the sync protocol (SPEC section 3): push, pull, status, conflicts.
+
+Sync payloads come from phones of several app versions, so envelopes tolerate unknown keys
+(a newer phone's extra fields are ignored) while every known field is checked strictly.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from gridsync.models import Channel, Geo, HouseholdStatus
+from gridsync.sync.hlc import HLC_PATTERN
+
+# Hot-path strings carry length bounds only: msgspec checks a regex pattern per value at about
+# ten times the cost of the whole decode, so push checks the HLC layout itself (push.py).
+HlcStr = Annotated[str, Meta(min_length=23, max_length=86, description=(
+    "hybrid logical clock <15-digit wall ms>:<5-digit counter>:<device id>, pattern "
+    + HLC_PATTERN))]
+Mid = Annotated[str, Meta(min_length=1, max_length=64)]
+Id = Annotated[str, Meta(min_length=1, max_length=64)]
+ShortText = Annotated[str, Meta(max_length=200)]
+LongText = Annotated[str, Meta(max_length=4000)]
+Tag = Annotated[str, Meta(min_length=1, max_length=64)]
+Kind = Annotated[str, Meta(min_length=1, max_length=64)]
+
+# -- push ---------------------------------------------------------------------------------------
+
+
+class Mutation(Struct, kw_only=True, gc=False):
+    """One queued change from a device (SPEC 3.1). ``data`` stays raw until the op's handler
+    type decodes it, so a bad ``data`` rejects one mutation, not the batch. Hot-path Structs
+    skip the cyclic GC (``gc=False``): they hold plain values only."""
+
+    mid: Mid
+    seq: Annotated[int, Meta(ge=1, le=2**53)]
+    hlc: HlcStr
+    op: Annotated[str, Meta(min_length=1, max_length=64)]
+    id: Id
+    base_seq: Annotated[int, Meta(ge=0, le=2**53)] | None = None
+    fields: dict[str, Any] | None = None
+    tags_add: list[Tag] = []
+    tags_remove: list[Tag] = []
+    # The op's payload, kept raw (any JSON/msgpack value). Absent = empty Raw; a client building
+    # Mutations to encode should set it (``msgspec.Raw(msgspec.json.encode(...))``) or use dicts.
+    data: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+
+
+class PushRequest(Struct, kw_only=True):
+    device_id: Id
+    mutations: Annotated[list[Mutation], Meta(max_length=100_000)]
+    cursor: str | None = None  # the device's pull cursor, echoed back (see PushResponse)
+
+
+class LostValue(Struct, kw_only=True, gc=False):
+    """A value that lost a merge: ``value`` lost to ``winner``; both are in the conflict log.
+    Tag membership conflicts use ``field`` = ``tags:<tag>`` with boolean values."""
+
+    field: str
+    value: Any
+    winner: Any
+    conflict_id: int | None = None
+
+
+class MutationResult(Struct, kw_only=True, gc=False, omit_defaults=True):
+    mid: str
+    status: Literal["applied", "merged", "duplicate", "rejected"]
+    lost: list[LostValue] | None = None
+    clock: Literal["clamped"] | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+class PushResponse(Struct, kw_only=True, omit_defaults=True):
+    results: list[MutationResult]
+    server_hlc: str
+    last_seq: int = 0  # the device's highest applied push seq after this batch
+    cursor: str | None = None  # the request's cursor, unchanged: pull to see merged state
+
+
+# -- op payloads ---------------------------------------------------------------------------------
+
+
+class HouseholdCreate(Struct, kw_only=True, frozen=True):
+    """``data`` of ``household.create`` (``id`` is the client UUID of the new household).
+    ``responsible_member_id`` is not a field here: it is set by secretaries."""
+
+    grid_id: Id
+    building: ShortText = ""
+    unit: ShortText = ""
+    room: ShortText = ""
+    head_name: ShortText = ""
+    phone: Annotated[str, Meta(max_length=40)] = ""
+    size: Annotated[int, Meta(ge=0, le=9999)] = 1
+    tags: list[Tag] = msgspec.field(default_factory=list)
+    notes: LongText = ""
+
+
+class HouseholdFields(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """What ``fields`` of ``household.update`` may set, per field last-writer-wins."""
+
+    grid_id: Id | UnsetType = UNSET
+    building: ShortText | UnsetType = UNSET
+    unit: ShortText | UnsetType = UNSET
+    room: ShortText | UnsetType = UNSET
+    head_name: ShortText | UnsetType = UNSET
+    phone: Annotated[str, Meta(max_length=40)] | UnsetType = UNSET
+    size: Annotated[int, Meta(ge=0, le=9999)] | UnsetType = UNSET
+    notes: LongText | UnsetType = UNSET
+
+
+class HouseholdMoveOut(Struct, kw_only=True, frozen=True):
+    note: LongText = ""
+
+
+class VisitCreate(Struct, kw_only=True, gc=False, frozen=True):
+    household_id: Id
+    # Device clock, ISO 8601 with offset; kept as the phone sent it.
+    at: Annotated[str, Meta(min_length=16, max_length=40, description=(
+        "ISO 8601 with offset, e.g. 2026-11-20T09:30:00+08:00"))]
+    channel: Channel
+    kinds: Annotated[list[Kind], Meta(max_length=32)] = msgspec.field(default_factory=list)
+    note: LongText = ""
+    geo: Geo | None = None
+
+
+class VisitVoid(Struct, kw_only=True, frozen=True):
+    reason: LongText = ""
+
+
+# -- pull ----------------------------------------------------------------------------------------
+
+ChangeType = Literal["org_unit", "person", "household", "visit", "whistle", "policy"]
+
+
+class Change(Struct, kw_only=True, gc=False, omit_defaults=True):
+    """One change: ``put`` carries the record's wire fields in ``data``; ``remove`` has none."""
+
+    type: ChangeType
+    id: str
+    seq: int
+    op: Literal["put", "remove"]
+    data: Any = None
+
+
+class PullResponse(Struct, kw_only=True):
+    changes: list[Change]
+    cursor: str
+    has_more: bool
+    reset: bool
+    server_hlc: str
+
+
+class SyncStatus(Struct, kw_only=True):
+    server_hlc: str
+    server_seq: int
+    device_last_seq: int  # the highest push seq applied for this device: the next is +1
+    # Records a full sync would download for this person: org units, people, households and
+    # visits (the bulk; whistle cases and the policy come on top).
+    full_sync_changes: int
+    full_sync_bytes: int  # estimated gzip bytes of that full sync
+    pending_conflicts: int  # open conflicts in the person's scope
+
+
+# -- conflicts -----------------------------------------------------------------------------------
+
+
+class ConflictEntry(Struct, kw_only=True):
+    """A value that lost a merge, with both sides (SPEC 3.1)."""
+
+    id: int
+    household_id: str
+    grid_id: str
+    field: str
+    value: Any  # the losing value
+    winner: Any  # the value that won
+    lost_hlc: str
+    lost_person_id: str | None
+    lost_device_id: str | None
+    winner_hlc: str | None
+    winner_person_id: str | None
+    winner_device_id: str | None
+    mid: str | None
+    created_at: str
+    status: Literal["open", "restored", "dismissed"]
+    resolved_at: str | None = None
+    resolved_by: str | None = None
+
+
+class ConflictPage(Struct, kw_only=True):
+    items: list[ConflictEntry]
+    total: int
+    limit: int
+    offset: int
+
+
+class RestoreRequest(Struct, kw_only=True):
+    note: Annotated[str, Meta(max_length=500)] = ""
+
+
+WIRE_TYPES = [
+    PushRequest, Mutation, PushResponse, MutationResult, LostValue, HouseholdCreate,
+    HouseholdFields, HouseholdMoveOut, VisitCreate, VisitVoid, Change, PullResponse, SyncStatus,
+    ConflictEntry, ConflictPage, RestoreRequest,
+]
+
+HOUSEHOLD_STATUSES: tuple[str, ...] = HouseholdStatus.__args__  # type: ignore[attr-defined]

@@ -1,0 +1,198 @@
+"""Pull (SPEC 3.2): paged changes of a person's scope behind an opaque cursor.
+
+The cursor is ``base64url(msgpack([1, epoch, scope_version, after, upto, old_version, resume,
+removed_upto, removes_done]))``:
+
+* ``after``: the server change seq the device has applied up to (written in the same
+  transaction as the change, never wall time);
+* ``upto`` > 0: the device is in a *snapshot*, pinned at this seq when it began, so every page
+  of it reads the same state: a row changed meanwhile has a seq above ``upto`` and comes in the
+  incremental phase that follows. No cursor starts the initial snapshot;
+* ``old_version`` > 0: the person's scope changed from that version while the device was synced:
+  first ``remove`` for every household of the grids that left the scope (paged by household id:
+  ``removed_upto``/``removes_done``), then a snapshot of the grids that entered it, then the
+  incremental phase resumes at ``resume``;
+* ``epoch`` and ``scope_version``: a cursor of another database (restored, re-initialised), one
+  older than the tombstone horizon (``meta.sync_horizon_seq``), one that does not decode, or a
+  scope version that this server never recorded, gets ``reset: true`` and a new snapshot.
+
+Each page is read inside one read transaction (``Store.aread``): one consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import msgspec
+import sqlite_utils
+
+from gridsync.db import current_seq, epoch
+from gridsync.org import Scope
+from gridsync.sync import hlc
+from gridsync.sync import scope as sync_scope
+from gridsync.sync.protocol import Change, PullResponse
+from gridsync.sync.sources import SourceChange, load_builtin_sources
+from gridsync.sync.sources_core import PULL_WINDOW, PullWindow
+
+CURSOR_VERSION = 1
+DAY_MS = 86_400_000
+
+
+class Cursor(msgspec.Struct, array_like=True):
+    v: int
+    epoch: str
+    sv: int
+    after: int
+    upto: int = 0
+    old_sv: int = 0
+    resume: int = 0
+    rm: str = ""
+    rm_done: bool = False
+
+
+_cursor_decoder = msgspec.msgpack.Decoder(Cursor)
+_cursor_encoder = msgspec.msgpack.Encoder()
+_json = msgspec.json.Encoder()
+
+
+def encode_cursor(c: Cursor) -> str:
+    return base64.urlsafe_b64encode(_cursor_encoder.encode(c)).rstrip(b"=").decode()
+
+
+def decode_cursor(value: str) -> Cursor | None:
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        cursor = _cursor_decoder.decode(raw)
+    except (ValueError, msgspec.DecodeError):
+        return None
+    if cursor.v != CURSOR_VERSION or cursor.after < 0 or cursor.upto < 0:
+        return None
+    return cursor
+
+
+@dataclass
+class PullResult:
+    response: PullResponse
+    snapshot_started: bool  # the first page of an initial snapshot (audited as a bulk read)
+    scope_known: bool  # the person's current scope version is recorded
+
+
+def _collect(db: sqlite_utils.Database, scope: Scope, after: int, upto: int, limit: int,
+             removes: bool) -> tuple[list[Change], int, bool]:
+    """One page of changes in ``(after, upto]``: (changes, new after, more to come)."""
+    sources = load_builtin_sources()
+    merged: list[tuple[int, str, SourceChange]] = []
+    bound = upto
+    for type_name, source in sources.items():
+        got = source(db, scope, after, upto, limit)
+        if len(got) >= limit:
+            bound = min(bound, got[limit - 1].seq)
+        merged.extend((c.seq, type_name, c) for c in got[:limit])
+    merged = [x for x in merged if x[0] <= bound]
+    merged.sort(key=lambda x: x[0])
+    more = bound < upto
+    if len(merged) > limit:
+        cut = merged[limit - 1][0]
+        if merged[limit][0] == cut:
+            kept = [x for x in merged if x[0] < cut]
+            merged = kept or [x for x in merged if x[0] <= cut]
+        else:
+            merged = merged[:limit]
+        more = True
+        bound = merged[-1][0]
+    changes = [Change(type=t, id=c.id, seq=s, op=c.op, data=c.data)  # type: ignore[arg-type]
+               for s, t, c in merged if removes or c.op != "remove"]
+    return changes, bound, more
+
+
+def _restricted(scope: Scope, grid_ids: frozenset[str]) -> Scope:
+    return Scope(scope.person_id, False, scope.unit_ids, grid_ids, scope.version)
+
+
+def pull(db: sqlite_utils.Database, scope: Scope, cursor_value: str | None, limit: int,
+         now_ms: int, cycle_days: int) -> PullResult:
+    PULL_WINDOW.set(PullWindow(now_ms - 2 * cycle_days * DAY_MS))
+    ep = epoch(db)
+    head = current_seq(db)
+    reset = False
+    cursor = decode_cursor(cursor_value) if cursor_value else None
+    if cursor_value and (cursor is None or cursor.epoch != ep or _too_old(db, cursor)):
+        cursor, reset = None, True
+    if cursor is not None and cursor.sv != scope.version:
+        if cursor.upto == 0:  # synced under an older scope: move to the new one
+            if sync_scope.grids_of_version(db, scope.person_id, cursor.sv) is None:
+                cursor, reset = None, True
+            else:
+                cursor = Cursor(CURSOR_VERSION, ep, scope.version, 0, head, old_sv=cursor.sv,
+                                resume=cursor.after)
+        else:  # the scope changed in the middle of a snapshot: start over
+            cursor, reset = None, True
+    if cursor is not None and cursor.old_sv and sync_scope.grids_of_version(
+            db, scope.person_id, cursor.old_sv) is None:
+        cursor, reset = None, True  # a transition from a scope version never recorded
+    started = cursor is None
+    if cursor is None:
+        cursor = Cursor(CURSOR_VERSION, ep, scope.version, 0, head)
+    known = sync_scope.is_remembered(db, scope)
+    server_hlc = hlc.current(db, now_ms)
+
+    def done(changes: list[Change], nxt: Cursor, more: bool) -> PullResult:
+        return PullResult(PullResponse(changes=changes, cursor=encode_cursor(nxt), has_more=more,
+                                       reset=reset, server_hlc=server_hlc), started, known)
+
+    if cursor.old_sv and not cursor.rm_done:
+        changes, last_id, finished = _removes(db, scope, cursor, limit)
+        nxt = msgspec.structs.replace(cursor, rm=last_id, rm_done=finished)
+        return done(changes, nxt, True)
+    if cursor.old_sv:
+        old = sync_scope.grids_of_version(db, scope.person_id, cursor.old_sv)
+        entered = scope if scope.everything or old is None or old[0] else _restricted(
+            scope, scope.grid_ids - old[1])
+        changes, after, more = _collect(db, entered, cursor.after, cursor.upto, limit, False)
+        if more:
+            return done(changes, msgspec.structs.replace(cursor, after=after), True)
+        nxt = Cursor(CURSOR_VERSION, ep, scope.version, cursor.resume)
+        return done(changes, nxt, True)
+    if cursor.upto:
+        changes, after, more = _collect(db, scope, cursor.after, cursor.upto, limit, False)
+        if more:
+            return done(changes, msgspec.structs.replace(cursor, after=after), True)
+        nxt = Cursor(CURSOR_VERSION, ep, scope.version, cursor.upto)
+        return done(changes, nxt, head > cursor.upto)
+    changes, after, more = _collect(db, scope, cursor.after, head, limit, True)
+    return done(changes, Cursor(CURSOR_VERSION, ep, scope.version, after), more)
+
+
+def _too_old(db: sqlite_utils.Database, cursor: Cursor) -> bool:
+    if cursor.upto:
+        return False
+    row = db.execute("SELECT value FROM meta WHERE key = 'sync_horizon_seq'").fetchone()
+    return row is not None and cursor.after < int(row[0])
+
+
+def _removes(db: sqlite_utils.Database, scope: Scope, cursor: Cursor,
+             limit: int) -> tuple[list[Change], str, bool]:
+    """``remove`` for each household in a grid that left the scope, paged by id."""
+    if scope.everything:
+        return [], cursor.rm, True
+    old = sync_scope.grids_of_version(db, scope.person_id, cursor.old_sv)
+    assert old is not None
+    everything_before, old_grids = old
+    new_cond, new_params = scope.grid_filter("grid_id")
+    if everything_before:
+        cond, params = f"NOT ({new_cond})", new_params
+    else:
+        left = sorted(old_grids - scope.grid_ids)
+        if not left:
+            return [], cursor.rm, True
+        cond, params = "grid_id IN (SELECT value FROM json_each(?))", [_json.encode(left).decode()]
+    rows = db.execute(f"SELECT id, seq FROM households WHERE {cond} AND id > ? "
+                      "ORDER BY id LIMIT ?", [*params, cursor.rm, limit]).fetchall()
+    changes = [Change(type="household", id=r[0], seq=r[1], op="remove") for r in rows]
+    return changes, rows[-1][0] if rows else cursor.rm, len(rows) < limit
+
+
+def set_horizon(db: sqlite_utils.Database, seq: int) -> None:
+    """Cursors older than ``seq`` get ``reset`` (call after pruning tombstones up to it)."""
+    db.execute("UPDATE meta SET value = ? WHERE key = 'sync_horizon_seq'", [str(seq)])

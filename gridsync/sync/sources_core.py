@@ -1,0 +1,90 @@
+"""Pull sources of the sync area: ``org_unit``, ``person``, ``household``, ``visit``.
+
+Each lists the changes of its type in a scope with ``after_seq < seq <= upto_seq``, ordered by
+``seq``, at most ``limit``. Households that left the scope by moving to another grid come as
+``remove`` (from ``household_moves``). Visits are those of the current and previous coverage
+cycle (``at`` within ``2 * cycle_days`` of now), taken from :data:`PULL_WINDOW`, which pull sets
+for the read; a device drops older visits itself.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import NamedTuple
+
+import sqlite_utils
+
+from gridsync import org
+from gridsync.households import HOUSEHOLD_SELECT, VISIT_SELECT, household_from_row, visit_from_row
+from gridsync.models import OrgUnit
+from gridsync.org import Scope
+from gridsync.sync.sources import SourceChange, register_source
+
+
+class PullWindow(NamedTuple):
+    visits_since_ms: int
+
+
+PULL_WINDOW: ContextVar[PullWindow] = ContextVar("PULL_WINDOW", default=PullWindow(0))
+
+
+@register_source("org_unit")
+def org_unit_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int,
+                     limit: int) -> list[SourceChange]:
+    cond, params = scope.unit_filter("id")
+    rows = db.execute(
+        f"SELECT id, kind, name, parent_id, grid_id, seq FROM org_units "
+        f"WHERE seq > ? AND seq <= ? AND {cond} ORDER BY seq LIMIT ?",
+        [after_seq, upto_seq, *params, limit]).fetchall()
+    return [SourceChange(r[5], r[0], "put", OrgUnit(id=r[0], kind=r[1], name=r[2],
+                                                    parent_id=r[3], grid_id=r[4]))
+            for r in rows]
+
+
+@register_source("person")
+def person_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int,
+                   limit: int) -> list[SourceChange]:
+    cond, params = org._people_scope_filter(scope)
+    rows = db.execute(
+        f"SELECT {org._PERSON_COLS}, p.seq FROM people p "
+        f"WHERE p.seq > ? AND p.seq <= ? AND {cond} ORDER BY p.seq LIMIT ?",
+        [after_seq, upto_seq, *params, limit]).fetchall()
+    people = org._people_with_scope(db, [r[:5] for r in rows])
+    return [SourceChange(r[5], p.id, "put", p) for r, p in zip(rows, people)]
+
+
+@register_source("household")
+def household_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int,
+                      limit: int) -> list[SourceChange]:
+    cond, params = scope.grid_filter("h.grid_id")
+    rows = db.execute(
+        f"SELECT {HOUSEHOLD_SELECT}, h.seq FROM households h "
+        f"WHERE h.seq > ? AND h.seq <= ? AND {cond} ORDER BY h.seq LIMIT ?",
+        [after_seq, upto_seq, *params, limit]).fetchall()
+    changes = [SourceChange(r[-1], r[0], "put", household_from_row(r)) for r in rows]
+    if not scope.everything:
+        from_cond, from_params = scope.grid_filter("m.from_grid")
+        to_cond, to_params = scope.grid_filter("m.to_grid")
+        # Left the scope by this move (a later move back in comes as a put at a later seq).
+        moves = db.execute(
+            f"SELECT m.household_id, m.seq FROM household_moves m "
+            f"WHERE m.seq > ? AND m.seq <= ? AND {from_cond} AND NOT ({to_cond}) "
+            f"ORDER BY m.seq LIMIT ?",
+            [after_seq, upto_seq, *from_params, *to_params, limit],
+        ).fetchall()
+        if moves:
+            changes += [SourceChange(seq, hid, "remove", None) for hid, seq in moves]
+            changes.sort(key=lambda c: c.seq)
+            changes = changes[:limit]
+    return changes
+
+
+@register_source("visit")
+def visit_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int,
+                  limit: int) -> list[SourceChange]:
+    cond, params = scope.grid_filter("v.grid_id")
+    rows = db.execute(
+        f"SELECT {VISIT_SELECT}, v.seq FROM visits v "
+        f"WHERE v.seq > ? AND v.seq <= ? AND {cond} AND v.at_ms >= ? ORDER BY v.seq LIMIT ?",
+        [after_seq, upto_seq, *params, PULL_WINDOW.get().visits_since_ms, limit]).fetchall()
+    return [SourceChange(r[-1], r[0], "put", visit_from_row(r)) for r in rows]

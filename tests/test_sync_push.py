@@ -1,0 +1,277 @@
+"""Push: ops, exactly once, merge and the conflict log, clock sanity, audit."""
+
+from __future__ import annotations
+
+import json
+
+from gridsync.clock import parse_ms, uuid7
+from gridsync.sync.hlc import format_hlc
+from tests.sync_helpers import Phone, state
+
+
+def phone(client, tiny, person: str, **kw) -> Phone:
+    return Phone(client, tiny.tokens[person], tiny.devices[person], **kw)
+
+
+def base(store, hid) -> int:
+    return store.read(lambda db: db.execute("SELECT seq FROM households WHERE id = ?",
+                                            [hid]).fetchone()[0])
+
+
+def household_row(store, hid):
+    return store.read(lambda db: db.execute(
+        "SELECT phone, notes, tags, status, seq, last_visit_ms, grid_id FROM households "
+        "WHERE id = ?", [hid]).fetchone())
+
+
+def test_push_applies_ops_and_pull_returns_them(client, tiny, store):
+    p = phone(client, tiny, "m1")
+    hid = uuid7()
+    muts = [
+        p.mutation("household.create", hid, data={"grid_id": "g1", "building": "5号楼",
+                                                   "room": "201", "head_name": "陈", "size": 3,
+                                                   "tags": ["renter"]}),
+        p.mutation("household.update", "hh-g1-1", base_seq=base(store, "hh-g1-1"),
+                   fields={"phone": "13900000000", "notes": "腿脚不便"},
+                   tags_add=["disabled"]),
+        p.visit(hid, kinds=["policy", "safety"]),
+        p.visit("hh-g1-1", at="2026-11-21T10:00:00+08:00"),
+        p.mutation("household.move_out", "hh-g1-2", base_seq=base(store, "hh-g1-2")),
+    ]
+    r = p.push(muts)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [x["status"] for x in body["results"]] == ["applied"] * 5
+    assert [x["mid"] for x in body["results"]] == [m["mid"] for m in muts]
+    assert body["server_hlc"] and body["last_seq"] == 5
+    assert household_row(store, "hh-g1-1")[:3] == ("13900000000", "腿脚不便",
+                                                   '["disabled","elderly_alone"]')
+    assert household_row(store, "hh-g1-2")[3] == "moved_out"
+    assert household_row(store, "hh-g1-1")[5] == parse_ms("2026-11-21T10:00:00+08:00")
+
+    replica = state(p.pull_all())
+    created = replica[("household", hid)]
+    assert created == {"id": hid, "grid_id": "g1", "building": "5号楼", "unit": "", "room": "201",
+                       "head_name": "陈", "phone": "", "size": 3, "tags": ["renter"],
+                       "notes": "", "responsible_member_id": None, "status": "active"}
+    visits = [v for (t, _), v in replica.items() if t == "visit"]
+    assert {v["household_id"] for v in visits} == {hid, "hh-g1-1"}
+    assert all(v["member_id"] == "m1" and v["device_id"] == "dev-m1" for v in visits)
+    assert set(visits[0]) == {"id", "household_id", "member_id", "device_id", "at", "channel",
+                              "kinds", "note", "geo", "voided"}
+    # Only g1 for m1: no household of g2.
+    assert not any(d.get("grid_id") == "g2" for (t, _), d in replica.items() if t == "household")
+
+
+def test_resent_batch_is_duplicate_without_second_effect(client, tiny, store):
+    p = phone(client, tiny, "m1")
+    muts = [p.visit("hh-g1-1"), p.visit("hh-g1-2"),
+            p.mutation("household.update", "hh-g1-3", base_seq=base(store, "hh-g1-3"),
+                       fields={"notes": "x"})]
+    assert p.push(muts).status_code == 200
+    seq_before = household_row(store, "hh-g1-3")[4]
+    again = p.push(muts)
+    assert again.status_code == 200
+    assert [x["status"] for x in again.json()["results"]] == ["duplicate"] * 3
+    assert household_row(store, "hh-g1-3")[4] == seq_before
+    n = store.read(lambda db: db.execute("SELECT count(*) FROM visits").fetchone()[0])
+    assert n == 2
+    # Resent together with new ones: the old ones are duplicates, the new one applies.
+    more = p.visit("hh-g1-4")
+    r = p.push([*muts, more])
+    assert [x["status"] for x in r.json()["results"]] == ["duplicate"] * 3 + ["applied"]
+
+
+def test_same_mid_under_new_seq_is_duplicate(client, tiny, store):
+    p = phone(client, tiny, "m1")
+    first = p.mutation("household.update", "hh-g1-1", base_seq=base(store, "hh-g1-1"),
+                       fields={"notes": "once"})
+    assert p.push([first]).status_code == 200
+    second = {**p.mutation("household.update", "hh-g1-1", base_seq=base(store, "hh-g1-1"),
+                           fields={"notes": "twice"}), "mid": first["mid"]}
+    r = p.push([second])
+    assert r.json()["results"][0]["status"] == "duplicate"
+    assert r.json()["last_seq"] == 2  # the seq is consumed
+    assert household_row(store, "hh-g1-1")[1] == "once"
+
+
+def test_rejected_mutations_do_not_block_the_batch(client, tiny, store):
+    p = phone(client, tiny, "m1")
+    muts = [
+        p.mutation("household.update", "hh-g2-1", base_seq=base(store, "hh-g2-1"),
+                   fields={"notes": "foreign"}),
+        p.visit("hh-g2-1"),
+        p.visit("no-such-household"),
+        p.visit("hh-g1-1", channel="pigeon"),
+        p.visit("hh-g1-1", kinds=["astrology"]),
+        p.mutation("household.update", "hh-g1-1", base_seq=base(store, "hh-g1-1"),
+                   fields={"responsible_member_id": "m1"}),
+        p.mutation("household.update", "hh-g1-1", base_seq=base(store, "hh-g1-1"),
+                   fields={"status": "archived"}),
+        p.mutation("whatever.op", "x"),
+        p.mutation("visit.void", "no-such-visit"),
+        p.visit("hh-g1-1"),
+    ]
+    r = p.push(muts)
+    assert r.status_code == 200, r.text
+    res = r.json()["results"]
+    assert [(x["status"], x.get("code")) for x in res] == [
+        ("rejected", "out_of_scope"), ("rejected", "out_of_scope"), ("rejected", "not_found"),
+        ("rejected", "validation_error"), ("rejected", "validation_error"),
+        ("rejected", "forbidden_field"), ("rejected", "forbidden_field"),
+        ("rejected", "unknown_op"), ("rejected", "not_found"), ("applied", None)]
+    assert all(x["message"] for x in res[:-1])
+    assert "$.mutations[3].data.channel" in res[3]["message"]
+    assert household_row(store, "hh-g2-1")[1] == ""
+    logged = store.read(lambda db: db.execute(
+        "SELECT status, code FROM sync_mutations ORDER BY seq").fetchall())
+    assert len(logged) == 9 and logged[0] == ("rejected", "out_of_scope")  # visits: own record
+    # Rejected ones consumed their seq: a resend is all duplicates.
+    again = p.push(muts).json()["results"]
+    assert {x["status"] for x in again} == {"duplicate"}
+
+
+def test_field_merge_loses_nothing(client, tiny, store):
+    sec = phone(client, tiny, "sec")
+    m1 = phone(client, tiny, "m1")
+    base = household_row(store, "hh-g1-1")[4]
+    # Both edited offline from the same base; m1's edit is later by HLC but pushed first.
+    early = sec.mutation("household.update", "hh-g1-1", base_seq=base,
+                         hlc=format_hlc(1763860000000, 0, "dev-sec"),
+                         fields={"phone": "13700000001", "notes": "秘书备注"})
+    late = m1.mutation("household.update", "hh-g1-1", base_seq=base,
+                       hlc=format_hlc(1763860005000, 0, "dev-m1"),
+                       fields={"phone": "13700000002"})
+    assert m1.push([late]).json()["results"][0]["status"] == "applied"
+    res = sec.push([early]).json()["results"][0]
+    assert res["status"] == "merged"
+    assert res["lost"] == [{"field": "phone", "value": "13700000001", "winner": "13700000002",
+                            "conflict_id": res["lost"][0]["conflict_id"]}]
+    row = household_row(store, "hh-g1-1")
+    assert row[0] == "13700000002" and row[1] == "秘书备注"  # notes had no rival: it applied
+    page = client.get("/api/v1/sync/conflicts", headers=sec.headers()).json()
+    assert page["total"] == 1
+    c = page["items"][0]
+    assert (c["field"], c["value"], c["winner"]) == ("phone", "13700000001", "13700000002")
+    assert (c["lost_person_id"], c["lost_device_id"]) == ("sec", "dev-sec")
+    assert (c["winner_person_id"], c["winner_device_id"]) == ("m1", "dev-m1")
+    assert c["lost_hlc"].endswith("dev-sec") and c["winner_hlc"].endswith("dev-m1")
+
+
+def test_later_unseen_write_logs_the_overwritten_value(client, tiny, store):
+    sec = phone(client, tiny, "sec")
+    m1 = phone(client, tiny, "m1")
+    base = household_row(store, "hh-g1-1")[4]
+    first = sec.mutation("household.update", "hh-g1-1", base_seq=base,
+                         hlc=format_hlc(1763860000000, 0, "dev-sec"), fields={"notes": "A"})
+    second = m1.mutation("household.update", "hh-g1-1", base_seq=base,
+                         hlc=format_hlc(1763860009000, 0, "dev-m1"), fields={"notes": "B"})
+    sec.push([first])
+    res = m1.push([second]).json()["results"][0]
+    assert res["status"] == "merged"
+    assert (res["lost"][0]["value"], res["lost"][0]["winner"]) == ("A", "B")
+    assert household_row(store, "hh-g1-1")[1] == "B"
+    # A sequential edit (the writer saw the value) is no conflict.
+    seen = household_row(store, "hh-g1-1")[4]
+    third = sec.mutation("household.update", "hh-g1-1", base_seq=seen, fields={"notes": "C"})
+    assert sec.push([third]).json()["results"][0]["status"] == "applied"
+
+
+def test_tags_add_wins_over_concurrent_remove(client, tiny, store):
+    sec = phone(client, tiny, "sec")
+    m1 = phone(client, tiny, "m1")
+    base = household_row(store, "hh-g1-2")[4]
+    add = m1.mutation("household.update", "hh-g1-2", base_seq=base, tags_add=["low_income"])
+    assert m1.push([add]).json()["results"][0]["status"] == "applied"
+    # sec did not see that add: its remove loses (add wins) and is logged.
+    remove = sec.mutation("household.update", "hh-g1-2", base_seq=base,
+                          tags_remove=["low_income"], tags_add=["renter"])
+    res = sec.push([remove]).json()["results"][0]
+    assert res["status"] == "merged"
+    assert res["lost"][0]["field"] == "tags:low_income"
+    assert (res["lost"][0]["value"], res["lost"][0]["winner"]) == (False, True)
+    assert json.loads(household_row(store, "hh-g1-2")[2]) == ["low_income", "renter"]
+    # A remove of an add it saw applies.
+    seen = household_row(store, "hh-g1-2")[4]
+    r = sec.push([sec.mutation("household.update", "hh-g1-2", base_seq=seen,
+                               tags_remove=["low_income"])]).json()["results"][0]
+    assert r["status"] == "applied"
+    assert json.loads(household_row(store, "hh-g1-2")[2]) == ["renter"]
+    # Both concurrent adds survive.
+    b = household_row(store, "hh-g1-2")[4]
+    m1.push([m1.mutation("household.update", "hh-g1-2", base_seq=b, tags_add=["disabled"])])
+    sec.push([sec.mutation("household.update", "hh-g1-2", base_seq=b, tags_add=["elderly_alone"])])
+    assert json.loads(household_row(store, "hh-g1-2")[2]) == ["disabled", "elderly_alone",
+                                                              "renter"]
+
+
+def test_clock_ahead_is_clamped(client, tiny, store):
+    p = phone(client, tiny, "m1")
+    year_ahead = format_hlc(1763860000000 + 365 * 86_400_000 * 2, 0, "dev-m1")
+    m = p.mutation("household.update", "hh-g1-1", base_seq=base(store, "hh-g1-1"), hlc=year_ahead,
+                   fields={"notes": "from the future"})
+    body = p.push([m]).json()
+    res = body["results"][0]
+    assert res == {"mid": m["mid"], "status": "applied", "clock": "clamped"}
+    stamps = store.read(lambda db: db.execute(
+        "SELECT field_hlc FROM households WHERE id = 'hh-g1-1'").fetchone()[0])
+    notes_hlc = json.loads(stamps)["notes"][0]
+    assert notes_hlc.endswith(":server") and notes_hlc < year_ahead
+    assert body["server_hlc"] >= notes_hlc[:21]
+    # The clamped phone no longer beats an honest later edit.
+    sec = phone(client, tiny, "sec")
+    later = sec.mutation("household.update", "hh-g1-1",
+                         base_seq=household_row(store, "hh-g1-1")[4], fields={"notes": "now"})
+    assert sec.push([later]).json()["results"][0]["status"] == "applied"
+    assert household_row(store, "hh-g1-1")[1] == "now"
+
+
+def test_visit_void_and_last_visit(client, tiny, store):
+    p = phone(client, tiny, "m1")
+    v1 = p.visit("hh-g1-3", at="2026-11-10T09:00:00+08:00")
+    v2 = p.visit("hh-g1-3", at="2026-11-12T09:00:00+08:00")
+    p.push([v1, v2])
+    assert household_row(store, "hh-g1-3")[5] == parse_ms("2026-11-12T09:00:00+08:00")
+    r = p.push([p.mutation("visit.void", v2["id"], data={"reason": "wrong household"})])
+    assert r.json()["results"][0]["status"] == "applied"
+    assert household_row(store, "hh-g1-3")[5] == parse_ms("2026-11-10T09:00:00+08:00")
+    voided = store.read(lambda db: db.execute("SELECT voided FROM visits WHERE id = ?",
+                                              [v2["id"]]).fetchone()[0])
+    assert voided == 1
+    # visit.create is idempotent by id even under a new mid.
+    again = {**v1, "mid": uuid7(), "seq": p.seq + 1}
+    p.seq += 1
+    assert p.push([again]).json()["results"][0]["status"] == "duplicate"
+
+
+def test_push_is_audited_once_per_batch(client, tiny, store):
+    p = phone(client, tiny, "m1")
+    p.push([p.visit("hh-g1-1"), p.visit("hh-g1-2")])
+    rows = store.read(lambda db: db.execute(
+        "SELECT person_id, device_id, detail FROM audit_log WHERE action = 'sync.push'"
+    ).fetchall())
+    assert len(rows) == 1
+    assert rows[0][:2] == ("m1", "dev-m1")
+    assert json.loads(rows[0][2])["applied"] == 2
+    assert json.loads(rows[0][2])["app"] == "test/1.0"
+
+
+def test_msgpack_and_gzip_both_ways(client, tiny, store):
+    import gzip
+
+    import msgspec
+
+    p = phone(client, tiny, "m1")
+    body = msgspec.msgpack.encode({"device_id": "dev-m1", "mutations": [p.visit("hh-g1-1")]})
+    r = client.post("/api/v1/sync/push", content=gzip.compress(body),
+                    headers=p.headers(**{"Content-Type": "application/msgpack",
+                                         "Content-Encoding": "gzip",
+                                         "Accept": "application/msgpack"}))
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/msgpack")
+    decoded = msgspec.msgpack.decode(r.content)
+    assert decoded["results"][0]["status"] == "applied"
+    page = client.get("/api/v1/sync/pull", headers=p.headers(**{
+        "Accept": "application/msgpack", "Accept-Encoding": "gzip"}))
+    assert page.headers.get("content-encoding") == "gzip"
+    assert msgspec.msgpack.decode(page.content)["changes"]
