@@ -1,0 +1,105 @@
+"""What every benchmark shares: a real server process, timing, medians and ratio reports.
+
+These machines are shared and noisy (2 cores): every figure is reported as a ratio against a
+floor measured in the same run, and as the median of several runs."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen
+
+    def peak_rss_mb(self) -> float:
+        """Peak resident memory of the server process so far (VmHWM), in MB."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+@contextmanager
+def serve(db: str | Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """``gridsync serve`` on a free port of 127.0.0.1, as a real process."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gridsync", "serve", "--db", str(db), "--port", "0", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+    )
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        if not line.startswith("gridsync serving "):
+            raise RuntimeError(f"server did not start: {line!r} {proc.stderr.read()}")  # type: ignore[union-attr]
+        url = line.split()[2]
+        deadline = time.monotonic() + 30
+        with httpx.Client(base_url=url) as http:
+            while True:
+                try:
+                    if http.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
+        yield Server(url, proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+@dataclass
+class Report:
+    """Rows of (name, value, unit) and ratios against a floor, printed as a table."""
+
+    title: str
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    ok: bool = True
+
+    def add(self, name: str, value: float | str, unit: str = "") -> None:
+        shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
+        self.rows.append((name, f"{shown} {unit}".strip()))
+
+    def budget(self, name: str, value: float, *, at_least: float | None = None,
+               at_most: float | None = None) -> None:
+        met = (at_least is None or value >= at_least) and (at_most is None or value <= at_most)
+        bound = f">= {at_least}" if at_least is not None else f"<= {at_most}"
+        self.ok &= met
+        self.rows.append((name, f"{value:,.3f} (budget {bound}: {'met' if met else 'MISSED'})"))
+
+    def print(self) -> None:
+        width = max((len(n) for n, _ in self.rows), default=10)
+        print(f"\n## {self.title}")
+        for name, value in self.rows:
+            print(f"  {name:<{width}}  {value}")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
