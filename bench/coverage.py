@@ -1,0 +1,157 @@
+"""Coverage at district scale: the roll-up and the violations list against one GROUP BY.
+
+    python -m bench coverage [--runs 5] [--quick]
+
+Data: ``gridsync demo --scale district`` (137 communities, 940 grids, ~300,000 households,
+~2 million visits), built once into ``$GRIDSYNC_BENCH_DISTRICT_DB`` (default
+/tmp/gridsync-district.db) and reused; the build time is measured when the bench builds it and
+kept next to the database (``<db>.build.json``) for later runs to report. ``--quick`` builds a
+tiny district with the same generator (``demo.Scale``) into a temporary file instead.
+
+Everything runs on one warm read connection (``Store.read``), median of ``runs`` after one
+warm-up call:
+
+- floor: the overdue households per grid, one hand-written ``GROUP BY grid_id`` (the faster of
+  the planner's own plan and the covering partial index ``households_coverage``);
+- roll-up: every unit level from branch to district (members counted in every row), as the API
+  returns it for the district;
+- violations: the first page (100) with the counts of every kind;
+- roll-up + violations: the two calls a district dashboard makes (the budget: <= 2x the floor);
+- roll-up with all ~36,000 member rows (the export's size; reported, not budgeted).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+from bench.common import REPO, Report, median
+from gridsync import coverage, demo
+from gridsync.config import Settings
+from gridsync.db import Store
+from gridsync.org import Scope
+
+ADMIN = Scope("bench", True, frozenset(), frozenset(), 0)
+DISTRICT_DB = Path(os.environ.get("GRIDSYNC_BENCH_DISTRICT_DB", "/tmp/gridsync-district.db"))
+AS_OF = date(2026, 11, 23)
+TINY = demo.Scale("bench-tiny-district", streets=2, communities=4, grids=12, households=1_500,
+                  members=200, days=40)
+
+FLOOR_SQL = """SELECT grid_id, count(*) FROM households {hint}
+               WHERE status = 'active' AND responsible_member_id IS NOT NULL
+                 AND coalesce(last_visit_ms, 0) < ? GROUP BY grid_id"""
+
+
+def _build_district(path: Path) -> float:
+    """``gridsync demo --scale district`` as a real process; returns its wall time."""
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "gridsync", "demo", "--scale", "district", "--db", str(path),
+         "--as-of", AS_OF.isoformat(), "--json"],
+        check=True, cwd=REPO, stdout=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    seconds = time.perf_counter() - start
+    Path(f"{path}.build.json").write_text(json.dumps({"seconds": round(seconds, 1),
+                                                      "at": time.strftime("%Y-%m-%d %H:%M")}))
+    return seconds
+
+
+def _as_of_ms(store: Store) -> int:
+    """Midnight (China) of the demo's as-of day: the end of its visit history."""
+    raw = store.read(lambda db: db.execute(
+        "SELECT detail FROM audit_log WHERE action = 'demo.build' ORDER BY rowid DESC LIMIT 1"
+    ).fetchone())
+    day = date.fromisoformat(json.loads(raw[0])["as_of"]) if raw else AS_OF
+    return int(datetime(day.year, day.month, day.day, tzinfo=demo.CHINA).timestamp() * 1000)
+
+
+def _median_seconds(fn, runs: int) -> float:  # noqa: ANN001
+    fn()  # warm the page cache and the statement cache
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return median(samples)
+
+
+def measure(store: Store, report: Report, runs: int) -> None:
+    settings = Settings()
+    now_ms = _as_of_ms(store)
+    cycle_start = now_ms - settings.coverage.cycle_days * demo.DAY_MS
+
+    def floor(hint: str) -> float:
+        return _median_seconds(lambda: store.read(lambda db: db.execute(
+            FLOOR_SQL.format(hint=hint), [cycle_start]).fetchall()), runs)
+
+    def units(db):  # noqa: ANN001, ANN202
+        return coverage.rollup(db, settings, ADMIN, None, now_ms=now_ms)
+
+    def every_level(db):  # noqa: ANN001, ANN202
+        return coverage.rollup(db, settings, ADMIN, None, now_ms=now_ms,
+                               levels=list(coverage.LEVELS))
+
+    def page(db):  # noqa: ANN001, ANN202
+        return coverage.violations(db, settings, ADMIN, None, now_ms=now_ms, limit=100)
+
+    def dashboard(db):  # noqa: ANN001, ANN202
+        return units(db), page(db)
+
+    planner = floor("")
+    covering = floor("INDEXED BY households_coverage")
+    best = min(planner, covering)
+    timings = {
+        "roll-up, branch..district": _median_seconds(lambda: store.read(units), runs),
+        "violations, first page + counts": _median_seconds(lambda: store.read(page), runs),
+        "roll-up + violations": _median_seconds(lambda: store.read(dashboard), runs),
+        "roll-up incl. member rows": _median_seconds(lambda: store.read(every_level), runs),
+    }
+    rolled, first = store.read(dashboard)
+    members = store.read(every_level)
+    counts = store.read(lambda db: db.execute(
+        "SELECT (SELECT count(*) FROM households), (SELECT count(*) FROM visits), "
+        "(SELECT count(*) FROM org_units WHERE kind = 'grid')").fetchone())
+    report.add("households / visits / grids", f"{counts[0]:,} / {counts[1]:,} / {counts[2]:,}")
+    report.add("roll-up rows (units / with members)", f"{len(rolled.rows):,} / "
+               f"{len(members.rows):,}")
+    report.add("violations (total)", f"{first.total:,} {first.counts}")
+    report.add("floor, planner's plan", planner * 1000, "ms")
+    report.add("floor, INDEXED BY households_coverage", covering * 1000, "ms")
+    for name, seconds in timings.items():
+        report.add(name, seconds * 1000, f"ms ({seconds / best:.2f}x floor)")
+    report.budget("roll-up + violations / floor", timings["roll-up + violations"] / best,
+                  at_most=2.0)
+
+
+def run(quick: bool, runs: int) -> Report:
+    report = Report("coverage at district scale (roll-up + violations vs one GROUP BY)")
+    if quick:
+        with tempfile.TemporaryDirectory() as tmp:
+            with Store(Path(tmp) / "tiny.db", synchronous="NORMAL") as store:
+                start = time.perf_counter()
+                demo.build(store, TINY, seed=1, as_of=AS_OF)
+                report.add("tiny district demo build", time.perf_counter() - start, "s")
+                measure(store, report, runs)
+        return report
+    if DISTRICT_DB.exists():
+        sidecar = Path(f"{DISTRICT_DB}.build.json")
+        built = json.loads(sidecar.read_text()) if sidecar.exists() else None
+        report.add("district demo build", f"{built['seconds']} s (at {built['at']}; reused)"
+                   if built else f"reused {DISTRICT_DB}, build time unknown")
+    else:
+        report.add("district demo build", _build_district(DISTRICT_DB), "s")
+    with Store(DISTRICT_DB) as store:
+        measure(store, report, runs)
+    return report
+
+
+if __name__ == "__main__":
+    from bench.__main__ import main
+
+    sys.exit(main(["coverage", *sys.argv[1:]]))

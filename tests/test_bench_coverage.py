@@ -1,0 +1,17 @@
+"""The coverage benchmark runs end to end on a tiny district (no timing assertions)."""
+
+from __future__ import annotations
+
+from bench import coverage as bench_coverage
+
+
+def test_coverage_bench_runs_on_a_tiny_district():
+    report = bench_coverage.run(quick=True, runs=1)
+    rows = dict(report.rows)
+    assert rows["households / visits / grids"].startswith("1,500 / ")
+    assert "roll-up + violations / floor" in rows
+    # the roll-up had every unit level and member rows; the violations page had counts
+    units, with_members = (int(n.replace(",", "")) for n in
+                           rows["roll-up rows (units / with members)"].split(" / "))
+    assert with_members - units == bench_coverage.TINY.members
+    assert "'overdue'" in rows["violations (total)"]
