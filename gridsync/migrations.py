@@ -369,3 +369,123 @@ def m0004_whistle(db: sqlite_utils.Database) -> None:
         CREATE TABLE notify_runs (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
         """
     )
+
+
+# -- coverage aggregates (issue 6: coverage at district scale) -------------------------------
+
+
+_MEMBER_EXPR = "({p}.active = 1 AND instr({p}.roles, '\"member\"') > 0)"
+
+
+@migrations(name="0005_coverage_aggregates")
+def m0005_coverage_aggregates(db: sqlite_utils.Database) -> None:
+    """Time-independent coverage figures kept by triggers, so that every writer (assignment,
+    push, import, demo, people edits, and any later one) keeps them exactly right and a district
+    roll-up reads a few thousand rows instead of recounting 300,000 households. Time-dependent
+    figures (contacted, overdue) still come from ``last_visit_ms`` at read time.
+
+    Triggers fire per row, but only on household and people writes that change the columns
+    counted (``UPDATE OF ... WHEN``); the visit hot path touches neither table's counted
+    columns (it sets ``last_visit_ms``)."""
+    new_member, old_member = _MEMBER_EXPR.format(p="new"), _MEMBER_EXPR.format(p="old")
+    db.executescript(
+        f"""
+        -- Every person who is a member (active, role member) or is responsible for a household:
+        -- their branch and their load (active households they are responsible for).
+        CREATE TABLE coverage_members (
+            person_id TEXT PRIMARY KEY,
+            branch_id TEXT,
+            is_member INTEGER NOT NULL DEFAULT 0,
+            households INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID;
+        CREATE INDEX coverage_members_load ON coverage_members(branch_id, households)
+            WHERE is_member = 1;
+
+        -- Active households per (grid, tags, assigned or not): priority counts follow any
+        -- policy's priority tags by reading the few distinct tag lists of a grid.
+        CREATE TABLE coverage_grid_counts (
+            grid_id TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            assigned INTEGER NOT NULL,
+            households INTEGER NOT NULL,
+            PRIMARY KEY (grid_id, tags, assigned)
+        ) WITHOUT ROWID;
+
+        CREATE TRIGGER coverage_people_insert AFTER INSERT ON people BEGIN
+            INSERT INTO coverage_members (person_id, branch_id, is_member)
+            VALUES (new.id, new.branch_id, {new_member})
+            ON CONFLICT (person_id) DO UPDATE SET branch_id = excluded.branch_id,
+                is_member = excluded.is_member;
+        END;
+        CREATE TRIGGER coverage_people_update AFTER UPDATE OF active, roles, branch_id ON people
+        WHEN old.branch_id IS NOT new.branch_id OR {old_member} IS NOT {new_member}
+          OR old.id IS NOT new.id BEGIN
+            UPDATE coverage_members SET is_member = 0 WHERE person_id = old.id;
+            INSERT INTO coverage_members (person_id, branch_id, is_member)
+            VALUES (new.id, new.branch_id, {new_member})
+            ON CONFLICT (person_id) DO UPDATE SET branch_id = excluded.branch_id,
+                is_member = excluded.is_member;
+        END;
+        CREATE TRIGGER coverage_people_delete AFTER DELETE ON people BEGIN
+            UPDATE coverage_members SET is_member = 0 WHERE person_id = old.id;
+        END;
+
+        CREATE TRIGGER coverage_households_insert AFTER INSERT ON households
+        WHEN new.status = 'active' BEGIN
+            INSERT INTO coverage_members (person_id, households)
+            SELECT new.responsible_member_id, 1 WHERE new.responsible_member_id IS NOT NULL
+            ON CONFLICT (person_id) DO UPDATE SET households = households + 1;
+            INSERT INTO coverage_grid_counts (grid_id, tags, assigned, households)
+            VALUES (new.grid_id, new.tags, new.responsible_member_id IS NOT NULL, 1)
+            ON CONFLICT (grid_id, tags, assigned) DO UPDATE SET households = households + 1;
+        END;
+        CREATE TRIGGER coverage_households_delete AFTER DELETE ON households
+        WHEN old.status = 'active' BEGIN
+            UPDATE coverage_members SET households = households - 1
+            WHERE person_id = old.responsible_member_id;
+            UPDATE coverage_grid_counts SET households = households - 1
+            WHERE grid_id = old.grid_id AND tags = old.tags
+              AND assigned = (old.responsible_member_id IS NOT NULL);
+        END;
+        CREATE TRIGGER coverage_households_update
+        AFTER UPDATE OF status, responsible_member_id, grid_id, tags ON households
+        WHEN old.status IS NOT new.status
+          OR old.responsible_member_id IS NOT new.responsible_member_id
+          OR old.grid_id IS NOT new.grid_id OR old.tags IS NOT new.tags BEGIN
+            UPDATE coverage_members SET households = households - 1
+            WHERE person_id = old.responsible_member_id AND old.status = 'active';
+            UPDATE coverage_grid_counts SET households = households - 1
+            WHERE old.status = 'active' AND grid_id = old.grid_id AND tags = old.tags
+              AND assigned = (old.responsible_member_id IS NOT NULL);
+            INSERT INTO coverage_members (person_id, households)
+            SELECT new.responsible_member_id, 1
+            WHERE new.status = 'active' AND new.responsible_member_id IS NOT NULL
+            ON CONFLICT (person_id) DO UPDATE SET households = households + 1;
+            INSERT INTO coverage_grid_counts (grid_id, tags, assigned, households)
+            SELECT new.grid_id, new.tags, new.responsible_member_id IS NOT NULL, 1
+            WHERE new.status = 'active'
+            ON CONFLICT (grid_id, tags, assigned) DO UPDATE SET households = households + 1;
+        END;
+        """
+    )
+    rebuild_coverage_aggregates(db)
+
+
+def rebuild_coverage_aggregates(db: sqlite_utils.Database) -> None:
+    """Recount the trigger-kept coverage tables from people and households (the migration's
+    backfill; also what tests compare the kept values with)."""
+    member = _MEMBER_EXPR.format(p="p")
+    for sql in (
+        "DELETE FROM coverage_members",
+        "DELETE FROM coverage_grid_counts",
+        f"INSERT INTO coverage_members (person_id, branch_id, is_member) "
+        f"SELECT p.id, p.branch_id, {member} FROM people p",
+        "INSERT INTO coverage_members (person_id, households) "
+        "SELECT responsible_member_id, count(*) FROM households "
+        "WHERE status = 'active' AND responsible_member_id IS NOT NULL GROUP BY 1 "
+        "ON CONFLICT (person_id) DO UPDATE SET households = excluded.households",
+        "INSERT INTO coverage_grid_counts (grid_id, tags, assigned, households) "
+        "SELECT grid_id, tags, responsible_member_id IS NOT NULL, count(*) FROM households "
+        "WHERE status = 'active' GROUP BY 1, 2, 3",
+    ):
+        db.execute(sql)
