@@ -829,10 +829,11 @@ def _row(t: Tally, level: str, unit_id: str, name: str, parent: str | None, acc:
 
 
 def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
-                unit_id: str | None, now_ms: int) -> Tally:
-    """The unit levels only (no member rows), aggregated in SQLite: one ``GROUP BY grid_id``
-    per policy group, and one histogram of member loads per (branch, load) joined with people,
-    so that no per-member row reaches Python."""
+                unit_id: str | None, now_ms: int, *, with_kinds: bool = True) -> Tally:
+    """The unit levels only (no member rows), from the aggregates the writers keep (migration
+    ``0005_coverage_aggregates``: per-grid household counts by tags, per-member loads) plus one
+    pass over the not-recently-visited part of the covering index for what depends on "now",
+    so that no per-household or per-member row reaches Python."""
     idx = OrgIndex.load(db)
     units, grid_set = _scope_units(idx, scope, unit_id)
     all_grids = {u for u, k in idx.kind.items() if k == "grid"}
@@ -849,47 +850,65 @@ def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
             continue
         cond, params = _grid_cond(group_grids)
         prio = _tag_expr(group.priority_tags)
-        for grid, n, assigned, contacted, overdue, prio_n, prio_overdue in db.execute(
-                f"""SELECT grid_id, count(*), count(responsible_member_id),
-                       count(*) FILTER (WHERE last_visit_ms >= ?),
-                       count(*) FILTER (WHERE responsible_member_id IS NOT NULL
-                                        AND coalesce(last_visit_ms, 0) < ?),
-                       count(*) FILTER (WHERE {prio}),
-                       count(*) FILTER (WHERE responsible_member_id IS NOT NULL AND {prio}
-                                        AND coalesce(last_visit_ms, 0) < ?)
+        # households, assigned, priority households: kept counts (a few rows per grid)
+        for grid, n, assigned, prio_n in db.execute(
+                f"""SELECT grid_id, sum(households),
+                           coalesce(sum(households) FILTER (WHERE assigned), 0),
+                           coalesce(sum(households) FILTER (WHERE {prio}), 0)
+                    FROM coverage_grid_counts WHERE households > 0 AND {cond}
+                    GROUP BY grid_id""", params):
+            acc = grid_acc[grid]
+            acc.households, acc.assigned, acc.priority = n, assigned, prio_n
+        # not contacted, overdue, priority overdue: only households not visited within the
+        # priority cycle (the shorter one) pass the WHERE
+        cycle_start = now_ms - group.cycle_days * DAY_MS
+        prio_start = now_ms - group.priority_cycle_days * DAY_MS
+        for grid, not_contacted, overdue, prio_overdue in db.execute(
+                f"""SELECT grid_id,
+                           count(*) FILTER (WHERE coalesce(last_visit_ms, 0) < ?),
+                           count(responsible_member_id)
+                               FILTER (WHERE coalesce(last_visit_ms, 0) < ?),
+                           count(responsible_member_id) FILTER (WHERE {prio})
                     FROM households INDEXED BY households_coverage
-                    WHERE status = 'active' AND {cond} GROUP BY grid_id""",
-                [now_ms - group.cycle_days * DAY_MS, now_ms - group.cycle_days * DAY_MS,
-                 now_ms - group.priority_cycle_days * DAY_MS, *params]):
-            grid_acc[grid] = _Acc(households=n, assigned=assigned, contacted=contacted,
-                                  overdue=overdue, priority=prio_n,
-                                  priority_overdue=prio_overdue)
-    by_cycle = _cycle_grids(groups, sorted(all_grids))
-    _grid_kinds(db, by_cycle, kinds, now_ms, grid_acc)
+                    WHERE status = 'active' AND coalesce(last_visit_ms, 0) < ? AND {cond}
+                    GROUP BY grid_id""",
+                [cycle_start, cycle_start, max(prio_start, cycle_start), *params]):
+            acc = grid_acc[grid]
+            acc.contacted = -not_contacted  # households are added below
+            acc.overdue, acc.priority_overdue = overdue, prio_overdue
+    for acc in grid_acc.values():
+        acc.contacted += acc.households
+    if with_kinds:
+        by_cycle = _cycle_grids(groups, sorted(all_grids))
+        _grid_kinds(db, by_cycle, kinds, now_ms, grid_acc)
 
-    # Members per home, with their loads (active households anywhere) bucketed.
-    role = msgspec.json.encode(RESPONSIBLE_ROLE).decode()
+    # Members per home with their loads (active households anywhere, kept by the writers):
+    # per branch when one minimum and one cap hold everywhere, else a (branch, load) histogram.
     if scope.everything and unit_id is None:
         member_cond, mparams = "1", []
     else:
         branches = sorted({u for u in units if idx.kind[u] == "branch"}
                           | {b for b, g in idx.branch_grid.items() if g in grid_set})
-        member_cond = "(p.branch_id IN (SELECT value FROM json_each(?)) OR p.branch_id IS NULL)"
+        member_cond = "(branch_id IN (SELECT value FROM json_each(?)) OR branch_id IS NULL)"
         mparams = [msgspec.json.encode(branches).decode()]
-    rows = db.execute(
-        f"""WITH loads AS MATERIALIZED (
-                SELECT m, sum(n) AS n FROM (
-                    SELECT responsible_member_id AS m, count(*) AS n
-                    FROM households INDEXED BY households_coverage
-                    WHERE status = 'active' AND responsible_member_id IS NOT NULL
-                    GROUP BY grid_id, responsible_member_id)
-                GROUP BY m)
-            SELECT p.branch_id, CASE WHEN p.branch_id IS NULL THEN p.id END,
-                   coalesce(l.n, 0), count(*)
-            FROM people p NOT INDEXED LEFT JOIN loads l ON l.m = p.id
-            WHERE p.active = 1 AND instr(p.roles, ?) > 0 AND {member_cond}
-            GROUP BY 1, 2, 3""", [role, *mparams]).fetchall()
-    no_branch = [pid for branch, pid, _, _ in rows if branch is None]
+    limits = {(p.min_households_per_member, p.max_households_per_member)
+              for p in [default, *policies.values()]}
+    if len(limits) == 1:
+        (low, high), = limits
+        rows = db.execute(
+            f"""SELECT branch_id, CASE WHEN branch_id IS NULL THEN person_id END, count(*),
+                       count(*) FILTER (WHERE households < ?),
+                       count(*) FILTER (WHERE households > ?)
+                FROM coverage_members INDEXED BY coverage_members_load
+                WHERE is_member = 1 AND {member_cond} GROUP BY 1, 2""",
+            [low, high, *mparams]).fetchall()
+    else:
+        rows = [(branch, pid, count, load) for branch, pid, load, count in db.execute(
+            f"""SELECT branch_id, CASE WHEN branch_id IS NULL THEN person_id END, households,
+                       count(*)
+                FROM coverage_members INDEXED BY coverage_members_load
+                WHERE is_member = 1 AND {member_cond} GROUP BY 1, 2, 3""", mparams)]
+    no_branch = [row[1] for row in rows if row[0] is None]
     home_grid: dict[str, str] = {}
     if no_branch:
         for pid, uid in db.execute(
@@ -900,16 +919,22 @@ def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
                 home_grid.setdefault(pid, uid)
     homes: dict[tuple[str | None, str | None, str | None], list[int]] = defaultdict(
         lambda: [0, 0, 0])
-    for branch, pid, load, count in rows:
-        grid = idx.branch_grid.get(branch) if branch else home_grid.get(pid)
+    for row in rows:
+        branch, pid, count = row[0], row[1], row[2]
+        grid = idx.branch_grid.get(branch) if branch else home_grid.get(pid)  # type: ignore[arg-type]
         if not ((branch in units) or (grid in grid_set)):
             continue
         community = idx.community_of(branch) if branch else idx.community_of(grid)
-        policy = policies.get(community or "", default)
         home = homes[(branch, grid, community)]
         home[0] += count
-        home[1] += count * (load < policy.min_households_per_member)
-        home[2] += count * (load > policy.max_households_per_member)
+        if len(row) == 5:
+            home[1] += row[3]
+            home[2] += row[4]
+        else:
+            policy = policies.get(community or "", default)
+            load = row[3]
+            home[1] += count * (load < policy.min_households_per_member)
+            home[2] += count * (load > policy.max_households_per_member)
     return Tally(idx=idx, scope_id=unit_id, now_ms=now_ms, units=units, grids=grids,
                  default=default, policies=policies, kinds=kinds, members={}, grid_acc=grid_acc,
                  member_acc={}, unassigned_by_grid={}, load={}, homes=homes)
@@ -1069,7 +1094,9 @@ def violations(db: sqlite_utils.Database, settings: Settings, scope: Scope,
         raise Invalid(f"unknown violation kind {sorted(bad)[0]!r}; one of "
                       f"{', '.join(VIOLATION_KINDS)}", field="kind")
     wanted = [k for k in VIOLATION_KINDS if k in wanted]
-    t = tallied or tally(db, settings, scope, unit_id, now_ms, with_kinds=False)
+    # Counts from the kept aggregates (no per-member rows); member items only when the page
+    # reaches them (after every household violation of the kinds asked for).
+    t = tallied or _unit_tally(db, settings, scope, unit_id, now_ms, with_kinds=False)
     counts = dict.fromkeys(wanted, 0)
     for acc in t.grid_acc.values():
         if "unassigned" in counts:
@@ -1078,9 +1105,17 @@ def violations(db: sqlite_utils.Database, settings: Settings, scope: Scope,
             counts["overdue"] += acc.overdue
         if "priority_overdue" in counts:
             counts["priority_overdue"] += acc.priority_overdue
-    member_items = _member_violations(t, wanted, show_phones)
-    for v in member_items:
-        counts[v.kind] += 1
+    member_items: list[Violation] | None = None
+    if t.homes is None:
+        member_items = _member_violations(t, wanted, show_phones)
+        for v in member_items:
+            counts[v.kind] += 1
+    else:
+        for _, under, over in t.homes.values():
+            if "member_under_min" in counts:
+                counts["member_under_min"] += under
+            if "member_over_cap" in counts:
+                counts["member_over_cap"] += over
     items: list[Violation] = []
     skip = offset
     for kind in (k for k in wanted if k in HOUSEHOLD_VIOLATIONS):
@@ -1092,7 +1127,11 @@ def violations(db: sqlite_utils.Database, settings: Settings, scope: Scope,
         items += _household_violations(db, t, kind, limit - len(items), skip, show_phones)
         skip = 0
     rest = limit - len(items)
-    if rest > 0:
+    member_total = sum(counts.get(k, 0) for k in ("member_under_min", "member_over_cap"))
+    if rest > 0 and skip < member_total:
+        if member_items is None:
+            full = tally(db, settings, scope, unit_id, now_ms, with_kinds=False)
+            member_items = _member_violations(full, wanted, show_phones)
         items.extend(member_items[skip:skip + rest])
     return ViolationPage(items=items, total=sum(counts.values()), limit=limit, offset=offset,
                          counts=counts)
