@@ -758,19 +758,20 @@ def _cycle_grids(groups: list[tuple[_PolicyGroup, list[str] | None]],
 
 def _grid_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str]], kinds: list[str],
                 now_ms: int, grid_acc: dict[str, _Acc]) -> None:
-    """Which kinds each grid's visits covered this cycle: one EXISTS probe per (grid, kind) on
-    ``visits_grid_cycle``, which stops at the first matching visit instead of reading them all."""
+    """Which kinds each grid's visits covered this cycle: one statement of EXISTS probes per
+    (grid, kind) on ``visits_grid_cycle``; each stops at the first matching visit instead of
+    reading them all."""
     for cycle_days, grids in by_cycle.items():
         if not grids:
             continue
-        encoded = msgspec.json.encode(grids).decode()
-        for i, kind in enumerate(kinds):
-            for (grid,) in db.execute(
-                    "SELECT g.value FROM json_each(?) g WHERE EXISTS (SELECT 1 FROM visits v "
-                    "INDEXED BY visits_grid_cycle WHERE v.grid_id = g.value AND v.voided = 0 "
-                    "AND v.at_ms >= ? AND instr(v.kinds, ?) > 0)",
-                    [encoded, now_ms - cycle_days * DAY_MS, msgspec.json.encode(kind).decode()]):
-                grid_acc[grid].mask |= 1 << i
+        bit = {msgspec.json.encode(k).decode(): 1 << i for i, k in enumerate(kinds)}
+        for grid, needle in db.execute(
+                "SELECT g.value, k.value FROM json_each(?) g, json_each(?) k WHERE EXISTS "
+                "(SELECT 1 FROM visits v INDEXED BY visits_grid_cycle WHERE v.grid_id = g.value "
+                "AND v.voided = 0 AND v.at_ms >= ? AND instr(v.kinds, k.value) > 0)",
+                [msgspec.json.encode(grids).decode(), msgspec.json.encode(list(bit)).decode(),
+                 now_ms - cycle_days * DAY_MS]):
+            grid_acc[grid].mask |= bit[needle]
 
 
 def _member_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str]], kinds: list[str],
@@ -809,8 +810,8 @@ def _kind_mask(t: Tally, policy_kinds: list[str]) -> int:
 def _row(t: Tally, level: str, unit_id: str, name: str, parent: str | None, acc: _Acc,
          allowed_mask: int) -> CoverageRow:
     covered = acc.mask & allowed_mask
-    kinds_covered = [k for i, k in enumerate(t.kinds) if covered >> i & 1]
-    total = bin(allowed_mask).count("1")
+    kinds_covered = [k for i, k in enumerate(t.kinds) if covered >> i & 1] if covered else []
+    total = allowed_mask.bit_count()
     return CoverageRow(
         level=level, unit_id=unit_id, name=name, parent_id=parent,  # type: ignore[arg-type]
         households=acc.households, assigned=acc.assigned,
@@ -829,12 +830,13 @@ def _row(t: Tally, level: str, unit_id: str, name: str, parent: str | None, acc:
 
 
 def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
-                unit_id: str | None, now_ms: int, *, with_kinds: bool = True) -> Tally:
+                unit_id: str | None, now_ms: int, *, with_kinds: bool = True,
+                idx: OrgIndex | None = None) -> Tally:
     """The unit levels only (no member rows), from the aggregates the writers keep (migration
     ``0005_coverage_aggregates``: per-grid household counts by tags, per-member loads) plus one
     pass over the not-recently-visited part of the covering index for what depends on "now",
     so that no per-household or per-member row reaches Python."""
-    idx = OrgIndex.load(db)
+    idx = idx or OrgIndex.load(db)
     units, grid_set = _scope_units(idx, scope, unit_id)
     all_grids = {u for u, k in idx.kind.items() if k == "grid"}
     grids = None if grid_set == all_grids else sorted(grid_set)
@@ -948,6 +950,7 @@ def rollup(db: sqlite_utils.Database, settings: Settings, scope: Scope,
 
     Rows come top-down (district first, members last), by id within a level. A unit is reported
     only if it lies at or below ``unit_id`` (default: the caller's scope)."""
+    idx = None
     if levels is None:
         idx = OrgIndex.load(db)
         with_members = not _wide(idx, _scope_units(idx, scope, unit_id)[0])
@@ -956,7 +959,7 @@ def rollup(db: sqlite_utils.Database, settings: Settings, scope: Scope,
     if with_members:
         t = tally(db, settings, scope, unit_id, now_ms, member_kinds=True)
     else:
-        t = _unit_tally(db, settings, scope, unit_id, now_ms)
+        t = _unit_tally(db, settings, scope, unit_id, now_ms, idx=idx)
     return CoverageReport(scope_id=unit_id, at=iso_ms(now_ms), rows=rows_of(t, levels))
 
 
