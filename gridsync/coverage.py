@@ -16,11 +16,13 @@ Definitions (the README repeats them for users):
   the member who made them (member level) or by the visit's grid (grid and above). A branch
   has its grid's households and kinds (a branch maps to one grid) and its own members.
 
-The roll-up reads active households once (``GROUP BY grid_id, responsible_member_id`` over the
-covering partial index ``households_coverage``); grid kinds come from EXISTS probes on
-``visits_grid_cycle`` that stop at the first matching visit; member kinds (only when member rows
-are wanted) from one stream over the scope's visits of the cycle. Everything above grid and
-member is summed in Python from those groups.
+Unit levels (no member rows) read the aggregates the triggers of migration
+``0005_coverage_aggregates`` keep (per-grid household counts by tags, per-member loads) plus
+one pass over the covering partial index ``households_coverage`` for the counts that depend on
+"now"; grid kinds come from EXISTS probes on ``visits_grid_cycle`` that stop at the first
+matching visit. Member rows read active households once (``GROUP BY grid_id,
+responsible_member_id``) and stream the scope's visits of the cycle for member kinds. Everything
+above grid and member is summed in Python from those groups.
 """
 
 from __future__ import annotations

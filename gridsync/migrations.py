@@ -478,14 +478,14 @@ def rebuild_coverage_aggregates(db: sqlite_utils.Database) -> None:
     for sql in (
         "DELETE FROM coverage_members",
         "DELETE FROM coverage_grid_counts",
-        f"INSERT INTO coverage_members (person_id, branch_id, is_member) "
-        f"SELECT p.id, p.branch_id, {member} FROM people p",
-        "INSERT INTO coverage_members (person_id, households) "
-        "SELECT responsible_member_id, count(*) FROM households "
-        "WHERE status = 'active' AND responsible_member_id IS NOT NULL GROUP BY 1 "
-        "ON CONFLICT (person_id) DO UPDATE SET households = excluded.households",
-        "INSERT INTO coverage_grid_counts (grid_id, tags, assigned, households) "
-        "SELECT grid_id, tags, responsible_member_id IS NOT NULL, count(*) FROM households "
-        "WHERE status = 'active' GROUP BY 1, 2, 3",
+        (f"INSERT INTO coverage_members (person_id, branch_id, is_member) "
+         f"SELECT p.id, p.branch_id, {member} FROM people p"),
+        ("INSERT INTO coverage_members (person_id, households) "
+         "SELECT responsible_member_id, count(*) FROM households "
+         "WHERE status = 'active' AND responsible_member_id IS NOT NULL GROUP BY 1 "
+         "ON CONFLICT (person_id) DO UPDATE SET households = excluded.households"),
+        ("INSERT INTO coverage_grid_counts (grid_id, tags, assigned, households) "
+         "SELECT grid_id, tags, responsible_member_id IS NOT NULL, count(*) FROM households "
+         "WHERE status = 'active' GROUP BY 1, 2, 3"),
     ):
         db.execute(sql)
