@@ -886,32 +886,34 @@ def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
         by_cycle = _cycle_grids(groups, sorted(all_grids))
         _grid_kinds(db, by_cycle, kinds, now_ms, grid_acc)
 
-    # Members per home with their loads (active households anywhere, kept by the writers):
-    # per branch when one minimum and one cap hold everywhere, else a (branch, load) histogram.
+    # Members per home with their loads (active households anywhere), from the kept
+    # (branch, load) histogram: summed per branch in SQL when one minimum and one cap hold
+    # everywhere; members without a branch (rare) one by one.
     if scope.everything and unit_id is None:
-        member_cond, mparams = "1", []
+        branch_cond, bparams = "1", []
     else:
         branches = sorted({u for u in units if idx.kind[u] == "branch"}
                           | {b for b, g in idx.branch_grid.items() if g in grid_set})
-        member_cond = "(branch_id IN (SELECT value FROM json_each(?)) OR branch_id IS NULL)"
-        mparams = [msgspec.json.encode(branches).decode()]
+        branch_cond = "branch_id IN (SELECT value FROM json_each(?))"
+        bparams = [msgspec.json.encode(branches).decode()]
     limits = {(p.min_households_per_member, p.max_households_per_member)
               for p in [default, *policies.values()]}
+    rows: list[tuple] = []
     if len(limits) == 1:
         (low, high), = limits
-        rows = db.execute(
-            f"""SELECT branch_id, CASE WHEN branch_id IS NULL THEN person_id END, count(*),
-                       count(*) FILTER (WHERE households < ?),
-                       count(*) FILTER (WHERE households > ?)
-                FROM coverage_members INDEXED BY coverage_members_load
-                WHERE is_member = 1 AND {member_cond} GROUP BY 1, 2""",
-            [low, high, *mparams]).fetchall()
+        rows += db.execute(
+            f"""SELECT branch_id, NULL, sum(members),
+                       coalesce(sum(members) FILTER (WHERE households < ?), 0),
+                       coalesce(sum(members) FILTER (WHERE households > ?), 0)
+                FROM coverage_load_histogram WHERE members > 0 AND {branch_cond}
+                GROUP BY branch_id""", [low, high, *bparams]).fetchall()
     else:
-        rows = [(branch, pid, count, load) for branch, pid, load, count in db.execute(
-            f"""SELECT branch_id, CASE WHEN branch_id IS NULL THEN person_id END, households,
-                       count(*)
-                FROM coverage_members INDEXED BY coverage_members_load
-                WHERE is_member = 1 AND {member_cond} GROUP BY 1, 2, 3""", mparams)]
+        rows += [(branch, None, members, load) for branch, load, members in db.execute(
+            f"""SELECT branch_id, households, members FROM coverage_load_histogram
+                WHERE members > 0 AND {branch_cond}""", bparams)]
+    rows += [(None, pid, 1, load) for pid, load in db.execute(
+        "SELECT person_id, households FROM coverage_members INDEXED BY coverage_members_load "
+        "WHERE is_member = 1 AND branch_id IS NULL")]
     no_branch = [row[1] for row in rows if row[0] is None]
     home_grid: dict[str, str] = {}
     if no_branch:

@@ -411,6 +411,38 @@ def m0005_coverage_aggregates(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (grid_id, tags, assigned)
         ) WITHOUT ROWID;
 
+        -- Members per (branch, load): under-minimum and over-cap counts for any policy without
+        -- reading one row per member. Kept from coverage_members by its own triggers.
+        CREATE TABLE coverage_load_histogram (
+            branch_id TEXT NOT NULL,
+            households INTEGER NOT NULL,
+            members INTEGER NOT NULL,
+            PRIMARY KEY (branch_id, households)
+        ) WITHOUT ROWID;
+
+        CREATE TRIGGER coverage_members_insert AFTER INSERT ON coverage_members
+        WHEN new.is_member = 1 AND new.branch_id IS NOT NULL BEGIN
+            INSERT INTO coverage_load_histogram (branch_id, households, members)
+            VALUES (new.branch_id, new.households, 1)
+            ON CONFLICT (branch_id, households) DO UPDATE SET members = members + 1;
+        END;
+        CREATE TRIGGER coverage_members_update AFTER UPDATE ON coverage_members
+        WHEN old.is_member IS NOT new.is_member OR old.branch_id IS NOT new.branch_id
+          OR old.households IS NOT new.households BEGIN
+            UPDATE coverage_load_histogram SET members = members - 1
+            WHERE old.is_member = 1 AND branch_id = old.branch_id
+              AND households = old.households;
+            INSERT INTO coverage_load_histogram (branch_id, households, members)
+            SELECT new.branch_id, new.households, 1
+            WHERE new.is_member = 1 AND new.branch_id IS NOT NULL
+            ON CONFLICT (branch_id, households) DO UPDATE SET members = members + 1;
+        END;
+        CREATE TRIGGER coverage_members_delete AFTER DELETE ON coverage_members
+        WHEN old.is_member = 1 AND old.branch_id IS NOT NULL BEGIN
+            UPDATE coverage_load_histogram SET members = members - 1
+            WHERE branch_id = old.branch_id AND households = old.households;
+        END;
+
         CREATE TRIGGER coverage_people_insert AFTER INSERT ON people BEGIN
             INSERT INTO coverage_members (person_id, branch_id, is_member)
             VALUES (new.id, new.branch_id, {new_member})
@@ -478,6 +510,7 @@ def rebuild_coverage_aggregates(db: sqlite_utils.Database) -> None:
     for sql in (
         "DELETE FROM coverage_members",
         "DELETE FROM coverage_grid_counts",
+        "DELETE FROM coverage_load_histogram",
         (f"INSERT INTO coverage_members (person_id, branch_id, is_member) "
          f"SELECT p.id, p.branch_id, {member} FROM people p"),
         ("INSERT INTO coverage_members (person_id, households) "
@@ -487,5 +520,10 @@ def rebuild_coverage_aggregates(db: sqlite_utils.Database) -> None:
         ("INSERT INTO coverage_grid_counts (grid_id, tags, assigned, households) "
          "SELECT grid_id, tags, responsible_member_id IS NOT NULL, count(*) FROM households "
          "WHERE status = 'active' GROUP BY 1, 2, 3"),
+        # the inserts above fired the histogram's triggers; recount it outright all the same
+        "DELETE FROM coverage_load_histogram",
+        ("INSERT INTO coverage_load_histogram (branch_id, households, members) "
+         "SELECT branch_id, households, count(*) FROM coverage_members "
+         "WHERE is_member = 1 AND branch_id IS NOT NULL GROUP BY 1, 2"),
     ):
         db.execute(sql)

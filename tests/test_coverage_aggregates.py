@@ -6,6 +6,7 @@ voids), an import, raw SQL, and the demo generator."""
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from datetime import date
 
 from gridsync import coverage, demo, importer, org
@@ -20,16 +21,18 @@ CLI = Actor.cli()
 ADMIN_ROLES = frozenset({"admin"})
 
 
-def kept(db) -> tuple[dict, dict]:
+def kept(db) -> tuple[dict, dict, dict]:
     members = {pid: (branch, bool(is_member), n) for pid, branch, is_member, n in db.execute(
         "SELECT person_id, branch_id, is_member, households FROM coverage_members")
         if is_member or n}
     grids = {(g, tags, bool(a)): n for g, tags, a, n in db.execute(
         "SELECT grid_id, tags, assigned, households FROM coverage_grid_counts") if n}
-    return members, grids
+    histogram = {(b, n): m for b, n, m in db.execute(
+        "SELECT branch_id, households, members FROM coverage_load_histogram") if m}
+    return members, grids, histogram
 
 
-def recount(db) -> tuple[dict, dict]:
+def recount(db) -> tuple[dict, dict, dict]:
     """The same figures straight from people and households (no kept table involved)."""
     loads = dict(db.execute(
         "SELECT responsible_member_id, count(*) FROM households WHERE status = 'active' "
@@ -45,13 +48,15 @@ def recount(db) -> tuple[dict, dict]:
     grids = {(g, tags, bool(a)): n for g, tags, a, n in db.execute(
         "SELECT grid_id, tags, responsible_member_id IS NOT NULL, count(*) FROM households "
         "WHERE status = 'active' GROUP BY 1, 2, 3")}
-    return members, grids
+    histogram = dict(Counter((branch, n) for branch, is_member, n in members.values()
+                             if is_member and branch is not None))
+    return members, grids, histogram
 
 
 def assert_exact(store: Store) -> None:
     got, expected = store.read(kept), store.read(recount)
     assert got == expected
-    assert got[0] and got[1]  # not vacuously equal
+    assert got[0] and got[1] and got[2]  # not vacuously equal
 
 
 def test_kept_aggregates_equal_a_recount_after_mixed_writes(client, tiny, store, tmp_path):
@@ -151,7 +156,7 @@ def test_demo_generator_keeps_the_aggregates(tmp_path):
     with Store(tmp_path / "d.db") as store:
         demo.build(store, scale, seed=2, as_of=date(2026, 11, 23))
         assert_exact(store)
-        members, grids = store.read(kept)
+        members, grids, _ = store.read(kept)
         assert sum(grids.values()) == store.read(lambda db: db.execute(
             "SELECT count(*) FROM households WHERE status = 'active'").fetchone()[0])
         assert sum(1 for _, is_member, _ in members.values() if is_member) == 40
