@@ -463,6 +463,7 @@ class OrgIndex:
     branch_grid: dict[str, str | None]
     grid_branch: dict[str, str]  # a grid's branch (the smallest id when several map to it)
     children: dict[str, list[str]]
+    communities: dict[str | None, str | None] = field(default_factory=dict)  # memo
 
     @classmethod
     def load(cls, db: sqlite_utils.Database) -> OrgIndex:
@@ -487,10 +488,14 @@ class OrgIndex:
         return out
 
     def community_of(self, unit_id: str | None) -> str | None:
-        for uid in self.chain(unit_id):
-            if self.kind[uid] == "community":
-                return uid
-        return None
+        try:
+            return self.communities[unit_id]
+        except KeyError:
+            pass
+        found = next((uid for uid in self.chain(unit_id) if self.kind[uid] == "community"),
+                     None)
+        self.communities[unit_id] = found
+        return found
 
     def below(self, unit_id: str) -> set[str]:
         out, stack = set(), [unit_id]
