@@ -9,12 +9,16 @@ import csv
 from collections import Counter
 from datetime import date
 
+import pytest
+
 from gridsync import coverage, demo, importer, org
 from gridsync.audit import Actor
 from gridsync.clock import uuid7
 from gridsync.config import Settings
 from gridsync.db import Store
 from gridsync.migrations import rebuild_coverage_aggregates
+from gridsync.org import Scope
+from tests.coverage_community import NOW_MS
 from tests.sync_helpers import Phone
 
 CLI = Actor.cli()
@@ -160,3 +164,44 @@ def test_demo_generator_keeps_the_aggregates(tmp_path):
         assert sum(grids.values()) == store.read(lambda db: db.execute(
             "SELECT count(*) FROM households WHERE status = 'active'").fetchone()[0])
         assert sum(1 for _, is_member, _ in members.values() if is_member) == 40
+
+
+# -- the read paths that use the kept aggregates agree with the per-member path ----------------
+
+ADMIN = Scope("admin", True, frozenset(), frozenset(), 0)
+OVERRIDES = [
+    None,
+    # other limits in c2: members are judged from the (branch, load) histogram
+    coverage.PolicyOverride(min_households_per_member=3, max_households_per_member=4),
+    # other tags and cycles in c2: two policy groups, priority from the kept tag lists
+    coverage.PolicyOverride(cycle_days=1, priority_cycle_days=1, priority_tags=["renter"],
+                            min_households_per_member=0, max_households_per_member=1),
+]
+
+
+@pytest.mark.parametrize("override", OVERRIDES)
+@pytest.mark.parametrize("unit", [None, "s1", "c2", "g1"])
+def test_kept_path_equals_the_member_path(store, cov_settings, comm, override, unit):
+    if override is not None:
+        store.write(coverage.set_policy, cov_settings, CLI, "c2", override)
+    units = [level for level in coverage.LEVELS if level != "member"]
+    fast = store.read(coverage.rollup, cov_settings, ADMIN, unit, now_ms=NOW_MS, levels=units)
+    full = store.read(coverage.rollup, cov_settings, ADMIN, unit, now_ms=NOW_MS,
+                      levels=list(coverage.LEVELS))
+    assert fast.rows == [r for r in full.rows if r.level != "member"]
+    assert any(r.members for r in fast.rows)
+
+    def both(db):
+        kept = coverage.violations(db, cov_settings, ADMIN, unit, now_ms=NOW_MS, limit=500)
+        tallied = coverage.tally(db, cov_settings, ADMIN, unit, NOW_MS, with_kinds=False)
+        per_member = coverage.violations(db, cov_settings, ADMIN, unit, now_ms=NOW_MS,
+                                         limit=500, tallied=tallied)
+        return kept, per_member
+
+    kept, per_member = store.read(both)
+    assert kept == per_member and kept.total > 0
+    # a page that starts among the member violations
+    households = sum(kept.counts[k] for k in coverage.HOUSEHOLD_VIOLATIONS)
+    tail = store.read(coverage.violations, cov_settings, ADMIN, unit, now_ms=NOW_MS,
+                      offset=households, limit=10)
+    assert tail.items == per_member.items[households:households + 10]
