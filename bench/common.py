@@ -134,7 +134,7 @@ def enroll(path: str | Path, person_ids: list[str]) -> list[tuple[str, str, str]
     from gridsync.audit import Actor
     from gridsync.db import Store
 
-    def work(db):  # noqa: ANN001, ANN202
+    def work(db):
         out = []
         for pid in person_ids:
             e = auth.enroll(db, pid, Actor.cli(), label="bench")

@@ -97,7 +97,7 @@ def run(quick: bool = False, runs: int = 5) -> Report:
             in_http = [0.0]  # seconds inside HTTP requests: the server's share of a push
             request = phone.http.request
 
-            def timed_request(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            def timed_request(*args, **kwargs):
                 start = time.perf_counter()
                 try:
                     return request(*args, **kwargs)

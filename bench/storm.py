@@ -76,7 +76,7 @@ class Phone:
         self.error: str | None = None
         request = self.client.http.request
 
-        def timed_request(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def timed_request(*args, **kwargs):
             start = time.perf_counter()
             try:
                 response = request(*args, **kwargs)

@@ -76,7 +76,8 @@ class PeriodicWorker:
         self.rounds = 0
         self.ran = threading.Event()  # set after each round of checks (lets a caller wait)
         self.delivered = threading.Event()  # set after each delivery round
-        self._deliver_now: asyncio.Event | None = None
+        self._deliver_now: asyncio.Event | None = None  # set: deliver without waiting
+        self._loop_ref: asyncio.AbstractEventLoop | None = None
 
     def _checks(self) -> float:
         """One round of checks; returns the seconds to wait before the next one."""
@@ -100,9 +101,7 @@ class PeriodicWorker:
         if event is not None and loop is not None:
             loop.call_soon_threadsafe(event.set)
 
-    _loop_ref: asyncio.AbstractEventLoop | None = None
-
-    async def _run(self, work, done: threading.Event, wake: asyncio.Event | None) -> None:  # noqa: ANN001
+    async def _run(self, work, done: threading.Event, wake: asyncio.Event | None) -> None:
         while True:
             wait = self.settings.sweep_interval_seconds
             try:
@@ -121,7 +120,7 @@ class PeriodicWorker:
             else:
                 try:
                     await asyncio.wait_for(wake.wait(), timeout=wait)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     @property

@@ -3,7 +3,6 @@ the figures come from ``python -m bench`` (bench/README.md)."""
 
 from __future__ import annotations
 
-
 from bench import ingest, pull, storm
 
 
