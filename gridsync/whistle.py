@@ -695,6 +695,20 @@ def _move(db: sqlite_utils.Database, case: CaseRow, stint: Stint, target: tuple[
 
 # -- deadlines (run by the sweep) ---------------------------------------------------------------
 
+
+def next_due_ms(db: sqlite_utils.Database, after_ms: int) -> int | None:
+    """The earliest accept/arrive/resolve deadline after ``after_ms`` of an open stint that is
+    not done yet: the periodic worker wakes just after it instead of waiting out its interval."""
+    row = db.execute(
+        "SELECT MIN(due) FROM ("
+        " SELECT CASE WHEN s.accepted_ms IS NULL THEN s.accept_due_ms"
+        "  WHEN s.arrived_ms IS NULL THEN s.arrive_due_ms"
+        "  WHEN s.resolved_ms IS NULL THEN s.resolve_due_ms END AS due"
+        " FROM whistle_stints s JOIN whistle_cases c ON c.stint_id = s.id"
+        " WHERE s.ended_ms IS NULL AND c.state IN ('raised', 'accepted', 'on_site', 'reopened')"
+        ") WHERE due > ?", [after_ms]).fetchone()
+    return row[0] if row else None
+
 SYSTEM = Actor(person_id=None, device_id="sweep")
 
 
