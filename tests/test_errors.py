@@ -49,7 +49,8 @@ def test_unknown_fields_on_admin_endpoints(client, tiny):
 @pytest.mark.parametrize("path", ["/api/v1/households", "/api/v1/people", "/api/v1/org-units",
                                   "/api/v1/devices", "/api/v1/households/hh-g1-1/visits"])
 @pytest.mark.parametrize("params", [{"limit": "10000"}, {"limit": "0"}, {"limit": "abc"},
-                                    {"offset": "-1"}])
+                                    {"offset": "-1"}, {"offset": "99999999999999999999999"},
+                                    {"offset": "9223372036854775808"}])
 def test_oversize_and_bad_pages(client, tiny, path, params):
     r = client.get(path, headers=bearer(tiny.tokens["admin"]), params=params)
     _assert_error(r, 400, "validation_error", field=next(iter(params)))

@@ -11,6 +11,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from gridsync import whistle
+from gridsync.api.params import IdQuery, PageLimit, PageOffset
 from gridsync.auth import Principal
 from gridsync.clock import Clock, parse_ms, uuid7
 from gridsync.config import Settings
@@ -30,9 +31,6 @@ from gridsync.whistle import (
     WhistleReport,
 )
 
-PageLimit = Annotated[int, QueryParameter(ge=1, le=500, description="page size, at most 500")]
-PageOffset = Annotated[int, QueryParameter(ge=0, le=10_000_000)]
-IdQuery = Annotated[str | None, QueryParameter(min_length=1, max_length=64)]
 TimeQuery = Annotated[datetime | None, QueryParameter(description="ISO 8601 time")]
 
 
