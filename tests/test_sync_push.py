@@ -275,3 +275,17 @@ def test_msgpack_and_gzip_both_ways(client, tiny, store):
         "Accept": "application/msgpack", "Accept-Encoding": "gzip"}))
     assert page.headers.get("content-encoding") == "gzip"
     assert msgspec.msgpack.decode(page.content)["changes"]
+
+
+def test_visit_dated_in_the_future_does_not_count_as_contact_ahead(client, tiny, store):
+    """A phone whose clock is a year ahead keeps its visit (``at`` as sent), but the visit
+    counts from the server's receipt: it must not mark the household contacted for a year."""
+    p = phone(client, tiny, "m1")
+    visit = p.visit("hh-g1-3", at="2027-11-20T09:30:00+08:00")
+    r = p.push([visit])
+    assert r.json()["results"][0]["status"] == "applied"
+    at, at_ms = store.read(lambda db: db.execute(
+        "SELECT at, at_ms FROM visits WHERE id = ?", [visit["id"]]).fetchone())
+    assert at == "2027-11-20T09:30:00+08:00"
+    assert at_ms < parse_ms("2027-01-01T00:00:00+08:00")
+    assert household_row(store, "hh-g1-3")[5] == at_ms

@@ -236,7 +236,9 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
                 continue
             encoded = kinds_cache[kinds] = _json.encode(sorted(set(kinds))).decode()
         try:
-            at_ms = _at_ms(data.at)
+            # a visit cannot happen after its push: a clock set ahead must not make the
+            # household count as contacted into the future (``at`` is kept as sent)
+            at_ms = min(_at_ms(data.at), ctx.received_ms)
         except ValueError:
             results.append(Invalid(f"at {data.at!r} is not ISO 8601 with an offset, e.g. "
                                    "2026-11-20T09:30:00+08:00", field="data.at"))
