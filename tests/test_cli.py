@@ -70,6 +70,16 @@ def test_clean_errors_not_tracebacks(tmp_path):
     r = CliRunner().invoke(cli, ["units", "add", "--db", db, "g9", "--kind", "grid",
                                  "--name", "x"])
     assert r.exit_code == 1 and "validation_error" in r.output and "parent" in r.output
+    for args, text in [(["--kind", "grid", "--parent", "nowhere"], "nowhere"),
+                       (["--kind", "street", "--parent", "d1"], "no org unit d1"),
+                       (["--kind", "branch", "--parent", "nowhere", "--grid", "g1"], "nowhere")]:
+        r = CliRunner().invoke(cli, ["units", "add", "--db", db, "u9", "--name", "x", *args])
+        assert r.exit_code == 1 and text in r.output, r.output
+        assert isinstance(r.exception, SystemExit)  # a clean error, not a traceback
+    invoke("units", "add", "--db", db, "d1", "--kind", "district", "--name", "区")
+    r = CliRunner().invoke(cli, ["units", "add", "--db", db, "g9", "--kind", "grid",
+                                 "--name", "x", "--parent", "d1"])
+    assert r.exit_code == 1 and "community" in r.output, r.output
     r = CliRunner().invoke(cli, ["people", "add", "--db", db, "p", "--name", "x",
                                  "--role", "member", "--scope", "nowhere"])
     assert r.exit_code == 1 and "nowhere" in r.output
