@@ -289,3 +289,19 @@ def test_visit_dated_in_the_future_does_not_count_as_contact_ahead(client, tiny,
     assert at == "2027-11-20T09:30:00+08:00"
     assert at_ms < parse_ms("2027-01-01T00:00:00+08:00")
     assert household_row(store, "hh-g1-3")[5] == at_ms
+
+
+def test_visit_kinds_follow_the_community_policy(client, tiny, store, settings):
+    """A community that overrides its N service kinds: its phones record those kinds (the
+    reports count them), not the district default's."""
+    from gridsync import coverage
+    from gridsync.audit import Actor
+
+    store.write(coverage.set_policy, settings, Actor.cli(), "c1",
+                coverage.PolicyOverride(service_kinds=["policy", "elderly_care"]))
+    p = phone(client, tiny, "m1")
+    r = p.push([p.visit("hh-g1-1", kinds=["elderly_care"]), p.visit("hh-g1-2", kinds=["safety"])])
+    results = r.json()["results"]
+    assert results[0]["status"] == "applied", results
+    assert (results[1]["status"], results[1]["code"]) == ("rejected", "validation_error")
+    assert "elderly_care" in results[1]["message"]

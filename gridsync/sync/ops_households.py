@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from gridsync import coverage
 from gridsync.clock import iso_ms
 from gridsync.db import next_seq
 from gridsync.errors import GridsyncError, Invalid, NotFound, OutOfScope
@@ -200,7 +201,9 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
     existing = {r[0] for r in db.execute(
         "SELECT id FROM visits WHERE id IN (SELECT value FROM json_each(?))",
         [_json.encode([it.m.id for it in items]).decode()]).fetchall()}
-    kinds_allowed = frozenset(ctx.settings.coverage.service_kinds)
+    default_kinds = frozenset(ctx.settings.coverage.service_kinds)
+    community_kinds = coverage.service_kinds_of_grids(db, ctx.settings,
+                                                      {g for g, _ in households.values()})
     scope = ctx.principal.scope
     allowed_grids = {g for g, _ in households.values() if scope.allows_grid(g)}
     person, device = ctx.principal.person_id, ctx.principal.device_id
@@ -209,7 +212,7 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
     rows: list[tuple] = []
     newest: dict[str, int] = {}
     first = next_seq(db, len(items))  # unused numbers of refused items are harmless gaps
-    kinds_cache: dict[tuple[str, ...], str] = {}
+    kinds_cache: dict[tuple, str] = {}  # (allowed kinds, *kinds) -> JSON
     for n, it in enumerate(items):
         data: VisitCreate = it.data
         vid = it.m.id
@@ -226,15 +229,16 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
                                                                      ms_of(it.hlc)):
             results.append(OutOfScope(f"household {hid} is outside your scope"))
             continue
-        kinds = tuple(data.kinds)
+        kinds_allowed = community_kinds.get(grid, default_kinds)
+        kinds = (kinds_allowed, *data.kinds)
         encoded = kinds_cache.get(kinds)
         if encoded is None:
-            bad = [k for k in kinds if k not in kinds_allowed]
+            bad = [k for k in data.kinds if k not in kinds_allowed]
             if bad:
                 results.append(Invalid(f"unknown service kinds {bad}; configured: "
                                        f"{', '.join(sorted(kinds_allowed))}", field="data.kinds"))
                 continue
-            encoded = kinds_cache[kinds] = _json.encode(sorted(set(kinds))).decode()
+            encoded = kinds_cache[kinds] = _json.encode(sorted(set(data.kinds))).decode()
         try:
             # a visit cannot happen after its push: a clock set ahead must not make the
             # household count as contacted into the future (``at`` is kept as sent)
