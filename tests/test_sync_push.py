@@ -305,3 +305,18 @@ def test_visit_kinds_follow_the_community_policy(client, tiny, store, settings):
     assert results[0]["status"] == "applied", results
     assert (results[1]["status"], results[1]["code"]) == ("rejected", "validation_error")
     assert "elderly_care" in results[1]["message"]
+
+
+def test_a_visit_id_taken_by_someone_else_is_rejected_not_a_silent_duplicate(client, tiny,
+                                                                            store):
+    """``duplicate`` means "already stored": another member's visit under a taken id (a buggy
+    app, a reused id) must not be acknowledged as stored and dropped."""
+    m1, m2 = phone(client, tiny, "m1"), phone(client, tiny, "m2")
+    visit = m1.visit("hh-g1-1")
+    assert m1.push([visit]).json()["results"][0]["status"] == "applied"
+    again = m1.mutation("visit.create", visit["id"], data=visit["data"])
+    assert m1.push([again]).json()["results"][0]["status"] == "duplicate"  # a resend
+    clash = m2.mutation("visit.create", visit["id"], data={**visit["data"],
+                                                           "household_id": "hh-g2-1"})
+    result = m2.push([clash]).json()["results"][0]
+    assert (result["status"], result["code"]) == ("rejected", "id_taken"), result

@@ -16,7 +16,7 @@ import msgspec
 from gridsync import coverage
 from gridsync.clock import iso_ms
 from gridsync.db import next_seq
-from gridsync.errors import GridsyncError, Invalid, NotFound, OutOfScope
+from gridsync.errors import Conflict, GridsyncError, Invalid, NotFound, OutOfScope
 from gridsync.sync import merge
 from gridsync.sync import scope as sync_scope
 from gridsync.sync.hlc import ms_of
@@ -198,9 +198,9 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
             "WHERE id IN (SELECT value FROM json_each(?))",
             [_json.encode(list(household_ids)).decode()]).fetchall()
     }
-    existing = {r[0] for r in db.execute(
-        "SELECT id FROM visits WHERE id IN (SELECT value FROM json_each(?))",
-        [_json.encode([it.m.id for it in items]).decode()]).fetchall()}
+    existing = dict(db.execute(  # visit id -> the member who logged it
+        "SELECT id, member_id FROM visits WHERE id IN (SELECT value FROM json_each(?))",
+        [_json.encode([it.m.id for it in items]).decode()]).fetchall())
     default_kinds = frozenset(ctx.settings.coverage.service_kinds)
     community_kinds = coverage.service_kinds_of_grids(db, ctx.settings,
                                                       {g for g, _ in households.values()})
@@ -217,7 +217,10 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
         data: VisitCreate = it.data
         vid = it.m.id
         if vid in existing:
-            results.append(_VISIT_DUPLICATE)
+            # a resend is the same member's; another's visit under a taken id is not stored
+            results.append(_VISIT_DUPLICATE if existing[vid] == person else Conflict(
+                f"visit id {vid} is taken by another visit: create it under a new id",
+                code="id_taken"))
             continue
         hid = data.household_id
         household = households.get(hid)
@@ -247,7 +250,7 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
             results.append(Invalid(f"at {data.at!r} is not ISO 8601 with an offset, e.g. "
                                    "2026-11-20T09:30:00+08:00", field="data.at"))
             continue
-        existing.add(vid)
+        existing[vid] = person
         rows.append((vid, hid, grid, person, device, data.at, at_ms, data.channel, encoded,
                      data.note, _json.encode(data.geo).decode() if data.geo else None,
                      first + n, received))
