@@ -320,3 +320,21 @@ def test_a_visit_id_taken_by_someone_else_is_rejected_not_a_silent_duplicate(cli
                                                            "household_id": "hh-g2-1"})
     result = m2.push([clash]).json()["results"][0]
     assert (result["status"], result["code"]) == ("rejected", "id_taken"), result
+
+
+def test_a_reused_mid_is_neither_a_poison_pill_nor_a_silent_drop(client, tiny, store):
+    """mids are per device: another device's mutation under a known mid applies (it is not a
+    resend), and a rejected mutation reusing a logged mid does not fail the batch (it was a
+    500, resent forever)."""
+    m1, m2 = phone(client, tiny, "m1"), phone(client, tiny, "m2")
+    update = m1.mutation("household.update", "hh-g1-1", fields={"notes": "m1"})
+    assert m1.push([update]).status_code == 200
+    rejected = m1.visit("hh-g2-1")  # out of m1's scope: rejected, and rejections are logged
+    rejected["mid"] = update["mid"]
+    r = m1.push([rejected])
+    assert r.status_code == 200, r.text
+    assert r.json()["results"][0]["code"] == "out_of_scope"
+    other = m2.mutation("household.update", "hh-g2-1", fields={"notes": "m2"})
+    other["mid"] = update["mid"]
+    assert m2.push([other]).json()["results"][0]["status"] in ("applied", "merged")
+    assert household_row(store, "hh-g2-1")[1] == "m2"
