@@ -26,7 +26,7 @@ from gridsync.audit import Actor
 from gridsync.auth import Principal
 from gridsync.clock import iso_ms, parse_ms
 from gridsync.config import LEVELS, Settings
-from gridsync.db import next_seq
+from gridsync.db import next_seq, paged
 from gridsync.errors import Conflict, Forbidden, GridsyncError, Invalid, NotFound, OutOfScope
 from gridsync.notify import outbox
 from gridsync.notify.routing import Router, router_for
@@ -799,12 +799,8 @@ def list_cases(db: sqlite_utils.Database, scope: Scope, *, state: str | None = N
             params.append(value)
     if open_only:
         where.append("state NOT IN ('resolved', 'closed')")
-    sql_where = " AND ".join(where)
-    total = db.execute(f"SELECT count(*) FROM whistle_cases WHERE {sql_where}",
-                       params).fetchone()[0]
-    rows = db.execute(
-        f"SELECT {_CASE_COLS} FROM whistle_cases WHERE {sql_where} "
-        "ORDER BY received_ms DESC, id LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
+    rows, total = paged(db, _CASE_COLS, "whistle_cases WHERE " + " AND ".join(where), params,
+                        order_by="received_ms DESC, id", limit=limit, offset=offset)
     return CasePage(items=[_wire(db, CaseRow(*r)) for r in rows], total=total, limit=limit,
                     offset=offset)
 
