@@ -103,3 +103,54 @@ class Report:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+# -- demo databases and devices -----------------------------------------------------------------
+
+SECRETARY = "c001-sec"  # the community secretary of `gridsync demo` (scope: the community)
+STREET_ADMIN = "s01-admin"  # the street admin (scope: street s01)
+
+
+def build_demo(path: str | Path, *, communities: int = 1, households: int | None = None,
+               seed: int = 1) -> dict:
+    """A demo database: the community scale (520 households, 71 members, 60 days of visits), or
+    a street of ``communities`` such communities (same proportions, one street)."""
+    from gridsync import demo
+    from gridsync.db import Store
+
+    scale = demo.SCALES["community"]
+    if communities > 1 or households is not None:
+        n = households or scale.households * communities
+        scale = demo.Scale("street", streets=1, communities=communities,
+                           grids=scale.grids * communities, households=n,
+                           members=max(scale.members * n // scale.households, communities))
+    with Store(path) as store:
+        return demo.build(store, scale, seed=seed)
+
+
+def enroll(path: str | Path, person_ids: list[str]) -> list[tuple[str, str, str]]:
+    """Enrol one device per entry (a person may appear several times): (person, device, token)."""
+    from gridsync import auth
+    from gridsync.audit import Actor
+    from gridsync.db import Store
+
+    def work(db):
+        out = []
+        for pid in person_ids:
+            e = auth.enroll(db, pid, Actor.cli(), label="bench")
+            out.append((pid, e.device_id, e.token))
+        return out
+
+    with Store(path) as store:
+        return store.write(work)
+
+
+def members(path: str | Path) -> list[str]:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        return [r[0] for r in conn.execute(
+            "SELECT id FROM people WHERE roles LIKE '%\"member\"%' ORDER BY id")]
+    finally:
+        conn.close()

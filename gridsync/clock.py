@@ -48,10 +48,15 @@ def now_iso(clock: Clock = SYSTEM_CLOCK) -> str:
 
 
 def parse_ms(value: str | datetime) -> int:
-    """Epoch ms of an ISO 8601 time; a naive time is taken as UTC."""
+    """Epoch ms of an ISO 8601 time; a naive time is taken as UTC. ValueError also for a time
+    whose UTC instant is outside years 1-9999 (``iso_ms`` could not write it back)."""
     dt = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
+    try:
+        dt.astimezone(timezone.utc)
+    except OverflowError as exc:
+        raise ValueError(f"{value} is outside the years 1-9999 in UTC") from exc
     return int(dt.timestamp() * 1000)
 
 

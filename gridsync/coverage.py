@@ -322,6 +322,20 @@ def policy_for(db: sqlite_utils.Database, settings: Settings, community_id: str)
     return _merge(settings, _override_decoder.decode(row[0]) if row and row[0] else None)
 
 
+def service_kinds_of_grids(db: sqlite_utils.Database, settings: Settings,
+                           grid_ids: set[str]) -> dict[str, frozenset[str]]:
+    """The service kinds a visit may record, per grid whose community overrides them (other
+    grids follow the district default, ``settings.coverage.service_kinds``)."""
+    if not grid_ids:
+        return {}
+    return {grid: frozenset(msgspec.json.decode(kinds)) for grid, kinds in db.execute(
+        "SELECT o.id, json_extract(p.override, '$.service_kinds') FROM org_units o "
+        "JOIN coverage_policies p ON p.community_id = o.parent_id "
+        "WHERE o.id IN (SELECT value FROM json_each(?)) "
+        "AND json_extract(p.override, '$.service_kinds') IS NOT NULL",
+        [msgspec.json.encode(sorted(grid_ids)).decode()])}
+
+
 def policy_of_scope(db: sqlite_utils.Database, settings: Settings, scope: Scope) -> Policy:
     """The policy a person works under: their community's (the community of their first grid,
     or the first community their scope names); the district default for wider scopes."""

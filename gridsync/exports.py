@@ -23,6 +23,7 @@ import msgspec
 import sqlite_utils
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
@@ -200,6 +201,14 @@ def display_width(value: Any) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
 
 
+def _text_cell(ws: Any, value: str) -> WriteOnlyCell:
+    """Text typed on phones, kept as text: control characters that XLSX cannot hold are dropped
+    (openpyxl raises on them) and a leading ``=`` is not turned into a formula."""
+    cell = WriteOnlyCell(ws, value=ILLEGAL_CHARACTERS_RE.sub("", value))
+    cell.data_type = "s"
+    return cell
+
+
 def _sheet(wb: Workbook, title: str, header: list[str], kinds: list[str],
            rows: list[list[Any]], progress: Progress) -> None:
     ws = wb.create_sheet(title)
@@ -224,6 +233,8 @@ def _sheet(wb: Workbook, title: str, header: list[str], kinds: list[str],
                 cell = WriteOnlyCell(ws, value=value)
                 cell.number_format = "0.0%"
                 out.append(cell)
+            elif isinstance(value, str):
+                out.append(_text_cell(ws, value))
             else:
                 out.append(value)
         ws.append(out)

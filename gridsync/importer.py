@@ -70,6 +70,7 @@ STATUS_ALIASES = {
 PHONE = re.compile(r"\+?[0-9][0-9 ()\-]{4,18}[0-9]")
 MAX_TAG_LENGTH = 32
 MAX_TEXT_LENGTH = 500
+MAX_SIZE = 9999  # as a phone may send (sync.protocol.HouseholdCreate.size)
 FIELDS = tuple(HEADERS)  # column order of the households row this module writes
 
 
@@ -266,10 +267,10 @@ def _row_values(number: int, raw: dict[str, str], errors: list[RowError]) -> dic
         elif name == "size":
             if not text:
                 values[name] = 1
-            elif text.isdigit() and int(text) > 0:
+            elif text.isascii() and text.isdigit() and 0 < int(text) <= MAX_SIZE:
                 values[name] = int(text)
             else:
-                bad(name, "bad_size", f"人口数应为正整数，而不是“{text}”")
+                bad(name, "bad_size", f"人口数应为 1 到 {MAX_SIZE} 的整数，而不是“{text}”")
         elif name == "tags":
             tags = set()
             for piece in TAG_SEPARATORS.split(text):

@@ -109,6 +109,16 @@ def add_units(db: sqlite_utils.Database, units: list[OrgUnit], actor: Actor | No
             raise Invalid(f"a {unit.kind} has no parent", field="parent_id")
         if expected is not None and unit.parent_id is None:
             raise Invalid(f"a {unit.kind} needs a parent {expected}", field="parent_id")
+        for column, value, kind in (("parent_id", unit.parent_id, expected),
+                                    ("grid_id", unit.grid_id, "grid")):
+            if value is None:
+                continue
+            row = db.execute("SELECT kind FROM org_units WHERE id = ?", [value]).fetchone()
+            if row is None:
+                raise Invalid(f"{unit.kind} {unit.id}: no org unit {value}", field=column)
+            if row[0] != kind:
+                raise Invalid(f"{unit.kind} {unit.id}: {value} is a {row[0]}, not a {kind}",
+                              field=column)
         db.execute(
             f"INSERT INTO org_units ({_UNIT_COLS}, seq) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, name=excluded.name, "

@@ -26,7 +26,7 @@ from gridsync.audit import Actor
 from gridsync.auth import Principal
 from gridsync.clock import iso_ms, parse_ms
 from gridsync.config import LEVELS, Settings
-from gridsync.db import next_seq
+from gridsync.db import next_seq, paged
 from gridsync.errors import Conflict, Forbidden, GridsyncError, Invalid, NotFound, OutOfScope
 from gridsync.notify import outbox
 from gridsync.notify.routing import Router, router_for
@@ -695,6 +695,20 @@ def _move(db: sqlite_utils.Database, case: CaseRow, stint: Stint, target: tuple[
 
 # -- deadlines (run by the sweep) ---------------------------------------------------------------
 
+
+def next_due_ms(db: sqlite_utils.Database, after_ms: int) -> int | None:
+    """The earliest accept/arrive/resolve deadline after ``after_ms`` of an open stint that is
+    not done yet: the periodic worker wakes just after it instead of waiting out its interval."""
+    row = db.execute(
+        "SELECT MIN(due) FROM ("
+        " SELECT CASE WHEN s.accepted_ms IS NULL THEN s.accept_due_ms"
+        "  WHEN s.arrived_ms IS NULL THEN s.arrive_due_ms"
+        "  WHEN s.resolved_ms IS NULL THEN s.resolve_due_ms END AS due"
+        " FROM whistle_stints s JOIN whistle_cases c ON c.stint_id = s.id"
+        " WHERE s.ended_ms IS NULL AND c.state IN ('raised', 'accepted', 'on_site', 'reopened')"
+        ") WHERE due > ?", [after_ms]).fetchone()
+    return row[0] if row else None
+
 SYSTEM = Actor(person_id=None, device_id="sweep")
 
 
@@ -785,12 +799,8 @@ def list_cases(db: sqlite_utils.Database, scope: Scope, *, state: str | None = N
             params.append(value)
     if open_only:
         where.append("state NOT IN ('resolved', 'closed')")
-    sql_where = " AND ".join(where)
-    total = db.execute(f"SELECT count(*) FROM whistle_cases WHERE {sql_where}",
-                       params).fetchone()[0]
-    rows = db.execute(
-        f"SELECT {_CASE_COLS} FROM whistle_cases WHERE {sql_where} "
-        "ORDER BY received_ms DESC, id LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
+    rows, total = paged(db, _CASE_COLS, "whistle_cases WHERE " + " AND ".join(where), params,
+                        order_by="received_ms DESC, id", limit=limit, offset=offset)
     return CasePage(items=[_wire(db, CaseRow(*r)) for r in rows], total=total, limit=limit,
                     offset=offset)
 

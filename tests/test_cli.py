@@ -70,20 +70,45 @@ def test_clean_errors_not_tracebacks(tmp_path):
     r = CliRunner().invoke(cli, ["units", "add", "--db", db, "g9", "--kind", "grid",
                                  "--name", "x"])
     assert r.exit_code == 1 and "validation_error" in r.output and "parent" in r.output
+    for args, text in [(["--kind", "grid", "--parent", "nowhere"], "nowhere"),
+                       (["--kind", "street", "--parent", "d1"], "no org unit d1"),
+                       (["--kind", "branch", "--parent", "nowhere", "--grid", "g1"], "nowhere")]:
+        r = CliRunner().invoke(cli, ["units", "add", "--db", db, "u9", "--name", "x", *args])
+        assert r.exit_code == 1 and text in r.output, r.output
+        assert isinstance(r.exception, SystemExit)  # a clean error, not a traceback
+    invoke("units", "add", "--db", db, "d1", "--kind", "district", "--name", "区")
+    r = CliRunner().invoke(cli, ["units", "add", "--db", db, "g9", "--kind", "grid",
+                                 "--name", "x", "--parent", "d1"])
+    assert r.exit_code == 1 and "community" in r.output, r.output
     r = CliRunner().invoke(cli, ["people", "add", "--db", db, "p", "--name", "x",
                                  "--role", "member", "--scope", "nowhere"])
     assert r.exit_code == 1 and "nowhere" in r.output
 
 
-@pytest.mark.parametrize("command", [
-    [], ["init"], ["serve"], ["people"], ["people", "add"], ["device"], ["device", "enroll"],
-    ["device", "revoke"], ["device", "list"], ["schemas"], ["units", "add"],
-])
-def test_every_command_has_help(command):
+def _commands(group=cli, path=()):
+    """Every command of the CLI tree (groups included), as argument paths."""
+    yield list(path), group
+    for name, command in getattr(group, "commands", {}).items():
+        yield from _commands(command, (*path, name))
+
+
+ALL_COMMANDS = [path for path, _ in _commands()]
+# SPEC 7: "every command that lists or reports takes --json"
+LISTING = [["people"], ["device", "list"], ["device", "enroll"], ["coverage"],
+           ["coverage", "sample"], ["coverage", "violations"], ["coverage", "rebalance"],
+           ["coverage", "policy", "show"], ["demo"], ["import", "households"], ["sweep"],
+           ["outbox"], ["cases"], ["cases", "show"], ["whistle", "report"], ["simulate"]]
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS, ids=lambda c: " ".join(c) or "gridsync")
+def test_every_command_has_help_and_db(command):
     r = CliRunner().invoke(cli, [*command, "--help"])
     assert r.exit_code == 0 and "Usage:" in r.output
-    if command and command != ["device"] and command != ["schemas"]:
-        assert "--db" in r.output
+    leaf = dict((tuple(p), c) for p, c in _commands())[tuple(command)]
+    if not hasattr(leaf, "commands") or leaf.invoke_without_command:
+        assert "--db" in r.output, command  # SPEC 7: every command takes --db
+    if command in LISTING:
+        assert "--json" in r.output, command
 
 
 def test_serve_for_real(tmp_path):

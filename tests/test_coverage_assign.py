@@ -286,3 +286,23 @@ def test_cli_sample_is_reproducible(db_path, comm):
         return [i["household"]["id"] for i in json.loads(out.stdout)["items"]]
 
     assert run("7") == run("7") != run("8")
+
+
+@pytest.mark.parametrize("lang, texts", [
+    ("zh", ["户），种子 7", "同楼栋", "负荷", "条建议", "--apply"]),
+    ("en", ["households, seed 7", "neighbour", "load", "suggestions", "--apply"]),
+])
+def test_cli_sample_and_rebalance_speak_chinese_by_default(db_path, comm, lang, texts):
+    from click.testing import CliRunner
+
+    from gridsync.cli import cli
+
+    extra = [] if lang == "zh" else ["--lang", "en"]
+    runner = CliRunner()
+    sample = runner.invoke(cli, ["coverage", "sample", "--scope", "c1", "--n", "2", "--seed", "7",
+                                 "--db", db_path, *extra])
+    plan = runner.invoke(cli, ["coverage", "rebalance", "--scope", "c1", "--db", db_path, *extra])
+    assert sample.exit_code == 0 and plan.exit_code == 0, sample.output + plan.output
+    out = sample.output + plan.output
+    for text in texts:
+        assert text in out, out

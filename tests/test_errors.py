@@ -49,7 +49,8 @@ def test_unknown_fields_on_admin_endpoints(client, tiny):
 @pytest.mark.parametrize("path", ["/api/v1/households", "/api/v1/people", "/api/v1/org-units",
                                   "/api/v1/devices", "/api/v1/households/hh-g1-1/visits"])
 @pytest.mark.parametrize("params", [{"limit": "10000"}, {"limit": "0"}, {"limit": "abc"},
-                                    {"offset": "-1"}])
+                                    {"offset": "-1"}, {"offset": "99999999999999999999999"},
+                                    {"offset": "9223372036854775808"}])
 def test_oversize_and_bad_pages(client, tiny, path, params):
     r = client.get(path, headers=bearer(tiny.tokens["admin"]), params=params)
     _assert_error(r, 400, "validation_error", field=next(iter(params)))
@@ -86,3 +87,15 @@ def test_openapi_is_served(client):
     assert "BearerToken" in spec["components"]["securitySchemes"]
     page = client.get("/schema")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+
+
+@pytest.mark.parametrize("path, param", [
+    ("/api/v1/whistle/report", "since"), ("/api/v1/whistle/report", "until"),
+    ("/api/v1/coverage", "at"), ("/api/v1/coverage/violations", "at"),
+    ("/api/v1/exports/coverage", "at"),
+])
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_times_beyond_the_calendar_are_client_errors(client, tiny, path, param, value):
+    """Valid ISO 8601 whose UTC instant falls outside years 1-9999 (it was a 500)."""
+    r = client.get(path, headers=bearer(tiny.tokens["admin"]), params={param: value})
+    _assert_error(r, 400, "validation_error", field=param)

@@ -174,3 +174,20 @@ def test_cli_report_table_and_json(db_path, comm):
         ("district", "d1"), *(("member", m) for m in ("m1", "m2", "m3", "m4", "m5"))}
     bad = cli("--scope", "nowhere")
     assert bad.returncode == 1 and "not_found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_xlsx_keeps_phone_typed_text_as_text(store, cov_client, comm):
+    """Names and addresses come from phones: a control character must not break the export
+    (it was a 500) and a leading "=" must stay text, not become a formula in the admin's Excel."""
+    def edit(db):  # noqa: ANN001, ANN202
+        db.execute("UPDATE households SET head_name = ?, building = ? WHERE id = 'h6'",
+                   ['=HYPERLINK("http://evil.example","点我")', "3号\x00楼\x1b"])
+
+    store.write(edit)
+    r, wb = _xlsx(cov_client, comm.tokens["admin"])
+    rows = list(wb["问题清单"].iter_rows(values_only=True))
+    h6 = next(dict(zip(rows[0], row)) for row in rows[1:] if row[2] == "h6")
+    assert h6["户主/党员"] == '=HYPERLINK("http://evil.example","点我")'
+    cells = [c for row in wb["问题清单"].iter_rows() for c in row if c.value == h6["户主/党员"]]
+    assert cells and all(c.data_type == "s" for c in cells)
+    assert h6["地址"].startswith("3号楼")

@@ -88,6 +88,8 @@ def test_bad_file_writes_nothing_and_reports_every_bad_row(demo_db, tmp_path):
         ["R-016", "c001-g01", "", "", "", "辛", "", "", "", "", "", "c001-g02-m01"],  # 11 other grid
         ["R-017", "c001-g01", "", "", "", "壬", "", "2.5", "x" * 40, "", "", ""],  # 12 size, tag
         GOOD[1],                                                                   # row 13: ok
+        ["R-018", "c001-g01", "", "", "", "癸", "", "9" * 20, "", "", "", ""],    # 14 size (int64)
+        ["R-019", "c001-g01", "", "", "", "子", "", "²", "", "", "", ""],         # 15 size (not 0-9)
     ]
     file = write_csv(tmp_path / "bad.csv", ZH, rows)
     before = households(demo_db)
@@ -100,7 +102,8 @@ def test_bad_file_writes_nothing_and_reports_every_bad_row(demo_db, tmp_path):
         (3, "unknown_grid"), (4, "not_a_grid"), (5, "bad_phone"), (5, "bad_size"),
         (5, "bad_status"), (6, "missing_field"), (7, "duplicate_external_id"),
         (8, "missing_field"), (9, "unknown_member"), (10, "not_a_member"),
-        (11, "member_out_of_grid"), (12, "bad_size"), (12, "bad_tag"),
+        (11, "member_out_of_grid"), (12, "bad_size"), (12, "bad_tag"), (14, "bad_size"),
+        (15, "bad_size"),
     }
     assert all(e["message"].startswith(f"第{e['row']}行") for e in report["errors"])
     assert households(demo_db) == before
@@ -110,7 +113,7 @@ def test_bad_file_writes_nothing_and_reports_every_bad_row(demo_db, tmp_path):
     text = invoke(demo_db, file)
     assert text.exit_code == 1 and "Traceback" not in text.output
     assert "第7行 外部编号: 外部编号“R-001”与第2行重复 (duplicate_external_id)" in text.output
-    assert "10 行有错误，未写入任何数据" in text.output
+    assert "12 行有错误，未写入任何数据" in text.output
     assert households(demo_db) == before
 
 

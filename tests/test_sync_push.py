@@ -275,3 +275,66 @@ def test_msgpack_and_gzip_both_ways(client, tiny, store):
         "Accept": "application/msgpack", "Accept-Encoding": "gzip"}))
     assert page.headers.get("content-encoding") == "gzip"
     assert msgspec.msgpack.decode(page.content)["changes"]
+
+
+def test_visit_dated_in_the_future_does_not_count_as_contact_ahead(client, tiny, store):
+    """A phone whose clock is a year ahead keeps its visit (``at`` as sent), but the visit
+    counts from the server's receipt: it must not mark the household contacted for a year."""
+    p = phone(client, tiny, "m1")
+    visit = p.visit("hh-g1-3", at="2027-11-20T09:30:00+08:00")
+    r = p.push([visit])
+    assert r.json()["results"][0]["status"] == "applied"
+    at, at_ms = store.read(lambda db: db.execute(
+        "SELECT at, at_ms FROM visits WHERE id = ?", [visit["id"]]).fetchone())
+    assert at == "2027-11-20T09:30:00+08:00"
+    assert at_ms < parse_ms("2027-01-01T00:00:00+08:00")
+    assert household_row(store, "hh-g1-3")[5] == at_ms
+
+
+def test_visit_kinds_follow_the_community_policy(client, tiny, store, settings):
+    """A community that overrides its N service kinds: its phones record those kinds (the
+    reports count them), not the district default's."""
+    from gridsync import coverage
+    from gridsync.audit import Actor
+
+    store.write(coverage.set_policy, settings, Actor.cli(), "c1",
+                coverage.PolicyOverride(service_kinds=["policy", "elderly_care"]))
+    p = phone(client, tiny, "m1")
+    r = p.push([p.visit("hh-g1-1", kinds=["elderly_care"]), p.visit("hh-g1-2", kinds=["safety"])])
+    results = r.json()["results"]
+    assert results[0]["status"] == "applied", results
+    assert (results[1]["status"], results[1]["code"]) == ("rejected", "validation_error")
+    assert "elderly_care" in results[1]["message"]
+
+
+def test_a_visit_id_taken_by_someone_else_is_rejected_not_a_silent_duplicate(client, tiny,
+                                                                            store):
+    """``duplicate`` means "already stored": another member's visit under a taken id (a buggy
+    app, a reused id) must not be acknowledged as stored and dropped."""
+    m1, m2 = phone(client, tiny, "m1"), phone(client, tiny, "m2")
+    visit = m1.visit("hh-g1-1")
+    assert m1.push([visit]).json()["results"][0]["status"] == "applied"
+    again = m1.mutation("visit.create", visit["id"], data=visit["data"])
+    assert m1.push([again]).json()["results"][0]["status"] == "duplicate"  # a resend
+    clash = m2.mutation("visit.create", visit["id"], data={**visit["data"],
+                                                           "household_id": "hh-g2-1"})
+    result = m2.push([clash]).json()["results"][0]
+    assert (result["status"], result["code"]) == ("rejected", "id_taken"), result
+
+
+def test_a_reused_mid_is_neither_a_poison_pill_nor_a_silent_drop(client, tiny, store):
+    """mids are per device: another device's mutation under a known mid applies (it is not a
+    resend), and a rejected mutation reusing a logged mid does not fail the batch (it was a
+    500, resent forever)."""
+    m1, m2 = phone(client, tiny, "m1"), phone(client, tiny, "m2")
+    update = m1.mutation("household.update", "hh-g1-1", fields={"notes": "m1"})
+    assert m1.push([update]).status_code == 200
+    rejected = m1.visit("hh-g2-1")  # out of m1's scope: rejected, and rejections are logged
+    rejected["mid"] = update["mid"]
+    r = m1.push([rejected])
+    assert r.status_code == 200, r.text
+    assert r.json()["results"][0]["code"] == "out_of_scope"
+    other = m2.mutation("household.update", "hh-g2-1", fields={"notes": "m2"})
+    other["mid"] = update["mid"]
+    assert m2.push([other]).json()["results"][0]["status"] in ("applied", "merged")
+    assert household_row(store, "hh-g2-1")[1] == "m2"

@@ -429,3 +429,26 @@ def test_every_whistle_template_renders_with_the_context_it_is_given(store, tiny
         title, body = outbox.render(kind, locale, context)
         assert "漏水" in title and body, (kind, title, body)
         assert cid in body
+
+
+def test_periodic_checks_wake_just_after_the_next_deadline(api, tiny, store, wsettings, clock):
+    """The worker sleeps until just after the earliest open deadline (never longer than its
+    interval), so an escalation leaves when the deadline passes, not an interval later."""
+    from gridsync.sweep import PeriodicWorker
+    from gridsync.whistle import next_due_ms
+
+    settings = msgspec.structs.replace(wsettings, sweep_interval_seconds=300.0)
+    now = clock.now_ms()
+    assert store.read(next_due_ms, now) is None
+    worker = PeriodicWorker(store, settings, clock)
+    assert worker._checks() == 300.0  # nothing due: the interval
+    case = new_case(api, tiny)
+    accept_due = now + settings.whistle_deadlines["grid"].accept_minutes * MIN
+    assert store.read(next_due_ms, now) == accept_due
+    assert worker._checks() == pytest.approx((accept_due + 1 - now) / 1000)
+    assert act(api, tiny, case["id"], "m1", "accept").status_code == 200
+    arrive_due = now + settings.whistle_deadlines["grid"].arrive_minutes * MIN
+    assert store.read(next_due_ms, now) == arrive_due
+    clock.advance(minutes=settings.whistle_deadlines["grid"].arrive_minutes + 1)
+    worker._checks()  # the arrive deadline passed: escalated, the new stint's deadlines count
+    assert store.read(next_due_ms, clock.now_ms()) > clock.now_ms()

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from gridsync import coverage, exports
+from gridsync.api.params import PageLimit, PageOffset
 from gridsync.audit import record
 from gridsync.auth import Principal
 from gridsync.clock import Clock, parse_ms
@@ -81,8 +82,7 @@ class CoverageController(Controller):
         kind: Annotated[list[ViolationKind] | None, QueryParameter(
             description="only these kinds (repeatable)")] = None,
         at: AtQuery = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
-        offset: Annotated[int, QueryParameter(ge=0, le=10_000_000)] = 0,
+        limit: PageLimit = 100, offset: PageOffset = 0,
     ) -> ViolationPage:
         principal.require_role(*REPORT_ROLES)
         page = await store.aread(coverage.violations, settings, principal.scope, scope_id,

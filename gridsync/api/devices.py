@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody
 
 from gridsync import auth
 from gridsync.api.errors import error_responses
+from gridsync.api.params import PageLimit, PageOffset
 from gridsync.auth import Principal
 from gridsync.db import Store
 from gridsync.errors import NotFound
@@ -24,8 +23,7 @@ class DeviceController(Controller):
           responses=error_responses(400, 401, 403, 404))
     async def list_devices(
         self, principal: NamedDependency[Principal], store: NamedDependency[Store],
-        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        limit: PageLimit = 100, offset: PageOffset = 0,
     ) -> DevicePage:
         person_id = None if principal.has_role("admin") else principal.person_id
         items, total = await store.aread(auth.list_devices, person_id=person_id, limit=limit,

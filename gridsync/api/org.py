@@ -9,17 +9,18 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
 from gridsync import coverage, households, org
-from gridsync.audit import record
 from gridsync.api.errors import error_responses
+from gridsync.api.params import IdQuery, PageLimit, PageOffset
+from gridsync.audit import record
 from gridsync.auth import Principal
 from gridsync.clock import now_iso
 from gridsync.config import Settings
 from gridsync.db import Store
 from gridsync.errors import NotFound
 from gridsync.models import (
-    HouseholdStatus,
     Household,
     HouseholdPage,
+    HouseholdStatus,
     Me,
     OrgUnit,
     OrgUnitPage,
@@ -29,10 +30,6 @@ from gridsync.models import (
     UnitKind,
     VisitPage,
 )
-
-PageLimit = Annotated[int, QueryParameter(ge=1, le=500, description="page size, at most 500")]
-PageOffset = Annotated[int, QueryParameter(ge=0, le=10_000_000)]
-IdQuery = Annotated[str | None, QueryParameter(min_length=1, max_length=64)]
 
 
 class MeController(Controller):

@@ -17,6 +17,7 @@ from litestar.openapi.spec import Operation
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
 from gridsync.api.errors import error_responses
+from gridsync.api.params import PageLimit, PageOffset
 from gridsync.auth import Principal
 from gridsync.clock import Clock
 from gridsync.config import Settings
@@ -177,8 +178,7 @@ class ConflictController(Controller):
         conflict_status: Annotated[Literal["open", "restored", "dismissed"] | None,
                          QueryParameter(name="status")] = "open",
         household_id: Annotated[str | None, QueryParameter(min_length=1, max_length=64)] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
-        offset: Annotated[int, QueryParameter(ge=0, le=10_000_000)] = 0,
+        limit: PageLimit = 100, offset: PageOffset = 0,
     ) -> ConflictPage:
         principal.require_role(*SECRETARY_ROLES)
         items, total = await store.aread(conflicts.list_conflicts, principal.scope,

@@ -7,16 +7,16 @@ from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from gridsync import whistle
+from gridsync.api.errors import error_responses
+from gridsync.api.params import IdQuery, PageLimit, PageOffset
 from gridsync.auth import Principal
 from gridsync.clock import Clock, parse_ms, uuid7
 from gridsync.config import Settings
 from gridsync.db import Store
 from gridsync.errors import Invalid
-from gridsync.models import ErrorBody
 from gridsync.notify import outbox
 from gridsync.notify.outbox import OutboxPage, OutboxState
 from gridsync.whistle import (
@@ -30,16 +30,7 @@ from gridsync.whistle import (
     WhistleReport,
 )
 
-PageLimit = Annotated[int, QueryParameter(ge=1, le=500, description="page size, at most 500")]
-PageOffset = Annotated[int, QueryParameter(ge=0, le=10_000_000)]
-IdQuery = Annotated[str | None, QueryParameter(min_length=1, max_length=64)]
 TimeQuery = Annotated[datetime | None, QueryParameter(description="ISO 8601 time")]
-
-
-def errors(*codes: int) -> dict[int, ResponseSpec]:
-    """OpenAPI ``responses`` for the error statuses a handler can answer (all ErrorBody)."""
-    return {c: ResponseSpec(data_container=ErrorBody, description="error",
-                            generate_examples=False) for c in codes}
 
 
 def _ms(value: datetime | None, name: str) -> int | None:
@@ -56,7 +47,7 @@ class WhistleController(Controller):
     tags = ["whistle"]
 
     @post("/cases", summary="Raise a whistle case (web users; phones push whistle.raise)",
-          responses=errors(400, 401, 403, 404, 409))
+          responses=error_responses(400, 401, 403, 404, 409))
     async def raise_case(self, principal: NamedDependency[Principal],
                          store: NamedDependency[Store], settings: NamedDependency[Settings],
                          clock: NamedDependency[Clock], data: JSONBody[CaseCreate]) -> WhistleCase:
@@ -67,7 +58,7 @@ class WhistleController(Controller):
                                   received_ms=clock.now_ms(), settings=settings)
 
     @get("/cases", summary="Cases in the caller's scope, newest first",
-         responses=errors(400, 401))
+         responses=error_responses(400, 401))
     async def list_cases(self, principal: NamedDependency[Principal],
                          store: NamedDependency[Store],
                          case_state: Annotated[State | None, QueryParameter(name="state")] = None,
@@ -80,14 +71,14 @@ class WhistleController(Controller):
                                  offset=offset)
 
     @get("/cases/{case_id:str}", summary="One case with its deadlines and history",
-         responses=errors(401, 404))
+         responses=error_responses(401, 404))
     async def get_case(self, principal: NamedDependency[Principal],
                        store: NamedDependency[Store], case_id: FromPath[str]) -> WhistleCase:
         return await store.aread(whistle.get_case, case_id, principal.scope)
 
     @post("/cases/{case_id:str}/actions", status_code=200,
           summary="Act on a case: accept, arrive, resolve, escalate, return, comment, close, "
-                  "reopen", responses=errors(400, 401, 403, 404, 409))
+                  "reopen", responses=error_responses(400, 401, 403, 404, 409))
     async def act(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
                   settings: NamedDependency[Settings], clock: NamedDependency[Clock],
                   case_id: FromPath[str], data: JSONBody[CaseAction]) -> WhistleCase:
@@ -95,7 +86,7 @@ class WhistleController(Controller):
                                   settings=settings)
 
     @get("/report", summary="Response, on-time, resolution rates, satisfaction, backflow",
-         responses=errors(400, 401))
+         responses=error_responses(400, 401))
     async def report(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
                      clock: NamedDependency[Clock], since: TimeQuery = None,
                      until: TimeQuery = None,
@@ -110,7 +101,7 @@ class OutboxController(Controller):
     tags = ["notify"]
 
     @get("/", summary="Notifications and their delivery state (an admin sees all, others "
-                      "their own); channel URLs are never shown", responses=errors(400, 401))
+                      "their own); channel URLs are never shown", responses=error_responses(400, 401))
     async def list_outbox(self, principal: NamedDependency[Principal],
                           store: NamedDependency[Store],
                           delivery_state: Annotated[OutboxState | None,

@@ -195,11 +195,13 @@ def device_list(db_path: str, as_json: bool, person_id: str | None) -> None:
 
 
 @cli.command()
+@db_option
 @click.option("--check", is_flag=True, help="Exit 1 if schemas/ differs from the Structs.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
               help="Where the schema files live (default: the repository's schemas/).")
-def schemas(check: bool, directory: str | None) -> None:
-    """Generate schemas/*.json (JSON Schema) from the wire Structs."""
+def schemas(db_path: str, check: bool, directory: str | None) -> None:
+    """Generate schemas/*.json (JSON Schema) from the wire Structs. (``--db`` is accepted like
+    on every command; the schemas come from the code, not from a database.)"""
     from gridsync import schemas as schema_files
 
     target = Path(directory) if directory else schema_files.default_dir()

@@ -121,8 +121,9 @@ def coverage(ctx: click.Context, db_path: str, as_json: bool, scope_id: str | No
 @click.option("--visits", type=click.IntRange(0, 50), default=3, show_default=True,
               help="Last visits shown per household.")
 @phones_option
+@lang_option
 def coverage_sample(db_path: str, as_json: bool, scope_id: str, n: int, seed: str, visits: int,
-                    show_phones: bool) -> None:
+                    show_phones: bool, lang: str) -> None:
     """Assessors' sample: N random households of a scope with their last visits."""
     with open_store(db_path) as store:
         result = run(lambda: store.read(cov.sample, OPERATOR, scope_id, n, seed, visits=visits,
@@ -140,8 +141,10 @@ def coverage_sample(db_path: str, as_json: bool, scope_id: str, n: int, seed: st
         for v in item.last_visits:
             click.echo(f"    {v.at}\t{v.member_id}\t{v.channel}\t{','.join(v.kinds)}\t{v.note}")
         if not item.last_visits:
-            click.echo("    (no visits)")
-    click.echo(f"{len(result.items)} of {result.population} households, seed {result.seed}",
+            click.echo("    （无走访记录）" if lang == "zh" else "    (no visits)")
+    text = ("抽取 {n} 户（共 {total} 户），种子 {seed}" if lang == "zh"
+            else "{n} of {total} households, seed {seed}")
+    click.echo(text.format(n=len(result.items), total=result.population, seed=result.seed),
                err=True)
 
 
@@ -181,9 +184,22 @@ def coverage_violations(db_path: str, as_json: bool, scope_id: str | None,
              "" if v.households is None else f"{v.households} ({v.limit})"]
             for v in page.items]
     click.echo(_table(header, rows))
-    click.echo(f"{len(page.items)} of {page.total} " + ", ".join(
+    click.echo((f"{len(page.items)}/{page.total}：" if lang == "zh"
+                else f"{len(page.items)} of {page.total} ") + ", ".join(
         f"{cov.label(cov.VIOLATION_LABELS, lang, k)} {n}" for k, n in page.counts.items()),
         err=True)
+
+
+REBALANCE_TEXTS = {
+    "zh": {"neighbour": "同楼栋", "least_loaded": "负荷最低", "load": "负荷",
+           "unplaced_item": "（无有余量的党员）", "summary": "{n} 条建议，{u} 户无法安排",
+           "applied": "；已分配 {a}，被拒 {r}", "refused": "被拒",
+           "hint": "；确认后加 --apply 再运行一次即分配"},
+    "en": {"neighbour": "neighbour", "least_loaded": "least loaded", "load": "load",
+           "unplaced_item": "(no member with spare capacity)",
+           "summary": "{n} suggestions, {u} unplaced", "applied": "; applied {a}, refused {r}",
+           "refused": "refused", "hint": "; run again with --apply to assign them"},
+}
 
 
 @coverage.command("rebalance")
@@ -192,9 +208,10 @@ def coverage_violations(db_path: str, as_json: bool, scope_id: str | None,
 @scope_option
 @click.option("--apply", "apply_", is_flag=True,
               help="Apply every suggestion (the secretary's confirmation).")
+@lang_option
 @config_option
 def coverage_rebalance(db_path: str, as_json: bool, scope_id: str | None, apply_: bool,
-                       config_path: str | None) -> None:
+                       lang: str, config_path: str | None) -> None:
     """Suggest members for unassigned households; --apply assigns them."""
     settings = _settings(config_path)
     with open_store(db_path) as store:
@@ -209,20 +226,21 @@ def coverage_rebalance(db_path: str, as_json: bool, scope_id: str | None, apply_
     if as_json:
         echo_json({"plan": plan, "applied": result})
         return
+    t = REBALANCE_TEXTS[lang]
     for s in plan.suggestions:
         click.echo(f"{s.household_id}\t-> {s.member_id} {s.member_name}\t{s.grid_id}\t"
-                   f"{s.building}\t{s.reason}\tload {s.member_load}/{s.cap}")
+                   f"{s.building}\t{t[s.reason]}\t{t['load']} {s.member_load}/{s.cap}")
     for hid in plan.unplaced:
-        click.echo(f"{hid}\t-> (no member with spare capacity)")
-    summary = f"{len(plan.suggestions)} suggestions, {len(plan.unplaced)} unplaced"
+        click.echo(f"{hid}\t-> {t['unplaced_item']}")
+    summary = t["summary"].format(n=len(plan.suggestions), u=len(plan.unplaced))
     if result is not None:
-        summary += f"; applied {result.applied}, refused {result.refused}"
+        summary += t["applied"].format(a=result.applied, r=result.refused)
         for o in result.items:
             if o.status == "refused":
-                click.echo(f"refused {o.household_id} -> {o.member_id}: {o.code}: {o.message}",
-                           err=True)
+                click.echo(f"{t['refused']} {o.household_id} -> {o.member_id}: {o.code}: "
+                           f"{o.message}", err=True)
     elif plan.suggestions:
-        summary += "; run again with --apply to assign them"
+        summary += t["hint"]
     click.echo(summary, err=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import sys
 from dataclasses import asdict
 from typing import Any
 
@@ -132,8 +133,7 @@ def simulate(url: str, n_devices: int, days: int, seed: int | None, admin_token:
         if not phones:
             raise click.ClickException("no members or secretaries to give phones to: load data "
                                        "first (gridsync demo)")
-        with click.progressbar(length=days, label="simulating days", file=click.get_text_stream(
-                "stderr")) as bar:
+        with click.progressbar(length=days, label="simulating days", file=sys.stderr) as bar:
             sim = Simulation(http, phones, days=days, seed=seed, encoding=encoding, gzip=gzip,
                              progress=bar.update)
             try:

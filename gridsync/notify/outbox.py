@@ -20,6 +20,7 @@ import jinja2
 import msgspec
 import sqlite_utils
 
+from gridsync.db import paged
 from gridsync.notify.routing import Router, mask_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -186,9 +187,8 @@ def list_outbox(db: sqlite_utils.Database, *, state: str | None = None,
             where.append(f"{column} = ?")
             params.append(value)
     sql_where = ("WHERE " + " AND ".join(where)) if where else ""
-    total = db.execute(f"SELECT count(*) FROM outbox {sql_where}", params).fetchone()[0]
-    rows = db.execute(f"SELECT {_COLS} FROM outbox {sql_where} ORDER BY id DESC LIMIT ? OFFSET ?",
-                      [*params, limit, offset]).fetchall()
+    rows, total = paged(db, _COLS, f"outbox {sql_where}", params, order_by="id DESC",
+                        limit=limit, offset=offset)
     return OutboxPage(items=[entry_from_row(r) for r in rows], total=total, limit=limit,
                       offset=offset)
 

@@ -17,7 +17,7 @@ import sqlite_utils
 from gridsync import audit
 from gridsync.auth import Principal
 from gridsync.clock import Clock, iso_ms
-from gridsync.db import next_seq
+from gridsync.db import next_seq, paged
 from gridsync.errors import Conflict, NotFound, OutOfScope
 from gridsync.org import Scope
 from gridsync.sync import merge
@@ -51,11 +51,8 @@ def list_conflicts(db: sqlite_utils.Database, scope: Scope, *, status: str | Non
     if household_id:
         where.append("household_id = ?")
         params.append(household_id)
-    sql_where = " AND ".join(where)
-    total = db.execute(f"SELECT count(*) FROM sync_conflicts WHERE {sql_where}",
-                       params).fetchone()[0]
-    rows = db.execute(f"SELECT {_COLS} FROM sync_conflicts WHERE {sql_where} "
-                      "ORDER BY id DESC LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
+    rows, total = paged(db, _COLS, "sync_conflicts WHERE " + " AND ".join(where), params,
+                        order_by="id DESC", limit=limit, offset=offset)
     return [_entry(r) for r in rows], total
 
 

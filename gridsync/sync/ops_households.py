@@ -13,9 +13,10 @@ from typing import Any
 
 import msgspec
 
+from gridsync import coverage
 from gridsync.clock import iso_ms
 from gridsync.db import next_seq
-from gridsync.errors import GridsyncError, Invalid, NotFound, OutOfScope
+from gridsync.errors import Conflict, GridsyncError, Invalid, NotFound, OutOfScope
 from gridsync.sync import merge
 from gridsync.sync import scope as sync_scope
 from gridsync.sync.hlc import ms_of
@@ -197,10 +198,12 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
             "WHERE id IN (SELECT value FROM json_each(?))",
             [_json.encode(list(household_ids)).decode()]).fetchall()
     }
-    existing = {r[0] for r in db.execute(
-        "SELECT id FROM visits WHERE id IN (SELECT value FROM json_each(?))",
-        [_json.encode([it.m.id for it in items]).decode()]).fetchall()}
-    kinds_allowed = frozenset(ctx.settings.coverage.service_kinds)
+    existing = dict(db.execute(  # visit id -> the member who logged it
+        "SELECT id, member_id FROM visits WHERE id IN (SELECT value FROM json_each(?))",
+        [_json.encode([it.m.id for it in items]).decode()]).fetchall())
+    default_kinds = frozenset(ctx.settings.coverage.service_kinds)
+    community_kinds = coverage.service_kinds_of_grids(db, ctx.settings,
+                                                      {g for g, _ in households.values()})
     scope = ctx.principal.scope
     allowed_grids = {g for g, _ in households.values() if scope.allows_grid(g)}
     person, device = ctx.principal.person_id, ctx.principal.device_id
@@ -209,12 +212,15 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
     rows: list[tuple] = []
     newest: dict[str, int] = {}
     first = next_seq(db, len(items))  # unused numbers of refused items are harmless gaps
-    kinds_cache: dict[tuple[str, ...], str] = {}
+    kinds_cache: dict[tuple, str] = {}  # (allowed kinds, *kinds) -> JSON
     for n, it in enumerate(items):
         data: VisitCreate = it.data
         vid = it.m.id
         if vid in existing:
-            results.append(_VISIT_DUPLICATE)
+            # a resend is the same member's; another's visit under a taken id is not stored
+            results.append(_VISIT_DUPLICATE if existing[vid] == person else Conflict(
+                f"visit id {vid} is taken by another visit: create it under a new id",
+                code="id_taken"))
             continue
         hid = data.household_id
         household = households.get(hid)
@@ -226,22 +232,25 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
                                                                      ms_of(it.hlc)):
             results.append(OutOfScope(f"household {hid} is outside your scope"))
             continue
-        kinds = tuple(data.kinds)
+        kinds_allowed = community_kinds.get(grid, default_kinds)
+        kinds = (kinds_allowed, *data.kinds)
         encoded = kinds_cache.get(kinds)
         if encoded is None:
-            bad = [k for k in kinds if k not in kinds_allowed]
+            bad = [k for k in data.kinds if k not in kinds_allowed]
             if bad:
                 results.append(Invalid(f"unknown service kinds {bad}; configured: "
                                        f"{', '.join(sorted(kinds_allowed))}", field="data.kinds"))
                 continue
-            encoded = kinds_cache[kinds] = _json.encode(sorted(set(kinds))).decode()
+            encoded = kinds_cache[kinds] = _json.encode(sorted(set(data.kinds))).decode()
         try:
-            at_ms = _at_ms(data.at)
+            # a visit cannot happen after its push: a clock set ahead must not make the
+            # household count as contacted into the future (``at`` is kept as sent)
+            at_ms = min(_at_ms(data.at), ctx.received_ms)
         except ValueError:
             results.append(Invalid(f"at {data.at!r} is not ISO 8601 with an offset, e.g. "
                                    "2026-11-20T09:30:00+08:00", field="data.at"))
             continue
-        existing.add(vid)
+        existing[vid] = person
         rows.append((vid, hid, grid, person, device, data.at, at_ms, data.channel, encoded,
                      data.note, _json.encode(data.geo).decode() if data.geo else None,
                      first + n, received))

@@ -185,9 +185,12 @@ def apply_push(db: sqlite_utils.Database, principal: Principal, request: PushReq
     # mids can be in the log, so only those are looked up (one query per batch).
     logged_mids = [m.mid for m in mutations[new_start:]
                    if m.op not in registry or registry[m.op].batch_handler is None]
+    # mids are per device: another device's mutation under a known mid is not a resend
     known_mids = {r[0] for r in db.execute(
-        "SELECT mid FROM sync_mutations WHERE mid IN (SELECT value FROM json_each(?))",
-        [_json.encode(logged_mids).decode()]).fetchall()} if logged_mids else set()
+        "SELECT mid FROM sync_mutations WHERE mid IN (SELECT value FROM json_each(?)) "
+        "AND device_id = ?",
+        [_json.encode(logged_mids).decode(), principal.device_id]).fetchall()} \
+        if logged_mids else set()
 
     server = ServerClock(db, now_ms)
     results: list[MutationResult | None] = [None] * len(mutations)
@@ -277,7 +280,9 @@ def apply_push(db: sqlite_utils.Database, principal: Principal, request: PushReq
     if log_rows:
         db.conn.executemany(
             "INSERT INTO sync_mutations (mid, device_id, seq, op, target_id, status, code, "
-            "message, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", log_rows)
+            "message, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            # a mid logged already (another device's, or a visit's reusing one) keeps its row
+            "ON CONFLICT(mid) DO NOTHING", log_rows)
     new_last = max(last_seq, mutations[-1].seq) if mutations else last_seq
     db.execute("UPDATE devices SET last_seq = ?, last_seen_at = ? WHERE id = ?",
                [new_last, iso_ms(now_ms), principal.device_id])

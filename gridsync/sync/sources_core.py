@@ -9,6 +9,9 @@ for the read; a device drops older visits itself.
 
 from __future__ import annotations
 
+import heapq
+import itertools
+from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import NamedTuple
 
@@ -82,9 +85,32 @@ def household_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, u
 @register_source("visit")
 def visit_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int,
                   limit: int) -> list[SourceChange]:
-    cond, params = scope.grid_filter("v.grid_id")
-    rows = db.execute(
-        f"SELECT {VISIT_SELECT}, v.seq FROM visits v "
-        f"WHERE v.seq > ? AND v.seq <= ? AND {cond} AND v.at_ms >= ? ORDER BY v.seq LIMIT ?",
-        [after_seq, upto_seq, *params, PULL_WINDOW.get().visits_since_ms, limit]).fetchall()
-    return [SourceChange(r[-1], r[0], "put", visit_from_row(r)) for r in rows]
+    """Visits ordered by seq across the scope's grids, read grid by grid.
+
+    One ``grid_id IN (...) ORDER BY seq LIMIT n`` query reads and sorts every remaining visit of
+    the scope on each page, so a snapshot cost the square of its size (bench/README.md). Instead
+    each grid is read in small seq-ordered chunks on the ``(grid_id, seq)`` index and the streams
+    are merged: a page reads about ``limit`` rows plus one short query per grid.
+    """
+    since = PULL_WINDOW.get().visits_since_ms
+    grids = (sorted(r[0] for r in db.execute("SELECT id FROM org_units WHERE kind = 'grid'"))
+             if scope.everything else sorted(scope.grid_ids))
+    if not grids:
+        return []
+    chunk = max(16, 2 * limit // len(grids))
+    sql = (f"SELECT {VISIT_SELECT}, v.seq FROM visits v INDEXED BY visits_grid_seq "
+           "WHERE v.grid_id = ? AND v.seq > ? AND v.seq <= ? AND v.at_ms >= ? "
+           "ORDER BY v.seq LIMIT ?")
+
+    def grid_stream(grid: str) -> Iterator[tuple]:
+        last = after_seq
+        while True:
+            rows = db.execute(sql, [grid, last, upto_seq, since, chunk]).fetchall()
+            yield from rows
+            if len(rows) < chunk:
+                return
+            last = rows[-1][-1]
+
+    merged = heapq.merge(*(grid_stream(g) for g in grids), key=lambda r: r[-1])
+    return [SourceChange(r[-1], r[0], "put", visit_from_row(r))
+            for r in itertools.islice(merged, limit)]

@@ -1,0 +1,12 @@
+"""Query parameter types shared by the controllers: one page size and offset bound everywhere
+(an unbounded offset overflows SQLite's 64-bit integer: a 500, not a 400)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar.params import QueryParameter
+
+PageLimit = Annotated[int, QueryParameter(ge=1, le=500, description="page size, at most 500")]
+PageOffset = Annotated[int, QueryParameter(ge=0, le=10_000_000)]
+IdQuery = Annotated[str | None, QueryParameter(min_length=1, max_length=64)]
