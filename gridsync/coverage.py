@@ -544,17 +544,21 @@ class _Acc:
     over: int = 0
     mask: int = 0
 
-    def add(self, other: _Acc) -> None:
+    def add_households(self, other: _Acc) -> None:
+        """Add another accumulator's household figures and service kinds (not its members)."""
         self.households += other.households
         self.assigned += other.assigned
         self.contacted += other.contacted
         self.overdue += other.overdue
         self.priority += other.priority
         self.priority_overdue += other.priority_overdue
+        self.mask |= other.mask
+
+    def add(self, other: _Acc) -> None:
+        self.add_households(other)
         self.members += other.members
         self.under += other.under
         self.over += other.over
-        self.mask |= other.mask
 
 
 @dataclass
@@ -1061,25 +1065,11 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
     # service kinds (a branch maps to one grid).
     for grid, acc in t.grid_acc.items():
         for uid in chain(grid):
-            u = unit_acc[uid]
-            u.households += acc.households
-            u.assigned += acc.assigned
-            u.contacted += acc.contacted
-            u.overdue += acc.overdue
-            u.priority += acc.priority
-            u.priority_overdue += acc.priority_overdue
-            u.mask |= acc.mask
+            unit_acc[uid].add_households(acc)
     for branch, grid in idx.branch_grid.items():
         acc = t.grid_acc.get(grid) if grid else None  # type: ignore[arg-type]
         if acc is not None:
-            u = unit_acc[branch]
-            u.households += acc.households
-            u.assigned += acc.assigned
-            u.contacted += acc.contacted
-            u.overdue += acc.overdue
-            u.priority += acc.priority
-            u.priority_overdue += acc.priority_overdue
-            u.mask |= acc.mask
+            unit_acc[branch].add_households(acc)
 
     rows: list[CoverageRow] = []
     for level in reversed(LEVELS):

@@ -58,3 +58,23 @@ class NotFound(GridsyncError):
 class Conflict(GridsyncError):
     status = 409
     code = "conflict"
+
+
+class PayloadTooLarge(GridsyncError):
+    status = 413
+    code = "payload_too_large"
+
+
+class SeqGap(GridsyncError):
+    status = 409
+    code = "seq_gap"
+
+
+class UnsupportedSchema(GridsyncError):
+    status = 426
+    code = "unsupported_schema"
+
+
+class UnsupportedMediaType(GridsyncError):
+    status = 415
+    code = "unsupported_media_type"

@@ -29,7 +29,7 @@ from openpyxl.utils import get_column_letter
 
 from gridsync import audit
 from gridsync.audit import Actor
-from gridsync.clock import SYSTEM_CLOCK, Clock
+from gridsync.clock import SYSTEM_CLOCK, Clock, iso_ms
 from gridsync.config import Settings
 from gridsync.coverage import (
     KIND_LABELS,
@@ -45,7 +45,6 @@ from gridsync.coverage import (
     violations,
 )
 from gridsync.errors import Invalid
-from gridsync.clock import iso_ms
 from gridsync.org import Scope
 
 Format = Literal["csv", "xlsx", "json"]

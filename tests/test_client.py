@@ -7,7 +7,8 @@ import time
 import httpx
 import pytest
 
-from gridsync import auth, db as dbmod
+from gridsync import auth
+from gridsync import db as dbmod
 from gridsync.clock import FixedClock
 from gridsync.sync.client import (
     DeviceClient,

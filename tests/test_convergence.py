@@ -17,7 +17,8 @@ from pathlib import Path
 
 import httpx
 import msgspec
-from hypothesis import HealthCheck, event, settings, strategies as st
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 from litestar.testing import TestClient
 

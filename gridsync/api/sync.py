@@ -22,6 +22,7 @@ from gridsync.auth import Principal
 from gridsync.clock import Clock
 from gridsync.config import Settings
 from gridsync.db import Store
+from gridsync.errors import PayloadTooLarge
 from gridsync.sync import conflicts, pull, push, status
 from gridsync.sync.protocol import (
     ConflictEntry,
@@ -97,14 +98,14 @@ async def read_body(request: Request, limit: int, settings: Settings) -> bytes:
     """The raw body, refusing more than ``limit`` bytes before reading it all."""
     announced = request.headers.get("content-length")
     if announced and announced.isdigit() and int(announced) > limit:
-        raise push.PayloadTooLarge(f"the body has {announced} bytes: " + push._limits(settings))
+        raise PayloadTooLarge(f"the body has {announced} bytes: " + push.limits_message(settings))
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise push.PayloadTooLarge(f"the body has more than {limit} bytes: "
-                                       + push._limits(settings))
+            raise PayloadTooLarge(f"the body has more than {limit} bytes: "
+                                       + push.limits_message(settings))
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -23,7 +23,15 @@ from gridsync import audit
 from gridsync.auth import Principal
 from gridsync.clock import Clock, iso_ms
 from gridsync.config import Settings
-from gridsync.errors import Forbidden, GridsyncError, Invalid
+from gridsync.errors import (
+    Forbidden,
+    GridsyncError,
+    Invalid,
+    PayloadTooLarge,
+    SeqGap,
+    UnsupportedMediaType,
+    UnsupportedSchema,
+)
 from gridsync.sync import scope as sync_scope
 from gridsync.sync.hlc import ServerClock, advance, is_valid
 from gridsync.sync.ops import BatchItem, OpContext, Outcome, load_builtin_ops
@@ -36,26 +44,6 @@ _msgpack_decoder = msgspec.msgpack.Decoder(PushRequest)
 _json = msgspec.json.Encoder()
 
 
-class PayloadTooLarge(GridsyncError):
-    status = 413
-    code = "payload_too_large"
-
-
-class SeqGap(GridsyncError):
-    status = 409
-    code = "seq_gap"
-
-
-class UnsupportedSchema(GridsyncError):
-    status = 426
-    code = "unsupported_schema"
-
-
-class UnsupportedMediaType(GridsyncError):
-    status = 415
-    code = "unsupported_media_type"
-
-
 def check_schema_header(value: str | None) -> None:
     if value is None or value.strip() != SCHEMA_VERSION:
         got = "no X-Gridsync-Schema header" if value is None else f"schema {value!r}"
@@ -65,7 +53,7 @@ def check_schema_header(value: str | None) -> None:
             supported=[SCHEMA_VERSION])
 
 
-def _limits(settings: Settings) -> str:
+def limits_message(settings: Settings) -> str:
     return (f"at most {settings.max_push_mutations} mutations and "
             f"{settings.max_push_bytes // (1024 * 1024)} MiB ({settings.max_push_bytes} bytes) "
             "per push: split the batch")
@@ -78,12 +66,12 @@ def gunzip_limited(body: bytes, limit: int, settings: Settings) -> bytes:
         out = inflater.decompress(body, limit + 1)
         if len(out) > limit or inflater.unconsumed_tail:
             raise PayloadTooLarge(f"the decompressed body is larger than allowed: "
-                                  f"{_limits(settings)}")
+                                  f"{limits_message(settings)}")
         out += inflater.flush()
     except zlib.error as exc:
         raise Invalid(f"the body is not valid gzip: {exc}", field="$") from None
     if len(out) > limit:
-        raise PayloadTooLarge(f"the decompressed body is larger than allowed: {_limits(settings)}")
+        raise PayloadTooLarge(f"the decompressed body is larger than allowed: {limits_message(settings)}")
     return out
 
 
@@ -104,7 +92,7 @@ def decode_request(body: bytes, *, content_type: str | None, content_encoding: s
                    settings: Settings) -> tuple[PushRequest, str]:
     """Size checks, gzip, and a typed decode of the raw body: (request, "json"|"msgpack")."""
     if len(body) > settings.max_push_bytes:
-        raise PayloadTooLarge(f"the body has {len(body)} bytes: {_limits(settings)}")
+        raise PayloadTooLarge(f"the body has {len(body)} bytes: {limits_message(settings)}")
     fmt = media_format(content_type)
     encoding = (content_encoding or "identity").strip().lower()
     if encoding == "gzip":
@@ -121,7 +109,7 @@ def decode_request(body: bytes, *, content_type: str | None, content_encoding: s
         raise Invalid(f"malformed {fmt} body: {exc}", field="$") from None
     if len(request.mutations) > settings.max_push_mutations:
         raise PayloadTooLarge(f"the batch has {len(request.mutations)} mutations: "
-                              f"{_limits(settings)}")
+                              f"{limits_message(settings)}")
     previous = None
     for i, m in enumerate(request.mutations):
         if previous is not None and m.seq != previous + 1:
