@@ -662,20 +662,27 @@ def _groups(idx: OrgIndex, policies: dict[str, Policy], grids: list[str] | None,
     return out
 
 
+def _home_grids(db: sqlite_utils.Database, idx: OrgIndex,
+                person_ids: list[str]) -> dict[str, str]:
+    """Rare: a member without a branch lives in the first grid of their scope."""
+    home: dict[str, str] = {}
+    if not person_ids:
+        return home
+    for pid, uid in db.execute(
+            "SELECT person_id, unit_id FROM person_scope WHERE person_id IN "
+            "(SELECT value FROM json_each(?)) ORDER BY person_id, unit_id",
+            [msgspec.json.encode(person_ids).decode()]):
+        if idx.kind.get(uid) == "grid":
+            home.setdefault(pid, uid)
+    return home
+
+
 def _load_members(db: sqlite_utils.Database, idx: OrgIndex) -> dict[str, _Member]:
     members: dict[str, _Member] = {}
     rows = db.execute(
         "SELECT id, name, phone, branch_id FROM people WHERE active = 1 AND "
         "instr(roles, ?) > 0", [msgspec.json.encode(RESPONSIBLE_ROLE).decode()]).fetchall()
-    no_branch = [r[0] for r in rows if not r[3]]
-    home: dict[str, str] = {}
-    if no_branch:  # rare: a member without a branch lives in the first grid of their scope
-        for pid, uid in db.execute(
-                "SELECT person_id, unit_id FROM person_scope WHERE person_id IN "
-                "(SELECT value FROM json_each(?)) ORDER BY person_id, unit_id",
-                [msgspec.json.encode(no_branch).decode()]):
-            if idx.kind.get(uid) == "grid":
-                home.setdefault(pid, uid)
+    home = _home_grids(db, idx, [r[0] for r in rows if not r[3]])
     places: dict[tuple[str | None, str | None], str | None] = {}
     for pid, name, phone, branch in rows:
         grid = idx.branch_grid.get(branch) if branch else home.get(pid)
@@ -937,15 +944,7 @@ def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
     rows += [(None, pid, 1, load) for pid, load in db.execute(
         "SELECT person_id, households FROM coverage_members INDEXED BY coverage_members_load "
         "WHERE is_member = 1 AND branch_id IS NULL")]
-    no_branch = [row[1] for row in rows if row[0] is None]
-    home_grid: dict[str, str] = {}
-    if no_branch:
-        for pid, uid in db.execute(
-                "SELECT person_id, unit_id FROM person_scope WHERE person_id IN "
-                "(SELECT value FROM json_each(?)) ORDER BY person_id, unit_id",
-                [msgspec.json.encode(no_branch).decode()]):
-            if idx.kind.get(uid) == "grid":
-                home_grid.setdefault(pid, uid)
+    home_grid = _home_grids(db, idx, [row[1] for row in rows if row[0] is None])
     homes: dict[tuple[str | None, str | None, str | None], list[int]] = defaultdict(
         lambda: [0, 0, 0])
     for row in rows:

@@ -30,12 +30,7 @@ def wire_types() -> list[type]:
         models.VisitPage, models.DevicePage,
     ]
     for name in WIRE_TYPE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+        module = importlib.import_module(name)
         types.extend(t for t in getattr(module, "WIRE_TYPES", []) if t not in types)
     return types
 

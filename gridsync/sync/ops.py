@@ -20,6 +20,7 @@ query per run instead of one per mutation (visits do this). Order is kept: runs 
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,11 +128,10 @@ def register_batch(name: str) -> Callable:
     return decorate
 
 
+@functools.cache
 def load_builtin_ops() -> dict[str, OpSpec]:
+    """Import the modules that register the built-in ones, once (push and pull call this on
+    every request)."""
     for module in BUILTIN_OP_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        importlib.import_module(module)
     return REGISTRY

@@ -13,6 +13,7 @@ Areas register theirs at import time; :func:`load_builtin_sources` imports them.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -48,11 +49,10 @@ def register_source(type_name: str) -> Callable[[Source], Source]:
     return decorate
 
 
+@functools.cache
 def load_builtin_sources() -> dict[str, Source]:
+    """Import the modules that register the built-in ones, once (push and pull call this on
+    every request)."""
     for module in BUILTIN_SOURCE_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        importlib.import_module(module)
     return SOURCES
