@@ -3,7 +3,6 @@ the API, sync pull and exports share."""
 
 from __future__ import annotations
 
-from typing import Any
 
 import msgspec
 import sqlite_utils
@@ -45,9 +44,6 @@ def visit_from_row(row: tuple) -> Visit:
     )
 
 
-def household_grid(db: sqlite_utils.Database, household_id: str) -> str | None:
-    row = db.execute("SELECT grid_id FROM households WHERE id = ?", [household_id]).fetchone()
-    return row[0] if row else None
 
 
 def get_household(db: sqlite_utils.Database, scope: Scope, household_id: str) -> Household:
@@ -93,9 +89,3 @@ def list_visits(db: sqlite_utils.Database, scope: Scope, household_id: str, *, l
                         order_by="v.at_ms DESC, v.id", limit=limit, offset=offset)
     return [visit_from_row(r) for r in rows], total
 
-
-def household_params(h: Household) -> dict[str, Any]:
-    """Column values of a household row (tags sorted and JSON-encoded)."""
-    data = msgspec.structs.asdict(h)
-    data["tags"] = msgspec.json.encode(sorted(set(h.tags))).decode()
-    return data

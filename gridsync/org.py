@@ -136,22 +136,6 @@ def get_unit(db: sqlite_utils.Database, unit_id: str) -> OrgUnit:
     return _unit(row)
 
 
-def ancestors(db: sqlite_utils.Database, unit_id: str) -> list[OrgUnit]:
-    """The unit and its ancestors, nearest first."""
-    rows = db.execute(
-        f"""
-        WITH RECURSIVE up(id, depth) AS (
-            SELECT ?, 0
-            UNION ALL
-            SELECT o.parent_id, up.depth + 1 FROM org_units o JOIN up ON o.id = up.id
-            WHERE o.parent_id IS NOT NULL
-        )
-        SELECT {', '.join('o.' + c.strip() for c in _UNIT_COLS.split(','))}
-        FROM up JOIN org_units o ON o.id = up.id ORDER BY up.depth
-        """,
-        [unit_id],
-    ).fetchall()
-    return [_unit(r) for r in rows]
 
 
 def list_units(db: sqlite_utils.Database, scope: Scope, *, kind: str | None = None,
@@ -170,19 +154,6 @@ def list_units(db: sqlite_utils.Database, scope: Scope, *, kind: str | None = No
     return [_unit(r) for r in rows], total
 
 
-def grids_under(db: sqlite_utils.Database, unit_id: str) -> list[str]:
-    """Grid ids at or below a unit (a branch counts its grid)."""
-    rows = db.execute(
-        """
-        WITH RECURSIVE tree(id) AS (
-            SELECT ? UNION SELECT o.id FROM org_units o JOIN tree t ON o.parent_id = t.id
-        )
-        SELECT o.id, o.kind, o.grid_id FROM tree t JOIN org_units o ON o.id = t.id
-        WHERE o.kind IN ('grid', 'branch')
-        """,
-        [unit_id],
-    ).fetchall()
-    return sorted({r[0] if r[1] == "grid" else r[2] for r in rows if r[1] == "grid" or r[2]})
 
 
 # -- people ---------------------------------------------------------------------------------
