@@ -13,6 +13,11 @@ The contract:
   value (``size`` 1, ``status`` active, no responsible member).
 - Every row is validated and every bad row is reported with its number and reason. If any row is
   bad nothing is written. The whole import is one transaction, recorded in the audit log.
+- A ``负责党员`` column assigns households as :func:`gridsync.coverage.assign` does: the member
+  must be a party member serving the grid, and a member's load after the import may not exceed
+  the cap of the household's community policy unless the import is run with ``override_cap``.
+  The file is the register, so a different member in it moves the household. Every assignment
+  an import makes is logged in ``assignment_log`` (reason ``import <file>``), overrides flagged.
 """
 
 from __future__ import annotations
@@ -29,9 +34,10 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
-from gridsync import audit
+from gridsync import audit, coverage
 from gridsync.audit import Actor
 from gridsync.clock import SYSTEM_CLOCK, Clock, iso_ms
+from gridsync.config import Settings
 from gridsync.db import next_seq
 from gridsync.errors import Invalid
 from gridsync.org import resolve_scope
@@ -200,6 +206,8 @@ class Preview(msgspec.Struct, kw_only=True):
     new: int = 0
     changed: int = 0
     unchanged: int = 0
+    assigned: int = 0  # households given a (new) responsible member
+    over_cap: int = 0  # of them, beyond the member's cap (only with override_cap)
     ignored_columns: list[str] = msgspec.field(default_factory=list)
     errors: list[RowError] = msgspec.field(default_factory=list)
 
@@ -213,6 +221,10 @@ class _Plan:
     preview: Preview
     new: list[dict[str, Any]] = field(default_factory=list)
     changed: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    # (household id, previous member, member, load after, cap, over the cap) of every
+    # assignment, in row order
+    assignments: list[tuple[str, str | None, str, int, int, bool]] = field(
+        default_factory=list)
 
 
 _EXISTING_COLS = ("id", "external_id", "grid_id", "building", "unit", "room", "head_name",
@@ -236,11 +248,14 @@ class _Checker:
     def member(self, person_id: str) -> tuple[str | None, frozenset[str] | None]:
         """(problem code or None, grids the member may serve)."""
         if person_id not in self.members:
-            row = self.db.execute("SELECT roles FROM people WHERE id = ?", [person_id]).fetchone()
+            row = self.db.execute("SELECT roles, active FROM people WHERE id = ?",
+                                  [person_id]).fetchone()
             if row is None:
                 self.members[person_id] = ("unknown_member", None)
             elif "member" not in msgspec.json.decode(row[0]):
                 self.members[person_id] = ("not_a_member", None)
+            elif not row[1]:
+                self.members[person_id] = ("member_inactive", None)
             else:
                 scope = resolve_scope(self.db, person_id)
                 self.members[person_id] = (None, None if scope.everything else scope.grid_ids)
@@ -298,8 +313,81 @@ def _same(name: str, old: Any, new: Any) -> bool:
     return old == new
 
 
-def plan_import(db: sqlite_utils.Database, sheet: Sheet) -> _Plan:
-    """Validate every row against the database and work out what would change. Writes nothing."""
+def _plan_assignments(db: sqlite_utils.Database, settings: Settings, plan: _Plan,
+                      rows: list[tuple[int, str, dict[str, Any] | None, dict[str, Any]]],
+                      override_cap: bool) -> None:
+    """Check the members' loads after the import against their caps and list the assignments.
+
+    ``rows`` holds (row number, household id, current row or None, imported values) of the
+    valid rows. Loads count active households, as coverage does; a row may take a household
+    from one member (it moves, or leaves ``active``) and give it to another."""
+    errors = plan.preview.errors
+    changes: list[tuple[int, str, str | None, str | None, bool, str]] = []
+    for number, household_id, current, values in rows:
+        current = current or {}
+        before = current.get("responsible_member_id")
+        after = values.get("responsible_member_id", before)
+        was_active = current.get("status") == "active"
+        active = values.get("status", current.get("status", "active")) == "active"
+        grid = values.get("grid_id") or current.get("grid_id")
+        if (before, was_active) != (after, active):
+            changes.append((number, household_id, before if was_active else None,
+                            after if active else None, before != after, grid))
+    before_of = {household_id: (current or {}).get("responsible_member_id")
+                 for _, household_id, current, _ in rows}
+    members = {m for change in changes for m in change[2:4] if m}
+    if not members:
+        return
+    loads: dict[str, int] = dict.fromkeys(members, 0)
+    loads.update(db.execute(
+        "SELECT responsible_member_id, count(*) FROM households WHERE status = 'active' AND "
+        "responsible_member_id IN (SELECT value FROM json_each(?)) GROUP BY 1",
+        [msgspec.json.encode(sorted(members)).decode()]).fetchall())
+    initial, final = dict(loads), dict(loads)
+    for _, _, left, joined, _, _ in changes:
+        if left:
+            final[left] -= 1
+        if joined:
+            final[joined] += 1
+    communities = dict(db.execute(
+        "SELECT g.id, g.parent_id FROM org_units g JOIN org_units c ON c.id = g.parent_id "
+        "WHERE g.kind = 'grid' AND c.kind = 'community'").fetchall())
+    caps: dict[str | None, int] = {}
+
+    def cap_of(grid: str) -> int:
+        community = communities.get(grid)
+        if community not in caps:
+            policy = (coverage.policy_for(db, settings, community) if community
+                      else coverage.default_policy(settings))
+            caps[community] = policy.max_households_per_member
+        return caps[community]
+
+    for _, _, left, _, _, _ in changes:  # the file is applied as a whole: departures first
+        if left:
+            loads[left] -= 1
+    for number, household_id, _, joined, moved, grid in changes:
+        if not joined:
+            continue
+        loads[joined] += 1
+        cap = cap_of(grid)
+        if loads[joined] > cap and final[joined] > initial[joined] and not override_cap:
+            errors.append(RowError(
+                row=number, column="responsible_member_id", code="over_cap",
+                message=f"第{number}行 {HEADERS['responsible_member_id'][0]}: 党员“{joined}”"
+                        f"导入后将负责 {final[joined]} 户，超过上限 {cap} 户"
+                        "（确需超出时使用 --override-cap，会记入分配日志）"))
+        elif moved:
+            over = loads[joined] > cap and final[joined] > initial[joined]
+            plan.assignments.append((household_id, before_of[household_id], joined,
+                                     loads[joined], cap, over))
+
+
+def plan_import(db: sqlite_utils.Database, sheet: Sheet, settings: Settings | None = None,
+                override_cap: bool = False) -> _Plan:
+    """Validate every row against the database and work out what would change. Writes nothing.
+
+    ``settings`` gives the district's coverage defaults for the members' caps (default:
+    :class:`Settings` defaults); ``override_cap`` lets members exceed them."""
     plan = _Plan(Preview(source=sheet.source, rows=len(sheet.rows), ignored_columns=sheet.ignored))
     errors = plan.preview.errors
     ext_ids = [raw.get("external_id", "") for _, raw in sheet.rows]
@@ -313,6 +401,7 @@ def plan_import(db: sqlite_utils.Database, sheet: Sheet) -> _Plan:
     }
     checker = _Checker(db)
     first_row: dict[str, int] = {}
+    valid: list[tuple[int, str, dict[str, Any] | None, dict[str, Any]]] = []
     for number, raw in sheet.rows:
         before = len(errors)
 
@@ -330,10 +419,12 @@ def plan_import(db: sqlite_utils.Database, sheet: Sheet) -> _Plan:
         else:
             first_row[ext] = number
         current = existing.get(ext)
-        if current is None:
-            for name in REQUIRED_FOR_NEW:
-                if not values.get(name):
-                    bad(name, "missing_field", f"新住户必须填写{HEADERS[name][0]}")
+        for name in REQUIRED_FOR_NEW:
+            if current is None and not values.get(name):
+                bad(name, "missing_field", f"新住户必须填写{HEADERS[name][0]}")
+            elif current is not None and name in values and not values[name]:
+                bad(name, "missing_field",
+                    f"{HEADERS[name][0]}不能为空（不改这一项时可留空整列或删去此列）")
         grid = values.get("grid_id") or (current or {}).get("grid_id")
         if values.get("grid_id"):
             kind = checker.unit_kind(values["grid_id"])
@@ -350,11 +441,15 @@ def plan_import(db: sqlite_utils.Database, sheet: Sheet) -> _Plan:
                 bad("responsible_member_id", problem, f"没有编号为“{member}”的人员")
             elif problem == "not_a_member":
                 bad("responsible_member_id", problem, f"“{member}”不是党员（角色不含 member）")
+            elif problem == "member_inactive":
+                bad("responsible_member_id", problem, f"党员“{member}”已停用")
             elif grid and grids is not None and grid not in grids:
                 bad("responsible_member_id", "member_out_of_grid",
                     f"党员“{member}”不负责网格“{grid}”")
         if len(errors) > before:
             continue
+        valid.append((number, current["id"] if current else household_id_for(ext), current,
+                      values))
         if current is None:
             plan.new.append(values)
             continue
@@ -363,15 +458,19 @@ def plan_import(db: sqlite_utils.Database, sheet: Sheet) -> _Plan:
             plan.changed.append((current["id"], current, diff))
         else:
             plan.preview.unchanged += 1
+    _plan_assignments(db, settings or Settings(), plan, valid, override_cap)
     plan.preview.new = len(plan.new)
     plan.preview.changed = len(plan.changed)
+    plan.preview.assigned = len(plan.assignments)
+    plan.preview.over_cap = sum(1 for *_, over in plan.assignments if over)
     errors.sort(key=lambda e: (e.row, FIELDS.index(e.column) if e.column else -1))
     return plan
 
 
-def preview(db: sqlite_utils.Database, sheet: Sheet) -> Preview:
+def preview(db: sqlite_utils.Database, sheet: Sheet, settings: Settings | None = None,
+            override_cap: bool = False) -> Preview:
     """Dry run: the counts and errors an import of ``sheet`` would have."""
-    return plan_import(db, sheet).preview
+    return plan_import(db, sheet, settings, override_cap).preview
 
 
 def _server_hlc(ms: int) -> str:
@@ -380,10 +479,11 @@ def _server_hlc(ms: int) -> str:
 
 
 def import_households(db: sqlite_utils.Database, sheet: Sheet, actor: Actor,
-                      clock: Clock = SYSTEM_CLOCK) -> Preview:
+                      clock: Clock = SYSTEM_CLOCK, settings: Settings | None = None,
+                      override_cap: bool = False) -> Preview:
     """Apply an import in the caller's write transaction; raises ImportRejected (and writes
     nothing) when any row is bad."""
-    plan = plan_import(db, sheet)
+    plan = plan_import(db, sheet, settings, override_cap)
     result = plan.preview
     if result.errors:
         raise ImportRejected(
@@ -412,7 +512,17 @@ def import_households(db: sqlite_utils.Database, sheet: Sheet, actor: Actor,
                    [*diff.values(), msgspec.json.encode(stamps).decode(), seq, now,
                     household_id])
         seq += 1
-    audit.record(db, actor, "households.import", target=sheet.source,
-                 detail={"rows": result.rows, "new": result.new, "changed": result.changed,
-                         "unchanged": result.unchanged}, clock=clock)
+    for household_id, previous, member, load, cap, over in plan.assignments:
+        db.execute(
+            "INSERT INTO assignment_log (at, household_id, previous_member_id, member_id, "
+            "person_id, device_id, override_cap, load_after, cap, reason) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [now, household_id, previous, member, actor.person_id, actor.device_id,
+             int(over), load, cap, f"import {sheet.source}"])
+    detail = {"rows": result.rows, "new": result.new, "changed": result.changed,
+              "unchanged": result.unchanged, "assigned": result.assigned}
+    if result.over_cap:
+        detail["override_cap"] = result.over_cap
+    audit.record(db, actor, "households.import", target=sheet.source, detail=detail,
+                 clock=clock)
     return result

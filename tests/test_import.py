@@ -144,7 +144,8 @@ def test_good_csv_with_chinese_headers_imports_and_reimport_changes_nothing(demo
     audits = q(demo_db, "SELECT target, detail FROM audit_log WHERE action='households.import' "
                         "AND device_id = 'cli' ORDER BY id")
     assert [t for t, _ in audits] == ["good.csv", "good.csv"]
-    assert json.loads(audits[1][1]) == {"rows": 3, "new": 0, "changed": 0, "unchanged": 3}
+    assert json.loads(audits[1][1]) == {"rows": 3, "new": 0, "changed": 0, "unchanged": 3,
+                                        "assigned": 0}
 
 
 def test_a_changed_row_takes_a_new_seq_and_the_others_stay(demo_db, tmp_path):
@@ -257,3 +258,96 @@ def test_import_help_lists_the_headers():
     result = CliRunner().invoke(cli, ["import", "households", "--help"])
     assert result.exit_code == 0
     assert "外部编号/external_id" in result.output and "--dry-run" in result.output
+
+
+# -- assignments: the import assigns as `coverage assign` does --------------------------------
+
+
+def load_of(db_path, member) -> int:
+    return q(db_path, "SELECT count(*) FROM households WHERE status = 'active' AND "
+                      "responsible_member_id = ?", member)[0][0]
+
+
+def others_of_grid(db_path, grid, members, n) -> list[str]:
+    """n active households of the grid that none of ``members`` is responsible for."""
+    return [r[0] for r in q(db_path, "SELECT external_id FROM households WHERE grid_id = ? AND "
+                                     "status = 'active' AND coalesce(responsible_member_id, '') "
+                                     "NOT IN (?, ?) ORDER BY id LIMIT ?", grid, *members, n)]
+
+
+def test_import_past_a_members_cap_is_refused_unless_overridden_and_logged(demo_db, tmp_path):
+    member = "c001-g01-m01"
+    load = load_of(demo_db, member)
+    room = 12 - load  # the demo's district cap
+    new = [[f"R-{i:03d}", "c001-g01", "", "", "", f"户{i}", "", "", "", "", "", member]
+           for i in range(room + 2)]
+    file = write_csv(tmp_path / "cap.csv", ZH, new)
+    before = households(demo_db)
+    refused = invoke(demo_db, file, "--json")
+    assert refused.exit_code == 1
+    report = json.loads(refused.stdout)
+    assert {(e["row"], e["code"]) for e in report["errors"]} == {  # the two beyond the cap
+        (room + 2, "over_cap"), (room + 3, "over_cap")}
+    assert f"导入后将负责 {12 + 2} 户，超过上限 12 户" in report["errors"][0]["message"]
+    assert households(demo_db) == before
+    assert q(demo_db, "SELECT count(*) FROM assignment_log") == [(0,)]
+
+    done = invoke(demo_db, file, "--json", "--override-cap")
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert (report["new"], report["assigned"], report["over_cap"]) == (room + 2, room + 2, 2)
+    assert load_of(demo_db, member) == 14
+    log = q(demo_db, "SELECT household_id, previous_member_id, member_id, override_cap, "
+                     "load_after, cap, reason, device_id FROM assignment_log ORDER BY id")
+    assert [r[4] for r in log] == list(range(load + 1, 15))
+    assert [r[3] for r in log] == [0] * room + [1, 1]
+    assert {r[1:3] for r in log} == {(None, member)}
+    assert {r[5:] for r in log} == {(12, "import cap.csv", "cli")}
+    assert log[0][0] == importer.household_id_for("R-000")
+    audit = json.loads(q(demo_db, "SELECT detail FROM audit_log WHERE action = "
+                                  "'households.import'")[0][0])
+    assert (audit["assigned"], audit["override_cap"]) == (room + 2, 2)
+    # the same file again: nothing changes, nothing more is logged
+    again = json.loads(invoke(demo_db, file, "--json").stdout)
+    assert (again["unchanged"], again["assigned"]) == (room + 2, 0)
+    assert q(demo_db, "SELECT count(*) FROM assignment_log") == [(room + 2,)]
+
+
+def test_a_file_that_moves_households_counts_the_loads_after_the_import(demo_db, tmp_path):
+    full, other = "c001-g01-m01", "c001-g01-m02"
+    fill = others_of_grid(demo_db, "c001-g01", (full, other), 12 - load_of(demo_db, full))
+    assert invoke(demo_db, write_csv(tmp_path / "fill.csv", ["外部编号", "负责党员"],
+                                     [[e, full] for e in fill]), "--override-cap").exit_code == 0
+    assert load_of(demo_db, full) == 12
+    theirs = q(demo_db, "SELECT external_id FROM households WHERE responsible_member_id = ? "
+                        "AND status = 'active' ORDER BY id LIMIT 1", full)[0][0]
+    # one household leaves the full member (moved to another), one joins: still 12, accepted
+    swap = write_csv(tmp_path / "swap.csv", ["外部编号", "网格", "户主姓名", "负责党员"],
+                     [["R-NEW", "c001-g01", "新户", full], [theirs, "c001-g01", "", other]])
+    report = json.loads(invoke(demo_db, swap, "--json").stdout)
+    # an existing household cannot lose its head's name; without that row, R-NEW is one too many
+    assert [(e["row"], e["code"], e["column"]) for e in report["errors"]] == [
+        (2, "over_cap", "responsible_member_id"), (3, "missing_field", "head_name")]
+    head = q(demo_db, "SELECT head_name FROM households WHERE external_id = ?", theirs)[0][0]
+    swap = write_csv(tmp_path / "swap.csv", ["外部编号", "网格", "户主姓名", "负责党员"],
+                     [["R-NEW", "c001-g01", "新户", full], [theirs, "c001-g01", head, other]])
+    result = invoke(demo_db, swap, "--json")
+    assert result.exit_code == 0, result.output
+    assert load_of(demo_db, full) == 12
+    moved = q(demo_db, "SELECT previous_member_id, member_id, override_cap FROM assignment_log "
+                       "WHERE reason = 'import swap.csv' ORDER BY id")
+    assert moved == [(None, full, 0), (full, other, 0)]
+    # a household moving out frees a place too
+    leave = write_csv(tmp_path / "leave.csv", ["外部编号", "状态"], [[theirs, "迁出"]])
+    assert invoke(demo_db, leave).exit_code == 0
+
+
+def test_an_inactive_member_is_refused(demo_db, tmp_path):
+    conn = sqlite3.connect(demo_db)
+    with conn:
+        conn.execute("UPDATE people SET active = 0 WHERE id = 'c001-g01-m02'")
+    conn.close()
+    file = write_csv(tmp_path / "inactive.csv", ["外部编号", "网格", "户主姓名", "负责党员"],
+                     [["R-1", "c001-g01", "甲", "c001-g01-m02"]])
+    report = json.loads(invoke(demo_db, file, "--json").stdout)
+    assert [(e["row"], e["code"]) for e in report["errors"]] == [(2, "member_inactive")]

@@ -14,6 +14,7 @@ import msgspec
 from gridsync import auth, demo, importer
 from gridsync.audit import Actor
 from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store, run
+from gridsync.config import ConfigError, load_settings
 from gridsync.db import Store
 
 
@@ -86,9 +87,15 @@ def import_group() -> None:
 @json_option
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="Validate and preview the counts; write nothing.")
+@click.option("--override-cap", is_flag=True,
+              help="Let members exceed their cap of households (each such assignment is "
+                   "flagged in the assignment log).")
+@click.option("--config", "config_path", default=None,
+              type=click.Path(exists=True, dir_okay=False),
+              help="TOML settings file (district coverage defaults: the members' cap).")
 @click.pass_context
 def import_households_command(ctx: click.Context, db_path: str, as_json: bool, file: str,
-                              dry_run: bool) -> None:
+                              dry_run: bool, override_cap: bool, config_path: str | None) -> None:
     """Import or update households from FILE.csv or FILE.xlsx.
 
     \b
@@ -98,16 +105,26 @@ def import_households_command(ctx: click.Context, db_path: str, as_json: bool, f
       标签/tags (separated by ；;,、|)   备注/notes   状态/status   负责党员/responsible_member_id
     New households need 网格 and 户主姓名. Columns left out are not changed. Every bad row is
     reported with its row number; if any row is bad, nothing is written (exit code 1).
-    Importing the same file again changes nothing."""
+    Importing the same file again changes nothing.
+
+    负责党员 assigns the household to that party member (a different member moves it). A
+    member's households after the import may not exceed the cap of the community's policy
+    (over_cap) unless --override-cap is given; every assignment is written to the assignment
+    log, as `gridsync coverage assign` does."""
     sheet = run(lambda: importer.read_file(file))
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
     with open_store(db_path) as store:
         if dry_run:
-            result = store.read(importer.preview, sheet)
+            result = store.read(importer.preview, sheet, settings, override_cap)
         else:
             try:
-                result = store.write(importer.import_households, sheet, Actor.cli())
+                result = store.write(importer.import_households, sheet, Actor.cli(),
+                                     settings=settings, override_cap=override_cap)
             except importer.ImportRejected:
-                result = store.read(importer.preview, sheet)
+                result = store.read(importer.preview, sheet, settings, override_cap)
     failed = bool(result.errors)
     if as_json:
         echo_json({**msgspec.structs.asdict(result), "dry_run": dry_run,
@@ -117,8 +134,11 @@ def import_households_command(ctx: click.Context, db_path: str, as_json: bool, f
         click.echo(f"{error.message} ({error.code})", err=True)
     if result.ignored_columns:
         click.echo(f"ignored columns (未识别的列): {', '.join(result.ignored_columns)}", err=True)
-    counts = (f"{result.new} new, {result.changed} changed, {result.unchanged} unchanged "
-              f"(新增 {result.new}，更新 {result.changed}，未变 {result.unchanged})")
+    counts = (f"{result.new} new, {result.changed} changed, {result.unchanged} unchanged, "
+              f"{result.assigned} assigned (新增 {result.new}，更新 {result.changed}，"
+              f"未变 {result.unchanged}，分配负责党员 {result.assigned})")
+    if result.over_cap:
+        counts += f"; {result.over_cap} over the cap (超出上限 {result.over_cap})"
     if failed:
         rows = len({e.row for e in result.errors})
         raise click.ClickException(f"import_rejected: {rows} 行有错误，未写入任何数据 "
