@@ -314,6 +314,13 @@ def load_overrides(db: sqlite_utils.Database) -> dict[str, dict[str, Any]]:
         "SELECT community_id, override FROM coverage_policies WHERE override IS NOT NULL")}
 
 
+def community_policies(db: sqlite_utils.Database,
+                       settings: Settings) -> tuple[Policy, dict[str, Policy]]:
+    """The district default, and the policy of every community that overrides it."""
+    return default_policy(settings), {cid: _merge(settings, override)
+                                      for cid, override in load_overrides(db).items()}
+
+
 def policy_for(db: sqlite_utils.Database, settings: Settings, community_id: str) -> Policy:
     """The policy in force for a community: the district default with its override on top."""
     _require_community(db, community_id)

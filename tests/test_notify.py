@@ -397,6 +397,42 @@ def test_weekly_coverage_digest_to_secretaries(store, tiny, db_path):
     assert "联系户不足5户的党员 2 人" in msg["message"]
 
 
+def test_digests_follow_the_communitys_own_policy(store, tiny, db_path):
+    """A community that visits every 45 days (priority every 10) and expects 3 households per
+    member: its digests count by that, not by the district's 30/7/5."""
+    from gridsync import coverage
+    from gridsync.audit import Actor
+
+    settings = quick_settings(db_path)
+    store.write(coverage.set_policy, settings, Actor.cli(), "c1", coverage.PolicyOverride(
+        cycle_days=45, priority_cycle_days=10, min_households_per_member=3))
+    day = 86_400_000
+    morning = datetime(2026, 11, 24, 8, 30, tzinfo=timezone(timedelta(hours=8)))
+    now = int(morning.timestamp() * 1000)
+    _assign(store, "m1", {
+        "hh-g1-1": now - 8 * day,   # elderly_alone: due soon by the community's 10 days
+        "hh-g1-2": now - 31 * day,  # overdue by the district's 30 days, not by 45
+        "hh-g1-3": now - 43 * day,  # due within 3 days of the 45
+        "hh-g1-4": now - 46 * day,  # overdue
+    })
+    overdue, due, policy = store.read(digests.member_due, "m1", now, settings)
+    assert [h.id for h in overdue] == ["hh-g1-4"]
+    assert [h.id for h in due] == ["hh-g1-1", "hh-g1-3"]  # priority first
+    assert (policy.cycle_days, policy.priority_cycle_days) == (45, 10)
+    with Receiver() as http:
+        set_channels(store, "m1", [http.url("m1")])
+        set_channels(store, "sec", [http.url("sec")])
+        assert run_once(store, settings, FixedClock(morning)).digests == {"daily": 1,
+                                                                          "weekly": 1}
+    daily, weekly = (next(m for m in http.received if m["title"].startswith(p))
+                     for p in ("【走访提醒】", "【联系户周报】"))
+    assert daily["title"] == "【走访提醒】张伟，今天有1户逾期、2户待走访"
+    assert "重点户（独居老人、残疾、低保）每10天至少走访一次，其他户每45天至少一次。" in daily["message"]
+    assert "联系户不足3户的党员" in weekly["message"]
+    # by the district's 30/7 days it would be 7 overdue, 2 of them priority
+    assert "本周期已走访 3 户（38%），逾期 5 户，其中重点户 1 户。" in weekly["message"]
+
+
 def test_english_for_a_person_who_reads_english(store, tiny, db_path):
     settings = quick_settings(db_path)
     with Receiver() as http:

@@ -7,8 +7,9 @@ generated then, and a row whose delivery falls into quiet hours waits until they
 dispatcher); whistle alerts ignore quiet hours.
 
 The coverage numbers here are the digest's own small computation over ``households``
-(``last_visit_ms``, ``tags``, ``responsible_member_id``) and the district policy
-(``Settings.coverage``); the full coverage report lives in the coverage area.
+(``last_visit_ms``, ``tags``, ``responsible_member_id``) under each community's policy (the
+district default with the community's override); the full coverage report lives in the
+coverage area.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
+from gridsync import coverage
 from gridsync.config import Settings
+from gridsync.models import Policy
 from gridsync.notify import outbox
 from gridsync.notify.routing import Router
 
@@ -50,17 +53,25 @@ def _claim_run(db: sqlite_utils.Database, key: str, now_ms: int) -> bool:
     return cursor.rowcount == 1
 
 
-def member_due(db: sqlite_utils.Database, member_id: str, now_ms: int,
-               settings: Settings) -> tuple[list[DueHousehold], list[DueHousehold]]:
-    """(overdue, due soon) households of a member, priority households first."""
-    policy = settings.coverage
-    priority_tags = set(policy.priority_tags)
+Policies = tuple[Policy, dict[str, Policy]]  # coverage.community_policies
+
+
+def member_due(db: sqlite_utils.Database, member_id: str, now_ms: int, settings: Settings,
+               policies: Policies | None = None,
+               ) -> tuple[list[DueHousehold], list[DueHousehold], Policy]:
+    """(overdue, due soon) households of a member, priority households first, and the policy
+    the member works under (the community of their first household's grid). Each household is
+    due by its own community's cycles."""
+    default, by_community = policies or coverage.community_policies(db, settings)
     overdue, due = [], []
     rows = db.execute(
-        "SELECT id, building, unit, room, head_name, tags, last_visit_ms FROM households "
-        "WHERE responsible_member_id = ? AND status = 'active'", [member_id]).fetchall()
-    for hid, building, unit, room, head, tags, last in rows:
-        priority = bool(priority_tags.intersection(_tags.decode(tags)))
+        "SELECT h.id, h.building, h.unit, h.room, h.head_name, h.tags, h.last_visit_ms, "
+        "g.parent_id FROM households h LEFT JOIN org_units g ON g.id = h.grid_id "
+        "WHERE h.responsible_member_id = ? AND h.status = 'active' ORDER BY h.id",
+        [member_id]).fetchall()
+    for hid, building, unit, room, head, tags, last, community in rows:
+        policy = by_community.get(community, default)
+        priority = not set(policy.priority_tags).isdisjoint(_tags.decode(tags))
         cycle = policy.priority_cycle_days if priority else policy.cycle_days
         due_ms = last + cycle * DAY_MS if last is not None else None
         item = DueHousehold(hid, f"{building}{unit}{room}".strip() or hid, head, priority, due_ms,
@@ -73,7 +84,8 @@ def member_due(db: sqlite_utils.Database, member_id: str, now_ms: int,
     def order(h: DueHousehold) -> tuple:
         return (not h.priority, h.due_ms if h.due_ms is not None else -1, h.id)
 
-    return sorted(overdue, key=order), sorted(due, key=order)
+    first = by_community.get(rows[0][7], default) if rows else default
+    return sorted(overdue, key=order), sorted(due, key=order), first
 
 
 def daily_due(db: sqlite_utils.Database, *, now_ms: int, settings: Settings) -> str | None:
@@ -100,8 +112,9 @@ def daily_chunk(db: sqlite_utils.Database, key: str, *, now_ms: int, settings: S
         "(SELECT 1 FROM households h WHERE h.responsible_member_id = p.id "
         "AND h.status = 'active') ORDER BY p.id LIMIT ?", [after, limit]).fetchall()
     queued = 0
+    policies = coverage.community_policies(db, settings)
     for member_id, name in members:
-        overdue, due = member_due(db, member_id, now_ms, settings)
+        overdue, due, policy = member_due(db, member_id, now_ms, settings, policies)
         if not overdue and not due:
             continue
 
@@ -111,8 +124,8 @@ def daily_chunk(db: sqlite_utils.Database, key: str, *, now_ms: int, settings: S
                      "due_on": outbox.local(h.due_ms, tz, "%m-%d")} for h in items[:MAX_LINES]]
 
         context = {"name": name, "overdue": lines(overdue), "due": lines(due),
-                   "cycle_days": settings.coverage.cycle_days,
-                   "priority_cycle_days": settings.coverage.priority_cycle_days}
+                   "cycle_days": policy.cycle_days,
+                   "priority_cycle_days": policy.priority_cycle_days}
         queued += outbox.enqueue(db, router, event_key=f"{key}:{member_id}",
                                  kind="digest_daily", tags=[f"member:{member_id}"],
                                  context=context, now_ms=now_ms,
@@ -160,9 +173,9 @@ def run_daily(store: Any, *, now_ms: int, settings: Settings, router: Router,
 
 
 def unit_coverage(db: sqlite_utils.Database, grid_ids: list[str], member_ids: list[str],
-                  now_ms: int, settings: Settings) -> dict[str, Any]:
-    """The weekly digest's numbers for the households of some grids and some members."""
-    policy = settings.coverage
+                  now_ms: int, policy: Policy) -> dict[str, Any]:
+    """The weekly digest's numbers for the households of some grids and some members, under
+    their community's policy."""
     grids = msgspec.json.encode(grid_ids).decode()
     prio = msgspec.json.encode(list(policy.priority_tags)).decode()
     row = db.execute(
@@ -213,9 +226,11 @@ def weekly_digests(db: sqlite_utils.Database, *, now_ms: int, settings: Settings
     if not _claim_run(db, f"digest:weekly:{week_label}", now_ms):
         return 0
     queued = 0
-    units = db.execute("SELECT id, kind, name, grid_id FROM org_units "
+    units = db.execute("SELECT id, kind, name, grid_id, parent_id FROM org_units "
                        "WHERE kind IN ('branch', 'community') ORDER BY id").fetchall()
-    for unit_id, kind, name, branch_grid in units:
+    default, by_community = coverage.community_policies(db, settings)
+    for unit_id, kind, name, branch_grid, parent in units:
+        policy = by_community.get(unit_id if kind == "community" else parent, default)
         if kind == "branch":
             grid_ids = [branch_grid] if branch_grid else []
             branches = [unit_id]
@@ -233,7 +248,7 @@ def weekly_digests(db: sqlite_utils.Database, *, now_ms: int, settings: Settings
         if not grid_ids and not members:
             continue
         context = {"unit_name": name, "week": week_label,
-                   **unit_coverage(db, grid_ids, members, now_ms, settings)}
+                   **unit_coverage(db, grid_ids, members, now_ms, policy)}
         queued += outbox.enqueue(db, router, event_key=f"digest:weekly:{week_label}:{unit_id}",
                                  kind="digest_weekly", tags=[tag], context=context,
                                  now_ms=now_ms)
