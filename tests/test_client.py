@@ -17,9 +17,12 @@ from gridsync.sync.client import (
 )
 from tests.conftest import CLI
 
-# Device clocks start at the real time (the server's HLC runs on it, and phones advance theirs
-# from every answer); tests then move them forward explicitly.
-T0 = int(time.time() * 1000)
+def now_ms() -> int:
+    """Device clocks start at the real time of the test (the server's HLC runs on it, and phones
+    advance theirs from every answer); tests then move them forward explicitly. Taken per test:
+    a start time fixed at import is seconds old by the time a late test runs, and the server's
+    clock would then outrun the tests' advances."""
+    return int(time.time() * 1000)
 
 
 class FlakyTransport:
@@ -47,7 +50,7 @@ class FlakyTransport:
 
 def device(http, tiny, person: str, *, path: str = ":memory:", clock=None, **kwargs):  # noqa: ANN001, ANN201
     return DeviceClient(http, token=tiny.tokens[person], device_id=tiny.devices[person],
-                        person_id=person, path=path, clock=clock or FixedClock(T0),
+                        person_id=person, path=path, clock=clock or FixedClock(now_ms()),
                         sleep=lambda _s: None, **kwargs)
 
 
@@ -111,7 +114,7 @@ def test_local_edits_show_at_once_and_hlc_is_spec_shaped(client, tiny):
 
 
 def test_push_and_pull_carry_edits_between_phones(client, tiny):
-    clock = FixedClock(T0)
+    clock = FixedClock(now_ms())
     a, b = device(client, tiny, "m1", clock=clock), device(client, tiny, "sec", clock=clock)
     a.sync()
     b.sync()
@@ -127,7 +130,7 @@ def test_push_and_pull_carry_edits_between_phones(client, tiny):
 
 
 def test_a_household_found_offline_is_created_then_moved_out(client, tiny, store):
-    clock = FixedClock(T0)
+    clock = FixedClock(now_ms())
     a, b = device(client, tiny, "m1", clock=clock), device(client, tiny, "sec", clock=clock)
     a.sync()
     b.sync()
@@ -148,7 +151,7 @@ def test_a_household_found_offline_is_created_then_moved_out(client, tiny, store
 
 
 def test_rebase_keeps_unsent_edits_visible_over_pulled_state(client, tiny):
-    clock = FixedClock(T0)
+    clock = FixedClock(now_ms())
     a, b = device(client, tiny, "m1", clock=clock), device(client, tiny, "sec", clock=clock)
     a.sync()
     b.sync()
@@ -168,7 +171,7 @@ def test_rebase_keeps_unsent_edits_visible_over_pulled_state(client, tiny):
 
 
 def test_concurrent_edit_loses_into_the_outcomes_and_both_phones_converge(client, tiny):
-    clock = FixedClock(T0)
+    clock = FixedClock(now_ms())
     a, b = device(client, tiny, "m1", clock=clock), device(client, tiny, "sec", clock=clock)
     a.sync()
     b.sync()
@@ -271,7 +274,7 @@ def test_connection_errors_back_off_then_give_up_keeping_the_queue(client, tiny)
     net = FlakyTransport(client)
     waits: list[float] = []
     phone = DeviceClient(net, token=tiny.tokens["m1"], device_id=tiny.devices["m1"],
-                         clock=FixedClock(T0), retries=3, sleep=waits.append)
+                         clock=FixedClock(now_ms()), retries=3, sleep=waits.append)
     phone.log_visit("hh-g1-1", "door", [], "")
     net.refuse_next = 10
     with pytest.raises(Unreachable):
