@@ -128,3 +128,28 @@ def test_cached_scope_follows_scope_and_org_changes_and_revocation_is_immediate(
     assert me(client, tiny, "m1").status_code == 200
     store.write(lambda db: db.execute("UPDATE people SET active = 0 WHERE id = 'm1'"))
     assert me(client, tiny, "m1").json()["code"] == "person_inactive"
+
+
+def http_snapshot(client, token: str, accept: str) -> list[dict]:
+    decode = msgspec.msgpack.decode if "msgpack" in accept else msgspec.json.decode
+    changes, cursor = [], None
+    while True:
+        params = {"limit": 97, **({"cursor": cursor} if cursor else {})}
+        r = client.get("/api/v1/sync/pull", params=params,
+                       headers={**bearer(token), "X-Gridsync-Schema": "1", "Accept": accept})
+        assert r.status_code == 200 and r.headers["content-type"].startswith(accept)
+        page = decode(r.content)
+        changes += page["changes"]
+        cursor = page["cursor"]
+        if not page["has_more"]:
+            return changes
+
+
+def test_json_and_msgpack_snapshots_through_the_app_carry_the_same_changes(client, store, tiny):
+    store.write(add_history, random.Random(11))
+    as_json = http_snapshot(client, tiny.tokens["sec"], "application/json")
+    as_msgpack = http_snapshot(client, tiny.tokens["sec"], "application/msgpack")
+    assert as_json == as_msgpack
+    visits = [c for c in as_json if c["type"] == "visit"]
+    assert {type(c["data"]["geo"]) for c in visits} == {dict, type(None)}
+    assert {c["data"]["device_id"] for c in visits} >= {None, "dev-m1"}
