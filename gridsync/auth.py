@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 from dataclasses import dataclass
 
 import msgspec
@@ -95,12 +96,39 @@ def list_devices(db: sqlite_utils.Database, *, person_id: str | None = None, lim
     return [_device(r) for r in rows], total
 
 
-def authenticate(db: sqlite_utils.Database, token: str | None) -> Principal:
+class ScopeCache:
+    """Resolved scopes keyed by everything :func:`resolve_scope` reads: the person, their roles,
+    scope version and assigned units, and the org tree's highest seq (every org unit write takes
+    a new seq). A hit can only return what resolving again would; one cache per database.
+
+    The device and person rows are still read on every request, so a revoked device or an
+    inactive person is refused at once; only the recursive walk of the org tree is skipped."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._scopes: dict[tuple, Scope] = {}
+        self._lock = threading.Lock()
+
+    def get(self, db: sqlite_utils.Database, person_id: str, key: tuple) -> Scope:
+        scope = self._scopes.get(key)
+        if scope is None:
+            scope = resolve_scope(db, person_id)
+            with self._lock:
+                if len(self._scopes) >= self.size:
+                    self._scopes.clear()
+                self._scopes[key] = scope
+        return scope
+
+
+def authenticate(db: sqlite_utils.Database, token: str | None,
+                 scopes: ScopeCache | None = None) -> Principal:
     """The principal a bearer token stands for; raises Unauthorized or DeviceRevoked."""
     if not token:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
     row = db.execute(
-        "SELECT d.id, d.person_id, d.revoked_at, p.roles, p.active FROM devices d "
+        "SELECT d.id, d.person_id, d.revoked_at, p.roles, p.active, p.scope_version, "
+        "(SELECT group_concat(unit_id, ' ') FROM person_scope s WHERE s.person_id = p.id), "
+        "(SELECT max(seq) FROM org_units) FROM devices d "
         "JOIN people p ON p.id = d.person_id WHERE d.token_hash = ?",
         [hash_token(token)],
     ).fetchone()
@@ -111,5 +139,6 @@ def authenticate(db: sqlite_utils.Database, token: str | None) -> Principal:
     if not row[4]:
         raise Unauthorized("this person is no longer active", code="person_inactive")
     roles = frozenset(msgspec.json.decode(row[3]))
-    return Principal(person_id=row[1], device_id=row[0], roles=roles,
-                     scope=resolve_scope(db, row[1]))
+    scope = (scopes.get(db, row[1], (row[1], row[3], row[5], row[6], row[7])) if scopes
+             else resolve_scope(db, row[1]))
+    return Principal(person_id=row[1], device_id=row[0], roles=roles, scope=scope)

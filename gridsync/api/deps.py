@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from litestar import Request
 from litestar.connection import ASGIConnection
@@ -11,7 +12,7 @@ from litestar.middleware.authentication import (
     AuthenticationResult,
 )
 
-from gridsync.auth import Principal, authenticate
+from gridsync.auth import Principal, ScopeCache, authenticate
 from gridsync.db import Store
 
 
@@ -23,12 +24,23 @@ def bearer_token(connection: ASGIConnection) -> str | None:
     return token.strip()
 
 
+# One cache of resolved scopes per store (per database file): see auth.ScopeCache.
+_SCOPES: WeakKeyDictionary[Store, ScopeCache] = WeakKeyDictionary()
+
+
+def scope_cache(store: Store) -> ScopeCache:
+    cache = _SCOPES.get(store)
+    if cache is None:
+        cache = _SCOPES[store] = ScopeCache()
+    return cache
+
+
 class TokenAuthMiddleware(AbstractAuthenticationMiddleware):
     """Every /api/v1 request carries ``Authorization: Bearer <token>`` of an enrolled device."""
 
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
         store: Store = connection.app.state.store
-        principal = store.read(authenticate, bearer_token(connection))
+        principal = store.read(authenticate, bearer_token(connection), scope_cache(store))
         return AuthenticationResult(user=principal, auth=principal.device_id)
 
 

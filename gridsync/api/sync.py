@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Operation
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
@@ -110,6 +110,23 @@ async def read_body(request: Request, limit: int, settings: Settings) -> bytes:
     return b"".join(chunks)
 
 
+@dataclass(frozen=True)
+class PullDeps:
+    """What the pull handler needs, as ONE dependency: Litestar resolves several dependencies of
+    the same level in an anyio task group, about a tenth of the event loop's time per page of a
+    snapshot (bench/README.md section 2)."""
+
+    principal: Principal
+    store: Store
+    settings: Settings
+    clock: Clock
+
+
+def provide_pull_deps(request: Request[Principal, Any, Any]) -> PullDeps:
+    state = request.app.state
+    return PullDeps(request.user, state.store, state.settings, state.clock)
+
+
 ConflictId = Annotated[int, PathParameter(ge=1, le=2**53)]
 SECRETARY_ROLES = ("admin", "street", "community_secretary", "branch_secretary")
 
@@ -139,21 +156,20 @@ class SyncController(Controller):
         return respond(request, result)
 
     @get("/pull", summary="Pull the changes of the caller's scope after a cursor (SPEC 3.2)",
-         responses=error_responses(400, 401, 426))
-    async def pull(self, request: Request, principal: NamedDependency[Principal],
-                   store: NamedDependency[Store], settings: NamedDependency[Settings],
-                   clock: NamedDependency[Clock], x_gridsync_schema: SchemaHeader = None,
-                   x_gridsync_app: AppHeader = None,
+         responses=error_responses(400, 401, 426),
+         dependencies={"deps": Provide(provide_pull_deps, sync_to_thread=False)})
+    async def pull(self, request: Request, deps: NamedDependency[PullDeps],
+                   x_gridsync_schema: SchemaHeader = None, x_gridsync_app: AppHeader = None,
                    cursor: Annotated[str | None, QueryParameter(
                        max_length=1024, description="opaque; omit for the initial sync")] = None,
                    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 500,
                    ) -> Response[PullResponse]:
         push.check_schema_header(x_gridsync_schema)
-        limit = min(limit, settings.max_page_size)
-        result = await store.aread(pull.pull, principal.scope, cursor, limit, clock.now_ms(),
-                                   settings.coverage.cycle_days)
+        limit = min(limit, deps.settings.max_page_size)
+        result = await deps.store.aread(pull.pull, deps.principal.scope, cursor, limit,
+                                        deps.clock.now_ms(), deps.settings.coverage.cycle_days)
         if result.snapshot_started or not result.scope_known:
-            await store.awrite(status.after_pull, principal, result, clock)
+            await deps.store.awrite(status.after_pull, deps.principal, result, deps.clock)
         return respond(request, result.response)
 
     @get("/status", summary="Server HLC, full-sync size estimate, pending conflicts",

@@ -32,7 +32,7 @@ from gridsync.org import Scope
 from gridsync.sync import hlc
 from gridsync.sync import scope as sync_scope
 from gridsync.sync.protocol import Change, PullResponse
-from gridsync.sync.sources import SourceChange, load_builtin_sources
+from gridsync.sync.sources import SourceChange, ordered_sources
 from gridsync.sync.sources_core import PULL_WINDOW, PullWindow
 
 CURSOR_VERSION = 1
@@ -80,30 +80,48 @@ class PullResult:
 
 def _collect(db: sqlite_utils.Database, scope: Scope, after: int, upto: int, limit: int,
              removes: bool) -> tuple[list[Change], int, bool]:
-    """One page of changes in ``(after, upto]``: (changes, new after, more to come)."""
-    sources = load_builtin_sources()
-    merged: list[tuple[int, str, SourceChange]] = []
+    """One page of changes in ``(after, upto]``: (changes, new after, more to come).
+
+    The page is the ``limit`` lowest seqs over all sources. Once the sources asked so far hold
+    ``limit`` changes at or below some seq, no later source can contribute above it, so each
+    source is asked only up to that running bound (the bulk ``visit`` source last): sources do
+    not read and convert rows that the merge would throw away.
+    """
+    parts: list[tuple[str, list[SourceChange]]] = []
+    seqs: list[int] = []
     bound = upto
-    for type_name, source in sources.items():
-        got = source(db, scope, after, upto, limit)
-        if len(got) >= limit:
-            bound = min(bound, got[limit - 1].seq)
-        merged.extend((c.seq, type_name, c) for c in got[:limit])
-    merged = [x for x in merged if x[0] <= bound]
-    merged.sort(key=lambda x: x[0])
+    for type_name, source in ordered_sources():
+        got = [c for c in source(db, scope, after, bound, limit)[:limit] if c.seq <= bound]
+        if not got:
+            continue
+        parts.append((type_name, got))
+        seqs += [c.seq for c in got]
+        if len(seqs) >= limit:
+            seqs.sort()
+            bound = seqs[limit - 1]
+    if len(parts) == 1:  # one source (the common case): its changes are in seq order already
+        type_name, got = parts[0]
+        merged = [(type_name, c) for c in got if c.seq <= bound]
+    else:
+        merged = sorted(((t, c) for t, got in parts for c in got if c.seq <= bound),
+                        key=_seq)
     more = bound < upto
     if len(merged) > limit:
-        cut = merged[limit - 1][0]
-        if merged[limit][0] == cut:
-            kept = [x for x in merged if x[0] < cut]
-            merged = kept or [x for x in merged if x[0] <= cut]
+        cut = merged[limit - 1][1].seq
+        if merged[limit][1].seq == cut:
+            kept = [x for x in merged if x[1].seq < cut]
+            merged = kept or [x for x in merged if x[1].seq <= cut]
         else:
             merged = merged[:limit]
         more = True
-        bound = merged[-1][0]
-    changes = [Change(type=t, id=c.id, seq=s, op=c.op, data=c.data)  # type: ignore[arg-type]
-               for s, t, c in merged if removes or c.op != "remove"]
+        bound = merged[-1][1].seq
+    changes = [Change(type=t, id=c.id, seq=c.seq, op=c.op, data=c.data)  # type: ignore[arg-type]
+               for t, c in merged if removes or c.op != "remove"]
     return changes, bound, more
+
+
+def _seq(item: tuple[str, SourceChange]) -> int:
+    return item[1].seq
 
 
 def _restricted(scope: Scope, grid_ids: frozenset[str]) -> Scope:

@@ -8,7 +8,9 @@ at most ``limit``, merges them by ``seq`` and cuts the page. A source is::
     @register_source("whistle")
     def whistle_changes(db, scope, after_seq, upto_seq, limit) -> list[SourceChange]: ...
 
-Areas register theirs at import time; :func:`load_builtin_sources` imports them.
+Areas register theirs at import time; :func:`load_builtin_sources` imports them. A source whose
+type is numerous (visits) registers with ``bulk=True``: pull asks it last, with ``upto_seq``
+already narrowed to what the other sources' rows leave room for on the page.
 """
 
 from __future__ import annotations
@@ -16,23 +18,28 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
+import msgspec
 import sqlite_utils
 
 from gridsync.org import Scope
 
 
-class SourceChange(NamedTuple):
+class SourceChange(msgspec.Struct, gc=False):
+    """One change of a source (a Struct, not a NamedTuple: a page builds hundreds, and a
+    Struct is several times cheaper to create)."""
+
     seq: int
     id: str
     op: str  # "put" or "remove"
-    data: Any  # a wire Struct for "put", None for "remove"
+    data: Any = None  # a wire Struct for "put", None for "remove"
 
 
 Source = Callable[[sqlite_utils.Database, Scope, int, int, int], list[SourceChange]]
 
 SOURCES: dict[str, Source] = {}
+BULK: set[str] = set()
 
 BUILTIN_SOURCE_MODULES = (
     "gridsync.sync.sources_core",  # org_unit, person, household, visit (sync area)
@@ -41,9 +48,11 @@ BUILTIN_SOURCE_MODULES = (
 )
 
 
-def register_source(type_name: str) -> Callable[[Source], Source]:
+def register_source(type_name: str, *, bulk: bool = False) -> Callable[[Source], Source]:
     def decorate(fn: Source) -> Source:
         SOURCES[type_name] = fn
+        if bulk:
+            BULK.add(type_name)
         return fn
 
     return decorate
@@ -56,3 +65,9 @@ def load_builtin_sources() -> dict[str, Source]:
     for module in BUILTIN_SOURCE_MODULES:
         importlib.import_module(module)
     return SOURCES
+
+
+def ordered_sources() -> list[tuple[str, Source]]:
+    """The registered sources in the order pull asks them: bulk ones last."""
+    sources = load_builtin_sources()
+    return sorted(sources.items(), key=lambda item: item[0] in BULK)
