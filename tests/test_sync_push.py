@@ -338,3 +338,80 @@ def test_a_reused_mid_is_neither_a_poison_pill_nor_a_silent_drop(client, tiny, s
     other["mid"] = update["mid"]
     assert m2.push([other]).json()["results"][0]["status"] in ("applied", "merged")
     assert household_row(store, "hh-g2-1")[1] == "m2"
+
+
+def _updates(p: Phone, hid: str, seen: int) -> list[dict]:
+    """A run of household updates on one household (as seen at ``seen``): a conflict, plain
+    merges, tags added and removed, a refused one in the middle, a move to another grid and an
+    edit after it."""
+    return [
+        p.mutation("household.update", hid, base_seq=seen, fields={"phone": "13600000001"}),
+        p.mutation("household.update", hid, base_seq=seen, fields={"notes": "第一次"},
+                   tags_add=["renter", "elderly"]),
+        p.mutation("household.update", hid, base_seq=seen, fields={"status": "moved_out"}),
+        p.mutation("household.update", hid, base_seq=seen, tags_remove=["renter"]),
+        p.mutation("household.update", hid, base_seq=seen, fields={"grid_id": "g2"}),
+        p.mutation("household.update", hid, base_seq=seen, fields={"notes": "搬到二网格后"},
+                   tags_add=["disabled"]),
+        p.mutation("household.update", hid, base_seq=seen, fields={"size": 4}),
+    ]
+
+
+def _outcome_shape(result: dict) -> tuple:
+    return (result["status"], result.get("code"),
+            [(x["field"], x["value"], x["winner"]) for x in result.get("lost") or []])
+
+
+def test_a_run_of_updates_in_one_push_ends_as_the_same_updates_pushed_one_by_one(client, tiny,
+                                                                                  store):
+    """Household updates are merged as a run (one load, one write at the end): the rows, the
+    answers, the conflict log and the moves must be what one push per update gives."""
+    other, sec = phone(client, tiny, "m1"), phone(client, tiny, "sec")
+    batched, single = "hh-g1-1", "hh-g1-2"
+    seen = {hid: base(store, hid) for hid in (batched, single)}
+    tags_before = {hid: set(json.loads(household_row(store, hid)[2])) for hid in seen}
+    for hid in (batched, single):  # an edit the secretary's phone has not seen: a conflict
+        assert other.push([other.mutation("household.update", hid, base_seq=base(store, hid),
+                                          fields={"phone": "13900000000"})]).status_code == 200
+    before = store.read(lambda db: db.execute("SELECT max(seq) FROM visits").fetchone()[0])
+    assert sec.push([sec.visit(batched), sec.visit(single)]).status_code == 200
+
+    r = sec.push(_updates(sec, batched, seen[batched]))
+    assert r.status_code == 200, r.text
+    run = [_outcome_shape(x) for x in r.json()["results"]]
+    one_by_one = []
+    for m in _updates(sec, single, seen[single]):
+        r = sec.push([m])
+        assert r.status_code == 200, r.text
+        one_by_one.append(_outcome_shape(r.json()["results"][0]))
+
+    assert run == one_by_one
+    assert [s for s, _, _ in run] == ["merged", "applied", "rejected", "applied", "applied",
+                                      "applied", "applied"]
+    assert run[0][2] == [("phone", "13900000000", "13600000001")]
+
+    def row(db, hid):
+        return db.execute("SELECT grid_id, phone, notes, tags, status, size FROM households "
+                          "WHERE id = ?", [hid]).fetchone()
+
+    def history(db, hid):
+        return (db.execute("SELECT field, value, winner FROM sync_conflicts "
+                           "WHERE household_id = ? ORDER BY id", [hid]).fetchall(),
+                db.execute("SELECT from_grid, to_grid FROM household_moves "
+                           "WHERE household_id = ?", [hid]).fetchall(),
+                db.execute("SELECT grid_id, seq > ? FROM visits WHERE household_id = ?",
+                           [before, hid]).fetchall())
+
+    for hid in (batched, single):
+        *values, tags = store.read(row, hid)[:4]
+        assert values == ["g2", "13600000001", "搬到二网格后"]
+        assert set(json.loads(tags)) == (tags_before[hid] | {"disabled", "elderly"}) - {"renter"}
+        assert store.read(row, hid)[4:] == ("active", 4)
+    assert store.read(history, batched) == store.read(history, single)
+    assert store.read(history, batched)[1] == [("g1", "g2")]
+    # the row's change seq is its last update's; every field stamp is one of the run's writes
+    seq, stamps = store.read(lambda db: db.execute(
+        "SELECT seq, field_hlc FROM households WHERE id = ?", [batched]).fetchone())
+    stamps = json.loads(stamps)
+    assert stamps["size"][1] == seq and stamps["notes"][1] < seq
+    assert stamps["phone"][2] == tiny.devices["sec"]

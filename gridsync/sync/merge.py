@@ -180,21 +180,34 @@ def encode_stamps(state: HouseholdState) -> str:
     return _json.encode(raw).decode()
 
 
+_SAVE_SQL = (
+    "UPDATE households SET grid_id = ?, building = ?, unit = ?, room = ?, head_name = ?, "
+    "phone = ?, size = ?, tags = ?, notes = ?, responsible_member_id = ?, status = ?, "
+    "field_hlc = ?, seq = ?, updated_at = ? WHERE id = ?")
+
+
+def _save_params(state: HouseholdState, seq: int, now_iso: str) -> list[Any]:
+    v = state.values
+    return [v["grid_id"], v["building"], v["unit"], v["room"], v["head_name"], v["phone"],
+            v["size"], _json.encode(sorted(set(v["tags"]))).decode(), v["notes"],
+            v["responsible_member_id"], v["status"], encode_stamps(state), seq, now_iso, v["id"]]
+
+
 def save(db: sqlite_utils.Database, state: HouseholdState, seq: int, now_iso: str) -> None:
     """Write the merged row (values, stamps) with its new change seq."""
     v = state.values
     if v["grid_id"] != state.loaded_grid:
         _move_visits(db, v["id"], v["grid_id"])
-    db.execute(
-        "UPDATE households SET grid_id = ?, building = ?, unit = ?, room = ?, head_name = ?, "
-        "phone = ?, size = ?, tags = ?, notes = ?, responsible_member_id = ?, status = ?, "
-        "field_hlc = ?, seq = ?, updated_at = ? WHERE id = ?",
-        [v["grid_id"], v["building"], v["unit"], v["room"], v["head_name"], v["phone"], v["size"],
-         _json.encode(sorted(set(v["tags"]))).decode(), v["notes"], v["responsible_member_id"],
-         v["status"], encode_stamps(state), seq, now_iso, v["id"]],
-    )
+    db.execute(_SAVE_SQL, _save_params(state, seq, now_iso))
     state.seq = seq
     state.loaded_grid = v["grid_id"]
+
+
+def save_many(db: sqlite_utils.Database, states: list[HouseholdState], now_iso: str) -> None:
+    """:func:`save` of several merged rows that stay in their grid, each with its own
+    ``state.seq``, in one ``executemany``."""
+    assert all(s.values["grid_id"] == s.loaded_grid for s in states)
+    db.conn.executemany(_SAVE_SQL, [_save_params(s, s.seq, now_iso) for s in states])
 
 
 def _move_visits(db: sqlite_utils.Database, household_id: str, grid_id: str) -> None:
