@@ -187,6 +187,27 @@ def test_concurrent_edit_loses_into_the_outcomes_and_both_phones_converge(client
     assert a.households() == {h: b.households()[h] for h in tiny.households["g1"]}
 
 
+def test_an_edit_that_wins_over_an_unseen_one_stays_shown_and_is_logged(client, tiny):
+    clock = FixedClock(T0)
+    a, b = device(client, tiny, "m1", clock=clock), device(client, tiny, "sec", clock=clock)
+    a.sync()
+    b.sync()
+    a.update_household("hh-g1-4", fields={"phone": "older"})
+    a.sync()
+    clock.advance(seconds=30)
+    b.update_household("hh-g1-4", fields={"phone": "newer", "notes": "核实"})
+    report = b.push()  # b had not seen a's phone: merged, and a's value is the one lost
+    assert report.merged == 1 and report.lost[0]["value"] == "older"
+    assert report.lost[0]["winner"] == "newer"
+    assert b.outcomes("merged")[0]["mutation"]["fields"] == {"phone": "newer", "notes": "核实"}
+    assert b.household("hh-g1-4")["phone"] == "newer"  # before any pull
+    assert b.pending_count() == 0
+    b.pull()
+    a.pull()
+    assert a.household("hh-g1-4") == b.household("hh-g1-4")
+    assert b.household("hh-g1-4")["phone"] == "newer"
+
+
 def test_a_rejected_mutation_is_kept_for_inspection_and_blocks_nothing(client, tiny, store):
     phone = device(client, tiny, "m1")
     phone.sync()

@@ -163,6 +163,10 @@ class Queued:
 _BATCH_COLUMNS = ("pos, mid, seq, hlc, op, id, base_seq, fields, tags_add, tags_remove, data")
 
 
+_OUTCOME_INSERT = ("INSERT OR REPLACE INTO outcomes (mid, seq, op, id, status, code, message, lost,"
+                   " mutation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
 def _queued(row: tuple, state: str = "pending") -> Queued:
     """A :class:`Queued` from a row of :data:`_BATCH_COLUMNS` (its JSON parts decoded)."""
     pos, mid, seq, hlc, op, id_, base_seq, fields, tags_add, tags_remove, data = row
@@ -670,20 +674,21 @@ class DeviceClient:
 
     def _next_batch(self, limit: int) -> list[tuple]:
         """The oldest ``limit`` pending mutations as stored (JSON parts left encoded): the rows
-        of :data:`_BATCH_COLUMNS`, in queue order."""
+        of :data:`_BATCH_COLUMNS` and the record type, in queue order."""
         with self._lock:
             return self.db.execute(
-                f"SELECT {_BATCH_COLUMNS} FROM queue WHERE state = 'pending' ORDER BY pos "
-                "LIMIT ?", [limit]).fetchall()
+                f"SELECT {_BATCH_COLUMNS}, rtype FROM queue WHERE state = 'pending' ORDER BY pos"
+                " LIMIT ?", [limit]).fetchall()
 
     def _wire_batch(self, batch: list[tuple]) -> list[Any]:
         """The batch as SPEC 3.1 spells it (the same as :meth:`Queued.wire`). For JSON the
         stored JSON parts go out as they are (``msgspec.Raw``) instead of being decoded and
         encoded again; msgpack needs them decoded."""
         if self.encoding != "json":
-            return [_queued(row).wire() for row in batch]
+            return [_queued(row[:-1]).wire() for row in batch]
         out = []
-        for _pos, mid, seq, hlc, op, id_, base_seq, fields, tags_add, tags_remove, data in batch:
+        for _pos, mid, seq, hlc, op, id_, base_seq, fields, tags_add, tags_remove, data, _rtype \
+                in batch:
             m: dict[str, Any] = {"mid": mid, "seq": seq, "hlc": hlc, "op": op, "id": id_}
             if base_seq is not None:
                 m["base_seq"] = base_seq
@@ -739,6 +744,7 @@ class DeviceClient:
             raise SyncError(f"push answer has no result for {len(missing)} mutations "
                             f"(first {missing[0]})")
         with self._tx() as db:
+            outcomes: list[tuple] = []
             for row in batch:
                 result = results[row[1]]
                 status = result["status"]
@@ -747,10 +753,9 @@ class DeviceClient:
                 if status in {"applied", "duplicate"}:
                     setattr(report, status, getattr(report, status) + 1)
                     continue
-                m = _queued(row)
+                m, rtype = _queued(row[:-1]), row[-1]
                 lost = result.get("lost") or []
-                rtype = self._rtype(m)
-                self._record_outcome(m, result, lost)
+                outcomes.append(self._outcome_row(m, result, lost))
                 if status == "merged":
                     report.merged += 1
                     report.lost.extend({**entry, "id": m.id, "mid": m.mid} for entry in lost)
@@ -761,26 +766,26 @@ class DeviceClient:
                                         and e.get("winner") != mine[e["field"]]})
                     db.execute("UPDATE queue SET state = 'acked', lost_fields = ? WHERE pos = ?",
                                [_json_encode(ours_lost).decode(), m.pos])
+                    if not ours_lost:
+                        continue  # all of it won: the user sees what the queue showed already
                 else:  # rejected (or a status this client does not know: never resend it)
                     report.rejected += 1
                     db.execute("DELETE FROM queue WHERE pos = ?", [m.pos])
                 self._rebuild(rtype, m.id)
+            if outcomes:
+                db.executemany(_OUTCOME_INSERT, outcomes)
             # The batch is the oldest pending mutations in pos order, and new edits only get
             # higher positions: every pending row in this range was sent and answered.
             db.execute("UPDATE queue SET state = 'acked' WHERE state = 'pending' "
                        "AND pos BETWEEN ? AND ?", [batch[0][0], batch[-1][0]])
             self._observe_in_tx(answer.get("server_hlc"))
 
-    def _record_outcome(self, m: Queued, result: dict[str, Any], lost: list[Any]) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO outcomes (mid, seq, op, id, status, code, message, lost,"
-            " mutation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [m.mid, m.seq, m.op, m.id, result["status"], result.get("code"),
-             result.get("message"), _json_encode(lost).decode(), _json_encode(m.wire()).decode()])
-
-    def _rtype(self, m: Queued) -> str:
-        row = self.db.execute("SELECT rtype FROM queue WHERE mid = ?", [m.mid]).fetchone()
-        return row[0] if row else OP_RECORD_TYPE.get(m.op) or m.op.split(".", 1)[0]
+    @staticmethod
+    def _outcome_row(m: Queued, result: dict[str, Any], lost: list[Any]) -> tuple:
+        """A row of ``outcomes`` (:data:`_OUTCOME_INSERT`) for an answer the user may inspect."""
+        return (m.mid, m.seq, m.op, m.id, result["status"], result.get("code"),
+                result.get("message"), _json_encode(lost).decode(),
+                _json_encode(m.wire()).decode())
 
     # -- pull --------------------------------------------------------------------------------
 
