@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,11 +204,33 @@ def save(db: sqlite_utils.Database, state: HouseholdState, seq: int, now_iso: st
     state.loaded_grid = v["grid_id"]
 
 
-def save_many(db: sqlite_utils.Database, states: list[HouseholdState], now_iso: str) -> None:
+_VALUE_COLUMNS = ("grid_id", "building", "unit", "room", "head_name", "phone", "size", "tags",
+                  "notes", "responsible_member_id", "status")
+
+
+@functools.cache
+def _save_columns_sql(columns: tuple[str, ...]) -> str:
+    sets = "".join(f"{c} = ?, " for c in columns)
+    return f"UPDATE households SET {sets}field_hlc = ?, seq = ?, updated_at = ? WHERE id = ?"
+
+
+def save_many(db: sqlite_utils.Database, states: list[tuple[HouseholdState, set[str]]],
+              now_iso: str) -> None:
     """:func:`save` of several merged rows that stay in their grid, each with its own
-    ``state.seq``, in one ``executemany``."""
-    assert all(s.values["grid_id"] == s.loaded_grid for s in states)
-    db.conn.executemany(_SAVE_SQL, [_save_params(s, s.seq, now_iso) for s in states])
+    ``state.seq``, given the names it changed (``state.changed`` accumulated): only the changed
+    value columns are written (with the stamps, seq and time), so the indexes on the others are
+    left alone. One ``executemany`` per set of changed columns."""
+    groups: dict[tuple[str, ...], list[list[Any]]] = {}
+    for state, changed in states:
+        v = state.values
+        assert v["grid_id"] == state.loaded_grid
+        columns = tuple(c for c in _VALUE_COLUMNS if c in changed)
+        params = [_json.encode(sorted(set(v["tags"]))).decode() if c == "tags" else v[c]
+                  for c in columns]
+        params += [encode_stamps(state), state.seq, now_iso, v["id"]]
+        groups.setdefault(columns, []).append(params)
+    for columns, rows in groups.items():
+        db.conn.executemany(_save_columns_sql(columns), rows)
 
 
 def _move_visits(db: sqlite_utils.Database, household_id: str, grid_id: str) -> None:

@@ -153,7 +153,7 @@ def household_update_batch(ctx: OpContext,
     device, person = ctx.principal.device_id, ctx.principal.person_id
     now = iso_ms(ctx.received_ms)
     first = next_seq(db, len(items))  # unused numbers of refused items are harmless gaps
-    dirty: dict[str, HouseholdState] = {}
+    dirty: dict[str, tuple[HouseholdState, set[str]]] = {}  # id -> (state, names changed)
     results: list[Outcome | GridsyncError] = []
     for n, it in enumerate(items):
         m = it.m
@@ -194,13 +194,13 @@ def household_update_batch(ctx: OpContext,
             if item is not None:
                 lost.append(item)
         if state.changed:
-            state.changed = set()
             state.seq = seq
             if state.values["grid_id"] != state.loaded_grid:
                 merge.save(db, state, seq, now)
                 dirty.pop(m.id, None)
             else:
-                dirty[m.id] = state
+                dirty.setdefault(m.id, (state, set()))[1].update(state.changed)
+            state.changed = set()
         results.append(_outcome(db, state, lost, m.mid, ctx.received_ms))
     if dirty:
         merge.save_many(db, list(dirty.values()), now)
