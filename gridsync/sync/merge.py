@@ -37,7 +37,7 @@ _json = msgspec.json.Encoder()
 _any = msgspec.json.Decoder()
 
 
-@dataclass
+@dataclass(slots=True)
 class Stamp:
     hlc: str
     seq: int
@@ -49,6 +49,8 @@ class Stamp:
 
     @classmethod
     def decode(cls, raw: Any, default_seq: int) -> Stamp:
+        if type(raw) is list and len(raw) == 4 and type(raw[0]) is str and type(raw[1]) is int:
+            return cls(*raw)  # as encode() writes it: the common case, checked cheaply
         if isinstance(raw, str):  # a bare HLC (written by other tools)
             return cls(raw, default_seq)
         if isinstance(raw, list) and raw:
@@ -106,13 +108,17 @@ def state_from_row(row: tuple) -> HouseholdState:
     values["tags"] = list(_any.decode(values["tags"]))
     raw = _any.decode(values.pop("field_hlc") or "{}")
     seq = values.pop("seq")
-    stamps = {k: Stamp.decode(v, seq) for k, v in raw.items() if k not in ("tags", "tags_removed")}
+    decode = Stamp.decode
+    tag_adds = raw.pop("tags", None)
+    tag_removes = raw.pop("tags_removed", None)
+    stamps = {k: decode(v, seq) for k, v in raw.items()}
     # A field never written through sync (import, admin) was last written at or before the
     # row's current seq: pin that bound now, so later writes of other fields do not move it.
     for name in MERGED_FIELDS:
-        stamps.setdefault(name, Stamp("", seq))
-    adds = {k: Stamp.decode(v, seq) for k, v in (raw.get("tags") or {}).items()}
-    removes = {k: Stamp.decode(v, seq) for k, v in (raw.get("tags_removed") or {}).items()}
+        if name not in stamps:
+            stamps[name] = Stamp("", seq)
+    adds = {k: decode(v, seq) for k, v in tag_adds.items()} if tag_adds else {}
+    removes = {k: decode(v, seq) for k, v in tag_removes.items()} if tag_removes else {}
     for tag in values["tags"]:
         adds.setdefault(tag, Stamp("", seq))
     return HouseholdState(values, seq, stamps, adds, removes)
