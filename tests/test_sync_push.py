@@ -415,3 +415,32 @@ def test_a_run_of_updates_in_one_push_ends_as_the_same_updates_pushed_one_by_one
     stamps = json.loads(stamps)
     assert stamps["size"][1] == seq and stamps["notes"][1] < seq
     assert stamps["phone"][2] == tiny.devices["sec"]
+
+
+def test_field_stamps_written_by_other_tools_still_merge():
+    """``field_hlc`` is decoded in one typed pass; stamps in other shapes (a bare HLC, short or
+    oddly typed lists, no stamp at all) fall back to the lenient reading, pinned at the row's
+    seq, and are written back in the canonical shape."""
+    from gridsync.sync import merge
+
+    row = ("h1", "g1", "", "", "", "", "", 1, '["a","b"]', "", None, "active",
+           json.dumps({"phone": ["000000000000005:00000:dev-x", 17, "dev-x", "p"],
+                       "notes": "000000000000006:00001:other", "size": [], "unit": ["u", 2],
+                       "room": ["r", "7"], "tags": {"a": ["t", 5, None, None], "b": "tb"}}), 42)
+    state = merge.state_from_row(row)
+    assert state.stamps["phone"] == merge.Stamp("000000000000005:00000:dev-x", 17, "dev-x", "p")
+    assert state.stamps["notes"] == merge.Stamp("000000000000006:00001:other", 42)
+    assert state.stamps["size"] == state.stamps["building"] == merge.Stamp("", 42)
+    assert (state.stamps["unit"], state.stamps["room"]) == (merge.Stamp("u", 2),
+                                                            merge.Stamp("r", 7))
+    assert state.tag_adds == {"a": merge.Stamp("t", 5), "b": merge.Stamp("tb", 42)}
+    stored = json.loads(merge.encode_stamps(state))
+    assert stored["notes"] == ["000000000000006:00001:other", 42, None, None]
+    assert stored["tags"] == {"a": ["t", 5, None, None], "b": ["tb", 42, None, None]}
+    again = merge.state_from_row(row[:12] + (merge.encode_stamps(state), 42))
+    assert (again.stamps, again.tag_adds) == (state.stamps, state.tag_adds)
+    # a writer that saw seq 17 overwrites phone without a conflict; one that did not, conflicts
+    writer = merge.Stamp("000000000000009:00000:dev-y", 50, "dev-y", "q")
+    assert merge.merge_field(again, "phone", "139", writer, 17) is None
+    lost = merge.merge_field(merge.state_from_row(row), "phone", "139", writer, 16)
+    assert lost is not None and lost.lost.seq == 17

@@ -37,8 +37,10 @@ _json = msgspec.json.Encoder()
 _any = msgspec.json.Decoder()
 
 
-@dataclass(slots=True)
-class Stamp:
+class Stamp(msgspec.Struct, array_like=True, gc=False):
+    """Stored as ``[hlc, seq, device_id, person_id]`` (``array_like``: it encodes as that list
+    and ``field_hlc`` decodes straight into stamps)."""
+
     hlc: str
     seq: int
     device_id: str | None = None
@@ -49,14 +51,19 @@ class Stamp:
 
     @classmethod
     def decode(cls, raw: Any, default_seq: int) -> Stamp:
-        if type(raw) is list and len(raw) == 4 and type(raw[0]) is str and type(raw[1]) is int:
-            return cls(*raw)  # as encode() writes it: the common case, checked cheaply
+        if type(raw) is Stamp:
+            return raw
         if isinstance(raw, str):  # a bare HLC (written by other tools)
             return cls(raw, default_seq)
         if isinstance(raw, list) and raw:
             return cls(str(raw[0]), int(raw[1]) if len(raw) > 1 else default_seq,
                        raw[2] if len(raw) > 2 else None, raw[3] if len(raw) > 3 else None)
         return cls("", default_seq)
+
+
+# ``field_hlc`` as this module writes it, decoded in one pass; anything else (a bare HLC, a
+# short or oddly typed list written by other tools) falls back to :meth:`Stamp.decode`.
+_field_hlc = msgspec.json.Decoder(dict[str, Stamp | str | dict[str, Stamp | str]])
 
 
 @dataclass
@@ -106,7 +113,11 @@ def load(db: sqlite_utils.Database, household_id: str) -> HouseholdState | None:
 def state_from_row(row: tuple) -> HouseholdState:
     values = dict(zip(_ROW_COLS, row))
     values["tags"] = list(_any.decode(values["tags"]))
-    raw = _any.decode(values.pop("field_hlc") or "{}")
+    text = values.pop("field_hlc") or "{}"
+    try:
+        raw = _field_hlc.decode(text)
+    except msgspec.ValidationError:
+        raw = _any.decode(text)
     seq = values.pop("seq")
     decode = Stamp.decode
     tag_adds = raw.pop("tags", None)
@@ -179,11 +190,11 @@ def remove_tag(state: HouseholdState, tag: str, writer: Stamp,
 
 
 def encode_stamps(state: HouseholdState) -> str:
-    raw: dict[str, Any] = {k: v.encode() for k, v in sorted(state.stamps.items())}
+    raw: dict[str, Any] = dict(sorted(state.stamps.items()))
     if state.tag_adds:
-        raw["tags"] = {k: v.encode() for k, v in sorted(state.tag_adds.items())}
+        raw["tags"] = dict(sorted(state.tag_adds.items()))
     if state.tag_removes:
-        raw["tags_removed"] = {k: v.encode() for k, v in sorted(state.tag_removes.items())}
+        raw["tags_removed"] = dict(sorted(state.tag_removes.items()))
     return _json.encode(raw).decode()
 
 
