@@ -379,6 +379,12 @@ def test_a_run_of_updates_in_one_push_ends_as_the_same_updates_pushed_one_by_one
     r = sec.push(_updates(sec, batched, seen[batched]))
     assert r.status_code == 200, r.text
     run = [_outcome_shape(x) for x in r.json()["results"]]
+    logged = [(x["conflict_id"], x["field"], x["value"]) for result in r.json()["results"]
+              for x in result.get("lost") or []]
+    assert logged and store.read(lambda db: [
+        db.execute("SELECT id, field, json_extract(value, '$') FROM sync_conflicts WHERE id = ? "
+                   "AND household_id = ?", [cid, batched]).fetchone() for cid, _, _ in logged
+    ]) == logged
     one_by_one = []
     for m in _updates(sec, single, seen[single]):
         r = sec.push([m])

@@ -262,19 +262,31 @@ def _move_visits(db: sqlite_utils.Database, household_id: str, grid_id: str) -> 
                         [(grid_id, first + i, vid) for i, vid in enumerate(ids)])
 
 
+_CONFLICT_INSERT = (
+    "INSERT INTO sync_conflicts (id, household_id, grid_id, field, value, winner, lost_hlc, "
+    "lost_person_id, lost_device_id, winner_hlc, winner_person_id, winner_device_id, mid, "
+    "created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def conflict_row(state: HouseholdState, item: Lost, mid: str | None, now_ms: int) -> list[Any]:
+    """A ``sync_conflicts`` row for :data:`_CONFLICT_INSERT`, without its id (first)."""
+    return [state.id, state.values["grid_id"], item.field, _json.encode(item.value).decode(),
+            _json.encode(item.winner).decode(), item.lost.hlc, item.lost.person_id,
+            item.lost.device_id, item.won.hlc or None, item.won.person_id, item.won.device_id,
+            mid, now_ms]
+
+
+def insert_conflicts(db: sqlite_utils.Database, rows: list[list[Any]]) -> list[int]:
+    """Write conflict rows (from :func:`conflict_row`) with one ``executemany``; returns their
+    ids, numbered after the highest as SQLite would (call inside the write transaction)."""
+    if not rows:
+        return []
+    first = db.execute("SELECT coalesce(max(id), 0) + 1 FROM sync_conflicts").fetchone()[0]
+    db.conn.executemany(_CONFLICT_INSERT, [[first + i, *row] for i, row in enumerate(rows)])
+    return list(range(first, first + len(rows)))
+
+
 def record_conflicts(db: sqlite_utils.Database, state: HouseholdState, lost: list[Lost],
                      mid: str | None, now_ms: int) -> list[int]:
     """Write losing values to the conflict log; returns their ids."""
-    ids = []
-    for item in lost:
-        row = db.execute(
-            "INSERT INTO sync_conflicts (household_id, grid_id, field, value, winner, lost_hlc, "
-            "lost_person_id, lost_device_id, winner_hlc, winner_person_id, winner_device_id, mid,"
-            " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            [state.id, state.values["grid_id"], item.field, _json.encode(item.value).decode(),
-             _json.encode(item.winner).decode(), item.lost.hlc, item.lost.person_id,
-             item.lost.device_id, item.won.hlc or None, item.won.person_id, item.won.device_id,
-             mid, now_ms],
-        ).fetchone()
-        ids.append(row[0])
-    return ids
+    return insert_conflicts(db, [conflict_row(state, item, mid, now_ms) for item in lost])

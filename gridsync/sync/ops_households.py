@@ -155,6 +155,8 @@ def household_update_batch(ctx: OpContext,
     first = next_seq(db, len(items))  # unused numbers of refused items are harmless gaps
     dirty: dict[str, tuple[HouseholdState, set[str]]] = {}  # id -> (state, names changed)
     results: list[Outcome | GridsyncError] = []
+    conflicts: list[list[Any]] = []  # sync_conflicts rows of the run, in order
+    lost_entries: list[dict[str, Any]] = []  # their entries in the answers
     for n, it in enumerate(items):
         m = it.m
         try:
@@ -201,19 +203,24 @@ def household_update_batch(ctx: OpContext,
             else:
                 dirty.setdefault(m.id, (state, set()))[1].update(state.changed)
             state.changed = set()
-        results.append(_outcome(db, state, lost, m.mid, ctx.received_ms))
+        if not lost:
+            results.append(_APPLIED)
+            continue
+        entries = [{"field": item.field, "value": item.value, "winner": item.winner}
+                   for item in lost]
+        results.append(Outcome("merged", entries))
+        conflicts.extend(merge.conflict_row(state, item, m.mid, ctx.received_ms)
+                         for item in lost)
+        lost_entries.extend(entries)
+    # the conflict log of the whole run in one insert; the answers carry the ids
+    for entry, cid in zip(lost_entries, merge.insert_conflicts(db, conflicts), strict=True):
+        entry["conflict_id"] = cid
     if dirty:
         merge.save_many(db, list(dirty.values()), now)
     return results
 
 
-def _outcome(db: Any, state: HouseholdState, lost: list[Lost], mid: str,
-             received_ms: int) -> Outcome:
-    if not lost:
-        return Outcome("applied")
-    ids = merge.record_conflicts(db, state, lost, mid, received_ms)
-    return Outcome("merged", [{"field": item.field, "value": item.value, "winner": item.winner,
-                               "conflict_id": cid} for item, cid in zip(lost, ids)])
+_APPLIED = Outcome("applied")
 
 
 @register("household.move_out", data_type=HouseholdMoveOut)
