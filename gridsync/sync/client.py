@@ -764,10 +764,11 @@ class DeviceClient:
                     mine = m.fields or {}
                     ours_lost = sorted({e["field"] for e in lost if e["field"] in mine
                                         and e.get("winner") != mine[e["field"]]})
+                    if not ours_lost:
+                        continue  # all of it won: acked below with the applied ones, and the
+                        # user sees what the queue showed already
                     db.execute("UPDATE queue SET state = 'acked', lost_fields = ? WHERE pos = ?",
                                [_json_encode(ours_lost).decode(), m.pos])
-                    if not ours_lost:
-                        continue  # all of it won: the user sees what the queue showed already
                 else:  # rejected (or a status this client does not know: never resend it)
                     report.rejected += 1
                     db.execute("DELETE FROM queue WHERE pos = ?", [m.pos])
