@@ -140,7 +140,8 @@ def household_update_batch(ctx: OpContext,
                            items: list[BatchItem]) -> list[Outcome | GridsyncError]:
     """A run of household updates, in order: one query loads every household of the run, the
     merges run on those states in memory (a later update of the same household sees the
-    earlier ones), and the changed rows are written with one ``executemany`` at the end. A
+    earlier ones), and the changed rows are written at the end (one ``executemany`` per set of
+    changed columns, the conflict log with one more). A
     refused update is refused before it touches its state, so nothing of it is written. An
     update that moves a household to another grid is written at once, so that the move is on
     record (``household_moves``) for the scope checks of the updates after it."""
