@@ -4,7 +4,9 @@ SQLite has one writer. Every write in this process goes through :meth:`Store.wri
 :meth:`Store.awrite` from async code), which runs the given function on a single dedicated
 writer thread inside ``BEGIN IMMEDIATE ... COMMIT``: writes never interleave, a failed write rolls
 back whole, and an acknowledged write is committed (WAL, ``synchronous=FULL`` by default) before
-the caller hears back. Other processes (the CLI while ``serve`` runs) are serialised by SQLite's
+the caller hears back. Writes queued while the writer is busy are committed together (group
+commit: one transaction, one savepoint per write, so a failing write still rolls back alone and
+does not affect the others). Other processes (the CLI while ``serve`` runs) are serialised by SQLite's
 own lock and wait up to ``busy_timeout``.
 
 Reads run on per-thread read-only connections, each inside its own read transaction, so one call
@@ -21,7 +23,8 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +37,12 @@ from gridsync.migrations import migrations
 T = TypeVar("T")
 
 BUSY_TIMEOUT_SECONDS = 30.0
+GROUP_MAX = 64  # writes committed together at most (see Store._commit_group)
+
+
+class GroupRolledBack(RuntimeError):
+    """A write that did nothing wrong was not stored: another write of its commit group ended
+    the shared transaction (a server error: the caller may retry it as it was)."""
 
 
 def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite_utils.Database:
@@ -62,6 +71,9 @@ class Store:
         self._readers: list[sqlite_utils.Database] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        self._queue: deque[tuple[Callable[..., Any], tuple, dict, Future]] = deque()
+        self._queue_lock = threading.Lock()
+        self.commits = 0  # write transactions committed (a group of writes counts once)
         self._writer.submit(self._open_writer, migrate).result()
 
     # -- writer -----------------------------------------------------------------------------
@@ -74,29 +86,78 @@ class Store:
         if migrate:
             migrations.apply(db)
 
-    def _run_write(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        """Queue ``fn(db, *args, **kwargs)`` for the writer; its future resolves once the write
+        is committed (or raises what ``fn`` raised, with nothing of it stored)."""
+        future: Future[T] = Future()
+        with self._queue_lock:
+            self._queue.append((fn, args, kwargs, future))
+        self._writer.submit(self._commit_group)
+        return future
+
+    def _commit_group(self) -> None:
+        """Group commit: run the writes queued so far (at most ``GROUP_MAX``), in order, in one
+        ``BEGIN IMMEDIATE .. COMMIT``, each inside its own SAVEPOINT. A write that raises is
+        rolled back to its savepoint alone and its caller gets the exception; the others are
+        committed together, and every caller hears back only after the COMMIT. One phone
+        pushing alone gets a group of one; a storm of phones shares the commits (fsyncs)."""
+        with self._queue_lock:
+            group = [self._queue.popleft() for _ in range(min(len(self._queue), GROUP_MAX))]
+        group = [item for item in group if item[3].set_running_or_notify_cancel()]
+        if not group:
+            return  # taken by an earlier round, or cancelled
         db = self._wdb
         assert db is not None
-        db.conn.execute("BEGIN IMMEDIATE")
+        done: list[tuple[Future, bool, Any]] = []  # (future, ok, result or exception)
+        culprit: Future | None = None
         try:
-            result = fn(db, *args, **kwargs)
-        except BaseException:
+            db.conn.execute("BEGIN IMMEDIATE")
+            for fn, args, kwargs, future in group:
+                db.conn.execute("SAVEPOINT store_write")
+                try:
+                    result = fn(db, *args, **kwargs)
+                except BaseException as exc:
+                    if not db.conn.in_transaction:
+                        # The write ended the transaction (an error that rolls back everything,
+                        # e.g. disk full): nothing of the group is stored.
+                        culprit = future
+                        raise
+                    db.conn.execute("ROLLBACK TO store_write")
+                    db.conn.execute("RELEASE store_write")
+                    done.append((future, False, exc))
+                    continue
+                db.conn.execute("RELEASE store_write")
+                done.append((future, True, result))
+            db.conn.execute("COMMIT")
+            self.commits += 1
+        except BaseException as exc:  # nothing of the group is stored: all of it fails
             if db.conn.in_transaction:
                 db.conn.execute("ROLLBACK")
-            raise
-        db.conn.execute("COMMIT")
-        return result
+            for *_, future in group:
+                if culprit is None or future is culprit:
+                    future.set_exception(exc)
+                else:
+                    lost = GroupRolledBack("another write committed in the same group ended the "
+                                           "transaction: nothing of this write was stored, retry")
+                    lost.__cause__ = exc
+                    future.set_exception(lost)
+            return
+        for future, ok, value in done:
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
     def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn(db, *args, **kwargs)`` in one write transaction on the writer thread."""
+        """Run ``fn(db, *args, **kwargs)`` in a write transaction on the writer thread; it is
+        committed when this returns (see :meth:`_commit_group`)."""
         if threading.get_ident() == self._writer_ident:
             raise RuntimeError("nested Store.write: call the domain function directly instead")
-        return self._writer.submit(self._run_write, fn, args, kwargs).result()
+        return self.submit(fn, *args, **kwargs).result()
 
     async def awrite(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """:meth:`write` for async code: the event loop is never blocked by SQLite."""
-        future = self._writer.submit(self._run_write, fn, args, kwargs)
-        return await asyncio.wrap_future(future)
+        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
 
     def write_unsafe_outside_transaction(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(db)`` on the writer thread without a wrapping transaction.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import msgspec
 import pytest
 
 from gridsync import auth
@@ -189,6 +190,27 @@ def test_concurrent_edit_loses_into_the_outcomes_and_both_phones_converge(client
     assert a.households() == {h: b.households()[h] for h in tiny.households["g1"]}
 
 
+def test_an_edit_that_wins_over_an_unseen_one_stays_shown_and_is_logged(client, tiny):
+    clock = FixedClock(T0)
+    a, b = device(client, tiny, "m1", clock=clock), device(client, tiny, "sec", clock=clock)
+    a.sync()
+    b.sync()
+    a.update_household("hh-g1-4", fields={"phone": "older"})
+    a.sync()
+    clock.advance(seconds=30)
+    b.update_household("hh-g1-4", fields={"phone": "newer", "notes": "核实"})
+    report = b.push()  # b had not seen a's phone: merged, and a's value is the one lost
+    assert report.merged == 1 and report.lost[0]["value"] == "older"
+    assert report.lost[0]["winner"] == "newer"
+    assert b.outcomes("merged")[0]["mutation"]["fields"] == {"phone": "newer", "notes": "核实"}
+    assert b.household("hh-g1-4")["phone"] == "newer"  # before any pull
+    assert b.pending_count() == 0
+    b.pull()
+    a.pull()
+    assert a.household("hh-g1-4") == b.household("hh-g1-4")
+    assert b.household("hh-g1-4")["phone"] == "newer"
+
+
 def test_a_rejected_mutation_is_kept_for_inspection_and_blocks_nothing(client, tiny, store):
     phone = device(client, tiny, "m1")
     phone.sync()
@@ -233,6 +255,81 @@ def test_a_lost_answer_is_retried_with_the_same_mids_and_seqs(client, tiny, stor
     assert report.duplicate == 3 and report.applied == 0
     assert visit_count(store) == 3
     assert phone.pending_count() == 0
+
+
+def test_a_json_batch_is_the_queue_as_stored_in_spec_shape(client, tiny):
+    """Push sends the stored JSON parts as they are (no decode and re-encode): the bytes must be
+    exactly those of the queue's mutations in their SPEC 3.1 shape."""
+    net = FlakyTransport(client)
+    phone = device(net, tiny, "m1")
+    phone.pull()
+    phone.update_household("hh-g1-1", fields={"phone": "13911112222", "size": 3},
+                           tags_add=["renter", "elderly"], tags_remove=["x"])
+    phone.update_household("hh-g1-2", tags_remove=["renter"])
+    phone.log_visit("hh-g1-1", "door", ["policy", "safety"], "问候 \"引号\"",
+                    geo={"lat": 30.5, "lon": 114.3})
+    phone.create_household("g1", building="5号楼", room="302", tags=["renter"])
+    phone.move_out("hh-g1-3")
+    queued = phone.pending()
+    net.sent.clear()
+    report = phone.push()
+    [body] = [body for _method, url, body in net.sent if url.endswith("/sync/push")]
+    assert body == msgspec.json.encode({"device_id": tiny.devices["m1"],
+                                        "mutations": [m.wire() for m in queued]})
+    assert report.applied == 5 and phone.pending_count() == 0
+
+
+class CrashAfterPush(FlakyTransport):
+    """The phone dies after the server applied its push and before it stored the answer: the
+    local database goes away under it while the answer is on its way."""
+
+    def __init__(self, http: httpx.Client, phone_db: list):
+        super().__init__(http)
+        self.phone_db = phone_db
+
+    def request(self, method: str, url: str, **kwargs):  # noqa: ANN003, ANN201
+        response = super().request(method, url, **kwargs)
+        if url.endswith("/sync/push") and self.phone_db:
+            self.phone_db.pop().close()
+        return response
+
+
+def test_a_crash_between_push_and_acknowledgement_resends_the_same_mids(tmp_path, client, tiny,
+                                                                       store):
+    path = str(tmp_path / "phone.db")
+    handle: list = []
+    phone = device(CrashAfterPush(client, handle), tiny, "m1", path=path, batch_size=2)
+    phone.pull()
+    for i in range(3):
+        phone.log_visit("hh-g1-1", "door", ["policy"], f"第{i}次")
+    sent = phone.pending()
+    handle.append(phone.db)
+    with pytest.raises(Exception, match="closed"):
+        phone.push()  # the first batch reached the server, its answer never got stored
+    assert visit_count(store) == 2
+
+    again = device(client, tiny, "m1", path=path, batch_size=2)
+    assert again.pending() == sent  # nothing was acknowledged
+    report = again.push()
+    assert (report.duplicate, report.applied) == (2, 1)
+    assert visit_count(store) == 3 and again.pending_count() == 0
+
+
+def test_edits_made_during_a_push_stay_queued_until_answered(client, tiny, store):
+    class EditWhilePushing(FlakyTransport):
+        def request(self, method: str, url: str, **kwargs):  # noqa: ANN003, ANN201
+            if url.endswith("/sync/push") and len(phone.pending()) == 2:
+                phone.log_visit("hh-g1-2", "phone", [], "推送中记录")  # while in flight
+                assert phone.pending_count() == 3
+            return super().request(method, url, **kwargs)
+
+    phone = device(EditWhilePushing(client), tiny, "m1")
+    phone.pull()
+    phone.log_visit("hh-g1-1", "door", [], "")
+    phone.update_household("hh-g1-1", fields={"notes": "已核实"})
+    report = phone.push()
+    assert (report.batches, report.applied) == (2, 3)
+    assert visit_count(store) == 2 and phone.pending_count() == 0
 
 
 def test_a_reinstalled_app_numbers_its_queue_after_the_seqs_the_server_has(client, tiny, store):

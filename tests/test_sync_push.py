@@ -338,3 +338,115 @@ def test_a_reused_mid_is_neither_a_poison_pill_nor_a_silent_drop(client, tiny, s
     other["mid"] = update["mid"]
     assert m2.push([other]).json()["results"][0]["status"] in ("applied", "merged")
     assert household_row(store, "hh-g2-1")[1] == "m2"
+
+
+def _updates(p: Phone, hid: str, seen: int) -> list[dict]:
+    """A run of household updates on one household (as seen at ``seen``): a conflict, plain
+    merges, tags added and removed, a refused one in the middle, a move to another grid and an
+    edit after it."""
+    return [
+        p.mutation("household.update", hid, base_seq=seen, fields={"phone": "13600000001"}),
+        p.mutation("household.update", hid, base_seq=seen, fields={"notes": "第一次"},
+                   tags_add=["renter", "elderly"]),
+        p.mutation("household.update", hid, base_seq=seen, fields={"status": "moved_out"}),
+        p.mutation("household.update", hid, base_seq=seen, tags_remove=["renter"]),
+        p.mutation("household.update", hid, base_seq=seen, fields={"grid_id": "g2"}),
+        p.mutation("household.update", hid, base_seq=seen, fields={"notes": "搬到二网格后"},
+                   tags_add=["disabled"]),
+        p.mutation("household.update", hid, base_seq=seen, fields={"size": 4}),
+    ]
+
+
+def _outcome_shape(result: dict) -> tuple:
+    return (result["status"], result.get("code"),
+            [(x["field"], x["value"], x["winner"]) for x in result.get("lost") or []])
+
+
+def test_a_run_of_updates_in_one_push_ends_as_the_same_updates_pushed_one_by_one(client, tiny,
+                                                                                  store):
+    """Household updates are merged as a run (one load, one write at the end): the rows, the
+    answers, the conflict log and the moves must be what one push per update gives."""
+    other, sec = phone(client, tiny, "m1"), phone(client, tiny, "sec")
+    batched, single = "hh-g1-1", "hh-g1-2"
+    seen = {hid: base(store, hid) for hid in (batched, single)}
+    tags_before = {hid: set(json.loads(household_row(store, hid)[2])) for hid in seen}
+    for hid in (batched, single):  # an edit the secretary's phone has not seen: a conflict
+        assert other.push([other.mutation("household.update", hid, base_seq=base(store, hid),
+                                          fields={"phone": "13900000000"})]).status_code == 200
+    before = store.read(lambda db: db.execute("SELECT max(seq) FROM visits").fetchone()[0])
+    assert sec.push([sec.visit(batched), sec.visit(single)]).status_code == 200
+
+    r = sec.push(_updates(sec, batched, seen[batched]))
+    assert r.status_code == 200, r.text
+    run = [_outcome_shape(x) for x in r.json()["results"]]
+    logged = [(x["conflict_id"], x["field"], x["value"]) for result in r.json()["results"]
+              for x in result.get("lost") or []]
+    assert logged and store.read(lambda db: [
+        db.execute("SELECT id, field, json_extract(value, '$') FROM sync_conflicts WHERE id = ? "
+                   "AND household_id = ?", [cid, batched]).fetchone() for cid, _, _ in logged
+    ]) == logged
+    one_by_one = []
+    for m in _updates(sec, single, seen[single]):
+        r = sec.push([m])
+        assert r.status_code == 200, r.text
+        one_by_one.append(_outcome_shape(r.json()["results"][0]))
+
+    assert run == one_by_one
+    assert [s for s, _, _ in run] == ["merged", "applied", "rejected", "applied", "applied",
+                                      "applied", "applied"]
+    assert run[0][2] == [("phone", "13900000000", "13600000001")]
+
+    def row(db, hid):
+        return db.execute("SELECT grid_id, phone, notes, tags, status, size FROM households "
+                          "WHERE id = ?", [hid]).fetchone()
+
+    def history(db, hid):
+        return (db.execute("SELECT field, value, winner FROM sync_conflicts "
+                           "WHERE household_id = ? ORDER BY id", [hid]).fetchall(),
+                db.execute("SELECT from_grid, to_grid FROM household_moves "
+                           "WHERE household_id = ?", [hid]).fetchall(),
+                db.execute("SELECT grid_id, seq > ? FROM visits WHERE household_id = ?",
+                           [before, hid]).fetchall())
+
+    for hid in (batched, single):
+        *values, tags = store.read(row, hid)[:4]
+        assert values == ["g2", "13600000001", "搬到二网格后"]
+        assert set(json.loads(tags)) == (tags_before[hid] | {"disabled", "elderly"}) - {"renter"}
+        assert store.read(row, hid)[4:] == ("active", 4)
+    assert store.read(history, batched) == store.read(history, single)
+    assert store.read(history, batched)[1] == [("g1", "g2")]
+    # the row's change seq is its last update's; every field stamp is one of the run's writes
+    seq, stamps = store.read(lambda db: db.execute(
+        "SELECT seq, field_hlc FROM households WHERE id = ?", [batched]).fetchone())
+    stamps = json.loads(stamps)
+    assert stamps["size"][1] == seq and stamps["notes"][1] < seq
+    assert stamps["phone"][2] == tiny.devices["sec"]
+
+
+def test_field_stamps_written_by_other_tools_still_merge():
+    """``field_hlc`` is decoded in one typed pass; stamps in other shapes (a bare HLC, short or
+    oddly typed lists, no stamp at all) fall back to the lenient reading, pinned at the row's
+    seq, and are written back in the canonical shape."""
+    from gridsync.sync import merge
+
+    row = ("h1", "g1", "", "", "", "", "", 1, '["a","b"]', "", None, "active",
+           json.dumps({"phone": ["000000000000005:00000:dev-x", 17, "dev-x", "p"],
+                       "notes": "000000000000006:00001:other", "size": [], "unit": ["u", 2],
+                       "room": ["r", "7"], "tags": {"a": ["t", 5, None, None], "b": "tb"}}), 42)
+    state = merge.state_from_row(row)
+    assert state.stamps["phone"] == merge.Stamp("000000000000005:00000:dev-x", 17, "dev-x", "p")
+    assert state.stamps["notes"] == merge.Stamp("000000000000006:00001:other", 42)
+    assert state.stamps["size"] == state.stamps["building"] == merge.Stamp("", 42)
+    assert (state.stamps["unit"], state.stamps["room"]) == (merge.Stamp("u", 2),
+                                                            merge.Stamp("r", 7))
+    assert state.tag_adds == {"a": merge.Stamp("t", 5), "b": merge.Stamp("tb", 42)}
+    stored = json.loads(merge.encode_stamps(state))
+    assert stored["notes"] == ["000000000000006:00001:other", 42, None, None]
+    assert stored["tags"] == {"a": ["t", 5, None, None], "b": ["tb", 42, None, None]}
+    again = merge.state_from_row(row[:12] + (merge.encode_stamps(state), 42))
+    assert (again.stamps, again.tag_adds) == (state.stamps, state.tag_adds)
+    # a writer that saw seq 17 overwrites phone without a conflict; one that did not, conflicts
+    writer = merge.Stamp("000000000000009:00000:dev-y", 50, "dev-y", "q")
+    assert merge.merge_field(again, "phone", "139", writer, 17) is None
+    lost = merge.merge_field(merge.state_from_row(row), "phone", "139", writer, 16)
+    assert lost is not None and lost.lost.seq == 17

@@ -160,6 +160,22 @@ class Queued:
         return out
 
 
+_BATCH_COLUMNS = ("pos, mid, seq, hlc, op, id, base_seq, fields, tags_add, tags_remove, data")
+
+
+_OUTCOME_INSERT = ("INSERT OR REPLACE INTO outcomes (mid, seq, op, id, status, code, message, lost,"
+                   " mutation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def _queued(row: tuple, state: str = "pending") -> Queued:
+    """A :class:`Queued` from a row of :data:`_BATCH_COLUMNS` (its JSON parts decoded)."""
+    pos, mid, seq, hlc, op, id_, base_seq, fields, tags_add, tags_remove, data = row
+    return Queued(pos=pos, mid=mid, seq=seq, hlc=hlc, op=op, id=id_, base_seq=base_seq,
+                  fields=_json_decode(fields) if fields is not None else None,
+                  tags_add=_json_decode(tags_add), tags_remove=_json_decode(tags_remove),
+                  data=_json_decode(data) if data is not None else None, state=state)
+
+
 # -- the local store ----------------------------------------------------------------------------
 
 _SCHEMA = """
@@ -188,6 +204,9 @@ CREATE TABLE IF NOT EXISTS queue (
     lost_fields TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS queue_record ON queue (rtype, id);
+-- The push reads the next batch of pending mutations: acked rows (kept as an overlay until the
+-- next complete pull) must not be walked over on every batch.
+CREATE INDEX IF NOT EXISTS queue_pending ON queue (pos) WHERE state = 'pending';
 CREATE TABLE IF NOT EXISTS outcomes (
     mid TEXT PRIMARY KEY, seq INTEGER NOT NULL, op TEXT NOT NULL, id TEXT NOT NULL,
     status TEXT NOT NULL, code TEXT, message TEXT, lost TEXT NOT NULL DEFAULT '[]',
@@ -324,6 +343,10 @@ class DeviceClient:
         if not remote:
             return
         with self._tx():
+            self._observe_in_tx(remote)
+
+    def _observe_in_tx(self, remote: str | None) -> None:
+        if remote:
             self.hlc = hlc_clock.advance(self.hlc, self.clock.now_ms(), self.device_id,
                                          seen=remote)
             self._set_meta("hlc", self.hlc)
@@ -391,17 +414,12 @@ class DeviceClient:
 
     def _queue(self, where: str, params: Iterable[Any] = (), limit: int | None = None,
                ) -> list[Queued]:
-        sql = ("SELECT pos, mid, seq, hlc, op, id, base_seq, fields, tags_add, tags_remove, data,"
-               f" state FROM queue WHERE {where} ORDER BY pos")
+        sql = f"SELECT {_BATCH_COLUMNS}, state FROM queue WHERE {where} ORDER BY pos"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with self._lock:
             rows = self.db.execute(sql, list(params)).fetchall()
-        return [Queued(pos=r[0], mid=r[1], seq=r[2], hlc=r[3], op=r[4], id=r[5], base_seq=r[6],
-                       fields=_json_decode(r[7]) if r[7] is not None else None,
-                       tags_add=_json_decode(r[8]), tags_remove=_json_decode(r[9]),
-                       data=_json_decode(r[10]) if r[10] is not None else None, state=r[11])
-                for r in rows]
+        return [_queued(r[:-1], r[-1]) for r in rows]
 
     # -- local edits -------------------------------------------------------------------------
 
@@ -633,10 +651,10 @@ class DeviceClient:
         if self._meta_locked("seq_confirmed") is None and self.pending_count():
             self._confirm_seq()
         while True:
-            batch = self._queue("state = 'pending'", limit=batch_size)
+            batch = self._next_batch(batch_size)
             if not batch:
                 return report
-            body = {"device_id": self.device_id, "mutations": [m.wire() for m in batch]}
+            body = {"device_id": self.device_id, "mutations": self._wire_batch(batch)}
             try:
                 answer = self.request("POST", PUSH_PATH, body=body)
             except ServerRefused as exc:
@@ -653,6 +671,37 @@ class DeviceClient:
             report.batches += 1
             report.sent += len(batch)
             self._acknowledge(batch, answer, report)
+
+    def _next_batch(self, limit: int) -> list[tuple]:
+        """The oldest ``limit`` pending mutations as stored (JSON parts left encoded): the rows
+        of :data:`_BATCH_COLUMNS` and the record type, in queue order."""
+        with self._lock:
+            return self.db.execute(
+                f"SELECT {_BATCH_COLUMNS}, rtype FROM queue WHERE state = 'pending' ORDER BY pos"
+                " LIMIT ?", [limit]).fetchall()
+
+    def _wire_batch(self, batch: list[tuple]) -> list[Any]:
+        """The batch as SPEC 3.1 spells it (the same as :meth:`Queued.wire`). For JSON the
+        stored JSON parts go out as they are (``msgspec.Raw``) instead of being decoded and
+        encoded again; msgpack needs them decoded."""
+        if self.encoding != "json":
+            return [_queued(row[:-1]).wire() for row in batch]
+        out = []
+        for _pos, mid, seq, hlc, op, id_, base_seq, fields, tags_add, tags_remove, data, _rtype \
+                in batch:
+            m: dict[str, Any] = {"mid": mid, "seq": seq, "hlc": hlc, "op": op, "id": id_}
+            if base_seq is not None:
+                m["base_seq"] = base_seq
+            if fields is not None:
+                m["fields"] = msgspec.Raw(fields.encode())
+            if tags_add != "[]":
+                m["tags_add"] = msgspec.Raw(tags_add.encode())
+            if tags_remove != "[]":
+                m["tags_remove"] = msgspec.Raw(tags_remove.encode())
+            if data is not None:
+                m["data"] = msgspec.Raw(data.encode())
+            out.append(m)
+        return out
 
     def _meta_locked(self, key: str) -> str | None:
         with self._lock:
@@ -683,26 +732,30 @@ class DeviceClient:
                 db.execute("UPDATE queue SET seq = ? WHERE pos = ?", [expected_seq + i, pos])
             self._set_meta("next_seq", str(expected_seq + len(pending)))
 
-    def _acknowledge(self, batch: list[Queued], answer: dict[str, Any],
+    def _acknowledge(self, batch: list[tuple], answer: dict[str, Any],
                      report: PushReport) -> None:
+        """Apply the server's answer to a batch in one local transaction: ``applied`` and
+        ``duplicate`` mutations are marked acked with one UPDATE over the batch's range of
+        positions, ``merged`` ones keep the fields they lost, ``rejected`` ones leave the queue
+        for the outcomes table. The server's HLC is observed in the same transaction."""
         results = {r["mid"]: r for r in answer.get("results", [])}
-        missing = [m.mid for m in batch if m.mid not in results]
+        missing = [row[1] for row in batch if row[1] not in results]
         if missing:
             raise SyncError(f"push answer has no result for {len(missing)} mutations "
                             f"(first {missing[0]})")
         with self._tx() as db:
-            for m in batch:
-                result = results[m.mid]
+            outcomes: list[tuple] = []
+            for row in batch:
+                result = results[row[1]]
                 status = result["status"]
                 if result.get("clock") == "clamped":
                     report.clamped += 1
                 if status in {"applied", "duplicate"}:
                     setattr(report, status, getattr(report, status) + 1)
-                    db.execute("UPDATE queue SET state = 'acked' WHERE pos = ?", [m.pos])
                     continue
+                m, rtype = _queued(row[:-1]), row[-1]
                 lost = result.get("lost") or []
-                rtype = self._rtype(m)
-                self._record_outcome(m, result, lost)
+                outcomes.append(self._outcome_row(m, result, lost))
                 if status == "merged":
                     report.merged += 1
                     report.lost.extend({**entry, "id": m.id, "mid": m.mid} for entry in lost)
@@ -711,24 +764,29 @@ class DeviceClient:
                     mine = m.fields or {}
                     ours_lost = sorted({e["field"] for e in lost if e["field"] in mine
                                         and e.get("winner") != mine[e["field"]]})
+                    if not ours_lost:
+                        continue  # all of it won: acked below with the applied ones, and the
+                        # user sees what the queue showed already
                     db.execute("UPDATE queue SET state = 'acked', lost_fields = ? WHERE pos = ?",
                                [_json_encode(ours_lost).decode(), m.pos])
                 else:  # rejected (or a status this client does not know: never resend it)
                     report.rejected += 1
                     db.execute("DELETE FROM queue WHERE pos = ?", [m.pos])
                 self._rebuild(rtype, m.id)
-        self._observe(answer.get("server_hlc"))
+            if outcomes:
+                db.executemany(_OUTCOME_INSERT, outcomes)
+            # The batch is the oldest pending mutations in pos order, and new edits only get
+            # higher positions: every pending row in this range was sent and answered.
+            db.execute("UPDATE queue SET state = 'acked' WHERE state = 'pending' "
+                       "AND pos BETWEEN ? AND ?", [batch[0][0], batch[-1][0]])
+            self._observe_in_tx(answer.get("server_hlc"))
 
-    def _record_outcome(self, m: Queued, result: dict[str, Any], lost: list[Any]) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO outcomes (mid, seq, op, id, status, code, message, lost,"
-            " mutation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [m.mid, m.seq, m.op, m.id, result["status"], result.get("code"),
-             result.get("message"), _json_encode(lost).decode(), _json_encode(m.wire()).decode()])
-
-    def _rtype(self, m: Queued) -> str:
-        row = self.db.execute("SELECT rtype FROM queue WHERE mid = ?", [m.mid]).fetchone()
-        return row[0] if row else OP_RECORD_TYPE.get(m.op) or m.op.split(".", 1)[0]
+    @staticmethod
+    def _outcome_row(m: Queued, result: dict[str, Any], lost: list[Any]) -> tuple:
+        """A row of ``outcomes`` (:data:`_OUTCOME_INSERT`) for an answer the user may inspect."""
+        return (m.mid, m.seq, m.op, m.id, result["status"], result.get("code"),
+                result.get("message"), _json_encode(lost).decode(),
+                _json_encode(m.wire()).decode())
 
     # -- pull --------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +37,10 @@ _json = msgspec.json.Encoder()
 _any = msgspec.json.Decoder()
 
 
-@dataclass
-class Stamp:
+class Stamp(msgspec.Struct, array_like=True, gc=False):
+    """Stored as ``[hlc, seq, device_id, person_id]`` (``array_like``: it encodes as that list
+    and ``field_hlc`` decodes straight into stamps)."""
+
     hlc: str
     seq: int
     device_id: str | None = None
@@ -48,12 +51,19 @@ class Stamp:
 
     @classmethod
     def decode(cls, raw: Any, default_seq: int) -> Stamp:
+        if type(raw) is Stamp:
+            return raw
         if isinstance(raw, str):  # a bare HLC (written by other tools)
             return cls(raw, default_seq)
         if isinstance(raw, list) and raw:
             return cls(str(raw[0]), int(raw[1]) if len(raw) > 1 else default_seq,
                        raw[2] if len(raw) > 2 else None, raw[3] if len(raw) > 3 else None)
         return cls("", default_seq)
+
+
+# ``field_hlc`` as this module writes it, decoded in one pass; anything else (a bare HLC, a
+# short or oddly typed list written by other tools) falls back to :meth:`Stamp.decode`.
+_field_hlc = msgspec.json.Decoder(dict[str, Stamp | str | dict[str, Stamp | str]])
 
 
 @dataclass
@@ -103,15 +113,23 @@ def load(db: sqlite_utils.Database, household_id: str) -> HouseholdState | None:
 def state_from_row(row: tuple) -> HouseholdState:
     values = dict(zip(_ROW_COLS, row))
     values["tags"] = list(_any.decode(values["tags"]))
-    raw = _any.decode(values.pop("field_hlc") or "{}")
+    text = values.pop("field_hlc") or "{}"
+    try:
+        raw = _field_hlc.decode(text)
+    except msgspec.ValidationError:
+        raw = _any.decode(text)
     seq = values.pop("seq")
-    stamps = {k: Stamp.decode(v, seq) for k, v in raw.items() if k not in ("tags", "tags_removed")}
+    decode = Stamp.decode
+    tag_adds = raw.pop("tags", None)
+    tag_removes = raw.pop("tags_removed", None)
+    stamps = {k: decode(v, seq) for k, v in raw.items()}
     # A field never written through sync (import, admin) was last written at or before the
     # row's current seq: pin that bound now, so later writes of other fields do not move it.
     for name in MERGED_FIELDS:
-        stamps.setdefault(name, Stamp("", seq))
-    adds = {k: Stamp.decode(v, seq) for k, v in (raw.get("tags") or {}).items()}
-    removes = {k: Stamp.decode(v, seq) for k, v in (raw.get("tags_removed") or {}).items()}
+        if name not in stamps:
+            stamps[name] = Stamp("", seq)
+    adds = {k: decode(v, seq) for k, v in tag_adds.items()} if tag_adds else {}
+    removes = {k: decode(v, seq) for k, v in tag_removes.items()} if tag_removes else {}
     for tag in values["tags"]:
         adds.setdefault(tag, Stamp("", seq))
     return HouseholdState(values, seq, stamps, adds, removes)
@@ -172,12 +190,25 @@ def remove_tag(state: HouseholdState, tag: str, writer: Stamp,
 
 
 def encode_stamps(state: HouseholdState) -> str:
-    raw: dict[str, Any] = {k: v.encode() for k, v in sorted(state.stamps.items())}
+    raw: dict[str, Any] = dict(sorted(state.stamps.items()))
     if state.tag_adds:
-        raw["tags"] = {k: v.encode() for k, v in sorted(state.tag_adds.items())}
+        raw["tags"] = dict(sorted(state.tag_adds.items()))
     if state.tag_removes:
-        raw["tags_removed"] = {k: v.encode() for k, v in sorted(state.tag_removes.items())}
+        raw["tags_removed"] = dict(sorted(state.tag_removes.items()))
     return _json.encode(raw).decode()
+
+
+_SAVE_SQL = (
+    "UPDATE households SET grid_id = ?, building = ?, unit = ?, room = ?, head_name = ?, "
+    "phone = ?, size = ?, tags = ?, notes = ?, responsible_member_id = ?, status = ?, "
+    "field_hlc = ?, seq = ?, updated_at = ? WHERE id = ?")
+
+
+def _save_params(state: HouseholdState, seq: int, now_iso: str) -> list[Any]:
+    v = state.values
+    return [v["grid_id"], v["building"], v["unit"], v["room"], v["head_name"], v["phone"],
+            v["size"], _json.encode(sorted(set(v["tags"]))).decode(), v["notes"],
+            v["responsible_member_id"], v["status"], encode_stamps(state), seq, now_iso, v["id"]]
 
 
 def save(db: sqlite_utils.Database, state: HouseholdState, seq: int, now_iso: str) -> None:
@@ -185,16 +216,38 @@ def save(db: sqlite_utils.Database, state: HouseholdState, seq: int, now_iso: st
     v = state.values
     if v["grid_id"] != state.loaded_grid:
         _move_visits(db, v["id"], v["grid_id"])
-    db.execute(
-        "UPDATE households SET grid_id = ?, building = ?, unit = ?, room = ?, head_name = ?, "
-        "phone = ?, size = ?, tags = ?, notes = ?, responsible_member_id = ?, status = ?, "
-        "field_hlc = ?, seq = ?, updated_at = ? WHERE id = ?",
-        [v["grid_id"], v["building"], v["unit"], v["room"], v["head_name"], v["phone"], v["size"],
-         _json.encode(sorted(set(v["tags"]))).decode(), v["notes"], v["responsible_member_id"],
-         v["status"], encode_stamps(state), seq, now_iso, v["id"]],
-    )
+    db.execute(_SAVE_SQL, _save_params(state, seq, now_iso))
     state.seq = seq
     state.loaded_grid = v["grid_id"]
+
+
+_VALUE_COLUMNS = ("grid_id", "building", "unit", "room", "head_name", "phone", "size", "tags",
+                  "notes", "responsible_member_id", "status")
+
+
+@functools.cache
+def _save_columns_sql(columns: tuple[str, ...]) -> str:
+    sets = "".join(f"{c} = ?, " for c in columns)
+    return f"UPDATE households SET {sets}field_hlc = ?, seq = ?, updated_at = ? WHERE id = ?"
+
+
+def save_many(db: sqlite_utils.Database, states: list[tuple[HouseholdState, set[str]]],
+              now_iso: str) -> None:
+    """:func:`save` of several merged rows that stay in their grid, each with its own
+    ``state.seq``, given the names it changed (``state.changed`` accumulated): only the changed
+    value columns are written (with the stamps, seq and time), so the indexes on the others are
+    left alone. One ``executemany`` per set of changed columns."""
+    groups: dict[tuple[str, ...], list[list[Any]]] = {}
+    for state, changed in states:
+        v = state.values
+        assert v["grid_id"] == state.loaded_grid
+        columns = tuple(c for c in _VALUE_COLUMNS if c in changed)
+        params = [_json.encode(sorted(set(v["tags"]))).decode() if c == "tags" else v[c]
+                  for c in columns]
+        params += [encode_stamps(state), state.seq, now_iso, v["id"]]
+        groups.setdefault(columns, []).append(params)
+    for columns, rows in groups.items():
+        db.conn.executemany(_save_columns_sql(columns), rows)
 
 
 def _move_visits(db: sqlite_utils.Database, household_id: str, grid_id: str) -> None:
@@ -209,19 +262,31 @@ def _move_visits(db: sqlite_utils.Database, household_id: str, grid_id: str) -> 
                         [(grid_id, first + i, vid) for i, vid in enumerate(ids)])
 
 
+_CONFLICT_INSERT = (
+    "INSERT INTO sync_conflicts (id, household_id, grid_id, field, value, winner, lost_hlc, "
+    "lost_person_id, lost_device_id, winner_hlc, winner_person_id, winner_device_id, mid, "
+    "created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def conflict_row(state: HouseholdState, item: Lost, mid: str | None, now_ms: int) -> list[Any]:
+    """A ``sync_conflicts`` row for :data:`_CONFLICT_INSERT`, without its id (first)."""
+    return [state.id, state.values["grid_id"], item.field, _json.encode(item.value).decode(),
+            _json.encode(item.winner).decode(), item.lost.hlc, item.lost.person_id,
+            item.lost.device_id, item.won.hlc or None, item.won.person_id, item.won.device_id,
+            mid, now_ms]
+
+
+def insert_conflicts(db: sqlite_utils.Database, rows: list[list[Any]]) -> list[int]:
+    """Write conflict rows (from :func:`conflict_row`) with one ``executemany``; returns their
+    ids, numbered after the highest as SQLite would (call inside the write transaction)."""
+    if not rows:
+        return []
+    first = db.execute("SELECT coalesce(max(id), 0) + 1 FROM sync_conflicts").fetchone()[0]
+    db.conn.executemany(_CONFLICT_INSERT, [[first + i, *row] for i, row in enumerate(rows)])
+    return list(range(first, first + len(rows)))
+
+
 def record_conflicts(db: sqlite_utils.Database, state: HouseholdState, lost: list[Lost],
                      mid: str | None, now_ms: int) -> list[int]:
     """Write losing values to the conflict log; returns their ids."""
-    ids = []
-    for item in lost:
-        row = db.execute(
-            "INSERT INTO sync_conflicts (household_id, grid_id, field, value, winner, lost_hlc, "
-            "lost_person_id, lost_device_id, winner_hlc, winner_person_id, winner_device_id, mid,"
-            " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            [state.id, state.values["grid_id"], item.field, _json.encode(item.value).decode(),
-             _json.encode(item.winner).decode(), item.lost.hlc, item.lost.person_id,
-             item.lost.device_id, item.won.hlc or None, item.won.person_id, item.won.device_id,
-             mid, now_ms],
-        ).fetchone()
-        ids.append(row[0])
-    return ids
+    return insert_conflicts(db, [conflict_row(state, item, mid, now_ms) for item in lost])

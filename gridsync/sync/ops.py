@@ -15,7 +15,9 @@ and are imported by :func:`load_builtin_ops`.
 
 An op on the hot path may also register a *batch* handler (``register_batch``): push then hands
 it every consecutive run of that op in one call, so it can check, insert and update with one
-query per run instead of one per mutation (visits do this). Order is kept: runs are consecutive.
+query per run instead of one per mutation (visits and household updates do this). Order is
+kept: runs are consecutive. A batch handler has no savepoint per mutation: it must refuse a
+mutation (return its error) before writing anything of it.
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ class OpSpec:
     decoder: msgspec.json.Decoder | None
     msgpack_decoder: msgspec.msgpack.Decoder | None = None
     batch_handler: Callable[..., list[Outcome | GridsyncError]] | None = None
+    # True when the op's own row records a mutation (a visit, found again by its id): push
+    # then neither logs it in ``sync_mutations`` nor looks its mid up there.
+    own_record: bool = False
 
     def decode(self, raw: msgspec.Raw | None, fmt: str) -> Any:
         """``data`` as the op's type (``None`` when the op has none); raises ValidationError."""
@@ -115,14 +120,15 @@ def register(name: str, *, data_type: type | None = None) -> Callable:
     return decorate
 
 
-def register_batch(name: str) -> Callable:
+def register_batch(name: str, *, own_record: bool = False) -> Callable:
     """Add a batch handler ``(ctx, items: list[BatchItem]) -> list[Outcome | GridsyncError]`` to
-    an op registered with :func:`register` (one result per item, in order)."""
+    an op registered with :func:`register` (one result per item, in order). ``own_record``: the
+    op's rows are the record of its mutations (its outcomes say ``logged=False``)."""
 
     def decorate(fn: Callable[..., list[Outcome | GridsyncError]]) -> Callable:
         spec = REGISTRY[name]
         REGISTRY[name] = OpSpec(spec.name, spec.handler, spec.data_type, spec.decoder,
-                                spec.msgpack_decoder, fn)
+                                spec.msgpack_decoder, fn, own_record)
         return fn
 
     return decorate

@@ -114,6 +114,14 @@ def household_create(ctx: OpContext, m: Mutation, data: HouseholdCreate) -> Outc
 
 @register("household.update")
 def household_update(ctx: OpContext, m: Mutation, data: None) -> Outcome:
+    result = household_update_batch(ctx, [BatchItem(m, data, ctx.hlc)])[0]
+    if isinstance(result, GridsyncError):
+        raise result
+    return result
+
+
+def _update_fields(m: Mutation) -> dict[str, Any]:
+    """The fields a ``household.update`` sets, checked (no writes: a refusal changes nothing)."""
     raw_fields = m.fields or {}
     for name in raw_fields:
         if name in FORBIDDEN_FIELDS:
@@ -124,34 +132,96 @@ def household_update(ctx: OpContext, m: Mutation, data: None) -> Outcome:
         raise Invalid(f"invalid fields: {exc}", field="fields") from None
     _check_tags(m.tags_add)
     _check_tags(m.tags_remove)
-    state = _load_in_scope(ctx, m.id)
-    changes = {k: v for k, v in msgspec.structs.asdict(fields).items()
-               if v is not msgspec.UNSET}
-    new_grid = changes.get("grid_id")
-    if new_grid is not None and new_grid != state.values["grid_id"]:
-        if not ctx.principal.scope.allows_grid(new_grid):
-            raise OutOfScope(f"grid {new_grid} is outside your scope")
-        if ctx.db.execute("SELECT 1 FROM org_units WHERE id = ? AND kind = 'grid'",
-                          [new_grid]).fetchone() is None:
-            raise NotFound(f"no grid {new_grid}")
-    seq = next_seq(ctx.db)
-    writer = _writer(ctx, seq)
-    lost: list[Lost] = []
-    for name, value in changes.items():
-        item = merge.merge_field(state, name, value, writer, m.base_seq)
-        if item is not None:
-            lost.append(item)
-    for tag in m.tags_add:
-        item = merge.add_tag(state, tag, writer, m.base_seq)
-        if item is not None:
-            lost.append(item)
-    for tag in m.tags_remove:
-        if tag in m.tags_add:
+    return {k: v for k, v in msgspec.structs.asdict(fields).items() if v is not msgspec.UNSET}
+
+
+@register_batch("household.update")
+def household_update_batch(ctx: OpContext,
+                           items: list[BatchItem]) -> list[Outcome | GridsyncError]:
+    """A run of household updates, in order: one query loads every household of the run, the
+    merges run on those states in memory (a later update of the same household sees the
+    earlier ones), and the changed rows are written at the end (one ``executemany`` per set of
+    changed columns, the conflict log with one more). A
+    refused update is refused before it touches its state, so nothing of it is written. An
+    update that moves a household to another grid is written at once, so that the move is on
+    record (``household_moves``) for the scope checks of the updates after it."""
+    db = ctx.db
+    states = {row[0]: merge.state_from_row(row) for row in db.execute(
+        f"SELECT {merge.ROW_SELECT} FROM households WHERE id IN "
+        "(SELECT value FROM json_each(?))",
+        [_json.encode(list({it.m.id for it in items})).decode()]).fetchall()}
+    scope = ctx.principal.scope
+    device, person = ctx.principal.device_id, ctx.principal.person_id
+    now = iso_ms(ctx.received_ms)
+    first = next_seq(db, len(items))  # unused numbers of refused items are harmless gaps
+    dirty: dict[str, tuple[HouseholdState, set[str]]] = {}  # id -> (state, names changed)
+    results: list[Outcome | GridsyncError] = []
+    conflicts: list[list[Any]] = []  # sync_conflicts rows of the run, in order
+    lost_entries: list[dict[str, Any]] = []  # their entries in the answers
+    for n, it in enumerate(items):
+        m = it.m
+        try:
+            changes = _update_fields(m)
+            state = states.get(m.id)
+            if state is None:
+                raise NotFound(f"no household {m.id}")
+            grid = state.values["grid_id"]
+            if not scope.allows_grid(grid) and not sync_scope.was_in_scope(db, scope, m.id,
+                                                                           ms_of(it.hlc)):
+                raise OutOfScope(f"household {m.id} is outside your scope")
+            new_grid = changes.get("grid_id")
+            if new_grid is not None and new_grid != grid:
+                if not scope.allows_grid(new_grid):
+                    raise OutOfScope(f"grid {new_grid} is outside your scope")
+                if db.execute("SELECT 1 FROM org_units WHERE id = ? AND kind = 'grid'",
+                              [new_grid]).fetchone() is None:
+                    raise NotFound(f"no grid {new_grid}")
+        except GridsyncError as exc:
+            results.append(exc)
             continue
-        item = merge.remove_tag(state, tag, writer, m.base_seq)
-        if item is not None:
-            lost.append(item)
-    return _finish(ctx, state, lost, seq)
+        seq = first + n
+        writer = Stamp(it.hlc, seq, device, person)
+        lost: list[Lost] = []
+        for name, value in changes.items():
+            item = merge.merge_field(state, name, value, writer, m.base_seq)
+            if item is not None:
+                lost.append(item)
+        for tag in m.tags_add:
+            item = merge.add_tag(state, tag, writer, m.base_seq)
+            if item is not None:
+                lost.append(item)
+        for tag in m.tags_remove:
+            if tag in m.tags_add:
+                continue
+            item = merge.remove_tag(state, tag, writer, m.base_seq)
+            if item is not None:
+                lost.append(item)
+        if state.changed:
+            state.seq = seq
+            if state.values["grid_id"] != state.loaded_grid:
+                merge.save(db, state, seq, now)
+                dirty.pop(m.id, None)
+            else:
+                dirty.setdefault(m.id, (state, set()))[1].update(state.changed)
+            state.changed = set()
+        if not lost:
+            results.append(_APPLIED)
+            continue
+        entries = [{"field": item.field, "value": item.value, "winner": item.winner}
+                   for item in lost]
+        results.append(Outcome("merged", entries))
+        conflicts.extend(merge.conflict_row(state, item, m.mid, ctx.received_ms)
+                         for item in lost)
+        lost_entries.extend(entries)
+    # the conflict log of the whole run in one insert; the answers carry the ids
+    for entry, cid in zip(lost_entries, merge.insert_conflicts(db, conflicts), strict=True):
+        entry["conflict_id"] = cid
+    if dirty:
+        merge.save_many(db, list(dirty.values()), now)
+    return results
+
+
+_APPLIED = Outcome("applied")
 
 
 @register("household.move_out", data_type=HouseholdMoveOut)
@@ -185,7 +255,7 @@ def _at_ms(at: str) -> int:
     return int(dt.timestamp() * 1000)
 
 
-@register_batch("visit.create")
+@register_batch("visit.create", own_record=True)
 def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome | GridsyncError]:
     """A run of visit creates: one query for their households, one for existing ids, one
     ``executemany`` insert, one ``last_visit_ms`` update per household. Visits are their own

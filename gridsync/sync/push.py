@@ -169,10 +169,10 @@ def apply_push(db: sqlite_utils.Database, principal: Principal, request: PushReq
         raise SeqGap(f"seq {mutations[new_start].seq} leaves a gap: the next seq of device "
                      f"{principal.device_id} is {last_seq + 1}; resend from there",
                      expected_seq=last_seq + 1)
-    # Ops with a batch handler are their own record (a visit by its id): only the others'
-    # mids can be in the log, so only those are looked up (one query per batch).
+    # Ops that are their own record (a visit, by its id) are not in the log: only the others'
+    # mids are looked up there (one query per batch).
     logged_mids = [m.mid for m in mutations[new_start:]
-                   if m.op not in registry or registry[m.op].batch_handler is None]
+                   if m.op not in registry or not registry[m.op].own_record]
     # mids are per device: another device's mutation under a known mid is not a resend
     known_mids = {r[0] for r in db.execute(
         "SELECT mid FROM sync_mutations WHERE mid IN (SELECT value FROM json_each(?)) "
