@@ -191,7 +191,7 @@ def test_concurrent_edit_loses_into_the_outcomes_and_both_phones_converge(client
 
 
 def test_an_edit_that_wins_over_an_unseen_one_stays_shown_and_is_logged(client, tiny):
-    clock = FixedClock(T0)
+    clock = FixedClock(now_ms())
     a, b = device(client, tiny, "m1", clock=clock), device(client, tiny, "sec", clock=clock)
     a.sync()
     b.sync()
