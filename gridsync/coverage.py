@@ -19,10 +19,11 @@ Definitions (the README repeats them for users):
 Unit levels (no member rows) read the aggregates the triggers of migration
 ``0005_coverage_aggregates`` keep (per-grid household counts by tags, per-member loads) plus
 one pass over the covering partial index ``households_coverage`` for the counts that depend on
-"now"; grid kinds come from EXISTS probes on ``visits_grid_cycle`` that stop at the first
-matching visit. Member rows read active households once (``GROUP BY grid_id,
-responsible_member_id``) and stream the scope's visits of the cycle for member kinds. Everything
-above grid and member is summed in Python from those groups.
+"now". Member rows read active households once (``GROUP BY grid_id,
+responsible_member_id``). Service kinds, of grids and of members, come from the newest visit of
+each kind that the triggers of migration ``0006_coverage_kinds`` keep per grid and per (grid,
+member), compared with the cycle start. Everything above grid and member is summed in Python
+from those groups.
 """
 
 from __future__ import annotations
@@ -106,7 +107,10 @@ class CommunityPolicy(Struct, kw_only=True):
     overridden: list[str]  # the fields that differ from the district default by override
 
 
-class CoverageRow(Struct, kw_only=True):
+# Built positionally (a district roll-up with members has ~38,000 rows) and not tracked by the
+# garbage collector (a row holds numbers, strings and a list of strings, never a cycle). Member
+# rows with the same figures share one ``kinds_covered`` list: treat rows as read-only.
+class CoverageRow(Struct, gc=False):
     """One org unit (or member) in a roll-up. Rates are 0..1 (4 decimals), null when their
     denominator is 0: assigned_rate and contact_rate over households, overdue_rate over
     assigned, priority_overdue_rate over priority_households, members_under_min_rate and
@@ -733,8 +737,11 @@ def tally(db: sqlite_utils.Database, settings: Settings, scope: Scope, unit_id: 
                 GROUP BY grid_id, responsible_member_id""",
             [cycle_start, prio_start, *params],
         )
-        for grid, member, n, contacted, prio_n, prio_overdue in rows.fetchall():
-            g = grid_acc[grid]
+        g = None
+        last_grid = None
+        for grid, member, n, contacted, prio_n, prio_overdue in rows:
+            if grid != last_grid:  # rows come grid by grid (index order)
+                g, last_grid = grid_acc[grid], grid
             g.households += n
             g.contacted += contacted
             g.priority += prio_n
@@ -747,7 +754,10 @@ def tally(db: sqlite_utils.Database, settings: Settings, scope: Scope, unit_id: 
             g.assigned += n
             g.overdue += n - contacted
             g.priority_overdue += prio_overdue
-            m = member_acc[member]
+            m = member_acc.get(member)
+            if m is None:  # most members hold households in one grid only
+                member_acc[member] = _Acc(n, n, contacted, n - contacted, prio_n, prio_overdue)
+                continue
             m.households += n
             m.assigned += n
             m.contacted += contacted
@@ -770,7 +780,7 @@ def tally(db: sqlite_utils.Database, settings: Settings, scope: Scope, unit_id: 
         by_cycle = _cycle_grids(groups, sorted(all_grids))
         _grid_kinds(db, by_cycle, kinds, now_ms, grid_acc)
         if member_kinds if member_kinds is not None else not _wide(idx, units):
-            _member_kinds(db, by_cycle, kinds, now_ms, member_acc)
+            _member_kinds(db, by_cycle, kinds, now_ms, member_acc, every_grid=grids is None)
     return Tally(idx=idx, scope_id=unit_id, now_ms=now_ms, units=units, grids=grids,
                  default=default, policies=policies, kinds=kinds, members=members, grid_acc=grid_acc,
                  member_acc=member_acc, unassigned_by_grid=unassigned, load=load)
@@ -788,47 +798,62 @@ def _cycle_grids(groups: list[tuple[_PolicyGroup, list[str] | None]],
     return by_cycle
 
 
+def _cycle_starts(by_cycle: dict[int, list[str]], now_ms: int) -> dict[str, int]:
+    """Each grid read -> the start of its cycle (its community's ``cycle_days`` before now)."""
+    return {grid: now_ms - cycle_days * DAY_MS for cycle_days, grids in by_cycle.items()
+            for grid in grids}
+
+
 def _grid_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str]], kinds: list[str],
                 now_ms: int, grid_acc: dict[str, _Acc]) -> None:
-    """Which kinds each grid's visits covered this cycle: one statement of EXISTS probes per
-    (grid, kind) on ``visits_grid_cycle``; each stops at the first matching visit instead of
-    reading them all."""
-    for cycle_days, grids in by_cycle.items():
-        if not grids:
-            continue
-        bit = {msgspec.json.encode(k).decode(): 1 << i for i, k in enumerate(kinds)}
-        for grid, needle in db.execute(
-                "SELECT g.value, k.value FROM json_each(?) g, json_each(?) k WHERE EXISTS "
-                "(SELECT 1 FROM visits v INDEXED BY visits_grid_cycle WHERE v.grid_id = g.value "
-                "AND v.voided = 0 AND v.at_ms >= ? AND instr(v.kinds, k.value) > 0)",
-                [msgspec.json.encode(grids).decode(), msgspec.json.encode(list(bit)).decode(),
-                 now_ms - cycle_days * DAY_MS]):
-            grid_acc[grid].mask |= bit[needle]
+    """Which kinds each grid's visits covered this cycle: the kinds whose newest non-voided
+    visit in the grid (``coverage_grid_kinds``, kept by triggers on visits) is at or after the
+    grid's cycle start. A few rows per grid."""
+    starts = _cycle_starts(by_cycle, now_ms)
+    if not starts:
+        return
+    bit = {k: 1 << i for i, k in enumerate(kinds)}
+    for grid, kind, last in db.execute(
+            "SELECT grid_id, kind, last_ms FROM coverage_grid_kinds WHERE last_ms >= ?",
+            [min(starts.values())]):
+        start = starts.get(grid)
+        if start is not None and last >= start and kind in bit:
+            grid_acc[grid].mask |= bit[kind]
 
 
 def _member_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str]], kinds: list[str],
-                  now_ms: int, member_acc: dict[str, _Acc]) -> None:
-    """Which kinds each member's visits covered this cycle: one stream over the cycle's visits
-    of the grids read (a kinds string has few distinct values, so its mask is computed once)."""
+                  now_ms: int, member_acc: dict[str, _Acc], *, every_grid: bool) -> None:
+    """Which kinds each member's visits covered this cycle (in the grids read, each by its own
+    cycle): the kinds a (grid, member) ever recorded (``coverage_visit_kindsets``, one row per
+    pair) minus those whose newest visit is older than the cycle start (the few stale
+    ``coverage_visit_kinds`` rows, found on their ``last_ms`` index). Both kept by triggers on
+    visits; a kinds list has few distinct values, so its mask is computed once."""
+    starts = _cycle_starts(by_cycle, now_ms)
+    if not starts:
+        return
     bit = {k: 1 << i for i, k in enumerate(kinds)}
+    stale: dict[tuple[str, str], int] = defaultdict(int)
+    for grid, member, kind, last in db.execute(
+            "SELECT grid_id, member_id, kind, last_ms FROM coverage_visit_kinds "
+            "INDEXED BY coverage_visit_kinds_last WHERE last_ms < ?", [max(starts.values())]):
+        start = starts.get(grid)
+        if start is not None and last < start:
+            stale[(grid, member)] |= bit.get(kind, 0)
+    cond, params = _grid_cond(None if every_grid else sorted(starts))
     masks: dict[str, int] = {}
     by_member: dict[str, int] = defaultdict(int)
-    for cycle_days, grids in by_cycle.items():
-        if not grids:
-            continue
-        for member, raw in db.execute(
-                "SELECT member_id, kinds FROM visits INDEXED BY visits_grid_cycle "
-                "WHERE grid_id IN (SELECT value FROM json_each(?)) AND voided = 0 "
-                "AND at_ms >= ? AND kinds <> '[]'",
-                [msgspec.json.encode(grids).decode(), now_ms - cycle_days * DAY_MS]):
-            try:
-                mask = masks[raw]
-            except KeyError:
-                mask = masks[raw] = sum(bit.get(k, 0) for k in set(_kinds_decoder.decode(raw)))
+    for grid, member, raw in db.execute(
+            f"SELECT grid_id, member_id, kinds FROM coverage_visit_kindsets WHERE {cond}", params):
+        try:
+            mask = masks[raw]
+        except KeyError:
+            mask = masks[raw] = sum(bit.get(k, 0) for k in set(_kinds_decoder.decode(raw)))
+        if stale:
+            mask &= ~stale.get((grid, member), 0)
+        if mask and grid in starts:
             by_member[member] |= mask
     for member, mask in by_member.items():
-        if mask:
-            member_acc[member].mask |= mask
+        member_acc[member].mask |= mask
 
 
 def _rate(num: int, den: int) -> float | None:
@@ -841,23 +866,26 @@ def _kind_mask(t: Tally, policy_kinds: list[str]) -> int:
 
 def _row(t: Tally, level: str, unit_id: str, name: str, parent: str | None, acc: _Acc,
          allowed_mask: int) -> CoverageRow:
+    return CoverageRow(level, unit_id, name, parent,  # type: ignore[arg-type]
+                       *_figures(t, acc, allowed_mask))
+
+
+def _figures(t: Tally, acc: _Acc, allowed_mask: int) -> tuple:
+    """A row's fields after ``parent_id``, in CoverageRow's order."""
     covered = acc.mask & allowed_mask
     kinds_covered = [k for i, k in enumerate(t.kinds) if covered >> i & 1] if covered else []
     total = allowed_mask.bit_count()
-    return CoverageRow(
-        level=level, unit_id=unit_id, name=name, parent_id=parent,  # type: ignore[arg-type]
-        households=acc.households, assigned=acc.assigned,
-        unassigned=acc.households - acc.assigned, contacted=acc.contacted, overdue=acc.overdue,
-        priority_households=acc.priority, priority_overdue=acc.priority_overdue,
-        members=acc.members, members_under_min=acc.under, members_over_cap=acc.over,
-        kinds_covered=kinds_covered, kinds_total=total,
-        assigned_rate=_rate(acc.assigned, acc.households),
-        contact_rate=_rate(acc.contacted, acc.households),
-        overdue_rate=_rate(acc.overdue, acc.assigned),
-        priority_overdue_rate=_rate(acc.priority_overdue, acc.priority),
-        members_under_min_rate=_rate(acc.under, acc.members),
-        members_over_cap_rate=_rate(acc.over, acc.members),
-        kinds_rate=_rate(len(kinds_covered), total),
+    return (
+        acc.households, acc.assigned, acc.households - acc.assigned, acc.contacted, acc.overdue,
+        acc.priority, acc.priority_overdue, acc.members, acc.under, acc.over,
+        kinds_covered, total,
+        _rate(acc.assigned, acc.households),
+        _rate(acc.contacted, acc.households),
+        _rate(acc.overdue, acc.assigned),
+        _rate(acc.priority_overdue, acc.priority),
+        _rate(acc.under, acc.members),
+        _rate(acc.over, acc.members),
+        _rate(len(kinds_covered), total),
     )
 
 
@@ -1032,6 +1060,12 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
     load = t.load
     if t.homes is not None:
         homes = t.homes
+    # A member row's figures depend on a few small numbers: rows with the same ones share
+    # their figures (rates, kinds), computed once per call.
+    figures: dict[tuple, tuple] = {}
+    allowed_of: dict[str | None, int] = {}
+    no_households = _Acc()
+    member_acc = t.member_acc
     for pid in (sorted(t.members) if show_members else t.members):
         m = t.members[pid]
         n = load.get(pid, 0)
@@ -1043,13 +1077,21 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
         home[1] += under
         home[2] += over
         if show_members:
-            policy = t.policies.get(m.community_id or "", t.default)
-            acc = _Acc(members=1, under=int(under), over=int(over))
-            own = t.member_acc.get(pid)
-            if own is not None:
+            try:
+                allowed = allowed_of[m.community_id]
+            except KeyError:
+                allowed = allowed_of[m.community_id] = kinds_mask(
+                    t.policies.get(m.community_id or "", t.default).service_kinds)
+            own = member_acc.get(pid, no_households)
+            key = (own.households, own.assigned, own.contacted, own.overdue, own.priority,
+                   own.priority_overdue, own.mask & allowed, under, over, allowed)
+            try:
+                tail = figures[key]
+            except KeyError:
+                acc = _Acc(members=1, under=int(under), over=int(over))
                 acc.add(own)
-            member_rows.append(_row(t, "member", pid, m.name, m.branch_id, acc,
-                                    kinds_mask(policy.service_kinds)))
+                tail = figures[key] = _figures(t, acc, allowed)
+            member_rows.append(CoverageRow("member", pid, m.name, m.branch_id, *tail))
     for (branch, grid, community), (n, under, over) in homes.items():
         places = {branch, *chain(grid)}
         if grid is None and community:

@@ -527,3 +527,135 @@ def rebuild_coverage_aggregates(db: sqlite_utils.Database) -> None:
          "WHERE is_member = 1 AND branch_id IS NOT NULL GROUP BY 1, 2"),
     ):
         db.execute(sql)
+
+
+# The last non-voided visit of each service kind, per grid and per (grid, visiting member).
+_KIND_HAS = "instr(v.kinds, json_quote(k.value)) > 0 AND EXISTS (SELECT 1 FROM json_each(v.kinds) j WHERE j.value = k.value)"
+
+
+@migrations(name="0006_coverage_kinds")
+def m0006_coverage_kinds(db: sqlite_utils.Database) -> None:
+    """Service kinds covered, kept by triggers on ``visits``: for each grid and each kind, and
+    for each (grid, visiting member) and kind, the time of the newest non-voided visit that
+    recorded it. "Kinds covered this cycle" is then "last visit of the kind at or after the
+    cycle start", read from a few thousand (grid) or tens of thousands (member) rows instead of
+    probing or streaming this cycle's visits. ``coverage_visit_kindsets`` holds each (grid,
+    member)'s kinds ever seen as one JSON list (it changes only when a kind is first seen or
+    last forgotten), so that member kinds read one row per (grid, member) plus the few stale
+    (grid, member, kind) rows (``coverage_visit_kinds_last``).
+
+    The insert trigger is on the visit hot path: one upsert per kind into each table, and no
+    write when the visit is older than the kept time. Voids, grid moves and other changes of a
+    visit recount its old kinds from the visits left (newest first, stopping at the first match
+    on ``visits_grid_cycle``)."""
+
+    def forget(t: str) -> str:  # recount the old visit's kinds after it left (grid[, member])
+        member = "member_id = old.member_id AND " if t == "coverage_visit_kinds" else ""
+        vmember = "AND v.member_id = old.member_id " if member else ""
+        cols = "grid_id, member_id, kind" if member else "grid_id, kind"
+        vals = "old.grid_id, old.member_id" if member else "old.grid_id"
+        return f"""
+            DELETE FROM {t} WHERE old.voided = 0 AND grid_id = old.grid_id AND {member}
+                kind IN (SELECT value FROM json_each(old.kinds));
+            INSERT INTO {t} ({cols}, last_ms)
+            SELECT {vals}, value, last FROM (
+                SELECT k.value AS value, (SELECT v.at_ms FROM visits v INDEXED BY visits_grid_cycle
+                    WHERE v.grid_id = old.grid_id AND v.voided = 0 {vmember}AND {_KIND_HAS}
+                    ORDER BY v.at_ms DESC LIMIT 1) AS last
+                FROM json_each(old.kinds) k WHERE old.voided = 0)
+            WHERE last IS NOT NULL
+            ON CONFLICT DO UPDATE SET last_ms = max(last_ms, excluded.last_ms);"""
+
+    def remember(t: str) -> str:
+        member = t == "coverage_visit_kinds"
+        cols = "grid_id, member_id, kind" if member else "grid_id, kind"
+        vals = "new.grid_id, new.member_id" if member else "new.grid_id"
+        return f"""
+            INSERT INTO {t} ({cols}, last_ms)
+            SELECT {vals}, value, new.at_ms FROM json_each(new.kinds) WHERE new.voided = 0
+            ON CONFLICT DO UPDATE SET last_ms = excluded.last_ms
+            WHERE excluded.last_ms > last_ms;"""
+
+    kindset = """
+            INSERT INTO coverage_visit_kindsets (grid_id, member_id, kinds)
+            SELECT {p}.grid_id, {p}.member_id, json_group_array(kind) FROM (
+                SELECT kind FROM coverage_visit_kinds
+                WHERE grid_id = {p}.grid_id AND member_id = {p}.member_id ORDER BY kind)
+            WHERE true HAVING count(*) > 0
+            ON CONFLICT DO UPDATE SET kinds = excluded.kinds;"""
+    db.executescript(
+        f"""
+        CREATE TABLE coverage_grid_kinds (
+            grid_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            last_ms INTEGER NOT NULL,
+            PRIMARY KEY (grid_id, kind)
+        ) WITHOUT ROWID;
+        CREATE TABLE coverage_visit_kinds (
+            grid_id TEXT NOT NULL,
+            member_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            last_ms INTEGER NOT NULL,
+            PRIMARY KEY (grid_id, member_id, kind)
+        ) WITHOUT ROWID;
+        CREATE INDEX coverage_visit_kinds_last ON coverage_visit_kinds(last_ms);
+        CREATE TABLE coverage_visit_kindsets (
+            grid_id TEXT NOT NULL,
+            member_id TEXT NOT NULL,
+            kinds TEXT NOT NULL,  -- JSON list, sorted: the kinds of its coverage_visit_kinds rows
+            PRIMARY KEY (grid_id, member_id)
+        ) WITHOUT ROWID;
+
+        CREATE TRIGGER coverage_visit_kinds_insert AFTER INSERT ON coverage_visit_kinds BEGIN
+            {kindset.format(p="new")}
+        END;
+        CREATE TRIGGER coverage_visit_kinds_delete AFTER DELETE ON coverage_visit_kinds BEGIN
+            DELETE FROM coverage_visit_kindsets
+            WHERE grid_id = old.grid_id AND member_id = old.member_id;
+            {kindset.format(p="old")}
+        END;
+
+        CREATE TRIGGER coverage_visits_insert AFTER INSERT ON visits
+        WHEN new.voided = 0 AND new.kinds <> '[]' BEGIN
+            {remember("coverage_grid_kinds")}
+            {remember("coverage_visit_kinds")}
+        END;
+        CREATE TRIGGER coverage_visits_update
+        AFTER UPDATE OF voided, grid_id, member_id, kinds, at_ms ON visits
+        WHEN old.voided IS NOT new.voided OR old.grid_id IS NOT new.grid_id
+          OR old.member_id IS NOT new.member_id OR old.kinds IS NOT new.kinds
+          OR old.at_ms IS NOT new.at_ms BEGIN
+            {forget("coverage_grid_kinds")}
+            {forget("coverage_visit_kinds")}
+            {remember("coverage_grid_kinds")}
+            {remember("coverage_visit_kinds")}
+        END;
+        CREATE TRIGGER coverage_visits_delete AFTER DELETE ON visits WHEN old.voided = 0 BEGIN
+            {forget("coverage_grid_kinds")}
+            {forget("coverage_visit_kinds")}
+        END;
+        """
+    )
+    rebuild_coverage_kinds(db)
+
+
+def rebuild_coverage_kinds(db: sqlite_utils.Database) -> None:
+    """Recount the trigger-kept service-kind tables from the visits (the migration's backfill;
+    also what tests compare the kept values with)."""
+    for sql in (
+        "DELETE FROM coverage_grid_kinds",
+        "DELETE FROM coverage_visit_kinds",
+        "DELETE FROM coverage_visit_kindsets",
+        ("INSERT INTO coverage_visit_kinds (grid_id, member_id, kind, last_ms) "
+         "SELECT v.grid_id, v.member_id, k.value, max(v.at_ms) FROM visits v, json_each(v.kinds) k "
+         "WHERE v.voided = 0 GROUP BY 1, 2, 3"),
+        ("INSERT INTO coverage_grid_kinds (grid_id, kind, last_ms) "
+         "SELECT grid_id, kind, max(last_ms) FROM coverage_visit_kinds GROUP BY 1, 2"),
+        # the insert above fired the kindsets trigger per row; recount it outright all the same
+        "DELETE FROM coverage_visit_kindsets",
+        ("INSERT INTO coverage_visit_kindsets (grid_id, member_id, kinds) "
+         "SELECT grid_id, member_id, json_group_array(kind) FROM "
+         "(SELECT grid_id, member_id, kind FROM coverage_visit_kinds "
+         "ORDER BY grid_id, member_id, kind) GROUP BY 1, 2"),
+    ):
+        db.execute(sql)
