@@ -19,11 +19,10 @@ Definitions (the README repeats them for users):
 Unit levels (no member rows) read the aggregates the triggers of migration
 ``0005_coverage_aggregates`` keep (per-grid household counts by tags, per-member loads) plus
 one pass over the covering partial index ``households_coverage`` for the counts that depend on
-"now". Member rows read active households once (``GROUP BY grid_id,
-responsible_member_id``). Service kinds, of grids and of members, come from the newest visit of
-each kind that the triggers of migration ``0006_coverage_kinds`` keep per grid and per (grid,
-member), compared with the cycle start. Everything above grid and member is summed in Python
-from those groups.
+"now"; grid kinds come from EXISTS probes on ``visits_grid_cycle`` that stop at the first
+matching visit. Member rows read active households once (``GROUP BY grid_id,
+responsible_member_id``) and stream the scope's visits of the cycle for member kinds. Everything
+above grid and member is summed in Python from those groups.
 """
 
 from __future__ import annotations
@@ -780,7 +779,7 @@ def tally(db: sqlite_utils.Database, settings: Settings, scope: Scope, unit_id: 
         by_cycle = _cycle_grids(groups, sorted(all_grids))
         _grid_kinds(db, by_cycle, kinds, now_ms, grid_acc)
         if member_kinds if member_kinds is not None else not _wide(idx, units):
-            _member_kinds(db, by_cycle, kinds, now_ms, member_acc, every_grid=grids is None)
+            _member_kinds(db, by_cycle, kinds, now_ms, member_acc)
     return Tally(idx=idx, scope_id=unit_id, now_ms=now_ms, units=units, grids=grids,
                  default=default, policies=policies, kinds=kinds, members=members, grid_acc=grid_acc,
                  member_acc=member_acc, unassigned_by_grid=unassigned, load=load)
@@ -798,62 +797,47 @@ def _cycle_grids(groups: list[tuple[_PolicyGroup, list[str] | None]],
     return by_cycle
 
 
-def _cycle_starts(by_cycle: dict[int, list[str]], now_ms: int) -> dict[str, int]:
-    """Each grid read -> the start of its cycle (its community's ``cycle_days`` before now)."""
-    return {grid: now_ms - cycle_days * DAY_MS for cycle_days, grids in by_cycle.items()
-            for grid in grids}
-
-
 def _grid_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str]], kinds: list[str],
                 now_ms: int, grid_acc: dict[str, _Acc]) -> None:
-    """Which kinds each grid's visits covered this cycle: the kinds whose newest non-voided
-    visit in the grid (``coverage_grid_kinds``, kept by triggers on visits) is at or after the
-    grid's cycle start. A few rows per grid."""
-    starts = _cycle_starts(by_cycle, now_ms)
-    if not starts:
-        return
-    bit = {k: 1 << i for i, k in enumerate(kinds)}
-    for grid, kind, last in db.execute(
-            "SELECT grid_id, kind, last_ms FROM coverage_grid_kinds WHERE last_ms >= ?",
-            [min(starts.values())]):
-        start = starts.get(grid)
-        if start is not None and last >= start and kind in bit:
-            grid_acc[grid].mask |= bit[kind]
+    """Which kinds each grid's visits covered this cycle: one statement of EXISTS probes per
+    (grid, kind) on ``visits_grid_cycle``; each stops at the first matching visit instead of
+    reading them all."""
+    for cycle_days, grids in by_cycle.items():
+        if not grids:
+            continue
+        bit = {msgspec.json.encode(k).decode(): 1 << i for i, k in enumerate(kinds)}
+        for grid, needle in db.execute(
+                "SELECT g.value, k.value FROM json_each(?) g, json_each(?) k WHERE EXISTS "
+                "(SELECT 1 FROM visits v INDEXED BY visits_grid_cycle WHERE v.grid_id = g.value "
+                "AND v.voided = 0 AND v.at_ms >= ? AND instr(v.kinds, k.value) > 0)",
+                [msgspec.json.encode(grids).decode(), msgspec.json.encode(list(bit)).decode(),
+                 now_ms - cycle_days * DAY_MS]):
+            grid_acc[grid].mask |= bit[needle]
 
 
 def _member_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str]], kinds: list[str],
-                  now_ms: int, member_acc: dict[str, _Acc], *, every_grid: bool) -> None:
-    """Which kinds each member's visits covered this cycle (in the grids read, each by its own
-    cycle): the kinds a (grid, member) ever recorded (``coverage_visit_kindsets``, one row per
-    pair) minus those whose newest visit is older than the cycle start (the few stale
-    ``coverage_visit_kinds`` rows, found on their ``last_ms`` index). Both kept by triggers on
-    visits; a kinds list has few distinct values, so its mask is computed once."""
-    starts = _cycle_starts(by_cycle, now_ms)
-    if not starts:
-        return
+                  now_ms: int, member_acc: dict[str, _Acc]) -> None:
+    """Which kinds each member's visits covered this cycle: one stream over the cycle's visits
+    of the grids read (a kinds string has few distinct values, so its mask is computed once)."""
     bit = {k: 1 << i for i, k in enumerate(kinds)}
-    stale: dict[tuple[str, str], int] = defaultdict(int)
-    for grid, member, kind, last in db.execute(
-            "SELECT grid_id, member_id, kind, last_ms FROM coverage_visit_kinds "
-            "INDEXED BY coverage_visit_kinds_last WHERE last_ms < ?", [max(starts.values())]):
-        start = starts.get(grid)
-        if start is not None and last < start:
-            stale[(grid, member)] |= bit.get(kind, 0)
-    cond, params = _grid_cond(None if every_grid else sorted(starts))
     masks: dict[str, int] = {}
     by_member: dict[str, int] = defaultdict(int)
-    for grid, member, raw in db.execute(
-            f"SELECT grid_id, member_id, kinds FROM coverage_visit_kindsets WHERE {cond}", params):
-        try:
-            mask = masks[raw]
-        except KeyError:
-            mask = masks[raw] = sum(bit.get(k, 0) for k in set(_kinds_decoder.decode(raw)))
-        if stale:
-            mask &= ~stale.get((grid, member), 0)
-        if mask and grid in starts:
+    for cycle_days, grids in by_cycle.items():
+        if not grids:
+            continue
+        for member, raw in db.execute(
+                "SELECT member_id, kinds FROM visits INDEXED BY visits_grid_cycle "
+                "WHERE grid_id IN (SELECT value FROM json_each(?)) AND voided = 0 "
+                "AND at_ms >= ? AND kinds <> '[]'",
+                [msgspec.json.encode(grids).decode(), now_ms - cycle_days * DAY_MS]):
+            try:
+                mask = masks[raw]
+            except KeyError:
+                mask = masks[raw] = sum(bit.get(k, 0) for k in set(_kinds_decoder.decode(raw)))
             by_member[member] |= mask
     for member, mask in by_member.items():
-        member_acc[member].mask |= mask
+        if mask:
+            member_acc[member].mask |= mask
 
 
 def _rate(num: int, den: int) -> float | None:
