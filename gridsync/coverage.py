@@ -505,12 +505,19 @@ class OrgIndex:
         return out
 
     def community_of(self, unit_id: str | None) -> str | None:
+        """The community at or above a unit (memoised: each unit is resolved once, from its
+        parent's answer)."""
         try:
             return self.communities[unit_id]
         except KeyError:
             pass
-        found = next((uid for uid in self.chain(unit_id) if self.kind[uid] == "community"),
-                     None)
+        kind = self.kind.get(unit_id)  # type: ignore[arg-type]
+        if kind is None:
+            found = None
+        elif kind == "community":
+            found = unit_id
+        else:
+            found = self.community_of(self.parent[unit_id])  # type: ignore[index]
         self.communities[unit_id] = found
         return found
 
@@ -593,6 +600,7 @@ class Tally:
     load: dict[str, int]  # member -> active households (everywhere)
     # (branch, grid, community) -> [members, under min, over cap], when computed in SQL
     homes: dict[tuple[str | None, str | None, str | None], list[int]] | None = None
+    groups: list[tuple[_PolicyGroup, list[str] | None]] | None = None  # the grids read by policy
 
     def policy_of_grid(self, grid_id: str | None) -> Policy:
         return self.policies.get(self.idx.community_of(grid_id) or "", self.default)
@@ -782,7 +790,8 @@ def tally(db: sqlite_utils.Database, settings: Settings, scope: Scope, unit_id: 
             _member_kinds(db, by_cycle, kinds, now_ms, member_acc)
     return Tally(idx=idx, scope_id=unit_id, now_ms=now_ms, units=units, grids=grids,
                  default=default, policies=policies, kinds=kinds, members=members, grid_acc=grid_acc,
-                 member_acc=member_acc, unassigned_by_grid=unassigned, load=load)
+                 member_acc=member_acc, unassigned_by_grid=unassigned, load=load,
+                 groups=groups)
 
 
 _kinds_decoder = msgspec.json.Decoder(list[str])
@@ -977,7 +986,7 @@ def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
             home[2] += count * (load > policy.max_households_per_member)
     return Tally(idx=idx, scope_id=unit_id, now_ms=now_ms, units=units, grids=grids,
                  default=default, policies=policies, kinds=kinds, members={}, grid_acc=grid_acc,
-                 member_acc={}, unassigned_by_grid={}, load={}, homes=homes)
+                 member_acc={}, unassigned_by_grid={}, load={}, homes=homes, groups=groups)
 
 
 def rollup(db: sqlite_utils.Database, settings: Settings, scope: Scope,
@@ -1180,7 +1189,8 @@ def violations(db: sqlite_utils.Database, settings: Settings, scope: Scope,
 
 def _household_violations(db: sqlite_utils.Database, t: Tally, kind: str, limit: int,
                           offset: int, show_phones: bool) -> list[Violation]:
-    groups = [(g, grids) for g, grids in _groups(t.idx, t.policies, t.grids, t.default)
+    groups = [(g, grids) for g, grids in (t.groups or _groups(t.idx, t.policies, t.grids,
+                                                              t.default))
               if grids is None or grids]
     fetched: list[tuple] = []
     for group, grids in groups:
