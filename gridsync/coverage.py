@@ -884,7 +884,7 @@ def _figures(t: Tally, acc: _Acc, allowed_mask: int) -> tuple:
 
 def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
                 unit_id: str | None, now_ms: int, *, with_kinds: bool = True,
-                idx: OrgIndex | None = None) -> Tally:
+                idx: OrgIndex | None = None, by_grid: bool = True) -> Tally:
     """The unit levels only (no member rows), from the aggregates the writers keep (migration
     ``0005_coverage_aggregates``: per-grid household counts by tags, per-member loads) plus one
     pass over the not-recently-visited part of the covering index for what depends on "now",
@@ -918,19 +918,22 @@ def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
         # priority cycle (the shorter one) pass the WHERE
         cycle_start = now_ms - group.cycle_days * DAY_MS
         prio_start = now_ms - group.priority_cycle_days * DAY_MS
+        # (``by_grid=False``, for the violations' counts: one total, kept under grid None;
+        # not grouping saves about a sixth of the pass)
         for grid, not_contacted, overdue, prio_overdue in db.execute(
-                f"""SELECT grid_id,
+                f"""SELECT {"grid_id" if by_grid else "NULL"},
                            count(*) FILTER (WHERE coalesce(last_visit_ms, 0) < ?),
                            count(responsible_member_id)
                                FILTER (WHERE coalesce(last_visit_ms, 0) < ?),
                            count(responsible_member_id) FILTER (WHERE {prio})
                     FROM households INDEXED BY households_coverage
                     WHERE status = 'active' AND coalesce(last_visit_ms, 0) < ? AND {cond}
-                    GROUP BY grid_id""",
+                    {"GROUP BY grid_id" if by_grid else ""}""",
                 [cycle_start, cycle_start, max(prio_start, cycle_start), *params]):
             acc = grid_acc[grid]
-            acc.contacted = -not_contacted  # households are added below
-            acc.overdue, acc.priority_overdue = overdue, prio_overdue
+            acc.contacted -= not_contacted  # households are added below
+            acc.overdue += overdue
+            acc.priority_overdue += prio_overdue
     for acc in grid_acc.values():
         acc.contacted += acc.households
     if with_kinds:
@@ -1146,7 +1149,8 @@ def violations(db: sqlite_utils.Database, settings: Settings, scope: Scope,
     wanted = [k for k in VIOLATION_KINDS if k in wanted]
     # Counts from the kept aggregates (no per-member rows); member items only when the page
     # reaches them (after every household violation of the kinds asked for).
-    t = tallied or _unit_tally(db, settings, scope, unit_id, now_ms, with_kinds=False)
+    t = tallied or _unit_tally(db, settings, scope, unit_id, now_ms, with_kinds=False,
+                               by_grid=False)
     counts = dict.fromkeys(wanted, 0)
     for acc in t.grid_acc.values():
         if "unassigned" in counts:
