@@ -106,7 +106,10 @@ class CommunityPolicy(Struct, kw_only=True):
     overridden: list[str]  # the fields that differ from the district default by override
 
 
-class CoverageRow(Struct, kw_only=True):
+# Built positionally (a district roll-up with members has ~38,000 rows) and not tracked by the
+# garbage collector (a row holds numbers, strings and a list of strings, never a cycle). Member
+# rows with the same figures share one ``kinds_covered`` list: treat rows as read-only.
+class CoverageRow(Struct, gc=False):
     """One org unit (or member) in a roll-up. Rates are 0..1 (4 decimals), null when their
     denominator is 0: assigned_rate and contact_rate over households, overdue_rate over
     assigned, priority_overdue_rate over priority_households, members_under_min_rate and
@@ -509,12 +512,19 @@ class OrgIndex:
         return out
 
     def community_of(self, unit_id: str | None) -> str | None:
+        """The community at or above a unit (memoised: each unit is resolved once, from its
+        parent's answer)."""
         try:
             return self.communities[unit_id]
         except KeyError:
             pass
-        found = next((uid for uid in self.chain(unit_id) if self.kind[uid] == "community"),
-                     None)
+        kind = self.kind.get(unit_id)  # type: ignore[arg-type]
+        if kind is None:
+            found = None
+        elif kind == "community":
+            found = unit_id
+        else:
+            found = self.community_of(self.parent[unit_id])  # type: ignore[index]
         self.communities[unit_id] = found
         return found
 
@@ -597,6 +607,7 @@ class Tally:
     load: dict[str, int]  # member -> active households (everywhere)
     # (branch, grid, community) -> [members, under min, over cap], when computed in SQL
     homes: dict[tuple[str | None, str | None, str | None], list[int]] | None = None
+    groups: list[tuple[_PolicyGroup, list[str] | None]] | None = None  # the grids read by policy
 
     def policy_of_grid(self, grid_id: str | None) -> Policy:
         return self.policies.get(self.idx.community_of(grid_id) or "", self.default)
@@ -740,8 +751,11 @@ def tally(db: sqlite_utils.Database, settings: Settings, scope: Scope, unit_id: 
                 GROUP BY grid_id, responsible_member_id""",
             [cycle_start, prio_start, *params],
         )
-        for grid, member, n, contacted, prio_n, prio_overdue in rows.fetchall():
-            g = grid_acc[grid]
+        g = None
+        last_grid = None
+        for grid, member, n, contacted, prio_n, prio_overdue in rows:
+            if grid != last_grid:  # rows come grid by grid (index order)
+                g, last_grid = grid_acc[grid], grid
             g.households += n
             g.contacted += contacted
             g.priority += prio_n
@@ -754,7 +768,10 @@ def tally(db: sqlite_utils.Database, settings: Settings, scope: Scope, unit_id: 
             g.assigned += n
             g.overdue += n - contacted
             g.priority_overdue += prio_overdue
-            m = member_acc[member]
+            m = member_acc.get(member)
+            if m is None:  # most members hold households in one grid only
+                member_acc[member] = _Acc(n, n, contacted, n - contacted, prio_n, prio_overdue)
+                continue
             m.households += n
             m.assigned += n
             m.contacted += contacted
@@ -780,7 +797,8 @@ def tally(db: sqlite_utils.Database, settings: Settings, scope: Scope, unit_id: 
             _member_kinds(db, by_cycle, kinds, now_ms, member_acc)
     return Tally(idx=idx, scope_id=unit_id, now_ms=now_ms, units=units, grids=grids,
                  default=default, policies=policies, kinds=kinds, members=members, grid_acc=grid_acc,
-                 member_acc=member_acc, unassigned_by_grid=unassigned, load=load)
+                 member_acc=member_acc, unassigned_by_grid=unassigned, load=load,
+                 groups=groups)
 
 
 _kinds_decoder = msgspec.json.Decoder(list[str])
@@ -848,29 +866,32 @@ def _kind_mask(t: Tally, policy_kinds: list[str]) -> int:
 
 def _row(t: Tally, level: str, unit_id: str, name: str, parent: str | None, acc: _Acc,
          allowed_mask: int) -> CoverageRow:
+    return CoverageRow(level, unit_id, name, parent,  # type: ignore[arg-type]
+                       *_figures(t, acc, allowed_mask))
+
+
+def _figures(t: Tally, acc: _Acc, allowed_mask: int) -> tuple:
+    """A row's fields after ``parent_id``, in CoverageRow's order."""
     covered = acc.mask & allowed_mask
     kinds_covered = [k for i, k in enumerate(t.kinds) if covered >> i & 1] if covered else []
     total = allowed_mask.bit_count()
-    return CoverageRow(
-        level=level, unit_id=unit_id, name=name, parent_id=parent,  # type: ignore[arg-type]
-        households=acc.households, assigned=acc.assigned,
-        unassigned=acc.households - acc.assigned, contacted=acc.contacted, overdue=acc.overdue,
-        priority_households=acc.priority, priority_overdue=acc.priority_overdue,
-        members=acc.members, members_under_min=acc.under, members_over_cap=acc.over,
-        kinds_covered=kinds_covered, kinds_total=total,
-        assigned_rate=_rate(acc.assigned, acc.households),
-        contact_rate=_rate(acc.contacted, acc.households),
-        overdue_rate=_rate(acc.overdue, acc.assigned),
-        priority_overdue_rate=_rate(acc.priority_overdue, acc.priority),
-        members_under_min_rate=_rate(acc.under, acc.members),
-        members_over_cap_rate=_rate(acc.over, acc.members),
-        kinds_rate=_rate(len(kinds_covered), total),
+    return (
+        acc.households, acc.assigned, acc.households - acc.assigned, acc.contacted, acc.overdue,
+        acc.priority, acc.priority_overdue, acc.members, acc.under, acc.over,
+        kinds_covered, total,
+        _rate(acc.assigned, acc.households),
+        _rate(acc.contacted, acc.households),
+        _rate(acc.overdue, acc.assigned),
+        _rate(acc.priority_overdue, acc.priority),
+        _rate(acc.under, acc.members),
+        _rate(acc.over, acc.members),
+        _rate(len(kinds_covered), total),
     )
 
 
 def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
                 unit_id: str | None, now_ms: int, *, with_kinds: bool = True,
-                idx: OrgIndex | None = None) -> Tally:
+                idx: OrgIndex | None = None, by_grid: bool = True) -> Tally:
     """The unit levels only (no member rows), from the aggregates the writers keep (migration
     ``0005_coverage_aggregates``: per-grid household counts by tags, per-member loads) plus one
     pass over the not-recently-visited part of the covering index for what depends on "now",
@@ -904,19 +925,22 @@ def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
         # priority cycle (the shorter one) pass the WHERE
         cycle_start = now_ms - group.cycle_days * DAY_MS
         prio_start = now_ms - group.priority_cycle_days * DAY_MS
+        # (``by_grid=False``, for the violations' counts: one total, kept under grid None;
+        # not grouping saves about a sixth of the pass)
         for grid, not_contacted, overdue, prio_overdue in db.execute(
-                f"""SELECT grid_id,
+                f"""SELECT {"grid_id" if by_grid else "NULL"},
                            count(*) FILTER (WHERE coalesce(last_visit_ms, 0) < ?),
                            count(responsible_member_id)
                                FILTER (WHERE coalesce(last_visit_ms, 0) < ?),
                            count(responsible_member_id) FILTER (WHERE {prio})
                     FROM households INDEXED BY households_coverage
                     WHERE status = 'active' AND coalesce(last_visit_ms, 0) < ? AND {cond}
-                    GROUP BY grid_id""",
+                    {"GROUP BY grid_id" if by_grid else ""}""",
                 [cycle_start, cycle_start, max(prio_start, cycle_start), *params]):
             acc = grid_acc[grid]
-            acc.contacted = -not_contacted  # households are added below
-            acc.overdue, acc.priority_overdue = overdue, prio_overdue
+            acc.contacted -= not_contacted  # households are added below
+            acc.overdue += overdue
+            acc.priority_overdue += prio_overdue
     for acc in grid_acc.values():
         acc.contacted += acc.households
     if with_kinds:
@@ -972,7 +996,7 @@ def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
             home[2] += count * (load > policy.max_households_per_member)
     return Tally(idx=idx, scope_id=unit_id, now_ms=now_ms, units=units, grids=grids,
                  default=default, policies=policies, kinds=kinds, members={}, grid_acc=grid_acc,
-                 member_acc={}, unassigned_by_grid={}, load={}, homes=homes)
+                 member_acc={}, unassigned_by_grid={}, load={}, homes=homes, groups=groups)
 
 
 def rollup(db: sqlite_utils.Database, settings: Settings, scope: Scope,
@@ -1039,6 +1063,12 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
     load = t.load
     if t.homes is not None:
         homes = t.homes
+    # A member row's figures depend on a few small numbers: rows with the same ones share
+    # their figures (rates, kinds), computed once per call.
+    figures: dict[tuple, tuple] = {}
+    allowed_of: dict[str | None, int] = {}
+    no_households = _Acc()
+    member_acc = t.member_acc
     for pid in (sorted(t.members) if show_members else t.members):
         m = t.members[pid]
         n = load.get(pid, 0)
@@ -1050,13 +1080,21 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
         home[1] += under
         home[2] += over
         if show_members:
-            policy = t.policies.get(m.community_id or "", t.default)
-            acc = _Acc(members=1, under=int(under), over=int(over))
-            own = t.member_acc.get(pid)
-            if own is not None:
+            try:
+                allowed = allowed_of[m.community_id]
+            except KeyError:
+                allowed = allowed_of[m.community_id] = kinds_mask(
+                    t.policies.get(m.community_id or "", t.default).service_kinds)
+            own = member_acc.get(pid, no_households)
+            key = (own.households, own.assigned, own.contacted, own.overdue, own.priority,
+                   own.priority_overdue, own.mask & allowed, under, over, allowed)
+            try:
+                tail = figures[key]
+            except KeyError:
+                acc = _Acc(members=1, under=int(under), over=int(over))
                 acc.add(own)
-            member_rows.append(_row(t, "member", pid, m.name, m.branch_id, acc,
-                                    kinds_mask(policy.service_kinds)))
+                tail = figures[key] = _figures(t, acc, allowed)
+            member_rows.append(CoverageRow("member", pid, m.name, m.branch_id, *tail))
     for (branch, grid, community), (n, under, over) in homes.items():
         places = {branch, *chain(grid)}
         if grid is None and community:
@@ -1118,7 +1156,8 @@ def violations(db: sqlite_utils.Database, settings: Settings, scope: Scope,
     wanted = [k for k in VIOLATION_KINDS if k in wanted]
     # Counts from the kept aggregates (no per-member rows); member items only when the page
     # reaches them (after every household violation of the kinds asked for).
-    t = tallied or _unit_tally(db, settings, scope, unit_id, now_ms, with_kinds=False)
+    t = tallied or _unit_tally(db, settings, scope, unit_id, now_ms, with_kinds=False,
+                               by_grid=False)
     counts = dict.fromkeys(wanted, 0)
     for acc in t.grid_acc.values():
         if "unassigned" in counts:
@@ -1161,7 +1200,8 @@ def violations(db: sqlite_utils.Database, settings: Settings, scope: Scope,
 
 def _household_violations(db: sqlite_utils.Database, t: Tally, kind: str, limit: int,
                           offset: int, show_phones: bool) -> list[Violation]:
-    groups = [(g, grids) for g, grids in _groups(t.idx, t.policies, t.grids, t.default)
+    groups = [(g, grids) for g, grids in (t.groups or _groups(t.idx, t.policies, t.grids,
+                                                              t.default))
               if grids is None or grids]
     fetched: list[tuple] = []
     for group, grids in groups:

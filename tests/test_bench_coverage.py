@@ -9,7 +9,8 @@ def test_coverage_bench_runs_on_a_tiny_district():
     report = bench_coverage.run(quick=True, runs=1)
     rows = dict(report.rows)
     assert rows["households / visits / grids"].startswith("1,500 / ")
-    assert "roll-up + violations / floor" in rows
+    assert "full roll-up (all levels incl. members) / floor" in rows
+    assert "violations (first page + counts) / floor" in rows
     # the roll-up had every unit level and member rows; the violations page had counts
     units, with_members = (int(n.replace(",", "")) for n in
                            rows["roll-up rows (units / with members)"].split(" / "))
