@@ -324,6 +324,24 @@ def community_policies(db: sqlite_utils.Database,
                                       for cid, override in load_overrides(db).items()}
 
 
+def longest_cycle_days(db: sqlite_utils.Database, settings: Settings, scope: Scope) -> int:
+    """The longest visit cycle among the communities of a scope (their own policies, else the
+    district default). Phones keep the visits of the current and previous cycle (SPEC 3.2), so a
+    pull sends visits of twice this many days."""
+    default, by_community = community_policies(db, settings)
+    if not by_community:
+        return default.cycle_days
+    if scope.everything:
+        communities = {r[0] for r in db.execute(
+            "SELECT id FROM org_units WHERE kind = 'community'")}
+    else:
+        communities = {r[0] for r in db.execute(
+            "SELECT DISTINCT parent_id FROM org_units WHERE id IN (SELECT value FROM json_each(?))",
+            [msgspec.json.encode(sorted(scope.grid_ids)).decode()]) if r[0]}
+    return max((by_community.get(c, default).cycle_days for c in communities),
+               default=default.cycle_days)
+
+
 def policy_for(db: sqlite_utils.Database, settings: Settings, community_id: str) -> Policy:
     """The policy in force for a community: the district default with its override on top."""
     _require_community(db, community_id)

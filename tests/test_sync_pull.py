@@ -120,6 +120,33 @@ def test_visits_of_current_and_previous_cycle_only(client, tiny, store):
     assert visits == {recent["id"]}
 
 
+def test_the_visit_window_follows_the_communitys_own_cycle(client, tiny, store, settings):
+    """A community that visits every 45 days keeps 90 days of visits on its phones, not the
+    district's 60; the sync status's full-sync estimate counts the same window."""
+    from gridsync import coverage
+
+    m1 = phone(client, tiny, "m1")
+    day = 86_400_000
+    now = int(time.time() * 1000)
+    at_70 = m1.visit("hh-g1-1", at=iso_ms(now - 70 * day))
+    at_95 = m1.visit("hh-g1-2", at=iso_ms(now - 95 * day))
+    assert m1.push([at_70, at_95]).status_code == 200
+
+    def pulled() -> set[str]:
+        return {i for (t, i) in state(phone(client, tiny, "m1").pull_all()) if t == "visit"}
+
+    def estimate() -> int:
+        return client.get("/api/v1/sync/status", headers=m1.headers()).json()[
+            "full_sync_changes"]
+
+    assert at_70["id"] not in pulled()
+    before = estimate()
+    store.write(coverage.set_policy, settings, Actor.cli(), "c1",
+                coverage.PolicyOverride(cycle_days=45))
+    assert pulled() >= {at_70["id"]} and at_95["id"] not in pulled()
+    assert estimate() == before + 1
+
+
 def test_restore_reaches_phones_with_a_fresh_server_hlc(client, tiny, store):
     sec, m1 = phone(client, tiny, "sec"), phone(client, tiny, "m1")
     m1.pull_all()

@@ -166,8 +166,8 @@ class SyncController(Controller):
                    ) -> Response[PullResponse]:
         push.check_schema_header(x_gridsync_schema)
         limit = min(limit, deps.settings.max_page_size)
-        result = await deps.store.aread(pull.pull, deps.principal.scope, cursor, limit,
-                                        deps.clock.now_ms(), deps.settings.coverage.cycle_days)
+        result = await deps.store.aread(pull.pull_page, deps.principal.scope, cursor, limit,
+                                        deps.clock.now_ms(), deps.settings)
         if result.snapshot_started or not result.scope_known:
             await deps.store.awrite(status.after_pull, deps.principal, result, deps.clock)
         return respond(request, result.response)
@@ -179,8 +179,7 @@ class SyncController(Controller):
                      clock: NamedDependency[Clock], x_gridsync_schema: SchemaHeader = None,
                      x_gridsync_app: AppHeader = None) -> Response[SyncStatus]:
         push.check_schema_header(x_gridsync_schema)
-        result = await store.aread(status.sync_status, principal, clock.now_ms(),
-                                   settings.coverage.cycle_days)
+        result = await store.aread(status.sync_status, principal, clock.now_ms(), settings)
         return respond(request, result)
 
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import msgspec
 import sqlite_utils
 
+from gridsync import coverage
+from gridsync.config import Settings
 from gridsync.db import current_seq, epoch
 from gridsync.org import Scope
 from gridsync.sync import hlc
@@ -180,6 +182,14 @@ def pull(db: sqlite_utils.Database, scope: Scope, cursor_value: str | None, limi
         return done(changes, nxt, head > cursor.upto)
     changes, after, more = _collect(db, scope, cursor.after, head, limit, True)
     return done(changes, Cursor(CURSOR_VERSION, ep, scope.version, after), more)
+
+
+def pull_page(db: sqlite_utils.Database, scope: Scope, cursor_value: str | None, limit: int,
+              now_ms: int, settings: Settings) -> PullResult:
+    """:func:`pull` with the visit window of the scope: two of the longest visit cycle among its
+    communities' policies (:func:`gridsync.coverage.longest_cycle_days`)."""
+    return pull(db, scope, cursor_value, limit, now_ms,
+                coverage.longest_cycle_days(db, settings, scope))
 
 
 def _too_old(db: sqlite_utils.Database, cursor: Cursor) -> bool:

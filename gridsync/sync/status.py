@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from gridsync import audit, org
+from gridsync import audit, coverage, org
 from gridsync.auth import Principal
 from gridsync.clock import Clock
+from gridsync.config import Settings
 from gridsync.db import current_seq
 from gridsync.sync import conflicts, hlc
 from gridsync.sync import scope as sync_scope
@@ -28,8 +29,9 @@ def after_pull(db: sqlite_utils.Database, principal: Principal, result, clock: C
 
 
 def sync_status(db: sqlite_utils.Database, principal: Principal, now_ms: int,
-                cycle_days: int) -> SyncStatus:
+                settings: Settings) -> SyncStatus:
     scope = principal.scope
+    cycle_days = coverage.longest_cycle_days(db, settings, scope)  # the pull's visit window
     grid_cond, grid_params = scope.grid_filter("grid_id")
     unit_cond, unit_params = scope.unit_filter("id")
     people_cond, people_params = org._people_scope_filter(scope)
