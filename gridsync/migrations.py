@@ -503,6 +503,14 @@ def m0005_coverage_aggregates(db: sqlite_utils.Database) -> None:
     rebuild_coverage_aggregates(db)
 
 
+@migrations(name="0006_device_clock_floor")
+def m0006_device_clock_floor(db: sqlite_utils.Database) -> None:
+    # The newest HLC wall time (ms) among a device's pushed mutations. HLCs of one device never
+    # go back, so a mutation cannot claim to be older than this when the scope check asks
+    # whether its household was in scope "at the time of the edit" (sync/push.py).
+    db.execute("ALTER TABLE devices ADD COLUMN hlc_high_ms INTEGER NOT NULL DEFAULT 0")
+
+
 def rebuild_coverage_aggregates(db: sqlite_utils.Database) -> None:
     """Recount the trigger-kept coverage tables from people and households (the migration's
     backfill; also what tests compare the kept values with)."""

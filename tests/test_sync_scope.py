@@ -118,6 +118,42 @@ def test_person_reassigned_gets_removes_and_puts(client, tiny, store):
     assert m1.pull_all() == []
 
 
+def test_an_edit_cannot_be_dated_back_to_before_a_reassignment(client, tiny, store):
+    """The "edited while still in scope" acceptance trusts the edit's HLC, which the phone
+    writes; but a device's HLCs only go forward, so an edit dated before the device's earlier
+    mutations is checked at the time of those (SPEC 3.1: edits made while still in scope)."""
+    m1 = phone(client, tiny, "m1")
+    m1.pull_all()
+    before = now_ms() - 60_000
+    store.write(org.set_scope, "m1", ["g2"], Actor.cli())
+    # After the reassignment the phone pushes an edit of its new grid, stamped now...
+    fresh = m1.mutation("household.update", "hh-g2-1", base_seq=seq_of(store, "hh-g2-1"),
+                        hlc=m1.hlc(now_ms()), fields={"notes": "new grid"})
+    assert m1.push([fresh]).json()["results"][0]["status"] == "applied"
+    # ...then one of a household it lost, dated a minute back: refused, and so is a visit.
+    backdated = m1.mutation("household.update", "hh-g1-2", base_seq=seq_of(store, "hh-g1-2"),
+                            hlc=m1.hlc(before), fields={"notes": "dated back"})
+    visit = m1.mutation("visit.create", "0190a000-0000-7000-8000-0000000000bd",
+                        hlc=m1.hlc(before),
+                        data={"household_id": "hh-g1-2", "at": "2026-11-20T09:30:00+08:00",
+                              "channel": "door"})
+    res = m1.push([backdated, visit]).json()["results"]
+    assert [x.get("code") for x in res] == ["out_of_scope", "out_of_scope"], res
+    row = store.read(lambda db: db.execute("SELECT notes FROM households WHERE id = 'hh-g1-2'")
+                     .fetchone())
+    assert row[0] != "dated back"
+    # Another device of the same person that never pushed since keeps the SPEC's promise.
+    other = Phone(client, *_second_device(store, "m1"))
+    offline = other.mutation("household.update", "hh-g1-2", base_seq=seq_of(store, "hh-g1-2"),
+                             hlc=other.hlc(before), fields={"notes": "offline on the tablet"})
+    assert other.push([offline]).json()["results"][0]["status"] == "applied"
+
+
+def _second_device(store, person: str) -> tuple[str, str]:
+    enrolled = store.write(auth.enroll, person, Actor.cli(), label="tablet")
+    return enrolled.token, enrolled.device_id
+
+
 def test_conflicts_are_scoped(client, tiny, store):
     sec, m1, m2 = (phone(client, tiny, p) for p in ("sec", "m1", "m2"))
     base = seq_of(store, "hh-g2-1")

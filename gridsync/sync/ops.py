@@ -53,6 +53,9 @@ class OpContext:
     received_ms: int  # server receipt time of the push
     server_hlc: Callable[[], str] | None = None  # a fresh server HLC (restores, server stamps)
     mid: str = ""
+    # When the edit was made, for "was the household in scope then": the HLC's wall time, but
+    # never before the device's earlier mutations (its HLCs only go forward; see push.py).
+    scope_ms: int = 0
 
 
 @dataclass
@@ -71,6 +74,7 @@ class BatchItem:
     m: Mutation
     data: Any
     hlc: str
+    scope_ms: int  # see OpContext.scope_ms
 
 
 @dataclass(frozen=True)

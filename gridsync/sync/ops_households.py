@@ -49,7 +49,7 @@ def _check_scope(ctx: OpContext, household_id: str, grid_id: str) -> None:
     scope = ctx.principal.scope
     if scope.allows_grid(grid_id):
         return
-    if sync_scope.was_in_scope(ctx.db, scope, household_id, ms_of(ctx.hlc)):
+    if sync_scope.was_in_scope(ctx.db, scope, household_id, ctx.scope_ms or ms_of(ctx.hlc)):
         return
     raise OutOfScope(f"household {household_id} is outside your scope")
 
@@ -114,7 +114,8 @@ def household_create(ctx: OpContext, m: Mutation, data: HouseholdCreate) -> Outc
 
 @register("household.update")
 def household_update(ctx: OpContext, m: Mutation, data: None) -> Outcome:
-    result = household_update_batch(ctx, [BatchItem(m, data, ctx.hlc)])[0]
+    item = BatchItem(m, data, ctx.hlc, ctx.scope_ms or ms_of(ctx.hlc))
+    result = household_update_batch(ctx, [item])[0]
     if isinstance(result, GridsyncError):
         raise result
     return result
@@ -167,7 +168,7 @@ def household_update_batch(ctx: OpContext,
                 raise NotFound(f"no household {m.id}")
             grid = state.values["grid_id"]
             if not scope.allows_grid(grid) and not sync_scope.was_in_scope(db, scope, m.id,
-                                                                           ms_of(it.hlc)):
+                                                                           it.scope_ms):
                 raise OutOfScope(f"household {m.id} is outside your scope")
             new_grid = changes.get("grid_id")
             if new_grid is not None and new_grid != grid:
@@ -237,7 +238,8 @@ def household_move_out(ctx: OpContext, m: Mutation, data: HouseholdMoveOut) -> O
 
 @register("visit.create", data_type=VisitCreate)
 def visit_create(ctx: OpContext, m: Mutation, data: VisitCreate) -> Outcome:
-    result = visit_create_batch(ctx, [BatchItem(m, data, ctx.hlc)])[0]
+    item = BatchItem(m, data, ctx.hlc, ctx.scope_ms or ms_of(ctx.hlc))
+    result = visit_create_batch(ctx, [item])[0]
     if isinstance(result, GridsyncError):
         raise result
     return result
@@ -299,7 +301,7 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
             continue
         grid = household[0]
         if grid not in allowed_grids and not sync_scope.was_in_scope(db, scope, hid,
-                                                                     ms_of(it.hlc)):
+                                                                     it.scope_ms):
             results.append(OutOfScope(f"household {hid} is outside your scope"))
             continue
         kinds_allowed = community_kinds.get(grid, default_kinds)

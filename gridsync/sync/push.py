@@ -33,7 +33,7 @@ from gridsync.errors import (
     UnsupportedSchema,
 )
 from gridsync.sync import scope as sync_scope
-from gridsync.sync.hlc import ServerClock, advance, is_valid
+from gridsync.sync.hlc import ServerClock, advance, is_valid, ms_of
 from gridsync.sync.ops import BatchItem, OpContext, Outcome, load_builtin_ops
 from gridsync.sync.protocol import LostValue, MutationResult, PushRequest, PushResponse
 
@@ -161,8 +161,8 @@ def apply_push(db: sqlite_utils.Database, principal: Principal, request: PushReq
                         f"({principal.device_id})", code="device_mismatch")
     now_ms = clock.now_ms()
     registry = load_builtin_ops()
-    last_seq = db.execute("SELECT last_seq FROM devices WHERE id = ?",
-                          [principal.device_id]).fetchone()[0]
+    last_seq, floor_ms = db.execute("SELECT last_seq, hlc_high_ms FROM devices WHERE id = ?",
+                                    [principal.device_id]).fetchone()
     mutations = request.mutations
     new_start = next((i for i, m in enumerate(mutations) if m.seq > last_seq), len(mutations))
     if new_start < len(mutations) and mutations[new_start].seq != last_seq + 1:
@@ -186,8 +186,12 @@ def apply_push(db: sqlite_utils.Database, principal: Principal, request: PushReq
     for i in range(new_start):
         results[i] = MutationResult(mid=mutations[i].mid, status="duplicate")
 
-    # Clock sanity and the work list.
-    pending: list[tuple[int, str, bool]] = []  # (index, hlc, clamped)
+    # Clock sanity and the work list. A device's HLCs only go forward (it advances its clock
+    # from every answer), so the time an edit claims for the scope check ("was the household in
+    # scope when it was made?", SPEC 3.1) is never older than the device's earlier mutations:
+    # a phone cannot reach a household it lost by dating an edit back. ``floor_ms`` carries the
+    # newest time seen from the device, in seq order, across its pushes.
+    pending: list[tuple[int, str, bool, int]] = []  # (index, hlc, clamped, scope time)
     skew_limit = f"{now_ms + settings.max_clock_skew_ms:015d}"
     newest = ""
     for i in range(new_start, len(mutations)):
@@ -198,17 +202,19 @@ def apply_push(db: sqlite_utils.Database, principal: Principal, request: PushReq
         known_mids.add(m.mid)
         hlc = m.hlc
         if hlc[:15] > skew_limit:
-            pending.append((i, server.tick(), True))
+            hlc, clamped = server.tick(), True
         else:
+            clamped = False
             if hlc > newest:
                 newest = hlc
-            pending.append((i, hlc, False))
+        floor_ms = max(floor_ms, ms_of(hlc))
+        pending.append((i, hlc, clamped, floor_ms))
     if newest:
         server.observe(newest)
 
-    def context(hlc: str, mid: str) -> OpContext:
+    def context(hlc: str, mid: str, scope_ms: int) -> OpContext:
         return OpContext(db=db, principal=principal, settings=settings, clock=clock, hlc=hlc,
-                         received_ms=now_ms, server_hlc=server.tick, mid=mid)
+                         received_ms=now_ms, server_hlc=server.tick, mid=mid, scope_ms=scope_ms)
 
     def settle(i: int, clamped: bool, outcome: Outcome | GridsyncError) -> None:
         m = mutations[i]
@@ -232,7 +238,7 @@ def apply_push(db: sqlite_utils.Database, principal: Principal, request: PushReq
 
     k = 0
     while k < len(pending):
-        i, hlc, clamped = pending[k]
+        i, hlc, clamped, scope_ms = pending[k]
         m = mutations[i]
         d = decoded[i]
         if d.error is not None:
@@ -246,9 +252,9 @@ def apply_push(db: sqlite_utils.Database, principal: Principal, request: PushReq
                    and mutations[pending[k + len(run)][0]].op == m.op
                    and decoded[pending[k + len(run)][0]].error is None):
                 run.append(pending[k + len(run)])
-            items = [BatchItem(mutations[j], decoded[j].data, h) for j, h, _ in run]
-            outcomes = spec.batch_handler(context(hlc, m.mid), items)
-            for (j, _, c), outcome in zip(run, outcomes):
+            items = [BatchItem(mutations[j], decoded[j].data, h, t) for j, h, _, t in run]
+            outcomes = spec.batch_handler(context(hlc, m.mid, scope_ms), items)
+            for (j, _, c, _), outcome in zip(run, outcomes):
                 if c or type(outcome) is not Outcome or outcome.lost or outcome.logged:
                     settle(j, c, outcome)
                 else:  # the common case of a run (an applied visit), without a call
@@ -257,7 +263,8 @@ def apply_push(db: sqlite_utils.Database, principal: Principal, request: PushReq
             continue
         db.execute("SAVEPOINT mutation")
         try:
-            outcome: Outcome | GridsyncError = spec.handler(context(hlc, m.mid), m, d.data)
+            outcome: Outcome | GridsyncError = spec.handler(context(hlc, m.mid, scope_ms), m,
+                                                            d.data)
         except GridsyncError as exc:
             db.execute("ROLLBACK TO mutation")
             outcome = exc
@@ -272,8 +279,8 @@ def apply_push(db: sqlite_utils.Database, principal: Principal, request: PushReq
             # a mid logged already (another device's, or a visit's reusing one) keeps its row
             "ON CONFLICT(mid) DO NOTHING", log_rows)
     new_last = max(last_seq, mutations[-1].seq) if mutations else last_seq
-    db.execute("UPDATE devices SET last_seq = ?, last_seen_at = ? WHERE id = ?",
-               [new_last, iso_ms(now_ms), principal.device_id])
+    db.execute("UPDATE devices SET last_seq = ?, last_seen_at = ?, hlc_high_ms = ? WHERE id = ?",
+               [new_last, iso_ms(now_ms), floor_ms, principal.device_id])
     sync_scope.remember(db, principal.scope)
     server.save()
     final = [r for r in results if r is not None]
