@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
@@ -81,6 +82,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     whistle_deadlines: dict[str, LevelDeadlines] = msgspec.field(default_factory=_default_deadlines)
     notify: NotifySettings = msgspec.field(default_factory=NotifySettings)
     sweep_interval_seconds: float = 5.0
+    # Done notifications and the sync's tombstones older than this are forgotten, once a day
+    # (gridsync/retention.py); records (households, visits, cases, audit) are never pruned.
+    retention_days: Annotated[int, msgspec.Meta(ge=7)] = 180
 
 
 class ConfigError(Exception):

@@ -1,4 +1,4 @@
-"""Periodic work: deadline checks, digests due, outbox delivery.
+"""Periodic work: deadline checks, digests due, outbox delivery, the daily prune.
 
 ``run_once`` does one round at the clock's time; ``gridsync sweep [--now ISO-TIME]`` calls it
 once (for cron, and to test at a chosen time), and ``gridsync serve`` runs it every
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import anyio.to_thread
 
+from gridsync import retention
 from gridsync.clock import Clock
 from gridsync.config import Settings
 from gridsync.db import Store
@@ -32,9 +33,11 @@ class SweepReport:
     deadlines: dict[str, int] = field(default_factory=dict)
     digests: dict[str, int] = field(default_factory=dict)
     delivery: dict[str, int] = field(default_factory=dict)
+    pruned: retention.PruneReport | None = None  # the day's prune, in the round that ran it
 
     def as_dict(self) -> dict:
-        return {"deadlines": self.deadlines, "digests": self.digests, "delivery": self.delivery}
+        return {"deadlines": self.deadlines, "digests": self.digests, "delivery": self.delivery,
+                "pruned": self.pruned}
 
 
 def run_once(store: Store, settings: Settings, clock: Clock, *, dispatch: bool = True,
@@ -53,6 +56,8 @@ def run_once(store: Store, settings: Settings, clock: Clock, *, dispatch: bool =
                                                                     settings=settings,
                                                                     router=router)),
         }
+        report.pruned = retention.run_daily(store, now_ms=now,
+                                            keep_days=settings.retention_days)
     if dispatch:
         report.delivery = Dispatcher(store, settings, clock, router).run_once().as_dict()
     return report

@@ -1,4 +1,5 @@
-"""CLI commands of the whistle area: sweep, outbox, cases, whistle report."""
+"""CLI commands of the whistle area and the periodic work: sweep, prune, outbox, cases,
+whistle report."""
 
 from __future__ import annotations
 
@@ -61,6 +62,41 @@ def sweep(db_path: str, as_json: bool, config_path: str | None, now: str | None,
                f"weekly {g.get('weekly', 0)}; "
                + (f"sent {o.get('sent', 0)}, retrying {o.get('retrying', 0)}, "
                   f"failed {o.get('failed', 0)}" if o else "delivery skipped"))
+
+
+@cli.command()
+@db_option
+@json_option
+@config_option
+@click.option("--keep-days", type=click.IntRange(7), default=None,
+              help="Forget what is older than this many days (default: the settings' "
+                   "retention_days, 180).")
+@click.option("--now", "now", default=None, help="Count back from this time (ISO 8601).")
+def prune(db_path: str, as_json: bool, config_path: str | None, keep_days: int | None,
+          now: str | None) -> None:
+    """Forget delivered notifications and old sync tombstones (serve does this daily).
+
+    \b
+    Pruned when older than the retention period: outbox rows sent or failed, digest run marks,
+    household moves and scope changes. Phones whose pull cursor predates a forgotten move
+    re-sync (reset); an edit dated before the forgotten history can no longer prove that its
+    household was in the phone's scope then. Households, visits, cases, the audit, conflict
+    and mutation logs are never pruned."""
+    from gridsync import retention
+
+    settings = _settings(config_path, db_path)
+    now_ms = _time(now, "--now") or SYSTEM_CLOCK.now_ms()
+    days = keep_days or settings.retention_days
+    with open_store(db_path) as store:
+        report = run(lambda: retention.prune(store, now_ms=now_ms, keep_days=days,
+                                             actor=Actor.cli()))
+    if as_json:
+        echo_json(report)
+        return
+    click.echo(f"pruned what is older than {iso_ms(report.cutoff_ms)} ({days} days): "
+               f"{report.outbox} notifications, {report.notify_runs} run marks, "
+               f"{report.household_moves} household moves, {report.scope_changes} scope changes"
+               f" (已清理 {days} 天前的通知与同步记录)")
 
 
 @cli.command("outbox")

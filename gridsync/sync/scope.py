@@ -41,7 +41,13 @@ def grids_of_version(db: sqlite_utils.Database, person_id: str,
 
 def was_in_scope(db: sqlite_utils.Database, scope: Scope, household_id: str,
                  at_ms: int) -> bool:
-    """Whether the household was in the person's scope at ``at_ms`` (the mutation's HLC time)."""
+    """Whether the household was in the person's scope at ``at_ms`` (the mutation's HLC time).
+
+    False for a time before the history the server still keeps (``gridsync.retention``): the
+    moves and scope changes that would show it are forgotten."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'sync_horizon_ms'").fetchone()
+    if row is not None and at_ms < int(row[0]):
+        return False
     move = db.execute(
         "SELECT from_grid FROM household_moves WHERE household_id = ? AND at_ms > ? "
         "ORDER BY at_ms, id LIMIT 1", [household_id, at_ms]).fetchone()
