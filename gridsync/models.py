@@ -108,6 +108,36 @@ class Device(Struct, kw_only=True):
     last_seen_at: str | None = None
 
 
+Name = Annotated[str, Meta(min_length=1, max_length=100)]
+
+
+class UnitWrite(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``PUT /api/v1/org-units/{id}``: create or rename/move an org unit (admins)."""
+
+    kind: UnitKind
+    name: Name
+    parent_id: Id | None = None
+    grid_id: Id | None = None  # a branch's grid
+
+
+class PersonWrite(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``PUT /api/v1/people/{id}``: create or update a person and their scope (admins)."""
+
+    name: Name
+    roles: Annotated[list[Role], Meta(min_length=1)]
+    scope: list[Id] = msgspec.field(default_factory=list)  # org unit ids
+    branch_id: Id | None = None
+    phone: Annotated[str, Meta(max_length=32)] = ""
+    channels: list[Annotated[str, Meta(max_length=500)]] = msgspec.field(default_factory=list)
+    locale: Literal["zh-CN", "en"] = "zh-CN"
+
+
+class ScopeWrite(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``PUT /api/v1/people/{id}/scope``: replace a person's scope (admins)."""
+
+    units: list[Id]
+
+
 class EnrollRequest(Struct, kw_only=True, forbid_unknown_fields=True):
     person_id: Id
     label: Annotated[str, Meta(max_length=100)] = ""

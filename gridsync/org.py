@@ -16,8 +16,8 @@ from gridsync import audit
 from gridsync.audit import Actor
 from gridsync.clock import now_iso
 from gridsync.db import next_seq, paged
-from gridsync.errors import Invalid, NotFound
-from gridsync.models import ROLES, OrgUnit, Person
+from gridsync.errors import Conflict, Invalid, NotFound
+from gridsync.models import ROLES, OrgUnit, Person, PersonWrite, UnitWrite
 
 PARENT_KIND = {
     "district": None,
@@ -269,6 +269,32 @@ def add_people(db: sqlite_utils.Database, people: list[NewPerson], actor: Actor)
                                                      "count": len(people)})
 
 
+def put_unit(db: sqlite_utils.Database, unit_id: str, data: UnitWrite, actor: Actor) -> OrgUnit:
+    """Create an org unit or rename/move it (``PUT /api/v1/org-units/{id}``); its kind is fixed
+    once created (``kind_change``: a grid that became a branch would strand its households)."""
+    row = db.execute("SELECT kind FROM org_units WHERE id = ?", [unit_id]).fetchone()
+    if row is not None and row[0] != data.kind:
+        raise Conflict(f"org unit {unit_id} is a {row[0]}; its kind cannot change to "
+                       f"{data.kind}", code="kind_change", field="kind")
+    add_units(db, [OrgUnit(id=unit_id, kind=data.kind, name=data.name, parent_id=data.parent_id,
+                           grid_id=data.grid_id)], actor)
+    return get_unit(db, unit_id)
+
+
+def put_person(db: sqlite_utils.Database, person_id: str, data: PersonWrite,
+               actor: Actor) -> Person:
+    """Create or update a person and replace their scope (``PUT /api/v1/people/{id}``)."""
+    if data.branch_id is not None:
+        row = db.execute("SELECT kind FROM org_units WHERE id = ?", [data.branch_id]).fetchone()
+        if row is None or row[0] != "branch":
+            raise Invalid(f"{data.branch_id} is not a party branch", field="branch_id")
+    add_people(db, [NewPerson(id=person_id, name=data.name, roles=list(data.roles),
+                              scope=list(data.scope), branch_id=data.branch_id,
+                              phone=data.phone, channels=list(data.channels),
+                              locale=data.locale)], actor)
+    return get_person(db, person_id)
+
+
 def set_scope(db: sqlite_utils.Database, person_id: str, unit_ids: list[str],
               actor: Actor) -> None:
     """Replace a person's scope; bumps their scope version so phones re-sync what changed."""
@@ -281,3 +307,10 @@ def set_scope(db: sqlite_utils.Database, person_id: str, unit_ids: list[str],
     db.execute("UPDATE people SET scope_version = scope_version + 1, seq = ? WHERE id = ?",
                [next_seq(db), person_id])
     audit.record(db, actor, "people.set_scope", target=person_id, detail={"scope": unit_ids})
+
+
+def put_scope(db: sqlite_utils.Database, person_id: str, unit_ids: list[str],
+              actor: Actor) -> Person:
+    """:func:`set_scope`, answering with the person as it now is."""
+    set_scope(db, person_id, unit_ids, actor)
+    return get_person(db, person_id)

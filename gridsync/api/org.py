@@ -1,16 +1,17 @@
-"""Read API for the admin and secretary side: org units, people, households, visits, /me."""
+"""API for the admin and secretary side: org units, people, households, visits, /me (reads in
+the caller's scope; writes of org units, people and scopes for admins)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, get
+from litestar import Controller, get, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from gridsync import coverage, households, org
 from gridsync.api.errors import error_responses
-from gridsync.api.params import IdQuery, PageLimit, PageOffset
+from gridsync.api.params import IdPath, IdQuery, PageLimit, PageOffset
 from gridsync.audit import record
 from gridsync.auth import Principal
 from gridsync.clock import now_iso
@@ -26,8 +27,11 @@ from gridsync.models import (
     OrgUnitPage,
     Person,
     PersonPage,
+    PersonWrite,
     Role,
+    ScopeWrite,
     UnitKind,
+    UnitWrite,
     VisitPage,
 )
 
@@ -71,6 +75,14 @@ class OrgUnitController(Controller):
             raise NotFound(f"no org unit {unit_id}")
         return await store.aread(org.get_unit, unit_id)
 
+    @put("/{unit_id:str}", summary="Create an org unit, or rename or move it (admins)",
+         responses=error_responses(400, 401, 403, 404, 409))
+    async def put_unit(self, principal: NamedDependency[Principal],
+                       store: NamedDependency[Store], unit_id: IdPath,
+                       data: JSONBody[UnitWrite]) -> OrgUnit:
+        principal.require_role("admin")
+        return await store.awrite(org.put_unit, unit_id, data, principal.actor)
+
 
 class PeopleController(Controller):
     path = "/api/v1/people"
@@ -99,6 +111,22 @@ class PeopleController(Controller):
             return org.get_person(db, person_id)
 
         return await store.aread(read)
+
+    @put("/{person_id:str}", summary="Create or update a person and their scope (admins)",
+         responses=error_responses(400, 401, 403, 404))
+    async def put_person(self, principal: NamedDependency[Principal],
+                         store: NamedDependency[Store], person_id: IdPath,
+                         data: JSONBody[PersonWrite]) -> Person:
+        principal.require_role("admin")
+        return await store.awrite(org.put_person, person_id, data, principal.actor)
+
+    @put("/{person_id:str}/scope", summary="Replace a person's scope (admins); phones re-sync "
+         "what entered and left it", responses=error_responses(400, 401, 403, 404))
+    async def put_scope(self, principal: NamedDependency[Principal],
+                        store: NamedDependency[Store], person_id: IdPath,
+                        data: JSONBody[ScopeWrite]) -> Person:
+        principal.require_role("admin")
+        return await store.awrite(org.put_scope, person_id, data.units, principal.actor)
 
 
 class HouseholdController(Controller):
