@@ -1,7 +1,7 @@
 """Pull (SPEC 3.2): paged changes of a person's scope behind an opaque cursor.
 
 The cursor is ``base64url(msgpack([1, epoch, scope_version, after, upto, old_version, resume,
-removed_upto, removes_done, exhausted]))``:
+removed_upto, removes_done, exhausted]))``, trailing fields at their default left out:
 
 * ``after``: the server change seq the device has applied up to (written in the same
   transaction as the change, never wall time);
@@ -63,8 +63,15 @@ _cursor_encoder = msgspec.msgpack.Encoder()
 _json = msgspec.json.Encoder()
 
 
+_REQUIRED = 4  # v, epoch, sv, after
+_TAIL_DEFAULTS = msgspec.structs.astuple(Cursor(CURSOR_VERSION, "", 0, 0))
+
+
 def encode_cursor(c: Cursor) -> str:
-    return base64.urlsafe_b64encode(_cursor_encoder.encode(c)).rstrip(b"=").decode()
+    fields = list(msgspec.structs.astuple(c))
+    while len(fields) > _REQUIRED and fields[-1] == _TAIL_DEFAULTS[len(fields) - 1]:
+        fields.pop()  # the decoder fills them in (msgspec keeps them on array_like Structs)
+    return base64.urlsafe_b64encode(_cursor_encoder.encode(fields)).rstrip(b"=").decode()
 
 
 def decode_cursor(value: str) -> Cursor | None:
