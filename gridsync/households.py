@@ -36,10 +36,22 @@ def household_from_row(row: tuple) -> Household:
     )
 
 
-def visit_from_row(row: tuple) -> Visit:
+# The stored ``kinds`` JSON takes few distinct values (a few dozen combinations of the policy's
+# kinds): each is decoded once and its list shared by the Visits built from rows (a pull page
+# builds 500; do not mutate ``Visit.kinds`` of a Visit read from the database).
+_KINDS: dict[str, list[str]] = {}
+_KINDS_MAX = 4096
+
+
+def visit_from_row(row: tuple, _kinds: dict[str, list[str]] = _KINDS) -> Visit:
+    kinds = _kinds.get(row[6])
+    if kinds is None:
+        kinds = _tags_decoder.decode(row[6])
+        if len(_kinds) < _KINDS_MAX:
+            _kinds[row[6]] = kinds
     return Visit(
         id=row[0], household_id=row[1], member_id=row[2], device_id=row[3], at=row[4],
-        channel=row[5], kinds=_tags_decoder.decode(row[6]), note=row[7],
+        channel=row[5], kinds=kinds, note=row[7],
         geo=_geo_decoder.decode(row[8]) if row[8] else None, voided=bool(row[9]),
     )
 

@@ -3,6 +3,7 @@ windows, and the authenticated scope cache (revocation and scope changes stay im
 
 from __future__ import annotations
 
+import base64
 import random
 
 import msgspec
@@ -153,3 +154,85 @@ def test_json_and_msgpack_snapshots_through_the_app_carry_the_same_changes(clien
     visits = [c for c in as_json if c["type"] == "visit"]
     assert {type(c["data"]["geo"]) for c in visits} == {dict, type(None)}
     assert {c["data"]["device_id"] for c in visits} >= {None, "dev-m1"}
+
+
+def test_a_snapshot_stops_asking_the_sources_it_has_exhausted(store, tiny, monkeypatch):
+    """The cursor remembers the types whose source had nothing left up to ``upto``: later pages
+    of the snapshot do not ask them again, and the pages still carry every change."""
+    from gridsync.sync.sources import SOURCES, load_builtin_sources
+
+    store.write(add_history, random.Random(5))
+    whole = page_through(store, "sec", 500)
+    load_builtin_sources()
+    calls = {name: 0 for name in SOURCES}
+    for name, source in list(SOURCES.items()):
+        def counted(*args, _name=name, _source=source):
+            calls[_name] += 1
+            return _source(*args)
+        monkeypatch.setitem(SOURCES, name, counted)
+    scope = store.read(org.resolve_scope, "sec")
+    changes, cursor, pages, exhausted = [], None, 0, []
+    while True:
+        result = store.read(pull.pull, scope, cursor, 7, NOW, CYCLE_DAYS)
+        changes += msgspec.to_builtins(result.response.changes)
+        cursor, pages = result.response.cursor, pages + 1
+        exhausted.append(pull.decode_cursor(cursor).exhausted)
+        if not result.response.has_more:
+            break
+    assert changes == whole
+    assert calls["visit"] == pages  # the bulk source has rows until the last page
+    for name in ("org_unit", "person", "policy", "whistle"):  # households: edits interleave
+        assert calls[name] < pages // 2, (name, calls[name], pages)
+    assert "org_unit" in exhausted[-2] and "visit" not in exhausted[-2]
+    assert exhausted[-1] == ()  # the incremental cursor after the snapshot forgets them
+
+
+def test_cursors_leave_out_their_trailing_defaults(store, tiny):
+    scope = store.read(org.resolve_scope, "sec")
+    cursor = None
+    while True:
+        page = store.read(pull.pull, scope, cursor, 500, NOW, CYCLE_DAYS).response
+        cursor = page.cursor
+        if not page.has_more:
+            break
+    c = pull.decode_cursor(cursor)
+    assert c.upto == 0 and c.after > 0
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    assert msgspec.msgpack.decode(raw) == [1, c.epoch, c.sv, c.after]
+
+
+def test_a_cursor_of_an_older_server_without_exhausted_types_resumes(store, tiny):
+    store.write(add_history, random.Random(11))
+    whole = page_through(store, "sec", 500)
+    scope = store.read(org.resolve_scope, "sec")
+    first = store.read(pull.pull, scope, None, 64, NOW, CYCLE_DAYS).response
+    c = pull.decode_cursor(first.cursor)
+    assert c.upto and c.exhausted  # org units, people... are all on the first 64
+    old = msgspec.msgpack.encode([c.v, c.epoch, c.sv, c.after, c.upto, c.old_sv, c.resume, c.rm,
+                                  c.rm_done])
+    cursor = base64.urlsafe_b64encode(old).rstrip(b"=").decode()  # as an older server wrote it
+    assert pull.decode_cursor(cursor) == msgspec.structs.replace(c, exhausted=())
+    changes = msgspec.to_builtins(first.changes)
+    while True:
+        page = store.read(pull.pull, scope, cursor, 64, NOW, CYCLE_DAYS).response
+        changes += msgspec.to_builtins(page.changes)
+        cursor = page.cursor
+        if not page.has_more:
+            break
+    assert changes == whole
+
+
+def test_visit_rows_decode_their_own_kinds_through_the_shared_cache():
+    from gridsync import households
+
+    def row(kinds: str) -> tuple:
+        return ("v", "h", "m1", None, "2026-01-01T08:00:00+08:00", "door", kinds, "", None, 0)
+
+    values = ['["policy","safety"]', "[]", '["safety"]', '["policy","safety"]', "[]"]
+    assert [households.visit_from_row(row(k)).kinds for k in values] == [
+        msgspec.json.decode(k) for k in values]
+    full = dict.fromkeys(f'["k{i}"]' for i in range(households._KINDS_MAX))
+    cache = {k: msgspec.json.decode(k) for k in full}
+    assert households.visit_from_row(row('["new"]'), cache).kinds == ["new"]
+    assert '["new"]' not in cache  # a full cache stays bounded
+    assert households.visit_from_row(row('["k7"]'), cache).voided is False

@@ -1,7 +1,7 @@
 """Pull (SPEC 3.2): paged changes of a person's scope behind an opaque cursor.
 
 The cursor is ``base64url(msgpack([1, epoch, scope_version, after, upto, old_version, resume,
-removed_upto, removes_done]))``:
+removed_upto, removes_done, exhausted]))``, trailing fields at their default left out:
 
 * ``after``: the server change seq the device has applied up to (written in the same
   transaction as the change, never wall time);
@@ -12,6 +12,10 @@ removed_upto, removes_done]))``:
   first ``remove`` for every household of the grids that left the scope (paged by household id:
   ``removed_upto``/``removes_done``), then a snapshot of the grids that entered it, then the
   incremental phase resumes at ``resume``;
+* ``exhausted``: while ``upto`` is fixed (a snapshot, or the grids that entered the scope), the
+  change types whose source had nothing left up to ``upto``: later pages do not ask them again
+  (rows of a source in ``(after, upto]`` can only leave that range: a change takes a new seq above
+  ``upto``). A cursor without it (older servers) asks every source;
 * ``epoch`` and ``scope_version``: a cursor of another database (restored, re-initialised), one
   older than the tombstone horizon (``meta.sync_horizon_seq``), one that does not decode, or a
   scope version that this server never recorded, gets ``reset: true`` and a new snapshot.
@@ -51,6 +55,7 @@ class Cursor(msgspec.Struct, array_like=True):
     resume: int = 0
     rm: str = ""
     rm_done: bool = False
+    exhausted: tuple[str, ...] = ()
 
 
 _cursor_decoder = msgspec.msgpack.Decoder(Cursor)
@@ -58,8 +63,15 @@ _cursor_encoder = msgspec.msgpack.Encoder()
 _json = msgspec.json.Encoder()
 
 
+_REQUIRED = 4  # v, epoch, sv, after
+_TAIL_DEFAULTS = msgspec.structs.astuple(Cursor(CURSOR_VERSION, "", 0, 0))
+
+
 def encode_cursor(c: Cursor) -> str:
-    return base64.urlsafe_b64encode(_cursor_encoder.encode(c)).rstrip(b"=").decode()
+    fields = list(msgspec.structs.astuple(c))
+    while len(fields) > _REQUIRED and fields[-1] == _TAIL_DEFAULTS[len(fields) - 1]:
+        fields.pop()  # the decoder fills them in (msgspec keeps them on array_like Structs)
+    return base64.urlsafe_b64encode(_cursor_encoder.encode(fields)).rstrip(b"=").decode()
 
 
 def decode_cursor(value: str) -> Cursor | None:
@@ -81,19 +93,31 @@ class PullResult:
 
 
 def _collect(db: sqlite_utils.Database, scope: Scope, after: int, upto: int, limit: int,
-             removes: bool) -> tuple[list[Change], int, bool]:
-    """One page of changes in ``(after, upto]``: (changes, new after, more to come).
+             removes: bool, exhausted: tuple[str, ...] = ()
+             ) -> tuple[list[Change], int, bool, tuple[str, ...]]:
+    """One page of changes in ``(after, upto]``: (changes, new after, more to come, the types
+    whose source has nothing left up to ``upto`` after this page).
 
     The page is the ``limit`` lowest seqs over all sources. Once the sources asked so far hold
     ``limit`` changes at or below some seq, no later source can contribute above it, so each
     source is asked only up to that running bound (the bulk ``visit`` source last): sources do
-    not read and convert rows that the merge would throw away.
+    not read and convert rows that the merge would throw away. Sources of ``exhausted`` types
+    are not asked; a source asked up to ``upto`` itself that returned fewer than ``limit``
+    changes is exhausted once the page holds all of them (checked against the final bound).
     """
     parts: list[tuple[str, list[SourceChange]]] = []
     seqs: list[int] = []
     bound = upto
+    done = set(exhausted)
+    complete: list[tuple[str, int]] = []  # (type, highest seq) of the sources that gave all
     for type_name, source in ordered_sources():
-        got = [c for c in source(db, scope, after, bound, limit)[:limit] if c.seq <= bound]
+        if type_name in done:
+            continue
+        asked = bound
+        listed = source(db, scope, after, bound, limit)[:limit]
+        if asked == upto and len(listed) < limit:
+            complete.append((type_name, listed[-1].seq if listed else 0))
+        got = [c for c in listed if c.seq <= bound]
         if not got:
             continue
         parts.append((type_name, got))
@@ -119,7 +143,8 @@ def _collect(db: sqlite_utils.Database, scope: Scope, after: int, upto: int, lim
         bound = merged[-1][1].seq
     changes = [Change(type=t, id=c.id, seq=c.seq, op=c.op, data=c.data)  # type: ignore[arg-type]
                for t, c in merged if removes or c.op != "remove"]
-    return changes, bound, more
+    done.update(t for t, last in complete if last <= bound)
+    return changes, bound, more, tuple(sorted(done))
 
 
 def _seq(item: tuple[str, SourceChange]) -> int:
@@ -169,18 +194,22 @@ def pull(db: sqlite_utils.Database, scope: Scope, cursor_value: str | None, limi
         old = sync_scope.grids_of_version(db, scope.person_id, cursor.old_sv)
         entered = scope if scope.everything or old is None or old[0] else _restricted(
             scope, scope.grid_ids - old[1])
-        changes, after, more = _collect(db, entered, cursor.after, cursor.upto, limit, False)
+        changes, after, more, exhausted = _collect(db, entered, cursor.after, cursor.upto, limit,
+                                                   False, cursor.exhausted)
         if more:
-            return done(changes, msgspec.structs.replace(cursor, after=after), True)
+            return done(changes, msgspec.structs.replace(cursor, after=after,
+                                                         exhausted=exhausted), True)
         nxt = Cursor(CURSOR_VERSION, ep, scope.version, cursor.resume)
         return done(changes, nxt, True)
     if cursor.upto:
-        changes, after, more = _collect(db, scope, cursor.after, cursor.upto, limit, False)
+        changes, after, more, exhausted = _collect(db, scope, cursor.after, cursor.upto, limit,
+                                                   False, cursor.exhausted)
         if more:
-            return done(changes, msgspec.structs.replace(cursor, after=after), True)
+            return done(changes, msgspec.structs.replace(cursor, after=after,
+                                                         exhausted=exhausted), True)
         nxt = Cursor(CURSOR_VERSION, ep, scope.version, cursor.upto)
         return done(changes, nxt, head > cursor.upto)
-    changes, after, more = _collect(db, scope, cursor.after, head, limit, True)
+    changes, after, more, _ = _collect(db, scope, cursor.after, head, limit, True)
     return done(changes, Cursor(CURSOR_VERSION, ep, scope.version, after), more)
 
 
