@@ -77,6 +77,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     max_push_mutations: int = 1000
     max_push_bytes: int = 4 * 1024 * 1024
     max_page_size: int = 500
+    # Read the next pull page while the phone receives the current one (gridsync/sync/readahead.py).
+    pull_read_ahead: bool = True
     synchronous: str = "FULL"  # SQLite PRAGMA synchronous; FULL survives power loss too
     coverage: CoveragePolicy = msgspec.field(default_factory=CoveragePolicy)
     whistle_deadlines: dict[str, LevelDeadlines] = msgspec.field(default_factory=_default_deadlines)

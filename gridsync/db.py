@@ -171,6 +171,8 @@ class Store:
     def _reader(self) -> sqlite_utils.Database:
         db = getattr(self._local, "db", None)
         if db is None:
+            if self._closed:  # e.g. a pull page read ahead after shutdown: open nothing new
+                raise RuntimeError(f"the store of {self.path} is closed")
             db = _connect(self.path, readonly=True, synchronous=self.synchronous)
             self._local.db = db
             with self._readers_lock:

@@ -14,6 +14,7 @@ from litestar.middleware.authentication import (
 
 from gridsync.auth import Principal, ScopeCache, authenticate
 from gridsync.db import Store
+from gridsync.sync.readahead import ReadAhead
 
 
 def bearer_token(connection: ASGIConnection) -> str | None:
@@ -33,6 +34,17 @@ def scope_cache(store: Store) -> ScopeCache:
     if cache is None:
         cache = _SCOPES[store] = ScopeCache()
     return cache
+
+
+_READ_AHEAD: WeakKeyDictionary[Store, ReadAhead] = WeakKeyDictionary()
+
+
+def read_ahead(store: Store) -> ReadAhead:
+    """The pull pages read ahead for the phones of one store (see sync/readahead.py)."""
+    pages = _READ_AHEAD.get(store)
+    if pages is None:
+        pages = _READ_AHEAD[store] = ReadAhead()
+    return pages
 
 
 class TokenAuthMiddleware(AbstractAuthenticationMiddleware):

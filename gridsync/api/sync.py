@@ -7,6 +7,7 @@ Responses are msgpack when the client asks for ``application/msgpack`` and JSON 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Operation
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
+from gridsync.api.deps import read_ahead
 from gridsync.api.errors import error_responses
 from gridsync.api.params import PageLimit, PageOffset
 from gridsync.auth import Principal
@@ -166,10 +168,25 @@ class SyncController(Controller):
                    ) -> Response[PullResponse]:
         push.check_schema_header(x_gridsync_schema)
         limit = min(limit, deps.settings.max_page_size)
-        result = await deps.store.aread(pull.pull_page, deps.principal.scope, cursor, limit,
-                                        deps.clock.now_ms(), deps.settings)
+        scope = deps.principal.scope
+        ahead = read_ahead(deps.store) if deps.settings.pull_read_ahead else None
+        identity = (deps.principal.device_id, limit, scope.version, scope.everything,
+                    scope.grid_ids)
+        result = None
+        if ahead is not None and (future := ahead.take((*identity, cursor))) is not None:
+            try:
+                result = await asyncio.wrap_future(future)
+            except Exception:  # noqa: BLE001 - the read-ahead failed: read the page here
+                result = None
+        if result is None:
+            result = await deps.store.aread(pull.pull_page, scope, cursor, limit,
+                                            deps.clock.now_ms(), deps.settings)
         if result.snapshot_started or not result.scope_known:
             await deps.store.awrite(status.after_pull, deps.principal, result, deps.clock)
+        if ahead is not None and result.response.has_more:
+            nxt = result.response.cursor
+            ahead.start((*identity, nxt), deps.store.read, pull.pull_page, scope, nxt, limit,
+                        deps.clock.now_ms(), deps.settings)
         return respond(request, result.response)
 
     @get("/status", summary="Server HLC, full-sync size estimate, pending conflicts",
