@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 from litestar import Request
@@ -16,6 +16,8 @@ from gridsync.auth import Principal, ScopeCache, authenticate
 from gridsync.db import Store
 from gridsync.sync.readahead import ReadAhead
 
+T = TypeVar("T")
+
 
 def bearer_token(connection: ASGIConnection) -> str | None:
     header = connection.headers.get("authorization", "")
@@ -25,26 +27,25 @@ def bearer_token(connection: ASGIConnection) -> str | None:
     return token.strip()
 
 
-# One cache of resolved scopes per store (per database file): see auth.ScopeCache.
-_SCOPES: WeakKeyDictionary[Store, ScopeCache] = WeakKeyDictionary()
+# What the API keeps in memory per store (per database file), made on first use.
+_PER_STORE: WeakKeyDictionary[Store, dict[type, Any]] = WeakKeyDictionary()
+
+
+def _per_store(store: Store, kind: type[T]) -> T:
+    things = _PER_STORE.setdefault(store, {})
+    if kind not in things:
+        things[kind] = kind()
+    return things[kind]
 
 
 def scope_cache(store: Store) -> ScopeCache:
-    cache = _SCOPES.get(store)
-    if cache is None:
-        cache = _SCOPES[store] = ScopeCache()
-    return cache
-
-
-_READ_AHEAD: WeakKeyDictionary[Store, ReadAhead] = WeakKeyDictionary()
+    """Resolved scopes of the tokens of one store (see auth.ScopeCache)."""
+    return _per_store(store, ScopeCache)
 
 
 def read_ahead(store: Store) -> ReadAhead:
     """The pull pages read ahead for the phones of one store (see sync/readahead.py)."""
-    pages = _READ_AHEAD.get(store)
-    if pages is None:
-        pages = _READ_AHEAD[store] = ReadAhead()
-    return pages
+    return _per_store(store, ReadAhead)
 
 
 class TokenAuthMiddleware(AbstractAuthenticationMiddleware):
