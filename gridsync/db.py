@@ -174,9 +174,12 @@ class Store:
             if self._closed:  # e.g. a pull page read ahead after shutdown: open nothing new
                 raise RuntimeError(f"the store of {self.path} is closed")
             db = _connect(self.path, readonly=True, synchronous=self.synchronous)
-            self._local.db = db
             with self._readers_lock:
+                if self._closed:  # closed while connecting: close() has not seen this one
+                    db.conn.close()
+                    raise RuntimeError(f"the store of {self.path} is closed")
                 self._readers.append(db)
+            self._local.db = db
         return db
 
     def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
