@@ -237,6 +237,15 @@ class NewPerson(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     locale: str = "zh-CN"
 
 
+def _replace_scope(db: sqlite_utils.Database, person_id: str, unit_ids: list[str]) -> None:
+    db.execute("DELETE FROM person_scope WHERE person_id = ?", [person_id])
+    for unit_id in unit_ids:
+        if db.execute("SELECT 1 FROM org_units WHERE id = ?", [unit_id]).fetchone() is None:
+            raise Invalid(f"person {person_id}: no org unit {unit_id}", field="scope")
+        db.execute("INSERT INTO person_scope (person_id, unit_id) VALUES (?, ?)",
+                   [person_id, unit_id])
+
+
 def add_people(db: sqlite_utils.Database, people: list[NewPerson], actor: Actor) -> None:
     """Insert or update people and replace their scope."""
     if not people:
@@ -259,12 +268,7 @@ def add_people(db: sqlite_utils.Database, people: list[NewPerson], actor: Actor)
             [p.id, p.name, p.phone, msgspec.json.encode(sorted(p.roles)).decode(), p.branch_id,
              msgspec.json.encode(p.channels).decode(), p.locale, first + i, created],
         )
-        db.execute("DELETE FROM person_scope WHERE person_id = ?", [p.id])
-        for unit_id in p.scope:
-            if db.execute("SELECT 1 FROM org_units WHERE id = ?", [unit_id]).fetchone() is None:
-                raise Invalid(f"person {p.id}: no org unit {unit_id}", field="scope")
-            db.execute("INSERT INTO person_scope (person_id, unit_id) VALUES (?, ?)",
-                       [p.id, unit_id])
+        _replace_scope(db, p.id, p.scope)
     audit.record(db, actor, "people.upsert", detail={"ids": [p.id for p in people][:50],
                                                      "count": len(people)})
 
@@ -299,11 +303,7 @@ def set_scope(db: sqlite_utils.Database, person_id: str, unit_ids: list[str],
               actor: Actor) -> None:
     """Replace a person's scope; bumps their scope version so phones re-sync what changed."""
     get_person(db, person_id)
-    db.execute("DELETE FROM person_scope WHERE person_id = ?", [person_id])
-    for unit_id in unit_ids:
-        get_unit(db, unit_id)
-        db.execute("INSERT INTO person_scope (person_id, unit_id) VALUES (?, ?)",
-                   [person_id, unit_id])
+    _replace_scope(db, person_id, unit_ids)
     db.execute("UPDATE people SET scope_version = scope_version + 1, seq = ? WHERE id = ?",
                [next_seq(db), person_id])
     audit.record(db, actor, "people.set_scope", target=person_id, detail={"scope": unit_ids})

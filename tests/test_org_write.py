@@ -91,8 +91,9 @@ def test_person_writes_are_checked(client, tiny):
             assert r.json()["field"] == field
     assert client.put("/api/v1/people/nobody/scope", headers=admin(tiny),
                       json={"units": ["g1"]}).status_code == 404
-    assert client.put("/api/v1/people/m1/scope", headers=admin(tiny),
-                      json={"units": ["nowhere"]}).status_code == 404
+    unknown = client.put("/api/v1/people/m1/scope", headers=admin(tiny),
+                         json={"units": ["nowhere"]})  # a bad body, as in PUT /people/{id}
+    assert unknown.status_code == 400 and unknown.json()["field"] == "scope"
     r = client.put("/api/v1/people/m1/scope", headers=bearer(tiny.tokens["sec"]),
                    json={"units": ["g2"]})
     assert r.status_code == 403

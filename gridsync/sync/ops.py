@@ -35,6 +35,7 @@ from gridsync.auth import Principal
 from gridsync.clock import Clock
 from gridsync.config import Settings
 from gridsync.errors import GridsyncError
+from gridsync.sync.hlc import ms_of
 from gridsync.sync.protocol import Mutation
 
 __all__ = ["Mutation", "OpContext", "Outcome", "OpSpec", "REGISTRY", "register", "register_batch",
@@ -124,12 +125,21 @@ def register(name: str, *, data_type: type | None = None) -> Callable:
     return decorate
 
 
-def register_batch(name: str, *, own_record: bool = False) -> Callable:
-    """Add a batch handler ``(ctx, items: list[BatchItem]) -> list[Outcome | GridsyncError]`` to
-    an op registered with :func:`register` (one result per item, in order). ``own_record``: the
-    op's rows are the record of its mutations (its outcomes say ``logged=False``)."""
+def register_batch(name: str, *, data_type: type | None = None,
+                   own_record: bool = False) -> Callable:
+    """Register an op by its batch handler ``(ctx, items: list[BatchItem]) -> list[Outcome |
+    GridsyncError]`` (one result per item, in order): push hands it every run of the op in a
+    batch. Its one-mutation handler is the batch of one. ``own_record``: the op's rows are the
+    record of its mutations (its outcomes say ``logged=False``)."""
 
     def decorate(fn: Callable[..., list[Outcome | GridsyncError]]) -> Callable:
+        def one(ctx: OpContext, m: Mutation, data: Any) -> Outcome:
+            result = fn(ctx, [BatchItem(m, data, ctx.hlc, ctx.scope_ms or ms_of(ctx.hlc))])[0]
+            if isinstance(result, GridsyncError):
+                raise result
+            return result
+
+        register(name, data_type=data_type)(one)
         spec = REGISTRY[name]
         REGISTRY[name] = OpSpec(spec.name, spec.handler, spec.data_type, spec.decoder,
                                 spec.msgpack_decoder, fn, own_record)

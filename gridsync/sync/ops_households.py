@@ -112,15 +112,6 @@ def household_create(ctx: OpContext, m: Mutation, data: HouseholdCreate) -> Outc
     return Outcome("applied")
 
 
-@register("household.update")
-def household_update(ctx: OpContext, m: Mutation, data: None) -> Outcome:
-    item = BatchItem(m, data, ctx.hlc, ctx.scope_ms or ms_of(ctx.hlc))
-    result = household_update_batch(ctx, [item])[0]
-    if isinstance(result, GridsyncError):
-        raise result
-    return result
-
-
 def _update_fields(m: Mutation) -> dict[str, Any]:
     """The fields a ``household.update`` sets, checked (no writes: a refusal changes nothing)."""
     raw_fields = m.fields or {}
@@ -236,15 +227,6 @@ def household_move_out(ctx: OpContext, m: Mutation, data: HouseholdMoveOut) -> O
 # -- visits: append-only; the hot path is batched ------------------------------------------------
 
 
-@register("visit.create", data_type=VisitCreate)
-def visit_create(ctx: OpContext, m: Mutation, data: VisitCreate) -> Outcome:
-    item = BatchItem(m, data, ctx.hlc, ctx.scope_ms or ms_of(ctx.hlc))
-    result = visit_create_batch(ctx, [item])[0]
-    if isinstance(result, GridsyncError):
-        raise result
-    return result
-
-
 _VISIT_APPLIED = Outcome("applied", logged=False)
 _VISIT_DUPLICATE = Outcome("duplicate", logged=False)
 
@@ -257,7 +239,7 @@ def _at_ms(at: str) -> int:
     return int(dt.timestamp() * 1000)
 
 
-@register_batch("visit.create", own_record=True)
+@register_batch("visit.create", data_type=VisitCreate, own_record=True)
 def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome | GridsyncError]:
     """A run of visit creates: one query for their households, one for existing ids, one
     ``executemany`` insert, one ``last_visit_ms`` update per household. Visits are their own

@@ -190,25 +190,24 @@ def pull(db: sqlite_utils.Database, scope: Scope, cursor_value: str | None, limi
         changes, last_id, finished = _removes(db, scope, cursor, limit)
         nxt = msgspec.structs.replace(cursor, rm=last_id, rm_done=finished)
         return done(changes, nxt, True)
-    if cursor.old_sv:
-        old = sync_scope.grids_of_version(db, scope.person_id, cursor.old_sv)
-        entered = scope if scope.everything or old is None or old[0] else _restricted(
-            scope, scope.grid_ids - old[1])
-        changes, after, more, exhausted = _collect(db, entered, cursor.after, cursor.upto, limit,
+    if cursor.old_sv or cursor.upto:
+        # A pinned snapshot (after, upto]: of the whole scope, or of the grids that entered it,
+        # after which the old position resumes.
+        if cursor.old_sv:
+            old = sync_scope.grids_of_version(db, scope.person_id, cursor.old_sv)
+            pinned = scope if scope.everything or old is None or old[0] else _restricted(
+                scope, scope.grid_ids - old[1])
+            then, more_then = Cursor(CURSOR_VERSION, ep, scope.version, cursor.resume), True
+        else:
+            pinned = scope
+            then = Cursor(CURSOR_VERSION, ep, scope.version, cursor.upto)
+            more_then = head > cursor.upto
+        changes, after, more, exhausted = _collect(db, pinned, cursor.after, cursor.upto, limit,
                                                    False, cursor.exhausted)
         if more:
             return done(changes, msgspec.structs.replace(cursor, after=after,
                                                          exhausted=exhausted), True)
-        nxt = Cursor(CURSOR_VERSION, ep, scope.version, cursor.resume)
-        return done(changes, nxt, True)
-    if cursor.upto:
-        changes, after, more, exhausted = _collect(db, scope, cursor.after, cursor.upto, limit,
-                                                   False, cursor.exhausted)
-        if more:
-            return done(changes, msgspec.structs.replace(cursor, after=after,
-                                                         exhausted=exhausted), True)
-        nxt = Cursor(CURSOR_VERSION, ep, scope.version, cursor.upto)
-        return done(changes, nxt, head > cursor.upto)
+        return done(changes, then, more_then)
     changes, after, more, _ = _collect(db, scope, cursor.after, head, limit, True)
     return done(changes, Cursor(CURSOR_VERSION, ep, scope.version, after), more)
 
