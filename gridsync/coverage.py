@@ -19,16 +19,18 @@ Definitions (the README repeats them for users):
 Unit levels (no member rows) read the aggregates the triggers of migration
 ``0005_coverage_aggregates`` keep (per-grid household counts by tags, per-member loads) plus
 one pass over the covering partial index ``households_coverage`` for the counts that depend on
-"now"; grid kinds come from EXISTS probes on ``visits_grid_cycle`` that stop at the first
-matching visit. Member rows read active households once (``GROUP BY grid_id,
-responsible_member_id``) and stream the scope's visits of the cycle for member kinds. Everything
-above grid and member is summed in Python from those groups.
+"now". Service kinds come from the newest visit per (grid, kind) and (grid, member, kind)
+that the writers of visits keep (migration ``0007_coverage_kinds``, ``service_kinds.py``).
+Member rows read active households once (``GROUP BY grid_id, responsible_member_id``).
+Everything above grid and member is summed in Python from those groups.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -40,7 +42,7 @@ from gridsync import audit
 from gridsync.audit import Actor
 from gridsync.clock import SYSTEM_CLOCK, Clock, iso_ms
 from gridsync.config import CoveragePolicy, Settings
-from gridsync.db import next_seq
+from gridsync.db import epoch, next_seq
 from gridsync.errors import Conflict, Forbidden, Invalid, NotFound, OutOfScope
 from gridsync.households import HOUSEHOLD_SELECT, VISIT_SELECT, household_from_row, visit_from_row
 from gridsync.models import Household, Policy, Visit
@@ -506,6 +508,27 @@ class OrgIndex:
     grid_branch: dict[str, str]  # a grid's branch (the smallest id when several map to it)
     children: dict[str, list[str]]
     communities: dict[str | None, str | None] = field(default_factory=dict)  # memo
+    _bottom_up: list[str] | None = None  # memo
+
+    @classmethod
+    def of(cls, db: sqlite_utils.Database) -> OrgIndex:
+        """The org tree of ``db``, loaded once per version of it: every org unit write gives
+        the unit a new change ``seq`` (phones receive units), so (database file, epoch, newest
+        seq, count) names one version. Treat the index as read-only (its memo aside)."""
+        (path,) = [r[2] for r in db.execute("PRAGMA database_list") if r[1] == "main"]
+        newest, count = db.execute("SELECT max(seq), count(*) FROM org_units").fetchone()
+        key = (path, epoch(db))
+        version = (newest, count)
+        hit = _ORG_INDEXES.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        idx = cls.load(db)
+        if path:  # not for in-memory databases, which share the empty path
+            with _ORG_INDEXES_LOCK:
+                while len(_ORG_INDEXES) >= 8:
+                    _ORG_INDEXES.pop(next(iter(_ORG_INDEXES)))
+                _ORG_INDEXES[key] = (version, idx)
+        return idx
 
     @classmethod
     def load(cls, db: sqlite_utils.Database) -> OrgIndex:
@@ -546,6 +569,16 @@ class OrgIndex:
         self.communities[unit_id] = found
         return found
 
+    def bottom_up(self) -> list[str]:
+        """Every unit of the administrative tree (not branches), children before parents."""
+        if self._bottom_up is None:
+            depth: dict[str, int] = {}
+            for uid in self.kind:
+                if self.kind[uid] != "branch":
+                    depth[uid] = len(self.chain(uid))
+            self._bottom_up = sorted(depth, key=depth.__getitem__, reverse=True)
+        return self._bottom_up
+
     def below(self, unit_id: str) -> set[str]:
         out, stack = set(), [unit_id]
         while stack:
@@ -554,6 +587,11 @@ class OrgIndex:
                 out.add(uid)
                 stack.extend(self.children.get(uid, ()))
         return out
+
+
+# (database file, epoch) -> ((newest org unit seq, count), its OrgIndex); a few databases
+_ORG_INDEXES: dict[tuple[str, str], tuple[tuple[int | None, int], OrgIndex]] = {}
+_ORG_INDEXES_LOCK = threading.Lock()
 
 
 @dataclass(slots=True)
@@ -588,6 +626,11 @@ class _Acc:
         self.priority += other.priority
         self.priority_overdue += other.priority_overdue
         self.mask |= other.mask
+
+    def households_only(self) -> _Acc:
+        """A copy with the household figures and service kinds (no members)."""
+        return _Acc(self.households, self.assigned, self.contacted, self.overdue, self.priority,
+                    self.priority_overdue, 0, 0, 0, self.mask)
 
     def add(self, other: _Acc) -> None:
         self.add_households(other)
@@ -738,7 +781,7 @@ def tally(db: sqlite_utils.Database, settings: Settings, scope: Scope, unit_id: 
     """One read of a scope: households grouped by (grid, member), members, and (``with_kinds``)
     service kinds by grid, and by member when ``member_kinds`` (default: when member rows are
     shown by default, i.e. below street scope)."""
-    idx = OrgIndex.load(db)
+    idx = OrgIndex.of(db)
     units, grid_set = _scope_units(idx, scope, unit_id)
     all_grids = {u for u, k in idx.kind.items() if k == "grid"}
     grids = None if grid_set == all_grids else sorted(grid_set)
@@ -823,47 +866,49 @@ _kinds_decoder = msgspec.json.Decoder(list[str])
 
 
 def _cycle_grids(groups: list[tuple[_PolicyGroup, list[str] | None]],
-                 all_grids: list[str]) -> dict[int, list[str]]:
-    by_cycle: dict[int, list[str]] = {}
+                 all_grids: list[str]) -> dict[int, list[str] | None]:
+    """The grids read, by cycle length (None: every grid, one cycle)."""
+    if len(groups) == 1 and groups[0][1] is None:
+        return {groups[0][0].cycle_days: None}
+    by_cycle: dict[int, list[str] | None] = {}
     for group, group_grids in groups:
-        by_cycle.setdefault(group.cycle_days, []).extend(
+        by_cycle.setdefault(group.cycle_days, []).extend(  # type: ignore[union-attr]
             all_grids if group_grids is None else group_grids)
     return by_cycle
 
 
-def _grid_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str]], kinds: list[str],
-                now_ms: int, grid_acc: dict[str, _Acc]) -> None:
-    """Which kinds each grid's visits covered this cycle: one statement of EXISTS probes per
-    (grid, kind) on ``visits_grid_cycle``; each stops at the first matching visit instead of
-    reading them all."""
+def _grid_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str] | None],
+                kinds: list[str], now_ms: int, grid_acc: dict[str, _Acc]) -> None:
+    """Which kinds each grid's visits covered this cycle: the kept newest visit per (grid, kind)
+    (``gridsync/service_kinds.py``) at or after the cycle's start."""
+    bit = {k: 1 << i for i, k in enumerate(kinds)}
     for cycle_days, grids in by_cycle.items():
-        if not grids:
+        if grids is not None and not grids:
             continue
-        bit = {msgspec.json.encode(k).decode(): 1 << i for i, k in enumerate(kinds)}
-        for grid, needle in db.execute(
-                "SELECT g.value, k.value FROM json_each(?) g, json_each(?) k WHERE EXISTS "
-                "(SELECT 1 FROM visits v INDEXED BY visits_grid_cycle WHERE v.grid_id = g.value "
-                "AND v.voided = 0 AND v.at_ms >= ? AND instr(v.kinds, k.value) > 0)",
-                [msgspec.json.encode(grids).decode(), msgspec.json.encode(list(bit)).decode(),
-                 now_ms - cycle_days * DAY_MS]):
-            grid_acc[grid].mask |= bit[needle]
+        cond, params = _grid_cond(grids)
+        for grid, kind in db.execute(
+                f"SELECT grid_id, kind FROM coverage_grid_kinds WHERE {cond} AND last_ms >= ?",
+                [*params, now_ms - cycle_days * DAY_MS]):
+            if kind in bit:
+                grid_acc[grid].mask |= bit[kind]
 
 
-def _member_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str]], kinds: list[str],
-                  now_ms: int, member_acc: dict[str, _Acc]) -> None:
-    """Which kinds each member's visits covered this cycle: one stream over the cycle's visits
-    of the grids read (a kinds string has few distinct values, so its mask is computed once)."""
+def _member_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str] | None],
+                  kinds: list[str], now_ms: int, member_acc: dict[str, _Acc]) -> None:
+    """Which kinds each member's visits covered this cycle, in the grids read: the kept newest
+    visit per (grid, member, kind), one row per (grid, member) with its kinds as a JSON list
+    (few distinct lists, so each list's mask is computed once)."""
     bit = {k: 1 << i for i, k in enumerate(kinds)}
     masks: dict[str, int] = {}
     by_member: dict[str, int] = defaultdict(int)
     for cycle_days, grids in by_cycle.items():
-        if not grids:
+        if grids is not None and not grids:
             continue
+        cond, params = _grid_cond(grids)
         for member, raw in db.execute(
-                "SELECT member_id, kinds FROM visits INDEXED BY visits_grid_cycle "
-                "WHERE grid_id IN (SELECT value FROM json_each(?)) AND voided = 0 "
-                "AND at_ms >= ? AND kinds <> '[]'",
-                [msgspec.json.encode(grids).decode(), now_ms - cycle_days * DAY_MS]):
+                "SELECT member_id, json_group_array(kind) FROM coverage_member_kinds "
+                f"WHERE {cond} AND last_ms >= ? GROUP BY grid_id, member_id",
+                [*params, now_ms - cycle_days * DAY_MS]):
             try:
                 mask = masks[raw]
             except KeyError:
@@ -874,48 +919,52 @@ def _member_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str]], kin
             member_acc[member].mask |= mask
 
 
-def _rate(num: int, den: int) -> float | None:
-    return round(num / den, 4) if den else None
-
-
 def _kind_mask(t: Tally, policy_kinds: list[str]) -> int:
     return sum(1 << t.kinds.index(k) for k in policy_kinds if k in t.kinds)
 
 
-def _row(t: Tally, level: str, unit_id: str, name: str, parent: str | None, acc: _Acc,
-         allowed_mask: int) -> CoverageRow:
-    return CoverageRow(level, unit_id, name, parent,  # type: ignore[arg-type]
-                       *_figures(t, acc, allowed_mask))
+def _figures_maker(t: Tally) -> Callable[[_Acc, int], tuple]:
+    """A row's fields after ``parent_id``, in CoverageRow's order, from its accumulator and the
+    mask of the service kinds its policy configures. The ``kinds_covered`` list is shared by
+    the rows with the same covered kinds (rows are read-only)."""
+    kinds = t.kinds
+    covered_lists: dict[int, list[str]] = {0: []}
 
+    def figures(acc: _Acc, allowed_mask: int) -> tuple:
+        covered = acc.mask & allowed_mask
+        kinds_covered = covered_lists.get(covered)
+        if kinds_covered is None:
+            kinds_covered = covered_lists[covered] = [
+                k for i, k in enumerate(kinds) if covered >> i & 1]
+        total = allowed_mask.bit_count()
+        households, assigned, priority, members = (acc.households, acc.assigned, acc.priority,
+                                                   acc.members)
+        return (
+            households, assigned, households - assigned, acc.contacted, acc.overdue,
+            priority, acc.priority_overdue, members, acc.under, acc.over,
+            kinds_covered, total,
+            round(assigned / households, 4) if households else None,
+            round(acc.contacted / households, 4) if households else None,
+            round(acc.overdue / assigned, 4) if assigned else None,
+            round(acc.priority_overdue / priority, 4) if priority else None,
+            round(acc.under / members, 4) if members else None,
+            round(acc.over / members, 4) if members else None,
+            round(len(kinds_covered) / total, 4) if total else None,
+        )
 
-def _figures(t: Tally, acc: _Acc, allowed_mask: int) -> tuple:
-    """A row's fields after ``parent_id``, in CoverageRow's order."""
-    covered = acc.mask & allowed_mask
-    kinds_covered = [k for i, k in enumerate(t.kinds) if covered >> i & 1] if covered else []
-    total = allowed_mask.bit_count()
-    return (
-        acc.households, acc.assigned, acc.households - acc.assigned, acc.contacted, acc.overdue,
-        acc.priority, acc.priority_overdue, acc.members, acc.under, acc.over,
-        kinds_covered, total,
-        _rate(acc.assigned, acc.households),
-        _rate(acc.contacted, acc.households),
-        _rate(acc.overdue, acc.assigned),
-        _rate(acc.priority_overdue, acc.priority),
-        _rate(acc.under, acc.members),
-        _rate(acc.over, acc.members),
-        _rate(len(kinds_covered), total),
-    )
+    return figures
 
 
 def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
                 unit_id: str | None, now_ms: int, *, with_kinds: bool = True,
-                idx: OrgIndex | None = None, by_grid: bool = True) -> Tally:
+                idx: OrgIndex | None = None, by_grid: bool = True,
+                scoped: tuple[set[str], set[str]] | None = None) -> Tally:
     """The unit levels only (no member rows), from the aggregates the writers keep (migration
     ``0005_coverage_aggregates``: per-grid household counts by tags, per-member loads) plus one
     pass over the not-recently-visited part of the covering index for what depends on "now",
     so that no per-household or per-member row reaches Python."""
-    idx = idx or OrgIndex.load(db)
-    units, grid_set = _scope_units(idx, scope, unit_id)
+    idx = idx or OrgIndex.of(db)
+    units, grid_set = scoped or _scope_units(idx, scope, unit_id)
     all_grids = {u for u, k in idx.kind.items() if k == "grid"}
     grids = None if grid_set == all_grids else sorted(grid_set)
     policies = _policies(db, settings, idx)
@@ -1025,16 +1074,13 @@ def rollup(db: sqlite_utils.Database, settings: Settings, scope: Scope,
 
     Rows come top-down (district first, members last), by id within a level. A unit is reported
     only if it lies at or below ``unit_id`` (default: the caller's scope)."""
-    idx = None
-    if levels is None:
-        idx = OrgIndex.load(db)
-        with_members = not _wide(idx, _scope_units(idx, scope, unit_id)[0])
-    else:
-        with_members = "member" in levels
+    idx = OrgIndex.of(db)
+    scoped = _scope_units(idx, scope, unit_id)
+    with_members = not _wide(idx, scoped[0]) if levels is None else "member" in levels
     if with_members:
         t = tally(db, settings, scope, unit_id, now_ms, member_kinds=True)
     else:
-        t = _unit_tally(db, settings, scope, unit_id, now_ms, idx=idx)
+        t = _unit_tally(db, settings, scope, unit_id, now_ms, idx=idx, scoped=scoped)
     return CoverageReport(scope_id=unit_id, at=iso_ms(now_ms), rows=rows_of(t, levels))
 
 
@@ -1054,15 +1100,9 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
     if bad:
         raise Invalid(f"unknown level {sorted(bad)[0]!r}; one of {', '.join(LEVELS)}",
                       field="level")
-    unit_acc: dict[str, _Acc] = defaultdict(_Acc)
     member_rows: list[CoverageRow] = []
-    chains: dict[str | None, tuple[str, ...]] = {}
     masks: dict[tuple[str, ...], int] = {}
-
-    def chain(uid: str | None) -> tuple[str, ...]:
-        if uid not in chains:
-            chains[uid] = tuple(idx.chain(uid))
-        return chains[uid]
+    figures_of = _figures_maker(t)
 
     def kinds_mask(kinds: list[str]) -> int:
         key = tuple(kinds)
@@ -1111,46 +1151,63 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
             except KeyError:
                 acc = _Acc(members=1, under=int(under), over=int(over))
                 acc.add(own)
-                tail = figures[key] = _figures(t, acc, allowed)
+                tail = figures[key] = figures_of(acc, allowed)
             member_rows.append(CoverageRow("member", pid, m.name, m.branch_id, *tail))
-    for (branch, grid, community), (n, under, over) in homes.items():
-        places = {branch, *chain(grid)}
-        if grid is None and community:
-            places |= set(chain(community))
-        for uid in places - {None}:
-            u = unit_acc[uid]  # type: ignore[index]
-            u.members += n
-            u.under += under
-            u.over += over
+    # Unit figures bottom-up: each unit's own part (a grid's households, the members whose home
+    # it is), then every unit of the administrative tree adds its total into its parent's. A
+    # branch has its grid's households and its own members, and is not summed upwards (its
+    # members are counted at their grid already).
+    unit_acc: dict[str, _Acc] = {}
 
-    # Households: by grid up the administrative tree; a branch has its grid's households and
-    # service kinds (a branch maps to one grid).
+    def own(uid: str) -> _Acc:
+        acc = unit_acc.get(uid)
+        if acc is None:
+            acc = unit_acc[uid] = _Acc()
+        return acc
+
     for grid, acc in t.grid_acc.items():
-        for uid in chain(grid):
-            unit_acc[uid].add_households(acc)
+        unit_acc[grid] = acc.households_only()
     for branch, grid in idx.branch_grid.items():
         acc = t.grid_acc.get(grid) if grid else None  # type: ignore[arg-type]
         if acc is not None:
-            unit_acc[branch].add_households(acc)
+            unit_acc[branch] = acc.households_only()
+    for (branch, grid, community), (n, under, over) in homes.items():
+        for uid in (branch, grid if grid is not None else community):
+            if uid is not None:
+                u = own(uid)
+                u.members += n
+                u.under += under
+                u.over += over
+    allowed_of_unit: dict[str, int] = {}
+    for uid in idx.bottom_up():
+        parent = idx.parent[uid]
+        if idx.kind[uid] == "community":
+            allowed_of_unit[uid] = allowed_of_unit.get(uid, 0) | kinds_mask(
+                t.policies[uid].service_kinds)
+        if parent is None or parent not in idx.kind:
+            continue
+        acc = unit_acc.get(uid)
+        if acc is not None:
+            own(parent).add(acc)
+        if uid in allowed_of_unit:
+            allowed_of_unit[parent] = allowed_of_unit.get(parent, 0) | allowed_of_unit[uid]
 
     rows: list[CoverageRow] = []
+    by_level: dict[str, list[str]] = defaultdict(list)
+    for uid in sorted(t.units):
+        by_level[idx.kind[uid]].append(uid)
+    empty = _Acc()
     for level in reversed(LEVELS):
         if level not in wanted:
             continue
         if level == "member":
             rows.extend(member_rows)
             continue
-        for uid in sorted(u for u in t.units if idx.kind[u] == level):
+        for uid in by_level[level]:
             community = idx.community_of(uid)
-            if community:
-                allowed = kinds_mask(t.policies[community].service_kinds)
-            else:
-                allowed = 0
-                for c in idx.below(uid):
-                    if c in t.policies:
-                        allowed |= kinds_mask(t.policies[c].service_kinds)
-            rows.append(_row(t, level, uid, idx.name[uid], idx.parent[uid],
-                             unit_acc.get(uid, _Acc()), allowed))
+            allowed = allowed_of_unit.get(community if community else uid, 0)
+            rows.append(CoverageRow(level, uid, idx.name[uid], idx.parent[uid],  # type: ignore[arg-type]
+                                    *figures_of(unit_acc.get(uid, empty), allowed)))
     return rows
 
 
@@ -1461,7 +1518,7 @@ def sample(db: sqlite_utils.Database, scope: Scope, unit_id: str | None, n: int,
     seed over the same households gives the same sample."""
     if n < 1:
         raise Invalid("n must be at least 1", field="n")
-    idx = OrgIndex.load(db)
+    idx = OrgIndex.of(db)
     _, grid_set = _scope_units(idx, scope, unit_id)
     all_grids = {u for u, k in idx.kind.items() if k == "grid"}
     cond, params = _grid_cond(None if grid_set == all_grids else sorted(grid_set))

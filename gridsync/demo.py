@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
-from gridsync import audit
+from gridsync import audit, service_kinds
 from gridsync.audit import Actor
 from gridsync.clock import iso_ms
 from gridsync.config import DEFAULT_SERVICE_KINDS, CoveragePolicy
@@ -492,6 +492,7 @@ def _finish(db: sqlite_utils.Database, index_sql: list[str], detail: dict[str, A
     db.execute(
         "UPDATE households SET last_visit_ms = (SELECT max(v.at_ms) FROM visits v "
         "WHERE v.household_id = households.id AND v.voided = 0)")
+    service_kinds.recount(db)
     audit.record(db, Actor.cli(), "demo.build", detail=detail)
 
 

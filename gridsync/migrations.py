@@ -8,6 +8,8 @@ import uuid
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from gridsync import service_kinds
+
 migrations = Migrations("gridsync")
 
 
@@ -509,6 +511,33 @@ def m0006_device_clock_floor(db: sqlite_utils.Database) -> None:
     # go back, so a mutation cannot claim to be older than this when the scope check asks
     # whether its household was in scope "at the time of the edit" (sync/push.py).
     db.execute("ALTER TABLE devices ADD COLUMN hlc_high_ms INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations(name="0007_coverage_kinds")
+def m0007_coverage_kinds(db: sqlite_utils.Database) -> None:
+    """Service kinds covered, as the newest non-voided visit per (grid, kind) and per (grid,
+    member, kind): kept by the writers of visits (``gridsync/service_kinds.py`` says which, and
+    why not by triggers)."""
+    db.executescript(
+        """
+        CREATE TABLE coverage_grid_kinds (
+            grid_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            last_ms INTEGER NOT NULL,
+            PRIMARY KEY (grid_id, kind)
+        ) WITHOUT ROWID;
+        CREATE TABLE coverage_member_kinds (
+            grid_id TEXT NOT NULL,
+            member_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            last_ms INTEGER NOT NULL,
+            PRIMARY KEY (grid_id, member_id, kind)
+        ) WITHOUT ROWID;
+        -- read only by the kinds queries these tables replace; one index fewer per visit
+        DROP INDEX IF EXISTS visits_grid_cycle;
+        """
+    )
+    service_kinds.recount(db)
 
 
 def rebuild_coverage_aggregates(db: sqlite_utils.Database) -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from gridsync import auth, org
+from gridsync import auth, org, service_kinds
 from gridsync.audit import Actor
 from gridsync.clock import FixedClock, iso_ms, uuid7
 from gridsync.config import CoveragePolicy, Settings
@@ -121,7 +121,8 @@ VISITS = [
 
 def insert_visit(db, household_id: str, member_id: str, at_ms: int, kinds: list[str],
                  voided: bool = False) -> str:
-    """A visit row plus the household's ``last_visit_ms`` (what sync's visit.create keeps)."""
+    """A visit row plus the household's ``last_visit_ms`` and the kept service kinds (what
+    sync's visit.create keeps)."""
     grid = db.execute("SELECT grid_id FROM households WHERE id = ?", [household_id]).fetchone()[0]
     vid = uuid7()
     import json
@@ -134,6 +135,7 @@ def insert_visit(db, household_id: str, member_id: str, at_ms: int, kinds: list[
     db.execute(
         "UPDATE households SET last_visit_ms = (SELECT max(at_ms) FROM visits "
         "WHERE household_id = ? AND voided = 0) WHERE id = ?", [household_id, household_id])
+    service_kinds.recount(db, [grid])
     return vid
 
 

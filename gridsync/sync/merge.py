@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
+from gridsync import service_kinds
 from gridsync.db import next_seq
 
 STAMPS = "stamps"
@@ -215,7 +216,7 @@ def save(db: sqlite_utils.Database, state: HouseholdState, seq: int, now_iso: st
     """Write the merged row (values, stamps) with its new change seq."""
     v = state.values
     if v["grid_id"] != state.loaded_grid:
-        _move_visits(db, v["id"], v["grid_id"])
+        _move_visits(db, v["id"], state.loaded_grid, v["grid_id"])
     db.execute(_SAVE_SQL, _save_params(state, seq, now_iso))
     state.seq = seq
     state.loaded_grid = v["grid_id"]
@@ -250,9 +251,11 @@ def save_many(db: sqlite_utils.Database, states: list[tuple[HouseholdState, set[
         db.conn.executemany(_save_columns_sql(columns), rows)
 
 
-def _move_visits(db: sqlite_utils.Database, household_id: str, grid_id: str) -> None:
+def _move_visits(db: sqlite_utils.Database, household_id: str, old_grid: str,
+                 grid_id: str) -> None:
     """A household's visits follow it to its new grid, each with a new change seq, so that the
-    phones of the new grid receive them (those of the old grid drop them with the household)."""
+    phones of the new grid receive them (those of the old grid drop them with the household);
+    both grids' kept service kinds are recounted."""
     ids = [r[0] for r in db.execute("SELECT id FROM visits WHERE household_id = ? ORDER BY id",
                                     [household_id]).fetchall()]
     if not ids:
@@ -260,6 +263,7 @@ def _move_visits(db: sqlite_utils.Database, household_id: str, grid_id: str) -> 
     first = next_seq(db, len(ids))
     db.conn.executemany("UPDATE visits SET grid_id = ?, seq = ? WHERE id = ?",
                         [(grid_id, first + i, vid) for i, vid in enumerate(ids)])
+    service_kinds.recount(db, [old_grid, grid_id])
 
 
 _CONFLICT_INSERT = (

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from gridsync import coverage
+from gridsync import coverage, service_kinds
 from gridsync.clock import iso_ms
 from gridsync.db import next_seq
 from gridsync.errors import Conflict, GridsyncError, Invalid, NotFound, OutOfScope
@@ -267,6 +267,7 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
     newest: dict[str, int] = {}
     first = next_seq(db, len(items))  # unused numbers of refused items are harmless gaps
     kinds_cache: dict[tuple, str] = {}  # (allowed kinds, *kinds) -> JSON
+    kept: list[tuple[str, str, list[str], int]] = []  # for service_kinds.note_visits
     for n, it in enumerate(items):
         data: VisitCreate = it.data
         vid = it.m.id
@@ -308,6 +309,8 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
         rows.append((vid, hid, grid, person, device, data.at, at_ms, data.channel, encoded,
                      data.note, _json.encode(data.geo).decode() if data.geo else None,
                      first + n, received))
+        if data.kinds:
+            kept.append((grid, person, data.kinds, at_ms))
         if at_ms > newest.get(hid, 0):
             newest[hid] = at_ms
         results.append(_VISIT_APPLIED)
@@ -321,6 +324,7 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
             "AND (last_visit_ms IS NULL OR last_visit_ms < ?)",
             [(ms, hid, ms) for hid, ms in newest.items()
              if households[hid][1] is None or households[hid][1] < ms])
+        service_kinds.note_visits(db, kept)
     return results
 
 
@@ -339,4 +343,5 @@ def visit_void(ctx: OpContext, m: Mutation, data: VisitVoid) -> Outcome:
     ctx.db.execute(
         "UPDATE households SET last_visit_ms = (SELECT max(at_ms) FROM visits "
         "WHERE household_id = ? AND voided = 0) WHERE id = ?", [household_id, household_id])
+    service_kinds.recount(ctx.db, [grid_id])
     return Outcome("applied")
