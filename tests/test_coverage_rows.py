@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gridsync import coverage, org
 from gridsync.audit import Actor
@@ -120,3 +122,21 @@ def test_member_rows_equal_the_obvious_recount(store, cov_settings, comm, overri
     # the JSON the API sends is the same as for rows built one by one
     assert all(coverage.CoverageRow(**{f: getattr(r, f) for f in r.__struct_fields__}) == r
                for r in report.rows)
+
+
+@given(st.integers(min_value=1, max_value=2_000_000).flatmap(
+    lambda den: st.tuples(st.integers(min_value=0, max_value=den), st.just(den))))
+@settings(max_examples=500, deadline=None)
+def test_rates_are_round_to_4_decimals(pair):
+    num, den = pair
+    assert coverage._rate(num, den) == round(num / den, 4)
+
+
+def test_rates_agree_on_every_tie_and_small_quotient():
+    """Exact decimal ties (num / den = k.5e-4) and every quotient with den < 800."""
+    ties = [(2 * k + 1, 20_000) for k in range(10_000)]
+    ties += [(m * (2 * k + 1), m * 20_000) for m in (3, 7, 9) for k in range(0, 10_000, 37)]
+    small = [(n, d) for d in range(1, 800) for n in range(d + 1)]
+    for num, den in ties + small:
+        assert coverage._rate(num, den) == round(num / den, 4), (num, den)
+    assert coverage._rate(0, 0) is None
