@@ -969,30 +969,35 @@ def _kind_mask(t: Tally, policy_kinds: list[str]) -> int:
 
 def _figures_maker(t: Tally) -> Callable[[_Acc, int], tuple]:
     """A row's fields after ``parent_id``, in CoverageRow's order, from its accumulator and the
-    mask of the service kinds its policy configures. The ``kinds_covered`` list is shared by
-    the rows with the same covered kinds (rows are read-only)."""
+    mask of the service kinds its policy configures. The household part is computed once per
+    distinct set of household figures (a branch has its grid's), and rows with the same covered
+    kinds share one ``kinds_covered`` list (rows are read-only)."""
     kinds = t.kinds
     covered_lists: dict[int, list[str]] = {0: []}
+    household_parts: dict[tuple, tuple[tuple, tuple, float | None]] = {}
 
     def figures(acc: _Acc, allowed_mask: int) -> tuple:
         covered = acc.mask & allowed_mask
-        kinds_covered = covered_lists.get(covered)
-        if kinds_covered is None:
-            kinds_covered = covered_lists[covered] = [
-                k for i, k in enumerate(kinds) if covered >> i & 1]
-        total = allowed_mask.bit_count()
-        households, assigned, contacted, overdue = (acc.households, acc.assigned,
-                                                    acc.contacted, acc.overdue)
-        priority, priority_overdue, members, under, over = (
-            acc.priority, acc.priority_overdue, acc.members, acc.under, acc.over)
-        return (
-            households, assigned, households - assigned, contacted, overdue,
-            priority, priority_overdue, members, under, over,
-            kinds_covered, total,
-            _rate(assigned, households), _rate(contacted, households),
-            _rate(overdue, assigned), _rate(priority_overdue, priority),
-            _rate(under, members), _rate(over, members), _rate(len(kinds_covered), total),
-        )
+        key = (acc.households, acc.assigned, acc.contacted, acc.overdue, acc.priority,
+               acc.priority_overdue, covered, allowed_mask)
+        part = household_parts.get(key)
+        if part is None:
+            households, assigned, contacted, overdue, priority, priority_overdue = key[:6]
+            kinds_covered = covered_lists.get(covered)
+            if kinds_covered is None:
+                kinds_covered = covered_lists[covered] = [
+                    k for i, k in enumerate(kinds) if covered >> i & 1]
+            total = allowed_mask.bit_count()
+            part = household_parts[key] = (
+                (households, assigned, households - assigned, contacted, overdue, priority,
+                 priority_overdue),
+                (kinds_covered, total, _rate(assigned, households), _rate(contacted, households),
+                 _rate(overdue, assigned), _rate(priority_overdue, priority)),
+                _rate(len(kinds_covered), total),
+            )
+        members, under, over = acc.members, acc.under, acc.over
+        return (*part[0], members, under, over, *part[1], _rate(under, members),
+                _rate(over, members), part[2])
 
     return figures
 
