@@ -19,7 +19,7 @@ adjacent timings hold up, absolute times move 2x), and the figures are the media
   level is asked for (budget: <= 2x the floor); also with its msgspec JSON encoding (the API's
   cost on top);
 - roll-up, branch..district: the unit levels only (what the API returns for a district by
-  default), members counted in every row;
+  default), members counted in every row (budget: <= 2x the floor);
 - violations: the first page (100) with the counts of every kind (budget: <= 2x the floor);
 - dashboard: roll-up branch..district + violations, the two calls a district dashboard makes
   (reported).
@@ -144,6 +144,8 @@ def measure(store: Store, report: Report, runs: int) -> None:
                    f"ms ({median(ratios[name]):.2f}x floor)")
     report.budget("full roll-up (all levels incl. members) / floor",
                   median(ratios["full roll-up, member..district"]), at_most=2.0)
+    report.budget("roll-up branch..district (unit levels) / floor",
+                  median(ratios["roll-up, branch..district"]), at_most=2.0)
     report.budget("violations (first page + counts) / floor",
                   median(ratios["violations, first page + counts"]), at_most=2.0)
     report.add("dashboard (roll-up branch..district + violations) / floor",

@@ -211,6 +211,28 @@ def test_street_scope_reads_its_communities(store, cov_settings, comm):
     assert _figures(rows[("street", "s1")])[:10] == EXPECTED[("street", "s1")][:10]
 
 
+def test_the_cached_org_tree_follows_org_edits(store, cov_settings, comm):
+    """Roll-ups reuse the org tree of a database while its units are unchanged; a renamed unit
+    or a new grid (each written with a new change seq) is seen by the next roll-up."""
+    from gridsync import org
+    from gridsync.models import OrgUnit
+
+    def rows():
+        return _by_key(store.read(coverage.rollup, cov_settings, ADMIN, None, now_ms=NOW_MS).rows)
+
+    before = rows()
+    assert store.read(coverage.OrgIndex.of) is store.read(coverage.OrgIndex.of)
+    g1 = before[("grid", "g1")]
+    store.write(org.add_units, [OrgUnit(id="g1", kind="grid", name="一网格（新）",
+                                        parent_id=g1.parent_id)])
+    store.write(org.add_units, [OrgUnit(id="g9", kind="grid", name="新网格",
+                                        parent_id=g1.parent_id)])
+    after = rows()
+    assert after[("grid", "g1")].name == "一网格（新）"
+    assert after[("grid", "g9")].households == 0
+    assert _figures(after[("grid", "g1")]) == _figures(g1)
+
+
 def test_violation_pages_across_communities_with_different_policies(store, cov_settings, comm):
     """c2 on a 1-day cycle: h13 (visited 2 days ago) becomes overdue there. Two policy groups
     are read separately and merged in one order, page by page."""
