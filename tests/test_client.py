@@ -332,6 +332,37 @@ def test_edits_made_during_a_push_stay_queued_until_answered(client, tiny, store
     assert visit_count(store) == 2 and phone.pending_count() == 0
 
 
+def test_answered_batches_are_acknowledged_when_a_later_batch_fails(client, tiny, store):
+    """Push is pipelined (the next batch is read and the previous answer acknowledged while a
+    batch is in flight): when the network goes away at the third batch, the first two are
+    acknowledged all the same, and only the third is sent again."""
+
+    class NetworkGoneAfter(FlakyTransport):
+        gone = False
+        pushes = 0
+
+        def request(self, method: str, url: str, **kwargs):  # noqa: ANN003, ANN201
+            if url.endswith("/sync/push"):
+                self.pushes += 1
+                if self.gone and self.pushes >= 3:
+                    raise httpx.ConnectError("network unreachable")
+            return super().request(method, url, **kwargs)
+
+    transport = NetworkGoneAfter(client)
+    phone = device(transport, tiny, "m1", batch_size=2, retries=0)
+    phone.pull()
+    for i in range(5):
+        phone.log_visit(f"hh-g1-{i % 4 + 1}", "door", ["policy"], f"第{i}次")
+    transport.gone = True  # every push from the third on fails
+    with pytest.raises(Unreachable):
+        phone.push()
+    assert visit_count(store) == 4 and phone.pending_count() == 1
+    transport.gone = False
+    report = phone.push()
+    assert (report.batches, report.applied, report.duplicate) == (1, 1, 0)
+    assert visit_count(store) == 5 and phone.pending_count() == 0
+
+
 def test_a_reinstalled_app_numbers_its_queue_after_the_seqs_the_server_has(client, tiny, store):
     old = device(client, tiny, "m1")
     old.sync()

@@ -32,6 +32,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -280,6 +281,9 @@ class DeviceClient:
 
     def close(self) -> None:
         with self._lock:
+            if self._send_pool is not None:
+                self._send_pool.shutdown(wait=True)
+                self._send_pool = None
             self.db.close()
             if self._owns_http:
                 self.http.close()
@@ -571,6 +575,12 @@ class DeviceClient:
         exponential backoff, sending exactly the same bytes; a 4xx raises :class:`ServerRefused`
         at once (and a revoked device wipes itself first)."""
         self._refuse_if_revoked()
+        return self._request(method, path, body=body, params=params)
+
+    def _request(self, method: str, path: str, *, body: Any = None,
+                 params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """:meth:`request` without the local revocation check (which takes the store's lock:
+        the push's helper thread must not wait for an acknowledgement in progress)."""
         headers = self._headers()
         content = None
         if body is not None:
@@ -644,41 +654,75 @@ class DeviceClient:
     # -- push --------------------------------------------------------------------------------
 
     def push(self) -> PushReport:
-        """Send every pending mutation, oldest first, at most ``batch_size`` per request."""
+        """Send every pending mutation, oldest first, at most ``batch_size`` per request.
+
+        Pipelined: while the server applies a batch, this device acknowledges the previous
+        answer and reads the next batch from its queue (the request itself runs on a helper
+        thread). A batch is sent only after the previous one's answer arrived, so seqs stay
+        continuous and a refusal (a seq gap, a batch too large) is handled before anything else
+        is sent; an answer is acknowledged at the latest before :meth:`push` returns or raises.
+        A crash between an answer and its acknowledgement resends that batch, which the server
+        answers ``duplicate``."""
         report = PushReport()
         batch_size = self.batch_size
         gaps = 0
         if self._meta_locked("seq_confirmed") is None and self.pending_count():
             self._confirm_seq()
-        while True:
-            batch = self._next_batch(batch_size)
-            if not batch:
-                return report
-            body = {"device_id": self.device_id, "mutations": self._wire_batch(batch)}
-            try:
-                answer = self.request("POST", PUSH_PATH, body=body)
-            except ServerRefused as exc:
-                if exc.status == 409 and exc.code == "seq_gap" and gaps < 3:
-                    gaps += 1
-                    self._renumber(int(exc.body["expected_seq"]))
-                    report.renumbered += 1
-                    continue
-                if exc.status == 413 and batch_size > 1:
-                    batch_size = max(1, len(batch) // 2)
-                    continue
-                raise
-            gaps = 0
-            report.batches += 1
-            report.sent += len(batch)
-            self._acknowledge(batch, answer, report)
+        answered: tuple[list[tuple], dict[str, Any]] | None = None  # not yet acknowledged
+        batch = self._next_batch(batch_size)
+        try:
+            while batch:
+                body = {"device_id": self.device_id, "mutations": self._wire_batch(batch)}
+                self._refuse_if_revoked()
+                sending = self._sender().submit(self._request, "POST", PUSH_PATH, body=body)
+                if answered is not None:
+                    self._acknowledge(*answered, report)
+                    answered = None
+                after = self._next_batch(batch_size, after_pos=batch[-1][0])
+                try:
+                    answer = sending.result()
+                except ServerRefused as exc:
+                    if exc.status == 409 and exc.code == "seq_gap" and gaps < 3:
+                        gaps += 1
+                        self._renumber(int(exc.body["expected_seq"]))
+                        report.renumbered += 1
+                        batch = self._next_batch(batch_size)
+                        continue
+                    if exc.status == 413 and batch_size > 1:
+                        batch_size = max(1, len(batch) // 2)
+                        batch = self._next_batch(batch_size)
+                        continue
+                    raise
+                gaps = 0
+                report.batches += 1
+                report.sent += len(batch)
+                answered = (batch, answer)
+                if len(after) < batch_size:  # edits made while the batch was in flight
+                    after = self._next_batch(batch_size, after_pos=batch[-1][0])
+                batch = after
+        finally:
+            if answered is not None:
+                self._acknowledge(*answered, report)
+        return report
 
-    def _next_batch(self, limit: int) -> list[tuple]:
-        """The oldest ``limit`` pending mutations as stored (JSON parts left encoded): the rows
-        of :data:`_BATCH_COLUMNS` and the record type, in queue order."""
+    def _sender(self) -> ThreadPoolExecutor:
+        """The helper thread that sends push requests while the queue is read."""
+        with self._lock:
+            if self._send_pool is None:
+                self._send_pool = ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix=f"gridsync-push-{self.device_id}")
+            return self._send_pool
+
+    _send_pool: ThreadPoolExecutor | None = None
+
+    def _next_batch(self, limit: int, after_pos: int = 0) -> list[tuple]:
+        """The oldest ``limit`` pending mutations after queue position ``after_pos``, as stored
+        (JSON parts left encoded): the rows of :data:`_BATCH_COLUMNS` and the record type, in
+        queue order."""
         with self._lock:
             return self.db.execute(
-                f"SELECT {_BATCH_COLUMNS}, rtype FROM queue WHERE state = 'pending' ORDER BY pos"
-                " LIMIT ?", [limit]).fetchall()
+                f"SELECT {_BATCH_COLUMNS}, rtype FROM queue WHERE state = 'pending' AND pos > ?"
+                " ORDER BY pos LIMIT ?", [after_pos, limit]).fetchall()
 
     def _wire_batch(self, batch: list[tuple]) -> list[Any]:
         """The batch as SPEC 3.1 spells it (the same as :meth:`Queued.wire`). For JSON the
