@@ -20,6 +20,7 @@ from gridsync.migrations import rebuild_coverage_aggregates
 from gridsync.org import Scope
 from tests.coverage_community import NOW_MS
 from tests.sync_helpers import Phone
+from tests.test_service_kinds import assert_exact as assert_kinds_exact
 
 CLI = Actor.cli()
 ADMIN_ROLES = frozenset({"admin"})
@@ -154,12 +155,14 @@ def test_kept_aggregates_equal_a_recount_after_mixed_writes(client, tiny, store,
     assert store.read(kept) == before
 
 
-def test_demo_generator_keeps_the_aggregates(tmp_path):
+def test_demo_generator_keeps_the_aggregates_and_the_kinds(tmp_path):
     scale = demo.Scale("tiny", streets=1, communities=2, grids=4, households=300, members=40,
                        days=10)
     with Store(tmp_path / "d.db") as store:
         demo.build(store, scale, seed=2, as_of=date(2026, 11, 23))
         assert_exact(store)
+        kinds_by_grid, kinds_by_member = assert_kinds_exact(store)
+        assert len(kinds_by_grid) >= 4 * 3 and len(kinds_by_member) > 40
         members, grids, _ = store.read(kept)
         assert sum(grids.values()) == store.read(lambda db: db.execute(
             "SELECT count(*) FROM households WHERE status = 'active'").fetchone()[0])

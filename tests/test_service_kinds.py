@@ -1,13 +1,13 @@
 """The kept service kinds (migration 0007: newest non-voided visit per (grid, kind) and per (grid,
 member, kind)) equal a recount straight from visits after every writer of visits: a phone's
 visits (new kinds, an older visit arriving after a newer one, a resend, a refused visit), a
-void, a household's move to another grid, and the demo generator."""
+void, a household's move to another grid, and the demo generator (checked with the other kept
+aggregates in ``tests/test_coverage_aggregates.py``)."""
 
 from __future__ import annotations
 
-from datetime import date
-
-from gridsync import demo, service_kinds
+from gridsync import service_kinds
+from gridsync.clock import parse_ms
 from gridsync.db import Store
 from tests.sync_helpers import Phone
 
@@ -37,12 +37,6 @@ def assert_exact(store: Store) -> tuple[dict, dict]:
     return got
 
 
-def ms(iso: str) -> int:
-    from gridsync.clock import parse_ms
-
-    return parse_ms(iso)
-
-
 def test_kept_kinds_follow_pushes_voids_and_moves(client, tiny, store):
     sec = Phone(client, tiny.tokens["sec"], tiny.devices["sec"])
     m1 = Phone(client, tiny.tokens["m1"], tiny.devices["m1"])
@@ -55,8 +49,8 @@ def test_kept_kinds_follow_pushes_voids_and_moves(client, tiny, store):
                   sec.visit("hh-g2-2", at=older, kinds=[])])
     assert [x["status"] for x in r.json()["results"]] == ["applied"] * 4, r.text
     grids, members = assert_exact(store)
-    assert grids[("g1", "policy")] == ms(newer) and grids[("g1", "safety")] == ms(older)
-    assert members[("g2", "sec", "opinion")] == ms(older)
+    assert grids[("g1", "policy")] == parse_ms(newer) and grids[("g1", "safety")] == parse_ms(older)
+    assert members[("g2", "sec", "opinion")] == parse_ms(older)
 
     # another member; an older visit arriving after a newer one does not move the time back;
     # a resend and a refused visit (unknown kind) change nothing
@@ -68,15 +62,15 @@ def test_kept_kinds_follow_pushes_voids_and_moves(client, tiny, store):
     r = sec.push([first])  # a resend of an applied batch's mutation
     assert r.json()["results"][0]["status"] == "duplicate", r.text
     grids, members = assert_exact(store)
-    assert grids[("g1", "policy")] == ms(newer)
-    assert members[("g1", "m1", "dispute")] == ms(older)
+    assert grids[("g1", "policy")] == parse_ms(newer)
+    assert members[("g1", "m1", "dispute")] == parse_ms(older)
     assert not any(k == "no-such-kind" for _, k in grids)
 
     # voiding the newest visit of a kind brings the time back to the next newest
     r = sec.push([sec.mutation("visit.void", latest["id"])])
     assert r.json()["results"][0]["status"] == "applied", r.text
     grids, _ = assert_exact(store)
-    assert grids[("g1", "policy")] == ms(older)
+    assert grids[("g1", "policy")] == parse_ms(older)
     # voiding the only visit of a kind removes it
     r = sec.push([sec.mutation("visit.void", first["id"])])
     grids, members = assert_exact(store)
@@ -89,7 +83,7 @@ def test_kept_kinds_follow_pushes_voids_and_moves(client, tiny, store):
                                fields={"grid_id": "g2"})])
     assert r.json()["results"][0]["status"] == "applied", r.text
     grids, members = assert_exact(store)
-    assert ("g1", "dispute") not in grids and grids[("g2", "dispute")] == ms(older)
+    assert ("g1", "dispute") not in grids and grids[("g2", "dispute")] == parse_ms(older)
     assert ("g2", "m1", "dispute") in members and ("g1", "m1", "dispute") not in members
 
     # the recount (the migration's backfill) gives the same rows
@@ -98,11 +92,3 @@ def test_kept_kinds_follow_pushes_voids_and_moves(client, tiny, store):
     store.write(service_kinds.recount)
     assert store.read(kept) == before
 
-
-def test_demo_generator_keeps_the_kinds(tmp_path):
-    scale = demo.Scale("tiny", streets=1, communities=2, grids=4, households=300, members=40,
-                       days=10)
-    with Store(tmp_path / "d.db") as store:
-        demo.build(store, scale, seed=2, as_of=date(2026, 11, 23))
-        grids, members = assert_exact(store)
-        assert len(grids) >= 4 * 3 and len(members) > 40
