@@ -158,6 +158,11 @@ def run(quick: bool = False, runs: int = 5) -> Report:
         report.add("visits pushed, reference client -> server", median(visit_rate), "rows/s")
         report.add("floor: executemany, 500-row transactions", median(floor_500), "rows/s")
         report.add("floor: executemany, one transaction", median(floor_one), "rows/s")
+        report.add("  spread over the runs: push / floor (500-row tx)",
+                   f"{min(visit_rate):,.0f}-{max(visit_rate):,.0f} / "
+                   f"{min(floor_500):,.0f}-{max(floor_500):,.0f} rows/s (the floor is bound by "
+                   "fsync, whose speed moves on a shared machine)")
+        report.add("  visits / floor of each run", " ".join(f"{r:.3f}" for r in ratios))
         report.budget("visits / floor (500-row tx)", median(ratios), at_least=0.40)
         report.add("  the same counting only the time inside HTTP requests (server's share)",
                    median([h / f for h, f in zip(http_rate, floor_500, strict=True)]), "x floor")
