@@ -73,5 +73,10 @@ def recount(db: sqlite_utils.Database, grid_ids: Iterable[str] | None = None) ->
             WHERE voided = 0 AND kinds <> '[]' AND {cond}
             GROUP BY grid_id, member_id, kinds""", params)
     decoded: dict[str, list[str]] = {}
-    note_visits(db, ((grid, member, decoded.get(raw) or decoded.setdefault(raw, _kinds.decode(raw)),
-                      at_ms) for grid, member, raw, at_ms in rows))
+
+    def kinds_of(raw: str) -> list[str]:
+        if raw not in decoded:
+            decoded[raw] = _kinds.decode(raw)
+        return decoded[raw]
+
+    note_visits(db, ((grid, member, kinds_of(raw), at_ms) for grid, member, raw, at_ms in rows))
