@@ -7,7 +7,7 @@ import time
 
 from gridsync import auth, org
 from gridsync.audit import Actor
-from gridsync.clock import now_iso
+from gridsync.clock import iso_ms, now_iso
 from gridsync.sync.hlc import format_hlc
 from tests.sync_helpers import Phone, state
 
@@ -124,7 +124,9 @@ def test_an_edit_cannot_be_dated_back_to_before_a_reassignment(client, tiny, sto
     mutations is checked at the time of those (SPEC 3.1: edits made while still in scope)."""
     m1 = phone(client, tiny, "m1")
     m1.pull_all()
+    tablet = _second_device(store, "m1")  # enrolled before the reassignment, then offline
     before = now_ms() - 60_000
+    _backdate_enrollment(store, tablet[1], before - 60_000)
     store.write(org.set_scope, "m1", ["g2"], Actor.cli())
     # After the reassignment the phone pushes an edit of its new grid, stamped now...
     fresh = m1.mutation("household.update", "hh-g2-1", base_seq=seq_of(store, "hh-g2-1"),
@@ -142,8 +144,14 @@ def test_an_edit_cannot_be_dated_back_to_before_a_reassignment(client, tiny, sto
     row = store.read(lambda db: db.execute("SELECT notes FROM households WHERE id = 'hh-g1-2'")
                      .fetchone())
     assert row[0] != "dated back"
-    # Another device of the same person that never pushed since keeps the SPEC's promise.
-    other = Phone(client, *_second_device(store, "m1"))
+    # A device enrolled after the reassignment holds no edit from before its enrollment: refused.
+    late = Phone(client, *_second_device(store, "m1"))
+    claimed = late.mutation("household.update", "hh-g1-2", base_seq=seq_of(store, "hh-g1-2"),
+                            hlc=late.hlc(before), fields={"notes": "from a new phone"})
+    assert late.push([claimed]).json()["results"][0]["code"] == "out_of_scope"
+    # Another device of the same person, enrolled before and offline since, keeps the SPEC's
+    # promise: its edit from before the reassignment is accepted.
+    other = Phone(client, *tablet)
     offline = other.mutation("household.update", "hh-g1-2", base_seq=seq_of(store, "hh-g1-2"),
                              hlc=other.hlc(before), fields={"notes": "offline on the tablet"})
     assert other.push([offline]).json()["results"][0]["status"] == "applied"
@@ -152,6 +160,12 @@ def test_an_edit_cannot_be_dated_back_to_before_a_reassignment(client, tiny, sto
 def _second_device(store, person: str) -> tuple[str, str]:
     enrolled = store.write(auth.enroll, person, Actor.cli(), label="tablet")
     return enrolled.token, enrolled.device_id
+
+
+def _backdate_enrollment(store, device_id: str, at_ms: int) -> None:
+    """The device was enrolled at ``at_ms`` (tests act out hours of offline work in seconds)."""
+    store.write(lambda db: db.execute("UPDATE devices SET created_at = ? WHERE id = ?",
+                                      [iso_ms(at_ms), device_id]))
 
 
 def test_conflicts_are_scoped(client, tiny, store):

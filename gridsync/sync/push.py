@@ -21,7 +21,7 @@ import sqlite_utils
 
 from gridsync import audit
 from gridsync.auth import Principal
-from gridsync.clock import Clock, iso_ms
+from gridsync.clock import Clock, iso_ms, parse_ms
 from gridsync.config import Settings
 from gridsync.errors import (
     Forbidden,
@@ -161,8 +161,12 @@ def apply_push(db: sqlite_utils.Database, principal: Principal, request: PushReq
                         f"({principal.device_id})", code="device_mismatch")
     now_ms = clock.now_ms()
     registry = load_builtin_ops()
-    last_seq, floor_ms = db.execute("SELECT last_seq, hlc_high_ms FROM devices WHERE id = ?",
-                                    [principal.device_id]).fetchone()
+    last_seq, floor_ms, enrolled_at = db.execute(
+        "SELECT last_seq, hlc_high_ms, created_at FROM devices WHERE id = ?",
+        [principal.device_id]).fetchone()
+    # A device holds no edit from before its enrollment: its records came from a pull that its
+    # token made possible. So the time an edit claims for the scope check starts there too.
+    floor_ms = max(floor_ms, parse_ms(enrolled_at))
     mutations = request.mutations
     new_start = next((i for i, m in enumerate(mutations) if m.seq > last_seq), len(mutations))
     if new_start < len(mutations) and mutations[new_start].seq != last_seq + 1:
