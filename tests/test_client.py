@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -360,6 +361,29 @@ def test_answered_batches_are_acknowledged_when_a_later_batch_fails(client, tiny
     transport.gone = False
     report = phone.push()
     assert (report.batches, report.applied, report.duplicate) == (1, 1, 0)
+    assert visit_count(store) == 5 and phone.pending_count() == 0
+
+
+def test_a_batch_too_large_is_halved_and_the_rest_follows(client, tiny, store):
+    """``413`` (here: a proxy that takes at most two mutations a request) halves the batch; the
+    batch read ahead at the old size is dropped, and every mutation arrives exactly once."""
+
+    class SmallProxy(FlakyTransport):
+        def request(self, method: str, url: str, **kwargs):  # noqa: ANN003, ANN201
+            if url.endswith("/sync/push") and kwargs.get("content"):
+                if len(json.loads(kwargs["content"])["mutations"]) > 2:
+                    self.sent.append((method, url, kwargs["content"]))
+                    return httpx.Response(413, json={"code": "payload_too_large",
+                                                     "message": "at most 2 mutations"})
+            return super().request(method, url, **kwargs)
+
+    transport = SmallProxy(client)
+    phone = device(transport, tiny, "m1", batch_size=4)
+    phone.pull()
+    for i in range(5):
+        phone.log_visit(f"hh-g1-{i % 4 + 1}", "door", ["policy"], f"第{i}次")
+    report = phone.push()
+    assert (report.applied, report.duplicate, report.batches) == (5, 0, 3)
     assert visit_count(store) == 5 and phone.pending_count() == 0
 
 
