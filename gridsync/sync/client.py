@@ -280,10 +280,10 @@ class DeviceClient:
     _owns_http = False
 
     def close(self) -> None:
+        pool, self._send_pool = self._send_pool, None
+        if pool is not None:  # outside the lock: a request in flight may need it (a wipe)
+            pool.shutdown(wait=True)
         with self._lock:
-            if self._send_pool is not None:
-                self._send_pool.shutdown(wait=True)
-                self._send_pool = None
             self.db.close()
             if self._owns_http:
                 self.http.close()
