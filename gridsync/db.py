@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 import sqlite_utils
 
+from gridsync.errors import GridsyncError
 from gridsync.migrations import migrations
 
 T = TypeVar("T")
@@ -40,9 +41,13 @@ BUSY_TIMEOUT_SECONDS = 30.0
 GROUP_MAX = 64  # writes committed together at most (see Store._commit_group)
 
 
-class GroupRolledBack(RuntimeError):
+class GroupRolledBack(GridsyncError):
     """A write that did nothing wrong was not stored: another write of its commit group ended
-    the shared transaction (a server error: the caller may retry it as it was)."""
+    the shared transaction. Nothing of it is stored, so the caller may send it again as it was:
+    the API answers 503 ``retry`` (the reference client retries 5xx with the same bytes)."""
+
+    status = 503
+    code = "retry"
 
 
 def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite_utils.Database:
