@@ -11,9 +11,10 @@ allows (bench/README.md, section 3), whereas one batch of 500 visits touches a h
 Every writer of visits calls one of the two functions below:
 
 - :func:`note_visits` after inserting new visits (sync's ``visit.create``);
-- :func:`recount` after voiding visits or moving them to another grid (sync's ``visit.void``
-  and a household's grid move), and after bulk loads (the demo, the migration), for the grids
-  touched (or all).
+- :func:`visit_voided` after voiding a visit (sync's ``visit.void``): a recount of its grid,
+  only when the visit was the newest of one of its keys;
+- :func:`recount` after moving visits to another grid (a household's grid move) and after bulk
+  loads (the demo, the migration), for the grids touched (or all).
 
 ``tests/test_service_kinds.py`` checks the kept rows against :func:`recount` after each path.
 """
@@ -55,6 +56,21 @@ def note_visits(db: sqlite_utils.Database,
             by_grid[(grid, kind)] = at_ms
     db.conn.executemany(_UPSERT_MEMBER, [(*key, ms) for key, ms in by_member.items()])
     db.conn.executemany(_UPSERT_GRID, [(*key, ms) for key, ms in by_grid.items()])
+
+
+def visit_voided(db: sqlite_utils.Database, grid_id: str, member_id: str, kinds: str,
+                 at_ms: int) -> None:
+    """After voiding a visit (``kinds`` as stored): its grid is recounted only if the visit was
+    the newest of one of its keys; otherwise a newer visit keeps every kept time as it is."""
+    listed = _kinds.decode(kinds)
+    if not listed:
+        return
+    newest = db.execute(
+        "SELECT 1 FROM coverage_member_kinds WHERE grid_id = ? AND member_id = ? AND last_ms = ? "
+        "AND kind IN (SELECT value FROM json_each(?)) LIMIT 1",
+        [grid_id, member_id, at_ms, kinds]).fetchone()
+    if newest is not None:
+        recount(db, [grid_id])
 
 
 def recount(db: sqlite_utils.Database, grid_ids: Iterable[str] | None = None) -> None:

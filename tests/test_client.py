@@ -56,6 +56,15 @@ def device(http, tiny, person: str, *, path: str = ":memory:", clock=None, **kwa
                         sleep=lambda _s: None, **kwargs)
 
 
+def synced_pair(client, tiny):  # noqa: ANN001, ANN201
+    """Two phones on one clock, both synced: m1's and the community secretary's."""
+    clock = FixedClock(now_ms())
+    a, b = device(client, tiny, "m1", clock=clock), device(client, tiny, "sec", clock=clock)
+    a.sync()
+    b.sync()
+    return clock, a, b
+
+
 def server_household(store, household_id: str) -> dict:
     row = store.read(lambda db: db.execute(
         "SELECT phone, notes, tags, status FROM households WHERE id = ?", [household_id]
@@ -116,10 +125,7 @@ def test_local_edits_show_at_once_and_hlc_is_spec_shaped(client, tiny):
 
 
 def test_push_and_pull_carry_edits_between_phones(client, tiny):
-    clock = FixedClock(now_ms())
-    a, b = device(client, tiny, "m1", clock=clock), device(client, tiny, "sec", clock=clock)
-    a.sync()
-    b.sync()
+    clock, a, b = synced_pair(client, tiny)
     a.update_household("hh-g1-1", fields={"phone": "13800000001"}, tags_add=["low_income"])
     visit = a.log_visit("hh-g1-1", "phone", ["hardship"], "")
     report = a.sync()
@@ -132,10 +138,7 @@ def test_push_and_pull_carry_edits_between_phones(client, tiny):
 
 
 def test_a_household_found_offline_is_created_then_moved_out(client, tiny, store):
-    clock = FixedClock(now_ms())
-    a, b = device(client, tiny, "m1", clock=clock), device(client, tiny, "sec", clock=clock)
-    a.sync()
-    b.sync()
+    clock, a, b = synced_pair(client, tiny)
     created = a.create_household("g1", building="5号楼", room="302", head_name="刘芳",
                                  phone="13600000000", size=3, tags=["renter"])
     assert a.household(created.id)["head_name"] == "刘芳"  # shown before any sync
@@ -153,10 +156,7 @@ def test_a_household_found_offline_is_created_then_moved_out(client, tiny, store
 
 
 def test_rebase_keeps_unsent_edits_visible_over_pulled_state(client, tiny):
-    clock = FixedClock(now_ms())
-    a, b = device(client, tiny, "m1", clock=clock), device(client, tiny, "sec", clock=clock)
-    a.sync()
-    b.sync()
+    clock, a, b = synced_pair(client, tiny)
     a.update_household("hh-g1-2", fields={"phone": "13700000000"}, tags_add=["renter"])
     clock.advance(seconds=5)
     b.update_household("hh-g1-2", fields={"notes": "楼道灯坏了"}, tags_add=["disabled"])
@@ -173,10 +173,7 @@ def test_rebase_keeps_unsent_edits_visible_over_pulled_state(client, tiny):
 
 
 def test_concurrent_edit_loses_into_the_outcomes_and_both_phones_converge(client, tiny):
-    clock = FixedClock(now_ms())
-    a, b = device(client, tiny, "m1", clock=clock), device(client, tiny, "sec", clock=clock)
-    a.sync()
-    b.sync()
+    clock, a, b = synced_pair(client, tiny)
     b.update_household("hh-g1-4", fields={"phone": "older"})
     clock.advance(seconds=30)
     a.update_household("hh-g1-4", fields={"phone": "newer"})
@@ -192,10 +189,7 @@ def test_concurrent_edit_loses_into_the_outcomes_and_both_phones_converge(client
 
 
 def test_an_edit_that_wins_over_an_unseen_one_stays_shown_and_is_logged(client, tiny):
-    clock = FixedClock(now_ms())
-    a, b = device(client, tiny, "m1", clock=clock), device(client, tiny, "sec", clock=clock)
-    a.sync()
-    b.sync()
+    clock, a, b = synced_pair(client, tiny)
     a.update_household("hh-g1-4", fields={"phone": "older"})
     a.sync()
     clock.advance(seconds=30)

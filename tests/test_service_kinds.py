@@ -56,8 +56,8 @@ def test_kept_kinds_follow_pushes_voids_and_moves(client, tiny, store):
     # a resend and a refused visit (unknown kind) change nothing
     r = m1.push([m1.visit("hh-g1-3", at=older, kinds=["policy", "dispute"])])
     assert r.json()["results"][0]["status"] == "applied", r.text
-    r = sec.push([sec.visit("hh-g1-4", at=older, kinds=["policy"]),
-                  sec.visit("hh-g1-4", kinds=["no-such-kind"])])
+    older_policy = sec.visit("hh-g1-4", at=older, kinds=["policy"])
+    r = sec.push([older_policy, sec.visit("hh-g1-4", kinds=["no-such-kind"])])
     assert [x["status"] for x in r.json()["results"]] == ["applied", "rejected"], r.text
     r = sec.push([first])  # a resend of an applied batch's mutation
     assert r.json()["results"][0]["status"] == "duplicate", r.text
@@ -66,6 +66,12 @@ def test_kept_kinds_follow_pushes_voids_and_moves(client, tiny, store):
     assert members[("g1", "m1", "dispute")] == parse_ms(older)
     assert not any(k == "no-such-kind" for _, k in grids)
 
+    # voiding a visit that is not the newest of any of its keys changes nothing kept (and
+    # recounts nothing)
+    before = store.read(kept)
+    r = sec.push([sec.mutation("visit.void", older_policy["id"])])
+    assert r.json()["results"][0]["status"] == "applied", r.text
+    assert assert_exact(store) == before
     # voiding the newest visit of a kind brings the time back to the next newest
     r = sec.push([sec.mutation("visit.void", latest["id"])])
     assert r.json()["results"][0]["status"] == "applied", r.text

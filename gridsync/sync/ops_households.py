@@ -330,11 +330,11 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
 
 @register("visit.void", data_type=VisitVoid)
 def visit_void(ctx: OpContext, m: Mutation, data: VisitVoid) -> Outcome:
-    row = ctx.db.execute("SELECT household_id, grid_id, voided FROM visits WHERE id = ?",
-                         [m.id]).fetchone()
+    row = ctx.db.execute("SELECT household_id, grid_id, voided, member_id, kinds, at_ms "
+                         "FROM visits WHERE id = ?", [m.id]).fetchone()
     if row is None:
         raise NotFound(f"no visit {m.id}")
-    household_id, grid_id, voided = row
+    household_id, grid_id, voided, member_id, kinds, at_ms = row
     _check_scope(ctx, household_id, grid_id)
     if voided:
         return Outcome("applied")
@@ -343,5 +343,5 @@ def visit_void(ctx: OpContext, m: Mutation, data: VisitVoid) -> Outcome:
     ctx.db.execute(
         "UPDATE households SET last_visit_ms = (SELECT max(at_ms) FROM visits "
         "WHERE household_id = ? AND voided = 0) WHERE id = ?", [household_id, household_id])
-    service_kinds.recount(ctx.db, [grid_id])
+    service_kinds.visit_voided(ctx.db, grid_id, member_id, kinds, at_ms)
     return Outcome("applied")
