@@ -247,11 +247,13 @@ def test_violation_pages_across_communities_with_different_policies(store, cov_s
 
 
 @pytest.mark.parametrize("override", [None, coverage.PolicyOverride(cycle_days=1,
-                                                                    priority_cycle_days=1)])
+                                                                    priority_cycle_days=1),
+                                      coverage.PolicyOverride(priority_tags=[])])
 @pytest.mark.parametrize("unit", [None, "s1", "c1", "g2"])
 def test_sql_unit_path_equals_the_member_path(store, cov_settings, comm, override, unit):
     """Unit rows are computed in SQL when no member rows are shown, and from per-member groups
-    when they are: both must give the same figures."""
+    when they are: both must give the same figures (c2 without priority tags has no
+    priority overdue pass at all)."""
     if override is not None:
         store.write(coverage.set_policy, cov_settings, coverage.Actor.cli(), "c2", override)
     units = [level for level in coverage.LEVELS if level != "member"]
@@ -260,3 +262,5 @@ def test_sql_unit_path_equals_the_member_path(store, cov_settings, comm, overrid
                       levels=list(coverage.LEVELS))
     assert fast.rows == [r for r in full.rows if r.level != "member"]
     assert fast.rows
+    if unit is None:  # the fixture has priority households overdue in the whole district
+        assert fast.rows[0].priority_overdue > 0
