@@ -22,7 +22,9 @@ adjacent timings hold up, absolute times move 2x), and the figures are the media
   default), members counted in every row (budget: <= 2x the floor);
 - violations: the first page (100) with the counts of every kind (budget: <= 2x the floor);
 - dashboard: roll-up branch..district + violations, the two calls a district dashboard makes
-  (reported).
+  (reported);
+- lower bounds of the full roll-up (``_member_row_bounds``): parts that any exact full roll-up
+  must do, each against the floor, so that "out of reach" is measured on every run.
 """
 
 from __future__ import annotations
