@@ -146,7 +146,7 @@ def measure(store: Store, report: Report, runs: int) -> None:
                    f"ms ({median(ratios[name]):.2f}x floor)")
     report.budget("full roll-up (all levels incl. members) / floor",
                   median(ratios["full roll-up, member..district"]), at_most=2.0)
-    bounds = _member_row_bounds(store, best, members.rows, cycle_start, runs)
+    bounds = _member_row_bounds(store, best, members.rows, now_ms, runs)
     for name, ratio in bounds.items():
         report.add(f"  lower bound: {name}", f"{ratio:.2f}x floor")
     report.add("  lower bound, recounted per request (cheaper pass + rows)",
@@ -164,7 +164,7 @@ MEMORY_PASS = "member figures from households held in memory"
 ROWS = "the rows built from ready tuples"
 
 
-def _member_row_bounds(store: Store, floor, rows: list, cycle_start: int,
+def _member_row_bounds(store: Store, floor, rows: list, now_ms: int,
                        runs: int) -> dict[str, float]:
     """What a full roll-up that counts per request must at least do, each timed against the
     floor: a member row's contacted/overdue counts depend on "now", so each request passes over
@@ -181,7 +181,8 @@ def _member_row_bounds(store: Store, floor, rows: list, cycle_start: int,
 
     default = coverage.default_policy(Settings())
     priority_tags = set(default.priority_tags)
-    prio_start = cycle_start + (default.cycle_days - default.priority_cycle_days) * demo.DAY_MS
+    cycle_start = now_ms - default.cycle_days * demo.DAY_MS
+    prio_start = now_ms - default.priority_cycle_days * demo.DAY_MS
     held = [(member, last or 0, bool(priority_tags.intersection(json.loads(tags or "[]"))))
             for member, last, tags in store.read(lambda db: db.execute(
                 "SELECT responsible_member_id, last_visit_ms, tags FROM households "
@@ -207,10 +208,9 @@ def _member_row_bounds(store: Store, floor, rows: list, cycle_start: int,
         return figures
 
     ready = [msgspec.structs.astuple(r) for r in rows]
-    row_type = type(rows[0]) if rows else coverage.CoverageRow
 
     def build_rows():
-        return [row_type(*t) for t in ready]
+        return [coverage.CoverageRow(*t) for t in ready]
 
     subjects = {SQL_PASS: lambda: store.read(sql_pass), MEMORY_PASS: memory_pass,
                 ROWS: build_rows}

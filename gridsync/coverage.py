@@ -1051,12 +1051,14 @@ def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
             acc.contacted -= not_contacted  # households are added below
             acc.overdue += overdue
         if group.priority_tags:
+            # ``tags <> '[]'`` is spelled out (``prio`` holds it too) so that the partial
+            # index stays usable, and INDEXED BY cannot fail, whatever ``_tag_expr`` becomes
             for grid, prio_overdue in db.execute(
                     f"""SELECT {key}, count(responsible_member_id)
                         FROM households INDEXED BY households_tagged
                         WHERE status = 'active' AND tags <> '[]'
                           AND coalesce(last_visit_ms, 0) < ? AND {prio} AND {cond}
-                        {grouped}""", [max(prio_start, cycle_start), *params]):
+                        {grouped}""", [prio_start, *params]):
                 grid_acc[grid].priority_overdue += prio_overdue
     for acc in grid_acc.values():
         acc.contacted += acc.households
