@@ -17,8 +17,8 @@ Whistle: the server runs with grid accept deadlines of ``ACCEPT_SECONDS`` (TOML 
 an Apprise YAML routing ``community:<id>:secretary`` to ``json://127.0.0.1:PORT/`` of a receiver
 running in its own process (it stamps arrival times; the GIL of 200 phone threads would delay it
 in this one). From ``ACCEPT_SECONDS`` before the storm to its end, a community secretary raises a grid case
-every ``RAISE_EVERY`` seconds through the REST API (the storm is released just before the first
-case is due). For each case whose accept deadline passed during
+every ``RAISE_EVERY`` seconds through the REST API (the storm is released as the first case
+falls due). For each case whose accept deadline passed during
 the storm: arrival of its escalation alert at the receiver minus the deadline (the server's
 ``received_at`` + the accept window). Budget: < 5 s (max).
 """
@@ -202,9 +202,13 @@ def run(quick: bool = False, runs: int = 1) -> Report:
                     raiser = threading.Thread(target=raise_cases, args=(
                         server.url, secretary_token, grids, stop, cases))
                     raiser.start()
-                    while not cases:  # the storm starts just before the first case is due
+                    while not cases:
                         time.sleep(0.01)
-                    time.sleep(max(0.0, (cases[0][1] - time.time() * 1000) / 1000 - 0.1))
+                    # the storm is released as the first case falls due, never before: a
+                    # storm shorter than any lead (the quick one takes 0.1 s) would otherwise
+                    # end with no deadline passed in it
+                    while (wait := (cases[0][1] - time.time() * 1000) / 1000) > 0:
+                        time.sleep(wait)
                     morning.wait()
                     start = time.perf_counter()
                     for t in threads:
