@@ -21,10 +21,17 @@ BENCHMARKS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run (smoke test)")
     parser.add_argument("--runs", type=int, default=5, help="runs per figure; the median counts")
     args = parser.parse_args(argv)
@@ -34,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     runs = 1 if args.quick else args.runs
     ok = True
-    print(f"# gridsync benchmarks ({time.strftime('%Y-%m-%d %H:%M %Z')}, "
-          f"{'quick' if args.quick else f'median of {runs} runs'})")
+    print(
+        f"# gridsync benchmarks ({time.strftime('%Y-%m-%d %H:%M %Z')}, "
+        f"{'quick' if args.quick else f'median of {runs} runs'})"
+    )
     for name in names:
         module = importlib.import_module(BENCHMARKS[name])
         report = module.run(quick=args.quick, runs=runs)

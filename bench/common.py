@@ -39,7 +39,10 @@ def serve(db: str | Path, *extra: str, env: dict[str, str] | None = None) -> Ite
     """``gridsync serve`` on a free port of 127.0.0.1, as a real process."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "gridsync", "serve", "--db", str(db), "--port", "0", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
     )
     try:
@@ -87,8 +90,14 @@ class Report:
         shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
         self.rows.append((name, f"{shown} {unit}".strip()))
 
-    def budget(self, name: str, value: float, *, at_least: float | None = None,
-               at_most: float | None = None) -> None:
+    def budget(
+        self,
+        name: str,
+        value: float,
+        *,
+        at_least: float | None = None,
+        at_most: float | None = None,
+    ) -> None:
         met = (at_least is None or value >= at_least) and (at_most is None or value <= at_most)
         bound = f">= {at_least}" if at_least is not None else f"<= {at_most}"
         self.ok &= met
@@ -111,8 +120,9 @@ SECRETARY = "c001-sec"  # the community secretary of `gridsync demo` (scope: the
 STREET_ADMIN = "s01-admin"  # the street admin (scope: street s01)
 
 
-def build_demo(path: str | Path, *, communities: int = 1, households: int | None = None,
-               seed: int = 1) -> dict:
+def build_demo(
+    path: str | Path, *, communities: int = 1, households: int | None = None, seed: int = 1
+) -> dict:
     """A demo database: the community scale (520 households, 71 members, 60 days of visits), or
     a street of ``communities`` such communities (same proportions, one street)."""
     from gridsync import demo
@@ -121,9 +131,14 @@ def build_demo(path: str | Path, *, communities: int = 1, households: int | None
     scale = demo.SCALES["community"]
     if communities > 1 or households is not None:
         n = households or scale.households * communities
-        scale = demo.Scale("street", streets=1, communities=communities,
-                           grids=scale.grids * communities, households=n,
-                           members=max(scale.members * n // scale.households, communities))
+        scale = demo.Scale(
+            "street",
+            streets=1,
+            communities=communities,
+            grids=scale.grids * communities,
+            households=n,
+            members=max(scale.members * n // scale.households, communities),
+        )
     with Store(path) as store:
         return demo.build(store, scale, seed=seed)
 
@@ -150,7 +165,11 @@ def members(path: str | Path) -> list[str]:
 
     conn = sqlite3.connect(path)
     try:
-        return [r[0] for r in conn.execute(
-            "SELECT id FROM people WHERE roles LIKE '%\"member\"%' ORDER BY id")]
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM people WHERE roles LIKE '%\"member\"%' ORDER BY id"
+            )
+        ]
     finally:
         conn.close()

@@ -49,8 +49,15 @@ from gridsync.org import Scope
 ADMIN = Scope("bench", True, frozenset(), frozenset(), 0)
 DISTRICT_DB = Path(os.environ.get("GRIDSYNC_BENCH_DISTRICT_DB", "/tmp/gridsync-district.db"))
 AS_OF = date(2026, 11, 23)
-TINY = demo.Scale("bench-tiny-district", streets=2, communities=4, grids=12, households=1_500,
-                  members=200, days=40)
+TINY = demo.Scale(
+    "bench-tiny-district",
+    streets=2,
+    communities=4,
+    grids=12,
+    households=1_500,
+    members=200,
+    days=40,
+)
 
 FLOOR_SQL = """SELECT grid_id, count(*) FROM households {hint}
                WHERE status = 'active' AND responsible_member_id IS NOT NULL
@@ -61,21 +68,38 @@ def _build_district(path: Path) -> float:
     """``gridsync demo --scale district`` as a real process; returns its wall time."""
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "gridsync", "demo", "--scale", "district", "--db", str(path),
-         "--as-of", AS_OF.isoformat(), "--json"],
-        check=True, cwd=REPO, stdout=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+        [
+            sys.executable,
+            "-m",
+            "gridsync",
+            "demo",
+            "--scale",
+            "district",
+            "--db",
+            str(path),
+            "--as-of",
+            AS_OF.isoformat(),
+            "--json",
+        ],
+        check=True,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     seconds = time.perf_counter() - start
-    Path(f"{path}.build.json").write_text(json.dumps({"seconds": round(seconds, 1),
-                                                      "at": time.strftime("%Y-%m-%d %H:%M")}))
+    Path(f"{path}.build.json").write_text(
+        json.dumps({"seconds": round(seconds, 1), "at": time.strftime("%Y-%m-%d %H:%M")})
+    )
     return seconds
 
 
 def _as_of_ms(store: Store) -> int:
     """Midnight (China) of the demo's as-of day: the end of its visit history."""
-    raw = store.read(lambda db: db.execute(
-        "SELECT detail FROM audit_log WHERE action = 'demo.build' ORDER BY rowid DESC LIMIT 1"
-    ).fetchone())
+    raw = store.read(
+        lambda db: db.execute(
+            "SELECT detail FROM audit_log WHERE action = 'demo.build' ORDER BY rowid DESC LIMIT 1"
+        ).fetchone()
+    )
     day = date.fromisoformat(json.loads(raw[0])["as_of"]) if raw else AS_OF
     return int(datetime(day.year, day.month, day.day, tzinfo=demo.CHINA).timestamp() * 1000)
 
@@ -100,8 +124,9 @@ def measure(store: Store, report: Report, runs: int) -> None:
         return coverage.rollup(db, settings, ADMIN, None, now_ms=now_ms)
 
     def every_level(db):
-        return coverage.rollup(db, settings, ADMIN, None, now_ms=now_ms,
-                               levels=list(coverage.LEVELS))
+        return coverage.rollup(
+            db, settings, ADMIN, None, now_ms=now_ms, levels=list(coverage.LEVELS)
+        )
 
     def page(db):
         return coverage.violations(db, settings, ADMIN, None, now_ms=now_ms, limit=100)
@@ -113,16 +138,19 @@ def measure(store: Store, report: Report, runs: int) -> None:
         return msgspec.json.encode(every_level(db))
 
     planner, covering = floor_with(""), floor_with("INDEXED BY households_coverage")
-    subjects = {"floor, planner's plan": planner,
-                "floor, INDEXED BY households_coverage": covering,
-                "full roll-up, member..district": every_level,
-                "full roll-up + JSON encoding": every_level_json,
-                "roll-up, branch..district": units,
-                "violations, first page + counts": page,
-                "dashboard: roll-up branch..district + violations": dashboard}
+    subjects = {
+        "floor, planner's plan": planner,
+        "floor, INDEXED BY households_coverage": covering,
+        "full roll-up, member..district": every_level,
+        "full roll-up + JSON encoding": every_level_json,
+        "roll-up, branch..district": units,
+        "violations, first page + counts": page,
+        "dashboard: roll-up branch..district + violations": dashboard,
+    }
     # the faster floor form is the floor (the covering index on every run so far)
-    best = min((planner, covering), key=lambda f: min(
-        _seconds(lambda: store.read(f)) for _ in range(3)))
+    best = min(
+        (planner, covering), key=lambda f: min(_seconds(lambda: store.read(f)) for _ in range(3))
+    )
     seconds: dict[str, list[float]] = {name: [] for name in subjects}
     ratios: dict[str, list[float]] = {name: [] for name in subjects}
     for name, fn in subjects.items():
@@ -134,29 +162,45 @@ def measure(store: Store, report: Report, runs: int) -> None:
             ratios[name].append(took / base)
     rolled, first = store.read(dashboard)
     members = store.read(every_level)
-    counts = store.read(lambda db: db.execute(
-        "SELECT (SELECT count(*) FROM households), (SELECT count(*) FROM visits), "
-        "(SELECT count(*) FROM org_units WHERE kind = 'grid')").fetchone())
+    counts = store.read(
+        lambda db: db.execute(
+            "SELECT (SELECT count(*) FROM households), (SELECT count(*) FROM visits), "
+            "(SELECT count(*) FROM org_units WHERE kind = 'grid')"
+        ).fetchone()
+    )
     report.add("households / visits / grids", f"{counts[0]:,} / {counts[1]:,} / {counts[2]:,}")
-    report.add("roll-up rows (units / with members)", f"{len(rolled.rows):,} / "
-               f"{len(members.rows):,}")
+    report.add(
+        "roll-up rows (units / with members)", f"{len(rolled.rows):,} / {len(members.rows):,}"
+    )
     report.add("violations (total)", f"{first.total:,} {first.counts}")
     for name in subjects:
-        report.add(name, median(seconds[name]) * 1000,
-                   f"ms ({median(ratios[name]):.2f}x floor)")
-    report.budget("full roll-up (all levels incl. members) / floor",
-                  median(ratios["full roll-up, member..district"]), at_most=2.0)
+        report.add(name, median(seconds[name]) * 1000, f"ms ({median(ratios[name]):.2f}x floor)")
+    report.budget(
+        "full roll-up (all levels incl. members) / floor",
+        median(ratios["full roll-up, member..district"]),
+        at_most=2.0,
+    )
     bounds = _member_row_bounds(store, best, members.rows, now_ms, runs)
     for name, ratio in bounds.items():
         report.add(f"  lower bound: {name}", f"{ratio:.2f}x floor")
-    report.add("  lower bound, recounted per request (cheaper pass + rows)",
-               f"{min(bounds[SQL_PASS], bounds[MEMORY_PASS]) + bounds[ROWS]:.2f}x floor")
-    report.budget("roll-up branch..district (unit levels) / floor",
-                  median(ratios["roll-up, branch..district"]), at_most=2.0)
-    report.budget("violations (first page + counts) / floor",
-                  median(ratios["violations, first page + counts"]), at_most=2.0)
-    report.add("dashboard (roll-up branch..district + violations) / floor",
-               f"{median(ratios['dashboard: roll-up branch..district + violations']):.3f}")
+    report.add(
+        "  lower bound, recounted per request (cheaper pass + rows)",
+        f"{min(bounds[SQL_PASS], bounds[MEMORY_PASS]) + bounds[ROWS]:.2f}x floor",
+    )
+    report.budget(
+        "roll-up branch..district (unit levels) / floor",
+        median(ratios["roll-up, branch..district"]),
+        at_most=2.0,
+    )
+    report.budget(
+        "violations (first page + counts) / floor",
+        median(ratios["violations, first page + counts"]),
+        at_most=2.0,
+    )
+    report.add(
+        "dashboard (roll-up branch..district + violations) / floor",
+        f"{median(ratios['dashboard: roll-up branch..district + violations']):.3f}",
+    )
 
 
 SQL_PASS = "SQL count(*) per (grid, member)"
@@ -164,8 +208,7 @@ MEMORY_PASS = "member figures from households held in memory"
 ROWS = "the rows built from ready tuples"
 
 
-def _member_row_bounds(store: Store, floor, rows: list, now_ms: int,
-                       runs: int) -> dict[str, float]:
+def _member_row_bounds(store: Store, floor, rows: list, now_ms: int, runs: int) -> dict[str, float]:
     """What a full roll-up that counts per request must at least do, each timed against the
     floor: a member row's contacted/overdue counts depend on "now", so each request passes over
     every assigned household (in SQL, or over a copy held in memory), and it builds one row per
@@ -177,16 +220,22 @@ def _member_row_bounds(store: Store, floor, rows: list, now_ms: int,
         return db.execute(
             "SELECT grid_id, responsible_member_id, count(*) FROM households "
             "INDEXED BY households_coverage WHERE status = 'active' "
-            "GROUP BY grid_id, responsible_member_id").fetchall()
+            "GROUP BY grid_id, responsible_member_id"
+        ).fetchall()
 
     default = coverage.default_policy(Settings())
     priority_tags = set(default.priority_tags)
     cycle_start = now_ms - default.cycle_days * demo.DAY_MS
     prio_start = now_ms - default.priority_cycle_days * demo.DAY_MS
-    held = [(member, last or 0, bool(priority_tags.intersection(json.loads(tags or "[]"))))
-            for member, last, tags in store.read(lambda db: db.execute(
+    held = [
+        (member, last or 0, bool(priority_tags.intersection(json.loads(tags or "[]"))))
+        for member, last, tags in store.read(
+            lambda db: db.execute(
                 "SELECT responsible_member_id, last_visit_ms, tags FROM households "
-                "WHERE status = 'active' AND responsible_member_id IS NOT NULL").fetchall())]
+                "WHERE status = 'active' AND responsible_member_id IS NOT NULL"
+            ).fetchall()
+        )
+    ]
 
     def memory_pass():
         """A member row's household figures (assigned, contacted, priority, priority
@@ -212,8 +261,7 @@ def _member_row_bounds(store: Store, floor, rows: list, now_ms: int,
     def build_rows():
         return [coverage.CoverageRow(*t) for t in ready]
 
-    subjects = {SQL_PASS: lambda: store.read(sql_pass), MEMORY_PASS: memory_pass,
-                ROWS: build_rows}
+    subjects = {SQL_PASS: lambda: store.read(sql_pass), MEMORY_PASS: memory_pass, ROWS: build_rows}
     out: dict[str, float] = {}
     for name, fn in subjects.items():
         fn()
@@ -228,8 +276,10 @@ def _member_row_bounds(store: Store, floor, rows: list, now_ms: int,
 def run(quick: bool, runs: int) -> Report:
     report = Report("coverage at district scale (full roll-up, violations vs one GROUP BY)")
     if quick:
-        with tempfile.TemporaryDirectory() as tmp, \
-                Store(Path(tmp) / "tiny.db", synchronous="NORMAL") as store:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            Store(Path(tmp) / "tiny.db", synchronous="NORMAL") as store,
+        ):
             start = time.perf_counter()
             demo.build(store, TINY, seed=1, as_of=AS_OF)
             report.add("tiny district demo build", time.perf_counter() - start, "s")
@@ -238,8 +288,12 @@ def run(quick: bool, runs: int) -> Report:
     if DISTRICT_DB.exists():
         sidecar = Path(f"{DISTRICT_DB}.build.json")
         built = json.loads(sidecar.read_text()) if sidecar.exists() else None
-        report.add("district demo build", f"{built['seconds']} s (at {built['at']}; reused)"
-                   if built else f"reused {DISTRICT_DB}, build time unknown")
+        report.add(
+            "district demo build",
+            f"{built['seconds']} s (at {built['at']}; reused)"
+            if built
+            else f"reused {DISTRICT_DB}, build time unknown",
+        )
     else:
         report.add("district demo build", _build_district(DISTRICT_DB), "s")
     with Store(DISTRICT_DB) as store:

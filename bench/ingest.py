@@ -32,13 +32,21 @@ KINDS = ("policy", "opinion", "hardship", "safety")
 
 
 def copy_schema(src: sqlite3.Connection, dst: sqlite3.Connection, table: str) -> None:
-    for (sql,) in src.execute("SELECT sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT "
-                              "NULL ORDER BY type DESC", [table]):  # table first, then indexes
+    for (sql,) in src.execute(
+        "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL ORDER BY type DESC",
+        [table],
+    ):  # table first, then indexes
         dst.execute(sql)
 
 
-def floor_insert(server_db: Path, before: list[tuple], rows: list[tuple], tx_rows: int,
-                 workdir: Path, synchronous: str = "FULL") -> float:
+def floor_insert(
+    server_db: Path,
+    before: list[tuple],
+    rows: list[tuple],
+    tx_rows: int,
+    workdir: Path,
+    synchronous: str = "FULL",
+) -> float:
     """Seconds to insert ``rows`` with executemany in ``tx_rows``-row transactions into a fresh
     visits table (same schema and indexes) that already holds ``before``."""
     path = workdir / f"floor-{tx_rows}-{time.monotonic_ns()}.db"
@@ -56,7 +64,7 @@ def floor_insert(server_db: Path, before: list[tuple], rows: list[tuple], tx_row
         start = time.perf_counter()
         for i in range(0, len(rows), tx_rows):
             dst.execute("BEGIN IMMEDIATE")
-            dst.executemany(sql, rows[i:i + tx_rows])
+            dst.executemany(sql, rows[i : i + tx_rows])
             dst.execute("COMMIT")
         return time.perf_counter() - start
     finally:
@@ -69,16 +77,20 @@ def floor_insert(server_db: Path, before: list[tuple], rows: list[tuple], tx_row
 def households(db: Path) -> list[str]:
     conn = sqlite3.connect(db)
     try:
-        return [r[0] for r in conn.execute(
-            "SELECT id FROM households WHERE status = 'active' ORDER BY id")]
+        return [
+            r[0]
+            for r in conn.execute("SELECT id FROM households WHERE status = 'active' ORDER BY id")
+        ]
     finally:
         conn.close()
 
 
 def run(quick: bool = False, runs: int = 5) -> Report:
     visits = 1_000 if quick else 20_000
-    report = Report(f"ingest: {visits:,} visits in batches of {BATCH}; household updates "
-                    f"(half conflicting), through a real server vs raw executemany")
+    report = Report(
+        f"ingest: {visits:,} visits in batches of {BATCH}; household updates "
+        f"(half conflicting), through a real server vs raw executemany"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         work = Path(tmp)
         db = work / "server.db"
@@ -124,9 +136,10 @@ def run(quick: bool = False, runs: int = 5) -> Report:
                 if pushed.applied != visits:
                     raise RuntimeError(f"pushed {visits} visits, {pushed.applied} applied")
                 conn = sqlite3.connect(db)
-                rows = conn.execute("SELECT * FROM visits WHERE device_id = ? AND seq > ? "
-                                    "ORDER BY id", [dev, max((r[12] for r in before),
-                                                             default=0)]).fetchall()
+                rows = conn.execute(
+                    "SELECT * FROM visits WHERE device_id = ? AND seq > ? ORDER BY id",
+                    [dev, max((r[12] for r in before), default=0)],
+                ).fetchall()
                 conn.close()
                 assert len(rows) == visits, (len(rows), visits)
                 visit_rate.append(visits / seconds)
@@ -158,21 +171,29 @@ def run(quick: bool = False, runs: int = 5) -> Report:
         report.add("visits pushed, reference client -> server", median(visit_rate), "rows/s")
         report.add("floor: executemany, 500-row transactions", median(floor_500), "rows/s")
         report.add("floor: executemany, one transaction", median(floor_one), "rows/s")
-        report.add("  spread over the runs: push / floor (500-row tx)",
-                   f"{min(visit_rate):,.0f}-{max(visit_rate):,.0f} / "
-                   f"{min(floor_500):,.0f}-{max(floor_500):,.0f} rows/s (the floor is bound by "
-                   "fsync, whose speed moves on a shared machine)")
+        report.add(
+            "  spread over the runs: push / floor (500-row tx)",
+            f"{min(visit_rate):,.0f}-{max(visit_rate):,.0f} / "
+            f"{min(floor_500):,.0f}-{max(floor_500):,.0f} rows/s (the floor is bound by "
+            "fsync, whose speed moves on a shared machine)",
+        )
         report.add("  visits / floor of each run", " ".join(f"{r:.3f}" for r in ratios))
         report.budget("visits / floor (500-row tx)", median(ratios), at_least=0.40)
-        report.add("  the same counting only the time inside HTTP requests (server's share)",
-                   median([h / f for h, f in zip(http_rate, floor_500, strict=True)]), "x floor")
+        report.add(
+            "  the same counting only the time inside HTTP requests (server's share)",
+            median([h / f for h, f in zip(http_rate, floor_500, strict=True)]),
+            "x floor",
+        )
         report.add("household updates pushed (field merge)", median(update_rate), "rows/s")
         report.add("of which merged with a conflict (last run)", f"{merged} of {len(hh)}")
-        report.budget("household updates / floor (500-row tx)", median(update_ratios),
-                      at_least=0.20)
-        report.add("  the same counting only the time inside HTTP requests (server's share)",
-                   median([h / f for h, f in zip(update_http_rate, floor_500, strict=True)]),
-                   "x floor")
+        report.budget(
+            "household updates / floor (500-row tx)", median(update_ratios), at_least=0.20
+        )
+        report.add(
+            "  the same counting only the time inside HTTP requests (server's share)",
+            median([h / f for h, f in zip(update_http_rate, floor_500, strict=True)]),
+            "x floor",
+        )
         report.add("server peak memory (VmHWM)", rss, "MB")
         report.add("runs", str(runs))
     return report

@@ -42,9 +42,12 @@ _encode = msgspec.json.Encoder().encode
 
 
 def headers(token: str, *, msgpack: bool = False, gzip: bool = False) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", "X-Gridsync-Schema": SCHEMA_VERSION,
-            "Accept": "application/msgpack" if msgpack else "application/json",
-            "Accept-Encoding": "gzip" if gzip else "identity"}
+    return {
+        "Authorization": f"Bearer {token}",
+        "X-Gridsync-Schema": SCHEMA_VERSION,
+        "Accept": "application/msgpack" if msgpack else "application/json",
+        "Accept-Encoding": "gzip" if gzip else "identity",
+    }
 
 
 class Envelope(msgspec.Struct):
@@ -58,8 +61,9 @@ class Envelope(msgspec.Struct):
 _envelope = {False: msgspec.json.Decoder(Envelope), True: msgspec.msgpack.Decoder(Envelope)}
 
 
-def snapshot(http: httpx.Client, token: str, *, decode_changes: bool = True,
-             **fmt: bool) -> tuple[int, int, int, str]:
+def snapshot(
+    http: httpx.Client, token: str, *, decode_changes: bool = True, **fmt: bool
+) -> tuple[int, int, int, str]:
     """All pages of an initial pull: (changes, pages, body bytes as sent, final cursor).
 
     With ``decode_changes`` off the client reads only each page's envelope (the changes stay
@@ -75,8 +79,11 @@ def snapshot(http: httpx.Client, token: str, *, decode_changes: bool = True,
         size += response.num_bytes_downloaded
         msgpack = bool(fmt.get("msgpack"))
         if decode_changes:
-            page = (msgspec.msgpack.decode(response.content) if msgpack
-                    else msgspec.json.decode(response.content))
+            page = (
+                msgspec.msgpack.decode(response.content)
+                if msgpack
+                else msgspec.json.decode(response.content)
+            )
             n, cursor, more = len(page["changes"]), page["cursor"], page["has_more"]
         else:
             envelope = _envelope[msgpack].decode(response.content)
@@ -145,8 +152,9 @@ def floor(db: Path, grid_sql: str, window_days: int) -> tuple[int, float]:
         conn.close()
 
 
-def measure(report: Report, label: str, db: Path, token: str, grid_sql: str, runs: int,
-            url: str) -> tuple[float, str]:
+def measure(
+    report: Report, label: str, db: Path, token: str, grid_sql: str, runs: int, url: str
+) -> tuple[float, str]:
     rates, decoded, floors = [], [], []
     with httpx.Client(base_url=url, timeout=60) as http:
         for _ in range(runs):
@@ -161,59 +169,93 @@ def measure(report: Report, label: str, db: Path, token: str, grid_sql: str, run
             assert got == changes, (got, changes)
     report.add(f"{label}: snapshot", f"{changes:,} changes in {pages} pages")
     report.add(f"{label}: snapshot through the server", median(rates), "records/s")
-    report.add(f"{label}: floor (SELECT + msgspec)", f"{median(floors):,.0f} records/s "
-               f"({rows:,} rows)")
-    report.budget(f"{label}: snapshot / floor",
-                  median([r / f for r, f in zip(rates, floors, strict=True)]), at_least=0.5)
-    report.add(f"{label}: same through httpx, decoding every change / floor",
-               f"{median([d / f for d, f in zip(decoded, floors, strict=True)]):.2f}")
+    report.add(
+        f"{label}: floor (SELECT + msgspec)", f"{median(floors):,.0f} records/s ({rows:,} rows)"
+    )
+    report.budget(
+        f"{label}: snapshot / floor",
+        median([r / f for r, f in zip(rates, floors, strict=True)]),
+        at_least=0.5,
+    )
+    report.add(
+        f"{label}: same through httpx, decoding every change / floor",
+        f"{median([d / f for d, f in zip(decoded, floors, strict=True)]):.2f}",
+    )
     return median(rates), cursor
 
 
 def run(quick: bool = False, runs: int = 5) -> Report:
     communities = 2 if quick else STREET_COMMUNITIES
-    report = Report(f"pull: initial snapshot of the demo community and of a street of "
-                    f"{communities} communities, vs SELECT + msgspec; bytes on the wire")
+    report = Report(
+        f"pull: initial snapshot of the demo community and of a street of "
+        f"{communities} communities, vs SELECT + msgspec; bytes on the wire"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-pull-") as tmp:
         community = Path(tmp) / "community.db"
         street = Path(tmp) / "street.db"
         build_demo(community, households=120 if quick else None)
-        build_demo(street, communities=communities,
-                   households=communities * 60 if quick else None)
+        build_demo(street, communities=communities, households=communities * 60 if quick else None)
         [(_, _, sec_token), (_, dev500, token500), (_, dev1, token1)] = enroll(
-            community, [SECRETARY] * 3)
+            community, [SECRETARY] * 3
+        )
         [(_, _, street_token)] = enroll(street, [STREET_ADMIN])
 
         with serve(community) as server:
-            _, cursor = measure(report, "community", community, sec_token,
-                                "SELECT id FROM org_units WHERE kind = 'grid' AND parent_id = "
-                                "'c001'", runs, server.url)
+            _, cursor = measure(
+                report,
+                "community",
+                community,
+                sec_token,
+                "SELECT id FROM org_units WHERE kind = 'grid' AND parent_id = 'c001'",
+                runs,
+                server.url,
+            )
             with httpx.Client(base_url=server.url, timeout=60) as http:
-                for name, fmt in [("JSON", {}), ("JSON+gzip", {"gzip": True}),
-                                  ("msgpack", {"msgpack": True}),
-                                  ("msgpack+gzip", {"msgpack": True, "gzip": True})]:
+                for name, fmt in [
+                    ("JSON", {}),
+                    ("JSON+gzip", {"gzip": True}),
+                    ("msgpack", {"msgpack": True}),
+                    ("msgpack+gzip", {"msgpack": True, "gzip": True}),
+                ]:
                     _, _, size, _ = snapshot(http, sec_token, **fmt)
                     if name == "JSON+gzip":
-                        report.budget("community snapshot, JSON+gzip (KB, SPEC 8: < 1 MB)",
-                                      size / 1000, at_most=1000)
+                        report.budget(
+                            "community snapshot, JSON+gzip (KB, SPEC 8: < 1 MB)",
+                            size / 1000,
+                            at_most=1000,
+                        )
                     else:
                         report.add(f"community snapshot, {name}", size / 1000, "KB")
-                response = http.get(PULL_PATH, params={"limit": 500, "cursor": cursor},
-                                    headers=headers(sec_token, gzip=True))
+                response = http.get(
+                    PULL_PATH,
+                    params={"limit": 500, "cursor": cursor},
+                    headers=headers(sec_token, gzip=True),
+                )
                 assert response.status_code == 200 and not response.json()["changes"]
-                report.budget("empty incremental pull, round trip (bytes, SPEC 8: < 1 KB)",
-                              float(wire_size(response)), at_most=1000)
-            report.add("empty incremental pull, response body",
-                       f"{response.num_bytes_downloaded} bytes")
+                report.budget(
+                    "empty incremental pull, round trip (bytes, SPEC 8: < 1 KB)",
+                    float(wire_size(response)),
+                    at_most=1000,
+                )
+            report.add(
+                "empty incremental pull, response body", f"{response.num_bytes_downloaded} bytes"
+            )
             per_visit = push_bytes(server.url, community, dev500, token500, 500)
             single = push_bytes(server.url, community, dev1, token1, 1)
-            report.budget("visit pushed in a batch of 500, JSON+gzip (bytes, < 300)",
-                          per_visit, at_most=300)
-            report.add("visit pushed alone, JSON+gzip request + response bodies", single,
-                       "bytes")
+            report.budget(
+                "visit pushed in a batch of 500, JSON+gzip (bytes, < 300)", per_visit, at_most=300
+            )
+            report.add("visit pushed alone, JSON+gzip request + response bodies", single, "bytes")
         with serve(street) as server:
-            measure(report, "street", street, street_token,
-                    "SELECT id FROM org_units WHERE kind = 'grid'", runs, server.url)
+            measure(
+                report,
+                "street",
+                street,
+                street_token,
+                "SELECT id FROM org_units WHERE kind = 'grid'",
+                runs,
+                server.url,
+            )
         report.add("runs", str(runs))
     return report
 
@@ -226,8 +268,13 @@ def push_bytes(url: str, db: Path, device_id: str, token: str, n: int) -> float:
     with DeviceClient.connect(url, token=token, device_id=device_id, gzip=True) as phone:
         now = datetime.now(CHINA).replace(microsecond=0)
         for i in range(n):
-            phone.log_visit(households[i % len(households)], "door", ["policy", "safety"],
-                            "宣传防范电信诈骗", at=now - timedelta(minutes=i))
+            phone.log_visit(
+                households[i % len(households)],
+                "door",
+                ["policy", "safety"],
+                "宣传防范电信诈骗",
+                at=now - timedelta(minutes=i),
+            )
         phone._confirm_seq()  # the one-time status read before a store's first push
         up, down = phone.bytes_up, phone.bytes_down
         pushed = phone.push()

@@ -68,8 +68,15 @@ RECEIVER = textwrap.dedent("""
 
 class Phone:
     def __init__(self, url: str, person: str, device: str, token: str):
-        self.client = DeviceClient.connect(url, token=token, device_id=device, person_id=person,
-                                           encoding="msgpack", gzip=True, backoff_seconds=0.05)
+        self.client = DeviceClient.connect(
+            url,
+            token=token,
+            device_id=device,
+            person_id=person,
+            encoding="msgpack",
+            gzip=True,
+            backoff_seconds=0.05,
+        )
         self.latencies: list[float] = []
         self.statuses: list[int] = []
         self.transport_errors: list[str] = []  # retried by the client with the same bytes
@@ -96,7 +103,7 @@ class Phone:
             report = self.client.sync()
             if report.push.rejected:
                 self.error = f"{report.push.rejected} rejected"
-        except Exception as exc:  # noqa: BLE001 - counted as an error of the storm
+        except Exception as exc:  # counted as an error of the storm
             self.error = f"{type(exc).__name__}: {exc}"
 
 
@@ -106,22 +113,31 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def start_receiver(log: Path) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-c", RECEIVER, str(log)], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RECEIVER, str(log)], stdout=subprocess.PIPE, text=True
+    )
     port = int(proc.stdout.readline())  # type: ignore[union-attr]
     return proc, port
 
 
-def raise_cases(url: str, token: str, grids: list[str], stop: threading.Event,
-                cases: list[tuple[str, int]]) -> None:
+def raise_cases(
+    url: str, token: str, grids: list[str], stop: threading.Event, cases: list[tuple[str, int]]
+) -> None:
     """A secretary raising a grid case every RAISE_EVERY seconds: (case id, accept due ms)."""
-    with httpx.Client(base_url=url, timeout=60,
-                      headers={"Authorization": f"Bearer {token}"}) as http:
+    with httpx.Client(
+        base_url=url, timeout=60, headers={"Authorization": f"Bearer {token}"}
+    ) as http:
         n = 0
         while not stop.is_set():
-            response = http.post("/api/v1/whistle/cases", json={
-                "category": "safety", "grid_id": grids[n % len(grids)],
-                "location": f"{n + 1}号楼", "description": "楼道堆放杂物，堵塞消防通道"})
+            response = http.post(
+                "/api/v1/whistle/cases",
+                json={
+                    "category": "safety",
+                    "grid_id": grids[n % len(grids)],
+                    "location": f"{n + 1}号楼",
+                    "description": "楼道堆放杂物，堵塞消防通道",
+                },
+            )
             response.raise_for_status()
             case = response.json()
             cases.append((case["id"], parse_ms(case["deadlines"]["accept"])))
@@ -132,8 +148,10 @@ def raise_cases(url: str, token: str, grids: list[str], stop: threading.Event,
 def run(quick: bool = False, runs: int = 1) -> Report:
     communities, phones_n, visits, edits = (1, 12, 10, 2) if quick else (3, 200, 50, 3)
     accept_seconds = 3.0 if quick else ACCEPT_SECONDS
-    report = Report(f"storm: {phones_n} phones x ({visits} visits + {edits} household edits, "
-                    f"then pull) at once; whistle deadline latency during the storm")
+    report = Report(
+        f"storm: {phones_n} phones x ({visits} visits + {edits} household edits, "
+        f"then pull) at once; whistle deadline latency during the storm"
+    )
     rates, p50s, p99s, rss, worst_alerts = [], [], [], [], []
     errors = lost = duplicated = requests_total = 0
     for run_no in range(runs):
@@ -145,27 +163,36 @@ def run(quick: bool = False, runs: int = 1) -> Report:
             people = (people * (phones_n // len(people) + 1))[:phones_n]
             devices = enroll(db, people)
             conn = sqlite3.connect(db)
-            secretary = conn.execute("SELECT id FROM people WHERE roles LIKE "
-                                     "'%community_secretary%' ORDER BY id").fetchone()[0]
-            community = conn.execute("SELECT unit_id FROM person_scope WHERE person_id = ?",
-                                     [secretary]).fetchone()[0]
-            grids = [r[0] for r in conn.execute(
-                "SELECT id FROM org_units WHERE kind = 'grid' AND parent_id = ?", [community])]
+            secretary = conn.execute(
+                "SELECT id FROM people WHERE roles LIKE '%community_secretary%' ORDER BY id"
+            ).fetchone()[0]
+            community = conn.execute(
+                "SELECT unit_id FROM person_scope WHERE person_id = ?", [secretary]
+            ).fetchone()[0]
+            grids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM org_units WHERE kind = 'grid' AND parent_id = ?", [community]
+                )
+            ]
             conn.close()
             [(_, _, secretary_token)] = enroll(db, [secretary])
             log = work / "alerts.log"
             receiver, port = start_receiver(log)
             (work / "apprise.yml").write_text(
                 f"version: 1\nurls:\n  - json://127.0.0.1:{port}/secretary:\n"
-                f"      - tag: community:{community}:secretary\n")
-            (work / "gridsync.toml").write_text(textwrap.dedent(f"""
+                f"      - tag: community:{community}:secretary\n"
+            )
+            (work / "gridsync.toml").write_text(
+                textwrap.dedent(f"""
                 [notify]
-                apprise_config = "{work / 'apprise.yml'}"
+                apprise_config = "{work / "apprise.yml"}"
                 [whistle_deadlines.grid]
                 accept_minutes = {accept_seconds / 60}
                 arrive_minutes = 10
                 resolve_minutes = 30
-            """))
+            """)
+            )
             try:
                 with serve(db, "--config", str(work / "gridsync.toml")) as server:
                     phones = [Phone(server.url, *d) for d in devices]
@@ -185,13 +212,16 @@ def run(quick: bool = False, runs: int = 1) -> Report:
                         p.transport_errors.clear()
                         mine = sorted(p.client.households())
                         for i in range(visits):
-                            q = p.client.log_visit(mine[i % len(mine)], "door", ["policy"],
-                                                   "入户走访")
+                            q = p.client.log_visit(
+                                mine[i % len(mine)], "door", ["policy"], "入户走访"
+                            )
                             expected_visits.add(q.id)
                         for i in range(edits):
                             q = p.client.update_household(
-                                mine[i % len(mine)], fields={"notes": f"{p.client.device_id} {i}"},
-                                tags_add=["renter"] if i % 2 else [])
+                                mine[i % len(mine)],
+                                fields={"notes": f"{p.client.device_id} {i}"},
+                                tags_add=["renter"] if i % 2 else [],
+                            )
                             expected_mids.add(q.mid)
                     morning = threading.Barrier(len(phones) + 1)
                     threads = [threading.Thread(target=p.sync, args=(morning,)) for p in phones]
@@ -199,8 +229,9 @@ def run(quick: bool = False, runs: int = 1) -> Report:
                         t.start()
                     stop = threading.Event()
                     cases: list[tuple[str, int]] = []
-                    raiser = threading.Thread(target=raise_cases, args=(
-                        server.url, secretary_token, grids, stop, cases))
+                    raiser = threading.Thread(
+                        target=raise_cases, args=(server.url, secretary_token, grids, stop, cases)
+                    )
                     raiser.start()
                     while not cases:
                         time.sleep(0.01)
@@ -229,12 +260,14 @@ def run(quick: bool = False, runs: int = 1) -> Report:
             requests_total = len(latencies)
             transport = Counter(e.split("(")[0] for p in phones for e in p.transport_errors)
             errors += sum(1 for p in phones if p.error) + sum(
-                n for s, n in statuses.items() if s >= 400)
+                n for s, n in statuses.items() if s >= 400
+            )
             rates.append(len(latencies) / seconds)
             p50s.append(percentile(latencies, 0.50) * 1000)
             p99s.append(percentile(latencies, 0.99) * 1000)
-            run_lost, run_dup = check_database(db, expected_visits, expected_mids,
-                                               {d[1]: visits + edits for d in devices})
+            run_lost, run_dup = check_database(
+                db, expected_visits, expected_mids, {d[1]: visits + edits for d in devices}
+            )
             lost += run_lost
             duplicated += run_dup
             late = [(arrived[cid] - ms) / 1000 for cid, ms in due.items() if cid in arrived]
@@ -244,15 +277,25 @@ def run(quick: bool = False, runs: int = 1) -> Report:
                 p.client.close()
             if run_no == runs - 1:
                 report.add("storm wall time (last run)", seconds, "s")
-                report.add("requests (last run)", f"{requests_total:,} "
-                           f"({', '.join(f'{s}: {n}' for s, n in sorted(statuses.items()))})")
-                report.add("transport errors retried by the client (last run)",
-                           ", ".join(f"{e}: {n}" for e, n in transport.items()) or "none")
-                report.add("whistle cases whose deadline passed in the storm (last run)",
-                           f"{len(due)}, alerts received {len(late)}")
+                report.add(
+                    "requests (last run)",
+                    f"{requests_total:,} "
+                    f"({', '.join(f'{s}: {n}' for s, n in sorted(statuses.items()))})",
+                )
+                report.add(
+                    "transport errors retried by the client (last run)",
+                    ", ".join(f"{e}: {n}" for e, n in transport.items()) or "none",
+                )
+                report.add(
+                    "whistle cases whose deadline passed in the storm (last run)",
+                    f"{len(due)}, alerts received {len(late)}",
+                )
                 if late:
-                    report.add("alert latency after the deadline, median (last run)",
-                               sorted(late)[len(late) // 2], "s")
+                    report.add(
+                        "alert latency after the deadline, median (last run)",
+                        sorted(late)[len(late) // 2],
+                        "s",
+                    )
     report.add("requests per second", sorted(rates)[len(rates) // 2], "req/s")
     report.add("latency p50", sorted(p50s)[len(p50s) // 2], "ms")
     report.add("latency p99", sorted(p99s)[len(p99s) // 2], "ms")
@@ -260,8 +303,9 @@ def run(quick: bool = False, runs: int = 1) -> Report:
     report.budget("lost mutations (all runs)", float(lost), at_most=0)
     report.budget("duplicated mutations (all runs)", float(duplicated), at_most=0)
     report.budget("server peak memory, MB (max of runs)", max(rss), at_most=300)
-    report.budget("whistle deadline -> alert at the receiver, s (worst of runs)",
-                  max(worst_alerts), at_most=5)
+    report.budget(
+        "whistle deadline -> alert at the receiver, s (worst of runs)", max(worst_alerts), at_most=5
+    )
     report.add("runs", str(runs))
     return report
 
@@ -284,26 +328,34 @@ def wait_for_alerts(log: Path, case_ids: set[str]) -> dict[str, float]:
         time.sleep(0.2)
 
 
-def check_database(db: Path, visits: set[str], mids: set[str],
-                   per_device: dict[str, int]) -> tuple[int, int]:
+def check_database(
+    db: Path, visits: set[str], mids: set[str], per_device: dict[str, int]
+) -> tuple[int, int]:
     """(lost, duplicated) mutations of the storm, from the server's database."""
     conn = sqlite3.connect(db)
     try:
         conn.execute("CREATE TEMP TABLE want (id TEXT PRIMARY KEY)")
         conn.executemany("INSERT INTO want VALUES (?)", [(v,) for v in visits])
-        found = conn.execute("SELECT COUNT(*), COUNT(DISTINCT v.id) FROM visits v "
-                             "JOIN want w ON w.id = v.id").fetchone()
+        found = conn.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT v.id) FROM visits v JOIN want w ON w.id = v.id"
+        ).fetchone()
         storm_devices = list(per_device)
         marks = ", ".join("?" * len(storm_devices))
-        by_devices = conn.execute(f"SELECT COUNT(*) FROM visits WHERE device_id IN ({marks}) "
-                                  "AND received_at IS NOT NULL", storm_devices).fetchone()[0]
+        by_devices = conn.execute(
+            f"SELECT COUNT(*) FROM visits WHERE device_id IN ({marks}) AND received_at IS NOT NULL",
+            storm_devices,
+        ).fetchone()[0]
         conn.execute("DELETE FROM want")
         conn.executemany("INSERT INTO want VALUES (?)", [(m,) for m in mids])
-        logged = conn.execute("SELECT COUNT(*) FROM sync_mutations s JOIN want w "
-                              "ON w.id = s.mid WHERE s.status IN ('applied', 'merged')"
-                              ).fetchone()[0]
-        last_seq = dict(conn.execute(f"SELECT id, last_seq FROM devices WHERE id IN ({marks})",
-                                     storm_devices).fetchall())
+        logged = conn.execute(
+            "SELECT COUNT(*) FROM sync_mutations s JOIN want w "
+            "ON w.id = s.mid WHERE s.status IN ('applied', 'merged')"
+        ).fetchone()[0]
+        last_seq = dict(
+            conn.execute(
+                f"SELECT id, last_seq FROM devices WHERE id IN ({marks})", storm_devices
+            ).fetchall()
+        )
     finally:
         conn.close()
     lost = (len(visits) - found[1]) + (len(mids) - logged)

@@ -47,8 +47,13 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def create_app(settings: Settings | None = None, *, store: Store | None = None,
-               clock: Clock = SYSTEM_CLOCK, run_periodic: bool | None = None) -> Litestar:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    run_periodic: bool | None = None,
+) -> Litestar:
     """The ASGI app. Pass ``store`` to share one with the caller (tests); otherwise the app opens
     ``settings.db`` at startup and closes it at shutdown."""
     settings = settings or load_settings()
@@ -104,10 +109,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             description="Offline-sync backend for grid-based neighbourhood governance.",
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
-            components=Components(security_schemes={
-                "BearerToken": SecurityScheme(type="http", scheme="bearer",
-                                              description="a device token from enrolment"),
-            }),
+            components=Components(
+                security_schemes={
+                    "BearerToken": SecurityScheme(
+                        type="http", scheme="bearer", description="a device token from enrolment"
+                    ),
+                }
+            ),
         ),
         request_max_body_size=8 * 1024 * 1024,
         # Phones are on poor networks: gzip responses when asked (SPEC 3, 8).

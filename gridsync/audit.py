@@ -26,22 +26,36 @@ class Actor:
         return cls(person_id=None, device_id="cli")
 
 
-def record(db: sqlite_utils.Database, actor: Actor, action: str, target: str | None = None,
-           detail: dict[str, Any] | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+def record(
+    db: sqlite_utils.Database,
+    actor: Actor,
+    action: str,
+    target: str | None = None,
+    detail: dict[str, Any] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> None:
     db.execute(
         "INSERT INTO audit_log (at, person_id, device_id, action, target, detail) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        [iso_ms(clock.now_ms()), actor.person_id, actor.device_id, action, target,
-         msgspec.json.encode(detail or {}).decode()],
+        [
+            iso_ms(clock.now_ms()),
+            actor.person_id,
+            actor.device_id,
+            action,
+            target,
+            msgspec.json.encode(detail or {}).decode(),
+        ],
     )
 
 
-def entries(db: sqlite_utils.Database, *, action: str | None = None,
-            limit: int = 100) -> list[dict[str, Any]]:
+def entries(
+    db: sqlite_utils.Database, *, action: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
     where, params = ("WHERE action = ?", [action]) if action else ("", [])
     rows = db.execute(
         f"SELECT id, at, person_id, device_id, action, target, detail FROM audit_log {where} "
-        "ORDER BY id DESC LIMIT ?", [*params, limit],
+        "ORDER BY id DESC LIMIT ?",
+        [*params, limit],
     ).fetchall()
     keys = ("id", "at", "person_id", "device_id", "action", "target", "detail")
     out = [dict(zip(keys, row)) for row in rows]

@@ -48,8 +48,14 @@ class Principal:
             raise Forbidden(f"this needs one of the roles: {', '.join(roles)}")
 
 
-def enroll(db: sqlite_utils.Database, person_id: str, actor: Actor, *, label: str = "",
-           device_id: str | None = None) -> Enrolled:
+def enroll(
+    db: sqlite_utils.Database,
+    person_id: str,
+    actor: Actor,
+    *,
+    label: str = "",
+    device_id: str | None = None,
+) -> Enrolled:
     get_person(db, person_id)  # raises NotFound
     device_id = device_id or f"dev-{secrets.token_hex(6)}"
     if db.execute("SELECT 1 FROM devices WHERE id = ?", [device_id]).fetchone():
@@ -77,8 +83,14 @@ _DEVICE_COLS = "id, person_id, label, created_at, revoked_at, last_seen_at"
 
 
 def _device(row: tuple) -> Device:
-    return Device(id=row[0], person_id=row[1], label=row[2], created_at=row[3],
-                  revoked_at=row[4], last_seen_at=row[5])
+    return Device(
+        id=row[0],
+        person_id=row[1],
+        label=row[2],
+        created_at=row[3],
+        revoked_at=row[4],
+        last_seen_at=row[5],
+    )
 
 
 def get_device(db: sqlite_utils.Database, device_id: str) -> Device:
@@ -88,11 +100,19 @@ def get_device(db: sqlite_utils.Database, device_id: str) -> Device:
     return _device(row)
 
 
-def list_devices(db: sqlite_utils.Database, *, person_id: str | None = None, limit: int = 1000,
-                 offset: int = 0) -> tuple[list[Device], int]:
+def list_devices(
+    db: sqlite_utils.Database, *, person_id: str | None = None, limit: int = 1000, offset: int = 0
+) -> tuple[list[Device], int]:
     where, params = ("WHERE person_id = ?", [person_id]) if person_id else ("", [])
-    rows, total = paged(db, _DEVICE_COLS, f"devices {where}", params, order_by="created_at, id",
-                        limit=limit, offset=offset)
+    rows, total = paged(
+        db,
+        _DEVICE_COLS,
+        f"devices {where}",
+        params,
+        order_by="created_at, id",
+        limit=limit,
+        offset=offset,
+    )
     return [_device(r) for r in rows], total
 
 
@@ -120,8 +140,9 @@ class ScopeCache:
         return scope
 
 
-def authenticate(db: sqlite_utils.Database, token: str | None,
-                 scopes: ScopeCache | None = None) -> Principal:
+def authenticate(
+    db: sqlite_utils.Database, token: str | None, scopes: ScopeCache | None = None
+) -> Principal:
     """The principal a bearer token stands for; raises Unauthorized or DeviceRevoked."""
     if not token:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
@@ -139,6 +160,9 @@ def authenticate(db: sqlite_utils.Database, token: str | None,
     if not row[4]:
         raise Unauthorized("this person is no longer active", code="person_inactive")
     roles = frozenset(msgspec.json.decode(row[3]))
-    scope = (scopes.get(db, row[1], (row[1], row[3], row[5], row[6], row[7])) if scopes
-             else resolve_scope(db, row[1]))
+    scope = (
+        scopes.get(db, row[1], (row[1], row[3], row[5], row[6], row[7]))
+        if scopes
+        else resolve_scope(db, row[1])
+    )
     return Principal(person_id=row[1], device_id=row[0], roles=roles, scope=scope)

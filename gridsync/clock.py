@@ -4,7 +4,7 @@ choose the time instead of sleeping."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import uuid_utils
 
@@ -16,7 +16,7 @@ class Clock:
         return time.time_ns() // 1_000_000
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self.now_ms() / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(self.now_ms() / 1000, tz=UTC)
 
 
 class FixedClock(Clock):
@@ -40,7 +40,7 @@ SYSTEM_CLOCK = Clock()
 
 def iso_ms(ms: int) -> str:
     """UTC ISO 8601 with milliseconds, e.g. ``2026-11-23T05:30:00.123+00:00``."""
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
 def now_iso(clock: Clock = SYSTEM_CLOCK) -> str:
@@ -52,9 +52,9 @@ def parse_ms(value: str | datetime) -> int:
     whose UTC instant is outside years 1-9999 (``iso_ms`` could not write it back)."""
     dt = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     try:
-        dt.astimezone(timezone.utc)
+        dt.astimezone(UTC)
     except OverflowError as exc:
         raise ValueError(f"{value} is outside the years 1-9999 in UTC") from exc
     return int(dt.timestamp() * 1000)

@@ -43,7 +43,9 @@ def _default_deadlines() -> dict[str, LevelDeadlines]:
         # "居民事务110": accept within 1 minute, on site within 10, resolved within 30.
         "grid": LevelDeadlines(accept_minutes=1, arrive_minutes=10, resolve_minutes=30),
         "community": LevelDeadlines(accept_minutes=10, arrive_minutes=60, resolve_minutes=24 * 60),
-        "street": LevelDeadlines(accept_minutes=30, arrive_minutes=4 * 60, resolve_minutes=3 * 24 * 60),
+        "street": LevelDeadlines(
+            accept_minutes=30, arrive_minutes=4 * 60, resolve_minutes=3 * 24 * 60
+        ),
         "department": LevelDeadlines(
             accept_minutes=60, arrive_minutes=24 * 60, resolve_minutes=5 * 24 * 60
         ),

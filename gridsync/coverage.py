@@ -55,8 +55,9 @@ Level = Literal["member", "branch", "grid", "community", "street", "district"]
 LEVELS: tuple[str, ...] = Level.__args__  # type: ignore[attr-defined]
 UNIT_LEVELS = ("branch", "grid", "community", "street", "district")
 
-ViolationKind = Literal["unassigned", "overdue", "priority_overdue", "member_under_min",
-                        "member_over_cap"]
+ViolationKind = Literal[
+    "unassigned", "overdue", "priority_overdue", "member_under_min", "member_over_cap"
+]
 VIOLATION_KINDS: tuple[str, ...] = ViolationKind.__args__  # type: ignore[attr-defined]
 HOUSEHOLD_VIOLATIONS = ("unassigned", "overdue", "priority_overdue")
 
@@ -245,32 +246,77 @@ class Sample(Struct, kw_only=True):
 
 
 WIRE_TYPES = [
-    PolicyOverride, CommunityPolicy, CoverageRow, CoverageReport, Violation, ViolationPage,
-    AssignRequest, Assignment, Suggestion, RebalancePlan, SuggestionPick, ApplyRequest,
-    ApplyOutcome, ApplyResult, SampledHousehold, Sample,
+    PolicyOverride,
+    CommunityPolicy,
+    CoverageRow,
+    CoverageReport,
+    Violation,
+    ViolationPage,
+    AssignRequest,
+    Assignment,
+    Suggestion,
+    RebalancePlan,
+    SuggestionPick,
+    ApplyRequest,
+    ApplyOutcome,
+    ApplyResult,
+    SampledHousehold,
+    Sample,
 ]
 
 # -- labels (user-facing: Chinese by default) -------------------------------------------------
 
 LEVEL_LABELS = {
-    "zh": {"member": "成员", "branch": "党支部", "grid": "网格", "community": "社区",
-           "street": "街道", "district": "区"},
-    "en": {"member": "member", "branch": "branch", "grid": "grid", "community": "community",
-           "street": "street", "district": "district"},
+    "zh": {
+        "member": "成员",
+        "branch": "党支部",
+        "grid": "网格",
+        "community": "社区",
+        "street": "街道",
+        "district": "区",
+    },
+    "en": {
+        "member": "member",
+        "branch": "branch",
+        "grid": "grid",
+        "community": "community",
+        "street": "street",
+        "district": "district",
+    },
 }
 KIND_LABELS = {
-    "zh": {"policy": "政策宣传", "opinion": "收集意见建议", "hardship": "帮困解难",
-           "safety": "安全隐患排查", "dispute": "矛盾纠纷调解", "environment": "环境卫生"},
-    "en": {"policy": "policy publicity", "opinion": "opinions", "hardship": "hardship help",
-           "safety": "safety check", "dispute": "dispute mediation",
-           "environment": "environment"},
+    "zh": {
+        "policy": "政策宣传",
+        "opinion": "收集意见建议",
+        "hardship": "帮困解难",
+        "safety": "安全隐患排查",
+        "dispute": "矛盾纠纷调解",
+        "environment": "环境卫生",
+    },
+    "en": {
+        "policy": "policy publicity",
+        "opinion": "opinions",
+        "hardship": "hardship help",
+        "safety": "safety check",
+        "dispute": "dispute mediation",
+        "environment": "environment",
+    },
 }
 VIOLATION_LABELS = {
-    "zh": {"unassigned": "未落实联系党员", "overdue": "本周期未走访",
-           "priority_overdue": "重点户逾期未走访", "member_under_min": "联系户数不足",
-           "member_over_cap": "联系户数超上限"},
-    "en": {"unassigned": "unassigned", "overdue": "overdue", "priority_overdue": "priority overdue",
-           "member_under_min": "member under minimum", "member_over_cap": "member over cap"},
+    "zh": {
+        "unassigned": "未落实联系党员",
+        "overdue": "本周期未走访",
+        "priority_overdue": "重点户逾期未走访",
+        "member_under_min": "联系户数不足",
+        "member_over_cap": "联系户数超上限",
+    },
+    "en": {
+        "unassigned": "unassigned",
+        "overdue": "overdue",
+        "priority_overdue": "priority overdue",
+        "member_under_min": "member under minimum",
+        "member_over_cap": "member over cap",
+    },
 }
 
 
@@ -295,11 +341,12 @@ def _merge(settings: Settings, override: dict[str, Any] | None) -> Policy:
 
 def _validate(policy: Policy) -> None:
     if policy.min_households_per_member > policy.max_households_per_member:
-        raise Invalid("min_households_per_member must not exceed max_households_per_member",
-                      field="min_households_per_member")
+        raise Invalid(
+            "min_households_per_member must not exceed max_households_per_member",
+            field="min_households_per_member",
+        )
     if policy.priority_cycle_days > policy.cycle_days:
-        raise Invalid("priority_cycle_days must not exceed cycle_days",
-                      field="priority_cycle_days")
+        raise Invalid("priority_cycle_days must not exceed cycle_days", field="priority_cycle_days")
     for name in ("service_kinds", "priority_tags"):
         values = getattr(policy, name)
         if len(set(values)) != len(values):
@@ -315,15 +362,21 @@ def _require_community(db: sqlite_utils.Database, community_id: str) -> None:
 
 
 def load_overrides(db: sqlite_utils.Database) -> dict[str, dict[str, Any]]:
-    return {cid: _override_decoder.decode(raw) for cid, raw in db.execute(
-        "SELECT community_id, override FROM coverage_policies WHERE override IS NOT NULL")}
+    return {
+        cid: _override_decoder.decode(raw)
+        for cid, raw in db.execute(
+            "SELECT community_id, override FROM coverage_policies WHERE override IS NOT NULL"
+        )
+    }
 
 
-def community_policies(db: sqlite_utils.Database,
-                       settings: Settings) -> tuple[Policy, dict[str, Policy]]:
+def community_policies(
+    db: sqlite_utils.Database, settings: Settings
+) -> tuple[Policy, dict[str, Policy]]:
     """The district default, and the policy of every community that overrides it."""
-    return default_policy(settings), {cid: _merge(settings, override)
-                                      for cid, override in load_overrides(db).items()}
+    return default_policy(settings), {
+        cid: _merge(settings, override) for cid, override in load_overrides(db).items()
+    }
 
 
 def longest_cycle_days(db: sqlite_utils.Database, settings: Settings, scope: Scope) -> int:
@@ -334,36 +387,49 @@ def longest_cycle_days(db: sqlite_utils.Database, settings: Settings, scope: Sco
     if not by_community:
         return default.cycle_days
     if scope.everything:
-        communities = {r[0] for r in db.execute(
-            "SELECT id FROM org_units WHERE kind = 'community'")}
+        communities = {
+            r[0] for r in db.execute("SELECT id FROM org_units WHERE kind = 'community'")
+        }
     else:
-        communities = {r[0] for r in db.execute(
-            "SELECT DISTINCT parent_id FROM org_units WHERE id IN (SELECT value FROM json_each(?))",
-            [msgspec.json.encode(sorted(scope.grid_ids)).decode()]) if r[0]}
-    return max((by_community.get(c, default).cycle_days for c in communities),
-               default=default.cycle_days)
+        communities = {
+            r[0]
+            for r in db.execute(
+                "SELECT DISTINCT parent_id FROM org_units WHERE id IN (SELECT value FROM json_each(?))",
+                [msgspec.json.encode(sorted(scope.grid_ids)).decode()],
+            )
+            if r[0]
+        }
+    return max(
+        (by_community.get(c, default).cycle_days for c in communities), default=default.cycle_days
+    )
 
 
 def policy_for(db: sqlite_utils.Database, settings: Settings, community_id: str) -> Policy:
     """The policy in force for a community: the district default with its override on top."""
     _require_community(db, community_id)
-    row = db.execute("SELECT override FROM coverage_policies WHERE community_id = ?",
-                     [community_id]).fetchone()
+    row = db.execute(
+        "SELECT override FROM coverage_policies WHERE community_id = ?", [community_id]
+    ).fetchone()
     return _merge(settings, _override_decoder.decode(row[0]) if row and row[0] else None)
 
 
-def service_kinds_of_grids(db: sqlite_utils.Database, settings: Settings,
-                           grid_ids: set[str]) -> dict[str, frozenset[str]]:
+def service_kinds_of_grids(
+    db: sqlite_utils.Database, settings: Settings, grid_ids: set[str]
+) -> dict[str, frozenset[str]]:
     """The service kinds a visit may record, per grid whose community overrides them (other
     grids follow the district default, ``settings.coverage.service_kinds``)."""
     if not grid_ids:
         return {}
-    return {grid: frozenset(msgspec.json.decode(kinds)) for grid, kinds in db.execute(
-        "SELECT o.id, json_extract(p.override, '$.service_kinds') FROM org_units o "
-        "JOIN coverage_policies p ON p.community_id = o.parent_id "
-        "WHERE o.id IN (SELECT value FROM json_each(?)) "
-        "AND json_extract(p.override, '$.service_kinds') IS NOT NULL",
-        [msgspec.json.encode(sorted(grid_ids)).decode()])}
+    return {
+        grid: frozenset(msgspec.json.decode(kinds))
+        for grid, kinds in db.execute(
+            "SELECT o.id, json_extract(p.override, '$.service_kinds') FROM org_units o "
+            "JOIN coverage_policies p ON p.community_id = o.parent_id "
+            "WHERE o.id IN (SELECT value FROM json_each(?)) "
+            "AND json_extract(p.override, '$.service_kinds') IS NOT NULL",
+            [msgspec.json.encode(sorted(grid_ids)).decode()],
+        )
+    }
 
 
 def policy_of_scope(db: sqlite_utils.Database, settings: Settings, scope: Scope) -> Policy:
@@ -378,24 +444,29 @@ def policy_of_scope(db: sqlite_utils.Database, settings: Settings, scope: Scope)
             row = db.execute(
                 "SELECT id FROM org_units WHERE kind = 'community' AND id IN "
                 "(SELECT value FROM json_each(?)) ORDER BY id LIMIT 1",
-                [msgspec.json.encode(sorted(scope.unit_ids)).decode()]).fetchone()
+                [msgspec.json.encode(sorted(scope.unit_ids)).decode()],
+            ).fetchone()
         if row is not None and row[0]:
             return policy_for(db, settings, row[0])
     return default_policy(settings)
 
 
-def community_policy(db: sqlite_utils.Database, settings: Settings,
-                     community_id: str) -> CommunityPolicy:
+def community_policy(
+    db: sqlite_utils.Database, settings: Settings, community_id: str
+) -> CommunityPolicy:
     _require_community(db, community_id)
-    row = db.execute("SELECT override FROM coverage_policies WHERE community_id = ?",
-                     [community_id]).fetchone()
+    row = db.execute(
+        "SELECT override FROM coverage_policies WHERE community_id = ?", [community_id]
+    ).fetchone()
     override = _override_decoder.decode(row[0]) if row and row[0] else {}
-    return CommunityPolicy(community_id=community_id, policy=_merge(settings, override),
-                           overridden=sorted(override))
+    return CommunityPolicy(
+        community_id=community_id, policy=_merge(settings, override), overridden=sorted(override)
+    )
 
 
-def _put_policy_row(db: sqlite_utils.Database, community_id: str, override: str | None,
-                    actor: Actor, clock: Clock) -> None:
+def _put_policy_row(
+    db: sqlite_utils.Database, community_id: str, override: str | None, actor: Actor, clock: Clock
+) -> None:
     db.execute(
         "INSERT INTO coverage_policies (community_id, override, seq, updated_at, updated_by) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT(community_id) DO UPDATE SET "
@@ -405,20 +476,30 @@ def _put_policy_row(db: sqlite_utils.Database, community_id: str, override: str 
     )
 
 
-def set_policy(db: sqlite_utils.Database, settings: Settings, actor: Actor, community_id: str,
-               override: PolicyOverride, clock: Clock = SYSTEM_CLOCK) -> CommunityPolicy:
+def set_policy(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    actor: Actor,
+    community_id: str,
+    override: PolicyOverride,
+    clock: Clock = SYSTEM_CLOCK,
+) -> CommunityPolicy:
     """Replace a community's override (validated against the default it overrides)."""
     _require_community(db, community_id)
     fields = {k: v for k, v in msgspec.structs.asdict(override).items() if v is not UNSET}
     _validate(_merge(settings, fields))
     _put_policy_row(db, community_id, msgspec.json.encode(fields).decode(), actor, clock)
-    audit.record(db, actor, "coverage.policy.set", target=community_id, detail=fields,
-                 clock=clock)
+    audit.record(db, actor, "coverage.policy.set", target=community_id, detail=fields, clock=clock)
     return community_policy(db, settings, community_id)
 
 
-def clear_policy(db: sqlite_utils.Database, settings: Settings, actor: Actor, community_id: str,
-                 clock: Clock = SYSTEM_CLOCK) -> CommunityPolicy:
+def clear_policy(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    actor: Actor,
+    community_id: str,
+    clock: Clock = SYSTEM_CLOCK,
+) -> CommunityPolicy:
     """Drop a community's override: the district default applies again (and is re-sent)."""
     _require_community(db, community_id)
     _put_policy_row(db, community_id, None, actor, clock)
@@ -426,16 +507,18 @@ def clear_policy(db: sqlite_utils.Database, settings: Settings, actor: Actor, co
     return community_policy(db, settings, community_id)
 
 
-def republish_policies(db: sqlite_utils.Database, actor: Actor,
-                       clock: Clock = SYSTEM_CLOCK) -> int:
+def republish_policies(db: sqlite_utils.Database, actor: Actor, clock: Clock = SYSTEM_CLOCK) -> int:
     """Give every community's policy a new seq, so phones fetch it again (done by
     :func:`publish_default` when the configured district default changes)."""
-    rows = db.execute("SELECT o.id, p.override FROM org_units o LEFT JOIN coverage_policies p "
-                      "ON p.community_id = o.id WHERE o.kind = 'community'").fetchall()
+    rows = db.execute(
+        "SELECT o.id, p.override FROM org_units o LEFT JOIN coverage_policies p "
+        "ON p.community_id = o.id WHERE o.kind = 'community'"
+    ).fetchall()
     for community_id, override in rows:
         _put_policy_row(db, community_id, override, actor, clock)
-    audit.record(db, actor, "coverage.policy.republish", detail={"communities": len(rows)},
-                 clock=clock)
+    audit.record(
+        db, actor, "coverage.policy.republish", detail={"communities": len(rows)}, clock=clock
+    )
     return len(rows)
 
 
@@ -448,8 +531,9 @@ def stored_default(db: sqlite_utils.Database) -> CoveragePolicy:
     return _default_decoder.decode(row[0]) if row else CoveragePolicy()
 
 
-def publish_default(db: sqlite_utils.Database, policy: CoveragePolicy, actor: Actor,
-                    clock: Clock = SYSTEM_CLOCK) -> bool:
+def publish_default(
+    db: sqlite_utils.Database, policy: CoveragePolicy, actor: Actor, clock: Clock = SYSTEM_CLOCK
+) -> bool:
     """Store the configured district default; when it changed, republish every community's
     policy so phones pull it again. Run at startup (``create_app``'s lifespan). Returns whether
     it changed."""
@@ -457,16 +541,20 @@ def publish_default(db: sqlite_utils.Database, policy: CoveragePolicy, actor: Ac
     row = db.execute("SELECT value FROM meta WHERE key = 'coverage_default'").fetchone()
     if row is not None and row[0] == encoded:
         return False
-    db.execute("INSERT INTO meta (key, value) VALUES ('coverage_default', ?) "
-               "ON CONFLICT(key) DO UPDATE SET value = excluded.value", [encoded])
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('coverage_default', ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [encoded],
+    )
     if row is not None:
         republish_policies(db, actor, clock)
     return True
 
 
 @register_source("policy")
-def policy_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int,
-                   limit: int) -> list[SourceChange]:
+def policy_changes(
+    db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int, limit: int
+) -> list[SourceChange]:
     """Pull source ``policy``: one ``put`` per community of the scope (the communities the scope
     names, or those whose grids it holds), id = community id, data = its effective Policy.
 
@@ -479,8 +567,10 @@ def policy_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, upto
     else:
         units = msgspec.json.encode(sorted(scope.unit_ids)).decode()
         grids = msgspec.json.encode(sorted(scope.grid_ids)).decode()
-        cond = ("(o.id IN (SELECT value FROM json_each(?)) OR o.id IN (SELECT parent_id FROM "
-                "org_units WHERE id IN (SELECT value FROM json_each(?))))")
+        cond = (
+            "(o.id IN (SELECT value FROM json_each(?)) OR o.id IN (SELECT parent_id FROM "
+            "org_units WHERE id IN (SELECT value FROM json_each(?))))"
+        )
         params = [units, grids]
     rows = db.execute(
         f"""SELECT * FROM (
@@ -491,9 +581,15 @@ def policy_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, upto
         [*params, after_seq, upto_seq, limit],
     ).fetchall()
     district = Settings(coverage=stored_default(db))
-    return [SourceChange(seq=s, id=cid, op="put",
-                         data=_merge(district, _override_decoder.decode(raw) if raw else None))
-            for cid, s, raw in rows]
+    return [
+        SourceChange(
+            seq=s,
+            id=cid,
+            op="put",
+            data=_merge(district, _override_decoder.decode(raw) if raw else None),
+        )
+        for cid, s, raw in rows
+    ]
 
 
 # -- the org tree, loaded once per report -----------------------------------------------------
@@ -536,7 +632,8 @@ class OrgIndex:
     def load(cls, db: sqlite_utils.Database) -> OrgIndex:
         idx = cls({}, {}, {}, {}, {}, defaultdict(list))
         for uid, kind, name, parent, grid in db.execute(
-                "SELECT id, kind, name, parent_id, grid_id FROM org_units ORDER BY id"):
+            "SELECT id, kind, name, parent_id, grid_id FROM org_units ORDER BY id"
+        ):
             idx.kind[uid], idx.name[uid], idx.parent[uid] = kind, name, parent
             if parent:
                 idx.children[parent].append(uid)
@@ -636,8 +733,18 @@ class _Acc:
 
     def households_only(self) -> _Acc:
         """A copy with the household figures and service kinds (no members)."""
-        return _Acc(self.households, self.assigned, self.contacted, self.overdue, self.priority,
-                    self.priority_overdue, 0, 0, 0, self.mask)
+        return _Acc(
+            self.households,
+            self.assigned,
+            self.contacted,
+            self.overdue,
+            self.priority,
+            self.priority_overdue,
+            0,
+            0,
+            0,
+            self.mask,
+        )
 
     def add(self, other: _Acc) -> None:
         self.add_households(other)
@@ -681,14 +788,16 @@ class Tally:
         return self.policies.get(self.idx.community_of(grid_id) or "", self.default)
 
 
-def _scope_units(idx: OrgIndex, scope: Scope,
-                 unit_id: str | None) -> tuple[frozenset[str], frozenset[str]]:
+def _scope_units(
+    idx: OrgIndex, scope: Scope, unit_id: str | None
+) -> tuple[frozenset[str], frozenset[str]]:
     """The org units a report covers and the grids it reads, within the caller's scope."""
     if unit_id is not None:
         if unit_id not in idx.kind:
             raise NotFound(f"no org unit {unit_id}")
         if not scope.allows_unit(unit_id) and not (
-                idx.kind[unit_id] == "grid" and scope.allows_grid(unit_id)):
+            idx.kind[unit_id] == "grid" and scope.allows_grid(unit_id)
+        ):
             raise OutOfScope(f"org unit {unit_id} is outside your scope")
         units = idx.below(unit_id)
     elif scope.everything:
@@ -700,8 +809,9 @@ def _scope_units(idx: OrgIndex, scope: Scope,
     return _scope_units_of(idx, scope, units)
 
 
-def _scope_units_of(idx: OrgIndex, scope: Scope,
-                    units: set[str]) -> tuple[frozenset[str], frozenset[str]]:
+def _scope_units_of(
+    idx: OrgIndex, scope: Scope, units: set[str]
+) -> tuple[frozenset[str], frozenset[str]]:
     units = {u for u in units if idx.kind[u] != "department"}
     for uid in list(units):  # a branch's report includes its grid
         grid = idx.branch_grid.get(uid)
@@ -711,20 +821,21 @@ def _scope_units_of(idx: OrgIndex, scope: Scope,
     return frozenset(units), frozenset(grids)
 
 
-def _policies(db: sqlite_utils.Database, settings: Settings,
-              idx: OrgIndex) -> dict[str, Policy]:
+def _policies(db: sqlite_utils.Database, settings: Settings, idx: OrgIndex) -> dict[str, Policy]:
     overrides = load_overrides(db)
     default = default_policy(settings)
-    return {uid: _merge(settings, overrides[uid]) if uid in overrides else default
-            for uid, kind in idx.kind.items() if kind == "community"}
+    return {
+        uid: _merge(settings, overrides[uid]) if uid in overrides else default
+        for uid, kind in idx.kind.items()
+        if kind == "community"
+    }
 
 
 def _tag_expr(tags: tuple[str, ...]) -> str:
     """SQL true when a household's JSON tags hold one of ``tags`` (exact, quoted match)."""
     if not tags:
         return "0"
-    needles = " OR ".join(
-        f"instr(tags, {_sql_str(msgspec.json.encode(t).decode())})" for t in tags)
+    needles = " OR ".join(f"instr(tags, {_sql_str(msgspec.json.encode(t).decode())})" for t in tags)
     return f"(tags <> '[]' AND ({needles}))"
 
 
@@ -738,8 +849,9 @@ def _grid_cond(grids: list[str] | None, column: str = "grid_id") -> tuple[str, l
     return f"{column} IN (SELECT value FROM json_each(?))", [msgspec.json.encode(grids).decode()]
 
 
-def _groups(idx: OrgIndex, policies: dict[str, Policy], grids: list[str] | None,
-            default: Policy) -> list[tuple[_PolicyGroup, list[str] | None]]:
+def _groups(
+    idx: OrgIndex, policies: dict[str, Policy], grids: list[str] | None, default: Policy
+) -> list[tuple[_PolicyGroup, list[str] | None]]:
     """Split the grids read by policy numbers. The common case (no overrides, or a whole-
     district read whose overrides agree) is one group reading with no grid filter at all."""
     all_grids = sorted(idx.grids())
@@ -759,16 +871,16 @@ def _groups(idx: OrgIndex, policies: dict[str, Policy], grids: list[str] | None,
     return out
 
 
-def _home_grids(db: sqlite_utils.Database, idx: OrgIndex,
-                person_ids: list[str]) -> dict[str, str]:
+def _home_grids(db: sqlite_utils.Database, idx: OrgIndex, person_ids: list[str]) -> dict[str, str]:
     """Rare: a member without a branch lives in the first grid of their scope."""
     home: dict[str, str] = {}
     if not person_ids:
         return home
     for pid, uid in db.execute(
-            "SELECT person_id, unit_id FROM person_scope WHERE person_id IN "
-            "(SELECT value FROM json_each(?)) ORDER BY person_id, unit_id",
-            [msgspec.json.encode(person_ids).decode()]):
+        "SELECT person_id, unit_id FROM person_scope WHERE person_id IN "
+        "(SELECT value FROM json_each(?)) ORDER BY person_id, unit_id",
+        [msgspec.json.encode(person_ids).decode()],
+    ):
         if idx.kind.get(uid) == "grid":
             home.setdefault(pid, uid)
     return home
@@ -777,8 +889,9 @@ def _home_grids(db: sqlite_utils.Database, idx: OrgIndex,
 def _load_members(db: sqlite_utils.Database, idx: OrgIndex) -> dict[str, _Member]:
     members: dict[str, _Member] = {}
     rows = db.execute(
-        "SELECT id, name, phone, branch_id FROM people WHERE active = 1 AND "
-        "instr(roles, ?) > 0", [msgspec.json.encode(RESPONSIBLE_ROLE).decode()]).fetchall()
+        "SELECT id, name, phone, branch_id FROM people WHERE active = 1 AND instr(roles, ?) > 0",
+        [msgspec.json.encode(RESPONSIBLE_ROLE).decode()],
+    ).fetchall()
     home = _home_grids(db, idx, [r[0] for r in rows if not r[3]])
     places: dict[tuple[str | None, str | None], str | None] = {}
     for pid, name, phone, branch in rows:
@@ -794,8 +907,16 @@ def _wide(idx: OrgIndex, units: set[str]) -> bool:
     return any(idx.kind[u] in ("street", "district") for u in units)
 
 
-def tally(db: sqlite_utils.Database, settings: Settings, scope: Scope, unit_id: str | None,
-          now_ms: int, *, with_kinds: bool = True, member_kinds: bool | None = None) -> Tally:
+def tally(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    scope: Scope,
+    unit_id: str | None,
+    now_ms: int,
+    *,
+    with_kinds: bool = True,
+    member_kinds: bool | None = None,
+) -> Tally:
     """One read of a scope: households grouped by (grid, member), members, and (``with_kinds``)
     service kinds by grid, and by member when ``member_kinds`` (default: when member rows are
     shown by default, i.e. below street scope)."""
@@ -859,44 +980,69 @@ def tally(db: sqlite_utils.Database, settings: Settings, scope: Scope, unit_id: 
             m.priority_overdue += prio_overdue
 
     all_members = _load_members(db, idx)
-    members = {pid: m for pid, m in all_members.items()
-               if (m.branch_id in units) or (m.grid_id in grid_set)}
+    members = {
+        pid: m
+        for pid, m in all_members.items()
+        if (m.branch_id in units) or (m.grid_id in grid_set)
+    }
     load = {pid: acc.households for pid, acc in member_acc.items()}
     if grids is not None and members:
         # A partial read may miss households a member holds in grids outside it.
-        load = dict(db.execute(
-            "SELECT responsible_member_id, count(*) FROM households WHERE status = 'active' "
-            "AND responsible_member_id IN (SELECT value FROM json_each(?)) GROUP BY 1",
-            [msgspec.json.encode(sorted(members)).decode()]).fetchall())
+        load = dict(
+            db.execute(
+                "SELECT responsible_member_id, count(*) FROM households WHERE status = 'active' "
+                "AND responsible_member_id IN (SELECT value FROM json_each(?)) GROUP BY 1",
+                [msgspec.json.encode(sorted(members)).decode()],
+            ).fetchall()
+        )
 
     if with_kinds:
         by_cycle = _cycle_grids(groups, sorted(all_grids))
         _grid_kinds(db, by_cycle, kinds, now_ms, grid_acc)
         if member_kinds if member_kinds is not None else not _wide(idx, units):
             _member_kinds(db, by_cycle, kinds, now_ms, member_acc)
-    return Tally(idx=idx, scope_id=unit_id, now_ms=now_ms, units=units, grids=grids,
-                 default=default, policies=policies, kinds=kinds, members=members, grid_acc=grid_acc,
-                 member_acc=member_acc, unassigned_by_grid=unassigned, load=load,
-                 groups=groups)
+    return Tally(
+        idx=idx,
+        scope_id=unit_id,
+        now_ms=now_ms,
+        units=units,
+        grids=grids,
+        default=default,
+        policies=policies,
+        kinds=kinds,
+        members=members,
+        grid_acc=grid_acc,
+        member_acc=member_acc,
+        unassigned_by_grid=unassigned,
+        load=load,
+        groups=groups,
+    )
 
 
 _kinds_decoder = msgspec.json.Decoder(list[str])
 
 
-def _cycle_grids(groups: list[tuple[_PolicyGroup, list[str] | None]],
-                 all_grids: list[str]) -> dict[int, list[str] | None]:
+def _cycle_grids(
+    groups: list[tuple[_PolicyGroup, list[str] | None]], all_grids: list[str]
+) -> dict[int, list[str] | None]:
     """The grids read, by cycle length (None: every grid, one cycle)."""
     if len(groups) == 1 and groups[0][1] is None:
         return {groups[0][0].cycle_days: None}
     by_cycle: dict[int, list[str] | None] = {}
     for group, group_grids in groups:
         by_cycle.setdefault(group.cycle_days, []).extend(  # type: ignore[union-attr]
-            all_grids if group_grids is None else group_grids)
+            all_grids if group_grids is None else group_grids
+        )
     return by_cycle
 
 
-def _grid_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str] | None],
-                kinds: list[str], now_ms: int, grid_acc: dict[str, _Acc]) -> None:
+def _grid_kinds(
+    db: sqlite_utils.Database,
+    by_cycle: dict[int, list[str] | None],
+    kinds: list[str],
+    now_ms: int,
+    grid_acc: dict[str, _Acc],
+) -> None:
     """Which kinds each grid's visits covered this cycle: the kept newest visit per (grid, kind)
     (``gridsync/service_kinds.py``) at or after the cycle's start."""
     bit = {k: 1 << i for i, k in enumerate(kinds)}
@@ -906,17 +1052,23 @@ def _grid_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str] | None]
             continue
         cond, params = _grid_cond(grids)
         for grid, raw in db.execute(
-                "SELECT grid_id, json_group_array(kind) FROM coverage_grid_kinds "
-                f"WHERE {cond} AND last_ms >= ? GROUP BY grid_id",
-                [*params, now_ms - cycle_days * DAY_MS]):
+            "SELECT grid_id, json_group_array(kind) FROM coverage_grid_kinds "
+            f"WHERE {cond} AND last_ms >= ? GROUP BY grid_id",
+            [*params, now_ms - cycle_days * DAY_MS],
+        ):
             mask = masks.get(raw)
             if mask is None:
                 mask = masks[raw] = sum(bit.get(k, 0) for k in _kinds_decoder.decode(raw))
             grid_acc[grid].mask |= mask
 
 
-def _member_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str] | None],
-                  kinds: list[str], now_ms: int, member_acc: dict[str, _Acc]) -> None:
+def _member_kinds(
+    db: sqlite_utils.Database,
+    by_cycle: dict[int, list[str] | None],
+    kinds: list[str],
+    now_ms: int,
+    member_acc: dict[str, _Acc],
+) -> None:
     """Which kinds each member's visits covered this cycle, in the grids read: the kept newest
     visit per (grid, member, kind), one row per (grid, member) with its kinds as a JSON list
     (few distinct lists, so each list's mask is computed once)."""
@@ -928,9 +1080,10 @@ def _member_kinds(db: sqlite_utils.Database, by_cycle: dict[int, list[str] | Non
             continue
         cond, params = _grid_cond(grids)
         for member, raw in db.execute(
-                "SELECT member_id, json_group_array(kind) FROM coverage_member_kinds "
-                f"WHERE {cond} AND last_ms >= ? GROUP BY grid_id, member_id",
-                [*params, now_ms - cycle_days * DAY_MS]):
+            "SELECT member_id, json_group_array(kind) FROM coverage_member_kinds "
+            f"WHERE {cond} AND last_ms >= ? GROUP BY grid_id, member_id",
+            [*params, now_ms - cycle_days * DAY_MS],
+        ):
             try:
                 mask = masks[raw]
             except KeyError:
@@ -978,34 +1131,72 @@ def _figures_maker(t: Tally) -> Callable[[_Acc, int], tuple]:
 
     def figures(acc: _Acc, allowed_mask: int) -> tuple:
         covered = acc.mask & allowed_mask
-        key = (acc.households, acc.assigned, acc.contacted, acc.overdue, acc.priority,
-               acc.priority_overdue, covered, allowed_mask)
+        key = (
+            acc.households,
+            acc.assigned,
+            acc.contacted,
+            acc.overdue,
+            acc.priority,
+            acc.priority_overdue,
+            covered,
+            allowed_mask,
+        )
         part = household_parts.get(key)
         if part is None:
             households, assigned, contacted, overdue, priority, priority_overdue = key[:6]
             kinds_covered = covered_lists.get(covered)
             if kinds_covered is None:
                 kinds_covered = covered_lists[covered] = [
-                    k for i, k in enumerate(kinds) if covered >> i & 1]
+                    k for i, k in enumerate(kinds) if covered >> i & 1
+                ]
             total = allowed_mask.bit_count()
             part = household_parts[key] = (
-                (households, assigned, households - assigned, contacted, overdue, priority,
-                 priority_overdue),
-                (kinds_covered, total, _rate(assigned, households), _rate(contacted, households),
-                 _rate(overdue, assigned), _rate(priority_overdue, priority)),
+                (
+                    households,
+                    assigned,
+                    households - assigned,
+                    contacted,
+                    overdue,
+                    priority,
+                    priority_overdue,
+                ),
+                (
+                    kinds_covered,
+                    total,
+                    _rate(assigned, households),
+                    _rate(contacted, households),
+                    _rate(overdue, assigned),
+                    _rate(priority_overdue, priority),
+                ),
                 _rate(len(kinds_covered), total),
             )
         members, under, over = acc.members, acc.under, acc.over
-        return (*part[0], members, under, over, *part[1], _rate(under, members),
-                _rate(over, members), part[2])
+        return (
+            *part[0],
+            members,
+            under,
+            over,
+            *part[1],
+            _rate(under, members),
+            _rate(over, members),
+            part[2],
+        )
 
     return figures
 
 
-def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
-                unit_id: str | None, now_ms: int, *, with_kinds: bool = True,
-                idx: OrgIndex | None = None, by_grid: bool = True,
-                scoped: tuple[frozenset[str], frozenset[str]] | None = None) -> Tally:
+def _unit_tally(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    scope: Scope,
+    unit_id: str | None,
+    now_ms: int,
+    *,
+    with_kinds: bool = True,
+    idx: OrgIndex | None = None,
+    by_grid: bool = True,
+    scoped: tuple[frozenset[str], frozenset[str]] | None = None,
+) -> Tally:
     """The unit levels only (no member rows), from the aggregates the writers keep (migration
     ``0005_coverage_aggregates``: per-grid household counts by tags, per-member loads) plus one
     pass over the not-recently-visited part of the covering index for what depends on "now",
@@ -1028,11 +1219,13 @@ def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
         prio = _tag_expr(group.priority_tags)
         # households, assigned, priority households: kept counts (a few rows per grid)
         for grid, n, assigned, prio_n in db.execute(
-                f"""SELECT grid_id, sum(households),
+            f"""SELECT grid_id, sum(households),
                            coalesce(sum(households) FILTER (WHERE assigned), 0),
                            coalesce(sum(households) FILTER (WHERE {prio}), 0)
                     FROM coverage_grid_counts WHERE households > 0 AND {cond}
-                    GROUP BY grid_id""", params):
+                    GROUP BY grid_id""",
+            params,
+        ):
             acc = grid_acc[grid]
             acc.households, acc.assigned, acc.priority = n, assigned, prio_n
         # not contacted and overdue: only households not visited within the cycle pass the
@@ -1043,10 +1236,12 @@ def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
         prio_start = now_ms - group.priority_cycle_days * DAY_MS
         key, grouped = ("grid_id", "GROUP BY grid_id") if by_grid else ("NULL", "")
         for grid, not_contacted, overdue in db.execute(
-                f"""SELECT {key}, count(*), count(responsible_member_id)
+            f"""SELECT {key}, count(*), count(responsible_member_id)
                     FROM households INDEXED BY households_coverage
                     WHERE status = 'active' AND coalesce(last_visit_ms, 0) < ? AND {cond}
-                    {grouped}""", [cycle_start, *params]):
+                    {grouped}""",
+            [cycle_start, *params],
+        ):
             acc = grid_acc[grid]
             acc.contacted -= not_contacted  # households are added below
             acc.overdue += overdue
@@ -1054,11 +1249,13 @@ def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
             # ``tags <> '[]'`` is spelled out (``prio`` holds it too) so that the partial
             # index stays usable, and INDEXED BY cannot fail, whatever ``_tag_expr`` becomes
             for grid, prio_overdue in db.execute(
-                    f"""SELECT {key}, count(responsible_member_id)
+                f"""SELECT {key}, count(responsible_member_id)
                         FROM households INDEXED BY households_tagged
                         WHERE status = 'active' AND tags <> '[]'
                           AND coalesce(last_visit_ms, 0) < ? AND {prio} AND {cond}
-                        {grouped}""", [prio_start, *params]):
+                        {grouped}""",
+                [prio_start, *params],
+            ):
                 grid_acc[grid].priority_overdue += prio_overdue
     for acc in grid_acc.values():
         acc.contacted += acc.households
@@ -1072,31 +1269,47 @@ def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
     if scope.everything and unit_id is None:
         branch_cond, bparams = "1", []
     else:
-        branches = sorted({u for u in units if idx.kind[u] == "branch"}
-                          | {b for b, g in idx.branch_grid.items() if g in grid_set})
+        branches = sorted(
+            {u for u in units if idx.kind[u] == "branch"}
+            | {b for b, g in idx.branch_grid.items() if g in grid_set}
+        )
         branch_cond = "branch_id IN (SELECT value FROM json_each(?))"
         bparams = [msgspec.json.encode(branches).decode()]
-    limits = {(p.min_households_per_member, p.max_households_per_member)
-              for p in [default, *policies.values()]}
+    limits = {
+        (p.min_households_per_member, p.max_households_per_member)
+        for p in [default, *policies.values()]
+    }
     rows: list[tuple] = []
     if len(limits) == 1:
-        (low, high), = limits
+        ((low, high),) = limits
         rows += db.execute(
             f"""SELECT branch_id, NULL, sum(members),
                        coalesce(sum(members) FILTER (WHERE households < ?), 0),
                        coalesce(sum(members) FILTER (WHERE households > ?), 0)
                 FROM coverage_load_histogram WHERE members > 0 AND {branch_cond}
-                GROUP BY branch_id""", [low, high, *bparams]).fetchall()
+                GROUP BY branch_id""",
+            [low, high, *bparams],
+        ).fetchall()
     else:
-        rows += [(branch, None, members, load) for branch, load, members in db.execute(
-            f"""SELECT branch_id, households, members FROM coverage_load_histogram
-                WHERE members > 0 AND {branch_cond}""", bparams)]
-    rows += [(None, pid, 1, load) for pid, load in db.execute(
-        "SELECT person_id, households FROM coverage_members INDEXED BY coverage_members_load "
-        "WHERE is_member = 1 AND branch_id IS NULL")]
+        rows += [
+            (branch, None, members, load)
+            for branch, load, members in db.execute(
+                f"""SELECT branch_id, households, members FROM coverage_load_histogram
+                WHERE members > 0 AND {branch_cond}""",
+                bparams,
+            )
+        ]
+    rows += [
+        (None, pid, 1, load)
+        for pid, load in db.execute(
+            "SELECT person_id, households FROM coverage_members INDEXED BY coverage_members_load "
+            "WHERE is_member = 1 AND branch_id IS NULL"
+        )
+    ]
     home_grid = _home_grids(db, idx, [row[1] for row in rows if row[0] is None])
     homes: dict[tuple[str | None, str | None, str | None], list[int]] = defaultdict(
-        lambda: [0, 0, 0])
+        lambda: [0, 0, 0]
+    )
     for row in rows:
         branch, pid, count = row[0], row[1], row[2]
         grid = idx.branch_grid.get(branch) if branch else home_grid.get(pid)  # type: ignore[arg-type]
@@ -1113,14 +1326,34 @@ def _unit_tally(db: sqlite_utils.Database, settings: Settings, scope: Scope,
             load = row[3]
             home[1] += count * (load < policy.min_households_per_member)
             home[2] += count * (load > policy.max_households_per_member)
-    return Tally(idx=idx, scope_id=unit_id, now_ms=now_ms, units=units, grids=grids,
-                 default=default, policies=policies, kinds=kinds, members={}, grid_acc=grid_acc,
-                 member_acc={}, unassigned_by_grid={}, load={}, homes=homes, groups=groups)
+    return Tally(
+        idx=idx,
+        scope_id=unit_id,
+        now_ms=now_ms,
+        units=units,
+        grids=grids,
+        default=default,
+        policies=policies,
+        kinds=kinds,
+        members={},
+        grid_acc=grid_acc,
+        member_acc={},
+        unassigned_by_grid={},
+        load={},
+        homes=homes,
+        groups=groups,
+    )
 
 
-def rollup(db: sqlite_utils.Database, settings: Settings, scope: Scope,
-           unit_id: str | None = None, *, now_ms: int,
-           levels: list[str] | None = None) -> CoverageReport:
+def rollup(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    scope: Scope,
+    unit_id: str | None = None,
+    *,
+    now_ms: int,
+    levels: list[str] | None = None,
+) -> CoverageReport:
     """Coverage at every level (or the ``levels`` asked for; default :func:`default_levels`) of a
     unit, within a scope.
 
@@ -1150,8 +1383,9 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
     wanted = set(levels or default_levels(t))
     bad = wanted - set(LEVELS)
     if bad:
-        raise Invalid(f"unknown level {sorted(bad)[0]!r}; one of {', '.join(LEVELS)}",
-                      field="level")
+        raise Invalid(
+            f"unknown level {sorted(bad)[0]!r}; one of {', '.join(LEVELS)}", field="level"
+        )
     member_rows: list[CoverageRow] = []
     masks: dict[tuple[str, ...], int] = {}
     figures_of = _figures_maker(t)
@@ -1165,9 +1399,12 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
     # Members: their own households and visits; judged by their community's policy. Their
     # counts travel up the branch and the administrative tree (summed per home first).
     homes: dict[tuple[str | None, str | None, str | None], list[int]] = defaultdict(
-        lambda: [0, 0, 0])
-    limits = {cid: (p.min_households_per_member, p.max_households_per_member)
-              for cid, p in t.policies.items()}
+        lambda: [0, 0, 0]
+    )
+    limits = {
+        cid: (p.min_households_per_member, p.max_households_per_member)
+        for cid, p in t.policies.items()
+    }
     default_limits = (t.default.min_households_per_member, t.default.max_households_per_member)
     show_members = "member" in wanted
     load = t.load
@@ -1179,7 +1416,7 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
     allowed_of: dict[str | None, int] = {}
     no_households = _Acc()
     member_acc = t.member_acc
-    for pid in (sorted(t.members) if show_members else t.members):
+    for pid in sorted(t.members) if show_members else t.members:
         m = t.members[pid]
         n = load.get(pid, 0)
         low, high = limits.get(m.community_id, default_limits)  # type: ignore[arg-type]
@@ -1194,10 +1431,21 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
                 allowed = allowed_of[m.community_id]
             except KeyError:
                 allowed = allowed_of[m.community_id] = kinds_mask(
-                    t.policies.get(m.community_id or "", t.default).service_kinds)
+                    t.policies.get(m.community_id or "", t.default).service_kinds
+                )
             own = member_acc.get(pid, no_households)
-            key = (own.households, own.assigned, own.contacted, own.overdue, own.priority,
-                   own.priority_overdue, own.mask & allowed, under, over, allowed)
+            key = (
+                own.households,
+                own.assigned,
+                own.contacted,
+                own.overdue,
+                own.priority,
+                own.priority_overdue,
+                own.mask & allowed,
+                under,
+                over,
+                allowed,
+            )
             try:
                 tail = figures[key]
             except KeyError:
@@ -1235,7 +1483,8 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
         parent = idx.parent[uid]
         if idx.kind[uid] == "community":
             allowed_of_unit[uid] = allowed_of_unit.get(uid, 0) | kinds_mask(
-                t.policies[uid].service_kinds)
+                t.policies[uid].service_kinds
+            )
         if parent is None or parent not in idx.kind:
             continue
         acc = unit_acc.get(uid)
@@ -1260,18 +1509,34 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
         for uid in by_level[level]:
             community = idx.community_of(uid)
             allowed = allowed_of_unit.get(community if community else uid, 0)
-            rows.append(CoverageRow(level, uid, idx.name[uid], idx.parent[uid],  # type: ignore[arg-type]
-                                    *figures_of(unit_acc.get(uid, empty), allowed)))
+            rows.append(
+                CoverageRow(
+                    level,
+                    uid,
+                    idx.name[uid],
+                    idx.parent[uid],  # type: ignore[arg-type]
+                    *figures_of(unit_acc.get(uid, empty), allowed),
+                )
+            )
     return rows
 
 
 # -- violations -------------------------------------------------------------------------------
 
 
-def violations(db: sqlite_utils.Database, settings: Settings, scope: Scope,
-               unit_id: str | None = None, *, now_ms: int, kinds: list[str] | None = None,
-               show_phones: bool = False, limit: int = 100, offset: int = 0,
-               tallied: Tally | None = None) -> ViolationPage:
+def violations(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    scope: Scope,
+    unit_id: str | None = None,
+    *,
+    now_ms: int,
+    kinds: list[str] | None = None,
+    show_phones: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+    tallied: Tally | None = None,
+) -> ViolationPage:
     """Every household or member at fault, in kind order (unassigned, overdue, priority overdue,
     members under the minimum, members over the cap). Households within a kind: by grid, then
     responsible member, never-visited and longest-ago first (the order of the covering index,
@@ -1280,13 +1545,16 @@ def violations(db: sqlite_utils.Database, settings: Settings, scope: Scope,
     wanted = list(kinds or VIOLATION_KINDS)
     bad = set(wanted) - set(VIOLATION_KINDS)
     if bad:
-        raise Invalid(f"unknown violation kind {sorted(bad)[0]!r}; one of "
-                      f"{', '.join(VIOLATION_KINDS)}", field="kind")
+        raise Invalid(
+            f"unknown violation kind {sorted(bad)[0]!r}; one of {', '.join(VIOLATION_KINDS)}",
+            field="kind",
+        )
     wanted = [k for k in VIOLATION_KINDS if k in wanted]
     # Counts from the kept aggregates (no per-member rows); member items only when the page
     # reaches them (after every household violation of the kinds asked for).
-    t = tallied or _unit_tally(db, settings, scope, unit_id, now_ms, with_kinds=False,
-                               by_grid=False)
+    t = tallied or _unit_tally(
+        db, settings, scope, unit_id, now_ms, with_kinds=False, by_grid=False
+    )
     counts = dict.fromkeys(wanted, 0)
     for acc in t.grid_acc.values():
         if "unassigned" in counts:
@@ -1322,16 +1590,20 @@ def violations(db: sqlite_utils.Database, settings: Settings, scope: Scope,
         if member_items is None:
             full = tally(db, settings, scope, unit_id, now_ms, with_kinds=False)
             member_items = _member_violations(full, wanted, show_phones)
-        items.extend(member_items[skip:skip + rest])
-    return ViolationPage(items=items, total=sum(counts.values()), limit=limit, offset=offset,
-                         counts=counts)
+        items.extend(member_items[skip : skip + rest])
+    return ViolationPage(
+        items=items, total=sum(counts.values()), limit=limit, offset=offset, counts=counts
+    )
 
 
-def _household_violations(db: sqlite_utils.Database, t: Tally, kind: str, limit: int,
-                          offset: int, show_phones: bool) -> list[Violation]:
-    groups = [(g, grids) for g, grids in (t.groups or _groups(t.idx, t.policies, t.grids,
-                                                              t.default))
-              if grids is None or grids]
+def _household_violations(
+    db: sqlite_utils.Database, t: Tally, kind: str, limit: int, offset: int, show_phones: bool
+) -> list[Violation]:
+    groups = [
+        (g, grids)
+        for g, grids in (t.groups or _groups(t.idx, t.policies, t.grids, t.default))
+        if grids is None or grids
+    ]
     fetched: list[tuple] = []
     for group, grids in groups:
         cond, params = _grid_cond(grids)
@@ -1341,8 +1613,10 @@ def _household_violations(db: sqlite_utils.Database, t: Tally, kind: str, limit:
             sql = "responsible_member_id IS NOT NULL AND coalesce(last_visit_ms, 0) < ?"
             kparams = [t.now_ms - group.cycle_days * DAY_MS]
         else:
-            sql = (f"responsible_member_id IS NOT NULL AND {_tag_expr(group.priority_tags)} "
-                   "AND coalesce(last_visit_ms, 0) < ?")
+            sql = (
+                f"responsible_member_id IS NOT NULL AND {_tag_expr(group.priority_tags)} "
+                "AND coalesce(last_visit_ms, 0) < ?"
+            )
             kparams = [t.now_ms - group.priority_cycle_days * DAY_MS]
         # one policy group: the page itself; several: each group's first offset+limit rows,
         # merged below in the same order
@@ -1352,19 +1626,28 @@ def _household_violations(db: sqlite_utils.Database, t: Tally, kind: str, limit:
             "unit, room, head_name, phone FROM households "
             f"WHERE status = 'active' AND {cond} AND {sql} "
             "ORDER BY grid_id, responsible_member_id, last_visit_ms, id LIMIT ? OFFSET ?",
-            [*params, *kparams, *page]).fetchall()
+            [*params, *kparams, *page],
+        ).fetchall()
     if len(groups) > 1:
         fetched = sorted(fetched, key=lambda r: (r[0], r[1] or "", r[2], r[3]))
-        fetched = fetched[offset:offset + limit]
+        fetched = fetched[offset : offset + limit]
     out = []
     for grid, member, last, hid, building, unit, room, name, phone in fetched:
         visited = last >= 0
-        out.append(Violation(
-            kind=kind, subject="household", id=hid, name=name,  # type: ignore[arg-type]
-            phone=phone if show_phones else mask_phone(phone), grid_id=grid,
-            address="".join(p for p in (building, unit, room) if p), member_id=member,
-            last_visit_at=iso_ms(last) if visited else None,
-            days_since_visit=(t.now_ms - last) // DAY_MS if visited else None))
+        out.append(
+            Violation(
+                kind=kind,
+                subject="household",
+                id=hid,
+                name=name,  # type: ignore[arg-type]
+                phone=phone if show_phones else mask_phone(phone),
+                grid_id=grid,
+                address="".join(p for p in (building, unit, room) if p),
+                member_id=member,
+                last_visit_at=iso_ms(last) if visited else None,
+                days_since_visit=(t.now_ms - last) // DAY_MS if visited else None,
+            )
+        )
     return out
 
 
@@ -1376,23 +1659,42 @@ def _member_violations(t: Tally, kinds: list[str], show_phones: bool) -> list[Vi
         load = t.load.get(pid, 0)
         phone = m.phone if show_phones else mask_phone(m.phone)
         if "member_under_min" in kinds and load < policy.min_households_per_member:
-            out["member_under_min"].append(Violation(
-                kind="member_under_min", subject="member", id=pid, name=m.name, phone=phone,
-                grid_id=m.grid_id, member_id=pid, households=load,
-                limit=policy.min_households_per_member))
+            out["member_under_min"].append(
+                Violation(
+                    kind="member_under_min",
+                    subject="member",
+                    id=pid,
+                    name=m.name,
+                    phone=phone,
+                    grid_id=m.grid_id,
+                    member_id=pid,
+                    households=load,
+                    limit=policy.min_households_per_member,
+                )
+            )
         if "member_over_cap" in kinds and load > policy.max_households_per_member:
-            out["member_over_cap"].append(Violation(
-                kind="member_over_cap", subject="member", id=pid, name=m.name, phone=phone,
-                grid_id=m.grid_id, member_id=pid, households=load,
-                limit=policy.max_households_per_member))
+            out["member_over_cap"].append(
+                Violation(
+                    kind="member_over_cap",
+                    subject="member",
+                    id=pid,
+                    name=m.name,
+                    phone=phone,
+                    grid_id=m.grid_id,
+                    member_id=pid,
+                    households=load,
+                    limit=policy.max_households_per_member,
+                )
+            )
     return out["member_under_min"] + out["member_over_cap"]
 
 
 # -- assignments ------------------------------------------------------------------------------
 
 
-def _member_allows_grid(db: sqlite_utils.Database, member_id: str, branch_id: str | None,
-                        grid_id: str) -> bool:
+def _member_allows_grid(
+    db: sqlite_utils.Database, member_id: str, branch_id: str | None, grid_id: str
+) -> bool:
     if branch_id:
         row = db.execute("SELECT grid_id FROM org_units WHERE id = ?", [branch_id]).fetchone()
         if row and row[0] == grid_id:
@@ -1400,10 +1702,20 @@ def _member_allows_grid(db: sqlite_utils.Database, member_id: str, branch_id: st
     return resolve_scope(db, member_id).allows_grid(grid_id)
 
 
-def assign(db: sqlite_utils.Database, settings: Settings, actor: Actor, roles: frozenset[str],
-           scope: Scope, household_id: str, member_id: str, *, replace: bool = False,
-           override_cap: bool = False, reason: str = "",
-           clock: Clock = SYSTEM_CLOCK) -> Assignment:
+def assign(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    actor: Actor,
+    roles: frozenset[str],
+    scope: Scope,
+    household_id: str,
+    member_id: str,
+    *,
+    replace: bool = False,
+    override_cap: bool = False,
+    reason: str = "",
+    clock: Clock = SYSTEM_CLOCK,
+) -> Assignment:
     """Make ``member_id`` the household's responsible member (the "1" of 1-5-N).
 
     Refusals: ``forbidden`` (not a secretary or admin), ``not_found``, ``out_of_scope`` (the
@@ -1413,77 +1725,127 @@ def assign(db: sqlite_utils.Database, settings: Settings, actor: Actor, roles: f
     ``over_cap`` (pass ``override_cap``, which is logged). Bumps the household's seq so phones
     receive the change."""
     if not roles.intersection(ASSIGNER_ROLES):
-        raise Forbidden("assigning households needs one of the roles: "
-                        f"{', '.join(ASSIGNER_ROLES)}")
-    row = db.execute("SELECT grid_id, status, responsible_member_id FROM households "
-                     "WHERE id = ?", [household_id]).fetchone()
+        raise Forbidden(f"assigning households needs one of the roles: {', '.join(ASSIGNER_ROLES)}")
+    row = db.execute(
+        "SELECT grid_id, status, responsible_member_id FROM households WHERE id = ?", [household_id]
+    ).fetchone()
     if row is None:
         raise NotFound(f"no household {household_id}")
     grid_id, status, current = row
     if not scope.allows_grid(grid_id):
         raise OutOfScope(f"household {household_id} is outside your scope")
     if status != "active":
-        raise Conflict(f"household {household_id} is {status}; only active households are "
-                       "assigned", code="household_inactive")
-    person = db.execute("SELECT name, roles, active, branch_id FROM people WHERE id = ?",
-                        [member_id]).fetchone()
+        raise Conflict(
+            f"household {household_id} is {status}; only active households are assigned",
+            code="household_inactive",
+        )
+    person = db.execute(
+        "SELECT name, roles, active, branch_id FROM people WHERE id = ?", [member_id]
+    ).fetchone()
     if person is None:
         raise NotFound(f"no person {member_id}", field="member_id")
     if RESPONSIBLE_ROLE not in msgspec.json.decode(person[1]):
-        raise Invalid(f"{member_id} is not a party member (role '{RESPONSIBLE_ROLE}')",
-                      code="not_a_member", field="member_id")
+        raise Invalid(
+            f"{member_id} is not a party member (role '{RESPONSIBLE_ROLE}')",
+            code="not_a_member",
+            field="member_id",
+        )
     if not person[2]:
-        raise Invalid(f"member {member_id} is not active", code="member_inactive",
-                      field="member_id")
+        raise Invalid(
+            f"member {member_id} is not active", code="member_inactive", field="member_id"
+        )
     if not _member_allows_grid(db, member_id, person[3], grid_id):
-        raise Invalid(f"member {member_id} does not serve grid {grid_id} of household "
-                      f"{household_id}", code="member_out_of_grid", field="member_id")
-    idx_community = db.execute("SELECT parent_id FROM org_units WHERE id = ?",
-                               [grid_id]).fetchone()
+        raise Invalid(
+            f"member {member_id} does not serve grid {grid_id} of household {household_id}",
+            code="member_out_of_grid",
+            field="member_id",
+        )
+    idx_community = db.execute("SELECT parent_id FROM org_units WHERE id = ?", [grid_id]).fetchone()
     community = idx_community[0] if idx_community else None
-    policy = (policy_for(db, settings, community) if community and db.execute(
-        "SELECT 1 FROM org_units WHERE id = ? AND kind = 'community'", [community]).fetchone()
-        else default_policy(settings))
+    policy = (
+        policy_for(db, settings, community)
+        if community
+        and db.execute(
+            "SELECT 1 FROM org_units WHERE id = ? AND kind = 'community'", [community]
+        ).fetchone()
+        else default_policy(settings)
+    )
     cap = policy.max_households_per_member
-    load = db.execute("SELECT count(*) FROM households WHERE status = 'active' AND "
-                      "responsible_member_id = ?", [member_id]).fetchone()[0]
+    load = db.execute(
+        "SELECT count(*) FROM households WHERE status = 'active' AND responsible_member_id = ?",
+        [member_id],
+    ).fetchone()[0]
     if current == member_id:
-        return Assignment(household_id=household_id, member_id=member_id,
-                          previous_member_id=current, status="unchanged", seq=None, load=load,
-                          cap=cap)
+        return Assignment(
+            household_id=household_id,
+            member_id=member_id,
+            previous_member_id=current,
+            status="unchanged",
+            seq=None,
+            load=load,
+            cap=cap,
+        )
     if current is not None and not replace:
-        raise Conflict(f"household {household_id} already has responsible member {current}; "
-                       "move it explicitly (replace / --move)", code="already_assigned",
-                       current_member_id=current)
+        raise Conflict(
+            f"household {household_id} already has responsible member {current}; "
+            "move it explicitly (replace / --move)",
+            code="already_assigned",
+            current_member_id=current,
+        )
     if load + 1 > cap and not override_cap:
-        raise Conflict(f"member {member_id} already holds {load} households (cap {cap}); "
-                       "override the cap explicitly to exceed it", code="over_cap", load=load,
-                       cap=cap)
+        raise Conflict(
+            f"member {member_id} already holds {load} households (cap {cap}); "
+            "override the cap explicitly to exceed it",
+            code="over_cap",
+            load=load,
+            cap=cap,
+        )
     seq = next_seq(db)
     now = iso_ms(clock.now_ms())
-    db.execute("UPDATE households SET responsible_member_id = ?, seq = ?, updated_at = ? "
-               "WHERE id = ?", [member_id, seq, now, household_id])
+    db.execute(
+        "UPDATE households SET responsible_member_id = ?, seq = ?, updated_at = ? WHERE id = ?",
+        [member_id, seq, now, household_id],
+    )
     over = load + 1 > cap
     db.execute(
         "INSERT INTO assignment_log (at, household_id, previous_member_id, member_id, person_id, "
         "device_id, override_cap, load_after, cap, reason) VALUES (?,?,?,?,?,?,?,?,?,?)",
-        [now, household_id, current, member_id, actor.person_id, actor.device_id, int(over),
-         load + 1, cap, reason])
-    detail = {"member_id": member_id, "previous_member_id": current, "load": load + 1,
-              "cap": cap}
+        [
+            now,
+            household_id,
+            current,
+            member_id,
+            actor.person_id,
+            actor.device_id,
+            int(over),
+            load + 1,
+            cap,
+            reason,
+        ],
+    )
+    detail = {"member_id": member_id, "previous_member_id": current, "load": load + 1, "cap": cap}
     if over:
         detail["override_cap"] = True
     audit.record(db, actor, "household.assign", target=household_id, detail=detail, clock=clock)
-    return Assignment(household_id=household_id, member_id=member_id,
-                      previous_member_id=current, status="moved" if current else "assigned",
-                      seq=seq, load=load + 1, cap=cap, override_cap=over)
+    return Assignment(
+        household_id=household_id,
+        member_id=member_id,
+        previous_member_id=current,
+        status="moved" if current else "assigned",
+        seq=seq,
+        load=load + 1,
+        cap=cap,
+        override_cap=over,
+    )
 
 
-def assignment_log(db: sqlite_utils.Database, household_id: str | None = None,
-                   limit: int = 100) -> list[dict[str, Any]]:
+def assignment_log(
+    db: sqlite_utils.Database, household_id: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
     where, params = ("WHERE household_id = ?", [household_id]) if household_id else ("", [])
-    cursor = db.execute(f"SELECT * FROM assignment_log {where} ORDER BY id DESC LIMIT ?",
-                        [*params, limit])
+    cursor = db.execute(
+        f"SELECT * FROM assignment_log {where} ORDER BY id DESC LIMIT ?", [*params, limit]
+    )
     keys = [d[0] for d in cursor.description]
     return [dict(zip(keys, r)) for r in cursor.fetchall()]
 
@@ -1491,8 +1853,14 @@ def assignment_log(db: sqlite_utils.Database, household_id: str | None = None,
 # -- rebalancing ------------------------------------------------------------------------------
 
 
-def rebalance(db: sqlite_utils.Database, settings: Settings, scope: Scope,
-              unit_id: str | None = None, *, now_ms: int) -> RebalancePlan:
+def rebalance(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    scope: Scope,
+    unit_id: str | None = None,
+    *,
+    now_ms: int,
+) -> RebalancePlan:
     """Suggest a member for every unassigned active household: a member of the same grid and
     branch (the branch maps to the household's grid) below their cap; neighbours first (already
     responsible for a household in the same building), then the least loaded, then by id.
@@ -1503,7 +1871,8 @@ def rebalance(db: sqlite_utils.Database, settings: Settings, scope: Scope,
     rows = db.execute(
         "SELECT id, grid_id, building FROM households WHERE status = 'active' AND "
         f"responsible_member_id IS NULL AND {cond} ORDER BY grid_id, building, unit, room, id",
-        params).fetchall()
+        params,
+    ).fetchall()
     if not rows:
         return RebalancePlan(scope_id=unit_id, suggestions=[], unplaced=[])
     by_grid: dict[str, list[_Member]] = defaultdict(list)
@@ -1513,9 +1882,11 @@ def rebalance(db: sqlite_utils.Database, settings: Settings, scope: Scope,
     load = dict(t.load)
     building_count: dict[tuple[str, str, str], int] = defaultdict(int)
     for member, grid, building, n in db.execute(
-            "SELECT responsible_member_id, grid_id, building, count(*) FROM households "
-            f"WHERE status = 'active' AND responsible_member_id IS NOT NULL AND {cond} "
-            "GROUP BY 1, 2, 3", params):
+        "SELECT responsible_member_id, grid_id, building, count(*) FROM households "
+        f"WHERE status = 'active' AND responsible_member_id IS NOT NULL AND {cond} "
+        "GROUP BY 1, 2, 3",
+        params,
+    ):
         building_count[(member, grid, building)] = n
     suggestions, unplaced = [], []
     for hid, grid, building in rows:
@@ -1524,39 +1895,73 @@ def rebalance(db: sqlite_utils.Database, settings: Settings, scope: Scope,
         if not candidates:
             unplaced.append(hid)
             continue
-        best = min(candidates, key=lambda m: (building_count[(m.id, grid, building)] == 0,
-                                              load.get(m.id, 0), m.id))
+        best = min(
+            candidates,
+            key=lambda m: (building_count[(m.id, grid, building)] == 0, load.get(m.id, 0), m.id),
+        )
         neighbour = building_count[(best.id, grid, building)] > 0
-        suggestions.append(Suggestion(
-            id=f"{hid}>{best.id}", household_id=hid, member_id=best.id, member_name=best.name,
-            grid_id=grid, building=building, reason="neighbour" if neighbour else "least_loaded",
-            member_load=load.get(best.id, 0), cap=cap))
+        suggestions.append(
+            Suggestion(
+                id=f"{hid}>{best.id}",
+                household_id=hid,
+                member_id=best.id,
+                member_name=best.name,
+                grid_id=grid,
+                building=building,
+                reason="neighbour" if neighbour else "least_loaded",
+                member_load=load.get(best.id, 0),
+                cap=cap,
+            )
+        )
         load[best.id] = load.get(best.id, 0) + 1
         building_count[(best.id, grid, building)] += 1
     return RebalancePlan(scope_id=unit_id, suggestions=suggestions, unplaced=unplaced)
 
 
-def apply_suggestions(db: sqlite_utils.Database, settings: Settings, actor: Actor,
-                      roles: frozenset[str], scope: Scope, picks: list[SuggestionPick],
-                      clock: Clock = SYSTEM_CLOCK) -> ApplyResult:
+def apply_suggestions(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    actor: Actor,
+    roles: frozenset[str],
+    scope: Scope,
+    picks: list[SuggestionPick],
+    clock: Clock = SYSTEM_CLOCK,
+) -> ApplyResult:
     """Apply confirmed suggestions through :func:`assign` (no move, no cap override); each one
     that is refused is reported with its code and the rest still apply."""
     if not roles.intersection(ASSIGNER_ROLES):
-        raise Forbidden("applying suggestions needs one of the roles: "
-                        f"{', '.join(ASSIGNER_ROLES)}")
+        raise Forbidden(f"applying suggestions needs one of the roles: {', '.join(ASSIGNER_ROLES)}")
     from gridsync.errors import GridsyncError
 
     outcomes = []
     for pick in picks:
         try:
-            done = assign(db, settings, actor, roles, scope, pick.household_id, pick.member_id,
-                          reason="rebalance", clock=clock)
-            outcomes.append(ApplyOutcome(household_id=pick.household_id,
-                                         member_id=pick.member_id, status=done.status))
+            done = assign(
+                db,
+                settings,
+                actor,
+                roles,
+                scope,
+                pick.household_id,
+                pick.member_id,
+                reason="rebalance",
+                clock=clock,
+            )
+            outcomes.append(
+                ApplyOutcome(
+                    household_id=pick.household_id, member_id=pick.member_id, status=done.status
+                )
+            )
         except GridsyncError as exc:
-            outcomes.append(ApplyOutcome(household_id=pick.household_id,
-                                         member_id=pick.member_id, status="refused",
-                                         code=exc.code, message=exc.message))
+            outcomes.append(
+                ApplyOutcome(
+                    household_id=pick.household_id,
+                    member_id=pick.member_id,
+                    status="refused",
+                    code=exc.code,
+                    message=exc.message,
+                )
+            )
     refused = sum(o.status == "refused" for o in outcomes)
     return ApplyResult(applied=len(outcomes) - refused, refused=refused, items=outcomes)
 
@@ -1564,8 +1969,16 @@ def apply_suggestions(db: sqlite_utils.Database, settings: Settings, actor: Acto
 # -- the assessors' sample --------------------------------------------------------------------
 
 
-def sample(db: sqlite_utils.Database, scope: Scope, unit_id: str | None, n: int, seed: str,
-           *, visits: int = 3, show_phones: bool = False) -> Sample:
+def sample(
+    db: sqlite_utils.Database,
+    scope: Scope,
+    unit_id: str | None,
+    n: int,
+    seed: str,
+    *,
+    visits: int = 3,
+    show_phones: bool = False,
+) -> Sample:
     """``n`` random active households of a unit with their last ``visits`` non-voided visits.
 
     Reproducible: ``random.Random(seed)`` draws from the household ids in id order, so the same
@@ -1576,18 +1989,28 @@ def sample(db: sqlite_utils.Database, scope: Scope, unit_id: str | None, n: int,
     _, grid_set = _scope_units(idx, scope, unit_id)
     all_grids = idx.grids()
     cond, params = _grid_cond(None if grid_set == all_grids else sorted(grid_set))
-    ids = [r[0] for r in db.execute(
-        f"SELECT id FROM households WHERE status = 'active' AND {cond} ORDER BY id", params)]
+    ids = [
+        r[0]
+        for r in db.execute(
+            f"SELECT id FROM households WHERE status = 'active' AND {cond} ORDER BY id", params
+        )
+    ]
     chosen = random.Random(str(seed)).sample(ids, min(n, len(ids)))
     items = []
     for hid in chosen:
-        row = db.execute(f"SELECT {HOUSEHOLD_SELECT} FROM households h WHERE h.id = ?",
-                         [hid]).fetchone()
+        row = db.execute(
+            f"SELECT {HOUSEHOLD_SELECT} FROM households h WHERE h.id = ?", [hid]
+        ).fetchone()
         household = household_from_row(row)
         if not show_phones:
             household.phone = mask_phone(household.phone)
-        last = [visit_from_row(r) for r in db.execute(
-            f"SELECT {VISIT_SELECT} FROM visits v WHERE v.household_id = ? AND v.voided = 0 "
-            "ORDER BY v.at_ms DESC, v.id DESC LIMIT ?", [hid, visits])]
+        last = [
+            visit_from_row(r)
+            for r in db.execute(
+                f"SELECT {VISIT_SELECT} FROM visits v WHERE v.household_id = ? AND v.voided = 0 "
+                "ORDER BY v.at_ms DESC, v.id DESC LIMIT ?",
+                [hid, visits],
+            )
+        ]
         items.append(SampledHousehold(household=household, last_visits=last))
     return Sample(scope_id=unit_id, seed=str(seed), n=n, population=len(ids), items=items)

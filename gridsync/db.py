@@ -22,8 +22,8 @@ import asyncio
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -142,8 +142,10 @@ class Store:
                 if culprit is None or future is culprit:
                     future.set_exception(exc)
                 else:
-                    lost = GroupRolledBack("another write committed in the same group ended the "
-                                           "transaction: nothing of this write was stored, retry")
+                    lost = GroupRolledBack(
+                        "another write committed in the same group ended the "
+                        "transaction: nothing of this write was stored, retry"
+                    )
                     lost.__cause__ = exc
                     future.set_exception(lost)
             return
@@ -226,8 +228,16 @@ class Store:
         self.close()
 
 
-def paged(db: sqlite_utils.Database, columns: str, from_where: str, params: list[Any], *,
-          order_by: str, limit: int, offset: int) -> tuple[list[tuple], int]:
+def paged(
+    db: sqlite_utils.Database,
+    columns: str,
+    from_where: str,
+    params: list[Any],
+    *,
+    order_by: str,
+    limit: int,
+    offset: int,
+) -> tuple[list[tuple], int]:
     """One page of ``SELECT columns FROM from_where`` and the total count, for list endpoints."""
     total = db.execute(f"SELECT count(*) FROM {from_where}", params).fetchone()[0]
     rows = db.execute(

@@ -56,10 +56,10 @@ class Scale:
 
 
 SCALES = {
-    "community": Scale("community", streets=1, communities=1, grids=6, households=520,
-                       members=71),
-    "district": Scale("district", streets=10, communities=137, grids=940, households=300_000,
-                      members=36_000),
+    "community": Scale("community", streets=1, communities=1, grids=6, households=520, members=71),
+    "district": Scale(
+        "district", streets=10, communities=137, grids=940, households=300_000, members=36_000
+    ),
 }
 
 
@@ -70,15 +70,81 @@ _SURNAMES = (
     "沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
 )
 # Rough frequencies (per cent) of the first 16 surnames; the rest share the remainder evenly.
-_SURNAME_WEIGHTS = (7.1, 7.0, 6.7, 5.4, 4.6, 3.1, 2.2, 2.0, 1.8, 1.7, 1.3, 1.2, 1.1, 1.0, 0.9,
-                    0.9) + (0.35,) * (len(_SURNAMES) - 16)
-_GIVEN_WHOLE = (
-    "建国 建华 国强 志强 志明 海涛 文斌 德胜 永刚 秀英 桂英 玉兰 秀兰 桂芳 淑珍 淑兰 凤英 丽华 春梅 红梅 "
-    "晓东 晓燕 立新 卫东 振华 玉珍 金凤 宝山 长青 庆华 子涵 梓萱 浩然 一诺 欣怡 雨桐 俊杰 思远 家豪 嘉怡"
-).split()
+_SURNAME_WEIGHTS = (
+    7.1,
+    7.0,
+    6.7,
+    5.4,
+    4.6,
+    3.1,
+    2.2,
+    2.0,
+    1.8,
+    1.7,
+    1.3,
+    1.2,
+    1.1,
+    1.0,
+    0.9,
+    0.9,
+) + (0.35,) * (len(_SURNAMES) - 16)
+_GIVEN_WHOLE = [
+    "建国",
+    "建华",
+    "国强",
+    "志强",
+    "志明",
+    "海涛",
+    "文斌",
+    "德胜",
+    "永刚",
+    "秀英",
+    "桂英",
+    "玉兰",
+    "秀兰",
+    "桂芳",
+    "淑珍",
+    "淑兰",
+    "凤英",
+    "丽华",
+    "春梅",
+    "红梅",
+    "晓东",
+    "晓燕",
+    "立新",
+    "卫东",
+    "振华",
+    "玉珍",
+    "金凤",
+    "宝山",
+    "长青",
+    "庆华",
+    "子涵",
+    "梓萱",
+    "浩然",
+    "一诺",
+    "欣怡",
+    "雨桐",
+    "俊杰",
+    "思远",
+    "家豪",
+    "嘉怡",
+]
 _GIVEN_CHARS = "伟强磊军勇杰涛斌超明刚平辉鹏华飞鑫波宇浩凯健俊帆旭宁龙林洋芳娜敏静丽艳娟霞婷雪慧颖琳晶红燕丹萍玲秀兰英梅"
-_STREET_NAMES = ("八大峡", "云南路", "中山路", "江苏路", "八大关", "湛山", "金门路", "珠海路", "香港中路",
-                 "金湖路", "八大湖", "浮山新区")
+_STREET_NAMES = (
+    "八大峡",
+    "云南路",
+    "中山路",
+    "江苏路",
+    "八大关",
+    "湛山",
+    "金门路",
+    "珠海路",
+    "香港中路",
+    "金湖路",
+    "八大湖",
+    "浮山新区",
+)
 _COMMUNITY_FIRST = "金银福安和康华兴新春丰永明清嘉宁瑞泰德鑫"
 _COMMUNITY_SECOND = "山湖港园苑城桥岭湾林河泉"
 _NUMERALS = "零一二三四五六七八九十"
@@ -86,26 +152,61 @@ _DEPARTMENTS = (("dept-cg", "城管局"), ("dept-zj", "住建局"))
 
 TAG_RATES = {"elderly_alone": 0.07, "disabled": 0.04, "low_income": 0.04, "renter": 0.14}
 _HOUSEHOLD_NOTES = {
-    "elderly_alone": ("子女在外地，每周电话联系", "高龄独居，需定期上门", "患高血压，已签约家庭医生"),
+    "elderly_alone": (
+        "子女在外地，每周电话联系",
+        "高龄独居，需定期上门",
+        "患高血压，已签约家庭医生",
+    ),
     "disabled": ("行动不便，需上门服务", "持残疾证，已申请护理补贴", "需轮椅出行，楼道无电梯"),
     "low_income": ("已纳入低保，每年复核", "家庭收入不稳定，关注就业帮扶", "有学生需助学帮扶"),
     "renter": ("租户，租期至年底", "外来务工人员，已登记居住证", "群租房，已提醒消防安全"),
     "": ("夜班工作，白天休息", "家有小学生", "养犬已登记", "新搬入住户", "热心参与社区志愿活动"),
 }
 _VISIT_NOTES = {
-    "policy": ("宣传医保缴费政策", "讲解养老金资格认证流程", "宣传防范电信诈骗", "告知燃气安全检查安排",
-               "宣传垃圾分类新规"),
-    "opinion": ("收集对小区停车管理的意见", "居民反映楼道灯不亮", "建议增设健身器材", "反映物业服务问题",
-                "征求老旧小区改造意见"),
-    "hardship": ("帮助申请临时救助", "协助办理残疾人补贴", "联系志愿者代购药品", "协助预约就医",
-                 "送去慰问品"),
-    "safety": ("检查燃气管道和报警器", "提醒电动车不要楼道充电", "排查阳台堆放杂物", "检查独居老人家用电安全",
-               "楼道消防通道已清理"),
+    "policy": (
+        "宣传医保缴费政策",
+        "讲解养老金资格认证流程",
+        "宣传防范电信诈骗",
+        "告知燃气安全检查安排",
+        "宣传垃圾分类新规",
+    ),
+    "opinion": (
+        "收集对小区停车管理的意见",
+        "居民反映楼道灯不亮",
+        "建议增设健身器材",
+        "反映物业服务问题",
+        "征求老旧小区改造意见",
+    ),
+    "hardship": (
+        "帮助申请临时救助",
+        "协助办理残疾人补贴",
+        "联系志愿者代购药品",
+        "协助预约就医",
+        "送去慰问品",
+    ),
+    "safety": (
+        "检查燃气管道和报警器",
+        "提醒电动车不要楼道充电",
+        "排查阳台堆放杂物",
+        "检查独居老人家用电安全",
+        "楼道消防通道已清理",
+    ),
     "dispute": ("调解邻里噪音纠纷", "调解楼上漏水纠纷", "协调停车位争议", "调解家庭矛盾"),
-    "environment": ("督促清理楼道杂物", "反映垃圾清运不及时", "检查化粪池外溢情况", "组织清理小广告"),
+    "environment": (
+        "督促清理楼道杂物",
+        "反映垃圾清运不及时",
+        "检查化粪池外溢情况",
+        "组织清理小广告",
+    ),
 }
-_KIND_WEIGHTS = {"policy": 35, "opinion": 25, "hardship": 10, "safety": 20, "dispute": 4,
-                 "environment": 15}
+_KIND_WEIGHTS = {
+    "policy": 35,
+    "opinion": 25,
+    "hardship": 10,
+    "safety": 20,
+    "dispute": 4,
+    "environment": 15,
+}
 PRIORITY_TAGS = frozenset(POLICY.priority_tags)
 
 
@@ -156,8 +257,9 @@ def _rng(seed: int, stage: str) -> random.Random:
     return random.Random(f"gridsync-demo:{seed}:{stage}")
 
 
-def split(total: int, parts: int | list[int], rng: random.Random,
-          spread: float = 0.25) -> list[int]:
+def split(
+    total: int, parts: int | list[int], rng: random.Random, spread: float = 0.25
+) -> list[int]:
     """``total`` split into integers that vary by about +-``spread`` (around equal shares, or
     around shares proportional to ``parts`` when it is a list) and sum exactly to ``total``
     (largest remainder)."""
@@ -199,14 +301,20 @@ def mobile_phone(rng: random.Random) -> str:
 def plan_org(scale: Scale, seed: int) -> OrgPlan:
     rng = _rng(seed, "org")
     district = "d1"
-    units: list[tuple] = [(district, "district", "市南区" if scale.communities > 1 else "端州区",
-                           None, None)]
+    units: list[tuple] = [
+        (district, "district", "市南区" if scale.communities > 1 else "端州区", None, None)
+    ]
     for dept_id, name in _DEPARTMENTS:
         units.append((dept_id, "department", name, district, None))
     streets = [f"s{i:02d}" for i in range(1, scale.streets + 1)]
-    street_names = (["城东"] if scale.streets == 1 else
-                    [(_STREET_NAMES[i] if i < len(_STREET_NAMES) else f"第{i + 1}")
-                     for i in range(scale.streets)])
+    street_names = (
+        ["城东"]
+        if scale.streets == 1
+        else [
+            (_STREET_NAMES[i] if i < len(_STREET_NAMES) else f"第{i + 1}")
+            for i in range(scale.streets)
+        ]
+    )
     for sid, name in zip(streets, street_names):
         units.append((sid, "street", name + "街道", district, None))
     if scale.communities == 1:
@@ -223,13 +331,19 @@ def plan_org(scale: Scale, seed: int) -> OrgPlan:
     grids: list[Grid] = []
     g = 0
     for c, (street_id, name, n_grids) in enumerate(
-            zip(street_of, community_names, grids_per_community), start=1):
+        zip(street_of, community_names, grids_per_community), start=1
+    ):
         cid = f"c{c:03d}"
         communities[cid] = street_id
         units.append((cid, "community", name, street_id, None))
         for k in range(1, n_grids + 1):
-            grid = Grid(id=f"{cid}-g{k:02d}", branch_id=f"{cid}-b{k:02d}", community_id=cid,
-                        households=households_per_grid[g], members=members_per_grid[g])
+            grid = Grid(
+                id=f"{cid}-g{k:02d}",
+                branch_id=f"{cid}-b{k:02d}",
+                community_id=cid,
+                households=households_per_grid[g],
+                members=members_per_grid[g],
+            )
             g += 1
             grids.append(grid)
             label = f"第{_chinese_number(k)}网格"
@@ -243,7 +357,9 @@ def plan_people(org: OrgPlan, seed: int) -> list[PersonRow]:
     Fills ``grid.member_ids``."""
     rng = _rng(seed, "people")
 
-    def person(pid: str, roles: list[str], scope: list[str], branch: str | None = None) -> PersonRow:
+    def person(
+        pid: str, roles: list[str], scope: list[str], branch: str | None = None
+    ) -> PersonRow:
         return PersonRow(pid, person_name(rng), roles, scope, branch, mobile_phone(rng))
 
     people = [person("admin", ["admin"], [org.district_id])]
@@ -260,8 +376,9 @@ def plan_people(org: OrgPlan, seed: int) -> list[PersonRow]:
     return people
 
 
-def assign_members(n: int, members: list[str], under_minimum: set[str],
-                   rng: random.Random) -> list[str | None]:
+def assign_members(
+    n: int, members: list[str], under_minimum: set[str], rng: random.Random
+) -> list[str | None]:
     """Responsible members for ``n`` households in address order: each member gets a block of
     neighbours, between the policy's minimum and maximum (members in ``under_minimum`` get
     fewer; households beyond every member's maximum stay unassigned)."""
@@ -283,8 +400,7 @@ def _addresses(n: int, first_building: int, rng: random.Random) -> Iterator[tupl
     """Building / unit / room for ``n`` households, filling buildings of a random type."""
     building = first_building
     while True:
-        floors, units, doors = rng.choice(((6, 3, 2), (6, 2, 2), (11, 2, 3), (18, 2, 4),
-                                           (7, 4, 2)))
+        floors, units, doors = rng.choice(((6, 3, 2), (6, 2, 2), (11, 2, 3), (18, 2, 4), (7, 4, 2)))
         for u in range(1, units + 1):
             for floor in range(1, floors + 1):
                 for door in range(1, doors + 1):
@@ -323,10 +439,14 @@ def plan_households(org: OrgPlan, seed: int, created_at: str) -> Iterator[tuple]
         first_building = buildings.get(grid.community_id, 1)
         addresses = list(_addresses(grid.households, first_building, rng))
         buildings[grid.community_id] = int(addresses[-1][0].removesuffix("号楼")) + 1
-        living = [i for i in range(grid.households)
-                  if index + i not in unassigned and index + i not in moved_out]
-        members = dict(zip(living, assign_members(len(living), grid.member_ids,
-                                                   under_minimum, rng)))
+        living = [
+            i
+            for i in range(grid.households)
+            if index + i not in unassigned and index + i not in moved_out
+        ]
+        members = dict(
+            zip(living, assign_members(len(living), grid.member_ids, under_minimum, rng))
+        )
         for i, (building, unit, room) in enumerate(addresses):
             tags = _tags(rng)
             note_key = next((t for t in tags if t in _HOUSEHOLD_NOTES), "")
@@ -335,9 +455,23 @@ def plan_households(org: OrgPlan, seed: int, created_at: str) -> Iterator[tuple]
             phone = mobile_phone(rng) if rng.random() < 0.96 else ""
             hid = f"{grid.id}-{i + 1:04d}"
             member = members.get(i)
-            row = (f"hh-{hid}", f"demo-{hid}", grid.id, building, unit, room, person_name(rng),
-                   phone, _size(tags, rng), msgspec.json.encode(tags).decode(), notes, member,
-                   status, created_at, created_at)
+            row = (
+                f"hh-{hid}",
+                f"demo-{hid}",
+                grid.id,
+                building,
+                unit,
+                room,
+                person_name(rng),
+                phone,
+                _size(tags, rng),
+                msgspec.json.encode(tags).decode(),
+                notes,
+                member,
+                status,
+                created_at,
+                created_at,
+            )
             yield row, member, bool(PRIORITY_TAGS.intersection(tags)), status == "active"
             index += 1
 
@@ -375,8 +509,14 @@ def uuid7_at(ms: int, rng: random.Random) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def visit_rows(facts: HouseholdFacts, members_by_grid: dict[str, list[str]], day: int,
-               day_start_ms: int, households: list[int], rng: random.Random) -> list[list]:
+def visit_rows(
+    facts: HouseholdFacts,
+    members_by_grid: dict[str, list[str]],
+    day: int,
+    day_start_ms: int,
+    households: list[int],
+    rng: random.Random,
+) -> list[list]:
     """One day's visits, in id (= time) order, as visit rows without seq (seq is last)."""
     date_prefix = datetime.fromtimestamp(day_start_ms / 1000, CHINA).strftime("%Y-%m-%dT")
     kinds_all = list(DEFAULT_SERVICE_KINDS)
@@ -392,14 +532,35 @@ def visit_rows(facts: HouseholdFacts, members_by_grid: dict[str, list[str]], day
         h, rest = divmod(second, 3600)
         at = f"{date_prefix}{h:02d}:{rest // 60:02d}:{rest % 60:02d}+08:00"
         channel = rng.choices(("door", "phone", "wechat"), weights=(60, 25, 15))[0]
-        kinds = sorted(set(rng.choices(kinds_all, weights=kind_weights,
-                                       k=rng.choices((1, 2, 3), weights=(60, 30, 10))[0])))
+        kinds = sorted(
+            set(
+                rng.choices(
+                    kinds_all,
+                    weights=kind_weights,
+                    k=rng.choices((1, 2, 3), weights=(60, 30, 10))[0],
+                )
+            )
+        )
         note = rng.choice(_VISIT_NOTES[kinds[0]]) if rng.random() < 0.8 else ""
         voided = 1 if rng.random() < 0.004 else 0
         received_ms = at_ms + rng.randint(5, 6 * 3600) * 1000
-        rows.append([uuid7_at(at_ms, rng), facts.ids[i], grid_id, member, None, at, at_ms,
-                     channel, msgspec.json.encode(kinds).decode(), note, None, voided,
-                     iso_ms(received_ms)])
+        rows.append(
+            [
+                uuid7_at(at_ms, rng),
+                facts.ids[i],
+                grid_id,
+                member,
+                None,
+                at,
+                at_ms,
+                channel,
+                msgspec.json.encode(kinds).decode(),
+                note,
+                None,
+                voided,
+                iso_ms(received_ms),
+            ]
+        )
     rows.sort(key=lambda r: r[0])
     return rows
 
@@ -426,32 +587,51 @@ def _no_progress(label: str, total: int) -> _NoProgress:
 
 
 def has_data(db: sqlite_utils.Database) -> bool:
-    return any(db.execute(f"SELECT EXISTS (SELECT 1 FROM {t})").fetchone()[0]
-               for t in ("households", "people", "org_units"))
+    return any(
+        db.execute(f"SELECT EXISTS (SELECT 1 FROM {t})").fetchone()[0]
+        for t in ("households", "people", "org_units")
+    )
 
 
 def _refuse_if_data(db: sqlite_utils.Database) -> None:
     if has_data(db):
-        raise Conflict("this database already holds data (org units, people or households): "
-                       "serve it as it is, or add --force to delete it and build the demo anew",
-                       code="database_not_empty")
+        raise Conflict(
+            "this database already holds data (org units, people or households): "
+            "serve it as it is, or add --force to delete it and build the demo anew",
+            code="database_not_empty",
+        )
 
 
-def _write_org_and_people(db: sqlite_utils.Database, org: OrgPlan, people: list[PersonRow],
-                          created_at: str) -> None:
+def _write_org_and_people(
+    db: sqlite_utils.Database, org: OrgPlan, people: list[PersonRow], created_at: str
+) -> None:
     _refuse_if_data(db)
     first = next_seq(db, len(org.units))
     db.conn.executemany(
         "INSERT INTO org_units (id, kind, name, parent_id, grid_id, seq) VALUES (?,?,?,?,?,?)",
-        [(*u, first + i) for i, u in enumerate(org.units)])
+        [(*u, first + i) for i, u in enumerate(org.units)],
+    )
     first = next_seq(db, len(people))
     db.conn.executemany(
         "INSERT INTO people (id, name, phone, roles, branch_id, seq, created_at) "
         "VALUES (?,?,?,?,?,?,?)",
-        [(p.id, p.name, p.phone, msgspec.json.encode(sorted(p.roles)).decode(), p.branch_id,
-          first + i, created_at) for i, p in enumerate(people)])
-    db.conn.executemany("INSERT INTO person_scope (person_id, unit_id) VALUES (?, ?)",
-                        [(p.id, u) for p in people for u in p.scope])
+        [
+            (
+                p.id,
+                p.name,
+                p.phone,
+                msgspec.json.encode(sorted(p.roles)).decode(),
+                p.branch_id,
+                first + i,
+                created_at,
+            )
+            for i, p in enumerate(people)
+        ],
+    )
+    db.conn.executemany(
+        "INSERT INTO person_scope (person_id, unit_id) VALUES (?, ?)",
+        [(p.id, u) for p in people for u in p.scope],
+    )
 
 
 def _insert_households(db: sqlite_utils.Database, rows: list[tuple]) -> None:
@@ -460,7 +640,8 @@ def _insert_households(db: sqlite_utils.Database, rows: list[tuple]) -> None:
         "INSERT INTO households (id, external_id, grid_id, building, unit, room, head_name, phone,"
         " size, tags, notes, responsible_member_id, status, created_at, updated_at, seq)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        [(*r, first + i) for i, r in enumerate(rows)])
+        [(*r, first + i) for i, r in enumerate(rows)],
+    )
 
 
 def _insert_visits(db: sqlite_utils.Database, rows: list[list]) -> None:
@@ -469,7 +650,9 @@ def _insert_visits(db: sqlite_utils.Database, rows: list[list]) -> None:
         r.append(first + i)
     db.conn.executemany(
         "INSERT INTO visits (id, household_id, grid_id, member_id, device_id, at, at_ms, channel,"
-        " kinds, note, geo, voided, received_at, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        " kinds, note, geo, voided, received_at, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        rows,
+    )
 
 
 _BULK_TABLES = ("households", "visits")
@@ -479,7 +662,8 @@ def _drop_indexes(db: sqlite_utils.Database) -> list[str]:
     """Drop the explicit secondary indexes of the bulk tables; returns their CREATE statements."""
     rows = db.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND "
-        f"tbl_name IN ({', '.join('?' * len(_BULK_TABLES))}) ORDER BY name", _BULK_TABLES,
+        f"tbl_name IN ({', '.join('?' * len(_BULK_TABLES))}) ORDER BY name",
+        _BULK_TABLES,
     ).fetchall()
     for name, _ in rows:
         db.execute(f'DROP INDEX "{name}"')
@@ -491,13 +675,19 @@ def _finish(db: sqlite_utils.Database, index_sql: list[str], detail: dict[str, A
         db.execute(sql)
     db.execute(
         "UPDATE households SET last_visit_ms = (SELECT max(v.at_ms) FROM visits v "
-        "WHERE v.household_id = households.id AND v.voided = 0)")
+        "WHERE v.household_id = households.id AND v.voided = 0)"
+    )
     service_kinds.recount(db)
     audit.record(db, Actor.cli(), "demo.build", detail=detail)
 
 
-def build(store: Store, scale: Scale, seed: int = 1, as_of: date | None = None,
-          progress: Progress = _no_progress) -> dict[str, Any]:
+def build(
+    store: Store,
+    scale: Scale,
+    seed: int = 1,
+    as_of: date | None = None,
+    progress: Progress = _no_progress,
+) -> dict[str, Any]:
     """Write the demo into an empty database; returns :func:`summary`.
 
     ``as_of`` is the day after the history (default: today in China); the history is the
@@ -536,8 +726,9 @@ def build(store: Store, scale: Scale, seed: int = 1, as_of: date | None = None,
     with progress("visits", sum(len(d) for d in by_day)) as bar:
         pending: list[list] = []
         for day, households in enumerate(by_day):
-            pending += visit_rows(facts, members_by_grid, day, start_ms + day * DAY_MS,
-                                  households, rng)
+            pending += visit_rows(
+                facts, members_by_grid, day, start_ms + day * DAY_MS, households, rng
+            )
             if len(pending) >= CHUNK_ROWS or day == len(by_day) - 1:
                 store.write(_insert_visits, pending)
                 bar.update(len(pending))
@@ -557,8 +748,11 @@ def summary(db: sqlite_utils.Database, now_ms: int) -> dict[str, Any]:
 
     lo = POLICY.min_households_per_member
     units = dict(db.execute("SELECT kind, count(*) FROM org_units GROUP BY kind").fetchall())
-    roles = dict(db.execute("SELECT value, count(*) FROM people, json_each(people.roles) "
-                            "GROUP BY value").fetchall())
+    roles = dict(
+        db.execute(
+            "SELECT value, count(*) FROM people, json_each(people.roles) GROUP BY value"
+        ).fetchall()
+    )
     priority = msgspec.json.encode(sorted(PRIORITY_TAGS)).decode()
     return {
         "org_units": units,
@@ -567,15 +761,22 @@ def summary(db: sqlite_utils.Database, now_ms: int) -> dict[str, Any]:
         "visits": one("SELECT count(*) FROM visits"),
         "unassigned_households": one(
             "SELECT count(*) FROM households WHERE status = 'active' "
-            "AND responsible_member_id IS NULL"),
+            "AND responsible_member_id IS NULL"
+        ),
         "members_under_minimum": one(
             "SELECT count(*) FROM people p WHERE EXISTS (SELECT 1 FROM json_each(p.roles) "
             "WHERE value = 'member') AND (SELECT count(*) FROM households h "
-            "WHERE h.responsible_member_id = p.id AND h.status = 'active') < ?", lo),
+            "WHERE h.responsible_member_id = p.id AND h.status = 'active') < ?",
+            lo,
+        ),
         "overdue_households": one(
             "SELECT count(*) FROM households h WHERE h.status = 'active' AND "
             "coalesce(h.last_visit_ms, 0) < ? - (CASE WHEN EXISTS (SELECT 1 FROM json_each(h.tags)"
             " WHERE value IN (SELECT value FROM json_each(?))) THEN ? ELSE ? END) * ?",
-            now_ms, priority, POLICY.priority_cycle_days, POLICY.cycle_days, DAY_MS),
+            now_ms,
+            priority,
+            POLICY.priority_cycle_days,
+            POLICY.cycle_days,
+            DAY_MS,
+        ),
     }
-

@@ -10,8 +10,9 @@ class GridsyncError(Exception):
     status: int = 400
     code: str = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
-                 **extra: Any):
+    def __init__(
+        self, message: str, *, code: str | None = None, status: int | None = None, **extra: Any
+    ):
         super().__init__(message)
         self.message = message
         if code is not None:

@@ -97,8 +97,10 @@ VIOLATION_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("households", "联系户数", "households", "int"),
     ("limit", "标准", "limit", "int"),
 )
-SUBJECT_LABELS = {"zh": {"household": "户", "member": "党员"},
-                  "en": {"household": "household", "member": "member"}}
+SUBJECT_LABELS = {
+    "zh": {"household": "户", "member": "党员"},
+    "en": {"household": "household", "member": "member"},
+}
 
 
 @dataclass
@@ -116,27 +118,57 @@ class ExportData:
         return len(self.rows) + len(self.violations)
 
 
-def export_data(db: sqlite_utils.Database, settings: Settings, scope: Scope,
-                unit_id: str | None = None, *, now_ms: int,
-                show_phones: bool = False) -> ExportData:
+def export_data(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    scope: Scope,
+    unit_id: str | None = None,
+    *,
+    now_ms: int,
+    show_phones: bool = False,
+) -> ExportData:
     t = tally(db, settings, scope, unit_id, now_ms, member_kinds=True)
     rows = rows_of(t, list(LEVELS))
-    page = violations(db, settings, scope, unit_id, now_ms=now_ms, show_phones=show_phones,
-                      limit=10_000_000, tallied=t)
+    page = violations(
+        db,
+        settings,
+        scope,
+        unit_id,
+        now_ms=now_ms,
+        show_phones=show_phones,
+        limit=10_000_000,
+        tallied=t,
+    )
     names = dict(t.idx.name)
     names.update({pid: m.name for pid, m in t.members.items()})
-    phones = {pid: m.phone if show_phones else mask_phone(m.phone)
-              for pid, m in t.members.items()}
-    return ExportData(scope_id=unit_id, at=iso_ms(now_ms), rows=rows, violations=page.items,
-                      names=names, member_phones=phones, show_phones=show_phones)
+    phones = {pid: m.phone if show_phones else mask_phone(m.phone) for pid, m in t.members.items()}
+    return ExportData(
+        scope_id=unit_id,
+        at=iso_ms(now_ms),
+        rows=rows,
+        violations=page.items,
+        names=names,
+        member_phones=phones,
+        show_phones=show_phones,
+    )
 
 
-def record_export(db: sqlite_utils.Database, actor: Actor, fmt: str, data: ExportData,
-                  clock: Clock = SYSTEM_CLOCK) -> None:
-    audit.record(db, actor, "export.coverage", target=data.scope_id,
-                 detail={"format": fmt, "rows": len(data.rows),
-                         "violations": len(data.violations), "phones": data.show_phones},
-                 clock=clock)
+def record_export(
+    db: sqlite_utils.Database, actor: Actor, fmt: str, data: ExportData, clock: Clock = SYSTEM_CLOCK
+) -> None:
+    audit.record(
+        db,
+        actor,
+        "export.coverage",
+        target=data.scope_id,
+        detail={
+            "format": fmt,
+            "rows": len(data.rows),
+            "violations": len(data.violations),
+            "phones": data.show_phones,
+        },
+        clock=clock,
+    )
 
 
 # -- cell values ------------------------------------------------------------------------------
@@ -160,8 +192,7 @@ def _violation_value(v: Violation, key: str, lang: str) -> Any:
     if key == "subject":
         return label(SUBJECT_LABELS, lang, v.subject)
     value = getattr(v, key)
-    return "" if value is None and key not in ("days_since_visit", "households", "limit") \
-        else value
+    return "" if value is None and key not in ("days_since_visit", "households", "limit") else value
 
 
 def _header(columns: Iterable[tuple[str, str, str, str]], lang: str) -> list[str]:
@@ -181,15 +212,20 @@ def _noop(_: int) -> None:
     pass
 
 
-def write_csv(data: ExportData, out: io.TextIOBase, lang: str = "zh",
-              progress: Progress = _noop) -> None:
+def write_csv(
+    data: ExportData, out: io.TextIOBase, lang: str = "zh", progress: Progress = _noop
+) -> None:
     """The roll-up rows of every level, one table (the level is the first column)."""
     writer = csv.writer(out)
     writer.writerow(_header((LEVEL_COLUMN, *ROW_COLUMNS), lang))
     for row in data.rows:
-        writer.writerow([label(LEVEL_LABELS, lang, row.level)] + [
-            "" if (value := _row_value(data, row, key, lang)) is None else value
-            for key, *_ in ROW_COLUMNS])
+        writer.writerow(
+            [label(LEVEL_LABELS, lang, row.level)]
+            + [
+                "" if (value := _row_value(data, row, key, lang)) is None else value
+                for key, *_ in ROW_COLUMNS
+            ]
+        )
         progress(1)
     progress(len(data.violations))  # violations are in the XLSX and JSON exports
 
@@ -208,8 +244,14 @@ def _text_cell(ws: Any, value: str) -> WriteOnlyCell:
     return cell
 
 
-def _sheet(wb: Workbook, title: str, header: list[str], kinds: list[str],
-           rows: list[list[Any]], progress: Progress) -> None:
+def _sheet(
+    wb: Workbook,
+    title: str,
+    header: list[str],
+    kinds: list[str],
+    rows: list[list[Any]],
+    progress: Progress,
+) -> None:
     ws = wb.create_sheet(title)
     ws.freeze_panes = "A2"
     widths = [display_width(h) for h in header]
@@ -240,30 +282,53 @@ def _sheet(wb: Workbook, title: str, header: list[str], kinds: list[str],
         progress(1)
 
 
-def write_xlsx(data: ExportData, out: io.BufferedIOBase | str, lang: str = "zh",
-               progress: Progress = _noop) -> None:
+def write_xlsx(
+    data: ExportData, out: io.BufferedIOBase | str, lang: str = "zh", progress: Progress = _noop
+) -> None:
     """One sheet per level (district first), then the violations sheet."""
     wb = Workbook(write_only=True)
     for level in SHEET_ORDER:
         columns = _columns(level)
-        rows = [[_row_value(data, r, key, lang) for key, *_ in columns]
-                for r in data.rows if r.level == level]
-        _sheet(wb, label(LEVEL_LABELS, lang, level), _header(columns, lang),
-               [c[3] for c in columns], rows, progress)
-    vrows = [[_violation_value(v, key, lang) for key, *_ in VIOLATION_COLUMNS]
-             for v in data.violations]
-    _sheet(wb, VIOLATIONS_SHEET.get(lang, VIOLATIONS_SHEET["zh"]),
-           _header(VIOLATION_COLUMNS, lang), [c[3] for c in VIOLATION_COLUMNS], vrows, progress)
+        rows = [
+            [_row_value(data, r, key, lang) for key, *_ in columns]
+            for r in data.rows
+            if r.level == level
+        ]
+        _sheet(
+            wb,
+            label(LEVEL_LABELS, lang, level),
+            _header(columns, lang),
+            [c[3] for c in columns],
+            rows,
+            progress,
+        )
+    vrows = [
+        [_violation_value(v, key, lang) for key, *_ in VIOLATION_COLUMNS] for v in data.violations
+    ]
+    _sheet(
+        wb,
+        VIOLATIONS_SHEET.get(lang, VIOLATIONS_SHEET["zh"]),
+        _header(VIOLATION_COLUMNS, lang),
+        [c[3] for c in VIOLATION_COLUMNS],
+        vrows,
+        progress,
+    )
     wb.save(out)
 
 
-def write_json(data: ExportData, out: io.BufferedIOBase, lang: str = "zh",
-               progress: Progress = _noop) -> None:
+def write_json(
+    data: ExportData, out: io.BufferedIOBase, lang: str = "zh", progress: Progress = _noop
+) -> None:
     levels: dict[str, list[CoverageRow]] = {level: [] for level in SHEET_ORDER}
     for row in data.rows:
         levels[row.level].append(row)
-    doc = {"scope_id": data.scope_id, "at": data.at, "levels": levels,
-           "member_phones": data.member_phones, "violations": data.violations}
+    doc = {
+        "scope_id": data.scope_id,
+        "at": data.at,
+        "levels": levels,
+        "member_phones": data.member_phones,
+        "violations": data.violations,
+    }
     out.write(msgspec.json.encode(doc))
     progress(data.total_rows)
 

@@ -3,7 +3,6 @@ the API, sync pull and exports share."""
 
 from __future__ import annotations
 
-
 import msgspec
 import sqlite_utils
 
@@ -13,13 +12,31 @@ from gridsync.models import Geo, Household, Visit
 from gridsync.org import Scope
 
 HOUSEHOLD_COLUMNS = (
-    "id", "grid_id", "building", "unit", "room", "head_name", "phone", "size", "tags", "notes",
-    "responsible_member_id", "status",
+    "id",
+    "grid_id",
+    "building",
+    "unit",
+    "room",
+    "head_name",
+    "phone",
+    "size",
+    "tags",
+    "notes",
+    "responsible_member_id",
+    "status",
 )
 HOUSEHOLD_SELECT = ", ".join(f"h.{c}" for c in HOUSEHOLD_COLUMNS)
 
 VISIT_COLUMNS = (
-    "id", "household_id", "member_id", "device_id", "at", "channel", "kinds", "note", "geo",
+    "id",
+    "household_id",
+    "member_id",
+    "device_id",
+    "at",
+    "channel",
+    "kinds",
+    "note",
+    "geo",
     "voided",
 )
 VISIT_SELECT = ", ".join(f"v.{c}" for c in VISIT_COLUMNS)
@@ -30,9 +47,18 @@ _geo_decoder = msgspec.json.Decoder(Geo)
 
 def household_from_row(row: tuple) -> Household:
     return Household(
-        id=row[0], grid_id=row[1], building=row[2], unit=row[3], room=row[4], head_name=row[5],
-        phone=row[6], size=row[7], tags=_tags_decoder.decode(row[8]), notes=row[9],
-        responsible_member_id=row[10], status=row[11],
+        id=row[0],
+        grid_id=row[1],
+        building=row[2],
+        unit=row[3],
+        room=row[4],
+        head_name=row[5],
+        phone=row[6],
+        size=row[7],
+        tags=_tags_decoder.decode(row[8]),
+        notes=row[9],
+        responsible_member_id=row[10],
+        status=row[11],
     )
 
 
@@ -50,12 +76,17 @@ def visit_from_row(row: tuple, _kinds: dict[str, list[str]] = _KINDS) -> Visit:
         if len(_kinds) < _KINDS_MAX:
             _kinds[row[6]] = kinds
     return Visit(
-        id=row[0], household_id=row[1], member_id=row[2], device_id=row[3], at=row[4],
-        channel=row[5], kinds=kinds, note=row[7],
-        geo=_geo_decoder.decode(row[8]) if row[8] else None, voided=bool(row[9]),
+        id=row[0],
+        household_id=row[1],
+        member_id=row[2],
+        device_id=row[3],
+        at=row[4],
+        channel=row[5],
+        kinds=kinds,
+        note=row[7],
+        geo=_geo_decoder.decode(row[8]) if row[8] else None,
+        voided=bool(row[9]),
     )
-
-
 
 
 def get_household(db: sqlite_utils.Database, scope: Scope, household_id: str) -> Household:
@@ -68,10 +99,17 @@ def get_household(db: sqlite_utils.Database, scope: Scope, household_id: str) ->
     return household_from_row(row)
 
 
-def list_households(db: sqlite_utils.Database, scope: Scope, *, grid_id: str | None = None,
-                    status: str | None = None, tag: str | None = None,
-                    responsible_member_id: str | None = None, limit: int = 100,
-                    offset: int = 0) -> tuple[list[Household], int]:
+def list_households(
+    db: sqlite_utils.Database,
+    scope: Scope,
+    *,
+    grid_id: str | None = None,
+    status: str | None = None,
+    tag: str | None = None,
+    responsible_member_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[Household], int]:
     if grid_id is not None and not scope.allows_grid(grid_id):
         raise OutOfScope(f"grid {grid_id} is outside your scope")
     cond, params = scope.grid_filter("h.grid_id")
@@ -88,16 +126,29 @@ def list_households(db: sqlite_utils.Database, scope: Scope, *, grid_id: str | N
     if responsible_member_id:
         where.append("h.responsible_member_id = ?")
         params.append(responsible_member_id)
-    rows, total = paged(db, HOUSEHOLD_SELECT, "households h WHERE " + " AND ".join(where), params,
-                        order_by="h.grid_id, h.building, h.unit, h.room, h.id", limit=limit,
-                        offset=offset)
+    rows, total = paged(
+        db,
+        HOUSEHOLD_SELECT,
+        "households h WHERE " + " AND ".join(where),
+        params,
+        order_by="h.grid_id, h.building, h.unit, h.room, h.id",
+        limit=limit,
+        offset=offset,
+    )
     return [household_from_row(r) for r in rows], total
 
 
-def list_visits(db: sqlite_utils.Database, scope: Scope, household_id: str, *, limit: int = 100,
-                offset: int = 0) -> tuple[list[Visit], int]:
+def list_visits(
+    db: sqlite_utils.Database, scope: Scope, household_id: str, *, limit: int = 100, offset: int = 0
+) -> tuple[list[Visit], int]:
     get_household(db, scope, household_id)  # raises when out of scope
-    rows, total = paged(db, VISIT_SELECT, "visits v WHERE v.household_id = ?", [household_id],
-                        order_by="v.at_ms DESC, v.id", limit=limit, offset=offset)
+    rows, total = paged(
+        db,
+        VISIT_SELECT,
+        "visits v WHERE v.household_id = ?",
+        [household_id],
+        order_by="v.at_ms DESC, v.id",
+        limit=limit,
+        offset=offset,
+    )
     return [visit_from_row(r) for r in rows], total
-

@@ -45,7 +45,10 @@ from gridsync.org import resolve_scope
 # field -> (Chinese label, accepted headers). Headers match after trimming, case-insensitively,
 # ignoring spaces, underscores and hyphens.
 HEADERS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "external_id": ("外部编号", ("外部编号", "住户编号", "户编号", "编号", "external_id", "external id")),
+    "external_id": (
+        "外部编号",
+        ("外部编号", "住户编号", "户编号", "编号", "external_id", "external id"),
+    ),
     "grid_id": ("网格", ("网格", "网格编号", "网格id", "grid", "grid_id")),
     "building": ("楼栋", ("楼栋", "楼号", "楼栋号", "building")),
     "unit": ("单元", ("单元", "单元号", "unit")),
@@ -56,22 +59,49 @@ HEADERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "tags": ("标签", ("标签", "类别", "tags", "tag")),
     "notes": ("备注", ("备注", "说明", "notes", "note")),
     "status": ("状态", ("状态", "status")),
-    "responsible_member_id": ("负责党员", ("负责党员", "联系党员", "责任党员", "负责党员编号",
-                                          "responsible_member_id", "responsible_member",
-                                          "member_id")),
+    "responsible_member_id": (
+        "负责党员",
+        (
+            "负责党员",
+            "联系党员",
+            "责任党员",
+            "负责党员编号",
+            "responsible_member_id",
+            "responsible_member",
+            "member_id",
+        ),
+    ),
 }
 REQUIRED_FOR_NEW = ("grid_id", "head_name")
 TAG_SEPARATORS = re.compile(r"[；;,，、|]")
 TAG_ALIASES = {
-    "独居老人": "elderly_alone", "独居": "elderly_alone", "空巢老人": "elderly_alone",
-    "残疾": "disabled", "残疾人": "disabled", "残障": "disabled",
-    "低保": "low_income", "低保户": "low_income", "低收入": "low_income",
-    "租户": "renter", "租住": "renter", "租房": "renter", "出租": "renter",
+    "独居老人": "elderly_alone",
+    "独居": "elderly_alone",
+    "空巢老人": "elderly_alone",
+    "残疾": "disabled",
+    "残疾人": "disabled",
+    "残障": "disabled",
+    "低保": "low_income",
+    "低保户": "low_income",
+    "低收入": "low_income",
+    "租户": "renter",
+    "租住": "renter",
+    "租房": "renter",
+    "出租": "renter",
 }
 STATUS_ALIASES = {
-    "": "active", "active": "active", "在住": "active", "正常": "active", "居住": "active",
-    "moved_out": "moved_out", "迁出": "moved_out", "已迁出": "moved_out", "搬离": "moved_out",
-    "archived": "archived", "归档": "archived", "已归档": "archived",
+    "": "active",
+    "active": "active",
+    "在住": "active",
+    "正常": "active",
+    "居住": "active",
+    "moved_out": "moved_out",
+    "迁出": "moved_out",
+    "已迁出": "moved_out",
+    "搬离": "moved_out",
+    "archived": "archived",
+    "归档": "archived",
+    "已归档": "archived",
 }
 PHONE = re.compile(r"\+?[0-9][0-9 ()\-]{4,18}[0-9]")
 MAX_TAG_LENGTH = 32
@@ -123,8 +153,9 @@ def _read_csv(path: Path) -> list[list[str]]:
         try:
             text = raw.decode("gb18030")
         except UnicodeDecodeError as exc:
-            raise Invalid(f"{path.name}: 文件编码无法识别（应为 UTF-8 或 GB18030）",
-                          code="bad_encoding") from exc
+            raise Invalid(
+                f"{path.name}: 文件编码无法识别（应为 UTF-8 或 GB18030）", code="bad_encoding"
+            ) from exc
     return [list(r) for r in csv.reader(io.StringIO(text, newline=""))]
 
 
@@ -172,17 +203,19 @@ def read_file(path: str | Path) -> Sheet:
             if text:
                 ignored.append(text)
         elif name in columns.values():
-            raise Invalid(f"{path.name}: 列“{HEADERS[name][0]}”({name}) 出现了不止一次",
-                          code="duplicate_column")
+            raise Invalid(
+                f"{path.name}: 列“{HEADERS[name][0]}”({name}) 出现了不止一次",
+                code="duplicate_column",
+            )
         else:
             columns[i] = name
     if "external_id" not in columns.values():
-        raise Invalid(f"{path.name}: 缺少必需的列“外部编号”(external_id)",
-                      code="missing_column")
+        raise Invalid(f"{path.name}: 缺少必需的列“外部编号”(external_id)", code="missing_column")
     rows = []
     for number, cells in enumerate(table[1:], start=2):
-        values = {name: _cell_text(cells[i]) if i < len(cells) else ""
-                  for i, name in columns.items()}
+        values = {
+            name: _cell_text(cells[i]) if i < len(cells) else "" for i, name in columns.items()
+        }
         if any(values.values()):
             rows.append((number, values))
     return Sheet(path.name, columns, ignored, rows)
@@ -223,12 +256,24 @@ class _Plan:
     changed: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     # (household id, previous member, member, load after, cap, over the cap) of every
     # assignment, in row order
-    assignments: list[tuple[str, str | None, str, int, int, bool]] = field(
-        default_factory=list)
+    assignments: list[tuple[str, str | None, str, int, int, bool]] = field(default_factory=list)
 
 
-_EXISTING_COLS = ("id", "external_id", "grid_id", "building", "unit", "room", "head_name",
-                  "phone", "size", "tags", "notes", "status", "responsible_member_id")
+_EXISTING_COLS = (
+    "id",
+    "external_id",
+    "grid_id",
+    "building",
+    "unit",
+    "room",
+    "head_name",
+    "phone",
+    "size",
+    "tags",
+    "notes",
+    "status",
+    "responsible_member_id",
+)
 
 
 class _Checker:
@@ -248,8 +293,9 @@ class _Checker:
     def member(self, person_id: str) -> tuple[str | None, frozenset[str] | None]:
         """(problem code or None, grids the member may serve)."""
         if person_id not in self.members:
-            row = self.db.execute("SELECT roles, active FROM people WHERE id = ?",
-                                  [person_id]).fetchone()
+            row = self.db.execute(
+                "SELECT roles, active FROM people WHERE id = ?", [person_id]
+            ).fetchone()
             if row is None:
                 self.members[person_id] = ("unknown_member", None)
             elif "member" not in msgspec.json.decode(row[0]):
@@ -266,8 +312,14 @@ def _row_values(number: int, raw: dict[str, str], errors: list[RowError]) -> dic
     """Typed field values of one row (only the columns the file has); appends errors."""
 
     def bad(column: str, code: str, message: str) -> None:
-        errors.append(RowError(row=number, column=column, code=code,
-                               message=f"第{number}行 {HEADERS[column][0]}: {message}"))
+        errors.append(
+            RowError(
+                row=number,
+                column=column,
+                code=code,
+                message=f"第{number}行 {HEADERS[column][0]}: {message}",
+            )
+        )
 
     values: dict[str, Any] = {}
     for name, text in raw.items():
@@ -299,8 +351,11 @@ def _row_values(number: int, raw: dict[str, str], errors: list[RowError]) -> dic
         elif name == "status":
             status = STATUS_ALIASES.get(text.lower())
             if status is None:
-                bad(name, "bad_status",
-                    f"未知状态“{text}”（应为 在住/active、迁出/moved_out、归档/archived）")
+                bad(
+                    name,
+                    "bad_status",
+                    f"未知状态“{text}”（应为 在住/active、迁出/moved_out、归档/archived）",
+                )
             values[name] = status
         elif name == "responsible_member_id":
             values[name] = text or None
@@ -313,9 +368,13 @@ def _same(name: str, old: Any, new: Any) -> bool:
     return old == new
 
 
-def _plan_assignments(db: sqlite_utils.Database, settings: Settings, plan: _Plan,
-                      rows: list[tuple[int, str, dict[str, Any] | None, dict[str, Any]]],
-                      override_cap: bool) -> None:
+def _plan_assignments(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    plan: _Plan,
+    rows: list[tuple[int, str, dict[str, Any] | None, dict[str, Any]]],
+    override_cap: bool,
+) -> None:
     """Check the members' loads after the import against their caps and list the assignments.
 
     ``rows`` holds (row number, household id, current row or None, imported values) of the
@@ -331,34 +390,53 @@ def _plan_assignments(db: sqlite_utils.Database, settings: Settings, plan: _Plan
         active = values.get("status", current.get("status", "active")) == "active"
         grid = values.get("grid_id") or current.get("grid_id")
         if (before, was_active) != (after, active):
-            changes.append((number, household_id, before if was_active else None,
-                            after if active else None, before != after, grid))
-    before_of = {household_id: (current or {}).get("responsible_member_id")
-                 for _, household_id, current, _ in rows}
+            changes.append(
+                (
+                    number,
+                    household_id,
+                    before if was_active else None,
+                    after if active else None,
+                    before != after,
+                    grid,
+                )
+            )
+    before_of = {
+        household_id: (current or {}).get("responsible_member_id")
+        for _, household_id, current, _ in rows
+    }
     members = {m for change in changes for m in change[2:4] if m}
     if not members:
         return
     loads: dict[str, int] = dict.fromkeys(members, 0)
-    loads.update(db.execute(
-        "SELECT responsible_member_id, count(*) FROM households WHERE status = 'active' AND "
-        "responsible_member_id IN (SELECT value FROM json_each(?)) GROUP BY 1",
-        [msgspec.json.encode(sorted(members)).decode()]).fetchall())
+    loads.update(
+        db.execute(
+            "SELECT responsible_member_id, count(*) FROM households WHERE status = 'active' AND "
+            "responsible_member_id IN (SELECT value FROM json_each(?)) GROUP BY 1",
+            [msgspec.json.encode(sorted(members)).decode()],
+        ).fetchall()
+    )
     initial, final = dict(loads), dict(loads)
     for _, _, left, joined, _, _ in changes:
         if left:
             final[left] -= 1
         if joined:
             final[joined] += 1
-    communities = dict(db.execute(
-        "SELECT g.id, g.parent_id FROM org_units g JOIN org_units c ON c.id = g.parent_id "
-        "WHERE g.kind = 'grid' AND c.kind = 'community'").fetchall())
+    communities = dict(
+        db.execute(
+            "SELECT g.id, g.parent_id FROM org_units g JOIN org_units c ON c.id = g.parent_id "
+            "WHERE g.kind = 'grid' AND c.kind = 'community'"
+        ).fetchall()
+    )
     caps: dict[str | None, int] = {}
 
     def cap_of(grid: str) -> int:
         community = communities.get(grid)
         if community not in caps:
-            policy = (coverage.policy_for(db, settings, community) if community
-                      else coverage.default_policy(settings))
+            policy = (
+                coverage.policy_for(db, settings, community)
+                if community
+                else coverage.default_policy(settings)
+            )
             caps[community] = policy.max_households_per_member
         return caps[community]
 
@@ -371,19 +449,29 @@ def _plan_assignments(db: sqlite_utils.Database, settings: Settings, plan: _Plan
         loads[joined] += 1
         cap = cap_of(grid)
         if loads[joined] > cap and final[joined] > initial[joined] and not override_cap:
-            errors.append(RowError(
-                row=number, column="responsible_member_id", code="over_cap",
-                message=f"第{number}行 {HEADERS['responsible_member_id'][0]}: 党员“{joined}”"
-                        f"导入后将负责 {final[joined]} 户，超过上限 {cap} 户"
-                        "（确需超出时使用 --override-cap，会记入分配日志）"))
+            errors.append(
+                RowError(
+                    row=number,
+                    column="responsible_member_id",
+                    code="over_cap",
+                    message=f"第{number}行 {HEADERS['responsible_member_id'][0]}: 党员“{joined}”"
+                    f"导入后将负责 {final[joined]} 户，超过上限 {cap} 户"
+                    "（确需超出时使用 --override-cap，会记入分配日志）",
+                )
+            )
         elif moved:
             over = loads[joined] > cap and final[joined] > initial[joined]
-            plan.assignments.append((household_id, before_of[household_id], joined,
-                                     loads[joined], cap, over))
+            plan.assignments.append(
+                (household_id, before_of[household_id], joined, loads[joined], cap, over)
+            )
 
 
-def plan_import(db: sqlite_utils.Database, sheet: Sheet, settings: Settings | None = None,
-                override_cap: bool = False) -> _Plan:
+def plan_import(
+    db: sqlite_utils.Database,
+    sheet: Sheet,
+    settings: Settings | None = None,
+    override_cap: bool = False,
+) -> _Plan:
     """Validate every row against the database and work out what would change. Writes nothing.
 
     ``settings`` gives the district's coverage defaults for the members' caps (default:
@@ -406,16 +494,23 @@ def plan_import(db: sqlite_utils.Database, sheet: Sheet, settings: Settings | No
         before = len(errors)
 
         def bad(column: str, code: str, message: str, number: int = number) -> None:
-            errors.append(RowError(row=number, column=column, code=code,
-                                   message=f"第{number}行 {HEADERS[column][0]}: {message}"))
+            errors.append(
+                RowError(
+                    row=number,
+                    column=column,
+                    code=code,
+                    message=f"第{number}行 {HEADERS[column][0]}: {message}",
+                )
+            )
 
         values = _row_values(number, raw, errors)
         ext = values.get("external_id", "")
         if not ext:
             bad("external_id", "missing_field", "外部编号不能为空")
         elif ext in first_row:
-            bad("external_id", "duplicate_external_id",
-                f"外部编号“{ext}”与第{first_row[ext]}行重复")
+            bad(
+                "external_id", "duplicate_external_id", f"外部编号“{ext}”与第{first_row[ext]}行重复"
+            )
         else:
             first_row[ext] = number
         current = existing.get(ext)
@@ -423,8 +518,11 @@ def plan_import(db: sqlite_utils.Database, sheet: Sheet, settings: Settings | No
             if current is None and not values.get(name):
                 bad(name, "missing_field", f"新住户必须填写{HEADERS[name][0]}")
             elif current is not None and name in values and not values[name]:
-                bad(name, "missing_field",
-                    f"{HEADERS[name][0]}不能为空（不改这一项时可留空整列或删去此列）")
+                bad(
+                    name,
+                    "missing_field",
+                    f"{HEADERS[name][0]}不能为空（不改这一项时可留空整列或删去此列）",
+                )
         grid = values.get("grid_id") or (current or {}).get("grid_id")
         if values.get("grid_id"):
             kind = checker.unit_kind(values["grid_id"])
@@ -444,16 +542,20 @@ def plan_import(db: sqlite_utils.Database, sheet: Sheet, settings: Settings | No
             elif problem == "member_inactive":
                 bad("responsible_member_id", problem, f"党员“{member}”已停用")
             elif grid and grids is not None and grid not in grids:
-                bad("responsible_member_id", "member_out_of_grid",
-                    f"党员“{member}”不负责网格“{grid}”")
+                bad(
+                    "responsible_member_id",
+                    "member_out_of_grid",
+                    f"党员“{member}”不负责网格“{grid}”",
+                )
         if len(errors) > before:
             continue
-        valid.append((number, current["id"] if current else household_id_for(ext), current,
-                      values))
+        valid.append((number, current["id"] if current else household_id_for(ext), current, values))
         if current is None:
             plan.new.append(values)
             continue
-        diff = {k: v for k, v in values.items() if k != "external_id" and not _same(k, current[k], v)}
+        diff = {
+            k: v for k, v in values.items() if k != "external_id" and not _same(k, current[k], v)
+        }
         if diff:
             plan.changed.append((current["id"], current, diff))
         else:
@@ -467,8 +569,12 @@ def plan_import(db: sqlite_utils.Database, sheet: Sheet, settings: Settings | No
     return plan
 
 
-def preview(db: sqlite_utils.Database, sheet: Sheet, settings: Settings | None = None,
-            override_cap: bool = False) -> Preview:
+def preview(
+    db: sqlite_utils.Database,
+    sheet: Sheet,
+    settings: Settings | None = None,
+    override_cap: bool = False,
+) -> Preview:
     """Dry run: the counts and errors an import of ``sheet`` would have."""
     return plan_import(db, sheet, settings, override_cap).preview
 
@@ -478,9 +584,14 @@ def _server_hlc(ms: int) -> str:
     return f"{ms:015d}:00000:import"
 
 
-def import_households(db: sqlite_utils.Database, sheet: Sheet, actor: Actor,
-                      clock: Clock = SYSTEM_CLOCK, settings: Settings | None = None,
-                      override_cap: bool = False) -> Preview:
+def import_households(
+    db: sqlite_utils.Database,
+    sheet: Sheet,
+    actor: Actor,
+    clock: Clock = SYSTEM_CLOCK,
+    settings: Settings | None = None,
+    override_cap: bool = False,
+) -> Preview:
     """Apply an import in the caller's write transaction; raises ImportRejected (and writes
     nothing) when any row is bad."""
     plan = plan_import(db, sheet, settings, override_cap)
@@ -488,41 +599,68 @@ def import_households(db: sqlite_utils.Database, sheet: Sheet, actor: Actor,
     if result.errors:
         raise ImportRejected(
             f"{sheet.source}: {len({e.row for e in result.errors})} 行有错误，未写入任何数据",
-            errors=[msgspec.structs.asdict(e) for e in result.errors])
+            errors=[msgspec.structs.asdict(e) for e in result.errors],
+        )
     now_ms = clock.now_ms()
     now = iso_ms(now_ms)
     hlc = _server_hlc(now_ms)
     seq = next_seq(db, len(plan.new) + len(plan.changed)) if plan.new or plan.changed else 0
     for values in plan.new:
-        row = {"size": 1, "tags": "[]", "status": "active", **values,
-               "id": household_id_for(values["external_id"]), "seq": seq,
-               "created_at": now, "updated_at": now}
+        row = {
+            "size": 1,
+            "tags": "[]",
+            "status": "active",
+            **values,
+            "id": household_id_for(values["external_id"]),
+            "seq": seq,
+            "created_at": now,
+            "updated_at": now,
+        }
         seq += 1
         names = list(row)
-        db.execute(f"INSERT INTO households ({', '.join(names)}) VALUES "
-                   f"({', '.join('?' * len(names))})", [row[n] for n in names])
+        db.execute(
+            f"INSERT INTO households ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+            [row[n] for n in names],
+        )
     for household_id, _current, diff in plan.changed:
         stamps = msgspec.json.decode(
-            db.execute("SELECT field_hlc FROM households WHERE id = ?",
-                       [household_id]).fetchone()[0])
+            db.execute("SELECT field_hlc FROM households WHERE id = ?", [household_id]).fetchone()[
+                0
+            ]
+        )
         stamps.update({name: hlc for name in diff})
         sets = ", ".join(f"{name} = ?" for name in diff)
-        db.execute(f"UPDATE households SET {sets}, field_hlc = ?, seq = ?, updated_at = ? "
-                   "WHERE id = ?",
-                   [*diff.values(), msgspec.json.encode(stamps).decode(), seq, now,
-                    household_id])
+        db.execute(
+            f"UPDATE households SET {sets}, field_hlc = ?, seq = ?, updated_at = ? WHERE id = ?",
+            [*diff.values(), msgspec.json.encode(stamps).decode(), seq, now, household_id],
+        )
         seq += 1
     for household_id, previous, member, load, cap, over in plan.assignments:
         db.execute(
             "INSERT INTO assignment_log (at, household_id, previous_member_id, member_id, "
             "person_id, device_id, override_cap, load_after, cap, reason) "
             "VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [now, household_id, previous, member, actor.person_id, actor.device_id,
-             int(over), load, cap, f"import {sheet.source}"])
-    detail = {"rows": result.rows, "new": result.new, "changed": result.changed,
-              "unchanged": result.unchanged, "assigned": result.assigned}
+            [
+                now,
+                household_id,
+                previous,
+                member,
+                actor.person_id,
+                actor.device_id,
+                int(over),
+                load,
+                cap,
+                f"import {sheet.source}",
+            ],
+        )
+    detail = {
+        "rows": result.rows,
+        "new": result.new,
+        "changed": result.changed,
+        "unchanged": result.unchanged,
+        "assigned": result.assigned,
+    }
     if result.over_cap:
         detail["override_cap"] = result.over_cap
-    audit.record(db, actor, "households.import", target=sheet.source, detail=detail,
-                 clock=clock)
+    audit.record(db, actor, "households.import", target=sheet.source, detail=detail, clock=clock)
     return result

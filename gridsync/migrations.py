@@ -223,6 +223,7 @@ def m0002_sync(db: sqlite_utils.Database) -> None:
     )
     db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('sync_horizon_seq', '0')")
 
+
 # -- coverage (issue: 1-5-N coverage) -------------------------------------------------------
 
 
@@ -540,7 +541,6 @@ def m0007_coverage_kinds(db: sqlite_utils.Database) -> None:
     service_kinds.recount(db)
 
 
-
 @migrations(name="0008_households_tagged")
 def m0008_households_tagged(db: sqlite_utils.Database) -> None:
     """Priority overdue counts only households with tags (a quarter of them in the demo
@@ -564,19 +564,27 @@ def rebuild_coverage_aggregates(db: sqlite_utils.Database) -> None:
         "DELETE FROM coverage_members",
         "DELETE FROM coverage_grid_counts",
         "DELETE FROM coverage_load_histogram",
-        (f"INSERT INTO coverage_members (person_id, branch_id, is_member) "
-         f"SELECT p.id, p.branch_id, {member} FROM people p"),
-        ("INSERT INTO coverage_members (person_id, households) "
-         "SELECT responsible_member_id, count(*) FROM households "
-         "WHERE status = 'active' AND responsible_member_id IS NOT NULL GROUP BY 1 "
-         "ON CONFLICT (person_id) DO UPDATE SET households = excluded.households"),
-        ("INSERT INTO coverage_grid_counts (grid_id, tags, assigned, households) "
-         "SELECT grid_id, tags, responsible_member_id IS NOT NULL, count(*) FROM households "
-         "WHERE status = 'active' GROUP BY 1, 2, 3"),
+        (
+            f"INSERT INTO coverage_members (person_id, branch_id, is_member) "
+            f"SELECT p.id, p.branch_id, {member} FROM people p"
+        ),
+        (
+            "INSERT INTO coverage_members (person_id, households) "
+            "SELECT responsible_member_id, count(*) FROM households "
+            "WHERE status = 'active' AND responsible_member_id IS NOT NULL GROUP BY 1 "
+            "ON CONFLICT (person_id) DO UPDATE SET households = excluded.households"
+        ),
+        (
+            "INSERT INTO coverage_grid_counts (grid_id, tags, assigned, households) "
+            "SELECT grid_id, tags, responsible_member_id IS NOT NULL, count(*) FROM households "
+            "WHERE status = 'active' GROUP BY 1, 2, 3"
+        ),
         # the inserts above fired the histogram's triggers; recount it outright all the same
         "DELETE FROM coverage_load_histogram",
-        ("INSERT INTO coverage_load_histogram (branch_id, households, members) "
-         "SELECT branch_id, households, count(*) FROM coverage_members "
-         "WHERE is_member = 1 AND branch_id IS NOT NULL GROUP BY 1, 2"),
+        (
+            "INSERT INTO coverage_load_histogram (branch_id, households, members) "
+            "SELECT branch_id, households, count(*) FROM coverage_members "
+            "WHERE is_member = 1 AND branch_id IS NOT NULL GROUP BY 1, 2"
+        ),
     ):
         db.execute(sql)

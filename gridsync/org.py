@@ -109,24 +109,31 @@ def add_units(db: sqlite_utils.Database, units: list[OrgUnit], actor: Actor | No
             raise Invalid(f"a {unit.kind} has no parent", field="parent_id")
         if expected is not None and unit.parent_id is None:
             raise Invalid(f"a {unit.kind} needs a parent {expected}", field="parent_id")
-        for column, value, kind in (("parent_id", unit.parent_id, expected),
-                                    ("grid_id", unit.grid_id, "grid")):
+        for column, value, kind in (
+            ("parent_id", unit.parent_id, expected),
+            ("grid_id", unit.grid_id, "grid"),
+        ):
             if value is None:
                 continue
             row = db.execute("SELECT kind FROM org_units WHERE id = ?", [value]).fetchone()
             if row is None:
                 raise Invalid(f"{unit.kind} {unit.id}: no org unit {value}", field=column)
             if row[0] != kind:
-                raise Invalid(f"{unit.kind} {unit.id}: {value} is a {row[0]}, not a {kind}",
-                              field=column)
+                raise Invalid(
+                    f"{unit.kind} {unit.id}: {value} is a {row[0]}, not a {kind}", field=column
+                )
         db.execute(
             f"INSERT INTO org_units ({_UNIT_COLS}, seq) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, name=excluded.name, "
             "parent_id=excluded.parent_id, grid_id=excluded.grid_id, seq=excluded.seq",
             [unit.id, unit.kind, unit.name, unit.parent_id, unit.grid_id, first + i],
         )
-    audit.record(db, actor or Actor.cli(), "org_units.upsert",
-                 detail={"ids": [u.id for u in units][:50], "count": len(units)})
+    audit.record(
+        db,
+        actor or Actor.cli(),
+        "org_units.upsert",
+        detail={"ids": [u.id for u in units][:50], "count": len(units)},
+    )
 
 
 def get_unit(db: sqlite_utils.Database, unit_id: str) -> OrgUnit:
@@ -136,11 +143,15 @@ def get_unit(db: sqlite_utils.Database, unit_id: str) -> OrgUnit:
     return _unit(row)
 
 
-
-
-def list_units(db: sqlite_utils.Database, scope: Scope, *, kind: str | None = None,
-               parent_id: str | None = None, limit: int = 100,
-               offset: int = 0) -> tuple[list[OrgUnit], int]:
+def list_units(
+    db: sqlite_utils.Database,
+    scope: Scope,
+    *,
+    kind: str | None = None,
+    parent_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[OrgUnit], int]:
     cond, params = scope.unit_filter("id")
     where = [cond]
     if kind:
@@ -149,11 +160,16 @@ def list_units(db: sqlite_utils.Database, scope: Scope, *, kind: str | None = No
     if parent_id:
         where.append("parent_id = ?")
         params.append(parent_id)
-    rows, total = paged(db, _UNIT_COLS, "org_units WHERE " + " AND ".join(where), params,
-                        order_by="id", limit=limit, offset=offset)
+    rows, total = paged(
+        db,
+        _UNIT_COLS,
+        "org_units WHERE " + " AND ".join(where),
+        params,
+        order_by="id",
+        limit=limit,
+        offset=offset,
+    )
     return [_unit(r) for r in rows], total
-
-
 
 
 # -- people ---------------------------------------------------------------------------------
@@ -174,8 +190,14 @@ def _people_with_scope(db: sqlite_utils.Database, rows: list[tuple]) -> list[Per
     for pid, uid in scope_rows:
         scopes.setdefault(pid, []).append(uid)
     return [
-        Person(id=r[0], name=r[1], roles=msgspec.json.decode(r[2]), branch_id=r[3],
-               active=bool(r[4]), scope=scopes.get(r[0], []))
+        Person(
+            id=r[0],
+            name=r[1],
+            roles=msgspec.json.decode(r[2]),
+            branch_id=r[3],
+            active=bool(r[4]),
+            scope=scopes.get(r[0], []),
+        )
         for r in rows
     ]
 
@@ -202,14 +224,21 @@ def _people_scope_filter(scope: Scope) -> tuple[str, list[Any]]:
 
 def person_visible(db: sqlite_utils.Database, scope: Scope, person_id: str) -> bool:
     cond, params = _people_scope_filter(scope)
-    row = db.execute(f"SELECT 1 FROM people p WHERE p.id = ? AND {cond}",
-                     [person_id, *params]).fetchone()
+    row = db.execute(
+        f"SELECT 1 FROM people p WHERE p.id = ? AND {cond}", [person_id, *params]
+    ).fetchone()
     return row is not None
 
 
-def list_people(db: sqlite_utils.Database, scope: Scope, *, role: str | None = None,
-                unit_id: str | None = None, limit: int = 100,
-                offset: int = 0) -> tuple[list[Person], int]:
+def list_people(
+    db: sqlite_utils.Database,
+    scope: Scope,
+    *,
+    role: str | None = None,
+    unit_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[Person], int]:
     cond, params = _people_scope_filter(scope)
     where = [cond]
     if role:
@@ -218,11 +247,19 @@ def list_people(db: sqlite_utils.Database, scope: Scope, *, role: str | None = N
         where.append("EXISTS (SELECT 1 FROM json_each(p.roles) WHERE value = ?)")
         params.append(role)
     if unit_id:
-        where.append("(p.id IN (SELECT person_id FROM person_scope WHERE unit_id = ?) "
-                     "OR p.branch_id = ?)")
+        where.append(
+            "(p.id IN (SELECT person_id FROM person_scope WHERE unit_id = ?) OR p.branch_id = ?)"
+        )
         params += [unit_id, unit_id]
-    rows, total = paged(db, _PERSON_COLS, "people p WHERE " + " AND ".join(where), params,
-                        order_by="p.id", limit=limit, offset=offset)
+    rows, total = paged(
+        db,
+        _PERSON_COLS,
+        "people p WHERE " + " AND ".join(where),
+        params,
+        order_by="p.id",
+        limit=limit,
+        offset=offset,
+    )
     return _people_with_scope(db, rows), total
 
 
@@ -242,8 +279,9 @@ def _replace_scope(db: sqlite_utils.Database, person_id: str, unit_ids: list[str
     for unit_id in unit_ids:
         if db.execute("SELECT 1 FROM org_units WHERE id = ?", [unit_id]).fetchone() is None:
             raise Invalid(f"person {person_id}: no org unit {unit_id}", field="scope")
-        db.execute("INSERT INTO person_scope (person_id, unit_id) VALUES (?, ?)",
-                   [person_id, unit_id])
+        db.execute(
+            "INSERT INTO person_scope (person_id, unit_id) VALUES (?, ?)", [person_id, unit_id]
+        )
 
 
 def add_people(db: sqlite_utils.Database, people: list[NewPerson], actor: Actor) -> None:
@@ -255,8 +293,7 @@ def add_people(db: sqlite_utils.Database, people: list[NewPerson], actor: Actor)
     for i, p in enumerate(people):
         bad = [r for r in p.roles if r not in ROLES]
         if bad or not p.roles:
-            raise Invalid(f"person {p.id}: roles must be some of {', '.join(ROLES)}",
-                          field="roles")
+            raise Invalid(f"person {p.id}: roles must be some of {', '.join(ROLES)}", field="roles")
         db.execute(
             """INSERT INTO people (id, name, phone, roles, branch_id, channels, locale, seq,
                                    created_at)
@@ -265,12 +302,25 @@ def add_people(db: sqlite_utils.Database, people: list[NewPerson], actor: Actor)
                  roles=excluded.roles, branch_id=excluded.branch_id,
                  channels=excluded.channels, locale=excluded.locale, seq=excluded.seq,
                  scope_version=scope_version + 1""",
-            [p.id, p.name, p.phone, msgspec.json.encode(sorted(p.roles)).decode(), p.branch_id,
-             msgspec.json.encode(p.channels).decode(), p.locale, first + i, created],
+            [
+                p.id,
+                p.name,
+                p.phone,
+                msgspec.json.encode(sorted(p.roles)).decode(),
+                p.branch_id,
+                msgspec.json.encode(p.channels).decode(),
+                p.locale,
+                first + i,
+                created,
+            ],
         )
         _replace_scope(db, p.id, p.scope)
-    audit.record(db, actor, "people.upsert", detail={"ids": [p.id for p in people][:50],
-                                                     "count": len(people)})
+    audit.record(
+        db,
+        actor,
+        "people.upsert",
+        detail={"ids": [p.id for p in people][:50], "count": len(people)},
+    )
 
 
 def put_unit(db: sqlite_utils.Database, unit_id: str, data: UnitWrite, actor: Actor) -> OrgUnit:
@@ -278,39 +328,68 @@ def put_unit(db: sqlite_utils.Database, unit_id: str, data: UnitWrite, actor: Ac
     once created (``kind_change``: a grid that became a branch would strand its households)."""
     row = db.execute("SELECT kind FROM org_units WHERE id = ?", [unit_id]).fetchone()
     if row is not None and row[0] != data.kind:
-        raise Conflict(f"org unit {unit_id} is a {row[0]}; its kind cannot change to "
-                       f"{data.kind}", code="kind_change", field="kind")
-    add_units(db, [OrgUnit(id=unit_id, kind=data.kind, name=data.name, parent_id=data.parent_id,
-                           grid_id=data.grid_id)], actor)
+        raise Conflict(
+            f"org unit {unit_id} is a {row[0]}; its kind cannot change to {data.kind}",
+            code="kind_change",
+            field="kind",
+        )
+    add_units(
+        db,
+        [
+            OrgUnit(
+                id=unit_id,
+                kind=data.kind,
+                name=data.name,
+                parent_id=data.parent_id,
+                grid_id=data.grid_id,
+            )
+        ],
+        actor,
+    )
     return get_unit(db, unit_id)
 
 
-def put_person(db: sqlite_utils.Database, person_id: str, data: PersonWrite,
-               actor: Actor) -> Person:
+def put_person(
+    db: sqlite_utils.Database, person_id: str, data: PersonWrite, actor: Actor
+) -> Person:
     """Create or update a person and replace their scope (``PUT /api/v1/people/{id}``)."""
     if data.branch_id is not None:
         row = db.execute("SELECT kind FROM org_units WHERE id = ?", [data.branch_id]).fetchone()
         if row is None or row[0] != "branch":
             raise Invalid(f"{data.branch_id} is not a party branch", field="branch_id")
-    add_people(db, [NewPerson(id=person_id, name=data.name, roles=list(data.roles),
-                              scope=list(data.scope), branch_id=data.branch_id,
-                              phone=data.phone, channels=list(data.channels),
-                              locale=data.locale)], actor)
+    add_people(
+        db,
+        [
+            NewPerson(
+                id=person_id,
+                name=data.name,
+                roles=list(data.roles),
+                scope=list(data.scope),
+                branch_id=data.branch_id,
+                phone=data.phone,
+                channels=list(data.channels),
+                locale=data.locale,
+            )
+        ],
+        actor,
+    )
     return get_person(db, person_id)
 
 
-def set_scope(db: sqlite_utils.Database, person_id: str, unit_ids: list[str],
-              actor: Actor) -> None:
+def set_scope(db: sqlite_utils.Database, person_id: str, unit_ids: list[str], actor: Actor) -> None:
     """Replace a person's scope; bumps their scope version so phones re-sync what changed."""
     get_person(db, person_id)
     _replace_scope(db, person_id, unit_ids)
-    db.execute("UPDATE people SET scope_version = scope_version + 1, seq = ? WHERE id = ?",
-               [next_seq(db), person_id])
+    db.execute(
+        "UPDATE people SET scope_version = scope_version + 1, seq = ? WHERE id = ?",
+        [next_seq(db), person_id],
+    )
     audit.record(db, actor, "people.set_scope", target=person_id, detail={"scope": unit_ids})
 
 
-def put_scope(db: sqlite_utils.Database, person_id: str, unit_ids: list[str],
-              actor: Actor) -> Person:
+def put_scope(
+    db: sqlite_utils.Database, person_id: str, unit_ids: list[str], actor: Actor
+) -> Person:
     """:func:`set_scope`, answering with the person as it now is."""
     set_scope(db, person_id, unit_ids, actor)
     return get_person(db, person_id)

@@ -24,7 +24,7 @@ prune of a large database never holds the writer (and the phones' pushes) for lo
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import msgspec
 import sqlite_utils
@@ -55,8 +55,11 @@ def _meta_int(db: sqlite_utils.Database, key: str) -> int:
 def _raise_meta(db: sqlite_utils.Database, key: str, value: int) -> int:
     """Set a monotonic mark in ``meta`` to at least ``value``; returns the mark."""
     value = max(value, _meta_int(db, key))
-    db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
-               "ON CONFLICT(key) DO UPDATE SET value = excluded.value", [key, str(value)])
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [key, str(value)],
+    )
     return value
 
 
@@ -65,29 +68,37 @@ def horizon_ms(db: sqlite_utils.Database) -> int:
     return _meta_int(db, "sync_horizon_ms")
 
 
-def prune_chunk(db: sqlite_utils.Database, cutoff_ms: int,
-                limit: int = CHUNK) -> PruneReport:
+def prune_chunk(db: sqlite_utils.Database, cutoff_ms: int, limit: int = CHUNK) -> PruneReport:
     """Forget up to ``limit`` rows of each kind older than ``cutoff_ms``, in the caller's write
     transaction, and raise the horizons to match."""
     report = PruneReport(cutoff_ms=cutoff_ms)
     report.outbox = db.execute(
         "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state IN ('sent', 'failed') "
-        "AND created_ms < ? LIMIT ?)", [cutoff_ms, limit]).rowcount
+        "AND created_ms < ? LIMIT ?)",
+        [cutoff_ms, limit],
+    ).rowcount
     report.notify_runs = db.execute(
         "DELETE FROM notify_runs WHERE key IN (SELECT key FROM notify_runs WHERE at_ms < ? "
-        "LIMIT ?)", [cutoff_ms, limit]).rowcount
-    moved = db.execute("SELECT id, seq FROM household_moves WHERE at_ms < ? ORDER BY id LIMIT ?",
-                       [cutoff_ms, limit]).fetchall()
+        "LIMIT ?)",
+        [cutoff_ms, limit],
+    ).rowcount
+    moved = db.execute(
+        "SELECT id, seq FROM household_moves WHERE at_ms < ? ORDER BY id LIMIT ?",
+        [cutoff_ms, limit],
+    ).fetchall()
     if moved:
-        db.execute("DELETE FROM household_moves WHERE id IN (SELECT value FROM json_each(?))",
-                   [msgspec.json.encode([r[0] for r in moved]).decode()])
+        db.execute(
+            "DELETE FROM household_moves WHERE id IN (SELECT value FROM json_each(?))",
+            [msgspec.json.encode([r[0] for r in moved]).decode()],
+        )
         report.household_moves = len(moved)
     report.scope_changes = db.execute(
         "DELETE FROM scope_changes WHERE id IN (SELECT id FROM scope_changes WHERE at_ms < ? "
-        "LIMIT ?)", [cutoff_ms, limit]).rowcount
+        "LIMIT ?)",
+        [cutoff_ms, limit],
+    ).rowcount
     # Order matters to nobody here: both marks only ever go up.
-    report.horizon_seq = _raise_meta(db, "sync_horizon_seq", max((r[1] for r in moved),
-                                                                 default=0))
+    report.horizon_seq = _raise_meta(db, "sync_horizon_seq", max((r[1] for r in moved), default=0))
     report.horizon_ms = _raise_meta(db, "sync_horizon_ms", cutoff_ms)
     return report
 
@@ -107,18 +118,30 @@ def prune(store: Store, *, now_ms: int, keep_days: int, actor: Actor = SWEEP) ->
         total.horizon_seq, total.horizon_ms = step.horizon_seq, step.horizon_ms
         if max(getattr(step, name) for name in COUNTED) < CHUNK:
             break
-    store.write(lambda db: audit.record(db, actor, "retention.prune", detail={
-        "keep_days": keep_days, **msgspec.structs.asdict(total)}))
+    store.write(
+        lambda db: audit.record(
+            db,
+            actor,
+            "retention.prune",
+            detail={"keep_days": keep_days, **msgspec.structs.asdict(total)},
+        )
+    )
     return total
 
 
 def run_daily(store: Store, *, now_ms: int, keep_days: int) -> PruneReport | None:
     """:func:`prune` once per UTC day (the periodic work calls this every round)."""
-    day = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc).date().isoformat()
+    day = datetime.fromtimestamp(now_ms / 1000, tz=UTC).date().isoformat()
     key = f"prune:{day}"
-    claimed = store.write(lambda db: db.execute(
-        "INSERT INTO notify_runs (key, at_ms) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
-        [key, now_ms]).rowcount == 1)
+    claimed = store.write(
+        lambda db: (
+            db.execute(
+                "INSERT INTO notify_runs (key, at_ms) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
+                [key, now_ms],
+            ).rowcount
+            == 1
+        )
+    )
     if not claimed:
         return None
     return prune(store, now_ms=now_ms, keep_days=keep_days)

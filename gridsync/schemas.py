@@ -24,10 +24,22 @@ WIRE_TYPE_MODULES = (
 def wire_types() -> list[type]:
     """Every type the phone app or an admin client reads or sends. Areas append theirs here."""
     types: list[type] = [
-        models.ErrorBody, models.OrgUnit, models.Person, models.Household, models.Visit,
-        models.Policy, models.Me, models.Device, models.EnrollRequest, models.Enrolled,
-        models.RevokeRequest, models.OrgUnitPage, models.PersonPage, models.HouseholdPage,
-        models.VisitPage, models.DevicePage,
+        models.ErrorBody,
+        models.OrgUnit,
+        models.Person,
+        models.Household,
+        models.Visit,
+        models.Policy,
+        models.Me,
+        models.Device,
+        models.EnrollRequest,
+        models.Enrolled,
+        models.RevokeRequest,
+        models.OrgUnitPage,
+        models.PersonPage,
+        models.HouseholdPage,
+        models.VisitPage,
+        models.DevicePage,
     ]
     for name in WIRE_TYPE_MODULES:
         module = importlib.import_module(name)
@@ -44,10 +56,13 @@ def render() -> dict[str, bytes]:
     types = wire_types()
     (refs, components) = msgspec.json.schema_components(types, ref_template="#/$defs/{name}")
     out: dict[str, bytes] = {}
-    for tp, ref in zip(types, refs):
+    for ref in refs:
         name = ref["$ref"].rsplit("/", 1)[-1]
-        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": name,
-                  **components[name]}
+        schema = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": name,
+            **components[name],
+        }
         needed = _referenced(components, name)
         needed.discard(name)
         if needed:
@@ -96,7 +111,10 @@ def write(directory: Path) -> list[str]:
 def stale(directory: Path) -> list[str]:
     """Names of files that are missing, different or no longer generated."""
     files = render()
-    problems = [name for name, content in files.items()
-                if not (directory / name).exists() or (directory / name).read_bytes() != content]
+    problems = [
+        name
+        for name, content in files.items()
+        if not (directory / name).exists() or (directory / name).read_bytes() != content
+    ]
     problems += sorted(p.name for p in directory.glob("*.json") if p.name not in files)
     return sorted(problems)

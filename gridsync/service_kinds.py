@@ -31,15 +31,18 @@ _kinds = msgspec.json.Decoder(list[str])
 _UPSERT_MEMBER = (
     "INSERT INTO coverage_member_kinds (grid_id, member_id, kind, last_ms) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (grid_id, member_id, kind) DO UPDATE SET last_ms = excluded.last_ms "
-    "WHERE excluded.last_ms > last_ms")
+    "WHERE excluded.last_ms > last_ms"
+)
 _UPSERT_GRID = (
     "INSERT INTO coverage_grid_kinds (grid_id, kind, last_ms) VALUES (?, ?, ?) "
     "ON CONFLICT (grid_id, kind) DO UPDATE SET last_ms = excluded.last_ms "
-    "WHERE excluded.last_ms > last_ms")
+    "WHERE excluded.last_ms > last_ms"
+)
 
 
-def note_visits(db: sqlite_utils.Database,
-                visits: Iterable[tuple[str, str, Iterable[str], int]]) -> None:
+def note_visits(
+    db: sqlite_utils.Database, visits: Iterable[tuple[str, str, Iterable[str], int]]
+) -> None:
     """Keep the kinds of newly inserted, non-voided visits: ``(grid_id, member_id, kinds,
     at_ms)`` each. One upsert per distinct key of the batch, the newest time winning."""
     by_member: dict[tuple[str, str, str], int] = {}
@@ -58,8 +61,9 @@ def note_visits(db: sqlite_utils.Database,
     db.conn.executemany(_UPSERT_GRID, [(*key, ms) for key, ms in by_grid.items()])
 
 
-def visit_voided(db: sqlite_utils.Database, grid_id: str, member_id: str, kinds: str,
-                 at_ms: int) -> None:
+def visit_voided(
+    db: sqlite_utils.Database, grid_id: str, member_id: str, kinds: str, at_ms: int
+) -> None:
     """After voiding a visit (``kinds`` as stored): its grid is recounted only if the visit was
     the newest of one of its keys; otherwise a newer visit keeps every kept time as it is."""
     listed = _kinds.decode(kinds)
@@ -68,7 +72,8 @@ def visit_voided(db: sqlite_utils.Database, grid_id: str, member_id: str, kinds:
     newest = db.execute(
         "SELECT 1 FROM coverage_member_kinds WHERE grid_id = ? AND member_id = ? AND last_ms = ? "
         "AND kind IN (SELECT value FROM json_each(?)) LIMIT 1",
-        [grid_id, member_id, at_ms, kinds]).fetchone()
+        [grid_id, member_id, at_ms, kinds],
+    ).fetchone()
     if newest is not None:
         recount(db, [grid_id])
 
@@ -87,7 +92,9 @@ def recount(db: sqlite_utils.Database, grid_ids: Iterable[str] | None = None) ->
     rows = db.execute(
         f"""SELECT grid_id, member_id, kinds, max(at_ms) FROM visits
             WHERE voided = 0 AND kinds <> '[]' AND {cond}
-            GROUP BY grid_id, member_id, kinds""", params)
+            GROUP BY grid_id, member_id, kinds""",
+        params,
+    )
     decoded: dict[str, list[str]] = {}
 
     def kinds_of(raw: str) -> list[str]:

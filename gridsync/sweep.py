@@ -36,28 +36,38 @@ class SweepReport:
     pruned: retention.PruneReport | None = None  # the day's prune, in the round that ran it
 
     def as_dict(self) -> dict:
-        return {"deadlines": self.deadlines, "digests": self.digests, "delivery": self.delivery,
-                "pruned": self.pruned}
+        return {
+            "deadlines": self.deadlines,
+            "digests": self.digests,
+            "delivery": self.delivery,
+            "pruned": self.pruned,
+        }
 
 
-def run_once(store: Store, settings: Settings, clock: Clock, *, dispatch: bool = True,
-             with_digests: bool = True) -> SweepReport:
+def run_once(
+    store: Store,
+    settings: Settings,
+    clock: Clock,
+    *,
+    dispatch: bool = True,
+    with_digests: bool = True,
+) -> SweepReport:
     """One round of periodic work at ``clock``'s time. Each step is its own transaction, so a
     crash between them loses nothing (the outbox rows are already committed)."""
     router = router_for(settings.notify.apprise_config, settings.notify.locale)
     now = clock.now_ms()
     report = SweepReport(at_ms=now)
     report.deadlines = store.write(
-        lambda db: check_deadlines(db, now_ms=now, settings=settings, router=router))
+        lambda db: check_deadlines(db, now_ms=now, settings=settings, router=router)
+    )
     if with_digests:
         report.digests = {
             "daily": digests.run_daily(store, now_ms=now, settings=settings, router=router),
-            "weekly": store.write(lambda db: digests.weekly_digests(db, now_ms=now,
-                                                                    settings=settings,
-                                                                    router=router)),
+            "weekly": store.write(
+                lambda db: digests.weekly_digests(db, now_ms=now, settings=settings, router=router)
+            ),
         }
-        report.pruned = retention.run_daily(store, now_ms=now,
-                                            keep_days=settings.retention_days)
+        report.pruned = retention.run_daily(store, now_ms=now, keep_days=settings.retention_days)
     if dispatch:
         report.delivery = Dispatcher(store, settings, clock, router).run_once().as_dict()
     return report
@@ -138,8 +148,10 @@ class PeriodicWorker:
         self._deliver_now = asyncio.Event()
         self._tasks = [
             loop.create_task(self._run(self._checks, self.ran, None), name="gridsync-checks"),
-            loop.create_task(self._run(self._delivery, self.delivered, self._deliver_now),
-                             name="gridsync-delivery"),
+            loop.create_task(
+                self._run(self._delivery, self.delivered, self._deliver_now),
+                name="gridsync-delivery",
+            ),
         ]
 
     async def stop(self) -> None:

@@ -166,18 +166,29 @@ class WhistleReport(Struct, kw_only=True):
     offline_delay_avg_seconds: float | None = None
 
 
-WIRE_TYPES = [WhistleRaise, WhistleAct, CaseCreate, CaseAction, WhistleCase, CasePage,
-              WhistleReport]
+WIRE_TYPES = [
+    WhistleRaise,
+    WhistleAct,
+    CaseCreate,
+    CaseAction,
+    WhistleCase,
+    CasePage,
+    WhistleReport,
+]
 
 
 # -- rows ---------------------------------------------------------------------------------------
 
-_CASE_COLS = ("id, household_id, grid_id, location, category, description, raised_by, "
-              "raised_device, raised_at, raised_ms, received_ms, level, unit_id, department_id, "
-              "state, accepted_by, satisfaction, closed_ms, stint_id, seq")
-_STINT_COLS = ("id, case_id, level, unit_id, started_ms, accept_due_ms, arrive_due_ms, "
-               "resolve_due_ms, accepted_ms, arrived_ms, resolved_ms, ended_ms, end_reason, "
-               "missed, warned")
+_CASE_COLS = (
+    "id, household_id, grid_id, location, category, description, raised_by, "
+    "raised_device, raised_at, raised_ms, received_ms, level, unit_id, department_id, "
+    "state, accepted_by, satisfaction, closed_ms, stint_id, seq"
+)
+_STINT_COLS = (
+    "id, case_id, level, unit_id, started_ms, accept_due_ms, arrive_due_ms, "
+    "resolve_due_ms, accepted_ms, arrived_ms, resolved_ms, ended_ms, end_reason, "
+    "missed, warned"
+)
 _list = msgspec.json.Decoder(list[str])
 
 
@@ -227,8 +238,9 @@ class Stint:
         return getattr(self, f"{kind}_due_ms")
 
     def done(self, kind: str) -> int | None:
-        return {"accept": self.accepted_ms, "arrive": self.arrived_ms,
-                "resolve": self.resolved_ms}[kind]
+        return {"accept": self.accepted_ms, "arrive": self.arrived_ms, "resolve": self.resolved_ms}[
+            kind
+        ]
 
 
 def _load_case(db: sqlite_utils.Database, case_id: str) -> CaseRow | None:
@@ -237,8 +249,9 @@ def _load_case(db: sqlite_utils.Database, case_id: str) -> CaseRow | None:
 
 
 def _load_stint(db: sqlite_utils.Database, stint_id: int) -> Stint:
-    return Stint(*db.execute(f"SELECT {_STINT_COLS} FROM whistle_stints WHERE id = ?",
-                             [stint_id]).fetchone())
+    return Stint(
+        *db.execute(f"SELECT {_STINT_COLS} FROM whistle_stints WHERE id = ?", [stint_id]).fetchone()
+    )
 
 
 def get_case(db: sqlite_utils.Database, case_id: str, scope: Scope | None = None) -> WhistleCase:
@@ -252,25 +265,45 @@ def get_case(db: sqlite_utils.Database, case_id: str, scope: Scope | None = None
 def _wire(db: sqlite_utils.Database, case: CaseRow) -> WhistleCase:
     stint = _load_stint(db, case.stint_id)
     history = [
-        CaseEvent(action=r[0], by=r[1], at=iso_ms(r[2]), level=r[3], state=r[4], note=r[5],
-                  device_at=r[6])
+        CaseEvent(
+            action=r[0], by=r[1], at=iso_ms(r[2]), level=r[3], state=r[4], note=r[5], device_at=r[6]
+        )
         for r in db.execute(
             "SELECT action, by, at_ms, level, state, note, device_at FROM whistle_history "
-            "WHERE case_id = ? ORDER BY n", [case.id]).fetchall()
+            "WHERE case_id = ? ORDER BY n",
+            [case.id],
+        ).fetchall()
     ]
-    backflow = db.execute("SELECT count(*) FROM whistle_stints WHERE case_id = ? "
-                          "AND end_reason = 'returned'", [case.id]).fetchone()[0]
+    backflow = db.execute(
+        "SELECT count(*) FROM whistle_stints WHERE case_id = ? AND end_reason = 'returned'",
+        [case.id],
+    ).fetchone()[0]
     return WhistleCase(
-        id=case.id, household_id=case.household_id, grid_id=case.grid_id,
-        location=case.location, category=case.category, description=case.description,
-        raised_by=case.raised_by, raised_at=case.raised_at, received_at=iso_ms(case.received_ms),
-        level=case.level, state=case.state,  # type: ignore[arg-type]
+        id=case.id,
+        household_id=case.household_id,
+        grid_id=case.grid_id,
+        location=case.location,
+        category=case.category,
+        description=case.description,
+        raised_by=case.raised_by,
+        raised_at=case.raised_at,
+        received_at=iso_ms(case.received_ms),
+        level=case.level,
+        state=case.state,  # type: ignore[arg-type]
         deadlines=Deadlines(
-            level=stint.level, since=iso_ms(stint.started_ms),  # type: ignore[arg-type]
-            accept=iso_ms(stint.accept_due_ms), arrive=iso_ms(stint.arrive_due_ms),
-            resolve=iso_ms(stint.resolve_due_ms), missed=_list.decode(stint.missed)),
-        history=history, satisfaction=case.satisfaction, unit_id=case.unit_id,
-        department_id=case.department_id, accepted_by=case.accepted_by, backflow=backflow,
+            level=stint.level,
+            since=iso_ms(stint.started_ms),  # type: ignore[arg-type]
+            accept=iso_ms(stint.accept_due_ms),
+            arrive=iso_ms(stint.arrive_due_ms),
+            resolve=iso_ms(stint.resolve_due_ms),
+            missed=_list.decode(stint.missed),
+        ),
+        history=history,
+        satisfaction=case.satisfaction,
+        unit_id=case.unit_id,
+        department_id=case.department_id,
+        accepted_by=case.accepted_by,
+        backflow=backflow,
     )
 
 
@@ -278,8 +311,11 @@ def _wire(db: sqlite_utils.Database, case: CaseRow) -> WhistleCase:
 
 
 def can_see(case: CaseRow, scope: Scope) -> bool:
-    return (scope.allows_grid(case.grid_id) or scope.allows_unit(case.unit_id)
-            or (case.department_id is not None and scope.allows_unit(case.department_id)))
+    return (
+        scope.allows_grid(case.grid_id)
+        or scope.allows_unit(case.unit_id)
+        or (case.department_id is not None and scope.allows_unit(case.department_id))
+    )
 
 
 def responsible(case: CaseRow, scope: Scope) -> bool:
@@ -297,9 +333,11 @@ def _visibility_sql(scope: Scope, table: str = "") -> tuple[str, list[Any]]:
     p = f"{table}." if table else ""
     grid_cond, grid_params = scope.grid_filter(f"{p}grid_id")
     units = msgspec.json.encode(sorted(scope.unit_ids)).decode()
-    return (f"({grid_cond} OR {p}unit_id IN (SELECT value FROM json_each(?)) "
-            f"OR {p}department_id IN (SELECT value FROM json_each(?)))",
-            [*grid_params, units, units])
+    return (
+        f"({grid_cond} OR {p}unit_id IN (SELECT value FROM json_each(?)) "
+        f"OR {p}department_id IN (SELECT value FROM json_each(?)))",
+        [*grid_params, units, units],
+    )
 
 
 # -- the org chain ------------------------------------------------------------------------------
@@ -307,8 +345,9 @@ def _visibility_sql(scope: Scope, table: str = "") -> tuple[str, list[Any]]:
 
 def _unit(db: sqlite_utils.Database, unit_id: str) -> tuple[str, str, str | None] | None:
     """(kind, name, parent_id)"""
-    return db.execute("SELECT kind, name, parent_id FROM org_units WHERE id = ?",
-                      [unit_id]).fetchone()
+    return db.execute(
+        "SELECT kind, name, parent_id FROM org_units WHERE id = ?", [unit_id]
+    ).fetchone()
 
 
 def _unit_name(db: sqlite_utils.Database, unit_id: str | None) -> str:
@@ -353,8 +392,9 @@ def supervisor_tags(db: sqlite_utils.Database, level: str, unit_id: str) -> list
     return level_tags(up_level, up_unit)
 
 
-def _next_level(db: sqlite_utils.Database, level: str, unit_id: str,
-                department_id: str | None) -> tuple[str, str] | None:
+def _next_level(
+    db: sqlite_utils.Database, level: str, unit_id: str, department_id: str | None
+) -> tuple[str, str] | None:
     """Where an escalation from (level, unit) goes; None at the top."""
     row = _unit(db, unit_id)
     parent = row[2] if row else None
@@ -370,8 +410,9 @@ def _next_level(db: sqlite_utils.Database, level: str, unit_id: str,
                 raise Invalid(f"no department {department_id}", field="department_id")
             return "department", department_id
         if district is not None:
-            depts = db.execute("SELECT id FROM org_units WHERE kind = 'department' "
-                               "AND parent_id = ?", [district]).fetchall()
+            depts = db.execute(
+                "SELECT id FROM org_units WHERE kind = 'department' AND parent_id = ?", [district]
+            ).fetchall()
             if len(depts) == 1:  # one department: dispatch there; several: the district decides
                 return "department", depts[0][0]
             return "district", district
@@ -385,22 +426,44 @@ def _next_level(db: sqlite_utils.Database, level: str, unit_id: str,
 # -- writing helpers ----------------------------------------------------------------------------
 
 
-def _open_stint(db: sqlite_utils.Database, case_id: str, level: str, unit_id: str, now_ms: int,
-                settings: Settings) -> int:
+def _open_stint(
+    db: sqlite_utils.Database,
+    case_id: str,
+    level: str,
+    unit_id: str,
+    now_ms: int,
+    settings: Settings,
+) -> int:
     d = settings.whistle_deadlines[level]
     minute = 60_000
     cursor = db.execute(
         "INSERT INTO whistle_stints (case_id, level, unit_id, started_ms, accept_due_ms, "
         "arrive_due_ms, resolve_due_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [case_id, level, unit_id, now_ms, now_ms + int(d.accept_minutes * minute),
-         now_ms + int(d.arrive_minutes * minute), now_ms + int(d.resolve_minutes * minute)],
+        [
+            case_id,
+            level,
+            unit_id,
+            now_ms,
+            now_ms + int(d.accept_minutes * minute),
+            now_ms + int(d.arrive_minutes * minute),
+            now_ms + int(d.resolve_minutes * minute),
+        ],
     )
     return int(cursor.lastrowid)
 
 
-def _history(db: sqlite_utils.Database, case_id: str, action: str, by: str | None,
-             device_id: str | None, now_ms: int, level: str, state: str, note: str = "",
-             device_at: str | None = None) -> None:
+def _history(
+    db: sqlite_utils.Database,
+    case_id: str,
+    action: str,
+    by: str | None,
+    device_id: str | None,
+    now_ms: int,
+    level: str,
+    state: str,
+    note: str = "",
+    device_at: str | None = None,
+) -> None:
     db.execute(
         "INSERT INTO whistle_history (case_id, n, action, by, device_id, at_ms, device_at, level, "
         "state, note) VALUES (?, (SELECT coalesce(max(n), 0) + 1 FROM whistle_history "
@@ -413,8 +476,7 @@ def _touch(db: sqlite_utils.Database, case_id: str, now_ms: int, **columns: Any)
     columns["seq"] = next_seq(db)
     columns["updated_ms"] = now_ms
     assignments = ", ".join(f"{k} = ?" for k in columns)
-    db.execute(f"UPDATE whistle_cases SET {assignments} WHERE id = ?",
-               [*columns.values(), case_id])
+    db.execute(f"UPDATE whistle_cases SET {assignments} WHERE id = ?", [*columns.values(), case_id])
 
 
 def _person_name(db: sqlite_utils.Database, person_id: str | None) -> str:
@@ -431,8 +493,11 @@ def _context(db: sqlite_utils.Database, case_id: str, settings: Settings, **extr
     stint = _load_stint(db, case.stint_id)
     tz = settings.notify.timezone
     base = {
-        "id": case.id, "category": case.category, "location": case.location,
-        "description": case.description, "grid_name": _unit_name(db, case.grid_id),
+        "id": case.id,
+        "category": case.category,
+        "location": case.location,
+        "description": case.description,
+        "grid_name": _unit_name(db, case.grid_id),
         "unit_name": _unit_name(db, case.unit_id),
         "raised_by_name": _person_name(db, case.raised_by),
         "raised_at_local": outbox.local(_safe_ms(case.raised_at, case.received_ms), tz),
@@ -481,21 +546,30 @@ def _router(settings: Settings, router: Router | None) -> Router:
 # -- raising ------------------------------------------------------------------------------------
 
 
-def raise_case(db: sqlite_utils.Database, principal: Principal, case_id: str, data: WhistleRaise,
-               *, received_ms: int, settings: Settings,
-               router: Router | None = None) -> WhistleCase:
+def raise_case(
+    db: sqlite_utils.Database,
+    principal: Principal,
+    case_id: str,
+    data: WhistleRaise,
+    *,
+    received_ms: int,
+    settings: Settings,
+    router: Router | None = None,
+) -> WhistleCase:
     """Open a case at the grid level. Deadlines count from ``received_ms`` (server receipt)."""
     if _load_case(db, case_id) is not None:
         raise Conflict(f"whistle case {case_id} already exists", code="case_exists")
     grid_id = data.grid_id
     if data.household_id is not None:
-        row = db.execute("SELECT grid_id FROM households WHERE id = ?",
-                         [data.household_id]).fetchone()
+        row = db.execute(
+            "SELECT grid_id FROM households WHERE id = ?", [data.household_id]
+        ).fetchone()
         if row is None or not principal.scope.allows_grid(row[0]):
             raise NotFound(f"no household {data.household_id}", field="household_id")
         if grid_id is not None and grid_id != row[0]:
-            raise Invalid(f"household {data.household_id} is in grid {row[0]}, not {grid_id}",
-                          field="grid_id")
+            raise Invalid(
+                f"household {data.household_id} is in grid {row[0]}, not {grid_id}", field="grid_id"
+            )
         grid_id = row[0]
     if grid_id is None:
         raise Invalid("a case needs a grid_id or a household_id", field="grid_id")
@@ -508,27 +582,63 @@ def raise_case(db: sqlite_utils.Database, principal: Principal, case_id: str, da
     try:
         raised_ms = parse_ms(raised_at)
     except (ValueError, OverflowError) as exc:
-        raise Invalid(f"raised_at is not an ISO 8601 time: {raised_at!r}",
-                      field="raised_at") from exc
+        raise Invalid(
+            f"raised_at is not an ISO 8601 time: {raised_at!r}", field="raised_at"
+        ) from exc
     db.execute(
         "INSERT INTO whistle_cases (id, household_id, grid_id, location, category, description, "
         "raised_by, raised_device, raised_at, raised_ms, received_ms, level, unit_id, state, "
         "stint_id, seq, updated_ms) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'grid', ?, 'raised', 0, ?, ?)",
-        [case_id, data.household_id, grid_id, data.location, data.category, data.description,
-         principal.person_id, principal.device_id, raised_at, raised_ms, received_ms, grid_id,
-         next_seq(db), received_ms],
+        [
+            case_id,
+            data.household_id,
+            grid_id,
+            data.location,
+            data.category,
+            data.description,
+            principal.person_id,
+            principal.device_id,
+            raised_at,
+            raised_ms,
+            received_ms,
+            grid_id,
+            next_seq(db),
+            received_ms,
+        ],
     )
     stint_id = _open_stint(db, case_id, "grid", grid_id, received_ms, settings)
     db.execute("UPDATE whistle_cases SET stint_id = ? WHERE id = ?", [stint_id, case_id])
-    _history(db, case_id, "raise", principal.person_id, principal.device_id, received_ms, "grid",
-             "raised", data.description[:200], device_at=data.raised_at)
-    outbox.enqueue(db, _router(settings, router), event_key=f"whistle:{case_id}:raised",
-                   kind="whistle_raised", tags=level_tags("grid", grid_id),
-                   context=_context(db, case_id, settings), now_ms=received_ms, cause=case_id,
-                   exclude=principal.person_id)
-    audit.record(db, principal.actor, "whistle.raise", target=case_id,
-                 detail={"grid_id": grid_id, "category": data.category})
+    _history(
+        db,
+        case_id,
+        "raise",
+        principal.person_id,
+        principal.device_id,
+        received_ms,
+        "grid",
+        "raised",
+        data.description[:200],
+        device_at=data.raised_at,
+    )
+    outbox.enqueue(
+        db,
+        _router(settings, router),
+        event_key=f"whistle:{case_id}:raised",
+        kind="whistle_raised",
+        tags=level_tags("grid", grid_id),
+        context=_context(db, case_id, settings),
+        now_ms=received_ms,
+        cause=case_id,
+        exclude=principal.person_id,
+    )
+    audit.record(
+        db,
+        principal.actor,
+        "whistle.raise",
+        target=case_id,
+        detail={"grid_id": grid_id, "category": data.category},
+    )
     return get_case(db, case_id)
 
 
@@ -536,18 +646,31 @@ def raise_case(db: sqlite_utils.Database, principal: Principal, case_id: str, da
 
 
 def _illegal(case: CaseRow, action: str) -> GridsyncError:
-    return Conflict(f"cannot {action} a case that is {case.state} at the {case.level} level",
-                    code="illegal_transition", state=case.state, action=action)
+    return Conflict(
+        f"cannot {action} a case that is {case.state} at the {case.level} level",
+        code="illegal_transition",
+        state=case.state,
+        action=action,
+    )
 
 
-def act(db: sqlite_utils.Database, principal: Principal, case_id: str,
-        data: WhistleAct | CaseAction, *, now_ms: int, settings: Settings,
-        router: Router | None = None, device_at: str | None = None) -> WhistleCase:
+def act(
+    db: sqlite_utils.Database,
+    principal: Principal,
+    case_id: str,
+    data: WhistleAct | CaseAction,
+    *,
+    now_ms: int,
+    settings: Settings,
+    router: Router | None = None,
+    device_at: str | None = None,
+) -> WhistleCase:
     """Apply one action to a case (phones through ``whistle.act``, the web through REST)."""
     router = _router(settings, router)
     if data.satisfaction is not None and not 1 <= data.satisfaction <= 5:
-        raise Invalid("satisfaction is a score from 1 to 5", code="invalid_satisfaction",
-                      field="satisfaction")
+        raise Invalid(
+            "satisfaction is a score from 1 to 5", code="invalid_satisfaction", field="satisfaction"
+        )
     if data.satisfaction is not None and data.action != "close":
         raise Invalid("satisfaction is given when closing a case", field="satisfaction")
     case = _load_case(db, case_id)
@@ -555,17 +678,23 @@ def act(db: sqlite_utils.Database, principal: Principal, case_id: str,
         raise NotFound(f"no whistle case {case_id}", code="case_not_found")
     action = data.action
     who, device = principal.person_id, principal.device_id
-    if action in ("accept", "arrive", "resolve", "escalate", "return") \
-            and not responsible(case, principal.scope):
-        raise Forbidden(f"the case is with {case.unit_id} ({case.level} level); you cannot "
-                        f"{action} it", code="not_responsible")
+    if action in ("accept", "arrive", "resolve", "escalate", "return") and not responsible(
+        case, principal.scope
+    ):
+        raise Forbidden(
+            f"the case is with {case.unit_id} ({case.level} level); you cannot {action} it",
+            code="not_responsible",
+        )
     stint = _load_stint(db, case.stint_id)
     note = data.note
 
     if action == "accept":
         if case.state in ("accepted", "on_site"):
-            raise Conflict(f"{_person_name(db, case.accepted_by)} has already accepted this case",
-                           code="already_accepted", accepted_by=case.accepted_by)
+            raise Conflict(
+                f"{_person_name(db, case.accepted_by)} has already accepted this case",
+                code="already_accepted",
+                accepted_by=case.accepted_by,
+            )
         if case.state not in ("raised", "reopened"):
             raise _illegal(case, action)
         db.execute("UPDATE whistle_stints SET accepted_ms = ? WHERE id = ?", [now_ms, stint.id])
@@ -580,8 +709,11 @@ def act(db: sqlite_utils.Database, principal: Principal, case_id: str,
     elif action == "resolve":
         if case.state not in ("accepted", "on_site"):
             raise _illegal(case, action)
-        db.execute("UPDATE whistle_stints SET resolved_ms = ?, arrived_ms = coalesce(arrived_ms, "
-                   "?) WHERE id = ?", [now_ms, now_ms, stint.id])
+        db.execute(
+            "UPDATE whistle_stints SET resolved_ms = ?, arrived_ms = coalesce(arrived_ms, "
+            "?) WHERE id = ?",
+            [now_ms, now_ms, stint.id],
+        )
         _touch(db, case_id, now_ms, state="resolved")
         new_state = "resolved"
     elif action == "comment":
@@ -591,32 +723,65 @@ def act(db: sqlite_utils.Database, principal: Principal, case_id: str,
         if case.state != "resolved":
             raise _illegal(case, action)
         if data.satisfaction is None:
-            raise Invalid("closing a case needs the resident's satisfaction (1-5)",
-                          code="invalid_satisfaction", field="satisfaction")
-        db.execute("UPDATE whistle_stints SET satisfaction = ?, ended_ms = ?, "
-                   "end_reason = 'closed' WHERE id = ?", [data.satisfaction, now_ms, stint.id])
-        _touch(db, case_id, now_ms, state="closed", satisfaction=data.satisfaction,
-               closed_ms=now_ms)
+            raise Invalid(
+                "closing a case needs the resident's satisfaction (1-5)",
+                code="invalid_satisfaction",
+                field="satisfaction",
+            )
+        db.execute(
+            "UPDATE whistle_stints SET satisfaction = ?, ended_ms = ?, "
+            "end_reason = 'closed' WHERE id = ?",
+            [data.satisfaction, now_ms, stint.id],
+        )
+        _touch(
+            db, case_id, now_ms, state="closed", satisfaction=data.satisfaction, closed_ms=now_ms
+        )
         new_state = "closed"
     elif action == "reopen":
         if case.state not in ("resolved", "closed"):
             raise _illegal(case, action)
         if stint.ended_ms is None:
-            db.execute("UPDATE whistle_stints SET ended_ms = ?, end_reason = 'reopened' "
-                       "WHERE id = ?", [now_ms, stint.id])
+            db.execute(
+                "UPDATE whistle_stints SET ended_ms = ?, end_reason = 'reopened' WHERE id = ?",
+                [now_ms, stint.id],
+            )
         new_stint = _open_stint(db, case_id, case.level, case.unit_id, now_ms, settings)
-        _touch(db, case_id, now_ms, state="reopened", stint_id=new_stint, accepted_by=None,
-               satisfaction=None, closed_ms=None)
+        _touch(
+            db,
+            case_id,
+            now_ms,
+            state="reopened",
+            stint_id=new_stint,
+            accepted_by=None,
+            satisfaction=None,
+            closed_ms=None,
+        )
         new_state = "reopened"
     elif action == "escalate":
         if case.state not in OPEN_STATES:
             raise _illegal(case, action)
         target = _next_level(db, case.level, case.unit_id, data.department_id)
         if target is None:
-            raise Conflict("the case is already at the district level", code="illegal_transition",
-                           state=case.state, action=action)
-        _move(db, case, stint, target, "escalated", now_ms, settings, router, by=who,
-              device_id=device, note=note, device_at=device_at)
+            raise Conflict(
+                "the case is already at the district level",
+                code="illegal_transition",
+                state=case.state,
+                action=action,
+            )
+        _move(
+            db,
+            case,
+            stint,
+            target,
+            "escalated",
+            now_ms,
+            settings,
+            router,
+            by=who,
+            device_id=device,
+            note=note,
+            device_at=device_at,
+        )
         _audit_act(db, principal, case_id, action, case.level)
         return get_case(db, case_id)
     elif action == "return":
@@ -624,11 +789,25 @@ def act(db: sqlite_utils.Database, principal: Principal, case_id: str,
             raise _illegal(case, action)
         previous = db.execute(
             "SELECT level, unit_id FROM whistle_stints WHERE case_id = ? AND id < ? "
-            "AND level != ? ORDER BY id DESC LIMIT 1", [case_id, stint.id, case.level]).fetchone()
+            "AND level != ? ORDER BY id DESC LIMIT 1",
+            [case_id, stint.id, case.level],
+        ).fetchone()
         if previous is None:
             raise _illegal(case, action)
-        _move(db, case, stint, (previous[0], previous[1]), "returned", now_ms, settings, router,
-              by=who, device_id=device, note=note, device_at=device_at)
+        _move(
+            db,
+            case,
+            stint,
+            (previous[0], previous[1]),
+            "returned",
+            now_ms,
+            settings,
+            router,
+            by=who,
+            device_id=device,
+            note=note,
+            device_at=device_at,
+        )
         _audit_act(db, principal, case_id, action, case.level)
         return get_case(db, case_id)
     else:  # pragma: no cover - Action is a closed Literal
@@ -639,58 +818,115 @@ def act(db: sqlite_utils.Database, principal: Principal, case_id: str,
         tags = [f"member:{case.raised_by}"]
         if case.accepted_by:
             tags.append(f"member:{case.accepted_by}")
-        outbox.enqueue(db, router, event_key=f"whistle:{case_id}:stint:{stint.id}:closed",
-                       kind="whistle_closed", tags=tags, context=_context(db, case_id, settings),
-                       now_ms=now_ms, cause=case_id, exclude=who)
+        outbox.enqueue(
+            db,
+            router,
+            event_key=f"whistle:{case_id}:stint:{stint.id}:closed",
+            kind="whistle_closed",
+            tags=tags,
+            context=_context(db, case_id, settings),
+            now_ms=now_ms,
+            cause=case_id,
+            exclude=who,
+        )
     _audit_act(db, principal, case_id, action, case.level)
     return get_case(db, case_id)
 
 
-def _audit_act(db: sqlite_utils.Database, principal: Principal, case_id: str, action: str,
-               level: str) -> None:
-    audit.record(db, principal.actor, f"whistle.{action}", target=case_id,
-                 detail={"level": level})
+def _audit_act(
+    db: sqlite_utils.Database, principal: Principal, case_id: str, action: str, level: str
+) -> None:
+    audit.record(db, principal.actor, f"whistle.{action}", target=case_id, detail={"level": level})
 
 
-def _move(db: sqlite_utils.Database, case: CaseRow, stint: Stint, target: tuple[str, str],
-          reason: str, now_ms: int, settings: Settings, router: Router, *, by: str | None,
-          device_id: str | None, note: str = "", device_at: str | None = None,
-          missed: str | None = None) -> None:
+def _move(
+    db: sqlite_utils.Database,
+    case: CaseRow,
+    stint: Stint,
+    target: tuple[str, str],
+    reason: str,
+    now_ms: int,
+    settings: Settings,
+    router: Router,
+    *,
+    by: str | None,
+    device_id: str | None,
+    note: str = "",
+    device_at: str | None = None,
+    missed: str | None = None,
+) -> None:
     """Hand the case to another level: close this stint, open the next, alert."""
     level, unit_id = target
-    db.execute("UPDATE whistle_stints SET ended_ms = ?, end_reason = ? WHERE id = ?",
-               [now_ms, reason, stint.id])
+    db.execute(
+        "UPDATE whistle_stints SET ended_ms = ?, end_reason = ? WHERE id = ?",
+        [now_ms, reason, stint.id],
+    )
     new_stint = _open_stint(db, case.id, level, unit_id, now_ms, settings)
     extra: dict[str, Any] = {}
     if level == "department":
         extra["department_id"] = unit_id
-    _touch(db, case.id, now_ms, level=level, unit_id=unit_id, state="raised", accepted_by=None,
-           stint_id=new_stint, **extra)
+    _touch(
+        db,
+        case.id,
+        now_ms,
+        level=level,
+        unit_id=unit_id,
+        state="raised",
+        accepted_by=None,
+        stint_id=new_stint,
+        **extra,
+    )
     action = "return" if reason == "returned" else "escalate"
-    _history(db, case.id, action, by, device_id, now_ms, level, "raised",
-             note or (f"missed:{missed}" if missed else ""), device_at)
+    _history(
+        db,
+        case.id,
+        action,
+        by,
+        device_id,
+        now_ms,
+        level,
+        "raised",
+        note or (f"missed:{missed}" if missed else ""),
+        device_at,
+    )
     tz = settings.notify.timezone
     from_level, from_unit = case.level, case.unit_id
     if reason == "returned":
         outbox.enqueue(
-            db, router, event_key=f"whistle:{case.id}:stint:{new_stint}:returned",
-            kind="whistle_returned", tags=level_tags(level, unit_id),
-            context=_context(db, case.id, settings, note=note,
-                             from_unit_name=_unit_name(db, from_unit)),
-            now_ms=now_ms, cause=case.id, exclude=by)
+            db,
+            router,
+            event_key=f"whistle:{case.id}:stint:{new_stint}:returned",
+            kind="whistle_returned",
+            tags=level_tags(level, unit_id),
+            context=_context(
+                db, case.id, settings, note=note, from_unit_name=_unit_name(db, from_unit)
+            ),
+            now_ms=now_ms,
+            cause=case.id,
+            exclude=by,
+        )
         return
 
     def reason_text(labels: dict) -> str:
         template = labels["reason"]["missed" if missed else "escalate"]
-        return template.format(level=labels["level"][from_level],
-                               deadline=labels["deadline"].get(missed or "", ""),
-                               due=outbox.local(stint.due(missed), tz) if missed else "")
+        return template.format(
+            level=labels["level"][from_level],
+            deadline=labels["deadline"].get(missed or "", ""),
+            due=outbox.local(stint.due(missed), tz) if missed else "",
+        )
 
     tags = level_tags(level, unit_id) + supervisor_tags(db, level, unit_id)
-    outbox.enqueue(db, router, event_key=f"whistle:{case.id}:stint:{new_stint}:escalated",
-                   kind="whistle_escalated", tags=tags,
-                   context=_context(db, case.id, settings, reason=reason_text),
-                   now_ms=now_ms, cause=case.id, exclude=by)
+    outbox.enqueue(
+        db,
+        router,
+        event_key=f"whistle:{case.id}:stint:{new_stint}:escalated",
+        kind="whistle_escalated",
+        tags=tags,
+        context=_context(db, case.id, settings, reason=reason_text),
+        now_ms=now_ms,
+        cause=case.id,
+        exclude=by,
+    )
 
 
 # -- deadlines (run by the sweep) ---------------------------------------------------------------
@@ -706,14 +942,18 @@ def next_due_ms(db: sqlite_utils.Database, after_ms: int) -> int | None:
         "  WHEN s.resolved_ms IS NULL THEN s.resolve_due_ms END AS due"
         " FROM whistle_stints s JOIN whistle_cases c ON c.stint_id = s.id"
         " WHERE s.ended_ms IS NULL AND c.state IN ('raised', 'accepted', 'on_site', 'reopened')"
-        ") WHERE due > ?", [after_ms]).fetchone()
+        ") WHERE due > ?",
+        [after_ms],
+    ).fetchone()
     return row[0] if row else None
+
 
 SYSTEM = Actor(person_id=None, device_id="sweep")
 
 
-def check_deadlines(db: sqlite_utils.Database, *, now_ms: int, settings: Settings,
-                    router: Router | None = None) -> dict[str, int]:
+def check_deadlines(
+    db: sqlite_utils.Database, *, now_ms: int, settings: Settings, router: Router | None = None
+) -> dict[str, int]:
     """Escalate cases whose deadline at their level has passed; warn when one is near.
 
     Idempotent: a stint escalates once (it is closed by the escalation); a warning is noted in
@@ -736,29 +976,63 @@ def check_deadlines(db: sqlite_utils.Database, *, now_ms: int, settings: Setting
         missed = next((k for k in pending if now_ms > stint.due(k)), None)
         if missed is not None and missed not in missed_list:
             missed_list.append(missed)
-            db.execute("UPDATE whistle_stints SET missed = ? WHERE id = ?",
-                       [msgspec.json.encode(missed_list).decode(), stint.id])
+            db.execute(
+                "UPDATE whistle_stints SET missed = ? WHERE id = ?",
+                [msgspec.json.encode(missed_list).decode(), stint.id],
+            )
             target = _next_level(db, case.level, case.unit_id, None)
             if target is not None:
-                _move(db, case, stint, target, "missed", now_ms, settings, router, by=None,
-                      device_id=None, missed=missed)
+                _move(
+                    db,
+                    case,
+                    stint,
+                    target,
+                    "missed",
+                    now_ms,
+                    settings,
+                    router,
+                    by=None,
+                    device_id=None,
+                    missed=missed,
+                )
                 counts["escalated"] += 1
             else:
                 _touch(db, case.id, now_ms)
-                _history(db, case.id, "overdue", None, None, now_ms, case.level, case.state,
-                         f"missed:{missed}")
+                _history(
+                    db,
+                    case.id,
+                    "overdue",
+                    None,
+                    None,
+                    now_ms,
+                    case.level,
+                    case.state,
+                    f"missed:{missed}",
+                )
                 outbox.enqueue(
-                    db, router, event_key=f"whistle:{case.id}:stint:{stint.id}:missed:{missed}",
-                    kind="whistle_overdue", tags=level_tags(case.level, case.unit_id),
-                    context=_context(db, case.id, settings,
-                                     due_local=outbox.local(stint.due(missed),
-                                                            settings.notify.timezone),
-                                     deadline_name=lambda labels, k=missed:
-                                     labels["deadline"][k]),
-                    now_ms=now_ms, cause=case.id)
+                    db,
+                    router,
+                    event_key=f"whistle:{case.id}:stint:{stint.id}:missed:{missed}",
+                    kind="whistle_overdue",
+                    tags=level_tags(case.level, case.unit_id),
+                    context=_context(
+                        db,
+                        case.id,
+                        settings,
+                        due_local=outbox.local(stint.due(missed), settings.notify.timezone),
+                        deadline_name=lambda labels, k=missed: labels["deadline"][k],
+                    ),
+                    now_ms=now_ms,
+                    cause=case.id,
+                )
                 counts["missed_at_top"] += 1
-            audit.record(db, SYSTEM, "whistle.deadline_missed", target=case.id,
-                         detail={"level": case.level, "deadline": missed})
+            audit.record(
+                db,
+                SYSTEM,
+                "whistle.deadline_missed",
+                target=case.id,
+                detail={"level": case.level, "deadline": missed},
+            )
             continue
         if missed is not None:
             continue
@@ -768,18 +1042,29 @@ def check_deadlines(db: sqlite_utils.Database, *, now_ms: int, settings: Setting
             if kind in warned or now_ms < stint.due(kind) - window * near:
                 continue
             warned.append(kind)
-            db.execute("UPDATE whistle_stints SET warned = ? WHERE id = ?",
-                       [msgspec.json.encode(warned).decode(), stint.id])
+            db.execute(
+                "UPDATE whistle_stints SET warned = ? WHERE id = ?",
+                [msgspec.json.encode(warned).decode(), stint.id],
+            )
             tags = level_tags(case.level, case.unit_id)
             if case.accepted_by:
                 tags.append(f"member:{case.accepted_by}")
             outbox.enqueue(
-                db, router, event_key=f"whistle:{case.id}:stint:{stint.id}:near:{kind}",
-                kind="whistle_near", tags=tags,
-                context=_context(db, case.id, settings,
-                                 due_local=outbox.local(stint.due(kind), settings.notify.timezone),
-                                 deadline_name=lambda labels, k=kind: labels["deadline"][k]),
-                now_ms=now_ms, cause=case.id)
+                db,
+                router,
+                event_key=f"whistle:{case.id}:stint:{stint.id}:near:{kind}",
+                kind="whistle_near",
+                tags=tags,
+                context=_context(
+                    db,
+                    case.id,
+                    settings,
+                    due_local=outbox.local(stint.due(kind), settings.notify.timezone),
+                    deadline_name=lambda labels, k=kind: labels["deadline"][k],
+                ),
+                now_ms=now_ms,
+                cause=case.id,
+            )
             counts["warned"] += 1
             break  # one warning at a time: the earliest pending deadline
     return counts
@@ -788,9 +1073,17 @@ def check_deadlines(db: sqlite_utils.Database, *, now_ms: int, settings: Setting
 # -- listing and pull ---------------------------------------------------------------------------
 
 
-def list_cases(db: sqlite_utils.Database, scope: Scope, *, state: str | None = None,
-               level: str | None = None, grid_id: str | None = None, open_only: bool = False,
-               limit: int = 100, offset: int = 0) -> CasePage:
+def list_cases(
+    db: sqlite_utils.Database,
+    scope: Scope,
+    *,
+    state: str | None = None,
+    level: str | None = None,
+    grid_id: str | None = None,
+    open_only: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+) -> CasePage:
     cond, params = _visibility_sql(scope)
     where = [cond]
     for column, value in (("state", state), ("level", level), ("grid_id", grid_id)):
@@ -799,15 +1092,24 @@ def list_cases(db: sqlite_utils.Database, scope: Scope, *, state: str | None = N
             params.append(value)
     if open_only:
         where.append("state NOT IN ('resolved', 'closed')")
-    rows, total = paged(db, _CASE_COLS, "whistle_cases WHERE " + " AND ".join(where), params,
-                        order_by="received_ms DESC, id", limit=limit, offset=offset)
-    return CasePage(items=[_wire(db, CaseRow(*r)) for r in rows], total=total, limit=limit,
-                    offset=offset)
+    rows, total = paged(
+        db,
+        _CASE_COLS,
+        "whistle_cases WHERE " + " AND ".join(where),
+        params,
+        order_by="received_ms DESC, id",
+        limit=limit,
+        offset=offset,
+    )
+    return CasePage(
+        items=[_wire(db, CaseRow(*r)) for r in rows], total=total, limit=limit, offset=offset
+    )
 
 
 @register_source("whistle")
-def whistle_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int,
-                    limit: int) -> list[SourceChange]:
+def whistle_changes(
+    db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int, limit: int
+) -> list[SourceChange]:
     """Open cases and those closed in the last 30 days, in the scope (SPEC 3.2). A case closed
     longer ago is not sent again; the phone drops closed cases past the same horizon itself."""
     from gridsync.clock import SYSTEM_CLOCK
@@ -817,7 +1119,8 @@ def whistle_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, upt
     rows = db.execute(
         f"SELECT {_CASE_COLS} FROM whistle_cases WHERE seq > ? AND seq <= ? AND {cond} "
         "AND (state != 'closed' OR closed_ms >= ?) ORDER BY seq LIMIT ?",
-        [after_seq, upto_seq, *params, horizon, limit]).fetchall()
+        [after_seq, upto_seq, *params, horizon, limit],
+    ).fetchall()
     return [SourceChange(r[19], r[0], "put", _wire(db, CaseRow(*r))) for r in rows]
 
 
@@ -828,9 +1131,15 @@ def _rate(n: int, d: int) -> float | None:
     return round(n / d, 4) if d else None
 
 
-def whistle_report(db: sqlite_utils.Database, scope: Scope, *, now_ms: int | None = None,
-                   since_ms: int | None = None, until_ms: int | None = None,
-                   level: str | None = None) -> WhistleReport:
+def whistle_report(
+    db: sqlite_utils.Database,
+    scope: Scope,
+    *,
+    now_ms: int | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    level: str | None = None,
+) -> WhistleReport:
     """Response, on-time and resolution rates, satisfaction and backflow per level and org unit,
     over the stays (stints) of cases at each level that began in [since, until).
 
@@ -866,7 +1175,7 @@ def whistle_report(db: sqlite_utils.Database, scope: Scope, *, now_ms: int | Non
           sum(s.end_reason = 'returned'),
           sum(s.satisfaction), count(s.satisfaction)
         FROM whistle_stints s JOIN whistle_cases c ON c.id = s.case_id
-        WHERE {' AND '.join(where)}
+        WHERE {" AND ".join(where)}
         GROUP BY s.level, s.unit_id
         """,
         [*([now_ms] * 6), *params],
@@ -878,13 +1187,22 @@ def whistle_report(db: sqlite_utils.Database, scope: Scope, *, now_ms: int | Non
 
     def make(level_name: str, unit_id: str | None, name: str, v: list[int]) -> ReportRow:
         cases, responded, on_time, resolved, escalated, backflow, sat_sum, sat_n = v
-        return ReportRow(level=level_name, unit_id=unit_id, unit_name=name, cases=cases,
-                         responded=responded, on_time=on_time, resolved=resolved,
-                         escalated=escalated, backflow=backflow,
-                         response_rate=_rate(responded, cases), on_time_rate=_rate(on_time, cases),
-                         resolution_rate=_rate(resolved, cases),
-                         satisfaction=round(sat_sum / sat_n, 2) if sat_n else None,
-                         satisfaction_n=sat_n)
+        return ReportRow(
+            level=level_name,
+            unit_id=unit_id,
+            unit_name=name,
+            cases=cases,
+            responded=responded,
+            on_time=on_time,
+            resolved=resolved,
+            escalated=escalated,
+            backflow=backflow,
+            response_rate=_rate(responded, cases),
+            on_time_rate=_rate(on_time, cases),
+            resolution_rate=_rate(resolved, cases),
+            satisfaction=round(sat_sum / sat_n, 2) if sat_n else None,
+            satisfaction_n=sat_n,
+        )
 
     for r in rows:
         values = [int(x or 0) for x in r[2:]]
@@ -909,9 +1227,15 @@ def whistle_report(db: sqlite_utils.Database, scope: Scope, *, now_ms: int | Non
     raised, offline, delay = db.execute(
         f"SELECT count(*), sum(received_ms - raised_ms > 60000), "
         f"avg(CASE WHEN received_ms - raised_ms > 60000 THEN received_ms - raised_ms END) "
-        f"FROM whistle_cases WHERE {case_cond}{bounds}", case_params).fetchone()
-    return WhistleReport(generated_at=iso_ms(now_ms),
-                         since=iso_ms(since_ms) if since_ms is not None else None,
-                         until=iso_ms(until_ms) if until_ms is not None else None, rows=out,
-                         cases_raised=raised, raised_offline=int(offline or 0),
-                         offline_delay_avg_seconds=round(delay / 1000, 1) if delay else None)
+        f"FROM whistle_cases WHERE {case_cond}{bounds}",
+        case_params,
+    ).fetchone()
+    return WhistleReport(
+        generated_at=iso_ms(now_ms),
+        since=iso_ms(since_ms) if since_ms is not None else None,
+        until=iso_ms(until_ms) if until_ms is not None else None,
+        rows=out,
+        cases_raised=raised,
+        raised_offline=int(offline or 0),
+        offline_delay_avg_seconds=round(delay / 1000, 1) if delay else None,
+    )

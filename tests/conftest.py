@@ -68,7 +68,7 @@ def build_tiny_org(store: Store) -> TinyOrg:
     ]
     tiny = TinyOrg()
 
-    def load(db):  # noqa: ANN001, ANN202
+    def load(db):
         org.add_units(db, units)
         org.add_people(db, people, CLI)
         created = now_iso()
@@ -79,8 +79,20 @@ def build_tiny_org(store: Store) -> TinyOrg:
                 db.execute(
                     "INSERT INTO households (id, grid_id, building, unit, room, head_name, phone,"
                     " size, tags, seq, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [hid, grid, "3号楼", "1单元", f"10{i}", f"住户{grid}{i}", f"1380000{i:04d}",
-                     2, '["elderly_alone"]' if i == 1 else "[]", next_seq(db), created, created],
+                    [
+                        hid,
+                        grid,
+                        "3号楼",
+                        "1单元",
+                        f"10{i}",
+                        f"住户{grid}{i}",
+                        f"1380000{i:04d}",
+                        2,
+                        '["elderly_alone"]' if i == 1 else "[]",
+                        next_seq(db),
+                        created,
+                        created,
+                    ],
                 )
 
     store.write(load)
@@ -118,8 +130,9 @@ def served(store, settings, tiny) -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     app = create_app(settings, store=store)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
-                                           lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -29,7 +29,7 @@ NOW = 2026-11-20 12:00 UTC. ``d`` = days before NOW of a household's last visit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from gridsync import auth, org, service_kinds
 from gridsync.audit import Actor
@@ -38,13 +38,14 @@ from gridsync.config import CoveragePolicy, Settings
 from gridsync.db import Store, next_seq
 from gridsync.models import OrgUnit
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 DAY_MS = 86_400_000
 CLI = Actor.cli()
 
-POLICY = CoveragePolicy(min_households_per_member=2, max_households_per_member=3, cycle_days=30,
-                        priority_cycle_days=7)
+POLICY = CoveragePolicy(
+    min_households_per_member=2, max_households_per_member=3, cycle_days=30, priority_cycle_days=7
+)
 
 
 def coverage_settings(db_path: str) -> Settings:
@@ -75,16 +76,21 @@ PEOPLE = [
     org.NewPerson(id="street1", name="街道干部", roles=["street"], scope=["s1"]),
     org.NewPerson(id="sec1", name="王书记", roles=["community_secretary"], scope=["c1"]),
     org.NewPerson(id="bs1", name="刘支书", roles=["branch_secretary"], scope=["b1"]),
-    org.NewPerson(id="m1", name="张伟", roles=["member"], scope=["g1"], branch_id="b1",
-                  phone="13811110001"),
-    org.NewPerson(id="m2", name="李娜", roles=["member"], scope=["g1"], branch_id="b1",
-                  phone="13811110002"),
-    org.NewPerson(id="m3", name="王芳", roles=["member"], scope=["g2"], branch_id="b2",
-                  phone="13811110003"),
-    org.NewPerson(id="m4", name="赵磊", roles=["member"], scope=["g2"], branch_id="b2",
-                  phone="13811110004"),
-    org.NewPerson(id="m5", name="陈静", roles=["member"], scope=["g3"], branch_id="b3",
-                  phone="13811110005"),
+    org.NewPerson(
+        id="m1", name="张伟", roles=["member"], scope=["g1"], branch_id="b1", phone="13811110001"
+    ),
+    org.NewPerson(
+        id="m2", name="李娜", roles=["member"], scope=["g1"], branch_id="b1", phone="13811110002"
+    ),
+    org.NewPerson(
+        id="m3", name="王芳", roles=["member"], scope=["g2"], branch_id="b2", phone="13811110003"
+    ),
+    org.NewPerson(
+        id="m4", name="赵磊", roles=["member"], scope=["g2"], branch_id="b2", phone="13811110004"
+    ),
+    org.NewPerson(
+        id="m5", name="陈静", roles=["member"], scope=["g3"], branch_id="b3", phone="13811110005"
+    ),
     org.NewPerson(id="mx", name="退休党员", roles=["member"], scope=["g1"], branch_id="b1"),
 ]
 
@@ -119,8 +125,9 @@ VISITS = [
 ]
 
 
-def insert_visit(db, household_id: str, member_id: str, at_ms: int, kinds: list[str],
-                 voided: bool = False) -> str:
+def insert_visit(
+    db, household_id: str, member_id: str, at_ms: int, kinds: list[str], voided: bool = False
+) -> str:
     """A visit row plus the household's ``last_visit_ms`` and the kept service kinds (what
     sync's visit.create keeps)."""
     grid = db.execute("SELECT grid_id FROM households WHERE id = ?", [household_id]).fetchone()[0]
@@ -130,11 +137,27 @@ def insert_visit(db, household_id: str, member_id: str, at_ms: int, kinds: list[
     db.execute(
         "INSERT INTO visits (id, household_id, grid_id, member_id, device_id, at, at_ms, channel,"
         " kinds, note, voided, seq, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        [vid, household_id, grid, member_id, None, iso_ms(at_ms), at_ms, "door",
-         json.dumps(kinds), "", int(voided), next_seq(db), iso_ms(at_ms)])
+        [
+            vid,
+            household_id,
+            grid,
+            member_id,
+            None,
+            iso_ms(at_ms),
+            at_ms,
+            "door",
+            json.dumps(kinds),
+            "",
+            int(voided),
+            next_seq(db),
+            iso_ms(at_ms),
+        ],
+    )
     db.execute(
         "UPDATE households SET last_visit_ms = (SELECT max(at_ms) FROM visits "
-        "WHERE household_id = ? AND voided = 0) WHERE id = ?", [household_id, household_id])
+        "WHERE household_id = ? AND voided = 0) WHERE id = ?",
+        [household_id, household_id],
+    )
     service_kinds.recount(db, [grid])
     return vid
 
@@ -142,7 +165,7 @@ def insert_visit(db, household_id: str, member_id: str, at_ms: int, kinds: list[
 def build_community(store: Store) -> Community:
     import json
 
-    def load(db):  # noqa: ANN001, ANN202
+    def load(db):
         org.add_units(db, UNITS)
         org.add_people(db, PEOPLE, CLI)
         db.execute("UPDATE people SET active = 0 WHERE id = 'mx'")
@@ -152,8 +175,22 @@ def build_community(store: Store) -> Community:
                 "INSERT INTO households (id, grid_id, building, unit, room, head_name, phone, "
                 "tags, responsible_member_id, status, seq, created_at, updated_at) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [hid, grid, building, "1单元", room, f"户主{hid}", f"1370000{hid[1:]:0>4}",
-                 json.dumps(sorted(tags)), member, status, next_seq(db), created, created])
+                [
+                    hid,
+                    grid,
+                    building,
+                    "1单元",
+                    room,
+                    f"户主{hid}",
+                    f"1370000{hid[1:]:0>4}",
+                    json.dumps(sorted(tags)),
+                    member,
+                    status,
+                    next_seq(db),
+                    created,
+                    created,
+                ],
+            )
         for hid, member, days, kinds, voided in VISITS:
             insert_visit(db, hid, member, NOW_MS - days * DAY_MS, kinds, voided)
 

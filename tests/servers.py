@@ -38,7 +38,11 @@ class ServerProcess:
         env.pop("GRIDSYNC_CONFIG", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gridsync", "serve", "--db", self.db_path, "--port", "0"],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         found = threading.Event()
 

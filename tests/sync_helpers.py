@@ -34,17 +34,32 @@ class Phone:
 
     def mutation(self, op: str, id: str, *, hlc: str | None = None, **rest: Any) -> dict:
         self.seq += 1
-        return {"mid": uuid7(), "seq": self.seq, "hlc": hlc or self.hlc(), "op": op, "id": id,
-                **rest}
+        return {
+            "mid": uuid7(),
+            "seq": self.seq,
+            "hlc": hlc or self.hlc(),
+            "op": op,
+            "id": id,
+            **rest,
+        }
 
     def visit(self, household_id: str, **data: Any) -> dict:
-        body = {"household_id": household_id, "at": "2026-11-20T09:30:00+08:00",
-                "channel": "door", "kinds": ["policy"], "note": "", **data}
+        body = {
+            "household_id": household_id,
+            "at": "2026-11-20T09:30:00+08:00",
+            "channel": "door",
+            "kinds": ["policy"],
+            "note": "",
+            **data,
+        }
         return self.mutation("visit.create", uuid7(), data=body)
 
     def push(self, mutations: list[dict], **headers: str):
-        return self.client.post("/api/v1/sync/push", headers=self.headers(**headers),
-                                json={"device_id": self.device_id, "mutations": mutations})
+        return self.client.post(
+            "/api/v1/sync/push",
+            headers=self.headers(**headers),
+            json={"device_id": self.device_id, "mutations": mutations},
+        )
 
     def pull_page(self, cursor: str | None = None, limit: int = 500):
         params: dict[str, Any] = {"limit": limit}

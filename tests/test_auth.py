@@ -29,8 +29,14 @@ def test_database_never_holds_a_token_in_plain_text(store, tiny, db_path):
 
 
 def test_every_api_route_needs_a_token(client, tiny):
-    for path in ("/api/v1/me", "/api/v1/households", "/api/v1/people", "/api/v1/org-units",
-                 "/api/v1/devices", "/api/v1/households/hh-g1-1"):
+    for path in (
+        "/api/v1/me",
+        "/api/v1/households",
+        "/api/v1/people",
+        "/api/v1/org-units",
+        "/api/v1/devices",
+        "/api/v1/households/hh-g1-1",
+    ):
         r = client.get(path)
         assert r.status_code == 401, path
         assert r.json()["code"] == "unauthorized"
@@ -44,8 +50,11 @@ def test_every_api_route_needs_a_token(client, tiny):
 def test_revoked_device_is_told_to_wipe(client, tiny):
     token = tiny.tokens["m1"]
     assert client.get("/api/v1/me", headers=bearer(token)).status_code == 200
-    r = client.post(f"/api/v1/devices/{tiny.devices['m1']}/revoke",
-                    headers=bearer(tiny.tokens["admin"]), json={"reason": "phone lost"})
+    r = client.post(
+        f"/api/v1/devices/{tiny.devices['m1']}/revoke",
+        headers=bearer(tiny.tokens["admin"]),
+        json={"reason": "phone lost"},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["revoked_at"]
     r = client.get("/api/v1/me", headers=bearer(token))
@@ -56,21 +65,25 @@ def test_revoked_device_is_told_to_wipe(client, tiny):
 
 
 def test_member_may_revoke_only_their_own_device(client, tiny):
-    r = client.post(f"/api/v1/devices/{tiny.devices['m2']}/revoke",
-                    headers=bearer(tiny.tokens["m1"]))
+    r = client.post(
+        f"/api/v1/devices/{tiny.devices['m2']}/revoke", headers=bearer(tiny.tokens["m1"])
+    )
     assert r.status_code == 404
     assert client.get("/api/v1/me", headers=bearer(tiny.tokens["m2"])).status_code == 200
-    r = client.post(f"/api/v1/devices/{tiny.devices['m1']}/revoke",
-                    headers=bearer(tiny.tokens["m1"]))
+    r = client.post(
+        f"/api/v1/devices/{tiny.devices['m1']}/revoke", headers=bearer(tiny.tokens["m1"])
+    )
     assert r.status_code == 200
 
 
 def test_enrol_by_api_is_for_admins(client, tiny):
-    r = client.post("/api/v1/devices", headers=bearer(tiny.tokens["sec"]),
-                    json={"person_id": "m1"})
+    r = client.post("/api/v1/devices", headers=bearer(tiny.tokens["sec"]), json={"person_id": "m1"})
     assert r.status_code == 403 and r.json()["code"] == "forbidden"
-    r = client.post("/api/v1/devices", headers=bearer(tiny.tokens["admin"]),
-                    json={"person_id": "m1", "label": "华为 P60"})
+    r = client.post(
+        "/api/v1/devices",
+        headers=bearer(tiny.tokens["admin"]),
+        json={"person_id": "m1", "label": "华为 P60"},
+    )
     assert r.status_code == 201, r.text
     token = r.json()["token"]
     me = client.get("/api/v1/me", headers=bearer(token)).json()
@@ -98,7 +111,7 @@ def test_cli_enroll_list_revoke(store, tiny, db_path):
     r = runner.invoke(cli, ["device", "revoke", "--db", db_path, enrolled["device_id"]])
     assert r.exit_code == 0
     r = runner.invoke(cli, ["device", "list", "--db", db_path, "--json"])
-    revoked = [d for d in json.loads(r.output) if d["id"] == enrolled["device_id"]][0]
+    revoked = next(d for d in json.loads(r.output) if d["id"] == enrolled["device_id"])
     assert revoked["revoked_at"]
     r = runner.invoke(cli, ["device", "enroll", "--db", db_path, "--person", "nobody"])
     assert r.exit_code == 1 and "not_found" in r.output

@@ -21,10 +21,13 @@ def test_ingest_quick():
 def test_pull_quick():
     report = pull.run(quick=True, runs=1)
     rows = values(report)
-    for name in ("community: snapshot / floor", "street: snapshot / floor",
-                 "community snapshot, JSON+gzip (KB, SPEC 8: < 1 MB)",
-                 "empty incremental pull, round trip (bytes, SPEC 8: < 1 KB)",
-                 "visit pushed in a batch of 500, JSON+gzip (bytes, < 300)"):
+    for name in (
+        "community: snapshot / floor",
+        "street: snapshot / floor",
+        "community snapshot, JSON+gzip (KB, SPEC 8: < 1 MB)",
+        "empty incremental pull, round trip (bytes, SPEC 8: < 1 KB)",
+        "visit pushed in a batch of 500, JSON+gzip (bytes, < 300)",
+    ):
         assert name in rows
     changes = int(rows["community: snapshot"].split()[0].replace(",", ""))
     assert changes > 120  # households + visits + org + people
@@ -32,10 +35,14 @@ def test_pull_quick():
 
 def test_storm_quick():
     rows = values(storm.run(quick=True, runs=1))
-    for name in ("errors (all runs)", "lost mutations (all runs)",
-                 "duplicated mutations (all runs)"):
+    for name in (
+        "errors (all runs)",
+        "lost mutations (all runs)",
+        "duplicated mutations (all runs)",
+    ):
         assert rows[name].startswith("0.000 (budget <= 0: met)"), (name, rows[name])
     assert "(budget <= 300: met)" in rows["server peak memory, MB (max of runs)"]
     due, received = rows["whistle cases whose deadline passed in the storm (last run)"].split(
-        ", alerts received ")
+        ", alerts received "
+    )
     assert int(due) >= 1 and int(received) == int(due)

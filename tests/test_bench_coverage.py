@@ -12,7 +12,8 @@ def test_coverage_bench_runs_on_a_tiny_district():
     assert "full roll-up (all levels incl. members) / floor" in rows
     assert "violations (first page + counts) / floor" in rows
     # the roll-up had every unit level and member rows; the violations page had counts
-    units, with_members = (int(n.replace(",", "")) for n in
-                           rows["roll-up rows (units / with members)"].split(" / "))
+    units, with_members = (
+        int(n.replace(",", "")) for n in rows["roll-up rows (units / with members)"].split(" / ")
+    )
     assert with_members - units == bench_coverage.TINY.members
     assert "'overdue'" in rows["violations (total)"]

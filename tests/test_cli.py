@@ -27,16 +27,15 @@ def invoke(*args: str) -> str:
 def build(db: str) -> None:
     invoke("init", "--db", db)
     invoke("units", "add", "--db", db, "d1", "--kind", "district", "--name", "市南区")
-    invoke("units", "add", "--db", db, "s1", "--kind", "street", "--name", "街道",
-           "--parent", "d1")
-    invoke("units", "add", "--db", db, "c1", "--kind", "community", "--name", "社区",
-           "--parent", "s1")
-    invoke("units", "add", "--db", db, "g1", "--kind", "grid", "--name", "网格",
-           "--parent", "c1")
-    invoke("people", "add", "--db", db, "m1", "--name", "张伟", "--role", "member",
-           "--scope", "g1")
-    invoke("people", "add", "--db", db, "a1", "--name", "管理员", "--role", "admin",
-           "--scope", "d1")
+    invoke("units", "add", "--db", db, "s1", "--kind", "street", "--name", "街道", "--parent", "d1")
+    invoke(
+        "units", "add", "--db", db, "c1", "--kind", "community", "--name", "社区", "--parent", "s1"
+    )
+    invoke("units", "add", "--db", db, "g1", "--kind", "grid", "--name", "网格", "--parent", "c1")
+    invoke("people", "add", "--db", db, "m1", "--name", "张伟", "--role", "member", "--scope", "g1")
+    invoke(
+        "people", "add", "--db", db, "a1", "--name", "管理员", "--role", "admin", "--scope", "d1"
+    )
 
 
 def test_people_json_is_the_documented_shape(tmp_path):
@@ -67,21 +66,25 @@ def test_clean_errors_not_tracebacks(tmp_path):
     r = CliRunner().invoke(cli, ["people", "--db", db])
     assert r.exit_code == 1 and "gridsync init" in r.output
     invoke("init", "--db", db)
-    r = CliRunner().invoke(cli, ["units", "add", "--db", db, "g9", "--kind", "grid",
-                                 "--name", "x"])
+    r = CliRunner().invoke(cli, ["units", "add", "--db", db, "g9", "--kind", "grid", "--name", "x"])
     assert r.exit_code == 1 and "validation_error" in r.output and "parent" in r.output
-    for args, text in [(["--kind", "grid", "--parent", "nowhere"], "nowhere"),
-                       (["--kind", "street", "--parent", "d1"], "no org unit d1"),
-                       (["--kind", "branch", "--parent", "nowhere", "--grid", "g1"], "nowhere")]:
+    for args, text in [
+        (["--kind", "grid", "--parent", "nowhere"], "nowhere"),
+        (["--kind", "street", "--parent", "d1"], "no org unit d1"),
+        (["--kind", "branch", "--parent", "nowhere", "--grid", "g1"], "nowhere"),
+    ]:
         r = CliRunner().invoke(cli, ["units", "add", "--db", db, "u9", "--name", "x", *args])
         assert r.exit_code == 1 and text in r.output, r.output
         assert isinstance(r.exception, SystemExit)  # a clean error, not a traceback
     invoke("units", "add", "--db", db, "d1", "--kind", "district", "--name", "区")
-    r = CliRunner().invoke(cli, ["units", "add", "--db", db, "g9", "--kind", "grid",
-                                 "--name", "x", "--parent", "d1"])
+    r = CliRunner().invoke(
+        cli, ["units", "add", "--db", db, "g9", "--kind", "grid", "--name", "x", "--parent", "d1"]
+    )
     assert r.exit_code == 1 and "community" in r.output, r.output
-    r = CliRunner().invoke(cli, ["people", "add", "--db", db, "p", "--name", "x",
-                                 "--role", "member", "--scope", "nowhere"])
+    r = CliRunner().invoke(
+        cli,
+        ["people", "add", "--db", db, "p", "--name", "x", "--role", "member", "--scope", "nowhere"],
+    )
     assert r.exit_code == 1 and "nowhere" in r.output
 
 
@@ -94,10 +97,24 @@ def _commands(group=cli, path=()):
 
 ALL_COMMANDS = [path for path, _ in _commands()]
 # SPEC 7: "every command that lists or reports takes --json"
-LISTING = [["people"], ["device", "list"], ["device", "enroll"], ["coverage"],
-           ["coverage", "sample"], ["coverage", "violations"], ["coverage", "rebalance"],
-           ["coverage", "policy", "show"], ["demo"], ["import", "households"], ["sweep"],
-           ["outbox"], ["cases"], ["cases", "show"], ["whistle", "report"], ["simulate"]]
+LISTING = [
+    ["people"],
+    ["device", "list"],
+    ["device", "enroll"],
+    ["coverage"],
+    ["coverage", "sample"],
+    ["coverage", "violations"],
+    ["coverage", "rebalance"],
+    ["coverage", "policy", "show"],
+    ["demo"],
+    ["import", "households"],
+    ["sweep"],
+    ["outbox"],
+    ["cases"],
+    ["cases", "show"],
+    ["whistle", "report"],
+    ["simulate"],
+]
 
 
 @pytest.mark.parametrize("command", ALL_COMMANDS, ids=lambda c: " ".join(c) or "gridsync")
@@ -118,7 +135,12 @@ def test_serve_for_real(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gridsync", "serve", "--db", db, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
     try:
         line = proc.stdout.readline()
         assert line.startswith("gridsync serving http://127.0.0.1:"), line

@@ -19,6 +19,7 @@ from gridsync.sync.client import (
 )
 from tests.conftest import CLI
 
+
 def now_ms() -> int:
     """Device clocks start at the real time of the test (the server's HLC runs on it, and phones
     advance theirs from every answer); tests then move them forward explicitly. Taken per test:
@@ -38,7 +39,7 @@ class FlakyTransport:
         self.refuse_next = 0
         self.sent: list[tuple[str, str, bytes | None]] = []
 
-    def request(self, method: str, url: str, **kwargs):  # noqa: ANN003, ANN201
+    def request(self, method: str, url: str, **kwargs):
         self.sent.append((method, url, kwargs.get("content")))
         if self.refuse_next:
             self.refuse_next -= 1
@@ -50,13 +51,20 @@ class FlakyTransport:
         return response
 
 
-def device(http, tiny, person: str, *, path: str = ":memory:", clock=None, **kwargs):  # noqa: ANN001, ANN201
-    return DeviceClient(http, token=tiny.tokens[person], device_id=tiny.devices[person],
-                        person_id=person, path=path, clock=clock or FixedClock(now_ms()),
-                        sleep=lambda _s: None, **kwargs)
+def device(http, tiny, person: str, *, path: str = ":memory:", clock=None, **kwargs):
+    return DeviceClient(
+        http,
+        token=tiny.tokens[person],
+        device_id=tiny.devices[person],
+        person_id=person,
+        path=path,
+        clock=clock or FixedClock(now_ms()),
+        sleep=lambda _s: None,
+        **kwargs,
+    )
 
 
-def synced_pair(client, tiny):  # noqa: ANN001, ANN201
+def synced_pair(client, tiny):
     """Two phones on one clock, both synced: m1's and the community secretary's."""
     clock = FixedClock(now_ms())
     a, b = device(client, tiny, "m1", clock=clock), device(client, tiny, "sec", clock=clock)
@@ -66,9 +74,11 @@ def synced_pair(client, tiny):  # noqa: ANN001, ANN201
 
 
 def server_household(store, household_id: str) -> dict:
-    row = store.read(lambda db: db.execute(
-        "SELECT phone, notes, tags, status FROM households WHERE id = ?", [household_id]
-    ).fetchone())
+    row = store.read(
+        lambda db: db.execute(
+            "SELECT phone, notes, tags, status FROM households WHERE id = ?", [household_id]
+        ).fetchone()
+    )
     return {"phone": row[0], "notes": row[1], "tags": row[2], "status": row[3]}
 
 
@@ -114,8 +124,9 @@ def test_local_edits_show_at_once_and_hlc_is_spec_shaped(client, tiny):
     m = phone.update_household("hh-g1-3", fields={"notes": "独居"}, tags_remove=["x"])
     wall, counter, node = m.hlc.split(":", 2)
     assert (len(wall), len(counter), node) == (15, 5, tiny.devices["m1"])
-    server_seq = client.app.state.store.read(lambda db: db.execute(
-        "SELECT seq FROM households WHERE id = 'hh-g1-3'").fetchone()[0])
+    server_seq = client.app.state.store.read(
+        lambda db: db.execute("SELECT seq FROM households WHERE id = 'hh-g1-3'").fetchone()[0]
+    )
     assert m.base_seq == server_seq
     assert phone.household("hh-g1-3")["notes"] == "独居"
     assert phone.server_copy("household")["hh-g1-3"]["notes"] == ""
@@ -125,7 +136,7 @@ def test_local_edits_show_at_once_and_hlc_is_spec_shaped(client, tiny):
 
 
 def test_push_and_pull_carry_edits_between_phones(client, tiny):
-    clock, a, b = synced_pair(client, tiny)
+    _clock, a, b = synced_pair(client, tiny)
     a.update_household("hh-g1-1", fields={"phone": "13800000001"}, tags_add=["low_income"])
     visit = a.log_visit("hh-g1-1", "phone", ["hardship"], "")
     report = a.sync()
@@ -139,8 +150,15 @@ def test_push_and_pull_carry_edits_between_phones(client, tiny):
 
 def test_a_household_found_offline_is_created_then_moved_out(client, tiny, store):
     clock, a, b = synced_pair(client, tiny)
-    created = a.create_household("g1", building="5号楼", room="302", head_name="刘芳",
-                                 phone="13600000000", size=3, tags=["renter"])
+    created = a.create_household(
+        "g1",
+        building="5号楼",
+        room="302",
+        head_name="刘芳",
+        phone="13600000000",
+        size=3,
+        tags=["renter"],
+    )
     assert a.household(created.id)["head_name"] == "刘芳"  # shown before any sync
     assert a.sync().push.applied == 1
     b.sync()
@@ -258,19 +276,25 @@ def test_a_json_batch_is_the_queue_as_stored_in_spec_shape(client, tiny):
     net = FlakyTransport(client)
     phone = device(net, tiny, "m1")
     phone.pull()
-    phone.update_household("hh-g1-1", fields={"phone": "13911112222", "size": 3},
-                           tags_add=["renter", "elderly"], tags_remove=["x"])
+    phone.update_household(
+        "hh-g1-1",
+        fields={"phone": "13911112222", "size": 3},
+        tags_add=["renter", "elderly"],
+        tags_remove=["x"],
+    )
     phone.update_household("hh-g1-2", tags_remove=["renter"])
-    phone.log_visit("hh-g1-1", "door", ["policy", "safety"], "问候 \"引号\"",
-                    geo={"lat": 30.5, "lon": 114.3})
+    phone.log_visit(
+        "hh-g1-1", "door", ["policy", "safety"], '问候 "引号"', geo={"lat": 30.5, "lon": 114.3}
+    )
     phone.create_household("g1", building="5号楼", room="302", tags=["renter"])
     phone.move_out("hh-g1-3")
     queued = phone.pending()
     net.sent.clear()
     report = phone.push()
     [body] = [body for _method, url, body in net.sent if url.endswith("/sync/push")]
-    assert body == msgspec.json.encode({"device_id": tiny.devices["m1"],
-                                        "mutations": [m.wire() for m in queued]})
+    assert body == msgspec.json.encode(
+        {"device_id": tiny.devices["m1"], "mutations": [m.wire() for m in queued]}
+    )
     assert report.applied == 5 and phone.pending_count() == 0
 
 
@@ -282,15 +306,16 @@ class CrashAfterPush(FlakyTransport):
         super().__init__(http)
         self.phone_db = phone_db
 
-    def request(self, method: str, url: str, **kwargs):  # noqa: ANN003, ANN201
+    def request(self, method: str, url: str, **kwargs):
         response = super().request(method, url, **kwargs)
         if url.endswith("/sync/push") and self.phone_db:
             self.phone_db.pop().close()
         return response
 
 
-def test_a_crash_between_push_and_acknowledgement_resends_the_same_mids(tmp_path, client, tiny,
-                                                                       store):
+def test_a_crash_between_push_and_acknowledgement_resends_the_same_mids(
+    tmp_path, client, tiny, store
+):
     path = str(tmp_path / "phone.db")
     handle: list = []
     phone = device(CrashAfterPush(client, handle), tiny, "m1", path=path, batch_size=2)
@@ -312,7 +337,7 @@ def test_a_crash_between_push_and_acknowledgement_resends_the_same_mids(tmp_path
 
 def test_edits_made_during_a_push_stay_queued_until_answered(client, tiny, store):
     class EditWhilePushing(FlakyTransport):
-        def request(self, method: str, url: str, **kwargs):  # noqa: ANN003, ANN201
+        def request(self, method: str, url: str, **kwargs):
             if url.endswith("/sync/push") and len(phone.pending()) == 2:
                 phone.log_visit("hh-g1-2", "phone", [], "推送中记录")  # while in flight
                 assert phone.pending_count() == 3
@@ -336,7 +361,7 @@ def test_answered_batches_are_acknowledged_when_a_later_batch_fails(client, tiny
         gone = False
         pushes = 0
 
-        def request(self, method: str, url: str, **kwargs):  # noqa: ANN003, ANN201
+        def request(self, method: str, url: str, **kwargs):
             if url.endswith("/sync/push"):
                 self.pushes += 1
                 if self.gone and self.pushes >= 3:
@@ -363,12 +388,16 @@ def test_a_batch_too_large_is_halved_and_the_rest_follows(client, tiny, store):
     batch read ahead at the old size is dropped, and every mutation arrives exactly once."""
 
     class SmallProxy(FlakyTransport):
-        def request(self, method: str, url: str, **kwargs):  # noqa: ANN003, ANN201
-            if url.endswith("/sync/push") and kwargs.get("content"):
-                if len(json.loads(kwargs["content"])["mutations"]) > 2:
-                    self.sent.append((method, url, kwargs["content"]))
-                    return httpx.Response(413, json={"code": "payload_too_large",
-                                                     "message": "at most 2 mutations"})
+        def request(self, method: str, url: str, **kwargs):
+            if (
+                url.endswith("/sync/push")
+                and kwargs.get("content")
+                and (len(json.loads(kwargs["content"])["mutations"]) > 2)
+            ):
+                self.sent.append((method, url, kwargs["content"]))
+                return httpx.Response(
+                    413, json={"code": "payload_too_large", "message": "at most 2 mutations"}
+                )
             return super().request(method, url, **kwargs)
 
     transport = SmallProxy(client)
@@ -406,8 +435,9 @@ def test_seq_gap_renumbers_the_pending_queue_from_the_expected_seq(client, tiny,
         phone.log_visit(household, "door", [], "")
     phone.sync()
     # The server lost the tail of this device's history (restored from an older backup).
-    store.write(lambda db: db.execute("UPDATE devices SET last_seq = 1 WHERE id = ?",
-                                      [tiny.devices["m1"]]))
+    store.write(
+        lambda db: db.execute("UPDATE devices SET last_seq = 1 WHERE id = ?", [tiny.devices["m1"]])
+    )
     late = phone.log_visit("hh-g1-4", "door", [], "")
     assert late.seq == 4
     report = phone.push()
@@ -419,8 +449,14 @@ def test_seq_gap_renumbers_the_pending_queue_from_the_expected_seq(client, tiny,
 def test_connection_errors_back_off_then_give_up_keeping_the_queue(client, tiny):
     net = FlakyTransport(client)
     waits: list[float] = []
-    phone = DeviceClient(net, token=tiny.tokens["m1"], device_id=tiny.devices["m1"],
-                         clock=FixedClock(now_ms()), retries=3, sleep=waits.append)
+    phone = DeviceClient(
+        net,
+        token=tiny.tokens["m1"],
+        device_id=tiny.devices["m1"],
+        clock=FixedClock(now_ms()),
+        retries=3,
+        sleep=waits.append,
+    )
     phone.log_visit("hh-g1-1", "door", [], "")
     net.refuse_next = 10
     with pytest.raises(Unreachable):
@@ -470,14 +506,29 @@ def test_simulate_converges_against_a_real_server(db_path):
     with Store(db_path) as store:
         build_tiny_org(store)
     with ServerProcess(db_path) as server:
-        result = CliRunner().invoke(cli, ["simulate", "--url", server.url, "--db", db_path,
-                                          "--devices", "4", "--days", "3", "--seed", "7",
-                                          "--json"])
+        result = CliRunner().invoke(
+            cli,
+            [
+                "simulate",
+                "--url",
+                server.url,
+                "--db",
+                db_path,
+                "--devices",
+                "4",
+                "--days",
+                "3",
+                "--seed",
+                "7",
+                "--json",
+            ],
+        )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["ok"] is True
     assert doc["converged_devices"] == doc["devices"] == 4
     assert doc["visits_created"] > 0
     assert doc["visits_on_server"] == doc["visits_created"] - doc["visits_rejected"]
-    assert doc["mutations_pushed"] == (doc["visits_created"] + doc["visits_voided"]
-                                       + doc["household_edits"])
+    assert doc["mutations_pushed"] == (
+        doc["visits_created"] + doc["visits_voided"] + doc["household_edits"]
+    )

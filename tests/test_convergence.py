@@ -48,12 +48,14 @@ class LossyNetwork:
         self.lost = 0
         self.clamped = 0
 
-    def request(self, method: str, url: str, **kwargs):  # noqa: ANN003, ANN201
+    def request(self, method: str, url: str, **kwargs):
         response = self.http.request(method, url, **kwargs)
         if url.endswith("/sync/push") and response.status_code == 200:
-            body = (msgspec.msgpack.decode(response.content)
-                    if response.headers["content-type"].startswith("application/msgpack")
-                    else response.json())
+            body = (
+                msgspec.msgpack.decode(response.content)
+                if response.headers["content-type"].startswith("application/msgpack")
+                else response.json()
+            )
             self.clamped += sum(1 for r in body["results"] if r.get("clock"))
         if self.lose_next_push and url.endswith("/sync/push"):
             self.lose_next_push = False
@@ -78,8 +80,11 @@ class Convergence(RuleBasedStateMachine):
         db_path = str(Path(self.tmp.name) / "gridsync.db")
         self.store = Store(db_path)
         self.tiny = build_tiny_org(self.store)
-        self.store.write(org.add_people, [org.NewPerson(
-            id="m3", name="陈静", roles=["member"], scope=["g1"], branch_id="b1")], CLI)
+        self.store.write(
+            org.add_people,
+            [org.NewPerson(id="m3", name="陈静", roles=["member"], scope=["g1"], branch_id="b1")],
+            CLI,
+        )
         from gridsync import auth
 
         enrolled = self.store.write(auth.enroll, "m3", CLI, device_id="dev-m3")
@@ -92,9 +97,15 @@ class Convergence(RuleBasedStateMachine):
         # and no HLC is clamped: the model's last writer is the highest HLC sent.
         self.clock = FixedClock(int(time.time() * 1000))
         self.phones = {
-            p: DeviceClient(self.net, token=self.tiny.tokens[p], device_id=self.tiny.devices[p],
-                            person_id=p, clock=self.clock, sleep=lambda _s: None,
-                            **CODECS.get(p, {}))
+            p: DeviceClient(
+                self.net,
+                token=self.tiny.tokens[p],
+                device_id=self.tiny.devices[p],
+                person_id=p,
+                clock=self.clock,
+                sleep=lambda _s: None,
+                **CODECS.get(p, {}),
+            )
             for p in PHONES
         }
         for phone in self.phones.values():
@@ -133,10 +144,12 @@ class Convergence(RuleBasedStateMachine):
         """One offline household edit by a random phone: some fields, maybe a tag change."""
         p = data.draw(st.sampled_from(PHONES), label="phone")
         h = data.draw(st.sampled_from(self._households_of(p)), label="household")
-        names = data.draw(st.lists(st.sampled_from(FIELDS), max_size=2, unique=True),
-                          label="fields")
-        tag_change = data.draw(st.none() | st.tuples(st.sampled_from(TAGS), st.booleans()),
-                               label="tag (add?)")
+        names = data.draw(
+            st.lists(st.sampled_from(FIELDS), max_size=2, unique=True), label="fields"
+        )
+        tag_change = data.draw(
+            st.none() | st.tuples(st.sampled_from(TAGS), st.booleans()), label="tag (add?)"
+        )
         if not names and tag_change is None:
             names = ["phone"]
         self.clock.advance(seconds=data.draw(st.integers(1, 1000), label="ms") / 1000)
@@ -147,8 +160,9 @@ class Convergence(RuleBasedStateMachine):
         seen = {name: self._seen(p, h, name) for name in names}
         tags_add = [tag_change[0]] if tag_change and tag_change[1] else []
         tags_remove = [tag_change[0]] if tag_change and not tag_change[1] else []
-        m = self.phones[p].update_household(h, fields=fields, tags_add=tags_add,
-                                            tags_remove=tags_remove)
+        m = self.phones[p].update_household(
+            h, fields=fields, tags_add=tags_add, tags_remove=tags_remove
+        )
         for name, value in fields.items():
             self.writes.append(Write(p, h, name, value, m.hlc, seen[name]))
 
@@ -162,8 +176,11 @@ class Convergence(RuleBasedStateMachine):
         for _ in range(n):
             self._edit(data)
 
-    @rule(p=st.sampled_from(PHONES), data=st.data(), kinds=st.sets(
-        st.sampled_from(("policy", "opinion", "safety")), max_size=2))
+    @rule(
+        p=st.sampled_from(PHONES),
+        data=st.data(),
+        kinds=st.sets(st.sampled_from(("policy", "opinion", "safety")), max_size=2),
+    )
     def log_visit(self, p: str, data: st.DataObject, kinds: set[str]) -> None:
         h = data.draw(st.sampled_from(self._households_of(p)), label="household")
         self.clock.advance(seconds=1)
@@ -173,8 +190,9 @@ class Convergence(RuleBasedStateMachine):
     @precondition(lambda self: any(v not in self.voided for v in self.visits))
     @rule(data=st.data())
     def void_visit(self, data: st.DataObject) -> None:
-        visit_id = data.draw(st.sampled_from(sorted(v for v in self.visits
-                                                    if v not in self.voided)))
+        visit_id = data.draw(
+            st.sampled_from(sorted(v for v in self.visits if v not in self.voided))
+        )
         self.phones[self.visits[visit_id]].void_visit(visit_id)
         self.voided.add(visit_id)
 
@@ -205,12 +223,18 @@ class Convergence(RuleBasedStateMachine):
         for _round in range(3):
             for phone in self.phones.values():
                 phone.sync()
-        households = self.store.read(lambda db: {
-            r[0]: msgspec.to_builtins(household_from_row(r)) for r in db.execute(
-                f"SELECT {HOUSEHOLD_SELECT} FROM households h").fetchall()})
-        visits = self.store.read(lambda db: {
-            r[0]: msgspec.to_builtins(visit_from_row(r)) for r in db.execute(
-                f"SELECT {VISIT_SELECT} FROM visits v").fetchall()})
+        households = self.store.read(
+            lambda db: {
+                r[0]: msgspec.to_builtins(household_from_row(r))
+                for r in db.execute(f"SELECT {HOUSEHOLD_SELECT} FROM households h").fetchall()
+            }
+        )
+        visits = self.store.read(
+            lambda db: {
+                r[0]: msgspec.to_builtins(visit_from_row(r))
+                for r in db.execute(f"SELECT {VISIT_SELECT} FROM visits v").fetchall()
+            }
+        )
         # Every phone equals the server, within its scope.
         for p, phone in self.phones.items():
             assert phone.pending_count() == 0
@@ -221,9 +245,12 @@ class Convergence(RuleBasedStateMachine):
             in_scope = {h for h, v in households.items() if scope.allows_grid(v["grid_id"])}
             assert set(mine) == in_scope, p
             assert phone.visits() == {v: visits[v] for v in phone.visits()}, p
-            expected_visits = {v for v, row in visits.items()
-                               if households[row["household_id"]]["grid_id"] in
-                               {households[h]["grid_id"] for h in in_scope}}
+            expected_visits = {
+                v
+                for v, row in visits.items()
+                if households[row["household_id"]]["grid_id"]
+                in {households[h]["grid_id"] for h in in_scope}
+            }
             assert set(phone.visits()) == expected_visits, p
         # No visit duplicated or lost; voids applied.
         assert set(visits) == set(self.visits)
@@ -249,15 +276,20 @@ class Convergence(RuleBasedStateMachine):
             if final[(w.household, w.field)] is w:
                 continue
             overwritten_knowingly = any(
-                o.household == w.household and o.field == w.field and o.hlc > w.hlc
-                and w.value in o.seen for o in self.writes)
+                o.household == w.household
+                and o.field == w.field
+                and o.hlc > w.hlc
+                and w.value in o.seen
+                for o in self.writes
+            )
             if not overwritten_knowingly:
                 assert (w.household, w.field, w.value) in logged, w
 
 
 def conflict_values(store: Store) -> set[tuple[str, str, object]]:
     """(household, field, losing value) of every entry in the server's conflict log."""
-    def read(db):  # noqa: ANN001, ANN202
+
+    def read(db):
         rows = db.execute("SELECT household_id, field, value FROM sync_conflicts").fetchall()
         return {(r[0], r[1], msgspec.json.decode(r[2])) for r in rows}
 
@@ -265,7 +297,9 @@ def conflict_values(store: Store) -> set[tuple[str, str, object]]:
 
 
 Convergence.TestCase.settings = settings(
-    max_examples=40, stateful_step_count=30, deadline=None,
+    max_examples=40,
+    stateful_step_count=30,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestConvergence = Convergence.TestCase

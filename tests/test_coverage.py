@@ -15,19 +15,79 @@ ADMIN = Scope("admin", True, frozenset(), frozenset(), 0)
 # level, unit: households, assigned, unassigned, contacted, overdue, priority households,
 # priority overdue, members, under min, over cap, kinds covered, kinds total
 EXPECTED = {
-    ("district", "d1"): (12, 9, 3, 7, 3, 4, 2, 5, 2, 1,
-                         ["policy", "opinion", "safety", "dispute", "environment"], 6),
-    ("street", "s1"): (12, 9, 3, 7, 3, 4, 2, 5, 2, 1,
-                       ["policy", "opinion", "safety", "dispute", "environment"], 6),
-    ("community", "c1"): (10, 7, 3, 6, 2, 3, 1, 4, 2, 1,
-                          ["policy", "opinion", "safety", "dispute", "environment"], 6),
+    ("district", "d1"): (
+        12,
+        9,
+        3,
+        7,
+        3,
+        4,
+        2,
+        5,
+        2,
+        1,
+        ["policy", "opinion", "safety", "dispute", "environment"],
+        6,
+    ),
+    ("street", "s1"): (
+        12,
+        9,
+        3,
+        7,
+        3,
+        4,
+        2,
+        5,
+        2,
+        1,
+        ["policy", "opinion", "safety", "dispute", "environment"],
+        6,
+    ),
+    ("community", "c1"): (
+        10,
+        7,
+        3,
+        6,
+        2,
+        3,
+        1,
+        4,
+        2,
+        1,
+        ["policy", "opinion", "safety", "dispute", "environment"],
+        6,
+    ),
     ("community", "c2"): (2, 2, 0, 1, 1, 1, 1, 1, 0, 0, ["policy"], 6),
-    ("grid", "g1"): (7, 5, 2, 4, 2, 3, 1, 2, 1, 1,
-                     ["policy", "opinion", "safety", "environment"], 6),
+    ("grid", "g1"): (
+        7,
+        5,
+        2,
+        4,
+        2,
+        3,
+        1,
+        2,
+        1,
+        1,
+        ["policy", "opinion", "safety", "environment"],
+        6,
+    ),
     ("grid", "g2"): (3, 2, 1, 2, 0, 0, 0, 2, 1, 0, ["dispute"], 6),
     ("grid", "g3"): (2, 2, 0, 1, 1, 1, 1, 1, 0, 0, ["policy"], 6),
-    ("branch", "b1"): (7, 5, 2, 4, 2, 3, 1, 2, 1, 1,
-                       ["policy", "opinion", "safety", "environment"], 6),
+    ("branch", "b1"): (
+        7,
+        5,
+        2,
+        4,
+        2,
+        3,
+        1,
+        2,
+        1,
+        1,
+        ["policy", "opinion", "safety", "environment"],
+        6,
+    ),
     ("branch", "b2"): (3, 2, 1, 2, 0, 0, 0, 2, 1, 0, ["dispute"], 6),
     ("branch", "b3"): (2, 2, 0, 1, 1, 1, 1, 1, 0, 0, ["policy"], 6),
     ("member", "m1"): (4, 4, 0, 2, 2, 2, 1, 1, 0, 1, ["policy", "opinion", "safety"], 6),
@@ -52,14 +112,32 @@ EXPECTED_RATES = {
 
 
 def _figures(row: coverage.CoverageRow) -> tuple:
-    return (row.households, row.assigned, row.unassigned, row.contacted, row.overdue,
-            row.priority_households, row.priority_overdue, row.members, row.members_under_min,
-            row.members_over_cap, row.kinds_covered, row.kinds_total)
+    return (
+        row.households,
+        row.assigned,
+        row.unassigned,
+        row.contacted,
+        row.overdue,
+        row.priority_households,
+        row.priority_overdue,
+        row.members,
+        row.members_under_min,
+        row.members_over_cap,
+        row.kinds_covered,
+        row.kinds_total,
+    )
 
 
 def _rates(row: coverage.CoverageRow) -> tuple:
-    return (row.assigned_rate, row.contact_rate, row.overdue_rate, row.priority_overdue_rate,
-            row.members_under_min_rate, row.members_over_cap_rate, row.kinds_rate)
+    return (
+        row.assigned_rate,
+        row.contact_rate,
+        row.overdue_rate,
+        row.priority_overdue_rate,
+        row.members_under_min_rate,
+        row.members_over_cap_rate,
+        row.kinds_rate,
+    )
 
 
 def _by_key(rows):
@@ -67,8 +145,9 @@ def _by_key(rows):
 
 
 def test_every_figure_at_every_level(store, cov_settings, comm):
-    report = store.read(coverage.rollup, cov_settings, ADMIN, None, now_ms=NOW_MS,
-                        levels=list(coverage.LEVELS))
+    report = store.read(
+        coverage.rollup, cov_settings, ADMIN, None, now_ms=NOW_MS, levels=list(coverage.LEVELS)
+    )
     rows = _by_key(report.rows)
     assert set(rows) == set(EXPECTED)  # mx is inactive: no row
     for key, expected in EXPECTED.items():
@@ -80,20 +159,29 @@ def test_every_figure_at_every_level(store, cov_settings, comm):
     for key, expected in EXPECTED_RATES.items():
         assert _rates(rows[key]) == pytest.approx(expected), key
     # top-down order: district first, members last
-    assert [r.level for r in report.rows][0] == "district"
+    assert report.rows[0].level == "district"
     assert [r.level for r in report.rows][-1] == "member"
     assert rows[("member", "m1")].parent_id == "b1"
 
 
 def test_rollup_over_http_and_levels_filter(cov_client, comm):
-    r = cov_client.get("/api/v1/coverage", params={"scope": "c1", "level": ["grid", "member"]},
-                       headers=bearer(comm.tokens["sec1"]))
+    r = cov_client.get(
+        "/api/v1/coverage",
+        params={"scope": "c1", "level": ["grid", "member"]},
+        headers=bearer(comm.tokens["sec1"]),
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["at"].startswith("2026-11-20T12:00:00")
     got = {(row["level"], row["unit_id"]): row for row in body["rows"]}
-    assert set(got) == {("grid", "g1"), ("grid", "g2"), ("member", "m1"), ("member", "m2"),
-                        ("member", "m3"), ("member", "m4")}
+    assert set(got) == {
+        ("grid", "g1"),
+        ("grid", "g2"),
+        ("member", "m1"),
+        ("member", "m2"),
+        ("member", "m3"),
+        ("member", "m4"),
+    }
     assert got[("grid", "g1")]["overdue"] == 2
     assert got[("grid", "g1")]["contact_rate"] == pytest.approx(0.5714)
 
@@ -101,12 +189,24 @@ def test_rollup_over_http_and_levels_filter(cov_client, comm):
 def test_now_moves_the_cycle(store, cov_settings, comm):
     """Ten days later h1 (visited d3) falls out of the 7-day priority window; h9 (d20) and
     h10 (d25) are still in the 30-day cycle, h10 falls out after 6 more days."""
-    later = store.read(coverage.rollup, cov_settings, ADMIN, "g2",
-                       now_ms=NOW_MS + 6 * coverage.DAY_MS, levels=["grid"])
+    later = store.read(
+        coverage.rollup,
+        cov_settings,
+        ADMIN,
+        "g2",
+        now_ms=NOW_MS + 6 * coverage.DAY_MS,
+        levels=["grid"],
+    )
     (g2,) = later.rows
     assert (g2.contacted, g2.overdue) == (1, 1)
-    g1 = store.read(coverage.rollup, cov_settings, ADMIN, "g1",
-                    now_ms=NOW_MS + 10 * coverage.DAY_MS, levels=["grid"]).rows[0]
+    g1 = store.read(
+        coverage.rollup,
+        cov_settings,
+        ADMIN,
+        "g1",
+        now_ms=NOW_MS + 10 * coverage.DAY_MS,
+        levels=["grid"],
+    ).rows[0]
     assert g1.priority_overdue == 2  # h1 and h2
 
 
@@ -135,8 +235,7 @@ EXPECTED_VIOLATIONS = {
 
 @pytest.mark.parametrize("kind", coverage.VIOLATION_KINDS)
 def test_each_violation_kind(store, cov_settings, comm, kind):
-    page = store.read(coverage.violations, cov_settings, ADMIN, None, now_ms=NOW_MS,
-                      kinds=[kind])
+    page = store.read(coverage.violations, cov_settings, ADMIN, None, now_ms=NOW_MS, kinds=[kind])
     assert [v.id for v in page.items] == EXPECTED_VIOLATIONS[kind]
     assert {v.kind for v in page.items} == {kind}
     assert page.total == len(EXPECTED_VIOLATIONS[kind])
@@ -146,12 +245,27 @@ def test_violation_details_and_paging(store, cov_settings, comm):
     page = store.read(coverage.violations, cov_settings, ADMIN, None, now_ms=NOW_MS)
     assert page.total == 11
     assert page.counts == {k: len(v) for k, v in EXPECTED_VIOLATIONS.items()}
-    everything = [v.id for k in coverage.VIOLATION_KINDS for v in store.read(
-        coverage.violations, cov_settings, ADMIN, None, now_ms=NOW_MS, kinds=[k]).items]
+    everything = [
+        v.id
+        for k in coverage.VIOLATION_KINDS
+        for v in store.read(
+            coverage.violations, cov_settings, ADMIN, None, now_ms=NOW_MS, kinds=[k]
+        ).items
+    ]
     pages = []
     for offset in range(0, 11, 4):
-        pages += [v.id for v in store.read(coverage.violations, cov_settings, ADMIN, None,
-                                           now_ms=NOW_MS, limit=4, offset=offset).items]
+        pages += [
+            v.id
+            for v in store.read(
+                coverage.violations,
+                cov_settings,
+                ADMIN,
+                None,
+                now_ms=NOW_MS,
+                limit=4,
+                offset=offset,
+            ).items
+        ]
     assert pages == everything
     by = {(v.kind, v.id): v for v in page.items}
     h3 = by[("overdue", "h3")]
@@ -163,15 +277,20 @@ def test_violation_details_and_paging(store, cov_settings, comm):
 
 
 def test_violations_filter_by_scope_over_http(cov_client, comm):
-    r = cov_client.get("/api/v1/coverage/violations",
-                       params={"scope": "g3", "kind": ["overdue", "priority_overdue"]},
-                       headers=bearer(comm.tokens["admin"]))
+    r = cov_client.get(
+        "/api/v1/coverage/violations",
+        params={"scope": "g3", "kind": ["overdue", "priority_overdue"]},
+        headers=bearer(comm.tokens["admin"]),
+    )
     assert r.status_code == 200, r.text
     assert [(v["kind"], v["id"]) for v in r.json()["items"]] == [
-        ("overdue", "h14"), ("priority_overdue", "h14")]
+        ("overdue", "h14"),
+        ("priority_overdue", "h14"),
+    ]
     assert r.json()["items"][0]["phone"] == "13700000014"  # admin sees full numbers
-    bad = cov_client.get("/api/v1/coverage/violations", params={"kind": "late"},
-                         headers=bearer(comm.tokens["admin"]))
+    bad = cov_client.get(
+        "/api/v1/coverage/violations", params={"kind": "late"}, headers=bearer(comm.tokens["admin"])
+    )
     assert bad.status_code == 400 and bad.json()["code"] == "validation_error"
 
 
@@ -184,8 +303,12 @@ def test_branch_secretary_sees_only_their_branch(cov_client, comm):
     assert r.status_code == 200, r.text
     keys = {(row["level"], row["unit_id"]) for row in r.json()["rows"]}
     assert keys == {("branch", "b1"), ("grid", "g1"), ("member", "m1"), ("member", "m2")}
-    for path in ("/api/v1/coverage", "/api/v1/coverage/violations", "/api/v1/coverage/rebalance",
-                 "/api/v1/exports/coverage"):
+    for path in (
+        "/api/v1/coverage",
+        "/api/v1/coverage/violations",
+        "/api/v1/coverage/rebalance",
+        "/api/v1/exports/coverage",
+    ):
         r = cov_client.get(path, params={"scope": "c2"}, headers=h)
         assert r.status_code == 403, path
         assert r.json()["code"] == "out_of_scope"
@@ -199,8 +322,9 @@ def test_members_and_departments_get_no_reports(cov_client, comm):
 
 
 def test_unknown_scope_is_404(cov_client, comm):
-    r = cov_client.get("/api/v1/coverage", params={"scope": "nope"},
-                       headers=bearer(comm.tokens["admin"]))
+    r = cov_client.get(
+        "/api/v1/coverage", params={"scope": "nope"}, headers=bearer(comm.tokens["admin"])
+    )
     assert r.status_code == 404 and r.json()["code"] == "not_found"
 
 
@@ -223,10 +347,12 @@ def test_the_cached_org_tree_follows_org_edits(store, cov_settings, comm):
     before = rows()
     assert store.read(coverage.OrgIndex.of) is store.read(coverage.OrgIndex.of)
     g1 = before[("grid", "g1")]
-    store.write(org.add_units, [OrgUnit(id="g1", kind="grid", name="一网格（新）",
-                                        parent_id=g1.parent_id)])
-    store.write(org.add_units, [OrgUnit(id="g9", kind="grid", name="新网格",
-                                        parent_id=g1.parent_id)])
+    store.write(
+        org.add_units, [OrgUnit(id="g1", kind="grid", name="一网格（新）", parent_id=g1.parent_id)]
+    )
+    store.write(
+        org.add_units, [OrgUnit(id="g9", kind="grid", name="新网格", parent_id=g1.parent_id)]
+    )
     after = rows()
     assert after[("grid", "g1")].name == "一网格（新）"
     assert after[("grid", "g9")].households == 0
@@ -238,17 +364,36 @@ def test_violation_pages_across_communities_with_different_policies(store, cov_s
     are read separately and merged in one order, page by page."""
     override = coverage.PolicyOverride(cycle_days=1, priority_cycle_days=1)
     store.write(coverage.set_policy, cov_settings, coverage.Actor.cli(), "c2", override)
-    page = store.read(coverage.violations, cov_settings, ADMIN, None, now_ms=NOW_MS,
-                      kinds=["overdue"])
+    page = store.read(
+        coverage.violations, cov_settings, ADMIN, None, now_ms=NOW_MS, kinds=["overdue"]
+    )
     assert [v.id for v in page.items] == ["h4", "h3", "h14", "h13"]
-    one_by_one = [store.read(coverage.violations, cov_settings, ADMIN, None, now_ms=NOW_MS,
-                             kinds=["overdue"], limit=1, offset=i).items[0].id for i in range(4)]
+    one_by_one = [
+        store.read(
+            coverage.violations,
+            cov_settings,
+            ADMIN,
+            None,
+            now_ms=NOW_MS,
+            kinds=["overdue"],
+            limit=1,
+            offset=i,
+        )
+        .items[0]
+        .id
+        for i in range(4)
+    ]
     assert one_by_one == ["h4", "h3", "h14", "h13"]
 
 
-@pytest.mark.parametrize("override", [None, coverage.PolicyOverride(cycle_days=1,
-                                                                    priority_cycle_days=1),
-                                      coverage.PolicyOverride(priority_tags=[])])
+@pytest.mark.parametrize(
+    "override",
+    [
+        None,
+        coverage.PolicyOverride(cycle_days=1, priority_cycle_days=1),
+        coverage.PolicyOverride(priority_tags=[]),
+    ],
+)
 @pytest.mark.parametrize("unit", [None, "s1", "c1", "g2"])
 def test_sql_unit_path_equals_the_member_path(store, cov_settings, comm, override, unit):
     """Unit rows are computed in SQL when no member rows are shown, and from per-member groups
@@ -258,8 +403,9 @@ def test_sql_unit_path_equals_the_member_path(store, cov_settings, comm, overrid
         store.write(coverage.set_policy, cov_settings, coverage.Actor.cli(), "c2", override)
     units = [level for level in coverage.LEVELS if level != "member"]
     fast = store.read(coverage.rollup, cov_settings, ADMIN, unit, now_ms=NOW_MS, levels=units)
-    full = store.read(coverage.rollup, cov_settings, ADMIN, unit, now_ms=NOW_MS,
-                      levels=list(coverage.LEVELS))
+    full = store.read(
+        coverage.rollup, cov_settings, ADMIN, unit, now_ms=NOW_MS, levels=list(coverage.LEVELS)
+    )
     assert fast.rows == [r for r in full.rows if r.level != "member"]
     assert fast.rows
     if unit is None:  # the fixture has priority households overdue in the whole district

@@ -26,25 +26,30 @@ def _assign(client, token, **body):
 
 
 def _household(store, hid):
-    return store.read(lambda db: db.execute(
-        "SELECT responsible_member_id, seq, updated_at FROM households WHERE id = ?",
-        [hid]).fetchone())
+    return store.read(
+        lambda db: db.execute(
+            "SELECT responsible_member_id, seq, updated_at FROM households WHERE id = ?", [hid]
+        ).fetchone()
+    )
 
 
-@pytest.mark.parametrize("who, body, status, code", [
-    ("m1", {"household_id": "h6", "member_id": "m2"}, 403, "forbidden"),
-    ("sec1", {"household_id": "nope", "member_id": "m2"}, 404, "not_found"),
-    ("bs1", {"household_id": "h12", "member_id": "m3"}, 403, "out_of_scope"),
-    ("sec1", {"household_id": "h13", "member_id": "m5"}, 403, "out_of_scope"),
-    ("sec1", {"household_id": "h8", "member_id": "m2"}, 409, "household_inactive"),
-    ("sec1", {"household_id": "h6", "member_id": "nobody"}, 404, "not_found"),
-    ("sec1", {"household_id": "h6", "member_id": "bs1"}, 400, "not_a_member"),
-    ("sec1", {"household_id": "h6", "member_id": "mx"}, 400, "member_inactive"),
-    ("sec1", {"household_id": "h12", "member_id": "m1"}, 400, "member_out_of_grid"),
-    ("sec1", {"household_id": "h1", "member_id": "m2"}, 409, "already_assigned"),
-    ("sec1", {"household_id": "h6", "member_id": "m1"}, 409, "over_cap"),
-    ("sec1", {"household_id": "h6", "member_id": "m2", "extra": 1}, 400, "validation_error"),
-])
+@pytest.mark.parametrize(
+    "who, body, status, code",
+    [
+        ("m1", {"household_id": "h6", "member_id": "m2"}, 403, "forbidden"),
+        ("sec1", {"household_id": "nope", "member_id": "m2"}, 404, "not_found"),
+        ("bs1", {"household_id": "h12", "member_id": "m3"}, 403, "out_of_scope"),
+        ("sec1", {"household_id": "h13", "member_id": "m5"}, 403, "out_of_scope"),
+        ("sec1", {"household_id": "h8", "member_id": "m2"}, 409, "household_inactive"),
+        ("sec1", {"household_id": "h6", "member_id": "nobody"}, 404, "not_found"),
+        ("sec1", {"household_id": "h6", "member_id": "bs1"}, 400, "not_a_member"),
+        ("sec1", {"household_id": "h6", "member_id": "mx"}, 400, "member_inactive"),
+        ("sec1", {"household_id": "h12", "member_id": "m1"}, 400, "member_out_of_grid"),
+        ("sec1", {"household_id": "h1", "member_id": "m2"}, 409, "already_assigned"),
+        ("sec1", {"household_id": "h6", "member_id": "m1"}, 409, "over_cap"),
+        ("sec1", {"household_id": "h6", "member_id": "m2", "extra": 1}, 400, "validation_error"),
+    ],
+)
 def test_each_refusal_code(store, cov_client, comm, who, body, status, code):
     before = store.read(current_seq)
     r = _assign(cov_client, comm.tokens[who], **body)
@@ -65,9 +70,16 @@ def test_assign_bumps_seq_and_is_audited(store, cov_client, comm):
     r = _assign(cov_client, comm.tokens["bs1"], household_id="h6", member_id="m2")
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body == {"household_id": "h6", "member_id": "m2", "previous_member_id": None,
-                    "status": "assigned", "seq": body["seq"], "load": 2, "cap": 3,
-                    "override_cap": False}
+    assert body == {
+        "household_id": "h6",
+        "member_id": "m2",
+        "previous_member_id": None,
+        "status": "assigned",
+        "seq": body["seq"],
+        "load": 2,
+        "cap": 3,
+        "override_cap": False,
+    }
     member, seq, updated_at = _household(store, "h6")
     assert member == "m2" and seq == body["seq"] > seq_before
     assert updated_at.startswith("2026-11-20T12:00:00")  # the injected clock
@@ -79,8 +91,14 @@ def test_assign_bumps_seq_and_is_audited(store, cov_client, comm):
 
 
 def test_move_needs_replace(store, cov_client, comm):
-    r = _assign(cov_client, comm.tokens["sec1"], household_id="h5", member_id="m1",
-                replace=True, override_cap=True)
+    r = _assign(
+        cov_client,
+        comm.tokens["sec1"],
+        household_id="h5",
+        member_id="m1",
+        replace=True,
+        override_cap=True,
+    )
     assert r.status_code == 200, r.text
     assert (r.json()["status"], r.json()["previous_member_id"]) == ("moved", "m2")
     log = store.read(coverage.assignment_log, "h5")[0]
@@ -88,14 +106,25 @@ def test_move_needs_replace(store, cov_client, comm):
 
 
 def test_cap_override_is_logged(store, cov_client, comm):
-    r = _assign(cov_client, comm.tokens["sec1"], household_id="h6", member_id="m1",
-                override_cap=True, reason="邻居，熟悉情况")
+    r = _assign(
+        cov_client,
+        comm.tokens["sec1"],
+        household_id="h6",
+        member_id="m1",
+        override_cap=True,
+        reason="邻居，熟悉情况",
+    )
     assert r.status_code == 200, r.text
     assert (r.json()["load"], r.json()["cap"], r.json()["override_cap"]) == (5, 3, True)
     log = store.read(coverage.assignment_log, "h6")
     assert len(log) == 1
-    assert (log[0]["override_cap"], log[0]["load_after"], log[0]["cap"], log[0]["person_id"],
-            log[0]["reason"]) == (1, 5, 3, "sec1", "邻居，熟悉情况")
+    assert (
+        log[0]["override_cap"],
+        log[0]["load_after"],
+        log[0]["cap"],
+        log[0]["person_id"],
+        log[0]["reason"],
+    ) == (1, 5, 3, "sec1", "邻居，熟悉情况")
     entry = store.read(audit.entries, action="household.assign")[0]
     assert entry["detail"]["override_cap"] is True
     # an assignment within the cap is logged without the flag
@@ -105,13 +134,16 @@ def test_cap_override_is_logged(store, cov_client, comm):
 
 def test_cli_assign(db_path, store, comm, tmp_path):
     config = tmp_path / "gridsync.toml"
-    config.write_text("[coverage]\nmin_households_per_member = 2\n"
-                      "max_households_per_member = 3\n")
+    config.write_text("[coverage]\nmin_households_per_member = 2\nmax_households_per_member = 3\n")
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "gridsync", *args, "--db", db_path,
-                               "--config", str(config)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "gridsync", *args, "--db", db_path, "--config", str(config)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     refused = cli("assign", "h1", "--member", "m2")
     assert refused.returncode == 1
@@ -136,8 +168,11 @@ def test_rebalance_neighbours_first_then_least_loaded(store, cov_settings, comm)
     # m1 is full (4 > cap 3). h7 (1号楼): m2 has nothing there -> least loaded; h6 (2号楼):
     # m2 already holds h5 there -> neighbour. h12 (g2, 2号楼): m3 holds h9 there, so m3 wins
     # although m4 holds nothing.
-    assert got == [("h7", "m2", "least_loaded", 1), ("h6", "m2", "neighbour", 2),
-                   ("h12", "m3", "neighbour", 2)]
+    assert got == [
+        ("h7", "m2", "least_loaded", 1),
+        ("h6", "m2", "neighbour", 2),
+        ("h12", "m3", "neighbour", 2),
+    ]
     assert plan.unplaced == []
     # nothing is written by a suggestion
     assert _household(store, "h7")[0] is None
@@ -145,9 +180,13 @@ def test_rebalance_neighbours_first_then_least_loaded(store, cov_settings, comm)
 
 def test_rebalance_respects_capacity(store, cov_settings, comm):
     for hid in ("h20", "h21"):
-        store.write(lambda db, hid=hid: db.execute(
-            "INSERT INTO households (id, grid_id, building, room, seq, created_at, updated_at) "
-            "VALUES (?, 'g1', '9号楼', ?, 999, 'x', 'x')", [hid, hid]))
+        store.write(
+            lambda db, hid=hid: db.execute(
+                "INSERT INTO households (id, grid_id, building, room, seq, created_at, updated_at) "
+                "VALUES (?, 'g1', '9号楼', ?, 999, 'x', 'x')",
+                [hid, hid],
+            )
+        )
     plan = store.read(coverage.rebalance, cov_settings, ADMIN, "g1", now_ms=NOW_MS)
     assert [s.member_id for s in plan.suggestions] == ["m2", "m2"]  # m2 reaches the cap of 3
     assert plan.unplaced == ["h20", "h21"]
@@ -157,8 +196,10 @@ def test_rebalance_applied_only_on_confirmation(store, cov_client, comm):
     h = bearer(comm.tokens["sec1"])
     plan = cov_client.get("/api/v1/coverage/rebalance", params={"scope": "c1"}, headers=h)
     assert plan.status_code == 200, plan.text
-    picks = [{"household_id": s["household_id"], "member_id": s["member_id"]}
-             for s in plan.json()["suggestions"]]
+    picks = [
+        {"household_id": s["household_id"], "member_id": s["member_id"]}
+        for s in plan.json()["suggestions"]
+    ]
     picks.append({"household_id": "h1", "member_id": "m2"})  # someone else's household
     r = cov_client.post("/api/v1/coverage/rebalance", json={"items": picks}, headers=h)
     assert r.status_code == 200, r.text
@@ -168,8 +209,9 @@ def test_rebalance_applied_only_on_confirmation(store, cov_client, comm):
     assert [_household(store, hid)[0] for hid in ("h7", "h6", "h12")] == ["m2", "m2", "m3"]
     logs = store.read(coverage.assignment_log)
     assert {log["reason"] for log in logs} == {"rebalance"}
-    forbidden = cov_client.post("/api/v1/coverage/rebalance", json={"items": picks[:1]},
-                                headers=bearer(comm.tokens["m1"]))
+    forbidden = cov_client.post(
+        "/api/v1/coverage/rebalance", json={"items": picks[:1]}, headers=bearer(comm.tokens["m1"])
+    )
     assert forbidden.status_code == 403
 
 
@@ -178,26 +220,34 @@ def test_rebalance_applied_only_on_confirmation(store, cov_client, comm):
 
 def test_policy_api_validates_and_is_admin_only(cov_client, comm):
     admin = bearer(comm.tokens["admin"])
-    r = cov_client.put("/api/v1/coverage/policies/c2", json={"min_households_per_member": 3},
-                       headers=admin)
+    r = cov_client.put(
+        "/api/v1/coverage/policies/c2", json={"min_households_per_member": 3}, headers=admin
+    )
     assert r.status_code == 200, r.text
     assert r.json()["policy"]["min_households_per_member"] == 3
     assert r.json()["policy"]["max_households_per_member"] == 3  # the district default
     assert r.json()["overridden"] == ["min_households_per_member"]
-    for body, field in [({"min_households_per_member": 9}, "min_households_per_member"),
-                        ({"cycle_days": 0}, "cycle_days"),
-                        ({"service_kinds": []}, "service_kinds"),
-                        ({"service_kinds": ["a", "a"]}, "service_kinds"),
-                        ({"colour": "red"}, None)]:
+    for body, field in [
+        ({"min_households_per_member": 9}, "min_households_per_member"),
+        ({"cycle_days": 0}, "cycle_days"),
+        ({"service_kinds": []}, "service_kinds"),
+        ({"service_kinds": ["a", "a"]}, "service_kinds"),
+        ({"colour": "red"}, None),
+    ]:
         bad = cov_client.put("/api/v1/coverage/policies/c1", json=body, headers=admin)
         assert bad.status_code == 400, body
         assert bad.json()["code"] == "validation_error"
         if field:
             assert bad.json().get("field", "").endswith(field), bad.json()
-    assert cov_client.put("/api/v1/coverage/policies/g1", json={}, headers=admin
-                          ).status_code == 404
-    assert cov_client.put("/api/v1/coverage/policies/c1", json={"cycle_days": 9},
-                          headers=bearer(comm.tokens["sec1"])).status_code == 403
+    assert cov_client.put("/api/v1/coverage/policies/g1", json={}, headers=admin).status_code == 404
+    assert (
+        cov_client.put(
+            "/api/v1/coverage/policies/c1",
+            json={"cycle_days": 9},
+            headers=bearer(comm.tokens["sec1"]),
+        ).status_code
+        == 403
+    )
     seen = cov_client.get("/api/v1/coverage/policies/c2", headers=bearer(comm.tokens["sec1"]))
     assert seen.status_code == 404  # c2 is not in sec1's scope
     cleared = cov_client.delete("/api/v1/coverage/policies/c2", headers=admin)
@@ -210,8 +260,13 @@ def test_policy_pull_source(store, cov_settings, comm):
     assert sorted(c.id for c in first) == ["c1", "c2"]
     assert all(c.op == "put" and c.data.max_households_per_member == 3 for c in first)
     cursor = store.read(current_seq)
-    store.write(coverage.set_policy, cov_settings, coverage.Actor.cli(), "c2",
-                coverage.PolicyOverride(max_households_per_member=8))
+    store.write(
+        coverage.set_policy,
+        cov_settings,
+        coverage.Actor.cli(),
+        "c2",
+        coverage.PolicyOverride(max_households_per_member=8),
+    )
     changes = store.read(coverage.policy_changes, ADMIN, cursor, store.read(current_seq), 100)
     assert [(c.id, c.data.max_households_per_member) for c in changes] == [("c2", 8)]
     # a member's phone gets the policy of the community holding its grid, and only that one
@@ -258,8 +313,11 @@ def test_sample_same_seed_same_sample_other_seed_differs(store, comm):
 def test_sample_last_visits_and_masking(store, cov_client, comm):
     for days in (4, 6, 8):
         store.write(insert_visit, "h5", "m2", NOW_MS - days * coverage.DAY_MS, ["safety"])
-    r = cov_client.get("/api/v1/coverage/sample", params={"scope": "g1", "n": 10, "seed": "s1"},
-                       headers=bearer(comm.tokens["bs1"]))
+    r = cov_client.get(
+        "/api/v1/coverage/sample",
+        params={"scope": "g1", "n": 10, "seed": "s1"},
+        headers=bearer(comm.tokens["bs1"]),
+    )
     assert r.status_code == 200, r.text
     items = {i["household"]["id"]: i for i in r.json()["items"]}
     assert r.json()["population"] == 7
@@ -267,8 +325,11 @@ def test_sample_last_visits_and_masking(store, cov_client, comm):
     assert len(h5) == 3 and all(not v["voided"] for v in h5)
     assert [v["at"][:10] for v in h5] == ["2026-11-19", "2026-11-16", "2026-11-14"]
     assert items["h5"]["household"]["phone"] == "137****0005"  # branch secretary: masked
-    full = cov_client.get("/api/v1/coverage/sample", params={"scope": "g1", "n": 10, "seed": "s1"},
-                          headers=bearer(comm.tokens["sec1"])).json()
+    full = cov_client.get(
+        "/api/v1/coverage/sample",
+        params={"scope": "g1", "n": 10, "seed": "s1"},
+        headers=bearer(comm.tokens["sec1"]),
+    ).json()
     assert [i["household"]["id"] for i in full["items"]] == list(items)  # same seed, same draw
     assert {i["household"]["phone"] for i in full["items"]} >= {"13700000005"}
     entry = store.read(audit.entries, action="read.coverage.sample")[0]
@@ -277,9 +338,28 @@ def test_sample_last_visits_and_masking(store, cov_client, comm):
 
 def test_cli_sample_is_reproducible(db_path, comm):
     def run(seed):
-        out = subprocess.run([sys.executable, "-m", "gridsync", "coverage", "sample", "--scope",
-                              "c1", "--n", "4", "--seed", seed, "--json", "--db", db_path],
-                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gridsync",
+                "coverage",
+                "sample",
+                "--scope",
+                "c1",
+                "--n",
+                "4",
+                "--seed",
+                seed,
+                "--json",
+                "--db",
+                db_path,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
         import json
 
@@ -288,10 +368,13 @@ def test_cli_sample_is_reproducible(db_path, comm):
     assert run("7") == run("7") != run("8")
 
 
-@pytest.mark.parametrize("lang, texts", [
-    ("zh", ["户），种子 7", "同楼栋", "负荷", "条建议", "--apply"]),
-    ("en", ["households, seed 7", "neighbour", "load", "suggestions", "--apply"]),
-])
+@pytest.mark.parametrize(
+    "lang, texts",
+    [
+        ("zh", ["户），种子 7", "同楼栋", "负荷", "条建议", "--apply"]),
+        ("en", ["households, seed 7", "neighbour", "load", "suggestions", "--apply"]),
+    ],
+)
 def test_cli_sample_and_rebalance_speak_chinese_by_default(db_path, comm, lang, texts):
     from click.testing import CliRunner
 
@@ -299,8 +382,10 @@ def test_cli_sample_and_rebalance_speak_chinese_by_default(db_path, comm, lang, 
 
     extra = [] if lang == "zh" else ["--lang", "en"]
     runner = CliRunner()
-    sample = runner.invoke(cli, ["coverage", "sample", "--scope", "c1", "--n", "2", "--seed", "7",
-                                 "--db", db_path, *extra])
+    sample = runner.invoke(
+        cli,
+        ["coverage", "sample", "--scope", "c1", "--n", "2", "--seed", "7", "--db", db_path, *extra],
+    )
     plan = runner.invoke(cli, ["coverage", "rebalance", "--scope", "c1", "--db", db_path, *extra])
     assert sample.exit_code == 0 and plan.exit_code == 0, sample.output + plan.output
     out = sample.output + plan.output

@@ -20,8 +20,12 @@ ADMIN = Scope("admin", True, frozenset(), frozenset(), 0)
 OVERRIDES = [
     None,
     coverage.PolicyOverride(min_households_per_member=0, max_households_per_member=1),
-    coverage.PolicyOverride(cycle_days=3, priority_cycle_days=1, priority_tags=["renter"],
-                            service_kinds=["policy", "dispute", "custom"]),
+    coverage.PolicyOverride(
+        cycle_days=3,
+        priority_cycle_days=1,
+        priority_tags=["renter"],
+        service_kinds=["policy", "dispute", "custom"],
+    ),
 ]
 
 
@@ -30,8 +34,10 @@ def _rate(num: int, den: int) -> float | None:
 
 
 def obvious_member_rows(db, settings, unit: str | None) -> dict[str, tuple]:
-    units = {uid: (kind, parent) for uid, kind, parent in db.execute(
-        "SELECT id, kind, parent_id FROM org_units")}
+    units = {
+        uid: (kind, parent)
+        for uid, kind, parent in db.execute("SELECT id, kind, parent_id FROM org_units")
+    }
 
     def under(uid: str | None, top: str | None) -> bool:
         while uid is not None:
@@ -40,16 +46,23 @@ def obvious_member_rows(db, settings, unit: str | None) -> dict[str, tuple]:
             uid = units[uid][1]
         return top is None
 
-    policies = {uid: coverage.policy_for(db, settings, uid)
-                for uid, (kind, _) in units.items() if kind == "community"}
+    policies = {
+        uid: coverage.policy_for(db, settings, uid)
+        for uid, (kind, _) in units.items()
+        if kind == "community"
+    }
     grids = {uid for uid, (kind, _) in units.items() if kind == "grid" and under(uid, unit)}
-    households = db.execute("SELECT grid_id, responsible_member_id, tags, last_visit_ms "
-                            "FROM households WHERE status = 'active'").fetchall()
-    visits = db.execute("SELECT grid_id, member_id, at_ms, kinds FROM visits "
-                        "WHERE voided = 0").fetchall()
+    households = db.execute(
+        "SELECT grid_id, responsible_member_id, tags, last_visit_ms "
+        "FROM households WHERE status = 'active'"
+    ).fetchall()
+    visits = db.execute(
+        "SELECT grid_id, member_id, at_ms, kinds FROM visits WHERE voided = 0"
+    ).fetchall()
     out = {}
     for pid, name, branch, roles in db.execute(
-            "SELECT id, name, branch_id, roles FROM people WHERE active = 1"):
+        "SELECT id, name, branch_id, roles FROM people WHERE active = 1"
+    ):
         if "member" not in json.loads(roles) or not under(branch, unit):
             continue
         own = coverage.policy_for(db, settings, units[branch][1])
@@ -72,10 +85,29 @@ def obvious_member_rows(db, settings, unit: str | None) -> dict[str, tuple]:
         kinds &= set(own.service_kinds)
         low, high = load < own.min_households_per_member, load > own.max_households_per_member
         total = len(own.service_kinds)
-        out[pid] = (name, branch, n, n, 0, contacted, n - contacted, prio, prio_overdue, 1,
-                    int(low), int(high), kinds, total, _rate(n, n), _rate(contacted, n),
-                    _rate(n - contacted, n), _rate(prio_overdue, prio), float(low),
-                    float(high), _rate(len(kinds), total))
+        out[pid] = (
+            name,
+            branch,
+            n,
+            n,
+            0,
+            contacted,
+            n - contacted,
+            prio,
+            prio_overdue,
+            1,
+            int(low),
+            int(high),
+            kinds,
+            total,
+            _rate(n, n),
+            _rate(contacted, n),
+            _rate(n - contacted, n),
+            _rate(prio_overdue, prio),
+            float(low),
+            float(high),
+            _rate(len(kinds), total),
+        )
     return out
 
 
@@ -85,47 +117,86 @@ def test_member_rows_equal_the_obvious_recount(store, cov_settings, comm, overri
     # members who differ in one figure only (figures are shared between members with the
     # same numbers), one without households, and m3 with households and visits in two
     # communities
-    store.write(org.add_people, [
-        org.NewPerson(id=pid, name=f"党员{pid}", roles=["member"], scope=["g2"], branch_id="b2")
-        for pid in ("m6", "m7", "m8", "m9")], CLI)
+    store.write(
+        org.add_people,
+        [
+            org.NewPerson(id=pid, name=f"党员{pid}", roles=["member"], scope=["g2"], branch_id="b2")
+            for pid in ("m6", "m7", "m8", "m9")
+        ],
+        CLI,
+    )
 
     def households(db):
-        for hid, member, tags in (("h20", "m6", '["elderly_alone"]'),
-                                  ("h21", "m7", '["elderly_alone"]'),
-                                  ("h22", "m8", '["elderly_alone"]'), ("h23", "m8", "[]")):
-            db.execute("INSERT INTO households (id, grid_id, tags, responsible_member_id, seq, "
-                       "created_at, updated_at) VALUES (?, 'g2', ?, ?, 0, '', '')",
-                       [hid, tags, member])
+        for hid, member, tags in (
+            ("h20", "m6", '["elderly_alone"]'),
+            ("h21", "m7", '["elderly_alone"]'),
+            ("h22", "m8", '["elderly_alone"]'),
+            ("h23", "m8", "[]"),
+        ):
+            db.execute(
+                "INSERT INTO households (id, grid_id, tags, responsible_member_id, seq, "
+                "created_at, updated_at) VALUES (?, 'g2', ?, ?, 0, '', '')",
+                [hid, tags, member],
+            )
         db.execute("UPDATE households SET responsible_member_id = 'm3' WHERE id = 'h14'")
 
     store.write(households)
     for hid, member, days, kinds in (
-            ("h20", "m6", 3, ["policy"]), ("h21", "m7", 10, ["policy"]),  # priority overdue
-            ("h22", "m8", 3, ["policy"]), ("h23", "m8", 31, ["opinion"]),  # one overdue
-            ("h14", "m3", 2, ["dispute", "custom"]), ("h13", "m6", 29, ["policy"])):
+        ("h20", "m6", 3, ["policy"]),
+        ("h21", "m7", 10, ["policy"]),  # priority overdue
+        ("h22", "m8", 3, ["policy"]),
+        ("h23", "m8", 31, ["opinion"]),  # one overdue
+        ("h14", "m3", 2, ["dispute", "custom"]),
+        ("h13", "m6", 29, ["policy"]),
+    ):
         store.write(insert_visit, hid, member, NOW_MS - days * DAY_MS, kinds)
     if override is not None:
         store.write(coverage.set_policy, cov_settings, CLI, "c2", override)
-    report = store.read(coverage.rollup, cov_settings, ADMIN, unit, now_ms=NOW_MS,
-                        levels=["member"])
-    got = {r.unit_id: (r.name, r.parent_id, r.households, r.assigned, r.unassigned, r.contacted,
-                       r.overdue, r.priority_households, r.priority_overdue, r.members,
-                       r.members_under_min, r.members_over_cap, set(r.kinds_covered),
-                       r.kinds_total, r.assigned_rate, r.contact_rate, r.overdue_rate,
-                       r.priority_overdue_rate, r.members_under_min_rate,
-                       r.members_over_cap_rate, r.kinds_rate)
-           for r in report.rows}
+    report = store.read(
+        coverage.rollup, cov_settings, ADMIN, unit, now_ms=NOW_MS, levels=["member"]
+    )
+    got = {
+        r.unit_id: (
+            r.name,
+            r.parent_id,
+            r.households,
+            r.assigned,
+            r.unassigned,
+            r.contacted,
+            r.overdue,
+            r.priority_households,
+            r.priority_overdue,
+            r.members,
+            r.members_under_min,
+            r.members_over_cap,
+            set(r.kinds_covered),
+            r.kinds_total,
+            r.assigned_rate,
+            r.contact_rate,
+            r.overdue_rate,
+            r.priority_overdue_rate,
+            r.members_under_min_rate,
+            r.members_over_cap_rate,
+            r.kinds_rate,
+        )
+        for r in report.rows
+    }
     assert [r.unit_id for r in report.rows] == sorted(got)  # by id
     expected = store.read(obvious_member_rows, cov_settings, unit)
     assert got == expected
     assert any(row[2] for row in got.values())  # not vacuously equal
     # the JSON the API sends is the same as for rows built one by one
-    assert all(coverage.CoverageRow(**{f: getattr(r, f) for f in r.__struct_fields__}) == r
-               for r in report.rows)
+    assert all(
+        coverage.CoverageRow(**{f: getattr(r, f) for f in r.__struct_fields__}) == r
+        for r in report.rows
+    )
 
 
-@given(st.integers(min_value=1, max_value=2_000_000).flatmap(
-    lambda den: st.tuples(st.integers(min_value=0, max_value=den), st.just(den))))
+@given(
+    st.integers(min_value=1, max_value=2_000_000).flatmap(
+        lambda den: st.tuples(st.integers(min_value=0, max_value=den), st.just(den))
+    )
+)
 @settings(max_examples=500, deadline=None)
 def test_rates_are_round_to_4_decimals(pair):
     num, den = pair

@@ -29,8 +29,9 @@ def run_demo(db_path, *args: str):
 def dump(db_path) -> dict[str, list[tuple]]:
     conn = sqlite3.connect(db_path)
     try:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
-                for t in DOMAIN_TABLES}
+        return {
+            t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in DOMAIN_TABLES
+        }
     finally:
         conn.close()
 
@@ -54,27 +55,47 @@ def q(path, sql: str, *params) -> list[tuple]:
 
 def test_community_has_the_published_figures(community):
     path, report = community
-    assert report["org_units"] == {"district": 1, "street": 1, "community": 1, "grid": 6,
-                                   "branch": 6, "department": 2}
-    assert report["people"] == {"admin": 1, "street": 1, "community_secretary": 1,
-                                "branch_secretary": 6, "member": 71, "department": 2}
+    assert report["org_units"] == {
+        "district": 1,
+        "street": 1,
+        "community": 1,
+        "grid": 6,
+        "branch": 6,
+        "department": 2,
+    }
+    assert report["people"] == {
+        "admin": 1,
+        "street": 1,
+        "community_secretary": 1,
+        "branch_secretary": 6,
+        "member": 71,
+        "department": 2,
+    }
     assert report["households"] == 520
     assert q(path, "SELECT name FROM org_units WHERE kind = 'community'") == [("出头社区",)]
-    assert sorted(n for (n,) in q(path, "SELECT name FROM org_units WHERE kind='department'")) \
-        == ["住建局", "城管局"]
+    assert sorted(n for (n,) in q(path, "SELECT name FROM org_units WHERE kind='department'")) == [
+        "住建局",
+        "城管局",
+    ]
     # every branch maps to one grid of the community, and each grid has one branch
-    branches = q(path, "SELECT b.grid_id, g.kind, b.parent_id FROM org_units b "
-                       "JOIN org_units g ON g.id = b.grid_id WHERE b.kind = 'branch'")
+    branches = q(
+        path,
+        "SELECT b.grid_id, g.kind, b.parent_id FROM org_units b "
+        "JOIN org_units g ON g.id = b.grid_id WHERE b.kind = 'branch'",
+    )
     assert len({g for g, _, _ in branches}) == 6
     assert {(k, p) for _, k, p in branches} == {("grid", "c001")}
 
 
 def test_members_belong_to_a_branch_and_are_scoped_to_its_grid(community):
     path, _ = community
-    rows = q(path, "SELECT p.id, p.branch_id, b.grid_id, s.unit_id FROM people p "
-                   "JOIN person_scope s ON s.person_id = p.id "
-                   "JOIN org_units b ON b.id = p.branch_id "
-                   "WHERE EXISTS (SELECT 1 FROM json_each(p.roles) WHERE value = 'member')")
+    rows = q(
+        path,
+        "SELECT p.id, p.branch_id, b.grid_id, s.unit_id FROM people p "
+        "JOIN person_scope s ON s.person_id = p.id "
+        "JOIN org_units b ON b.id = p.branch_id "
+        "WHERE EXISTS (SELECT 1 FROM json_each(p.roles) WHERE value = 'member')",
+    )
     assert len(rows) == 71
     assert all(grid == scope for _, _, grid, scope in rows)
     names = [n for (n,) in q(path, "SELECT head_name FROM households")]
@@ -89,15 +110,25 @@ def test_members_belong_to_a_branch_and_are_scoped_to_its_grid(community):
 
 def test_every_household_has_one_member_of_its_grid_within_limits(community):
     path, report = community
-    wrong_grid = q(path, "SELECT h.id FROM households h JOIN person_scope s "
-                         "ON s.person_id = h.responsible_member_id WHERE s.unit_id != h.grid_id")
+    wrong_grid = q(
+        path,
+        "SELECT h.id FROM households h JOIN person_scope s "
+        "ON s.person_id = h.responsible_member_id WHERE s.unit_id != h.grid_id",
+    )
     assert wrong_grid == []
-    unassigned = q(path, "SELECT count(*) FROM households WHERE status = 'active' "
-                         "AND responsible_member_id IS NULL")[0][0]
+    unassigned = q(
+        path,
+        "SELECT count(*) FROM households WHERE status = 'active' AND responsible_member_id IS NULL",
+    )[0][0]
     assert 1 <= unassigned <= 10 and unassigned == report["unassigned_households"]
-    loads = dict(q(path, "SELECT p.id, (SELECT count(*) FROM households h WHERE "
-                         "h.responsible_member_id = p.id AND h.status = 'active') FROM people p "
-                         "WHERE EXISTS (SELECT 1 FROM json_each(p.roles) WHERE value='member')"))
+    loads = dict(
+        q(
+            path,
+            "SELECT p.id, (SELECT count(*) FROM households h WHERE "
+            "h.responsible_member_id = p.id AND h.status = 'active') FROM people p "
+            "WHERE EXISTS (SELECT 1 FROM json_each(p.roles) WHERE value='member')",
+        )
+    )
     assert max(loads.values()) <= 12
     under = [m for m, n in loads.items() if n < 5]
     assert 1 <= len(under) <= 3 and len(under) == report["members_under_minimum"]
@@ -108,34 +139,52 @@ def test_every_household_has_one_member_of_its_grid_within_limits(community):
 
 def test_visits_cover_sixty_days_and_keep_last_visit(community):
     path, report = community
-    visits = q(path, "SELECT v.id, v.at, v.at_ms, v.grid_id, h.grid_id, v.channel, v.kinds, "
-                     "v.device_id FROM visits v JOIN households h ON h.id = v.household_id")
+    visits = q(
+        path,
+        "SELECT v.id, v.at, v.at_ms, v.grid_id, h.grid_id, v.channel, v.kinds, "
+        "v.device_id FROM visits v JOIN households h ON h.id = v.household_id",
+    )
     assert len(visits) == report["visits"] > 2000
     for vid, at, at_ms, grid, household_grid, channel, kinds, device in visits:
         assert END_MS - 60 * DAY_MS <= at_ms < END_MS
         assert at.endswith("+08:00") and parse_ms(at) == at_ms
         assert grid == household_grid
         assert channel in {"door", "phone", "wechat"}
-        assert set(json.loads(kinds)) <= {"policy", "opinion", "hardship", "safety", "dispute",
-                                          "environment"} and json.loads(kinds)
+        assert set(json.loads(kinds)) <= {
+            "policy",
+            "opinion",
+            "hardship",
+            "safety",
+            "dispute",
+            "environment",
+        } and json.loads(kinds)
         u = uuid.UUID(vid)
         assert u.version == 7 and u.int >> 80 == at_ms  # time-ordered id of the visit's time
         assert device is None  # demo people have no devices
-    stale = q(path, "SELECT count(*) FROM households h WHERE h.last_visit_ms IS NOT "
-                    "(SELECT max(at_ms) FROM visits v WHERE v.household_id = h.id "
-                    "AND v.voided = 0)")
+    stale = q(
+        path,
+        "SELECT count(*) FROM households h WHERE h.last_visit_ms IS NOT "
+        "(SELECT max(at_ms) FROM visits v WHERE v.household_id = h.id "
+        "AND v.voided = 0)",
+    )
     assert stale == [(0,)]
     assert report["overdue_households"] > 0
     # no household is visited by a member of another grid
-    foreign = q(path, "SELECT count(*) FROM visits v JOIN person_scope s ON "
-                      "s.person_id = v.member_id WHERE s.unit_id != v.grid_id")
+    foreign = q(
+        path,
+        "SELECT count(*) FROM visits v JOIN person_scope s ON "
+        "s.person_id = v.member_id WHERE s.unit_id != v.grid_id",
+    )
     assert foreign == [(0,)]
 
 
 def test_every_row_has_its_own_change_seq(community):
     path, _ = community
-    seqs = [s for t in ("org_units", "people", "households", "visits")
-            for (s,) in q(path, f"SELECT seq FROM {t}")]
+    seqs = [
+        s
+        for t in ("org_units", "people", "households", "visits")
+        for (s,) in q(path, f"SELECT seq FROM {t}")
+    ]
     assert len(seqs) == len(set(seqs))
     assert max(seqs) == int(q(path, "SELECT value FROM meta WHERE key='change_seq'")[0][0])
     visit_order = [s for (s,) in q(path, "SELECT seq FROM visits ORDER BY id")]
@@ -183,29 +232,60 @@ def test_text_summary_prints_the_token(tmp_path):
 
 def test_district_generator_at_a_tiny_scale(tmp_path):
     """The district code path (several streets and communities) without its two minutes."""
-    scale = demo.Scale("tiny-district", streets=2, communities=3, grids=8, households=700,
-                       members=90, days=20)
+    scale = demo.Scale(
+        "tiny-district", streets=2, communities=3, grids=8, households=700, members=90, days=20
+    )
     with Store(tmp_path / "d.db", synchronous="NORMAL") as store:
         report = demo.build(store, scale, seed=3, as_of=date(2026, 11, 23))
-        names = store.read(lambda db: [r[0] for r in db.execute(
-            "SELECT name FROM org_units WHERE kind = 'community'").fetchall()])
-        parents = store.read(lambda db: db.execute(
-            "SELECT c.kind, p.kind FROM org_units c JOIN org_units p ON p.id = c.parent_id "
-            "GROUP BY 1, 2").fetchall())
-        span = store.read(lambda db: db.execute(
-            "SELECT min(at_ms), max(at_ms) FROM visits").fetchone())
-        indexes = store.read(lambda db: {r[0] for r in db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").fetchall()})
-    assert report["org_units"] == {"district": 1, "street": 2, "community": 3, "grid": 8,
-                                   "branch": 8, "department": 2}
+        names = store.read(
+            lambda db: [
+                r[0]
+                for r in db.execute(
+                    "SELECT name FROM org_units WHERE kind = 'community'"
+                ).fetchall()
+            ]
+        )
+        parents = store.read(
+            lambda db: db.execute(
+                "SELECT c.kind, p.kind FROM org_units c JOIN org_units p ON p.id = c.parent_id "
+                "GROUP BY 1, 2"
+            ).fetchall()
+        )
+        span = store.read(
+            lambda db: db.execute("SELECT min(at_ms), max(at_ms) FROM visits").fetchone()
+        )
+        indexes = store.read(
+            lambda db: {
+                r[0]
+                for r in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+                ).fetchall()
+            }
+        )
+    assert report["org_units"] == {
+        "district": 1,
+        "street": 2,
+        "community": 3,
+        "grid": 8,
+        "branch": 8,
+        "department": 2,
+    }
     assert report["people"]["member"] == 90 and report["households"] == 700
     assert len(set(names)) == 3 and "出头社区" not in names
-    assert set(parents) == {("street", "district"), ("department", "district"),
-                            ("community", "street"), ("grid", "community"),
-                            ("branch", "community")}
+    assert set(parents) == {
+        ("street", "district"),
+        ("department", "district"),
+        ("community", "street"),
+        ("grid", "community"),
+        ("branch", "community"),
+    }
     # the bulk load drops secondary indexes for speed; they must all be back
-    assert {"visits_household", "visits_grid_seq", "households_grid_seq",
-            "households_member"} <= indexes
+    assert {
+        "visits_household",
+        "visits_grid_seq",
+        "households_grid_seq",
+        "households_member",
+    } <= indexes
     assert report["visits"] > 700
     assert END_MS - 20 * DAY_MS <= span[0] < span[1] < END_MS
 
@@ -227,22 +307,28 @@ def test_demo_database_serves_the_api_with_the_printed_token(tmp_path):
     path = tmp_path / "demo.db"
     result = run_demo(path, "--json")
     admin = json.loads(result.stdout)["admin_token"]
-    member, grid = q(path, "SELECT responsible_member_id, grid_id FROM households "
-                           "WHERE responsible_member_id IS NOT NULL ORDER BY id LIMIT 1")[0]
+    member, grid = q(
+        path,
+        "SELECT responsible_member_id, grid_id FROM households "
+        "WHERE responsible_member_id IS NOT NULL ORDER BY id LIMIT 1",
+    )[0]
     in_grid = q(path, "SELECT count(*) FROM households WHERE grid_id = ?", grid)[0][0]
     other = q(path, "SELECT id FROM households WHERE grid_id != ? LIMIT 1", grid)[0][0]
     with Store(path) as store:
         phone = store.write(auth.enroll, member, Actor.cli()).token
         with TestClient(app=create_app(Settings(db=str(path)), store=store)) as client:
-            r = client.get("/api/v1/households?limit=1",
-                           headers={"Authorization": f"Bearer {admin}"})
+            r = client.get(
+                "/api/v1/households?limit=1", headers={"Authorization": f"Bearer {admin}"}
+            )
             assert r.status_code == 200, r.text
             assert r.json()["total"] == 520
-            r = client.get("/api/v1/households?limit=500",
-                           headers={"Authorization": f"Bearer {phone}"})
+            r = client.get(
+                "/api/v1/households?limit=500", headers={"Authorization": f"Bearer {phone}"}
+            )
             assert r.status_code == 200, r.text
             assert r.json()["total"] == in_grid
             assert {h["grid_id"] for h in r.json()["items"]} == {grid}
-            r = client.get(f"/api/v1/households/{other}",
-                           headers={"Authorization": f"Bearer {phone}"})
+            r = client.get(
+                f"/api/v1/households/{other}", headers={"Authorization": f"Bearer {phone}"}
+            )
             assert r.status_code == 404

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlparse
 
 import httpx
@@ -26,19 +26,21 @@ from gridsync.sync.client import DeviceClient
 from tests.conftest import build_tiny_org
 from tests.servers import ServerProcess
 
-T0 = datetime(2026, 11, 20, 1, 30, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 1, 30, tzinfo=UTC)
 
 
 def visits_with_ids(db_path: str, ids: list[str]) -> int:
     conn = sqlite3.connect(db_path)
     try:
-        return conn.execute("SELECT count(*) FROM visits WHERE id IN (SELECT value FROM "
-                            "json_each(?))", [msgspec.json.encode(ids).decode()]).fetchone()[0]
+        return conn.execute(
+            "SELECT count(*) FROM visits WHERE id IN (SELECT value FROM json_each(?))",
+            [msgspec.json.encode(ids).decode()],
+        ).fetchone()[0]
     finally:
         conn.close()
 
 
-def prepared_db(db_path: str):  # noqa: ANN201
+def prepared_db(db_path: str):
     with Store(db_path) as store:
         return build_tiny_org(store)
 
@@ -49,12 +51,19 @@ def test_an_acknowledged_push_survives_kill_9(db_path, tmp_path):
     server = ServerProcess(db_path).start()
     try:
         with httpx.Client(base_url=server.url) as http:
-            phone = DeviceClient(http, token=tiny.tokens["m1"], device_id=tiny.devices["m1"],
-                                 person_id="m1", path=phone_path, clock=FixedClock(T0),
-                                 sleep=lambda _s: None)
+            phone = DeviceClient(
+                http,
+                token=tiny.tokens["m1"],
+                device_id=tiny.devices["m1"],
+                person_id="m1",
+                path=phone_path,
+                clock=FixedClock(T0),
+                sleep=lambda _s: None,
+            )
             phone.sync()
-            phone.update_household("hh-g1-1", fields={"phone": "13999999999"},
-                                   tags_add=["disabled"])
+            phone.update_household(
+                "hh-g1-1", fields={"phone": "13999999999"}, tags_add=["disabled"]
+            )
             ids = [phone.log_visit("hh-g1-1", "door", ["safety"], f"{i}").id for i in range(5)]
             report = phone.push()
             assert report.applied == 6
@@ -65,15 +74,21 @@ def test_an_acknowledged_push_survives_kill_9(db_path, tmp_path):
 
     with ServerProcess(db_path) as again, httpx.Client(base_url=again.url) as http:
         assert visits_with_ids(db_path, ids) == 5
-        fresh = DeviceClient(http, token=tiny.tokens["m1"], device_id=tiny.devices["m1"],
-                             sleep=lambda _s: None)
+        fresh = DeviceClient(
+            http, token=tiny.tokens["m1"], device_id=tiny.devices["m1"], sleep=lambda _s: None
+        )
         fresh.pull()
         assert fresh.household("hh-g1-1")["phone"] == "13999999999"
         assert "disabled" in fresh.household("hh-g1-1")["tags"]
         assert set(ids) <= set(fresh.visits())
         # The phone's queue file also survived its own "crash": nothing left to send.
-        phone = DeviceClient(http, token=tiny.tokens["m1"], device_id=tiny.devices["m1"],
-                             path=phone_path, sleep=lambda _s: None)
+        phone = DeviceClient(
+            http,
+            token=tiny.tokens["m1"],
+            device_id=tiny.devices["m1"],
+            path=phone_path,
+            sleep=lambda _s: None,
+        )
         assert phone.pending_count() == 0
         assert phone.push().sent == 0
 
@@ -82,10 +97,12 @@ def _raw_post(url: str, path: str, token: str, body: bytes) -> socket.socket:
     """Send a complete HTTP request and return the socket without reading the answer."""
     parsed = urlparse(url)
     sock = socket.create_connection((parsed.hostname, parsed.port), timeout=60)
-    head = (f"POST {path} HTTP/1.1\r\nHost: {parsed.netloc}\r\n"
-            f"Authorization: Bearer {token}\r\nX-Gridsync-Schema: 1\r\n"
-            f"X-Gridsync-App: durability-test\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {parsed.netloc}\r\n"
+        f"Authorization: Bearer {token}\r\nX-Gridsync-Schema: 1\r\n"
+        f"X-Gridsync-App: durability-test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
     sock.sendall(head + body)
     return sock
 
@@ -104,22 +121,32 @@ def _server_is_writing(db_path: str) -> bool:
 
 
 def test_kill_9_during_a_large_batch_leaves_all_or_nothing_and_a_resend_applies_it_once(
-        db_path, tmp_path):
+    db_path, tmp_path
+):
     tiny = prepared_db(db_path)
     # The batch is built by the reference client (queued offline: 1,000 visits), so it is
     # exactly what a phone would send; here it goes out in one request of 1,000.
     no_network = httpx.Client(base_url="http://unused.invalid")  # built offline: never used
-    offline = DeviceClient(no_network,
-                           token=tiny.tokens["m1"], device_id=tiny.devices["m1"],
-                           person_id="m1", path=str(tmp_path / "phone.db"),
-                           clock=FixedClock(T0))
+    offline = DeviceClient(
+        no_network,
+        token=tiny.tokens["m1"],
+        device_id=tiny.devices["m1"],
+        person_id="m1",
+        path=str(tmp_path / "phone.db"),
+        clock=FixedClock(T0),
+    )
     for i in range(1000):
-        offline.log_visit(tiny.households["g1"][i % 4], "door", ["policy", "safety"],
-                          f"入户走访第{i}次，了解住户近况，宣传政策" * 3)
+        offline.log_visit(
+            tiny.households["g1"][i % 4],
+            "door",
+            ["policy", "safety"],
+            f"入户走访第{i}次，了解住户近况，宣传政策" * 3,
+        )
     batch = offline.pending()
     ids = [m.id for m in batch]
-    body = msgspec.json.encode({"device_id": tiny.devices["m1"],
-                                "mutations": [m.wire() for m in batch]})
+    body = msgspec.json.encode(
+        {"device_id": tiny.devices["m1"], "mutations": [m.wire() for m in batch]}
+    )
 
     server = ServerProcess(db_path).start()
     saw_write_lock = False
@@ -148,8 +175,12 @@ def test_kill_9_during_a_large_batch_leaves_all_or_nothing_and_a_resend_applies_
     assert saw_write_lock or answered, "neither the write nor its answer was observed"
 
     with ServerProcess(db_path) as again, httpx.Client(base_url=again.url) as http:
-        headers = {"Authorization": f"Bearer {tiny.tokens['m1']}", "X-Gridsync-Schema": "1",
-                   "X-Gridsync-App": "durability-test", "Content-Type": "application/json"}
+        headers = {
+            "Authorization": f"Bearer {tiny.tokens['m1']}",
+            "X-Gridsync-Schema": "1",
+            "X-Gridsync-App": "durability-test",
+            "Content-Type": "application/json",
+        }
         r = http.post("/api/v1/sync/push", content=body, headers=headers, timeout=120)
         assert r.status_code == 200, r.text
         statuses = {res["status"] for res in r.json()["results"]}

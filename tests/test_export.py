@@ -21,8 +21,9 @@ ZH_SHEETS = ["区", "街道", "社区", "网格", "党支部", "成员", "问题
 
 
 def _xlsx(client, token, **params):
-    r = client.get("/api/v1/exports/coverage", params={"format": "xlsx", **params},
-                   headers=bearer(token))
+    r = client.get(
+        "/api/v1/exports/coverage", params={"format": "xlsx", **params}, headers=bearer(token)
+    )
     assert r.status_code == 200, r.text
     return r, openpyxl.load_workbook(io.BytesIO(r.content))
 
@@ -35,14 +36,22 @@ def _sheet_rows(ws):
 def test_xlsx_sheets_headers_values_frozen_panes(cov_client, comm):
     r, wb = _xlsx(cov_client, comm.tokens["admin"])
     assert r.headers["content-type"].startswith(
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
     assert r.headers["content-disposition"] == 'attachment; filename="coverage-all-20261120.xlsx"'
     assert wb.sheetnames == ZH_SHEETS
     header, grids = _sheet_rows(wb["网格"])
     assert header[:6] == ("编号", "名称", "上级", "户数", "已落实联系党员户数", "未落实户数")
     g1 = grids["g1"]
-    assert (g1["名称"], g1["上级"], g1["户数"], g1["本周期已走访户数"], g1["逾期未走访户数"],
-            g1["重点户逾期数"], g1["联系户超限党员数"]) == ("第一网格", "出头社区", 7, 4, 2, 1, 1)
+    assert (
+        g1["名称"],
+        g1["上级"],
+        g1["户数"],
+        g1["本周期已走访户数"],
+        g1["逾期未走访户数"],
+        g1["重点户逾期数"],
+        g1["联系户超限党员数"],
+    ) == ("第一网格", "出头社区", 7, 4, 2, 1, 1)
     assert g1["走访率"] == pytest.approx(0.5714)
     assert g1["已覆盖服务类别"] == "政策宣传、收集意见建议、安全隐患排查、环境卫生"
     _, districts = _sheet_rows(wb["区"])
@@ -55,22 +64,30 @@ def test_xlsx_sheets_headers_values_frozen_panes(cov_client, comm):
     vrows = list(wb["问题清单"].iter_rows(values_only=True))
     assert vrows[0][:3] == ("问题类型", "对象", "编号")
     assert len(vrows) - 1 == 11
-    assert ("未落实联系党员", "户", "h6") == vrows[1][:3]
+    assert vrows[1][:3] == ("未落实联系党员", "户", "h6")
     for name in wb.sheetnames:
         assert wb[name].freeze_panes == "A2", name
     ws = wb["党支部"]
     name_col = [c.value for c in ws[1]].index("名称") + 1
     width = ws.column_dimensions[openpyxl.utils.get_column_letter(name_col)].width
     assert width >= exports.display_width("第一网格党支部") == 14
-    assert ws.cell(row=2, column=[c.value for c in ws[1]].index("走访率") + 1
-                   ).number_format == "0.0%"
+    assert (
+        ws.cell(row=2, column=[c.value for c in ws[1]].index("走访率") + 1).number_format == "0.0%"
+    )
 
 
 def test_xlsx_english_and_masking_by_role(cov_client, comm):
     _, wb = _xlsx(cov_client, comm.tokens["bs1"], lang="en")
     # every level has its sheet, empty above the caller's scope
-    assert wb.sheetnames == ["district", "street", "community", "grid", "branch", "member",
-                             "violations"]
+    assert wb.sheetnames == [
+        "district",
+        "street",
+        "community",
+        "grid",
+        "branch",
+        "member",
+        "violations",
+    ]
     assert wb["district"].max_row == 1
     header, members = _sheet_rows(wb["member"])
     assert "households" in header and "phone" in header
@@ -93,8 +110,9 @@ def test_mask_rule():
 
 def test_csv_and_json_exports(cov_client, comm):
     h = bearer(comm.tokens["sec1"])
-    r = cov_client.get("/api/v1/exports/coverage", params={"format": "csv", "scope": "c1"},
-                       headers=h)
+    r = cov_client.get(
+        "/api/v1/exports/coverage", params={"format": "csv", "scope": "c1"}, headers=h
+    )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/csv")
     assert 'filename="coverage-c1-20261120.csv"' in r.headers["content-disposition"]
@@ -105,8 +123,11 @@ def test_csv_and_json_exports(cov_client, comm):
     assert ("街道", "s1") not in by  # above the scope asked for
     assert by[("社区", "c1")]["户数"] == "10" and by[("社区", "c1")]["落实率"] == "0.7"
     assert by[("成员", "m4")]["走访率"] == ""  # no households: no rate
-    r = cov_client.get("/api/v1/exports/coverage",
-                       params={"format": "json", "scope": "c1", "lang": "en"}, headers=h)
+    r = cov_client.get(
+        "/api/v1/exports/coverage",
+        params={"format": "json", "scope": "c1", "lang": "en"},
+        headers=h,
+    )
     assert r.headers["content-type"].startswith("application/json")
     doc = r.json()
     assert [row["unit_id"] for row in doc["levels"]["grid"]] == ["g1", "g2"]
@@ -116,8 +137,9 @@ def test_csv_and_json_exports(cov_client, comm):
 
 def test_every_export_is_audited(store, cov_client, comm):
     for fmt in ("csv", "xlsx", "json"):
-        cov_client.get("/api/v1/exports/coverage", params={"format": fmt},
-                       headers=bearer(comm.tokens["bs1"]))
+        cov_client.get(
+            "/api/v1/exports/coverage", params={"format": fmt}, headers=bearer(comm.tokens["bs1"])
+        )
     entries = store.read(audit.entries, action="export.coverage")
     assert [e["detail"]["format"] for e in entries] == ["json", "xlsx", "csv"]
     assert {e["person_id"] for e in entries} == {"bs1"}
@@ -125,8 +147,9 @@ def test_every_export_is_audited(store, cov_client, comm):
 
 
 def test_export_refusals(cov_client, comm):
-    bad = cov_client.get("/api/v1/exports/coverage", params={"format": "pdf"},
-                         headers=bearer(comm.tokens["admin"]))
+    bad = cov_client.get(
+        "/api/v1/exports/coverage", params={"format": "pdf"}, headers=bearer(comm.tokens["admin"])
+    )
     assert bad.status_code == 400 and bad.json()["code"] == "validation_error"
     member = cov_client.get("/api/v1/exports/coverage", headers=bearer(comm.tokens["m1"]))
     assert member.status_code == 403
@@ -135,9 +158,28 @@ def test_export_refusals(cov_client, comm):
 def test_cli_export_with_progress(db_path, store, comm, tmp_path):
     out = tmp_path / "coverage.xlsx"
     done = subprocess.run(
-        [sys.executable, "-m", "gridsync", "export", "coverage", "--format", "xlsx", "-o",
-         str(out), "--scope", "c1", "--now", "2026-11-20T12:00:00Z", "--db", db_path],
-        cwd=ROOT, capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "gridsync",
+            "export",
+            "coverage",
+            "--format",
+            "xlsx",
+            "-o",
+            str(out),
+            "--scope",
+            "c1",
+            "--now",
+            "2026-11-20T12:00:00Z",
+            "--db",
+            db_path,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "导出" in done.stderr  # the progress bar goes to stderr
     assert str(out) in done.stdout
@@ -148,15 +190,28 @@ def test_cli_export_with_progress(db_path, store, comm, tmp_path):
     _, members = _sheet_rows(wb["成员"])
     assert members["m1"]["电话"] == "138****0001"  # the CLI masks unless --show-phones
     entry = store.read(audit.entries, action="export.coverage")[0]
-    assert (entry["device_id"], entry["target"], entry["detail"]["format"]) == ("cli", "c1",
-                                                                                "xlsx")
+    assert (entry["device_id"], entry["target"], entry["detail"]["format"]) == ("cli", "c1", "xlsx")
 
 
 def test_cli_report_table_and_json(db_path, comm):
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "gridsync", "coverage", *args, "--db",
-                               db_path, "--now", "2026-11-20T12:00:00Z"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gridsync",
+                "coverage",
+                *args,
+                "--db",
+                db_path,
+                "--now",
+                "2026-11-20T12:00:00Z",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     table = cli("--scope", "g1")
     assert table.returncode == 0, table.stderr
@@ -171,7 +226,9 @@ def test_cli_report_table_and_json(db_path, comm):
     assert levels == {"district", "street", "community", "grid", "branch"}  # district-wide
     doc = json.loads(cli("--json", "--level", "member", "--level", "district").stdout)
     assert {(r["level"], r["unit_id"]) for r in doc["rows"]} == {
-        ("district", "d1"), *(("member", m) for m in ("m1", "m2", "m3", "m4", "m5"))}
+        ("district", "d1"),
+        *(("member", m) for m in ("m1", "m2", "m3", "m4", "m5")),
+    }
     bad = cli("--scope", "nowhere")
     assert bad.returncode == 1 and "not_found" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -179,12 +236,15 @@ def test_cli_report_table_and_json(db_path, comm):
 def test_xlsx_keeps_phone_typed_text_as_text(store, cov_client, comm):
     """Names and addresses come from phones: a control character must not break the export
     (it was a 500) and a leading "=" must stay text, not become a formula in the admin's Excel."""
-    def edit(db):  # noqa: ANN001, ANN202
-        db.execute("UPDATE households SET head_name = ?, building = ? WHERE id = 'h6'",
-                   ['=HYPERLINK("http://evil.example","点我")', "3号\x00楼\x1b"])
+
+    def edit(db):
+        db.execute(
+            "UPDATE households SET head_name = ?, building = ? WHERE id = 'h6'",
+            ['=HYPERLINK("http://evil.example","点我")', "3号\x00楼\x1b"],
+        )
 
     store.write(edit)
-    r, wb = _xlsx(cov_client, comm.tokens["admin"])
+    _r, wb = _xlsx(cov_client, comm.tokens["admin"])
     rows = list(wb["问题清单"].iter_rows(values_only=True))
     h6 = next(dict(zip(rows[0], row)) for row in rows[1:] if row[2] == "h6")
     assert h6["户主/党员"] == '=HYPERLINK("http://evil.example","点我")'

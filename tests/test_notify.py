@@ -50,7 +50,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if receiver.fail_first > 0:
                     receiver.fail_first -= 1
@@ -82,9 +82,10 @@ class Receiver:
 
 
 class SmtpSink:
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
-        self.messages.append(email.message_from_bytes(envelope.content,
-                                                      policy=email.policy.default))
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(
+            email.message_from_bytes(envelope.content, policy=email.policy.default)
+        )
         return "250 OK"
 
     def __init__(self):
@@ -99,8 +100,7 @@ def free_port() -> int:
 
 def set_channels(store: Store, person_id: str, channels: list[str], locale: str | None = None):
     def write(db):
-        db.execute("UPDATE people SET channels = ? WHERE id = ?",
-                   [json.dumps(channels), person_id])
+        db.execute("UPDATE people SET channels = ? WHERE id = ?", [json.dumps(channels), person_id])
         if locale:
             db.execute("UPDATE people SET locale = ? WHERE id = ?", [locale, person_id])
 
@@ -112,11 +112,21 @@ def principal(store: Store, tiny, person_id: str):
 
 
 def raise_case(store, tiny, settings, clock, person_id="sec", case_id="case-1", **fields):
-    data = WhistleRaise(category=fields.pop("category", "漏水"), grid_id="g1",
-                        location=fields.pop("location", "3号楼1单元"),
-                        description=fields.pop("description", "楼道水管破裂"), **fields)
-    return store.write(whistle.raise_case, principal(store, tiny, person_id), case_id, data,
-                       received_ms=clock.now_ms(), settings=settings)
+    data = WhistleRaise(
+        category=fields.pop("category", "漏水"),
+        grid_id="g1",
+        location=fields.pop("location", "3号楼1单元"),
+        description=fields.pop("description", "楼道水管破裂"),
+        **fields,
+    )
+    return store.write(
+        whistle.raise_case,
+        principal(store, tiny, person_id),
+        case_id,
+        data,
+        received_ms=clock.now_ms(),
+        settings=settings,
+    )
 
 
 def quick_settings(db_path: str, **notify) -> Settings:
@@ -135,11 +145,15 @@ def test_delivery_to_http_and_smtp_in_chinese(store, tiny, db_path):
     smtp.start()
     try:
         with Receiver() as http:
-            set_channels(store, "m1", [
-                http.url("m1"),
-                f"mailto://127.0.0.1:{port}?from=gridsync@example.org&to=m1@example.org"
-                "&mode=insecure",
-            ])
+            set_channels(
+                store,
+                "m1",
+                [
+                    http.url("m1"),
+                    f"mailto://127.0.0.1:{port}?from=gridsync@example.org&to=m1@example.org"
+                    "&mode=insecure",
+                ],
+            )
             raise_case(store, tiny, settings, clock)
             result = Dispatcher(store, settings, clock).run_once()
     finally:
@@ -158,8 +172,12 @@ def test_delivery_to_http_and_smtp_in_chinese(store, tiny, db_path):
     mail_lines = mail.get_body(("plain",)).get_content().strip().splitlines()
     assert mail_lines == got["message"].splitlines()
     row = store.read(outbox.list_outbox).items[0]
-    assert (row.state, row.attempts, row.kind, row.recipient) == ("sent", 1, "whistle_raised",
-                                                                  "member:m1")
+    assert (row.state, row.attempts, row.kind, row.recipient) == (
+        "sent",
+        1,
+        "whistle_raised",
+        "member:m1",
+    )
 
 
 def test_receiver_failing_twice_then_succeeding_gets_it_exactly_once(store, tiny, db_path):
@@ -174,8 +192,12 @@ def test_receiver_failing_twice_then_succeeding_gets_it_exactly_once(store, tiny
         entry = store.read(outbox.list_outbox).items[0]
         assert (entry.state, entry.attempts) == ("queued", 1)
         assert "500" in entry.last_error
-        assert dispatcher.run_once().as_dict() == {"sent": 0, "retrying": 0, "failed": 0,
-                                                   "postponed": 0}  # not due yet
+        assert dispatcher.run_once().as_dict() == {
+            "sent": 0,
+            "retrying": 0,
+            "failed": 0,
+            "postponed": 0,
+        }  # not due yet
         clock.advance(seconds=30)
         assert dispatcher.run_once().retrying == 1  # attempt 2 fails; next in 60 s
         clock.advance(seconds=59)
@@ -249,11 +271,22 @@ def test_dedup_key_queues_a_cause_once(store, tiny, db_path):
     router = Router(None)
 
     def enqueue(db):
-        return outbox.enqueue(db, router, event_key="whistle:x:raised", kind="whistle_closed",
-                              tags=["member:m1", "grid:g1"],
-                              context={"id": "x", "category": "c", "grid_name": "g",
-                                       "location": "", "closed_at_local": "", "satisfaction": 5},
-                              now_ms=0)
+        return outbox.enqueue(
+            db,
+            router,
+            event_key="whistle:x:raised",
+            kind="whistle_closed",
+            tags=["member:m1", "grid:g1"],
+            context={
+                "id": "x",
+                "category": "c",
+                "grid_name": "g",
+                "location": "",
+                "closed_at_local": "",
+                "satisfaction": 5,
+            },
+            now_ms=0,
+        )
 
     assert store.write(enqueue) == 1  # m1 reached by two tags: one message
     assert store.write(enqueue) == 0
@@ -272,7 +305,9 @@ def test_apprise_yaml_tags_route_org_units(store, tiny, db_path, tmp_path):
             f"  - {http.url('community-c1')}:\n"
             "      - tag: community:c1:secretary\n"
             f"  - {http.url('street-s1')}:\n"
-            "      - tag: street:s1:duty\n", "utf-8")
+            "      - tag: street:s1:duty\n",
+            "utf-8",
+        )
         settings = quick_settings(db_path, apprise_config=str(config))
         clock = FixedClock(T0)
         raise_case(store, tiny, settings, clock)
@@ -299,10 +334,16 @@ def test_secrets_never_shown(store, tiny, db_path, client, caplog):
     r = client.get("/api/v1/notify/outbox", headers=bearer(tiny.tokens["admin"]))
     assert r.status_code == 200
     assert r.json()["items"][0]["state"] == "queued"
-    cli = subprocess.run([sys.executable, "-m", "gridsync", "outbox", "--db", db_path, "--json"],
-                         cwd=REPO, capture_output=True, text=True, check=True)
-    gridsync_logs = "\n".join(r.getMessage() for r in caplog.records
-                              if r.name.startswith("gridsync"))
+    cli = subprocess.run(
+        [sys.executable, "-m", "gridsync", "outbox", "--db", db_path, "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    gridsync_logs = "\n".join(
+        r.getMessage() for r in caplog.records if r.name.startswith("gridsync")
+    )
     for text in (entry.last_error, r.text, cli.stdout, gridsync_logs):
         assert secret not in text
     assert json.loads(cli.stdout)["items"][0]["attempts"] == 1
@@ -329,8 +370,10 @@ def test_outbox_api_shows_own_rows_to_non_admins(store, tiny, db_path, client):
 def _assign(store, member: str, visits: dict[str, int | None]):
     def write(db):
         for hid, last in visits.items():
-            db.execute("UPDATE households SET responsible_member_id = ?, last_visit_ms = ? "
-                       "WHERE id = ?", [member, last, hid])
+            db.execute(
+                "UPDATE households SET responsible_member_id = ?, last_visit_ms = ? WHERE id = ?",
+                [member, last, hid],
+            )
 
     store.write(write)
 
@@ -340,12 +383,16 @@ def test_daily_digest_priority_first_and_quiet_hours(store, tiny, db_path):
     day = 86_400_000
     night = datetime(2026, 11, 24, 6, 30, tzinfo=timezone(timedelta(hours=8)))
     now = int(night.timestamp() * 1000)
-    _assign(store, "m1", {
-        "hh-g1-1": now - 8 * day,   # elderly_alone: priority cycle 7 days -> overdue
-        "hh-g1-2": now - 31 * day,  # overdue
-        "hh-g1-3": now - 28 * day,  # due within 3 days
-        "hh-g1-4": now - 2 * day,   # fine
-    })
+    _assign(
+        store,
+        "m1",
+        {
+            "hh-g1-1": now - 8 * day,  # elderly_alone: priority cycle 7 days -> overdue
+            "hh-g1-2": now - 31 * day,  # overdue
+            "hh-g1-3": now - 28 * day,  # due within 3 days
+            "hh-g1-4": now - 2 * day,  # fine
+        },
+    )
     with Receiver() as http:
         set_channels(store, "m1", [http.url()])
         clock = FixedClock(night)
@@ -370,8 +417,14 @@ def test_digest_held_until_quiet_hours_end(store, tiny, db_path):
     clock = FixedClock(datetime(2026, 11, 24, 20, 59, tzinfo=timezone(timedelta(hours=8))))
     _assign(store, "m1", {"hh-g1-2": None})
     set_channels(store, "m1", ["json://127.0.0.1:9/never"])
-    assert store.write(lambda db: digests.daily_digests(
-        db, now_ms=clock.now_ms(), settings=settings, router=Router(None))) == 1
+    assert (
+        store.write(
+            lambda db: digests.daily_digests(
+                db, now_ms=clock.now_ms(), settings=settings, router=Router(None)
+            )
+        )
+        == 1
+    )
     clock.advance(minutes=2)  # 21:01: quiet hours began before delivery
     result = Dispatcher(store, settings, clock).run_once()
     assert result.postponed == 1 and result.sent == 0
@@ -404,17 +457,26 @@ def test_digests_follow_the_communitys_own_policy(store, tiny, db_path):
     from gridsync.audit import Actor
 
     settings = quick_settings(db_path)
-    store.write(coverage.set_policy, settings, Actor.cli(), "c1", coverage.PolicyOverride(
-        cycle_days=45, priority_cycle_days=10, min_households_per_member=3))
+    store.write(
+        coverage.set_policy,
+        settings,
+        Actor.cli(),
+        "c1",
+        coverage.PolicyOverride(cycle_days=45, priority_cycle_days=10, min_households_per_member=3),
+    )
     day = 86_400_000
     morning = datetime(2026, 11, 24, 8, 30, tzinfo=timezone(timedelta(hours=8)))
     now = int(morning.timestamp() * 1000)
-    _assign(store, "m1", {
-        "hh-g1-1": now - 8 * day,   # elderly_alone: due soon by the community's 10 days
-        "hh-g1-2": now - 31 * day,  # overdue by the district's 30 days, not by 45
-        "hh-g1-3": now - 43 * day,  # due within 3 days of the 45
-        "hh-g1-4": now - 46 * day,  # overdue
-    })
+    _assign(
+        store,
+        "m1",
+        {
+            "hh-g1-1": now - 8 * day,  # elderly_alone: due soon by the community's 10 days
+            "hh-g1-2": now - 31 * day,  # overdue by the district's 30 days, not by 45
+            "hh-g1-3": now - 43 * day,  # due within 3 days of the 45
+            "hh-g1-4": now - 46 * day,  # overdue
+        },
+    )
     overdue, due, policy = store.read(digests.member_due, "m1", now, settings)
     assert [h.id for h in overdue] == ["hh-g1-4"]
     assert [h.id for h in due] == ["hh-g1-1", "hh-g1-3"]  # priority first
@@ -422,12 +484,16 @@ def test_digests_follow_the_communitys_own_policy(store, tiny, db_path):
     with Receiver() as http:
         set_channels(store, "m1", [http.url("m1")])
         set_channels(store, "sec", [http.url("sec")])
-        assert run_once(store, settings, FixedClock(morning)).digests == {"daily": 1,
-                                                                          "weekly": 1}
-    daily, weekly = (next(m for m in http.received if m["title"].startswith(p))
-                     for p in ("【走访提醒】", "【联系户周报】"))
+        assert run_once(store, settings, FixedClock(morning)).digests == {"daily": 1, "weekly": 1}
+    daily, weekly = (
+        next(m for m in http.received if m["title"].startswith(p))
+        for p in ("【走访提醒】", "【联系户周报】")
+    )
     assert daily["title"] == "【走访提醒】张伟，今天有1户逾期、2户待走访"
-    assert "重点户（独居老人、残疾、低保）每10天至少走访一次，其他户每45天至少一次。" in daily["message"]
+    assert (
+        "重点户（独居老人、残疾、低保）每10天至少走访一次，其他户每45天至少一次。"
+        in daily["message"]
+    )
     assert "联系户不足3户的党员" in weekly["message"]
     # by the district's 30/7 days it would be 7 overdue, 2 of them priority
     assert "本周期已走访 3 户（38%），逾期 5 户，其中重点户 1 户。" in weekly["message"]
@@ -446,24 +512,35 @@ def test_english_for_a_person_who_reads_english(store, tiny, db_path):
 def test_templates_exist_for_every_kind_in_both_locales():
     kinds = {p.stem for p in (outbox.TEMPLATES / "zh-CN").glob("*.txt")}
     assert kinds == {p.stem for p in (outbox.TEMPLATES / "en").glob("*.txt")}
-    assert {"whistle_raised", "whistle_near", "whistle_escalated", "whistle_closed",
-            "digest_daily", "digest_weekly"} <= kinds
+    assert {
+        "whistle_raised",
+        "whistle_near",
+        "whistle_escalated",
+        "whistle_closed",
+        "digest_daily",
+        "digest_weekly",
+    } <= kinds
     assert msgspec.json.decode((outbox.TEMPLATES / "en" / "labels.json").read_bytes())["level"]
 
 
-@pytest.mark.parametrize("hour, quiet", [(20, False), (21, True), (23, True), (0, True),
-                                         (7, True), (8, False), (12, False)])
+@pytest.mark.parametrize(
+    "hour, quiet",
+    [(20, False), (21, True), (23, True), (0, True), (7, True), (8, False), (12, False)],
+)
 def test_quiet_hours_wrap_midnight(hour, quiet):
     at = datetime(2026, 11, 24, hour, 30, tzinfo=timezone(timedelta(hours=8)))
     assert outbox.in_quiet_hours(int(at.timestamp() * 1000), (21, 8), "Asia/Shanghai") is quiet
 
 
-@pytest.mark.parametrize("url, secret", [
-    ("wecombot://0123456789abcdef", "0123456789abcdef"),
-    ("dingtalk://tok3n-abcdef/s3cret-xyz", "s3cret-xyz"),
-    ("mailto://gridsync:hunter22@smtp.example.org?to=a@example.org", "hunter22"),
-    ("json://127.0.0.1:8080/hooks/t0ken-123456", "t0ken-123456"),
-])
+@pytest.mark.parametrize(
+    "url, secret",
+    [
+        ("wecombot://0123456789abcdef", "0123456789abcdef"),
+        ("dingtalk://tok3n-abcdef/s3cret-xyz", "s3cret-xyz"),
+        ("mailto://gridsync:hunter22@smtp.example.org?to=a@example.org", "hunter22"),
+        ("json://127.0.0.1:8080/hooks/t0ken-123456", "t0ken-123456"),
+    ],
+)
 def test_masking_hides_every_secret_part(url, secret):
     from gridsync.notify.dispatcher import url_secrets
     from gridsync.notify.routing import mask_text, mask_url
@@ -500,7 +577,8 @@ def test_many_messages_are_delivered_in_parallel_each_once(store, tiny, db_path)
         clock.advance(minutes=1)
         assert dispatcher.run_once().sent == 3
     assert sorted(m["message"].rsplit("：", 1)[-1] for m in http.received) == sorted(
-        f"case-{i}" for i in range(12))
+        f"case-{i}" for i in range(12)
+    )
     assert store.read(outbox.counts) == {"sent": 12}
     retried = [e for e in store.read(outbox.list_outbox).items if e.attempts == 2]
     assert len(retried) == 3 and all("500" in e.last_error for e in retried)

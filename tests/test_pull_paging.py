@@ -28,10 +28,18 @@ CLI = Actor.cli()
 def add_history(db, rng: random.Random) -> None:
     """Visits interleaved with household edits: g1 dense, g2 sparse, g3 (another community)
     in between, some visits older than the pull window, some voided (a void takes a new seq)."""
-    org.add_units(db, [OrgUnit(id="c2", kind="community", name="二社区", parent_id="s1"),
-                       OrgUnit(id="g3", kind="grid", name="外网格", parent_id="c2")])
-    db.execute("INSERT INTO households (id, grid_id, size, tags, seq, created_at, updated_at) "
-               "VALUES ('hh-g3-1', 'g3', 1, '[]', ?, '', '')", [next_seq(db)])
+    org.add_units(
+        db,
+        [
+            OrgUnit(id="c2", kind="community", name="二社区", parent_id="s1"),
+            OrgUnit(id="g3", kind="grid", name="外网格", parent_id="c2"),
+        ],
+    )
+    db.execute(
+        "INSERT INTO households (id, grid_id, size, tags, seq, created_at, updated_at) "
+        "VALUES ('hh-g3-1', 'g3', 1, '[]', ?, '', '')",
+        [next_seq(db)],
+    )
     ids = []
     for i in range(900):
         grid = rng.choices(["g1", "g2", "g3"], weights=[12, 1, 6])[0]
@@ -43,15 +51,33 @@ def add_history(db, rng: random.Random) -> None:
             "INSERT INTO visits (id, household_id, grid_id, member_id, device_id, at, at_ms, "
             "channel, kinds, note, geo, voided, seq, received_at) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [vid, household, grid, "m1", rng.choice([None, "dev-m1"]), iso_ms(at_ms), at_ms,
-             "door", '["policy","safety"]' if i % 3 else "[]", f"走访 {i}",
-             '{"lat":36.06,"lon":120.38}' if i % 5 == 0 else None, 0, next_seq(db), ""])
+            [
+                vid,
+                household,
+                grid,
+                "m1",
+                rng.choice([None, "dev-m1"]),
+                iso_ms(at_ms),
+                at_ms,
+                "door",
+                '["policy","safety"]' if i % 3 else "[]",
+                f"走访 {i}",
+                '{"lat":36.06,"lon":120.38}' if i % 5 == 0 else None,
+                0,
+                next_seq(db),
+                "",
+            ],
+        )
         if i % 40 == 0:  # a household edit lands between visits
-            db.execute("UPDATE households SET seq = ?, notes = ? WHERE id = ?",
-                       [next_seq(db), f"edit {i}", f"hh-g1-{rng.randint(1, 4)}"])
+            db.execute(
+                "UPDATE households SET seq = ?, notes = ? WHERE id = ?",
+                [next_seq(db), f"edit {i}", f"hh-g1-{rng.randint(1, 4)}"],
+            )
         if i % 97 == 0 and ids:
-            db.execute("UPDATE visits SET voided = 1, seq = ? WHERE id = ?",
-                       [next_seq(db), rng.choice(ids)])
+            db.execute(
+                "UPDATE visits SET voided = 1, seq = ? WHERE id = ?",
+                [next_seq(db), rng.choice(ids)],
+            )
 
 
 def page_through(store, person: str, limit: int) -> list[dict]:
@@ -74,11 +100,23 @@ def visits_oracle(store, person: str) -> list[dict]:
     """The visits a snapshot must carry, by one plain query: in scope, in the window, by seq."""
     scope = store.read(org.resolve_scope, person)
     cond, params = scope.grid_filter("v.grid_id")
-    rows = store.read(lambda db: db.execute(
-        f"SELECT {VISIT_SELECT}, v.seq FROM visits v WHERE {cond} AND v.at_ms >= ? "
-        "ORDER BY v.seq", [*params, NOW - 2 * CYCLE_DAYS * DAY]).fetchall())
-    return [{"type": "visit", "id": r[0], "seq": r[-1], "op": "put",
-             "data": msgspec.to_builtins(visit_from_row(r))} for r in rows]
+    rows = store.read(
+        lambda db: db.execute(
+            f"SELECT {VISIT_SELECT}, v.seq FROM visits v WHERE {cond} AND v.at_ms >= ? "
+            "ORDER BY v.seq",
+            [*params, NOW - 2 * CYCLE_DAYS * DAY],
+        ).fetchall()
+    )
+    return [
+        {
+            "type": "visit",
+            "id": r[0],
+            "seq": r[-1],
+            "op": "put",
+            "data": msgspec.to_builtins(visit_from_row(r)),
+        }
+        for r in rows
+    ]
 
 
 @pytest.mark.parametrize("person", ["sec", "m2", "admin"])
@@ -105,7 +143,8 @@ def me(client, tiny, person: str):
 
 
 def test_cached_scope_follows_scope_and_org_changes_and_revocation_is_immediate(
-        client, store, tiny):
+    client, store, tiny
+):
     assert me(client, tiny, "sec").json()["grid_ids"] == ["g1", "g2"]
     assert me(client, tiny, "sec").json()["grid_ids"] == ["g1", "g2"]
     cached = len(scope_cache(store)._scopes)
@@ -117,8 +156,9 @@ def test_cached_scope_follows_scope_and_org_changes_and_revocation_is_immediate(
     store.write(org.set_scope, "sec", ["g2"], CLI)
     assert me(client, tiny, "sec").json()["grid_ids"] == ["g2"]
     # roles changed (admin sees everything)
-    store.write(org.add_people, [org.NewPerson(id="sec", name="王书记", roles=["admin"],
-                                               scope=["g2"])], CLI)
+    store.write(
+        org.add_people, [org.NewPerson(id="sec", name="王书记", roles=["admin"], scope=["g2"])], CLI
+    )
     body = me(client, tiny, "sec").json()
     assert body["roles"] == ["admin"]
     # revoked: refused at once, though the scope is cached
@@ -136,8 +176,11 @@ def http_snapshot(client, token: str, accept: str) -> list[dict]:
     changes, cursor = [], None
     while True:
         params = {"limit": 97, **({"cursor": cursor} if cursor else {})}
-        r = client.get("/api/v1/sync/pull", params=params,
-                       headers={**bearer(token), "X-Gridsync-Schema": "1", "Accept": accept})
+        r = client.get(
+            "/api/v1/sync/pull",
+            params=params,
+            headers={**bearer(token), "X-Gridsync-Schema": "1", "Accept": accept},
+        )
         assert r.status_code == 200 and r.headers["content-type"].startswith(accept)
         page = decode(r.content)
         changes += page["changes"]
@@ -166,9 +209,11 @@ def test_a_snapshot_stops_asking_the_sources_it_has_exhausted(store, tiny, monke
     load_builtin_sources()
     calls = {name: 0 for name in SOURCES}
     for name, source in list(SOURCES.items()):
+
         def counted(*args, _name=name, _source=source):
             calls[_name] += 1
             return _source(*args)
+
         monkeypatch.setitem(SOURCES, name, counted)
     scope = store.read(org.resolve_scope, "sec")
     changes, cursor, pages, exhausted = [], None, 0, []
@@ -208,8 +253,9 @@ def test_a_cursor_of_an_older_server_without_exhausted_types_resumes(store, tiny
     first = store.read(pull.pull, scope, None, 64, NOW, CYCLE_DAYS).response
     c = pull.decode_cursor(first.cursor)
     assert c.upto and c.exhausted  # org units, people... are all on the first 64
-    old = msgspec.msgpack.encode([c.v, c.epoch, c.sv, c.after, c.upto, c.old_sv, c.resume, c.rm,
-                                  c.rm_done])
+    old = msgspec.msgpack.encode(
+        [c.v, c.epoch, c.sv, c.after, c.upto, c.old_sv, c.resume, c.rm, c.rm_done]
+    )
     cursor = base64.urlsafe_b64encode(old).rstrip(b"=").decode()  # as an older server wrote it
     assert pull.decode_cursor(cursor) == msgspec.structs.replace(c, exhausted=())
     changes = msgspec.to_builtins(first.changes)
@@ -230,7 +276,8 @@ def test_visit_rows_decode_their_own_kinds_through_the_shared_cache():
 
     values = ['["policy","safety"]', "[]", '["safety"]', '["policy","safety"]', "[]"]
     assert [households.visit_from_row(row(k)).kinds for k in values] == [
-        msgspec.json.decode(k) for k in values]
+        msgspec.json.decode(k) for k in values
+    ]
     full = dict.fromkeys(f'["k{i}"]' for i in range(households._KINDS_MAX))
     cache = {k: msgspec.json.decode(k) for k in full}
     assert households.visit_from_row(row('["new"]'), cache).kinds == ["new"]

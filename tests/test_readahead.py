@@ -46,8 +46,9 @@ def test_a_page_read_ahead_is_not_served_to_a_revoked_device(client, tiny, store
     first = sec.pull_page(limit=2)
     assert first["has_more"]
     store.write(auth.revoke, tiny.devices["sec"], Actor.cli(), "lost")
-    r = client.get("/api/v1/sync/pull", headers=sec.headers(),
-                   params={"limit": 2, "cursor": first["cursor"]})
+    r = client.get(
+        "/api/v1/sync/pull", headers=sec.headers(), params={"limit": 2, "cursor": first["cursor"]}
+    )
     assert r.status_code == 401 and r.json()["code"] == "device_revoked"
 
 
@@ -71,4 +72,3 @@ def test_a_page_read_ahead_for_another_page_size_is_not_used(client, tiny, store
     second = sec.pull_page(first["cursor"], limit=5)
     assert len(second["changes"]) == 5
     assert read_ahead(store).hits == hits
-

@@ -28,5 +28,16 @@ def test_household_schema_has_the_wire_fields():
 
     doc = json.loads(schemas.render()["Household.json"])
     assert set(doc["properties"]) == {
-        "id", "grid_id", "building", "unit", "room", "head_name", "phone", "size", "tags",
-        "notes", "responsible_member_id", "status"}
+        "id",
+        "grid_id",
+        "building",
+        "unit",
+        "room",
+        "head_name",
+        "phone",
+        "size",
+        "tags",
+        "notes",
+        "responsible_member_id",
+        "status",
+    }

@@ -17,9 +17,16 @@ def _ids(client, path, token, **params):
     return {item["id"] for item in r.json()["items"]}
 
 
-@pytest.mark.parametrize("who, expected", [
-    ("m1", G1), ("m2", G2), ("sec", G1 | G2), ("admin", G1 | G2), ("resp", set()),
-])
+@pytest.mark.parametrize(
+    "who, expected",
+    [
+        ("m1", G1),
+        ("m2", G2),
+        ("sec", G1 | G2),
+        ("admin", G1 | G2),
+        ("resp", set()),
+    ],
+)
 def test_household_list_is_scoped(client, tiny, who, expected):
     assert _ids(client, "/api/v1/households", tiny.tokens[who]) == expected
 
@@ -39,8 +46,20 @@ def test_member_cannot_read_another_grids_households(client, tiny):
     # and the own grid reads fine
     r = client.get("/api/v1/households/hh-g1-2", headers=bearer(token))
     assert r.status_code == 200 and r.json()["grid_id"] == "g1"
-    assert set(r.json()) == {"id", "grid_id", "building", "unit", "room", "head_name", "phone",
-                             "size", "tags", "notes", "responsible_member_id", "status"}
+    assert set(r.json()) == {
+        "id",
+        "grid_id",
+        "building",
+        "unit",
+        "room",
+        "head_name",
+        "phone",
+        "size",
+        "tags",
+        "notes",
+        "responsible_member_id",
+        "status",
+    }
 
 
 def test_org_units_are_scoped(client, tiny):
@@ -57,7 +76,12 @@ def test_people_are_scoped(client, tiny):
     assert _ids(client, "/api/v1/people", tiny.tokens["m1"]) == {"m1"}
     assert _ids(client, "/api/v1/people", tiny.tokens["sec"]) == {"sec", "m1", "m2"}
     assert _ids(client, "/api/v1/people", tiny.tokens["admin"]) == {
-        "admin", "sec", "m1", "m2", "resp"}
+        "admin",
+        "sec",
+        "m1",
+        "m2",
+        "resp",
+    }
     assert _ids(client, "/api/v1/people", tiny.tokens["sec"], role="member") == {"m1", "m2"}
     r = client.get("/api/v1/people/m2", headers=bearer(tiny.tokens["m1"]))
     assert r.status_code == 404
@@ -66,12 +90,24 @@ def test_people_are_scoped(client, tiny):
 
 
 def test_visits_are_scoped(client, tiny, store):
-    def add_visit(db):  # noqa: ANN001, ANN202
+    def add_visit(db):
         db.execute(
             "INSERT INTO visits (id, household_id, grid_id, member_id, device_id, at, at_ms,"
             " channel, kinds, seq, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            ["v1", "hh-g2-1", "g2", "m2", "dev-m2", "2026-11-20T09:30:00+08:00",
-             1763602200000, "door", '["policy"]', 999, "2026-11-20T01:30:00+00:00"])
+            [
+                "v1",
+                "hh-g2-1",
+                "g2",
+                "m2",
+                "dev-m2",
+                "2026-11-20T09:30:00+08:00",
+                1763602200000,
+                "door",
+                '["policy"]',
+                999,
+                "2026-11-20T01:30:00+00:00",
+            ],
+        )
 
     store.write(add_visit)
     r = client.get("/api/v1/households/hh-g2-1/visits", headers=bearer(tiny.tokens["m2"]))
@@ -105,11 +141,22 @@ def test_me_carries_the_policy_of_the_persons_community(client, tiny, store):
     from gridsync.audit import Actor
     from gridsync.config import Settings
 
-    store.write(coverage.set_policy, Settings(), Actor.cli(), "c1",
-                coverage.PolicyOverride(cycle_days=14, priority_cycle_days=5))
+    store.write(
+        coverage.set_policy,
+        Settings(),
+        Actor.cli(),
+        "c1",
+        coverage.PolicyOverride(cycle_days=14, priority_cycle_days=5),
+    )
     me = client.get("/api/v1/me", headers=bearer(tiny.tokens["m1"])).json()
     assert (me["policy"]["cycle_days"], me["policy"]["priority_cycle_days"]) == (14, 5)
-    assert client.get("/api/v1/me", headers=bearer(tiny.tokens["sec"])).json()[
-        "policy"]["cycle_days"] == 14
-    assert client.get("/api/v1/me", headers=bearer(tiny.tokens["admin"])).json()[
-        "policy"]["cycle_days"] == 30
+    assert (
+        client.get("/api/v1/me", headers=bearer(tiny.tokens["sec"])).json()["policy"]["cycle_days"]
+        == 14
+    )
+    assert (
+        client.get("/api/v1/me", headers=bearer(tiny.tokens["admin"])).json()["policy"][
+            "cycle_days"
+        ]
+        == 30
+    )

@@ -13,21 +13,35 @@ from tests.sync_helpers import Phone
 
 
 def kept(db) -> tuple[dict, dict]:
-    grids = {(g, k): ms for g, k, ms in db.execute(
-        "SELECT grid_id, kind, last_ms FROM coverage_grid_kinds")}
-    members = {(g, m, k): ms for g, m, k, ms in db.execute(
-        "SELECT grid_id, member_id, kind, last_ms FROM coverage_member_kinds")}
+    grids = {
+        (g, k): ms
+        for g, k, ms in db.execute("SELECT grid_id, kind, last_ms FROM coverage_grid_kinds")
+    }
+    members = {
+        (g, m, k): ms
+        for g, m, k, ms in db.execute(
+            "SELECT grid_id, member_id, kind, last_ms FROM coverage_member_kinds"
+        )
+    }
     return grids, members
 
 
 def from_visits(db) -> tuple[dict, dict]:
     """The same figures from visits alone (no kept table, no service_kinds code)."""
-    grids = {(g, k): ms for g, k, ms in db.execute(
-        "SELECT v.grid_id, k.value, max(v.at_ms) FROM visits v, json_each(v.kinds) k "
-        "WHERE v.voided = 0 GROUP BY 1, 2")}
-    members = {(g, m, k): ms for g, m, k, ms in db.execute(
-        "SELECT v.grid_id, v.member_id, k.value, max(v.at_ms) FROM visits v, "
-        "json_each(v.kinds) k WHERE v.voided = 0 GROUP BY 1, 2, 3")}
+    grids = {
+        (g, k): ms
+        for g, k, ms in db.execute(
+            "SELECT v.grid_id, k.value, max(v.at_ms) FROM visits v, json_each(v.kinds) k "
+            "WHERE v.voided = 0 GROUP BY 1, 2"
+        )
+    }
+    members = {
+        (g, m, k): ms
+        for g, m, k, ms in db.execute(
+            "SELECT v.grid_id, v.member_id, k.value, max(v.at_ms) FROM visits v, "
+            "json_each(v.kinds) k WHERE v.voided = 0 GROUP BY 1, 2, 3"
+        )
+    }
     return grids, members
 
 
@@ -45,8 +59,14 @@ def test_kept_kinds_follow_pushes_voids_and_moves(client, tiny, store):
     # one batch: two grids, several kinds, the same key twice (the newer time wins)
     first = sec.visit("hh-g1-1", at=older, kinds=["policy", "safety"])
     latest = sec.visit("hh-g1-2", at=newer, kinds=["policy"])
-    r = sec.push([first, latest, sec.visit("hh-g2-1", at=older, kinds=["opinion"]),
-                  sec.visit("hh-g2-2", at=older, kinds=[])])
+    r = sec.push(
+        [
+            first,
+            latest,
+            sec.visit("hh-g2-1", at=older, kinds=["opinion"]),
+            sec.visit("hh-g2-2", at=older, kinds=[]),
+        ]
+    )
     assert [x["status"] for x in r.json()["results"]] == ["applied"] * 4, r.text
     grids, members = assert_exact(store)
     assert grids[("g1", "policy")] == parse_ms(newer) and grids[("g1", "safety")] == parse_ms(older)
@@ -83,10 +103,12 @@ def test_kept_kinds_follow_pushes_voids_and_moves(client, tiny, store):
     assert ("g1", "safety") not in grids and ("g1", "sec", "safety") not in members
 
     # a household moving to another grid takes its visits' kinds along
-    seq = store.read(lambda db: db.execute("SELECT seq FROM households WHERE id = 'hh-g1-3'")
-                     .fetchone()[0])
-    r = sec.push([sec.mutation("household.update", "hh-g1-3", base_seq=seq,
-                               fields={"grid_id": "g2"})])
+    seq = store.read(
+        lambda db: db.execute("SELECT seq FROM households WHERE id = 'hh-g1-3'").fetchone()[0]
+    )
+    r = sec.push(
+        [sec.mutation("household.update", "hh-g1-3", base_seq=seq, fields={"grid_id": "g2"})]
+    )
     assert r.json()["results"][0]["status"] == "applied", r.text
     grids, members = assert_exact(store)
     assert ("g1", "dispute") not in grids and grids[("g2", "dispute")] == parse_ms(older)
@@ -97,4 +119,3 @@ def test_kept_kinds_follow_pushes_voids_and_moves(client, tiny, store):
     store.write(lambda db: db.execute("DELETE FROM coverage_member_kinds"))
     store.write(service_kinds.recount)
     assert store.read(kept) == before
-

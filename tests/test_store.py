@@ -10,7 +10,7 @@ from gridsync.db import Store, current_seq, epoch, next_seq
 
 
 def test_write_is_atomic(store):
-    def half_then_fail(db):  # noqa: ANN001, ANN202
+    def half_then_fail(db):
         next_seq(db, 5)
         db.execute("INSERT INTO meta (key, value) VALUES ('x', '1')")
         raise ValueError("boom")
@@ -18,15 +18,17 @@ def test_write_is_atomic(store):
     with pytest.raises(ValueError):
         store.write(half_then_fail)
     assert store.read(current_seq) == 0
-    assert store.read(lambda db: db.execute("SELECT count(*) FROM meta WHERE key='x'")
-                      .fetchone()[0]) == 0
+    assert (
+        store.read(lambda db: db.execute("SELECT count(*) FROM meta WHERE key='x'").fetchone()[0])
+        == 0
+    )
 
 
 def test_concurrent_writers_never_interleave(store):
     """Each write reads a counter, then writes it back incremented: lost updates would show."""
     store.write(lambda db: db.execute("INSERT INTO meta (key, value) VALUES ('n', '0')"))
 
-    def bump(db):  # noqa: ANN001, ANN202
+    def bump(db):
         n = int(db.execute("SELECT value FROM meta WHERE key='n'").fetchone()[0])
         seq = next_seq(db)
         db.execute("UPDATE meta SET value = ? WHERE key='n'", [str(n + 1)])
@@ -35,7 +37,7 @@ def test_concurrent_writers_never_interleave(store):
     seqs: list[int] = []
     lock = threading.Lock()
 
-    def worker():  # noqa: ANN202
+    def worker():
         for _ in range(50):
             s = store.write(bump)
             with lock:
@@ -46,8 +48,10 @@ def test_concurrent_writers_never_interleave(store):
         t.start()
     for t in threads:
         t.join()
-    assert store.read(lambda db: db.execute("SELECT value FROM meta WHERE key='n'")
-                      .fetchone()[0]) == "200"
+    assert (
+        store.read(lambda db: db.execute("SELECT value FROM meta WHERE key='n'").fetchone()[0])
+        == "200"
+    )
     assert sorted(seqs) == list(range(1, 201))
 
 
@@ -72,15 +76,17 @@ def test_epoch_is_per_database(tmp_path):
 def test_read_sees_one_snapshot(store):
     store.write(lambda db: db.execute("INSERT INTO meta (key, value) VALUES ('n', '0')"))
 
-    def read_twice(db):  # noqa: ANN001, ANN202
+    def read_twice(db):
         first = db.execute("SELECT value FROM meta WHERE key='n'").fetchone()[0]
         store.write(lambda w: w.execute("UPDATE meta SET value='1' WHERE key='n'"))
         second = db.execute("SELECT value FROM meta WHERE key='n'").fetchone()[0]
         return first, second
 
     assert store.read(read_twice) == ("0", "0")
-    assert store.read(lambda db: db.execute("SELECT value FROM meta WHERE key='n'")
-                      .fetchone()[0]) == "1"
+    assert (
+        store.read(lambda db: db.execute("SELECT value FROM meta WHERE key='n'").fetchone()[0])
+        == "1"
+    )
 
 
 def test_nested_write_is_refused(store):

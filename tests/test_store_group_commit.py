@@ -16,7 +16,7 @@ def _hold_the_writer(store: Store) -> tuple[threading.Event, object]:
     """Occupy the writer thread until the returned event is set (so writes queue up)."""
     started, gate = threading.Event(), threading.Event()
 
-    def hold(db):  # noqa: ANN001, ANN202
+    def hold(db):
         started.set()
         gate.wait()
         return "held"
@@ -26,7 +26,7 @@ def _hold_the_writer(store: Store) -> tuple[threading.Event, object]:
     return gate, future
 
 
-def _put(db, key: str, fail: bool = False) -> int:  # noqa: ANN001
+def _put(db, key: str, fail: bool = False) -> int:
     seq = next_seq(db)
     db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", [key, str(seq)])
     if fail:
@@ -35,8 +35,11 @@ def _put(db, key: str, fail: bool = False) -> int:  # noqa: ANN001
 
 
 def _keys(store: Store) -> dict[str, str]:
-    return dict(store.read(lambda db: db.execute(
-        "SELECT key, value FROM meta WHERE key LIKE 'k%'").fetchall()))
+    return dict(
+        store.read(
+            lambda db: db.execute("SELECT key, value FROM meta WHERE key LIKE 'k%'").fetchall()
+        )
+    )
 
 
 def test_queued_writes_commit_together_and_a_failing_one_rolls_back_alone(store, db_path):
@@ -80,7 +83,7 @@ def test_a_write_that_breaks_the_transaction_fails_its_whole_group(store):
     its error, the others a retryable one, and the writer goes on with later writes."""
     gate, held = _hold_the_writer(store)
 
-    def rogue(db):  # noqa: ANN001, ANN202
+    def rogue(db):
         db.execute("INSERT INTO meta (key, value) VALUES ('k-rogue', '1')")
         db.conn.execute("ROLLBACK")
         raise RuntimeError("rolled back everything")
@@ -104,11 +107,12 @@ def test_a_write_that_breaks_the_transaction_fails_its_whole_group(store):
 
 def test_awrite_callers_share_a_commit_and_see_their_own_errors(store):
     async def storm() -> list:
-        gate, held = _hold_the_writer(store)
-        tasks = [asyncio.ensure_future(store.awrite(_put, f"k{i}", fail=(i % 4 == 1)))
-                 for i in range(8)]
+        gate, _held = _hold_the_writer(store)
+        tasks = [
+            asyncio.ensure_future(store.awrite(_put, f"k{i}", fail=(i % 4 == 1))) for i in range(8)
+        ]
         await asyncio.sleep(0)  # one turn of the loop: every task runs up to its first await
-        assert len(store._queue) == 8  # noqa: SLF001  (all queued behind the held write)
+        assert len(store._queue) == 8  # all queued behind the held write
         gate.set()
         return await asyncio.gather(*tasks, return_exceptions=True)
 

@@ -21,10 +21,13 @@ def m1(client, tiny) -> Phone:
 
 
 def nothing_stored(store) -> None:
-    mutations, visits, last_seq = store.read(lambda db: (
-        db.execute("SELECT count(*) FROM sync_mutations").fetchone()[0],
-        db.execute("SELECT count(*) FROM visits").fetchone()[0],
-        db.execute("SELECT last_seq FROM devices WHERE id = 'dev-m1'").fetchone()[0]))
+    mutations, visits, last_seq = store.read(
+        lambda db: (
+            db.execute("SELECT count(*) FROM sync_mutations").fetchone()[0],
+            db.execute("SELECT count(*) FROM visits").fetchone()[0],
+            db.execute("SELECT last_seq FROM devices WHERE id = 'dev-m1'").fetchone()[0],
+        )
+    )
     assert (mutations, visits, last_seq) == (0, 0, 0)
 
 
@@ -45,8 +48,10 @@ def test_401_revoked_device_is_told_to_wipe(client, tiny, store, m1):
     store.write(auth.revoke, "dev-m1", Actor.cli())
     body = error(m1.push([m1.visit("hh-g1-1")]), 401, "device_revoked")
     assert body["wipe"] is True
-    assert error(client.get("/api/v1/sync/pull", headers=m1.headers()), 401,
-                 "device_revoked")["wipe"] is True
+    assert (
+        error(client.get("/api/v1/sync/pull", headers=m1.headers()), 401, "device_revoked")["wipe"]
+        is True
+    )
 
 
 @pytest.mark.parametrize("schema", [None, "2", "0", ""])
@@ -55,17 +60,20 @@ def test_426_unsupported_schema(client, tiny, store, m1, schema):
     if schema is not None:
         headers["X-Gridsync-Schema"] = schema
     body = {"device_id": "dev-m1", "mutations": [m1.visit("hh-g1-1")]}
-    for r in (client.post(PUSH, json=body, headers=headers),
-              client.get("/api/v1/sync/pull", headers=headers),
-              client.get("/api/v1/sync/status", headers=headers)):
+    for r in (
+        client.post(PUSH, json=body, headers=headers),
+        client.get("/api/v1/sync/pull", headers=headers),
+        client.get("/api/v1/sync/status", headers=headers),
+    ):
         got = error(r, 426, "unsupported_schema")
         assert "update the app" in got["message"] and got["supported"] == ["1"]
     nothing_stored(store)
 
 
 def test_403_device_mismatch(client, tiny, store, m1):
-    r = client.post(PUSH, headers=m1.headers(),
-                    json={"device_id": "dev-m2", "mutations": [m1.visit("hh-g1-1")]})
+    r = client.post(
+        PUSH, headers=m1.headers(), json={"device_id": "dev-m2", "mutations": [m1.visit("hh-g1-1")]}
+    )
     error(r, 403, "device_mismatch")
     nothing_stored(store)
 
@@ -88,35 +96,57 @@ def test_413_too_many_mutations(client, tiny, store, m1):
 
 
 def test_413_too_many_bytes_raw_and_after_gzip(client, tiny, store, m1):
-    big = {"device_id": "dev-m1", "mutations": [m1.visit("hh-g1-1", note="x" * 2000)
-                                                 for _ in range(1000)]}
+    big = {
+        "device_id": "dev-m1",
+        "mutations": [m1.visit("hh-g1-1", note="x" * 2000) for _ in range(1000)],
+    }
     raw = msgspec.json.encode(big)
     assert len(raw) > 4 * 1024 * 1024 - 2_000_000  # most of the way; pad the rest
     raw = raw[:-1] + b',"pad":"' + b"y" * (4 * 1024 * 1024) + b'"}'
-    error(client.post(PUSH, content=raw, headers=m1.headers(**{
-        "Content-Type": "application/json"})), 413, "payload_too_large")
+    error(
+        client.post(PUSH, content=raw, headers=m1.headers(**{"Content-Type": "application/json"})),
+        413,
+        "payload_too_large",
+    )
     # A gzip bomb: tiny on the wire, over the limit inflated.
-    bomb = gzip.compress(b'{"device_id":"dev-m1","mutations":[],"pad":"' + b"0" * (8 << 20)
-                         + b'"}')
+    bomb = gzip.compress(b'{"device_id":"dev-m1","mutations":[],"pad":"' + b"0" * (8 << 20) + b'"}')
     assert len(bomb) < 100_000
-    body = error(client.post(PUSH, content=bomb, headers=m1.headers(**{
-        "Content-Type": "application/json", "Content-Encoding": "gzip"})), 413,
-        "payload_too_large")
+    body = error(
+        client.post(
+            PUSH,
+            content=bomb,
+            headers=m1.headers(**{"Content-Type": "application/json", "Content-Encoding": "gzip"}),
+        ),
+        413,
+        "payload_too_large",
+    )
     assert "decompressed" in body["message"]
     nothing_stored(store)
 
 
-@pytest.mark.parametrize("body, field", [
-    (b"{not json", "$"),
-    (b'{"device_id": "dev-m1"}', "$"),
-    (b'{"device_id": "dev-m1", "mutations": [{"mid": "a", "seq": "one", "hlc": "x", '
-     b'"op": "visit.create", "id": "v"}]}', "$.mutations[0].seq"),
-    (b'{"device_id": "dev-m1", "mutations": [{"mid": "a", "seq": 1, '
-     b'"hlc": "2026-11-20 09:30", "op": "visit.create", "id": "v"}]}', "$.mutations[0].hlc"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        (b"{not json", "$"),
+        (b'{"device_id": "dev-m1"}', "$"),
+        (
+            b'{"device_id": "dev-m1", "mutations": [{"mid": "a", "seq": "one", "hlc": "x", '
+            b'"op": "visit.create", "id": "v"}]}',
+            "$.mutations[0].seq",
+        ),
+        (
+            b'{"device_id": "dev-m1", "mutations": [{"mid": "a", "seq": 1, '
+            b'"hlc": "2026-11-20 09:30", "op": "visit.create", "id": "v"}]}',
+            "$.mutations[0].hlc",
+        ),
+    ],
+)
 def test_400_names_the_bad_field(client, tiny, store, m1, body, field):
-    got = error(client.post(PUSH, content=body, headers=m1.headers(**{
-        "Content-Type": "application/json"})), 400, "validation_error")
+    got = error(
+        client.post(PUSH, content=body, headers=m1.headers(**{"Content-Type": "application/json"})),
+        400,
+        "validation_error",
+    )
     assert got["field"] == field
     nothing_stored(store)
 
@@ -129,11 +159,22 @@ def test_400_seq_must_count_up_in_a_batch(client, tiny, store, m1):
 
 
 def test_400_bad_gzip_and_415_bad_media_type(client, tiny, store, m1):
-    error(client.post(PUSH, content=b"not gzip at all", headers=m1.headers(**{
-        "Content-Type": "application/json", "Content-Encoding": "gzip"})), 400,
-        "validation_error")
-    error(client.post(PUSH, content=b"<xml/>", headers=m1.headers(**{
-        "Content-Type": "application/xml"})), 415, "unsupported_media_type")
+    error(
+        client.post(
+            PUSH,
+            content=b"not gzip at all",
+            headers=m1.headers(**{"Content-Type": "application/json", "Content-Encoding": "gzip"}),
+        ),
+        400,
+        "validation_error",
+    )
+    error(
+        client.post(
+            PUSH, content=b"<xml/>", headers=m1.headers(**{"Content-Type": "application/xml"})
+        ),
+        415,
+        "unsupported_media_type",
+    )
     nothing_stored(store)
 
 

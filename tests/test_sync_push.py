@@ -14,26 +14,44 @@ def phone(client, tiny, person: str, **kw) -> Phone:
 
 
 def base(store, hid) -> int:
-    return store.read(lambda db: db.execute("SELECT seq FROM households WHERE id = ?",
-                                            [hid]).fetchone()[0])
+    return store.read(
+        lambda db: db.execute("SELECT seq FROM households WHERE id = ?", [hid]).fetchone()[0]
+    )
 
 
 def household_row(store, hid):
-    return store.read(lambda db: db.execute(
-        "SELECT phone, notes, tags, status, seq, last_visit_ms, grid_id FROM households "
-        "WHERE id = ?", [hid]).fetchone())
+    return store.read(
+        lambda db: db.execute(
+            "SELECT phone, notes, tags, status, seq, last_visit_ms, grid_id FROM households "
+            "WHERE id = ?",
+            [hid],
+        ).fetchone()
+    )
 
 
 def test_push_applies_ops_and_pull_returns_them(client, tiny, store):
     p = phone(client, tiny, "m1")
     hid = uuid7()
     muts = [
-        p.mutation("household.create", hid, data={"grid_id": "g1", "building": "5号楼",
-                                                   "room": "201", "head_name": "陈", "size": 3,
-                                                   "tags": ["renter"]}),
-        p.mutation("household.update", "hh-g1-1", base_seq=base(store, "hh-g1-1"),
-                   fields={"phone": "13900000000", "notes": "腿脚不便"},
-                   tags_add=["disabled"]),
+        p.mutation(
+            "household.create",
+            hid,
+            data={
+                "grid_id": "g1",
+                "building": "5号楼",
+                "room": "201",
+                "head_name": "陈",
+                "size": 3,
+                "tags": ["renter"],
+            },
+        ),
+        p.mutation(
+            "household.update",
+            "hh-g1-1",
+            base_seq=base(store, "hh-g1-1"),
+            fields={"phone": "13900000000", "notes": "腿脚不便"},
+            tags_add=["disabled"],
+        ),
         p.visit(hid, kinds=["policy", "safety"]),
         p.visit("hh-g1-1", at="2026-11-21T10:00:00+08:00"),
         p.mutation("household.move_out", "hh-g1-2", base_seq=base(store, "hh-g1-2")),
@@ -44,30 +62,58 @@ def test_push_applies_ops_and_pull_returns_them(client, tiny, store):
     assert [x["status"] for x in body["results"]] == ["applied"] * 5
     assert [x["mid"] for x in body["results"]] == [m["mid"] for m in muts]
     assert body["server_hlc"] and body["last_seq"] == 5
-    assert household_row(store, "hh-g1-1")[:3] == ("13900000000", "腿脚不便",
-                                                   '["disabled","elderly_alone"]')
+    assert household_row(store, "hh-g1-1")[:3] == (
+        "13900000000",
+        "腿脚不便",
+        '["disabled","elderly_alone"]',
+    )
     assert household_row(store, "hh-g1-2")[3] == "moved_out"
     assert household_row(store, "hh-g1-1")[5] == parse_ms("2026-11-21T10:00:00+08:00")
 
     replica = state(p.pull_all())
     created = replica[("household", hid)]
-    assert created == {"id": hid, "grid_id": "g1", "building": "5号楼", "unit": "", "room": "201",
-                       "head_name": "陈", "phone": "", "size": 3, "tags": ["renter"],
-                       "notes": "", "responsible_member_id": None, "status": "active"}
+    assert created == {
+        "id": hid,
+        "grid_id": "g1",
+        "building": "5号楼",
+        "unit": "",
+        "room": "201",
+        "head_name": "陈",
+        "phone": "",
+        "size": 3,
+        "tags": ["renter"],
+        "notes": "",
+        "responsible_member_id": None,
+        "status": "active",
+    }
     visits = [v for (t, _), v in replica.items() if t == "visit"]
     assert {v["household_id"] for v in visits} == {hid, "hh-g1-1"}
     assert all(v["member_id"] == "m1" and v["device_id"] == "dev-m1" for v in visits)
-    assert set(visits[0]) == {"id", "household_id", "member_id", "device_id", "at", "channel",
-                              "kinds", "note", "geo", "voided"}
+    assert set(visits[0]) == {
+        "id",
+        "household_id",
+        "member_id",
+        "device_id",
+        "at",
+        "channel",
+        "kinds",
+        "note",
+        "geo",
+        "voided",
+    }
     # Only g1 for m1: no household of g2.
     assert not any(d.get("grid_id") == "g2" for (t, _), d in replica.items() if t == "household")
 
 
 def test_resent_batch_is_duplicate_without_second_effect(client, tiny, store):
     p = phone(client, tiny, "m1")
-    muts = [p.visit("hh-g1-1"), p.visit("hh-g1-2"),
-            p.mutation("household.update", "hh-g1-3", base_seq=base(store, "hh-g1-3"),
-                       fields={"notes": "x"})]
+    muts = [
+        p.visit("hh-g1-1"),
+        p.visit("hh-g1-2"),
+        p.mutation(
+            "household.update", "hh-g1-3", base_seq=base(store, "hh-g1-3"), fields={"notes": "x"}
+        ),
+    ]
     assert p.push(muts).status_code == 200
     seq_before = household_row(store, "hh-g1-3")[4]
     again = p.push(muts)
@@ -84,11 +130,19 @@ def test_resent_batch_is_duplicate_without_second_effect(client, tiny, store):
 
 def test_same_mid_under_new_seq_is_duplicate(client, tiny, store):
     p = phone(client, tiny, "m1")
-    first = p.mutation("household.update", "hh-g1-1", base_seq=base(store, "hh-g1-1"),
-                       fields={"notes": "once"})
+    first = p.mutation(
+        "household.update", "hh-g1-1", base_seq=base(store, "hh-g1-1"), fields={"notes": "once"}
+    )
     assert p.push([first]).status_code == 200
-    second = {**p.mutation("household.update", "hh-g1-1", base_seq=base(store, "hh-g1-1"),
-                           fields={"notes": "twice"}), "mid": first["mid"]}
+    second = {
+        **p.mutation(
+            "household.update",
+            "hh-g1-1",
+            base_seq=base(store, "hh-g1-1"),
+            fields={"notes": "twice"},
+        ),
+        "mid": first["mid"],
+    }
     r = p.push([second])
     assert r.json()["results"][0]["status"] == "duplicate"
     assert r.json()["last_seq"] == 2  # the seq is consumed
@@ -98,16 +152,28 @@ def test_same_mid_under_new_seq_is_duplicate(client, tiny, store):
 def test_rejected_mutations_do_not_block_the_batch(client, tiny, store):
     p = phone(client, tiny, "m1")
     muts = [
-        p.mutation("household.update", "hh-g2-1", base_seq=base(store, "hh-g2-1"),
-                   fields={"notes": "foreign"}),
+        p.mutation(
+            "household.update",
+            "hh-g2-1",
+            base_seq=base(store, "hh-g2-1"),
+            fields={"notes": "foreign"},
+        ),
         p.visit("hh-g2-1"),
         p.visit("no-such-household"),
         p.visit("hh-g1-1", channel="pigeon"),
         p.visit("hh-g1-1", kinds=["astrology"]),
-        p.mutation("household.update", "hh-g1-1", base_seq=base(store, "hh-g1-1"),
-                   fields={"responsible_member_id": "m1"}),
-        p.mutation("household.update", "hh-g1-1", base_seq=base(store, "hh-g1-1"),
-                   fields={"status": "archived"}),
+        p.mutation(
+            "household.update",
+            "hh-g1-1",
+            base_seq=base(store, "hh-g1-1"),
+            fields={"responsible_member_id": "m1"},
+        ),
+        p.mutation(
+            "household.update",
+            "hh-g1-1",
+            base_seq=base(store, "hh-g1-1"),
+            fields={"status": "archived"},
+        ),
         p.mutation("whatever.op", "x"),
         p.mutation("visit.void", "no-such-visit"),
         p.visit("hh-g1-1"),
@@ -116,15 +182,23 @@ def test_rejected_mutations_do_not_block_the_batch(client, tiny, store):
     assert r.status_code == 200, r.text
     res = r.json()["results"]
     assert [(x["status"], x.get("code")) for x in res] == [
-        ("rejected", "out_of_scope"), ("rejected", "out_of_scope"), ("rejected", "not_found"),
-        ("rejected", "validation_error"), ("rejected", "validation_error"),
-        ("rejected", "forbidden_field"), ("rejected", "forbidden_field"),
-        ("rejected", "unknown_op"), ("rejected", "not_found"), ("applied", None)]
+        ("rejected", "out_of_scope"),
+        ("rejected", "out_of_scope"),
+        ("rejected", "not_found"),
+        ("rejected", "validation_error"),
+        ("rejected", "validation_error"),
+        ("rejected", "forbidden_field"),
+        ("rejected", "forbidden_field"),
+        ("rejected", "unknown_op"),
+        ("rejected", "not_found"),
+        ("applied", None),
+    ]
     assert all(x["message"] for x in res[:-1])
     assert "$.mutations[3].data.channel" in res[3]["message"]
     assert household_row(store, "hh-g2-1")[1] == ""
-    logged = store.read(lambda db: db.execute(
-        "SELECT status, code FROM sync_mutations ORDER BY seq").fetchall())
+    logged = store.read(
+        lambda db: db.execute("SELECT status, code FROM sync_mutations ORDER BY seq").fetchall()
+    )
     assert len(logged) == 9 and logged[0] == ("rejected", "out_of_scope")  # visits: own record
     # Rejected ones consumed their seq: a resend is all duplicates.
     again = p.push(muts).json()["results"]
@@ -136,17 +210,31 @@ def test_field_merge_loses_nothing(client, tiny, store):
     m1 = phone(client, tiny, "m1")
     base = household_row(store, "hh-g1-1")[4]
     # Both edited offline from the same base; m1's edit is later by HLC but pushed first.
-    early = sec.mutation("household.update", "hh-g1-1", base_seq=base,
-                         hlc=format_hlc(1763860000000, 0, "dev-sec"),
-                         fields={"phone": "13700000001", "notes": "秘书备注"})
-    late = m1.mutation("household.update", "hh-g1-1", base_seq=base,
-                       hlc=format_hlc(1763860005000, 0, "dev-m1"),
-                       fields={"phone": "13700000002"})
+    early = sec.mutation(
+        "household.update",
+        "hh-g1-1",
+        base_seq=base,
+        hlc=format_hlc(1763860000000, 0, "dev-sec"),
+        fields={"phone": "13700000001", "notes": "秘书备注"},
+    )
+    late = m1.mutation(
+        "household.update",
+        "hh-g1-1",
+        base_seq=base,
+        hlc=format_hlc(1763860005000, 0, "dev-m1"),
+        fields={"phone": "13700000002"},
+    )
     assert m1.push([late]).json()["results"][0]["status"] == "applied"
     res = sec.push([early]).json()["results"][0]
     assert res["status"] == "merged"
-    assert res["lost"] == [{"field": "phone", "value": "13700000001", "winner": "13700000002",
-                            "conflict_id": res["lost"][0]["conflict_id"]}]
+    assert res["lost"] == [
+        {
+            "field": "phone",
+            "value": "13700000001",
+            "winner": "13700000002",
+            "conflict_id": res["lost"][0]["conflict_id"],
+        }
+    ]
     row = household_row(store, "hh-g1-1")
     assert row[0] == "13700000002" and row[1] == "秘书备注"  # notes had no rival: it applied
     page = client.get("/api/v1/sync/conflicts", headers=sec.headers()).json()
@@ -162,10 +250,20 @@ def test_later_unseen_write_logs_the_overwritten_value(client, tiny, store):
     sec = phone(client, tiny, "sec")
     m1 = phone(client, tiny, "m1")
     base = household_row(store, "hh-g1-1")[4]
-    first = sec.mutation("household.update", "hh-g1-1", base_seq=base,
-                         hlc=format_hlc(1763860000000, 0, "dev-sec"), fields={"notes": "A"})
-    second = m1.mutation("household.update", "hh-g1-1", base_seq=base,
-                         hlc=format_hlc(1763860009000, 0, "dev-m1"), fields={"notes": "B"})
+    first = sec.mutation(
+        "household.update",
+        "hh-g1-1",
+        base_seq=base,
+        hlc=format_hlc(1763860000000, 0, "dev-sec"),
+        fields={"notes": "A"},
+    )
+    second = m1.mutation(
+        "household.update",
+        "hh-g1-1",
+        base_seq=base,
+        hlc=format_hlc(1763860009000, 0, "dev-m1"),
+        fields={"notes": "B"},
+    )
     sec.push([first])
     res = m1.push([second]).json()["results"][0]
     assert res["status"] == "merged"
@@ -184,8 +282,13 @@ def test_tags_add_wins_over_concurrent_remove(client, tiny, store):
     add = m1.mutation("household.update", "hh-g1-2", base_seq=base, tags_add=["low_income"])
     assert m1.push([add]).json()["results"][0]["status"] == "applied"
     # sec did not see that add: its remove loses (add wins) and is logged.
-    remove = sec.mutation("household.update", "hh-g1-2", base_seq=base,
-                          tags_remove=["low_income"], tags_add=["renter"])
+    remove = sec.mutation(
+        "household.update",
+        "hh-g1-2",
+        base_seq=base,
+        tags_remove=["low_income"],
+        tags_add=["renter"],
+    )
     res = sec.push([remove]).json()["results"][0]
     assert res["status"] == "merged"
     assert res["lost"][0]["field"] == "tags:low_income"
@@ -193,35 +296,45 @@ def test_tags_add_wins_over_concurrent_remove(client, tiny, store):
     assert json.loads(household_row(store, "hh-g1-2")[2]) == ["low_income", "renter"]
     # A remove of an add it saw applies.
     seen = household_row(store, "hh-g1-2")[4]
-    r = sec.push([sec.mutation("household.update", "hh-g1-2", base_seq=seen,
-                               tags_remove=["low_income"])]).json()["results"][0]
+    r = sec.push(
+        [sec.mutation("household.update", "hh-g1-2", base_seq=seen, tags_remove=["low_income"])]
+    ).json()["results"][0]
     assert r["status"] == "applied"
     assert json.loads(household_row(store, "hh-g1-2")[2]) == ["renter"]
     # Both concurrent adds survive.
     b = household_row(store, "hh-g1-2")[4]
     m1.push([m1.mutation("household.update", "hh-g1-2", base_seq=b, tags_add=["disabled"])])
     sec.push([sec.mutation("household.update", "hh-g1-2", base_seq=b, tags_add=["elderly_alone"])])
-    assert json.loads(household_row(store, "hh-g1-2")[2]) == ["disabled", "elderly_alone",
-                                                              "renter"]
+    assert json.loads(household_row(store, "hh-g1-2")[2]) == ["disabled", "elderly_alone", "renter"]
 
 
 def test_clock_ahead_is_clamped(client, tiny, store):
     p = phone(client, tiny, "m1")
     year_ahead = format_hlc(1763860000000 + 365 * 86_400_000 * 2, 0, "dev-m1")
-    m = p.mutation("household.update", "hh-g1-1", base_seq=base(store, "hh-g1-1"), hlc=year_ahead,
-                   fields={"notes": "from the future"})
+    m = p.mutation(
+        "household.update",
+        "hh-g1-1",
+        base_seq=base(store, "hh-g1-1"),
+        hlc=year_ahead,
+        fields={"notes": "from the future"},
+    )
     body = p.push([m]).json()
     res = body["results"][0]
     assert res == {"mid": m["mid"], "status": "applied", "clock": "clamped"}
-    stamps = store.read(lambda db: db.execute(
-        "SELECT field_hlc FROM households WHERE id = 'hh-g1-1'").fetchone()[0])
+    stamps = store.read(
+        lambda db: db.execute("SELECT field_hlc FROM households WHERE id = 'hh-g1-1'").fetchone()[0]
+    )
     notes_hlc = json.loads(stamps)["notes"][0]
     assert notes_hlc.endswith(":server") and notes_hlc < year_ahead
     assert body["server_hlc"] >= notes_hlc[:21]
     # The clamped phone no longer beats an honest later edit.
     sec = phone(client, tiny, "sec")
-    later = sec.mutation("household.update", "hh-g1-1",
-                         base_seq=household_row(store, "hh-g1-1")[4], fields={"notes": "now"})
+    later = sec.mutation(
+        "household.update",
+        "hh-g1-1",
+        base_seq=household_row(store, "hh-g1-1")[4],
+        fields={"notes": "now"},
+    )
     assert sec.push([later]).json()["results"][0]["status"] == "applied"
     assert household_row(store, "hh-g1-1")[1] == "now"
 
@@ -235,8 +348,9 @@ def test_visit_void_and_last_visit(client, tiny, store):
     r = p.push([p.mutation("visit.void", v2["id"], data={"reason": "wrong household"})])
     assert r.json()["results"][0]["status"] == "applied"
     assert household_row(store, "hh-g1-3")[5] == parse_ms("2026-11-10T09:00:00+08:00")
-    voided = store.read(lambda db: db.execute("SELECT voided FROM visits WHERE id = ?",
-                                              [v2["id"]]).fetchone()[0])
+    voided = store.read(
+        lambda db: db.execute("SELECT voided FROM visits WHERE id = ?", [v2["id"]]).fetchone()[0]
+    )
     assert voided == 1
     # visit.create is idempotent by id even under a new mid.
     again = {**v1, "mid": uuid7(), "seq": p.seq + 1}
@@ -247,9 +361,11 @@ def test_visit_void_and_last_visit(client, tiny, store):
 def test_push_is_audited_once_per_batch(client, tiny, store):
     p = phone(client, tiny, "m1")
     p.push([p.visit("hh-g1-1"), p.visit("hh-g1-2")])
-    rows = store.read(lambda db: db.execute(
-        "SELECT person_id, device_id, detail FROM audit_log WHERE action = 'sync.push'"
-    ).fetchall())
+    rows = store.read(
+        lambda db: db.execute(
+            "SELECT person_id, device_id, detail FROM audit_log WHERE action = 'sync.push'"
+        ).fetchall()
+    )
     assert len(rows) == 1
     assert rows[0][:2] == ("m1", "dev-m1")
     assert json.loads(rows[0][2])["applied"] == 2
@@ -263,16 +379,25 @@ def test_msgpack_and_gzip_both_ways(client, tiny, store):
 
     p = phone(client, tiny, "m1")
     body = msgspec.msgpack.encode({"device_id": "dev-m1", "mutations": [p.visit("hh-g1-1")]})
-    r = client.post("/api/v1/sync/push", content=gzip.compress(body),
-                    headers=p.headers(**{"Content-Type": "application/msgpack",
-                                         "Content-Encoding": "gzip",
-                                         "Accept": "application/msgpack"}))
+    r = client.post(
+        "/api/v1/sync/push",
+        content=gzip.compress(body),
+        headers=p.headers(
+            **{
+                "Content-Type": "application/msgpack",
+                "Content-Encoding": "gzip",
+                "Accept": "application/msgpack",
+            }
+        ),
+    )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/msgpack")
     decoded = msgspec.msgpack.decode(r.content)
     assert decoded["results"][0]["status"] == "applied"
-    page = client.get("/api/v1/sync/pull", headers=p.headers(**{
-        "Accept": "application/msgpack", "Accept-Encoding": "gzip"}))
+    page = client.get(
+        "/api/v1/sync/pull",
+        headers=p.headers(**{"Accept": "application/msgpack", "Accept-Encoding": "gzip"}),
+    )
     assert page.headers.get("content-encoding") == "gzip"
     assert msgspec.msgpack.decode(page.content)["changes"]
 
@@ -284,8 +409,9 @@ def test_visit_dated_in_the_future_does_not_count_as_contact_ahead(client, tiny,
     visit = p.visit("hh-g1-3", at="2027-11-20T09:30:00+08:00")
     r = p.push([visit])
     assert r.json()["results"][0]["status"] == "applied"
-    at, at_ms = store.read(lambda db: db.execute(
-        "SELECT at, at_ms FROM visits WHERE id = ?", [visit["id"]]).fetchone())
+    at, at_ms = store.read(
+        lambda db: db.execute("SELECT at, at_ms FROM visits WHERE id = ?", [visit["id"]]).fetchone()
+    )
     assert at == "2027-11-20T09:30:00+08:00"
     assert at_ms < parse_ms("2027-01-01T00:00:00+08:00")
     assert household_row(store, "hh-g1-3")[5] == at_ms
@@ -297,8 +423,13 @@ def test_visit_kinds_follow_the_community_policy(client, tiny, store, settings):
     from gridsync import coverage
     from gridsync.audit import Actor
 
-    store.write(coverage.set_policy, settings, Actor.cli(), "c1",
-                coverage.PolicyOverride(service_kinds=["policy", "elderly_care"]))
+    store.write(
+        coverage.set_policy,
+        settings,
+        Actor.cli(),
+        "c1",
+        coverage.PolicyOverride(service_kinds=["policy", "elderly_care"]),
+    )
     p = phone(client, tiny, "m1")
     r = p.push([p.visit("hh-g1-1", kinds=["elderly_care"]), p.visit("hh-g1-2", kinds=["safety"])])
     results = r.json()["results"]
@@ -307,8 +438,7 @@ def test_visit_kinds_follow_the_community_policy(client, tiny, store, settings):
     assert "elderly_care" in results[1]["message"]
 
 
-def test_a_visit_id_taken_by_someone_else_is_rejected_not_a_silent_duplicate(client, tiny,
-                                                                            store):
+def test_a_visit_id_taken_by_someone_else_is_rejected_not_a_silent_duplicate(client, tiny, store):
     """``duplicate`` means "already stored": another member's visit under a taken id (a buggy
     app, a reused id) must not be acknowledged as stored and dropped."""
     m1, m2 = phone(client, tiny, "m1"), phone(client, tiny, "m2")
@@ -316,8 +446,9 @@ def test_a_visit_id_taken_by_someone_else_is_rejected_not_a_silent_duplicate(cli
     assert m1.push([visit]).json()["results"][0]["status"] == "applied"
     again = m1.mutation("visit.create", visit["id"], data=visit["data"])
     assert m1.push([again]).json()["results"][0]["status"] == "duplicate"  # a resend
-    clash = m2.mutation("visit.create", visit["id"], data={**visit["data"],
-                                                           "household_id": "hh-g2-1"})
+    clash = m2.mutation(
+        "visit.create", visit["id"], data={**visit["data"], "household_id": "hh-g2-1"}
+    )
     result = m2.push([clash]).json()["results"][0]
     assert (result["status"], result["code"]) == ("rejected", "id_taken"), result
 
@@ -346,24 +477,38 @@ def _updates(p: Phone, hid: str, seen: int) -> list[dict]:
     edit after it."""
     return [
         p.mutation("household.update", hid, base_seq=seen, fields={"phone": "13600000001"}),
-        p.mutation("household.update", hid, base_seq=seen, fields={"notes": "第一次"},
-                   tags_add=["renter", "elderly"]),
+        p.mutation(
+            "household.update",
+            hid,
+            base_seq=seen,
+            fields={"notes": "第一次"},
+            tags_add=["renter", "elderly"],
+        ),
         p.mutation("household.update", hid, base_seq=seen, fields={"status": "moved_out"}),
         p.mutation("household.update", hid, base_seq=seen, tags_remove=["renter"]),
         p.mutation("household.update", hid, base_seq=seen, fields={"grid_id": "g2"}),
-        p.mutation("household.update", hid, base_seq=seen, fields={"notes": "搬到二网格后"},
-                   tags_add=["disabled"]),
+        p.mutation(
+            "household.update",
+            hid,
+            base_seq=seen,
+            fields={"notes": "搬到二网格后"},
+            tags_add=["disabled"],
+        ),
         p.mutation("household.update", hid, base_seq=seen, fields={"size": 4}),
     ]
 
 
 def _outcome_shape(result: dict) -> tuple:
-    return (result["status"], result.get("code"),
-            [(x["field"], x["value"], x["winner"]) for x in result.get("lost") or []])
+    return (
+        result["status"],
+        result.get("code"),
+        [(x["field"], x["value"], x["winner"]) for x in result.get("lost") or []],
+    )
 
 
-def test_a_run_of_updates_in_one_push_ends_as_the_same_updates_pushed_one_by_one(client, tiny,
-                                                                                  store):
+def test_a_run_of_updates_in_one_push_ends_as_the_same_updates_pushed_one_by_one(
+    client, tiny, store
+):
     """Household updates are merged as a run (one load, one write at the end): the rows, the
     answers, the conflict log and the moves must be what one push per update gives."""
     other, sec = phone(client, tiny, "m1"), phone(client, tiny, "sec")
@@ -371,20 +516,44 @@ def test_a_run_of_updates_in_one_push_ends_as_the_same_updates_pushed_one_by_one
     seen = {hid: base(store, hid) for hid in (batched, single)}
     tags_before = {hid: set(json.loads(household_row(store, hid)[2])) for hid in seen}
     for hid in (batched, single):  # an edit the secretary's phone has not seen: a conflict
-        assert other.push([other.mutation("household.update", hid, base_seq=base(store, hid),
-                                          fields={"phone": "13900000000"})]).status_code == 200
+        assert (
+            other.push(
+                [
+                    other.mutation(
+                        "household.update",
+                        hid,
+                        base_seq=base(store, hid),
+                        fields={"phone": "13900000000"},
+                    )
+                ]
+            ).status_code
+            == 200
+        )
     before = store.read(lambda db: db.execute("SELECT max(seq) FROM visits").fetchone()[0])
     assert sec.push([sec.visit(batched), sec.visit(single)]).status_code == 200
 
     r = sec.push(_updates(sec, batched, seen[batched]))
     assert r.status_code == 200, r.text
     run = [_outcome_shape(x) for x in r.json()["results"]]
-    logged = [(x["conflict_id"], x["field"], x["value"]) for result in r.json()["results"]
-              for x in result.get("lost") or []]
-    assert logged and store.read(lambda db: [
-        db.execute("SELECT id, field, json_extract(value, '$') FROM sync_conflicts WHERE id = ? "
-                   "AND household_id = ?", [cid, batched]).fetchone() for cid, _, _ in logged
-    ]) == logged
+    logged = [
+        (x["conflict_id"], x["field"], x["value"])
+        for result in r.json()["results"]
+        for x in result.get("lost") or []
+    ]
+    assert (
+        logged
+        and store.read(
+            lambda db: [
+                db.execute(
+                    "SELECT id, field, json_extract(value, '$') FROM sync_conflicts WHERE id = ? "
+                    "AND household_id = ?",
+                    [cid, batched],
+                ).fetchone()
+                for cid, _, _ in logged
+            ]
+        )
+        == logged
+    )
     one_by_one = []
     for m in _updates(sec, single, seen[single]):
         r = sec.push([m])
@@ -392,21 +561,36 @@ def test_a_run_of_updates_in_one_push_ends_as_the_same_updates_pushed_one_by_one
         one_by_one.append(_outcome_shape(r.json()["results"][0]))
 
     assert run == one_by_one
-    assert [s for s, _, _ in run] == ["merged", "applied", "rejected", "applied", "applied",
-                                      "applied", "applied"]
+    assert [s for s, _, _ in run] == [
+        "merged",
+        "applied",
+        "rejected",
+        "applied",
+        "applied",
+        "applied",
+        "applied",
+    ]
     assert run[0][2] == [("phone", "13900000000", "13600000001")]
 
     def row(db, hid):
-        return db.execute("SELECT grid_id, phone, notes, tags, status, size FROM households "
-                          "WHERE id = ?", [hid]).fetchone()
+        return db.execute(
+            "SELECT grid_id, phone, notes, tags, status, size FROM households WHERE id = ?", [hid]
+        ).fetchone()
 
     def history(db, hid):
-        return (db.execute("SELECT field, value, winner FROM sync_conflicts "
-                           "WHERE household_id = ? ORDER BY id", [hid]).fetchall(),
-                db.execute("SELECT from_grid, to_grid FROM household_moves "
-                           "WHERE household_id = ?", [hid]).fetchall(),
-                db.execute("SELECT grid_id, seq > ? FROM visits WHERE household_id = ?",
-                           [before, hid]).fetchall())
+        return (
+            db.execute(
+                "SELECT field, value, winner FROM sync_conflicts "
+                "WHERE household_id = ? ORDER BY id",
+                [hid],
+            ).fetchall(),
+            db.execute(
+                "SELECT from_grid, to_grid FROM household_moves WHERE household_id = ?", [hid]
+            ).fetchall(),
+            db.execute(
+                "SELECT grid_id, seq > ? FROM visits WHERE household_id = ?", [before, hid]
+            ).fetchall(),
+        )
 
     for hid in (batched, single):
         *values, tags = store.read(row, hid)[:4]
@@ -416,8 +600,11 @@ def test_a_run_of_updates_in_one_push_ends_as_the_same_updates_pushed_one_by_one
     assert store.read(history, batched) == store.read(history, single)
     assert store.read(history, batched)[1] == [("g1", "g2")]
     # the row's change seq is its last update's; every field stamp is one of the run's writes
-    seq, stamps = store.read(lambda db: db.execute(
-        "SELECT seq, field_hlc FROM households WHERE id = ?", [batched]).fetchone())
+    seq, stamps = store.read(
+        lambda db: db.execute(
+            "SELECT seq, field_hlc FROM households WHERE id = ?", [batched]
+        ).fetchone()
+    )
     stamps = json.loads(stamps)
     assert stamps["size"][1] == seq and stamps["notes"][1] < seq
     assert stamps["phone"][2] == tiny.devices["sec"]
@@ -429,21 +616,44 @@ def test_field_stamps_written_by_other_tools_still_merge():
     seq, and are written back in the canonical shape."""
     from gridsync.sync import merge
 
-    row = ("h1", "g1", "", "", "", "", "", 1, '["a","b"]', "", None, "active",
-           json.dumps({"phone": ["000000000000005:00000:dev-x", 17, "dev-x", "p"],
-                       "notes": "000000000000006:00001:other", "size": [], "unit": ["u", 2],
-                       "room": ["r", "7"], "tags": {"a": ["t", 5, None, None], "b": "tb"}}), 42)
+    row = (
+        "h1",
+        "g1",
+        "",
+        "",
+        "",
+        "",
+        "",
+        1,
+        '["a","b"]',
+        "",
+        None,
+        "active",
+        json.dumps(
+            {
+                "phone": ["000000000000005:00000:dev-x", 17, "dev-x", "p"],
+                "notes": "000000000000006:00001:other",
+                "size": [],
+                "unit": ["u", 2],
+                "room": ["r", "7"],
+                "tags": {"a": ["t", 5, None, None], "b": "tb"},
+            }
+        ),
+        42,
+    )
     state = merge.state_from_row(row)
     assert state.stamps["phone"] == merge.Stamp("000000000000005:00000:dev-x", 17, "dev-x", "p")
     assert state.stamps["notes"] == merge.Stamp("000000000000006:00001:other", 42)
     assert state.stamps["size"] == state.stamps["building"] == merge.Stamp("", 42)
-    assert (state.stamps["unit"], state.stamps["room"]) == (merge.Stamp("u", 2),
-                                                            merge.Stamp("r", 7))
+    assert (state.stamps["unit"], state.stamps["room"]) == (
+        merge.Stamp("u", 2),
+        merge.Stamp("r", 7),
+    )
     assert state.tag_adds == {"a": merge.Stamp("t", 5), "b": merge.Stamp("tb", 42)}
     stored = json.loads(merge.encode_stamps(state))
     assert stored["notes"] == ["000000000000006:00001:other", 42, None, None]
     assert stored["tags"] == {"a": ["t", 5, None, None], "b": ["tb", 42, None, None]}
-    again = merge.state_from_row(row[:12] + (merge.encode_stamps(state), 42))
+    again = merge.state_from_row((*row[:12], merge.encode_stamps(state), 42))
     assert (again.stamps, again.tag_adds) == (state.stamps, state.tag_adds)
     # a writer that saw seq 17 overwrites phone without a conflict; one that did not, conflicts
     writer = merge.Stamp("000000000000009:00000:dev-y", 50, "dev-y", "q")

@@ -46,23 +46,44 @@ def api(store, tiny, wsettings, clock):
 
 
 def new_case(api, tiny, who="m1", **body):
-    payload = {"category": "漏水", "grid_id": "g1", "location": "3号楼", "description": "水管破裂",
-               **body}
+    payload = {
+        "category": "漏水",
+        "grid_id": "g1",
+        "location": "3号楼",
+        "description": "水管破裂",
+        **body,
+    }
     r = api.post("/api/v1/whistle/cases", json=payload, headers=bearer(tiny.tokens[who]))
     assert r.status_code == 201, r.text
     return r.json()
 
 
 def act(api, tiny, case_id, who, action, **extra):
-    return api.post(f"/api/v1/whistle/cases/{case_id}/actions",
-                    json={"action": action, **extra}, headers=bearer(tiny.tokens[who]))
+    return api.post(
+        f"/api/v1/whistle/cases/{case_id}/actions",
+        json={"action": action, **extra},
+        headers=bearer(tiny.tokens[who]),
+    )
 
 
 def test_raise_by_api_has_the_wire_fields_and_grid_deadlines(api, tiny, clock, store):
     case = new_case(api, tiny, household_id="hh-g1-2", id="0193a8f0-0000-7000-8000-000000000001")
-    assert set(case) >= {"id", "household_id", "grid_id", "location", "category", "description",
-                         "raised_by", "raised_at", "received_at", "level", "state", "deadlines",
-                         "history", "satisfaction"}
+    assert set(case) >= {
+        "id",
+        "household_id",
+        "grid_id",
+        "location",
+        "category",
+        "description",
+        "raised_by",
+        "raised_at",
+        "received_at",
+        "level",
+        "state",
+        "deadlines",
+        "history",
+        "satisfaction",
+    }
     assert case["id"] == "0193a8f0-0000-7000-8000-000000000001"
     assert (case["level"], case["state"], case["raised_by"]) == ("grid", "raised", "m1")
     now = clock.now_ms()
@@ -71,9 +92,11 @@ def test_raise_by_api_has_the_wire_fields_and_grid_deadlines(api, tiny, clock, s
     assert case["deadlines"]["arrive"] == iso_ms(now + 10 * MIN)
     assert case["deadlines"]["resolve"] == iso_ms(now + 30 * MIN)
     assert [h["action"] for h in case["history"]] == ["raise"]
-    again = api.post("/api/v1/whistle/cases", json={"category": "x", "grid_id": "g1",
-                                                   "id": case["id"]},
-                     headers=bearer(tiny.tokens["m1"]))
+    again = api.post(
+        "/api/v1/whistle/cases",
+        json={"category": "x", "grid_id": "g1", "id": case["id"]},
+        headers=bearer(tiny.tokens["m1"]),
+    )
     assert again.status_code == 409 and again.json()["code"] == "case_exists"
 
 
@@ -88,8 +111,14 @@ def test_lifecycle_to_closed_with_satisfaction(api, tiny, clock):
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["state"], body["satisfaction"]) == ("closed", 4)
-    assert [h["action"] for h in body["history"]] == ["raise", "accept", "arrive", "comment",
-                                                      "resolve", "close"]
+    assert [h["action"] for h in body["history"]] == [
+        "raise",
+        "accept",
+        "arrive",
+        "comment",
+        "resolve",
+        "close",
+    ]
     assert [h["state"] for h in body["history"]][-2:] == ["resolved", "closed"]
     r = act(api, tiny, cid, "m1", "reopen", note="又漏了")
     assert r.json()["state"] == "reopened" and r.json()["satisfaction"] is None
@@ -120,16 +149,19 @@ def test_concurrent_accept_first_wins_second_is_told_who(api, tiny):
     assert [h["action"] for h in case["history"]].count("accept") == 1
 
 
-@pytest.mark.parametrize("steps, action, extra", [
-    ([], "arrive", {}),
-    ([], "resolve", {}),
-    ([], "close", {"satisfaction": 5}),
-    ([], "reopen", {}),
-    ([], "return", {}),
-    (["accept"], "close", {"satisfaction": 5}),
-    (["accept", "resolve"], "arrive", {}),
-    (["accept", "resolve"], "escalate", {}),
-])
+@pytest.mark.parametrize(
+    "steps, action, extra",
+    [
+        ([], "arrive", {}),
+        ([], "resolve", {}),
+        ([], "close", {"satisfaction": 5}),
+        ([], "reopen", {}),
+        ([], "return", {}),
+        (["accept"], "close", {"satisfaction": 5}),
+        (["accept", "resolve"], "arrive", {}),
+        (["accept", "resolve"], "escalate", {}),
+    ],
+)
 def test_illegal_transitions_are_refused(api, tiny, steps, action, extra):
     cid = new_case(api, tiny)["id"]
     for step in steps:
@@ -154,13 +186,18 @@ def test_satisfaction_out_of_range(api, tiny, satisfaction):
 
 def test_scope_decides_who_sees_and_who_acts(api, tiny):
     cid = new_case(api, tiny)["id"]
-    assert api.get(f"/api/v1/whistle/cases/{cid}",
-                   headers=bearer(tiny.tokens["m2"])).status_code == 404
+    assert (
+        api.get(f"/api/v1/whistle/cases/{cid}", headers=bearer(tiny.tokens["m2"])).status_code
+        == 404
+    )
     assert act(api, tiny, cid, "m2", "accept").status_code == 404
     listed = api.get("/api/v1/whistle/cases", headers=bearer(tiny.tokens["m2"])).json()
     assert listed["total"] == 0
-    outside = api.post("/api/v1/whistle/cases", json={"category": "x", "grid_id": "g1"},
-                       headers=bearer(tiny.tokens["m2"]))
+    outside = api.post(
+        "/api/v1/whistle/cases",
+        json={"category": "x", "grid_id": "g1"},
+        headers=bearer(tiny.tokens["m2"]),
+    )
     assert outside.status_code == 403 and outside.json()["code"] == "out_of_scope"
     # at the community level a grid member may comment but not accept
     assert act(api, tiny, cid, "m1", "escalate").json()["level"] == "community"
@@ -170,8 +207,9 @@ def test_scope_decides_who_sees_and_who_acts(api, tiny):
     assert act(api, tiny, cid, "sec", "accept").status_code == 200
 
 
-def test_missed_accept_escalates_to_community_and_alerts_the_secretary(store, tiny, wsettings,
-                                                                      api, clock):
+def test_missed_accept_escalates_to_community_and_alerts_the_secretary(
+    store, tiny, wsettings, api, clock
+):
     with Receiver() as http:
         set_channels(store, "sec", [http.url("sec")])
         cid = new_case(api, tiny)["id"]
@@ -191,23 +229,37 @@ def test_missed_accept_escalates_to_community_and_alerts_the_secretary(store, ti
     assert msg["path"] == "/sec"
     assert msg["title"] == "【吹哨】案件已上报社区：漏水"
     assert msg["message"].splitlines()[0] == (
-        "网格未在时限内受理（应于 11-23 10:01 前），案件自动上报。")
+        "网格未在时限内受理（应于 11-23 10:01 前），案件自动上报。"
+    )
     assert "现由出头社区负责，请在 11-23 10:11 前受理。" in msg["message"]
 
 
 def test_sweep_now_from_the_cli_escalates(store, tiny, wsettings, api, db_path):
     cid = new_case(api, tiny)["id"]
     later = (T0 + timedelta(minutes=5)).isoformat()
-    out = subprocess.run([sys.executable, "-m", "gridsync", "sweep", "--db", db_path, "--now",
-                          later, "--json"], cwd=REPO, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "gridsync", "sweep", "--db", db_path, "--now", later, "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     body = json.loads(out.stdout)
     assert body["deadlines"]["escalated"] == 1
-    shown = subprocess.run([sys.executable, "-m", "gridsync", "cases", "show", cid, "--db",
-                            db_path, "--json"], cwd=REPO, capture_output=True, text=True,
-                           check=True)
+    shown = subprocess.run(
+        [sys.executable, "-m", "gridsync", "cases", "show", cid, "--db", db_path, "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(shown.stdout)["level"] == "community"
-    bad = subprocess.run([sys.executable, "-m", "gridsync", "sweep", "--db", db_path, "--now",
-                          "yesterday"], cwd=REPO, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "gridsync", "sweep", "--db", db_path, "--now", "yesterday"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
@@ -240,8 +292,11 @@ def test_report_rates_and_satisfaction(store, tiny, wsettings, api, clock):
     act(api, tiny, late, "sec", "accept")
     act(api, tiny, late, "sec", "resolve")
     act(api, tiny, late, "sec", "close", satisfaction=3)
-    report = store.read(lambda db: whistle_report(db, authenticate(db, tiny.tokens["admin"]).scope,
-                                                  now_ms=clock.now_ms()))
+    report = store.read(
+        lambda db: whistle_report(
+            db, authenticate(db, tiny.tokens["admin"]).scope, now_ms=clock.now_ms()
+        )
+    )
     rows = {(r.level, r.unit_id): r for r in report.rows}
     grid = rows[("grid", "g1")]
     assert (grid.cases, grid.responded, grid.on_time, grid.resolved) == (2, 1, 1, 1)
@@ -253,8 +308,13 @@ def test_report_rates_and_satisfaction(store, tiny, wsettings, api, clock):
     m2_view = api.get("/api/v1/whistle/report", headers=bearer(tiny.tokens["m2"])).json()
     assert m2_view["rows"] == [r for r in m2_view["rows"] if r["level"] == "all"]
     assert m2_view["rows"][0]["cases"] == 0
-    cli = subprocess.run([sys.executable, "-m", "gridsync", "whistle", "report", "--db",
-                          wsettings.db], cwd=REPO, capture_output=True, text=True, check=True)
+    cli = subprocess.run(
+        [sys.executable, "-m", "gridsync", "whistle", "report", "--db", wsettings.db],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert cli.stdout.splitlines()[0].split("\t")[:4] == ["层级", "单位", "案件", "响应率"]
     assert "网格\t第一网格\t2\t50%\t50%\t50%\t5.00\t0" in cli.stdout
 
@@ -266,8 +326,14 @@ def _push(store, tiny, settings, person, op, case_id, data, received_ms):
     spec = load_builtin_ops()[op]
 
     def apply(db):
-        ctx = OpContext(db=db, principal=authenticate(db, tiny.tokens[person]), settings=settings,
-                        clock=FixedClock(received_ms), hlc="", received_ms=received_ms)
+        ctx = OpContext(
+            db=db,
+            principal=authenticate(db, tiny.tokens[person]),
+            settings=settings,
+            clock=FixedClock(received_ms),
+            hlc="",
+            received_ms=received_ms,
+        )
         m = Mutation(mid="m", seq=1, hlc="", op=op, id=case_id)
         return spec.handler(ctx, m, spec.decoder.decode(json.dumps(data)))
 
@@ -277,16 +343,39 @@ def _push(store, tiny, settings, person, op, case_id, data, received_ms):
 def test_sync_ops_raise_offline_and_act(store, tiny, wsettings, clock):
     received = clock.now_ms()
     offline = (T0 - timedelta(hours=3)).isoformat()  # raised in a basement three hours ago
-    outcome = _push(store, tiny, wsettings, "m1", "whistle.raise", "c-off",
-                    {"category": "噪音", "household_id": "hh-g1-3", "raised_at": offline,
-                     "future_field": 1}, received)
+    outcome = _push(
+        store,
+        tiny,
+        wsettings,
+        "m1",
+        "whistle.raise",
+        "c-off",
+        {"category": "噪音", "household_id": "hh-g1-3", "raised_at": offline, "future_field": 1},
+        received,
+    )
     assert outcome.status == "applied"
-    resent = _push(store, tiny, wsettings, "m1", "whistle.raise", "c-off", {"category": "噪音",
-                   "household_id": "hh-g1-3"}, received + 500)
+    resent = _push(
+        store,
+        tiny,
+        wsettings,
+        "m1",
+        "whistle.raise",
+        "c-off",
+        {"category": "噪音", "household_id": "hh-g1-3"},
+        received + 500,
+    )
     assert resent.status == "duplicate"
     with pytest.raises(GridsyncError) as taken:
-        _push(store, tiny, wsettings, "sec", "whistle.raise", "c-off", {"category": "x",
-              "grid_id": "g1"}, received + 500)
+        _push(
+            store,
+            tiny,
+            wsettings,
+            "sec",
+            "whistle.raise",
+            "c-off",
+            {"category": "x", "grid_id": "g1"},
+            received + 500,
+        )
     assert taken.value.code == "case_exists"
     assert set(REGISTRY) >= {"whistle.raise", "whistle.act"}
     scope = store.read(lambda db: authenticate(db, tiny.tokens["m1"]).scope)
@@ -296,17 +385,39 @@ def test_sync_ops_raise_offline_and_act(store, tiny, wsettings, clock):
     assert case.raised_at == offline and case.received_at == iso_ms(received)
     assert case.deadlines.accept == iso_ms(received + MIN)  # counted from server receipt
     assert case.grid_id == "g1"
-    _push(store, tiny, wsettings, "m1", "whistle.act", "c-off",
-          {"action": "accept", "at": offline}, received + 1000)
+    _push(
+        store,
+        tiny,
+        wsettings,
+        "m1",
+        "whistle.act",
+        "c-off",
+        {"action": "accept", "at": offline},
+        received + 1000,
+    )
     with pytest.raises(GridsyncError) as refused:
-        _push(store, tiny, wsettings, "m1", "whistle.act", "c-off", {"action": "close",
-                                                                     "satisfaction": 5},
-              received + 2000)
+        _push(
+            store,
+            tiny,
+            wsettings,
+            "m1",
+            "whistle.act",
+            "c-off",
+            {"action": "close", "satisfaction": 5},
+            received + 2000,
+        )
     assert refused.value.code == "illegal_transition"
     with pytest.raises(GridsyncError) as bad:
-        _push(store, tiny, wsettings, "m1", "whistle.act", "c-off", {"action": "close",
-                                                                     "satisfaction": 9},
-              received + 2000)
+        _push(
+            store,
+            tiny,
+            wsettings,
+            "m1",
+            "whistle.act",
+            "c-off",
+            {"action": "close", "satisfaction": 9},
+            received + 2000,
+        )
     assert bad.value.code == "invalid_satisfaction"
     after = store.read(whistle_changes, scope, changes[0].seq, 10**9, 100)
     assert [(c.id, c.data.state) for c in after] == [("c-off", "accepted")]
@@ -334,8 +445,13 @@ def test_closed_alert_goes_to_raiser_and_acceptor(store, tiny, wsettings, api, c
     closed = [m for m in http.received if m["title"] == "【吹哨】案件已办结：漏水"]
     assert sorted(m["path"] for m in closed) == ["/m1", "/sec"]
     assert "群众满意度 5/5" in closed[0]["message"]
-    out = subprocess.run([sys.executable, "-m", "gridsync", "cases", "--db", db_path, "--json"],
-                         cwd=REPO, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "gridsync", "cases", "--db", db_path, "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert [c["state"] for c in json.loads(out.stdout)["items"]] == ["closed"]
 
 
@@ -363,21 +479,51 @@ def test_client_mistakes_are_4xx_with_codes(api, tiny):
     cid = new_case(api, tiny)["id"]
     cases = [
         (api.get("/api/v1/whistle/report?since=yesterday", headers=h), 400, "validation_error"),
-        (api.post(f"/api/v1/whistle/cases/{cid}/actions", json={"action": "dance"}, headers=h),
-         400, "validation_error"),
-        (api.post(f"/api/v1/whistle/cases/{cid}/actions", json={"action": "accept", "x": 1},
-                  headers=h), 400, "validation_error"),
-        (api.post("/api/v1/whistle/cases/nope/actions", json={"action": "accept"}, headers=h),
-         404, "case_not_found"),
-        (api.post("/api/v1/whistle/cases", json={"category": "x"}, headers=h), 400,
-         "validation_error"),
-        (api.post("/api/v1/whistle/cases", json={"category": "x", "grid_id": "c1"}, headers=h),
-         400, "validation_error"),
-        (api.post("/api/v1/whistle/cases", json={"category": "x", "household_id": "hh-none"},
-                  headers=h), 404, "not_found"),
-        (api.post("/api/v1/whistle/cases", json={"category": "x", "grid_id": "g2",
-                                                 "household_id": "hh-g1-1"}, headers=h),
-         400, "validation_error"),
+        (
+            api.post(f"/api/v1/whistle/cases/{cid}/actions", json={"action": "dance"}, headers=h),
+            400,
+            "validation_error",
+        ),
+        (
+            api.post(
+                f"/api/v1/whistle/cases/{cid}/actions", json={"action": "accept", "x": 1}, headers=h
+            ),
+            400,
+            "validation_error",
+        ),
+        (
+            api.post("/api/v1/whistle/cases/nope/actions", json={"action": "accept"}, headers=h),
+            404,
+            "case_not_found",
+        ),
+        (
+            api.post("/api/v1/whistle/cases", json={"category": "x"}, headers=h),
+            400,
+            "validation_error",
+        ),
+        (
+            api.post("/api/v1/whistle/cases", json={"category": "x", "grid_id": "c1"}, headers=h),
+            400,
+            "validation_error",
+        ),
+        (
+            api.post(
+                "/api/v1/whistle/cases",
+                json={"category": "x", "household_id": "hh-none"},
+                headers=h,
+            ),
+            404,
+            "not_found",
+        ),
+        (
+            api.post(
+                "/api/v1/whistle/cases",
+                json={"category": "x", "grid_id": "g2", "household_id": "hh-g1-1"},
+                headers=h,
+            ),
+            400,
+            "validation_error",
+        ),
         (api.get("/api/v1/whistle/cases?state=lost", headers=h), 400, "validation_error"),
         (api.get("/api/v1/whistle/cases", headers={}), 401, "unauthorized"),
     ]
@@ -408,19 +554,27 @@ def test_top_level_overdue_alerts_the_district_once(store, tiny, wsettings, api,
 
 
 @pytest.mark.parametrize("locale", ["zh-CN", "en"])
-def test_every_whistle_template_renders_with_the_context_it_is_given(store, tiny, wsettings, api,
-                                                                     locale):
+def test_every_whistle_template_renders_with_the_context_it_is_given(
+    store, tiny, wsettings, api, locale
+):
     from gridsync.whistle import _context
 
     cid = new_case(api, tiny)["id"]
     extras = {
         "whistle_raised": {},
-        "whistle_near": {"due_local": "11-23 10:01", "deadline_name": lambda labels:
-                         labels["deadline"]["accept"]},
-        "whistle_overdue": {"due_local": "11-23 10:01", "deadline_name": lambda labels:
-                            labels["deadline"]["accept"]},
-        "whistle_escalated": {"reason": lambda labels: labels["reason"]["escalate"].format(
-            level=labels["level"]["grid"])},
+        "whistle_near": {
+            "due_local": "11-23 10:01",
+            "deadline_name": lambda labels: labels["deadline"]["accept"],
+        },
+        "whistle_overdue": {
+            "due_local": "11-23 10:01",
+            "deadline_name": lambda labels: labels["deadline"]["accept"],
+        },
+        "whistle_escalated": {
+            "reason": lambda labels: labels["reason"]["escalate"].format(
+                level=labels["level"]["grid"]
+            )
+        },
         "whistle_returned": {"note": "不归我们管", "from_unit_name": "城管局"},
         "whistle_closed": {},
     }

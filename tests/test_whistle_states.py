@@ -19,8 +19,7 @@ from gridsync.errors import GridsyncError
 from gridsync.whistle import CaseAction, WhistleRaise, act, get_case, raise_case
 from tests.conftest import build_tiny_org
 
-UP = {"grid": "community", "community": "street", "street": "department",
-      "department": "district"}
+UP = {"grid": "community", "community": "street", "street": "department", "department": "district"}
 OPEN = {"raised", "accepted", "on_site", "reopened"}
 
 
@@ -30,19 +29,23 @@ def expected(state: str, levels: list[str], action: str) -> tuple[str | None, st
     if action == "accept":
         if state in ("accepted", "on_site"):
             return None, "already_accepted"
-        return ("accepted", None) if state in ("raised", "reopened") else (None, "illegal_transition")
+        return (
+            ("accepted", None) if state in ("raised", "reopened") else (None, "illegal_transition")
+        )
     if action == "arrive":
         return ("on_site", None) if state == "accepted" else (None, "illegal_transition")
     if action == "resolve":
-        return ("resolved", None) if state in ("accepted", "on_site") else (None,
-                                                                             "illegal_transition")
+        return (
+            ("resolved", None) if state in ("accepted", "on_site") else (None, "illegal_transition")
+        )
     if action == "comment":
         return state, None
     if action == "close":
         return ("closed", None) if state == "resolved" else (None, "illegal_transition")
     if action == "reopen":
-        return ("reopened", None) if state in ("resolved", "closed") else (None,
-                                                                            "illegal_transition")
+        return (
+            ("reopened", None) if state in ("resolved", "closed") else (None, "illegal_transition")
+        )
     if action == "escalate":
         return ("raised", None) if state in OPEN and level in UP else (None, "illegal_transition")
     if action == "return":
@@ -62,24 +65,34 @@ class CaseMachine(RuleBasedStateMachine):
         self.settings = Settings(db=str(Path(self.tmp.name) / "g.db"))
         self.clock = FixedClock(1_800_000_000_000)
         raise_case_result = self.store.write(
-            raise_case, self.admin, "case", WhistleRaise(category="c", grid_id="g1"),
-            received_ms=self.clock.now_ms(), settings=self.settings)
+            raise_case,
+            self.admin,
+            "case",
+            WhistleRaise(category="c", grid_id="g1"),
+            received_ms=self.clock.now_ms(),
+            settings=self.settings,
+        )
         self.state = raise_case_result.state
         self.levels = ["grid"]
         self.returns = 0
-        self.seq = self.store.read(lambda db: db.execute(
-            "SELECT seq FROM whistle_cases").fetchone()[0])
+        self.seq = self.store.read(
+            lambda db: db.execute("SELECT seq FROM whistle_cases").fetchone()[0]
+        )
 
-    @rule(action=st.sampled_from(["accept", "arrive", "resolve", "comment", "close", "reopen",
-                                  "escalate", "return"]),
-          satisfaction=st.integers(1, 5))
+    @rule(
+        action=st.sampled_from(
+            ["accept", "arrive", "resolve", "comment", "close", "reopen", "escalate", "return"]
+        ),
+        satisfaction=st.integers(1, 5),
+    )
     def do(self, action, satisfaction):
         self.clock.advance(seconds=1)
         new_state, code = expected(self.state, self.levels, action)
         data = CaseAction(action=action, satisfaction=satisfaction if action == "close" else None)
         try:
-            case = self.store.write(act, self.admin, "case", data, now_ms=self.clock.now_ms(),
-                                    settings=self.settings)
+            case = self.store.write(
+                act, self.admin, "case", data, now_ms=self.clock.now_ms(), settings=self.settings
+            )
         except GridsyncError as exc:
             assert code is not None, f"{action} from {self.state} refused: {exc.code}"
             assert exc.code == code and exc.status == 409
@@ -103,7 +116,8 @@ class CaseMachine(RuleBasedStateMachine):
         case = self.store.read(get_case, "case")
         assert case.state == self.state
         assert (case.accepted_by is not None) == (self.state in ("accepted", "on_site")) or (
-            self.state in ("resolved", "closed"))
+            self.state in ("resolved", "closed")
+        )
         assert (case.satisfaction is not None) == (self.state == "closed")
         assert case.backflow == self.returns
         assert case.level == self.levels[-1]
@@ -113,6 +127,7 @@ class CaseMachine(RuleBasedStateMachine):
         self.tmp.cleanup()
 
 
-CaseMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=15, deadline=None,
-                                         suppress_health_check=list(HealthCheck))
+CaseMachine.TestCase.settings = settings(
+    max_examples=25, stateful_step_count=15, deadline=None, suppress_health_check=list(HealthCheck)
+)
 test_case_state_machine = CaseMachine.TestCase

@@ -36,12 +36,23 @@ from gridsync.errors import Invalid, NotFound
 # Coverage reports, violations, samples and exports are for secretaries and admins.
 REPORT_ROLES = coverage.ASSIGNER_ROLES
 
-ScopeQuery = Annotated[str | None, QueryParameter(
-    name="scope", min_length=1, max_length=64,
-    description="org unit id (default: your whole scope)")]
-AtQuery = Annotated[str | None, QueryParameter(
-    min_length=10, max_length=40, description="ISO 8601 time the cycle counts back from "
-    "(default: now)")]
+ScopeQuery = Annotated[
+    str | None,
+    QueryParameter(
+        name="scope",
+        min_length=1,
+        max_length=64,
+        description="org unit id (default: your whole scope)",
+    ),
+]
+AtQuery = Annotated[
+    str | None,
+    QueryParameter(
+        min_length=10,
+        max_length=40,
+        description="ISO 8601 time the cycle counts back from (default: now)",
+    ),
+]
 
 
 def _now(clock: Clock, at: str | None) -> int:
@@ -59,121 +70,221 @@ class CoverageController(Controller):
 
     @get("/", summary="1-5-N coverage roll-up at every level (member to district) of a scope")
     async def report(
-        self, principal: NamedDependency[Principal], store: NamedDependency[Store],
-        settings: NamedDependency[Settings], clock: NamedDependency[Clock],
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
         scope_id: ScopeQuery = None,
-        level: Annotated[list[Level] | None, QueryParameter(
-            description="only these levels (repeatable)")] = None,
+        level: Annotated[
+            list[Level] | None, QueryParameter(description="only these levels (repeatable)")
+        ] = None,
         at: AtQuery = None,
     ) -> CoverageReport:
         principal.require_role(*REPORT_ROLES)
         now = _now(clock, at)
-        result = await store.aread(coverage.rollup, settings, principal.scope, scope_id,
-                                   now_ms=now, levels=level)
-        await store.awrite(record, principal.actor, "read.coverage", scope_id,
-                           {"levels": level, "rows": len(result.rows)})
+        result = await store.aread(
+            coverage.rollup, settings, principal.scope, scope_id, now_ms=now, levels=level
+        )
+        await store.awrite(
+            record,
+            principal.actor,
+            "read.coverage",
+            scope_id,
+            {"levels": level, "rows": len(result.rows)},
+        )
         return result
 
     @get("/violations", summary="Households and members at fault, and why (paged)")
     async def list_violations(
-        self, principal: NamedDependency[Principal], store: NamedDependency[Store],
-        settings: NamedDependency[Settings], clock: NamedDependency[Clock],
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
         scope_id: ScopeQuery = None,
-        kind: Annotated[list[ViolationKind] | None, QueryParameter(
-            description="only these kinds (repeatable)")] = None,
+        kind: Annotated[
+            list[ViolationKind] | None, QueryParameter(description="only these kinds (repeatable)")
+        ] = None,
         at: AtQuery = None,
-        limit: PageLimit = 100, offset: PageOffset = 0,
+        limit: PageLimit = 100,
+        offset: PageOffset = 0,
     ) -> ViolationPage:
         principal.require_role(*REPORT_ROLES)
-        page = await store.aread(coverage.violations, settings, principal.scope, scope_id,
-                                 now_ms=_now(clock, at), kinds=kind,
-                                 show_phones=coverage.may_see_phones(principal.roles),
-                                 limit=limit, offset=offset)
-        await store.awrite(record, principal.actor, "read.coverage.violations", scope_id,
-                           {"kinds": kind, "offset": offset, "count": len(page.items)})
+        page = await store.aread(
+            coverage.violations,
+            settings,
+            principal.scope,
+            scope_id,
+            now_ms=_now(clock, at),
+            kinds=kind,
+            show_phones=coverage.may_see_phones(principal.roles),
+            limit=limit,
+            offset=offset,
+        )
+        await store.awrite(
+            record,
+            principal.actor,
+            "read.coverage.violations",
+            scope_id,
+            {"kinds": kind, "offset": offset, "count": len(page.items)},
+        )
         return page
 
-    @post("/assignments", status_code=200,
-          summary="Assign or move a household's responsible member (secretaries, admins)")
-    async def assign(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
-                     settings: NamedDependency[Settings], clock: NamedDependency[Clock],
-                     data: JSONBody[AssignRequest]) -> Assignment:
+    @post(
+        "/assignments",
+        status_code=200,
+        summary="Assign or move a household's responsible member (secretaries, admins)",
+    )
+    async def assign(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+        data: JSONBody[AssignRequest],
+    ) -> Assignment:
         return await store.awrite(
-            coverage.assign, settings, principal.actor, principal.roles, principal.scope,
-            data.household_id, data.member_id, replace=data.replace,
-            override_cap=data.override_cap, reason=data.reason, clock=clock)
+            coverage.assign,
+            settings,
+            principal.actor,
+            principal.roles,
+            principal.scope,
+            data.household_id,
+            data.member_id,
+            replace=data.replace,
+            override_cap=data.override_cap,
+            reason=data.reason,
+            clock=clock,
+        )
 
     @get("/rebalance", summary="Suggested members for unassigned households (nothing written)")
-    async def rebalance(self, principal: NamedDependency[Principal],
-                        store: NamedDependency[Store], settings: NamedDependency[Settings],
-                        clock: NamedDependency[Clock], scope_id: ScopeQuery = None,
-                        ) -> RebalancePlan:
+    async def rebalance(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+        scope_id: ScopeQuery = None,
+    ) -> RebalancePlan:
         principal.require_role(*coverage.ASSIGNER_ROLES)
-        return await store.aread(coverage.rebalance, settings, principal.scope, scope_id,
-                                 now_ms=clock.now_ms())
+        return await store.aread(
+            coverage.rebalance, settings, principal.scope, scope_id, now_ms=clock.now_ms()
+        )
 
-    @post("/rebalance", status_code=200,
-          summary="Apply the suggestions a secretary confirmed, each as an assignment")
-    async def apply(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
-                    settings: NamedDependency[Settings], clock: NamedDependency[Clock],
-                    data: JSONBody[ApplyRequest]) -> ApplyResult:
-        return await store.awrite(coverage.apply_suggestions, settings, principal.actor,
-                                  principal.roles, principal.scope, data.items, clock=clock)
+    @post(
+        "/rebalance",
+        status_code=200,
+        summary="Apply the suggestions a secretary confirmed, each as an assignment",
+    )
+    async def apply(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+        data: JSONBody[ApplyRequest],
+    ) -> ApplyResult:
+        return await store.awrite(
+            coverage.apply_suggestions,
+            settings,
+            principal.actor,
+            principal.roles,
+            principal.scope,
+            data.items,
+            clock=clock,
+        )
 
     @get("/sample", summary="Assessors' sample: N random households with their last visits")
     async def sample(
-        self, principal: NamedDependency[Principal], store: NamedDependency[Store],
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
         seed: Annotated[str, QueryParameter(min_length=1, max_length=100)],
         scope_id: ScopeQuery = None,
         n: Annotated[int, QueryParameter(ge=1, le=1000)] = 20,
         visits: Annotated[int, QueryParameter(ge=0, le=20)] = 3,
     ) -> Sample:
         principal.require_role(*REPORT_ROLES)
-        result = await store.aread(coverage.sample, principal.scope, scope_id, n, seed,
-                                   visits=visits,
-                                   show_phones=coverage.may_see_phones(principal.roles))
-        await store.awrite(record, principal.actor, "read.coverage.sample", scope_id,
-                           {"seed": seed, "n": n,
-                            "households": [i.household.id for i in result.items]})
+        result = await store.aread(
+            coverage.sample,
+            principal.scope,
+            scope_id,
+            n,
+            seed,
+            visits=visits,
+            show_phones=coverage.may_see_phones(principal.roles),
+        )
+        await store.awrite(
+            record,
+            principal.actor,
+            "read.coverage.sample",
+            scope_id,
+            {"seed": seed, "n": n, "households": [i.household.id for i in result.items]},
+        )
         return result
 
     @get("/policies/{community_id:str}", summary="A community's coverage policy in force")
-    async def get_policy(self, principal: NamedDependency[Principal],
-                         store: NamedDependency[Store], settings: NamedDependency[Settings],
-                         community_id: FromPath[str]) -> CommunityPolicy:
+    async def get_policy(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        community_id: FromPath[str],
+    ) -> CommunityPolicy:
         if not principal.scope.allows_unit(community_id):
             raise NotFound(f"no community {community_id}")
         return await store.aread(coverage.community_policy, settings, community_id)
 
     @put("/policies/{community_id:str}", summary="Set a community's override (admin)")
-    async def set_policy(self, principal: NamedDependency[Principal],
-                         store: NamedDependency[Store], settings: NamedDependency[Settings],
-                         clock: NamedDependency[Clock], community_id: FromPath[str],
-                         data: JSONBody[PolicyOverride]) -> CommunityPolicy:
+    async def set_policy(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+        community_id: FromPath[str],
+        data: JSONBody[PolicyOverride],
+    ) -> CommunityPolicy:
         principal.require_role("admin")
-        return await store.awrite(coverage.set_policy, settings, principal.actor, community_id,
-                                  data, clock=clock)
+        return await store.awrite(
+            coverage.set_policy, settings, principal.actor, community_id, data, clock=clock
+        )
 
-    @delete("/policies/{community_id:str}", status_code=200,
-            summary="Clear a community's override: the district default applies (admin)")
-    async def clear_policy(self, principal: NamedDependency[Principal],
-                           store: NamedDependency[Store], settings: NamedDependency[Settings],
-                           clock: NamedDependency[Clock],
-                           community_id: FromPath[str]) -> CommunityPolicy:
+    @delete(
+        "/policies/{community_id:str}",
+        status_code=200,
+        summary="Clear a community's override: the district default applies (admin)",
+    )
+    async def clear_policy(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+        community_id: FromPath[str],
+    ) -> CommunityPolicy:
         principal.require_role("admin")
-        return await store.awrite(coverage.clear_policy, settings, principal.actor,
-                                  community_id, clock=clock)
+        return await store.awrite(
+            coverage.clear_policy, settings, principal.actor, community_id, clock=clock
+        )
 
 
 class ExportController(Controller):
     path = "/api/v1/exports"
     tags = ["coverage"]
 
-    @get("/coverage", summary="Coverage export (CSV, XLSX or JSON) of a scope; audited",
-         media_type="application/octet-stream")
+    @get(
+        "/coverage",
+        summary="Coverage export (CSV, XLSX or JSON) of a scope; audited",
+        media_type="application/octet-stream",
+    )
     async def export_coverage(
-        self, principal: NamedDependency[Principal], store: NamedDependency[Store],
-        settings: NamedDependency[Settings], clock: NamedDependency[Clock],
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
         format: Annotated[exports.Format, QueryParameter()] = "xlsx",
         scope_id: ScopeQuery = None,
         lang: Annotated[str, QueryParameter(pattern="^(zh|en)$")] = "zh",
@@ -182,17 +293,26 @@ class ExportController(Controller):
         principal.require_role(*REPORT_ROLES)
         now = _now(clock, at)
 
-        def build(db):  # noqa: ANN001, ANN202
-            data = exports.export_data(db, settings, principal.scope, scope_id, now_ms=now,
-                                       show_phones=coverage.may_see_phones(principal.roles))
+        def build(db):
+            data = exports.export_data(
+                db,
+                settings,
+                principal.scope,
+                scope_id,
+                now_ms=now,
+                show_phones=coverage.may_see_phones(principal.roles),
+            )
             return data, exports.render(data, format, lang)
 
         data, body = await store.aread(build)
         await store.awrite(exports.record_export, principal.actor, format, data, clock=clock)
         stem = re.sub(r"[^A-Za-z0-9_.-]", "_", scope_id or "all")
         name = f"coverage-{stem}-{data.at[:10].replace('-', '')}.{format}"
-        return Response(content=body, media_type=exports.CONTENT_TYPES[format],
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return Response(
+            content=body,
+            media_type=exports.CONTENT_TYPES[format],
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
 
 CONTROLLERS: list[type] = [CoverageController, ExportController]

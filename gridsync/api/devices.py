@@ -19,31 +19,53 @@ class DeviceController(Controller):
     path = "/api/v1/devices"
     tags = ["auth"]
 
-    @get("/", summary="Devices: all of them for an admin, one's own otherwise",
-          responses=error_responses(400, 401, 403, 404))
+    @get(
+        "/",
+        summary="Devices: all of them for an admin, one's own otherwise",
+        responses=error_responses(400, 401, 403, 404),
+    )
     async def list_devices(
-        self, principal: NamedDependency[Principal], store: NamedDependency[Store],
-        limit: PageLimit = 100, offset: PageOffset = 0,
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        limit: PageLimit = 100,
+        offset: PageOffset = 0,
     ) -> DevicePage:
         person_id = None if principal.has_role("admin") else principal.person_id
-        items, total = await store.aread(auth.list_devices, person_id=person_id, limit=limit,
-                                         offset=offset)
+        items, total = await store.aread(
+            auth.list_devices, person_id=person_id, limit=limit, offset=offset
+        )
         return DevicePage(items=items, total=total, limit=limit, offset=offset)
 
-    @post("/", summary="Enrol a device for a person (admin); the token is shown only here",
-          responses=error_responses(400, 401, 403, 404))
-    async def enroll(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
-                     data: JSONBody[EnrollRequest]) -> Enrolled:
+    @post(
+        "/",
+        summary="Enrol a device for a person (admin); the token is shown only here",
+        responses=error_responses(400, 401, 403, 404),
+    )
+    async def enroll(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        data: JSONBody[EnrollRequest],
+    ) -> Enrolled:
         principal.require_role("admin")
-        return await store.awrite(auth.enroll, data.person_id, principal.actor, label=data.label,
-                                  device_id=data.device_id)
+        return await store.awrite(
+            auth.enroll, data.person_id, principal.actor, label=data.label, device_id=data.device_id
+        )
 
-    @post("/{device_id:str}/revoke", status_code=200,
-          summary="Revoke a device at once: its next request is told to wipe",
-          responses=error_responses(400, 401, 403, 404))
-    async def revoke(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
-                     device_id: FromPath[str],
-                     data: JSONBody[RevokeRequest | None] = None) -> Device:
+    @post(
+        "/{device_id:str}/revoke",
+        status_code=200,
+        summary="Revoke a device at once: its next request is told to wipe",
+        responses=error_responses(400, 401, 403, 404),
+    )
+    async def revoke(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        device_id: FromPath[str],
+        data: JSONBody[RevokeRequest | None] = None,
+    ) -> Device:
         device = await store.aread(auth.get_device, device_id)
         if not principal.has_role("admin") and device.person_id != principal.person_id:
             raise NotFound(f"no device {device_id}")

@@ -46,8 +46,10 @@ def _validation_field(extra: Any) -> str | None:
 
 def http_error(_: Request, exc: HTTPException) -> Response:
     status = exc.status_code
-    body: dict[str, Any] = {"code": STATUS_CODES.get(status, f"http_{status}"),
-                            "message": exc.detail}
+    body: dict[str, Any] = {
+        "code": STATUS_CODES.get(status, f"http_{status}"),
+        "message": exc.detail,
+    }
     if isinstance(exc, ValidationException):
         body["code"] = "validation_error"
         field = _validation_field(exc.extra)
@@ -62,8 +64,10 @@ def http_error(_: Request, exc: HTTPException) -> Response:
 
 def internal_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _json(500, {"code": "internal_error", "message": "internal server error (a bug): "
-                       "it has been logged"})
+    return _json(
+        500,
+        {"code": "internal_error", "message": "internal server error (a bug): it has been logged"},
+    )
 
 
 EXCEPTION_HANDLERS = {
@@ -80,5 +84,7 @@ def error_responses(*codes: int) -> dict[int, Any]:
 
     from gridsync.models import ErrorBody
 
-    return {c: ResponseSpec(data_container=ErrorBody, description="error",
-                            generate_examples=False) for c in codes}
+    return {
+        c: ResponseSpec(data_container=ErrorBody, description="error", generate_examples=False)
+        for c in codes
+    }

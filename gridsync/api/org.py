@@ -40,46 +40,82 @@ class MeController(Controller):
     path = "/api/v1/me"
     tags = ["auth"]
 
-    @get("/", summary="The caller: person, roles, scope, policy",
-          responses=error_responses(400, 401, 403, 404))
-    async def me(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
-                 settings: NamedDependency[Settings]) -> Me:
+    @get(
+        "/",
+        summary="The caller: person, roles, scope, policy",
+        responses=error_responses(400, 401, 403, 404),
+    )
+    async def me(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+    ) -> Me:
         person = await store.aread(org.get_person, principal.person_id)
         scope = principal.scope
         policy = await store.aread(coverage.policy_of_scope, settings, scope)
-        return Me(person=person, device_id=principal.device_id, roles=sorted(principal.roles),
-                  scope=person.scope, grid_ids=sorted(scope.grid_ids), policy=policy,
-                  server_time=now_iso())
+        return Me(
+            person=person,
+            device_id=principal.device_id,
+            roles=sorted(principal.roles),
+            scope=person.scope,
+            grid_ids=sorted(scope.grid_ids),
+            policy=policy,
+            server_time=now_iso(),
+        )
 
 
 class OrgUnitController(Controller):
     path = "/api/v1/org-units"
     tags = ["org"]
 
-    @get("/", summary="Org units in the caller's scope",
-          responses=error_responses(400, 401, 403, 404))
-    async def list_units(self, principal: NamedDependency[Principal],
-                         store: NamedDependency[Store],
-                         kind: Annotated[UnitKind | None, QueryParameter()] = None,
-                         parent_id: IdQuery = None, limit: PageLimit = 100,
-                         offset: PageOffset = 0) -> OrgUnitPage:
-        items, total = await store.aread(org.list_units, principal.scope, kind=kind,
-                                         parent_id=parent_id, limit=limit, offset=offset)
+    @get(
+        "/",
+        summary="Org units in the caller's scope",
+        responses=error_responses(400, 401, 403, 404),
+    )
+    async def list_units(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        kind: Annotated[UnitKind | None, QueryParameter()] = None,
+        parent_id: IdQuery = None,
+        limit: PageLimit = 100,
+        offset: PageOffset = 0,
+    ) -> OrgUnitPage:
+        items, total = await store.aread(
+            org.list_units,
+            principal.scope,
+            kind=kind,
+            parent_id=parent_id,
+            limit=limit,
+            offset=offset,
+        )
         return OrgUnitPage(items=items, total=total, limit=limit, offset=offset)
 
-    @get("/{unit_id:str}", summary="One org unit",
-          responses=error_responses(400, 401, 403, 404))
-    async def get_unit(self, principal: NamedDependency[Principal],
-                       store: NamedDependency[Store], unit_id: FromPath[str]) -> OrgUnit:
+    @get("/{unit_id:str}", summary="One org unit", responses=error_responses(400, 401, 403, 404))
+    async def get_unit(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        unit_id: FromPath[str],
+    ) -> OrgUnit:
         if not principal.scope.allows_unit(unit_id):
             raise NotFound(f"no org unit {unit_id}")
         return await store.aread(org.get_unit, unit_id)
 
-    @put("/{unit_id:str}", summary="Create an org unit, or rename or move it (admins)",
-         responses=error_responses(400, 401, 403, 404, 409))
-    async def put_unit(self, principal: NamedDependency[Principal],
-                       store: NamedDependency[Store], unit_id: IdPath,
-                       data: JSONBody[UnitWrite]) -> OrgUnit:
+    @put(
+        "/{unit_id:str}",
+        summary="Create an org unit, or rename or move it (admins)",
+        responses=error_responses(400, 401, 403, 404, 409),
+    )
+    async def put_unit(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        unit_id: IdPath,
+        data: JSONBody[UnitWrite],
+    ) -> OrgUnit:
         principal.require_role("admin")
         return await store.awrite(org.put_unit, unit_id, data, principal.actor)
 
@@ -88,43 +124,68 @@ class PeopleController(Controller):
     path = "/api/v1/people"
     tags = ["org"]
 
-    @get("/", summary="People in the caller's scope",
-          responses=error_responses(400, 401, 403, 404))
-    async def list_people(self, principal: NamedDependency[Principal],
-                          store: NamedDependency[Store],
-                          role: Annotated[Role | None, QueryParameter()] = None,
-                          unit_id: IdQuery = None, limit: PageLimit = 100,
-                          offset: PageOffset = 0) -> PersonPage:
-        items, total = await store.aread(org.list_people, principal.scope, role=role,
-                                         unit_id=unit_id, limit=limit, offset=offset)
-        await store.awrite(record, principal.actor, "read.people",
-                           detail={"role": role, "unit_id": unit_id, "count": len(items)})
+    @get("/", summary="People in the caller's scope", responses=error_responses(400, 401, 403, 404))
+    async def list_people(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        role: Annotated[Role | None, QueryParameter()] = None,
+        unit_id: IdQuery = None,
+        limit: PageLimit = 100,
+        offset: PageOffset = 0,
+    ) -> PersonPage:
+        items, total = await store.aread(
+            org.list_people, principal.scope, role=role, unit_id=unit_id, limit=limit, offset=offset
+        )
+        await store.awrite(
+            record,
+            principal.actor,
+            "read.people",
+            detail={"role": role, "unit_id": unit_id, "count": len(items)},
+        )
         return PersonPage(items=items, total=total, limit=limit, offset=offset)
 
-    @get("/{person_id:str}", summary="One person",
-          responses=error_responses(400, 401, 403, 404))
-    async def get_person(self, principal: NamedDependency[Principal],
-                         store: NamedDependency[Store], person_id: FromPath[str]) -> Person:
-        def read(db):  # noqa: ANN001, ANN202
+    @get("/{person_id:str}", summary="One person", responses=error_responses(400, 401, 403, 404))
+    async def get_person(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        person_id: FromPath[str],
+    ) -> Person:
+        def read(db):
             if not org.person_visible(db, principal.scope, person_id):
                 raise NotFound(f"no person {person_id}")
             return org.get_person(db, person_id)
 
         return await store.aread(read)
 
-    @put("/{person_id:str}", summary="Create or update a person and their scope (admins)",
-         responses=error_responses(400, 401, 403, 404))
-    async def put_person(self, principal: NamedDependency[Principal],
-                         store: NamedDependency[Store], person_id: IdPath,
-                         data: JSONBody[PersonWrite]) -> Person:
+    @put(
+        "/{person_id:str}",
+        summary="Create or update a person and their scope (admins)",
+        responses=error_responses(400, 401, 403, 404),
+    )
+    async def put_person(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        person_id: IdPath,
+        data: JSONBody[PersonWrite],
+    ) -> Person:
         principal.require_role("admin")
         return await store.awrite(org.put_person, person_id, data, principal.actor)
 
-    @put("/{person_id:str}/scope", summary="Replace a person's scope (admins); phones re-sync "
-         "what entered and left it", responses=error_responses(400, 401, 403, 404))
-    async def put_scope(self, principal: NamedDependency[Principal],
-                        store: NamedDependency[Store], person_id: IdPath,
-                        data: JSONBody[ScopeWrite]) -> Person:
+    @put(
+        "/{person_id:str}/scope",
+        summary="Replace a person's scope (admins); phones re-sync what entered and left it",
+        responses=error_responses(400, 401, 403, 404),
+    )
+    async def put_scope(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        person_id: IdPath,
+        data: JSONBody[ScopeWrite],
+    ) -> Person:
         principal.require_role("admin")
         return await store.awrite(org.put_scope, person_id, data.units, principal.actor)
 
@@ -133,36 +194,73 @@ class HouseholdController(Controller):
     path = "/api/v1/households"
     tags = ["households"]
 
-    @get("/", summary="Households in the caller's scope (personal data: the read is audited)",
-          responses=error_responses(400, 401, 403, 404))
+    @get(
+        "/",
+        summary="Households in the caller's scope (personal data: the read is audited)",
+        responses=error_responses(400, 401, 403, 404),
+    )
     async def list_households(
-        self, principal: NamedDependency[Principal], store: NamedDependency[Store],
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
         grid_id: IdQuery = None,
         status: Annotated[HouseholdStatus | None, QueryParameter()] = None,
         tag: Annotated[str | None, QueryParameter(min_length=1, max_length=64)] = None,
         responsible_member_id: IdQuery = None,
-        limit: PageLimit = 100, offset: PageOffset = 0,
+        limit: PageLimit = 100,
+        offset: PageOffset = 0,
     ) -> HouseholdPage:
         items, total = await store.aread(
-            households.list_households, principal.scope, grid_id=grid_id, status=status, tag=tag,
-            responsible_member_id=responsible_member_id, limit=limit, offset=offset)
-        await store.awrite(record, principal.actor, "read.households",
-                           detail={"grid_id": grid_id, "status": status, "tag": tag,
-                                   "offset": offset, "count": len(items)})
+            households.list_households,
+            principal.scope,
+            grid_id=grid_id,
+            status=status,
+            tag=tag,
+            responsible_member_id=responsible_member_id,
+            limit=limit,
+            offset=offset,
+        )
+        await store.awrite(
+            record,
+            principal.actor,
+            "read.households",
+            detail={
+                "grid_id": grid_id,
+                "status": status,
+                "tag": tag,
+                "offset": offset,
+                "count": len(items),
+            },
+        )
         return HouseholdPage(items=items, total=total, limit=limit, offset=offset)
 
-    @get("/{household_id:str}", summary="One household",
-          responses=error_responses(400, 401, 403, 404))
-    async def get_household(self, principal: NamedDependency[Principal],
-                            store: NamedDependency[Store],
-                            household_id: FromPath[str]) -> Household:
+    @get(
+        "/{household_id:str}",
+        summary="One household",
+        responses=error_responses(400, 401, 403, 404),
+    )
+    async def get_household(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        household_id: FromPath[str],
+    ) -> Household:
         return await store.aread(households.get_household, principal.scope, household_id)
 
-    @get("/{household_id:str}/visits", summary="A household's visits, newest first",
-          responses=error_responses(400, 401, 403, 404))
-    async def list_visits(self, principal: NamedDependency[Principal],
-                          store: NamedDependency[Store], household_id: FromPath[str],
-                          limit: PageLimit = 100, offset: PageOffset = 0) -> VisitPage:
-        items, total = await store.aread(households.list_visits, principal.scope, household_id,
-                                         limit=limit, offset=offset)
+    @get(
+        "/{household_id:str}/visits",
+        summary="A household's visits, newest first",
+        responses=error_responses(400, 401, 403, 404),
+    )
+    async def list_visits(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        household_id: FromPath[str],
+        limit: PageLimit = 100,
+        offset: PageOffset = 0,
+    ) -> VisitPage:
+        items, total = await store.aread(
+            households.list_visits, principal.scope, household_id, limit=limit, offset=offset
+        )
         return VisitPage(items=items, total=total, limit=limit, offset=offset)

@@ -11,5 +11,4 @@ PageLimit = Annotated[int, QueryParameter(ge=1, le=500, description="page size, 
 PageOffset = Annotated[int, QueryParameter(ge=0, le=10_000_000)]
 IdQuery = Annotated[str | None, QueryParameter(min_length=1, max_length=64)]
 # An id in a path that a write creates: the same shape as the wire's ids (models.Id).
-IdPath = Annotated[str, PathParameter(min_length=1, max_length=64,
-                                      pattern=r"^[A-Za-z0-9_.:\-]+$")]
+IdPath = Annotated[str, PathParameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]

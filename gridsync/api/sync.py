@@ -40,11 +40,20 @@ MSGPACK = "application/msgpack"
 _json = msgspec.json.Encoder()
 _msgpack = msgspec.msgpack.Encoder()
 
-SchemaHeader = Annotated[str | None, HeaderParameter(
-    name="X-Gridsync-Schema", description="sync schema version; this server speaks 1",
-    max_length=16)]
-AppHeader = Annotated[str | None, HeaderParameter(
-    name="X-Gridsync-App", description="the app version, e.g. 1.4.2", max_length=64)]
+SchemaHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name="X-Gridsync-Schema",
+        description="sync schema version; this server speaks 1",
+        max_length=16,
+    ),
+]
+AppHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name="X-Gridsync-App", description="the app version, e.g. 1.4.2", max_length=64
+    ),
+]
 
 
 def _inline(schema: dict[str, Any]) -> dict[str, Any]:
@@ -77,23 +86,24 @@ class PushOperation(Operation):
         result["requestBody"] = {
             "required": True,
             "description": "a batch of mutations (JSON; application/msgpack and gzip "
-                           "Content-Encoding accepted too)",
+            "Content-Encoding accepted too)",
             "content": {"application/json": {"schema": _PUSH_SCHEMA}},
         }
         return result
 
 
 def wants_msgpack(request: Request) -> bool:
-    return MSGPACK in request.headers.get("accept", "") or \
-        "application/x-msgpack" in request.headers.get("accept", "")
+    return MSGPACK in request.headers.get(
+        "accept", ""
+    ) or "application/x-msgpack" in request.headers.get("accept", "")
 
 
 def respond(request: Request, body: Any, status_code: int = 200) -> Response:
     if wants_msgpack(request):
-        return Response(content=_msgpack.encode(body), media_type=MSGPACK,
-                        status_code=status_code)
-    return Response(content=_json.encode(body), media_type="application/json",
-                    status_code=status_code)
+        return Response(content=_msgpack.encode(body), media_type=MSGPACK, status_code=status_code)
+    return Response(
+        content=_json.encode(body), media_type="application/json", status_code=status_code
+    )
 
 
 async def read_body(request: Request, limit: int, settings: Settings) -> bytes:
@@ -106,8 +116,9 @@ async def read_body(request: Request, limit: int, settings: Settings) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"the body has more than {limit} bytes: "
-                                       + push.limits_message(settings))
+            raise PayloadTooLarge(
+                f"the body has more than {limit} bytes: " + push.limits_message(settings)
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -137,64 +148,113 @@ class SyncController(Controller):
     path = "/api/v1/sync"
     tags = ["sync"]
 
-    @post("/push", summary="Push a batch of offline mutations (SPEC 3.1)", status_code=200,
-          operation_class=PushOperation, request_max_body_size=None,
-          responses=error_responses(400, 401, 403, 409, 413, 415, 426))
-    async def push(self, request: Request, principal: NamedDependency[Principal],
-                   store: NamedDependency[Store], settings: NamedDependency[Settings],
-                   clock: NamedDependency[Clock], x_gridsync_schema: SchemaHeader = None,
-                   x_gridsync_app: AppHeader = None) -> Response[PushResponse]:
+    @post(
+        "/push",
+        summary="Push a batch of offline mutations (SPEC 3.1)",
+        status_code=200,
+        operation_class=PushOperation,
+        request_max_body_size=None,
+        responses=error_responses(400, 401, 403, 409, 413, 415, 426),
+    )
+    async def push(
+        self,
+        request: Request,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+        x_gridsync_schema: SchemaHeader = None,
+        x_gridsync_app: AppHeader = None,
+    ) -> Response[PushResponse]:
         push.check_schema_header(x_gridsync_schema)
         body = await read_body(request, settings.max_push_bytes, settings)
         req, fmt = push.decode_request(
-            body, content_type=request.headers.get("content-type"),
-            content_encoding=request.headers.get("content-encoding"), settings=settings)
+            body,
+            content_type=request.headers.get("content-type"),
+            content_encoding=request.headers.get("content-encoding"),
+            settings=settings,
+        )
         if req.device_id != principal.device_id:  # before queueing for the writer
-            raise push.Forbidden(f"device_id {req.device_id} is not this token's device "
-                                 f"({principal.device_id})", code="device_mismatch")
+            raise push.Forbidden(
+                f"device_id {req.device_id} is not this token's device ({principal.device_id})",
+                code="device_mismatch",
+            )
         decoded = push.decode_data(req, fmt)
-        result = await store.awrite(push.apply_push, principal, req, decoded, settings, clock,
-                                    app=x_gridsync_app)
+        result = await store.awrite(
+            push.apply_push, principal, req, decoded, settings, clock, app=x_gridsync_app
+        )
         return respond(request, result)
 
-    @get("/pull", summary="Pull the changes of the caller's scope after a cursor (SPEC 3.2)",
-         responses=error_responses(400, 401, 426),
-         dependencies={"deps": Provide(provide_pull_deps, sync_to_thread=False)})
-    async def pull(self, request: Request, deps: NamedDependency[PullDeps],
-                   x_gridsync_schema: SchemaHeader = None, x_gridsync_app: AppHeader = None,
-                   cursor: Annotated[str | None, QueryParameter(
-                       max_length=1024, description="opaque; omit for the initial sync")] = None,
-                   limit: Annotated[int, QueryParameter(ge=1, le=500)] = 500,
-                   ) -> Response[PullResponse]:
+    @get(
+        "/pull",
+        summary="Pull the changes of the caller's scope after a cursor (SPEC 3.2)",
+        responses=error_responses(400, 401, 426),
+        dependencies={"deps": Provide(provide_pull_deps, sync_to_thread=False)},
+    )
+    async def pull(
+        self,
+        request: Request,
+        deps: NamedDependency[PullDeps],
+        x_gridsync_schema: SchemaHeader = None,
+        x_gridsync_app: AppHeader = None,
+        cursor: Annotated[
+            str | None,
+            QueryParameter(max_length=1024, description="opaque; omit for the initial sync"),
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 500,
+    ) -> Response[PullResponse]:
         push.check_schema_header(x_gridsync_schema)
         limit = min(limit, deps.settings.max_page_size)
         scope = deps.principal.scope
         ahead = read_ahead(deps.store) if deps.settings.pull_read_ahead else None
-        identity = (deps.principal.device_id, limit, scope.version, scope.everything,
-                    scope.grid_ids)
+        identity = (
+            deps.principal.device_id,
+            limit,
+            scope.version,
+            scope.everything,
+            scope.grid_ids,
+        )
         result = None
         if ahead is not None and (future := ahead.take((*identity, cursor))) is not None:
             try:
                 result = await asyncio.wrap_future(future)
-            except Exception:  # noqa: BLE001 - the read-ahead failed: read the page here
+            except Exception:  # the read-ahead failed: read the page here
                 result = None
         if result is None:
-            result = await deps.store.aread(pull.pull_page, scope, cursor, limit,
-                                            deps.clock.now_ms(), deps.settings)
+            result = await deps.store.aread(
+                pull.pull_page, scope, cursor, limit, deps.clock.now_ms(), deps.settings
+            )
         if result.snapshot_started or not result.scope_known:
             await deps.store.awrite(status.after_pull, deps.principal, result, deps.clock)
         if ahead is not None and result.response.has_more:
             nxt = result.response.cursor
-            ahead.start((*identity, nxt), deps.store.read, pull.pull_page, scope, nxt, limit,
-                        deps.clock.now_ms(), deps.settings)
+            ahead.start(
+                (*identity, nxt),
+                deps.store.read,
+                pull.pull_page,
+                scope,
+                nxt,
+                limit,
+                deps.clock.now_ms(),
+                deps.settings,
+            )
         return respond(request, result.response)
 
-    @get("/status", summary="Server HLC, full-sync size estimate, pending conflicts",
-         responses=error_responses(401, 426))
-    async def status(self, request: Request, principal: NamedDependency[Principal],
-                     store: NamedDependency[Store], settings: NamedDependency[Settings],
-                     clock: NamedDependency[Clock], x_gridsync_schema: SchemaHeader = None,
-                     x_gridsync_app: AppHeader = None) -> Response[SyncStatus]:
+    @get(
+        "/status",
+        summary="Server HLC, full-sync size estimate, pending conflicts",
+        responses=error_responses(401, 426),
+    )
+    async def status(
+        self,
+        request: Request,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+        x_gridsync_schema: SchemaHeader = None,
+        x_gridsync_app: AppHeader = None,
+    ) -> Response[SyncStatus]:
         push.check_schema_header(x_gridsync_schema)
         result = await store.aread(status.sync_status, principal, clock.now_ms(), settings)
         return respond(request, result)
@@ -204,40 +264,70 @@ class ConflictController(Controller):
     path = "/api/v1/sync/conflicts"
     tags = ["sync"]
 
-    @get("/", summary="Losing values of merges in the caller's scope (secretaries)",
-         responses=error_responses(401, 403))
+    @get(
+        "/",
+        summary="Losing values of merges in the caller's scope (secretaries)",
+        responses=error_responses(401, 403),
+    )
     async def list_conflicts(
-        self, principal: NamedDependency[Principal], store: NamedDependency[Store],
-        conflict_status: Annotated[Literal["open", "restored", "dismissed"] | None,
-                         QueryParameter(name="status")] = "open",
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        conflict_status: Annotated[
+            Literal["open", "restored", "dismissed"] | None, QueryParameter(name="status")
+        ] = "open",
         household_id: Annotated[str | None, QueryParameter(min_length=1, max_length=64)] = None,
-        limit: PageLimit = 100, offset: PageOffset = 0,
+        limit: PageLimit = 100,
+        offset: PageOffset = 0,
     ) -> ConflictPage:
         principal.require_role(*SECRETARY_ROLES)
-        items, total = await store.aread(conflicts.list_conflicts, principal.scope,
-                                         status=conflict_status, household_id=household_id,
-                                         limit=limit, offset=offset)
+        items, total = await store.aread(
+            conflicts.list_conflicts,
+            principal.scope,
+            status=conflict_status,
+            household_id=household_id,
+            limit=limit,
+            offset=offset,
+        )
         return ConflictPage(items=items, total=total, limit=limit, offset=offset)
 
-    @post("/{conflict_id:int}/restore", status_code=200,
-          summary="Restore a losing value: a new change with a fresh server HLC",
-          responses=error_responses(400, 401, 403, 404, 409))
-    async def restore(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
-                      clock: NamedDependency[Clock], conflict_id: ConflictId,
-                      data: JSONBody[RestoreRequest | None] = None) -> ConflictEntry:
+    @post(
+        "/{conflict_id:int}/restore",
+        status_code=200,
+        summary="Restore a losing value: a new change with a fresh server HLC",
+        responses=error_responses(400, 401, 403, 404, 409),
+    )
+    async def restore(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        clock: NamedDependency[Clock],
+        conflict_id: ConflictId,
+        data: JSONBody[RestoreRequest | None] = None,
+    ) -> ConflictEntry:
         principal.require_role(*SECRETARY_ROLES)
-        return await store.awrite(conflicts.restore, principal, conflict_id,
-                                  data.note if data else "", clock)
+        return await store.awrite(
+            conflicts.restore, principal, conflict_id, data.note if data else "", clock
+        )
 
-    @post("/{conflict_id:int}/dismiss", status_code=200,
-          summary="Close a conflict without restoring its value",
-          responses=error_responses(400, 401, 403, 404, 409))
-    async def dismiss(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
-                      clock: NamedDependency[Clock], conflict_id: ConflictId,
-                      data: JSONBody[RestoreRequest | None] = None) -> ConflictEntry:
+    @post(
+        "/{conflict_id:int}/dismiss",
+        status_code=200,
+        summary="Close a conflict without restoring its value",
+        responses=error_responses(400, 401, 403, 404, 409),
+    )
+    async def dismiss(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        clock: NamedDependency[Clock],
+        conflict_id: ConflictId,
+        data: JSONBody[RestoreRequest | None] = None,
+    ) -> ConflictEntry:
         principal.require_role(*SECRETARY_ROLES)
-        return await store.awrite(conflicts.dismiss, principal, conflict_id,
-                                  data.note if data else "", clock)
+        return await store.awrite(
+            conflicts.dismiss, principal, conflict_id, data.note if data else "", clock
+        )
 
 
 CONTROLLERS: list[type] = [SyncController, ConflictController]

@@ -46,72 +46,148 @@ class WhistleController(Controller):
     path = "/api/v1/whistle"
     tags = ["whistle"]
 
-    @post("/cases", summary="Raise a whistle case (web users; phones push whistle.raise)",
-          responses=error_responses(400, 401, 403, 404, 409))
-    async def raise_case(self, principal: NamedDependency[Principal],
-                         store: NamedDependency[Store], settings: NamedDependency[Settings],
-                         clock: NamedDependency[Clock], data: JSONBody[CaseCreate]) -> WhistleCase:
-        raise_data = WhistleRaise(category=data.category, grid_id=data.grid_id,
-                                  household_id=data.household_id, location=data.location,
-                                  description=data.description)
-        return await store.awrite(whistle.raise_case, principal, data.id or uuid7(), raise_data,
-                                  received_ms=clock.now_ms(), settings=settings)
+    @post(
+        "/cases",
+        summary="Raise a whistle case (web users; phones push whistle.raise)",
+        responses=error_responses(400, 401, 403, 404, 409),
+    )
+    async def raise_case(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+        data: JSONBody[CaseCreate],
+    ) -> WhistleCase:
+        raise_data = WhistleRaise(
+            category=data.category,
+            grid_id=data.grid_id,
+            household_id=data.household_id,
+            location=data.location,
+            description=data.description,
+        )
+        return await store.awrite(
+            whistle.raise_case,
+            principal,
+            data.id or uuid7(),
+            raise_data,
+            received_ms=clock.now_ms(),
+            settings=settings,
+        )
 
-    @get("/cases", summary="Cases in the caller's scope, newest first",
-         responses=error_responses(400, 401))
-    async def list_cases(self, principal: NamedDependency[Principal],
-                         store: NamedDependency[Store],
-                         case_state: Annotated[State | None, QueryParameter(name="state")] = None,
-                         level: Annotated[Level | None, QueryParameter()] = None,
-                         grid_id: IdQuery = None,
-                         open_only: Annotated[bool, QueryParameter(name="open")] = False,
-                         limit: PageLimit = 100, offset: PageOffset = 0) -> CasePage:
-        return await store.aread(whistle.list_cases, principal.scope, state=case_state, level=level,
-                                 grid_id=grid_id, open_only=open_only, limit=limit,
-                                 offset=offset)
+    @get(
+        "/cases",
+        summary="Cases in the caller's scope, newest first",
+        responses=error_responses(400, 401),
+    )
+    async def list_cases(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        case_state: Annotated[State | None, QueryParameter(name="state")] = None,
+        level: Annotated[Level | None, QueryParameter()] = None,
+        grid_id: IdQuery = None,
+        open_only: Annotated[bool, QueryParameter(name="open")] = False,
+        limit: PageLimit = 100,
+        offset: PageOffset = 0,
+    ) -> CasePage:
+        return await store.aread(
+            whistle.list_cases,
+            principal.scope,
+            state=case_state,
+            level=level,
+            grid_id=grid_id,
+            open_only=open_only,
+            limit=limit,
+            offset=offset,
+        )
 
-    @get("/cases/{case_id:str}", summary="One case with its deadlines and history",
-         responses=error_responses(401, 404))
-    async def get_case(self, principal: NamedDependency[Principal],
-                       store: NamedDependency[Store], case_id: FromPath[str]) -> WhistleCase:
+    @get(
+        "/cases/{case_id:str}",
+        summary="One case with its deadlines and history",
+        responses=error_responses(401, 404),
+    )
+    async def get_case(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        case_id: FromPath[str],
+    ) -> WhistleCase:
         return await store.aread(whistle.get_case, case_id, principal.scope)
 
-    @post("/cases/{case_id:str}/actions", status_code=200,
-          summary="Act on a case: accept, arrive, resolve, escalate, return, comment, close, "
-                  "reopen", responses=error_responses(400, 401, 403, 404, 409))
-    async def act(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
-                  settings: NamedDependency[Settings], clock: NamedDependency[Clock],
-                  case_id: FromPath[str], data: JSONBody[CaseAction]) -> WhistleCase:
-        return await store.awrite(whistle.act, principal, case_id, data, now_ms=clock.now_ms(),
-                                  settings=settings)
+    @post(
+        "/cases/{case_id:str}/actions",
+        status_code=200,
+        summary="Act on a case: accept, arrive, resolve, escalate, return, comment, close, reopen",
+        responses=error_responses(400, 401, 403, 404, 409),
+    )
+    async def act(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+        case_id: FromPath[str],
+        data: JSONBody[CaseAction],
+    ) -> WhistleCase:
+        return await store.awrite(
+            whistle.act, principal, case_id, data, now_ms=clock.now_ms(), settings=settings
+        )
 
-    @get("/report", summary="Response, on-time, resolution rates, satisfaction, backflow",
-         responses=error_responses(400, 401))
-    async def report(self, principal: NamedDependency[Principal], store: NamedDependency[Store],
-                     clock: NamedDependency[Clock], since: TimeQuery = None,
-                     until: TimeQuery = None,
-                     level: Annotated[Level | None, QueryParameter()] = None) -> WhistleReport:
-        return await store.aread(whistle.whistle_report, principal.scope, now_ms=clock.now_ms(),
-                                 since_ms=_ms(since, "since"), until_ms=_ms(until, "until"),
-                                 level=level)
+    @get(
+        "/report",
+        summary="Response, on-time, resolution rates, satisfaction, backflow",
+        responses=error_responses(400, 401),
+    )
+    async def report(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        clock: NamedDependency[Clock],
+        since: TimeQuery = None,
+        until: TimeQuery = None,
+        level: Annotated[Level | None, QueryParameter()] = None,
+    ) -> WhistleReport:
+        return await store.aread(
+            whistle.whistle_report,
+            principal.scope,
+            now_ms=clock.now_ms(),
+            since_ms=_ms(since, "since"),
+            until_ms=_ms(until, "until"),
+            level=level,
+        )
 
 
 class OutboxController(Controller):
     path = "/api/v1/notify/outbox"
     tags = ["notify"]
 
-    @get("/", summary="Notifications and their delivery state (an admin sees all, others "
-                      "their own); channel URLs are never shown", responses=error_responses(400, 401))
-    async def list_outbox(self, principal: NamedDependency[Principal],
-                          store: NamedDependency[Store],
-                          delivery_state: Annotated[OutboxState | None,
-                                                    QueryParameter(name="state")] = None,
-                          cause: IdQuery = None,
-                          kind: Annotated[str | None, QueryParameter(max_length=64)] = None,
-                          limit: PageLimit = 100, offset: PageOffset = 0) -> OutboxPage:
+    @get(
+        "/",
+        summary="Notifications and their delivery state (an admin sees all, others "
+        "their own); channel URLs are never shown",
+        responses=error_responses(400, 401),
+    )
+    async def list_outbox(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        delivery_state: Annotated[OutboxState | None, QueryParameter(name="state")] = None,
+        cause: IdQuery = None,
+        kind: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        limit: PageLimit = 100,
+        offset: PageOffset = 0,
+    ) -> OutboxPage:
         person_id = None if principal.has_role("admin") else principal.person_id
-        return await store.aread(outbox.list_outbox, state=delivery_state, person_id=person_id,
-                                 cause=cause, kind=kind, limit=limit, offset=offset)
+        return await store.aread(
+            outbox.list_outbox,
+            state=delivery_state,
+            person_id=person_id,
+            cause=cause,
+            kind=kind,
+            limit=limit,
+            offset=offset,
+        )
 
 
 CONTROLLERS: list[type] = [WhistleController, OutboxController]

@@ -20,14 +20,20 @@ from gridsync.errors import GridsyncError
 
 def db_option(fn: Callable) -> Callable:
     return click.option(
-        "--db", "db_path", envvar="GRIDSYNC_DB", default="gridsync.db", show_default=True,
-        type=click.Path(dir_okay=False), help="SQLite database file.",
+        "--db",
+        "db_path",
+        envvar="GRIDSYNC_DB",
+        default="gridsync.db",
+        show_default=True,
+        type=click.Path(dir_okay=False),
+        help="SQLite database file.",
     )(fn)
 
 
 def json_option(fn: Callable) -> Callable:
-    return click.option("--json", "as_json", is_flag=True,
-                        help="Print one JSON document on stdout (for scripts).")(fn)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document on stdout (for scripts)."
+    )(fn)
 
 
 def echo_json(value: Any) -> None:
@@ -38,7 +44,8 @@ def open_store(db_path: str, *, must_exist: bool = True) -> Store:
     if must_exist and not Path(db_path).exists():
         raise click.ClickException(
             f"no database at {db_path}: run 'gridsync init --db {db_path}' (or 'gridsync demo') "
-            "first")
+            "first"
+        )
     return Store(db_path)
 
 
@@ -57,5 +64,3 @@ def cli() -> None:
 
     Start with 'gridsync demo' (a realistic community) then 'gridsync serve'.
     """
-
-

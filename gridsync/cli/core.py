@@ -19,9 +19,12 @@ from gridsync.models import ROLES, OrgUnit
 
 @cli.command()
 @db_option
-@click.option("--new-epoch", is_flag=True,
-              help="Give the database a new epoch id (after restoring a backup): every phone's "
-                   "cursor is then refused and the phones re-sync, keeping unsent changes.")
+@click.option(
+    "--new-epoch",
+    is_flag=True,
+    help="Give the database a new epoch id (after restoring a backup): every phone's "
+    "cursor is then refused and the phones re-sync, keeping unsent changes.",
+)
 def init(db_path: str, new_epoch: bool) -> None:
     """Create the database (or bring it up to date) and apply all migrations."""
     with Store(db_path) as store:
@@ -35,8 +38,12 @@ def init(db_path: str, new_epoch: bool) -> None:
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int, help="0 picks a free port.")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              help="TOML settings file (see README).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML settings file (see README).",
+)
 def serve(db_path: str, host: str, port: int, config_path: str | None) -> None:
     """Serve the HTTP API (and run periodic work) on the embedded SQLite file."""
     import uvicorn
@@ -55,12 +62,20 @@ def serve(db_path: str, host: str, port: int, config_path: str | None) -> None:
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
     bound_port = sock.getsockname()[1]
-    click.echo(f"gridsync serving http://{host}:{bound_port} (db {settings.db}); "
-               f"API docs at http://{host}:{bound_port}/schema", err=False)
+    click.echo(
+        f"gridsync serving http://{host}:{bound_port} (db {settings.db}); "
+        f"API docs at http://{host}:{bound_port}/schema",
+        err=False,
+    )
     sys.stdout.flush()
-    config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False,
-                            http="httptools", loop="uvloop" if sys.platform != "win32" else "auto",
-                            timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        create_app(settings),
+        log_level="warning",
+        access_log=False,
+        http="httptools",
+        loop="uvloop" if sys.platform != "win32" else "auto",
+        timeout_graceful_shutdown=5,
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -75,18 +90,26 @@ def units() -> None:
 @units.command("add")
 @db_option
 @click.argument("unit_id")
-@click.option("--kind", required=True,
-              type=click.Choice(["district", "street", "community", "grid", "branch",
-                                 "department"]))
+@click.option(
+    "--kind",
+    required=True,
+    type=click.Choice(["district", "street", "community", "grid", "branch", "department"]),
+)
 @click.option("--name", required=True)
 @click.option("--parent", "parent_id", help="Parent unit id (required except for a district).")
 @click.option("--grid", "grid_id", help="For a branch: the grid it maps to.")
-def units_add(db_path: str, unit_id: str, kind: str, name: str, parent_id: str | None,
-              grid_id: str | None) -> None:
+def units_add(
+    db_path: str, unit_id: str, kind: str, name: str, parent_id: str | None, grid_id: str | None
+) -> None:
     """Add or rename an org unit."""
     with open_store(db_path, must_exist=False) as store:
-        unit = OrgUnit(id=unit_id, kind=kind, name=name, parent_id=parent_id,  # type: ignore[arg-type]
-                       grid_id=grid_id)
+        unit = OrgUnit(
+            id=unit_id,
+            kind=kind,
+            name=name,
+            parent_id=parent_id,  # type: ignore[arg-type]
+            grid_id=grid_id,
+        )
         run(lambda: store.write(org.add_units, [unit]))
     click.echo(f"{kind} {unit_id} saved")
 
@@ -97,18 +120,19 @@ def units_add(db_path: str, unit_id: str, kind: str, name: str, parent_id: str |
 @click.option("--role", type=click.Choice(ROLES), help="Only people with this role.")
 @click.option("--unit", "unit_id", help="Only people whose scope or branch is this unit.")
 @click.pass_context
-def people(ctx: click.Context, db_path: str, as_json: bool, role: str | None,
-           unit_id: str | None) -> None:
+def people(
+    ctx: click.Context, db_path: str, as_json: bool, role: str | None, unit_id: str | None
+) -> None:
     """List people (with --json: an array of {id, name, roles, scope})."""
     if ctx.invoked_subcommand is not None:
         return
     with open_store(db_path) as store:
         admin = org.Scope("cli", True, frozenset(), frozenset(), 0)
-        items, _ = run(lambda: store.read(org.list_people, admin, role=role, unit_id=unit_id,
-                                          limit=1_000_000))
+        items, _ = run(
+            lambda: store.read(org.list_people, admin, role=role, unit_id=unit_id, limit=1_000_000)
+        )
     if as_json:
-        echo_json([{"id": p.id, "name": p.name, "roles": p.roles, "scope": p.scope}
-                   for p in items])
+        echo_json([{"id": p.id, "name": p.name, "roles": p.roles, "scope": p.scope} for p in items])
         return
     for p in items:
         click.echo(f"{p.id}\t{p.name}\t{','.join(p.roles)}\t{','.join(p.scope)}")
@@ -119,19 +143,43 @@ def people(ctx: click.Context, db_path: str, as_json: bool, role: str | None,
 @db_option
 @click.argument("person_id")
 @click.option("--name", required=True)
-@click.option("--role", "roles", multiple=True, required=True, type=click.Choice(ROLES),
-              help="Repeat for several roles.")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    type=click.Choice(ROLES),
+    help="Repeat for several roles.",
+)
 @click.option("--scope", "scope", multiple=True, help="Org unit id; repeat for several.")
 @click.option("--branch", "branch_id", help="Party branch of a member.")
 @click.option("--phone", default="")
-@click.option("--channel", "channels", multiple=True,
-              help="Apprise URL for this person's notifications; repeat for several.")
-def people_add(db_path: str, person_id: str, name: str, roles: tuple[str, ...],
-               scope: tuple[str, ...], branch_id: str | None, phone: str,
-               channels: tuple[str, ...]) -> None:
+@click.option(
+    "--channel",
+    "channels",
+    multiple=True,
+    help="Apprise URL for this person's notifications; repeat for several.",
+)
+def people_add(
+    db_path: str,
+    person_id: str,
+    name: str,
+    roles: tuple[str, ...],
+    scope: tuple[str, ...],
+    branch_id: str | None,
+    phone: str,
+    channels: tuple[str, ...],
+) -> None:
     """Add a person or replace their roles and scope."""
-    person = org.NewPerson(id=person_id, name=name, roles=list(roles), scope=list(scope),
-                           branch_id=branch_id, phone=phone, channels=list(channels))
+    person = org.NewPerson(
+        id=person_id,
+        name=name,
+        roles=list(roles),
+        scope=list(scope),
+        branch_id=branch_id,
+        phone=phone,
+        channels=list(channels),
+    )
     with open_store(db_path, must_exist=False) as store:
         run(lambda: store.write(org.add_people, [person], Actor.cli()))
     click.echo(f"person {person_id} saved")
@@ -151,12 +199,16 @@ def device() -> None:
 @click.option("--person", "person_id", required=True, help="The person the device belongs to.")
 @click.option("--label", default="", help="A note such as the phone model.")
 @click.option("--device-id", default=None, help="Choose the device id (default: generated).")
-def device_enroll(db_path: str, as_json: bool, person_id: str, label: str,
-                  device_id: str | None) -> None:
+def device_enroll(
+    db_path: str, as_json: bool, person_id: str, label: str, device_id: str | None
+) -> None:
     """Enrol a device and print its token. The token is shown this once only."""
     with open_store(db_path) as store:
-        enrolled = run(lambda: store.write(auth.enroll, person_id, Actor.cli(), label=label,
-                                           device_id=device_id))
+        enrolled = run(
+            lambda: store.write(
+                auth.enroll, person_id, Actor.cli(), label=label, device_id=device_id
+            )
+        )
     if as_json:
         echo_json({"device_id": enrolled.device_id, "token": enrolled.token})
         return
@@ -197,8 +249,13 @@ def device_list(db_path: str, as_json: bool, person_id: str | None) -> None:
 @cli.command()
 @db_option
 @click.option("--check", is_flag=True, help="Exit 1 if schemas/ differs from the Structs.")
-@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
-              help="Where the schema files live (default: the repository's schemas/).")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where the schema files live (default: the repository's schemas/).",
+)
 def schemas(db_path: str, check: bool, directory: str | None) -> None:
     """Generate schemas/*.json (JSON Schema) from the wire Structs. (``--db`` is accepted like
     on every command; the schemas come from the code, not from a database.)"""
@@ -209,9 +266,9 @@ def schemas(db_path: str, check: bool, directory: str | None) -> None:
         problems = schema_files.stale(target)
         if problems:
             raise click.ClickException(
-                f"schemas are stale in {target}: {', '.join(problems)}; run 'gridsync schemas'")
+                f"schemas are stale in {target}: {', '.join(problems)}; run 'gridsync schemas'"
+            )
         click.echo(f"schemas in {target} are current")
         return
     written = schema_files.write(target)
     click.echo(f"wrote {len(written)} schema files to {target}")
-

@@ -22,17 +22,33 @@ from gridsync.org import Scope
 OPERATOR = Scope("cli", True, frozenset(), frozenset(), 0)
 OPERATOR_ROLES = frozenset({"admin"})
 
-scope_option = click.option("--scope", "scope_id", default=None,
-                             help="Org unit id (default: the whole district).")
-now_option = click.option("--now", "now", default=None, metavar="ISO-TIME",
-                          help="Count the cycle back from this time (default: now).")
-lang_option = click.option("--lang", type=click.Choice(["zh", "en"]), default="zh",
-                           show_default=True, help="Language of labels and headers.")
-config_option = click.option("--config", "config_path", default=None,
-                             type=click.Path(exists=True, dir_okay=False),
-                             help="TOML settings file (district coverage defaults).")
-phones_option = click.option("--show-phones", is_flag=True,
-                             help="Show full phone numbers (recorded in the audit log).")
+scope_option = click.option(
+    "--scope", "scope_id", default=None, help="Org unit id (default: the whole district)."
+)
+now_option = click.option(
+    "--now",
+    "now",
+    default=None,
+    metavar="ISO-TIME",
+    help="Count the cycle back from this time (default: now).",
+)
+lang_option = click.option(
+    "--lang",
+    type=click.Choice(["zh", "en"]),
+    default="zh",
+    show_default=True,
+    help="Language of labels and headers.",
+)
+config_option = click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML settings file (district coverage defaults).",
+)
+phones_option = click.option(
+    "--show-phones", is_flag=True, help="Show full phone numbers (recorded in the audit log)."
+)
 
 
 def _settings(config_path: str | None) -> Settings:
@@ -48,8 +64,9 @@ def _now_ms(now: str | None) -> int:
     try:
         return parse_ms(now)
     except ValueError as exc:
-        raise click.ClickException(f"bad --now {now!r}: use ISO 8601, e.g. "
-                                   "2026-11-23T09:00:00+08:00") from exc
+        raise click.ClickException(
+            f"bad --now {now!r}: use ISO 8601, e.g. 2026-11-23T09:00:00+08:00"
+        ) from exc
 
 
 def _pct(value: float | None) -> str:
@@ -58,22 +75,54 @@ def _pct(value: float | None) -> str:
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     """Columns aligned for a terminal, CJK characters counted as two cells."""
-    widths = [max([exports.display_width(h)] + [exports.display_width(r[i]) for r in rows])
-              for i, h in enumerate(header)]
+    widths = [
+        max([exports.display_width(h)] + [exports.display_width(r[i]) for r in rows])
+        for i, h in enumerate(header)
+    ]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c + " " * (w - exports.display_width(c))
-                         for c, w in zip(cells, widths)).rstrip()
+        return "  ".join(
+            c + " " * (w - exports.display_width(c)) for c, w in zip(cells, widths)
+        ).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
 REPORT_HEADER = {
-    "zh": ["层级", "编号", "名称", "户数", "已落实", "未落实", "落实率", "已走访", "走访率", "逾期",
-           "重点户逾期", "党员", "不足", "超限", "服务类别"],
-    "en": ["level", "id", "name", "households", "assigned", "unassigned", "assigned%",
-           "contacted", "contact%", "overdue", "prio.overdue", "members", "under", "over",
-           "kinds"],
+    "zh": [
+        "层级",
+        "编号",
+        "名称",
+        "户数",
+        "已落实",
+        "未落实",
+        "落实率",
+        "已走访",
+        "走访率",
+        "逾期",
+        "重点户逾期",
+        "党员",
+        "不足",
+        "超限",
+        "服务类别",
+    ],
+    "en": [
+        "level",
+        "id",
+        "name",
+        "households",
+        "assigned",
+        "unassigned",
+        "assigned%",
+        "contacted",
+        "contact%",
+        "overdue",
+        "prio.overdue",
+        "members",
+        "under",
+        "over",
+        "kinds",
+    ],
 }
 
 
@@ -81,32 +130,62 @@ REPORT_HEADER = {
 @db_option
 @json_option
 @scope_option
-@click.option("--level", "levels", multiple=True, type=click.Choice(cov.LEVELS),
-              help="Only this level (repeatable).")
+@click.option(
+    "--level",
+    "levels",
+    multiple=True,
+    type=click.Choice(cov.LEVELS),
+    help="Only this level (repeatable).",
+)
 @now_option
 @lang_option
 @config_option
 @click.pass_context
-def coverage(ctx: click.Context, db_path: str, as_json: bool, scope_id: str | None,
-             levels: tuple[str, ...], now: str | None, lang: str,
-             config_path: str | None) -> None:
+def coverage(
+    ctx: click.Context,
+    db_path: str,
+    as_json: bool,
+    scope_id: str | None,
+    levels: tuple[str, ...],
+    now: str | None,
+    lang: str,
+    config_path: str | None,
+) -> None:
     """1-5-N coverage roll-up, member to district (a table; --json for scripts)."""
     if ctx.invoked_subcommand is not None:
         return
     settings = _settings(config_path)
     now_ms = _now_ms(now)
     with open_store(db_path) as store:
-        report = run(lambda: store.read(cov.rollup, settings, OPERATOR, scope_id, now_ms=now_ms,
-                                        levels=list(levels) or None))
+        report = run(
+            lambda: store.read(
+                cov.rollup, settings, OPERATOR, scope_id, now_ms=now_ms, levels=list(levels) or None
+            )
+        )
         store.write(record, Actor.cli(), "read.coverage", scope_id, {"rows": len(report.rows)})
     if as_json:
         echo_json(report)
         return
-    rows = [[cov.label(cov.LEVEL_LABELS, lang, r.level), r.unit_id, r.name, str(r.households),
-             str(r.assigned), str(r.unassigned), _pct(r.assigned_rate), str(r.contacted),
-             _pct(r.contact_rate), str(r.overdue), str(r.priority_overdue), str(r.members),
-             str(r.members_under_min), str(r.members_over_cap),
-             f"{len(r.kinds_covered)}/{r.kinds_total}"] for r in report.rows]
+    rows = [
+        [
+            cov.label(cov.LEVEL_LABELS, lang, r.level),
+            r.unit_id,
+            r.name,
+            str(r.households),
+            str(r.assigned),
+            str(r.unassigned),
+            _pct(r.assigned_rate),
+            str(r.contacted),
+            _pct(r.contact_rate),
+            str(r.overdue),
+            str(r.priority_overdue),
+            str(r.members),
+            str(r.members_under_min),
+            str(r.members_over_cap),
+            f"{len(r.kinds_covered)}/{r.kinds_total}",
+        ]
+        for r in report.rows
+    ]
     click.echo(_table(REPORT_HEADER[lang], rows))
     at = "时间" if lang == "zh" else "as of"
     click.echo(f"{at} {report.at}", err=True)
@@ -118,87 +197,187 @@ def coverage(ctx: click.Context, db_path: str, as_json: bool, scope_id: str | No
 @click.option("--scope", "scope_id", required=True, help="Org unit id to draw from.")
 @click.option("--n", "n", type=click.IntRange(1, 10_000), default=20, show_default=True)
 @click.option("--seed", required=True, help="The same seed draws the same households.")
-@click.option("--visits", type=click.IntRange(0, 50), default=3, show_default=True,
-              help="Last visits shown per household.")
+@click.option(
+    "--visits",
+    type=click.IntRange(0, 50),
+    default=3,
+    show_default=True,
+    help="Last visits shown per household.",
+)
 @phones_option
 @lang_option
-def coverage_sample(db_path: str, as_json: bool, scope_id: str, n: int, seed: str, visits: int,
-                    show_phones: bool, lang: str) -> None:
+def coverage_sample(
+    db_path: str,
+    as_json: bool,
+    scope_id: str,
+    n: int,
+    seed: str,
+    visits: int,
+    show_phones: bool,
+    lang: str,
+) -> None:
     """Assessors' sample: N random households of a scope with their last visits."""
     with open_store(db_path) as store:
-        result = run(lambda: store.read(cov.sample, OPERATOR, scope_id, n, seed, visits=visits,
-                                        show_phones=show_phones))
-        store.write(record, Actor.cli(), "read.coverage.sample", scope_id,
-                    {"seed": seed, "n": n, "phones": show_phones,
-                     "households": [i.household.id for i in result.items]})
+        result = run(
+            lambda: store.read(
+                cov.sample, OPERATOR, scope_id, n, seed, visits=visits, show_phones=show_phones
+            )
+        )
+        store.write(
+            record,
+            Actor.cli(),
+            "read.coverage.sample",
+            scope_id,
+            {
+                "seed": seed,
+                "n": n,
+                "phones": show_phones,
+                "households": [i.household.id for i in result.items],
+            },
+        )
     if as_json:
         echo_json(result)
         return
     for item in result.items:
         h = item.household
-        click.echo(f"{h.id}\t{h.grid_id}\t{h.building}{h.unit}{h.room}\t{h.head_name}\t"
-                   f"{h.phone}\t{h.responsible_member_id or '-'}")
+        click.echo(
+            f"{h.id}\t{h.grid_id}\t{h.building}{h.unit}{h.room}\t{h.head_name}\t"
+            f"{h.phone}\t{h.responsible_member_id or '-'}"
+        )
         for v in item.last_visits:
             click.echo(f"    {v.at}\t{v.member_id}\t{v.channel}\t{','.join(v.kinds)}\t{v.note}")
         if not item.last_visits:
             click.echo("    （无走访记录）" if lang == "zh" else "    (no visits)")
-    text = ("抽取 {n} 户（共 {total} 户），种子 {seed}" if lang == "zh"
-            else "{n} of {total} households, seed {seed}")
-    click.echo(text.format(n=len(result.items), total=result.population, seed=result.seed),
-               err=True)
+    text = (
+        "抽取 {n} 户（共 {total} 户），种子 {seed}"
+        if lang == "zh"
+        else "{n} of {total} households, seed {seed}"
+    )
+    click.echo(
+        text.format(n=len(result.items), total=result.population, seed=result.seed), err=True
+    )
 
 
 @coverage.command("violations")
 @db_option
 @json_option
 @scope_option
-@click.option("--kind", "kinds", multiple=True, type=click.Choice(cov.VIOLATION_KINDS),
-              help="Only this kind (repeatable).")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(cov.VIOLATION_KINDS),
+    help="Only this kind (repeatable).",
+)
 @click.option("--limit", type=click.IntRange(1, 10_000_000), default=100, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0)
 @now_option
 @lang_option
 @phones_option
 @config_option
-def coverage_violations(db_path: str, as_json: bool, scope_id: str | None,
-                        kinds: tuple[str, ...], limit: int, offset: int, now: str | None,
-                        lang: str, show_phones: bool, config_path: str | None) -> None:
+def coverage_violations(
+    db_path: str,
+    as_json: bool,
+    scope_id: str | None,
+    kinds: tuple[str, ...],
+    limit: int,
+    offset: int,
+    now: str | None,
+    lang: str,
+    show_phones: bool,
+    config_path: str | None,
+) -> None:
     """Every household or member at fault, and why."""
     settings = _settings(config_path)
     now_ms = _now_ms(now)
     with open_store(db_path) as store:
-        page = run(lambda: store.read(cov.violations, settings, OPERATOR, scope_id,
-                                      now_ms=now_ms, kinds=list(kinds) or None,
-                                      show_phones=show_phones, limit=limit, offset=offset))
-        store.write(record, Actor.cli(), "read.coverage.violations", scope_id,
-                    {"kinds": list(kinds), "count": len(page.items), "phones": show_phones})
+        page = run(
+            lambda: store.read(
+                cov.violations,
+                settings,
+                OPERATOR,
+                scope_id,
+                now_ms=now_ms,
+                kinds=list(kinds) or None,
+                show_phones=show_phones,
+                limit=limit,
+                offset=offset,
+            )
+        )
+        store.write(
+            record,
+            Actor.cli(),
+            "read.coverage.violations",
+            scope_id,
+            {"kinds": list(kinds), "count": len(page.items), "phones": show_phones},
+        )
     if as_json:
         echo_json(page)
         return
-    header = (["问题", "编号", "姓名", "电话", "网格", "地址", "联系党员", "距上次走访(天)", "联系户数"]
-              if lang == "zh" else ["kind", "id", "name", "phone", "grid", "address", "member",
-                                    "days since visit", "households"])
-    rows = [[cov.label(cov.VIOLATION_LABELS, lang, v.kind), v.id, v.name, v.phone,
-             v.grid_id or "", v.address, v.member_id or "",
-             "-" if v.days_since_visit is None else str(v.days_since_visit),
-             "" if v.households is None else f"{v.households} ({v.limit})"]
-            for v in page.items]
+    header = (
+        ["问题", "编号", "姓名", "电话", "网格", "地址", "联系党员", "距上次走访(天)", "联系户数"]
+        if lang == "zh"
+        else [
+            "kind",
+            "id",
+            "name",
+            "phone",
+            "grid",
+            "address",
+            "member",
+            "days since visit",
+            "households",
+        ]
+    )
+    rows = [
+        [
+            cov.label(cov.VIOLATION_LABELS, lang, v.kind),
+            v.id,
+            v.name,
+            v.phone,
+            v.grid_id or "",
+            v.address,
+            v.member_id or "",
+            "-" if v.days_since_visit is None else str(v.days_since_visit),
+            "" if v.households is None else f"{v.households} ({v.limit})",
+        ]
+        for v in page.items
+    ]
     click.echo(_table(header, rows))
-    click.echo((f"{len(page.items)}/{page.total}：" if lang == "zh"
-                else f"{len(page.items)} of {page.total} ") + ", ".join(
-        f"{cov.label(cov.VIOLATION_LABELS, lang, k)} {n}" for k, n in page.counts.items()),
-        err=True)
+    click.echo(
+        (
+            f"{len(page.items)}/{page.total}："
+            if lang == "zh"
+            else f"{len(page.items)} of {page.total} "
+        )
+        + ", ".join(
+            f"{cov.label(cov.VIOLATION_LABELS, lang, k)} {n}" for k, n in page.counts.items()
+        ),
+        err=True,
+    )
 
 
 REBALANCE_TEXTS = {
-    "zh": {"neighbour": "同楼栋", "least_loaded": "负荷最低", "load": "负荷",
-           "unplaced_item": "（无有余量的党员）", "summary": "{n} 条建议，{u} 户无法安排",
-           "applied": "；已分配 {a}，被拒 {r}", "refused": "被拒",
-           "hint": "；确认后加 --apply 再运行一次即分配"},
-    "en": {"neighbour": "neighbour", "least_loaded": "least loaded", "load": "load",
-           "unplaced_item": "(no member with spare capacity)",
-           "summary": "{n} suggestions, {u} unplaced", "applied": "; applied {a}, refused {r}",
-           "refused": "refused", "hint": "; run again with --apply to assign them"},
+    "zh": {
+        "neighbour": "同楼栋",
+        "least_loaded": "负荷最低",
+        "load": "负荷",
+        "unplaced_item": "（无有余量的党员）",
+        "summary": "{n} 条建议，{u} 户无法安排",
+        "applied": "；已分配 {a}，被拒 {r}",
+        "refused": "被拒",
+        "hint": "；确认后加 --apply 再运行一次即分配",
+    },
+    "en": {
+        "neighbour": "neighbour",
+        "least_loaded": "least loaded",
+        "load": "load",
+        "unplaced_item": "(no member with spare capacity)",
+        "summary": "{n} suggestions, {u} unplaced",
+        "applied": "; applied {a}, refused {r}",
+        "refused": "refused",
+        "hint": "; run again with --apply to assign them",
+    },
 }
 
 
@@ -206,30 +385,47 @@ REBALANCE_TEXTS = {
 @db_option
 @json_option
 @scope_option
-@click.option("--apply", "apply_", is_flag=True,
-              help="Apply every suggestion (the secretary's confirmation).")
+@click.option(
+    "--apply", "apply_", is_flag=True, help="Apply every suggestion (the secretary's confirmation)."
+)
 @lang_option
 @config_option
-def coverage_rebalance(db_path: str, as_json: bool, scope_id: str | None, apply_: bool,
-                       lang: str, config_path: str | None) -> None:
+def coverage_rebalance(
+    db_path: str,
+    as_json: bool,
+    scope_id: str | None,
+    apply_: bool,
+    lang: str,
+    config_path: str | None,
+) -> None:
     """Suggest members for unassigned households; --apply assigns them."""
     settings = _settings(config_path)
     with open_store(db_path) as store:
-        plan = run(lambda: store.read(cov.rebalance, settings, OPERATOR, scope_id,
-                                      now_ms=SYSTEM_CLOCK.now_ms()))
+        plan = run(
+            lambda: store.read(
+                cov.rebalance, settings, OPERATOR, scope_id, now_ms=SYSTEM_CLOCK.now_ms()
+            )
+        )
         result = None
         if apply_ and plan.suggestions:
-            picks = [cov.SuggestionPick(household_id=s.household_id, member_id=s.member_id)
-                     for s in plan.suggestions]
-            result = run(lambda: store.write(cov.apply_suggestions, settings, Actor.cli(),
-                                             OPERATOR_ROLES, OPERATOR, picks))
+            picks = [
+                cov.SuggestionPick(household_id=s.household_id, member_id=s.member_id)
+                for s in plan.suggestions
+            ]
+            result = run(
+                lambda: store.write(
+                    cov.apply_suggestions, settings, Actor.cli(), OPERATOR_ROLES, OPERATOR, picks
+                )
+            )
     if as_json:
         echo_json({"plan": plan, "applied": result})
         return
     t = REBALANCE_TEXTS[lang]
     for s in plan.suggestions:
-        click.echo(f"{s.household_id}\t-> {s.member_id} {s.member_name}\t{s.grid_id}\t"
-                   f"{s.building}\t{t[s.reason]}\t{t['load']} {s.member_load}/{s.cap}")
+        click.echo(
+            f"{s.household_id}\t-> {s.member_id} {s.member_name}\t{s.grid_id}\t"
+            f"{s.building}\t{t[s.reason]}\t{t['load']} {s.member_load}/{s.cap}"
+        )
     for hid in plan.unplaced:
         click.echo(f"{hid}\t-> {t['unplaced_item']}")
     summary = t["summary"].format(n=len(plan.suggestions), u=len(plan.unplaced))
@@ -237,8 +433,10 @@ def coverage_rebalance(db_path: str, as_json: bool, scope_id: str | None, apply_
         summary += t["applied"].format(a=result.applied, r=result.refused)
         for o in result.items:
             if o.status == "refused":
-                click.echo(f"{t['refused']} {o.household_id} -> {o.member_id}: {o.code}: "
-                           f"{o.message}", err=True)
+                click.echo(
+                    f"{t['refused']} {o.household_id} -> {o.member_id}: {o.code}: {o.message}",
+                    err=True,
+                )
     elif plan.suggestions:
         summary += t["hint"]
     click.echo(summary, err=True)
@@ -257,8 +455,7 @@ def coverage_policy() -> None:
 @json_option
 @click.argument("community_id")
 @config_option
-def policy_show(db_path: str, as_json: bool, community_id: str,
-                config_path: str | None) -> None:
+def policy_show(db_path: str, as_json: bool, community_id: str, config_path: str | None) -> None:
     """The policy in force for a community."""
     settings = _settings(config_path)
     with open_store(db_path) as store:
@@ -267,8 +464,14 @@ def policy_show(db_path: str, as_json: bool, community_id: str,
         echo_json(result)
         return
     p = result.policy
-    for key in ("min_households_per_member", "max_households_per_member", "cycle_days",
-                "priority_cycle_days", "priority_tags", "service_kinds"):
+    for key in (
+        "min_households_per_member",
+        "max_households_per_member",
+        "cycle_days",
+        "priority_cycle_days",
+        "priority_tags",
+        "service_kinds",
+    ):
         value = getattr(p, key)
         mark = " (override)" if key in result.overridden else ""
         click.echo(f"{key}: {','.join(value) if isinstance(value, list) else value}{mark}")
@@ -284,25 +487,39 @@ def policy_show(db_path: str, as_json: bool, community_id: str,
 @click.option("--priority-tag", "priority_tags", multiple=True, help="Repeat for several.")
 @click.option("--kind", "kinds", multiple=True, help="Service kind; repeat for several.")
 @config_option
-def policy_set(db_path: str, community_id: str, min_: int | None, max_: int | None,
-               cycle_days: int | None, priority_cycle_days: int | None,
-               priority_tags: tuple[str, ...], kinds: tuple[str, ...],
-               config_path: str | None) -> None:
+def policy_set(
+    db_path: str,
+    community_id: str,
+    min_: int | None,
+    max_: int | None,
+    cycle_days: int | None,
+    priority_cycle_days: int | None,
+    priority_tags: tuple[str, ...],
+    kinds: tuple[str, ...],
+    config_path: str | None,
+) -> None:
     """Override a community's policy (the fields given; the rest follow the default)."""
     import msgspec
 
     settings = _settings(config_path)
-    fields = {"min_households_per_member": min_, "max_households_per_member": max_,
-              "cycle_days": cycle_days, "priority_cycle_days": priority_cycle_days,
-              "priority_tags": list(priority_tags) or None, "service_kinds": list(kinds) or None}
+    fields = {
+        "min_households_per_member": min_,
+        "max_households_per_member": max_,
+        "cycle_days": cycle_days,
+        "priority_cycle_days": priority_cycle_days,
+        "priority_tags": list(priority_tags) or None,
+        "service_kinds": list(kinds) or None,
+    }
     try:
-        override = msgspec.convert({k: v for k, v in fields.items() if v is not None},
-                                   cov.PolicyOverride)
+        override = msgspec.convert(
+            {k: v for k, v in fields.items() if v is not None}, cov.PolicyOverride
+        )
     except msgspec.ValidationError as exc:
         raise click.ClickException(f"validation_error: {exc}") from exc
     with open_store(db_path) as store:
-        result = run(lambda: store.write(cov.set_policy, settings, Actor.cli(), community_id,
-                                         override))
+        result = run(
+            lambda: store.write(cov.set_policy, settings, Actor.cli(), community_id, override)
+        )
     click.echo(f"policy of {community_id} saved (overrides: {', '.join(result.overridden)})")
 
 
@@ -326,27 +543,48 @@ def policy_clear(db_path: str, community_id: str, config_path: str | None) -> No
 @json_option
 @click.argument("household_id")
 @click.option("--member", "member_id", required=True, help="The responsible party member.")
-@click.option("--move", is_flag=True,
-              help="Move a household that already has a responsible member.")
-@click.option("--override-cap", is_flag=True,
-              help="Exceed the member's cap on purpose (logged).")
+@click.option(
+    "--move", is_flag=True, help="Move a household that already has a responsible member."
+)
+@click.option("--override-cap", is_flag=True, help="Exceed the member's cap on purpose (logged).")
 @click.option("--reason", default="", help="Why (kept in the assignment log).")
 @config_option
-def assign(db_path: str, as_json: bool, household_id: str, member_id: str, move: bool,
-           override_cap: bool, reason: str, config_path: str | None) -> None:
+def assign(
+    db_path: str,
+    as_json: bool,
+    household_id: str,
+    member_id: str,
+    move: bool,
+    override_cap: bool,
+    reason: str,
+    config_path: str | None,
+) -> None:
     """Assign (or with --move, move) a household's responsible member."""
     settings = _settings(config_path)
     with open_store(db_path) as store:
-        result = run(lambda: store.write(cov.assign, settings, Actor.cli(), OPERATOR_ROLES,
-                                         OPERATOR, household_id, member_id, replace=move,
-                                         override_cap=override_cap, reason=reason))
+        result = run(
+            lambda: store.write(
+                cov.assign,
+                settings,
+                Actor.cli(),
+                OPERATOR_ROLES,
+                OPERATOR,
+                household_id,
+                member_id,
+                replace=move,
+                override_cap=override_cap,
+                reason=reason,
+            )
+        )
     if as_json:
         echo_json(result)
         return
     verb = {"assigned": "assigned to", "moved": "moved to", "unchanged": "already with"}
     note = " (over the cap: override logged)" if result.override_cap else ""
-    click.echo(f"household {household_id} {verb[result.status]} {member_id}; "
-               f"{member_id} now holds {result.load}/{result.cap}{note}")
+    click.echo(
+        f"household {household_id} {verb[result.status]} {member_id}; "
+        f"{member_id} now holds {result.load}/{result.cap}{note}"
+    )
 
 
 # -- export -------------------------------------------------------------------------------------
@@ -360,24 +598,45 @@ def export() -> None:
 @export.command("coverage")
 @db_option
 @click.option("--format", "fmt", type=click.Choice(exports.FORMATS), required=True)
-@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
-              help="File to write.")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="File to write.",
+)
 @scope_option
 @now_option
 @lang_option
 @phones_option
 @config_option
-def export_coverage(db_path: str, fmt: str, output: str, scope_id: str | None, now: str | None,
-                    lang: str, show_phones: bool, config_path: str | None) -> None:
+def export_coverage(
+    db_path: str,
+    fmt: str,
+    output: str,
+    scope_id: str | None,
+    now: str | None,
+    lang: str,
+    show_phones: bool,
+    config_path: str | None,
+) -> None:
     """Export the coverage roll-up (every level) and the violations list."""
     settings = _settings(config_path)
     now_ms = _now_ms(now)
     with open_store(db_path) as store:
-        data = run(lambda: store.read(exports.export_data, settings, OPERATOR, scope_id,
-                                      now_ms=now_ms, show_phones=show_phones))
+        data = run(
+            lambda: store.read(
+                exports.export_data,
+                settings,
+                OPERATOR,
+                scope_id,
+                now_ms=now_ms,
+                show_phones=show_phones,
+            )
+        )
         label = "导出" if lang == "zh" else "exporting"
-        with click.progressbar(length=data.total_rows, label=label,
-                               file=sys.stderr) as bar:
+        with click.progressbar(length=data.total_rows, label=label, file=sys.stderr) as bar:
             body = exports.render(data, fmt, lang, progress=bar.update)
         try:
             Path(output).write_bytes(body)

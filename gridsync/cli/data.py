@@ -24,24 +24,40 @@ def _remove_database(db_path: str) -> None:
 
 
 def _stderr_bar(label: str, total: int) -> Any:
-    return click.progressbar(length=total, label=f"{label:<10}", file=sys.stderr,
-                             show_pos=True, show_percent=True)
+    return click.progressbar(
+        length=total, label=f"{label:<10}", file=sys.stderr, show_pos=True, show_percent=True
+    )
 
 
 @cli.command("demo")
 @db_option
 @json_option
-@click.option("--scale", type=click.Choice(sorted(demo.SCALES)), default="community",
-              show_default=True,
-              help="community: 1 community, 6 branches, 71 members, 520 households; "
-                   "district: 137 communities, 940 grids, ~300,000 households (minutes).")
-@click.option("--seed", type=int, default=1, show_default=True,
-              help="Same seed (and --as-of) gives the same data, ids included.")
-@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="The day after the 60-day visit history (default: today, China time).")
+@click.option(
+    "--scale",
+    type=click.Choice(sorted(demo.SCALES)),
+    default="community",
+    show_default=True,
+    help="community: 1 community, 6 branches, 71 members, 520 households; "
+    "district: 137 communities, 940 grids, ~300,000 households (minutes).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Same seed (and --as-of) gives the same data, ids included.",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="The day after the 60-day visit history (default: today, China time).",
+)
 @click.option("--force", is_flag=True, help="Delete the database file and build it anew.")
-def demo_command(db_path: str, as_json: bool, scale: str, seed: int, as_of: Any,
-                 force: bool) -> None:
+def demo_command(
+    db_path: str, as_json: bool, scale: str, seed: int, as_of: Any, force: bool
+) -> None:
     """Build realistic demo data and enrol one admin device (its token is printed once).
 
     Refuses to write into a database that already holds data unless --force."""
@@ -52,26 +68,29 @@ def demo_command(db_path: str, as_json: bool, scale: str, seed: int, as_of: Any,
     started = time.monotonic()
     day: date | None = as_of.date() if as_of is not None else None
     with Store(db_path, synchronous="NORMAL") as store:
-        counts = run(lambda: demo.build(store, demo.SCALES[scale], seed, day,
-                                        progress=_stderr_bar))
+        counts = run(lambda: demo.build(store, demo.SCALES[scale], seed, day, progress=_stderr_bar))
         enrolled = store.write(auth.enroll, "admin", Actor.cli(), label="demo admin")
     if as_json:
-        echo_json({**counts, "admin_token": enrolled.token,
-                   "admin_device_id": enrolled.device_id})
+        echo_json({**counts, "admin_token": enrolled.token, "admin_device_id": enrolled.device_id})
         return
     units, people = counts["org_units"], counts["people"]
-    click.echo(f"demo ({scale}, seed {seed}) written to {db_path} "
-               f"in {time.monotonic() - started:.1f} s:")
+    click.echo(
+        f"demo ({scale}, seed {seed}) written to {db_path} in {time.monotonic() - started:.1f} s:"
+    )
     click.echo("  org units: " + ", ".join(f"{k} {v}" for k, v in sorted(units.items())))
     click.echo("  people:    " + ", ".join(f"{k} {v}" for k, v in sorted(people.items())))
     click.echo(f"  households {counts['households']}, visits {counts['visits']}")
-    click.echo(f"  1-5-N gaps: {counts['unassigned_households']} households unassigned, "
-               f"{counts['members_under_minimum']} members under the minimum, "
-               f"{counts['overdue_households']} households overdue")
+    click.echo(
+        f"  1-5-N gaps: {counts['unassigned_households']} households unassigned, "
+        f"{counts['members_under_minimum']} members under the minimum, "
+        f"{counts['overdue_households']} households overdue"
+    )
     click.echo(f"admin device {enrolled.device_id} enrolled for person 'admin'")
     click.echo(f"admin token (shown once, store it now): {enrolled.token}")
-    click.echo("enrol phones with: gridsync device enroll --person <id> "
-               "(see 'gridsync people --role member')")
+    click.echo(
+        "enrol phones with: gridsync device enroll --person <id> "
+        "(see 'gridsync people --role member')"
+    )
 
 
 # -- import -----------------------------------------------------------------------------------
@@ -87,15 +106,29 @@ def import_group() -> None:
 @json_option
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="Validate and preview the counts; write nothing.")
-@click.option("--override-cap", is_flag=True,
-              help="Let members exceed their cap of households (each such assignment is "
-                   "flagged in the assignment log).")
-@click.option("--config", "config_path", default=None,
-              type=click.Path(exists=True, dir_okay=False),
-              help="TOML settings file (district coverage defaults: the members' cap).")
+@click.option(
+    "--override-cap",
+    is_flag=True,
+    help="Let members exceed their cap of households (each such assignment is "
+    "flagged in the assignment log).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML settings file (district coverage defaults: the members' cap).",
+)
 @click.pass_context
-def import_households_command(ctx: click.Context, db_path: str, as_json: bool, file: str,
-                              dry_run: bool, override_cap: bool, config_path: str | None) -> None:
+def import_households_command(
+    ctx: click.Context,
+    db_path: str,
+    as_json: bool,
+    file: str,
+    dry_run: bool,
+    override_cap: bool,
+    config_path: str | None,
+) -> None:
     """Import or update households from FILE.csv or FILE.xlsx.
 
     \b
@@ -121,28 +154,42 @@ def import_households_command(ctx: click.Context, db_path: str, as_json: bool, f
             result = store.read(importer.preview, sheet, settings, override_cap)
         else:
             try:
-                result = store.write(importer.import_households, sheet, Actor.cli(),
-                                     settings=settings, override_cap=override_cap)
+                result = store.write(
+                    importer.import_households,
+                    sheet,
+                    Actor.cli(),
+                    settings=settings,
+                    override_cap=override_cap,
+                )
             except importer.ImportRejected:
                 result = store.read(importer.preview, sheet, settings, override_cap)
     failed = bool(result.errors)
     if as_json:
-        echo_json({**msgspec.structs.asdict(result), "dry_run": dry_run,
-                   "written": not (dry_run or failed)})
+        echo_json(
+            {
+                **msgspec.structs.asdict(result),
+                "dry_run": dry_run,
+                "written": not (dry_run or failed),
+            }
+        )
         ctx.exit(1 if failed else 0)
     for error in result.errors:
         click.echo(f"{error.message} ({error.code})", err=True)
     if result.ignored_columns:
         click.echo(f"ignored columns (未识别的列): {', '.join(result.ignored_columns)}", err=True)
-    counts = (f"{result.new} new, {result.changed} changed, {result.unchanged} unchanged, "
-              f"{result.assigned} assigned (新增 {result.new}，更新 {result.changed}，"
-              f"未变 {result.unchanged}，分配负责党员 {result.assigned})")
+    counts = (
+        f"{result.new} new, {result.changed} changed, {result.unchanged} unchanged, "
+        f"{result.assigned} assigned (新增 {result.new}，更新 {result.changed}，"
+        f"未变 {result.unchanged}，分配负责党员 {result.assigned})"
+    )
     if result.over_cap:
         counts += f"; {result.over_cap} over the cap (超出上限 {result.over_cap})"
     if failed:
         rows = len({e.row for e in result.errors})
-        raise click.ClickException(f"import_rejected: {rows} 行有错误，未写入任何数据 "
-                                   f"({rows} bad rows; nothing was written)")
+        raise click.ClickException(
+            f"import_rejected: {rows} 行有错误，未写入任何数据 "
+            f"({rows} bad rows; nothing was written)"
+        )
     if dry_run:
         click.echo(f"dry run of {sheet.source}: would import {counts}; nothing written")
     else:

@@ -22,14 +22,15 @@ def choose_people(people: list[dict[str, Any]], n: int) -> list[str]:
     grid (at most three per grid, largest groups first), a secretary whose scope covers them now
     and then; people get a second phone when there are fewer people than phones."""
     members = [p for p in people if "member" in p["roles"]]
-    secretaries = [p for p in people if {"community_secretary", "branch_secretary"}
-                   & set(p["roles"])]
+    secretaries = [
+        p for p in people if {"community_secretary", "branch_secretary"} & set(p["roles"])
+    ]
     groups: dict[tuple[str, ...], list[str]] = {}
     for p in members:
         groups.setdefault(tuple(p["scope"]), []).append(p["id"])
     ordered = sorted(groups.values(), key=lambda ids: (-len(ids), ids))
     n_secretaries = min(len(secretaries), max(1 if n >= 3 else 0, n // 4))
-    chosen = [pid for ids in ordered for pid in ids[:3]][:n - n_secretaries]
+    chosen = [pid for ids in ordered for pid in ids[:3]][: n - n_secretaries]
     chosen += [p["id"] for p in secretaries[:n_secretaries]]
     pool = chosen or [p["id"] for p in people]
     if not pool:
@@ -48,15 +49,25 @@ def _phones_from_db(db_path: str, n: int, tag: str) -> list[Any]:
         everyone = org.Scope("cli", True, frozenset(), frozenset(), 0)
         people: list[dict[str, Any]] = []
         for role in PHONE_ROLES:
-            items, _ = run(lambda role=role: store.read(org.list_people, everyone, role=role,
-                                                         limit=1_000_000))
-            people += [{"id": p.id, "roles": p.roles, "scope": p.scope} for p in items
-                       if p.active and p.id not in {q["id"] for q in people}]
+            items, _ = run(
+                lambda role=role: store.read(org.list_people, everyone, role=role, limit=1_000_000)
+            )
+            people += [
+                {"id": p.id, "roles": p.roles, "scope": p.scope}
+                for p in items
+                if p.active and p.id not in {q["id"] for q in people}
+            ]
         phones = []
         for i, person_id in enumerate(choose_people(people, n)):
-            enrolled = run(lambda person_id=person_id, i=i: store.write(
-                auth.enroll, person_id, Actor.cli(), label="gridsync simulate",
-                device_id=f"sim-{tag}-{i:03d}"))
+            enrolled = run(
+                lambda person_id=person_id, i=i: store.write(
+                    auth.enroll,
+                    person_id,
+                    Actor.cli(),
+                    label="gridsync simulate",
+                    device_id=f"sim-{tag}-{i:03d}",
+                )
+            )
             phones.append(Phone(person_id, enrolled.device_id, enrolled.token))
     return phones
 
@@ -69,21 +80,33 @@ def _phones_from_api(http: httpx.Client, admin_token: str, n: int, tag: str) -> 
     for role in PHONE_ROLES:
         offset = 0
         while True:
-            r = http.get("/api/v1/people", params={"role": role, "limit": 500, "offset": offset},
-                         headers=headers)
+            r = http.get(
+                "/api/v1/people",
+                params={"role": role, "limit": 500, "offset": offset},
+                headers=headers,
+            )
             if r.status_code != 200:
                 raise click.ClickException(f"listing people failed: {r.status_code} {r.text}")
             page = r.json()
-            people += [p for p in page["items"] if p.get("active", True)
-                       and p["id"] not in {q["id"] for q in people}]
+            people += [
+                p
+                for p in page["items"]
+                if p.get("active", True) and p["id"] not in {q["id"] for q in people}
+            ]
             offset += len(page["items"])
             if not page["items"] or offset >= page["total"]:
                 break
     phones = []
     for i, person_id in enumerate(choose_people(people, n)):
-        r = http.post("/api/v1/devices", headers=headers,
-                      json={"person_id": person_id, "label": "gridsync simulate",
-                            "device_id": f"sim-{tag}-{i:03d}"})
+        r = http.post(
+            "/api/v1/devices",
+            headers=headers,
+            json={
+                "person_id": person_id,
+                "label": "gridsync simulate",
+                "device_id": f"sim-{tag}-{i:03d}",
+            },
+        )
         if r.status_code not in (200, 201):
             raise click.ClickException(f"enrolling a device failed: {r.status_code} {r.text}")
         body = r.json()
@@ -93,21 +116,48 @@ def _phones_from_api(http: httpx.Client, admin_token: str, n: int, tag: str) -> 
 
 @cli.command()
 @click.option("--url", required=True, help="The server, e.g. http://127.0.0.1:8000")
-@click.option("--devices", "n_devices", default=5, show_default=True,
-              type=click.IntRange(1, 1000), help="How many phones to simulate.")
-@click.option("--days", default=3, show_default=True, type=click.IntRange(1, 365),
-              help="Simulated days of offline work.")
+@click.option(
+    "--devices",
+    "n_devices",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="How many phones to simulate.",
+)
+@click.option(
+    "--days",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 365),
+    help="Simulated days of offline work.",
+)
 @click.option("--seed", default=None, type=int, help="Random seed (default: random).")
-@click.option("--admin-token", default=None,
-              help="Enrol the phones through the API with this admin token.")
-@click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False),
-              help="Or enrol the phones directly in the server's database file.")
-@click.option("--encoding", type=click.Choice(["json", "msgpack"]), default="json",
-              show_default=True)
+@click.option(
+    "--admin-token", default=None, help="Enrol the phones through the API with this admin token."
+)
+@click.option(
+    "--db",
+    "db_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Or enrol the phones directly in the server's database file.",
+)
+@click.option(
+    "--encoding", type=click.Choice(["json", "msgpack"]), default="json", show_default=True
+)
 @click.option("--gzip/--no-gzip", default=True, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
-def simulate(url: str, n_devices: int, days: int, seed: int | None, admin_token: str | None,
-             db_path: str | None, encoding: str, gzip: bool, as_json: bool) -> None:
+def simulate(
+    url: str,
+    n_devices: int,
+    days: int,
+    seed: int | None,
+    admin_token: str | None,
+    db_path: str | None,
+    encoding: str,
+    gzip: bool,
+    as_json: bool,
+) -> None:
     """Drive N simulated phones doing offline work against a server, then check convergence.
 
     Phones are enrolled for members (and a secretary) of the server's data, either through the
@@ -131,11 +181,19 @@ def simulate(url: str, n_devices: int, days: int, seed: int | None, admin_token:
             assert admin_token is not None
             phones = _phones_from_api(http, admin_token, n_devices, tag)
         if not phones:
-            raise click.ClickException("no members or secretaries to give phones to: load data "
-                                       "first (gridsync demo)")
+            raise click.ClickException(
+                "no members or secretaries to give phones to: load data first (gridsync demo)"
+            )
         with click.progressbar(length=days, label="simulating days", file=sys.stderr) as bar:
-            sim = Simulation(http, phones, days=days, seed=seed, encoding=encoding, gzip=gzip,
-                             progress=bar.update)
+            sim = Simulation(
+                http,
+                phones,
+                days=days,
+                seed=seed,
+                encoding=encoding,
+                gzip=gzip,
+                progress=bar.update,
+            )
             try:
                 result = sim.run()
             finally:
@@ -145,16 +203,23 @@ def simulate(url: str, n_devices: int, days: int, seed: int | None, admin_token:
         echo_json(doc)
     else:
         click.echo(f"{result.devices} phones, {result.days} days, seed {result.seed}")
-        click.echo(f"mutations pushed {result.mutations_pushed}: applied {result.applied}, "
-                   f"merged {result.merged} ({result.lost_values} values lost to the conflict "
-                   f"log), rejected {result.rejected}; duplicates answered {result.duplicate}")
-        click.echo(f"visits: {result.visits_created} logged, {result.visits_on_server} on the "
-                   f"server, {result.visits_voided} voided, {result.visits_rejected} rejected; "
-                   f"household edits {result.household_edits}")
-        click.echo(f"{result.syncs} syncs, quiet after {result.rounds_to_quiescence} final "
-                   f"rounds; bytes up {result.bytes_up}, down {result.bytes_down}")
-        click.echo(f"converged: {result.converged_devices}/{result.devices} phones equal to "
-                   "the server")
+        click.echo(
+            f"mutations pushed {result.mutations_pushed}: applied {result.applied}, "
+            f"merged {result.merged} ({result.lost_values} values lost to the conflict "
+            f"log), rejected {result.rejected}; duplicates answered {result.duplicate}"
+        )
+        click.echo(
+            f"visits: {result.visits_created} logged, {result.visits_on_server} on the "
+            f"server, {result.visits_voided} voided, {result.visits_rejected} rejected; "
+            f"household edits {result.household_edits}"
+        )
+        click.echo(
+            f"{result.syncs} syncs, quiet after {result.rounds_to_quiescence} final "
+            f"rounds; bytes up {result.bytes_up}, down {result.bytes_down}"
+        )
+        click.echo(
+            f"converged: {result.converged_devices}/{result.devices} phones equal to the server"
+        )
         for d in result.diverged:
             click.echo(f"DIVERGED {d['device_id']}: {'; '.join(d['problems'])}")
         for e in result.errors:

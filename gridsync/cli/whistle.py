@@ -31,20 +31,28 @@ def _time(value: str | None, name: str) -> int | None:
         raise click.BadParameter(f"not an ISO 8601 time: {value!r}", param_hint=name) from exc
 
 
-config_option = click.option("--config", "config_path",
-                             type=click.Path(exists=True, dir_okay=False),
-                             help="TOML settings file (deadlines, notify channels).")
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML settings file (deadlines, notify channels).",
+)
 
 
 @cli.command()
 @db_option
 @json_option
 @config_option
-@click.option("--now", "now", default=None,
-              help="Run as if it were this time (ISO 8601, e.g. 2026-11-23T09:00:00+08:00).")
+@click.option(
+    "--now",
+    "now",
+    default=None,
+    help="Run as if it were this time (ISO 8601, e.g. 2026-11-23T09:00:00+08:00).",
+)
 @click.option("--no-dispatch", is_flag=True, help="Queue notifications but do not deliver them.")
-def sweep(db_path: str, as_json: bool, config_path: str | None, now: str | None,
-          no_dispatch: bool) -> None:
+def sweep(
+    db_path: str, as_json: bool, config_path: str | None, now: str | None, no_dispatch: bool
+) -> None:
     """Run periodic work once: deadline checks, digests due, outbox delivery."""
     from gridsync.sweep import run_once
 
@@ -57,23 +65,32 @@ def sweep(db_path: str, as_json: bool, config_path: str | None, now: str | None,
         echo_json({"at": iso_ms(report.at_ms), **report.as_dict()})
         return
     d, g, o = report.deadlines, report.digests, report.delivery
-    click.echo(f"sweep at {iso_ms(report.at_ms)}: escalated {d.get('escalated', 0)}, "
-               f"warned {d.get('warned', 0)}; digests daily {g.get('daily', 0)}, "
-               f"weekly {g.get('weekly', 0)}; "
-               + (f"sent {o.get('sent', 0)}, retrying {o.get('retrying', 0)}, "
-                  f"failed {o.get('failed', 0)}" if o else "delivery skipped"))
+    click.echo(
+        f"sweep at {iso_ms(report.at_ms)}: escalated {d.get('escalated', 0)}, "
+        f"warned {d.get('warned', 0)}; digests daily {g.get('daily', 0)}, "
+        f"weekly {g.get('weekly', 0)}; "
+        + (
+            f"sent {o.get('sent', 0)}, retrying {o.get('retrying', 0)}, failed {o.get('failed', 0)}"
+            if o
+            else "delivery skipped"
+        )
+    )
 
 
 @cli.command()
 @db_option
 @json_option
 @config_option
-@click.option("--keep-days", type=click.IntRange(7), default=None,
-              help="Forget what is older than this many days (default: the settings' "
-                   "retention_days, 180).")
+@click.option(
+    "--keep-days",
+    type=click.IntRange(7),
+    default=None,
+    help="Forget what is older than this many days (default: the settings' retention_days, 180).",
+)
 @click.option("--now", "now", default=None, help="Count back from this time (ISO 8601).")
-def prune(db_path: str, as_json: bool, config_path: str | None, keep_days: int | None,
-          now: str | None) -> None:
+def prune(
+    db_path: str, as_json: bool, config_path: str | None, keep_days: int | None, now: str | None
+) -> None:
     """Forget delivered notifications and old sync tombstones (serve does this daily).
 
     \b
@@ -88,15 +105,18 @@ def prune(db_path: str, as_json: bool, config_path: str | None, keep_days: int |
     now_ms = _time(now, "--now") or SYSTEM_CLOCK.now_ms()
     days = keep_days or settings.retention_days
     with open_store(db_path) as store:
-        report = run(lambda: retention.prune(store, now_ms=now_ms, keep_days=days,
-                                             actor=Actor.cli()))
+        report = run(
+            lambda: retention.prune(store, now_ms=now_ms, keep_days=days, actor=Actor.cli())
+        )
     if as_json:
         echo_json(report)
         return
-    click.echo(f"pruned what is older than {iso_ms(report.cutoff_ms)} ({days} days): "
-               f"{report.outbox} notifications, {report.notify_runs} run marks, "
-               f"{report.household_moves} household moves, {report.scope_changes} scope changes"
-               f" (已清理 {days} 天前的通知与同步记录)")
+    click.echo(
+        f"pruned what is older than {iso_ms(report.cutoff_ms)} ({days} days): "
+        f"{report.outbox} notifications, {report.notify_runs} run marks, "
+        f"{report.household_moves} household moves, {report.scope_changes} scope changes"
+        f" (已清理 {days} 天前的通知与同步记录)"
+    )
 
 
 @cli.command("outbox")
@@ -106,8 +126,9 @@ def prune(db_path: str, as_json: bool, config_path: str | None, keep_days: int |
 @click.option("--kind", default=None, help="e.g. whistle_escalated, digest_daily")
 @click.option("--cause", default=None, help="Only notifications caused by this case id.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1_000_000))
-def outbox_cmd(db_path: str, as_json: bool, state: str | None, kind: str | None,
-               cause: str | None, limit: int) -> None:
+def outbox_cmd(
+    db_path: str, as_json: bool, state: str | None, kind: str | None, cause: str | None, limit: int
+) -> None:
     """Notifications and their delivery state (channel URLs are never shown)."""
     with open_store(db_path) as store:
         page = store.read(outbox.list_outbox, state=state, kind=kind, cause=cause, limit=limit)
@@ -123,27 +144,39 @@ def outbox_cmd(db_path: str, as_json: bool, state: str | None, kind: str | None,
 @cli.group(invoke_without_command=True)
 @db_option
 @json_option
-@click.option("--state", type=click.Choice(["raised", "accepted", "on_site", "resolved",
-                                            "closed", "reopened"]))
+@click.option(
+    "--state",
+    type=click.Choice(["raised", "accepted", "on_site", "resolved", "closed", "reopened"]),
+)
 @click.option("--level", type=click.Choice(LEVELS))
 @click.option("--open", "open_only", is_flag=True, help="Only cases not yet resolved.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
 @click.pass_context
-def cases(ctx: click.Context, db_path: str, as_json: bool, state: str | None, level: str | None,
-          open_only: bool, limit: int) -> None:
+def cases(
+    ctx: click.Context,
+    db_path: str,
+    as_json: bool,
+    state: str | None,
+    level: str | None,
+    open_only: bool,
+    limit: int,
+) -> None:
     """List whistle cases (吹哨报到), newest first."""
     if ctx.invoked_subcommand is not None:
         return
     with open_store(db_path) as store:
-        page = store.read(whistle.list_cases, ADMIN, state=state, level=level,
-                          open_only=open_only, limit=limit)
+        page = store.read(
+            whistle.list_cases, ADMIN, state=state, level=level, open_only=open_only, limit=limit
+        )
         store.write(audit.record, Actor.cli(), "read.whistle_cases", detail={"count": page.total})
     if as_json:
         echo_json(page)
         return
     for c in page.items:
-        click.echo(f"{c.id}\t{c.state}\t{c.level}:{c.unit_id}\t{c.category}\t"
-                   f"received {c.received_at}\taccept by {c.deadlines.accept}")
+        click.echo(
+            f"{c.id}\t{c.state}\t{c.level}:{c.unit_id}\t{c.category}\t"
+            f"received {c.received_at}\taccept by {c.deadlines.accept}"
+        )
     click.echo(f"{page.total} cases", err=True)
 
 
@@ -160,14 +193,20 @@ def cases_show(db_path: str, as_json: bool, case_id: str) -> None:
         return
     click.echo(f"{case.id}  {case.category}  [{case.state}, {case.level} {case.unit_id}]")
     click.echo(f"grid {case.grid_id}  {case.location}  {case.description}")
-    click.echo(f"raised by {case.raised_by} at {case.raised_at} (device), "
-               f"received {case.received_at} (server)")
+    click.echo(
+        f"raised by {case.raised_by} at {case.raised_at} (device), "
+        f"received {case.received_at} (server)"
+    )
     d = case.deadlines
-    click.echo(f"deadlines at {d.level} since {d.since}: accept {d.accept}, arrive {d.arrive}, "
-               f"resolve {d.resolve}" + (f"; missed {', '.join(d.missed)}" if d.missed else ""))
+    click.echo(
+        f"deadlines at {d.level} since {d.since}: accept {d.accept}, arrive {d.arrive}, "
+        f"resolve {d.resolve}" + (f"; missed {', '.join(d.missed)}" if d.missed else "")
+    )
     for e in case.history:
-        click.echo(f"  {e.at}  {e.action:<9} {e.by or 'system':<10} {e.level:<10} {e.state}"
-                   + (f"  {e.note}" if e.note else ""))
+        click.echo(
+            f"  {e.at}  {e.action:<9} {e.by or 'system':<10} {e.level:<10} {e.state}"
+            + (f"  {e.note}" if e.note else "")
+        )
 
 
 @cli.group("whistle")
@@ -177,8 +216,7 @@ def whistle_group() -> None:
 
 REPORT_HEADERS = {
     "zh-CN": ("层级", "单位", "案件", "响应率", "按时率", "办结率", "满意度", "回流"),
-    "en": ("level", "unit", "cases", "response", "on time", "resolved", "satisfaction",
-           "backflow"),
+    "en": ("level", "unit", "cases", "response", "on time", "resolved", "satisfaction", "backflow"),
 }
 
 
@@ -189,14 +227,22 @@ REPORT_HEADERS = {
 @click.option("--until", default=None, help="ISO 8601: ... and before then.")
 @click.option("--level", type=click.Choice(LEVELS))
 @click.option("--lang", type=click.Choice(["zh-CN", "en"]), default="zh-CN", show_default=True)
-def whistle_report(db_path: str, as_json: bool, since: str | None, until: str | None,
-                   level: str | None, lang: str) -> None:
+def whistle_report(
+    db_path: str, as_json: bool, since: str | None, until: str | None, level: str | None, lang: str
+) -> None:
     """Response, on-time and resolution rates, satisfaction and backflow per level and unit."""
     since_ms, until_ms = _time(since, "--since"), _time(until, "--until")
     with open_store(db_path) as store:
-        report = run(lambda: store.read(whistle.whistle_report, ADMIN,
-                                        now_ms=SYSTEM_CLOCK.now_ms(), since_ms=since_ms,
-                                        until_ms=until_ms, level=level))
+        report = run(
+            lambda: store.read(
+                whistle.whistle_report,
+                ADMIN,
+                now_ms=SYSTEM_CLOCK.now_ms(),
+                since_ms=since_ms,
+                until_ms=until_ms,
+                level=level,
+            )
+        )
     if as_json:
         echo_json(report)
         return
@@ -210,10 +256,21 @@ def whistle_report(db_path: str, as_json: bool, since: str | None, until: str | 
         level_name = labels.get(r.level, "合计" if lang == "zh-CN" else "all")
         unit = r.unit_name or r.unit_id or ("合计" if lang == "zh-CN" else "total")
         sat = "-" if r.satisfaction is None else f"{r.satisfaction:.2f}"
-        click.echo(f"{level_name}\t{unit}\t{r.cases}\t{pct(r.response_rate)}\t"
-                   f"{pct(r.on_time_rate)}\t{pct(r.resolution_rate)}\t{sat}\t{r.backflow}")
+        click.echo(
+            f"{level_name}\t{unit}\t{r.cases}\t{pct(r.response_rate)}\t"
+            f"{pct(r.on_time_rate)}\t{pct(r.resolution_rate)}\t{sat}\t{r.backflow}"
+        )
     if report.raised_offline:
-        text = ("离线上报 {n} 件（共 {total} 件），平均延迟 {delay} 秒" if lang == "zh-CN"
-                else "raised offline: {n} of {total}, mean delay {delay} s")
-        click.echo(text.format(n=report.raised_offline, total=report.cases_raised,
-                               delay=report.offline_delay_avg_seconds), err=True)
+        text = (
+            "离线上报 {n} 件（共 {total} 件），平均延迟 {delay} 秒"
+            if lang == "zh-CN"
+            else "raised offline: {n} of {total}, mean delay {delay} s"
+        )
+        click.echo(
+            text.format(
+                n=report.raised_offline,
+                total=report.cases_raised,
+                delay=report.offline_delay_avg_seconds,
+            ),
+            err=True,
+        )

@@ -48,17 +48,23 @@ def _local_now(now_ms: int, settings: Settings) -> datetime:
 
 
 def _claim_run(db: sqlite_utils.Database, key: str, now_ms: int) -> bool:
-    cursor = db.execute("INSERT INTO notify_runs (key, at_ms) VALUES (?, ?) "
-                        "ON CONFLICT(key) DO NOTHING", [key, now_ms])
+    cursor = db.execute(
+        "INSERT INTO notify_runs (key, at_ms) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
+        [key, now_ms],
+    )
     return cursor.rowcount == 1
 
 
 Policies = tuple[Policy, dict[str, Policy]]  # coverage.community_policies
 
 
-def member_due(db: sqlite_utils.Database, member_id: str, now_ms: int, settings: Settings,
-               policies: Policies | None = None,
-               ) -> tuple[list[DueHousehold], list[DueHousehold], Policy]:
+def member_due(
+    db: sqlite_utils.Database,
+    member_id: str,
+    now_ms: int,
+    settings: Settings,
+    policies: Policies | None = None,
+) -> tuple[list[DueHousehold], list[DueHousehold], Policy]:
     """(overdue, due soon) households of a member, priority households first, and the policy
     the member works under (the community of their first household's grid). Each household is
     due by its own community's cycles."""
@@ -68,14 +74,16 @@ def member_due(db: sqlite_utils.Database, member_id: str, now_ms: int, settings:
         "SELECT h.id, h.building, h.unit, h.room, h.head_name, h.tags, h.last_visit_ms, "
         "g.parent_id FROM households h LEFT JOIN org_units g ON g.id = h.grid_id "
         "WHERE h.responsible_member_id = ? AND h.status = 'active' ORDER BY h.id",
-        [member_id]).fetchall()
+        [member_id],
+    ).fetchall()
     for hid, building, unit, room, head, tags, last, community in rows:
         policy = by_community.get(community, default)
         priority = not set(policy.priority_tags).isdisjoint(_tags.decode(tags))
         cycle = policy.priority_cycle_days if priority else policy.cycle_days
         due_ms = last + cycle * DAY_MS if last is not None else None
-        item = DueHousehold(hid, f"{building}{unit}{room}".strip() or hid, head, priority, due_ms,
-                            last)
+        item = DueHousehold(
+            hid, f"{building}{unit}{room}".strip() or hid, head, priority, due_ms, last
+        )
         if due_ms is None or due_ms <= now_ms:
             overdue.append(item)
         elif due_ms <= now_ms + DUE_SOON_DAYS * DAY_MS:
@@ -92,16 +100,25 @@ def daily_due(db: sqlite_utils.Database, *, now_ms: int, settings: Settings) -> 
     """The run key of today's daily digest when it is due and not yet done, else None."""
     n = settings.notify
     local_now = _local_now(now_ms, settings)
-    if local_now.hour < n.daily_digest_hour or outbox.in_quiet_hours(now_ms, n.quiet_hours,
-                                                                    n.timezone):
+    if local_now.hour < n.daily_digest_hour or outbox.in_quiet_hours(
+        now_ms, n.quiet_hours, n.timezone
+    ):
         return None
     key = f"digest:daily:{local_now.date().isoformat()}"
     done = db.execute("SELECT 1 FROM notify_runs WHERE key = ?", [key]).fetchone()
     return None if done else key
 
 
-def daily_chunk(db: sqlite_utils.Database, key: str, *, now_ms: int, settings: Settings,
-                router: Router, after: str = "", limit: int = 1000) -> tuple[int, str | None]:
+def daily_chunk(
+    db: sqlite_utils.Database,
+    key: str,
+    *,
+    now_ms: int,
+    settings: Settings,
+    router: Router,
+    after: str = "",
+    limit: int = 1000,
+) -> tuple[int, str | None]:
     """Queue the digests of up to ``limit`` members after member id ``after``; returns (queued,
     the last member id, or None when every member has been seen). A chunk re-run after a crash
     queues nothing twice: each member's digest has its own dedup key."""
@@ -110,7 +127,9 @@ def daily_chunk(db: sqlite_utils.Database, key: str, *, now_ms: int, settings: S
     members = db.execute(
         "SELECT p.id, p.name FROM people p WHERE p.active = 1 AND p.id > ? AND EXISTS "
         "(SELECT 1 FROM households h WHERE h.responsible_member_id = p.id "
-        "AND h.status = 'active') ORDER BY p.id LIMIT ?", [after, limit]).fetchall()
+        "AND h.status = 'active') ORDER BY p.id LIMIT ?",
+        [after, limit],
+    ).fetchall()
     queued = 0
     policies = coverage.community_policies(db, settings)
     for member_id, name in members:
@@ -119,18 +138,34 @@ def daily_chunk(db: sqlite_utils.Database, key: str, *, now_ms: int, settings: S
             continue
 
         def lines(items: list[DueHousehold]) -> list[dict[str, Any]]:
-            return [{"address": h.address, "head_name": h.head_name, "priority": h.priority,
-                     "last_visit": outbox.local(h.last_visit_ms, tz, "%m-%d"),
-                     "due_on": outbox.local(h.due_ms, tz, "%m-%d")} for h in items[:MAX_LINES]]
+            return [
+                {
+                    "address": h.address,
+                    "head_name": h.head_name,
+                    "priority": h.priority,
+                    "last_visit": outbox.local(h.last_visit_ms, tz, "%m-%d"),
+                    "due_on": outbox.local(h.due_ms, tz, "%m-%d"),
+                }
+                for h in items[:MAX_LINES]
+            ]
 
-        context = {"name": name, "overdue": lines(overdue), "due": lines(due),
-                   "cycle_days": policy.cycle_days,
-                   "priority_cycle_days": policy.priority_cycle_days}
-        queued += outbox.enqueue(db, router, event_key=f"{key}:{member_id}",
-                                 kind="digest_daily", tags=[f"member:{member_id}"],
-                                 context=context, now_ms=now_ms,
-                                 not_before_ms=outbox.end_of_quiet_hours(now_ms, n.quiet_hours,
-                                                                         tz))
+        context = {
+            "name": name,
+            "overdue": lines(overdue),
+            "due": lines(due),
+            "cycle_days": policy.cycle_days,
+            "priority_cycle_days": policy.priority_cycle_days,
+        }
+        queued += outbox.enqueue(
+            db,
+            router,
+            event_key=f"{key}:{member_id}",
+            kind="digest_daily",
+            tags=[f"member:{member_id}"],
+            context=context,
+            now_ms=now_ms,
+            not_before_ms=outbox.end_of_quiet_hours(now_ms, n.quiet_hours, tz),
+        )
     if len(members) < limit:
         return queued, None
     return queued, members[-1][0]
@@ -140,8 +175,9 @@ def finish_run(db: sqlite_utils.Database, key: str, now_ms: int) -> None:
     _claim_run(db, key, now_ms)
 
 
-def daily_digests(db: sqlite_utils.Database, *, now_ms: int, settings: Settings,
-                  router: Router) -> int:
+def daily_digests(
+    db: sqlite_utils.Database, *, now_ms: int, settings: Settings, router: Router
+) -> int:
     """Queue today's visit digest for every member with households overdue or due soon, once
     per local day, in one transaction (the sweep runs it in chunks: :func:`run_daily`)."""
     key = daily_due(db, now_ms=now_ms, settings=settings)
@@ -149,15 +185,17 @@ def daily_digests(db: sqlite_utils.Database, *, now_ms: int, settings: Settings,
         return 0
     queued, after = 0, ""
     while after is not None:
-        n, after = daily_chunk(db, key, now_ms=now_ms, settings=settings, router=router,
-                               after=after)
+        n, after = daily_chunk(
+            db, key, now_ms=now_ms, settings=settings, router=router, after=after
+        )
         queued += n
     finish_run(db, key, now_ms)
     return queued
 
 
-def run_daily(store: Any, *, now_ms: int, settings: Settings, router: Router,
-              chunk: int = 1000) -> int:
+def run_daily(
+    store: Any, *, now_ms: int, settings: Settings, router: Router, chunk: int = 1000
+) -> int:
     """:func:`daily_digests` as one short write transaction per ``chunk`` members, so that a
     district's 08:00 digest run never holds the writer (and the phones' pushes) for seconds."""
     key = store.read(lambda db: daily_due(db, now_ms=now_ms, settings=settings))
@@ -165,15 +203,23 @@ def run_daily(store: Any, *, now_ms: int, settings: Settings, router: Router,
         return 0
     queued, after = 0, ""
     while after is not None:
-        n, after = store.write(lambda db, a=after: daily_chunk(
-            db, key, now_ms=now_ms, settings=settings, router=router, after=a, limit=chunk))
+        n, after = store.write(
+            lambda db, a=after: daily_chunk(
+                db, key, now_ms=now_ms, settings=settings, router=router, after=a, limit=chunk
+            )
+        )
         queued += n
     store.write(finish_run, key, now_ms)
     return queued
 
 
-def unit_coverage(db: sqlite_utils.Database, grid_ids: list[str], member_ids: list[str],
-                  now_ms: int, policy: Policy) -> dict[str, Any]:
+def unit_coverage(
+    db: sqlite_utils.Database,
+    grid_ids: list[str],
+    member_ids: list[str],
+    now_ms: int,
+    policy: Policy,
+) -> dict[str, Any]:
     """The weekly digest's numbers for the households of some grids and some members, under
     their community's policy."""
     grids = msgspec.json.encode(grid_ids).decode()
@@ -190,21 +236,35 @@ def unit_coverage(db: sqlite_utils.Database, grid_ids: list[str], member_ids: li
               FROM households h
               WHERE h.status = 'active' AND h.grid_id IN (SELECT value FROM json_each(?)))
         """,
-        [now_ms, policy.priority_cycle_days, policy.cycle_days,
-         now_ms, policy.priority_cycle_days, policy.cycle_days,
-         now_ms, policy.priority_cycle_days, prio, grids],
+        [
+            now_ms,
+            policy.priority_cycle_days,
+            policy.cycle_days,
+            now_ms,
+            policy.priority_cycle_days,
+            policy.cycle_days,
+            now_ms,
+            policy.priority_cycle_days,
+            prio,
+            grids,
+        ],
     ).fetchone()
     households, assigned, contacted, overdue, prio_overdue = (int(x or 0) for x in row)
     loads = [
-        db.execute("SELECT count(*) FROM households WHERE responsible_member_id = ? "
-                   "AND status = 'active'", [m]).fetchone()[0]
+        db.execute(
+            "SELECT count(*) FROM households WHERE responsible_member_id = ? AND status = 'active'",
+            [m],
+        ).fetchone()[0]
         for m in member_ids
     ]
     return {
-        "households": households, "assigned": assigned, "unassigned": households - assigned,
+        "households": households,
+        "assigned": assigned,
+        "unassigned": households - assigned,
         "contacted": contacted,
         "contacted_pct": round(100 * contacted / households) if households else 0,
-        "overdue": overdue, "priority_overdue": prio_overdue,
+        "overdue": overdue,
+        "priority_overdue": prio_overdue,
         "under_min": sum(1 for x in loads if x < policy.min_households_per_member),
         "over_cap": sum(1 for x in loads if x > policy.max_households_per_member),
         "min_households": policy.min_households_per_member,
@@ -212,22 +272,28 @@ def unit_coverage(db: sqlite_utils.Database, grid_ids: list[str], member_ids: li
     }
 
 
-def weekly_digests(db: sqlite_utils.Database, *, now_ms: int, settings: Settings,
-                   router: Router) -> int:
+def weekly_digests(
+    db: sqlite_utils.Database, *, now_ms: int, settings: Settings, router: Router
+) -> int:
     """Queue this week's coverage digest to branch and community secretaries; once per week,
     from the configured weekday on."""
     n = settings.notify
     local_now = _local_now(now_ms, settings)
-    if (local_now.weekday() < n.weekly_digest_weekday or local_now.hour < n.daily_digest_hour
-            or outbox.in_quiet_hours(now_ms, n.quiet_hours, n.timezone)):
+    if (
+        local_now.weekday() < n.weekly_digest_weekday
+        or local_now.hour < n.daily_digest_hour
+        or outbox.in_quiet_hours(now_ms, n.quiet_hours, n.timezone)
+    ):
         return 0
     year, week, _ = local_now.isocalendar()
     week_label = f"{year}-W{week:02d}"
     if not _claim_run(db, f"digest:weekly:{week_label}", now_ms):
         return 0
     queued = 0
-    units = db.execute("SELECT id, kind, name, grid_id, parent_id FROM org_units "
-                       "WHERE kind IN ('branch', 'community') ORDER BY id").fetchall()
+    units = db.execute(
+        "SELECT id, kind, name, grid_id, parent_id FROM org_units "
+        "WHERE kind IN ('branch', 'community') ORDER BY id"
+    ).fetchall()
     default, by_community = coverage.community_policies(db, settings)
     for unit_id, kind, name, branch_grid, parent in units:
         policy = by_community.get(unit_id if kind == "community" else parent, default)
@@ -236,20 +302,42 @@ def weekly_digests(db: sqlite_utils.Database, *, now_ms: int, settings: Settings
             branches = [unit_id]
             tag = f"branch:{unit_id}:secretary"
         else:
-            grid_ids = [r[0] for r in db.execute(
-                "SELECT id FROM org_units WHERE kind = 'grid' AND parent_id = ?", [unit_id])]
-            branches = [r[0] for r in db.execute(
-                "SELECT id FROM org_units WHERE kind = 'branch' AND parent_id = ?", [unit_id])]
+            grid_ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT id FROM org_units WHERE kind = 'grid' AND parent_id = ?", [unit_id]
+                )
+            ]
+            branches = [
+                r[0]
+                for r in db.execute(
+                    "SELECT id FROM org_units WHERE kind = 'branch' AND parent_id = ?", [unit_id]
+                )
+            ]
             tag = f"community:{unit_id}:secretary"
-        members = [r[0] for r in db.execute(
-            "SELECT id FROM people WHERE active = 1 AND branch_id IN "
-            "(SELECT value FROM json_each(?)) AND EXISTS (SELECT 1 FROM json_each(roles) "
-            "WHERE value = 'member')", [msgspec.json.encode(branches).decode()])]
+        members = [
+            r[0]
+            for r in db.execute(
+                "SELECT id FROM people WHERE active = 1 AND branch_id IN "
+                "(SELECT value FROM json_each(?)) AND EXISTS (SELECT 1 FROM json_each(roles) "
+                "WHERE value = 'member')",
+                [msgspec.json.encode(branches).decode()],
+            )
+        ]
         if not grid_ids and not members:
             continue
-        context = {"unit_name": name, "week": week_label,
-                   **unit_coverage(db, grid_ids, members, now_ms, policy)}
-        queued += outbox.enqueue(db, router, event_key=f"digest:weekly:{week_label}:{unit_id}",
-                                 kind="digest_weekly", tags=[tag], context=context,
-                                 now_ms=now_ms)
+        context = {
+            "unit_name": name,
+            "week": week_label,
+            **unit_coverage(db, grid_ids, members, now_ms, policy),
+        }
+        queued += outbox.enqueue(
+            db,
+            router,
+            event_key=f"digest:weekly:{week_label}:{unit_id}",
+            kind="digest_weekly",
+            tags=[tag],
+            context=context,
+            now_ms=now_ms,
+        )
     return queued

@@ -84,8 +84,12 @@ class DispatchResult:
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"sent": self.sent, "retrying": self.retrying, "failed": self.failed,
-                "postponed": self.postponed}
+        return {
+            "sent": self.sent,
+            "retrying": self.retrying,
+            "failed": self.failed,
+            "postponed": self.postponed,
+        }
 
 
 def backoff_ms(settings: Settings, attempts: int) -> int:
@@ -95,8 +99,9 @@ def backoff_ms(settings: Settings, attempts: int) -> int:
     return int(min(delay, n.retry_max_seconds) * 1000)
 
 
-def _claim(db: sqlite_utils.Database, now_ms: int, lease_ms: int, limit: int,
-           settings: Settings) -> tuple[list[Claimed], int]:
+def _claim(
+    db: sqlite_utils.Database, now_ms: int, lease_ms: int, limit: int, settings: Settings
+) -> tuple[list[Claimed], int]:
     """Claim due rows (and rows whose previous claim's lease ran out: a crashed sender)."""
     rows = db.execute(
         "SELECT id, kind, recipient, person_id, title, body, attempts, delivered FROM outbox "
@@ -109,32 +114,50 @@ def _claim(db: sqlite_utils.Database, now_ms: int, lease_ms: int, limit: int,
     claimed, postponed = [], 0
     for r in rows:
         if r[1] in DIGEST_KINDS and in_quiet_hours(now_ms, quiet, tz):
-            db.execute("UPDATE outbox SET state = 'queued', next_attempt_ms = ? WHERE id = ?",
-                       [end_of_quiet_hours(now_ms, quiet, tz), r[0]])
+            db.execute(
+                "UPDATE outbox SET state = 'queued', next_attempt_ms = ? WHERE id = ?",
+                [end_of_quiet_hours(now_ms, quiet, tz), r[0]],
+            )
             postponed += 1
             continue
-        db.execute("UPDATE outbox SET state = 'sending', attempts = attempts + 1, "
-                   "next_attempt_ms = ? WHERE id = ?", [now_ms + lease_ms, r[0]])
-        claimed.append(Claimed(r[0], r[1], r[2], r[3], r[4], r[5], r[6] + 1,
-                               _list_decoder.decode(r[7])))
+        db.execute(
+            "UPDATE outbox SET state = 'sending', attempts = attempts + 1, "
+            "next_attempt_ms = ? WHERE id = ?",
+            [now_ms + lease_ms, r[0]],
+        )
+        claimed.append(
+            Claimed(r[0], r[1], r[2], r[3], r[4], r[5], r[6] + 1, _list_decoder.decode(r[7]))
+        )
     return claimed, postponed
 
 
 def _mark_delivered(db: sqlite_utils.Database, row_id: int, delivered: list[str]) -> None:
-    db.execute("UPDATE outbox SET delivered = ? WHERE id = ?",
-               [msgspec.json.encode(delivered).decode(), row_id])
+    db.execute(
+        "UPDATE outbox SET delivered = ? WHERE id = ?",
+        [msgspec.json.encode(delivered).decode(), row_id],
+    )
 
 
-def _finish(db: sqlite_utils.Database, row_id: int, *, done: bool, error: str | None,
-            now_ms: int, next_ms: int | None) -> None:
+def _finish(
+    db: sqlite_utils.Database,
+    row_id: int,
+    *,
+    done: bool,
+    error: str | None,
+    now_ms: int,
+    next_ms: int | None,
+) -> None:
     if done:
         db.execute("UPDATE outbox SET state = 'sent', sent_ms = ? WHERE id = ?", [now_ms, row_id])
     elif next_ms is None:
-        db.execute("UPDATE outbox SET state = 'failed', last_error = ? WHERE id = ?",
-                   [error, row_id])
+        db.execute(
+            "UPDATE outbox SET state = 'failed', last_error = ? WHERE id = ?", [error, row_id]
+        )
     else:
-        db.execute("UPDATE outbox SET state = 'queued', next_attempt_ms = ?, last_error = ? "
-                   "WHERE id = ?", [next_ms, error, row_id])
+        db.execute(
+            "UPDATE outbox SET state = 'queued', next_attempt_ms = ?, last_error = ? WHERE id = ?",
+            [next_ms, error, row_id],
+        )
 
 
 def url_secrets(url: str) -> list[str]:
@@ -179,13 +202,13 @@ def send_one(url: str, title: str, body: str, timeout: float) -> str | None:
 class Dispatcher:
     """Delivers due outbox rows. ``run_once`` is synchronous: call it from a worker thread."""
 
-    def __init__(self, store: Store, settings: Settings, clock: Clock,
-                 router: Router | None = None):
+    def __init__(
+        self, store: Store, settings: Settings, clock: Clock, router: Router | None = None
+    ):
         self.store = store
         self.settings = settings
         self.clock = clock
-        self.router = router or router_for(settings.notify.apprise_config,
-                                           settings.notify.locale)
+        self.router = router or router_for(settings.notify.apprise_config, settings.notify.locale)
         self.workers = max(1, settings.notify.delivery_workers)
         self._lock = threading.Lock()  # guards the shared DispatchResult counters
 
@@ -194,21 +217,30 @@ class Dispatcher:
         timeout = self.settings.notify.timeout_seconds
         lease_ms = int((timeout * 4 + 60) * 1000)
         while True:
-            claimed, postponed = self.store.write(_claim, self.clock.now_ms(), lease_ms, limit,
-                                                  self.settings)
+            claimed, postponed = self.store.write(
+                _claim, self.clock.now_ms(), lease_ms, limit, self.settings
+            )
             result.postponed += postponed
+
             # URLs are looked up here, in one read: the pool's threads only talk to the network
             # and hand their writes to the writer thread (no reader connection per thread).
-            urls = self.store.read(lambda db: {
-                row.id: self.router.urls(db, row.recipient, row.person_id) for row in claimed})
+            def read_urls(db: sqlite_utils.Database, claimed: list = claimed) -> dict:
+                return {
+                    row.id: self.router.urls(db, row.recipient, row.person_id) for row in claimed
+                }
+
+            urls = self.store.read(read_urls)
             if len(claimed) <= 1 or self.workers <= 1:
                 for row in claimed:
                     self._deliver(row, urls[row.id], result)
             else:
-                with ThreadPoolExecutor(max_workers=min(self.workers, len(claimed)),
-                                        thread_name_prefix="gridsync-deliver") as pool:
-                    futures = [pool.submit(self._deliver, row, urls[row.id], result)
-                               for row in claimed]
+                with ThreadPoolExecutor(
+                    max_workers=min(self.workers, len(claimed)),
+                    thread_name_prefix="gridsync-deliver",
+                ) as pool:
+                    futures = [
+                        pool.submit(self._deliver, row, urls[row.id], result) for row in claimed
+                    ]
                     for future in futures:
                         future.result()
             if len(claimed) + postponed < limit:
@@ -234,8 +266,7 @@ class Dispatcher:
         now = self.clock.now_ms()
         if not urls:
             errors.append(f"no delivery channel for {row.recipient}")
-            self.store.write(_finish, row.id, done=False, error=errors[0], now_ms=now,
-                             next_ms=None)
+            self.store.write(_finish, row.id, done=False, error=errors[0], now_ms=now, next_ms=None)
             self._count(result, "failed")
             return
         if not errors:
@@ -250,6 +281,12 @@ class Dispatcher:
             self.store.write(_finish, row.id, done=False, error=error, now_ms=now, next_ms=None)
             self._count(result, "failed")
         else:
-            self.store.write(_finish, row.id, done=False, error=error, now_ms=now,
-                             next_ms=now + backoff_ms(self.settings, row.attempts))
+            self.store.write(
+                _finish,
+                row.id,
+                done=False,
+                error=error,
+                now_ms=now,
+                next_ms=now + backoff_ms(self.settings, row.attempts),
+            )
             self._count(result, "retrying")

@@ -10,7 +10,7 @@ dispatcher's job (``gridsync/notify/dispatcher.py``).
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -128,9 +128,19 @@ def render(kind: str, locale: str, context: dict[str, Any]) -> tuple[str, str]:
 # -- queueing -----------------------------------------------------------------------------------
 
 
-def enqueue(db: sqlite_utils.Database, router: Router, *, event_key: str, kind: str,
-            tags: list[str], context: Any, now_ms: int, cause: str | None = None,
-            not_before_ms: int | None = None, exclude: str | None = None) -> int:
+def enqueue(
+    db: sqlite_utils.Database,
+    router: Router,
+    *,
+    event_key: str,
+    kind: str,
+    tags: list[str],
+    context: Any,
+    now_ms: int,
+    cause: str | None = None,
+    not_before_ms: int | None = None,
+    exclude: str | None = None,
+) -> int:
     """Queue one event's message for everyone ``tags`` reach; returns rows newly queued.
 
     Call inside the write transaction of the cause. ``context`` is a dict, or a callable
@@ -147,9 +157,18 @@ def enqueue(db: sqlite_utils.Database, router: Router, *, event_key: str, kind: 
                                    cause, state, next_attempt_ms, created_ms)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)
                ON CONFLICT(dedup_key) DO NOTHING""",
-            [f"{event_key}|{recipient.key}", kind, recipient.key, recipient.person_id,
-             _locale(recipient.locale), title, body, cause,
-             not_before_ms if not_before_ms is not None else now_ms, now_ms],
+            [
+                f"{event_key}|{recipient.key}",
+                kind,
+                recipient.key,
+                recipient.person_id,
+                _locale(recipient.locale),
+                title,
+                body,
+                cause,
+                not_before_ms if not_before_ms is not None else now_ms,
+                now_ms,
+            ],
         )
         queued += cursor.rowcount
     return queued
@@ -157,40 +176,65 @@ def enqueue(db: sqlite_utils.Database, router: Router, *, event_key: str, kind: 
 
 # -- reading ------------------------------------------------------------------------------------
 
-_COLS = ("id, kind, dedup_key, recipient, person_id, locale, title, body, cause, state, attempts, "
-         "next_attempt_ms, last_error, created_ms, sent_ms")
+_COLS = (
+    "id, kind, dedup_key, recipient, person_id, locale, title, body, cause, state, attempts, "
+    "next_attempt_ms, last_error, created_ms, sent_ms"
+)
 
 
 def _iso(ms: int | None) -> str | None:
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
 def entry_from_row(row: tuple) -> OutboxEntry:
     return OutboxEntry(
-        id=row[0], kind=row[1], dedup_key=row[2], recipient=row[3], person_id=row[4],
-        locale=row[5], title=row[6], body=row[7], cause=row[8], state=row[9], attempts=row[10],
+        id=row[0],
+        kind=row[1],
+        dedup_key=row[2],
+        recipient=row[3],
+        person_id=row[4],
+        locale=row[5],
+        title=row[6],
+        body=row[7],
+        cause=row[8],
+        state=row[9],
+        attempts=row[10],
         next_attempt_at=_iso(row[11]) if row[9] in ("queued", "sending") else None,
-        last_error=mask_text(row[12]) if row[12] else None, created_at=_iso(row[13]) or "",
+        last_error=mask_text(row[12]) if row[12] else None,
+        created_at=_iso(row[13]) or "",
         sent_at=_iso(row[14]),
     )
 
 
-def list_outbox(db: sqlite_utils.Database, *, state: str | None = None,
-                person_id: str | None = None, cause: str | None = None, kind: str | None = None,
-                limit: int = 100, offset: int = 0) -> OutboxPage:
+def list_outbox(
+    db: sqlite_utils.Database,
+    *,
+    state: str | None = None,
+    person_id: str | None = None,
+    cause: str | None = None,
+    kind: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> OutboxPage:
     where, params = [], []
-    for column, value in (("state", state), ("person_id", person_id), ("cause", cause),
-                          ("kind", kind)):
+    for column, value in (
+        ("state", state),
+        ("person_id", person_id),
+        ("cause", cause),
+        ("kind", kind),
+    ):
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
     sql_where = ("WHERE " + " AND ".join(where)) if where else ""
-    rows, total = paged(db, _COLS, f"outbox {sql_where}", params, order_by="id DESC",
-                        limit=limit, offset=offset)
-    return OutboxPage(items=[entry_from_row(r) for r in rows], total=total, limit=limit,
-                      offset=offset)
+    rows, total = paged(
+        db, _COLS, f"outbox {sql_where}", params, order_by="id DESC", limit=limit, offset=offset
+    )
+    return OutboxPage(
+        items=[entry_from_row(r) for r in rows], total=total, limit=limit, offset=offset
+    )
 
 
 def counts(db: sqlite_utils.Database) -> dict[str, int]:

@@ -174,12 +174,14 @@ class Router:
                 if not person_channels(db, person_id) and not self.config_urls(key):
                     continue
                 row = db.execute("SELECT locale FROM people WHERE id = ?", [person_id]).fetchone()
-                out[key] = Recipient(key, person_id, (row[0] if row else None)
-                                     or self.default_locale)
+                out[key] = Recipient(
+                    key, person_id, (row[0] if row else None) or self.default_locale
+                )
         return list(out.values())
 
-    def urls(self, db: sqlite_utils.Database, recipient_key: str,
-             person_id: str | None) -> list[str]:
+    def urls(
+        self, db: sqlite_utils.Database, recipient_key: str, person_id: str | None
+    ) -> list[str]:
         """Where a queued message goes now: config URLs for its key plus the person's own."""
         urls = self.config_urls(recipient_key)
         if person_id:

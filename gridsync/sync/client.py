@@ -146,8 +146,13 @@ class Queued:
 
     def wire(self) -> dict[str, Any]:
         """The mutation as SPEC 3.1 spells it (empty optional parts left out: bytes cost)."""
-        out: dict[str, Any] = {"mid": self.mid, "seq": self.seq, "hlc": self.hlc,
-                               "op": self.op, "id": self.id}
+        out: dict[str, Any] = {
+            "mid": self.mid,
+            "seq": self.seq,
+            "hlc": self.hlc,
+            "op": self.op,
+            "id": self.id,
+        }
         if self.base_seq is not None:
             out["base_seq"] = self.base_seq
         if self.fields is not None:
@@ -161,20 +166,32 @@ class Queued:
         return out
 
 
-_BATCH_COLUMNS = ("pos, mid, seq, hlc, op, id, base_seq, fields, tags_add, tags_remove, data")
+_BATCH_COLUMNS = "pos, mid, seq, hlc, op, id, base_seq, fields, tags_add, tags_remove, data"
 
 
-_OUTCOME_INSERT = ("INSERT OR REPLACE INTO outcomes (mid, seq, op, id, status, code, message, lost,"
-                   " mutation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_OUTCOME_INSERT = (
+    "INSERT OR REPLACE INTO outcomes (mid, seq, op, id, status, code, message, lost,"
+    " mutation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def _queued(row: tuple, state: str = "pending") -> Queued:
     """A :class:`Queued` from a row of :data:`_BATCH_COLUMNS` (its JSON parts decoded)."""
     pos, mid, seq, hlc, op, id_, base_seq, fields, tags_add, tags_remove, data = row
-    return Queued(pos=pos, mid=mid, seq=seq, hlc=hlc, op=op, id=id_, base_seq=base_seq,
-                  fields=_json_decode(fields) if fields is not None else None,
-                  tags_add=_json_decode(tags_add), tags_remove=_json_decode(tags_remove),
-                  data=_json_decode(data) if data is not None else None, state=state)
+    return Queued(
+        pos=pos,
+        mid=mid,
+        seq=seq,
+        hlc=hlc,
+        op=op,
+        id=id_,
+        base_seq=base_seq,
+        fields=_json_decode(fields) if fields is not None else None,
+        tags_add=_json_decode(tags_add),
+        tags_remove=_json_decode(tags_remove),
+        data=_json_decode(data) if data is not None else None,
+        state=state,
+    )
 
 
 # -- the local store ----------------------------------------------------------------------------
@@ -224,13 +241,27 @@ class DeviceClient:
     ``sleep`` is how the client waits between retries (tests pass a recorder instead of sleeping).
     """
 
-    def __init__(self, http: httpx.Client, *, token: str, device_id: str,
-                 path: str = ":memory:", person_id: str | None = None,
-                 clock: Clock = SYSTEM_CLOCK, encoding: str = "json", gzip: bool = False,
-                 batch_size: int = MAX_BATCH, page_limit: int = 500, retries: int = 5,
-                 backoff_seconds: float = 0.2, max_backoff_seconds: float = 10.0,
-                 timeout_seconds: float = 30.0, sleep: Callable[[float], None] = time.sleep,
-                 app_version: str = APP_VERSION, rng: random.Random | None = None):
+    def __init__(
+        self,
+        http: httpx.Client,
+        *,
+        token: str,
+        device_id: str,
+        path: str = ":memory:",
+        person_id: str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        encoding: str = "json",
+        gzip: bool = False,
+        batch_size: int = MAX_BATCH,
+        page_limit: int = 500,
+        retries: int = 5,
+        backoff_seconds: float = 0.2,
+        max_backoff_seconds: float = 10.0,
+        timeout_seconds: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+        app_version: str = APP_VERSION,
+        rng: random.Random | None = None,
+    ):
         if encoding not in {"json", "msgpack"}:
             raise ValueError(f"encoding must be json or msgpack, not {encoding!r}")
         if not 1 <= batch_size <= MAX_BATCH:
@@ -316,8 +347,11 @@ class DeviceClient:
         if value is None:
             self.db.execute("DELETE FROM meta WHERE key = ?", [key])
         else:
-            self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO "
-                            "UPDATE SET value = excluded.value", [key, value])
+            self.db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO "
+                "UPDATE SET value = excluded.value",
+                [key, value],
+            )
 
     @property
     def cursor(self) -> str | None:
@@ -351,8 +385,7 @@ class DeviceClient:
 
     def _observe_in_tx(self, remote: str | None) -> None:
         if remote:
-            self.hlc = hlc_clock.advance(self.hlc, self.clock.now_ms(), self.device_id,
-                                         seen=remote)
+            self.hlc = hlc_clock.advance(self.hlc, self.clock.now_ms(), self.device_id, seen=remote)
             self._set_meta("hlc", self.hlc)
 
     # -- reading the local view ----------------------------------------------------------------
@@ -360,22 +393,25 @@ class DeviceClient:
     def get(self, type_: str, id_: str) -> dict[str, Any] | None:
         """A record as the user sees it (server copy plus unsent local edits), or None."""
         with self._lock:
-            row = self.db.execute("SELECT data FROM view WHERE type = ? AND id = ?",
-                                  [type_, id_]).fetchone()
+            row = self.db.execute(
+                "SELECT data FROM view WHERE type = ? AND id = ?", [type_, id_]
+            ).fetchone()
         return _json_decode(row[0]) if row else None
 
     def all(self, type_: str) -> dict[str, dict[str, Any]]:
         """Every record of a type in the local view, by id."""
         with self._lock:
-            rows = self.db.execute("SELECT id, data FROM view WHERE type = ? ORDER BY id",
-                                   [type_]).fetchall()
+            rows = self.db.execute(
+                "SELECT id, data FROM view WHERE type = ? ORDER BY id", [type_]
+            ).fetchall()
         return {r[0]: _json_decode(r[1]) for r in rows}
 
     def server_copy(self, type_: str) -> dict[str, dict[str, Any]]:
         """The server's copy as last pulled, without local edits."""
         with self._lock:
-            rows = self.db.execute("SELECT id, data FROM base WHERE type = ? ORDER BY id",
-                                   [type_]).fetchall()
+            rows = self.db.execute(
+                "SELECT id, data FROM base WHERE type = ? ORDER BY id", [type_]
+            ).fetchall()
         return {r[0]: _json_decode(r[1]) for r in rows}
 
     def household(self, household_id: str) -> dict[str, Any] | None:
@@ -396,8 +432,9 @@ class DeviceClient:
 
     def pending_count(self) -> int:
         with self._lock:
-            return self.db.execute(
-                "SELECT count(*) FROM queue WHERE state = 'pending'").fetchone()[0]
+            return self.db.execute("SELECT count(*) FROM queue WHERE state = 'pending'").fetchone()[
+                0
+            ]
 
     def outcomes(self, status: str | None = None) -> list[dict[str, Any]]:
         """What the server answered other than ``applied``/``duplicate`` (``merged`` with its
@@ -409,15 +446,30 @@ class DeviceClient:
             params.append(status)
         with self._lock:
             rows = self.db.execute(sql + " ORDER BY seq", params).fetchall()
-        return [{"mid": r[0], "seq": r[1], "op": r[2], "id": r[3], "status": r[4], "code": r[5],
-                 "message": r[6], "lost": _json_decode(r[7]), "mutation": _json_decode(r[8])}
-                for r in rows]
+        return [
+            {
+                "mid": r[0],
+                "seq": r[1],
+                "op": r[2],
+                "id": r[3],
+                "status": r[4],
+                "code": r[5],
+                "message": r[6],
+                "lost": _json_decode(r[7]),
+                "mutation": _json_decode(r[8]),
+            }
+            for r in rows
+        ]
 
     def rejected(self) -> list[dict[str, Any]]:
         return self.outcomes("rejected")
 
-    def _queue(self, where: str, params: Iterable[Any] = (), limit: int | None = None,
-               ) -> list[Queued]:
+    def _queue(
+        self,
+        where: str,
+        params: Iterable[Any] = (),
+        limit: int | None = None,
+    ) -> list[Queued]:
         sql = f"SELECT {_BATCH_COLUMNS}, state FROM queue WHERE {where} ORDER BY pos"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
@@ -427,10 +479,18 @@ class DeviceClient:
 
     # -- local edits -------------------------------------------------------------------------
 
-    def enqueue(self, op: str, id_: str, *, fields: dict[str, Any] | None = None,
-                tags_add: Iterable[str] = (), tags_remove: Iterable[str] = (),
-                data: dict[str, Any] | None = None, base_seq: int | None = None,
-                record_type: str | None = None) -> Queued:
+    def enqueue(
+        self,
+        op: str,
+        id_: str,
+        *,
+        fields: dict[str, Any] | None = None,
+        tags_add: Iterable[str] = (),
+        tags_remove: Iterable[str] = (),
+        data: dict[str, Any] | None = None,
+        base_seq: int | None = None,
+        record_type: str | None = None,
+    ) -> Queued:
         """Queue any op (``whistle.raise``, ``whistle.act``, ...) and apply it to the local view.
 
         ``base_seq`` defaults to the server seq of the record as this device last pulled it.
@@ -439,8 +499,9 @@ class DeviceClient:
         rtype = record_type or OP_RECORD_TYPE.get(op) or op.split(".", 1)[0]
         with self._tx() as db:
             if base_seq is None:
-                row = db.execute("SELECT seq FROM base WHERE type = ? AND id = ?",
-                                 [rtype, id_]).fetchone()
+                row = db.execute(
+                    "SELECT seq FROM base WHERE type = ? AND id = ?", [rtype, id_]
+                ).fetchone()
                 base_seq = row[0] if row else None
             seq = int(self._meta("next_seq") or "1")
             self._set_meta("next_seq", str(seq + 1))
@@ -449,22 +510,47 @@ class DeviceClient:
             db.execute(
                 "INSERT INTO queue (mid, seq, hlc, op, rtype, id, base_seq, fields, tags_add,"
                 " tags_remove, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [mid, seq, hlc, op, rtype, id_, base_seq,
-                 _json_encode(fields).decode() if fields is not None else None,
-                 _json_encode(sorted(set(tags_add))).decode(),
-                 _json_encode(sorted(set(tags_remove))).decode(),
-                 _json_encode(data).decode() if data is not None else None],
+                [
+                    mid,
+                    seq,
+                    hlc,
+                    op,
+                    rtype,
+                    id_,
+                    base_seq,
+                    _json_encode(fields).decode() if fields is not None else None,
+                    _json_encode(sorted(set(tags_add))).decode(),
+                    _json_encode(sorted(set(tags_remove))).decode(),
+                    _json_encode(data).decode() if data is not None else None,
+                ],
             )
             self._rebuild(rtype, id_)
         return self._queue("mid = ?", [mid])[0]
 
-    def update_household(self, household_id: str, *, fields: dict[str, Any] | None = None,
-                         tags_add: Iterable[str] = (), tags_remove: Iterable[str] = ()) -> Queued:
-        return self.enqueue("household.update", household_id, fields=fields or None,
-                            tags_add=tags_add, tags_remove=tags_remove)
+    def update_household(
+        self,
+        household_id: str,
+        *,
+        fields: dict[str, Any] | None = None,
+        tags_add: Iterable[str] = (),
+        tags_remove: Iterable[str] = (),
+    ) -> Queued:
+        return self.enqueue(
+            "household.update",
+            household_id,
+            fields=fields or None,
+            tags_add=tags_add,
+            tags_remove=tags_remove,
+        )
 
-    def create_household(self, grid_id: str, *, household_id: str | None = None,
-                         tags: Iterable[str] = (), **fields: Any) -> Queued:
+    def create_household(
+        self,
+        grid_id: str,
+        *,
+        household_id: str | None = None,
+        tags: Iterable[str] = (),
+        **fields: Any,
+    ) -> Queued:
         """A household the phone found (``fields``: building, unit, room, head_name, ...)."""
         data = {"grid_id": grid_id, **fields, "tags": sorted(set(tags))}
         return self.enqueue("household.create", household_id or uuid7(), data=data)
@@ -472,15 +558,28 @@ class DeviceClient:
     def move_out(self, household_id: str) -> Queued:
         return self.enqueue("household.move_out", household_id)
 
-    def log_visit(self, household_id: str, channel: str = "door", kinds: Iterable[str] = (),
-                  note: str = "", *, at: datetime | str | None = None,
-                  geo: dict[str, float] | None = None, visit_id: str | None = None) -> Queued:
+    def log_visit(
+        self,
+        household_id: str,
+        channel: str = "door",
+        kinds: Iterable[str] = (),
+        note: str = "",
+        *,
+        at: datetime | str | None = None,
+        geo: dict[str, float] | None = None,
+        visit_id: str | None = None,
+    ) -> Queued:
         """Record a contact. ``at`` defaults to now on the device clock, in China time."""
         if at is None:
             at = datetime.fromtimestamp(self.clock.now_ms() / 1000, tz=CHINA)
         at_text = at.isoformat(timespec="seconds") if isinstance(at, datetime) else at
-        data: dict[str, Any] = {"household_id": household_id, "at": at_text, "channel": channel,
-                                "kinds": sorted(set(kinds)), "note": note}
+        data: dict[str, Any] = {
+            "household_id": household_id,
+            "at": at_text,
+            "channel": channel,
+            "kinds": sorted(set(kinds)),
+            "note": note,
+        }
         if geo is not None:
             data["geo"] = geo
         return self.enqueue("visit.create", visit_id or uuid7(), data=data)
@@ -492,36 +591,64 @@ class DeviceClient:
 
     def _rebuild(self, rtype: str, id_: str) -> None:
         """Recompute one record's view from the server copy and the queued edits on it."""
-        row = self.db.execute("SELECT data FROM base WHERE type = ? AND id = ?",
-                              [rtype, id_]).fetchone()
+        row = self.db.execute(
+            "SELECT data FROM base WHERE type = ? AND id = ?", [rtype, id_]
+        ).fetchone()
         current = _json_decode(row[0]) if row else None
         for op, fields, tags_add, tags_remove, data, lost in self.db.execute(
             "SELECT op, fields, tags_add, tags_remove, data, lost_fields FROM queue "
-            "WHERE rtype = ? AND id = ? ORDER BY pos", [rtype, id_]
+            "WHERE rtype = ? AND id = ? ORDER BY pos",
+            [rtype, id_],
         ).fetchall():
             current = self._apply(
-                current, op, id_,
+                current,
+                op,
+                id_,
                 _json_decode(fields) if fields is not None else None,
-                _json_decode(tags_add), _json_decode(tags_remove),
-                _json_decode(data) if data is not None else None, set(_json_decode(lost)))
+                _json_decode(tags_add),
+                _json_decode(tags_remove),
+                _json_decode(data) if data is not None else None,
+                set(_json_decode(lost)),
+            )
         if current is None:
             self.db.execute("DELETE FROM view WHERE type = ? AND id = ?", [rtype, id_])
         else:
             self.db.execute(
                 "INSERT INTO view (type, id, data) VALUES (?, ?, ?) ON CONFLICT(type, id) "
-                "DO UPDATE SET data = excluded.data", [rtype, id_, _json_encode(current).decode()])
+                "DO UPDATE SET data = excluded.data",
+                [rtype, id_, _json_encode(current).decode()],
+            )
 
-    def _apply(self, current: dict[str, Any] | None, op: str, id_: str,
-               fields: dict[str, Any] | None, tags_add: list[str], tags_remove: list[str],
-               data: dict[str, Any] | None, lost: set[str]) -> dict[str, Any] | None:
+    def _apply(
+        self,
+        current: dict[str, Any] | None,
+        op: str,
+        id_: str,
+        fields: dict[str, Any] | None,
+        tags_add: list[str],
+        tags_remove: list[str],
+        data: dict[str, Any] | None,
+        lost: set[str],
+    ) -> dict[str, Any] | None:
         """What an op does to a record, as the server would do it when it wins every field.
         Ops the client does not model (whistle) leave the view to the server's copy."""
         if op == "household.create":
             if current is not None:
                 return current
-            record = {"id": id_, "grid_id": "", "building": "", "unit": "", "room": "",
-                      "head_name": "", "phone": "", "size": 1, "tags": [], "notes": "",
-                      "responsible_member_id": None, "status": "active"}
+            record = {
+                "id": id_,
+                "grid_id": "",
+                "building": "",
+                "unit": "",
+                "room": "",
+                "head_name": "",
+                "phone": "",
+                "size": 1,
+                "tags": [],
+                "notes": "",
+                "responsible_member_id": None,
+                "status": "active",
+            }
             record.update(data or {})
             record.update(fields or {})
             record["tags"] = sorted(set(record.get("tags") or []) | set(tags_add))
@@ -533,17 +660,27 @@ class DeviceClient:
             for name, value in (fields or {}).items():
                 if name not in lost:
                     record[name] = value
-            record["tags"] = sorted((set(record.get("tags") or []) | set(tags_add))
-                                    - set(tags_remove))
+            record["tags"] = sorted(
+                (set(record.get("tags") or []) | set(tags_add)) - set(tags_remove)
+            )
             return record
         if op == "household.move_out":
             return None if current is None else {**current, "status": "moved_out"}
         if op == "visit.create":
             if current is not None:
                 return current
-            visit = {"id": id_, "household_id": "", "member_id": self._meta("person_id") or "",
-                     "device_id": self.device_id, "at": "", "channel": "other", "kinds": [],
-                     "note": "", "geo": None, "voided": False}
+            visit = {
+                "id": id_,
+                "household_id": "",
+                "member_id": self._meta("person_id") or "",
+                "device_id": self.device_id,
+                "at": "",
+                "channel": "other",
+                "kinds": [],
+                "note": "",
+                "geo": None,
+                "voided": False,
+            }
             visit.update(data or {})
             return visit
         if op == "visit.void":
@@ -553,11 +690,13 @@ class DeviceClient:
     # -- HTTP --------------------------------------------------------------------------------
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}", "X-Gridsync-Schema": SCHEMA_VERSION,
-                "X-Gridsync-App": self.app_version,
-                "Accept": "application/msgpack" if self.encoding == "msgpack"
-                else "application/json",
-                "Accept-Encoding": "gzip" if self.gzip else "identity"}
+        return {
+            "Authorization": f"Bearer {self.token}",
+            "X-Gridsync-Schema": SCHEMA_VERSION,
+            "X-Gridsync-App": self.app_version,
+            "Accept": "application/msgpack" if self.encoding == "msgpack" else "application/json",
+            "Accept-Encoding": "gzip" if self.gzip else "identity",
+        }
 
     def _encode(self, body: Any) -> tuple[bytes, dict[str, str]]:
         if self.encoding == "msgpack":
@@ -569,16 +708,18 @@ class DeviceClient:
             headers["Content-Encoding"] = "gzip"
         return content, headers
 
-    def request(self, method: str, path: str, *, body: Any = None,
-                params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def request(
+        self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """One API call with retries: connection errors, timeouts and 5xx are retried with
         exponential backoff, sending exactly the same bytes; a 4xx raises :class:`ServerRefused`
         at once (and a revoked device wipes itself first)."""
         self._refuse_if_revoked()
         return self._request(method, path, body=body, params=params)
 
-    def _request(self, method: str, path: str, *, body: Any = None,
-                 params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _request(
+        self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """:meth:`request` without the local revocation check (which takes the store's lock:
         the push's helper thread must not wait for an acknowledgement in progress)."""
         headers = self._headers()
@@ -594,8 +735,14 @@ class DeviceClient:
             self.requests += 1
             self.bytes_up += len(content or b"")
             try:
-                response = self.http.request(method, path, content=content, params=params,
-                                             headers=headers, timeout=self.timeout_seconds)
+                response = self.http.request(
+                    method,
+                    path,
+                    content=content,
+                    params=params,
+                    headers=headers,
+                    timeout=self.timeout_seconds,
+                )
             except httpx.TransportError as exc:  # connect errors, timeouts, broken connections
                 last = exc
                 continue
@@ -606,8 +753,9 @@ class DeviceClient:
                 last = Unreachable(f"{response.status_code} from {path}: {response.text[:200]}")
                 continue
             self._refused(response)
-        raise Unreachable(f"{method} {path} failed after {self.retries + 1} attempts: "
-                          f"{last!r}") from last
+        raise Unreachable(
+            f"{method} {path} failed after {self.retries + 1} attempts: {last!r}"
+        ) from last
 
     @staticmethod
     def _decode(response: httpx.Response) -> dict[str, Any]:
@@ -631,9 +779,12 @@ class DeviceClient:
 
     def _refuse_if_revoked(self) -> None:
         if self.revoked:
-            raise DeviceRevokedError(401, "device_revoked",
-                                     "this device was revoked and its local data wiped",
-                                     {"wipe": True})
+            raise DeviceRevokedError(
+                401,
+                "device_revoked",
+                "this device was revoked and its local data wiped",
+                {"wipe": True},
+            )
 
     def wipe(self) -> None:
         """Delete every local record, the queue and the cursor (a revoked device)."""
@@ -710,7 +861,8 @@ class DeviceClient:
         with self._lock:
             if self._send_pool is None:
                 self._send_pool = ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix=f"gridsync-push-{self.device_id}")
+                    max_workers=1, thread_name_prefix=f"gridsync-push-{self.device_id}"
+                )
             return self._send_pool
 
     _send_pool: ThreadPoolExecutor | None = None
@@ -722,7 +874,9 @@ class DeviceClient:
         with self._lock:
             return self.db.execute(
                 f"SELECT {_BATCH_COLUMNS}, rtype FROM queue WHERE state = 'pending' AND pos > ?"
-                " ORDER BY pos LIMIT ?", [after_pos, limit]).fetchall()
+                " ORDER BY pos LIMIT ?",
+                [after_pos, limit],
+            ).fetchall()
 
     def _wire_batch(self, batch: list[tuple]) -> list[Any]:
         """The batch as SPEC 3.1 spells it (the same as :meth:`Queued.wire`). For JSON the
@@ -731,8 +885,20 @@ class DeviceClient:
         if self.encoding != "json":
             return [_queued(row[:-1]).wire() for row in batch]
         out = []
-        for _pos, mid, seq, hlc, op, id_, base_seq, fields, tags_add, tags_remove, data, _rtype \
-                in batch:
+        for (
+            _pos,
+            mid,
+            seq,
+            hlc,
+            op,
+            id_,
+            base_seq,
+            fields,
+            tags_add,
+            tags_remove,
+            data,
+            _rtype,
+        ) in batch:
             m: dict[str, Any] = {"mid": mid, "seq": seq, "hlc": hlc, "op": op, "id": id_}
             if base_seq is not None:
                 m["base_seq"] = base_seq
@@ -770,14 +936,14 @@ class DeviceClient:
         still answered ``duplicate``); ours above it never reached it. Renumber the pending
         mutations from ``expected_seq``, in order, keeping their mids."""
         with self._tx() as db:
-            pending = db.execute("SELECT pos FROM queue WHERE state = 'pending' ORDER BY pos"
-                                 ).fetchall()
+            pending = db.execute(
+                "SELECT pos FROM queue WHERE state = 'pending' ORDER BY pos"
+            ).fetchall()
             for i, (pos,) in enumerate(pending):
                 db.execute("UPDATE queue SET seq = ? WHERE pos = ?", [expected_seq + i, pos])
             self._set_meta("next_seq", str(expected_seq + len(pending)))
 
-    def _acknowledge(self, batch: list[tuple], answer: dict[str, Any],
-                     report: PushReport) -> None:
+    def _acknowledge(self, batch: list[tuple], answer: dict[str, Any], report: PushReport) -> None:
         """Apply the server's answer to a batch in one local transaction: ``applied`` and
         ``duplicate`` mutations are marked acked with one UPDATE over the batch's range of
         positions, ``merged`` ones keep the fields they lost, ``rejected`` ones leave the queue
@@ -785,8 +951,9 @@ class DeviceClient:
         results = {r["mid"]: r for r in answer.get("results", [])}
         missing = [row[1] for row in batch if row[1] not in results]
         if missing:
-            raise SyncError(f"push answer has no result for {len(missing)} mutations "
-                            f"(first {missing[0]})")
+            raise SyncError(
+                f"push answer has no result for {len(missing)} mutations (first {missing[0]})"
+            )
         with self._tx() as db:
             outcomes: list[tuple] = []
             for row in batch:
@@ -806,13 +973,20 @@ class DeviceClient:
                     # Fields where this mutation's value lost (an entry can also be the value
                     # this mutation overwrote without having seen it: then ours won).
                     mine = m.fields or {}
-                    ours_lost = sorted({e["field"] for e in lost if e["field"] in mine
-                                        and e.get("winner") != mine[e["field"]]})
+                    ours_lost = sorted(
+                        {
+                            e["field"]
+                            for e in lost
+                            if e["field"] in mine and e.get("winner") != mine[e["field"]]
+                        }
+                    )
                     if not ours_lost:
                         continue  # all of it won: acked below with the applied ones, and the
                         # user sees what the queue showed already
-                    db.execute("UPDATE queue SET state = 'acked', lost_fields = ? WHERE pos = ?",
-                               [_json_encode(ours_lost).decode(), m.pos])
+                    db.execute(
+                        "UPDATE queue SET state = 'acked', lost_fields = ? WHERE pos = ?",
+                        [_json_encode(ours_lost).decode(), m.pos],
+                    )
                 else:  # rejected (or a status this client does not know: never resend it)
                     report.rejected += 1
                     db.execute("DELETE FROM queue WHERE pos = ?", [m.pos])
@@ -821,16 +995,26 @@ class DeviceClient:
                 db.executemany(_OUTCOME_INSERT, outcomes)
             # The batch is the oldest pending mutations in pos order, and new edits only get
             # higher positions: every pending row in this range was sent and answered.
-            db.execute("UPDATE queue SET state = 'acked' WHERE state = 'pending' "
-                       "AND pos BETWEEN ? AND ?", [batch[0][0], batch[-1][0]])
+            db.execute(
+                "UPDATE queue SET state = 'acked' WHERE state = 'pending' AND pos BETWEEN ? AND ?",
+                [batch[0][0], batch[-1][0]],
+            )
             self._observe_in_tx(answer.get("server_hlc"))
 
     @staticmethod
     def _outcome_row(m: Queued, result: dict[str, Any], lost: list[Any]) -> tuple:
         """A row of ``outcomes`` (:data:`_OUTCOME_INSERT`) for an answer the user may inspect."""
-        return (m.mid, m.seq, m.op, m.id, result["status"], result.get("code"),
-                result.get("message"), _json_encode(lost).decode(),
-                _json_encode(m.wire()).decode())
+        return (
+            m.mid,
+            m.seq,
+            m.op,
+            m.id,
+            result["status"],
+            result.get("code"),
+            result.get("message"),
+            _json_encode(lost).decode(),
+            _json_encode(m.wire()).decode(),
+        )
 
     # -- pull --------------------------------------------------------------------------------
 
@@ -873,7 +1057,8 @@ class DeviceClient:
                         "INSERT INTO base (type, id, seq, data) VALUES (?, ?, ?, ?) "
                         "ON CONFLICT(type, id) DO UPDATE SET seq = excluded.seq, "
                         "data = excluded.data",
-                        [*key, change["seq"], _json_encode(change.get("data")).decode()])
+                        [*key, change["seq"], _json_encode(change.get("data")).decode()],
+                    )
                     report.puts += 1
                 report.changes += 1
                 touched.add(key)
@@ -885,8 +1070,9 @@ class DeviceClient:
         """After a complete pull the server copy includes everything acknowledged before it:
         drop the acked overlay and show server copy + pending edits."""
         with self._tx() as db:
-            keys = db.execute("SELECT DISTINCT rtype, id FROM queue WHERE state = 'acked'"
-                              ).fetchall()
+            keys = db.execute(
+                "SELECT DISTINCT rtype, id FROM queue WHERE state = 'acked'"
+            ).fetchall()
             db.execute("DELETE FROM queue WHERE state = 'acked'")
             for rtype, id_ in keys:
                 self._rebuild(rtype, id_)
@@ -899,7 +1085,8 @@ class DeviceClient:
             db.execute("DELETE FROM queue WHERE state = 'acked'")
             self._set_meta("cursor", None)
             for rtype, id_ in db.execute(
-                    "SELECT DISTINCT rtype, id FROM queue WHERE state = 'pending'").fetchall():
+                "SELECT DISTINCT rtype, id FROM queue WHERE state = 'pending'"
+            ).fetchall():
                 self._rebuild(rtype, id_)
 
     # -- sync --------------------------------------------------------------------------------

@@ -25,24 +25,45 @@ from gridsync.sync.hlc import ServerClock
 from gridsync.sync.merge import Lost, Stamp
 from gridsync.sync.protocol import ConflictEntry
 
-_COLS = ("id, household_id, grid_id, field, value, winner, lost_hlc, lost_person_id, "
-         "lost_device_id, winner_hlc, winner_person_id, winner_device_id, mid, created_ms, "
-         "status, resolved_ms, resolved_by")
+_COLS = (
+    "id, household_id, grid_id, field, value, winner, lost_hlc, lost_person_id, "
+    "lost_device_id, winner_hlc, winner_person_id, winner_device_id, mid, created_ms, "
+    "status, resolved_ms, resolved_by"
+)
 _any = msgspec.json.Decoder()
 
 
 def _entry(r: tuple) -> ConflictEntry:
     return ConflictEntry(
-        id=r[0], household_id=r[1], grid_id=r[2], field=r[3], value=_any.decode(r[4]),
-        winner=_any.decode(r[5]), lost_hlc=r[6], lost_person_id=r[7], lost_device_id=r[8],
-        winner_hlc=r[9], winner_person_id=r[10], winner_device_id=r[11], mid=r[12],
-        created_at=iso_ms(r[13]), status=r[14], resolved_at=iso_ms(r[15]) if r[15] else None,
-        resolved_by=r[16])
+        id=r[0],
+        household_id=r[1],
+        grid_id=r[2],
+        field=r[3],
+        value=_any.decode(r[4]),
+        winner=_any.decode(r[5]),
+        lost_hlc=r[6],
+        lost_person_id=r[7],
+        lost_device_id=r[8],
+        winner_hlc=r[9],
+        winner_person_id=r[10],
+        winner_device_id=r[11],
+        mid=r[12],
+        created_at=iso_ms(r[13]),
+        status=r[14],
+        resolved_at=iso_ms(r[15]) if r[15] else None,
+        resolved_by=r[16],
+    )
 
 
-def list_conflicts(db: sqlite_utils.Database, scope: Scope, *, status: str | None = "open",
-                   household_id: str | None = None, limit: int = 100,
-                   offset: int = 0) -> tuple[list[ConflictEntry], int]:
+def list_conflicts(
+    db: sqlite_utils.Database,
+    scope: Scope,
+    *,
+    status: str | None = "open",
+    household_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[ConflictEntry], int]:
     cond, params = scope.grid_filter("grid_id")
     where = [cond]
     if status:
@@ -51,20 +72,27 @@ def list_conflicts(db: sqlite_utils.Database, scope: Scope, *, status: str | Non
     if household_id:
         where.append("household_id = ?")
         params.append(household_id)
-    rows, total = paged(db, _COLS, "sync_conflicts WHERE " + " AND ".join(where), params,
-                        order_by="id DESC", limit=limit, offset=offset)
+    rows, total = paged(
+        db,
+        _COLS,
+        "sync_conflicts WHERE " + " AND ".join(where),
+        params,
+        order_by="id DESC",
+        limit=limit,
+        offset=offset,
+    )
     return [_entry(r) for r in rows], total
 
 
 def pending_count(db: sqlite_utils.Database, scope: Scope) -> int:
     cond, params = scope.grid_filter("grid_id")
-    return db.execute(f"SELECT count(*) FROM sync_conflicts WHERE status = 'open' AND {cond}",
-                      params).fetchone()[0]
+    return db.execute(
+        f"SELECT count(*) FROM sync_conflicts WHERE status = 'open' AND {cond}", params
+    ).fetchone()[0]
 
 
 def get_conflict(db: sqlite_utils.Database, scope: Scope, conflict_id: int) -> ConflictEntry:
-    row = db.execute(f"SELECT {_COLS} FROM sync_conflicts WHERE id = ?",
-                     [conflict_id]).fetchone()
+    row = db.execute(f"SELECT {_COLS} FROM sync_conflicts WHERE id = ?", [conflict_id]).fetchone()
     if row is None or not scope.allows_grid(row[2]):
         raise NotFound(f"no conflict {conflict_id}")
     return _entry(row)
@@ -73,13 +101,13 @@ def get_conflict(db: sqlite_utils.Database, scope: Scope, conflict_id: int) -> C
 def _open(db: sqlite_utils.Database, principal: Principal, conflict_id: int) -> ConflictEntry:
     entry = get_conflict(db, principal.scope, conflict_id)
     if entry.status != "open":
-        raise Conflict(f"conflict {conflict_id} is {entry.status} already",
-                       code="conflict_closed")
+        raise Conflict(f"conflict {conflict_id} is {entry.status} already", code="conflict_closed")
     return entry
 
 
-def restore(db: sqlite_utils.Database, principal: Principal, conflict_id: int, note: str,
-            clock: Clock) -> ConflictEntry:
+def restore(
+    db: sqlite_utils.Database, principal: Principal, conflict_id: int, note: str, clock: Clock
+) -> ConflictEntry:
     entry = _open(db, principal, conflict_id)
     state = merge.load(db, entry.household_id)
     if state is None:
@@ -112,26 +140,64 @@ def restore(db: sqlite_utils.Database, principal: Principal, conflict_id: int, n
     merge.save(db, state, seq, iso_ms(now_ms))
     if displaced != entry.value:
         ids = merge.record_conflicts(
-            db, state, [Lost(entry.field, displaced, entry.value,
-                             lost=current_stamp or Stamp("", state.seq), won=writer)],
-            None, now_ms)
-        db.execute("UPDATE sync_conflicts SET status = 'dismissed', resolved_ms = ?, "
-                   "resolved_by = ? WHERE id = ?", [now_ms, principal.person_id, ids[0]])
-    db.execute("UPDATE sync_conflicts SET status = 'restored', resolved_ms = ?, resolved_by = ? "
-               "WHERE id = ?", [now_ms, principal.person_id, conflict_id])
+            db,
+            state,
+            [
+                Lost(
+                    entry.field,
+                    displaced,
+                    entry.value,
+                    lost=current_stamp or Stamp("", state.seq),
+                    won=writer,
+                )
+            ],
+            None,
+            now_ms,
+        )
+        db.execute(
+            "UPDATE sync_conflicts SET status = 'dismissed', resolved_ms = ?, "
+            "resolved_by = ? WHERE id = ?",
+            [now_ms, principal.person_id, ids[0]],
+        )
+    db.execute(
+        "UPDATE sync_conflicts SET status = 'restored', resolved_ms = ?, resolved_by = ? "
+        "WHERE id = ?",
+        [now_ms, principal.person_id, conflict_id],
+    )
     server.save()
-    audit.record(db, principal.actor, "sync.conflict.restore", target=entry.household_id,
-                 detail={"conflict_id": conflict_id, "field": entry.field, "note": note,
-                         "hlc": writer.hlc, "seq": seq}, clock=clock)
+    audit.record(
+        db,
+        principal.actor,
+        "sync.conflict.restore",
+        target=entry.household_id,
+        detail={
+            "conflict_id": conflict_id,
+            "field": entry.field,
+            "note": note,
+            "hlc": writer.hlc,
+            "seq": seq,
+        },
+        clock=clock,
+    )
     return get_conflict(db, principal.scope, conflict_id)
 
 
-def dismiss(db: sqlite_utils.Database, principal: Principal, conflict_id: int, note: str,
-            clock: Clock) -> ConflictEntry:
+def dismiss(
+    db: sqlite_utils.Database, principal: Principal, conflict_id: int, note: str, clock: Clock
+) -> ConflictEntry:
     _open(db, principal, conflict_id)
     now_ms = clock.now_ms()
-    db.execute("UPDATE sync_conflicts SET status = 'dismissed', resolved_ms = ?, resolved_by = ? "
-               "WHERE id = ?", [now_ms, principal.person_id, conflict_id])
-    audit.record(db, principal.actor, "sync.conflict.dismiss", target=str(conflict_id),
-                 detail={"note": note}, clock=clock)
+    db.execute(
+        "UPDATE sync_conflicts SET status = 'dismissed', resolved_ms = ?, resolved_by = ? "
+        "WHERE id = ?",
+        [now_ms, principal.person_id, conflict_id],
+    )
+    audit.record(
+        db,
+        principal.actor,
+        "sync.conflict.dismiss",
+        target=str(conflict_id),
+        detail={"note": note},
+        clock=clock,
+    )
     return get_conflict(db, principal.scope, conflict_id)

@@ -51,8 +51,7 @@ def node_of(value: str) -> str:
     return value[22:]
 
 
-def advance(last: str | None, now_ms: int, node: str = SERVER_NODE,
-            seen: str | None = None) -> str:
+def advance(last: str | None, now_ms: int, node: str = SERVER_NODE, seen: str | None = None) -> str:
     """The next HLC after ``last`` (and after ``seen``, a received HLC), at wall time ``now_ms``."""
     last_ms, last_counter = (ms_of(last), int(last[16:21])) if last else (0, 0)
     if seen is not None:
@@ -93,7 +92,9 @@ class ServerClock:
         if self._dirty and self.last is not None:
             self.db.execute(
                 "INSERT INTO meta (key, value) VALUES ('server_hlc', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value", [self.last])
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [self.last],
+            )
 
 
 def load(db: sqlite_utils.Database) -> str | None:

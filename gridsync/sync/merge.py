@@ -28,11 +28,35 @@ from gridsync import service_kinds
 from gridsync.db import next_seq
 
 STAMPS = "stamps"
-_ROW_COLS = ("id", "grid_id", "building", "unit", "room", "head_name", "phone", "size", "tags",
-             "notes", "responsible_member_id", "status", "field_hlc", "seq")
+_ROW_COLS = (
+    "id",
+    "grid_id",
+    "building",
+    "unit",
+    "room",
+    "head_name",
+    "phone",
+    "size",
+    "tags",
+    "notes",
+    "responsible_member_id",
+    "status",
+    "field_hlc",
+    "seq",
+)
 ROW_SELECT = ", ".join(_ROW_COLS)
-MERGED_FIELDS = ("grid_id", "building", "unit", "room", "head_name", "phone", "size", "notes",
-                 "status", "responsible_member_id")
+MERGED_FIELDS = (
+    "grid_id",
+    "building",
+    "unit",
+    "room",
+    "head_name",
+    "phone",
+    "size",
+    "notes",
+    "status",
+    "responsible_member_id",
+)
 
 _json = msgspec.json.Encoder()
 _any = msgspec.json.Decoder()
@@ -57,8 +81,12 @@ class Stamp(msgspec.Struct, array_like=True, gc=False):
         if isinstance(raw, str):  # a bare HLC (written by other tools)
             return cls(raw, default_seq)
         if isinstance(raw, list) and raw:
-            return cls(str(raw[0]), int(raw[1]) if len(raw) > 1 else default_seq,
-                       raw[2] if len(raw) > 2 else None, raw[3] if len(raw) > 3 else None)
+            return cls(
+                str(raw[0]),
+                int(raw[1]) if len(raw) > 1 else default_seq,
+                raw[2] if len(raw) > 2 else None,
+                raw[3] if len(raw) > 3 else None,
+            )
         return cls("", default_seq)
 
 
@@ -106,8 +134,7 @@ class HouseholdState:
 
 
 def load(db: sqlite_utils.Database, household_id: str) -> HouseholdState | None:
-    row = db.execute(f"SELECT {ROW_SELECT} FROM households WHERE id = ?",
-                     [household_id]).fetchone()
+    row = db.execute(f"SELECT {ROW_SELECT} FROM households WHERE id = ?", [household_id]).fetchone()
     return state_from_row(row) if row else None
 
 
@@ -142,8 +169,9 @@ def _saw(stamp: Stamp, writer: Stamp, base_seq: int | None) -> bool:
     return base_seq is not None and stamp.seq <= base_seq
 
 
-def merge_field(state: HouseholdState, name: str, value: Any, writer: Stamp,
-                base_seq: int | None) -> Lost | None:
+def merge_field(
+    state: HouseholdState, name: str, value: Any, writer: Stamp, base_seq: int | None
+) -> Lost | None:
     """LWW one field; returns the losing side when there is a conflict."""
     current = state.values[name]
     stamp = state.stamp(name)
@@ -176,8 +204,7 @@ def add_tag(state: HouseholdState, tag: str, writer: Stamp, base_seq: int | None
     return lost
 
 
-def remove_tag(state: HouseholdState, tag: str, writer: Stamp,
-               base_seq: int | None) -> Lost | None:
+def remove_tag(state: HouseholdState, tag: str, writer: Stamp, base_seq: int | None) -> Lost | None:
     if tag not in state.tags:
         return None
     added = state.tag_adds.get(tag) or Stamp("", state.seq)
@@ -202,14 +229,29 @@ def encode_stamps(state: HouseholdState) -> str:
 _SAVE_SQL = (
     "UPDATE households SET grid_id = ?, building = ?, unit = ?, room = ?, head_name = ?, "
     "phone = ?, size = ?, tags = ?, notes = ?, responsible_member_id = ?, status = ?, "
-    "field_hlc = ?, seq = ?, updated_at = ? WHERE id = ?")
+    "field_hlc = ?, seq = ?, updated_at = ? WHERE id = ?"
+)
 
 
 def _save_params(state: HouseholdState, seq: int, now_iso: str) -> list[Any]:
     v = state.values
-    return [v["grid_id"], v["building"], v["unit"], v["room"], v["head_name"], v["phone"],
-            v["size"], _json.encode(sorted(set(v["tags"]))).decode(), v["notes"],
-            v["responsible_member_id"], v["status"], encode_stamps(state), seq, now_iso, v["id"]]
+    return [
+        v["grid_id"],
+        v["building"],
+        v["unit"],
+        v["room"],
+        v["head_name"],
+        v["phone"],
+        v["size"],
+        _json.encode(sorted(set(v["tags"]))).decode(),
+        v["notes"],
+        v["responsible_member_id"],
+        v["status"],
+        encode_stamps(state),
+        seq,
+        now_iso,
+        v["id"],
+    ]
 
 
 def save(db: sqlite_utils.Database, state: HouseholdState, seq: int, now_iso: str) -> None:
@@ -222,8 +264,19 @@ def save(db: sqlite_utils.Database, state: HouseholdState, seq: int, now_iso: st
     state.loaded_grid = v["grid_id"]
 
 
-_VALUE_COLUMNS = ("grid_id", "building", "unit", "room", "head_name", "phone", "size", "tags",
-                  "notes", "responsible_member_id", "status")
+_VALUE_COLUMNS = (
+    "grid_id",
+    "building",
+    "unit",
+    "room",
+    "head_name",
+    "phone",
+    "size",
+    "tags",
+    "notes",
+    "responsible_member_id",
+    "status",
+)
 
 
 @functools.cache
@@ -232,8 +285,9 @@ def _save_columns_sql(columns: tuple[str, ...]) -> str:
     return f"UPDATE households SET {sets}field_hlc = ?, seq = ?, updated_at = ? WHERE id = ?"
 
 
-def save_many(db: sqlite_utils.Database, states: list[tuple[HouseholdState, set[str]]],
-              now_iso: str) -> None:
+def save_many(
+    db: sqlite_utils.Database, states: list[tuple[HouseholdState, set[str]]], now_iso: str
+) -> None:
     """:func:`save` of several merged rows that stay in their grid, each with its own
     ``state.seq``, given the names it changed (``state.changed`` accumulated): only the changed
     value columns are written (with the stamps, seq and time), so the indexes on the others are
@@ -243,41 +297,59 @@ def save_many(db: sqlite_utils.Database, states: list[tuple[HouseholdState, set[
         v = state.values
         assert v["grid_id"] == state.loaded_grid
         columns = tuple(c for c in _VALUE_COLUMNS if c in changed)
-        params = [_json.encode(sorted(set(v["tags"]))).decode() if c == "tags" else v[c]
-                  for c in columns]
+        params = [
+            _json.encode(sorted(set(v["tags"]))).decode() if c == "tags" else v[c] for c in columns
+        ]
         params += [encode_stamps(state), state.seq, now_iso, v["id"]]
         groups.setdefault(columns, []).append(params)
     for columns, rows in groups.items():
         db.conn.executemany(_save_columns_sql(columns), rows)
 
 
-def _move_visits(db: sqlite_utils.Database, household_id: str, old_grid: str,
-                 grid_id: str) -> None:
+def _move_visits(db: sqlite_utils.Database, household_id: str, old_grid: str, grid_id: str) -> None:
     """A household's visits follow it to its new grid, each with a new change seq, so that the
     phones of the new grid receive them (those of the old grid drop them with the household);
     both grids' kept service kinds are recounted."""
-    ids = [r[0] for r in db.execute("SELECT id FROM visits WHERE household_id = ? ORDER BY id",
-                                    [household_id]).fetchall()]
+    ids = [
+        r[0]
+        for r in db.execute(
+            "SELECT id FROM visits WHERE household_id = ? ORDER BY id", [household_id]
+        ).fetchall()
+    ]
     if not ids:
         return
     first = next_seq(db, len(ids))
-    db.conn.executemany("UPDATE visits SET grid_id = ?, seq = ? WHERE id = ?",
-                        [(grid_id, first + i, vid) for i, vid in enumerate(ids)])
+    db.conn.executemany(
+        "UPDATE visits SET grid_id = ?, seq = ? WHERE id = ?",
+        [(grid_id, first + i, vid) for i, vid in enumerate(ids)],
+    )
     service_kinds.recount(db, [old_grid, grid_id])
 
 
 _CONFLICT_INSERT = (
     "INSERT INTO sync_conflicts (id, household_id, grid_id, field, value, winner, lost_hlc, "
     "lost_person_id, lost_device_id, winner_hlc, winner_person_id, winner_device_id, mid, "
-    "created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    "created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def conflict_row(state: HouseholdState, item: Lost, mid: str | None, now_ms: int) -> list[Any]:
     """A ``sync_conflicts`` row for :data:`_CONFLICT_INSERT`, without its id (first)."""
-    return [state.id, state.values["grid_id"], item.field, _json.encode(item.value).decode(),
-            _json.encode(item.winner).decode(), item.lost.hlc, item.lost.person_id,
-            item.lost.device_id, item.won.hlc or None, item.won.person_id, item.won.device_id,
-            mid, now_ms]
+    return [
+        state.id,
+        state.values["grid_id"],
+        item.field,
+        _json.encode(item.value).decode(),
+        _json.encode(item.winner).decode(),
+        item.lost.hlc,
+        item.lost.person_id,
+        item.lost.device_id,
+        item.won.hlc or None,
+        item.won.person_id,
+        item.won.device_id,
+        mid,
+        now_ms,
+    ]
 
 
 def insert_conflicts(db: sqlite_utils.Database, rows: list[list[Any]]) -> list[int]:
@@ -290,7 +362,8 @@ def insert_conflicts(db: sqlite_utils.Database, rows: list[list[Any]]) -> list[i
     return list(range(first, first + len(rows)))
 
 
-def record_conflicts(db: sqlite_utils.Database, state: HouseholdState, lost: list[Lost],
-                     mid: str | None, now_ms: int) -> list[int]:
+def record_conflicts(
+    db: sqlite_utils.Database, state: HouseholdState, lost: list[Lost], mid: str | None, now_ms: int
+) -> list[int]:
     """Write losing values to the conflict log; returns their ids."""
     return insert_conflicts(db, [conflict_row(state, item, mid, now_ms) for item in lost])

@@ -38,8 +38,17 @@ from gridsync.errors import GridsyncError
 from gridsync.sync.hlc import ms_of
 from gridsync.sync.protocol import Mutation
 
-__all__ = ["Mutation", "OpContext", "Outcome", "OpSpec", "REGISTRY", "register", "register_batch",
-           "load_builtin_ops", "BatchItem"]
+__all__ = [
+    "REGISTRY",
+    "BatchItem",
+    "Mutation",
+    "OpContext",
+    "OpSpec",
+    "Outcome",
+    "load_builtin_ops",
+    "register",
+    "register_batch",
+]
 
 
 @dataclass
@@ -125,8 +134,9 @@ def register(name: str, *, data_type: type | None = None) -> Callable:
     return decorate
 
 
-def register_batch(name: str, *, data_type: type | None = None,
-                   own_record: bool = False) -> Callable:
+def register_batch(
+    name: str, *, data_type: type | None = None, own_record: bool = False
+) -> Callable:
     """Register an op by its batch handler ``(ctx, items: list[BatchItem]) -> list[Outcome |
     GridsyncError]`` (one result per item, in order): push hands it every run of the op in a
     batch. Its one-mutation handler is the batch of one. ``own_record``: the op's rows are the
@@ -141,8 +151,15 @@ def register_batch(name: str, *, data_type: type | None = None,
 
         register(name, data_type=data_type)(one)
         spec = REGISTRY[name]
-        REGISTRY[name] = OpSpec(spec.name, spec.handler, spec.data_type, spec.decoder,
-                                spec.msgpack_decoder, fn, own_record)
+        REGISTRY[name] = OpSpec(
+            spec.name,
+            spec.handler,
+            spec.data_type,
+            spec.decoder,
+            spec.msgpack_decoder,
+            fn,
+            own_record,
+        )
         return fn
 
     return decorate

@@ -72,8 +72,13 @@ def _finish(ctx: OpContext, state: HouseholdState, lost: list[Lost], seq: int) -
     ids = merge.record_conflicts(ctx.db, state, lost, ctx.mid, ctx.received_ms)
     if not lost:
         return Outcome("applied")
-    return Outcome("merged", [{"field": item.field, "value": item.value, "winner": item.winner,
-                               "conflict_id": cid} for item, cid in zip(lost, ids)])
+    return Outcome(
+        "merged",
+        [
+            {"field": item.field, "value": item.value, "winner": item.winner, "conflict_id": cid}
+            for item, cid in zip(lost, ids)
+        ],
+    )
 
 
 def _check_tags(tags: list[str]) -> None:
@@ -86,12 +91,15 @@ def _check_tags(tags: list[str]) -> None:
 def household_create(ctx: OpContext, m: Mutation, data: HouseholdCreate) -> Outcome:
     if not ctx.principal.scope.allows_grid(data.grid_id):
         raise OutOfScope(f"grid {data.grid_id} is outside your scope")
-    if ctx.db.execute("SELECT 1 FROM org_units WHERE id = ? AND kind = 'grid'",
-                      [data.grid_id]).fetchone() is None:
+    if (
+        ctx.db.execute(
+            "SELECT 1 FROM org_units WHERE id = ? AND kind = 'grid'", [data.grid_id]
+        ).fetchone()
+        is None
+    ):
         raise NotFound(f"no grid {data.grid_id}")
     if ctx.db.execute("SELECT 1 FROM households WHERE id = ?", [m.id]).fetchone():
-        raise GridsyncError(f"household {m.id} exists already", code="already_exists",
-                            status=409)
+        raise GridsyncError(f"household {m.id} exists already", code="already_exists", status=409)
     _check_tags(data.tags)
     seq = next_seq(ctx.db)
     writer = _writer(ctx, seq)
@@ -105,9 +113,22 @@ def household_create(ctx: OpContext, m: Mutation, data: HouseholdCreate) -> Outc
         "INSERT INTO households (id, grid_id, building, unit, room, head_name, phone, size, "
         "tags, notes, status, field_hlc, seq, created_at, updated_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?)",
-        [m.id, data.grid_id, data.building, data.unit, data.room, data.head_name, data.phone,
-         data.size, _json.encode(tags).decode(), data.notes, _json.encode(stamps).decode(), seq,
-         now, now],
+        [
+            m.id,
+            data.grid_id,
+            data.building,
+            data.unit,
+            data.room,
+            data.head_name,
+            data.phone,
+            data.size,
+            _json.encode(tags).decode(),
+            data.notes,
+            _json.encode(stamps).decode(),
+            seq,
+            now,
+            now,
+        ],
     )
     return Outcome("applied")
 
@@ -128,8 +149,7 @@ def _update_fields(m: Mutation) -> dict[str, Any]:
 
 
 @register_batch("household.update")
-def household_update_batch(ctx: OpContext,
-                           items: list[BatchItem]) -> list[Outcome | GridsyncError]:
+def household_update_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome | GridsyncError]:
     """A run of household updates, in order: one query loads every household of the run, the
     merges run on those states in memory (a later update of the same household sees the
     earlier ones), and the changed rows are written at the end (one ``executemany`` per set of
@@ -138,10 +158,14 @@ def household_update_batch(ctx: OpContext,
     update that moves a household to another grid is written at once, so that the move is on
     record (``household_moves``) for the scope checks of the updates after it."""
     db = ctx.db
-    states = {row[0]: merge.state_from_row(row) for row in db.execute(
-        f"SELECT {merge.ROW_SELECT} FROM households WHERE id IN "
-        "(SELECT value FROM json_each(?))",
-        [_json.encode(list({it.m.id for it in items})).decode()]).fetchall()}
+    states = {
+        row[0]: merge.state_from_row(row)
+        for row in db.execute(
+            f"SELECT {merge.ROW_SELECT} FROM households WHERE id IN "
+            "(SELECT value FROM json_each(?))",
+            [_json.encode(list({it.m.id for it in items})).decode()],
+        ).fetchall()
+    }
     scope = ctx.principal.scope
     device, person = ctx.principal.device_id, ctx.principal.person_id
     now = iso_ms(ctx.received_ms)
@@ -158,15 +182,20 @@ def household_update_batch(ctx: OpContext,
             if state is None:
                 raise NotFound(f"no household {m.id}")
             grid = state.values["grid_id"]
-            if not scope.allows_grid(grid) and not sync_scope.was_in_scope(db, scope, m.id,
-                                                                           it.scope_ms):
+            if not scope.allows_grid(grid) and not sync_scope.was_in_scope(
+                db, scope, m.id, it.scope_ms
+            ):
                 raise OutOfScope(f"household {m.id} is outside your scope")
             new_grid = changes.get("grid_id")
             if new_grid is not None and new_grid != grid:
                 if not scope.allows_grid(new_grid):
                     raise OutOfScope(f"grid {new_grid} is outside your scope")
-                if db.execute("SELECT 1 FROM org_units WHERE id = ? AND kind = 'grid'",
-                              [new_grid]).fetchone() is None:
+                if (
+                    db.execute(
+                        "SELECT 1 FROM org_units WHERE id = ? AND kind = 'grid'", [new_grid]
+                    ).fetchone()
+                    is None
+                ):
                     raise NotFound(f"no grid {new_grid}")
         except GridsyncError as exc:
             results.append(exc)
@@ -199,11 +228,11 @@ def household_update_batch(ctx: OpContext,
         if not lost:
             results.append(_APPLIED)
             continue
-        entries = [{"field": item.field, "value": item.value, "winner": item.winner}
-                   for item in lost]
+        entries = [
+            {"field": item.field, "value": item.value, "winner": item.winner} for item in lost
+        ]
         results.append(Outcome("merged", entries))
-        conflicts.extend(merge.conflict_row(state, item, m.mid, ctx.received_ms)
-                         for item in lost)
+        conflicts.extend(merge.conflict_row(state, item, m.mid, ctx.received_ms) for item in lost)
         lost_entries.extend(entries)
     # the conflict log of the whole run in one insert; the answers carry the ids
     for entry, cid in zip(lost_entries, merge.insert_conflicts(db, conflicts), strict=True):
@@ -247,17 +276,23 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
     db = ctx.db
     household_ids = {it.data.household_id for it in items}
     households = {
-        r[0]: (r[1], r[2]) for r in db.execute(
+        r[0]: (r[1], r[2])
+        for r in db.execute(
             "SELECT id, grid_id, last_visit_ms FROM households "
             "WHERE id IN (SELECT value FROM json_each(?))",
-            [_json.encode(list(household_ids)).decode()]).fetchall()
+            [_json.encode(list(household_ids)).decode()],
+        ).fetchall()
     }
-    existing = dict(db.execute(  # visit id -> the member who logged it
-        "SELECT id, member_id FROM visits WHERE id IN (SELECT value FROM json_each(?))",
-        [_json.encode([it.m.id for it in items]).decode()]).fetchall())
+    existing = dict(
+        db.execute(  # visit id -> the member who logged it
+            "SELECT id, member_id FROM visits WHERE id IN (SELECT value FROM json_each(?))",
+            [_json.encode([it.m.id for it in items]).decode()],
+        ).fetchall()
+    )
     default_kinds = frozenset(ctx.settings.coverage.service_kinds)
-    community_kinds = coverage.service_kinds_of_grids(db, ctx.settings,
-                                                      {g for g, _ in households.values()})
+    community_kinds = coverage.service_kinds_of_grids(
+        db, ctx.settings, {g for g, _ in households.values()}
+    )
     scope = ctx.principal.scope
     allowed_grids = {g for g, _ in households.values() if scope.allows_grid(g)}
     person, device = ctx.principal.person_id, ctx.principal.device_id
@@ -273,9 +308,14 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
         vid = it.m.id
         if vid in existing:
             # a resend is the same member's; another's visit under a taken id is not stored
-            results.append(_VISIT_DUPLICATE if existing[vid] == person else Conflict(
-                f"visit id {vid} is taken by another visit: create it under a new id",
-                code="id_taken"))
+            results.append(
+                _VISIT_DUPLICATE
+                if existing[vid] == person
+                else Conflict(
+                    f"visit id {vid} is taken by another visit: create it under a new id",
+                    code="id_taken",
+                )
+            )
             continue
         hid = data.household_id
         household = households.get(hid)
@@ -283,8 +323,7 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
             results.append(NotFound(f"no household {hid}"))
             continue
         grid = household[0]
-        if grid not in allowed_grids and not sync_scope.was_in_scope(db, scope, hid,
-                                                                     it.scope_ms):
+        if grid not in allowed_grids and not sync_scope.was_in_scope(db, scope, hid, it.scope_ms):
             results.append(OutOfScope(f"household {hid} is outside your scope"))
             continue
         kinds_allowed = community_kinds.get(grid, default_kinds)
@@ -293,8 +332,13 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
         if encoded is None:
             bad = [k for k in data.kinds if k not in kinds_allowed]
             if bad:
-                results.append(Invalid(f"unknown service kinds {bad}; configured: "
-                                       f"{', '.join(sorted(kinds_allowed))}", field="data.kinds"))
+                results.append(
+                    Invalid(
+                        f"unknown service kinds {bad}; configured: "
+                        f"{', '.join(sorted(kinds_allowed))}",
+                        field="data.kinds",
+                    )
+                )
                 continue
             encoded = kinds_cache[kinds] = _json.encode(sorted(set(data.kinds))).decode()
         try:
@@ -302,13 +346,32 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
             # household count as contacted into the future (``at`` is kept as sent)
             at_ms = min(_at_ms(data.at), ctx.received_ms)
         except ValueError:
-            results.append(Invalid(f"at {data.at!r} is not ISO 8601 with an offset, e.g. "
-                                   "2026-11-20T09:30:00+08:00", field="data.at"))
+            results.append(
+                Invalid(
+                    f"at {data.at!r} is not ISO 8601 with an offset, e.g. "
+                    "2026-11-20T09:30:00+08:00",
+                    field="data.at",
+                )
+            )
             continue
         existing[vid] = person
-        rows.append((vid, hid, grid, person, device, data.at, at_ms, data.channel, encoded,
-                     data.note, _json.encode(data.geo).decode() if data.geo else None,
-                     first + n, received))
+        rows.append(
+            (
+                vid,
+                hid,
+                grid,
+                person,
+                device,
+                data.at,
+                at_ms,
+                data.channel,
+                encoded,
+                data.note,
+                _json.encode(data.geo).decode() if data.geo else None,
+                first + n,
+                received,
+            )
+        )
         if data.kinds:
             kept.append((grid, person, data.kinds, at_ms))
         if at_ms > newest.get(hid, 0):
@@ -318,30 +381,39 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
         db.conn.executemany(
             "INSERT INTO visits (id, household_id, grid_id, member_id, device_id, at, at_ms, "
             "channel, kinds, note, geo, seq, received_at, voided) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)", rows)
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+            rows,
+        )
         db.conn.executemany(
             "UPDATE households SET last_visit_ms = ? WHERE id = ? "
             "AND (last_visit_ms IS NULL OR last_visit_ms < ?)",
-            [(ms, hid, ms) for hid, ms in newest.items()
-             if households[hid][1] is None or households[hid][1] < ms])
+            [
+                (ms, hid, ms)
+                for hid, ms in newest.items()
+                if households[hid][1] is None or households[hid][1] < ms
+            ],
+        )
         service_kinds.note_visits(db, kept)
     return results
 
 
 @register("visit.void", data_type=VisitVoid)
 def visit_void(ctx: OpContext, m: Mutation, data: VisitVoid) -> Outcome:
-    row = ctx.db.execute("SELECT household_id, grid_id, voided, member_id, kinds, at_ms "
-                         "FROM visits WHERE id = ?", [m.id]).fetchone()
+    row = ctx.db.execute(
+        "SELECT household_id, grid_id, voided, member_id, kinds, at_ms FROM visits WHERE id = ?",
+        [m.id],
+    ).fetchone()
     if row is None:
         raise NotFound(f"no visit {m.id}")
     household_id, grid_id, voided, member_id, kinds, at_ms = row
     _check_scope(ctx, household_id, grid_id)
     if voided:
         return Outcome("applied")
-    ctx.db.execute("UPDATE visits SET voided = 1, seq = ? WHERE id = ?",
-                   [next_seq(ctx.db), m.id])
+    ctx.db.execute("UPDATE visits SET voided = 1, seq = ? WHERE id = ?", [next_seq(ctx.db), m.id])
     ctx.db.execute(
         "UPDATE households SET last_visit_ms = (SELECT max(at_ms) FROM visits "
-        "WHERE household_id = ? AND voided = 0) WHERE id = ?", [household_id, household_id])
+        "WHERE household_id = ? AND voided = 0) WHERE id = ?",
+        [household_id, household_id],
+    )
     service_kinds.visit_voided(ctx.db, grid_id, member_id, kinds, at_ms)
     return Outcome("applied")

@@ -20,13 +20,21 @@ def raise_case(ctx: OpContext, m: Mutation, data: WhistleRaise) -> Outcome:
         # The same case sent again under a new mid (a phone that lost its queue's state):
         # no second effect. Someone else's case with this id is refused (case_exists).
         return Outcome(status="duplicate")
-    whistle.raise_case(ctx.db, ctx.principal, m.id, data, received_ms=ctx.received_ms,
-                       settings=ctx.settings)
+    whistle.raise_case(
+        ctx.db, ctx.principal, m.id, data, received_ms=ctx.received_ms, settings=ctx.settings
+    )
     return Outcome()
 
 
 @register("whistle.act", data_type=WhistleAct)
 def act(ctx: OpContext, m: Mutation, data: WhistleAct) -> Outcome:
-    whistle.act(ctx.db, ctx.principal, m.id, data, now_ms=ctx.received_ms, settings=ctx.settings,
-                device_at=data.at)
+    whistle.act(
+        ctx.db,
+        ctx.principal,
+        m.id,
+        data,
+        now_ms=ctx.received_ms,
+        settings=ctx.settings,
+        device_at=data.at,
+    )
     return Outcome()

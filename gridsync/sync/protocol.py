@@ -16,9 +16,17 @@ from gridsync.sync.hlc import HLC_PATTERN
 
 # Hot-path strings carry length bounds only: msgspec checks a regex pattern per value at about
 # ten times the cost of the whole decode, so push checks the HLC layout itself (push.py).
-HlcStr = Annotated[str, Meta(min_length=23, max_length=86, description=(
-    "hybrid logical clock <15-digit wall ms>:<5-digit counter>:<device id>, pattern "
-    + HLC_PATTERN))]
+HlcStr = Annotated[
+    str,
+    Meta(
+        min_length=23,
+        max_length=86,
+        description=(
+            "hybrid logical clock <15-digit wall ms>:<5-digit counter>:<device id>, pattern "
+            + HLC_PATTERN
+        ),
+    ),
+]
 Mid = Annotated[str, Meta(min_length=1, max_length=64)]
 Id = Annotated[str, Meta(min_length=1, max_length=64)]
 ShortText = Annotated[str, Meta(max_length=200)]
@@ -118,8 +126,14 @@ class HouseholdMoveOut(Struct, kw_only=True, frozen=True):
 class VisitCreate(Struct, kw_only=True, gc=False, frozen=True):
     household_id: Id
     # Device clock, ISO 8601 with offset; kept as the phone sent it.
-    at: Annotated[str, Meta(min_length=16, max_length=40, description=(
-        "ISO 8601 with offset, e.g. 2026-11-20T09:30:00+08:00"))]
+    at: Annotated[
+        str,
+        Meta(
+            min_length=16,
+            max_length=40,
+            description=("ISO 8601 with offset, e.g. 2026-11-20T09:30:00+08:00"),
+        ),
+    ]
     channel: Channel
     kinds: Annotated[list[Kind], Meta(max_length=32)] = msgspec.field(default_factory=list)
     note: LongText = ""
@@ -201,9 +215,22 @@ class RestoreRequest(Struct, kw_only=True):
 
 
 WIRE_TYPES = [
-    PushRequest, Mutation, PushResponse, MutationResult, LostValue, HouseholdCreate,
-    HouseholdFields, HouseholdMoveOut, VisitCreate, VisitVoid, Change, PullResponse, SyncStatus,
-    ConflictEntry, ConflictPage, RestoreRequest,
+    PushRequest,
+    Mutation,
+    PushResponse,
+    MutationResult,
+    LostValue,
+    HouseholdCreate,
+    HouseholdFields,
+    HouseholdMoveOut,
+    VisitCreate,
+    VisitVoid,
+    Change,
+    PullResponse,
+    SyncStatus,
+    ConflictEntry,
+    ConflictPage,
+    RestoreRequest,
 ]
 
 HOUSEHOLD_STATUSES: tuple[str, ...] = HouseholdStatus.__args__  # type: ignore[attr-defined]

@@ -92,9 +92,15 @@ class PullResult:
     scope_known: bool  # the person's current scope version is recorded
 
 
-def _collect(db: sqlite_utils.Database, scope: Scope, after: int, upto: int, limit: int,
-             removes: bool, exhausted: tuple[str, ...] = ()
-             ) -> tuple[list[Change], int, bool, tuple[str, ...]]:
+def _collect(
+    db: sqlite_utils.Database,
+    scope: Scope,
+    after: int,
+    upto: int,
+    limit: int,
+    removes: bool,
+    exhausted: tuple[str, ...] = (),
+) -> tuple[list[Change], int, bool, tuple[str, ...]]:
     """One page of changes in ``(after, upto]``: (changes, new after, more to come, the types
     whose source has nothing left up to ``upto`` after this page).
 
@@ -129,8 +135,7 @@ def _collect(db: sqlite_utils.Database, scope: Scope, after: int, upto: int, lim
         type_name, got = parts[0]
         merged = [(type_name, c) for c in got if c.seq <= bound]
     else:
-        merged = sorted(((t, c) for t, got in parts for c in got if c.seq <= bound),
-                        key=_seq)
+        merged = sorted(((t, c) for t, got in parts for c in got if c.seq <= bound), key=_seq)
     more = bound < upto
     if len(merged) > limit:
         cut = merged[limit - 1][1].seq
@@ -141,8 +146,11 @@ def _collect(db: sqlite_utils.Database, scope: Scope, after: int, upto: int, lim
             merged = merged[:limit]
         more = True
         bound = merged[-1][1].seq
-    changes = [Change(type=t, id=c.id, seq=c.seq, op=c.op, data=c.data)  # type: ignore[arg-type]
-               for t, c in merged if removes or c.op != "remove"]
+    changes = [
+        Change(type=t, id=c.id, seq=c.seq, op=c.op, data=c.data)  # type: ignore[arg-type]
+        for t, c in merged
+        if removes or c.op != "remove"
+    ]
     done.update(t for t, last in complete if last <= bound)
     return changes, bound, more, tuple(sorted(done))
 
@@ -155,8 +163,14 @@ def _restricted(scope: Scope, grid_ids: frozenset[str]) -> Scope:
     return Scope(scope.person_id, False, scope.unit_ids, grid_ids, scope.version)
 
 
-def pull(db: sqlite_utils.Database, scope: Scope, cursor_value: str | None, limit: int,
-         now_ms: int, cycle_days: int) -> PullResult:
+def pull(
+    db: sqlite_utils.Database,
+    scope: Scope,
+    cursor_value: str | None,
+    limit: int,
+    now_ms: int,
+    cycle_days: int,
+) -> PullResult:
     PULL_WINDOW.set(PullWindow(now_ms - 2 * cycle_days * DAY_MS))
     ep = epoch(db)
     head = current_seq(db)
@@ -169,12 +183,22 @@ def pull(db: sqlite_utils.Database, scope: Scope, cursor_value: str | None, limi
             if sync_scope.grids_of_version(db, scope.person_id, cursor.sv) is None:
                 cursor, reset = None, True
             else:
-                cursor = Cursor(CURSOR_VERSION, ep, scope.version, 0, head, old_sv=cursor.sv,
-                                resume=cursor.after)
+                cursor = Cursor(
+                    CURSOR_VERSION,
+                    ep,
+                    scope.version,
+                    0,
+                    head,
+                    old_sv=cursor.sv,
+                    resume=cursor.after,
+                )
         else:  # the scope changed in the middle of a snapshot: start over
             cursor, reset = None, True
-    if cursor is not None and cursor.old_sv and sync_scope.grids_of_version(
-            db, scope.person_id, cursor.old_sv) is None:
+    if (
+        cursor is not None
+        and cursor.old_sv
+        and sync_scope.grids_of_version(db, scope.person_id, cursor.old_sv) is None
+    ):
         cursor, reset = None, True  # a transition from a scope version never recorded
     started = cursor is None
     if cursor is None:
@@ -183,8 +207,17 @@ def pull(db: sqlite_utils.Database, scope: Scope, cursor_value: str | None, limi
     server_hlc = hlc.current(db, now_ms)
 
     def done(changes: list[Change], nxt: Cursor, more: bool) -> PullResult:
-        return PullResult(PullResponse(changes=changes, cursor=encode_cursor(nxt), has_more=more,
-                                       reset=reset, server_hlc=server_hlc), started, known)
+        return PullResult(
+            PullResponse(
+                changes=changes,
+                cursor=encode_cursor(nxt),
+                has_more=more,
+                reset=reset,
+                server_hlc=server_hlc,
+            ),
+            started,
+            known,
+        )
 
     if cursor.old_sv and not cursor.rm_done:
         changes, last_id, finished = _removes(db, scope, cursor, limit)
@@ -195,29 +228,41 @@ def pull(db: sqlite_utils.Database, scope: Scope, cursor_value: str | None, limi
         # after which the old position resumes.
         if cursor.old_sv:
             old = sync_scope.grids_of_version(db, scope.person_id, cursor.old_sv)
-            pinned = scope if scope.everything or old is None or old[0] else _restricted(
-                scope, scope.grid_ids - old[1])
+            pinned = (
+                scope
+                if scope.everything or old is None or old[0]
+                else _restricted(scope, scope.grid_ids - old[1])
+            )
             then, more_then = Cursor(CURSOR_VERSION, ep, scope.version, cursor.resume), True
         else:
             pinned = scope
             then = Cursor(CURSOR_VERSION, ep, scope.version, cursor.upto)
             more_then = head > cursor.upto
-        changes, after, more, exhausted = _collect(db, pinned, cursor.after, cursor.upto, limit,
-                                                   False, cursor.exhausted)
+        changes, after, more, exhausted = _collect(
+            db, pinned, cursor.after, cursor.upto, limit, False, cursor.exhausted
+        )
         if more:
-            return done(changes, msgspec.structs.replace(cursor, after=after,
-                                                         exhausted=exhausted), True)
+            return done(
+                changes, msgspec.structs.replace(cursor, after=after, exhausted=exhausted), True
+            )
         return done(changes, then, more_then)
     changes, after, more, _ = _collect(db, scope, cursor.after, head, limit, True)
     return done(changes, Cursor(CURSOR_VERSION, ep, scope.version, after), more)
 
 
-def pull_page(db: sqlite_utils.Database, scope: Scope, cursor_value: str | None, limit: int,
-              now_ms: int, settings: Settings) -> PullResult:
+def pull_page(
+    db: sqlite_utils.Database,
+    scope: Scope,
+    cursor_value: str | None,
+    limit: int,
+    now_ms: int,
+    settings: Settings,
+) -> PullResult:
     """:func:`pull` with the visit window of the scope: two of the longest visit cycle among its
     communities' policies (:func:`gridsync.coverage.longest_cycle_days`)."""
-    return pull(db, scope, cursor_value, limit, now_ms,
-                coverage.longest_cycle_days(db, settings, scope))
+    return pull(
+        db, scope, cursor_value, limit, now_ms, coverage.longest_cycle_days(db, settings, scope)
+    )
 
 
 def _too_old(db: sqlite_utils.Database, cursor: Cursor) -> bool:
@@ -227,8 +272,9 @@ def _too_old(db: sqlite_utils.Database, cursor: Cursor) -> bool:
     return row is not None and cursor.after < int(row[0])
 
 
-def _removes(db: sqlite_utils.Database, scope: Scope, cursor: Cursor,
-             limit: int) -> tuple[list[Change], str, bool]:
+def _removes(
+    db: sqlite_utils.Database, scope: Scope, cursor: Cursor, limit: int
+) -> tuple[list[Change], str, bool]:
     """``remove`` for each household in a grid that left the scope, paged by id."""
     if scope.everything:
         return [], cursor.rm, True
@@ -243,8 +289,10 @@ def _removes(db: sqlite_utils.Database, scope: Scope, cursor: Cursor,
         if not left:
             return [], cursor.rm, True
         cond, params = "grid_id IN (SELECT value FROM json_each(?))", [_json.encode(left).decode()]
-    rows = db.execute(f"SELECT id, seq FROM households WHERE {cond} AND id > ? "
-                      "ORDER BY id LIMIT ?", [*params, cursor.rm, limit]).fetchall()
+    rows = db.execute(
+        f"SELECT id, seq FROM households WHERE {cond} AND id > ? ORDER BY id LIMIT ?",
+        [*params, cursor.rm, limit],
+    ).fetchall()
     changes = [Change(type="household", id=r[0], seq=r[1], op="remove") for r in rows]
     return changes, rows[-1][0] if rows else cursor.rm, len(rows) < limit
 

@@ -65,4 +65,3 @@ class ReadAhead:
             return None
         self.hits += 1
         return future
-

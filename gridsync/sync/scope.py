@@ -19,28 +19,39 @@ def remember(db: sqlite_utils.Database, scope: Scope) -> None:
     db.execute(
         "INSERT OR IGNORE INTO scope_versions (person_id, version, everything, grid_ids) "
         "VALUES (?, ?, ?, ?)",
-        [scope.person_id, scope.version, int(scope.everything),
-         _json.encode(sorted(scope.grid_ids)).decode()],
+        [
+            scope.person_id,
+            scope.version,
+            int(scope.everything),
+            _json.encode(sorted(scope.grid_ids)).decode(),
+        ],
     )
 
 
 def is_remembered(db: sqlite_utils.Database, scope: Scope) -> bool:
-    return db.execute("SELECT 1 FROM scope_versions WHERE person_id = ? AND version = ?",
-                      [scope.person_id, scope.version]).fetchone() is not None
+    return (
+        db.execute(
+            "SELECT 1 FROM scope_versions WHERE person_id = ? AND version = ?",
+            [scope.person_id, scope.version],
+        ).fetchone()
+        is not None
+    )
 
 
-def grids_of_version(db: sqlite_utils.Database, person_id: str,
-                     version: int) -> tuple[bool, frozenset[str]] | None:
+def grids_of_version(
+    db: sqlite_utils.Database, person_id: str, version: int
+) -> tuple[bool, frozenset[str]] | None:
     """(everything, grid ids) of a remembered scope version, or None when unknown."""
-    row = db.execute("SELECT everything, grid_ids FROM scope_versions "
-                     "WHERE person_id = ? AND version = ?", [person_id, version]).fetchone()
+    row = db.execute(
+        "SELECT everything, grid_ids FROM scope_versions WHERE person_id = ? AND version = ?",
+        [person_id, version],
+    ).fetchone()
     if row is None:
         return None
     return bool(row[0]), frozenset(_grids.decode(row[1]))
 
 
-def was_in_scope(db: sqlite_utils.Database, scope: Scope, household_id: str,
-                 at_ms: int) -> bool:
+def was_in_scope(db: sqlite_utils.Database, scope: Scope, household_id: str, at_ms: int) -> bool:
     """Whether the household was in the person's scope at ``at_ms`` (the mutation's HLC time).
 
     False for a time before the history the server still keeps (``gridsync.retention``): the
@@ -50,7 +61,9 @@ def was_in_scope(db: sqlite_utils.Database, scope: Scope, household_id: str,
         return False
     move = db.execute(
         "SELECT from_grid FROM household_moves WHERE household_id = ? AND at_ms > ? "
-        "ORDER BY at_ms, id LIMIT 1", [household_id, at_ms]).fetchone()
+        "ORDER BY at_ms, id LIMIT 1",
+        [household_id, at_ms],
+    ).fetchone()
     if move is not None:
         grid = move[0]
     else:
@@ -60,7 +73,9 @@ def was_in_scope(db: sqlite_utils.Database, scope: Scope, household_id: str,
         grid = row[0]
     change = db.execute(
         "SELECT old_version FROM scope_changes WHERE person_id = ? AND at_ms > ? "
-        "ORDER BY at_ms, id LIMIT 1", [scope.person_id, at_ms]).fetchone()
+        "ORDER BY at_ms, id LIMIT 1",
+        [scope.person_id, at_ms],
+    ).fetchone()
     if change is None:
         return scope.allows_grid(grid)
     past = grids_of_version(db, scope.person_id, change[0])

@@ -25,8 +25,16 @@ from gridsync.sync.client import CHINA, DeviceClient, SyncError
 CHANNELS = ("door", "door", "door", "phone", "wechat", "other")
 KINDS = ("policy", "opinion", "hardship", "safety", "dispute", "environment")
 TAGS = ("elderly_alone", "disabled", "low_income", "renter")
-NOTES = ("独居老人，需每周探访", "子女在外地", "已登记低保", "租户，合同到期续租", "反映楼道照明问题",
-         "家中有残疾人", "电话无人接听", "")
+NOTES = (
+    "独居老人，需每周探访",
+    "子女在外地",
+    "已登记低保",
+    "租户，合同到期续租",
+    "反映楼道照明问题",
+    "家中有残疾人",
+    "电话无人接听",
+    "",
+)
 
 
 @dataclass(frozen=True)
@@ -64,15 +72,27 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return (not self.diverged and not self.errors
-                and self.converged_devices == self.devices
-                and self.visits_on_server == self.visits_created - self.visits_rejected)
+        return (
+            not self.diverged
+            and not self.errors
+            and self.converged_devices == self.devices
+            and self.visits_on_server == self.visits_created - self.visits_rejected
+        )
 
 
 class Simulation:
-    def __init__(self, http: httpx.Client, phones: list[Phone], *, days: int, seed: int,
-                 clock: Clock = SYSTEM_CLOCK, encoding: str = "json", gzip: bool = True,
-                 progress: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        http: httpx.Client,
+        phones: list[Phone],
+        *,
+        days: int,
+        seed: int,
+        clock: Clock = SYSTEM_CLOCK,
+        encoding: str = "json",
+        gzip: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ):
         self.http = http
         self.rng = random.Random(seed)
         self.days = days
@@ -81,9 +101,17 @@ class Simulation:
         self.result = Result(devices=len(phones), days=days, seed=seed)
         self.phones = phones
         self.clients = [
-            DeviceClient(http, token=p.token, device_id=p.device_id, person_id=p.person_id,
-                         clock=clock, encoding=encoding, gzip=gzip, sleep=lambda _s: None,
-                         rng=random.Random(seed + i))
+            DeviceClient(
+                http,
+                token=p.token,
+                device_id=p.device_id,
+                person_id=p.person_id,
+                clock=clock,
+                encoding=encoding,
+                gzip=gzip,
+                sleep=lambda _s: None,
+                rng=random.Random(seed + i),
+            )
             for i, p in enumerate(phones)
         ]
         self.offline_days = [0] * len(phones)
@@ -149,8 +177,9 @@ class Simulation:
             if choice < 0.4:
                 client.update_household(hid, fields={"phone": f"13{rng.randint(0, 10**9 - 1):09d}"})
             elif choice < 0.7:
-                client.update_household(hid, fields={"notes": rng.choice(NOTES),
-                                                     "size": rng.randint(1, 6)})
+                client.update_household(
+                    hid, fields={"notes": rng.choice(NOTES), "size": rng.randint(1, 6)}
+                )
             else:
                 tag = rng.choice(TAGS)
                 if rng.random() < 0.6:
@@ -200,8 +229,13 @@ class Simulation:
         for phone, client in zip(self.phones, self.clients, strict=True):
             r.bytes_up += client.bytes_up
             r.bytes_down += client.bytes_down
-            fresh = DeviceClient(self.http, token=phone.token, device_id=phone.device_id,
-                                 person_id=phone.person_id, sleep=lambda _s: None)
+            fresh = DeviceClient(
+                self.http,
+                token=phone.token,
+                device_id=phone.device_id,
+                person_id=phone.person_id,
+                sleep=lambda _s: None,
+            )
             try:
                 fresh.pull()
                 problems = diff_views(client, fresh)
@@ -216,7 +250,9 @@ class Simulation:
                 r.diverged.append({"device_id": phone.device_id, "problems": problems[:10]})
             else:
                 r.converged_devices += 1
-        rejected = {o["id"] for c in self.clients for o in c.rejected() if o["op"] == "visit.create"}
+        rejected = {
+            o["id"] for c in self.clients for o in c.rejected() if o["op"] == "visit.create"
+        }
         r.visits_created = len(self.created_visits)
         r.visits_rejected = len(self.created_visits & rejected)
         r.visits_on_server = len(self.created_visits & on_server)
@@ -227,8 +263,9 @@ class Simulation:
             client.close()
 
 
-def diff_views(device: DeviceClient, server: DeviceClient,
-               types: tuple[str, ...] = ("household", "visit")) -> list[str]:
+def diff_views(
+    device: DeviceClient, server: DeviceClient, types: tuple[str, ...] = ("household", "visit")
+) -> list[str]:
     """Differences between a device's view and the server's copy, one line each."""
     problems: list[str] = []
     for type_ in types:
@@ -239,7 +276,10 @@ def diff_views(device: DeviceClient, server: DeviceClient,
             elif key not in mine:
                 problems.append(f"{type_} {key}: on the server only")
             elif mine[key] != theirs[key]:
-                fields = sorted(k for k in set(mine[key]) | set(theirs[key])
-                                if mine[key].get(k) != theirs[key].get(k))
+                fields = sorted(
+                    k
+                    for k in set(mine[key]) | set(theirs[key])
+                    if mine[key].get(k) != theirs[key].get(k)
+                )
                 problems.append(f"{type_} {key}: differs in {', '.join(fields)}")
     return problems

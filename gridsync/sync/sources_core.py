@@ -28,42 +28,51 @@ class PullWindow(NamedTuple):
     visits_since_ms: int
 
 
-PULL_WINDOW: ContextVar[PullWindow] = ContextVar("PULL_WINDOW", default=PullWindow(0))
+PULL_WINDOW: ContextVar[PullWindow] = ContextVar("PULL_WINDOW", default=PullWindow(0))  # noqa: B039 (a NamedTuple)
 
 
 @register_source("org_unit")
-def org_unit_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int,
-                     limit: int) -> list[SourceChange]:
+def org_unit_changes(
+    db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int, limit: int
+) -> list[SourceChange]:
     cond, params = scope.unit_filter("id")
     rows = db.execute(
         f"SELECT id, kind, name, parent_id, grid_id, seq FROM org_units "
         f"WHERE seq > ? AND seq <= ? AND {cond} ORDER BY seq LIMIT ?",
-        [after_seq, upto_seq, *params, limit]).fetchall()
-    return [SourceChange(r[5], r[0], "put", OrgUnit(id=r[0], kind=r[1], name=r[2],
-                                                    parent_id=r[3], grid_id=r[4]))
-            for r in rows]
+        [after_seq, upto_seq, *params, limit],
+    ).fetchall()
+    return [
+        SourceChange(
+            r[5], r[0], "put", OrgUnit(id=r[0], kind=r[1], name=r[2], parent_id=r[3], grid_id=r[4])
+        )
+        for r in rows
+    ]
 
 
 @register_source("person")
-def person_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int,
-                   limit: int) -> list[SourceChange]:
+def person_changes(
+    db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int, limit: int
+) -> list[SourceChange]:
     cond, params = org._people_scope_filter(scope)
     rows = db.execute(
         f"SELECT {org._PERSON_COLS}, p.seq FROM people p "
         f"WHERE p.seq > ? AND p.seq <= ? AND {cond} ORDER BY p.seq LIMIT ?",
-        [after_seq, upto_seq, *params, limit]).fetchall()
+        [after_seq, upto_seq, *params, limit],
+    ).fetchall()
     people = org._people_with_scope(db, [r[:5] for r in rows])
     return [SourceChange(r[5], p.id, "put", p) for r, p in zip(rows, people)]
 
 
 @register_source("household")
-def household_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int,
-                      limit: int) -> list[SourceChange]:
+def household_changes(
+    db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int, limit: int
+) -> list[SourceChange]:
     cond, params = scope.grid_filter("h.grid_id")
     rows = db.execute(
         f"SELECT {HOUSEHOLD_SELECT}, h.seq FROM households h "
         f"WHERE h.seq > ? AND h.seq <= ? AND {cond} ORDER BY h.seq LIMIT ?",
-        [after_seq, upto_seq, *params, limit]).fetchall()
+        [after_seq, upto_seq, *params, limit],
+    ).fetchall()
     changes = [SourceChange(r[-1], r[0], "put", household_from_row(r)) for r in rows]
     if not scope.everything:
         from_cond, from_params = scope.grid_filter("m.from_grid")
@@ -83,8 +92,9 @@ def household_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, u
 
 
 @register_source("visit", bulk=True)
-def visit_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int,
-                  limit: int) -> list[SourceChange]:
+def visit_changes(
+    db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int, limit: int
+) -> list[SourceChange]:
     """Visits ordered by seq across the scope's grids, read in seq windows.
 
     One ``grid_id IN (...) AND seq > after ORDER BY seq LIMIT n`` query reads and sorts every
@@ -96,14 +106,19 @@ def visit_changes(db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_
     member's single grid in a district) a few growing probes.
     """
     since = PULL_WINDOW.get().visits_since_ms
-    grids = (sorted(r[0] for r in db.execute("SELECT id FROM org_units WHERE kind = 'grid'"))
-             if scope.everything else sorted(scope.grid_ids))
+    grids = (
+        sorted(r[0] for r in db.execute("SELECT id FROM org_units WHERE kind = 'grid'"))
+        if scope.everything
+        else sorted(scope.grid_ids)
+    )
     if not grids or after_seq >= upto_seq:
         return []
     grid_list = _json.encode(grids).decode()
-    sql = (f"SELECT {VISIT_SELECT}, v.seq FROM visits v INDEXED BY visits_grid_seq "
-           "WHERE v.grid_id IN (SELECT value FROM json_each(?)) AND v.seq > ? AND v.seq <= ? "
-           "AND v.at_ms >= ? ORDER BY v.seq LIMIT ?")
+    sql = (
+        f"SELECT {VISIT_SELECT}, v.seq FROM visits v INDEXED BY visits_grid_seq "
+        "WHERE v.grid_id IN (SELECT value FROM json_each(?)) AND v.seq > ? AND v.seq <= ? "
+        "AND v.at_ms >= ? ORDER BY v.seq LIMIT ?"
+    )
     rows: list[tuple] = []
     lo, width = after_seq, limit
     while lo < upto_seq:
