@@ -40,6 +40,7 @@ from gridsync.clock import SYSTEM_CLOCK, Clock, iso_ms
 from gridsync.config import Settings
 from gridsync.db import next_seq
 from gridsync.errors import Invalid
+from gridsync.models import MAX_TAG_LENGTH, MAX_TAGS
 from gridsync.org import resolve_scope
 
 # field -> (Chinese label, accepted headers). Headers match after trimming, case-insensitively,
@@ -104,7 +105,6 @@ STATUS_ALIASES = {
     "已归档": "archived",
 }
 PHONE = re.compile(r"\+?[0-9][0-9 ()\-]{4,18}[0-9]")
-MAX_TAG_LENGTH = 32
 MAX_TEXT_LENGTH = 500
 MAX_SIZE = 9999  # as a phone may send (sync.protocol.HouseholdCreate.size)
 FIELDS = tuple(HEADERS)  # column order of the households row this module writes
@@ -347,6 +347,8 @@ def _row_values(number: int, raw: dict[str, str], errors: list[RowError]) -> dic
                 if len(tag) > MAX_TAG_LENGTH:
                     bad(name, "bad_tag", f"标签“{tag[:10]}…”过长（最多 {MAX_TAG_LENGTH} 字）")
                 tags.add(TAG_ALIASES.get(tag, tag))
+            if len(tags) > MAX_TAGS:
+                bad(name, "too_many_tags", f"标签过多：{len(tags)} 个（最多 {MAX_TAGS} 个）")
             values[name] = msgspec.json.encode(sorted(tags)).decode()
         elif name == "status":
             status = STATUS_ALIASES.get(text.lower())
