@@ -41,6 +41,9 @@ from gridsync.config import Settings
 from gridsync.db import next_seq
 from gridsync.errors import Invalid
 from gridsync.org import resolve_scope
+from gridsync.sync import merge
+from gridsync.sync.hlc import ServerClock
+from gridsync.sync.merge import Stamp
 
 # field -> (Chinese label, accepted headers). Headers match after trimming, case-insensitively,
 # ignoring spaces, underscores and hyphens.
@@ -579,9 +582,40 @@ def preview(
     return plan_import(db, sheet, settings, override_cap).preview
 
 
-def _server_hlc(ms: int) -> str:
-    """An HLC (SPEC 3.1 format) for an edit made by the server's importer."""
-    return f"{ms:015d}:00000:import"
+def _write_changes(
+    db: sqlite_utils.Database,
+    changed: list[tuple[str, dict[str, Any], dict[str, Any]]],
+    first_seq: int,
+    now: str,
+    server: ServerClock,
+    actor: Actor,
+) -> None:
+    """Write the changed households through the merge's own writer (:func:`merge.overwrite`,
+    :func:`merge.save`): ``field_hlc`` gets the stamps the merge reads (a server HLC, the change
+    seq, the importer), and a household moved to another grid takes its visits along, as a
+    phone's edit would. Numbered from ``first_seq`` in row order."""
+    if not changed:
+        return
+    states = {
+        row[0]: merge.state_from_row(row)
+        for row in db.execute(
+            f"SELECT {merge.ROW_SELECT} FROM households WHERE id IN "
+            "(SELECT value FROM json_each(?))",
+            [msgspec.json.encode([household_id for household_id, _, _ in changed]).decode()],
+        ).fetchall()
+    }
+    staying: list[tuple[merge.HouseholdState, set[str]]] = []
+    for n, (household_id, _current, diff) in enumerate(changed):
+        state, seq = states[household_id], first_seq + n
+        values = {k: msgspec.json.decode(v) if k == "tags" else v for k, v in diff.items()}
+        merge.overwrite(state, values, Stamp(server.tick(), seq, actor.device_id, actor.person_id))
+        if state.values["grid_id"] != state.loaded_grid:
+            merge.save(db, state, seq, now)
+        else:
+            state.seq = seq
+            staying.append((state, state.changed))
+    merge.save_many(db, staying, now)
+    server.save()
 
 
 def import_households(
@@ -603,7 +637,6 @@ def import_households(
         )
     now_ms = clock.now_ms()
     now = iso_ms(now_ms)
-    hlc = _server_hlc(now_ms)
     seq = next_seq(db, len(plan.new) + len(plan.changed)) if plan.new or plan.changed else 0
     for values in plan.new:
         row = {
@@ -622,19 +655,7 @@ def import_households(
             f"INSERT INTO households ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
             [row[n] for n in names],
         )
-    for household_id, _current, diff in plan.changed:
-        stamps = msgspec.json.decode(
-            db.execute("SELECT field_hlc FROM households WHERE id = ?", [household_id]).fetchone()[
-                0
-            ]
-        )
-        stamps.update({name: hlc for name in diff})
-        sets = ", ".join(f"{name} = ?" for name in diff)
-        db.execute(
-            f"UPDATE households SET {sets}, field_hlc = ?, seq = ?, updated_at = ? WHERE id = ?",
-            [*diff.values(), msgspec.json.encode(stamps).decode(), seq, now, household_id],
-        )
-        seq += 1
+    _write_changes(db, plan.changed, seq, now, ServerClock(db, now_ms), actor)
     for household_id, previous, member, load, cap, over in plan.assignments:
         db.execute(
             "INSERT INTO assignment_log (at, household_id, previous_member_id, member_id, "
