@@ -421,3 +421,10 @@ def test_an_empty_file_or_one_with_only_a_header_is_a_coded_error(demo_db, tmp_p
     result = invoke(demo_db, tmp_path / "e.csv", "--json")
     assert result.exit_code == 1
     assert report_of(result)["code"] == code
+
+
+def test_openpyxl_parses_through_defusedxml():
+    """openpyxl picks defusedxml up when it is installed (a dependency for this reason)."""
+    import openpyxl.xml
+
+    assert openpyxl.xml.DEFUSEDXML is True
