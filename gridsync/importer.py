@@ -2,12 +2,21 @@
 
 The contract:
 
-- Column headers may be Chinese or English (:data:`HEADERS`); unknown columns are ignored and
-  listed. Row 1 is the header, so row numbers are the ones a spreadsheet user sees.
+- Column headers may be Chinese or English (:data:`HEADERS`). A column with an unknown header,
+  or with data and no header, is refused unless the caller chose to ignore such columns (they
+  are then listed); a row-number column (序号) is ignored. Row 1 is the header, so row numbers
+  are the ones a spreadsheet user sees.
+- A file is read whole or refused (:func:`read_file`, :class:`Limits`): a row that cannot be
+  read whole (a CSV row wider or narrower than the header, a formula without a cached value)
+  is an error of that row; a file that is broken, hostile or beyond the bounds is a coded
+  error of the file. Nothing is guessed: a cell is never taken as empty because it could not
+  be read.
 - ``external_id`` (外部编号) is the household's stable id in the community's own register. A new
   household's id is derived from it (``hh-`` + a hash), and rows are upserted by it, so importing
   the same file twice changes nothing: an unchanged row keeps its ``seq`` and ``updated_at``, a
-  changed row takes a new ``seq`` (phones pull it) and stamps the changed fields' HLC.
+  changed row takes a new ``seq`` (phones pull it) and is written by the sync merge's own
+  writer (:func:`gridsync.sync.merge.overwrite`, ``save``), so ``field_hlc`` has the one shape
+  the merge reads and a phone's later edit merges with the import like with any other edit.
 - Columns absent from the file are left as they are on existing households (a file with only
   外部编号 and 联系电话 updates phones); an empty cell in a present column sets the field's empty
   value (``size`` 1, ``status`` active, no responsible member).
@@ -467,6 +476,7 @@ def read_file(
         }
     )
     unknown += [f"第{i + 1}列（没有表头）" for i in unnamed]
+    ignored += [f"第{i + 1}列（没有表头）" for i in unnamed]
     if unknown and not ignore_unknown_columns:
         raise Invalid(
             f"{path.name}: 无法识别的列 {'、'.join(unknown[:10])}"

@@ -363,9 +363,13 @@ def test_data_under_a_column_without_a_header_is_refused(demo_db, tmp_path):
     assert result.exit_code == 1
     assert report_of(result)["code"] == "unknown_column"
     assert "第4列（没有表头）" in report_of(result)["message"]
+    ignoring = invoke(demo_db, file, "--json", "--ignore-unknown-columns")
+    assert ignoring.exit_code == 0, ignoring.output
+    assert report_of(ignoring)["ignored_columns"] == ["第4列（没有表头）"]
+    assert q(demo_db, "SELECT tags FROM households WHERE external_id = 'R-061'") == [("[]",)]
     book = openpyxl.Workbook()
     book.active.append(["外部编号", "网格", "户主姓名"])
-    book.active.append(["R-061", "c001-g01", "甲", None, "独居老人"])
+    book.active.append(["R-062", "c001-g01", "甲", None, "独居老人"])
     book.save(tmp_path / "noheader.xlsx")
     result = invoke(demo_db, tmp_path / "noheader.xlsx", "--json")
     assert result.exit_code == 1 and "第5列（没有表头）" in report_of(result)["message"]
