@@ -244,19 +244,26 @@ def _too_many_rows(name: str, limits: Limits) -> Invalid:
     )
 
 
+_ASCII = bytes(range(128))
+
+
+def _high_bytes(data: bytes) -> int:
+    return len(data.translate(None, _ASCII))
+
+
 def _decode_csv(raw: bytes, name: str) -> str:
     """UTF-8 (with or without Excel's BOM), else GB18030. A file that is UTF-8 but for a bad
-    byte is refused rather than read as GB18030, which would decode it to other characters
-    without an error: it is taken for UTF-8 when, read as UTF-8, its valid non-ASCII characters
-    far outnumber the undecodable bytes (GB18030 text read as UTF-8 is mostly undecodable)."""
+    byte is refused rather than read as GB18030, which can decode it to other characters
+    without an error: it is taken for UTF-8 when, read as UTF-8, more than half of its non-ASCII
+    bytes form valid characters (of GB18030 text read as UTF-8, 1-40% do in our samples; random
+    registers of 2 to 100 rows with Chinese headers: none of 10,000 went past half)."""
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         utf8_error = exc
     guess = raw.decode("utf-8", errors="replace")
-    bad = guess.count("\ufffd")
-    good = sum(1 for ch in guess if ch > "\x7f") - bad
-    if raw.startswith(codecs.BOM_UTF8) or good > 4 * bad:
+    valid = _high_bytes(guess.encode("utf-8")) - 3 * guess.count("\ufffd")
+    if raw.startswith(codecs.BOM_UTF8) or 2 * valid > _high_bytes(raw):
         position, encoding = utf8_error.start, "UTF-8"
     else:
         try:

@@ -405,6 +405,17 @@ def test_a_bad_byte_is_refused_in_gb18030_and_in_utf8(demo_db, tmp_path):
     assert report_of(result)["code"] == "bad_encoding"
     assert "第4行" in report_of(result)["message"] and "UTF-8" in report_of(result)["message"]
     assert households(demo_db) == before
+    # UTF-8 with one byte of a name corrupted, where every run of Chinese has an even length:
+    # GB18030 decodes it without an error, so it was imported as other characters (exit 0)
+    text = "external_id,grid_id,head_name,notes\r\nR-1,c001-g01,张伟,独居\r\nR-2,c001-g01,李娜,低保\r\n"
+    raw = bytearray(text.encode())
+    raw[raw.index("李娜".encode()) + 1] = 0xC0
+    (tmp_path / "even.csv").write_bytes(bytes(raw))
+    assert bytes(raw).decode("gb18030")  # the trap: a valid GB18030 reading exists
+    result = invoke(demo_db, tmp_path / "even.csv", "--json")
+    assert result.exit_code == 1
+    assert report_of(result)["code"] == "bad_encoding" and "第3行" in report_of(result)["message"]
+    assert households(demo_db) == before
     # a whole GB18030 file still imports
     (tmp_path / "gb-ok.csv").write_bytes(gb)
     assert invoke(demo_db, tmp_path / "gb-ok.csv").exit_code == 0
