@@ -602,8 +602,14 @@ def m0009_field_hlc_shape(db: sqlite_utils.Database) -> None:
                     if isinstance(value, dict):
                         fixed[name] = tag_stamps(value, seq)
                     else:
-                        tags = json.loads(tags_text or "[]")
-                        fixed[name] = {t: stamp(value, seq) for t in sorted(set(tags))}
+                        try:
+                            tags = json.loads(tags_text or "[]")
+                        except ValueError:
+                            tags = []
+                        tags = tags if isinstance(tags, list) else []
+                        fixed[name] = {
+                            str(t): stamp(value, seq) for t in sorted(set(map(str, tags)))
+                        }
                 elif name == "tags_removed":
                     fixed[name] = tag_stamps(value, seq)
                 else:

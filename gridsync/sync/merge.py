@@ -221,7 +221,9 @@ def overwrite(state: HouseholdState, values: dict[str, Any], writer: Stamp) -> N
     """A write that saw the whole row and wins outright (a secretary's register import): each
     value is set with the writer's stamp, and ``tags`` (a list) is made the tag set through
     :func:`add_tag` and :func:`remove_tag`, so the stamps keep the shape this module reads.
-    Nothing is lost: the writer saw what it replaces (its stamp's seq is the newest)."""
+    The writer is taken to have seen what it replaces (the register is the secretary's word),
+    so nothing goes to the conflict log; its stamp (a server HLC, the newest seq) makes a
+    phone's later edit that did not see it a conflict, as with any other write."""
     for name, value in values.items():
         if name == "tags":
             wanted = set(value)
