@@ -742,6 +742,8 @@ class DeviceClient:
         try:
             return self._request(method, path, body=body, params=params)
         except DeviceDraining:
+            if self._draining:  # refused while draining already: do not drain again
+                raise
             self.drain()
             raise  # pragma: no cover - drain() always raises
 
@@ -854,8 +856,14 @@ class DeviceClient:
         or the sync status said ``draining``): push everything pending in one request, the one
         the server accepts, then wipe. Always raises :class:`DeviceDrainedError` (or
         :class:`DeviceRevokedError` when the drain was cut short by a plain revoke)."""
-        self._push(drain=True)
+        self._draining = True
+        try:
+            self._push(drain=True)
+        finally:
+            self._draining = False
         raise SyncError("the drain push was answered without drained: true")
+
+    _draining = False
 
     def _push(self, *, drain: bool) -> PushReport:
         report = PushReport()
