@@ -556,6 +556,14 @@ def m0008_households_tagged(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="0010_device_drain")
+def m0010_device_drain(db: sqlite_utils.Database) -> None:
+    """A device revoked with ``--drain`` may push what it holds once before it is wiped: from
+    ``draining_since`` until that push sets ``revoked_at`` it can push (and read its sync
+    status) and nothing else (``gridsync/auth.py``)."""
+    db.execute("ALTER TABLE devices ADD COLUMN draining_since TEXT")
+
+
 def rebuild_coverage_aggregates(db: sqlite_utils.Database) -> None:
     """Recount the trigger-kept coverage tables from people and households (the migration's
     backfill; also what tests compare the kept values with)."""

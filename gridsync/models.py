@@ -106,6 +106,8 @@ class Device(Struct, kw_only=True):
     created_at: str
     revoked_at: str | None = None
     last_seen_at: str | None = None
+    # Revoked with drain: it may push once more, then is revoked (``revoked_at``) and wiped.
+    draining_since: Annotated[str, Meta(max_length=64)] | None = None
 
 
 Name = Annotated[str, Meta(min_length=1, max_length=100)]
@@ -154,6 +156,9 @@ class Enrolled(Struct, kw_only=True):
 
 class RevokeRequest(Struct, kw_only=True, forbid_unknown_fields=True):
     reason: Annotated[str, Meta(max_length=500)] = ""
+    # Let the device push what it holds once (its unsent work), then wipe it; meanwhile it may
+    # pull nothing. Without drain the device is shut out at once.
+    drain: bool = False
 
 
 class OrgUnitPage(Struct, kw_only=True):

@@ -220,11 +220,34 @@ def device_enroll(
 @db_option
 @click.argument("device_id")
 @click.option("--reason", default="")
-def device_revoke(db_path: str, device_id: str, reason: str) -> None:
-    """Revoke a device at once: its next request is refused and told to wipe."""
+@click.option(
+    "--drain",
+    is_flag=True,
+    help="A phone being replaced: let it push its unsent work once, then wipe it "
+    "(it can pull nothing meanwhile).",
+)
+def device_revoke(db_path: str, device_id: str, reason: str, drain: bool) -> None:
+    """Revoke a device at once: its next request is refused and told to wipe. With --drain
+    its next push is accepted (once) and then it is wiped. Unlike the API, this may revoke
+    the last active admin device (with a warning)."""
+
+    def revoke(db):
+        last = auth.is_last_admin_device(db, device_id)
+        device = auth.revoke(db, device_id, Actor.cli(), reason, drain=drain, allow_last_admin=True)
+        return device, last
+
     with open_store(db_path) as store:
-        run(lambda: store.write(auth.revoke, device_id, Actor.cli(), reason))
-    click.echo(f"device {device_id} revoked")
+        device, last_admin = run(lambda: store.write(revoke))
+    if last_admin:
+        click.echo(
+            "警告：这是最后一台有效的管理员设备，撤销后无人能通过 API 管理；"
+            "请用 gridsync device enroll --person 管理员ID 登记新设备。",
+            err=True,
+        )
+    if device.revoked_at is None and device.draining_since is not None:
+        click.echo(f"device {device_id} draining: its next push is its last, then it is wiped")
+    else:
+        click.echo(f"device {device_id} revoked")
 
 
 @device.command("list")
@@ -239,7 +262,13 @@ def device_list(db_path: str, as_json: bool, person_id: str | None) -> None:
         echo_json(items)
         return
     for d in items:
-        state = f"revoked {d.revoked_at}" if d.revoked_at else "active"
+        state = (
+            f"revoked {d.revoked_at}"
+            if d.revoked_at
+            else f"draining since {d.draining_since}"
+            if d.draining_since
+            else "active"
+        )
         click.echo(f"{d.id}\t{d.person_id}\t{d.label}\t{state}\tlast seen {d.last_seen_at or '-'}")
 
 

@@ -86,6 +86,8 @@ class PushResponse(Struct, kw_only=True, omit_defaults=True):
     server_hlc: str
     last_seq: int = 0  # the device's highest applied push seq after this batch
     cursor: str | None = None  # the request's cursor, unchanged: pull to see merged state
+    # This was the drain push of a device revoked with drain: it is now revoked; wipe it.
+    drained: bool = False
 
 
 # -- op payloads ---------------------------------------------------------------------------------
@@ -176,6 +178,8 @@ class SyncStatus(Struct, kw_only=True):
     full_sync_changes: int
     full_sync_bytes: int  # estimated gzip bytes of that full sync
     pending_conflicts: int  # open conflicts in the person's scope
+    # The device was revoked with drain: push everything it holds in one request, then wipe.
+    draining: bool = False
 
 
 # -- conflicts -----------------------------------------------------------------------------------
