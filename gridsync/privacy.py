@@ -25,7 +25,7 @@ scope units and version, and the org tree's version). The per-household part,
 
 A phone shows the masked number it received, and an app that sends a whole form back would send
 the mask as the number. Push therefore never stores a phone value that :func:`is_masked` (it
-holds a ``*``, which no phone number has): the field is dropped from the mutation, the rest of it
+holds a ``*`` or ``＊``, which no phone number has): the field is dropped from the mutation, the rest of it
 applies, and the result lists it in ``ignored`` (``gridsync/sync/ops_households.py``).
 ``tests/test_privacy.py`` tries every role on every surface.
 """
@@ -137,6 +137,7 @@ def mask_phone(phone: str) -> str:
 
 
 def is_masked(value: object) -> bool:
-    """Whether a phone value is (or could be) a mask rather than a number: it holds a ``*``.
-    No phone number does (the importer accepts digits, spaces, ``+``, ``-`` and brackets)."""
-    return isinstance(value, str) and MASK_CHAR in value
+    """Whether a phone value is (or could be) a mask rather than a number: it holds a ``*``
+    (or a full-width ``＊``, as a Chinese input method types a mask retyped by hand). No phone
+    number does (the importer accepts digits, spaces, ``+``, ``-`` and brackets)."""
+    return isinstance(value, str) and (MASK_CHAR in value or "＊" in value)

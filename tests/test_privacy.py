@@ -474,7 +474,7 @@ def test_mask_shape():
     assert mask_phone("0532-88886666") == "053******6666"
     assert mask_phone("12345") == "1****"
     assert mask_phone("") == ""
-    assert is_masked("138****5678") and is_masked("*")
+    assert is_masked("138****5678") and is_masked("*") and is_masked("138＊＊＊＊5678")
     assert not is_masked("13812345678") and not is_masked("") and not is_masked(None)
 
 
