@@ -6,7 +6,8 @@ violations list, for secretaries and admins who live in Excel.
   widths that fit CJK text (a CJK character counts as two).
 - CSV is one table: the roll-up rows of every level with a level column, UTF-8 with a BOM so
   that Excel reads the Chinese. JSON holds everything with English keys.
-- Phone numbers are masked unless :func:`gridsync.coverage.may_see_phones` allows them.
+- Phone numbers (households' in violations, members' in member rows) are as the scope's reader
+  may read them (``Scope.phones``, :mod:`gridsync.privacy`): masked unless in full for them.
 - Callers record every export in the audit log (:func:`record_export`).
 """
 
@@ -39,7 +40,7 @@ from gridsync.coverage import (
     CoverageRow,
     Violation,
     label,
-    mask_phone,
+    member_phone,
     rows_of,
     tally,
     violations,
@@ -110,8 +111,8 @@ class ExportData:
     rows: list[CoverageRow]
     violations: list[Violation]
     names: dict[str, str]  # unit and member ids -> names (for the "parent" column)
-    member_phones: dict[str, str]  # masked unless allowed
-    show_phones: bool
+    member_phones: dict[str, str]  # as the reader may read them (gridsync/privacy.py)
+    phones: str  # whose numbers were in full: "all", "none" or "by_role" (PhoneView.label)
 
     @property
     def total_rows(self) -> int:
@@ -125,7 +126,6 @@ def export_data(
     unit_id: str | None = None,
     *,
     now_ms: int,
-    show_phones: bool = False,
 ) -> ExportData:
     t = tally(db, settings, scope, unit_id, now_ms, member_kinds=True)
     rows = rows_of(t, list(LEVELS))
@@ -135,13 +135,12 @@ def export_data(
         scope,
         unit_id,
         now_ms=now_ms,
-        show_phones=show_phones,
         limit=10_000_000,
         tallied=t,
     )
     names = dict(t.idx.name)
     names.update({pid: m.name for pid, m in t.members.items()})
-    phones = {pid: m.phone if show_phones else mask_phone(m.phone) for pid, m in t.members.items()}
+    phones = {pid: member_phone(scope.phones, m) for pid, m in t.members.items()}
     return ExportData(
         scope_id=unit_id,
         at=iso_ms(now_ms),
@@ -149,7 +148,7 @@ def export_data(
         violations=page.items,
         names=names,
         member_phones=phones,
-        show_phones=show_phones,
+        phones=scope.phones.label,
     )
 
 
@@ -165,7 +164,7 @@ def record_export(
             "format": fmt,
             "rows": len(data.rows),
             "violations": len(data.violations),
-            "phones": data.show_phones,
+            "phones": data.phones,
         },
         clock=clock,
     )

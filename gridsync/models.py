@@ -10,7 +10,15 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-Role = Literal["admin", "street", "community_secretary", "branch_secretary", "member", "department"]
+Role = Literal[
+    "admin",
+    "street",
+    "community_secretary",
+    "branch_secretary",
+    "grid_worker",  # 网格员: serves one or more whole grids (their scope names the grids)
+    "member",
+    "department",
+]
 ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
 UnitKind = Literal["district", "street", "community", "grid", "branch", "department"]
 HouseholdStatus = Literal["active", "moved_out", "archived"]

@@ -322,8 +322,9 @@ def can_see(case: CaseRow, scope: Scope) -> bool:
 
 
 def responsible(case: CaseRow, scope: Scope) -> bool:
-    """May act for the level that holds the case now (the grid's team, the community, the
-    street, the department it is dispatched to, the district)."""
+    """May act for the level that holds the case now (the grid's team: anyone whose scope
+    holds the grid, its grid workers as its members; the community, the street, the department
+    it is dispatched to, the district)."""
     if case.level == "grid":
         return scope.allows_grid(case.grid_id)
     return scope.allows_unit(case.unit_id)

@@ -214,6 +214,7 @@ class SyncController(Controller):
             scope.version,
             scope.everything,
             scope.grid_ids,
+            scope.phones,  # a page read ahead holds phone numbers as this reader may read them
         )
         result = None
         if ahead is not None and (future := ahead.take((*identity, cursor))) is not None:

@@ -3,7 +3,8 @@
 Routing uses tags, the way Apprise does:
 
 - ``member:ID`` — one person;
-- ``grid:ID`` — the members and branch secretaries working that grid;
+- ``grid:ID`` — the grid's team: the grid workers (网格员), members and branch secretaries
+  working that grid;
 - ``branch:ID:secretary``, ``community:ID:secretary``, ``street:ID:duty``, ``dept:ID``,
   ``district:ID:duty`` — the people holding that role in that unit.
 
@@ -86,7 +87,7 @@ def people_for_tag(db: sqlite_utils.Database, tag: str) -> list[str]:
             SELECT DISTINCT p.id FROM people p
             WHERE p.active = 1
               AND EXISTS (SELECT 1 FROM json_each(p.roles)
-                          WHERE value IN ('member', 'branch_secretary'))
+                          WHERE value IN ('grid_worker', 'member', 'branch_secretary'))
               AND (p.branch_id IN (SELECT id FROM org_units WHERE kind = 'branch' AND grid_id = ?)
                    OR EXISTS (SELECT 1 FROM person_scope s LEFT JOIN org_units b ON b.id = s.unit_id
                               WHERE s.person_id = p.id

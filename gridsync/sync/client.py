@@ -12,7 +12,8 @@ phone app team can read. It keeps a local SQLite store per device with four part
   brings their effect back from the server (then they are deleted).
 - ``view``: what the user sees: ``base`` with the acked overlay and the pending mutations applied
   on top, in queue order. Pulling rebuilds the view of every record it touches ("rebase"), so the
-  user's unsent edits stay visible over fresh server data.
+  user's unsent edits stay visible over fresh server data. Phone numbers are as the server sends
+  them to this person, most masked (gridsync/privacy.py); edits never send a mask back.
 - ``meta``: device id, person id, cursor, HLC state and the next ``seq``.
 
 Push sends pending mutations oldest first in batches; a lost response is retried with exactly the
@@ -43,6 +44,7 @@ import msgspec
 
 import gridsync
 from gridsync.clock import SYSTEM_CLOCK, Clock, uuid7
+from gridsync.privacy import is_masked
 from gridsync.sync import hlc as hlc_clock
 
 SCHEMA_VERSION = "1"
@@ -558,6 +560,16 @@ class DeviceClient:
         tags_add: Iterable[str] = (),
         tags_remove: Iterable[str] = (),
     ) -> Queued:
+        """Queue an edit of some fields and tags. The view shows most phone numbers masked
+        (gridsync/privacy.py): a ``phone`` equal to the masked number the view shows is no
+        edit and is left out (a form sent back whole), and any other mask is refused
+        (ValueError), so the client never sends a mask as the number."""
+        fields = dict(fields or {})
+        if "phone" in fields and is_masked(fields["phone"]):
+            shown = (self.household(household_id) or {}).get("phone")
+            if fields["phone"] != shown:
+                raise ValueError(f"phone {fields['phone']!r} is a masked number, not a number")
+            del fields["phone"]
         return self.enqueue(
             "household.update",
             household_id,
@@ -575,6 +587,8 @@ class DeviceClient:
         **fields: Any,
     ) -> Queued:
         """A household the phone found (``fields``: building, unit, room, head_name, ...)."""
+        if is_masked(fields.get("phone")):
+            raise ValueError(f"phone {fields['phone']!r} is a masked number, not a number")
         data = {"grid_id": grid_id, **fields, "tags": sorted(set(tags))}
         return self.enqueue("household.create", household_id or uuid7(), data=data)
 

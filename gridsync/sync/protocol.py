@@ -72,10 +72,19 @@ class LostValue(Struct, kw_only=True, gc=False):
     conflict_id: int | None = None
 
 
+class IgnoredField(Struct, kw_only=True, gc=False):
+    """A field of an applied mutation that was not stored: ``masked_phone`` is a ``phone``
+    holding a mask (``138****1234``, as the phone received it), never taken for the number."""
+
+    field: str
+    code: str
+
+
 class MutationResult(Struct, kw_only=True, gc=False, omit_defaults=True):
     mid: str
     status: Literal["applied", "merged", "duplicate", "rejected"]
     lost: list[LostValue] | None = None
+    ignored: list[IgnoredField] | None = None
     clock: Literal["clamped"] | None = None
     code: str | None = None
     message: str | None = None
@@ -224,6 +233,7 @@ WIRE_TYPES = [
     PushResponse,
     MutationResult,
     LostValue,
+    IgnoredField,
     HouseholdCreate,
     HouseholdFields,
     HouseholdMoveOut,

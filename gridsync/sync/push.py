@@ -39,7 +39,13 @@ from gridsync.errors import (
 from gridsync.sync import scope as sync_scope
 from gridsync.sync.hlc import ServerClock, advance, is_valid, ms_of
 from gridsync.sync.ops import BatchItem, OpContext, Outcome, load_builtin_ops
-from gridsync.sync.protocol import LostValue, MutationResult, PushRequest, PushResponse
+from gridsync.sync.protocol import (
+    IgnoredField,
+    LostValue,
+    MutationResult,
+    PushRequest,
+    PushResponse,
+)
 
 SCHEMA_VERSION = "1"
 
@@ -309,7 +315,7 @@ def apply_push(
                 )
             )
             return
-        if outcome.lost:
+        if outcome.lost or outcome.ignored:
             lost = [
                 LostValue(
                     field=x["field"],
@@ -319,8 +325,13 @@ def apply_push(
                 )
                 for x in outcome.lost
             ]
+            ignored = [IgnoredField(field=x["field"], code=x["code"]) for x in outcome.ignored]
             results[i] = MutationResult(
-                mid=m.mid, status=outcome.status, lost=lost, clock=clock_flag
+                mid=m.mid,
+                status=outcome.status,
+                lost=lost or None,
+                ignored=ignored or None,
+                clock=clock_flag,
             )
         else:
             results[i] = MutationResult(mid=m.mid, status=outcome.status, clock=clock_flag)
@@ -350,7 +361,13 @@ def apply_push(
             items = [BatchItem(mutations[j], decoded[j].data, h, t) for j, h, _, t in run]
             outcomes = spec.batch_handler(context(hlc, m.mid, scope_ms), items)
             for (j, _, c, _), outcome in zip(run, outcomes):
-                if c or type(outcome) is not Outcome or outcome.lost or outcome.logged:
+                if (
+                    c
+                    or type(outcome) is not Outcome
+                    or outcome.lost
+                    or outcome.logged
+                    or outcome.ignored
+                ):
                     settle(j, c, outcome)
                 else:  # the common case of a run (an applied visit), without a call
                     results[j] = MutationResult(mid=mutations[j].mid, status=outcome.status)
