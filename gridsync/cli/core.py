@@ -48,12 +48,14 @@ def serve(db_path: str, host: str, port: int, config_path: str | None) -> None:
     import uvicorn
 
     from gridsync.app import create_app
+    from gridsync.notify.routing import check_config
 
     open_store(db_path).close()  # refuse a wrong --db; migrate before accepting requests
     try:
         settings = load_settings(config_path, db=db_path, host=host, port=port)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    run(lambda: check_config(settings.notify.apprise_config))  # a bad channel URL: say it now
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
