@@ -809,3 +809,20 @@ def test_serve_and_sweep_refuse_an_apprise_config_they_cannot_read(
         timeout=60,
     )
     assert r.returncode == 1 and "no such file" in r.stderr, r.stderr
+
+
+def test_redaction_masks_tracebacks_and_survives_bad_format_strings(caplog):
+    from gridsync.notify.routing import REDACTION
+
+    url = f"json://user:{HOOK_PASSWORD}@127.0.0.1:9/{HOOK_TOKEN}"
+    with caplog.at_level(logging.DEBUG), REDACTION.guard([url]) as notes:
+        try:
+            raise ValueError(f"cannot post to {url} with {HOOK_TOKEN}")
+        except ValueError:
+            logging.getLogger("apprise").exception("failed: %s", HOOK_PASSWORD)
+        logging.getLogger("apprise").info("a plugin's bad format %s %s", "one")
+    handler_text = caplog.text  # what a handler with a formatter writes
+    assert "Traceback" in handler_text and "ValueError" in handler_text
+    assert HOOK_PASSWORD not in handler_text and HOOK_TOKEN not in handler_text
+    assert "a plugin's bad format" in handler_text
+    assert [level for level, _ in notes] == [logging.ERROR]

@@ -157,9 +157,13 @@ class LogRedaction(logging.Filter):
         except Exception:  # a plugin's bad format string: still never log it unmasked
             text = str(record.msg)
         record.msg, record.args = mask_text(text, list(state.secrets)), None
-        if record.exc_info or record.exc_text:
-            detail = record.exc_text or logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
-            record.exc_info, record.exc_text = None, mask_text(detail, list(state.secrets))
+        if record.exc_info:  # formatted here, masked, and logged as text
+            record.exc_text = record.exc_text or logging.Formatter().formatException(
+                record.exc_info  # type: ignore[arg-type]
+            )
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = mask_text(record.exc_text, list(state.secrets))
         if record.stack_info:
             record.stack_info = mask_text(record.stack_info, list(state.secrets))
         if state.notes is not None and record.levelno >= logging.WARNING:
@@ -214,7 +218,7 @@ def check_channels(urls: list[str], field: str = "channels") -> None:
         if problem is not None:
             raise Invalid(
                 f"{field}[{i}] ({mask_url(url)}): 无法识别的通知地址 "
-                f"(not an Apprise URL gridsync can send to: {mask_text(problem, [url])})",
+                f"(not an Apprise URL gridsync can send to: {mask_text(problem, url_secrets(url))})",
                 code="invalid_channel",
                 field=f"$.{field}[{i}]",
             )
