@@ -307,9 +307,16 @@ def _check_grid_worker(
 
 
 def add_people(db: sqlite_utils.Database, people: list[NewPerson], actor: Actor) -> None:
-    """Insert or update people and replace their scope."""
+    """Insert or update people and replace their scope. Every channel URL must be one Apprise
+    can parse (``400 invalid_channel``, the API's and the CLI's check alike), so that a typo is
+    refused now rather than found out at the first alert."""
     if not people:
         return
+    if any(p.channels for p in people):
+        from gridsync.notify.routing import check_channels  # Apprise loads only when needed
+
+        for p in people:
+            check_channels(p.channels)
     first = next_seq(db, len(people))
     created = now_iso()
     for i, p in enumerate(people):

@@ -13,7 +13,6 @@ from gridsync import db as db_module
 from gridsync.audit import Actor, record
 from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store, run
 from gridsync.config import ConfigError, load_settings
-from gridsync.db import Store
 from gridsync.models import ROLES, OrgUnit
 
 
@@ -27,7 +26,7 @@ from gridsync.models import ROLES, OrgUnit
 )
 def init(db_path: str, new_epoch: bool) -> None:
     """Create the database (or bring it up to date) and apply all migrations."""
-    with Store(db_path) as store:
+    with open_store(db_path, create=True) as store:
         if new_epoch:
             store.write(db_module.new_epoch)
             store.write(record, Actor.cli(), "db.new_epoch")
@@ -49,12 +48,14 @@ def serve(db_path: str, host: str, port: int, config_path: str | None) -> None:
     import uvicorn
 
     from gridsync.app import create_app
+    from gridsync.notify.routing import check_config
 
+    open_store(db_path).close()  # refuse a wrong --db; migrate before accepting requests
     try:
         settings = load_settings(config_path, db=db_path, host=host, port=port)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    Store(settings.db).close()  # create and migrate before accepting requests
+    run(lambda: check_config(settings.notify.apprise_config))  # a bad channel URL: say it now
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -102,7 +103,7 @@ def units_add(
     db_path: str, unit_id: str, kind: str, name: str, parent_id: str | None, grid_id: str | None
 ) -> None:
     """Add or rename an org unit."""
-    with open_store(db_path, must_exist=False) as store:
+    with open_store(db_path) as store:
         unit = OrgUnit(
             id=unit_id,
             kind=kind,
@@ -180,7 +181,7 @@ def people_add(
         phone=phone,
         channels=list(channels),
     )
-    with open_store(db_path, must_exist=False) as store:
+    with open_store(db_path) as store:
         run(lambda: store.write(org.add_people, [person], Actor.cli()))
     click.echo(f"person {person_id} saved")
 

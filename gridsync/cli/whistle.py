@@ -54,9 +54,11 @@ def sweep(
     db_path: str, as_json: bool, config_path: str | None, now: str | None, no_dispatch: bool
 ) -> None:
     """Run periodic work once: deadline checks, digests due, outbox delivery."""
+    from gridsync.notify.routing import check_config
     from gridsync.sweep import run_once
 
     settings = _settings(config_path, db_path)
+    run(lambda: check_config(settings.notify.apprise_config))
     now_ms = _time(now, "--now")
     clock: Clock = FixedClock(now_ms) if now_ms is not None else SYSTEM_CLOCK
     with open_store(db_path) as store:
