@@ -2,12 +2,21 @@
 
 The contract:
 
-- Column headers may be Chinese or English (:data:`HEADERS`); unknown columns are ignored and
-  listed. Row 1 is the header, so row numbers are the ones a spreadsheet user sees.
+- Column headers may be Chinese or English (:data:`HEADERS`). A column with an unknown header,
+  or with data and no header, is refused unless the caller chose to ignore such columns (they
+  are then listed); a row-number column (序号) is ignored. Row 1 is the header, so row numbers
+  are the ones a spreadsheet user sees.
+- A file is read whole or refused (:func:`read_file`, :class:`Limits`): a row that cannot be
+  read whole (a CSV row wider or narrower than the header, a formula without a cached value)
+  is an error of that row; a file that is broken, hostile or beyond the bounds is a coded
+  error of the file. Nothing is guessed: a cell is never taken as empty because it could not
+  be read.
 - ``external_id`` (外部编号) is the household's stable id in the community's own register. A new
   household's id is derived from it (``hh-`` + a hash), and rows are upserted by it, so importing
   the same file twice changes nothing: an unchanged row keeps its ``seq`` and ``updated_at``, a
-  changed row takes a new ``seq`` (phones pull it) and stamps the changed fields' HLC.
+  changed row takes a new ``seq`` (phones pull it) and is written by the sync merge's own
+  writer (:func:`gridsync.sync.merge.overwrite`, ``save``), so ``field_hlc`` has the one shape
+  the merge reads and a phone's later edit merges with the import like with any other edit.
 - Columns absent from the file are left as they are on existing households (a file with only
   外部编号 and 联系电话 updates phones); an empty cell in a present column sets the field's empty
   value (``size`` 1, ``status`` active, no responsible member).
@@ -22,17 +31,21 @@ The contract:
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import msgspec
 import sqlite_utils
+from openpyxl.utils.cell import coordinate_to_tuple
 
 from gridsync import audit, coverage
 from gridsync.audit import Actor
@@ -42,6 +55,10 @@ from gridsync.db import next_seq
 from gridsync.errors import Invalid
 from gridsync.models import MAX_TAG_LENGTH, MAX_TAGS
 from gridsync.org import resolve_scope
+from gridsync.sync import merge
+from gridsync.sync.hlc import ServerClock
+from gridsync.sync.merge import Stamp
+from gridsync.sync.protocol import HouseholdFields
 
 # field -> (Chinese label, accepted headers). Headers match after trimming, case-insensitively,
 # ignoring spaces, underscores and hyphens.
@@ -55,7 +72,20 @@ HEADERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "unit": ("单元", ("单元", "单元号", "unit")),
     "room": ("房号", ("房号", "房间号", "门牌号", "室", "room")),
     "head_name": ("户主姓名", ("户主姓名", "户主", "姓名", "head_name", "head", "name")),
-    "phone": ("联系电话", ("联系电话", "电话", "手机", "手机号", "手机号码", "phone", "mobile")),
+    "phone": (
+        "联系电话",
+        (
+            "联系电话",
+            "电话",
+            "电话号码",
+            "联系方式",
+            "手机",
+            "手机号",
+            "手机号码",
+            "phone",
+            "mobile",
+        ),
+    ),
     "size": ("人口数", ("人口数", "家庭人口", "人数", "户人数", "size", "household_size")),
     "tags": ("标签", ("标签", "类别", "tags", "tag")),
     "notes": ("备注", ("备注", "说明", "notes", "note")),
@@ -105,8 +135,23 @@ STATUS_ALIASES = {
     "已归档": "archived",
 }
 PHONE = re.compile(r"\+?[0-9][0-9 ()\-]{4,18}[0-9]")
-MAX_TEXT_LENGTH = 500
 MAX_SIZE = 9999  # as a phone may send (sync.protocol.HouseholdCreate.size)
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _max_lengths() -> dict[str, int]:
+    """The longest text of each field: what a phone may write (``HouseholdFields``, the owner
+    of these bounds), and an id's 64 for the two ids the phone never sends."""
+    bounds = {"external_id": 64, "responsible_member_id": 64}
+    for f in msgspec.inspect.type_info(HouseholdFields).fields:
+        types = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+        for t in types:
+            if isinstance(t, msgspec.inspect.StrType) and t.max_length is not None:
+                bounds[f.name] = t.max_length
+    return bounds
+
+
+MAX_LENGTH = _max_lengths()
 FIELDS = tuple(HEADERS)  # column order of the households row this module writes
 
 
@@ -124,19 +169,61 @@ def household_id_for(external_id: str) -> str:
 
 # -- reading ----------------------------------------------------------------------------------
 
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds of one import file, each checked before the work it bounds: the file's size
+    before it is read, the XLSX's unpacked size (as its zip directory declares it; a part that
+    inflates past its declared size fails its CRC) before any XML is parsed, and the rows as
+    they are read. A district register (the demo district has 300,000 households) fits."""
+
+    max_file_bytes: int = 200 * MIB
+    max_rows: int = 500_000
+    max_unpacked_bytes: int = 512 * MIB
+
+
+LIMITS = Limits()
+
+
+class RowError(msgspec.Struct, kw_only=True):
+    row: int
+    column: str | None
+    code: str
+    message: str
+
 
 @dataclass
 class Sheet:
-    """A parsed file: the fields its columns map to, and its data rows as cell texts."""
+    """A parsed file: the fields its columns map to, its data rows as cell texts, and the rows
+    that could not be read (``errors``: their cells are not in ``rows``)."""
 
     source: str
     columns: dict[int, str]  # column index -> field
     ignored: list[str]  # headers that map to no field
     rows: list[tuple[int, dict[str, str]]]  # (spreadsheet row number, field -> text)
+    errors: list[RowError] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _BadCell:
+    """A cell whose value cannot be taken as text (a problem of its row, not of the file)."""
+
+    code: str
+    reason: str
+
+
+_NO_CACHED_VALUE = _BadCell(
+    "formula_without_value",
+    "公式没有计算结果（文件由程序写出、未经 Excel 计算；请在 Excel 中打开并保存，或粘贴为数值）",
+)
+# Headers of row-number columns that spreadsheets carry: ignored without complaint.
+ROW_NUMBER_HEADERS = frozenset({"序号", "行号", "no", "no.", "#"})
 
 
 def _cell_text(value: Any) -> str:
-    if value is None:
+    if value is None or isinstance(value, _BadCell):
         return ""
     if isinstance(value, bool):
         return str(value)
@@ -145,63 +232,233 @@ def _cell_text(value: Any) -> str:
     return str(value).strip()
 
 
-def _read_csv(path: Path) -> list[list[str]]:
-    raw = path.read_bytes()
+def _too_large(name: str, what: str, size: int, limit: int, code: str) -> Invalid:
+    return Invalid(f"{name}: {what} {size / MIB:.1f} MiB，超过上限 {limit / MIB:g} MiB", code=code)
+
+
+def _too_many_rows(name: str, limits: Limits) -> Invalid:
+    return Invalid(
+        f"{name}: 数据行超过上限 {limits.max_rows} 行（请按街道或社区分成几个文件导入）",
+        code="too_many_rows",
+    )
+
+
+_ASCII = bytes(range(128))
+
+
+def _high_bytes(data: bytes) -> int:
+    return len(data.translate(None, _ASCII))
+
+
+def _decode_csv(raw: bytes, name: str) -> str:
+    """UTF-8 (with or without Excel's BOM), else GB18030. A file that is UTF-8 but for a bad
+    byte is refused rather than read as GB18030, which can decode it to other characters
+    without an error: it is taken for UTF-8 when, read as UTF-8, more than half of its non-ASCII
+    bytes form valid characters (of GB18030 text read as UTF-8, 1-40% do in our samples; random
+    registers of 2 to 100 rows with Chinese headers: none of 10,000 went past half)."""
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        utf8_error = exc
+    guess = raw.decode("utf-8", errors="replace")
+    valid = _high_bytes(guess.encode("utf-8")) - 3 * guess.count("\ufffd")
+    if raw.startswith(codecs.BOM_UTF8) or 2 * valid > _high_bytes(raw):
+        position, encoding = utf8_error.start, "UTF-8"
+    else:
         try:
-            text = raw.decode("gb18030")
+            return raw.decode("gb18030")
         except UnicodeDecodeError as exc:
-            raise Invalid(
-                f"{path.name}: 文件编码无法识别（应为 UTF-8 或 GB18030）", code="bad_encoding"
-            ) from exc
-    return [list(r) for r in csv.reader(io.StringIO(text, newline=""))]
+            position, encoding = exc.start, "GB18030"
+    line = raw.count(b"\n", 0, position) + 1
+    raise Invalid(
+        f"{name}: 第{line}行有无法识别的字节（按 {encoding} 读取；文件应为 UTF-8 或 GB18030 "
+        "编码），未写入任何数据",
+        code="bad_encoding",
+    )
 
 
-def _read_xlsx(path: Path) -> list[list[Any]]:
+def _read_csv(path: Path, limits: Limits) -> list[list[Any]]:
+    text = _decode_csv(path.read_bytes(), path.name)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    table: list[list[Any]] = []
+    try:
+        for cells in reader:
+            if len(table) > limits.max_rows:
+                raise _too_many_rows(path.name, limits)
+            table.append(cells)
+    except csv.Error as exc:
+        raise Invalid(
+            f"{path.name}: 第{reader.line_num}行无法按 CSV 读取（{exc}）", code="bad_file"
+        ) from exc
+    return table
+
+
+_XML_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_FORMULA_TAG = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?f[\s/>]")
+
+
+def _has_formula(source: IO[bytes]) -> bool:
+    """Whether the sheet's XML holds any formula element: a byte search (a second or two for
+    a district register) that spares sheets without formulas the slower XML scan."""
+    tail = b""
+    while chunk := source.read(1 << 20):
+        if _FORMULA_TAG.search(tail + chunk):
+            return True
+        tail = chunk[-64:]
+    return False
+
+
+def _formulas_without_value(source: IO[bytes], name: str, limits: Limits) -> set[tuple[int, int]]:
+    """(row, column) of the formula cells that carry no cached value, read from the sheet's XML:
+    openpyxl reads both "no cached value" and a cached empty text as None, and only the first
+    is an error. A value is cached when ``<v>`` has text, or the cell is typed as a text result
+    (``t="str"``: Excel and LibreOffice write ``=""`` so, with an empty ``<v>``); scripts write
+    no ``<v>`` or an empty one (openpyxl: ``<v />``). Refuses a DTD (an entity expansion bomb),
+    which a worksheet never needs, and stops at the row bound."""
+    from defusedxml.ElementTree import iterparse
+
+    missing: set[tuple[int, int]] = set()
+    rows = row = 0
+    parent = None
+    for event, element in iterparse(source, events=("start", "end"), forbid_dtd=True):
+        if event == "start":
+            if element.tag == _XML_MAIN + "sheetData":
+                parent = element
+            continue
+        if element.tag != _XML_MAIN + "row":
+            continue
+        rows += 1
+        row = int(element.get("r") or row + 1)
+        if rows > limits.max_rows + 1 or row > limits.max_rows + 1:
+            raise _too_many_rows(name, limits)
+        column = 0
+        for cell in element.iter(_XML_MAIN + "c"):
+            ref = cell.get("r")
+            column = coordinate_to_tuple(ref)[1] if ref else column + 1
+            if cell.find(_XML_MAIN + "f") is None:
+                continue
+            cached = cell.find(_XML_MAIN + "v")
+            if (cached is None or not cached.text) and cell.get("t") != "str":
+                missing.add((row, column))
+        if parent is not None:
+            parent.clear()  # rows already read: keep memory flat on a large sheet
+    return missing
+
+
+def _read_xlsx(path: Path, limits: Limits) -> list[list[Any]]:
+    """The first worksheet's rows as values: cached values of formulas, :class:`_BadCell` for
+    a formula without one, an error value (``#N/A``) or a date (Excel turns ``3-1`` into a
+    date: the text is gone). Anything the file's structure breaks is ``bad_file``."""
     import openpyxl
-    from openpyxl.utils.exceptions import InvalidFileException
 
     try:
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
-        raise Invalid(f"{path.name}: 不是有效的 XLSX 文件 ({exc})", code="bad_file") from exc
-    try:
-        sheet = book.active
-        rows: list[list[Any]] = []
-        for row in sheet.iter_rows():
-            cells = [c for c in row if getattr(c, "row", None) is not None]
-            if cells:  # read-only sheets skip empty rows: pad so numbering stays true
-                rows.extend([] for _ in range(cells[0].row - 1 - len(rows)))
-            rows.append([c.value for c in row])
-        return rows
-    finally:
-        book.close()
+        # openpyxl is given our open file: a workbook it fails to read is closed all the same
+        with path.open("rb") as handle, zipfile.ZipFile(handle) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+            if unpacked > limits.max_unpacked_bytes:
+                raise _too_large(
+                    path.name,
+                    "解压后大小",
+                    unpacked,
+                    limits.max_unpacked_bytes,
+                    "unpacked_too_large",
+                )
+            with warnings.catch_warnings():
+                # openpyxl warns of what it drops (data validation, styles): not our concern
+                warnings.simplefilter("ignore")
+                book = openpyxl.load_workbook(handle, read_only=True, data_only=True)
+                try:
+                    if not book.worksheets:
+                        raise Invalid(f"{path.name}: 文件中没有工作表", code="bad_file")
+                    sheet = book.worksheets[0]
+                    sheet.reset_dimensions()  # pad rows by their cells, not a claimed size
+                    missing: set[tuple[int, int]] = set()
+                    with archive.open(sheet._worksheet_path) as source:
+                        formulas = _has_formula(source)
+                    if formulas:
+                        with archive.open(sheet._worksheet_path) as source:
+                            missing = _formulas_without_value(source, path.name, limits)
+                    return _sheet_values(sheet, missing, path.name, limits)
+                finally:
+                    book.close()
+    except Invalid:
+        raise
+    except Exception as exc:  # whatever a broken or hostile file makes a parser raise
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise Invalid(f"{path.name}: 不是有效的 XLSX 文件（{detail}）", code="bad_file") from exc
 
 
-def read_file(path: str | Path) -> Sheet:
-    """Parse a CSV (UTF-8 with or without BOM, or GB18030) or XLSX file."""
+def _sheet_values(
+    sheet: Any, missing: set[tuple[int, int]], name: str, limits: Limits
+) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    for row in sheet.iter_rows():
+        cells = [c for c in row if getattr(c, "row", None) is not None]
+        if cells:  # read-only sheets skip empty rows: pad so numbering stays true
+            if cells[0].row > limits.max_rows + 1:  # checked before padding up to it
+                raise _too_many_rows(name, limits)
+            rows.extend([] for _ in range(cells[0].row - 1 - len(rows)))
+        if len(rows) > limits.max_rows:
+            raise _too_many_rows(name, limits)
+        values: list[Any] = []
+        for c in row:
+            value = c.value
+            if getattr(c, "row", None) is None:
+                pass
+            elif (c.row, c.column) in missing:
+                value = _NO_CACHED_VALUE
+            elif c.data_type == "e":
+                value = _BadCell("cell_error", f"单元格是错误值 {value}")
+            elif isinstance(value, (datetime, date, time, timedelta)):
+                value = _BadCell(
+                    "date_cell",
+                    f"单元格是日期或时间（{value}），原来的文字已被 Excel 改掉；"
+                    "请把该列设为文本格式后重新填写",
+                )
+            values.append(value)
+        rows.append(values)
+    return rows
+
+
+def read_file(
+    path: str | Path, limits: Limits = LIMITS, *, ignore_unknown_columns: bool = False
+) -> Sheet:
+    """Parse a CSV (UTF-8 with or without BOM, or GB18030) or XLSX file.
+
+    File-level problems raise :class:`Invalid` with a code; a row that cannot be read whole
+    (a CSV row with more or fewer cells than the header, a formula without a value, an error or
+    date cell) is an error of that row in ``Sheet.errors``. A column whose header is unknown,
+    or that has no header but holds data, is refused (``unknown_column``) unless
+    ``ignore_unknown_columns``: data the user meant to import must not be dropped silently."""
     path = Path(path)
     if not path.is_file():
         raise Invalid(f"找不到文件 {path}", code="file_not_found")
+    size = path.stat().st_size
+    if size > limits.max_file_bytes:
+        raise _too_large(path.name, "文件大小", size, limits.max_file_bytes, "file_too_large")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        table: list[list[Any]] = _read_csv(path)
+        table = _read_csv(path, limits)
     elif suffix in (".xlsx", ".xlsm"):
-        table = _read_xlsx(path)
+        table = _read_xlsx(path, limits)
     else:
         raise Invalid(f"{path.name}: 只支持 .csv 和 .xlsx 文件", code="bad_file_type")
     if not table or not any(_cell_text(v) for v in table[0]):
         raise Invalid(f"{path.name}: 第1行应为表头（列名）", code="no_header")
+    if len(table) - 1 > limits.max_rows:
+        raise _too_many_rows(path.name, limits)
+    header = table[0]
     columns: dict[int, str] = {}
     ignored: list[str] = []
-    for i, header in enumerate(table[0]):
-        text = _cell_text(header)
+    unknown: list[str] = []
+    for i, cell in enumerate(header):
+        text = _cell_text(cell)
         name = _HEADER_INDEX.get(_normal_header(text))
         if name is None:
             if text:
                 ignored.append(text)
+                if _normal_header(text) not in ROW_NUMBER_HEADERS:
+                    unknown.append(f"“{text[:40]}”")
         elif name in columns.values():
             raise Invalid(
                 f"{path.name}: 列“{HEADERS[name][0]}”({name}) 出现了不止一次",
@@ -211,24 +468,71 @@ def read_file(path: str | Path) -> Sheet:
             columns[i] = name
     if "external_id" not in columns.values():
         raise Invalid(f"{path.name}: 缺少必需的列“外部编号”(external_id)", code="missing_column")
-    rows = []
+    # data under a column with no header (or beyond the header's last column)
+    width = len(header)
+    exact_width = suffix == ".csv"
+    unnamed = sorted(
+        {
+            i
+            for cells in table[1:]
+            for i, v in enumerate(cells)
+            if (i >= width or not _cell_text(header[i]))
+            and _cell_text(v)
+            and not (exact_width and i >= width)  # a CSV row that long is a row_width error
+        }
+    )
+    unknown += [f"第{i + 1}列（没有表头）" for i in unnamed]
+    ignored += [f"第{i + 1}列（没有表头）" for i in unnamed]
+    if unknown and not ignore_unknown_columns:
+        raise Invalid(
+            f"{path.name}: 无法识别的列 {'、'.join(unknown[:10])}"
+            f"{' 等' if len(unknown) > 10 else ''}：改为可识别的列名（见 --help）、删去该列，"
+            "或确认忽略（--ignore-unknown-columns）",
+            code="unknown_column",
+        )
+    rows: list[tuple[int, dict[str, str]]] = []
+    errors: list[RowError] = []
     for number, cells in enumerate(table[1:], start=2):
+        if not any(_cell_text(v) or isinstance(v, _BadCell) for v in cells):
+            continue  # a blank line holds nothing to lose
+        if exact_width and len(cells) != width:
+            errors.append(
+                RowError(
+                    row=number,
+                    column=None,
+                    code="row_width",
+                    message=f"第{number}行: 有 {len(cells)} 个单元格，而表头有 {width} 列"
+                    "（行被截断或多了分隔符），整行未导入",
+                )
+            )
+            continue
+        bad = [
+            (name, cells[i])
+            for i, name in columns.items()
+            if i < len(cells) and isinstance(cells[i], _BadCell)
+        ]
+        for name, cell in bad:
+            errors.append(
+                RowError(
+                    row=number,
+                    column=name,
+                    code=cell.code,
+                    message=f"第{number}行 {HEADERS[name][0]}: {cell.reason}",
+                )
+            )
+        if bad:
+            continue
         values = {
             name: _cell_text(cells[i]) if i < len(cells) else "" for i, name in columns.items()
         }
         if any(values.values()):
             rows.append((number, values))
-    return Sheet(path.name, columns, ignored, rows)
+    if not rows and not errors:
+        raise Invalid(f"{path.name}: 只有表头，没有数据行", code="no_rows")
+    return Sheet(path.name, columns, ignored, rows, errors)
 
 
 # -- validating and planning ------------------------------------------------------------------
-
-
-class RowError(msgspec.Struct, kw_only=True):
-    row: int
-    column: str | None
-    code: str
-    message: str
 
 
 class Preview(msgspec.Struct, kw_only=True):
@@ -323,13 +627,20 @@ def _row_values(number: int, raw: dict[str, str], errors: list[RowError]) -> dic
 
     values: dict[str, Any] = {}
     for name, text in raw.items():
+        if name in MAX_LENGTH and len(text) > MAX_LENGTH[name]:
+            bad(name, "too_long", f"内容过长：{len(text)} 字（最多 {MAX_LENGTH[name]} 字）")
+            values[name] = text  # the row is refused; the text only spares a second error
+            continue
+        if CONTROL.search(text):
+            bad(name, "bad_text", "含有不可见的控制字符（文件可能已损坏）")
+            values[name] = text
+            continue
+        shown = text if len(text) <= 40 else text[:40] + "…"
         if name in ("external_id", "grid_id", "building", "unit", "room", "head_name", "notes"):
-            if len(text) > MAX_TEXT_LENGTH:
-                bad(name, "too_long", f"内容过长（最多 {MAX_TEXT_LENGTH} 字）")
             values[name] = text
         elif name == "phone":
             if text and not PHONE.fullmatch(text):
-                bad(name, "bad_phone", f"电话号码格式不对：“{text}”")
+                bad(name, "bad_phone", f"电话号码格式不对：“{shown}”")
             values[name] = text
         elif name == "size":
             if not text:
@@ -337,7 +648,7 @@ def _row_values(number: int, raw: dict[str, str], errors: list[RowError]) -> dic
             elif text.isascii() and text.isdigit() and 0 < int(text) <= MAX_SIZE:
                 values[name] = int(text)
             else:
-                bad(name, "bad_size", f"人口数应为 1 到 {MAX_SIZE} 的整数，而不是“{text}”")
+                bad(name, "bad_size", f"人口数应为 1 到 {MAX_SIZE} 的整数，而不是“{shown}”")
         elif name == "tags":
             tags = set()
             for piece in TAG_SEPARATORS.split(text):
@@ -348,7 +659,7 @@ def _row_values(number: int, raw: dict[str, str], errors: list[RowError]) -> dic
                     bad(name, "bad_tag", f"标签“{tag[:10]}…”过长（最多 {MAX_TAG_LENGTH} 字）")
                 tags.add(TAG_ALIASES.get(tag, tag))
             if len(tags) > MAX_TAGS:
-                bad(name, "too_many_tags", f"标签过多：{len(tags)} 个（最多 {MAX_TAGS} 个）")
+                bad(name, "too_many_tags", f"标签有 {len(tags)} 个（最多 {MAX_TAGS} 个）")
             values[name] = msgspec.json.encode(sorted(tags)).decode()
         elif name == "status":
             status = STATUS_ALIASES.get(text.lower())
@@ -356,7 +667,7 @@ def _row_values(number: int, raw: dict[str, str], errors: list[RowError]) -> dic
                 bad(
                     name,
                     "bad_status",
-                    f"未知状态“{text}”（应为 在住/active、迁出/moved_out、归档/archived）",
+                    f"未知状态“{shown}”（应为 在住/active、迁出/moved_out、归档/archived）",
                 )
             values[name] = status
         elif name == "responsible_member_id":
@@ -478,8 +789,10 @@ def plan_import(
 
     ``settings`` gives the district's coverage defaults for the members' caps (default:
     :class:`Settings` defaults); ``override_cap`` lets members exceed them."""
-    plan = _Plan(Preview(source=sheet.source, rows=len(sheet.rows), ignored_columns=sheet.ignored))
+    rows = len(sheet.rows) + len({e.row for e in sheet.errors})
+    plan = _Plan(Preview(source=sheet.source, rows=rows, ignored_columns=sheet.ignored))
     errors = plan.preview.errors
+    errors.extend(sheet.errors)
     ext_ids = [raw.get("external_id", "") for _, raw in sheet.rows]
     existing = {
         row[1]: dict(zip(_EXISTING_COLS, row))
@@ -581,9 +894,40 @@ def preview(
     return plan_import(db, sheet, settings, override_cap).preview
 
 
-def _server_hlc(ms: int) -> str:
-    """An HLC (SPEC 3.1 format) for an edit made by the server's importer."""
-    return f"{ms:015d}:00000:import"
+def _write_changes(
+    db: sqlite_utils.Database,
+    changed: list[tuple[str, dict[str, Any], dict[str, Any]]],
+    first_seq: int,
+    now: str,
+    server: ServerClock,
+    actor: Actor,
+) -> None:
+    """Write the changed households through the merge's own writer (:func:`merge.overwrite`,
+    :func:`merge.save`): ``field_hlc`` gets the stamps the merge reads (a server HLC, the change
+    seq, the importer), and a household moved to another grid takes its visits along, as a
+    phone's edit would. Numbered from ``first_seq`` in row order."""
+    if not changed:
+        return
+    states = {
+        row[0]: merge.state_from_row(row)
+        for row in db.execute(
+            f"SELECT {merge.ROW_SELECT} FROM households WHERE id IN "
+            "(SELECT value FROM json_each(?))",
+            [msgspec.json.encode([household_id for household_id, _, _ in changed]).decode()],
+        ).fetchall()
+    }
+    staying: list[tuple[merge.HouseholdState, set[str]]] = []
+    for n, (household_id, _current, diff) in enumerate(changed):
+        state, seq = states[household_id], first_seq + n
+        values = {k: msgspec.json.decode(v) if k == "tags" else v for k, v in diff.items()}
+        merge.overwrite(state, values, Stamp(server.tick(), seq, actor.device_id, actor.person_id))
+        if state.values["grid_id"] != state.loaded_grid:
+            merge.save(db, state, seq, now)
+        else:
+            state.seq = seq
+            staying.append((state, state.changed))
+    merge.save_many(db, staying, now)
+    server.save()
 
 
 def import_households(
@@ -605,7 +949,6 @@ def import_households(
         )
     now_ms = clock.now_ms()
     now = iso_ms(now_ms)
-    hlc = _server_hlc(now_ms)
     seq = next_seq(db, len(plan.new) + len(plan.changed)) if plan.new or plan.changed else 0
     for values in plan.new:
         row = {
@@ -624,19 +967,7 @@ def import_households(
             f"INSERT INTO households ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
             [row[n] for n in names],
         )
-    for household_id, _current, diff in plan.changed:
-        stamps = msgspec.json.decode(
-            db.execute("SELECT field_hlc FROM households WHERE id = ?", [household_id]).fetchone()[
-                0
-            ]
-        )
-        stamps.update({name: hlc for name in diff})
-        sets = ", ".join(f"{name} = ?" for name in diff)
-        db.execute(
-            f"UPDATE households SET {sets}, field_hlc = ?, seq = ?, updated_at = ? WHERE id = ?",
-            [*diff.values(), msgspec.json.encode(stamps).decode(), seq, now, household_id],
-        )
-        seq += 1
+    _write_changes(db, plan.changed, seq, now, ServerClock(db, now_ms), actor)
     for household_id, previous, member, load, cap, over in plan.assignments:
         db.execute(
             "INSERT INTO assignment_log (at, household_id, previous_member_id, member_id, "

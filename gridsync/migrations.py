@@ -3,6 +3,7 @@ add the next number. Each area owns the migrations that create its tables."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import sqlite_utils
@@ -554,6 +555,107 @@ def m0008_households_tagged(db: sqlite_utils.Database) -> None:
             WHERE status = 'active' AND tags <> '[]';
         """
     )
+
+
+@migrations(name="0009_field_hlc_shape")
+def m0009_field_hlc_shape(db: sqlite_utils.Database) -> None:
+    """Rewrite ``households.field_hlc`` into the merge's shape (``gridsync/sync/merge.py``): a
+    field -> ``[hlc, seq, device_id, person_id]``, ``tags``/``tags_removed`` -> ``{tag:
+    stamp}``. The household import before this migration stored bare HLC strings, the tag set's
+    HLC as one string under ``tags`` (every phone edit of such a household then answered 500),
+    and other tools may have left worse. Frozen logic, on purpose not the live merge code:
+
+    - a bare HLC or a short list becomes a full stamp; the seq it lacks is the row's seq (the
+      value was written at or before it), device and person unknown (null);
+    - any other value (a number, an object) becomes ``["", seq, null, null]``: no HLC known;
+    - ``tags`` that is not an object becomes one stamp per tag the row holds, from its HLC;
+    - ``tags_removed`` that is not an object is dropped (which tags were removed is unknown);
+    - text that is not a JSON object becomes ``{}`` (every field pinned at the row's seq).
+
+    Rows already in the shape are not written; no row takes a new change seq (``field_hlc``
+    is not sent to phones)."""
+
+    def stamp(raw: object, seq: int) -> list:
+        if isinstance(raw, str):
+            return [raw, seq, None, None]
+        if isinstance(raw, list) and raw:
+            rest = [*raw[1:4], *[None] * 3][:3]
+            tail = [v if isinstance(v, str) else None for v in rest[1:]]
+            own = rest[0] if isinstance(rest[0], int) and len(raw) > 1 else seq
+            return [str(raw[0]), own, *tail]
+        return ["", seq, None, None]
+
+    def tag_stamps(raw: object, seq: int) -> dict:
+        return {str(k): stamp(v, seq) for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+    updates = []
+    rows = db.execute("SELECT id, field_hlc, seq, tags FROM households WHERE field_hlc <> '{}'")
+    for household_id, text, seq, tags_text in rows.fetchall():
+        try:
+            raw = json.loads(text)
+        except (TypeError, ValueError):
+            raw = None
+        fixed: dict = {}
+        if isinstance(raw, dict):
+            for name, value in raw.items():
+                if name == "tags":
+                    if isinstance(value, dict):
+                        fixed[name] = tag_stamps(value, seq)
+                    else:
+                        try:
+                            tags = json.loads(tags_text or "[]")
+                        except ValueError:
+                            tags = []
+                        tags = tags if isinstance(tags, list) else []
+                        fixed[name] = {
+                            str(t): stamp(value, seq) for t in sorted(set(map(str, tags)))
+                        }
+                elif name == "tags_removed":
+                    fixed[name] = tag_stamps(value, seq)
+                else:
+                    fixed[name] = stamp(value, seq)
+            fixed = {k: v for k, v in fixed.items() if v or k not in ("tags", "tags_removed")}
+        if fixed != raw:
+            updates.append(
+                (json.dumps(fixed, ensure_ascii=False, separators=(",", ":")), household_id)
+            )
+    db.conn.executemany("UPDATE households SET field_hlc = ? WHERE id = ?", updates)
+
+
+@migrations(name="0010_device_drain")
+def m0010_device_drain(db: sqlite_utils.Database) -> None:
+    """A device revoked with ``--drain`` may push what it holds once before it is wiped: from
+    ``draining_since`` until that push sets ``revoked_at`` it can push (and read its sync
+    status) and nothing else (``gridsync/auth.py``)."""
+    db.execute("ALTER TABLE devices ADD COLUMN draining_since TEXT")
+
+
+# -- personal data (issue 12: one rule for phone numbers, every surface) ----------------------
+
+
+@migrations(name="0011_phone_privacy")
+def m0011_phone_privacy(db: sqlite_utils.Database) -> None:
+    """Phones now receive a household's number masked unless their person may read it
+    (gridsync/privacy.py), so two things change for sync:
+
+    - ``scope_versions.phone_grids``: the grids where a scope version read every number in full
+      (JSON array, sorted; NULL for versions recorded before this migration: unknown). When a
+      person's scope version changes, pull re-sends the grids whose masking changed, as it
+      sends the grids that entered the scope.
+    - Every phone synced before this migration holds full numbers it may no longer read. The
+      pull horizon is raised past every existing cursor (one new change seq), so each phone's
+      next pull answers ``reset: true`` and the phone re-syncs (keeping its unsent edits). A
+      database without any change yet has nothing to take back and is left alone."""
+    db.execute("ALTER TABLE scope_versions ADD COLUMN phone_grids TEXT")
+    if int(db.execute("SELECT value FROM meta WHERE key = 'change_seq'").fetchone()[0]) > 0:
+        seq = db.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'change_seq' "
+            "RETURNING CAST(value AS INTEGER)"
+        ).fetchone()[0]
+        db.execute(
+            "UPDATE meta SET value = max(CAST(value AS INTEGER), ?) WHERE key = 'sync_horizon_seq'",
+            [seq],
+        )
 
 
 def rebuild_coverage_aggregates(db: sqlite_utils.Database) -> None:

@@ -45,6 +45,7 @@ RESPONSE_ONLY: dict[str, str] = {
     "PushResponse": "the answer to a push",
     "MutationResult": "one result of a push",
     "LostValue": "a value that lost a merge, in a push answer",
+    "IgnoredField": "a field a push dropped (a masked phone sent back), in a push answer",
     "Change": "one change of a pull page",
     "PullResponse": "a pull page",
     "SyncStatus": "GET /sync/status",

@@ -288,7 +288,10 @@ def test_a_changed_row_takes_a_new_seq_and_the_others_stay(demo_db, tmp_path):
     assert after["R-001"] == before["R-001"] and after["R-003"] == before["R-003"]
     top = q(demo_db, "SELECT max(seq) FROM households")[0][0]
     assert after["R-002"][1] == top > before["R-002"][1]
-    assert set(json.loads(after["R-002"][3])) == {"phone"}  # the server edit's HLC, per field
+    stamps = json.loads(after["R-002"][3])  # the merge's shape: [hlc, seq, device, person]
+    stamped = {k for k, v in stamps.items() if k != "tags" and v[0]}
+    assert stamped == {"phone"}  # the server edit's HLC; the other fields pinned at their seq
+    assert stamps["phone"][1:] == [after["R-002"][1], "cli", None]
 
 
 def test_xlsx_with_chinese_headers_and_numeric_cells(demo_db, tmp_path):

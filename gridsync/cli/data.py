@@ -13,9 +13,9 @@ import msgspec
 
 from gridsync import auth, demo, importer
 from gridsync.audit import Actor
-from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store, run
+from gridsync.cli.base import check_db, cli, db_option, echo_json, json_option, open_store, run
 from gridsync.config import ConfigError, load_settings
-from gridsync.db import Store
+from gridsync.errors import GridsyncError
 
 
 def _remove_database(db_path: str) -> None:
@@ -61,13 +61,12 @@ def demo_command(
     """Build realistic demo data and enrol one admin device (its token is printed once).
 
     Refuses to write into a database that already holds data unless --force."""
-    if not Path(db_path).resolve().parent.is_dir():
-        raise click.ClickException(f"no directory for {db_path}")
+    check_db(db_path, create=True)  # refuse a wrong --db before --force deletes anything
     if force:
         _remove_database(db_path)
     started = time.monotonic()
     day: date | None = as_of.date() if as_of is not None else None
-    with Store(db_path, synchronous="NORMAL") as store:
+    with open_store(db_path, create=True, synchronous="NORMAL") as store:
         counts = run(lambda: demo.build(store, demo.SCALES[scale], seed, day, progress=_stderr_bar))
         enrolled = store.write(auth.enroll, "admin", Actor.cli(), label="demo admin")
     if as_json:
@@ -119,6 +118,12 @@ def import_group() -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="TOML settings file (district coverage defaults: the members' cap).",
 )
+@click.option(
+    "--ignore-unknown-columns",
+    is_flag=True,
+    help="Import although some columns have unknown headers (or none) and hold data; "
+    "they are listed and left out.",
+)
 @click.pass_context
 def import_households_command(
     ctx: click.Context,
@@ -128,6 +133,7 @@ def import_households_command(
     dry_run: bool,
     override_cap: bool,
     config_path: str | None,
+    ignore_unknown_columns: bool,
 ) -> None:
     """Import or update households from FILE.csv or FILE.xlsx.
 
@@ -143,13 +149,26 @@ def import_households_command(
     负责党员 assigns the household to that party member (a different member moves it). A
     member's households after the import may not exceed the cap of the community's policy
     (over_cap) unless --override-cap is given; every assignment is written to the assignment
-    log, as `gridsync coverage assign` does."""
-    sheet = run(lambda: importer.read_file(file))
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    log, as `gridsync coverage assign` does.
+
+    \b
+    A file that cannot be read whole is refused with one coded line (exit code 1; with --json,
+    {"code", "message"}): bad_file, bad_encoding, file_too_large, too_many_rows,
+    unknown_column, duplicate_column, missing_column, no_header, no_rows. A row that cannot be
+    read whole is an error of that row: row_width (a CSV row with more or fewer cells than the
+    header), formula_without_value, cell_error, date_cell."""
     with open_store(db_path) as store:
+        try:
+            sheet = importer.read_file(file, ignore_unknown_columns=ignore_unknown_columns)
+        except GridsyncError as exc:
+            if as_json:
+                echo_json({"code": exc.code, "message": exc.message, "written": False})
+                ctx.exit(1)
+            raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+        try:
+            settings = load_settings(config_path)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
         if dry_run:
             result = store.read(importer.preview, sheet, settings, override_cap)
         else:

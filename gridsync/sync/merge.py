@@ -248,6 +248,28 @@ def tags_after(
     return (current | set(adds)) - gone
 
 
+def overwrite(state: HouseholdState, values: dict[str, Any], writer: Stamp) -> None:
+    """A write that saw the whole row and wins outright (a secretary's register import): each
+    value is set with the writer's stamp, and ``tags`` (a list) is made the tag set through
+    :func:`add_tag` and :func:`remove_tag`, so the stamps keep the shape this module reads.
+    The writer is taken to have seen what it replaces (the register is the secretary's word),
+    so nothing goes to the conflict log; its stamp (a server HLC, the newest seq) makes a
+    phone's later edit that did not see it a conflict, as with any other write."""
+    for name, value in values.items():
+        if name == "tags":
+            wanted = set(value)
+            for tag in sorted(wanted - set(state.tags)):
+                add_tag(state, tag, writer, writer.seq)
+            for tag in sorted(set(state.tags) - wanted):
+                remove_tag(state, tag, writer, writer.seq)
+            continue
+        if state.values[name] != value:
+            state.values[name] = value
+            state.changed.add(name)
+        state.stamps[name] = writer
+        state.changed.add(STAMPS)
+
+
 def encode_stamps(state: HouseholdState) -> str:
     raw: dict[str, Any] = dict(sorted(state.stamps.items()))
     if state.tag_adds:

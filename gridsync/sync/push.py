@@ -6,6 +6,9 @@ below it is a ``duplicate`` with no effect, and so is a new seq whose ``mid`` is
 ones are recorded with their code, so a resend answers ``duplicate`` too). Nothing of a request
 that fails as a whole (400, 403, 409, 413) is stored: those checks come before any write, and
 the transaction rolls back whole on any error.
+
+A device revoked with drain (``auth.py``) is revoked in the transaction of its first push that
+applies: that push is its last, and a second one, even racing it, is ``401 device_revoked``.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ import msgspec
 import sqlite_utils
 from msgspec import Meta
 
-from gridsync import audit
+from gridsync import audit, auth
 from gridsync.auth import Principal
 from gridsync.clock import Clock, iso_ms, parse_ms
 from gridsync.config import Settings
 from gridsync.errors import (
+    DeviceRevoked,
     Forbidden,
     GridsyncError,
     Invalid,
@@ -43,6 +47,7 @@ from gridsync.sync.outline import Span, TooManyMutations, outline
 from gridsync.sync.protocol import (
     HlcStr,
     Id,
+    IgnoredField,
     LostValue,
     Mid,
     Mutation,
@@ -337,14 +342,19 @@ class _Decoded:
     error: GridsyncError | None = None
 
 
-def decode_data(body: PushBody) -> list[_Decoded]:
+def decode_data(
+    request: PushRequest, fmt: str, refused: dict[int, GridsyncError] | None = None
+) -> list[_Decoded]:
+    """Each mutation's ``data`` as its op's type, or the error that rejects it: ``refused``
+    (from :class:`PushBody`, the mutations refused while decoding), an unknown op, a new id
+    without the REST shape, a data that does not decode."""
     registry = load_builtin_ops()
-    request, fmt = body.request, body.fmt
+    refused = refused or {}
     out = []
     for i, m in enumerate(request.mutations):
-        refused = body.refused.get(i)
-        if refused is not None:
-            out.append(_Decoded(i, error=refused))
+        error = refused.get(i)
+        if error is not None:
+            out.append(_Decoded(i, error=error))
             continue
         spec = registry.get(m.op)
         if spec is None:
@@ -396,9 +406,15 @@ def apply_push(
         )
     now_ms = clock.now_ms()
     registry = load_builtin_ops()
-    last_seq, floor_ms, enrolled_at = db.execute(
-        "SELECT last_seq, hlc_high_ms, created_at FROM devices WHERE id = ?", [principal.device_id]
+    last_seq, floor_ms, enrolled_at, revoked_at, draining_since = db.execute(
+        "SELECT last_seq, hlc_high_ms, created_at, revoked_at, draining_since FROM devices "
+        "WHERE id = ?",
+        [principal.device_id],
     ).fetchone()
+    if revoked_at is not None:
+        # Revoked since the token was checked (or a second push of a draining device that
+        # raced its drain push): nothing of this request is stored.
+        raise DeviceRevoked()
     # A device holds no edit from before its enrollment: its records came from a pull that its
     # token made possible. So the time an edit claims for the scope check starts there too.
     floor_ms = max(floor_ms, parse_ms(enrolled_at))
@@ -501,7 +517,7 @@ def apply_push(
                 )
             )
             return
-        if outcome.lost:
+        if outcome.lost or outcome.ignored:
             lost = [
                 LostValue(
                     field=x["field"],
@@ -511,8 +527,13 @@ def apply_push(
                 )
                 for x in outcome.lost
             ]
+            ignored = [IgnoredField(field=x["field"], code=x["code"]) for x in outcome.ignored]
             results[i] = MutationResult(
-                mid=m.mid, status=outcome.status, lost=lost, clock=clock_flag
+                mid=m.mid,
+                status=outcome.status,
+                lost=lost or None,
+                ignored=ignored or None,
+                clock=clock_flag,
             )
         else:
             results[i] = MutationResult(mid=m.mid, status=outcome.status, clock=clock_flag)
@@ -542,7 +563,13 @@ def apply_push(
             items = [BatchItem(mutations[j], decoded[j].data, h, t) for j, h, _, t in run]
             outcomes = spec.batch_handler(context(hlc, m.mid, scope_ms), items)
             for (j, _, c, _), outcome in zip(run, outcomes):
-                if c or type(outcome) is not Outcome or outcome.lost or outcome.logged:
+                if (
+                    c
+                    or type(outcome) is not Outcome
+                    or outcome.lost
+                    or outcome.logged
+                    or outcome.ignored
+                ):
                     settle(j, c, outcome)
                 else:  # the common case of a run (an applied visit), without a call
                     results[j] = MutationResult(mid=mutations[j].mid, status=outcome.status)
@@ -592,9 +619,18 @@ def apply_push(
         },
         clock=clock,
     )
+    if draining_since is not None:
+        # The one push of a draining device: it is revoked with this transaction's commit.
+        auth.finish_drain(
+            db,
+            principal.actor,
+            iso_ms(now_ms),
+            {"mutations": len(mutations), "last_seq": new_last, **counts},
+        )
     return PushResponse(
         results=final,
         server_hlc=advance(server.last, now_ms),
         last_seq=new_last,
         cursor=request.cursor,
+        drained=draining_since is not None,
     )
