@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from gridsync import auth, org
+from gridsync import auth, logs, org
 from gridsync import db as db_module
 from gridsync.audit import Actor, record
 from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store, run
@@ -44,11 +44,20 @@ def init(db_path: str, new_epoch: bool) -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="TOML settings file (see README).",
 )
-def serve(db_path: str, host: str, port: int, config_path: str | None) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    default="text",
+    show_default=True,
+    help="Logs on stderr: text lines, or one JSON object per line (access lines included).",
+)
+def serve(db_path: str, host: str, port: int, config_path: str | None, log_format: str) -> None:
     """Serve the HTTP API (and run periodic work) on the embedded SQLite file."""
     import uvicorn
 
     from gridsync.app import create_app
+
+    logs.configure(log_format)
 
     try:
         settings = load_settings(config_path, db=db_path, host=host, port=port)
