@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -374,23 +373,13 @@ def write_litestream_config(path: str | os.PathLike, config: dict) -> Path:
     return target
 
 
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def run_foreground(argv: list[str]) -> int:
-    """Run ``argv`` as a child in the foreground, passing SIGINT/SIGTERM/SIGHUP on to it (so that
-    ``systemctl stop`` lets Litestream finish its last sync), and return its exit code."""
-    child = subprocess.Popen(argv)
-
-    def forward(signum: int, _frame: object) -> None:
-        child.send_signal(signum)
-
-    previous = {s: signal.signal(s, forward) for s in FORWARDED_SIGNALS}
-    try:
-        return child.wait()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+def exec_foreground(argv: list[str]) -> None:
+    """Become ``argv`` (``exec``): Litestream runs in the foreground under this process's id, so
+    the signals of a terminal or of ``systemctl stop`` reach it directly (it ships what the
+    WAL still holds, then exits), and no orphan is left behind if the parent is killed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(argv[0], argv)
 
 
 def restore_from_replica(

@@ -3,8 +3,6 @@ Thin: the work is in gridsync/backup.py (README "Operations")."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -98,7 +96,7 @@ def restore_cmd(db_path: str, as_json: bool, source: str | None, replica: str | 
     "--config-out",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Write the Litestream configuration here and keep it (default: a temporary file).",
+    help="Where to write the Litestream configuration (default: DB.litestream.yml).",
 )
 def replicate_cmd(db_path: str, to: str, sync_interval: str, config_out: str | None) -> None:
     """Replicate the database continuously with Litestream, in the foreground (run it beside
@@ -111,16 +109,6 @@ def replicate_cmd(db_path: str, to: str, sync_interval: str, config_out: str | N
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from exc
     config = ops.litestream_config(db_path, to, sync_interval=sync_interval)
-    if config_out:
-        path = ops.write_litestream_config(config_out, config)
-        click.echo(f"Litestream configuration: {path}", err=True)
-        raise SystemExit(ops.run_foreground([binary, "replicate", "-config", str(path)]))
-    fd, name = tempfile.mkstemp(prefix="gridsync-litestream-", suffix=".yml")
-    os.close(fd)
-    try:
-        path = ops.write_litestream_config(name, config)
-        click.echo(f"replicating {db_path} to {to} every {sync_interval}", err=True)
-        code = ops.run_foreground([binary, "replicate", "-config", str(path)])
-    finally:
-        Path(name).unlink(missing_ok=True)
-    raise SystemExit(code)
+    path = ops.write_litestream_config(config_out or f"{db_path}.litestream.yml", config)
+    click.echo(f"replicating {db_path} to {to} every {sync_interval} (config {path})", err=True)
+    ops.exec_foreground([binary, "replicate", "-config", str(path)])
