@@ -10,12 +10,12 @@ from litestar import Litestar, Router
 from litestar.config.compression import CompressionConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 import gridsync
 from gridsync import coverage
 from gridsync.api import coverage as coverage_api
+from gridsync.api import docs as docs_api
 from gridsync.api import sync as sync_api
 from gridsync.api import whistle as whistle_api
 from gridsync.api.deps import TokenAuthMiddleware, provide_principal
@@ -112,7 +112,7 @@ def create_app(
         security=[{"BearerToken": []}],
     )
     app = Litestar(
-        route_handlers=[api, *HEALTH_HANDLERS],
+        route_handlers=[api, *HEALTH_HANDLERS, docs_api.assets_router()],
         dependencies={
             "store": Provide(lambda: app.state.store, sync_to_thread=False),
             "settings": Provide(lambda: settings, sync_to_thread=False),
@@ -125,7 +125,7 @@ def create_app(
             version=gridsync.__version__,
             description="Offline-sync backend for grid-based neighbourhood governance.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[docs_api.render_plugin()],  # assets served here: works offline
             components=Components(
                 security_schemes={
                     "BearerToken": SecurityScheme(
