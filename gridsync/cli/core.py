@@ -11,6 +11,7 @@ import click
 from gridsync import auth, logs, org
 from gridsync import db as db_module
 from gridsync.audit import Actor, record
+from gridsync.backup import DatabaseInUse, ServerLock
 from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store, run
 from gridsync.config import ConfigError, load_settings
 from gridsync.db import Store
@@ -63,7 +64,11 @@ def serve(db_path: str, host: str, port: int, config_path: str | None, log_forma
         settings = load_settings(config_path, db=db_path, host=host, port=port)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    Store(settings.db).close()  # create and migrate before accepting requests
+    try:  # create and migrate before accepting requests, never under a running restore
+        with ServerLock(settings.db).hold_shared():
+            Store(settings.db).close()
+    except DatabaseInUse as exc:
+        raise click.ClickException(str(exc)) from exc
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
