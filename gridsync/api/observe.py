@@ -77,27 +77,40 @@ class RequestObserver:
             user: Any = scope.get("user")
             device = getattr(user, "device_id", None) or "-"
             status = counts["status"]
-            access_log.info(
-                "%s %s %s %.1fms device=%s in=%d out=%d",
-                method,
-                path,
-                status,
-                seconds * 1000,
-                device,
-                counts["in"],
-                counts["out"],
-                extra={
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "ms": round(seconds * 1000, 1),
-                    "device": device,
-                    "bytes_in": counts["in"],
-                    "bytes_out": counts["out"],
-                    "request_id": rid,
-                },
-            )
+            if access_log.isEnabledFor(logging.INFO):
+                _access_line(rid, method, path, status, seconds, device, counts)
             self.metrics.observe_request(
                 route, method, status, seconds, counts["in"], counts["out"]
             )
             logs.request_id.reset(token)
+
+
+def _access_line(
+    rid: str,
+    method: str,
+    path: str,
+    status: int,
+    seconds: float,
+    device: str,
+    counts: dict[str, int],
+) -> None:
+    access_log.info(
+        "%s %s %s %.1fms device=%s in=%d out=%d",
+        method,
+        path,
+        status,
+        seconds * 1000,
+        device,
+        counts["in"],
+        counts["out"],
+        extra={
+            "method": method,
+            "path": path,
+            "status": status,
+            "ms": round(seconds * 1000, 1),
+            "device": device,
+            "bytes_in": counts["in"],
+            "bytes_out": counts["out"],
+            "request_id": rid,
+        },
+    )
