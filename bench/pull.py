@@ -275,7 +275,7 @@ def push_bytes(url: str, db: Path, device_id: str, token: str, n: int) -> float:
                 "宣传防范电信诈骗",
                 at=now - timedelta(minutes=i),
             )
-        phone._confirm_seq()  # the one-time status read before a store's first push
+        phone._sync_status()  # the one-time status read before a store's first push
         up, down = phone.bytes_up, phone.bytes_down
         pushed = phone.push()
         assert pushed.applied == n, pushed

@@ -1,6 +1,15 @@
 """Devices and tokens. A token is shown once at enrolment; the database keeps only its SHA-256
 (tokens are 256 random bits, so a fast hash is safe and makes every request's lookup cheap).
-Admins, secretaries and phones all authenticate the same way: one device, one token."""
+Admins, secretaries and phones all authenticate the same way: one device, one token.
+
+Revocation is at once (``revoked_at``: the next request is ``401 device_revoked`` with
+``wipe: true``) or by *drain* (``draining_since``): a phone being replaced may push what it
+holds, in one successful push request, and is revoked in that push's transaction
+(:func:`finish_drain`); until then it may only push and read its sync status, every other
+request is ``403 device_draining`` (``drain: true``). Through the API nobody may revoke or drain
+the last active device of an admin (``409 last_admin_device``): the district would be locked out
+of its own API. The CLI, run by the operator on the server, may (``allow_last_admin``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +17,7 @@ import hashlib
 import secrets
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import sqlite_utils
@@ -16,7 +26,7 @@ from gridsync import audit
 from gridsync.audit import Actor
 from gridsync.clock import now_iso
 from gridsync.db import paged
-from gridsync.errors import DeviceRevoked, Forbidden, Invalid, NotFound, Unauthorized
+from gridsync.errors import Conflict, DeviceRevoked, Forbidden, Invalid, NotFound, Unauthorized
 from gridsync.models import Device, Enrolled
 from gridsync.org import Scope, get_person, resolve_scope
 
@@ -35,6 +45,7 @@ class Principal:
     device_id: str
     roles: frozenset[str]
     scope: Scope
+    draining: bool = False  # revoked with drain: may push once, and read its sync status
 
     @property
     def actor(self) -> Actor:
@@ -69,17 +80,81 @@ def enroll(
     return Enrolled(device_id=device_id, person_id=person_id, token=token)
 
 
-def revoke(db: sqlite_utils.Database, device_id: str, actor: Actor, reason: str = "") -> Device:
-    row = db.execute("SELECT revoked_at FROM devices WHERE id = ?", [device_id]).fetchone()
+# Active devices of active people holding the admin role (neither revoked nor draining).
+_ADMIN_DEVICES = (
+    "SELECT d.id FROM devices d JOIN people p ON p.id = d.person_id "
+    "WHERE d.revoked_at IS NULL AND d.draining_since IS NULL AND p.active "
+    "AND EXISTS (SELECT 1 FROM json_each(p.roles) WHERE value = 'admin')"
+)
+
+
+def is_last_admin_device(db: sqlite_utils.Database, device_id: str) -> bool:
+    """Whether ``device_id`` is the only active device left to any person with the admin role:
+    revoking it leaves nobody who can enrol devices or administer through the API."""
+    ids = [r[0] for r in db.execute(_ADMIN_DEVICES + " LIMIT 2").fetchall()]
+    return ids == [device_id]
+
+
+def revoke(
+    db: sqlite_utils.Database,
+    device_id: str,
+    actor: Actor,
+    reason: str = "",
+    *,
+    drain: bool = False,
+    allow_last_admin: bool = False,
+) -> Device:
+    """Revoke a device at once, or with ``drain`` let it push what it holds once first.
+
+    Revoking a revoked device changes nothing; revoking a draining one without ``drain`` cuts
+    the drain short. The last active admin device is refused (``409 last_admin_device``) unless
+    ``allow_last_admin`` (the CLI: the operator on the server, on purpose)."""
+    row = db.execute(
+        "SELECT revoked_at, draining_since FROM devices WHERE id = ?", [device_id]
+    ).fetchone()
     if row is None:
         raise NotFound(f"no device {device_id}")
-    if row[0] is None:
-        db.execute("UPDATE devices SET revoked_at = ? WHERE id = ?", [now_iso(), device_id])
-    audit.record(db, actor, "device.revoke", target=device_id, detail={"reason": reason})
+    revoked_at, draining_since = row
+    if (
+        revoked_at is None
+        and draining_since is None
+        and not allow_last_admin
+        and is_last_admin_device(db, device_id)
+    ):
+        raise Conflict(
+            f"device {device_id} is the last active device of an admin: revoking it would lock "
+            "every admin out of the API; enrol another admin device first, or revoke it with "
+            "'gridsync device revoke' on the server",
+            code="last_admin_device",
+        )
+    if revoked_at is None:
+        if not drain:
+            db.execute("UPDATE devices SET revoked_at = ? WHERE id = ?", [now_iso(), device_id])
+        elif draining_since is None:
+            db.execute("UPDATE devices SET draining_since = ? WHERE id = ?", [now_iso(), device_id])
+    audit.record(
+        db,
+        actor,
+        "device.drain" if drain else "device.revoke",
+        target=device_id,
+        detail={"reason": reason},
+    )
     return get_device(db, device_id)
 
 
-_DEVICE_COLS = "id, person_id, label, created_at, revoked_at, last_seen_at"
+def finish_drain(
+    db: sqlite_utils.Database, actor: Actor, revoked_at: str, detail: dict[str, Any]
+) -> None:
+    """The drain push of a draining device was applied: revoke it in the same transaction, so
+    that exactly one push gets through and every later request is told to wipe."""
+    db.execute(
+        "UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+        [revoked_at, actor.device_id],
+    )
+    audit.record(db, actor, "device.drained", target=actor.device_id, detail=detail)
+
+
+_DEVICE_COLS = "id, person_id, label, created_at, revoked_at, last_seen_at, draining_since"
 
 
 def _device(row: tuple) -> Device:
@@ -90,6 +165,7 @@ def _device(row: tuple) -> Device:
         created_at=row[3],
         revoked_at=row[4],
         last_seen_at=row[5],
+        draining_since=row[6],
     )
 
 
@@ -149,7 +225,7 @@ def authenticate(
     row = db.execute(
         "SELECT d.id, d.person_id, d.revoked_at, p.roles, p.active, p.scope_version, "
         "(SELECT group_concat(unit_id, ' ') FROM person_scope s WHERE s.person_id = p.id), "
-        "(SELECT max(seq) FROM org_units) FROM devices d "
+        "(SELECT max(seq) FROM org_units), d.draining_since FROM devices d "
         "JOIN people p ON p.id = d.person_id WHERE d.token_hash = ?",
         [hash_token(token)],
     ).fetchone()
@@ -165,4 +241,10 @@ def authenticate(
         if scopes
         else resolve_scope(db, row[1])
     )
-    return Principal(person_id=row[1], device_id=row[0], roles=roles, scope=scope)
+    return Principal(
+        person_id=row[1],
+        device_id=row[0],
+        roles=roles,
+        scope=scope,
+        draining=row[8] is not None,
+    )

@@ -47,6 +47,7 @@ from gridsync.errors import Conflict, Forbidden, Invalid, NotFound, OutOfScope
 from gridsync.households import HOUSEHOLD_SELECT, VISIT_SELECT, household_from_row, visit_from_row
 from gridsync.models import Household, Policy, Visit
 from gridsync.org import Scope, resolve_scope
+from gridsync.privacy import PhoneView, shown_phone
 from gridsync.sync.sources import SourceChange, register_source
 
 DAY_MS = 86_400_000
@@ -65,26 +66,6 @@ HOUSEHOLD_VIOLATIONS = ("unassigned", "overdue", "priority_overdue")
 ASSIGNER_ROLES = ("admin", "street", "community_secretary", "branch_secretary")
 # Who may be a household's responsible member (the "1" of 1-5-N).
 RESPONSIBLE_ROLE = "member"
-# Who sees full phone numbers in bulk output (exports, violations, samples): the district admin
-# and the community secretary, who phone households as part of their job. Everyone else, and the
-# CLI unless told --show-phones, sees 138****5678.
-PHONE_ROLES = frozenset({"admin", "community_secretary"})
-
-
-def may_see_phones(roles: frozenset[str] | set[str]) -> bool:
-    """THE masking rule: whether bulk output for someone with ``roles`` shows full numbers."""
-    return bool(PHONE_ROLES.intersection(roles))
-
-
-def mask_phone(phone: str) -> str:
-    """``13812345678`` -> ``138****5678``; short numbers keep only their first character."""
-    if not phone:
-        return phone
-    if len(phone) >= 8:
-        return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
-    return phone[0] + "*" * (len(phone) - 1)
-
-
 # -- wire types ---------------------------------------------------------------------------------
 
 Days = Annotated[int, Meta(ge=1, le=366)]
@@ -154,7 +135,7 @@ class Violation(Struct, kw_only=True):
     subject: Literal["household", "member"]
     id: str
     name: str
-    phone: str  # masked unless the reader's role allows full numbers
+    phone: str  # masked unless the reader may read it in full (gridsync/privacy.py)
     grid_id: str | None
     address: str = ""  # building/unit/room of a household
     member_id: str | None = None  # the responsible member of a household
@@ -903,6 +884,14 @@ def _load_members(db: sqlite_utils.Database, idx: OrgIndex) -> dict[str, _Member
     return members
 
 
+def member_phone(phones: PhoneView, m: _Member) -> str:
+    """A member's own number as ``phones`` may read it: the rule of households
+    (gridsync/privacy.py), read as a record of the member's home grid that the member is
+    responsible for (the admin, their community's secretary, their grid's grid workers and the
+    member themselves read it in full)."""
+    return shown_phone(phones, m.phone, m.grid_id, m.id)
+
+
 def _wide(idx: OrgIndex, units: set[str]) -> bool:
     return any(idx.kind[u] in ("street", "district") for u in units)
 
@@ -1532,7 +1521,6 @@ def violations(
     *,
     now_ms: int,
     kinds: list[str] | None = None,
-    show_phones: bool = False,
     limit: int = 100,
     offset: int = 0,
     tallied: Tally | None = None,
@@ -1541,7 +1529,8 @@ def violations(
     members under the minimum, members over the cap). Households within a kind: by grid, then
     responsible member, never-visited and longest-ago first (the order of the covering index,
     so a page streams instead of sorting); members by grid and id. Counts come from the roll-up's
-    tally (pass ``tallied`` to reuse one)."""
+    tally (pass ``tallied`` to reuse one). Phones are as ``scope.phones`` may read them."""
+    phones = scope.phones
     wanted = list(kinds or VIOLATION_KINDS)
     bad = set(wanted) - set(VIOLATION_KINDS)
     if bad:
@@ -1565,7 +1554,7 @@ def violations(
             counts["priority_overdue"] += acc.priority_overdue
     member_items: list[Violation] | None = None
     if t.homes is None:
-        member_items = _member_violations(t, wanted, show_phones)
+        member_items = _member_violations(t, wanted, phones)
         for v in member_items:
             counts[v.kind] += 1
     else:
@@ -1582,14 +1571,14 @@ def violations(
         if skip >= counts[kind]:
             skip -= counts[kind]
             continue
-        items += _household_violations(db, t, kind, limit - len(items), skip, show_phones)
+        items += _household_violations(db, t, kind, limit - len(items), skip, phones)
         skip = 0
     rest = limit - len(items)
     member_total = sum(counts.get(k, 0) for k in ("member_under_min", "member_over_cap"))
     if rest > 0 and skip < member_total:
         if member_items is None:
             full = tally(db, settings, scope, unit_id, now_ms, with_kinds=False)
-            member_items = _member_violations(full, wanted, show_phones)
+            member_items = _member_violations(full, wanted, phones)
         items.extend(member_items[skip : skip + rest])
     return ViolationPage(
         items=items, total=sum(counts.values()), limit=limit, offset=offset, counts=counts
@@ -1597,7 +1586,7 @@ def violations(
 
 
 def _household_violations(
-    db: sqlite_utils.Database, t: Tally, kind: str, limit: int, offset: int, show_phones: bool
+    db: sqlite_utils.Database, t: Tally, kind: str, limit: int, offset: int, phones: PhoneView
 ) -> list[Violation]:
     groups = [
         (g, grids)
@@ -1640,7 +1629,7 @@ def _household_violations(
                 subject="household",
                 id=hid,
                 name=name,  # type: ignore[arg-type]
-                phone=phone if show_phones else mask_phone(phone),
+                phone=shown_phone(phones, phone, grid, member),
                 grid_id=grid,
                 address="".join(p for p in (building, unit, room) if p),
                 member_id=member,
@@ -1651,13 +1640,13 @@ def _household_violations(
     return out
 
 
-def _member_violations(t: Tally, kinds: list[str], show_phones: bool) -> list[Violation]:
+def _member_violations(t: Tally, kinds: list[str], phones: PhoneView) -> list[Violation]:
     out: dict[str, list[Violation]] = {"member_under_min": [], "member_over_cap": []}
     for pid in sorted(t.members, key=lambda p: (t.members[p].grid_id or "", p)):
         m = t.members[pid]
         policy = t.policies.get(m.community_id or "") or t.policy_of_grid(m.grid_id)
         load = t.load.get(pid, 0)
-        phone = m.phone if show_phones else mask_phone(m.phone)
+        phone = member_phone(phones, m)
         if "member_under_min" in kinds and load < policy.min_households_per_member:
             out["member_under_min"].append(
                 Violation(
@@ -1977,9 +1966,9 @@ def sample(
     seed: str,
     *,
     visits: int = 3,
-    show_phones: bool = False,
 ) -> Sample:
-    """``n`` random active households of a unit with their last ``visits`` non-voided visits.
+    """``n`` random active households of a unit with their last ``visits`` non-voided visits,
+    phones as ``scope.phones`` may read them.
 
     Reproducible: ``random.Random(seed)`` draws from the household ids in id order, so the same
     seed over the same households gives the same sample."""
@@ -2001,9 +1990,7 @@ def sample(
         row = db.execute(
             f"SELECT {HOUSEHOLD_SELECT} FROM households h WHERE h.id = ?", [hid]
         ).fetchone()
-        household = household_from_row(row)
-        if not show_phones:
-            household.phone = mask_phone(household.phone)
+        household = household_from_row(row, scope.phones)
         last = [
             visit_from_row(r)
             for r in db.execute(

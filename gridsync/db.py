@@ -14,6 +14,12 @@ to :meth:`Store.read` sees one consistent snapshot however many queries it makes
 
 Domain functions take a :class:`sqlite_utils.Database` as their first argument and never open
 connections themselves.
+
+A file that is not a database, or one written by a newer gridsync (a migration this code does not
+know), is refused when the Store opens it (:class:`DatabaseUnusable`), before anything is written
+to it: an older gridsync must not run on a schema it does not understand. :func:`check_database`
+adds what the CLI refuses before it opens anything (a missing file or folder, an empty file, a
+database of another program); ``tests/test_cli_db.py`` runs every command against each case.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +54,115 @@ class GroupRolledBack(GridsyncError):
 
     status = 503
     code = "retry"
+
+
+class DatabaseUnusable(GridsyncError):
+    """The file named as the database cannot be used. Raised at startup (the CLI prints it as a
+    one-line error, exit 1); it never reaches an HTTP client."""
+
+    status = 500
+    code = "not_a_database"
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+@cache
+def known_migrations() -> frozenset[str]:
+    """Names of the migrations this code knows (all of them are pending on an empty database;
+    sqlite-utils has no public list of a set's names)."""
+    return frozenset(m.name for m in migrations.pending(sqlite_utils.Database(memory=True)))
+
+
+def unknown_migrations(db: sqlite_utils.Database) -> list[str]:
+    """Migrations applied to ``db`` that this code does not know: a newer gridsync wrote it."""
+    known = known_migrations()
+    return [m.name for m in migrations.applied(db) if m.name not in known]
+
+
+def _refuse_newer(db: sqlite_utils.Database, path: str) -> None:
+    newer = unknown_migrations(db)
+    if newer:
+        raise DatabaseUnusable(
+            f"数据库版本高于本程序 (database {path} was written by a newer gridsync: "
+            f"migration {', '.join(newer)} is unknown here): upgrade gridsync",
+            code="schema_too_new",
+        )
+
+
+def check_database(path: str | Path, *, create: bool = False) -> None:
+    """Refuse a database path an operator got wrong, before anything is opened or created.
+
+    - a missing folder, a folder given as the file, a file that is not SQLite, a SQLite database
+      of another program (tables, none of them gridsync's) or of a newer gridsync: always;
+    - a missing file, or an empty one (0 bytes, what ``touch`` or a bare ``sqlite3 FILE``
+      leaves; it holds no gridsync data either): unless ``create`` (``gridsync init`` and
+      ``gridsync demo`` make the schema; everything else would serve or report an empty
+      database, which is how ``serve --db dmeo.db`` used to start on nothing).
+
+    Raises :class:`DatabaseUnusable` with a one-line message (code ``no_database``,
+    ``not_a_database`` or ``schema_too_new``)."""
+    p = Path(path)
+    init = f"run 'gridsync init --db {path}' (or 'gridsync demo') first"
+    if p.is_dir():
+        raise DatabaseUnusable(f"{path} 是文件夹，不是数据库文件 (a folder, not a database file)")
+    if not p.exists():
+        folder = p.parent
+        if not folder.is_dir():
+            raise DatabaseUnusable(
+                f"文件夹不存在 (no folder {folder} for the database {path})", code="no_database"
+            )
+        if not create:
+            raise DatabaseUnusable(
+                f"数据库不存在 (no database at {path}): {init}", code="no_database"
+            )
+        return
+    try:
+        with p.open("rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise DatabaseUnusable(f"无法读取 {path} (cannot read it: {exc.strerror})") from None
+    if not head:
+        if create:
+            return
+        raise DatabaseUnusable(
+            f"数据库文件是空的 (the database file {path} is empty): {init}", code="no_database"
+        )
+    if head != SQLITE_HEADER:
+        raise DatabaseUnusable(f"{path} 不是数据库文件 (not a SQLite database)")
+    try:
+        conn = sqlite3.connect(
+            f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_SECONDS
+        )
+    except sqlite3.Error as exc:
+        raise DatabaseUnusable(f"无法打开 {path} (cannot open it: {exc})") from None
+    try:
+        db = sqlite_utils.Database(conn, execute_plugins=False)
+        tables = [
+            t
+            for t in db.table_names()
+            if t != migrations.migrations_table and not t.startswith("sqlite_")
+        ]
+        applied = migrations.applied(db)
+        _refuse_newer(db, str(path))
+    except sqlite3.Error as exc:
+        raise DatabaseUnusable(
+            f"{path} 不是可用的数据库 (not a usable SQLite database: {exc})"
+        ) from None
+    finally:
+        conn.close()
+    if applied:
+        return
+    if tables:
+        shown = ", ".join(tables[:3]) + (", ..." if len(tables) > 3 else "")
+        raise DatabaseUnusable(
+            f"{path} 不是 gridsync 的数据库 (a SQLite database of another program: {shown})"
+        )
+    if not create:
+        raise DatabaseUnusable(
+            f"数据库是空的 (the database {path} holds no gridsync data): {init}",
+            code="no_database",
+        )
 
 
 def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite_utils.Database:
@@ -91,14 +206,31 @@ class Store:
         self.commits = 0  # write transactions committed (a group of writes counts once)
         # group_sizes[n]: commits of a group of n writes (read by gridsync/metrics.py)
         self.group_sizes = [0] * (GROUP_MAX + 1)
-        self._writer.submit(self._open_writer, migrate).result()
+        try:
+            self._writer.submit(self._open_writer, migrate).result()
+        except BaseException:
+            self._writer.shutdown(wait=True)
+            raise
 
     # -- writer -----------------------------------------------------------------------------
 
     def _open_writer(self, migrate: bool) -> None:
+        """Open the writer's connection; refuse (:class:`DatabaseUnusable`) a file that is not
+        a database or was written by a newer gridsync, before migrating anything."""
         self._writer_ident = threading.get_ident()
-        db = _connect(self.path, readonly=False, synchronous=self.synchronous)
-        db.conn.execute("PRAGMA journal_mode=WAL")
+        db = None
+        try:
+            db = _connect(self.path, readonly=False, synchronous=self.synchronous)
+            db.conn.execute("PRAGMA journal_mode=WAL")
+            _refuse_newer(db, self.path)
+        except (sqlite3.DatabaseError, DatabaseUnusable) as exc:
+            if db is not None:
+                db.conn.close()
+            if isinstance(exc, DatabaseUnusable):
+                raise
+            raise DatabaseUnusable(
+                f"{self.path} 不是可用的数据库 (not a usable SQLite database: {exc})"
+            ) from exc
         if self.wal_autocheckpoint is not None:
             db.conn.execute(f"PRAGMA wal_autocheckpoint={int(self.wal_autocheckpoint)}")
         self._wdb = db

@@ -47,6 +47,20 @@ class Forbidden(GridsyncError):
     code = "forbidden"
 
 
+class DeviceDraining(Forbidden):
+    """A device revoked with drain asked for something other than its one push (or its sync
+    status): it must push what it holds, then wipe."""
+
+    code = "device_draining"
+
+    def __init__(
+        self,
+        message: str = "this device is being revoked: push what it holds (once), then wipe it; "
+        "it may not pull or read anything else",
+    ):
+        super().__init__(message, drain=True)
+
+
 class OutOfScope(Forbidden):
     code = "out_of_scope"
 

@@ -6,14 +6,23 @@ violations list, for secretaries and admins who live in Excel.
   widths that fit CJK text (a CJK character counts as two).
 - CSV is one table: the roll-up rows of every level with a level column, UTF-8 with a BOM so
   that Excel reads the Chinese. JSON holds everything with English keys.
-- Phone numbers are masked unless :func:`gridsync.coverage.may_see_phones` allows them.
+- Phone numbers (households' in violations, members' in member rows) are as the scope's reader
+  may read them (``Scope.phones``, :mod:`gridsync.privacy`): masked unless in full for them.
 - Callers record every export in the audit log (:func:`record_export`).
+- Names and addresses come from phones and spreadsheets: a text that Excel would read as a
+  formula (``=HYPERLINK(...)``, ``+``, ``-``, ``@``, a tab or carriage return first: the OWASP
+  list) is written inert. CSV cells get a leading single quote (:func:`inert`, the one rule
+  every CSV cell goes through); XLSX cells are typed text with Excel's own quote prefix (the
+  mark a typed leading ``'`` leaves), so that a click on the cell does not turn it into a
+  formula either. Numbers, and texts that are a plain number (``+8613800000000``, ``-3``),
+  cannot run and are left as they are. ``tests/test_export.py`` reads both back.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -39,7 +48,7 @@ from gridsync.coverage import (
     CoverageRow,
     Violation,
     label,
-    mask_phone,
+    member_phone,
     rows_of,
     tally,
     violations,
@@ -110,8 +119,8 @@ class ExportData:
     rows: list[CoverageRow]
     violations: list[Violation]
     names: dict[str, str]  # unit and member ids -> names (for the "parent" column)
-    member_phones: dict[str, str]  # masked unless allowed
-    show_phones: bool
+    member_phones: dict[str, str]  # as the reader may read them (gridsync/privacy.py)
+    phones: str  # whose numbers were in full: "all", "none" or "by_role" (PhoneView.label)
 
     @property
     def total_rows(self) -> int:
@@ -125,7 +134,6 @@ def export_data(
     unit_id: str | None = None,
     *,
     now_ms: int,
-    show_phones: bool = False,
 ) -> ExportData:
     t = tally(db, settings, scope, unit_id, now_ms, member_kinds=True)
     rows = rows_of(t, list(LEVELS))
@@ -135,13 +143,12 @@ def export_data(
         scope,
         unit_id,
         now_ms=now_ms,
-        show_phones=show_phones,
         limit=10_000_000,
         tallied=t,
     )
     names = dict(t.idx.name)
     names.update({pid: m.name for pid, m in t.members.items()})
-    phones = {pid: m.phone if show_phones else mask_phone(m.phone) for pid, m in t.members.items()}
+    phones = {pid: member_phone(scope.phones, m) for pid, m in t.members.items()}
     return ExportData(
         scope_id=unit_id,
         at=iso_ms(now_ms),
@@ -149,7 +156,7 @@ def export_data(
         violations=page.items,
         names=names,
         member_phones=phones,
-        show_phones=show_phones,
+        phones=scope.phones.label,
     )
 
 
@@ -165,13 +172,31 @@ def record_export(
             "format": fmt,
             "rows": len(data.rows),
             "violations": len(data.violations),
-            "phones": data.show_phones,
+            "phones": data.phones,
         },
         clock=clock,
     )
 
 
 # -- cell values ------------------------------------------------------------------------------
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
+
+
+def formula_like(value: Any) -> bool:
+    """A text a spreadsheet would run as a formula (a plain number is not one)."""
+    return (
+        isinstance(value, str)
+        and value.startswith(FORMULA_STARTS)
+        and _PLAIN_NUMBER.fullmatch(value) is None
+    )
+
+
+def inert(value: Any) -> Any:
+    """A CSV cell as written: a formula-like text gets a leading single quote (OWASP); every
+    other value is unchanged."""
+    return "'" + value if formula_like(value) else value
 
 
 def _row_value(data: ExportData, row: CoverageRow, key: str, lang: str) -> Any:
@@ -217,15 +242,12 @@ def write_csv(
 ) -> None:
     """The roll-up rows of every level, one table (the level is the first column)."""
     writer = csv.writer(out)
-    writer.writerow(_header((LEVEL_COLUMN, *ROW_COLUMNS), lang))
+    writer.writerow([inert(h) for h in _header((LEVEL_COLUMN, *ROW_COLUMNS), lang)])
     for row in data.rows:
-        writer.writerow(
-            [label(LEVEL_LABELS, lang, row.level)]
-            + [
-                "" if (value := _row_value(data, row, key, lang)) is None else value
-                for key, *_ in ROW_COLUMNS
-            ]
-        )
+        values = [label(LEVEL_LABELS, lang, row.level)] + [
+            _row_value(data, row, key, lang) for key, *_ in ROW_COLUMNS
+        ]
+        writer.writerow(["" if value is None else inert(value) for value in values])
         progress(1)
     progress(len(data.violations))  # violations are in the XLSX and JSON exports
 
@@ -238,9 +260,14 @@ def display_width(value: Any) -> int:
 
 def _text_cell(ws: Any, value: str) -> WriteOnlyCell:
     """Text typed on phones, kept as text: control characters that XLSX cannot hold are dropped
-    (openpyxl raises on them) and a leading ``=`` is not turned into a formula."""
-    cell = WriteOnlyCell(ws, value=ILLEGAL_CHARACTERS_RE.sub("", value))
+    (openpyxl raises on them), the cell is typed text (openpyxl would store a leading ``=`` as
+    a formula), and a formula-like text carries the quote prefix, so editing the cell in Excel
+    keeps it text."""
+    text = ILLEGAL_CHARACTERS_RE.sub("", value)
+    cell = WriteOnlyCell(ws, value=text)
     cell.data_type = "s"
+    if formula_like(value) or formula_like(text):
+        cell.quotePrefix = True
     return cell
 
 
@@ -263,7 +290,7 @@ def _sheet(
     bold = Font(bold=True)
     head = []
     for text in header:
-        cell = WriteOnlyCell(ws, value=text)
+        cell = _text_cell(ws, text)
         cell.font = bold
         head.append(cell)
     ws.append(head)

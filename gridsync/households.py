@@ -1,5 +1,6 @@
 """Households and their visits: reading within a scope, and the row <-> wire conversions that
-the API, sync pull and exports share."""
+the API, sync pull and exports share. A household leaves here with its phone as the reader may
+read it (:mod:`gridsync.privacy`): :func:`household_from_row` takes the reader's view."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from gridsync.db import paged
 from gridsync.errors import NotFound, OutOfScope
 from gridsync.models import Geo, Household, Visit
 from gridsync.org import Scope
+from gridsync.privacy import PhoneView, shown_phone
 
 HOUSEHOLD_COLUMNS = (
     "id",
@@ -45,7 +47,9 @@ _tags_decoder = msgspec.json.Decoder(list[str])
 _geo_decoder = msgspec.json.Decoder(Geo)
 
 
-def household_from_row(row: tuple) -> Household:
+def household_from_row(row: tuple, phones: PhoneView) -> Household:
+    """A household row (``HOUSEHOLD_SELECT``) for a reader with the view ``phones`` (pass
+    ``privacy.ALL_PHONES`` for the stored truth)."""
     return Household(
         id=row[0],
         grid_id=row[1],
@@ -53,7 +57,7 @@ def household_from_row(row: tuple) -> Household:
         unit=row[3],
         room=row[4],
         head_name=row[5],
-        phone=row[6],
+        phone=shown_phone(phones, row[6], row[1], row[10]),
         size=row[7],
         tags=_tags_decoder.decode(row[8]),
         notes=row[9],
@@ -96,7 +100,7 @@ def get_household(db: sqlite_utils.Database, scope: Scope, household_id: str) ->
     ).fetchone()
     if row is None or not scope.allows_grid(row[1]):
         raise NotFound(f"no household {household_id}")
-    return household_from_row(row)
+    return household_from_row(row, scope.phones)
 
 
 def list_households(
@@ -135,7 +139,7 @@ def list_households(
         limit=limit,
         offset=offset,
     )
-    return [household_from_row(r) for r in rows], total
+    return [household_from_row(r, scope.phones) for r in rows], total
 
 
 def list_visits(

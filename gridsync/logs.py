@@ -65,8 +65,10 @@ def configure(fmt: str = "text", level: int = logging.INFO) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.set_name("gridsync-serve")
     logger = logging.getLogger("gridsync")
+    for old in [h for h in logger.handlers if h.get_name() == "gridsync-serve"]:
+        logger.removeHandler(old)  # configured once per process, even if called again
     logger.addHandler(handler)
     logger.setLevel(level)
-    logger.propagate = False
     return handler

@@ -556,6 +556,42 @@ def m0008_households_tagged(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="0010_device_drain")
+def m0010_device_drain(db: sqlite_utils.Database) -> None:
+    """A device revoked with ``--drain`` may push what it holds once before it is wiped: from
+    ``draining_since`` until that push sets ``revoked_at`` it can push (and read its sync
+    status) and nothing else (``gridsync/auth.py``)."""
+    db.execute("ALTER TABLE devices ADD COLUMN draining_since TEXT")
+
+
+# -- personal data (issue 12: one rule for phone numbers, every surface) ----------------------
+
+
+@migrations(name="0011_phone_privacy")
+def m0011_phone_privacy(db: sqlite_utils.Database) -> None:
+    """Phones now receive a household's number masked unless their person may read it
+    (gridsync/privacy.py), so two things change for sync:
+
+    - ``scope_versions.phone_grids``: the grids where a scope version read every number in full
+      (JSON array, sorted; NULL for versions recorded before this migration: unknown). When a
+      person's scope version changes, pull re-sends the grids whose masking changed, as it
+      sends the grids that entered the scope.
+    - Every phone synced before this migration holds full numbers it may no longer read. The
+      pull horizon is raised past every existing cursor (one new change seq), so each phone's
+      next pull answers ``reset: true`` and the phone re-syncs (keeping its unsent edits). A
+      database without any change yet has nothing to take back and is left alone."""
+    db.execute("ALTER TABLE scope_versions ADD COLUMN phone_grids TEXT")
+    if int(db.execute("SELECT value FROM meta WHERE key = 'change_seq'").fetchone()[0]) > 0:
+        seq = db.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'change_seq' "
+            "RETURNING CAST(value AS INTEGER)"
+        ).fetchone()[0]
+        db.execute(
+            "UPDATE meta SET value = max(CAST(value AS INTEGER), ?) WHERE key = 'sync_horizon_seq'",
+            [seq],
+        )
+
+
 def rebuild_coverage_aggregates(db: sqlite_utils.Database) -> None:
     """Recount the trigger-kept coverage tables from people and households (the migration's
     backfill; also what tests compare the kept values with)."""

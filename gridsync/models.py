@@ -10,7 +10,15 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-Role = Literal["admin", "street", "community_secretary", "branch_secretary", "member", "department"]
+Role = Literal[
+    "admin",
+    "street",
+    "community_secretary",
+    "branch_secretary",
+    "grid_worker",  # 网格员: serves one or more whole grids (their scope names the grids)
+    "member",
+    "department",
+]
 ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
 UnitKind = Literal["district", "street", "community", "grid", "branch", "department"]
 HouseholdStatus = Literal["active", "moved_out", "archived"]
@@ -108,6 +116,8 @@ class Device(Struct, kw_only=True):
     created_at: str
     revoked_at: str | None = None
     last_seen_at: str | None = None
+    # Revoked with drain: it may push once more, then is revoked (``revoked_at``) and wiped.
+    draining_since: Annotated[str, Meta(max_length=64)] | None = None
 
 
 Name = Annotated[str, Meta(min_length=1, max_length=100)]
@@ -156,6 +166,9 @@ class Enrolled(Struct, kw_only=True):
 
 class RevokeRequest(Struct, kw_only=True, forbid_unknown_fields=True):
     reason: Annotated[str, Meta(max_length=500)] = ""
+    # Let the device push what it holds once (its unsent work), then wipe it; meanwhile it may
+    # pull nothing. Without drain the device is shut out at once.
+    drain: bool = False
 
 
 class OrgUnitPage(Struct, kw_only=True):

@@ -18,6 +18,7 @@ from gridsync.clock import now_iso
 from gridsync.db import next_seq, paged
 from gridsync.errors import Conflict, Invalid, NotFound
 from gridsync.models import ROLES, OrgUnit, Person, PersonWrite, UnitWrite
+from gridsync.privacy import NO_PHONES, PhoneView, view_of
 
 PARENT_KIND = {
     "district": None,
@@ -38,6 +39,8 @@ class Scope:
     unit_ids: frozenset[str]  # assigned units and everything below them
     grid_ids: frozenset[str]  # grids whose households are readable and writable
     version: int
+    # whose phone numbers the person reads in full (gridsync/privacy.py); masked by default
+    phones: PhoneView = NO_PHONES
 
     def allows_grid(self, grid_id: str | None) -> bool:
         return self.everything or (grid_id is not None and grid_id in self.grid_ids)
@@ -70,8 +73,9 @@ def resolve_scope(db: sqlite_utils.Database, person_id: str) -> Scope:
     if row is None:
         raise NotFound(f"no person {person_id}")
     roles = msgspec.json.decode(row[0])
+    phones = view_of(db, person_id, roles)
     if "admin" in roles:
-        return Scope(person_id, True, frozenset(), frozenset(), row[1])
+        return Scope(person_id, True, frozenset(), frozenset(), row[1], phones)
     units = db.execute(
         """
         WITH RECURSIVE tree(id) AS (
@@ -86,7 +90,7 @@ def resolve_scope(db: sqlite_utils.Database, person_id: str) -> Scope:
     unit_ids = {u[0] for u in units}
     grid_ids = {u[0] for u in units if u[1] == "grid"}
     grid_ids |= {u[2] for u in units if u[1] == "branch" and u[2]}
-    return Scope(person_id, False, frozenset(unit_ids), frozenset(grid_ids), row[1])
+    return Scope(person_id, False, frozenset(unit_ids), frozenset(grid_ids), row[1], phones)
 
 
 # -- org units ------------------------------------------------------------------------------
@@ -284,16 +288,42 @@ def _replace_scope(db: sqlite_utils.Database, person_id: str, unit_ids: list[str
         )
 
 
+def _check_grid_worker(
+    db: sqlite_utils.Database, person_id: str, roles: list[str], unit_ids: list[str]
+) -> None:
+    """A grid worker (网格员) serves whole grids: their scope names at least one grid (the
+    grids where they also read phone numbers in full, gridsync/privacy.py)."""
+    if "grid_worker" not in roles:
+        return
+    for unit_id in unit_ids:
+        row = db.execute("SELECT kind FROM org_units WHERE id = ?", [unit_id]).fetchone()
+        if row is not None and row[0] == "grid":
+            return
+    raise Invalid(
+        f"person {person_id}: a grid_worker's scope must name the grids they serve",
+        code="grid_worker_scope",
+        field="scope",
+    )
+
+
 def add_people(db: sqlite_utils.Database, people: list[NewPerson], actor: Actor) -> None:
-    """Insert or update people and replace their scope."""
+    """Insert or update people and replace their scope. Every channel URL must be one Apprise
+    can parse (``400 invalid_channel``, the API's and the CLI's check alike), so that a typo is
+    refused now rather than found out at the first alert."""
     if not people:
         return
+    if any(p.channels for p in people):
+        from gridsync.notify.routing import check_channels  # Apprise loads only when needed
+
+        for p in people:
+            check_channels(p.channels)
     first = next_seq(db, len(people))
     created = now_iso()
     for i, p in enumerate(people):
         bad = [r for r in p.roles if r not in ROLES]
         if bad or not p.roles:
             raise Invalid(f"person {p.id}: roles must be some of {', '.join(ROLES)}", field="roles")
+        _check_grid_worker(db, p.id, p.roles, p.scope)
         db.execute(
             """INSERT INTO people (id, name, phone, roles, branch_id, channels, locale, seq,
                                    created_at)
@@ -378,7 +408,8 @@ def put_person(
 
 def set_scope(db: sqlite_utils.Database, person_id: str, unit_ids: list[str], actor: Actor) -> None:
     """Replace a person's scope; bumps their scope version so phones re-sync what changed."""
-    get_person(db, person_id)
+    person = get_person(db, person_id)
+    _check_grid_worker(db, person_id, list(person.roles), unit_ids)
     _replace_scope(db, person_id, unit_ids)
     db.execute(
         "UPDATE people SET scope_version = scope_version + 1, seq = ? WHERE id = ?",

@@ -152,6 +152,9 @@ class ReportRow(Struct, kw_only=True):
     resolution_rate: float | None
     satisfaction: float | None
     satisfaction_n: int
+    # Stays of cases raised and resolved by one person alone (随手办): counted here and in none
+    # of the figures above.
+    self_handled: int = 0
 
 
 class WhistleReport(Struct, kw_only=True):
@@ -319,8 +322,9 @@ def can_see(case: CaseRow, scope: Scope) -> bool:
 
 
 def responsible(case: CaseRow, scope: Scope) -> bool:
-    """May act for the level that holds the case now (the grid's team, the community, the
-    street, the department it is dispatched to, the district)."""
+    """May act for the level that holds the case now (the grid's team: anyone whose scope
+    holds the grid, its grid workers as its members; the community, the street, the department
+    it is dispatched to, the district)."""
     if case.level == "grid":
         return scope.allows_grid(case.grid_id)
     return scope.allows_unit(case.unit_id)
@@ -644,6 +648,34 @@ def raise_case(
 
 # -- acting -------------------------------------------------------------------------------------
 
+# Who acted on a case's handling path (the response the report measures). Comments, closing and
+# reopening are not handling: closing is the review of it, by someone else (``self_review``).
+HANDLING_ACTIONS = ("accept", "arrive", "resolve", "escalate", "return")
+
+
+def latest_resolver(db: sqlite_utils.Database, case_id: str) -> str | None:
+    """The person of the case's latest ``resolve`` (after a reopen, the one who resolved it
+    again): only they are barred from closing it (``self_review``)."""
+    row = db.execute(
+        "SELECT by FROM whistle_history WHERE case_id = ? AND action = 'resolve' "
+        "ORDER BY n DESC LIMIT 1",
+        [case_id],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def self_handled_sql(case: str = "c") -> str:
+    """SQL condition on a ``whistle_cases`` row aliased ``case``: a case one person raised and
+    resolved alone (随手办). It is resolved or closed, and nobody but its raiser took a step
+    of the handling path (:data:`HANDLING_ACTIONS`; the system's escalations at a missed
+    deadline are no one's step). The one definition the report counts ``self_handled`` by."""
+    actions = ", ".join(f"'{a}'" for a in HANDLING_ACTIONS)
+    return (
+        f"({case}.state IN ('resolved', 'closed') AND NOT EXISTS (SELECT 1 FROM whistle_history h "
+        f"WHERE h.case_id = {case}.id AND h.action IN ({actions}) AND h.by IS NOT NULL "
+        f"AND h.by != {case}.raised_by))"
+    )
+
 
 def _illegal(case: CaseRow, action: str) -> GridsyncError:
     return Conflict(
@@ -722,6 +754,13 @@ def act(
     elif action == "close":
         if case.state != "resolved":
             raise _illegal(case, action)
+        if who is not None and who == latest_resolver(db, case_id):
+            raise Conflict(
+                "the person who resolved a case may not close it or give its satisfaction: "
+                "someone else closes it with the resident's score",
+                code="self_review",
+                resolved_by=who,
+            )
         if data.satisfaction is None:
             raise Invalid(
                 "closing a case needs the resident's satisfaction (1-5)",
@@ -1156,7 +1195,12 @@ def whistle_report(
     A stay counts as responded when accepted, on time when no deadline of it was missed (an
     open stay past a deadline the sweep has not yet seen counts as late), resolved when resolved
     at that level; ``escalated`` stays went up (by hand or by a missed deadline), ``backflow``
-    stays were sent back down. Satisfaction is that of cases closed at the level."""
+    stays were sent back down. Satisfaction is that of cases closed at the level.
+
+    A case one person raised and resolved alone (随手办, :func:`self_handled_sql`) is a good
+    practice but no measure of a response: its stays are counted in ``self_handled`` and in
+    none of the other figures (a phone that raises, accepts, resolves and has its case closed
+    would otherwise report 100% response, on time)."""
     if now_ms is None:
         from gridsync.clock import SYSTEM_CLOCK
 
@@ -1172,21 +1216,27 @@ def whistle_report(
     if level is not None:
         where.append("s.level = ?")
         params.append(level)
+    # ``o``: the stay counts in the figures (its case is not 随手办); self-handled stays are
+    # counted apart, in ``self_handled`` only.
     rows = db.execute(
         f"""
-        SELECT s.level, s.unit_id, count(*),
-          sum(s.accepted_ms IS NOT NULL),
-          sum(s.missed = '[]'
-              AND coalesce(s.accepted_ms, min(?, coalesce(s.ended_ms, ?))) <= s.accept_due_ms
-              AND coalesce(s.arrived_ms, min(?, coalesce(s.ended_ms, ?))) <= s.arrive_due_ms
-              AND coalesce(s.resolved_ms, min(?, coalesce(s.ended_ms, ?))) <= s.resolve_due_ms),
-          sum(s.resolved_ms IS NOT NULL),
-          sum(s.end_reason IN ('escalated', 'missed')),
-          sum(s.end_reason = 'returned'),
-          sum(s.satisfaction), count(s.satisfaction)
-        FROM whistle_stints s JOIN whistle_cases c ON c.id = s.case_id
-        WHERE {" AND ".join(where)}
-        GROUP BY s.level, s.unit_id
+        SELECT level, unit_id, sum(o),
+          sum(o AND accepted_ms IS NOT NULL),
+          sum(o AND missed = '[]'
+              AND coalesce(accepted_ms, min(?, coalesce(ended_ms, ?))) <= accept_due_ms
+              AND coalesce(arrived_ms, min(?, coalesce(ended_ms, ?))) <= arrive_due_ms
+              AND coalesce(resolved_ms, min(?, coalesce(ended_ms, ?))) <= resolve_due_ms),
+          sum(o AND resolved_ms IS NOT NULL),
+          sum(o AND end_reason IN ('escalated', 'missed')),
+          sum(o AND end_reason = 'returned'),
+          sum(CASE WHEN o THEN satisfaction END), count(CASE WHEN o THEN satisfaction END),
+          sum(NOT o)
+        FROM (
+          SELECT s.*, NOT {self_handled_sql("c")} AS o
+          FROM whistle_stints s JOIN whistle_cases c ON c.id = s.case_id
+          WHERE {" AND ".join(where)}
+        )
+        GROUP BY level, unit_id
         """,
         [*([now_ms] * 6), *params],
     ).fetchall()
@@ -1196,7 +1246,7 @@ def whistle_report(
     totals: dict[str, list[int]] = {}
 
     def make(level_name: str, unit_id: str | None, name: str, v: list[int]) -> ReportRow:
-        cases, responded, on_time, resolved, escalated, backflow, sat_sum, sat_n = v
+        cases, responded, on_time, resolved, escalated, backflow, sat_sum, sat_n, self_n = v
         return ReportRow(
             level=level_name,
             unit_id=unit_id,
@@ -1212,15 +1262,16 @@ def whistle_report(
             resolution_rate=_rate(resolved, cases),
             satisfaction=round(sat_sum / sat_n, 2) if sat_n else None,
             satisfaction_n=sat_n,
+            self_handled=self_n,
         )
 
     for r in rows:
         values = [int(x or 0) for x in r[2:]]
         out.append(make(r[0], r[1], _unit_name(db, r[1]), values))
-        acc = totals.setdefault(r[0], [0] * 8)
+        acc = totals.setdefault(r[0], [0] * 9)
         for i, x in enumerate(values):
             acc[i] += x
-    grand = [0] * 8
+    grand = [0] * 9
     for level_name in sorted(totals, key=lambda k: order.get(k, 99)):
         out.append(make(level_name, None, "", totals[level_name]))
         for i, x in enumerate(totals[level_name]):

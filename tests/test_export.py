@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import openpyxl
 import pytest
 
@@ -98,16 +99,6 @@ def test_xlsx_english_and_masking_by_role(cov_client, comm):
     assert phones and all("****" in p for p in phones if p)
 
 
-def test_mask_rule():
-    assert coverage.mask_phone("13812345678") == "138****5678"
-    assert coverage.mask_phone("0532-88886666") == "053******6666"
-    assert coverage.mask_phone("12345") == "1****"
-    assert coverage.mask_phone("") == ""
-    assert coverage.may_see_phones({"admin"}) and coverage.may_see_phones({"community_secretary"})
-    for roles in ({"street"}, {"branch_secretary"}, {"member"}, {"department"}, set()):
-        assert not coverage.may_see_phones(roles)
-
-
 def test_csv_and_json_exports(cov_client, comm):
     h = bearer(comm.tokens["sec1"])
     r = cov_client.get(
@@ -143,7 +134,7 @@ def test_every_export_is_audited(store, cov_client, comm):
     entries = store.read(audit.entries, action="export.coverage")
     assert [e["detail"]["format"] for e in entries] == ["json", "xlsx", "csv"]
     assert {e["person_id"] for e in entries} == {"bs1"}
-    assert entries[0]["detail"]["phones"] is False
+    assert entries[0]["detail"]["phones"] == "by_role"  # masked unless the rule allows
 
 
 def test_export_refusals(cov_client, comm):
@@ -251,3 +242,99 @@ def test_xlsx_keeps_phone_typed_text_as_text(store, cov_client, comm):
     cells = [c for row in wb["问题清单"].iter_rows() for c in row if c.value == h6["户主/党员"]]
     assert cells and all(c.data_type == "s" for c in cells)
     assert h6["地址"].startswith("3号楼")
+
+
+# -- formula injection (OWASP): names typed by people must not run in Excel -------------------
+
+
+@pytest.mark.parametrize(
+    "value, written",
+    [
+        ('=HYPERLINK("http://evil.example","点我")', '\'=HYPERLINK("http://evil.example","点我")'),
+        ("+1+2", "'+1+2"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+        ("\t=1+1", "'\t=1+1"),
+        ("\r=1+1", "'\r=1+1"),
+        ("-", "'-"),
+        ("+86 138 0000 0000", "'+86 138 0000 0000"),  # Excel would compute 86-odd: not a number
+        ("-3\n", "'-3\n"),  # a plain number is the whole cell, not a line of it
+        ("+8613800000000", "+8613800000000"),  # a phone number is a number, not a formula
+        ("-3", "-3"),
+        ("-1.5", "-1.5"),
+        ("3-1", "3-1"),
+        ("第一网格", "第一网格"),
+        (" =1+1", " =1+1"),  # a leading space makes it text in Excel
+        ("", ""),
+        (-3, -3),
+        (0.25, 0.25),
+        (None, None),
+    ],
+)
+def test_inert_is_the_one_rule_for_csv_cells(value, written):
+    assert exports.inert(value) == written
+
+
+DANGEROUS = {
+    "g1": '=HYPERLINK("http://evil.example","点我")',
+    "b1": "@SUM(1+1)",
+    "c2": "-2+3",
+    "g3": "\tcmd|' /C calc'!A0",
+}
+PLAIN_NUMBER_NAME = ("g2", "+8613800000000")
+
+
+def _rename_everything(store):
+    from gridsync import org
+    from tests.coverage_community import CLI, PEOPLE, UNITS
+
+    names = {**DANGEROUS, PLAIN_NUMBER_NAME[0]: PLAIN_NUMBER_NAME[1]}
+    units = [msgspec.structs.replace(u, name=names[u.id]) for u in UNITS if u.id in names]
+    m1 = next(p for p in PEOPLE if p.id == "m1")
+    store.write(org.add_units, units)
+    store.write(org.add_people, [msgspec.structs.replace(m1, name="\r=1+1")], CLI)
+
+
+def test_csv_export_writes_formula_like_names_inert(store, cov_client, comm):
+    _rename_everything(store)
+    r = cov_client.get(
+        "/api/v1/exports/coverage", params={"format": "csv"}, headers=bearer(comm.tokens["admin"])
+    )
+    assert r.status_code == 200, r.text
+    rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"), newline="")))
+    by_id = {row["编号"]: row for row in rows}
+    for unit_id, name in DANGEROUS.items():
+        assert by_id[unit_id]["名称"] == "'" + name, unit_id
+    assert by_id["m1"]["名称"] == "'\r=1+1"
+    assert by_id["m1"]["上级"] == "'@SUM(1+1)"  # the parent column goes through the same rule
+    assert by_id["g2"]["名称"] == "+8613800000000"  # a plain number stays as it is
+    assert by_id["g1"]["户数"] == "7"  # numbers are numbers
+    for row in rows:  # no cell of the file starts a formula
+        for value in row.values():
+            assert not exports.formula_like(value), (row["编号"], value)
+
+
+def test_xlsx_export_stores_formula_like_names_as_quoted_text(store, cov_client, comm):
+    _rename_everything(store)
+    _r, wb = _xlsx(cov_client, comm.tokens["admin"])
+    seen = quoted = crlf = 0
+    for ws in wb.worksheets:
+        for row in ws.iter_rows():
+            for cell in row:
+                if isinstance(cell.value, str):
+                    assert cell.data_type == "s", (ws.title, cell.coordinate, cell.value)
+                    if exports.formula_like(cell.value):
+                        assert cell.quotePrefix, (ws.title, cell.coordinate, cell.value)
+                        seen += 1
+                    quoted += cell.quotePrefix
+                    crlf += cell.value == "\n=1+1"  # m1's name: XML reads "\r" back as "\n"
+    assert seen >= len(DANGEROUS) and crlf and quoted == seen + crlf
+    header = [c.value for c in wb["网格"][1]]
+    g1_row = next(row for row in wb["网格"].iter_rows(min_row=2) if row[0].value == "g1")
+    g1_name = g1_row[header.index("名称")]
+    assert (g1_name.value, g1_name.data_type, g1_name.quotePrefix) == (DANGEROUS["g1"], "s", True)
+    g2_row = next(row for row in wb["网格"].iter_rows(min_row=2) if row[0].value == "g2")
+    g2_name = g2_row[header.index("名称")]
+    assert (g2_name.value, g2_name.quotePrefix) == ("+8613800000000", False)  # as typed
+    households = g1_row[header.index("户数")]
+    assert (households.value, households.data_type) == (7, "n")

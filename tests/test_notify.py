@@ -7,6 +7,7 @@ import email
 import email.policy
 import json
 import logging
+import re
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 import gridsync
 from gridsync import whistle
@@ -588,3 +590,239 @@ def test_the_actor_is_not_told_of_their_own_action(store, tiny, db_path):
     set_channels(store, "m1", ["json://127.0.0.1:9/m1"])
     raise_case(store, tiny, quick_settings(db_path), FixedClock(T0), person_id="m1")
     assert store.read(outbox.counts) == {}  # m1 is the grid's whole team, and raised it
+
+
+# -- Apprise's own log lines, and channel URLs checked when they are saved ----------------------
+
+MAIL_PASSWORD = "Sm7pPassw0rd42"
+HOOK_PASSWORD = "Js0nPassw0rd77"
+HOOK_TOKEN = "hook-T0kenABCDEF"
+WECOM_KEY = "0123456789abcdef-wecom"
+DINGTALK_SECRET = "d1ngS3cret9"
+DINGTALK_TOKEN = "t0ken0123456789abcdef"
+
+
+def _leaks(records, secrets) -> list[str]:
+    """Secrets (or any URL not masked to ``scheme://***``) in what the records would log."""
+    found = []
+    for record in records:
+        text = record.getMessage() + (record.exc_text or "")
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        found += [f"{record.name}: {s}" for s in secrets if s in text]
+        if re.search(r"://(?!\*\*\*)", text):
+            found.append(f"{record.name}: unmasked URL in {text!r}")
+    return found
+
+
+def test_apprise_log_lines_never_carry_a_secret(store, tiny, db_path, tmp_path, caplog):
+    """Real deliveries (an HTTP receiver failing once then taking it, an SMTP server with
+    AUTH taking it, one refusing the connection) and a real Apprise config file: every log
+    record, Apprise's and urllib3's at DEBUG included, is masked."""
+
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == b"gridsync" and auth_data.password == MAIL_PASSWORD.encode()
+        return AuthResult(success=ok)
+
+    settings = quick_settings(db_path, max_attempts=3)
+    clock = FixedClock(T0)
+    sink = SmtpSink()
+    port, closed = free_port(), free_port()
+    smtp = Controller(
+        sink,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=authenticate,
+        auth_require_tls=False,
+    )
+    config = tmp_path / "apprise.yml"
+    config.write_text(
+        "version: 1\nurls:\n"
+        f"  - wecombot://{WECOM_KEY}:\n      - tag: community:c1:secretary\n"
+        # the secret in the path: Apprise takes it for a phone number, drops it, and says so
+        f"  - dingtalk://{DINGTALK_TOKEN}/{DINGTALK_SECRET}:\n      - tag: street:s1:duty\n"
+        f"  - dingtalk://{DINGTALK_SECRET}@{DINGTALK_TOKEN}/:\n      - tag: district:d1:duty\n",
+        "utf-8",
+    )
+    mail = "?from=gridsync@example.org&to=m1@example.org&mode=insecure"
+    smtp.start()
+    try:
+        with Receiver(fail_first=1) as http, caplog.at_level(logging.DEBUG):
+            hook = f"json://user:{HOOK_PASSWORD}@127.0.0.1:{http.port}/{HOOK_TOKEN}"
+            set_channels(
+                store,
+                "m1",
+                [
+                    hook,
+                    f"mailto://gridsync:{MAIL_PASSWORD}@127.0.0.1:{port}{mail}",
+                    f"mailto://gridsync:{MAIL_PASSWORD}@127.0.0.1:{closed}{mail}",  # refused
+                ],
+            )
+            raise_case(store, tiny, settings, clock, person_id="admin")
+            first = Dispatcher(store, settings, clock).run_once()
+            clock.advance(minutes=5)
+            second = Dispatcher(store, settings, clock).run_once()
+            router = Router(str(config))
+            assert router.config_urls("street:s1:duty") and router.problems == []  # all read
+    finally:
+        smtp.stop()
+    assert (first.retrying, second.retrying) == (1, 1)  # the closed port fails every time
+    assert len(http.received) == 1 and http.failed == 1 and len(sink.messages) == 1
+    apprise_records = [r for r in caplog.records if r.name == "apprise"]
+    assert len(apprise_records) >= 10  # Apprise did log (its URLs, posts, errors)
+    assert any(r.name.startswith("urllib3") for r in caplog.records)
+    secrets = [MAIL_PASSWORD, HOOK_PASSWORD, HOOK_TOKEN, WECOM_KEY, DINGTALK_SECRET, DINGTALK_TOKEN]
+    assert _leaks(caplog.records, secrets) == []
+    errors = [row.last_error for row in store.read(outbox.list_outbox).items if row.last_error]
+    assert errors and not any(s in e for e in errors for s in secrets)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "bogus://x",
+        "json://",
+        "wecombot://",
+        "mailto://",
+        "not a url",
+        "",
+        "http://example.org/hook",  # Apprise speaks json:// to plain web hooks
+    ],
+)
+def test_a_channel_apprise_cannot_read_is_refused_when_saved(store, tiny, client, url, caplog):
+    """``PUT /api/v1/people/{id}``: a 400 naming the bad URL's place, nothing stored, and no
+    error in the server's log (the mistake is the client's, and its answer says so)."""
+    h = bearer(tiny.tokens["admin"])
+    body = {"name": "改了名", "roles": ["member"], "scope": ["g1"], "branch_id": "b1"}
+    with caplog.at_level(logging.DEBUG):
+        r = client.put(
+            "/api/v1/people/m1",
+            json={**body, "channels": ["json://127.0.0.1:9/m1-hook", url]},
+            headers=h,
+        )
+    assert r.status_code == 400, r.text
+    assert (r.json()["code"], r.json()["field"]) == ("invalid_channel", "$.channels[1]")
+    assert "channels[1]" in r.json()["message"]
+    assert [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING] == []
+
+    def stored(db):
+        return db.execute("SELECT name, channels FROM people WHERE id = 'm1'").fetchone()
+
+    assert store.read(stored) == ("张伟", "[]")
+
+
+def test_a_channel_is_checked_by_the_cli_too_and_good_ones_pass(store, tiny, client, db_path):
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gridsync",
+            "people",
+            "add",
+            "--db",
+            db_path,
+            "p9",
+            "--name",
+            "新党员",
+            "--role",
+            "member",
+            "--scope",
+            "g1",
+            "--channel",
+            "json://127.0.0.1:9/ok",
+            "--channel",
+            f"bogus://{WECOM_KEY}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1, r.stderr
+    assert (
+        r.stderr.splitlines()
+        == [line for line in r.stderr.splitlines() if line.startswith("Error: invalid_channel: ")]
+        and len(r.stderr.splitlines()) == 1
+    )
+    assert "channels[1]" in r.stderr and WECOM_KEY not in r.stderr + r.stdout
+    h = bearer(tiny.tokens["admin"])
+    assert client.get("/api/v1/people/p9", headers=h).status_code == 404  # not saved
+    good = [
+        f"wecombot://{WECOM_KEY}",
+        f"dingtalk://{DINGTALK_SECRET}@{DINGTALK_TOKEN}",
+        "feishu://TOKEN1234",
+        f"mailto://gridsync:{MAIL_PASSWORD}@smtp.example.org?to=duty@example.org",
+        "json://127.0.0.1:9/ok",
+    ]
+    body = {"name": "张伟", "roles": ["member"], "scope": ["g1"], "branch_id": "b1"}
+    r = client.put("/api/v1/people/m1", json={**body, "channels": good}, headers=h)
+    assert r.status_code == 200, r.text
+    too_many = client.put(
+        "/api/v1/people/m1", json={**body, "channels": ["json://127.0.0.1:9/x"] * 11}, headers=h
+    )
+    assert too_many.status_code == 400 and too_many.json()["code"] == "invalid_channel"
+
+
+@pytest.mark.parametrize(
+    "entries, problem",
+    [
+        ("  - bogus://s3cr3t-thing:\n      - tag: a\n", "entry #"),
+        ("  - wecombot://:\n      - tag: a\n", "entry #"),
+        ("  - [\n", "YAML"),
+    ],
+)
+def test_serve_and_sweep_refuse_an_apprise_config_they_cannot_read(
+    store, tmp_path, db_path, entries, problem
+):
+    config = tmp_path / "apprise.yml"
+    config.write_text("version: 1\nurls:\n  - json://127.0.0.1:9/ok:\n      - tag: a\n" + entries)
+    settings = tmp_path / "gridsync.toml"
+    settings.write_text(f'[notify]\napprise_config = "{config}"\n')
+    for command in (["sweep", "--no-dispatch"], ["serve", "--port", "0"]):
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gridsync",
+                *command,
+                "--db",
+                db_path,
+                "--config",
+                str(settings),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 1, (command, r.stdout, r.stderr)
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: invalid_channel: "), r.stderr
+        assert problem in lines[0] and "s3cr3t-thing" not in lines[0], lines[0]
+    missing = tmp_path / "gridsync-missing.toml"
+    missing.write_text(f'[notify]\napprise_config = "{tmp_path / "nope.yml"}"\n')
+    r = subprocess.run(
+        [sys.executable, "-m", "gridsync", "sweep", "--db", db_path, "--config", str(missing)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1 and "no such file" in r.stderr, r.stderr
+
+
+def test_redaction_masks_tracebacks_and_survives_bad_format_strings(caplog):
+    from gridsync.notify.routing import REDACTION
+
+    url = f"json://user:{HOOK_PASSWORD}@127.0.0.1:9/{HOOK_TOKEN}"
+    with caplog.at_level(logging.DEBUG), REDACTION.guard([url]) as notes:
+        try:
+            raise ValueError(f"cannot post to {url} with {HOOK_TOKEN}")
+        except ValueError:
+            logging.getLogger("apprise").exception("failed: %s", HOOK_PASSWORD)
+        logging.getLogger("apprise").info("a plugin's bad format %s %s", "one")
+    handler_text = caplog.text  # what a handler with a formatter writes
+    assert "Traceback" in handler_text and "ValueError" in handler_text
+    assert HOOK_PASSWORD not in handler_text and HOOK_TOKEN not in handler_text
+    assert "a plugin's bad format" in handler_text
+    assert [level for level, _ in notes] == [logging.ERROR]

@@ -28,6 +28,7 @@ def phone(client, tiny, person: str) -> Phone:
 
 def server_households(store, grids) -> dict[str, dict]:
     from gridsync.households import HOUSEHOLD_SELECT, household_from_row
+    from gridsync.privacy import ALL_PHONES
 
     rows = store.read(
         lambda db: db.execute(
@@ -36,7 +37,7 @@ def server_households(store, grids) -> dict[str, dict]:
             grids,
         ).fetchall()
     )
-    return {r[0]: msgspec.to_builtins(household_from_row(r)) for r in rows}
+    return {r[0]: msgspec.to_builtins(household_from_row(r, ALL_PHONES)) for r in rows}
 
 
 def seq_of(store, hid):
@@ -212,7 +213,8 @@ def test_restore_reaches_phones_with_a_fresh_server_hlc(client, tiny, store):
     again = client.post(f"/api/v1/sync/conflicts/{cid}/restore", headers=sec.headers())
     assert again.status_code == 409 and again.json()["code"] == "conflict_closed"
     got = [c for c in m1.pull_all() if c["id"] == "hh-g1-1"]
-    assert got[-1]["data"]["phone"] == "loser"
+    assert got[-1]["data"]["phone"] == "l****"  # m1 reads it masked (gridsync/privacy.py)
+    assert [c for c in sec.pull_all() if c["id"] == "hh-g1-1"][-1]["data"]["phone"] == "loser"
     # The displaced value is kept in the log too (resolved), and nothing is pending.
     log = client.get("/api/v1/sync/conflicts?status=dismissed", headers=sec.headers()).json()
     assert [(c["value"], c["winner"]) for c in log["items"]] == [("winner", "loser")]

@@ -177,10 +177,10 @@ def test_satisfaction_out_of_range(api, tiny, satisfaction):
     cid = new_case(api, tiny)["id"]
     act(api, tiny, cid, "m1", "accept")
     act(api, tiny, cid, "m1", "resolve")
-    r = act(api, tiny, cid, "m1", "close", satisfaction=satisfaction)
+    r = act(api, tiny, cid, "sec", "close", satisfaction=satisfaction)
     assert r.status_code == 400
     assert r.json()["code"] == "validation_error"
-    missing = act(api, tiny, cid, "m1", "close")
+    missing = act(api, tiny, cid, "sec", "close")
     assert missing.status_code == 400 and missing.json()["code"] == "invalid_satisfaction"
 
 
@@ -282,16 +282,16 @@ def test_department_backflow_is_recorded_and_reported(api, tiny, store, clock):
 
 
 def test_report_rates_and_satisfaction(store, tiny, wsettings, api, clock):
-    on_time = new_case(api, tiny)["id"]
+    on_time = new_case(api, tiny, who="sec")["id"]
     act(api, tiny, on_time, "m1", "accept")
     act(api, tiny, on_time, "m1", "resolve")
-    act(api, tiny, on_time, "m1", "close", satisfaction=5)
+    act(api, tiny, on_time, "sec", "close", satisfaction=5)
     late = new_case(api, tiny)["id"]
     clock.advance(minutes=2)
     run_once(store, wsettings, clock)  # late: escalated to the community
     act(api, tiny, late, "sec", "accept")
     act(api, tiny, late, "sec", "resolve")
-    act(api, tiny, late, "sec", "close", satisfaction=3)
+    act(api, tiny, late, "admin", "close", satisfaction=3)
     report = store.read(
         lambda db: whistle_report(
             db, authenticate(db, tiny.tokens["admin"]).scope, now_ms=clock.now_ms()
@@ -606,3 +606,137 @@ def test_periodic_checks_wake_just_after_the_next_deadline(api, tiny, store, wse
     clock.advance(minutes=settings.whistle_deadlines["grid"].arrive_minutes + 1)
     worker._checks()  # the arrive deadline passed: escalated, the new stint's deadlines count
     assert store.read(next_due_ms, clock.now_ms()) > clock.now_ms()
+
+
+# -- integrity: self-review and 随手办 ----------------------------------------------------------
+
+
+def test_the_resolver_may_not_close_over_rest_whoever_they_are(api, tiny):
+    cid = new_case(api, tiny)["id"]
+    for step in ("accept", "arrive", "resolve"):
+        assert act(api, tiny, cid, "m1", step).status_code == 200
+    r = act(api, tiny, cid, "m1", "close", satisfaction=5)
+    assert r.status_code == 409, r.text
+    assert (r.json()["code"], r.json()["resolved_by"]) == ("self_review", "m1")
+    assert r.json()["message"]
+    # the rule is the same for an admin: one who resolved may not score their own work
+    other = new_case(api, tiny)["id"]
+    act(api, tiny, other, "admin", "accept")
+    act(api, tiny, other, "admin", "resolve")
+    refused = act(api, tiny, other, "admin", "close", satisfaction=5)
+    assert (refused.status_code, refused.json()["code"]) == (409, "self_review")
+    # nothing of a refused close is stored; someone else closes with the resident's score
+    case = api.get(f"/api/v1/whistle/cases/{cid}", headers=bearer(tiny.tokens["sec"])).json()
+    assert (case["state"], case["satisfaction"]) == ("resolved", None)
+    assert [h["action"] for h in case["history"]][-1] == "resolve"
+    closed = act(api, tiny, cid, "sec", "close", satisfaction=4)
+    assert closed.status_code == 200 and closed.json()["satisfaction"] == 4
+
+
+def test_self_review_is_about_the_latest_resolver(api, tiny):
+    cid = new_case(api, tiny)["id"]
+    act(api, tiny, cid, "m1", "accept")
+    act(api, tiny, cid, "m1", "resolve")
+    assert act(api, tiny, cid, "sec", "close", satisfaction=2).status_code == 200
+    assert act(api, tiny, cid, "m1", "reopen", note="没修好").status_code == 200
+    assert act(api, tiny, cid, "sec", "accept").status_code == 200
+    assert act(api, tiny, cid, "sec", "resolve").status_code == 200
+    refused = act(api, tiny, cid, "sec", "close", satisfaction=5)
+    assert (refused.status_code, refused.json()["code"]) == (409, "self_review")
+    # m1 resolved it once, but not last: m1 may close it now
+    closed = act(api, tiny, cid, "m1", "close", satisfaction=5)
+    assert closed.status_code == 200, closed.text
+
+
+def test_self_review_on_the_phone_is_one_rejected_mutation(api, tiny, store, clock):
+    from gridsync.sync.client import DeviceClient
+
+    def phone(who):
+        return DeviceClient(
+            api,
+            token=tiny.tokens[who],
+            device_id=tiny.devices[who],
+            person_id=who,
+            clock=FixedClock(clock.now_ms()),
+            sleep=lambda _s: None,
+        )
+
+    m1 = phone("m1")
+    cid = "0193a8f0-0000-7000-8000-00000000c0de"
+    m1.enqueue("whistle.raise", cid, data={"category": "堵塞", "grid_id": "g1"})
+    for action in ("accept", "arrive", "resolve"):
+        m1.enqueue("whistle.act", cid, data={"action": action})
+    m1.enqueue("whistle.act", cid, data={"action": "close", "satisfaction": 5})
+    m1.enqueue("whistle.act", cid, data={"action": "comment", "note": "已处理"})
+    report = m1.push()
+    assert (report.applied, report.rejected) == (5, 1)
+    [refused] = m1.rejected()
+    assert (refused["code"], refused["mutation"]["data"]["action"]) == ("self_review", "close")
+    case = api.get(f"/api/v1/whistle/cases/{cid}", headers=bearer(tiny.tokens["sec"])).json()
+    assert case["state"] == "resolved" and case["history"][-1]["action"] == "comment"
+    sec = phone("sec")
+    sec.enqueue("whistle.act", cid, data={"action": "close", "satisfaction": 5})
+    assert sec.push().applied == 1
+    rows = api.get("/api/v1/whistle/report", headers=bearer(tiny.tokens["admin"])).json()["rows"]
+    total = next(r for r in rows if r["level"] == "all")
+    assert (total["self_handled"], total["cases"], total["satisfaction_n"]) == (1, 0, 0)
+
+
+def test_report_counts_self_handled_cases_apart(api, tiny, store, wsettings, clock):
+    """A hand-built set of seven cases in grid g1, all acted on within their deadlines."""
+
+    def case(raiser, *steps):
+        cid = new_case(api, tiny, who=raiser)["id"]
+        for who, action, *score in steps:
+            extra = {"satisfaction": score[0]} if score else {}
+            r = act(api, tiny, cid, who, action, **extra)
+            assert r.status_code == 200, (who, action, r.text)
+        return cid
+
+    # 随手办: m1 raises and resolves alone (closed by the secretary, still resolved, reopened
+    # by someone else and resolved again by m1 alone: a reopen is not a step of handling)
+    case("m1", ("m1", "accept"), ("m1", "resolve"), ("sec", "close", 5))
+    case("m1", ("m1", "accept"), ("m1", "arrive"), ("m1", "resolve"))
+    case("m1", ("m1", "accept"), ("m1", "resolve"), ("sec", "reopen"), ("m1", "accept"),
+         ("m1", "resolve"))  # fmt: skip
+    # counted: the secretary raised, m1 handled; the secretary accepted, m1 resolved; m1
+    # handled, was reopened and the secretary handled it again; one still waiting
+    case("sec", ("m1", "accept"), ("m1", "resolve"), ("sec", "close", 4))
+    case("m1", ("sec", "accept"), ("m1", "resolve"), ("sec", "close", 2))
+    case("m1", ("m1", "accept"), ("m1", "resolve"), ("sec", "close", 5), ("sec", "reopen"),
+         ("sec", "accept"), ("sec", "resolve"), ("m1", "close", 3))  # fmt: skip
+    case("m1")
+
+    report = api.get("/api/v1/whistle/report", headers=bearer(tiny.tokens["admin"])).json()
+    rows = {(r["level"], r["unit_id"]): r for r in report["rows"]}
+    for key in (("grid", "g1"), ("grid", None), ("all", None)):
+        row = rows[key]
+        # stays: 1 + 1 + 2 self-handled; 1 + 1 + 2 + 1 counted
+        assert (row["self_handled"], row["cases"]) == (4, 5), key
+        assert (row["responded"], row["on_time"], row["resolved"]) == (4, 5, 4), key
+        assert (row["response_rate"], row["on_time_rate"], row["resolution_rate"]) == (
+            0.8,
+            1.0,
+            0.8,
+        )
+        assert (row["satisfaction"], row["satisfaction_n"]) == (3.5, 4), key  # (4+2+5+3)/4
+    cli = subprocess.run(
+        [sys.executable, "-m", "gridsync", "whistle", "report", "--db", wsettings.db],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = cli.stdout.splitlines()
+    assert lines[0].split("\t")[-2:] == ["回流", "随手办"]
+    # (the CLI's now is the real clock: the case still waiting is past its deadline there)
+    assert "网格\t第一网格\t5\t80%\t80%\t80%\t3.50\t0\t4" in lines
+    as_json = subprocess.run(
+        [sys.executable, "-m", "gridsync", "whistle", "report", "--db", wsettings.db, "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    total = next(r for r in json.loads(as_json.stdout)["rows"] if r["level"] == "all")
+    assert (total["self_handled"], total["cases"]) == (4, 5)

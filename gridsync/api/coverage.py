@@ -1,5 +1,6 @@
 """HTTP controllers of the coverage area: roll-ups, violations, assignments, rebalancing,
-the assessors' sample, policy overrides and exports. Scope comes from the token."""
+the assessors' sample, policy overrides and exports. Scope comes from the token, and with it
+whose phone numbers the caller reads in full (``Scope.phones``, gridsync/privacy.py)."""
 
 from __future__ import annotations
 
@@ -118,7 +119,6 @@ class CoverageController(Controller):
             scope_id,
             now_ms=_now(clock, at),
             kinds=kind,
-            show_phones=coverage.may_see_phones(principal.roles),
             limit=limit,
             offset=offset,
         )
@@ -213,7 +213,6 @@ class CoverageController(Controller):
             n,
             seed,
             visits=visits,
-            show_phones=coverage.may_see_phones(principal.roles),
         )
         await store.awrite(
             record,
@@ -300,7 +299,6 @@ class ExportController(Controller):
                 principal.scope,
                 scope_id,
                 now_ms=now,
-                show_phones=coverage.may_see_phones(principal.roles),
             )
             return data, exports.render(data, format, lang)
 

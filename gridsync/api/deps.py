@@ -14,6 +14,7 @@ from litestar.middleware.authentication import (
 
 from gridsync.auth import Principal, ScopeCache, authenticate
 from gridsync.db import Store
+from gridsync.errors import DeviceDraining
 from gridsync.sync.readahead import ReadAhead
 
 T = TypeVar("T")
@@ -48,12 +49,20 @@ def read_ahead(store: Store) -> ReadAhead:
     return _per_store(store, ReadAhead)
 
 
+# Route ``opt`` of the handlers a draining device may still call (its push, its sync status).
+WHILE_DRAINING = "while_draining"
+
+
 class TokenAuthMiddleware(AbstractAuthenticationMiddleware):
-    """Every /api/v1 request carries ``Authorization: Bearer <token>`` of an enrolled device."""
+    """Every /api/v1 request carries ``Authorization: Bearer <token>`` of an enrolled device.
+    A draining device (revoked with drain) gets ``403 device_draining`` on every route but
+    those marked ``opt={WHILE_DRAINING: True}``: it can pull nothing."""
 
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
         store: Store = connection.app.state.store
         principal = store.read(authenticate, bearer_token(connection), scope_cache(store))
+        if principal.draining and not connection.route_handler.opt.get(WHILE_DRAINING):
+            raise DeviceDraining()
         return AuthenticationResult(user=principal, auth=principal.device_id)
 
 

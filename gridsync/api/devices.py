@@ -1,4 +1,5 @@
-"""Devices: list, enrol (admins), revoke (admins, or a person their own device)."""
+"""Devices: list, enrol (admins), revoke or drain (admins, or a person their own device).
+Over the API the last active admin device is never revoked (``409 last_admin_device``)."""
 
 from __future__ import annotations
 
@@ -56,8 +57,9 @@ class DeviceController(Controller):
     @post(
         "/{device_id:str}/revoke",
         status_code=200,
-        summary="Revoke a device at once: its next request is told to wipe",
-        responses=error_responses(400, 401, 403, 404),
+        summary="Revoke a device: at once (its next request is told to wipe), or with "
+        '{"drain": true} after it pushed what it holds, once; never the last admin device',
+        responses=error_responses(400, 401, 403, 404, 409),
     )
     async def revoke(
         self,
@@ -69,5 +71,10 @@ class DeviceController(Controller):
         device = await store.aread(auth.get_device, device_id)
         if not principal.has_role("admin") and device.person_id != principal.person_id:
             raise NotFound(f"no device {device_id}")
-        reason = data.reason if data else ""
-        return await store.awrite(auth.revoke, device_id, principal.actor, reason)
+        return await store.awrite(
+            auth.revoke,
+            device_id,
+            principal.actor,
+            data.reason if data else "",
+            drain=data.drain if data else False,
+        )

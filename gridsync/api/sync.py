@@ -17,7 +17,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Operation
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
-from gridsync.api.deps import read_ahead
+from gridsync.api.deps import WHILE_DRAINING, read_ahead
 from gridsync.api.errors import error_responses
 from gridsync.api.params import PageLimit, PageOffset
 from gridsync.auth import Principal
@@ -155,6 +155,7 @@ class SyncController(Controller):
         operation_class=PushOperation,
         request_max_body_size=None,
         responses=error_responses(400, 401, 403, 409, 413, 415, 426),
+        opt={WHILE_DRAINING: True},  # the one push of a draining device
     )
     async def push(
         self,
@@ -214,6 +215,7 @@ class SyncController(Controller):
             scope.version,
             scope.everything,
             scope.grid_ids,
+            scope.phones,  # a page read ahead holds phone numbers as this reader may read them
         )
         result = None
         if ahead is not None and (future := ahead.take((*identity, cursor))) is not None:
@@ -243,8 +245,9 @@ class SyncController(Controller):
 
     @get(
         "/status",
-        summary="Server HLC, full-sync size estimate, pending conflicts",
+        summary="Server HLC, full-sync size estimate, pending conflicts, draining",
         responses=error_responses(401, 426),
+        opt={WHILE_DRAINING: True},  # a draining device learns it is and numbers its drain push
     )
     async def status(
         self,

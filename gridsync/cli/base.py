@@ -2,19 +2,21 @@
 
 Thin: parse, call a domain function through the Store, print.
 
-Every command takes ``--db`` (default ``./gridsync.db`` or ``$GRIDSYNC_DB``); commands that list
-or report take ``--json`` and then print exactly one JSON document on stdout."""
+Every command takes ``--db`` (default ``./gridsync.db`` or ``$GRIDSYNC_DB``) and opens it through
+:func:`open_store` only, first thing: a wrong ``--db`` (a typo, a missing folder, a file that is
+not a gridsync database, one of a newer gridsync) is the same one-line error with exit code 1 on
+every command (``tests/test_cli_db.py`` walks the whole click tree). Commands that list or report
+take ``--json`` and then print exactly one JSON document on stdout."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 import msgspec
 
-from gridsync.db import Store
+from gridsync.db import Store, check_database
 from gridsync.errors import GridsyncError
 
 
@@ -25,7 +27,7 @@ def db_option(fn: Callable) -> Callable:
         envvar="GRIDSYNC_DB",
         default="gridsync.db",
         show_default=True,
-        type=click.Path(dir_okay=False),
+        type=click.Path(),  # a folder is refused by open_store, as a one-line error
         help="SQLite database file.",
     )(fn)
 
@@ -40,13 +42,18 @@ def echo_json(value: Any) -> None:
     click.echo(msgspec.json.encode(value).decode())
 
 
-def open_store(db_path: str, *, must_exist: bool = True) -> Store:
-    if must_exist and not Path(db_path).exists():
-        raise click.ClickException(
-            f"no database at {db_path}: run 'gridsync init --db {db_path}' (or 'gridsync demo') "
-            "first"
-        )
-    return Store(db_path)
+def check_db(db_path: str, *, create: bool = False) -> None:
+    """:func:`gridsync.db.check_database` as a one-line CLI error (exit code 1)."""
+    run(lambda: check_database(db_path, create=create))
+
+
+def open_store(db_path: str, *, create: bool = False, **options: Any) -> Store:
+    """The one way a command opens its database. Only ``gridsync init`` and ``gridsync demo``
+    pass ``create``; every other command refuses a missing or empty file (a typo must not start
+    a server on an empty database). A file the Store itself refuses (not a database, a newer
+    schema) is the same one-line error."""
+    check_db(db_path, create=create)
+    return run(lambda: Store(db_path, **options))
 
 
 def run(fn: Callable[[], Any]) -> Any:

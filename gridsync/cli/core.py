@@ -12,9 +12,8 @@ from gridsync import auth, logs, org
 from gridsync import db as db_module
 from gridsync.audit import Actor, record
 from gridsync.backup import DatabaseInUse, ServerLock
-from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store, run
+from gridsync.cli.base import check_db, cli, db_option, echo_json, json_option, open_store, run
 from gridsync.config import ConfigError, load_settings
-from gridsync.db import Store
 from gridsync.models import ROLES, OrgUnit
 
 
@@ -28,7 +27,7 @@ from gridsync.models import ROLES, OrgUnit
 )
 def init(db_path: str, new_epoch: bool) -> None:
     """Create the database (or bring it up to date) and apply all migrations."""
-    with Store(db_path) as store:
+    with open_store(db_path, create=True) as store:
         if new_epoch:
             store.write(db_module.new_epoch)
             store.write(record, Actor.cli(), "db.new_epoch")
@@ -57,18 +56,22 @@ def serve(db_path: str, host: str, port: int, config_path: str | None, log_forma
     import uvicorn
 
     from gridsync.app import create_app
+    from gridsync.notify.routing import check_config
 
-    logs.configure(log_format)
-
+    check_db(db_path)  # refuse a wrong --db before anything is made beside it
+    try:  # never while a restore replaces the file (gridsync/backup.py)
+        lock = ServerLock(db_path).hold_shared()
+    except DatabaseInUse as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        open_store(db_path).close()  # migrate before accepting requests
+    finally:
+        lock.release()
     try:
         settings = load_settings(config_path, db=db_path, host=host, port=port)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    try:  # create and migrate before accepting requests, never under a running restore
-        with ServerLock(settings.db).hold_shared():
-            Store(settings.db).close()
-    except DatabaseInUse as exc:
-        raise click.ClickException(str(exc)) from exc
+    run(lambda: check_config(settings.notify.apprise_config))  # a bad channel URL: say it now
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -82,6 +85,7 @@ def serve(db_path: str, host: str, port: int, config_path: str | None, log_forma
         err=False,
     )
     sys.stdout.flush()
+    logs.configure(log_format)
     config = uvicorn.Config(
         create_app(settings),
         log_level="warning",
@@ -116,7 +120,7 @@ def units_add(
     db_path: str, unit_id: str, kind: str, name: str, parent_id: str | None, grid_id: str | None
 ) -> None:
     """Add or rename an org unit."""
-    with open_store(db_path, must_exist=False) as store:
+    with open_store(db_path) as store:
         unit = OrgUnit(
             id=unit_id,
             kind=kind,
@@ -194,7 +198,7 @@ def people_add(
         phone=phone,
         channels=list(channels),
     )
-    with open_store(db_path, must_exist=False) as store:
+    with open_store(db_path) as store:
         run(lambda: store.write(org.add_people, [person], Actor.cli()))
     click.echo(f"person {person_id} saved")
 
@@ -234,11 +238,34 @@ def device_enroll(
 @db_option
 @click.argument("device_id")
 @click.option("--reason", default="")
-def device_revoke(db_path: str, device_id: str, reason: str) -> None:
-    """Revoke a device at once: its next request is refused and told to wipe."""
+@click.option(
+    "--drain",
+    is_flag=True,
+    help="A phone being replaced: let it push its unsent work once, then wipe it "
+    "(it can pull nothing meanwhile).",
+)
+def device_revoke(db_path: str, device_id: str, reason: str, drain: bool) -> None:
+    """Revoke a device at once: its next request is refused and told to wipe. With --drain
+    its next push is accepted (once) and then it is wiped. Unlike the API, this may revoke
+    the last active admin device (with a warning)."""
+
+    def revoke(db):
+        last = auth.is_last_admin_device(db, device_id)
+        device = auth.revoke(db, device_id, Actor.cli(), reason, drain=drain, allow_last_admin=True)
+        return device, last
+
     with open_store(db_path) as store:
-        run(lambda: store.write(auth.revoke, device_id, Actor.cli(), reason))
-    click.echo(f"device {device_id} revoked")
+        device, last_admin = run(lambda: store.write(revoke))
+    if last_admin:
+        click.echo(
+            "警告：这是最后一台有效的管理员设备，撤销后无人能通过 API 管理；"
+            "请用 gridsync device enroll --person 管理员ID 登记新设备。",
+            err=True,
+        )
+    if device.revoked_at is None and device.draining_since is not None:
+        click.echo(f"device {device_id} draining: its next push is its last, then it is wiped")
+    else:
+        click.echo(f"device {device_id} revoked")
 
 
 @device.command("list")
@@ -253,7 +280,13 @@ def device_list(db_path: str, as_json: bool, person_id: str | None) -> None:
         echo_json(items)
         return
     for d in items:
-        state = f"revoked {d.revoked_at}" if d.revoked_at else "active"
+        state = (
+            f"revoked {d.revoked_at}"
+            if d.revoked_at
+            else f"draining since {d.draining_since}"
+            if d.draining_since
+            else "active"
+        )
         click.echo(f"{d.id}\t{d.person_id}\t{d.label}\t{state}\tlast seen {d.last_seen_at or '-'}")
 
 

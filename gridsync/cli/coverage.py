@@ -6,6 +6,7 @@ an admin in the audit log (device ``cli``), and masks phone numbers unless ``--s
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -18,9 +19,16 @@ from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store
 from gridsync.clock import SYSTEM_CLOCK, parse_ms
 from gridsync.config import ConfigError, Settings, load_settings
 from gridsync.org import Scope
+from gridsync.privacy import operator
 
-OPERATOR = Scope("cli", True, frozenset(), frozenset(), 0)
+OPERATOR = Scope("cli", True, frozenset(), frozenset(), 0)  # reads phone numbers masked
 OPERATOR_ROLES = frozenset({"admin"})
+
+
+def _operator(show_phones: bool) -> Scope:
+    """The operator's scope, reading phone numbers in full only with ``--show-phones``."""
+    return dataclasses.replace(OPERATOR, phones=operator(show_phones))
+
 
 scope_option = click.option(
     "--scope", "scope_id", default=None, help="Org unit id (default: the whole district)."
@@ -219,9 +227,7 @@ def coverage_sample(
     """Assessors' sample: N random households of a scope with their last visits."""
     with open_store(db_path) as store:
         result = run(
-            lambda: store.read(
-                cov.sample, OPERATOR, scope_id, n, seed, visits=visits, show_phones=show_phones
-            )
+            lambda: store.read(cov.sample, _operator(show_phones), scope_id, n, seed, visits=visits)
         )
         store.write(
             record,
@@ -295,11 +301,10 @@ def coverage_violations(
             lambda: store.read(
                 cov.violations,
                 settings,
-                OPERATOR,
+                _operator(show_phones),
                 scope_id,
                 now_ms=now_ms,
                 kinds=list(kinds) or None,
-                show_phones=show_phones,
                 limit=limit,
                 offset=offset,
             )
@@ -629,10 +634,9 @@ def export_coverage(
             lambda: store.read(
                 exports.export_data,
                 settings,
-                OPERATOR,
+                _operator(show_phones),
                 scope_id,
                 now_ms=now_ms,
-                show_phones=show_phones,
             )
         )
         label = "导出" if lang == "zh" else "exporting"

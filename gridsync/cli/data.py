@@ -13,9 +13,8 @@ import msgspec
 
 from gridsync import auth, demo, importer
 from gridsync.audit import Actor
-from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store, run
+from gridsync.cli.base import check_db, cli, db_option, echo_json, json_option, open_store, run
 from gridsync.config import ConfigError, load_settings
-from gridsync.db import Store
 
 
 def _remove_database(db_path: str) -> None:
@@ -61,13 +60,12 @@ def demo_command(
     """Build realistic demo data and enrol one admin device (its token is printed once).
 
     Refuses to write into a database that already holds data unless --force."""
-    if not Path(db_path).resolve().parent.is_dir():
-        raise click.ClickException(f"no directory for {db_path}")
+    check_db(db_path, create=True)  # refuse a wrong --db before --force deletes anything
     if force:
         _remove_database(db_path)
     started = time.monotonic()
     day: date | None = as_of.date() if as_of is not None else None
-    with Store(db_path, synchronous="NORMAL") as store:
+    with open_store(db_path, create=True, synchronous="NORMAL") as store:
         counts = run(lambda: demo.build(store, demo.SCALES[scale], seed, day, progress=_stderr_bar))
         enrolled = store.write(auth.enroll, "admin", Actor.cli(), label="demo admin")
     if as_json:
@@ -144,12 +142,12 @@ def import_households_command(
     member's households after the import may not exceed the cap of the community's policy
     (over_cap) unless --override-cap is given; every assignment is written to the assignment
     log, as `gridsync coverage assign` does."""
-    sheet = run(lambda: importer.read_file(file))
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
     with open_store(db_path) as store:
+        sheet = run(lambda: importer.read_file(file))
+        try:
+            settings = load_settings(config_path)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
         if dry_run:
             result = store.read(importer.preview, sheet, settings, override_cap)
         else:

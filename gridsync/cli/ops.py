@@ -3,12 +3,10 @@ Thin: the work is in gridsync/backup.py (README "Operations")."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from gridsync import backup as ops
-from gridsync.cli.base import cli, db_option, echo_json, json_option
+from gridsync.cli.base import check_db, cli, db_option, echo_json, json_option
 
 
 def _mb(n: int) -> str:
@@ -30,6 +28,7 @@ def _mb(n: int) -> str:
 def backup_cmd(db_path: str, as_json: bool, out: str, force: bool) -> None:
     """Copy the database consistently, also while the server serves and writes, and check the
     copy (PRAGMA integrity_check)."""
+    check_db(db_path)
     try:
         report = ops.backup(db_path, out, force=force)
     except (FileExistsError, ops.BackupError) as exc:
@@ -58,7 +57,9 @@ def backup_cmd(db_path: str, as_json: bool, out: str, force: bool) -> None:
 def restore_cmd(db_path: str, as_json: bool, source: str | None, replica: str | None) -> None:
     """Put a backup in place of the database, with the server stopped. The database gets a new
     epoch: phones re-sync (keeping their unsent edits). The replaced file is kept aside as
-    DB.before-restore-TIME."""
+    DB.before-restore-TIME. A missing DB is created; a file that is not a gridsync database is
+    refused (move it away first)."""
+    check_db(db_path, create=True)
     if (source is None) == (replica is None):
         raise click.UsageError("give a backup FILE or --from REPLICA (one of them)")
     try:
@@ -102,8 +103,7 @@ def replicate_cmd(db_path: str, to: str, sync_interval: str, config_out: str | N
     """Replicate the database continuously with Litestream, in the foreground (run it beside
     'gridsync serve', e.g. as its own systemd unit). Serve with wal_autocheckpoint = 0 while
     replicating: Litestream takes the checkpoints."""
-    if not Path(db_path).exists():
-        raise click.ClickException(f"no database at {db_path}")
+    check_db(db_path)
     try:
         binary = ops.litestream_binary()
     except FileNotFoundError as exc:

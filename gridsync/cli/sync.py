@@ -12,7 +12,7 @@ import httpx
 
 from gridsync import auth, org
 from gridsync.audit import Actor
-from gridsync.cli.base import cli, echo_json, open_store, run
+from gridsync.cli.base import check_db, cli, echo_json, open_store, run
 
 PHONE_ROLES = ("member", "branch_secretary", "community_secretary")
 
@@ -139,7 +139,7 @@ def _phones_from_api(http: httpx.Client, admin_token: str, n: int, tag: str) -> 
     "--db",
     "db_path",
     default=None,
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="Or enrol the phones directly in the server's database file.",
 )
 @click.option(
@@ -168,6 +168,8 @@ def simulate(
 
     if (admin_token is None) == (db_path is None):
         raise click.UsageError("give exactly one of --admin-token or --db to enrol the phones")
+    if db_path is not None:
+        check_db(db_path)  # a wrong --db is told before the server is asked anything
     seed = seed if seed is not None else secrets.randbelow(2**31)
     tag = f"{seed}-{secrets.token_hex(3)}"
     with httpx.Client(base_url=url.rstrip("/"), timeout=60.0) as http:

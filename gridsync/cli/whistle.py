@@ -54,9 +54,11 @@ def sweep(
     db_path: str, as_json: bool, config_path: str | None, now: str | None, no_dispatch: bool
 ) -> None:
     """Run periodic work once: deadline checks, digests due, outbox delivery."""
+    from gridsync.notify.routing import check_config
     from gridsync.sweep import run_once
 
     settings = _settings(config_path, db_path)
+    run(lambda: check_config(settings.notify.apprise_config))
     now_ms = _time(now, "--now")
     clock: Clock = FixedClock(now_ms) if now_ms is not None else SYSTEM_CLOCK
     with open_store(db_path) as store:
@@ -215,8 +217,18 @@ def whistle_group() -> None:
 
 
 REPORT_HEADERS = {
-    "zh-CN": ("层级", "单位", "案件", "响应率", "按时率", "办结率", "满意度", "回流"),
-    "en": ("level", "unit", "cases", "response", "on time", "resolved", "satisfaction", "backflow"),
+    "zh-CN": ("层级", "单位", "案件", "响应率", "按时率", "办结率", "满意度", "回流", "随手办"),
+    "en": (
+        "level",
+        "unit",
+        "cases",
+        "response",
+        "on time",
+        "resolved",
+        "satisfaction",
+        "backflow",
+        "self-handled",
+    ),
 }
 
 
@@ -230,7 +242,8 @@ REPORT_HEADERS = {
 def whistle_report(
     db_path: str, as_json: bool, since: str | None, until: str | None, level: str | None, lang: str
 ) -> None:
-    """Response, on-time and resolution rates, satisfaction and backflow per level and unit."""
+    """Response, on-time and resolution rates, satisfaction and backflow per level and unit;
+    cases one person raised and resolved alone (随手办) are counted apart."""
     since_ms, until_ms = _time(since, "--since"), _time(until, "--until")
     with open_store(db_path) as store:
         report = run(
@@ -258,7 +271,8 @@ def whistle_report(
         sat = "-" if r.satisfaction is None else f"{r.satisfaction:.2f}"
         click.echo(
             f"{level_name}\t{unit}\t{r.cases}\t{pct(r.response_rate)}\t"
-            f"{pct(r.on_time_rate)}\t{pct(r.resolution_rate)}\t{sat}\t{r.backflow}"
+            f"{pct(r.on_time_rate)}\t{pct(r.resolution_rate)}\t{sat}\t{r.backflow}\t"
+            f"{r.self_handled}"
         )
     if report.raised_offline:
         text = (

@@ -12,7 +12,10 @@ is still ``queued`` when the process comes back.
 
 Apprise is synchronous and may block on the network: the dispatcher runs on a worker thread
 (never on the event loop), and every Apprise plugin gets the configured socket timeouts.
-URLs are secrets: errors are stored and logged only through :func:`routing.mask_text`.
+URLs are secrets: errors are stored and logged only through :func:`routing.mask_text`, and
+Apprise's own log lines pass through the same masking (``routing.REDACTION``, installed on the
+``apprise`` logger when this module imports ``routing``), with the secret parts of the URL being
+sent masked as well.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import apprise
 import msgspec
@@ -31,36 +33,19 @@ from gridsync.clock import Clock
 from gridsync.config import Settings
 from gridsync.db import Store
 from gridsync.notify.outbox import DIGEST_KINDS, end_of_quiet_hours, in_quiet_hours
-from gridsync.notify.routing import Router, mask_text, mask_url, router_for, url_id
+from gridsync.notify.routing import (
+    REDACTION,
+    Router,
+    mask_text,
+    mask_url,
+    router_for,
+    url_id,
+    url_secrets,
+)
 
 log = logging.getLogger("gridsync.notify")
 
 _list_decoder = msgspec.json.Decoder(list[str])
-
-
-class _PerThreadCapture(logging.Handler):
-    """Collects Apprise's warnings per thread, so that each delivery (several run at once on the
-    dispatcher's pool) gets its own error text for ``last_error``."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.local = threading.local()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        buffer = getattr(self.local, "buffer", None)
-        if buffer is not None:
-            buffer.append(record.getMessage())
-
-    def start(self) -> list[str]:
-        self.local.buffer = []
-        return self.local.buffer
-
-    def stop(self) -> None:
-        self.local.buffer = None
-
-
-_capture = _PerThreadCapture()
-logging.getLogger("apprise").addHandler(_capture)
 
 
 @dataclass
@@ -160,42 +145,26 @@ def _finish(
         )
 
 
-def url_secrets(url: str) -> list[str]:
-    """The parts of a URL that may be secret (password, user, path segments, query values), to
-    mask wherever they might be echoed (Apprise's own log lines)."""
-    try:
-        parts = urlsplit(url)
-        found = [url, parts.password or "", parts.username or ""]
-        found += [unquote(seg) for seg in parts.path.split("/")]
-        found += [v for _, v in parse_qsl(parts.query)]
-        if parts.scheme not in ("json", "xml", "form", "http", "https", "mailto", "mailtos"):
-            found.append(parts.hostname or "")  # bot keys live in the "host" of many schemes
-    except ValueError:
-        return [url]
-    return [s for s in found if len(s) >= 6]
-
-
 def send_one(url: str, title: str, body: str, timeout: float) -> str | None:
     """Send through one Apprise URL; None on success, else a masked error."""
     secrets = url_secrets(url)
-    server = apprise.Apprise.instantiate(url)
+    with REDACTION.guard([url]):
+        server = apprise.Apprise.instantiate(url)
     if server is None:
         return f"{mask_url(url)}: not a valid Apprise URL"
     server.socket_connect_timeout = timeout
     server.socket_read_timeout = timeout
     if "format=" not in url:  # our messages are plain text; keep their lines (e-mail too)
         server.notify_format = apprise.NotifyFormat.TEXT
-    detail = _capture.start()
-    try:
-        ok = server.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT)
-    except Exception as exc:  # a plugin bug must not stop the dispatcher
-        ok = False
-        detail.append(f"the Apprise plugin raised {type(exc).__name__}")
-    finally:
-        _capture.stop()
+    with REDACTION.guard([url]) as notes:  # Apprise's log lines about it are masked too
+        try:
+            ok = server.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT)
+        except Exception as exc:  # a plugin bug must not stop the dispatcher
+            ok = False
+            notes.append((logging.ERROR, f"the Apprise plugin raised {type(exc).__name__}"))
     if ok:
         return None
-    reason = detail[-1].strip() if detail else "delivery failed"
+    reason = notes[-1][1].strip() if notes else "delivery failed"
     return f"{mask_url(url)}: {mask_text(reason, secrets)}"
 
 

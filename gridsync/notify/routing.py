@@ -3,7 +3,8 @@
 Routing uses tags, the way Apprise does:
 
 - ``member:ID`` — one person;
-- ``grid:ID`` — the members and branch secretaries working that grid;
+- ``grid:ID`` — the grid's team: the grid workers (网格员), members and branch secretaries
+  working that grid;
 - ``branch:ID:secretary``, ``community:ID:secretary``, ``street:ID:duty``, ``dept:ID``,
   ``district:ID:duty`` — the people holding that role in that unit.
 
@@ -17,20 +18,38 @@ two tags of the same event gets one message. URLs are looked up again at deliver
 outbox never stores a secret and channel changes apply to messages still queued.
 
 URLs carry secrets (bot keys, passwords): :func:`mask_url` is the only form of a URL that may be
-logged or shown.
+logged or shown. Apprise's own log lines go through the same masking (:class:`LogRedaction`, a
+filter on the ``apprise`` logger and on urllib3's request lines, installed when this module is
+imported, so before any dispatcher, router or check runs): Apprise logs the URLs it loads and
+posts to, its "privacy" form keeps a key's first and last characters (``wecombot://0...f``), and
+a plugin may echo a part it rejects. ``tests/test_notify.py`` delivers for real and reads every
+record.
+
+A channel URL is checked with Apprise's own parser when it is saved (:func:`check_channels`,
+called by ``org.add_people``: the API and the CLI), and the Apprise config file when the server or
+a sweep starts (:func:`check_config`): a URL Apprise cannot read is refused then, not found out
+at the first alert.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import apprise
 import msgspec
 import sqlite_utils
+
+from gridsync.errors import Invalid
+
+log = logging.getLogger("gridsync.notify")
 
 ROLE_TAGS = {
     # tag pattern -> (unit kind, role)
@@ -74,6 +93,138 @@ def mask_text(text: str, secrets: list[str] = ()) -> str:  # type: ignore[assign
     return _URL_RE.sub(lambda m: f"{m.group(1)}://***", text)
 
 
+def url_secrets(url: str) -> list[str]:
+    """The parts of a URL that may be secret (password, user, path segments, query values), to
+    mask wherever they might be echoed (Apprise's own log lines)."""
+    try:
+        parts = urlsplit(url)
+        found = [url, parts.password or "", parts.username or ""]
+        found += [unquote(seg) for seg in parts.path.split("/")]
+        found += [v for _, v in parse_qsl(parts.query)]
+        if parts.scheme not in ("json", "xml", "form", "http", "https", "mailto", "mailtos"):
+            found.append(parts.hostname or "")  # bot keys live in the "host" of many schemes
+    except ValueError:
+        return [url]
+    return [s for s in found if len(s) >= 6]
+
+
+# -- Apprise's log lines -----------------------------------------------------------------------
+
+REDACTED_LOGGERS = ("apprise", "urllib3.connectionpool")  # the request line carries the path
+
+
+@dataclass
+class _Guard:
+    secrets: tuple[str, ...] = ()
+    notes: list[tuple[int, str]] | None = None  # (level, masked text) of warnings and errors
+    quiet: bool = False
+
+
+class LogRedaction(logging.Filter):
+    """Rewrites each record of the loggers it filters through :func:`mask_text`: every URL, and
+    every secret part of the URLs this thread is sending to or checking (:meth:`guard`).
+
+    Inside :meth:`guard` it also collects the masked text of each warning and error (the reason
+    a delivery failed, or why Apprise refused a URL) and, with ``quiet``, keeps them out of the
+    logs (a URL refused while it is being saved is the client's mistake, answered as a 400)."""
+
+    def __init__(self) -> None:
+        super().__init__("gridsync-redaction")
+        self._local = threading.local()
+
+    def _state(self) -> _Guard:
+        state = getattr(self._local, "state", None)
+        if state is None:
+            state = self._local.state = _Guard()
+        return state
+
+    @contextmanager
+    def guard(self, urls: Iterable[str], *, quiet: bool = False) -> Iterator[list[tuple[int, str]]]:
+        """Mask the secret parts of ``urls`` too while the block runs on this thread; yields
+        the ``(level, text)`` of each warning and error logged meanwhile."""
+        outer = self._state()
+        notes: list[tuple[int, str]] = []
+        secrets = tuple(s for url in urls for s in url_secrets(url))
+        self._local.state = _Guard((*outer.secrets, *secrets), notes, quiet)
+        try:
+            yield notes
+        finally:
+            self._local.state = outer
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        state = self._state()
+        try:
+            text = record.getMessage()
+        except Exception:  # a plugin's bad format string: still never log it unmasked
+            text = str(record.msg)
+        record.msg, record.args = mask_text(text, list(state.secrets)), None
+        if record.exc_info:  # formatted here, masked, and logged as text
+            record.exc_text = record.exc_text or logging.Formatter().formatException(
+                record.exc_info  # type: ignore[arg-type]
+            )
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = mask_text(record.exc_text, list(state.secrets))
+        if record.stack_info:
+            record.stack_info = mask_text(record.stack_info, list(state.secrets))
+        if state.notes is not None and record.levelno >= logging.WARNING:
+            state.notes.append((record.levelno, record.msg))
+            return not state.quiet
+        return True
+
+
+REDACTION = LogRedaction()
+
+
+def install_log_redaction() -> None:
+    """Put :data:`REDACTION` on Apprise's logger and urllib3's (idempotent)."""
+    for name in REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if REDACTION not in logger.filters:
+            logger.addFilter(REDACTION)
+
+
+install_log_redaction()
+
+
+# -- checking URLs before they are saved --------------------------------------------------------
+
+MAX_CHANNELS = 10  # per person: checking each costs an Apprise parse inside the write
+
+
+def channel_problem(url: str) -> str | None:
+    """Why Apprise cannot send to ``url`` (None if it can). Parses only: nothing is sent."""
+    with REDACTION.guard([url], quiet=True) as notes:
+        try:
+            server = apprise.Apprise.instantiate(url)
+        except Exception as exc:  # a plugin bug is a URL we cannot use either
+            return f"the Apprise plugin raised {type(exc).__name__}"
+    if server is not None:
+        return None
+    reasons = dict.fromkeys(text.strip() for _, text in notes)  # in order, once each
+    return "; ".join(reasons) if reasons else "Apprise cannot read it"
+
+
+def check_channels(urls: list[str], field: str = "channels") -> None:
+    """Refuse channel URLs Apprise cannot parse (``400 invalid_channel``, ``field`` the path of
+    the first bad one, e.g. ``$.channels[1]``); the URL itself is a secret and shown masked."""
+    if len(urls) > MAX_CHANNELS:
+        raise Invalid(
+            f"最多 {MAX_CHANNELS} 个通知渠道 (at most {MAX_CHANNELS} channels, got {len(urls)})",
+            code="invalid_channel",
+            field=f"$.{field}",
+        )
+    for i, url in enumerate(urls):
+        problem = "too long" if len(url) > 500 else channel_problem(url)
+        if problem is not None:
+            raise Invalid(
+                f"{field}[{i}] ({mask_url(url)}): 无法识别的通知地址 "
+                f"(not an Apprise URL gridsync can send to: {mask_text(problem, url_secrets(url))})",
+                code="invalid_channel",
+                field=f"$.{field}[{i}]",
+            )
+
+
 def people_for_tag(db: sqlite_utils.Database, tag: str) -> list[str]:
     """Active people a tag stands for."""
     parts = tag.split(":")
@@ -86,7 +237,7 @@ def people_for_tag(db: sqlite_utils.Database, tag: str) -> list[str]:
             SELECT DISTINCT p.id FROM people p
             WHERE p.active = 1
               AND EXISTS (SELECT 1 FROM json_each(p.roles)
-                          WHERE value IN ('member', 'branch_secretary'))
+                          WHERE value IN ('grid_worker', 'member', 'branch_secretary'))
               AND (p.branch_id IN (SELECT id FROM org_units WHERE kind = 'branch' AND grid_id = ?)
                    OR EXISTS (SELECT 1 FROM person_scope s LEFT JOIN org_units b ON b.id = s.unit_id
                               WHERE s.person_id = p.id
@@ -125,7 +276,7 @@ def person_channels(db: sqlite_utils.Database, person_id: str) -> list[str]:
 
 class Router:
     """Resolves tags to recipients and URLs. Holds the parsed Apprise config file (re-read when
-    the file changes)."""
+    the file changes; a change that Apprise cannot read in full is logged as a warning)."""
 
     def __init__(self, config_path: str | None, default_locale: str = "zh-CN"):
         self.config_path = config_path
@@ -133,6 +284,7 @@ class Router:
         self._lock = threading.Lock()
         self._mtime: float | None = None
         self._config_urls: dict[str, list[str]] = {}
+        self.problems: list[str] = []  # of the file as last read (masked)
 
     def _config(self) -> dict[str, list[str]]:
         """Tag -> URLs of the Apprise config file (parsed by Apprise itself)."""
@@ -145,16 +297,14 @@ class Router:
             return {}
         with self._lock:
             if mtime != self._mtime:
-                config = apprise.AppriseConfig()
-                config.add(str(path))
-                servers = apprise.Apprise()
-                servers.add(config)
-                table: dict[str, list[str]] = {}
-                for server in servers:
-                    for tag in server.tags:
-                        table.setdefault(str(tag), []).append(server.url(privacy=False))
-                self._config_urls = table
+                self._config_urls, self.problems = load_config(path)
                 self._mtime = mtime
+                if self.problems:
+                    log.warning(
+                        "apprise_config %s: %s (the entries Apprise could read are used)",
+                        path,
+                        "; ".join(self.problems),
+                    )
             return self._config_urls
 
     def config_urls(self, tag: str) -> list[str]:
@@ -187,6 +337,51 @@ class Router:
         if person_id:
             urls += person_channels(db, person_id)
         return list(dict.fromkeys(urls))  # de-duplicated, in order
+
+
+def load_config(path: Path) -> tuple[dict[str, list[str]], list[str]]:
+    """Tag -> URLs of an Apprise config file, and what Apprise could not read in it (its errors,
+    masked: the file is full of secrets, so every URL in it is masked in Apprise's log lines
+    while it is read)."""
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return {}, [f"cannot read it: {exc}"]
+    with REDACTION.guard(m.group(0) for m in _URL_RE.finditer(text)) as notes:
+        config = apprise.AppriseConfig()
+        config.add(str(path))
+        servers = apprise.Apprise()
+        servers.add(config)
+        table: dict[str, list[str]] = {}
+        for server in servers:
+            for tag in server.tags:
+                table.setdefault(str(tag), []).append(server.url(privacy=False))
+    errors = [text for level, text in notes if level >= logging.ERROR]
+    if errors:  # the warnings say which entry: keep them with the errors
+        errors = list(dict.fromkeys(text for _, text in notes))
+    return table, errors
+
+
+def check_config(config_path: str | None) -> None:
+    """At startup (``gridsync serve``, ``gridsync sweep``): refuse an Apprise config file that is
+    missing or holds an entry Apprise cannot read, rather than lose the alerts routed by it."""
+    if not config_path:
+        return
+    path = Path(config_path)
+    if not path.is_file():
+        raise Invalid(
+            f"找不到 Apprise 配置文件 (apprise_config {config_path}: no such file)",
+            code="invalid_channel",
+            field="notify.apprise_config",
+        )
+    _, problems = load_config(path)
+    if problems:
+        raise Invalid(
+            f"Apprise 配置文件有无法识别的地址 (apprise_config {config_path}: "
+            f"{'; '.join(problems)})",
+            code="invalid_channel",
+            field="notify.apprise_config",
+        )
 
 
 _routers: dict[tuple[str | None, str], Router] = {}

@@ -12,7 +12,8 @@ phone app team can read. It keeps a local SQLite store per device with four part
   brings their effect back from the server (then they are deleted).
 - ``view``: what the user sees: ``base`` with the acked overlay and the pending mutations applied
   on top, in queue order. Pulling rebuilds the view of every record it touches ("rebase"), so the
-  user's unsent edits stay visible over fresh server data.
+  user's unsent edits stay visible over fresh server data. Phone numbers are as the server sends
+  them to this person, most masked (gridsync/privacy.py); edits never send a mask back.
 - ``meta``: device id, person id, cursor, HLC state and the next ``seq``.
 
 Push sends pending mutations oldest first in batches; a lost response is retried with exactly the
@@ -43,6 +44,7 @@ import msgspec
 
 import gridsync
 from gridsync.clock import SYSTEM_CLOCK, Clock, uuid7
+from gridsync.privacy import is_masked
 from gridsync.sync import hlc as hlc_clock
 
 SCHEMA_VERSION = "1"
@@ -94,6 +96,29 @@ class ServerRefused(SyncError):
 
 class DeviceRevokedError(ServerRefused):
     """The device was revoked: its local data (copy and queue) has been wiped."""
+
+
+class DeviceDraining(ServerRefused):
+    """``403 device_draining``: the device was revoked with drain. The client answers it by
+    draining (:meth:`DeviceClient.drain`); callers see :class:`DeviceDrainedError`."""
+
+
+class DeviceDrainedError(DeviceRevokedError):
+    """The device was revoked with drain: it pushed what it held in its one last push and
+    wiped itself. ``drained`` mutations went in that push; ``unsent`` were still queued when it
+    was wiped (0 unless the queue was larger than one push may carry, or edits were made while
+    the drain push was in flight)."""
+
+    def __init__(self, drained: int, unsent: int):
+        super().__init__(
+            401,
+            "device_revoked",
+            f"this device was revoked with drain: {drained} unsent mutations were pushed, "
+            f"{unsent} left unsent, and its local data wiped",
+            {"wipe": True, "drained": drained, "unsent": unsent},
+        )
+        self.drained = drained
+        self.unsent = unsent
 
 
 # -- reports ------------------------------------------------------------------------------------
@@ -535,6 +560,16 @@ class DeviceClient:
         tags_add: Iterable[str] = (),
         tags_remove: Iterable[str] = (),
     ) -> Queued:
+        """Queue an edit of some fields and tags. The view shows most phone numbers masked
+        (gridsync/privacy.py): a ``phone`` equal to the masked number the view shows is no
+        edit and is left out (a form sent back whole), and any other mask is refused
+        (ValueError), so the client never sends a mask as the number."""
+        fields = dict(fields or {})
+        if "phone" in fields and is_masked(fields["phone"]):
+            shown = (self.household(household_id) or {}).get("phone")
+            if fields["phone"] != shown:
+                raise ValueError(f"phone {fields['phone']!r} is a masked number, not a number")
+            del fields["phone"]
         return self.enqueue(
             "household.update",
             household_id,
@@ -552,6 +587,8 @@ class DeviceClient:
         **fields: Any,
     ) -> Queued:
         """A household the phone found (``fields``: building, unit, room, head_name, ...)."""
+        if is_masked(fields.get("phone")):
+            raise ValueError(f"phone {fields['phone']!r} is a masked number, not a number")
         data = {"grid_id": grid_id, **fields, "tags": sorted(set(tags))}
         return self.enqueue("household.create", household_id or uuid7(), data=data)
 
@@ -713,9 +750,16 @@ class DeviceClient:
     ) -> dict[str, Any]:
         """One API call with retries: connection errors, timeouts and 5xx are retried with
         exponential backoff, sending exactly the same bytes; a 4xx raises :class:`ServerRefused`
-        at once (and a revoked device wipes itself first)."""
+        at once (and a revoked device wipes itself first; a draining one pushes what it holds,
+        wipes itself and raises :class:`DeviceDrainedError`)."""
         self._refuse_if_revoked()
-        return self._request(method, path, body=body, params=params)
+        try:
+            return self._request(method, path, body=body, params=params)
+        except DeviceDraining:
+            if self._draining:  # refused while draining already: do not drain again
+                raise
+            self.drain()
+            raise  # pragma: no cover - drain() always raises
 
     def _request(
         self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None
@@ -775,6 +819,8 @@ class DeviceClient:
         if response.status_code == 401 and code == "device_revoked":
             self.wipe()
             raise DeviceRevokedError(response.status_code, code, message, body)
+        if code == "device_draining":
+            raise DeviceDraining(response.status_code, code, message, body)
         raise ServerRefused(response.status_code, code, message, body)
 
     def _refuse_if_revoked(self) -> None:
@@ -813,17 +859,45 @@ class DeviceClient:
         continuous and a refusal (a seq gap, a batch too large) is handled before anything else
         is sent; an answer is acknowledged at the latest before :meth:`push` returns or raises.
         A crash between an answer and its acknowledgement resends that batch, which the server
-        answers ``duplicate``."""
+        answers ``duplicate``.
+
+        A device revoked with drain gets one push: before sending more than one batch the
+        client reads its sync status, and a draining device drains (:meth:`drain`) instead."""
+        return self._push(drain=False)
+
+    def drain(self) -> None:
+        """The server revoked this device with drain (a pull answered ``403 device_draining``,
+        or the sync status said ``draining``): push everything pending in one request, the one
+        the server accepts, then wipe. Always raises :class:`DeviceDrainedError` (or
+        :class:`DeviceRevokedError` when the drain was cut short by a plain revoke)."""
+        self._draining = True
+        try:
+            self._push(drain=True)
+        finally:
+            self._draining = False
+        raise SyncError("the drain push was answered without drained: true")
+
+    _draining = False
+
+    def _push(self, *, drain: bool) -> PushReport:
         report = PushReport()
-        batch_size = self.batch_size
+        pending = self.pending_count()
+        batch_size = max(pending, 1) if drain else self.batch_size
         gaps = 0
-        if self._meta_locked("seq_confirmed") is None and self.pending_count():
-            self._confirm_seq()
+        unconfirmed = self._meta_locked("seq_confirmed") is None and pending
+        if unconfirmed or (not drain and pending > batch_size):
+            status = self._sync_status()
+            if status.get("draining") and not drain:
+                self.drain()
         answered: tuple[list[tuple], dict[str, Any]] | None = None  # not yet acknowledged
         batch = self._next_batch(batch_size)
+        drained = False
+        if drain and not batch:  # nothing to send: an empty push still ends the drain
+            answer = self._request("POST", PUSH_PATH, body=self._push_body([]))
+            drained = bool(answer.get("drained"))
         try:
             while batch:
-                body = {"device_id": self.device_id, "mutations": self._wire_batch(batch)}
+                body = self._push_body(batch)
                 self._refuse_if_revoked()
                 sending = self._sender().submit(self._request, "POST", PUSH_PATH, body=body)
                 if answered is not None:
@@ -848,13 +922,23 @@ class DeviceClient:
                 report.batches += 1
                 report.sent += len(batch)
                 answered = (batch, answer)
+                if answer.get("drained"):  # the device's last push: nothing more is taken
+                    drained = True
+                    break
                 if len(after) < batch_size:  # edits made while the batch was in flight
                     after = self._next_batch(batch_size, after_pos=batch[-1][0])
                 batch = after
         finally:
             if answered is not None:
                 self._acknowledge(*answered, report)
+        if drained:
+            unsent = self.pending_count()
+            self.wipe()
+            raise DeviceDrainedError(report.sent, unsent)
         return report
+
+    def _push_body(self, batch: list[tuple]) -> dict[str, Any]:
+        return {"device_id": self.device_id, "mutations": self._wire_batch(batch)}
 
     def _sender(self) -> ThreadPoolExecutor:
         """The helper thread that sends push requests while the queue is read."""
@@ -917,18 +1001,21 @@ class DeviceClient:
         with self._lock:
             return self._meta(key)
 
-    def _confirm_seq(self) -> None:
-        """Before a store's first push: a device id that pushed before from another install
-        (the app reinstalled, its data lost) has consumed seqs on the server, and the server
-        answers ``duplicate`` to any seq at or below its last one. Ask where the device stands
-        and number the queue after it, so that nothing new is mistaken for a resend."""
+    def _sync_status(self) -> dict[str, Any]:
+        """``GET /api/v1/sync/status`` before a push that needs it (a draining device may
+        read it too). Before a store's first push: a device id that pushed before from another
+        install (the app reinstalled, its data lost) has consumed seqs on the server, and the
+        server answers ``duplicate`` to any seq at or below its last one. Ask where the device
+        stands and number the queue after it, so that nothing new is mistaken for a resend."""
         status = self.request("GET", STATUS_PATH)
-        last = int(status.get("device_last_seq", 0))
-        first = self._queue("state = 'pending'", limit=1)
-        if first and first[0].seq <= last:
-            self._renumber(last + 1)
-        with self._tx():
-            self._set_meta("seq_confirmed", "1")
+        if self._meta_locked("seq_confirmed") is None:
+            last = int(status.get("device_last_seq", 0))
+            first = self._queue("state = 'pending'", limit=1)
+            if first and first[0].seq <= last:
+                self._renumber(last + 1)
+            with self._tx():
+                self._set_meta("seq_confirmed", "1")
+        return status
 
     def _renumber(self, expected_seq: int) -> None:
         """The server expects ``expected_seq`` next. Its seqs below that are consumed (by

@@ -5,6 +5,10 @@ A restore is a new change: the value is written with a fresh server HLC (newer t
 server accepted), the household gets a new change seq, and phones receive it by pull. The value
 it displaces is not dropped either: it is logged as a conflict already resolved (``dismissed``,
 resolved by the restorer), so the log still holds every value that ever lost.
+
+The log keeps phone numbers whole; a reader gets the two sides of a ``phone`` conflict as they
+may read that household's number (gridsync/privacy.py). A restore writes the stored value, not
+the masked one the reader saw.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from gridsync.clock import Clock, iso_ms
 from gridsync.db import next_seq, paged
 from gridsync.errors import Conflict, NotFound, OutOfScope
 from gridsync.org import Scope
+from gridsync.privacy import shown_phone
 from gridsync.sync import merge
 from gridsync.sync.hlc import ServerClock
 from gridsync.sync.merge import Lost, Stamp
@@ -81,7 +86,34 @@ def list_conflicts(
         limit=limit,
         offset=offset,
     )
-    return [_entry(r) for r in rows], total
+    return _as_read(db, scope, [_entry(r) for r in rows]), total
+
+
+def _as_read(
+    db: sqlite_utils.Database, scope: Scope, entries: list[ConflictEntry]
+) -> list[ConflictEntry]:
+    """Phone conflicts with both sides as the scope's reader may read that household's number
+    (by its grid and responsible member now)."""
+    ids = sorted({e.household_id for e in entries if e.field == "phone"})
+    if not ids or scope.phones.everything:
+        return entries
+    now = {
+        r[0]: (r[1], r[2])
+        for r in db.execute(
+            "SELECT id, grid_id, responsible_member_id FROM households "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            [msgspec.json.encode(ids).decode()],
+        )
+    }
+    for e in entries:
+        if e.field != "phone":
+            continue
+        grid, responsible = now.get(e.household_id, (e.grid_id, None))
+        if isinstance(e.value, str):
+            e.value = shown_phone(scope.phones, e.value, grid, responsible)
+        if isinstance(e.winner, str):
+            e.winner = shown_phone(scope.phones, e.winner, grid, responsible)
+    return entries
 
 
 def pending_count(db: sqlite_utils.Database, scope: Scope) -> int:
@@ -91,15 +123,21 @@ def pending_count(db: sqlite_utils.Database, scope: Scope) -> int:
     ).fetchone()[0]
 
 
-def get_conflict(db: sqlite_utils.Database, scope: Scope, conflict_id: int) -> ConflictEntry:
+def _stored(db: sqlite_utils.Database, scope: Scope, conflict_id: int) -> ConflictEntry:
+    """A conflict in the scope with its values as stored (restore writes these)."""
     row = db.execute(f"SELECT {_COLS} FROM sync_conflicts WHERE id = ?", [conflict_id]).fetchone()
     if row is None or not scope.allows_grid(row[2]):
         raise NotFound(f"no conflict {conflict_id}")
     return _entry(row)
 
 
+def get_conflict(db: sqlite_utils.Database, scope: Scope, conflict_id: int) -> ConflictEntry:
+    """A conflict as the scope's reader may read it."""
+    return _as_read(db, scope, [_stored(db, scope, conflict_id)])[0]
+
+
 def _open(db: sqlite_utils.Database, principal: Principal, conflict_id: int) -> ConflictEntry:
-    entry = get_conflict(db, principal.scope, conflict_id)
+    entry = _stored(db, principal.scope, conflict_id)
     if entry.status != "open":
         raise Conflict(f"conflict {conflict_id} is {entry.status} already", code="conflict_closed")
     return entry

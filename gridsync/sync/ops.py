@@ -75,6 +75,9 @@ class Outcome:
     # False when the op's own row records the mutation (a visit is its own record, found again
     # by its id): push then skips the sync_mutations row, which halves the writes of a visit.
     logged: bool = True
+    # Fields of the mutation not applied and why, e.g. {"field": "phone", "code":
+    # "masked_phone"}: a mask that a phone sent back as the number (gridsync/privacy.py).
+    ignored: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

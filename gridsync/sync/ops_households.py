@@ -4,6 +4,14 @@
 Phones may not set ``responsible_member_id`` (the "1" of 1-5-N is a secretary's act) nor
 ``status`` through ``fields`` (``household.move_out`` does that): such a mutation is rejected
 with ``forbidden_field`` and nothing of it applies.
+
+A phone reads most households' numbers masked (gridsync/privacy.py) and may send the mask back
+with an edit of another field (an app that posts the whole form). A ``phone`` that
+:func:`~gridsync.privacy.is_masked` is never stored: ``household.update`` drops that field and
+applies the rest, ``household.create`` stores the household without a number, and the result
+says so (``ignored: [{"field": "phone", "code": "masked_phone"}]``). Dropping, not rejecting,
+keeps the rest of the person's edit. Values a phone lost to (or overwrote unseen) come back in
+``lost`` as the pusher may read them: its own value as sent, another's number by the rule.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from gridsync import coverage, service_kinds
 from gridsync.clock import iso_ms
 from gridsync.db import next_seq
 from gridsync.errors import Conflict, GridsyncError, Invalid, NotFound, OutOfScope
+from gridsync.org import Scope
+from gridsync.privacy import is_masked, shown_phone
 from gridsync.sync import merge
 from gridsync.sync import scope as sync_scope
 from gridsync.sync.hlc import ms_of
@@ -38,6 +48,7 @@ FORBIDDEN_FIELDS = {
 }
 
 _json = msgspec.json.Encoder()
+MASKED_PHONE = {"field": "phone", "code": "masked_phone"}
 
 
 class ForbiddenField(GridsyncError):
@@ -101,6 +112,10 @@ def household_create(ctx: OpContext, m: Mutation, data: HouseholdCreate) -> Outc
     if ctx.db.execute("SELECT 1 FROM households WHERE id = ?", [m.id]).fetchone():
         raise GridsyncError(f"household {m.id} exists already", code="already_exists", status=409)
     _check_tags(data.tags)
+    ignored = []
+    if is_masked(data.phone):
+        data = msgspec.structs.replace(data, phone="")
+        ignored.append(MASKED_PHONE)
     seq = next_seq(ctx.db)
     writer = _writer(ctx, seq)
     fields = msgspec.structs.asdict(data)
@@ -130,11 +145,12 @@ def household_create(ctx: OpContext, m: Mutation, data: HouseholdCreate) -> Outc
             now,
         ],
     )
-    return Outcome("applied")
+    return Outcome("applied", ignored=ignored)
 
 
 def _update_fields(m: Mutation) -> dict[str, Any]:
-    """The fields a ``household.update`` sets, checked (no writes: a refusal changes nothing)."""
+    """The fields a ``household.update`` sets, checked (no writes: a refusal changes nothing);
+    a masked ``phone`` is not among them (the caller reports it ignored)."""
     raw_fields = m.fields or {}
     for name in raw_fields:
         if name in FORBIDDEN_FIELDS:
@@ -145,7 +161,11 @@ def _update_fields(m: Mutation) -> dict[str, Any]:
         raise Invalid(f"invalid fields: {exc}", field="fields") from None
     _check_tags(m.tags_add)
     _check_tags(m.tags_remove)
-    return {k: v for k, v in msgspec.structs.asdict(fields).items() if v is not msgspec.UNSET}
+    return {
+        k: v
+        for k, v in msgspec.structs.asdict(fields).items()
+        if v is not msgspec.UNSET and not (k == "phone" and is_masked(v))
+    }
 
 
 @register_batch("household.update")
@@ -200,6 +220,7 @@ def household_update_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outco
         except GridsyncError as exc:
             results.append(exc)
             continue
+        ignored = [MASKED_PHONE] if is_masked((m.fields or {}).get("phone")) else []
         seq = first + n
         writer = Stamp(it.hlc, seq, device, person)
         lost: list[Lost] = []
@@ -226,12 +247,17 @@ def household_update_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outco
                 dirty.setdefault(m.id, (state, set()))[1].update(state.changed)
             state.changed = set()
         if not lost:
-            results.append(_APPLIED)
+            results.append(Outcome("applied", ignored=ignored) if ignored else _APPLIED)
             continue
         entries = [
-            {"field": item.field, "value": item.value, "winner": item.winner} for item in lost
+            {
+                "field": item.field,
+                "value": _as_read(scope, state, changes, item.field, item.value),
+                "winner": _as_read(scope, state, changes, item.field, item.winner),
+            }
+            for item in lost
         ]
-        results.append(Outcome("merged", entries))
+        results.append(Outcome("merged", entries, ignored=ignored))
         conflicts.extend(merge.conflict_row(state, item, m.mid, ctx.received_ms) for item in lost)
         lost_entries.extend(entries)
     # the conflict log of the whole run in one insert; the answers carry the ids
@@ -243,6 +269,17 @@ def household_update_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outco
 
 
 _APPLIED = Outcome("applied")
+
+
+def _as_read(
+    scope: Scope, state: HouseholdState, sent: dict[str, Any], field: str, value: Any
+) -> Any:
+    """A value of a merge's ``lost`` entry as the pusher may read it: a phone number it did not
+    send itself is shown by the rule (gridsync/privacy.py); the conflict log keeps it whole."""
+    if field != "phone" or not isinstance(value, str) or value == sent.get("phone"):
+        return value
+    v = state.values
+    return shown_phone(scope.phones, value, v["grid_id"], v["responsible_member_id"])
 
 
 @register("household.move_out", data_type=HouseholdMoveOut)

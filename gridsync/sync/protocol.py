@@ -72,10 +72,19 @@ class LostValue(Struct, kw_only=True, gc=False):
     conflict_id: int | None = None
 
 
+class IgnoredField(Struct, kw_only=True, gc=False):
+    """A field of an applied mutation that was not stored: ``masked_phone`` is a ``phone``
+    holding a mask (``138****1234``, as the phone received it), never taken for the number."""
+
+    field: str
+    code: str
+
+
 class MutationResult(Struct, kw_only=True, gc=False, omit_defaults=True):
     mid: str
     status: Literal["applied", "merged", "duplicate", "rejected"]
     lost: list[LostValue] | None = None
+    ignored: list[IgnoredField] | None = None
     clock: Literal["clamped"] | None = None
     code: str | None = None
     message: str | None = None
@@ -86,6 +95,8 @@ class PushResponse(Struct, kw_only=True, omit_defaults=True):
     server_hlc: str
     last_seq: int = 0  # the device's highest applied push seq after this batch
     cursor: str | None = None  # the request's cursor, unchanged: pull to see merged state
+    # This was the drain push of a device revoked with drain: it is now revoked; wipe it.
+    drained: bool = False
 
 
 # -- op payloads ---------------------------------------------------------------------------------
@@ -176,6 +187,8 @@ class SyncStatus(Struct, kw_only=True):
     full_sync_changes: int
     full_sync_bytes: int  # estimated gzip bytes of that full sync
     pending_conflicts: int  # open conflicts in the person's scope
+    # The device was revoked with drain: push everything it holds in one request, then wipe.
+    draining: bool = False
 
 
 # -- conflicts -----------------------------------------------------------------------------------
@@ -220,6 +233,7 @@ WIRE_TYPES = [
     PushResponse,
     MutationResult,
     LostValue,
+    IgnoredField,
     HouseholdCreate,
     HouseholdFields,
     HouseholdMoveOut,

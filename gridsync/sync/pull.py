@@ -10,7 +10,8 @@ removed_upto, removes_done, exhausted]))``, trailing fields at their default lef
   incremental phase that follows. No cursor starts the initial snapshot;
 * ``old_version`` > 0: the person's scope changed from that version while the device was synced:
   first ``remove`` for every household of the grids that left the scope (paged by household id:
-  ``removed_upto``/``removes_done``), then a snapshot of the grids that entered it, then the
+  ``removed_upto``/``removes_done``), then a snapshot of the grids that entered it and of those
+  whose phone numbers the person now reads otherwise (gridsync/privacy.py), then the
   incremental phase resumes at ``resume``;
 * ``exhausted``: while ``upto`` is fixed (a snapshot, or the grids that entered the scope), the
   change types whose source had nothing left up to ``upto``: later pages do not ask them again
@@ -26,6 +27,7 @@ Each page is read inside one read transaction (``Store.aread``): one consistent 
 from __future__ import annotations
 
 import base64
+import dataclasses
 from dataclasses import dataclass
 
 import msgspec
@@ -160,7 +162,20 @@ def _seq(item: tuple[str, SourceChange]) -> int:
 
 
 def _restricted(scope: Scope, grid_ids: frozenset[str]) -> Scope:
-    return Scope(scope.person_id, False, scope.unit_ids, grid_ids, scope.version)
+    return dataclasses.replace(scope, everything=False, grid_ids=grid_ids)
+
+
+def _resent_grids(
+    db: sqlite_utils.Database, scope: Scope, old_sv: int, old_grids: frozenset[str]
+) -> frozenset[str]:
+    """The grids a scope change sends again: those that entered the scope, and those whose
+    phone numbers the person now reads otherwise (full <-> masked: a new or lost community
+    secretary or grid worker role; gridsync/privacy.py). All of them when the old version's
+    phone grids are unknown (recorded before migration 0011)."""
+    old_phones = sync_scope.phone_grids_of_version(db, scope.person_id, old_sv)
+    if old_phones is None:
+        return scope.grid_ids
+    return (scope.grid_ids - old_grids) | ((old_phones ^ scope.phones.grids) & scope.grid_ids)
 
 
 def pull(
@@ -231,7 +246,7 @@ def pull(
             pinned = (
                 scope
                 if scope.everything or old is None or old[0]
-                else _restricted(scope, scope.grid_ids - old[1])
+                else _restricted(scope, _resent_grids(db, scope, cursor.old_sv, old[1]))
             )
             then, more_then = Cursor(CURSOR_VERSION, ep, scope.version, cursor.resume), True
         else:

@@ -6,6 +6,9 @@ below it is a ``duplicate`` with no effect, and so is a new seq whose ``mid`` is
 ones are recorded with their code, so a resend answers ``duplicate`` too). Nothing of a request
 that fails as a whole (400, 403, 409, 413) is stored: those checks come before any write, and
 the transaction rolls back whole on any error.
+
+A device revoked with drain (``auth.py``) is revoked in the transaction of its first push that
+applies: that push is its last, and a second one, even racing it, is ``401 device_revoked``.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
-from gridsync import audit
+from gridsync import audit, auth
 from gridsync.auth import Principal
 from gridsync.clock import Clock, iso_ms, parse_ms
 from gridsync.config import Settings
 from gridsync.errors import (
+    DeviceRevoked,
     Forbidden,
     GridsyncError,
     Invalid,
@@ -35,7 +39,13 @@ from gridsync.errors import (
 from gridsync.sync import scope as sync_scope
 from gridsync.sync.hlc import ServerClock, advance, is_valid, ms_of
 from gridsync.sync.ops import BatchItem, OpContext, Outcome, load_builtin_ops
-from gridsync.sync.protocol import LostValue, MutationResult, PushRequest, PushResponse
+from gridsync.sync.protocol import (
+    IgnoredField,
+    LostValue,
+    MutationResult,
+    PushRequest,
+    PushResponse,
+)
 
 SCHEMA_VERSION = "1"
 
@@ -194,9 +204,15 @@ def apply_push(
         )
     now_ms = clock.now_ms()
     registry = load_builtin_ops()
-    last_seq, floor_ms, enrolled_at = db.execute(
-        "SELECT last_seq, hlc_high_ms, created_at FROM devices WHERE id = ?", [principal.device_id]
+    last_seq, floor_ms, enrolled_at, revoked_at, draining_since = db.execute(
+        "SELECT last_seq, hlc_high_ms, created_at, revoked_at, draining_since FROM devices "
+        "WHERE id = ?",
+        [principal.device_id],
     ).fetchone()
+    if revoked_at is not None:
+        # Revoked since the token was checked (or a second push of a draining device that
+        # raced its drain push): nothing of this request is stored.
+        raise DeviceRevoked()
     # A device holds no edit from before its enrollment: its records came from a pull that its
     # token made possible. So the time an edit claims for the scope check starts there too.
     floor_ms = max(floor_ms, parse_ms(enrolled_at))
@@ -299,7 +315,7 @@ def apply_push(
                 )
             )
             return
-        if outcome.lost:
+        if outcome.lost or outcome.ignored:
             lost = [
                 LostValue(
                     field=x["field"],
@@ -309,8 +325,13 @@ def apply_push(
                 )
                 for x in outcome.lost
             ]
+            ignored = [IgnoredField(field=x["field"], code=x["code"]) for x in outcome.ignored]
             results[i] = MutationResult(
-                mid=m.mid, status=outcome.status, lost=lost, clock=clock_flag
+                mid=m.mid,
+                status=outcome.status,
+                lost=lost or None,
+                ignored=ignored or None,
+                clock=clock_flag,
             )
         else:
             results[i] = MutationResult(mid=m.mid, status=outcome.status, clock=clock_flag)
@@ -340,7 +361,13 @@ def apply_push(
             items = [BatchItem(mutations[j], decoded[j].data, h, t) for j, h, _, t in run]
             outcomes = spec.batch_handler(context(hlc, m.mid, scope_ms), items)
             for (j, _, c, _), outcome in zip(run, outcomes):
-                if c or type(outcome) is not Outcome or outcome.lost or outcome.logged:
+                if (
+                    c
+                    or type(outcome) is not Outcome
+                    or outcome.lost
+                    or outcome.logged
+                    or outcome.ignored
+                ):
                     settle(j, c, outcome)
                 else:  # the common case of a run (an applied visit), without a call
                     results[j] = MutationResult(mid=mutations[j].mid, status=outcome.status)
@@ -390,9 +417,18 @@ def apply_push(
         },
         clock=clock,
     )
+    if draining_since is not None:
+        # The one push of a draining device: it is revoked with this transaction's commit.
+        auth.finish_drain(
+            db,
+            principal.actor,
+            iso_ms(now_ms),
+            {"mutations": len(mutations), "last_seq": new_last, **counts},
+        )
     return PushResponse(
         results=final,
         server_hlc=advance(server.last, now_ms),
         last_seq=new_last,
         cursor=request.cursor,
+        drained=draining_since is not None,
     )

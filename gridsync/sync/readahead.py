@@ -9,8 +9,8 @@ read: the request waits for it instead of reading it twice).
 
 Only the page itself is read ahead; everything else of the request is done for it as for any
 other: the token is checked (a revoked device gets 401 whatever was read ahead), and a
-read-ahead page is used only for the same device, cursor, page size and scope (grids and scope
-version) it was read for. A page read ahead is a page read a moment earlier from its own
+read-ahead page is used only for the same device, cursor, page size and scope (grids, scope
+version, and the phone numbers it reads in full) it was read for. A page read ahead is a page read a moment earlier from its own
 consistent snapshot, which is what it would be had the phone asked sooner. Unclaimed pages are
 dropped after ``TTL_MS`` or when ``SIZE`` others are newer.
 """

@@ -15,15 +15,17 @@ _grids = msgspec.json.Decoder(list[str])
 
 
 def remember(db: sqlite_utils.Database, scope: Scope) -> None:
-    """Record the grids of the scope's version (inside a write transaction)."""
+    """Record the grids of the scope's version, and those where it reads every phone number in
+    full (inside a write transaction)."""
     db.execute(
-        "INSERT OR IGNORE INTO scope_versions (person_id, version, everything, grid_ids) "
-        "VALUES (?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO scope_versions (person_id, version, everything, grid_ids, "
+        "phone_grids) VALUES (?, ?, ?, ?, ?)",
         [
             scope.person_id,
             scope.version,
             int(scope.everything),
             _json.encode(sorted(scope.grid_ids)).decode(),
+            _json.encode(sorted(scope.phones.grids)).decode(),
         ],
     )
 
@@ -49,6 +51,20 @@ def grids_of_version(
     if row is None:
         return None
     return bool(row[0]), frozenset(_grids.decode(row[1]))
+
+
+def phone_grids_of_version(
+    db: sqlite_utils.Database, person_id: str, version: int
+) -> frozenset[str] | None:
+    """The grids where a remembered scope version read every phone number in full, or None when
+    unknown (a version recorded before migration 0011, or never recorded)."""
+    row = db.execute(
+        "SELECT phone_grids FROM scope_versions WHERE person_id = ? AND version = ?",
+        [person_id, version],
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return frozenset(_grids.decode(row[0]))
 
 
 def was_in_scope(db: sqlite_utils.Database, scope: Scope, household_id: str, at_ms: int) -> bool:

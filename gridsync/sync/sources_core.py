@@ -2,9 +2,10 @@
 
 Each lists the changes of its type in a scope with ``after_seq < seq <= upto_seq``, ordered by
 ``seq``, at most ``limit``. Households that left the scope by moving to another grid come as
-``remove`` (from ``household_moves``). Visits are those of the current and previous coverage
-cycle (``at`` within ``2 * cycle_days`` of now), taken from :data:`PULL_WINDOW`, which pull sets
-for the read; a device drops older visits itself.
+``remove`` (from ``household_moves``); a household's phone is masked unless the scope's reader
+may read it (``Scope.phones``, gridsync/privacy.py). Visits are those of the current and
+previous coverage cycle (``at`` within ``2 * cycle_days`` of now), taken from
+:data:`PULL_WINDOW`, which pull sets for the read; a device drops older visits itself.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def household_changes(
         f"WHERE h.seq > ? AND h.seq <= ? AND {cond} ORDER BY h.seq LIMIT ?",
         [after_seq, upto_seq, *params, limit],
     ).fetchall()
-    changes = [SourceChange(r[-1], r[0], "put", household_from_row(r)) for r in rows]
+    phones = scope.phones  # each household's phone as this reader may read it
+    changes = [SourceChange(r[-1], r[0], "put", household_from_row(r, phones)) for r in rows]
     if not scope.everything:
         from_cond, from_params = scope.grid_filter("m.from_grid")
         to_cond, to_params = scope.grid_filter("m.to_grid")

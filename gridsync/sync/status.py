@@ -66,4 +66,5 @@ def sync_status(
         full_sync_changes=sum(counts.values()),
         full_sync_bytes=sum(GZIP_BYTES[k] * n for k, n in counts.items()),
         pending_conflicts=conflicts.pending_count(db, scope),
+        draining=principal.draining,
     )
