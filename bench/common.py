@@ -9,6 +9,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,11 +37,14 @@ class Server:
 
 @contextmanager
 def serve(db: str | Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """``gridsync serve`` on a free port of 127.0.0.1, as a real process."""
+    """``gridsync serve`` on a free port of 127.0.0.1, as a real process. Its stderr (the access
+    log: a line per request) goes to a file, not to a pipe nobody drains: a full pipe would
+    block the server in the middle of a benchmark."""
+    errors = tempfile.TemporaryFile(mode="w+t")  # noqa: SIM115 (closed in the finally below)
     proc = subprocess.Popen(
         [sys.executable, "-m", "gridsync", "serve", "--db", str(db), "--port", "0", *extra],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=errors,
         text=True,
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
@@ -48,7 +52,8 @@ def serve(db: str | Path, *extra: str, env: dict[str, str] | None = None) -> Ite
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         if not line.startswith("gridsync serving "):
-            raise RuntimeError(f"server did not start: {line!r} {proc.stderr.read()}")  # type: ignore[union-attr]
+            errors.seek(0)
+            raise RuntimeError(f"server did not start: {line!r} {errors.read()}")
         url = line.split()[2]
         deadline = time.monotonic() + 30
         with httpx.Client(base_url=url) as http:
@@ -69,7 +74,7 @@ def serve(db: str | Path, *extra: str, env: dict[str, str] | None = None) -> Ite
             proc.kill()
             proc.wait()
         proc.stdout.close()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
+        errors.close()
 
 
 def timed(fn: Callable[[], object]) -> float:

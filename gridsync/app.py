@@ -6,26 +6,31 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar, Router, get
+from litestar import Litestar, Router
 from litestar.config.compression import CompressionConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 import gridsync
 from gridsync import coverage
 from gridsync.api import coverage as coverage_api
+from gridsync.api import docs as docs_api
 from gridsync.api import sync as sync_api
 from gridsync.api import whistle as whistle_api
 from gridsync.api.deps import TokenAuthMiddleware, provide_principal
 from gridsync.api.devices import DeviceController
 from gridsync.api.errors import EXCEPTION_HANDLERS, BodyRequest
+from gridsync.api.health import HEALTH_HANDLERS, MetricsController
+from gridsync.api.observe import RequestObserver
 from gridsync.api.org import HouseholdController, MeController, OrgUnitController, PeopleController
 from gridsync.audit import Actor
+from gridsync.backup import ServerLock
 from gridsync.clock import SYSTEM_CLOCK, Clock
 from gridsync.config import Settings, load_settings
 from gridsync.db import Store
+from gridsync.health import ReadinessProbe
+from gridsync.metrics import Metrics, serve_on
 
 API_CONTROLLERS = [
     MeController,
@@ -36,15 +41,11 @@ API_CONTROLLERS = [
     *sync_api.CONTROLLERS,
     *coverage_api.CONTROLLERS,
     *whistle_api.CONTROLLERS,
+    MetricsController,
 ]
 
 
 SERVER = Actor(person_id=None, device_id="server")
-
-
-@get("/healthz", include_in_schema=False)
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
 
 
 def create_app(
@@ -58,6 +59,10 @@ def create_app(
     ``settings.db`` at startup and closes it at shutdown."""
     settings = settings or load_settings()
     owned = store is None
+    metrics = Metrics(
+        lambda: (getattr(app.state, "store", None), getattr(app.state, "periodic", None)),
+        clock.now_ms,
+    )
     # Periodic work (deadline checks, digests, outbox delivery): on in `gridsync serve` (the app
     # owns its store), off when a test passes its own store unless it asks (run_periodic=True).
     periodic = owned if run_periodic is None else run_periodic
@@ -65,7 +70,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if owned:
-            app.state.store = Store(settings.db, synchronous=settings.synchronous)
+            # held while serving: `gridsync restore` refuses to run under a server (backup.py)
+            app.state.server_lock = ServerLock(settings.db).hold_shared()
+            app.state.store = Store(
+                settings.db,
+                synchronous=settings.synchronous,
+                wal_autocheckpoint=settings.wal_autocheckpoint,
+            )
+        stop_metrics = (
+            serve_on(metrics, settings.metrics_listen) if settings.metrics_listen else None
+        )
         # the configured district coverage default, as phones receive it in `policy` changes
         await app.state.store.awrite(coverage.publish_default, settings.coverage, SERVER)
         worker = None
@@ -82,10 +96,13 @@ def create_app(
         try:
             yield
         finally:
+            if stop_metrics is not None:
+                stop_metrics()
             if worker is not None:
                 await worker.stop()
             if owned:
                 app.state.store.close()
+                app.state.server_lock.release()
 
     api = Router(
         path="/",
@@ -95,7 +112,7 @@ def create_app(
         security=[{"BearerToken": []}],
     )
     app = Litestar(
-        route_handlers=[api, healthz],
+        route_handlers=[api, *HEALTH_HANDLERS, docs_api.assets_router()],
         dependencies={
             "store": Provide(lambda: app.state.store, sync_to_thread=False),
             "settings": Provide(lambda: settings, sync_to_thread=False),
@@ -109,7 +126,7 @@ def create_app(
             version=gridsync.__version__,
             description="Offline-sync backend for grid-based neighbourhood governance.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[docs_api.render_plugin()],  # assets served here: works offline
             components=Components(
                 security_schemes={
                     "BearerToken": SecurityScheme(
@@ -125,6 +142,11 @@ def create_app(
     )
     app.state.settings = settings
     app.state.clock = clock
+    app.state.periodic = None
+    app.state.readiness = ReadinessProbe(settings)
+    app.state.metrics = metrics
+    # outermost: request ids, the access log and HTTP metrics see every request (observe.py)
+    app.asgi_handler = RequestObserver(app.asgi_handler, metrics)
     if store is not None:
         app.state.store = store
     return app

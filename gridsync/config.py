@@ -89,6 +89,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # Done notifications and the sync's tombstones older than this are forgotten, once a day
     # (gridsync/retention.py); records (households, visits, cases, audit) are never pruned.
     retention_days: Annotated[int, msgspec.Meta(ge=7)] = 180
+    # Operations (README "Operations"). SQLite's automatic checkpoint after a commit once the WAL
+    # holds this many pages; 0 leaves checkpoints to Litestream (set it when `gridsync
+    # replicate` runs, as Litestream's docs ask), None keeps SQLite's default (1,000).
+    wal_autocheckpoint: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    # /readyz fails when a periodic loop is this many seconds behind its schedule.
+    ready_max_lag_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    # Also serve /metrics without a token on this "host:port" (keep it on loopback or a
+    # private network); on the API port /metrics needs an admin's token.
+    metrics_listen: str | None = None
 
 
 class ConfigError(Exception):

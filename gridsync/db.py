@@ -179,8 +179,18 @@ def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite_utils.Dat
 class Store:
     """Owns the database file: the writer thread, the reader connections, the migrations."""
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL", migrate: bool = True):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "FULL",
+        migrate: bool = True,
+        wal_autocheckpoint: int | None = None,
+    ):
         self.path = str(path)
+        # None keeps SQLite's default (a PASSIVE checkpoint after a commit once the WAL holds
+        # 1,000 pages); 0 leaves checkpoints to another process (Litestream: see backup.py).
+        self.wal_autocheckpoint = wal_autocheckpoint
         self.synchronous = synchronous.upper()
         if self.synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"bad synchronous setting {synchronous!r}")
@@ -194,6 +204,8 @@ class Store:
         self._queue: deque[tuple[Callable[..., Any], tuple, dict, Future]] = deque()
         self._queue_lock = threading.Lock()
         self.commits = 0  # write transactions committed (a group of writes counts once)
+        # group_sizes[n]: commits of a group of n writes (read by gridsync/metrics.py)
+        self.group_sizes = [0] * (GROUP_MAX + 1)
         try:
             self._writer.submit(self._open_writer, migrate).result()
         except BaseException:
@@ -219,6 +231,8 @@ class Store:
             raise DatabaseUnusable(
                 f"{self.path} 不是可用的数据库 (not a usable SQLite database: {exc})"
             ) from exc
+        if self.wal_autocheckpoint is not None:
+            db.conn.execute(f"PRAGMA wal_autocheckpoint={int(self.wal_autocheckpoint)}")
         self._wdb = db
         if migrate:
             migrations.apply(db)
@@ -267,6 +281,7 @@ class Store:
                 done.append((future, True, result))
             db.conn.execute("COMMIT")
             self.commits += 1
+            self.group_sizes[len(group)] += 1
         except BaseException as exc:  # nothing of the group is stored: all of it fails
             if db.conn.in_transaction:
                 db.conn.execute("ROLLBACK")
@@ -286,6 +301,11 @@ class Store:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+    @property
+    def queue_length(self) -> int:
+        """Writes waiting for the writer (not counting the group being committed)."""
+        return len(self._queue)
 
     def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(db, *args, **kwargs)`` in a write transaction on the writer thread; it is

@@ -46,6 +46,8 @@ class ErrorBody(Struct, kw_only=True):
     code: str
     message: str
     field: str | None = None
+    # 5xx only: the id of the request in the server's log (also the X-Request-ID header)
+    request_id: str | None = None
 
 
 class OrgUnit(Struct, kw_only=True):

@@ -73,6 +73,20 @@ def run_once(
     return report
 
 
+@dataclass
+class Heartbeat:
+    """What one loop of :class:`PeriodicWorker` last did, on the worker's clock: /readyz and
+    /metrics read it (gridsync/health.py) to tell a loop that is alive from one that is stuck."""
+
+    due_ms: int  # when the next round should start (the loop is late once the clock passes it)
+    rounds: int = 0
+    last_end_ms: int | None = None
+    last_error: str | None = None  # the last round's exception; None once a round succeeds
+
+    def lag_ms(self, now_ms: int) -> int:
+        return max(0, now_ms - self.due_ms)
+
+
 class PeriodicWorker:
     """Runs the periodic work inside ``gridsync serve``, off the event loop, as two loops: the
     checks (deadlines, digests) and the delivery, so that a slow channel (Apprise waiting on its
@@ -93,6 +107,7 @@ class PeriodicWorker:
         self.delivered = threading.Event()  # set after each delivery round
         self._deliver_now: asyncio.Event | None = None  # set: deliver without waiting
         self._loop_ref: asyncio.AbstractEventLoop | None = None
+        self.heartbeats: dict[str, Heartbeat] = {}
 
     def _checks(self) -> float:
         """One round of checks; returns the seconds to wait before the next one."""
@@ -116,7 +131,10 @@ class PeriodicWorker:
         if event is not None and loop is not None:
             loop.call_soon_threadsafe(event.set)
 
-    async def _run(self, work, done: threading.Event, wake: asyncio.Event | None) -> None:
+    async def _run(
+        self, name: str, work, done: threading.Event, wake: asyncio.Event | None
+    ) -> None:
+        beat = self.heartbeats[name]
         while True:
             wait = self.settings.sweep_interval_seconds
             try:
@@ -125,11 +143,17 @@ class PeriodicWorker:
                 wait = await anyio.to_thread.run_sync(work)
                 if work == self._checks:
                     self.rounds += 1
+                beat.last_error = None
                 done.set()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # keep the loop alive; the error is a bug worth a log line
+            except Exception as exc:  # keep the loop alive; the error is a bug worth a log line
                 log.exception("periodic work failed")
+                beat.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            now = self.clock.now_ms()
+            beat.rounds += 1
+            beat.last_end_ms = now
+            beat.due_ms = now + int(wait * 1000)
             if wake is None:
                 await asyncio.sleep(wait)
             else:
@@ -142,14 +166,23 @@ class PeriodicWorker:
     def running(self) -> bool:
         return bool(self._tasks)
 
+    def alive(self, name: str) -> bool:
+        """The loop's task is running (it ends only when cancelled or on a bug in the loop)."""
+        task = next((t for t in self._tasks if t.get_name() == f"gridsync-{name}"), None)
+        return task is not None and not task.done()
+
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._loop_ref = loop
         self._deliver_now = asyncio.Event()
+        now = self.clock.now_ms()
+        self.heartbeats = {"checks": Heartbeat(due_ms=now), "delivery": Heartbeat(due_ms=now)}
         self._tasks = [
-            loop.create_task(self._run(self._checks, self.ran, None), name="gridsync-checks"),
             loop.create_task(
-                self._run(self._delivery, self.delivered, self._deliver_now),
+                self._run("checks", self._checks, self.ran, None), name="gridsync-checks"
+            ),
+            loop.create_task(
+                self._run("delivery", self._delivery, self.delivered, self._deliver_now),
                 name="gridsync-delivery",
             ),
         ]

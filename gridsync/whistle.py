@@ -1148,6 +1148,16 @@ def list_cases(
     )
 
 
+def open_cases_by_level(db: sqlite_utils.Database) -> dict[str, int]:
+    """Cases still to be handled (not resolved or closed, as ``list_cases(open_only=True)``),
+    by the level that holds them: the operator's gauge (/metrics)."""
+    rows = db.execute(
+        "SELECT level, count(*) FROM whistle_cases "
+        "WHERE state NOT IN ('resolved', 'closed') GROUP BY level"
+    ).fetchall()
+    return {level: n for level, n in rows}
+
+
 @register_source("whistle")
 def whistle_changes(
     db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int, limit: int

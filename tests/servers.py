@@ -26,8 +26,11 @@ URL_LINE = re.compile(r"serving (http://[0-9.]+:\d+)")
 class ServerProcess:
     """``with ServerProcess(db_path) as server: httpx.get(server.url + "/healthz")``."""
 
-    def __init__(self, db_path: str, *, startup_timeout: float = 30.0):
+    def __init__(
+        self, db_path: str, *, startup_timeout: float = 30.0, extra_args: tuple[str, ...] = ()
+    ):
         self.db_path = db_path
+        self.extra_args = extra_args  # more `gridsync serve` options, e.g. ("--config", path)
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
@@ -37,7 +40,17 @@ class ServerProcess:
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
         env.pop("GRIDSYNC_CONFIG", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gridsync", "serve", "--db", self.db_path, "--port", "0"],
+            [
+                sys.executable,
+                "-m",
+                "gridsync",
+                "serve",
+                "--db",
+                self.db_path,
+                "--port",
+                "0",
+                *self.extra_args,
+            ],
             cwd=REPO_ROOT,
             env=env,
             stdout=subprocess.PIPE,

@@ -23,8 +23,9 @@ REPO = Path(gridsync.__file__).resolve().parent.parent
 
 # Commands that do not read a database: ``--db`` is accepted (SPEC 7) and has no use.
 NO_DATABASE = {("schemas",)}
-# Commands that make a database where there is none (or an empty file).
-CREATES = {("init",), ("demo",)}
+# Commands that make a database where there is none (or an empty file). A restore puts a backup
+# in place, a missing file included (``restore --from REPLICA --db new.db``).
+CREATES = {("init",), ("demo",), ("restore",)}
 
 
 def _runnable(group: click.Group = cli, path: tuple[str, ...] = ()):

@@ -31,7 +31,9 @@ def test_pages_read_ahead_equal_pages_read_on_request(store, settings, tiny):
     with TestClient(app=create_app(settings, store=store)) as client:
         ahead = read_ahead(store)
         with_ahead = pages(phone(client, tiny, "sec"), limit=3)
-        assert ahead.hits == len(with_ahead) - 1  # every page after the first was read ahead
+        # Every page after the first was read ahead; on a busy machine a page may be asked for
+        # before its read-ahead thread started, and is then read on request.
+        assert ahead.hits + ahead.unstarted == len(with_ahead) - 1
     no_ahead = msgspec.structs.replace(settings, pull_read_ahead=False)
     with TestClient(app=create_app(no_ahead, store=store)) as client:
         hits = read_ahead(store).hits

@@ -9,6 +9,7 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 
+from gridsync import logs
 from gridsync.errors import GridsyncError
 
 log = logging.getLogger("gridsync.api")
@@ -58,8 +59,27 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     return Response(content=body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
-def domain_error(_: Request, exc: GridsyncError) -> Response:
-    return _json(exc.status, exc.body())
+def _server_side(request: Request, exc: Exception, status: int, body: dict[str, Any]) -> None:
+    """A 5xx: log its traceback with the request id and put the id in the body, so that a
+    user's report ("it said request_id ...") leads to the log line (gridsync/logs.py)."""
+    rid = logs.request_id.get()
+    log.error(
+        "%s on %s %s (request %s)",
+        status,
+        request.method,
+        request.url.path,
+        rid,
+        exc_info=exc,
+    )
+    if rid is not None:
+        body["request_id"] = rid
+
+
+def domain_error(request: Request, exc: GridsyncError) -> Response:
+    body = exc.body()
+    if exc.status >= 500:
+        _server_side(request, exc, exc.status, body)
+    return _json(exc.status, body)
 
 
 def _validation_field(extra: Any) -> str | None:
@@ -69,7 +89,7 @@ def _validation_field(extra: Any) -> str | None:
     return None
 
 
-def http_error(_: Request, exc: HTTPException) -> Response:
+def http_error(request: Request, exc: HTTPException) -> Response:
     status = exc.status_code
     body: dict[str, Any] = {
         "code": STATUS_CODES.get(status, f"http_{status}"),
@@ -84,15 +104,18 @@ def http_error(_: Request, exc: HTTPException) -> Response:
         messages = [d.get("message") for d in details if isinstance(d, dict) and d.get("message")]
         if messages:
             body["message"] = f"{exc.detail}: {messages[0]}"
+    if status >= 500:
+        _server_side(request, exc, status, body)
     return _json(status, body, headers=exc.headers)
 
 
 def internal_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _json(
-        500,
-        {"code": "internal_error", "message": "internal server error (a bug): it has been logged"},
-    )
+    body: dict[str, Any] = {
+        "code": "internal_error",
+        "message": "internal server error (a bug): it has been logged",
+    }
+    _server_side(request, exc, 500, body)
+    return _json(500, body)
 
 
 EXCEPTION_HANDLERS = {

@@ -188,6 +188,7 @@ class SyncController(Controller):
         result = await store.awrite(
             push.apply_push, principal, req, decoded, settings, clock, app=x_gridsync_app
         )
+        request.app.state.metrics.observe_push(req, result)
         return respond(request, result)
 
     @get(

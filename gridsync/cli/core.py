@@ -8,10 +8,11 @@ from pathlib import Path
 
 import click
 
-from gridsync import auth, org
+from gridsync import auth, logs, org
 from gridsync import db as db_module
 from gridsync.audit import Actor, record
-from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store, run
+from gridsync.backup import DatabaseInUse, ServerLock
+from gridsync.cli.base import check_db, cli, db_option, echo_json, json_option, open_store, run
 from gridsync.config import ConfigError, load_settings
 from gridsync.models import ROLES, OrgUnit
 
@@ -43,14 +44,29 @@ def init(db_path: str, new_epoch: bool) -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="TOML settings file (see README).",
 )
-def serve(db_path: str, host: str, port: int, config_path: str | None) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    default="text",
+    show_default=True,
+    help="Logs on stderr: text lines, or one JSON object per line (access lines included).",
+)
+def serve(db_path: str, host: str, port: int, config_path: str | None, log_format: str) -> None:
     """Serve the HTTP API (and run periodic work) on the embedded SQLite file."""
     import uvicorn
 
     from gridsync.app import create_app
     from gridsync.notify.routing import check_config
 
-    open_store(db_path).close()  # refuse a wrong --db; migrate before accepting requests
+    check_db(db_path)  # refuse a wrong --db before anything is made beside it
+    try:  # never while a restore replaces the file (gridsync/backup.py)
+        lock = ServerLock(db_path).hold_shared()
+    except DatabaseInUse as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        open_store(db_path).close()  # migrate before accepting requests
+    finally:
+        lock.release()
     try:
         settings = load_settings(config_path, db=db_path, host=host, port=port)
     except ConfigError as exc:
@@ -69,6 +85,7 @@ def serve(db_path: str, host: str, port: int, config_path: str | None) -> None:
         err=False,
     )
     sys.stdout.flush()
+    logs.configure(log_format)
     config = uvicorn.Config(
         create_app(settings),
         log_level="warning",

@@ -237,6 +237,20 @@ def list_outbox(
     )
 
 
+class PendingStats(msgspec.Struct, frozen=True):
+    pending: int  # queued or being sent
+    oldest_created_ms: int | None
+
+
+def pending_stats(db: sqlite_utils.Database) -> PendingStats:
+    """The backlog an operator watches (/metrics): rows not yet delivered and the oldest one's
+    age. Reads only the pending rows (through ``outbox_due``), not the delivered history."""
+    row = db.execute(
+        "SELECT count(*), min(created_ms) FROM outbox WHERE state IN ('queued', 'sending')"
+    ).fetchone()
+    return PendingStats(pending=row[0], oldest_created_ms=row[1])
+
+
 def counts(db: sqlite_utils.Database) -> dict[str, int]:
     rows = db.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall()
     return {state: n for state, n in rows}

@@ -39,6 +39,7 @@ class ReadAhead:
         self._pages: OrderedDict[Hashable, tuple[float, Future]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0  # pages served from the read-ahead (tests and benchmarks look)
+        self.unstarted = 0  # pages asked for before their read-ahead had started: read on request
 
     def start(self, key: Hashable, fn: Callable[..., Any], *args: Any) -> None:
         """Read ``fn(*args)`` ahead for the request that will come with ``key``."""
@@ -61,7 +62,10 @@ class ReadAhead:
         if entry is None:
             return None
         started, future = entry
-        if (time.monotonic() - started) * 1000 > self.ttl_ms or future.cancel():
+        if (time.monotonic() - started) * 1000 > self.ttl_ms:
+            return None
+        if future.cancel():
+            self.unstarted += 1
             return None
         self.hits += 1
         return future
