@@ -20,7 +20,7 @@ from gridsync.api import sync as sync_api
 from gridsync.api import whistle as whistle_api
 from gridsync.api.deps import TokenAuthMiddleware, provide_principal
 from gridsync.api.devices import DeviceController
-from gridsync.api.errors import EXCEPTION_HANDLERS
+from gridsync.api.errors import EXCEPTION_HANDLERS, BodyRequest
 from gridsync.api.health import HEALTH_HANDLERS, MetricsController
 from gridsync.api.observe import RequestObserver
 from gridsync.api.org import HouseholdController, MeController, OrgUnitController, PeopleController
@@ -119,6 +119,7 @@ def create_app(
             "clock": Provide(lambda: clock, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        request_class=BodyRequest,  # undecodable bodies are 400 malformed_body
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="gridsync",

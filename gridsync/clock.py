@@ -4,7 +4,7 @@ choose the time instead of sleeping."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import uuid_utils
 
@@ -58,6 +58,43 @@ def parse_ms(value: str | datetime) -> int:
     except OverflowError as exc:
         raise ValueError(f"{value} is outside the years 1-9999 in UTC") from exc
     return int(dt.timestamp() * 1000)
+
+
+# The times a phone sends (a visit's ``at``, a case's ``raised_at``, an action's ``at``) are kept as
+# sent, but the server also reads them (coverage, reports, local times in notifications). A
+# phone's clock can be wrong, even reset to 1970, so the window is wide; what it shuts out is what
+# no clock shows and what overflows later: year 1 or 9999 becomes year 0 or 10000 once moved to
+# another zone (issue 12).
+DEVICE_TIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+DEVICE_TIME_MAX = datetime(2200, 1, 1, tzinfo=UTC)
+# Offsets of real zones run from -12:00 (Baker Island) to +14:00 (Line Islands).
+_OFFSET_MIN, _OFFSET_MAX = timedelta(hours=-12), timedelta(hours=14)
+
+
+def device_time_ms(value: str) -> int:
+    """Epoch ms of a time sent by a phone: ISO 8601 with a date, a time and an offset, the
+    offset of a real zone, the instant within ``DEVICE_TIME_MIN``..``DEVICE_TIME_MAX``.
+    ValueError (with the reason) for anything else: no offset, a leap second, year 9999, ...
+    One owner for every phone-sent time: visits and whistle cases call it."""
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an ISO 8601 time ({exc})") from None
+    offset = dt.utcoffset()
+    if offset is None:  # a date alone, or a time without an offset
+        raise ValueError(f"{value!r} needs a date, a time and an offset, e.g. +08:00")
+    if not _OFFSET_MIN <= offset <= _OFFSET_MAX:
+        raise ValueError(f"{value!r} has an offset outside -12:00..+14:00")
+    try:
+        instant = dt.astimezone(UTC)
+    except OverflowError:
+        instant = None
+    if instant is None or not DEVICE_TIME_MIN <= instant < DEVICE_TIME_MAX:
+        raise ValueError(
+            f"{value!r} is outside {DEVICE_TIME_MIN.year}-{DEVICE_TIME_MAX.year - 1}: "
+            "check the phone's clock"
+        )
+    return int(instant.timestamp() * 1000)
 
 
 def uuid7() -> str:

@@ -30,6 +30,13 @@ class Invalid(GridsyncError):
     code = "validation_error"
 
 
+class Malformed(Invalid):
+    """A body that does not decode at all (bad syntax, invalid UTF-8, absurd nesting): the same
+    code as Litestar's undecodable REST bodies (``gridsync/api/errors.py``)."""
+
+    code = "malformed_body"
+
+
 class Unauthorized(GridsyncError):
     status = 401
     code = "unauthorized"

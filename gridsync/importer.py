@@ -53,6 +53,7 @@ from gridsync.clock import SYSTEM_CLOCK, Clock, iso_ms
 from gridsync.config import Settings
 from gridsync.db import next_seq
 from gridsync.errors import Invalid
+from gridsync.models import MAX_TAG_LENGTH, MAX_TAGS
 from gridsync.org import resolve_scope
 from gridsync.sync import merge
 from gridsync.sync.hlc import ServerClock
@@ -134,8 +135,6 @@ STATUS_ALIASES = {
     "已归档": "archived",
 }
 PHONE = re.compile(r"\+?[0-9][0-9 ()\-]{4,18}[0-9]")
-MAX_TAG_LENGTH = 32
-MAX_TAGS = 32  # tags of one household: a short vocabulary, not free text
 MAX_SIZE = 9999  # as a phone may send (sync.protocol.HouseholdCreate.size)
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 

@@ -24,13 +24,15 @@ from msgspec import Meta, Struct
 from gridsync import audit
 from gridsync.audit import Actor
 from gridsync.auth import Principal
-from gridsync.clock import iso_ms, parse_ms
+from gridsync.clock import device_time_ms, iso_ms, parse_ms
 from gridsync.config import LEVELS, Settings
 from gridsync.db import next_seq, paged
 from gridsync.errors import Conflict, Forbidden, GridsyncError, Invalid, NotFound, OutOfScope
+from gridsync.models import ID_PATTERN
 from gridsync.notify import outbox
 from gridsync.notify.routing import Router, router_for
 from gridsync.org import Scope
+from gridsync.sync.protocol import DeviceTime
 from gridsync.sync.sources import SourceChange, register_source
 
 State = Literal["raised", "accepted", "on_site", "resolved", "closed", "reopened"]
@@ -39,7 +41,8 @@ Action = Literal["accept", "arrive", "resolve", "escalate", "comment", "close", 
 OPEN_STATES = ("raised", "accepted", "on_site", "reopened")
 CLOSED_VISIBLE_DAYS = 30  # pull sends closed cases for this long (SPEC 3.2)
 
-CaseId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+CaseId = Annotated[str, Meta(min_length=1, max_length=64, pattern=ID_PATTERN)]
+RefId = Annotated[str, Meta(min_length=1, max_length=64)]  # an existing record's id
 Text = Annotated[str, Meta(max_length=4000)]
 
 
@@ -51,11 +54,11 @@ class WhistleRaise(Struct, kw_only=True):
     Tolerates unknown fields: newer phones may send more."""
 
     category: Annotated[str, Meta(min_length=1, max_length=64)]
-    grid_id: str | None = None
-    household_id: str | None = None
+    grid_id: RefId | None = None
+    household_id: RefId | None = None
     location: Annotated[str, Meta(max_length=500)] = ""
     description: Text = ""
-    raised_at: str | None = None  # device clock, ISO 8601 with offset
+    raised_at: DeviceTime | None = None  # device clock, ISO 8601 with offset
 
 
 class WhistleAct(Struct, kw_only=True):
@@ -63,9 +66,11 @@ class WhistleAct(Struct, kw_only=True):
 
     action: Action
     note: Annotated[str, Meta(max_length=2000)] = ""
-    satisfaction: int | None = None  # for close: 1-5 (checked: invalid_satisfaction)
-    department_id: str | None = None  # for escalate from the street: the department to dispatch
-    at: str | None = None  # device clock of the action
+    # for close: 1-5, checked by act() (invalid_satisfaction); the range only keeps out numbers
+    # no score is near
+    satisfaction: Annotated[int, Meta(ge=-(2**31), le=2**31)] | None = None
+    department_id: RefId | None = None  # for escalate from the street: the department
+    at: DeviceTime | None = None  # device clock of the action
 
 
 class CaseCreate(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -584,11 +589,9 @@ def raise_case(
         raise OutOfScope(f"grid {grid_id} is outside your scope")
     raised_at = data.raised_at or iso_ms(received_ms)
     try:
-        raised_ms = parse_ms(raised_at)
-    except (ValueError, OverflowError) as exc:
-        raise Invalid(
-            f"raised_at is not an ISO 8601 time: {raised_at!r}", field="raised_at"
-        ) from exc
+        raised_ms = device_time_ms(raised_at)
+    except ValueError as exc:
+        raise Invalid(f"raised_at: {exc}", code="invalid_time", field="raised_at") from None
     db.execute(
         "INSERT INTO whistle_cases (id, household_id, grid_id, location, category, description, "
         "raised_by, raised_device, raised_at, raised_ms, received_ms, level, unit_id, state, "

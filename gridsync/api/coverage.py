@@ -9,10 +9,10 @@ from typing import Annotated
 
 from litestar import Controller, Response, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import JSONBody, QueryParameter
 
 from gridsync import coverage, exports
-from gridsync.api.params import PageLimit, PageOffset
+from gridsync.api.params import PageLimit, PageOffset, PathId
 from gridsync.audit import record
 from gridsync.auth import Principal
 from gridsync.clock import Clock, parse_ms
@@ -78,7 +78,8 @@ class CoverageController(Controller):
         clock: NamedDependency[Clock],
         scope_id: ScopeQuery = None,
         level: Annotated[
-            list[Level] | None, QueryParameter(description="only these levels (repeatable)")
+            list[Level] | None,
+            QueryParameter(description="only these levels (repeatable)", max_length=10),
         ] = None,
         at: AtQuery = None,
     ) -> CoverageReport:
@@ -105,7 +106,8 @@ class CoverageController(Controller):
         clock: NamedDependency[Clock],
         scope_id: ScopeQuery = None,
         kind: Annotated[
-            list[ViolationKind] | None, QueryParameter(description="only these kinds (repeatable)")
+            list[ViolationKind] | None,
+            QueryParameter(description="only these kinds (repeatable)", max_length=20),
         ] = None,
         at: AtQuery = None,
         limit: PageLimit = 100,
@@ -229,7 +231,7 @@ class CoverageController(Controller):
         principal: NamedDependency[Principal],
         store: NamedDependency[Store],
         settings: NamedDependency[Settings],
-        community_id: FromPath[str],
+        community_id: PathId,
     ) -> CommunityPolicy:
         if not principal.scope.allows_unit(community_id):
             raise NotFound(f"no community {community_id}")
@@ -242,7 +244,7 @@ class CoverageController(Controller):
         store: NamedDependency[Store],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
-        community_id: FromPath[str],
+        community_id: PathId,
         data: JSONBody[PolicyOverride],
     ) -> CommunityPolicy:
         principal.require_role("admin")
@@ -261,7 +263,7 @@ class CoverageController(Controller):
         store: NamedDependency[Store],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
-        community_id: FromPath[str],
+        community_id: PathId,
     ) -> CommunityPolicy:
         principal.require_role("admin")
         return await store.awrite(
@@ -286,7 +288,7 @@ class ExportController(Controller):
         clock: NamedDependency[Clock],
         format: Annotated[exports.Format, QueryParameter()] = "xlsx",
         scope_id: ScopeQuery = None,
-        lang: Annotated[str, QueryParameter(pattern="^(zh|en)$")] = "zh",
+        lang: Annotated[str, QueryParameter(pattern="^(zh|en)$", max_length=2)] = "zh",
         at: AtQuery = None,
     ) -> Response[bytes]:
         principal.require_role(*REPORT_ROLES)

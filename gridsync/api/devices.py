@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from gridsync import auth
 from gridsync.api.errors import error_responses
-from gridsync.api.params import PageLimit, PageOffset
+from gridsync.api.params import PageLimit, PageOffset, PathId
 from gridsync.auth import Principal
 from gridsync.db import Store
 from gridsync.errors import NotFound
@@ -65,7 +65,7 @@ class DeviceController(Controller):
         self,
         principal: NamedDependency[Principal],
         store: NamedDependency[Store],
-        device_id: FromPath[str],
+        device_id: PathId,
         data: JSONBody[RevokeRequest | None] = None,
     ) -> Device:
         device = await store.aread(auth.get_device, device_id)

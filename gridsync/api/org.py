@@ -7,11 +7,11 @@ from typing import Annotated
 
 from litestar import Controller, get, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import JSONBody, QueryParameter
 
 from gridsync import coverage, households, org
 from gridsync.api.errors import error_responses
-from gridsync.api.params import IdPath, IdQuery, PageLimit, PageOffset
+from gridsync.api.params import IdPath, IdQuery, PageLimit, PageOffset, PathId
 from gridsync.audit import record
 from gridsync.auth import Principal
 from gridsync.clock import now_iso
@@ -98,7 +98,7 @@ class OrgUnitController(Controller):
         self,
         principal: NamedDependency[Principal],
         store: NamedDependency[Store],
-        unit_id: FromPath[str],
+        unit_id: PathId,
     ) -> OrgUnit:
         if not principal.scope.allows_unit(unit_id):
             raise NotFound(f"no org unit {unit_id}")
@@ -150,7 +150,7 @@ class PeopleController(Controller):
         self,
         principal: NamedDependency[Principal],
         store: NamedDependency[Store],
-        person_id: FromPath[str],
+        person_id: PathId,
     ) -> Person:
         def read(db):
             if not org.person_visible(db, principal.scope, person_id):
@@ -243,7 +243,7 @@ class HouseholdController(Controller):
         self,
         principal: NamedDependency[Principal],
         store: NamedDependency[Store],
-        household_id: FromPath[str],
+        household_id: PathId,
     ) -> Household:
         return await store.aread(households.get_household, principal.scope, household_id)
 
@@ -256,7 +256,7 @@ class HouseholdController(Controller):
         self,
         principal: NamedDependency[Principal],
         store: NamedDependency[Store],
-        household_id: FromPath[str],
+        household_id: PathId,
         limit: PageLimit = 100,
         offset: PageOffset = 0,
     ) -> VisitPage:

@@ -7,11 +7,11 @@ from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import JSONBody, QueryParameter
 
 from gridsync import whistle
 from gridsync.api.errors import error_responses
-from gridsync.api.params import IdQuery, PageLimit, PageOffset
+from gridsync.api.params import IdQuery, PageLimit, PageOffset, PathId
 from gridsync.auth import Principal
 from gridsync.clock import Clock, parse_ms, uuid7
 from gridsync.config import Settings
@@ -111,7 +111,7 @@ class WhistleController(Controller):
         self,
         principal: NamedDependency[Principal],
         store: NamedDependency[Store],
-        case_id: FromPath[str],
+        case_id: PathId,
     ) -> WhistleCase:
         return await store.aread(whistle.get_case, case_id, principal.scope)
 
@@ -127,7 +127,7 @@ class WhistleController(Controller):
         store: NamedDependency[Store],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
-        case_id: FromPath[str],
+        case_id: PathId,
         data: JSONBody[CaseAction],
     ) -> WhistleCase:
         return await store.awrite(

@@ -15,6 +15,7 @@ import sqlite_utils
 
 SERVER_NODE = "server"
 HLC_PATTERN = r"^[0-9]{15}:[0-9]{5}:[A-Za-z0-9_.:\-]{1,64}$"
+# fullmatch, not match: ``$`` lets a trailing newline through (issue 12)
 _HLC_RE = re.compile(HLC_PATTERN)
 MAX_COUNTER = 99_999
 
@@ -33,14 +34,14 @@ def format_hlc(ms: int, counter: int, node: str) -> str:
 
 
 def parse(value: str) -> Hlc:
-    if not _HLC_RE.match(value):
+    if not _HLC_RE.fullmatch(value):
         raise ValueError(f"not an HLC: {value!r} (expected <15-digit ms>:<5-digit counter>:<node>)")
     ms, counter, node = value.split(":", 2)
     return Hlc(int(ms), int(counter), node)
 
 
 def is_valid(value: str) -> bool:
-    return bool(_HLC_RE.match(value))
+    return _HLC_RE.fullmatch(value) is not None
 
 
 def ms_of(value: str) -> int:

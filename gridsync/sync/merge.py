@@ -28,6 +28,8 @@ from gridsync import service_kinds
 from gridsync.db import next_seq
 
 STAMPS = "stamps"
+# Remove stamps kept per household (see remove_tag); twice the tags a household may hold.
+MAX_TAG_TOMBSTONES = 64
 _ROW_COLS = (
     "id",
     "grid_id",
@@ -204,17 +206,46 @@ def add_tag(state: HouseholdState, tag: str, writer: Stamp, base_seq: int | None
     return lost
 
 
+def _latest_add(state: HouseholdState, tag: str) -> Stamp:
+    return state.tag_adds.get(tag) or Stamp("", state.seq)
+
+
 def remove_tag(state: HouseholdState, tag: str, writer: Stamp, base_seq: int | None) -> Lost | None:
     if tag not in state.tags:
         return None
-    added = state.tag_adds.get(tag) or Stamp("", state.seq)
+    added = _latest_add(state, tag)
     if not _saw(added, writer, base_seq):
         return Lost(f"tags:{tag}", False, True, lost=writer, won=added)
     state.values["tags"] = [t for t in state.tags if t != tag]
     state.tag_adds.pop(tag, None)
     state.tag_removes[tag] = writer
+    if len(state.tag_removes) > MAX_TAG_TOMBSTONES:
+        # Tombstones only let a later add that undoes an unseen remove be logged as a
+        # conflict (the add wins either way): the oldest may go, so that adding and removing
+        # ever new tags cannot grow ``field_hlc`` without end.
+        oldest = min(state.tag_removes, key=lambda t: state.tag_removes[t].hlc)
+        del state.tag_removes[oldest]
     state.changed.update(("tags", STAMPS))
     return None
+
+
+def tags_after(
+    state: HouseholdState,
+    adds: list[str],
+    removes: list[str],
+    writer: Stamp,
+    base_seq: int | None,
+) -> set[str]:
+    """The tags a household would have after :func:`add_tag` of ``adds`` then
+    :func:`remove_tag` of ``removes`` not in ``adds`` (as household.update applies them),
+    without changing ``state``: callers check a cap before writing."""
+    current = set(state.tags)
+    gone = {
+        t
+        for t in removes
+        if t in current and t not in adds and _saw(_latest_add(state, t), writer, base_seq)
+    }
+    return (current | set(adds)) - gone
 
 
 def overwrite(state: HouseholdState, values: dict[str, Any], writer: Stamp) -> None:

@@ -101,6 +101,9 @@ class OpSpec:
     # True when the op's own row records a mutation (a visit, found again by its id): push
     # then neither logs it in ``sync_mutations`` nor looks its mid up there.
     own_record: bool = False
+    # True when the mutation's ``id`` names a record the op creates: push checks it against the
+    # shape of ids made through REST (``models.ID_PATTERN``) before the handler runs.
+    new_id: bool = False
 
     def decode(self, raw: msgspec.Raw | None, fmt: str) -> Any:
         """``data`` as the op's type (``None`` when the op has none); raises ValidationError."""
@@ -124,21 +127,21 @@ BUILTIN_OP_MODULES = (
 )
 
 
-def register(name: str, *, data_type: type | None = None) -> Callable:
+def register(name: str, *, data_type: type | None = None, new_id: bool = False) -> Callable:
     def decorate(handler: Callable[..., Outcome]) -> Callable[..., Outcome]:
         if name in REGISTRY and REGISTRY[name].handler is not handler:
             raise ValueError(f"op {name} is registered twice")
         decoder = msgspec.json.Decoder(data_type) if data_type is not None else None
         mp = msgspec.msgpack.Decoder(data_type) if data_type is not None else None
         batch = REGISTRY[name].batch_handler if name in REGISTRY else None
-        REGISTRY[name] = OpSpec(name, handler, data_type, decoder, mp, batch)
+        REGISTRY[name] = OpSpec(name, handler, data_type, decoder, mp, batch, new_id=new_id)
         return handler
 
     return decorate
 
 
 def register_batch(
-    name: str, *, data_type: type | None = None, own_record: bool = False
+    name: str, *, data_type: type | None = None, own_record: bool = False, new_id: bool = False
 ) -> Callable:
     """Register an op by its batch handler ``(ctx, items: list[BatchItem]) -> list[Outcome |
     GridsyncError]`` (one result per item, in order): push hands it every run of the op in a
@@ -152,7 +155,7 @@ def register_batch(
                 raise result
             return result
 
-        register(name, data_type=data_type)(one)
+        register(name, data_type=data_type, new_id=new_id)(one)
         spec = REGISTRY[name]
         REGISTRY[name] = OpSpec(
             spec.name,
@@ -162,6 +165,7 @@ def register_batch(
             spec.msgpack_decoder,
             fn,
             own_record,
+            new_id,
         )
         return fn
 

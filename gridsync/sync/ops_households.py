@@ -3,7 +3,8 @@
 
 Phones may not set ``responsible_member_id`` (the "1" of 1-5-N is a secretary's act) nor
 ``status`` through ``fields`` (``household.move_out`` does that): such a mutation is rejected
-with ``forbidden_field`` and nothing of it applies.
+with ``forbidden_field`` and nothing of it applies. A mutation that would leave a household with
+more than ``models.MAX_TAGS`` tags is rejected with ``too_many_tags``.
 
 A phone reads most households' numbers masked (gridsync/privacy.py) and may send the mask back
 with an edit of another field (an app that posts the whole form). A ``phone`` that
@@ -16,15 +17,15 @@ keeps the rest of the person's edit. Values a phone lost to (or overwrote unseen
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from gridsync import coverage, service_kinds
-from gridsync.clock import iso_ms
+from gridsync.clock import device_time_ms, iso_ms
 from gridsync.db import next_seq
 from gridsync.errors import Conflict, GridsyncError, Invalid, NotFound, OutOfScope
+from gridsync.models import MAX_TAGS
 from gridsync.org import Scope
 from gridsync.privacy import is_masked, shown_phone
 from gridsync.sync import merge
@@ -98,7 +99,25 @@ def _check_tags(tags: list[str]) -> None:
             raise Invalid("a tag must not be blank", field="tags")
 
 
-@register("household.create", data_type=HouseholdCreate)
+class TooManyTags(GridsyncError):
+    status = 409
+    code = "too_many_tags"
+
+
+def _check_tag_count(state: HouseholdState, m: Mutation, writer: Stamp) -> None:
+    """Refuse (before any write) a mutation that would take a household past MAX_TAGS; one
+    that leaves an over-full household (an old import) no fuller passes."""
+    if not m.tags_add:
+        return
+    before = len(state.tags)
+    after = len(merge.tags_after(state, m.tags_add, m.tags_remove, writer, m.base_seq))
+    if after > MAX_TAGS and after > before:
+        raise TooManyTags(
+            f"household {m.id} would have {after} tags; at most {MAX_TAGS}", field="tags_add"
+        )
+
+
+@register("household.create", data_type=HouseholdCreate, new_id=True)
 def household_create(ctx: OpContext, m: Mutation, data: HouseholdCreate) -> Outcome:
     if not ctx.principal.scope.allows_grid(data.grid_id):
         raise OutOfScope(f"grid {data.grid_id} is outside your scope")
@@ -223,6 +242,11 @@ def household_update_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outco
         ignored = [MASKED_PHONE] if is_masked((m.fields or {}).get("phone")) else []
         seq = first + n
         writer = Stamp(it.hlc, seq, device, person)
+        try:
+            _check_tag_count(state, m, writer)
+        except GridsyncError as exc:
+            results.append(exc)
+            continue
         lost: list[Lost] = []
         for name, value in changes.items():
             item = merge.merge_field(state, name, value, writer, m.base_seq)
@@ -297,15 +321,7 @@ _VISIT_APPLIED = Outcome("applied", logged=False)
 _VISIT_DUPLICATE = Outcome("duplicate", logged=False)
 
 
-def _at_ms(at: str) -> int:
-    """Epoch ms of an ISO 8601 time with offset (``Z`` allowed); ValueError if impossible."""
-    dt = datetime.fromisoformat(at[:-1] + "+00:00" if at.endswith("Z") else at)
-    if dt.tzinfo is None or "T" not in at:
-        raise ValueError("a time with date, time and offset is needed")
-    return int(dt.timestamp() * 1000)
-
-
-@register_batch("visit.create", data_type=VisitCreate, own_record=True)
+@register_batch("visit.create", data_type=VisitCreate, own_record=True, new_id=True)
 def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome | GridsyncError]:
     """A run of visit creates: one query for their households, one for existing ids, one
     ``executemany`` insert, one ``last_visit_ms`` update per household. Visits are their own
@@ -381,15 +397,9 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
         try:
             # a visit cannot happen after its push: a clock set ahead must not make the
             # household count as contacted into the future (``at`` is kept as sent)
-            at_ms = min(_at_ms(data.at), ctx.received_ms)
-        except ValueError:
-            results.append(
-                Invalid(
-                    f"at {data.at!r} is not ISO 8601 with an offset, e.g. "
-                    "2026-11-20T09:30:00+08:00",
-                    field="data.at",
-                )
-            )
+            at_ms = min(device_time_ms(data.at), ctx.received_ms)
+        except ValueError as exc:
+            results.append(Invalid(f"at: {exc}", code="invalid_time", field="data.at"))
             continue
         existing[vid] = person
         rows.append(

@@ -1,7 +1,9 @@
 """Push ops of the whistle area: ``whistle.raise`` and ``whistle.act`` (SPEC 3.1).
 
 The mutation's ``id`` is the case's client UUID. Times: deadlines count from the push's server
-receipt (``ctx.received_ms``), the device's clock is kept as sent (``raised_at``, ``at``).
+receipt (``ctx.received_ms``), the device's clock is kept as sent (``raised_at``, ``at``) once
+``clock.device_time_ms`` has read it (else ``rejected``/``invalid_time``: year 9999 overflowed
+later, when the time was shown in China's zone).
 A GridsyncError (illegal_transition, already_accepted, out_of_scope, ...) becomes a ``rejected``
 result with its code; the rest of the batch goes on.
 """
@@ -9,11 +11,13 @@ result with its code; the rest of the batch goes on.
 from __future__ import annotations
 
 from gridsync import whistle
+from gridsync.clock import device_time_ms
+from gridsync.errors import Invalid
 from gridsync.sync.ops import Mutation, OpContext, Outcome, register
 from gridsync.whistle import WhistleAct, WhistleRaise
 
 
-@register("whistle.raise", data_type=WhistleRaise)
+@register("whistle.raise", data_type=WhistleRaise, new_id=True)
 def raise_case(ctx: OpContext, m: Mutation, data: WhistleRaise) -> Outcome:
     row = ctx.db.execute("SELECT raised_by FROM whistle_cases WHERE id = ?", [m.id]).fetchone()
     if row is not None and row[0] == ctx.principal.person_id:
@@ -28,6 +32,11 @@ def raise_case(ctx: OpContext, m: Mutation, data: WhistleRaise) -> Outcome:
 
 @register("whistle.act", data_type=WhistleAct)
 def act(ctx: OpContext, m: Mutation, data: WhistleAct) -> Outcome:
+    if data.at is not None:
+        try:
+            device_time_ms(data.at)
+        except ValueError as exc:
+            raise Invalid(f"at: {exc}", code="invalid_time", field="data.at") from None
     whistle.act(
         ctx.db,
         ctx.principal,

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from gridsync.models import Channel, Geo, HouseholdStatus
+from gridsync.models import MAX_TAG_LENGTH, MAX_TAGS, Channel, Geo, HouseholdStatus
 from gridsync.sync.hlc import HLC_PATTERN
 
 # Hot-path strings carry length bounds only: msgspec checks a regex pattern per value at about
@@ -31,8 +31,23 @@ Mid = Annotated[str, Meta(min_length=1, max_length=64)]
 Id = Annotated[str, Meta(min_length=1, max_length=64)]
 ShortText = Annotated[str, Meta(max_length=200)]
 LongText = Annotated[str, Meta(max_length=4000)]
-Tag = Annotated[str, Meta(min_length=1, max_length=64)]
+Tag = Annotated[str, Meta(min_length=1, max_length=MAX_TAG_LENGTH)]
+Tags = Annotated[list[Tag], Meta(max_length=MAX_TAGS)]
 Kind = Annotated[str, Meta(min_length=1, max_length=64)]
+# A phone's clock reading, ISO 8601 with offset; checked by ``clock.device_time_ms`` (range,
+# offset), which is what keeps year 9999 out (issue 12).
+DeviceTime = Annotated[
+    str,
+    Meta(
+        min_length=16,
+        max_length=40,
+        description="ISO 8601 with offset, e.g. 2026-11-20T09:30:00+08:00",
+    ),
+]
+FieldName = Annotated[str, Meta(min_length=1, max_length=64)]
+# ``fields`` of household.update: HouseholdFields has 8 names; room for a few unknown ones, so
+# that they are refused by name (forbidden_field, validation_error) rather than by count.
+MAX_UPDATE_FIELDS = 16
 
 # -- push ---------------------------------------------------------------------------------------
 
@@ -48,18 +63,23 @@ class Mutation(Struct, kw_only=True, gc=False):
     op: Annotated[str, Meta(min_length=1, max_length=64)]
     id: Id
     base_seq: Annotated[int, Meta(ge=0, le=2**53)] | None = None
-    fields: dict[str, Any] | None = None
-    tags_add: list[Tag] = []
-    tags_remove: list[Tag] = []
+    # The values are checked when converted to HouseholdFields (bounded there); their size here
+    # is bounded by the body cap (4 MiB) like ``data``.
+    fields: Annotated[dict[FieldName, Any], Meta(max_length=MAX_UPDATE_FIELDS)] | None = None
+    tags_add: Tags = []
+    tags_remove: Tags = []
     # The op's payload, kept raw (any JSON/msgpack value). Absent = empty Raw; a client building
     # Mutations to encode should set it (``msgspec.Raw(msgspec.json.encode(...))``) or use dicts.
+    # A Raw takes no Meta: its size is bounded by the body cap (``max_push_bytes``, 4 MiB, before
+    # and after gzip), its content by the op's data Struct, whose every field is bounded.
     data: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
 
 
 class PushRequest(Struct, kw_only=True):
     device_id: Id
     mutations: Annotated[list[Mutation], Meta(max_length=100_000)]
-    cursor: str | None = None  # the device's pull cursor, echoed back (see PushResponse)
+    # the device's pull cursor, echoed back (see PushResponse); bounded as the pull's query
+    cursor: Annotated[str, Meta(max_length=1024)] | None = None
 
 
 class LostValue(Struct, kw_only=True, gc=False):
@@ -113,7 +133,7 @@ class HouseholdCreate(Struct, kw_only=True, frozen=True):
     head_name: ShortText = ""
     phone: Annotated[str, Meta(max_length=40)] = ""
     size: Annotated[int, Meta(ge=0, le=9999)] = 1
-    tags: list[Tag] = msgspec.field(default_factory=list)
+    tags: Tags = msgspec.field(default_factory=list)
     notes: LongText = ""
 
 
@@ -136,15 +156,7 @@ class HouseholdMoveOut(Struct, kw_only=True, frozen=True):
 
 class VisitCreate(Struct, kw_only=True, gc=False, frozen=True):
     household_id: Id
-    # Device clock, ISO 8601 with offset; kept as the phone sent it.
-    at: Annotated[
-        str,
-        Meta(
-            min_length=16,
-            max_length=40,
-            description=("ISO 8601 with offset, e.g. 2026-11-20T09:30:00+08:00"),
-        ),
-    ]
+    at: DeviceTime  # device clock; kept as the phone sent it
     channel: Channel
     kinds: Annotated[list[Kind], Meta(max_length=32)] = msgspec.field(default_factory=list)
     note: LongText = ""

@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 from dataclasses import dataclass
+from typing import Annotated
 
 import msgspec
 import sqlite_utils
@@ -47,17 +48,26 @@ CURSOR_VERSION = 1
 DAY_MS = 86_400_000
 
 
+# A cursor comes back from the phone: every number is a seq or a scope version (well inside
+# SQLite's 64-bit integers; 2**64 - 1 overflowed the query, a 500), every string an id. A
+# cursor outside these bounds does not decode, so the pull answers ``reset: true``.
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+CursorId = Annotated[str, msgspec.Meta(max_length=64)]
+
+
 class Cursor(msgspec.Struct, array_like=True):
-    v: int
-    epoch: str
-    sv: int
-    after: int
-    upto: int = 0
-    old_sv: int = 0
-    resume: int = 0
-    rm: str = ""
+    v: Seq
+    epoch: CursorId
+    sv: Seq
+    after: Seq
+    upto: Seq = 0
+    old_sv: Seq = 0
+    resume: Seq = 0
+    rm: CursorId = ""
     rm_done: bool = False
-    exhausted: tuple[str, ...] = ()
+    exhausted: Annotated[
+        tuple[Annotated[str, msgspec.Meta(max_length=32)], ...], msgspec.Meta(max_length=16)
+    ] = ()
 
 
 _cursor_decoder = msgspec.msgpack.Decoder(Cursor)
@@ -80,9 +90,9 @@ def decode_cursor(value: str) -> Cursor | None:
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         cursor = _cursor_decoder.decode(raw)
-    except (ValueError, msgspec.DecodeError):
-        return None
-    if cursor.v != CURSOR_VERSION or cursor.after < 0 or cursor.upto < 0:
+    except (ValueError, msgspec.DecodeError, RecursionError):
+        return None  # ValueError covers bad base64 and invalid UTF-8 (UnicodeDecodeError)
+    if cursor.v != CURSOR_VERSION:
         return None
     return cursor
 

@@ -13,14 +13,16 @@ applies: that push is its last, and a second one, even racing it, is ``401 devic
 
 from __future__ import annotations
 
+import json
 import re
 import zlib
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 import msgspec
 import sqlite_utils
+from msgspec import Meta
 
 from gridsync import audit, auth
 from gridsync.auth import Principal
@@ -31,17 +33,24 @@ from gridsync.errors import (
     Forbidden,
     GridsyncError,
     Invalid,
+    Malformed,
     PayloadTooLarge,
     SeqGap,
     UnsupportedMediaType,
     UnsupportedSchema,
 )
+from gridsync.models import ID_PATTERN
 from gridsync.sync import scope as sync_scope
 from gridsync.sync.hlc import ServerClock, advance, is_valid, ms_of
 from gridsync.sync.ops import BatchItem, OpContext, Outcome, load_builtin_ops
+from gridsync.sync.outline import Span, TooManyMutations, outline
 from gridsync.sync.protocol import (
+    HlcStr,
+    Id,
     IgnoredField,
     LostValue,
+    Mid,
+    Mutation,
     MutationResult,
     PushRequest,
     PushResponse,
@@ -52,6 +61,7 @@ SCHEMA_VERSION = "1"
 _json_decoder = msgspec.json.Decoder(PushRequest)
 _msgpack_decoder = msgspec.msgpack.Decoder(PushRequest)
 _json = msgspec.json.Encoder()
+_ID_RE = re.compile(ID_PATTERN)
 
 
 def check_schema_header(value: str | None) -> None:
@@ -83,7 +93,7 @@ def gunzip_limited(body: bytes, limit: int, settings: Settings) -> bytes:
             )
         out += inflater.flush()
     except zlib.error as exc:
-        raise Invalid(f"the body is not valid gzip: {exc}", field="$") from None
+        raise Malformed(f"the body is not valid gzip: {exc}", field="$") from None
     if len(out) > limit:
         raise PayloadTooLarge(
             f"the decompressed body is larger than allowed: {limits_message(settings)}"
@@ -91,7 +101,7 @@ def gunzip_limited(body: bytes, limit: int, settings: Settings) -> bytes:
     return out
 
 
-_PATH_RE = re.compile(r"at `(\$[^`]*)`")
+_PATH_RE = re.compile(r"`(\$[^`]*)`")  # "at `$.x`", or "at `key` in `$.x`"
 
 
 def media_format(content_type: str | None) -> str:
@@ -105,10 +115,40 @@ def media_format(content_type: str | None) -> str:
     )
 
 
+@dataclass(slots=True)
+class PushBody:
+    """A decoded push: the request, its format, and the mutations refused while decoding (by
+    index: a placeholder with the mutation's mid, seq and HLC stands in the request)."""
+
+    request: PushRequest
+    fmt: str
+    refused: dict[int, GridsyncError] = field(default_factory=dict)
+
+
+class NeedsOutline(Exception):
+    """The strict decode failed inside one mutation (or could not say where): :meth:`salvage`
+    outlines the body (``gridsync/sync/outline.py``) so that the mutations at fault are refused
+    alone. Raised instead of doing that at once because it is slow on a hostile body (about
+    2 s for 4 MiB): the controller runs it on a worker thread, off the event loop."""
+
+    def __init__(self, body: bytes, fmt: str, settings: Settings, error: GridsyncError):
+        super().__init__(error.message)
+        self.body, self.fmt, self.settings, self.error = body, fmt, settings, error
+
+    def salvage(self) -> PushBody:
+        """The push with the mutations at fault refused; the strict decode's error when the
+        envelope itself (device_id, a mutation's mid, seq or hlc) is at fault."""
+        found = _salvage(self.body, self.fmt, self.settings)
+        if found is None:
+            raise self.error
+        return _checked(PushBody(found[0], self.fmt, found[1]), self.settings)
+
+
 def decode_request(
     body: bytes, *, content_type: str | None, content_encoding: str | None, settings: Settings
-) -> tuple[PushRequest, str]:
-    """Size checks, gzip, and a typed decode of the raw body: (request, "json"|"msgpack")."""
+) -> PushBody:
+    """Size checks, gzip, and a typed decode of the raw body. Raises :class:`NeedsOutline`
+    when a mutation could not be decoded (see there)."""
     if len(body) > settings.max_push_bytes:
         raise PayloadTooLarge(f"the body has {len(body)} bytes: {limits_message(settings)}")
     fmt = media_format(content_type)
@@ -123,9 +163,23 @@ def decode_request(
         request = (_msgpack_decoder if fmt == "msgpack" else _json_decoder).decode(body)
     except msgspec.ValidationError as exc:
         match = _PATH_RE.search(str(exc))
-        raise Invalid(f"invalid push: {exc}", field=match.group(1) if match else "$") from None
-    except msgspec.DecodeError as exc:
-        raise Invalid(f"malformed {fmt} body: {exc}", field="$") from None
+        path = match.group(1) if match else "$"
+        error = Invalid(f"invalid push: {exc}", field=path)
+        if path.startswith("$.mutations["):
+            raise NeedsOutline(body, fmt, settings, error) from None
+        raise error from None
+    except _UNDECODABLE as exc:
+        # Broken syntax, a lone surrogate (\ud83d: an emoji cut in half by a phone), invalid
+        # UTF-8, nesting beyond Python's recursion limit: the outline tells whether one
+        # mutation holds it.
+        error = Malformed(f"malformed {fmt} body: {_why(exc)}", field="$")
+        raise NeedsOutline(body, fmt, settings, error) from None
+    return _checked(PushBody(request, fmt), settings)
+
+
+def _checked(body: PushBody, settings: Settings) -> PushBody:
+    """The batch-wide checks: its size, seqs counting up by one, HLCs in their layout."""
+    request = body.request
     if len(request.mutations) > settings.max_push_mutations:
         raise PayloadTooLarge(
             f"the batch has {len(request.mutations)} mutations: {limits_message(settings)}"
@@ -149,7 +203,134 @@ def decode_request(
                 f"hlc {h!r} is not <15-digit ms>:<5-digit counter>:<device id>",
                 field=f"$.mutations[{i}].hlc",
             )
-    return request, fmt
+    return body
+
+
+# How deeply one mutation may nest to be decoded on its own (a visit with geo: 3 levels).
+MAX_MUTATION_DEPTH = 32
+_Head = Annotated[str, Meta(max_length=64)]
+_SPAN_TYPES: dict[str, Any] = {
+    "device_id": Id,
+    "cursor": Annotated[str, Meta(max_length=1024)] | None,
+    "mid": Mid,
+    "seq": Annotated[int, Meta(ge=1, le=2**53)],
+    "hlc": HlcStr,
+    "op": _Head,
+    "id": _Head,
+}
+_SPAN_DECODERS = {
+    "json": {name: msgspec.json.Decoder(t) for name, t in _SPAN_TYPES.items()},
+    "msgpack": {name: msgspec.msgpack.Decoder(t) for name, t in _SPAN_TYPES.items()},
+}
+_MUTATION_DECODERS = {
+    "json": msgspec.json.Decoder(Mutation),
+    "msgpack": msgspec.msgpack.Decoder(Mutation),
+}
+_UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
+def _why(exc: BaseException) -> str:
+    """What an error of _UNDECODABLE says, for a message."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 ({exc})"
+    return str(exc)
+
+
+def _json_frame_holds(body: bytes, mutations: list[Span]) -> bool:
+    """Whether the body is JSON as the outline cut it. The outline reads only the structure it
+    needs, so in a body with broken syntax (a string left open swallows the next mutations) it
+    could see fewer mutations than the phone sent. Python's own parser checks the syntax, with
+    each mutation too deep for it replaced by 0 (the outline found their ends by counting
+    brackets outside strings, which holds when the rest parses). It accepts what msgspec
+    refuses but a phone may write: lone surrogates (an emoji cut in half), invalid UTF-8 (read
+    as surrogate escapes); those then fail the one mutation that holds them."""
+    pieces, pos = [], 0
+    for span in mutations:
+        if span.depth > MAX_MUTATION_DEPTH:
+            pieces += [body[pos : span.start], b"0"]
+            pos = span.end
+    pieces.append(body[pos:])
+    try:
+        json.loads(b"".join(pieces).decode("utf-8", "surrogateescape"))
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _salvage(
+    body: bytes, fmt: str, settings: Settings
+) -> tuple[PushRequest, dict[int, GridsyncError]] | None:
+    """Decode the push mutation by mutation: each one that does not decode is refused alone
+    (``validation_error``, with why and where) and stands in the request as a placeholder
+    carrying its mid, seq and HLC, so that its seq is consumed and a resend answers
+    ``duplicate``. None when the body cannot be cut into mutations; Invalid naming the field
+    when the envelope is at fault (device_id, or a mutation without a readable mid, seq, hlc)."""
+    try:
+        shape = outline(body, fmt, settings.max_push_mutations)
+    except TooManyMutations as exc:
+        raise PayloadTooLarge(
+            f"the batch has more than {exc.count - 1} mutations: {limits_message(settings)}"
+        ) from None
+    if shape is None or shape.mutations is None:
+        return None
+    if fmt == "json" and not _json_frame_holds(body, shape.mutations):
+        return None
+    decoders = _SPAN_DECODERS[fmt]
+
+    def value(spans: dict[str, Span], name: str, where: str, default: Any = ...) -> Any:
+        span = spans.get(name)
+        if span is None:
+            if default is ...:
+                raise Invalid(f"invalid push: {name} is missing", field=f"{where}.{name}")
+            return default
+        try:
+            return decoders[name].decode(body[span.start : span.end])
+        except msgspec.ValidationError as exc:
+            raise Invalid(f"invalid push: {name}: {exc}", field=f"{where}.{name}") from None
+        except _UNDECODABLE as exc:
+            message = f"malformed {fmt} body: {name}: {_why(exc)}"
+            raise Malformed(message, field=f"{where}.{name}") from None
+
+    device_id = value(shape.top, "device_id", "$")
+    cursor = value(shape.top, "cursor", "$", None)
+    mutations: list[Mutation] = []
+    refused: dict[int, GridsyncError] = {}
+    for i, span in enumerate(shape.mutations):
+        where = f"$.mutations[{i}]"
+        if span.depth > MAX_MUTATION_DEPTH:
+            why = f"it nests {span.depth} levels deep (at most {MAX_MUTATION_DEPTH})"
+        else:
+            try:
+                mutations.append(_MUTATION_DECODERS[fmt].decode(body[span.start : span.end]))
+                continue
+            except msgspec.ValidationError as exc:
+                why = str(exc).replace("at `$", f"at `{where}")
+                match = _PATH_RE.search(why)
+                where = match.group(1) if match else where
+            except _UNDECODABLE as exc:
+                why = _why(exc)
+                if fmt == "msgpack" and type(exc) is msgspec.DecodeError:
+                    return None  # broken framing (msgpack syntax is its framing)
+        if span.fields is None:
+            raise Invalid(f"invalid push: mutation {i} is not a map ({why})", field=where)
+        # without a mid, seq and HLC to answer it by, the envelope is at fault (Invalid)
+        head = Mutation(
+            mid=value(span.fields, "mid", f"$.mutations[{i}]"),
+            seq=value(span.fields, "seq", f"$.mutations[{i}]"),
+            hlc=value(span.fields, "hlc", f"$.mutations[{i}]"),
+            op="",
+            id="",
+        )
+        for name in ("op", "id"):  # kept in the mutation log when readable
+            try:
+                setattr(head, name, value(span.fields, name, "", ""))
+            except Invalid:
+                pass
+        mutations.append(head)
+        refused[i] = Invalid(f"invalid mutation: {why}", field=where)
+    return PushRequest(device_id=device_id, mutations=mutations, cursor=cursor), refused
 
 
 @dataclass(slots=True)
@@ -161,10 +342,20 @@ class _Decoded:
     error: GridsyncError | None = None
 
 
-def decode_data(request: PushRequest, fmt: str) -> list[_Decoded]:
+def decode_data(
+    request: PushRequest, fmt: str, refused: dict[int, GridsyncError] | None = None
+) -> list[_Decoded]:
+    """Each mutation's ``data`` as its op's type, or the error that rejects it: ``refused``
+    (from :class:`PushBody`, the mutations refused while decoding), an unknown op, a new id
+    without the REST shape, a data that does not decode."""
     registry = load_builtin_ops()
+    refused = refused or {}
     out = []
     for i, m in enumerate(request.mutations):
+        error = refused.get(i)
+        if error is not None:
+            out.append(_Decoded(i, error=error))
+            continue
         spec = registry.get(m.op)
         if spec is None:
             out.append(
@@ -177,6 +368,14 @@ def decode_data(request: PushRequest, fmt: str) -> list[_Decoded]:
                 )
             )
             continue
+        if spec.new_id and _ID_RE.search(m.id) is None:
+            # ids that phones make obey the shape of ids made through REST
+            error = Invalid(
+                f"id {m.id!r} may hold only letters, digits and _ . : - (a UUID is best)",
+                field=f"$.mutations[{i}].id",
+            )
+            out.append(_Decoded(i, error=error))
+            continue
         try:
             out.append(_Decoded(i, data=spec.decode(m.data, fmt)))
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -184,6 +383,9 @@ def decode_data(request: PushRequest, fmt: str) -> list[_Decoded]:
             out.append(
                 _Decoded(i, error=Invalid(f"invalid data: {text}", field=f"$.mutations[{i}].data"))
             )
+        except (UnicodeDecodeError, RecursionError) as exc:
+            error = Invalid(f"invalid data: {_why(exc)}", field=f"$.mutations[{i}].data")
+            out.append(_Decoded(i, error=error))
     return out
 
 
