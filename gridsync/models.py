@@ -36,6 +36,9 @@ Limit = Annotated[int, Meta(ge=1, le=500)]
 # MAX_TAG_LENGTH characters. Without a cap 20,000 tags held the write lock for 38 s (issue 12).
 MAX_TAGS = 32
 MAX_TAG_LENGTH = 32
+# Channel URLs per person: each is parsed by Apprise when the person is saved (notify/routing.py).
+MAX_CHANNELS = 10
+MAX_CHANNEL_LENGTH = 500
 # A list of ids in a request body (a person's scope): far above any real scope.
 MAX_IDS = 1000
 
@@ -154,9 +157,9 @@ class PersonWrite(Struct, kw_only=True, forbid_unknown_fields=True):
     )  # org unit ids
     branch_id: Id | None = None
     phone: Annotated[str, Meta(max_length=32)] = ""
-    channels: Annotated[list[Annotated[str, Meta(max_length=500)]], Meta(max_length=16)] = (
-        msgspec.field(default_factory=list)
-    )
+    channels: Annotated[
+        list[Annotated[str, Meta(max_length=MAX_CHANNEL_LENGTH)]], Meta(max_length=MAX_CHANNELS)
+    ] = msgspec.field(default_factory=list)
     locale: Literal["zh-CN", "en"] = "zh-CN"
 
 

@@ -48,6 +48,7 @@ import msgspec
 import sqlite_utils
 
 from gridsync.errors import Invalid
+from gridsync.models import MAX_CHANNELS
 
 log = logging.getLogger("gridsync.notify")
 
@@ -188,8 +189,6 @@ install_log_redaction()
 
 
 # -- checking URLs before they are saved --------------------------------------------------------
-
-MAX_CHANNELS = 10  # per person: checking each costs an Apprise parse inside the write
 
 
 def channel_problem(url: str) -> str | None:
@@ -364,7 +363,10 @@ def load_config(path: Path) -> tuple[dict[str, list[str]], list[str]]:
 
 def check_config(config_path: str | None) -> None:
     """At startup (``gridsync serve``, ``gridsync sweep``): refuse an Apprise config file that is
-    missing or holds an entry Apprise cannot read, rather than lose the alerts routed by it."""
+    missing or holds an entry Apprise cannot read, rather than lose the alerts routed by it.
+    Apprise loads its plugins on its first parse (about 0.2 s); parsing one URL here loads them
+    now, not inside the first write transaction that saves a person's channels."""
+    channel_problem("json://localhost")
     if not config_path:
         return
     path = Path(config_path)
