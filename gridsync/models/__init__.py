@@ -139,6 +139,9 @@ WIRE_TYPES: tuple[type, ...] = (
     HouseholdPage,
     VisitPage,
     DevicePage,
+    UnitWrite,
+    PersonWrite,
+    ScopeWrite,
     # sync
     PushRequest,
     Mutation,
