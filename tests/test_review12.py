@@ -273,11 +273,6 @@ def test_serve_refuses_a_port_out_of_range_with_one_line(store, tiny, db_path):
     assert "Traceback" not in r.stderr, r.stderr[-2000:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="'gridsync replicate --to \"\"' replicates into the current directory (an empty "
-    "--to resolves to cwd) instead of refusing",
-)
 def test_an_empty_replica_destination_is_refused():
     with pytest.raises(ValueError):
         replica_config("", "1s")
