@@ -70,12 +70,6 @@ def test_comments_cannot_grow_a_case_past_what_a_phone_should_pull(client, tiny)
 # -- 2. the last admin can still lock the district out ---------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PUT /api/v1/people/{id} lets the last admin drop the admin role (200): nobody can "
-    "enrol a device or administer through the API any more, the lock-out last_admin_device "
-    "was meant to prevent",
-)
 def test_the_last_admin_cannot_drop_the_admin_role_over_the_api(client, tiny):
     admin = bearer(tiny.tokens["admin"])
     r = client.put(
@@ -93,11 +87,6 @@ def test_the_last_admin_cannot_drop_the_admin_role_over_the_api(client, tiny):
 # -- 3. a repeated unit in a scope is a 500 ----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a scope naming a unit twice violates person_scope's primary key: "
-    "sqlite3.IntegrityError, a 500 (the bound test checks lengths, not uniqueness)",
-)
 @pytest.mark.parametrize(
     "path, body",
     [
@@ -110,10 +99,6 @@ def test_a_unit_named_twice_in_a_scope_is_not_a_500(client, tiny, path, body):
     assert r.status_code < 500, r.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="'gridsync people add --scope g1 --scope g1' ends on an IntegrityError traceback",
-)
 def test_cli_people_add_with_a_unit_named_twice_is_not_a_traceback(store, tiny, db_path):
     r = CliRunner().invoke(
         cli,
@@ -128,11 +113,6 @@ def test_cli_people_add_with_a_unit_named_twice_is_not_a_traceback(store, tiny, 
 # -- 4. the CLI enrols a device whose phone can never push ----------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="'gridsync device enroll --device-id' takes any text; the device's HLCs then fail "
-    "the HLC pattern and every push is a 400 for the whole batch: the phone never syncs again",
-)
 def test_a_device_the_cli_enrols_can_push(client, tiny, store, db_path):
     device_id = "张伟 的手机"  # an operator's natural choice; the API refuses it (models.Id)
     r = CliRunner().invoke(

@@ -188,7 +188,8 @@ def people_add(
     phone: str,
     channels: tuple[str, ...],
 ) -> None:
-    """Add a person or replace their roles and scope."""
+    """Add a person or replace their roles and scope. Unlike the API, this may take the admin
+    role from the last admin holding an active device (with a warning)."""
     person = org.NewPerson(
         id=person_id,
         name=name,
@@ -198,8 +199,20 @@ def people_add(
         phone=phone,
         channels=list(channels),
     )
+
+    def save(db):
+        had = org.has_admin_device(db)
+        org.add_people(db, [person], Actor.cli(), allow_last_admin=True)
+        return had and not org.has_admin_device(db)
+
     with open_store(db_path) as store:
-        run(lambda: store.write(org.add_people, [person], Actor.cli()))
+        locked_out = run(lambda: store.write(save))
+    if locked_out:
+        click.echo(
+            "警告：已没有持有有效设备的管理员，无人能通过 API 管理；"
+            "请用 gridsync device enroll --person 管理员ID 登记新设备。",
+            err=True,
+        )
     click.echo(f"person {person_id} saved")
 
 
