@@ -213,12 +213,6 @@ def test_a_drain_landing_between_batches_loses_nothing_that_fits_one_push(client
 # -- 8. CLI arguments that still end on a traceback -----------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="odd but parseable --now / --keep-days values end on a traceback: prune --now "
-    "year 1 (ValueError: year 0), prune --keep-days 10^14 (OverflowError into SQLite), "
-    "sweep --now 9999-12-31 with an open case (ValueError: year 10000)",
-)
 @pytest.mark.parametrize(
     "args",
     [
@@ -235,11 +229,6 @@ def test_odd_cli_values_end_with_a_coded_line_not_a_traceback(client, tiny, stor
     assert r.exit_code != 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="'gridsync serve --port 99999' ends on OverflowError from socket.bind (and leaks "
-    "the socket): click's int option has no range",
-)
 def test_serve_refuses_a_port_out_of_range_with_one_line(store, tiny, db_path):
     store.close()
     r = subprocess.run(

@@ -12,8 +12,17 @@ from gridsync import auth, logs, org
 from gridsync import db as db_module
 from gridsync.audit import Actor, record
 from gridsync.backup import DatabaseInUse, ServerLock
-from gridsync.cli.base import check_db, cli, db_option, echo_json, json_option, open_store, run
-from gridsync.config import ConfigError, load_settings
+from gridsync.cli.base import (
+    check_db,
+    cli,
+    db_option,
+    echo_json,
+    int_range_of,
+    json_option,
+    open_store,
+    run,
+)
+from gridsync.config import ConfigError, Settings, load_settings
 from gridsync.models import ROLES, OrgUnit
 
 
@@ -37,7 +46,13 @@ def init(db_path: str, new_epoch: bool) -> None:
 @cli.command()
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int, help="0 picks a free port.")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=int_range_of(Settings, "port"),
+    help="0 picks a free port.",
+)
 @click.option(
     "--config",
     "config_path",
