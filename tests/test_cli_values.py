@@ -128,3 +128,12 @@ def test_sweep_at_the_last_day_of_the_window_escalates_without_a_traceback(clien
     )
     assert r.exit_code == 0, (r.output, r.exception)
     assert '"escalated":1' in r.stdout
+
+
+@pytest.mark.parametrize("host", ["a\x00b", "no-such-host.invalid", "x" * 300])
+def test_serve_refuses_a_host_it_cannot_listen_on_with_one_line(store, tiny, db_path, host):
+    store.close()
+    r = CliRunner().invoke(cli, ["serve", "--db", db_path, "--host", host, "--port", "0"])
+    assert r.exit_code == 1, (r.output, r.exception)
+    assert isinstance(r.exception, SystemExit)
+    assert r.stderr.startswith("Error: cannot listen on"), r.stderr

@@ -91,8 +91,9 @@ def serve(db_path: str, host: str, port: int, config_path: str | None, log_forma
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
+    except (OSError, ValueError, TypeError) as exc:  # a NUL in --host is a TypeError
+        sock.close()
+        raise click.ClickException(f"cannot listen on {host!r}:{port}: {exc}") from exc
     bound_port = sock.getsockname()[1]
     click.echo(
         f"gridsync serving http://{host}:{bound_port} (db {settings.db}); "
