@@ -14,8 +14,9 @@ its notifications to the outbox in the same transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, get_args
 
 import msgspec
 import sqlite_utils
@@ -32,6 +33,7 @@ from gridsync.models import (
     CaseAction,
     CaseEvent,
     CasePage,
+    CaseState,
     Deadlines,
     ReportRow,
     WhistleAct,
@@ -512,11 +514,101 @@ def raise_case(
     return get_case(db, case_id)
 
 
-# -- acting -------------------------------------------------------------------------------------
+# -- acting: the state machine of SPEC 5 as a table ------------------------------------------
+
+HOLDER = "holder"  # the level that holds the case now (:func:`responsible`)
+VIEWER = "viewer"  # anyone who can see the case (:func:`can_see`)
+ALL_STATES: tuple[str, ...] = get_args(CaseState)
+
+# The deadlines of a stay at a level (a stint), in the order they fall due; the stint's column
+# that records each one met.
+_MET_COLUMN = {"accept": "accepted_ms", "arrive": "arrived_ms", "resolve": "resolved_ms"}
+
+# Where a transition's next stay starts, with new deadlines: at the level that holds the case,
+# one level up (the whistle), or back at the level that held it before (backflow).
+HERE, UP, BACK = "here", "up", "back"
+
+Refusal = Callable[[sqlite_utils.Database, CaseRow], GridsyncError]
+Check = Callable[[sqlite_utils.Database, CaseRow, WhistleAct | CaseAction, str | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One action on a case: the states it may be taken from, the state it leads to, who may
+    take it, which deadlines it meets, whether the stay at the level ends and where the next
+    one starts. :func:`act` is the one interpreter of the table."""
+
+    sources: tuple[str, ...]
+    to: str | None  # None: the state stays (a comment)
+    by: str  # HOLDER or VIEWER
+    meets: tuple[str, ...] = ()  # deadlines met now: the first one, then any not met before it
+    ends: str | None = None  # the stay ends, for this reason (``whistle_stints.end_reason``)
+    starts: str | None = None  # HERE, UP or BACK: a new stay with new deadlines
+    # A source state refused with its own error rather than ``illegal_transition``.
+    refused: dict[str, Refusal] = field(default_factory=dict)
+    checks: tuple[Check, ...] = ()  # after the state's check, in order
+
+
+def _already_accepted(db: sqlite_utils.Database, case: CaseRow) -> GridsyncError:
+    return Conflict(
+        f"{_person_name(db, case.accepted_by)} has already accepted this case",
+        code="already_accepted",
+        accepted_by=case.accepted_by,
+    )
+
+
+def _not_self_review(
+    db: sqlite_utils.Database, case: CaseRow, data: WhistleAct | CaseAction, who: str | None
+) -> None:
+    if who is not None and who == latest_resolver(db, case.id):
+        raise Conflict(
+            "the person who resolved a case may not close it or give its satisfaction: "
+            "someone else closes it with the resident's score",
+            code="self_review",
+            resolved_by=who,
+        )
+
+
+def _scored(
+    db: sqlite_utils.Database, case: CaseRow, data: WhistleAct | CaseAction, who: str | None
+) -> None:
+    if data.satisfaction is None:
+        raise Invalid(
+            "closing a case needs the resident's satisfaction (1-5)",
+            code="invalid_satisfaction",
+            field="satisfaction",
+        )
+
+
+# action -> Transition(from states, new state, who may take it, deadlines and stays, checks)
+TRANSITIONS: dict[str, Transition] = {
+    # Handling, by the level that holds the case: accept (the accept deadline), arrive on site,
+    # resolve (arriving too, if nobody said so before).
+    "accept": Transition(
+        ("raised", "reopened"),
+        "accepted",
+        HOLDER,
+        meets=("accept",),
+        refused={"accepted": _already_accepted, "on_site": _already_accepted},
+    ),
+    "arrive": Transition(("accepted",), "on_site", HOLDER, meets=("arrive",)),
+    "resolve": Transition(("accepted", "on_site"), "resolved", HOLDER, meets=("resolve", "arrive")),
+    # The whistle: one level up, and the level that held it before (backflow), with new
+    # deadlines there.
+    "escalate": Transition(OPEN_STATES, "raised", HOLDER, ends="escalated", starts=UP),
+    "return": Transition(OPEN_STATES, "raised", HOLDER, ends="returned", starts=BACK),
+    # Review, by anyone who can see the case: close with the resident's score (not by the one
+    # who resolved it), reopen (new deadlines at the same level), comment.
+    "close": Transition(
+        ("resolved",), "closed", VIEWER, ends="closed", checks=(_not_self_review, _scored)
+    ),
+    "reopen": Transition(("resolved", "closed"), "reopened", VIEWER, ends="reopened", starts=HERE),
+    "comment": Transition(ALL_STATES, None, VIEWER),
+}
 
 # Who acted on a case's handling path (the response the report measures). Comments, closing and
 # reopening are not handling: closing is the review of it, by someone else (``self_review``).
-HANDLING_ACTIONS = ("accept", "arrive", "resolve", "escalate", "return")
+HANDLING_ACTIONS = tuple(a for a, t in TRANSITIONS.items() if t.by == HOLDER)
 
 
 def latest_resolver(db: sqlite_utils.Database, case_id: str) -> str | None:
@@ -552,6 +644,39 @@ def _illegal(case: CaseRow, action: str) -> GridsyncError:
     )
 
 
+def _level_up(
+    db: sqlite_utils.Database, case: CaseRow, stint: Stint, data: WhistleAct | CaseAction
+) -> tuple[str, str]:
+    target = _next_level(db, case.level, case.unit_id, data.department_id)
+    if target is None:
+        raise Conflict(
+            "the case is already at the district level",
+            code="illegal_transition",
+            state=case.state,
+            action=data.action,
+        )
+    return target
+
+
+def _level_back(
+    db: sqlite_utils.Database, case: CaseRow, stint: Stint, data: WhistleAct | CaseAction
+) -> tuple[str, str]:
+    """The level that held the case before this one; none below the grid."""
+    if case.level == "grid":
+        raise _illegal(case, data.action)
+    previous = db.execute(
+        "SELECT level, unit_id FROM whistle_stints WHERE case_id = ? AND id < ? "
+        "AND level != ? ORDER BY id DESC LIMIT 1",
+        [case.id, stint.id, case.level],
+    ).fetchone()
+    if previous is None:
+        raise _illegal(case, data.action)
+    return previous[0], previous[1]
+
+
+_MOVES = {UP: _level_up, BACK: _level_back}
+
+
 def act(
     db: sqlite_utils.Database,
     principal: Principal,
@@ -563,7 +688,10 @@ def act(
     router: Router | None = None,
     device_at: str | None = None,
 ) -> WhistleCase:
-    """Apply one action to a case (phones through ``whistle.act``, the web through REST)."""
+    """Apply one action to a case (phones through ``whistle.act``, the web through REST): the
+    interpreter of :data:`TRANSITIONS`. Refusals, in order: the score, the case (not found
+    unless visible), who (``not_responsible``), the state (``illegal_transition`` or the
+    transition's own refusal), the transition's checks, where a move goes."""
     router = _router(settings, router)
     if data.satisfaction is not None and not 1 <= data.satisfaction <= 5:
         raise Invalid(
@@ -575,167 +703,112 @@ def act(
     if case is None or not can_see(case, principal.scope):
         raise NotFound(f"no whistle case {case_id}", code="case_not_found")
     action = data.action
+    rule = TRANSITIONS.get(action)
+    if rule is None:  # pragma: no cover - WhistleAction is a closed Literal
+        raise Invalid(f"unknown action {action}", field="action")
     who, device = principal.person_id, principal.device_id
-    if action in ("accept", "arrive", "resolve", "escalate", "return") and not responsible(
-        case, principal.scope
-    ):
+    if rule.by == HOLDER and not responsible(case, principal.scope):
         raise Forbidden(
             f"the case is with {case.unit_id} ({case.level} level); you cannot {action} it",
             code="not_responsible",
         )
     stint = _load_stint(db, case.stint_id)
-    note = data.note
-
-    if action == "accept":
-        if case.state in ("accepted", "on_site"):
-            raise Conflict(
-                f"{_person_name(db, case.accepted_by)} has already accepted this case",
-                code="already_accepted",
-                accepted_by=case.accepted_by,
-            )
-        if case.state not in ("raised", "reopened"):
-            raise _illegal(case, action)
-        db.execute("UPDATE whistle_stints SET accepted_ms = ? WHERE id = ?", [now_ms, stint.id])
-        _touch(db, case_id, now_ms, state="accepted", accepted_by=who)
-        new_state = "accepted"
-    elif action == "arrive":
-        if case.state != "accepted":
-            raise _illegal(case, action)
-        db.execute("UPDATE whistle_stints SET arrived_ms = ? WHERE id = ?", [now_ms, stint.id])
-        _touch(db, case_id, now_ms, state="on_site")
-        new_state = "on_site"
-    elif action == "resolve":
-        if case.state not in ("accepted", "on_site"):
-            raise _illegal(case, action)
-        db.execute(
-            "UPDATE whistle_stints SET resolved_ms = ?, arrived_ms = coalesce(arrived_ms, "
-            "?) WHERE id = ?",
-            [now_ms, now_ms, stint.id],
-        )
-        _touch(db, case_id, now_ms, state="resolved")
-        new_state = "resolved"
-    elif action == "comment":
-        _touch(db, case_id, now_ms)
-        new_state = case.state
-    elif action == "close":
-        if case.state != "resolved":
-            raise _illegal(case, action)
-        if who is not None and who == latest_resolver(db, case_id):
-            raise Conflict(
-                "the person who resolved a case may not close it or give its satisfaction: "
-                "someone else closes it with the resident's score",
-                code="self_review",
-                resolved_by=who,
-            )
-        if data.satisfaction is None:
-            raise Invalid(
-                "closing a case needs the resident's satisfaction (1-5)",
-                code="invalid_satisfaction",
-                field="satisfaction",
-            )
-        db.execute(
-            "UPDATE whistle_stints SET satisfaction = ?, ended_ms = ?, "
-            "end_reason = 'closed' WHERE id = ?",
-            [data.satisfaction, now_ms, stint.id],
-        )
-        _touch(
-            db, case_id, now_ms, state="closed", satisfaction=data.satisfaction, closed_ms=now_ms
-        )
-        new_state = "closed"
-    elif action == "reopen":
-        if case.state not in ("resolved", "closed"):
-            raise _illegal(case, action)
-        if stint.ended_ms is None:
-            db.execute(
-                "UPDATE whistle_stints SET ended_ms = ?, end_reason = 'reopened' WHERE id = ?",
-                [now_ms, stint.id],
-            )
-        new_stint = _open_stint(db, case_id, case.level, case.unit_id, now_ms, settings)
-        _touch(
-            db,
-            case_id,
-            now_ms,
-            state="reopened",
-            stint_id=new_stint,
-            accepted_by=None,
-            satisfaction=None,
-            closed_ms=None,
-        )
-        new_state = "reopened"
-    elif action == "escalate":
-        if case.state not in OPEN_STATES:
-            raise _illegal(case, action)
-        target = _next_level(db, case.level, case.unit_id, data.department_id)
-        if target is None:
-            raise Conflict(
-                "the case is already at the district level",
-                code="illegal_transition",
-                state=case.state,
-                action=action,
-            )
+    if case.state not in rule.sources:
+        refusal = rule.refused.get(case.state)
+        raise refusal(db, case) if refusal else _illegal(case, action)
+    for check in rule.checks:
+        check(db, case, data, who)
+    if rule.starts in _MOVES:  # to another level: the stay there starts with new deadlines
+        target = _MOVES[rule.starts](db, case, stint, data)
+        assert rule.ends is not None
         _move(
             db,
             case,
             stint,
             target,
-            "escalated",
+            rule.ends,
             now_ms,
             settings,
             router,
             by=who,
             device_id=device,
-            note=note,
+            note=data.note,
             device_at=device_at,
         )
-        _audit_act(db, principal, case_id, action, case.level)
-        return get_case(db, case_id)
-    elif action == "return":
-        if case.state not in OPEN_STATES or case.level == "grid":
-            raise _illegal(case, action)
-        previous = db.execute(
-            "SELECT level, unit_id FROM whistle_stints WHERE case_id = ? AND id < ? "
-            "AND level != ? ORDER BY id DESC LIMIT 1",
-            [case_id, stint.id, case.level],
-        ).fetchone()
-        if previous is None:
-            raise _illegal(case, action)
-        _move(
-            db,
-            case,
-            stint,
-            (previous[0], previous[1]),
-            "returned",
-            now_ms,
-            settings,
-            router,
-            by=who,
-            device_id=device,
-            note=note,
-            device_at=device_at,
+    else:
+        _step(db, case, stint, rule, data, who, now_ms, settings)
+        new_state = rule.to or case.state
+        _history(
+            db, case_id, action, who, device, now_ms, case.level, new_state, data.note, device_at
         )
-        _audit_act(db, principal, case_id, action, case.level)
-        return get_case(db, case_id)
-    else:  # pragma: no cover - Action is a closed Literal
-        raise Invalid(f"unknown action {action}", field="action")
-
-    _history(db, case_id, action, who, device, now_ms, case.level, new_state, note, device_at)
-    if action == "close":
-        tags = [f"member:{case.raised_by}"]
-        if case.accepted_by:
-            tags.append(f"member:{case.accepted_by}")
-        outbox.enqueue(
-            db,
-            router,
-            event_key=f"whistle:{case_id}:stint:{stint.id}:closed",
-            kind="whistle_closed",
-            tags=tags,
-            context=_context(db, case_id, settings),
-            now_ms=now_ms,
-            cause=case_id,
-            exclude=who,
-        )
+        if rule.ends == "closed":
+            _tell_closed(db, case, stint, who, now_ms, settings, router)
     _audit_act(db, principal, case_id, action, case.level)
     return get_case(db, case_id)
+
+
+def _step(
+    db: sqlite_utils.Database,
+    case: CaseRow,
+    stint: Stint,
+    rule: Transition,
+    data: WhistleAct | CaseAction,
+    who: str | None,
+    now_ms: int,
+    settings: Settings,
+) -> None:
+    """A transition at the level that holds the case: its deadlines met, its stay ended (a
+    close keeps the score in the stint too), a new stay here (reopen), the case's columns."""
+    if rule.meets:
+        first, *implied = (_MET_COLUMN[kind] for kind in rule.meets)
+        sets = ", ".join([f"{first} = ?"] + [f"{c} = coalesce({c}, ?)" for c in implied])
+        db.execute(
+            f"UPDATE whistle_stints SET {sets} WHERE id = ?",
+            [now_ms] * len(rule.meets) + [stint.id],
+        )
+    # A stay already over (a closed case's) keeps its end and score; a resolved case's is open.
+    if rule.ends is not None and stint.ended_ms is None:
+        db.execute(
+            "UPDATE whistle_stints SET satisfaction = ?, ended_ms = ?, end_reason = ? WHERE id = ?",
+            [data.satisfaction, now_ms, rule.ends, stint.id],
+        )
+    columns: dict[str, Any] = {}
+    if rule.to is not None:
+        columns["state"] = rule.to
+    if "accept" in rule.meets:  # who accepts a case holds it
+        columns["accepted_by"] = who
+    if rule.ends == "closed":
+        columns.update(satisfaction=data.satisfaction, closed_ms=now_ms)
+    if rule.starts == HERE:  # a new stay: nobody holds the case, nobody has scored it
+        new_stint = _open_stint(db, case.id, case.level, case.unit_id, now_ms, settings)
+        columns.update(stint_id=new_stint, accepted_by=None, satisfaction=None, closed_ms=None)
+    _touch(db, case.id, now_ms, **columns)
+
+
+def _tell_closed(
+    db: sqlite_utils.Database,
+    case: CaseRow,
+    stint: Stint,
+    who: str | None,
+    now_ms: int,
+    settings: Settings,
+    router: Router,
+) -> None:
+    """The raiser and the one who accepted the case learn it was closed (not the closer)."""
+    tags = [f"member:{case.raised_by}"]
+    if case.accepted_by:
+        tags.append(f"member:{case.accepted_by}")
+    outbox.enqueue(
+        db,
+        router,
+        event_key=f"whistle:{case.id}:stint:{stint.id}:closed",
+        kind="whistle_closed",
+        tags=tags,
+        context=_context(db, case.id, settings),
+        now_ms=now_ms,
+        cause=case.id,
+        exclude=who,
+    )
 
 
 def _audit_act(

@@ -730,7 +730,7 @@ def _record(
     )
     sync_scope.remember(db, principal.scope)
     batch.server.save()
-    counts = Counter(r.status for r in final)
+    counts: Counter[str] = Counter(r.status for r in final)
     audit.record(
         db,
         principal.actor,
