@@ -944,108 +944,128 @@ def check_deadlines(
         "WHERE s.ended_ms IS NULL AND c.state IN ('raised', 'accepted', 'on_site', 'reopened') "
         "ORDER BY s.id"
     ).fetchall()
-    near = settings.notify.near_fraction
     for row in rows:
         stint = Stint(*row)
         case = _load_case(db, stint.case_id)
         assert case is not None
-        missed_list = _list.decode(stint.missed)
         pending = [k for k in ("accept", "arrive", "resolve") if stint.done(k) is None]
         missed = next((k for k in pending if now_ms > stint.due(k)), None)
-        if missed is not None and missed not in missed_list:
-            missed_list.append(missed)
-            db.execute(
-                "UPDATE whistle_stints SET missed = ? WHERE id = ?",
-                [msgspec.json.encode(missed_list).decode(), stint.id],
-            )
-            target = _next_level(db, case.level, case.unit_id, None)
-            if target is not None:
-                _move(
-                    db,
-                    case,
-                    stint,
-                    target,
-                    "missed",
-                    now_ms,
-                    settings,
-                    router,
-                    by=None,
-                    device_id=None,
-                    missed=missed,
-                )
-                counts["escalated"] += 1
-            else:
-                _touch(db, case.id, now_ms)
-                _history(
-                    db,
-                    case.id,
-                    "overdue",
-                    None,
-                    None,
-                    now_ms,
-                    case.level,
-                    case.state,
-                    f"missed:{missed}",
-                )
-                outbox.enqueue(
-                    db,
-                    router,
-                    event_key=f"whistle:{case.id}:stint:{stint.id}:missed:{missed}",
-                    kind="whistle_overdue",
-                    tags=level_tags(case.level, case.unit_id),
-                    context=_context(
-                        db,
-                        case.id,
-                        settings,
-                        due_local=outbox.local(stint.due(missed), settings.notify.timezone),
-                        deadline_name=lambda labels, k=missed: labels["deadline"][k],
-                    ),
-                    now_ms=now_ms,
-                    cause=case.id,
-                )
-                counts["missed_at_top"] += 1
-            audit.record(
-                db,
-                SYSTEM,
-                "whistle.deadline_missed",
-                target=case.id,
-                detail={"level": case.level, "deadline": missed},
-            )
-            continue
-        if missed is not None:
-            continue
-        warned = _list.decode(stint.warned)
-        for kind in pending:
-            window = stint.due(kind) - stint.started_ms
-            if kind in warned or now_ms < stint.due(kind) - window * near:
-                continue
-            warned.append(kind)
-            db.execute(
-                "UPDATE whistle_stints SET warned = ? WHERE id = ?",
-                [msgspec.json.encode(warned).decode(), stint.id],
-            )
-            tags = level_tags(case.level, case.unit_id)
-            if case.accepted_by:
-                tags.append(f"member:{case.accepted_by}")
-            outbox.enqueue(
-                db,
-                router,
-                event_key=f"whistle:{case.id}:stint:{stint.id}:near:{kind}",
-                kind="whistle_near",
-                tags=tags,
-                context=_context(
-                    db,
-                    case.id,
-                    settings,
-                    due_local=outbox.local(stint.due(kind), settings.notify.timezone),
-                    deadline_name=lambda labels, k=kind: labels["deadline"][k],
-                ),
-                now_ms=now_ms,
-                cause=case.id,
-            )
-            counts["warned"] += 1
-            break  # one warning at a time: the earliest pending deadline
+        if missed is None:
+            counts["warned"] += _warn_near(db, case, stint, pending, now_ms, settings, router)
+        elif missed not in _list.decode(stint.missed):
+            counts[_missed(db, case, stint, missed, now_ms, settings, router)] += 1
     return counts
+
+
+def _missed(
+    db: sqlite_utils.Database,
+    case: CaseRow,
+    stint: Stint,
+    missed: str,
+    now_ms: int,
+    settings: Settings,
+    router: Router,
+) -> str:
+    """A deadline of the stay passed, seen for the first time: noted in the stint, and the
+    case escalates one level (``escalated``), or at the top level the level is alerted once
+    (``missed_at_top``). Which of the two it was."""
+    missed_list = [*_list.decode(stint.missed), missed]
+    db.execute(
+        "UPDATE whistle_stints SET missed = ? WHERE id = ?",
+        [msgspec.json.encode(missed_list).decode(), stint.id],
+    )
+    target = _next_level(db, case.level, case.unit_id, None)
+    if target is not None:
+        _move(
+            db,
+            case,
+            stint,
+            target,
+            "missed",
+            now_ms,
+            settings,
+            router,
+            by=None,
+            device_id=None,
+            missed=missed,
+        )
+        outcome = "escalated"
+    else:
+        _touch(db, case.id, now_ms)
+        _history(
+            db, case.id, "overdue", None, None, now_ms, case.level, case.state, f"missed:{missed}"
+        )
+        outbox.enqueue(
+            db,
+            router,
+            event_key=f"whistle:{case.id}:stint:{stint.id}:missed:{missed}",
+            kind="whistle_overdue",
+            tags=level_tags(case.level, case.unit_id),
+            context=_context(
+                db,
+                case.id,
+                settings,
+                due_local=outbox.local(stint.due(missed), settings.notify.timezone),
+                deadline_name=lambda labels, k=missed: labels["deadline"][k],
+            ),
+            now_ms=now_ms,
+            cause=case.id,
+        )
+        outcome = "missed_at_top"
+    audit.record(
+        db,
+        SYSTEM,
+        "whistle.deadline_missed",
+        target=case.id,
+        detail={"level": case.level, "deadline": missed},
+    )
+    return outcome
+
+
+def _warn_near(
+    db: sqlite_utils.Database,
+    case: CaseRow,
+    stint: Stint,
+    pending: list[str],
+    now_ms: int,
+    settings: Settings,
+    router: Router,
+) -> int:
+    """Warn the level (and whoever accepted the case) that the earliest pending deadline not
+    warned of yet is near (``notify.near_fraction`` of its window left); one warning at a time.
+    How many warnings were sent (0 or 1)."""
+    near = settings.notify.near_fraction
+    warned = _list.decode(stint.warned)
+    for kind in pending:
+        window = stint.due(kind) - stint.started_ms
+        if kind in warned or now_ms < stint.due(kind) - window * near:
+            continue
+        warned.append(kind)
+        db.execute(
+            "UPDATE whistle_stints SET warned = ? WHERE id = ?",
+            [msgspec.json.encode(warned).decode(), stint.id],
+        )
+        tags = level_tags(case.level, case.unit_id)
+        if case.accepted_by:
+            tags.append(f"member:{case.accepted_by}")
+        outbox.enqueue(
+            db,
+            router,
+            event_key=f"whistle:{case.id}:stint:{stint.id}:near:{kind}",
+            kind="whistle_near",
+            tags=tags,
+            context=_context(
+                db,
+                case.id,
+                settings,
+                due_local=outbox.local(stint.due(kind), settings.notify.timezone),
+                deadline_name=lambda labels, k=kind: labels["deadline"][k],
+            ),
+            now_ms=now_ms,
+            cause=case.id,
+        )
+        return 1
+    return 0
 
 
 # -- listing and pull ---------------------------------------------------------------------------
@@ -1144,6 +1164,30 @@ def whistle_report(
         from gridsync.clock import SYSTEM_CLOCK
 
         now_ms = SYSTEM_CLOCK.now_ms()
+    figures = _stay_figures(db, scope, now_ms, since_ms, until_ms, level)
+    raised, offline, delay = _raised_figures(db, scope, since_ms, until_ms)
+    return WhistleReport(
+        generated_at=iso_ms(now_ms),
+        since=iso_ms(since_ms) if since_ms is not None else None,
+        until=iso_ms(until_ms) if until_ms is not None else None,
+        rows=_report_rows(db, figures),
+        cases_raised=raised,
+        raised_offline=int(offline or 0),
+        offline_delay_avg_seconds=round(delay / 1000, 1) if delay else None,
+    )
+
+
+def _stay_figures(
+    db: sqlite_utils.Database,
+    scope: Scope,
+    now_ms: int,
+    since_ms: int | None,
+    until_ms: int | None,
+    level: str | None,
+) -> list[tuple]:
+    """Per (level, unit): the stays that count, responded, on time, resolved, escalated,
+    backflow, the sum and count of satisfaction scores, the self-handled stays (see
+    :func:`whistle_report`), in the order of :data:`CASE_LEVELS`, then unit."""
     cond, params = _visibility_sql(scope, "c")
     where = [cond]
     if since_ms is not None:
@@ -1179,43 +1223,57 @@ def whistle_report(
         """,
         [*([now_ms] * 6), *params],
     ).fetchall()
-    order = {name: i for i, name in enumerate(CASE_LEVELS)}
-    rows = sorted(rows, key=lambda r: (order.get(r[0], 99), r[1]))
+    return sorted(rows, key=lambda r: (_LEVEL_ORDER.get(r[0], 99), r[1]))
+
+
+_LEVEL_ORDER = {name: i for i, name in enumerate(CASE_LEVELS)}
+
+
+def _report_rows(db: sqlite_utils.Database, figures: list[tuple]) -> list[ReportRow]:
+    """A row per unit, then a total per level, then ``all``."""
     out: list[ReportRow] = []
     totals: dict[str, list[int]] = {}
-
-    def make(level_name: str, unit_id: str | None, name: str, v: list[int]) -> ReportRow:
-        cases, responded, on_time, resolved, escalated, backflow, sat_sum, sat_n, self_n = v
-        return ReportRow(
-            level=level_name,
-            unit_id=unit_id,
-            unit_name=name,
-            cases=cases,
-            responded=responded,
-            on_time=on_time,
-            resolved=resolved,
-            escalated=escalated,
-            backflow=backflow,
-            response_rate=_rate(responded, cases),
-            on_time_rate=_rate(on_time, cases),
-            resolution_rate=_rate(resolved, cases),
-            satisfaction=round(sat_sum / sat_n, 2) if sat_n else None,
-            satisfaction_n=sat_n,
-            self_handled=self_n,
-        )
-
-    for r in rows:
+    for r in figures:
         values = [int(x or 0) for x in r[2:]]
-        out.append(make(r[0], r[1], _unit_name(db, r[1]), values))
+        out.append(_report_row(r[0], r[1], _unit_name(db, r[1]), values))
         acc = totals.setdefault(r[0], [0] * 9)
         for i, x in enumerate(values):
             acc[i] += x
     grand = [0] * 9
-    for level_name in sorted(totals, key=lambda k: order.get(k, 99)):
-        out.append(make(level_name, None, "", totals[level_name]))
+    for level_name in sorted(totals, key=lambda k: _LEVEL_ORDER.get(k, 99)):
+        out.append(_report_row(level_name, None, "", totals[level_name]))
         for i, x in enumerate(totals[level_name]):
             grand[i] += x
-    out.append(make("all", None, "", grand))
+    out.append(_report_row("all", None, "", grand))
+    return out
+
+
+def _report_row(level_name: str, unit_id: str | None, name: str, v: list[int]) -> ReportRow:
+    cases, responded, on_time, resolved, escalated, backflow, sat_sum, sat_n, self_n = v
+    return ReportRow(
+        level=level_name,
+        unit_id=unit_id,
+        unit_name=name,
+        cases=cases,
+        responded=responded,
+        on_time=on_time,
+        resolved=resolved,
+        escalated=escalated,
+        backflow=backflow,
+        response_rate=_rate(responded, cases),
+        on_time_rate=_rate(on_time, cases),
+        resolution_rate=_rate(resolved, cases),
+        satisfaction=round(sat_sum / sat_n, 2) if sat_n else None,
+        satisfaction_n=sat_n,
+        self_handled=self_n,
+    )
+
+
+def _raised_figures(
+    db: sqlite_utils.Database, scope: Scope, since_ms: int | None, until_ms: int | None
+) -> tuple[int, int | None, float | None]:
+    """Cases raised in [since, until) (by server receipt), those raised offline (received more
+    than a minute after the phone raised them), and their average delay in ms."""
     case_cond, case_params = _visibility_sql(scope)
     bounds = ""
     if since_ms is not None:
@@ -1224,18 +1282,9 @@ def whistle_report(
     if until_ms is not None:
         bounds += " AND received_ms < ?"
         case_params.append(until_ms)
-    raised, offline, delay = db.execute(
+    return db.execute(
         f"SELECT count(*), sum(received_ms - raised_ms > 60000), "
         f"avg(CASE WHEN received_ms - raised_ms > 60000 THEN received_ms - raised_ms END) "
         f"FROM whistle_cases WHERE {case_cond}{bounds}",
         case_params,
     ).fetchone()
-    return WhistleReport(
-        generated_at=iso_ms(now_ms),
-        since=iso_ms(since_ms) if since_ms is not None else None,
-        until=iso_ms(until_ms) if until_ms is not None else None,
-        rows=out,
-        cases_raised=raised,
-        raised_offline=int(offline or 0),
-        offline_delay_avg_seconds=round(delay / 1000, 1) if delay else None,
-    )
