@@ -7,11 +7,12 @@ runs on a FixedClock (bench/storm.py, ``FixedTime``); the figures come from the 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from bench import coverage as bench_coverage
-from bench.__main__ import main
+from bench.__main__ import BENCHMARKS, all_budgets, main
 from bench.common import Budget, judge
 
 VERDICT = re.compile(r"^  (PASS|MISS|SKIP|ERROR) +(\S+)  (.*)$")
@@ -132,3 +133,13 @@ def test_judge_flags_a_budget_not_measured_and_a_figure_without_a_budget():
     assert [v.verdict for v in at_bound] == ["PASS", "PASS"]
     over = judge((kept,), {"x.kept": 1.5}, quick=False, overrides={"x.kept": 2})
     assert [v.verdict for v in over] == ["PASS"]
+
+
+def test_every_budget_is_in_the_readme_table():
+    """bench/README.md's "Budgets at a glance" names each budget by the id the gate prints."""
+    readme = (Path(__file__).resolve().parent.parent / "bench" / "README.md").read_text()
+    table = readme.split("## Budgets at a glance", 1)[1].split("\n## ", 1)[0]
+    budgets = all_budgets()
+    assert {b.split(".")[0] for b in budgets} == set(BENCHMARKS)
+    for budget_id in budgets:
+        assert f"`{budget_id}`" in table, budget_id
