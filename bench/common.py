@@ -1,4 +1,5 @@
-"""What every benchmark shares: a real server process, timing, medians and ratio reports.
+"""What every benchmark shares: a real server process, timing, medians, reports, and the budgets
+with the verdicts that `python -m bench` prints (PASS, MISS, SKIP, ERROR) and exits on.
 
 These machines are shared and noisy (2 cores): every figure is reported as a ratio against a
 floor measured in the same run, and as the median of several runs."""

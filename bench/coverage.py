@@ -59,19 +59,19 @@ TINY = demo.Scale(
     days=40,
 )
 
-TINY = "a district of 1,500 households: the floor takes a fraction of a millisecond"
+TOO_SMALL = "a district of 1,500 households: the floor takes a fraction of a millisecond"
 FULL_ROLLUP = Budget(
     "coverage.full-rollup",
     "full roll-up (all levels incl. members) / floor",
     "<=",
     2.0,
-    quick=TINY,
+    quick=TOO_SMALL,
 )
 ROLLUP = Budget(
-    "coverage.rollup", "roll-up branch..district (unit levels) / floor", "<=", 2.0, quick=TINY
+    "coverage.rollup", "roll-up branch..district (unit levels) / floor", "<=", 2.0, quick=TOO_SMALL
 )
 VIOLATIONS = Budget(
-    "coverage.violations", "violations (first page + counts) / floor", "<=", 2.0, quick=TINY
+    "coverage.violations", "violations (first page + counts) / floor", "<=", 2.0, quick=TOO_SMALL
 )
 BUDGETS = (FULL_ROLLUP, ROLLUP, VIOLATIONS)
 

@@ -30,9 +30,11 @@ from gridsync.sync.client import CHINA, DeviceClient
 BATCH = 500
 KINDS = ("policy", "opinion", "hardship", "safety")
 
-TINY = "1,000 visits and 60 households time fixed costs, not throughput"
-VISITS = Budget("ingest.visits", "visits / floor (500-row tx)", ">=", 0.40, quick=TINY)
-UPDATES = Budget("ingest.updates", "household updates / floor (500-row tx)", ">=", 0.20, quick=TINY)
+TOO_SMALL = "1,000 visits and 60 households time fixed costs, not throughput"
+VISITS = Budget("ingest.visits", "visits / floor (500-row tx)", ">=", 0.40, quick=TOO_SMALL)
+UPDATES = Budget(
+    "ingest.updates", "household updates / floor (500-row tx)", ">=", 0.20, quick=TOO_SMALL
+)
 BUDGETS = (VISITS, UPDATES)
 
 

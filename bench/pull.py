@@ -47,9 +47,9 @@ from gridsync.sync.client import CHINA, PULL_PATH, SCHEMA_VERSION, DeviceClient
 
 STREET_COMMUNITIES = 8
 
-TINY = "120 households a community: a snapshot of a few pages times fixed costs"
-COMMUNITY = Budget("pull.community", "community: snapshot / floor", ">=", 0.5, quick=TINY)
-STREET = Budget("pull.street", "street: snapshot / floor", ">=", 0.5, quick=TINY)
+TOO_SMALL = "120 households a community: a snapshot of a few pages times fixed costs"
+COMMUNITY = Budget("pull.community", "community: snapshot / floor", ">=", 0.5, quick=TOO_SMALL)
+STREET = Budget("pull.street", "street: snapshot / floor", ">=", 0.5, quick=TOO_SMALL)
 SNAPSHOT_KB = Budget(
     "pull.snapshot-kb",
     "community snapshot, JSON+gzip (KB, SPEC 8: < 1 MB)",

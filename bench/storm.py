@@ -216,7 +216,7 @@ class SystemTime:
             self.rss_mb = server.peak_rss_mb()
 
     def storm(
-        self, secretary: Secretary, release: Callable[[], None], join: Callable[[], None]
+        self, secretary: Secretary, release: Callable[[], object], join: Callable[[], None]
     ) -> tuple[float, float]:
         """Runs the storm; returns its seconds and its end (ms on the server's clock)."""
         stop = threading.Event()
@@ -294,7 +294,7 @@ class FixedTime:
             sent.extend([now] * (len(arrivals) - len(sent)))
 
     def storm(
-        self, secretary: Secretary, release: Callable[[], None], join: Callable[[], None]
+        self, secretary: Secretary, release: Callable[[], object], join: Callable[[], None]
     ) -> tuple[float, float]:
         for _ in range(round(ACCEPT_SECONDS / RAISE_EVERY)):  # the lead-in
             secretary.raise_case()

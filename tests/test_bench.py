@@ -94,6 +94,13 @@ def test_storm_quick_on_a_fixed_clock(capsys):
     assert rows["errors (all runs)"] == "0.000"
 
 
+def test_coverage_quick_judges_nothing_it_cannot_tell(capsys):
+    code, rows, verdicts, _ = run_bench(capsys, "coverage", "--quick")
+    assert rows["households / visits / grids"].startswith("1,500 / ")
+    assert verdicts == {b.id: "SKIP" for b in bench_coverage.BUDGETS}
+    assert code == 0
+
+
 def test_a_benchmark_that_fails_exits_2(capsys, monkeypatch, tmp_path):
     junk = tmp_path / "district.db"
     junk.write_bytes(b"not a database" * 100)

@@ -22,8 +22,11 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a requirement's name, before any version
+
+
 def requirement_names(requirements: list[str]) -> set[str]:
-    return {normalize(re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", r)[0]) for r in requirements}
+    return {normalize(m[0]) for r in requirements if (m := NAME.match(r))}
 
 
 def declared() -> tuple[set[str], set[str]]:
