@@ -21,9 +21,9 @@ from msgspec import inspect as mi
 from gridsync import schemas
 from gridsync.app import create_app
 from gridsync.config import Settings
+from gridsync.models import HouseholdFields, PushRequest
 from gridsync.sync import pull
 from gridsync.sync.ops import load_builtin_ops
-from gridsync.sync.protocol import HouseholdFields, PushRequest
 
 # Server -> client only: the server builds them, a client never sends them.
 _PAGE = "a page of results"

@@ -25,7 +25,14 @@ from gridsync import coverage, service_kinds
 from gridsync.clock import device_time_ms, iso_ms
 from gridsync.db import next_seq
 from gridsync.errors import Conflict, GridsyncError, Invalid, NotFound, OutOfScope
-from gridsync.models import MAX_TAGS
+from gridsync.models import (
+    MAX_TAGS,
+    HouseholdCreate,
+    HouseholdFields,
+    HouseholdMoveOut,
+    VisitCreate,
+    VisitVoid,
+)
 from gridsync.org import Scope
 from gridsync.privacy import is_masked, shown_phone
 from gridsync.sync import merge
@@ -33,13 +40,6 @@ from gridsync.sync import scope as sync_scope
 from gridsync.sync.hlc import ms_of
 from gridsync.sync.merge import HouseholdState, Lost, Stamp
 from gridsync.sync.ops import BatchItem, Mutation, OpContext, Outcome, register, register_batch
-from gridsync.sync.protocol import (
-    HouseholdCreate,
-    HouseholdFields,
-    HouseholdMoveOut,
-    VisitCreate,
-    VisitVoid,
-)
 
 FORBIDDEN_FIELDS = {
     "responsible_member_id": "responsible_member_id is assigned by secretaries, not by phones",

@@ -13,8 +13,8 @@ from __future__ import annotations
 from gridsync import whistle
 from gridsync.clock import device_time_ms
 from gridsync.errors import Invalid
+from gridsync.models import WhistleAct, WhistleRaise
 from gridsync.sync.ops import Mutation, OpContext, Outcome, register
-from gridsync.whistle import WhistleAct, WhistleRaise
 
 
 @register("whistle.raise", data_type=WhistleRaise, new_id=True)
