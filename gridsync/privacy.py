@@ -26,7 +26,7 @@ scope units and version, and the org tree's version). The per-household part,
 A phone shows the masked number it received, and an app that sends a whole form back would send
 the mask as the number. Push therefore never stores a phone value that :func:`is_masked` (it
 holds a ``*`` or ``＊``, which no phone number has): the field is dropped from the mutation, the rest of it
-applies, and the result lists it in ``ignored`` (``gridsync/sync/ops_households.py``).
+applies, and the result lists it in ``ignored`` (``gridsync/sync/households.py``).
 ``tests/test_privacy.py`` tries every role on every surface.
 """
 
