@@ -14,9 +14,10 @@ from typing import Annotated
 
 import msgspec
 
+from gridsync.models import CASE_LEVELS
+
 DEFAULT_SERVICE_KINDS = ("policy", "opinion", "hardship", "safety", "dispute", "environment")
 DEFAULT_PRIORITY_TAGS = ("elderly_alone", "disabled", "low_income")
-LEVELS = ("grid", "community", "street", "department", "district")
 
 
 class CoveragePolicy(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -128,7 +129,7 @@ def load_settings(config_path: str | os.PathLike | None = None, **overrides) -> 
         settings = msgspec.convert(data, Settings, str_keys=True)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"invalid configuration: {exc}") from exc
-    missing = set(LEVELS) - set(settings.whistle_deadlines)
+    missing = set(CASE_LEVELS) - set(settings.whistle_deadlines)
     if missing:
         base = _default_deadlines()
         merged = {**{k: base[k] for k in missing}, **settings.whistle_deadlines}

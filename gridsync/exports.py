@@ -43,10 +43,7 @@ from gridsync.config import Settings
 from gridsync.coverage import (
     KIND_LABELS,
     LEVEL_LABELS,
-    LEVELS,
     VIOLATION_LABELS,
-    CoverageRow,
-    Violation,
     label,
     member_phone,
     rows_of,
@@ -54,6 +51,7 @@ from gridsync.coverage import (
     violations,
 )
 from gridsync.errors import Invalid
+from gridsync.models import COVERAGE_LEVELS, CoverageRow, Violation
 from gridsync.org import Scope
 
 Format = Literal["csv", "xlsx", "json"]
@@ -63,7 +61,7 @@ CONTENT_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "json": "application/json",
 }
-SHEET_ORDER = tuple(reversed(LEVELS))  # district first
+SHEET_ORDER = tuple(reversed(COVERAGE_LEVELS))  # district first
 VIOLATIONS_SHEET = {"zh": "问题清单", "en": "violations"}
 
 # (key, Chinese header, English header, kind) -- kind: "text", "int" or "rate"
@@ -136,7 +134,7 @@ def export_data(
     now_ms: int,
 ) -> ExportData:
     t = tally(db, settings, scope, unit_id, now_ms, member_kinds=True)
-    rows = rows_of(t, list(LEVELS))
+    rows = rows_of(t, list(COVERAGE_LEVELS))
     page = violations(
         db,
         settings,

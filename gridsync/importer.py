@@ -53,12 +53,11 @@ from gridsync.clock import SYSTEM_CLOCK, Clock, iso_ms
 from gridsync.config import Settings
 from gridsync.db import next_seq
 from gridsync.errors import Invalid
-from gridsync.models import MAX_TAG_LENGTH, MAX_TAGS
+from gridsync.models import MAX_TAG_LENGTH, MAX_TAGS, HouseholdFields
 from gridsync.org import resolve_scope
 from gridsync.sync import merge
 from gridsync.sync.hlc import ServerClock
 from gridsync.sync.merge import Stamp
-from gridsync.sync.protocol import HouseholdFields
 
 # field -> (Chinese label, accepted headers). Headers match after trimming, case-insensitively,
 # ignoring spaces, underscores and hyphens.
@@ -135,7 +134,7 @@ STATUS_ALIASES = {
     "已归档": "archived",
 }
 PHONE = re.compile(r"\+?[0-9][0-9 ()\-]{4,18}[0-9]")
-MAX_SIZE = 9999  # as a phone may send (sync.protocol.HouseholdCreate.size)
+MAX_SIZE = 9999  # as a phone may send (models.HouseholdCreate.size)
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 

@@ -38,8 +38,8 @@ from gridsync.notify import outbox
 from gridsync.sync.registry import OPS
 
 if TYPE_CHECKING:
+    from gridsync.models import PushRequest, PushResponse
     from gridsync.sweep import PeriodicWorker
-    from gridsync.sync.protocol import PushRequest, PushResponse
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 

@@ -5,46 +5,16 @@ file differs from what the Structs generate now (a test runs it)."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import msgspec
 
 from gridsync import models
 
-# Modules that define a module-level ``WIRE_TYPES`` list of their wire Structs.
-WIRE_TYPE_MODULES = (
-    "gridsync.sync.protocol",
-    "gridsync.coverage",
-    "gridsync.whistle",
-    "gridsync.notify.outbox",
-)
-
 
 def wire_types() -> list[type]:
-    """Every type the phone app or an admin client reads or sends. Areas append theirs here."""
-    types: list[type] = [
-        models.ErrorBody,
-        models.OrgUnit,
-        models.Person,
-        models.Household,
-        models.Visit,
-        models.Policy,
-        models.Me,
-        models.Device,
-        models.EnrollRequest,
-        models.Enrolled,
-        models.RevokeRequest,
-        models.OrgUnitPage,
-        models.PersonPage,
-        models.HouseholdPage,
-        models.VisitPage,
-        models.DevicePage,
-    ]
-    for name in WIRE_TYPE_MODULES:
-        module = importlib.import_module(name)
-        types.extend(t for t in getattr(module, "WIRE_TYPES", []) if t not in types)
-    return types
+    """Every type the phone app or an admin client reads or sends (``models.WIRE_TYPES``)."""
+    return list(models.WIRE_TYPES)
 
 
 def default_dir() -> Path:

@@ -16,173 +16,36 @@ its notifications to the outbox in the same transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import msgspec
 import sqlite_utils
-from msgspec import Meta, Struct
 
 from gridsync import audit
 from gridsync.audit import Actor
 from gridsync.auth import Principal
 from gridsync.clock import device_time_ms, iso_ms, parse_ms
-from gridsync.config import LEVELS, Settings
+from gridsync.config import Settings
 from gridsync.db import next_seq, paged
 from gridsync.errors import Conflict, Forbidden, GridsyncError, Invalid, NotFound, OutOfScope
-from gridsync.models import ID_PATTERN
+from gridsync.models import (
+    CASE_LEVELS,
+    CaseAction,
+    CaseEvent,
+    CasePage,
+    Deadlines,
+    ReportRow,
+    WhistleAct,
+    WhistleCase,
+    WhistleRaise,
+    WhistleReport,
+)
 from gridsync.notify import outbox
 from gridsync.notify.routing import Router, router_for
 from gridsync.org import Scope
-from gridsync.sync.protocol import DeviceTime
 
-State = Literal["raised", "accepted", "on_site", "resolved", "closed", "reopened"]
-Level = Literal["grid", "community", "street", "department", "district"]
-Action = Literal["accept", "arrive", "resolve", "escalate", "comment", "close", "reopen", "return"]
 OPEN_STATES = ("raised", "accepted", "on_site", "reopened")
 CLOSED_VISIBLE_DAYS = 30  # pull sends closed cases for this long (SPEC 3.2)
-
-CaseId = Annotated[str, Meta(min_length=1, max_length=64, pattern=ID_PATTERN)]
-RefId = Annotated[str, Meta(min_length=1, max_length=64)]  # an existing record's id
-Text = Annotated[str, Meta(max_length=4000)]
-
-
-# -- wire types ---------------------------------------------------------------------------------
-
-
-class WhistleRaise(Struct, kw_only=True):
-    """``data`` of a ``whistle.raise`` push mutation (the case id is the mutation's ``id``).
-    Tolerates unknown fields: newer phones may send more."""
-
-    category: Annotated[str, Meta(min_length=1, max_length=64)]
-    grid_id: RefId | None = None
-    household_id: RefId | None = None
-    location: Annotated[str, Meta(max_length=500)] = ""
-    description: Text = ""
-    raised_at: DeviceTime | None = None  # device clock, ISO 8601 with offset
-
-
-class WhistleAct(Struct, kw_only=True):
-    """``data`` of a ``whistle.act`` push mutation (the case id is the mutation's ``id``)."""
-
-    action: Action
-    note: Annotated[str, Meta(max_length=2000)] = ""
-    # for close: 1-5, checked by act() (invalid_satisfaction); the range only keeps out numbers
-    # no score is near
-    satisfaction: Annotated[int, Meta(ge=-(2**31), le=2**31)] | None = None
-    department_id: RefId | None = None  # for escalate from the street: the department
-    at: DeviceTime | None = None  # device clock of the action
-
-
-class CaseCreate(Struct, kw_only=True, forbid_unknown_fields=True):
-    """REST: raise a case from the web (a secretary, a department responder)."""
-
-    category: Annotated[str, Meta(min_length=1, max_length=64)]
-    id: CaseId | None = None  # client UUID; generated (UUIDv7) when absent
-    grid_id: CaseId | None = None
-    household_id: CaseId | None = None
-    location: Annotated[str, Meta(max_length=500)] = ""
-    description: Text = ""
-
-
-class CaseAction(Struct, kw_only=True, forbid_unknown_fields=True):
-    """REST: act on a case."""
-
-    action: Action
-    note: Annotated[str, Meta(max_length=2000)] = ""
-    satisfaction: Annotated[int, Meta(ge=1, le=5)] | None = None
-    department_id: CaseId | None = None
-
-
-class Deadlines(Struct, kw_only=True):
-    """Deadlines at the current level, counted from ``since`` (arrival at the level, server)."""
-
-    level: Level
-    since: str
-    accept: str
-    arrive: str
-    resolve: str
-    missed: list[str] = msgspec.field(default_factory=list)
-
-
-class CaseEvent(Struct, kw_only=True):
-    action: str  # raise, accept, ..., and escalate/return by the system ("by": null)
-    by: str | None
-    at: str  # server clock
-    level: Level
-    state: State
-    note: str = ""
-    device_at: str | None = None  # the phone's clock when it sent one
-
-
-class WhistleCase(Struct, kw_only=True):
-    id: str
-    household_id: str | None
-    grid_id: str
-    location: str
-    category: str
-    description: str
-    raised_by: str
-    raised_at: str  # device clock, as sent
-    received_at: str  # server clock: deadlines count from here
-    level: Level
-    state: State
-    deadlines: Deadlines
-    history: list[CaseEvent]
-    satisfaction: int | None = None
-    unit_id: str = ""  # the org unit responsible now
-    department_id: str | None = None
-    accepted_by: str | None = None
-    backflow: int = 0
-
-
-class CasePage(Struct, kw_only=True):
-    items: list[WhistleCase]
-    total: int
-    limit: int
-    offset: int
-
-
-class ReportRow(Struct, kw_only=True):
-    level: str  # a level, or "all"
-    unit_id: str | None  # None on a level's total row
-    unit_name: str
-    cases: int  # stays of cases at this level/unit
-    responded: int
-    on_time: int
-    resolved: int
-    escalated: int
-    backflow: int
-    response_rate: float | None
-    on_time_rate: float | None
-    resolution_rate: float | None
-    satisfaction: float | None
-    satisfaction_n: int
-    # Stays of cases raised and resolved by one person alone (随手办): counted here and in none
-    # of the figures above.
-    self_handled: int = 0
-
-
-class WhistleReport(Struct, kw_only=True):
-    generated_at: str
-    since: str | None
-    until: str | None
-    rows: list[ReportRow]
-    # Both clocks (cases raised in the period): how many reached the server more than a minute
-    # after the phone raised them (raised offline), and the mean delay of those.
-    cases_raised: int = 0
-    raised_offline: int = 0
-    offline_delay_avg_seconds: float | None = None
-
-
-WIRE_TYPES = [
-    WhistleRaise,
-    WhistleAct,
-    CaseCreate,
-    CaseAction,
-    WhistleCase,
-    CasePage,
-    WhistleReport,
-]
 
 
 # -- rows ---------------------------------------------------------------------------------------
@@ -1247,7 +1110,7 @@ def whistle_report(
         """,
         [*([now_ms] * 6), *params],
     ).fetchall()
-    order = {name: i for i, name in enumerate(LEVELS)}
+    order = {name: i for i, name in enumerate(CASE_LEVELS)}
     rows = sorted(rows, key=lambda r: (order.get(r[0], 99), r[1]))
     out: list[ReportRow] = []
     totals: dict[str, list[int]] = {}

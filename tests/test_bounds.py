@@ -21,8 +21,8 @@ from msgspec import inspect as mi
 from gridsync import schemas
 from gridsync.app import create_app
 from gridsync.config import Settings
+from gridsync.models import HouseholdFields, PushRequest
 from gridsync.sync import pull
-from gridsync.sync.protocol import HouseholdFields, PushRequest
 from gridsync.sync.registry import OPS
 
 # Server -> client only: the server builds them, a client never sends them.

@@ -14,9 +14,9 @@ from gridsync import auth
 from gridsync.cli import cli
 from gridsync.clock import FixedClock, uuid7
 from gridsync.errors import DeviceRevoked
+from gridsync.models import Mutation, PushRequest
 from gridsync.sync import push
 from gridsync.sync.client import DeviceClient, DeviceDrainedError, DeviceRevokedError
-from gridsync.sync.protocol import Mutation, PushRequest
 from tests.conftest import CLI, bearer
 from tests.test_client import FlakyTransport
 

@@ -27,11 +27,11 @@ from gridsync.auth import authenticate
 from gridsync.clock import FixedClock
 from gridsync.config import NotifySettings, Settings
 from gridsync.db import Store
+from gridsync.models import WhistleRaise
 from gridsync.notify import outbox
 from gridsync.notify.dispatcher import Dispatcher
 from gridsync.notify.routing import Router
 from gridsync.sweep import run_once
-from gridsync.whistle import WhistleRaise
 from tests.conftest import bearer, build_tiny_org
 
 REPO = Path(gridsync.__file__).resolve().parent.parent

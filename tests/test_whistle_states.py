@@ -19,7 +19,8 @@ from gridsync.clock import FixedClock
 from gridsync.config import Settings
 from gridsync.db import Store
 from gridsync.errors import GridsyncError
-from gridsync.whistle import CaseAction, WhistleRaise, act, get_case, raise_case, whistle_report
+from gridsync.models import CaseAction, WhistleRaise
+from gridsync.whistle import act, get_case, raise_case, whistle_report
 from tests.conftest import CLI, build_tiny_org
 
 UP = {"grid": "community", "community": "street", "street": "department", "department": "district"}

@@ -17,22 +17,22 @@ from gridsync.audit import record
 from gridsync.auth import Principal
 from gridsync.clock import Clock, parse_ms
 from gridsync.config import Settings
-from gridsync.coverage import (
+from gridsync.db import Store
+from gridsync.errors import Invalid, NotFound
+from gridsync.models import (
     ApplyRequest,
     ApplyResult,
     Assignment,
     AssignRequest,
     CommunityPolicy,
+    CoverageLevel,
     CoverageReport,
-    Level,
     PolicyOverride,
     RebalancePlan,
     Sample,
     ViolationKind,
     ViolationPage,
 )
-from gridsync.db import Store
-from gridsync.errors import Invalid, NotFound
 
 # Coverage reports, violations, samples and exports are for secretaries and admins.
 REPORT_ROLES = coverage.ASSIGNER_ROLES
@@ -78,7 +78,7 @@ class CoverageController(Controller):
         clock: NamedDependency[Clock],
         scope_id: ScopeQuery = None,
         level: Annotated[
-            list[Level] | None,
+            list[CoverageLevel] | None,
             QueryParameter(description="only these levels (repeatable)", max_length=10),
         ] = None,
         at: AtQuery = None,

@@ -25,8 +25,7 @@ from gridsync.clock import Clock
 from gridsync.config import Settings
 from gridsync.db import Store
 from gridsync.errors import PayloadTooLarge
-from gridsync.sync import conflicts, pull, push, status
-from gridsync.sync.protocol import (
+from gridsync.models import (
     ConflictEntry,
     ConflictPage,
     PullResponse,
@@ -35,6 +34,7 @@ from gridsync.sync.protocol import (
     RestoreRequest,
     SyncStatus,
 )
+from gridsync.sync import conflicts, pull, push, status
 
 MSGPACK = "application/msgpack"
 _json = msgspec.json.Encoder()

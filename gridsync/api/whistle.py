@@ -17,18 +17,19 @@ from gridsync.clock import Clock, parse_ms, uuid7
 from gridsync.config import Settings
 from gridsync.db import Store
 from gridsync.errors import Invalid
-from gridsync.notify import outbox
-from gridsync.notify.outbox import OutboxPage, OutboxState
-from gridsync.whistle import (
+from gridsync.models import (
     CaseAction,
     CaseCreate,
+    CaseLevel,
     CasePage,
-    Level,
-    State,
+    CaseState,
+    OutboxPage,
+    OutboxState,
     WhistleCase,
     WhistleRaise,
     WhistleReport,
 )
+from gridsync.notify import outbox
 
 TimeQuery = Annotated[datetime | None, QueryParameter(description="ISO 8601 time")]
 
@@ -84,8 +85,8 @@ class WhistleController(Controller):
         self,
         principal: NamedDependency[Principal],
         store: NamedDependency[Store],
-        case_state: Annotated[State | None, QueryParameter(name="state")] = None,
-        level: Annotated[Level | None, QueryParameter()] = None,
+        case_state: Annotated[CaseState | None, QueryParameter(name="state")] = None,
+        level: Annotated[CaseLevel | None, QueryParameter()] = None,
         grid_id: IdQuery = None,
         open_only: Annotated[bool, QueryParameter(name="open")] = False,
         limit: PageLimit = 100,
@@ -146,7 +147,7 @@ class WhistleController(Controller):
         clock: NamedDependency[Clock],
         since: TimeQuery = None,
         until: TimeQuery = None,
-        level: Annotated[Level | None, QueryParameter()] = None,
+        level: Annotated[CaseLevel | None, QueryParameter()] = None,
     ) -> WhistleReport:
         return await store.aread(
             whistle.whistle_report,

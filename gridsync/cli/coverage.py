@@ -18,6 +18,7 @@ from gridsync.audit import Actor, record
 from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store, run
 from gridsync.clock import SYSTEM_CLOCK, parse_ms
 from gridsync.config import ConfigError, Settings, load_settings
+from gridsync.models import COVERAGE_LEVELS, VIOLATION_KINDS, PolicyOverride, SuggestionPick
 from gridsync.org import Scope
 from gridsync.privacy import operator
 
@@ -142,7 +143,7 @@ REPORT_HEADER = {
     "--level",
     "levels",
     multiple=True,
-    type=click.Choice(cov.LEVELS),
+    type=click.Choice(COVERAGE_LEVELS),
     help="Only this level (repeatable).",
 )
 @now_option
@@ -272,7 +273,7 @@ def coverage_sample(
     "--kind",
     "kinds",
     multiple=True,
-    type=click.Choice(cov.VIOLATION_KINDS),
+    type=click.Choice(VIOLATION_KINDS),
     help="Only this kind (repeatable).",
 )
 @click.option("--limit", type=click.IntRange(1, 10_000_000), default=100, show_default=True)
@@ -414,7 +415,7 @@ def coverage_rebalance(
         result = None
         if apply_ and plan.suggestions:
             picks = [
-                cov.SuggestionPick(household_id=s.household_id, member_id=s.member_id)
+                SuggestionPick(household_id=s.household_id, member_id=s.member_id)
                 for s in plan.suggestions
             ]
             result = run(
@@ -517,7 +518,7 @@ def policy_set(
     }
     try:
         override = msgspec.convert(
-            {k: v for k, v in fields.items() if v is not None}, cov.PolicyOverride
+            {k: v for k, v in fields.items() if v is not None}, PolicyOverride
         )
     except msgspec.ValidationError as exc:
         raise click.ClickException(f"validation_error: {exc}") from exc

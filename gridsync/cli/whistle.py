@@ -9,7 +9,8 @@ from gridsync import audit, org, whistle
 from gridsync.audit import Actor
 from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store, run
 from gridsync.clock import SYSTEM_CLOCK, Clock, FixedClock, iso_ms, parse_ms
-from gridsync.config import LEVELS, ConfigError, Settings, load_settings
+from gridsync.config import ConfigError, Settings, load_settings
+from gridsync.models import CASE_LEVELS
 from gridsync.notify import outbox
 
 ADMIN = org.Scope("cli", True, frozenset(), frozenset(), 0)
@@ -150,7 +151,7 @@ def outbox_cmd(
     "--state",
     type=click.Choice(["raised", "accepted", "on_site", "resolved", "closed", "reopened"]),
 )
-@click.option("--level", type=click.Choice(LEVELS))
+@click.option("--level", type=click.Choice(CASE_LEVELS))
 @click.option("--open", "open_only", is_flag=True, help="Only cases not yet resolved.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
 @click.pass_context
@@ -237,7 +238,7 @@ REPORT_HEADERS = {
 @json_option
 @click.option("--since", default=None, help="ISO 8601: stays at a level that began from then.")
 @click.option("--until", default=None, help="ISO 8601: ... and before then.")
-@click.option("--level", type=click.Choice(LEVELS))
+@click.option("--level", type=click.Choice(CASE_LEVELS))
 @click.option("--lang", type=click.Choice(["zh-CN", "en"]), default="zh-CN", show_default=True)
 def whistle_report(
     db_path: str, as_json: bool, since: str | None, until: str | None, level: str | None, lang: str

@@ -13,7 +13,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
@@ -21,44 +21,16 @@ import msgspec
 import sqlite_utils
 
 from gridsync.db import paged
+from gridsync.models import (
+    OutboxEntry,
+    OutboxPage,
+)
 from gridsync.notify.routing import Router, mask_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 DEFAULT_LOCALE = "zh-CN"
 LOCALES = ("zh-CN", "en")
 DIGEST_KINDS = frozenset({"digest_daily", "digest_weekly"})
-
-OutboxState = Literal["queued", "sending", "sent", "failed"]
-
-
-class OutboxEntry(msgspec.Struct, kw_only=True):
-    """One notification and its delivery state (no URL, no secret: ``recipient`` is a tag)."""
-
-    id: int
-    kind: str
-    dedup_key: str
-    recipient: str
-    person_id: str | None
-    locale: str
-    title: str
-    body: str
-    cause: str | None
-    state: OutboxState
-    attempts: int
-    next_attempt_at: str | None
-    last_error: str | None
-    created_at: str
-    sent_at: str | None
-
-
-class OutboxPage(msgspec.Struct, kw_only=True):
-    items: list[OutboxEntry]
-    total: int
-    limit: int
-    offset: int
-
-
-WIRE_TYPES = [OutboxEntry, OutboxPage]
 
 
 # -- time in the users' zone ------------------------------------------------------------------

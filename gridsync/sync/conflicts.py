@@ -23,12 +23,12 @@ from gridsync.auth import Principal
 from gridsync.clock import Clock, iso_ms
 from gridsync.db import next_seq, paged
 from gridsync.errors import Conflict, NotFound, OutOfScope
+from gridsync.models import ConflictEntry
 from gridsync.org import Scope
 from gridsync.privacy import shown_phone
 from gridsync.sync import merge
 from gridsync.sync.hlc import ServerClock
 from gridsync.sync.merge import Lost, Stamp
-from gridsync.sync.protocol import ConflictEntry
 
 _COLS = (
     "id, household_id, grid_id, field, value, winner, lost_hlc, lost_person_id, "

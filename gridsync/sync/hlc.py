@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:  # only in annotations: the reference client uses this module without it
     import sqlite_utils
 
+from gridsync.models.sync import HLC_PATTERN
+
 SERVER_NODE = "server"
-HLC_PATTERN = r"^[0-9]{15}:[0-9]{5}:[A-Za-z0-9_.:\-]{1,64}$"
 # fullmatch, not match: ``$`` lets a trailing newline through (issue 12)
 _HLC_RE = re.compile(HLC_PATTERN)
 MAX_COUNTER = 99_999

@@ -28,7 +28,14 @@ from gridsync.clock import device_time_ms, iso_ms
 from gridsync.db import next_seq
 from gridsync.errors import Conflict, GridsyncError, Invalid, NotFound, OutOfScope
 from gridsync.households import HOUSEHOLD_SELECT, VISIT_SELECT, household_from_row, visit_from_row
-from gridsync.models import MAX_TAGS
+from gridsync.models import (
+    MAX_TAGS,
+    HouseholdCreate,
+    HouseholdFields,
+    HouseholdMoveOut,
+    VisitCreate,
+    VisitVoid,
+)
 from gridsync.org import Scope
 from gridsync.privacy import is_masked, shown_phone
 from gridsync.sync import merge
@@ -36,13 +43,6 @@ from gridsync.sync import scope as sync_scope
 from gridsync.sync.hlc import ms_of
 from gridsync.sync.merge import HouseholdState, Lost, Stamp
 from gridsync.sync.ops import BatchItem, Mutation, OpContext, Outcome
-from gridsync.sync.protocol import (
-    HouseholdCreate,
-    HouseholdFields,
-    HouseholdMoveOut,
-    VisitCreate,
-    VisitVoid,
-)
 from gridsync.sync.sources import SourceChange, SourceContext
 
 FORBIDDEN_FIELDS = {

@@ -34,8 +34,8 @@ from gridsync.auth import Principal
 from gridsync.clock import Clock
 from gridsync.config import Settings
 from gridsync.errors import GridsyncError
+from gridsync.models import Mutation
 from gridsync.sync.hlc import ms_of
-from gridsync.sync.protocol import Mutation
 
 __all__ = [
     "BatchItem",

@@ -37,10 +37,10 @@ import sqlite_utils
 from gridsync import coverage
 from gridsync.config import Settings
 from gridsync.db import current_seq, epoch
+from gridsync.models import Change, PullResponse
 from gridsync.org import Scope
 from gridsync.sync import hlc
 from gridsync.sync import scope as sync_scope
-from gridsync.sync.protocol import Change, PullResponse
 from gridsync.sync.registry import ordered_sources
 from gridsync.sync.sources import DAY_MS, SourceChange, SourceContext
 

@@ -39,14 +39,9 @@ from gridsync.errors import (
     UnsupportedMediaType,
     UnsupportedSchema,
 )
-from gridsync.models import ID_PATTERN
-from gridsync.sync import scope as sync_scope
-from gridsync.sync.hlc import ServerClock, advance, is_valid, ms_of
-from gridsync.sync.ops import BatchItem, OpContext, Outcome
-from gridsync.sync.outline import Span, TooManyMutations, outline
-from gridsync.sync.protocol import (
+from gridsync.models import (
+    ID_PATTERN,
     HlcStr,
-    Id,
     IgnoredField,
     LostValue,
     Mid,
@@ -54,7 +49,12 @@ from gridsync.sync.protocol import (
     MutationResult,
     PushRequest,
     PushResponse,
+    SyncId,
 )
+from gridsync.sync import scope as sync_scope
+from gridsync.sync.hlc import ServerClock, advance, is_valid, ms_of
+from gridsync.sync.ops import BatchItem, OpContext, Outcome
+from gridsync.sync.outline import Span, TooManyMutations, outline
 from gridsync.sync.registry import OPS
 
 SCHEMA_VERSION = "1"
@@ -211,7 +211,7 @@ def _checked(body: PushBody, settings: Settings) -> PushBody:
 MAX_MUTATION_DEPTH = 32
 _Head = Annotated[str, Meta(max_length=64)]
 _SPAN_TYPES: dict[str, Any] = {
-    "device_id": Id,
+    "device_id": SyncId,
     "cursor": Annotated[str, Meta(max_length=1024)] | None,
     "mid": Mid,
     "seq": Annotated[int, Meta(ge=1, le=2**53)],

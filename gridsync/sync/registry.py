@@ -10,11 +10,17 @@ adding an op or a source is a line here.
 
 from __future__ import annotations
 
+from gridsync.models import (
+    HouseholdCreate,
+    HouseholdMoveOut,
+    VisitCreate,
+    VisitVoid,
+    WhistleAct,
+    WhistleRaise,
+)
 from gridsync.sync import households, org, policy, whistle
 from gridsync.sync.ops import OpSpec, batch_op, by_name, op
-from gridsync.sync.protocol import HouseholdCreate, HouseholdMoveOut, VisitCreate, VisitVoid
 from gridsync.sync.sources import Source
-from gridsync.whistle import WhistleAct, WhistleRaise
 
 OPS: dict[str, OpSpec] = by_name(
     op("household.create", households.household_create, data_type=HouseholdCreate, new_id=True),

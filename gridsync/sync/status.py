@@ -9,9 +9,9 @@ from gridsync.auth import Principal
 from gridsync.clock import Clock
 from gridsync.config import Settings
 from gridsync.db import current_seq
+from gridsync.models import SyncStatus
 from gridsync.sync import conflicts, hlc
 from gridsync.sync import scope as sync_scope
-from gridsync.sync.protocol import SyncStatus
 
 DAY_MS = 86_400_000
 # Average gzip bytes per record in a full sync, measured on demo-like data (tests check the

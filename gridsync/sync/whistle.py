@@ -14,9 +14,9 @@ from __future__ import annotations
 from gridsync import whistle
 from gridsync.clock import device_time_ms
 from gridsync.errors import Invalid
+from gridsync.models import WhistleAct, WhistleRaise
 from gridsync.sync.ops import Mutation, OpContext, Outcome
 from gridsync.sync.sources import DAY_MS, SourceChange, SourceContext
-from gridsync.whistle import WhistleAct, WhistleRaise
 
 
 def raise_case(ctx: OpContext, m: Mutation, data: WhistleRaise) -> Outcome:

@@ -11,8 +11,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from gridsync.models import MAX_TAG_LENGTH, MAX_TAGS, Channel, Geo, HouseholdStatus
-from gridsync.sync.hlc import HLC_PATTERN
+from gridsync.models.core import MAX_TAG_LENGTH, MAX_TAGS, Channel, Geo
+
+# The layout of a hybrid logical clock string (gridsync/sync/hlc.py reads and writes them).
+HLC_PATTERN = r"^[0-9]{15}:[0-9]{5}:[A-Za-z0-9_.:\-]{1,64}$"
 
 # Hot-path strings carry length bounds only: msgspec checks a regex pattern per value at about
 # ten times the cost of the whole decode, so push checks the HLC layout itself (push.py).
@@ -28,7 +30,8 @@ HlcStr = Annotated[
     ),
 ]
 Mid = Annotated[str, Meta(min_length=1, max_length=64)]
-Id = Annotated[str, Meta(min_length=1, max_length=64)]
+# Ids on the hot path carry length bounds only; push checks their layout (ID_PATTERN) itself.
+SyncId = Annotated[str, Meta(min_length=1, max_length=64)]
 ShortText = Annotated[str, Meta(max_length=200)]
 LongText = Annotated[str, Meta(max_length=4000)]
 Tag = Annotated[str, Meta(min_length=1, max_length=MAX_TAG_LENGTH)]
@@ -61,7 +64,7 @@ class Mutation(Struct, kw_only=True, gc=False):
     seq: Annotated[int, Meta(ge=1, le=2**53)]
     hlc: HlcStr
     op: Annotated[str, Meta(min_length=1, max_length=64)]
-    id: Id
+    id: SyncId
     base_seq: Annotated[int, Meta(ge=0, le=2**53)] | None = None
     # The values are checked when converted to HouseholdFields (bounded there); their size here
     # is bounded by the body cap (4 MiB) like ``data``.
@@ -76,7 +79,7 @@ class Mutation(Struct, kw_only=True, gc=False):
 
 
 class PushRequest(Struct, kw_only=True):
-    device_id: Id
+    device_id: SyncId
     mutations: Annotated[list[Mutation], Meta(max_length=100_000)]
     # the device's pull cursor, echoed back (see PushResponse); bounded as the pull's query
     cursor: Annotated[str, Meta(max_length=1024)] | None = None
@@ -126,7 +129,7 @@ class HouseholdCreate(Struct, kw_only=True, frozen=True):
     """``data`` of ``household.create`` (``id`` is the client UUID of the new household).
     ``responsible_member_id`` is not a field here: it is set by secretaries."""
 
-    grid_id: Id
+    grid_id: SyncId
     building: ShortText = ""
     unit: ShortText = ""
     room: ShortText = ""
@@ -140,7 +143,7 @@ class HouseholdCreate(Struct, kw_only=True, frozen=True):
 class HouseholdFields(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """What ``fields`` of ``household.update`` may set, per field last-writer-wins."""
 
-    grid_id: Id | UnsetType = UNSET
+    grid_id: SyncId | UnsetType = UNSET
     building: ShortText | UnsetType = UNSET
     unit: ShortText | UnsetType = UNSET
     room: ShortText | UnsetType = UNSET
@@ -155,7 +158,7 @@ class HouseholdMoveOut(Struct, kw_only=True, frozen=True):
 
 
 class VisitCreate(Struct, kw_only=True, gc=False, frozen=True):
-    household_id: Id
+    household_id: SyncId
     at: DeviceTime  # device clock; kept as the phone sent it
     channel: Channel
     kinds: Annotated[list[Kind], Meta(max_length=32)] = msgspec.field(default_factory=list)
@@ -237,26 +240,3 @@ class ConflictPage(Struct, kw_only=True):
 
 class RestoreRequest(Struct, kw_only=True):
     note: Annotated[str, Meta(max_length=500)] = ""
-
-
-WIRE_TYPES = [
-    PushRequest,
-    Mutation,
-    PushResponse,
-    MutationResult,
-    LostValue,
-    IgnoredField,
-    HouseholdCreate,
-    HouseholdFields,
-    HouseholdMoveOut,
-    VisitCreate,
-    VisitVoid,
-    Change,
-    PullResponse,
-    SyncStatus,
-    ConflictEntry,
-    ConflictPage,
-    RestoreRequest,
-]
-
-HOUSEHOLD_STATUSES: tuple[str, ...] = HouseholdStatus.__args__  # type: ignore[attr-defined]

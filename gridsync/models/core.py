@@ -1,4 +1,5 @@
-"""Wire types shared by the API, storage and ``schemas/``: msgspec Structs, strict at the edge.
+"""Wire types of the org, people, households, visits, devices and errors, with the bounds and
+vocabularies (roles, channels, id shape) that define their fields.
 
 Field names of Household and Visit are the phone app's contract (SPEC section 2).
 """
@@ -223,3 +224,6 @@ class DevicePage(Struct, kw_only=True):
     total: int
     limit: int
     offset: int
+
+
+HOUSEHOLD_STATUSES: tuple[str, ...] = HouseholdStatus.__args__  # type: ignore[attr-defined]

@@ -1,0 +1,175 @@
+"""Wire types of the 1-5-N coverage rule (SPEC section 4): policy overrides, roll-ups,
+violations, assignments, rebalancing and the assessors' sample."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from gridsync.models.core import Household, Policy, Visit
+
+CoverageLevel = Literal["member", "branch", "grid", "community", "street", "district"]
+COVERAGE_LEVELS: tuple[str, ...] = CoverageLevel.__args__  # type: ignore[attr-defined]
+
+ViolationKind = Literal[
+    "unassigned", "overdue", "priority_overdue", "member_under_min", "member_over_cap"
+]
+VIOLATION_KINDS: tuple[str, ...] = ViolationKind.__args__  # type: ignore[attr-defined]
+
+Days = Annotated[int, Meta(ge=1, le=366)]
+Count = Annotated[int, Meta(ge=0, le=10_000)]
+TagName = Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class PolicyOverride(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A community's override: fields left out follow the district default."""
+
+    min_households_per_member: Count | UnsetType = UNSET
+    max_households_per_member: Annotated[int, Meta(ge=1, le=10_000)] | UnsetType = UNSET
+    cycle_days: Days | UnsetType = UNSET
+    priority_tags: Annotated[list[TagName], Meta(max_length=50)] | UnsetType = UNSET
+    priority_cycle_days: Days | UnsetType = UNSET
+    service_kinds: Annotated[list[TagName], Meta(min_length=1, max_length=50)] | UnsetType = UNSET
+
+
+class CommunityPolicy(Struct, kw_only=True):
+    community_id: str
+    policy: Policy
+    overridden: list[str]  # the fields that differ from the district default by override
+
+
+# Built positionally (a district roll-up with members has ~38,000 rows) and not tracked by the
+# garbage collector (a row holds numbers, strings and a list of strings, never a cycle). Member
+# rows with the same figures share one ``kinds_covered`` list: treat rows as read-only.
+class CoverageRow(Struct, gc=False):
+    """One org unit (or member) in a roll-up. Rates are 0..1 (4 decimals), null when their
+    denominator is 0: assigned_rate and contact_rate over households, overdue_rate over
+    assigned, priority_overdue_rate over priority_households, members_under_min_rate and
+    members_over_cap_rate over members, kinds_rate over kinds_total."""
+
+    level: CoverageLevel
+    unit_id: str
+    name: str
+    parent_id: str | None
+    households: int
+    assigned: int
+    unassigned: int
+    contacted: int
+    overdue: int
+    priority_households: int
+    priority_overdue: int
+    members: int
+    members_under_min: int
+    members_over_cap: int
+    kinds_covered: list[str]
+    kinds_total: int
+    assigned_rate: float | None
+    contact_rate: float | None
+    overdue_rate: float | None
+    priority_overdue_rate: float | None
+    members_under_min_rate: float | None
+    members_over_cap_rate: float | None
+    kinds_rate: float | None
+
+
+class CoverageReport(Struct, kw_only=True):
+    scope_id: str | None
+    at: str  # the "now" the cycle is counted back from
+    rows: list[CoverageRow]
+
+
+class Violation(Struct, kw_only=True):
+    kind: ViolationKind
+    subject: Literal["household", "member"]
+    id: str
+    name: str
+    phone: str  # masked unless the reader may read it in full (gridsync/privacy.py)
+    grid_id: str | None
+    address: str = ""  # building/unit/room of a household
+    member_id: str | None = None  # the responsible member of a household
+    last_visit_at: str | None = None
+    days_since_visit: int | None = None
+    households: int | None = None  # a member's load
+    limit: int | None = None  # the minimum or the cap a member is judged against
+
+
+class ViolationPage(Struct, kw_only=True):
+    items: list[Violation]
+    total: int
+    limit: int
+    offset: int
+    counts: dict[str, int]  # per kind, within the filter
+
+
+class AssignRequest(Struct, kw_only=True, forbid_unknown_fields=True):
+    household_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    member_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    replace: bool = False  # move a household that already has a responsible member
+    override_cap: bool = False  # exceed the member's cap on purpose (logged)
+    reason: Annotated[str, Meta(max_length=500)] = ""
+
+
+class Assignment(Struct, kw_only=True):
+    household_id: str
+    member_id: str
+    previous_member_id: str | None
+    status: Literal["assigned", "moved", "unchanged"]
+    seq: int | None
+    load: int  # the member's households after the change
+    cap: int
+    override_cap: bool = False
+
+
+class Suggestion(Struct, kw_only=True):
+    id: str  # "<household_id>><member_id>"
+    household_id: str
+    member_id: str
+    member_name: str
+    grid_id: str
+    building: str
+    reason: Literal["neighbour", "least_loaded"]
+    member_load: int  # before this suggestion
+    cap: int
+
+
+class RebalancePlan(Struct, kw_only=True):
+    scope_id: str | None
+    suggestions: list[Suggestion]
+    unplaced: list[str]  # unassigned households with no member of spare capacity
+
+
+class SuggestionPick(Struct, kw_only=True, forbid_unknown_fields=True):
+    household_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    member_id: Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class ApplyRequest(Struct, kw_only=True, forbid_unknown_fields=True):
+    items: Annotated[list[SuggestionPick], Meta(min_length=1, max_length=5000)]
+
+
+class ApplyOutcome(Struct, kw_only=True):
+    household_id: str
+    member_id: str
+    status: Literal["assigned", "moved", "unchanged", "refused"]
+    code: str | None = None
+    message: str | None = None
+
+
+class ApplyResult(Struct, kw_only=True):
+    applied: int
+    refused: int
+    items: list[ApplyOutcome]
+
+
+class SampledHousehold(Struct, kw_only=True):
+    household: Household
+    last_visits: list[Visit]
+
+
+class Sample(Struct, kw_only=True):
+    scope_id: str | None
+    seed: str
+    n: int
+    population: int
+    items: list[SampledHousehold]
