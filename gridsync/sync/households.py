@@ -10,7 +10,7 @@ more than ``models.MAX_TAGS`` tags is rejected with ``too_many_tags``.
 
 A phone reads most households' numbers masked (gridsync/privacy.py) and may send the mask back
 with an edit of another field (an app that posts the whole form). A ``phone`` that
-:func:`~gridsync.privacy.is_masked` is never stored: ``household.update`` drops that field and
+:func:`~gridsync.models.is_masked` is never stored: ``household.update`` drops that field and
 applies the rest, ``household.create`` stores the household without a number, and the result
 says so (``ignored: [{"field": "phone", "code": "masked_phone"}]``). Dropping, not rejecting,
 keeps the rest of the person's edit. Values a phone lost to (or overwrote unseen) come back in
@@ -35,9 +35,10 @@ from gridsync.models import (
     HouseholdMoveOut,
     VisitCreate,
     VisitVoid,
+    is_masked,
 )
 from gridsync.org import Scope
-from gridsync.privacy import is_masked, shown_phone
+from gridsync.privacy import shown_phone
 from gridsync.sync import merge
 from gridsync.sync import scope as sync_scope
 from gridsync.sync.hlc import ms_of
