@@ -151,9 +151,8 @@ def batch_op(
     record of its mutations (its outcomes say ``logged=False``)."""
 
     def one(ctx: OpContext, m: Mutation, data: Any) -> Outcome:
-        result = batch_handler(ctx, [BatchItem(m, data, ctx.hlc, ctx.scope_ms or ms_of(ctx.hlc))])[
-            0
-        ]
+        item = BatchItem(m, data, ctx.hlc, ctx.scope_ms or ms_of(ctx.hlc))
+        result = batch_handler(ctx, [item])[0]
         if isinstance(result, GridsyncError):
             raise result
         return result
