@@ -141,6 +141,9 @@ WIRE_TYPES: tuple[type, ...] = (
     HouseholdPage,
     VisitPage,
     DevicePage,
+    UnitWrite,
+    PersonWrite,
+    ScopeWrite,
     # sync
     PushRequest,
     Mutation,
