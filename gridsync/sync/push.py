@@ -54,8 +54,9 @@ from gridsync.models import (
 )
 from gridsync.sync import scope as sync_scope
 from gridsync.sync.hlc import ServerClock, advance, is_valid, ms_of
-from gridsync.sync.ops import BatchItem, OpContext, OpSpec, Outcome, load_builtin_ops
+from gridsync.sync.ops import BatchItem, OpContext, OpSpec, Outcome
 from gridsync.sync.outline import Span, TooManyMutations, outline
+from gridsync.sync.registry import OPS
 
 SCHEMA_VERSION = "1"
 
@@ -349,7 +350,7 @@ def decode_data(
     """Each mutation's ``data`` as its op's type, or the error that rejects it: ``refused``
     (from :class:`PushBody`, the mutations refused while decoding), an unknown op, a new id
     without the REST shape, a data that does not decode."""
-    registry = load_builtin_ops()
+    registry = OPS
     refused = refused or {}
     out = []
     for i, m in enumerate(request.mutations):
@@ -460,7 +461,7 @@ def apply_push(
         now_ms=now_ms,
         mutations=mutations,
         decoded=decoded,
-        registry=load_builtin_ops(),
+        registry=OPS,
         server=ServerClock(db, now_ms),
         results=[None] * len(mutations),
     )
