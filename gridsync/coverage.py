@@ -66,7 +66,6 @@ from gridsync.models import (
 )
 from gridsync.org import Scope, resolve_scope
 from gridsync.privacy import PhoneView, shown_phone
-from gridsync.sync.sources import SourceChange, register_source
 
 DAY_MS = 86_400_000
 
@@ -365,14 +364,14 @@ def publish_default(
     return True
 
 
-@register_source("policy")
-def policy_changes(
+def changed_policies(
     db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int, limit: int
-) -> list[SourceChange]:
-    """Pull source ``policy``: one ``put`` per community of the scope (the communities the scope
-    names, or those whose grids it holds), id = community id, data = its effective Policy.
+) -> list[tuple[int, str, Policy]]:
+    """(seq, community id, effective Policy) of the communities of the scope (those the scope
+    names, or whose grids it holds) with ``after_seq < seq <= upto_seq``, by seq, at most
+    ``limit``: what the pull source ``policy`` (``gridsync/sync/policy.py``) sends.
 
-    The change's seq is the larger of the community unit's seq and its override row's seq, so an
+    The seq is the larger of the community unit's seq and its override row's seq, so an
     initial sync (after_seq 0) sends every in-scope community's policy, and setting or clearing
     an override (new seq on its row) sends that community's effective policy again.
     """
@@ -396,12 +395,7 @@ def policy_changes(
     ).fetchall()
     district = Settings(coverage=stored_default(db))
     return [
-        SourceChange(
-            seq=s,
-            id=cid,
-            op="put",
-            data=_merge(district, _override_decoder.decode(raw) if raw else None),
-        )
+        (s, cid, _merge(district, _override_decoder.decode(raw) if raw else None))
         for cid, s, raw in rows
     ]
 
