@@ -8,7 +8,9 @@ holds, in one successful push request, and is revoked in that push's transaction
 (:func:`finish_drain`); until then it may only push and read its sync status, every other
 request is ``403 device_draining`` (``drain: true``). Through the API nobody may revoke or drain
 the last active device of an admin (``409 last_admin_device``): the district would be locked out
-of its own API. The CLI, run by the operator on the server, may (``allow_last_admin``).
+of its own API. The CLI, run by the operator on the server, may (``allow_last_admin``). The same
+rule keeps the last admin holding a device from losing the admin role
+(``org.leaves_no_admin_device``, which both ask).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from gridsync.audit import Actor
 from gridsync.clock import now_iso
 from gridsync.db import paged
 from gridsync.errors import Conflict, DeviceRevoked, Forbidden, Invalid, NotFound, Unauthorized
-from gridsync.models import Device, Enrolled
-from gridsync.org import Scope, get_person, resolve_scope
+from gridsync.models import Device, Enrolled, Id
+from gridsync.models.core import Label, Reason
+from gridsync.org import Scope, checked, get_person, leaves_no_admin_device, resolve_scope
 
 TOKEN_PREFIX = "gs1_"
 
@@ -67,7 +70,15 @@ def enroll(
     label: str = "",
     device_id: str | None = None,
 ) -> Enrolled:
+    """Enrol a device for a person; the token is in the answer, and only its hash is kept.
+
+    A chosen ``device_id`` must have the id shape (``models.Id``), whoever enrols: the phone
+    writes it into every HLC, and an HLC with another device id is refused (a device id with a
+    space could never push)."""
     get_person(db, person_id)  # raises NotFound
+    if device_id is not None:
+        checked(device_id, Id, "device_id")
+    checked(label, Label, "label")
     device_id = device_id or f"dev-{secrets.token_hex(6)}"
     if db.execute("SELECT 1 FROM devices WHERE id = ?", [device_id]).fetchone():
         raise Invalid(f"device id {device_id} is taken", code="device_exists", field="device_id")
@@ -80,19 +91,11 @@ def enroll(
     return Enrolled(device_id=device_id, person_id=person_id, token=token)
 
 
-# Active devices of active people holding the admin role (neither revoked nor draining).
-_ADMIN_DEVICES = (
-    "SELECT d.id FROM devices d JOIN people p ON p.id = d.person_id "
-    "WHERE d.revoked_at IS NULL AND d.draining_since IS NULL AND p.active "
-    "AND EXISTS (SELECT 1 FROM json_each(p.roles) WHERE value = 'admin')"
-)
-
-
 def is_last_admin_device(db: sqlite_utils.Database, device_id: str) -> bool:
     """Whether ``device_id`` is the only active device left to any person with the admin role:
-    revoking it leaves nobody who can enrol devices or administer through the API."""
-    ids = [r[0] for r in db.execute(_ADMIN_DEVICES + " LIMIT 2").fetchall()]
-    return ids == [device_id]
+    revoking it leaves nobody who can enrol devices or administer through the API (the rule
+    that also guards the admin role itself: ``org.leaves_no_admin_device``)."""
+    return leaves_no_admin_device(db, device_id=device_id)
 
 
 def revoke(
@@ -109,6 +112,7 @@ def revoke(
     Revoking a revoked device changes nothing; revoking a draining one without ``drain`` cuts
     the drain short. The last active admin device is refused (``409 last_admin_device``) unless
     ``allow_last_admin`` (the CLI: the operator on the server, on purpose)."""
+    checked(reason, Reason, "reason")
     row = db.execute(
         "SELECT revoked_at, draining_since FROM devices WHERE id = ?", [device_id]
     ).fetchone()

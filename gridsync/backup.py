@@ -342,8 +342,36 @@ def litestream_binary() -> str:
     return found
 
 
+def check_replica(where: str) -> str:
+    """``where`` (a replica directory or URL) if it names a place; ValueError otherwise.
+
+    An empty destination resolves to the current directory (``Path("").resolve()``), wherever
+    the command happens to run: ``gridsync replicate --to ""`` (an unset shell variable) would
+    replicate there without a word. So an empty or blank value, ``.`` or ``./`` (the current
+    directory without naming it), ``file://`` with no path and a URL with nothing after its
+    scheme are refused; to replicate into the current directory, name it."""
+    text = where.strip()
+    if not text:
+        raise ValueError("the replica destination is empty: give a directory or a URL")
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        if not rest.strip("/"):
+            raise ValueError(f"the replica destination {where!r} names no place after {scheme}://")
+        if scheme != "file":
+            return where
+        text = rest
+    if os.path.normpath(text) == ".":
+        raise ValueError(
+            f"the replica destination {where!r} is the current directory without naming it: "
+            "give the directory's path"
+        )
+    return where
+
+
 def replica_config(to: str, sync_interval: str) -> dict:
-    """Litestream's replica entry for a directory or a URL (``s3://bucket/path``, ...)."""
+    """Litestream's replica entry for a directory or a URL (``s3://bucket/path``, ...);
+    ValueError for a destination that names no place (:func:`check_replica`)."""
+    check_replica(to)
     if "://" in to and not to.startswith("file://"):
         return {"url": to, "sync-interval": sync_interval}
     directory = to.removeprefix("file://")
@@ -351,7 +379,9 @@ def replica_config(to: str, sync_interval: str) -> dict:
 
 
 def replica_url(source: str) -> str:
-    """What ``litestream restore`` takes for a directory or a URL."""
+    """What ``litestream restore`` takes for a directory or a URL (ValueError as
+    :func:`check_replica`)."""
+    check_replica(source)
     if "://" in source:
         return source
     return "file://" + str(Path(source).resolve())
@@ -386,7 +416,9 @@ def restore_from_replica(
     source: str, db_path: str | os.PathLike, *, binary: str | None = None
 ) -> RestoreReport:
     """``litestream restore`` of the latest state into a new file, then :func:`restore` of it
-    (integrity check, new epoch, the old file kept aside)."""
+    (integrity check, new epoch, the old file kept aside). ValueError for a ``source`` that
+    names no place (:func:`check_replica`), before anything is locked or downloaded."""
+    check_replica(source)
     target = Path(db_path)
     with ServerLock(target).hold_exclusive():
         pass  # refuse before a long download, not after it

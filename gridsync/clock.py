@@ -4,7 +4,7 @@ choose the time instead of sleeping."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import uuid_utils
 
@@ -60,7 +60,8 @@ def parse_ms(value: str | datetime) -> int:
     return int(dt.timestamp() * 1000)
 
 
-# The times a phone sends (a visit's ``at``, a case's ``raised_at``, an action's ``at``) are kept as
+# The times a phone sends (a visit's ``at``, a case's ``raised_at``, an action's ``at``) and the
+# times an operator types (``--now``) are kept within one window. A phone's are kept as
 # sent, but the server also reads them (coverage, reports, local times in notifications). A
 # phone's clock can be wrong, even reset to 1970, so the window is wide; what it shuts out is what
 # no clock shows and what overflows later: year 1 or 9999 becomes year 0 or 10000 once moved to
@@ -69,6 +70,39 @@ DEVICE_TIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
 DEVICE_TIME_MAX = datetime(2200, 1, 1, tzinfo=UTC)
 # Offsets of real zones run from -12:00 (Baker Island) to +14:00 (Line Islands).
 _OFFSET_MIN, _OFFSET_MAX = timedelta(hours=-12), timedelta(hours=14)
+
+
+def _in_window(dt: datetime, value: str) -> int:
+    """Epoch ms of an aware ``dt`` within ``DEVICE_TIME_MIN``..``DEVICE_TIME_MAX``; ValueError
+    otherwise (also for an instant that overflows when moved to UTC: year 1 at +08:00)."""
+    try:
+        instant = dt.astimezone(UTC)
+    except OverflowError:
+        instant = None
+    if instant is None or not DEVICE_TIME_MIN <= instant < DEVICE_TIME_MAX:
+        raise ValueError(
+            f"{value!r} is outside {DEVICE_TIME_MIN.year}-{DEVICE_TIME_MAX.year - 1}: "
+            "check the clock"
+        )
+    return int(instant.timestamp() * 1000)
+
+
+def operator_time_ms(value: str, zone: tzinfo) -> int:
+    """Epoch ms of a time an operator types (``--now``, ``--since``, ...): ISO 8601; a bare
+    date is midnight and a time without an offset is wall time, both in the district's
+    ``zone`` (an operator in China means Beijing time); within the years the phones' times may
+    have (1970-2199), so that every later step (a deadline, a cutoff, a local time in a
+    notification) stays within what ``datetime`` can hold. ValueError with the reason."""
+    try:
+        dt = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an ISO 8601 time: e.g. 2026-11-23, 2026-11-23T09:00 or "
+            "2026-11-23T09:00:00+08:00"
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=zone)
+    return _in_window(dt, value)
 
 
 def device_time_ms(value: str) -> int:
@@ -85,16 +119,7 @@ def device_time_ms(value: str) -> int:
         raise ValueError(f"{value!r} needs a date, a time and an offset, e.g. +08:00")
     if not _OFFSET_MIN <= offset <= _OFFSET_MAX:
         raise ValueError(f"{value!r} has an offset outside -12:00..+14:00")
-    try:
-        instant = dt.astimezone(UTC)
-    except OverflowError:
-        instant = None
-    if instant is None or not DEVICE_TIME_MIN <= instant < DEVICE_TIME_MAX:
-        raise ValueError(
-            f"{value!r} is outside {DEVICE_TIME_MIN.year}-{DEVICE_TIME_MAX.year - 1}: "
-            "check the phone's clock"
-        )
-    return int(instant.timestamp() * 1000)
+    return _in_window(dt, value)
 
 
 def uuid7() -> str:

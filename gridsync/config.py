@@ -74,7 +74,7 @@ class NotifySettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     db: str = "gridsync.db"
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000  # 0: a free port
     # An HLC further ahead of the server's clock than this is clamped (SPEC 3.1).
     max_clock_skew_ms: int = 5 * 60 * 1000
     max_push_mutations: int = 1000
@@ -89,7 +89,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     sweep_interval_seconds: float = 5.0
     # Done notifications and the sync's tombstones older than this are forgotten, once a day
     # (gridsync/retention.py); records (households, visits, cases, audit) are never pruned.
-    retention_days: Annotated[int, msgspec.Meta(ge=7)] = 180
+    retention_days: Annotated[int, msgspec.Meta(ge=7, le=36_500)] = 180
     # Operations (README "Operations"). SQLite's automatic checkpoint after a commit once the WAL
     # holds this many pages; 0 leaves checkpoints to Litestream (set it when `gridsync
     # replicate` runs, as Litestream's docs ask), None keeps SQLite's default (1,000).

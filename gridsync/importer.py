@@ -54,6 +54,7 @@ from gridsync.config import Settings
 from gridsync.db import next_seq
 from gridsync.errors import Invalid
 from gridsync.models import MAX_TAG_LENGTH, MAX_TAGS, HouseholdFields
+from gridsync.models.core import SHORT_TEXT_PATTERN
 from gridsync.org import resolve_scope
 from gridsync.sync import merge
 from gridsync.sync.hlc import ServerClock
@@ -135,7 +136,6 @@ STATUS_ALIASES = {
 }
 PHONE = re.compile(r"\+?[0-9][0-9 ()\-]{4,18}[0-9]")
 MAX_SIZE = 9999  # as a phone may send (models.HouseholdCreate.size)
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _max_lengths() -> dict[str, int]:
@@ -150,7 +150,22 @@ def _max_lengths() -> dict[str, int]:
     return bounds
 
 
+def _text_rules() -> dict[str, re.Pattern[str]]:
+    """The text rule of each field (models.core: one line without control characters, or lines
+    for a long text): the pattern a phone's ``HouseholdFields`` carries, so that a file cannot
+    store what a phone may not send; one line for every other column."""
+    rules = {}
+    for f in msgspec.inspect.type_info(HouseholdFields).fields:
+        types = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+        for t in types:
+            if isinstance(t, msgspec.inspect.StrType) and t.pattern is not None:
+                rules[f.name] = re.compile(t.pattern)
+    return rules
+
+
 MAX_LENGTH = _max_lengths()
+TEXT_RULE = _text_rules()
+ONE_LINE = re.compile(SHORT_TEXT_PATTERN)
 FIELDS = tuple(HEADERS)  # column order of the households row this module writes
 
 
@@ -660,8 +675,8 @@ def _row_values(number: int, raw: dict[str, str], errors: list[RowError]) -> dic
             bad(name, "too_long", f"内容过长：{len(text)} 字（最多 {MAX_LENGTH[name]} 字）")
             values[name] = text  # the row is refused; the text only spares a second error
             continue
-        if CONTROL.search(text):
-            bad(name, "bad_text", "含有不可见的控制字符（文件可能已损坏）")
+        if TEXT_RULE.get(name, ONE_LINE).search(text) is None:
+            bad(name, "bad_text", "含有换行或不可见的控制字符（备注可以换行，其他列不可以）")
             values[name] = text
             continue
         shown = text if len(text) <= 40 else text[:40] + "…"

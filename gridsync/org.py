@@ -17,7 +17,8 @@ from gridsync.audit import Actor
 from gridsync.clock import now_iso
 from gridsync.db import next_seq, paged
 from gridsync.errors import Conflict, Invalid, NotFound
-from gridsync.models import ROLES, OrgUnit, Person, PersonWrite, UnitWrite
+from gridsync.models import ROLES, Id, Name, OrgUnit, Person, PersonWrite, UnitWrite
+from gridsync.models.core import ChannelUrl, PhoneNumber
 from gridsync.privacy import NO_PHONES, PhoneView, view_of
 
 PARENT_KIND = {
@@ -93,6 +94,28 @@ def resolve_scope(db: sqlite_utils.Database, person_id: str) -> Scope:
     return Scope(person_id, False, frozenset(unit_ids), frozenset(grid_ids), row[1], phones)
 
 
+# -- what callers other than the API pass in --------------------------------------------------
+
+
+def checked(value: Any, wire_type: Any, field: str) -> Any:
+    """``value`` if it is a valid ``wire_type`` (``models.Id``, ``models.Name``, ...), else
+    ``Invalid`` naming ``field``. The API's bodies are decoded into those types already; the
+    domain functions check the values again with this, so that the CLI (and any other caller)
+    meets the same rule: an id the API could not address, or a name holding a control
+    character, never gets in by another door."""
+    try:
+        return msgspec.convert(value, wire_type)
+    except msgspec.ValidationError as exc:
+        shown = value if not isinstance(value, str) or len(value) <= 80 else value[:80] + "…"
+        if wire_type is Id:
+            reason = "an id is 1-64 letters, digits, '_', '.', ':' or '-' (no spaces)"
+        elif isinstance(value, str) and any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value):
+            reason = "it holds a control character (a line break, ESC, ...)"
+        else:
+            reason = str(exc).removeprefix("Expected ").replace("`", "")
+        raise Invalid(f"{field} {shown!r} is refused: {reason}", field=field) from None
+
+
 # -- org units ------------------------------------------------------------------------------
 
 _UNIT_COLS = "id, kind, name, parent_id, grid_id"
@@ -106,6 +129,12 @@ def add_units(db: sqlite_utils.Database, units: list[OrgUnit], actor: Actor | No
     """Insert or update org units (parents before children). ``actor`` defaults to the CLI."""
     if not units:
         return
+    for unit in units:
+        checked(unit.id, Id, "id")
+        checked(unit.name, Name, "name")
+        for column in ("parent_id", "grid_id"):
+            if getattr(unit, column) is not None:
+                checked(getattr(unit, column), Id, column)
     first = next_seq(db, len(units))
     for i, unit in enumerate(units):
         expected = PARENT_KIND[unit.kind]
@@ -278,9 +307,21 @@ class NewPerson(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     locale: str = "zh-CN"
 
 
+def scope_units(unit_ids: list[str]) -> list[str]:
+    """A scope as given, each unit once (order kept), every id in the id shape.
+
+    A scope is a set of units: naming one twice means what naming it once does (a script that
+    joins two lists, ``--scope g1 --scope g1``), so the repeat is dropped rather than refused;
+    refusing would only make the caller remove it. (It was an IntegrityError, a 500.)"""
+    units = list(dict.fromkeys(unit_ids))
+    for unit_id in units:
+        checked(unit_id, Id, "scope")
+    return units
+
+
 def _replace_scope(db: sqlite_utils.Database, person_id: str, unit_ids: list[str]) -> None:
     db.execute("DELETE FROM person_scope WHERE person_id = ?", [person_id])
-    for unit_id in unit_ids:
+    for unit_id in scope_units(unit_ids):
         if db.execute("SELECT 1 FROM org_units WHERE id = ?", [unit_id]).fetchone() is None:
             raise Invalid(f"person {person_id}: no org unit {unit_id}", field="scope")
         db.execute(
@@ -306,12 +347,69 @@ def _check_grid_worker(
     )
 
 
-def add_people(db: sqlite_utils.Database, people: list[NewPerson], actor: Actor) -> None:
+# Active devices of active people holding the admin role (neither revoked nor draining).
+_ADMIN_DEVICES = (
+    "SELECT d.id, d.person_id FROM devices d JOIN people p ON p.id = d.person_id "
+    "WHERE d.revoked_at IS NULL AND d.draining_since IS NULL AND p.active "
+    "AND EXISTS (SELECT 1 FROM json_each(p.roles) WHERE value = 'admin')"
+)
+
+
+def has_admin_device(db: sqlite_utils.Database) -> bool:
+    """Whether some active person holding the ``admin`` role has an active device: someone can
+    still enrol devices and administer the district through the API."""
+    return db.execute(f"SELECT EXISTS ({_ADMIN_DEVICES})").fetchone()[0] == 1
+
+
+def leaves_no_admin_device(
+    db: sqlite_utils.Database, *, device_id: str | None = None, person_id: str | None = None
+) -> bool:
+    """THE lock-out rule, asked before a write: whether revoking (or draining) ``device_id``, or
+    taking the admin role (or activity) from ``person_id``, would leave no active admin holding
+    an active device, where there is one now.
+
+    Through the API such a write is refused, ``409 last_admin_device`` (``auth.revoke``,
+    :func:`add_people`): one click, or a fuzzer, would lock every admin out of the API, and
+    enrolling a device needs an admin. The CLI, run by the operator on the server, may do it on
+    purpose (``allow_last_admin``, with a warning), and can enrol a new admin device. A scope
+    change cannot lock anyone out: an admin's scope is the whole district whatever it names."""
+    row = db.execute(
+        f"SELECT EXISTS ({_ADMIN_DEVICES}), "
+        f"EXISTS (SELECT 1 FROM ({_ADMIN_DEVICES}) a "
+        "WHERE a.id IS NOT ? AND a.person_id IS NOT ?)",
+        [device_id, person_id],
+    ).fetchone()
+    return row[0] == 1 and row[1] == 0
+
+
+def _check_person(p: NewPerson) -> None:
+    checked(p.id, Id, "id")
+    checked(p.name, Name, "name")
+    checked(p.phone, PhoneNumber, "phone")
+    if p.branch_id is not None:
+        checked(p.branch_id, Id, "branch_id")
+    for url in p.channels:
+        checked(url, ChannelUrl, "channels")
+    scope_units(p.scope)
+
+
+def add_people(
+    db: sqlite_utils.Database,
+    people: list[NewPerson],
+    actor: Actor,
+    *,
+    allow_last_admin: bool = False,
+) -> None:
     """Insert or update people and replace their scope. Every channel URL must be one Apprise
     can parse (``400 invalid_channel``, the API's and the CLI's check alike), so that a typo is
-    refused now rather than found out at the first alert."""
+    refused now rather than found out at the first alert. Ids, names, phones and channels are
+    checked against their wire types (:func:`checked`), whoever calls. Taking the admin role
+    from the last admin holding an active device is ``409 last_admin_device`` unless
+    ``allow_last_admin`` (the CLI, see :func:`leaves_no_admin_device`)."""
     if not people:
         return
+    for p in people:
+        _check_person(p)
     if any(p.channels for p in people):
         from gridsync.notify.routing import check_channels  # Apprise loads only when needed
 
@@ -324,6 +422,18 @@ def add_people(db: sqlite_utils.Database, people: list[NewPerson], actor: Actor)
         if bad or not p.roles:
             raise Invalid(f"person {p.id}: roles must be some of {', '.join(ROLES)}", field="roles")
         _check_grid_worker(db, p.id, p.roles, p.scope)
+        if (
+            "admin" not in p.roles
+            and not allow_last_admin
+            and leaves_no_admin_device(db, person_id=p.id)
+        ):
+            raise Conflict(
+                f"{p.id} is the last admin with an active device: without the admin role nobody "
+                "could enrol a device or administer through the API; enrol a device for another "
+                "admin first (or change it with 'gridsync people add' on the server)",
+                code="last_admin_device",
+                field="roles",
+            )
         db.execute(
             """INSERT INTO people (id, name, phone, roles, branch_id, channels, locale, seq,
                                    created_at)
@@ -409,6 +519,7 @@ def put_person(
 def set_scope(db: sqlite_utils.Database, person_id: str, unit_ids: list[str], actor: Actor) -> None:
     """Replace a person's scope; bumps their scope version so phones re-sync what changed."""
     person = get_person(db, person_id)
+    unit_ids = scope_units(unit_ids)
     _check_grid_worker(db, person_id, list(person.roles), unit_ids)
     _replace_scope(db, person_id, unit_ids)
     db.execute(

@@ -128,10 +128,33 @@ def shown_phone(
     return mask_phone(phone)
 
 
+# Characters a number is written with that are not digits: they count for nothing in the mask.
+_SEPARATORS = frozenset(" -()+")
+MIN_HIDDEN = 4  # every mask hides at least this many digits (all of a shorter number)
+
+
 def mask_phone(phone: str) -> str:
-    """``13812345678`` -> ``138****5678``; short numbers keep only their first character."""
+    """A phone number as a reader without the right to it sees it: at least ``MIN_HIDDEN``
+    (4) digits hidden, one ``*`` per character hidden.
+
+    The rule, on the number's *signs* (every character but the separators `` -()+``, so that
+    ``0532-8888 1234`` hides as many digits as ``053288881234``), ``n`` of them:
+
+    - keep the last ``min(4, n - 4)`` signs (none when ``n <= 4``), so that at least 4 stay
+      hidden; ``88881234`` -> ``****1234``, ``8888123`` -> ``****123``, ``12345`` -> ``****5``;
+    - keep the first 3 signs too only when 4 or more are still hidden between them and the
+      end: a mobile number (11 digits) -> ``138****5678``, ``053288886666`` ->
+      ``053*****6666``; a 9 or 10-digit number keeps no head (``*****8881``).
+
+    Everything between the kept head and tail, separators included, becomes ``*``. A 10-digit
+    number masked as ``138****5678`` would have hidden 3 digits (a thousand guesses), an
+    8-digit landline as ``888*1234`` one (ten guesses): issue 12's review."""
     if not phone:
         return phone
-    if len(phone) >= 8:
-        return phone[:3] + MASK_CHAR * (len(phone) - 7) + phone[-4:]
-    return phone[0] + MASK_CHAR * (len(phone) - 1)
+    signs = [i for i, c in enumerate(phone) if c not in _SEPARATORS]
+    n = len(signs)
+    tail = max(0, min(4, n - MIN_HIDDEN))
+    head = 3 if n - tail - 3 >= MIN_HIDDEN else 0
+    start = signs[head] if n else 0  # the first hidden character (only separators: all)
+    end = signs[n - tail] if tail else len(phone)  # the first kept character of the tail
+    return phone[:start] + MASK_CHAR * (end - start) + phone[end:]

@@ -10,7 +10,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from gridsync import auth
+from gridsync import auth, org
 from gridsync.cli import cli
 from gridsync.clock import FixedClock, uuid7
 from gridsync.errors import DeviceRevoked
@@ -94,6 +94,56 @@ def test_cli_may_revoke_the_last_admin_device_with_a_warning(store, tiny, db_pat
     assert admin["revoked_at"]
     quiet = CliRunner().invoke(cli, ["device", "revoke", "--db", db_path, tiny.devices["m1"]])
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def put_person(client, tiny, person_id, roles, who="admin"):
+    return client.put(
+        f"/api/v1/people/{person_id}",
+        headers=bearer(tiny.tokens[who]),
+        json={"name": "区管理员", "roles": roles, "scope": ["d1"]},
+    )
+
+
+def test_api_refuses_to_take_the_admin_role_from_the_last_admin_with_a_device(client, tiny, store):
+    """The same lock-out as revoking the last admin device (org.leaves_no_admin_device asks for
+    both): issue 12's review found PUT /people/admin {"roles": ["member"]} answered 200."""
+    for roles in (["member"], ["community_secretary", "street"]):
+        r = put_person(client, tiny, "admin", roles)
+        assert (r.status_code, r.json()["code"]) == (409, "last_admin_device"), r.text
+        assert r.json()["field"] == "roles" and r.json()["message"]
+    assert store.read(org.get_person, "admin").roles == ["admin"]  # nothing written
+    assert client.get("/api/v1/devices", headers=bearer(tiny.tokens["admin"])).status_code == 200
+    # keeping the role while changing the rest is fine
+    assert put_person(client, tiny, "admin", ["admin", "street"]).status_code == 200
+    # a second admin with an active device: the first may step down, the second then may not
+    assert put_person(client, tiny, "sec", ["admin"]).status_code == 200
+    assert put_person(client, tiny, "admin", ["member"]).status_code == 200
+    r = put_person(client, tiny, "sec", ["community_secretary"], who="sec")
+    assert (r.status_code, r.json()["code"]) == (409, "last_admin_device")
+
+
+def test_the_lock_out_rule_counts_active_admins_with_active_devices(store, tiny):
+    ask = org.leaves_no_admin_device
+    assert store.read(ask, person_id="admin") and store.read(ask, device_id=tiny.devices["admin"])
+    assert not store.read(ask, person_id="m1") and not store.read(ask, device_id="dev-m1")
+    store.write(auth.enroll, "admin", CLI, device_id="dev-admin-2")
+    assert store.read(ask, person_id="admin")  # both devices are the person's
+    assert not store.read(ask, device_id=tiny.devices["admin"])  # the other device is left
+    store.write(auth.revoke, "dev-admin-2", CLI, drain=True)  # draining: no longer counts
+    assert store.read(ask, device_id=tiny.devices["admin"])
+    store.write(lambda db: db.execute("UPDATE people SET active = 0 WHERE id = 'admin'"))
+    assert not store.read(ask, person_id="admin")  # nobody left to lock out: nothing to refuse
+    assert not store.read(org.has_admin_device)
+
+
+def test_cli_may_take_the_admin_role_from_the_last_admin_with_a_warning(store, tiny, db_path):
+    store.close()
+    args = ["people", "add", "--db", db_path, "admin", "--name", "区管理员", "--scope", "d1"]
+    r = CliRunner().invoke(cli, [*args, "--role", "member"])
+    assert r.exit_code == 0, r.output
+    assert "已没有持有有效设备的管理员" in r.stderr and "person admin saved" in r.stdout
+    back = CliRunner().invoke(cli, [*args, "--role", "admin"])
+    assert back.exit_code == 0 and back.stderr == ""  # no lock-out, no warning
 
 
 # -- drain: the API, the server's rules --------------------------------------------------------

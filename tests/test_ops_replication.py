@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from gridsync import backup
 from gridsync.db import Store
@@ -144,3 +145,33 @@ def test_replicate_writes_a_litestream_config_for_a_directory_or_a_url(tmp_path)
     assert msgspec.json.decode(written.read_bytes()) == local  # JSON, which YAML reads
     assert backup.replica_url("backups/here") == "file://" + str(Path("backups/here").resolve())
     assert backup.replica_url("s3://bucket/district") == "s3://bucket/district"
+
+
+@pytest.mark.parametrize("where", ["", "  ", ".", "./", "file://", "file://.", "s3://", "s3:///"])
+def test_a_replica_destination_that_names_no_place_is_refused(where):
+    """An empty ``--to`` resolved to the current directory, wherever the command ran (issue 12's
+    review): every spelling of "nowhere" is refused, for replicate and restore alike."""
+    with pytest.raises(ValueError, match="replica destination"):
+        backup.replica_config(where, "1s")
+    with pytest.raises(ValueError, match="replica destination"):
+        backup.replica_url(where)
+    assert backup.check_replica("./backups") == "./backups"  # a named relative folder is fine
+
+
+@pytest.mark.parametrize("command", ["replicate --to", "restore --from"])
+def test_cli_refuses_an_empty_replica_with_one_line(store, tiny, db_path, tmp_path, command):
+    store.close()
+    verb, option = command.split()
+    done = gridsync_cli(verb, "--db", db_path, option, "")
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "Error: the replica destination is empty: give a directory or a URL"
+    ]
+    # no Litestream config written, nothing restored or kept aside: the database (and the
+    # sidecars SQLite keeps beside it) alone
+    assert {p.name for p in tmp_path.iterdir()} <= {
+        "gridsync.db",
+        "gridsync.db-wal",
+        "gridsync.db-shm",
+    }

@@ -472,7 +472,14 @@ def test_the_reference_client_never_sends_its_masked_view_back(cov_client, peopl
 def test_mask_shape():
     assert mask_phone("13812345678") == "138****5678"
     assert mask_phone("0532-88886666") == "053******6666"
-    assert mask_phone("12345") == "1****"
+    # at least 4 digits hidden, whatever the length (issue 12's review): a landline, a short
+    # number; separators count for nothing, so a formatted number hides as many digits
+    assert mask_phone("88881234") == "****1234"
+    assert mask_phone("053288881") == "*****8881"
+    assert mask_phone("0532-8888 1234") == "053*******1234"
+    assert mask_phone("888 8-1234") == "******1234"
+    assert mask_phone("12345") == "****5"
+    assert mask_phone("110") == "***"
     assert mask_phone("") == ""
     assert is_masked("138****5678") and is_masked("*") and is_masked("138＊＊＊＊5678")
     assert not is_masked("13812345678") and not is_masked("") and not is_masked(None)

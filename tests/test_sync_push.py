@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+from gridsync import auth, org
 from gridsync.clock import parse_ms, uuid7
 from gridsync.sync.hlc import format_hlc
+from tests.conftest import CLI
 from tests.sync_helpers import Phone, state
 
 
@@ -356,6 +358,63 @@ def test_visit_void_and_last_visit(client, tiny, store):
     again = {**v1, "mid": uuid7(), "seq": p.seq + 1}
     p.seq += 1
     assert p.push([again]).json()["results"][0]["status"] == "duplicate"
+
+
+def test_only_the_author_or_a_secretary_above_may_void_a_visit(client, tiny, store):
+    """issue 12's review: any member in scope could void another member's visits (and with
+    them the other's 1-5-N contact). The rule is applied where voids are applied (the
+    visit.void op), so it holds on every push; a refused void is rejected alone."""
+    extra = [
+        org.NewPerson(id="m3", name="王芳", roles=["member"], scope=["g1"], branch_id="b1"),
+        org.NewPerson(id="gw", name="网格员", roles=["grid_worker"], scope=["g1"]),
+        org.NewPerson(id="bsec", name="支部书记", roles=["branch_secretary"], scope=["b1"]),
+    ]
+    store.write(org.add_people, extra, CLI)
+    for person in ("m3", "gw", "bsec"):
+        enrolled = store.write(auth.enroll, person, CLI, device_id=f"dev-{person}")
+        tiny.tokens[person], tiny.devices[person] = enrolled.token, enrolled.device_id
+    m1 = phone(client, tiny, "m1")
+    visits = [m1.visit("hh-g1-1", note=str(i)) for i in range(4)]
+    assert {x["status"] for x in m1.push(visits).json()["results"]} == {"applied"}
+    ids = [v["id"] for v in visits]
+
+    def void(who: str, visit_id: str) -> dict:
+        p = phone(client, tiny, who)
+        p.seq = store.read(
+            lambda db: db.execute(
+                "SELECT last_seq FROM devices WHERE id = ?", [tiny.devices[who]]
+            ).fetchone()[0]
+        )
+        first = p.mutation("visit.void", visit_id)
+        other = p.visit("hh-g2-1" if who == "m2" else "hh-g1-2")  # in the pusher's scope
+        r = p.push([first, other])
+        assert r.status_code == 200, r.text
+        first, then = r.json()["results"]
+        assert then["status"] == "applied"  # the batch goes on
+        return first
+
+    def voided() -> set[str]:
+        return {
+            r[0]
+            for r in store.read(
+                lambda db: db.execute("SELECT id FROM visits WHERE voided = 1").fetchall()
+            )
+        }
+
+    for who in ("m3", "gw"):  # another member, a grid worker of the grid: not theirs
+        refused = void(who, ids[0])
+        assert (refused["status"], refused["code"]) == ("rejected", "forbidden"), refused
+        assert "m1" in refused["message"]
+    assert voided() == set()
+    m2 = void("m2", ids[0])  # outside the scope altogether
+    assert (m2["status"], m2["code"]) == ("rejected", "out_of_scope")
+    assert void("m1", ids[0])["status"] == "applied"  # the author
+    assert void("bsec", ids[1])["status"] == "applied"  # the grid's branch secretary
+    assert void("sec", ids[2])["status"] == "applied"  # the community secretary
+    assert void("admin", ids[3])["status"] == "applied"
+    assert voided() == set(ids)
+    again = void("m3", ids[0])  # a voided visit is still not theirs to void
+    assert (again["status"], again["code"]) == ("rejected", "forbidden")
 
 
 def test_push_is_audited_once_per_batch(client, tiny, store):

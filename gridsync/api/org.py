@@ -162,7 +162,7 @@ class PeopleController(Controller):
     @put(
         "/{person_id:str}",
         summary="Create or update a person and their scope (admins)",
-        responses=error_responses(400, 401, 403, 404),
+        responses=error_responses(400, 401, 403, 404, 409),
     )
     async def put_person(
         self,

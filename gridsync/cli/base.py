@@ -6,7 +6,9 @@ Every command takes ``--db`` (default ``./gridsync.db`` or ``$GRIDSYNC_DB``) and
 :func:`open_store` only, first thing: a wrong ``--db`` (a typo, a missing folder, a file that is
 not a gridsync database, one of a newer gridsync) is the same one-line error with exit code 1 on
 every command (``tests/test_cli_db.py`` walks the whole click tree). Commands that list or report
-take ``--json`` and then print exactly one JSON document on stdout."""
+take ``--json`` and then print exactly one JSON document on stdout. Every number an option takes
+has a range and every time is a :class:`TimeParam` (``tests/test_cli_values.py`` walks the
+tree), so that an odd value is a usage error, never a traceback."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 import click
 import msgspec
 
+from gridsync.clock import operator_time_ms
 from gridsync.db import Store, check_database
 from gridsync.errors import GridsyncError
 
@@ -54,6 +57,48 @@ def open_store(db_path: str, *, create: bool = False, **options: Any) -> Store:
     schema) is the same one-line error."""
     check_db(db_path, create=create)
     return run(lambda: Store(db_path, **options))
+
+
+class TimeParam(click.ParamType):
+    """The type of every time option (``--now``, ``--since``, ``--until``, ``--as-of``): ISO
+    8601, a bare date being midnight and a time without an offset wall time in the district's
+    zone (Asia/Shanghai), within the years 1970-2199 that phones' times may have
+    (``clock.operator_time_ms``). The value is epoch milliseconds. Anything else is a usage
+    error (exit 2) naming the option, before the database is opened: year 1 or 9999 used to
+    overflow deep inside ``prune`` or ``sweep`` (issue 12's review)."""
+
+    name = "time"
+
+    def __init__(self, zone_name: str = "Asia/Shanghai"):
+        self.zone_name = zone_name
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "ISO-TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        from gridsync.notify.outbox import zone
+
+        try:
+            return operator_time_ms(str(value), zone(self.zone_name))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+TIME = TimeParam()
+
+
+def int_range_of(struct: type, field: str) -> click.IntRange:
+    """A click range with the bounds a wire type gives ``field`` (one owner of the bounds:
+    the CLI refuses what the API would)."""
+    for f in msgspec.inspect.type_info(struct).fields:
+        if f.name == field:
+            types = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+            for t in types:
+                if isinstance(t, msgspec.inspect.IntType):
+                    return click.IntRange(t.ge, t.le)
+    raise KeyError(f"{struct.__name__}.{field} is not a bounded int")
 
 
 def run(fn: Callable[[], Any]) -> Any:

@@ -12,8 +12,17 @@ from gridsync import auth, logs, org
 from gridsync import db as db_module
 from gridsync.audit import Actor, record
 from gridsync.backup import DatabaseInUse, ServerLock
-from gridsync.cli.base import check_db, cli, db_option, echo_json, json_option, open_store, run
-from gridsync.config import ConfigError, load_settings
+from gridsync.cli.base import (
+    check_db,
+    cli,
+    db_option,
+    echo_json,
+    int_range_of,
+    json_option,
+    open_store,
+    run,
+)
+from gridsync.config import ConfigError, Settings, load_settings
 from gridsync.models import ROLES, OrgUnit
 
 
@@ -37,7 +46,13 @@ def init(db_path: str, new_epoch: bool) -> None:
 @cli.command()
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int, help="0 picks a free port.")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=int_range_of(Settings, "port"),
+    help="0 picks a free port.",
+)
 @click.option(
     "--config",
     "config_path",
@@ -76,8 +91,9 @@ def serve(db_path: str, host: str, port: int, config_path: str | None, log_forma
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
+    except (OSError, ValueError, TypeError) as exc:  # a NUL in --host is a TypeError
+        sock.close()
+        raise click.ClickException(f"cannot listen on {host!r}:{port}: {exc}") from exc
     bound_port = sock.getsockname()[1]
     click.echo(
         f"gridsync serving http://{host}:{bound_port} (db {settings.db}); "
@@ -188,7 +204,8 @@ def people_add(
     phone: str,
     channels: tuple[str, ...],
 ) -> None:
-    """Add a person or replace their roles and scope."""
+    """Add a person or replace their roles and scope. Unlike the API, this may take the admin
+    role from the last admin holding an active device (with a warning)."""
     person = org.NewPerson(
         id=person_id,
         name=name,
@@ -198,8 +215,20 @@ def people_add(
         phone=phone,
         channels=list(channels),
     )
+
+    def save(db):
+        had = org.has_admin_device(db)
+        org.add_people(db, [person], Actor.cli(), allow_last_admin=True)
+        return had and not org.has_admin_device(db)
+
     with open_store(db_path) as store:
-        run(lambda: store.write(org.add_people, [person], Actor.cli()))
+        locked_out = run(lambda: store.write(save))
+    if locked_out:
+        click.echo(
+            "警告：已没有持有有效设备的管理员，无人能通过 API 管理；"
+            "请用 gridsync device enroll --person 管理员ID 登记新设备。",
+            err=True,
+        )
     click.echo(f"person {person_id} saved")
 
 

@@ -15,8 +15,17 @@ import click
 from gridsync import coverage as cov
 from gridsync import exports
 from gridsync.audit import Actor, record
-from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store, run
-from gridsync.clock import SYSTEM_CLOCK, parse_ms
+from gridsync.cli.base import (
+    TIME,
+    cli,
+    db_option,
+    echo_json,
+    int_range_of,
+    json_option,
+    open_store,
+    run,
+)
+from gridsync.clock import SYSTEM_CLOCK
 from gridsync.config import ConfigError, Settings, load_settings
 from gridsync.models import COVERAGE_LEVELS, VIOLATION_KINDS, PolicyOverride, SuggestionPick
 from gridsync.org import Scope
@@ -37,8 +46,8 @@ scope_option = click.option(
 now_option = click.option(
     "--now",
     "now",
+    type=TIME,
     default=None,
-    metavar="ISO-TIME",
     help="Count the cycle back from this time (default: now).",
 )
 lang_option = click.option(
@@ -67,15 +76,9 @@ def _settings(config_path: str | None) -> Settings:
         raise click.ClickException(str(exc)) from exc
 
 
-def _now_ms(now: str | None) -> int:
-    if now is None:
-        return SYSTEM_CLOCK.now_ms()
-    try:
-        return parse_ms(now)
-    except ValueError as exc:
-        raise click.ClickException(
-            f"bad --now {now!r}: use ISO 8601, e.g. 2026-11-23T09:00:00+08:00"
-        ) from exc
+def _now_ms(now: int | None) -> int:
+    """``--now`` (epoch ms, already checked by its type) or the system clock."""
+    return SYSTEM_CLOCK.now_ms() if now is None else now
 
 
 def _pct(value: float | None) -> str:
@@ -156,7 +159,7 @@ def coverage(
     as_json: bool,
     scope_id: str | None,
     levels: tuple[str, ...],
-    now: str | None,
+    now: int | None,
     lang: str,
     config_path: str | None,
 ) -> None:
@@ -277,7 +280,7 @@ def coverage_sample(
     help="Only this kind (repeatable).",
 )
 @click.option("--limit", type=click.IntRange(1, 10_000_000), default=100, show_default=True)
-@click.option("--offset", type=click.IntRange(0), default=0)
+@click.option("--offset", type=click.IntRange(0, 100_000_000), default=0)
 @now_option
 @lang_option
 @phones_option
@@ -289,7 +292,7 @@ def coverage_violations(
     kinds: tuple[str, ...],
     limit: int,
     offset: int,
-    now: str | None,
+    now: int | None,
     lang: str,
     show_phones: bool,
     config_path: str | None,
@@ -486,10 +489,20 @@ def policy_show(db_path: str, as_json: bool, community_id: str, config_path: str
 @coverage_policy.command("set")
 @db_option
 @click.argument("community_id")
-@click.option("--min", "min_", type=int, help="min_households_per_member")
-@click.option("--max", "max_", type=int, help="max_households_per_member")
-@click.option("--cycle-days", type=int)
-@click.option("--priority-cycle-days", type=int)
+@click.option(
+    "--min",
+    "min_",
+    type=int_range_of(PolicyOverride, "min_households_per_member"),
+    help="min_households_per_member",
+)
+@click.option(
+    "--max",
+    "max_",
+    type=int_range_of(PolicyOverride, "max_households_per_member"),
+    help="max_households_per_member",
+)
+@click.option("--cycle-days", type=int_range_of(PolicyOverride, "cycle_days"))
+@click.option("--priority-cycle-days", type=int_range_of(PolicyOverride, "priority_cycle_days"))
 @click.option("--priority-tag", "priority_tags", multiple=True, help="Repeat for several.")
 @click.option("--kind", "kinds", multiple=True, help="Service kind; repeat for several.")
 @config_option
@@ -622,7 +635,7 @@ def export_coverage(
     fmt: str,
     output: str,
     scope_id: str | None,
-    now: str | None,
+    now: int | None,
     lang: str,
     show_phones: bool,
     config_path: str | None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,16 @@ import msgspec
 
 from gridsync import auth, demo, importer
 from gridsync.audit import Actor
-from gridsync.cli.base import check_db, cli, db_option, echo_json, json_option, open_store, run
+from gridsync.cli.base import (
+    TIME,
+    check_db,
+    cli,
+    db_option,
+    echo_json,
+    json_option,
+    open_store,
+    run,
+)
 from gridsync.config import ConfigError, load_settings
 from gridsync.errors import GridsyncError
 
@@ -42,7 +51,7 @@ def _stderr_bar(label: str, total: int) -> Any:
 )
 @click.option(
     "--seed",
-    type=int,
+    type=click.IntRange(-(2**63), 2**63 - 1),
     default=1,
     show_default=True,
     help="Same seed (and --as-of) gives the same data, ids included.",
@@ -50,13 +59,14 @@ def _stderr_bar(label: str, total: int) -> Any:
 @click.option(
     "--as-of",
     "as_of",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=TIME,
     default=None,
-    help="The day after the 60-day visit history (default: today, China time).",
+    help="The day after the 60-day visit history, e.g. 2026-11-23 (default: today, China "
+    "time; a time given names its day in China).",
 )
 @click.option("--force", is_flag=True, help="Delete the database file and build it anew.")
 def demo_command(
-    db_path: str, as_json: bool, scale: str, seed: int, as_of: Any, force: bool
+    db_path: str, as_json: bool, scale: str, seed: int, as_of: int | None, force: bool
 ) -> None:
     """Build realistic demo data and enrol one admin device (its token is printed once).
 
@@ -65,7 +75,9 @@ def demo_command(
     if force:
         _remove_database(db_path)
     started = time.monotonic()
-    day: date | None = as_of.date() if as_of is not None else None
+    day: date | None = None
+    if as_of is not None:
+        day = datetime.fromtimestamp(as_of / 1000, demo.CHINA).date()
     with open_store(db_path, create=True, synchronous="NORMAL") as store:
         counts = run(lambda: demo.build(store, demo.SCALES[scale], seed, day, progress=_stderr_bar))
         enrolled = store.write(auth.enroll, "admin", Actor.cli(), label="demo admin")

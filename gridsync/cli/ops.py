@@ -68,7 +68,7 @@ def restore_cmd(db_path: str, as_json: bool, source: str | None, replica: str | 
         else:
             assert source is not None
             report = ops.restore(source, db_path)
-    except (ops.DatabaseInUse, ops.BackupError, FileNotFoundError) as exc:
+    except (ops.DatabaseInUse, ops.BackupError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         echo_json(report)
@@ -105,10 +105,10 @@ def replicate_cmd(db_path: str, to: str, sync_interval: str, config_out: str | N
     replicating: Litestream takes the checkpoints."""
     check_db(db_path)
     try:
+        config = ops.litestream_config(db_path, to, sync_interval=sync_interval)
         binary = ops.litestream_binary()
-    except FileNotFoundError as exc:
+    except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
-    config = ops.litestream_config(db_path, to, sync_interval=sync_interval)
     path = ops.write_litestream_config(config_out or f"{db_path}.litestream.yml", config)
     click.echo(f"replicating {db_path} to {to} every {sync_interval} (config {path})", err=True)
     ops.exec_foreground([binary, "replicate", "-config", str(path)])

@@ -131,7 +131,12 @@ def _phones_from_api(http: httpx.Client, admin_token: str, n: int, tag: str) -> 
     type=click.IntRange(1, 365),
     help="Simulated days of offline work.",
 )
-@click.option("--seed", default=None, type=int, help="Random seed (default: random).")
+@click.option(
+    "--seed",
+    default=None,
+    type=click.IntRange(-(2**63), 2**63 - 1),
+    help="Random seed (default: random).",
+)
 @click.option(
     "--admin-token", default=None, help="Enrol the phones through the API with this admin token."
 )

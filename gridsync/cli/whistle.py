@@ -7,8 +7,17 @@ import click
 
 from gridsync import audit, org, whistle
 from gridsync.audit import Actor
-from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store, run
-from gridsync.clock import SYSTEM_CLOCK, Clock, FixedClock, iso_ms, parse_ms
+from gridsync.cli.base import (
+    TIME,
+    cli,
+    db_option,
+    echo_json,
+    int_range_of,
+    json_option,
+    open_store,
+    run,
+)
+from gridsync.clock import SYSTEM_CLOCK, Clock, FixedClock, iso_ms
 from gridsync.config import ConfigError, Settings, load_settings
 from gridsync.models import CASE_LEVELS
 from gridsync.notify import outbox
@@ -21,15 +30,6 @@ def _settings(config_path: str | None, db_path: str) -> Settings:
         return load_settings(config_path, db=db_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-
-
-def _time(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_ms(value)
-    except (ValueError, OverflowError) as exc:
-        raise click.BadParameter(f"not an ISO 8601 time: {value!r}", param_hint=name) from exc
 
 
 config_option = click.option(
@@ -46,13 +46,15 @@ config_option = click.option(
 @config_option
 @click.option(
     "--now",
-    "now",
+    "now_ms",
+    type=TIME,
     default=None,
-    help="Run as if it were this time (ISO 8601, e.g. 2026-11-23T09:00:00+08:00).",
+    help="Run as if it were this time (ISO 8601, e.g. 2026-11-23T09:00:00+08:00; a date or "
+    "a time without offset is China time).",
 )
 @click.option("--no-dispatch", is_flag=True, help="Queue notifications but do not deliver them.")
 def sweep(
-    db_path: str, as_json: bool, config_path: str | None, now: str | None, no_dispatch: bool
+    db_path: str, as_json: bool, config_path: str | None, now_ms: int | None, no_dispatch: bool
 ) -> None:
     """Run periodic work once: deadline checks, digests due, outbox delivery."""
     from gridsync.notify.routing import check_config
@@ -60,7 +62,6 @@ def sweep(
 
     settings = _settings(config_path, db_path)
     run(lambda: check_config(settings.notify.apprise_config))
-    now_ms = _time(now, "--now")
     clock: Clock = FixedClock(now_ms) if now_ms is not None else SYSTEM_CLOCK
     with open_store(db_path) as store:
         report = run(lambda: run_once(store, settings, clock, dispatch=not no_dispatch))
@@ -86,13 +87,15 @@ def sweep(
 @config_option
 @click.option(
     "--keep-days",
-    type=click.IntRange(7),
+    type=int_range_of(Settings, "retention_days"),
     default=None,
     help="Forget what is older than this many days (default: the settings' retention_days, 180).",
 )
-@click.option("--now", "now", default=None, help="Count back from this time (ISO 8601).")
+@click.option(
+    "--now", "now_ms", type=TIME, default=None, help="Count back from this time (ISO 8601)."
+)
 def prune(
-    db_path: str, as_json: bool, config_path: str | None, keep_days: int | None, now: str | None
+    db_path: str, as_json: bool, config_path: str | None, keep_days: int | None, now_ms: int | None
 ) -> None:
     """Forget delivered notifications and old sync tombstones (serve does this daily).
 
@@ -105,7 +108,8 @@ def prune(
     from gridsync import retention
 
     settings = _settings(config_path, db_path)
-    now_ms = _time(now, "--now") or SYSTEM_CLOCK.now_ms()
+    if now_ms is None:
+        now_ms = SYSTEM_CLOCK.now_ms()
     days = keep_days or settings.retention_days
     with open_store(db_path) as store:
         report = run(
@@ -236,16 +240,22 @@ REPORT_HEADERS = {
 @whistle_group.command("report")
 @db_option
 @json_option
-@click.option("--since", default=None, help="ISO 8601: stays at a level that began from then.")
-@click.option("--until", default=None, help="ISO 8601: ... and before then.")
+@click.option(
+    "--since", "since_ms", type=TIME, default=None, help="Stays at a level that began from then."
+)
+@click.option("--until", "until_ms", type=TIME, default=None, help="... and before then.")
 @click.option("--level", type=click.Choice(CASE_LEVELS))
 @click.option("--lang", type=click.Choice(["zh-CN", "en"]), default="zh-CN", show_default=True)
 def whistle_report(
-    db_path: str, as_json: bool, since: str | None, until: str | None, level: str | None, lang: str
+    db_path: str,
+    as_json: bool,
+    since_ms: int | None,
+    until_ms: int | None,
+    level: str | None,
+    lang: str,
 ) -> None:
     """Response, on-time and resolution rates, satisfaction and backflow per level and unit;
     cases one person raised and resolved alone (随手办) are counted apart."""
-    since_ms, until_ms = _time(since, "--since"), _time(until, "--until")
     with open_store(db_path) as store:
         report = run(
             lambda: store.read(

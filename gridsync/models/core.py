@@ -30,6 +30,17 @@ Channel = Literal["door", "phone", "wechat", "other"]
 # pass); ``(?!\n)`` closes that and keeps the pattern valid ECMA-262 for the JSON Schema.
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$(?!\n)"
 Id = Annotated[str, Meta(min_length=1, max_length=64, pattern=ID_PATTERN)]
+
+# The one text rule (issue 12's review): no control character in what people type. A short text
+# (a name, an address part, a phone, a label, a category, a URL) is one line: no C0 control (tab
+# and newline included), no DEL, no C1 control. A long text (a note, a description, a reason)
+# may hold tab, newline and carriage return (a note typed in lines, or a CSV cell written on
+# Windows with CRLF), and no other control. Control characters are invisible in every reader
+# of these texts and corrupt some (an XLSX cannot hold them; a terminal or a log reader obeys
+# ESC). The wire types carry these patterns; the domain checks what the CLI passes against
+# the same types (``org.checked``); the importer reads them from ``HouseholdFields``.
+SHORT_TEXT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$(?!\n)"
+LONG_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
 Limit = Annotated[int, Meta(ge=1, le=500)]
 
 # Tags are a short vocabulary (elderly_alone, disabled, low_income, renter, ...): at most
@@ -148,7 +159,11 @@ class Device(Struct, kw_only=True):
     draining_since: Annotated[str, Meta(max_length=64)] | None = None
 
 
-Name = Annotated[str, Meta(min_length=1, max_length=100)]
+Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=SHORT_TEXT_PATTERN)]
+PhoneNumber = Annotated[str, Meta(max_length=32, pattern=SHORT_TEXT_PATTERN)]
+ChannelUrl = Annotated[str, Meta(max_length=MAX_CHANNEL_LENGTH, pattern=SHORT_TEXT_PATTERN)]
+Label = Annotated[str, Meta(max_length=100, pattern=SHORT_TEXT_PATTERN)]
+Reason = Annotated[str, Meta(max_length=500, pattern=LONG_TEXT_PATTERN)]
 
 
 class UnitWrite(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -169,10 +184,10 @@ class PersonWrite(Struct, kw_only=True, forbid_unknown_fields=True):
         default_factory=list
     )  # org unit ids
     branch_id: Id | None = None
-    phone: Annotated[str, Meta(max_length=32)] = ""
-    channels: Annotated[
-        list[Annotated[str, Meta(max_length=MAX_CHANNEL_LENGTH)]], Meta(max_length=MAX_CHANNELS)
-    ] = msgspec.field(default_factory=list)
+    phone: PhoneNumber = ""
+    channels: Annotated[list[ChannelUrl], Meta(max_length=MAX_CHANNELS)] = msgspec.field(
+        default_factory=list
+    )
     locale: Literal["zh-CN", "en"] = "zh-CN"
 
 
@@ -184,7 +199,7 @@ class ScopeWrite(Struct, kw_only=True, forbid_unknown_fields=True):
 
 class EnrollRequest(Struct, kw_only=True, forbid_unknown_fields=True):
     person_id: Id
-    label: Annotated[str, Meta(max_length=100)] = ""
+    label: Label = ""
     device_id: Id | None = None
 
 
@@ -197,7 +212,7 @@ class Enrolled(Struct, kw_only=True):
 
 
 class RevokeRequest(Struct, kw_only=True, forbid_unknown_fields=True):
-    reason: Annotated[str, Meta(max_length=500)] = ""
+    reason: Reason = ""
     # Let the device push what it holds once (its unsent work), then wipe it; meanwhile it may
     # pull nothing. Without drain the device is shut out at once.
     drain: bool = False

@@ -7,7 +7,13 @@ from typing import Annotated, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from gridsync.models.core import Household, Policy, Visit
+from gridsync.models.core import (
+    LONG_TEXT_PATTERN,
+    SHORT_TEXT_PATTERN,
+    Household,
+    Policy,
+    Visit,
+)
 
 CoverageLevel = Literal["member", "branch", "grid", "community", "street", "district"]
 COVERAGE_LEVELS: tuple[str, ...] = CoverageLevel.__args__  # type: ignore[attr-defined]
@@ -19,7 +25,7 @@ VIOLATION_KINDS: tuple[str, ...] = ViolationKind.__args__  # type: ignore[attr-d
 
 Days = Annotated[int, Meta(ge=1, le=366)]
 Count = Annotated[int, Meta(ge=0, le=10_000)]
-TagName = Annotated[str, Meta(min_length=1, max_length=64)]
+TagName = Annotated[str, Meta(min_length=1, max_length=64, pattern=SHORT_TEXT_PATTERN)]
 
 
 class PolicyOverride(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -107,7 +113,7 @@ class AssignRequest(Struct, kw_only=True, forbid_unknown_fields=True):
     member_id: Annotated[str, Meta(min_length=1, max_length=64)]
     replace: bool = False  # move a household that already has a responsible member
     override_cap: bool = False  # exceed the member's cap on purpose (logged)
-    reason: Annotated[str, Meta(max_length=500)] = ""
+    reason: Annotated[str, Meta(max_length=500, pattern=LONG_TEXT_PATTERN)] = ""
 
 
 class Assignment(Struct, kw_only=True):

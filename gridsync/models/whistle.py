@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from gridsync.models.core import ID_PATTERN
+from gridsync.models.core import ID_PATTERN, LONG_TEXT_PATTERN, SHORT_TEXT_PATTERN
 from gridsync.models.sync import DeviceTime
 
 CaseState = Literal["raised", "accepted", "on_site", "resolved", "closed", "reopened"]
@@ -21,17 +21,20 @@ WhistleAction = Literal[
 
 CaseId = Annotated[str, Meta(min_length=1, max_length=64, pattern=ID_PATTERN)]
 RefId = Annotated[str, Meta(min_length=1, max_length=64)]  # an existing record's id
-Text = Annotated[str, Meta(max_length=4000)]
+Text = Annotated[str, Meta(max_length=4000, pattern=LONG_TEXT_PATTERN)]
+Note = Annotated[str, Meta(max_length=2000, pattern=LONG_TEXT_PATTERN)]
+Category = Annotated[str, Meta(min_length=1, max_length=64, pattern=SHORT_TEXT_PATTERN)]
+Location = Annotated[str, Meta(max_length=500, pattern=SHORT_TEXT_PATTERN)]
 
 
 class WhistleRaise(Struct, kw_only=True):
     """``data`` of a ``whistle.raise`` push mutation (the case id is the mutation's ``id``).
     Tolerates unknown fields: newer phones may send more."""
 
-    category: Annotated[str, Meta(min_length=1, max_length=64)]
+    category: Category
     grid_id: RefId | None = None
     household_id: RefId | None = None
-    location: Annotated[str, Meta(max_length=500)] = ""
+    location: Location = ""
     description: Text = ""
     raised_at: DeviceTime | None = None  # device clock, ISO 8601 with offset
 
@@ -40,7 +43,7 @@ class WhistleAct(Struct, kw_only=True):
     """``data`` of a ``whistle.act`` push mutation (the case id is the mutation's ``id``)."""
 
     action: WhistleAction
-    note: Annotated[str, Meta(max_length=2000)] = ""
+    note: Note = ""
     # for close: 1-5, checked by act() (invalid_satisfaction); the range only keeps out numbers
     # no score is near
     satisfaction: Annotated[int, Meta(ge=-(2**31), le=2**31)] | None = None
@@ -51,11 +54,11 @@ class WhistleAct(Struct, kw_only=True):
 class CaseCreate(Struct, kw_only=True, forbid_unknown_fields=True):
     """REST: raise a case from the web (a secretary, a department responder)."""
 
-    category: Annotated[str, Meta(min_length=1, max_length=64)]
+    category: Category
     id: CaseId | None = None  # client UUID; generated (UUIDv7) when absent
     grid_id: CaseId | None = None
     household_id: CaseId | None = None
-    location: Annotated[str, Meta(max_length=500)] = ""
+    location: Location = ""
     description: Text = ""
 
 
@@ -63,7 +66,7 @@ class CaseAction(Struct, kw_only=True, forbid_unknown_fields=True):
     """REST: act on a case."""
 
     action: WhistleAction
-    note: Annotated[str, Meta(max_length=2000)] = ""
+    note: Note = ""
     satisfaction: Annotated[int, Meta(ge=1, le=5)] | None = None
     department_id: CaseId | None = None
 

@@ -26,7 +26,7 @@ import msgspec
 from gridsync import coverage, service_kinds
 from gridsync.clock import device_time_ms, iso_ms
 from gridsync.db import next_seq
-from gridsync.errors import Conflict, GridsyncError, Invalid, NotFound, OutOfScope
+from gridsync.errors import Conflict, Forbidden, GridsyncError, Invalid, NotFound, OutOfScope
 from gridsync.households import HOUSEHOLD_SELECT, VISIT_SELECT, household_from_row, visit_from_row
 from gridsync.models import (
     MAX_TAGS,
@@ -445,7 +445,17 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
     return results
 
 
+# Who may void another person's visit (within their scope): the secretaries and admins above
+# it, the roles that also assign households and restore conflicts. Everyone else, a member or a
+# grid worker, voids only the visits they logged themselves.
+VOIDER_ROLES = ("admin", "street", "community_secretary", "branch_secretary")
+
+
 def visit_void(ctx: OpContext, m: Mutation, data: VisitVoid) -> Outcome:
+    """Void a visit (append-only: a wrong visit is voided, never edited). Allowed to the person
+    who logged it, and to a secretary or admin whose scope holds it; anyone else in scope is
+    ``rejected``/``forbidden``: a visit counts for 1-5-N, and one member must not be able to
+    undo another's work (issue 12's review). Voiding a voided visit changes nothing."""
     row = ctx.db.execute(
         "SELECT household_id, grid_id, voided, member_id, kinds, at_ms FROM visits WHERE id = ?",
         [m.id],
@@ -454,6 +464,11 @@ def visit_void(ctx: OpContext, m: Mutation, data: VisitVoid) -> Outcome:
         raise NotFound(f"no visit {m.id}")
     household_id, grid_id, voided, member_id, kinds, at_ms = row
     _check_scope(ctx, household_id, grid_id)
+    if member_id != ctx.principal.person_id and not ctx.principal.has_role(*VOIDER_ROLES):
+        raise Forbidden(
+            f"visit {m.id} was logged by {member_id}: only they, or a secretary above it, may "
+            "void it"
+        )
     if voided:
         return Outcome("applied")
     ctx.db.execute("UPDATE visits SET voided = 1, seq = ? WHERE id = ?", [next_seq(ctx.db), m.id])
