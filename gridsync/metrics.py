@@ -35,7 +35,7 @@ from prometheus_client.registry import Collector
 import gridsync
 from gridsync.db import GROUP_MAX, Store
 from gridsync.notify import outbox
-from gridsync.sync import ops
+from gridsync.sync.registry import OPS
 
 if TYPE_CHECKING:
     from gridsync.models import PushRequest, PushResponse
@@ -101,7 +101,7 @@ class Metrics:
             registry=r,
         )
         r.register(_StateCollector(state, now_ms))
-        self._known_ops = set(ops.load_builtin_ops())
+        self._known_ops = set(OPS)
 
     def observe_request(
         self, route: str, method: str, status: int, seconds: float, received: int, sent: int

@@ -1,5 +1,14 @@
 """Numbered schema migrations (sqlite-utils' Migrations). Never edit an applied migration:
-add the next number. Each area owns the migrations that create its tables."""
+add the next number. Each area owns the migrations that create its tables.
+
+Migrations are frozen: each one holds its own SQL (a backfill included) and calls no code of
+the application, and this module imports nothing of gridsync. A migration that called live
+code (``service_kinds.recount``, a shared expression) would do something else on a database
+created after that code changed than it did on the databases upgraded before: the store
+(``gridsync/db.py``, which applies them) sits below every other layer. Where a live function
+keeps the same tables (``service_kinds.recount``), a test compares the two on the same data
+(``tests/test_migrations_frozen.py``), so they cannot drift apart unnoticed while both exist.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +17,6 @@ import uuid
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
-
-from gridsync import service_kinds
 
 migrations = Migrations("gridsync")
 
@@ -378,9 +385,6 @@ def m0004_whistle(db: sqlite_utils.Database) -> None:
 # -- coverage aggregates (issue 6: coverage at district scale) -------------------------------
 
 
-_MEMBER_EXPR = "({p}.active = 1 AND instr({p}.roles, '\"member\"') > 0)"
-
-
 @migrations(name="0005_coverage_aggregates")
 def m0005_coverage_aggregates(db: sqlite_utils.Database) -> None:
     """Time-independent coverage figures kept by triggers, so that every writer (assignment,
@@ -391,7 +395,10 @@ def m0005_coverage_aggregates(db: sqlite_utils.Database) -> None:
     Triggers fire per row, but only on household and people writes that change the columns
     counted (``UPDATE OF ... WHEN``); the visit hot path touches neither table's counted
     columns (it sets ``last_visit_ms``)."""
-    new_member, old_member = _MEMBER_EXPR.format(p="new"), _MEMBER_EXPR.format(p="old")
+    # who counts as a member, as of this migration (frozen: a later change of the rule is a
+    # later migration that replaces the triggers)
+    member = "({p}.active = 1 AND instr({p}.roles, '\"member\"') > 0)"
+    new_member, old_member = member.format(p="new"), member.format(p="old")
     db.executescript(
         f"""
         -- Every person who is a member (active, role member) or is responsible for a household:
@@ -504,7 +511,42 @@ def m0005_coverage_aggregates(db: sqlite_utils.Database) -> None:
         END;
         """
     )
-    rebuild_coverage_aggregates(db)
+    backfill_0005(db)
+
+
+def backfill_0005(db: sqlite_utils.Database) -> None:
+    """Migration 0005's backfill, frozen: the trigger-kept coverage tables recounted from
+    people and households as that migration defined them (also the recount that
+    ``tests/test_coverage_aggregates.py`` compares the kept values with)."""
+    for sql in (
+        "DELETE FROM coverage_members",
+        "DELETE FROM coverage_grid_counts",
+        "DELETE FROM coverage_load_histogram",
+        (
+            "INSERT INTO coverage_members (person_id, branch_id, is_member) "
+            "SELECT p.id, p.branch_id, (p.active = 1 AND instr(p.roles, '\"member\"') > 0) "
+            "FROM people p"
+        ),
+        (
+            "INSERT INTO coverage_members (person_id, households) "
+            "SELECT responsible_member_id, count(*) FROM households "
+            "WHERE status = 'active' AND responsible_member_id IS NOT NULL GROUP BY 1 "
+            "ON CONFLICT (person_id) DO UPDATE SET households = excluded.households"
+        ),
+        (
+            "INSERT INTO coverage_grid_counts (grid_id, tags, assigned, households) "
+            "SELECT grid_id, tags, responsible_member_id IS NOT NULL, count(*) FROM households "
+            "WHERE status = 'active' GROUP BY 1, 2, 3"
+        ),
+        # the inserts above fired the histogram's triggers; recount it outright all the same
+        "DELETE FROM coverage_load_histogram",
+        (
+            "INSERT INTO coverage_load_histogram (branch_id, households, members) "
+            "SELECT branch_id, households, count(*) FROM coverage_members "
+            "WHERE is_member = 1 AND branch_id IS NOT NULL GROUP BY 1, 2"
+        ),
+    ):
+        db.execute(sql)
 
 
 @migrations(name="0006_device_clock_floor")
@@ -539,7 +581,29 @@ def m0007_coverage_kinds(db: sqlite_utils.Database) -> None:
         DROP INDEX IF EXISTS visits_grid_cycle;
         """
     )
-    service_kinds.recount(db)
+    backfill_0007(db)
+
+
+def backfill_0007(db: sqlite_utils.Database) -> None:
+    """Migration 0007's backfill, frozen: the kept kinds recounted from every non-voided visit
+    (what ``service_kinds.recount()`` computed when the migration was written, in SQL:
+    ``tests/test_migrations_frozen.py`` compares the two). Visits are grouped by (grid, member,
+    kinds JSON) first: a kinds list has few distinct values, so each is split once per member
+    rather than once per visit."""
+    for sql in (
+        "DELETE FROM coverage_member_kinds",
+        "DELETE FROM coverage_grid_kinds",
+        """INSERT INTO coverage_member_kinds (grid_id, member_id, kind, last_ms)
+           SELECT g.grid_id, g.member_id, k.value, max(g.last_ms)
+           FROM (SELECT grid_id, member_id, kinds, max(at_ms) AS last_ms FROM visits
+                 WHERE voided = 0 AND kinds <> '[]' GROUP BY grid_id, member_id, kinds) g,
+                json_each(g.kinds) k
+           GROUP BY g.grid_id, g.member_id, k.value""",
+        """INSERT INTO coverage_grid_kinds (grid_id, kind, last_ms)
+           SELECT grid_id, kind, max(last_ms) FROM coverage_member_kinds
+           GROUP BY grid_id, kind""",
+    ):
+        db.execute(sql)
 
 
 @migrations(name="0008_households_tagged")
@@ -656,37 +720,3 @@ def m0011_phone_privacy(db: sqlite_utils.Database) -> None:
             "UPDATE meta SET value = max(CAST(value AS INTEGER), ?) WHERE key = 'sync_horizon_seq'",
             [seq],
         )
-
-
-def rebuild_coverage_aggregates(db: sqlite_utils.Database) -> None:
-    """Recount the trigger-kept coverage tables from people and households (the migration's
-    backfill; also what tests compare the kept values with)."""
-    member = _MEMBER_EXPR.format(p="p")
-    for sql in (
-        "DELETE FROM coverage_members",
-        "DELETE FROM coverage_grid_counts",
-        "DELETE FROM coverage_load_histogram",
-        (
-            f"INSERT INTO coverage_members (person_id, branch_id, is_member) "
-            f"SELECT p.id, p.branch_id, {member} FROM people p"
-        ),
-        (
-            "INSERT INTO coverage_members (person_id, households) "
-            "SELECT responsible_member_id, count(*) FROM households "
-            "WHERE status = 'active' AND responsible_member_id IS NOT NULL GROUP BY 1 "
-            "ON CONFLICT (person_id) DO UPDATE SET households = excluded.households"
-        ),
-        (
-            "INSERT INTO coverage_grid_counts (grid_id, tags, assigned, households) "
-            "SELECT grid_id, tags, responsible_member_id IS NOT NULL, count(*) FROM households "
-            "WHERE status = 'active' GROUP BY 1, 2, 3"
-        ),
-        # the inserts above fired the histogram's triggers; recount it outright all the same
-        "DELETE FROM coverage_load_histogram",
-        (
-            "INSERT INTO coverage_load_histogram (branch_id, households, members) "
-            "SELECT branch_id, households, count(*) FROM coverage_members "
-            "WHERE is_member = 1 AND branch_id IS NOT NULL GROUP BY 1, 2"
-        ),
-    ):
-        db.execute(sql)

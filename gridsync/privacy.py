@@ -24,9 +24,10 @@ scope units and version, and the org tree's version). The per-household part,
 :func:`sees_full`, reads only values already in the household's row (grid, responsible member).
 
 A phone shows the masked number it received, and an app that sends a whole form back would send
-the mask as the number. Push therefore never stores a phone value that :func:`is_masked` (it
+the mask as the number. Push therefore never stores a phone value that
+:func:`~gridsync.models.is_masked` (it
 holds a ``*`` or ``＊``, which no phone number has): the field is dropped from the mutation, the rest of it
-applies, and the result lists it in ``ignored`` (``gridsync/sync/ops_households.py``).
+applies, and the result lists it in ``ignored`` (``gridsync/sync/households.py``).
 ``tests/test_privacy.py`` tries every role on every surface.
 """
 
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 import msgspec
 import sqlite_utils
 
-MASK_CHAR = "*"
+from gridsync.models import MASK_CHAR
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +135,3 @@ def mask_phone(phone: str) -> str:
     if len(phone) >= 8:
         return phone[:3] + MASK_CHAR * (len(phone) - 7) + phone[-4:]
     return phone[0] + MASK_CHAR * (len(phone) - 1)
-
-
-def is_masked(value: object) -> bool:
-    """Whether a phone value is (or could be) a mask rather than a number: it holds a ``*``
-    (or a full-width ``＊``, as a Chinese input method types a mask retyped by hand). No phone
-    number does (the importer accepts digits, spaces, ``+``, ``-`` and brackets)."""
-    return isinstance(value, str) and (MASK_CHAR in value or "＊" in value)

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 
 import anyio.to_thread
 
-from gridsync import retention
+from gridsync import digests, retention
 from gridsync.clock import Clock
 from gridsync.config import Settings
 from gridsync.db import Store
-from gridsync.notify import digests
 from gridsync.notify.dispatcher import Dispatcher
 from gridsync.notify.routing import router_for
 from gridsync.whistle import check_deadlines, next_due_ms

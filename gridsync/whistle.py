@@ -1,5 +1,6 @@
 """Whistle cases (吹哨报到): raising, the action state machine, levels and deadlines, backflow,
-the pull source of cases, and the report.
+the cases a scope sees changed (for the pull source in ``gridsync/sync/whistle.py``), and the
+report.
 
 A case climbs grid -> community -> street -> department -> district. Each stay at a level is a
 *stint* (``whistle_stints``) with its own accept / arrive / resolve deadlines, counted from the
@@ -42,7 +43,6 @@ from gridsync.models import (
 from gridsync.notify import outbox
 from gridsync.notify.routing import Router, router_for
 from gridsync.org import Scope
-from gridsync.sync.sources import SourceChange, register_source
 
 OPEN_STATES = ("raised", "accepted", "on_site", "reopened")
 CLOSED_VISIBLE_DAYS = 30  # pull sends closed cases for this long (SPEC 3.2)
@@ -1021,22 +1021,26 @@ def open_cases_by_level(db: sqlite_utils.Database) -> dict[str, int]:
     return {level: n for level, n in rows}
 
 
-@register_source("whistle")
-def whistle_changes(
-    db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int, limit: int
-) -> list[SourceChange]:
-    """Open cases and those closed in the last 30 days, in the scope (SPEC 3.2). A case closed
-    longer ago is not sent again; the phone drops closed cases past the same horizon itself."""
-    from gridsync.clock import SYSTEM_CLOCK
-
+def changed_cases(
+    db: sqlite_utils.Database,
+    scope: Scope,
+    after_seq: int,
+    upto_seq: int,
+    limit: int,
+    *,
+    closed_since_ms: int,
+) -> list[tuple[int, WhistleCase]]:
+    """(seq, case) of the cases the scope sees with ``after_seq < seq <= upto_seq``, by seq, at
+    most ``limit``: open ones, and closed ones closed at or after ``closed_since_ms`` (the pull
+    source ``whistle`` in ``gridsync/sync/whistle.py`` passes now minus
+    :data:`CLOSED_VISIBLE_DAYS`)."""
     cond, params = _visibility_sql(scope)
-    horizon = SYSTEM_CLOCK.now_ms() - CLOSED_VISIBLE_DAYS * 86_400_000
     rows = db.execute(
         f"SELECT {_CASE_COLS} FROM whistle_cases WHERE seq > ? AND seq <= ? AND {cond} "
         "AND (state != 'closed' OR closed_ms >= ?) ORDER BY seq LIMIT ?",
-        [after_seq, upto_seq, *params, horizon, limit],
+        [after_seq, upto_seq, *params, closed_since_ms, limit],
     ).fetchall()
-    return [SourceChange(r[19], r[0], "put", _wire(db, CaseRow(*r))) for r in rows]
+    return [(r[19], _wire(db, CaseRow(*r))) for r in rows]
 
 
 # -- the report ---------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from gridsync.app import create_app
 from gridsync.config import Settings
 from gridsync.models import HouseholdFields, PushRequest
 from gridsync.sync import pull
-from gridsync.sync.ops import load_builtin_ops
+from gridsync.sync.registry import OPS
 
 # Server -> client only: the server builds them, a client never sends them.
 _PAGE = "a page of results"
@@ -138,7 +138,7 @@ def _app():
 
 def _request_roots() -> list[type]:
     roots: list[type] = [PushRequest, HouseholdFields, pull.Cursor]
-    roots += [spec.data_type for spec in load_builtin_ops().values() if spec.data_type]
+    roots += [spec.data_type for spec in OPS.values() if spec.data_type]
     for route in _app().routes:
         for handler in getattr(route, "route_handlers", ()):
             data = handler.parsed_fn_signature.parameters.get("data")

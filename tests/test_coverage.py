@@ -440,6 +440,4 @@ def test_one_engine_counts_the_same_either_way(store, cov_settings, comm, overri
     assert homes and grids  # not vacuously equal
     # per member, the homes sum the members' own judgements
     assert sum(m.members for m in homes.values()) == len(per_member.members)
-    assert sum(m.under for m in homes.values()) == sum(
-        m.under for m in per_member.members.values()
-    )
+    assert sum(m.under for m in homes.values()) == sum(m.under for m in per_member.members.values())

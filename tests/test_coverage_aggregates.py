@@ -16,7 +16,7 @@ from gridsync.audit import Actor
 from gridsync.clock import uuid7
 from gridsync.config import Settings
 from gridsync.db import Store
-from gridsync.migrations import rebuild_coverage_aggregates
+from gridsync.migrations import backfill_0005
 from gridsync.org import Scope
 from tests.coverage_community import NOW_MS
 from tests.sync_helpers import Phone
@@ -256,7 +256,7 @@ def test_kept_aggregates_equal_a_recount_after_mixed_writes(client, tiny, store,
 
     # the recount used as the migration's backfill gives the same tables
     before = store.read(kept)
-    store.write(rebuild_coverage_aggregates)
+    store.write(backfill_0005)
     assert store.read(kept) == before
 
 

@@ -14,6 +14,8 @@ import gridsync
 from gridsync import audit, coverage
 from gridsync.db import current_seq
 from gridsync.org import Scope, resolve_scope
+from gridsync.sync import policy as sync_policy
+from gridsync.sync.sources import SourceContext
 from tests.conftest import bearer
 from tests.coverage_community import NOW_MS, insert_visit
 
@@ -254,9 +256,14 @@ def test_policy_api_validates_and_is_admin_only(cov_client, comm):
     assert cleared.status_code == 200 and cleared.json()["overridden"] == []
 
 
+def policy_changes(db, scope, after_seq, upto_seq, limit):
+    """The pull source ``policy``, given its context as pull builds it."""
+    return sync_policy.policy_changes(SourceContext(db, scope, NOW_MS), after_seq, upto_seq, limit)
+
+
 def test_policy_pull_source(store, cov_settings, comm):
     store.write(coverage.publish_default, cov_settings.coverage, coverage.Actor.cli())
-    first = store.read(coverage.policy_changes, ADMIN, 0, store.read(current_seq), 100)
+    first = store.read(policy_changes, ADMIN, 0, store.read(current_seq), 100)
     assert sorted(c.id for c in first) == ["c1", "c2"]
     assert all(c.op == "put" and c.data.max_households_per_member == 3 for c in first)
     cursor = store.read(current_seq)
@@ -267,33 +274,32 @@ def test_policy_pull_source(store, cov_settings, comm):
         "c2",
         coverage.PolicyOverride(max_households_per_member=8),
     )
-    changes = store.read(coverage.policy_changes, ADMIN, cursor, store.read(current_seq), 100)
+    changes = store.read(policy_changes, ADMIN, cursor, store.read(current_seq), 100)
     assert [(c.id, c.data.max_households_per_member) for c in changes] == [("c2", 8)]
     # a member's phone gets the policy of the community holding its grid, and only that one
     m5 = store.read(resolve_scope, "m5")
     m1 = store.read(resolve_scope, "m1")
-    assert [c.id for c in store.read(coverage.policy_changes, m5, 0, 10**9, 100)] == ["c2"]
-    assert [c.id for c in store.read(coverage.policy_changes, m1, cursor, 10**9, 100)] == []
+    assert [c.id for c in store.read(policy_changes, m5, 0, 10**9, 100)] == ["c2"]
+    assert [c.id for c in store.read(policy_changes, m1, cursor, 10**9, 100)] == []
     cursor = store.read(current_seq)
     store.write(coverage.clear_policy, cov_settings, coverage.Actor.cli(), "c2")
-    (cleared,) = store.read(coverage.policy_changes, ADMIN, cursor, 10**9, 100)
+    (cleared,) = store.read(policy_changes, ADMIN, cursor, 10**9, 100)
     assert cleared.data.max_households_per_member == 3
     assert store.read(coverage.policy_for, cov_settings, "c2").max_households_per_member == 3
-    assert len(store.read(coverage.policy_changes, ADMIN, 0, 10**9, 1)) == 1  # limit
+    assert len(store.read(policy_changes, ADMIN, 0, 10**9, 1)) == 1  # limit
     # a new district default in the configuration reaches every community's phones
     cursor = store.read(current_seq)
     new_default = msgspec.structs.replace(cov_settings.coverage, cycle_days=21)
     assert store.write(coverage.publish_default, new_default, coverage.Actor.cli())
     assert not store.write(coverage.publish_default, new_default, coverage.Actor.cli())
-    changed = store.read(coverage.policy_changes, ADMIN, cursor, 10**9, 100)
+    changed = store.read(policy_changes, ADMIN, cursor, 10**9, 100)
     assert sorted((c.id, c.data.cycle_days) for c in changed) == [("c1", 21), ("c2", 21)]
 
 
 def test_policy_source_is_registered():
-    from gridsync.sync.sources import BUILTIN_SOURCE_MODULES, SOURCES
+    from gridsync.sync.registry import SOURCES
 
-    assert "gridsync.coverage" in BUILTIN_SOURCE_MODULES
-    assert SOURCES["policy"] is coverage.policy_changes
+    assert SOURCES["policy"] is sync_policy.policy_changes
 
 
 # -- the assessors' sample ------------------------------------------------------------------------

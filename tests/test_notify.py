@@ -22,13 +22,13 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 import gridsync
-from gridsync import whistle
+from gridsync import digests, whistle
 from gridsync.auth import authenticate
 from gridsync.clock import FixedClock
 from gridsync.config import NotifySettings, Settings
 from gridsync.db import Store
 from gridsync.models import WhistleRaise
-from gridsync.notify import digests, outbox
+from gridsync.notify import outbox
 from gridsync.notify.dispatcher import Dispatcher
 from gridsync.notify.routing import Router
 from gridsync.sweep import run_once

@@ -30,9 +30,9 @@ from gridsync.app import create_app
 from gridsync.cli import cli
 from gridsync.clock import FixedClock
 from gridsync.db import current_seq
-from gridsync.models import OrgUnit
+from gridsync.models import OrgUnit, is_masked
 from gridsync.notify.routing import people_for_tag
-from gridsync.privacy import is_masked, mask_phone
+from gridsync.privacy import mask_phone
 from gridsync.sweep import run_once
 from gridsync.sync.client import DeviceClient
 from gridsync.sync.hlc import format_hlc

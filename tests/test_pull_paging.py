@@ -202,11 +202,10 @@ def test_json_and_msgpack_snapshots_through_the_app_carry_the_same_changes(clien
 def test_a_snapshot_stops_asking_the_sources_it_has_exhausted(store, tiny, monkeypatch):
     """The cursor remembers the types whose source had nothing left up to ``upto``: later pages
     of the snapshot do not ask them again, and the pages still carry every change."""
-    from gridsync.sync.sources import SOURCES, load_builtin_sources
+    from gridsync.sync.registry import SOURCES
 
     store.write(add_history, random.Random(5))
     whole = page_through(store, "sec", 500)
-    load_builtin_sources()
     calls = {name: 0 for name in SOURCES}
     for name, source in list(SOURCES.items()):
 

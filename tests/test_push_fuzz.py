@@ -25,18 +25,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gridsync.clock import FixedClock, uuid7
+from gridsync.sync import registry
 from gridsync.sync.client import DeviceClient
 from gridsync.sync.hlc import format_hlc
-from gridsync.sync.ops import load_builtin_ops
 from tests.conftest import bearer
 from tests.sync_helpers import SYNC
 
 PUSH = "/api/v1/sync/push"
-OPS = sorted(load_builtin_ops())
+OPS = sorted(registry.OPS)
 FIELD_NAMES = sorted(
     {
         name
-        for spec in load_builtin_ops().values()
+        for spec in registry.OPS.values()
         if spec.data_type is not None
         for name in spec.data_type.__struct_fields__
     }
@@ -132,7 +132,7 @@ WELL_FORMED = {
 @st.composite
 def op_data(draw, op: str) -> Any:
     """A value for the op's ``data``: anything at all, or its own fields with odd values."""
-    spec = load_builtin_ops().get(op)
+    spec = registry.OPS.get(op)
     names = sorted(spec.data_type.__struct_fields__) if spec and spec.data_type else FIELD_NAMES
     kind = draw(st.integers(0, 3))
     if kind == 0:

@@ -19,10 +19,13 @@ from gridsync.clock import FixedClock, iso_ms
 from gridsync.errors import GridsyncError
 from gridsync.notify import outbox
 from gridsync.sweep import run_once
-from gridsync.sync.ops import REGISTRY, Mutation, OpContext, load_builtin_ops
-from gridsync.sync.sources import load_builtin_sources
-from gridsync.whistle import whistle_changes, whistle_report
+from gridsync.sync import whistle as sync_whistle
+from gridsync.sync.ops import Mutation, OpContext
+from gridsync.sync.registry import OPS, SOURCES
+from gridsync.sync.sources import SourceContext
+from gridsync.whistle import whistle_report
 from tests.conftest import bearer
+from tests.sync_helpers import Phone
 from tests.test_notify import REPO, Receiver, quick_settings, set_channels
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=timezone(timedelta(hours=8)))
@@ -323,7 +326,7 @@ def test_report_rates_and_satisfaction(store, tiny, wsettings, api, clock):
 
 
 def _push(store, tiny, settings, person, op, case_id, data, received_ms):
-    spec = load_builtin_ops()[op]
+    spec = OPS[op]
 
     def apply(db):
         ctx = OpContext(
@@ -338,6 +341,12 @@ def _push(store, tiny, settings, person, op, case_id, data, received_ms):
         return spec.handler(ctx, m, spec.decoder.decode(json.dumps(data)))
 
     return store.write(apply)
+
+
+def whistle_changes(db, scope, after_seq, upto_seq, limit):
+    """The pull source ``whistle``, given its context as pull builds it (now: T0)."""
+    ctx = SourceContext(db, scope, int(T0.timestamp() * 1000))
+    return sync_whistle.whistle_changes(ctx, after_seq, upto_seq, limit)
 
 
 def test_sync_ops_raise_offline_and_act(store, tiny, wsettings, clock):
@@ -377,7 +386,7 @@ def test_sync_ops_raise_offline_and_act(store, tiny, wsettings, clock):
             received + 500,
         )
     assert taken.value.code == "case_exists"
-    assert set(REGISTRY) >= {"whistle.raise", "whistle.act"}
+    assert set(OPS) >= {"whistle.raise", "whistle.act"}
     scope = store.read(lambda db: authenticate(db, tiny.tokens["m1"]).scope)
     changes = store.read(whistle_changes, scope, 0, 10**9, 100)
     assert [c.id for c in changes] == ["c-off"]
@@ -430,7 +439,31 @@ def test_sync_ops_raise_offline_and_act(store, tiny, wsettings, clock):
     assert store.read(whistle_changes, m2, 0, 10**9, 100) == []
     resp = store.read(lambda db: authenticate(db, tiny.tokens["resp"]).scope)
     assert store.read(whistle_changes, resp, 0, 10**9, 100) == []
-    assert "whistle" in load_builtin_sources()
+    assert SOURCES["whistle"] is sync_whistle.whistle_changes
+
+
+def test_the_pull_sends_closed_cases_by_the_requests_clock(store, tiny, wsettings):
+    """The whistle source's "now" is the request's clock (one SourceContext per pull), not the
+    machine's: under an app whose FixedClock is years away from today, a case closed 31 days
+    before that clock is not sent and one closed 29 days before is (SPEC 3.2: 30 days)."""
+    clock = FixedClock(datetime(2021, 3, 1, 10, 0, tzinfo=timezone(timedelta(hours=8))))
+    with TestClient(app=create_app(wsettings, store=store, clock=clock)) as api:
+
+        def closed_case() -> str:
+            cid = new_case(api, tiny)["id"]
+            for action in ("accept", "arrive", "resolve"):
+                assert act(api, tiny, cid, "m1", action).status_code == 200
+            assert act(api, tiny, cid, "sec", "close", satisfaction=4).status_code == 200
+            return cid
+
+        older = closed_case()
+        clock.advance(minutes=2 * 24 * 60)
+        newer = closed_case()
+        clock.advance(minutes=29 * 24 * 60)  # older closed 31 days ago, newer 29
+        phone = Phone(api, tiny.tokens["sec"], tiny.devices["sec"])
+        sent = {c["id"] for c in phone.pull_all() if c["type"] == "whistle"}
+    assert newer in sent
+    assert older not in sent
 
 
 def test_closed_alert_goes_to_raiser_and_acceptor(store, tiny, wsettings, api, clock, db_path):

@@ -6,7 +6,8 @@ Where each rule lives:
 - ``labels.py``: the Chinese (and English) labels of levels, service kinds and violations.
 - ``policy.py``: the district default and community overrides, validation, set/clear/publish,
   the policy in force for a community, grid or person, the member load rule
-  (:func:`judge_load`), and the pull source ``policy``.
+  (:func:`judge_load`), and which communities' policies changed (what the pull source
+  ``policy`` in ``gridsync/sync/policy.py`` sends).
 - ``org_index.py``: the org tree as reports read it (cached per version), and which units and
   grids a report covers within the reader's scope.
 - ``tally.py``: what counts (contacted, overdue, priority overdue, a member and their home) and
@@ -34,6 +35,7 @@ from gridsync.coverage.assign import (
 from gridsync.coverage.labels import KIND_LABELS, LEVEL_LABELS, VIOLATION_LABELS, label
 from gridsync.coverage.org_index import OrgIndex, ReportUnits, report_units
 from gridsync.coverage.policy import (
+    changed_policies,
     clear_policy,
     community_policies,
     community_policy,
@@ -41,7 +43,6 @@ from gridsync.coverage.policy import (
     judge_load,
     load_overrides,
     longest_cycle_days,
-    policy_changes,
     policy_for,
     policy_of_grid,
     policy_of_scope,
@@ -82,6 +83,7 @@ __all__ = [
     "apply_suggestions",
     "assign",
     "assignment_log",
+    "changed_policies",
     "clear_policy",
     "community_policies",
     "community_policy",
@@ -92,7 +94,6 @@ __all__ = [
     "load_overrides",
     "longest_cycle_days",
     "member_phone",
-    "policy_changes",
     "policy_for",
     "policy_of_grid",
     "policy_of_scope",

@@ -5,8 +5,9 @@ a community's override stores only the fields it sets (row ``coverage_policies``
 policy in force is the default with the override on top. Overrides are validated against the
 default they override (min <= max, priority cycle <= cycle, kinds non-empty and unique).
 
-Phones receive policies through the pull source ``policy``; every change of a community's
-policy (set, clear, a new district default) gives its row a new change ``seq`` so they do.
+Phones receive policies through the pull source ``policy`` (``gridsync/sync/policy.py``, which
+reads :func:`changed_policies`); every change of a community's policy (set, clear, a new
+district default) gives its row a new change ``seq`` so they do.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from gridsync.db import next_seq
 from gridsync.errors import Invalid, NotFound
 from gridsync.models import CommunityPolicy, Policy, PolicyOverride
 from gridsync.org import Scope
-from gridsync.sync.sources import SourceChange, register_source
 
 _override_decoder = msgspec.json.Decoder(dict[str, Any])
 _default_decoder = msgspec.json.Decoder(CoveragePolicy)
@@ -272,14 +272,14 @@ def publish_default(
     return True
 
 
-@register_source("policy")
-def policy_changes(
+def changed_policies(
     db: sqlite_utils.Database, scope: Scope, after_seq: int, upto_seq: int, limit: int
-) -> list[SourceChange]:
-    """Pull source ``policy``: one ``put`` per community of the scope (the communities the scope
-    names, or those whose grids it holds), id = community id, data = its effective Policy.
+) -> list[tuple[int, str, Policy]]:
+    """(seq, community id, effective Policy) of the communities of the scope (those the scope
+    names, or whose grids it holds) with ``after_seq < seq <= upto_seq``, by seq, at most
+    ``limit``: what the pull source ``policy`` (``gridsync/sync/policy.py``) sends.
 
-    The change's seq is the larger of the community unit's seq and its override row's seq, so an
+    The seq is the larger of the community unit's seq and its override row's seq, so an
     initial sync (after_seq 0) sends every in-scope community's policy, and setting or clearing
     an override (new seq on its row) sends that community's effective policy again.
     """
@@ -303,11 +303,6 @@ def policy_changes(
     ).fetchall()
     district = Settings(coverage=stored_default(db))
     return [
-        SourceChange(
-            seq=s,
-            id=cid,
-            op="put",
-            data=_merge(district, _override_decoder.decode(raw) if raw else None),
-        )
+        (s, cid, _merge(district, _override_decoder.decode(raw) if raw else None))
         for cid, s, raw in rows
     ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 from gridsync.models.core import (
     HOUSEHOLD_STATUSES,
     ID_PATTERN,
+    MASK_CHAR,
     MAX_CHANNEL_LENGTH,
     MAX_CHANNELS,
     MAX_IDS,
@@ -54,6 +55,7 @@ from gridsync.models.core import (
     UnitWrite,
     Visit,
     VisitPage,
+    is_masked,
 )
 from gridsync.models.coverage import (
     COVERAGE_LEVELS,
@@ -196,6 +198,7 @@ __all__ = [
     "HLC_PATTERN",
     "HOUSEHOLD_STATUSES",
     "ID_PATTERN",
+    "MASK_CHAR",
     "MAX_CHANNELS",
     "MAX_CHANNEL_LENGTH",
     "MAX_IDS",
@@ -288,4 +291,5 @@ __all__ = [
     "WhistleCase",
     "WhistleRaise",
     "WhistleReport",
+    "is_masked",
 ]

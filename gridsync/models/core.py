@@ -43,6 +43,18 @@ MAX_CHANNEL_LENGTH = 500
 # A list of ids in a request body (a person's scope): far above any real scope.
 MAX_IDS = 1000
 
+# A phone number as most readers receive it: masked (``138****5678``; who reads which in full is
+# gridsync/privacy.py). Both ends of the wire need the shape: the server never stores a mask
+# sent back as a number, and the reference client never sends one.
+MASK_CHAR = "*"
+
+
+def is_masked(value: object) -> bool:
+    """Whether a phone value is (or could be) a mask rather than a number: it holds a ``*``
+    (or a full-width ``＊``, as a Chinese input method types a mask retyped by hand). No phone
+    number does (the importer accepts digits, spaces, ``+``, ``-`` and brackets)."""
+    return isinstance(value, str) and (MASK_CHAR in value or "＊" in value)
+
 
 class ErrorBody(Struct, kw_only=True):
     """Every 4xx and 5xx body."""

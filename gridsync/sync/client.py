@@ -44,7 +44,7 @@ import msgspec
 
 import gridsync
 from gridsync.clock import SYSTEM_CLOCK, Clock, uuid7
-from gridsync.privacy import is_masked
+from gridsync.models import is_masked
 from gridsync.sync import hlc as hlc_clock
 
 SCHEMA_VERSION = "1"

@@ -9,9 +9,10 @@ that the HLC it hands out is never behind anything it has accepted.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import sqlite_utils
+if TYPE_CHECKING:  # only in annotations: the reference client uses this module without it
+    import sqlite_utils
 
 from gridsync.models.sync import HLC_PATTERN
 

@@ -1,20 +1,20 @@
-"""The push op registry: each op name maps to the Struct its ``data`` decodes into and a handler.
+"""Push ops: what a handler is given (:class:`OpContext`), what it answers (:class:`Outcome`),
+and :class:`OpSpec`, an op's name with the Struct its ``data`` decodes into and its handler.
 
-Push (``gridsync/sync/push.py``) decodes a mutation's envelope, looks the op up here, decodes
-``data`` (when the op has a data type; JSON or msgpack, whichever the request body was), and
-calls the handler inside the batch's transaction. A handler returns an :class:`Outcome` or
-raises a :class:`gridsync.errors.GridsyncError`, which push turns into a ``rejected`` result with
-the error's ``code`` and message (no poison pill: the rest of the batch goes on).
+Push (``gridsync/sync/push.py``) decodes a mutation's envelope, looks the op up in
+``gridsync/sync/registry.py`` (``OPS``), decodes ``data`` (when the op has a data type; JSON or
+msgpack, whichever the request body was), and calls the handler inside the batch's
+transaction. A handler returns an :class:`Outcome` or raises a
+:class:`gridsync.errors.GridsyncError`, which push turns into a ``rejected`` result with the
+error's ``code`` and message (no poison pill: the rest of the batch goes on).
 
-Areas register their ops at import time::
+Each area's handlers are plain functions in its module of ``sync/`` (``sync/households.py``,
+``sync/whistle.py``), beside its pull sources; the registry lists them as data::
 
-    @register("whistle.raise", data_type=WhistleRaise)
-    def raise_case(ctx: OpContext, m: Mutation, data: WhistleRaise) -> Outcome: ...
+    op("whistle.raise", whistle.raise_case, data_type=WhistleRaise, new_id=True)
 
-and are imported by :func:`load_builtin_ops`.
-
-An op on the hot path may also register a *batch* handler (``register_batch``): push then hands
-it every consecutive run of that op in one call, so it can check, insert and update with one
+An op on the hot path may instead have a *batch* handler (:func:`batch_op`): push then hands it
+every consecutive run of that op in one call, so it can check, insert and update with one
 query per run instead of one per mutation (visits and household updates do this). Order is
 kept: runs are consecutive. A batch handler has no savepoint per mutation: it must refuse a
 mutation (return its error) before writing anything of it.
@@ -22,8 +22,7 @@ mutation (return its error) before writing anything of it.
 
 from __future__ import annotations
 
-import functools
-import importlib
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,15 +38,14 @@ from gridsync.models import Mutation
 from gridsync.sync.hlc import ms_of
 
 __all__ = [
-    "REGISTRY",
     "BatchItem",
     "Mutation",
     "OpContext",
     "OpSpec",
     "Outcome",
-    "load_builtin_ops",
-    "register",
-    "register_batch",
+    "batch_op",
+    "by_name",
+    "op",
 ]
 
 
@@ -119,63 +117,55 @@ class OpSpec:
         return self.decoder.decode(raw)
 
 
-REGISTRY: dict[str, OpSpec] = {}
+def op(
+    name: str,
+    handler: Callable[..., Outcome],
+    *,
+    data_type: type | None = None,
+    new_id: bool = False,
+) -> OpSpec:
+    """An op handled one mutation at a time: ``handler(ctx, m, data) -> Outcome`` (``data`` as
+    ``data_type``, or None when the op has none). ``new_id``: the mutation's ``id`` names a
+    record the op creates (push checks its shape first)."""
+    return OpSpec(
+        name,
+        handler,
+        data_type,
+        msgspec.json.Decoder(data_type) if data_type is not None else None,
+        msgspec.msgpack.Decoder(data_type) if data_type is not None else None,
+        new_id=new_id,
+    )
 
-BUILTIN_OP_MODULES = (
-    "gridsync.sync.ops_households",
-    "gridsync.sync.ops_whistle",
-)
 
-
-def register(name: str, *, data_type: type | None = None, new_id: bool = False) -> Callable:
-    def decorate(handler: Callable[..., Outcome]) -> Callable[..., Outcome]:
-        if name in REGISTRY and REGISTRY[name].handler is not handler:
-            raise ValueError(f"op {name} is registered twice")
-        decoder = msgspec.json.Decoder(data_type) if data_type is not None else None
-        mp = msgspec.msgpack.Decoder(data_type) if data_type is not None else None
-        batch = REGISTRY[name].batch_handler if name in REGISTRY else None
-        REGISTRY[name] = OpSpec(name, handler, data_type, decoder, mp, batch, new_id=new_id)
-        return handler
-
-    return decorate
-
-
-def register_batch(
-    name: str, *, data_type: type | None = None, own_record: bool = False, new_id: bool = False
-) -> Callable:
-    """Register an op by its batch handler ``(ctx, items: list[BatchItem]) -> list[Outcome |
-    GridsyncError]`` (one result per item, in order): push hands it every run of the op in a
+def batch_op(
+    name: str,
+    batch_handler: Callable[..., list[Outcome | GridsyncError]],
+    *,
+    data_type: type | None = None,
+    own_record: bool = False,
+    new_id: bool = False,
+) -> OpSpec:
+    """An op handled by runs: ``batch_handler(ctx, items: list[BatchItem]) -> list[Outcome |
+    GridsyncError]`` (one result per item, in order); push hands it every run of the op in a
     batch. Its one-mutation handler is the batch of one. ``own_record``: the op's rows are the
     record of its mutations (its outcomes say ``logged=False``)."""
 
-    def decorate(fn: Callable[..., list[Outcome | GridsyncError]]) -> Callable:
-        def one(ctx: OpContext, m: Mutation, data: Any) -> Outcome:
-            result = fn(ctx, [BatchItem(m, data, ctx.hlc, ctx.scope_ms or ms_of(ctx.hlc))])[0]
-            if isinstance(result, GridsyncError):
-                raise result
-            return result
+    def one(ctx: OpContext, m: Mutation, data: Any) -> Outcome:
+        item = BatchItem(m, data, ctx.hlc, ctx.scope_ms or ms_of(ctx.hlc))
+        result = batch_handler(ctx, [item])[0]
+        if isinstance(result, GridsyncError):
+            raise result
+        return result
 
-        register(name, data_type=data_type, new_id=new_id)(one)
-        spec = REGISTRY[name]
-        REGISTRY[name] = OpSpec(
-            spec.name,
-            spec.handler,
-            spec.data_type,
-            spec.decoder,
-            spec.msgpack_decoder,
-            fn,
-            own_record,
-            new_id,
-        )
-        return fn
-
-    return decorate
+    spec = op(name, one, data_type=data_type, new_id=new_id)
+    return dataclasses.replace(spec, batch_handler=batch_handler, own_record=own_record)
 
 
-@functools.cache
-def load_builtin_ops() -> dict[str, OpSpec]:
-    """Import the modules that register the built-in ones, once (push and pull call this on
-    every request)."""
-    for module in BUILTIN_OP_MODULES:
-        importlib.import_module(module)
-    return REGISTRY
+def by_name(*specs: OpSpec) -> dict[str, OpSpec]:
+    """The op table keyed by name; an op listed twice is a mistake, refused at import."""
+    table: dict[str, OpSpec] = {}
+    for spec in specs:
+        if spec.name in table:
+            raise ValueError(f"op {spec.name} is listed twice")
+        table[spec.name] = spec
+    return table

@@ -41,11 +41,10 @@ from gridsync.models import Change, PullResponse
 from gridsync.org import Scope
 from gridsync.sync import hlc
 from gridsync.sync import scope as sync_scope
-from gridsync.sync.sources import SourceChange, ordered_sources
-from gridsync.sync.sources_core import PULL_WINDOW, PullWindow
+from gridsync.sync.registry import ordered_sources
+from gridsync.sync.sources import DAY_MS, SourceChange, SourceContext
 
 CURSOR_VERSION = 1
-DAY_MS = 86_400_000
 
 
 # A cursor comes back from the phone: every number is a seq or a scope version (well inside
@@ -105,8 +104,7 @@ class PullResult:
 
 
 def _collect(
-    db: sqlite_utils.Database,
-    scope: Scope,
+    ctx: SourceContext,
     after: int,
     upto: int,
     limit: int,
@@ -132,7 +130,7 @@ def _collect(
         if type_name in done:
             continue
         asked = bound
-        listed = source(db, scope, after, bound, limit)[:limit]
+        listed = source(ctx, after, bound, limit)[:limit]
         if asked == upto and len(listed) < limit:
             complete.append((type_name, listed[-1].seq if listed else 0))
         got = [c for c in listed if c.seq <= bound]
@@ -196,7 +194,10 @@ def pull(
     now_ms: int,
     cycle_days: int,
 ) -> PullResult:
-    PULL_WINDOW.set(PullWindow(now_ms - 2 * cycle_days * DAY_MS))
+    """One page for ``scope`` after ``cursor_value``. ``now_ms`` is the request's clock, read
+    once: every source of the page gets it in one :class:`SourceContext` (with the visit window,
+    two of ``cycle_days`` back from it)."""
+    ctx = SourceContext(db, scope, now_ms, visits_since_ms=now_ms - 2 * cycle_days * DAY_MS)
     ep = epoch(db)
     head = current_seq(db)
     reset = False
@@ -264,14 +265,19 @@ def pull(
             then = Cursor(CURSOR_VERSION, ep, scope.version, cursor.upto)
             more_then = head > cursor.upto
         changes, after, more, exhausted = _collect(
-            db, pinned, cursor.after, cursor.upto, limit, False, cursor.exhausted
+            dataclasses.replace(ctx, scope=pinned),
+            cursor.after,
+            cursor.upto,
+            limit,
+            False,
+            cursor.exhausted,
         )
         if more:
             return done(
                 changes, msgspec.structs.replace(cursor, after=after, exhausted=exhausted), True
             )
         return done(changes, then, more_then)
-    changes, after, more, _ = _collect(db, scope, cursor.after, head, limit, True)
+    changes, after, more, _ = _collect(ctx, cursor.after, head, limit, True)
     return done(changes, Cursor(CURSOR_VERSION, ep, scope.version, after), more)
 
 

@@ -53,8 +53,9 @@ from gridsync.models import (
 )
 from gridsync.sync import scope as sync_scope
 from gridsync.sync.hlc import ServerClock, advance, is_valid, ms_of
-from gridsync.sync.ops import BatchItem, OpContext, Outcome, load_builtin_ops
+from gridsync.sync.ops import BatchItem, OpContext, Outcome
 from gridsync.sync.outline import Span, TooManyMutations, outline
+from gridsync.sync.registry import OPS
 
 SCHEMA_VERSION = "1"
 
@@ -348,7 +349,7 @@ def decode_data(
     """Each mutation's ``data`` as its op's type, or the error that rejects it: ``refused``
     (from :class:`PushBody`, the mutations refused while decoding), an unknown op, a new id
     without the REST shape, a data that does not decode."""
-    registry = load_builtin_ops()
+    registry = OPS
     refused = refused or {}
     out = []
     for i, m in enumerate(request.mutations):
@@ -405,7 +406,7 @@ def apply_push(
             code="device_mismatch",
         )
     now_ms = clock.now_ms()
-    registry = load_builtin_ops()
+    registry = OPS
     last_seq, floor_ms, enrolled_at, revoked_at, draining_since = db.execute(
         "SELECT last_seq, hlc_high_ms, created_at, revoked_at, draining_since FROM devices "
         "WHERE id = ?",

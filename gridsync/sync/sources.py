@@ -1,29 +1,31 @@
 """Pull sources: each change ``type`` of SPEC 3.2 (``org_unit``, ``person``, ``household``,
 ``visit``, ``whistle``, ``policy``) has a function that lists that type's changes in a scope.
 
-Pull (``gridsync/sync/pull.py``) asks every registered source for its changes with
-``after_seq < seq <= upto_seq`` (``upto_seq`` pins the page to one snapshot), ordered by ``seq``,
-at most ``limit``, merges them by ``seq`` and cuts the page. A source is::
+Pull (``gridsync/sync/pull.py``) asks every source of ``gridsync/sync/registry.py``
+(``SOURCES``) for its changes with ``after_seq < seq <= upto_seq`` (``upto_seq`` pins the page
+to one snapshot), ordered by ``seq``, at most ``limit``, merges them by ``seq`` and cuts the
+page. A source is a plain function in its area's module of ``sync/``::
 
-    @register_source("whistle")
-    def whistle_changes(db, scope, after_seq, upto_seq, limit) -> list[SourceChange]: ...
+    def whistle_changes(ctx: SourceContext, after_seq, upto_seq, limit) -> list[SourceChange]: ...
 
-Areas register theirs at import time; :func:`load_builtin_sources` imports them. A source whose
-type is numerous (visits) registers with ``bulk=True``: pull asks it last, with ``upto_seq``
-already narrowed to what the other sources' rows leave room for on the page.
+Everything a source may depend on beyond the seq range comes in :class:`SourceContext`, built
+once per pull from the request: the read transaction, the reader's scope, and "now" from the
+request's clock (an injected ``FixedClock`` in tests). A source reads no clock and no global
+state of its own: the same context gives the same page.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import sqlite_utils
 
 from gridsync.org import Scope
+
+DAY_MS = 86_400_000
 
 
 class SourceChange(msgspec.Struct, gc=False):
@@ -36,38 +38,19 @@ class SourceChange(msgspec.Struct, gc=False):
     data: Any = None  # a wire Struct for "put", None for "remove"
 
 
-Source = Callable[[sqlite_utils.Database, Scope, int, int, int], list[SourceChange]]
+@dataclass(frozen=True, slots=True)
+class SourceContext:
+    """What every pull source is given, once per pull.
 
-SOURCES: dict[str, Source] = {}
-BULK: set[str] = set()
+    ``scope`` is the reader's (its ``person_id`` is the principal's person, its ``phones`` says
+    which numbers they read in full); ``now_ms`` is the request's clock read once, so every
+    source of a page agrees on "now"; ``visits_since_ms`` is where the visits sent begin (the
+    current and previous coverage cycle of the scope's communities)."""
 
-BUILTIN_SOURCE_MODULES = (
-    "gridsync.sync.sources_core",  # org_unit, person, household, visit (sync area)
-    "gridsync.coverage",  # policy
-    "gridsync.whistle",  # whistle
-)
-
-
-def register_source(type_name: str, *, bulk: bool = False) -> Callable[[Source], Source]:
-    def decorate(fn: Source) -> Source:
-        SOURCES[type_name] = fn
-        if bulk:
-            BULK.add(type_name)
-        return fn
-
-    return decorate
+    db: sqlite_utils.Database
+    scope: Scope
+    now_ms: int
+    visits_since_ms: int = 0
 
 
-@functools.cache
-def load_builtin_sources() -> dict[str, Source]:
-    """Import the modules that register the built-in ones, once (push and pull call this on
-    every request)."""
-    for module in BUILTIN_SOURCE_MODULES:
-        importlib.import_module(module)
-    return SOURCES
-
-
-def ordered_sources() -> list[tuple[str, Source]]:
-    """The registered sources in the order pull asks them: bulk ones last."""
-    sources = load_builtin_sources()
-    return sorted(sources.items(), key=lambda item: item[0] in BULK)
+Source = Callable[[SourceContext, int, int, int], list[SourceChange]]

@@ -1,4 +1,5 @@
-"""Push ops of the whistle area: ``whistle.raise`` and ``whistle.act`` (SPEC 3.1).
+"""Whistle cases on the phone path: the push ops ``whistle.raise`` and ``whistle.act`` (SPEC
+3.1) and the pull source ``whistle`` (SPEC 3.2), listed in ``gridsync/sync/registry.py``.
 
 The mutation's ``id`` is the case's client UUID. Times: deadlines count from the push's server
 receipt (``ctx.received_ms``), the device's clock is kept as sent (``raised_at``, ``at``) once
@@ -14,10 +15,10 @@ from gridsync import whistle
 from gridsync.clock import device_time_ms
 from gridsync.errors import Invalid
 from gridsync.models import WhistleAct, WhistleRaise
-from gridsync.sync.ops import Mutation, OpContext, Outcome, register
+from gridsync.sync.ops import Mutation, OpContext, Outcome
+from gridsync.sync.sources import DAY_MS, SourceChange, SourceContext
 
 
-@register("whistle.raise", data_type=WhistleRaise, new_id=True)
 def raise_case(ctx: OpContext, m: Mutation, data: WhistleRaise) -> Outcome:
     row = ctx.db.execute("SELECT raised_by FROM whistle_cases WHERE id = ?", [m.id]).fetchone()
     if row is not None and row[0] == ctx.principal.person_id:
@@ -30,7 +31,6 @@ def raise_case(ctx: OpContext, m: Mutation, data: WhistleRaise) -> Outcome:
     return Outcome()
 
 
-@register("whistle.act", data_type=WhistleAct)
 def act(ctx: OpContext, m: Mutation, data: WhistleAct) -> Outcome:
     if data.at is not None:
         try:
@@ -47,3 +47,18 @@ def act(ctx: OpContext, m: Mutation, data: WhistleAct) -> Outcome:
         device_at=data.at,
     )
     return Outcome()
+
+
+def whistle_changes(
+    ctx: SourceContext, after_seq: int, upto_seq: int, limit: int
+) -> list[SourceChange]:
+    """Open cases and those closed in the last 30 days (``whistle.CLOSED_VISIBLE_DAYS``) before
+    the pull's "now" (the request's clock), in the scope (SPEC 3.2). A case closed longer ago
+    is not sent again; the phone drops closed cases past the same horizon itself."""
+    horizon = ctx.now_ms - whistle.CLOSED_VISIBLE_DAYS * DAY_MS
+    return [
+        SourceChange(seq, case.id, "put", case)
+        for seq, case in whistle.changed_cases(
+            ctx.db, ctx.scope, after_seq, upto_seq, limit, closed_since_ms=horizon
+        )
+    ]

@@ -1,5 +1,7 @@
-"""Push ops for households and visits: ``household.create``, ``household.update``,
-``household.move_out``, ``visit.create`` (batched: the hot path), ``visit.void``.
+"""Households and visits on the phone path: the push ops ``household.create``,
+``household.update``, ``household.move_out``, ``visit.create`` (batched: the hot path),
+``visit.void``, and the pull sources ``household`` and ``visit`` (listed in
+``gridsync/sync/registry.py``).
 
 Phones may not set ``responsible_member_id`` (the "1" of 1-5-N is a secretary's act) nor
 ``status`` through ``fields`` (``household.move_out`` does that): such a mutation is rejected
@@ -8,7 +10,7 @@ more than ``models.MAX_TAGS`` tags is rejected with ``too_many_tags``.
 
 A phone reads most households' numbers masked (gridsync/privacy.py) and may send the mask back
 with an edit of another field (an app that posts the whole form). A ``phone`` that
-:func:`~gridsync.privacy.is_masked` is never stored: ``household.update`` drops that field and
+:func:`~gridsync.models.is_masked` is never stored: ``household.update`` drops that field and
 applies the rest, ``household.create`` stores the household without a number, and the result
 says so (``ignored: [{"field": "phone", "code": "masked_phone"}]``). Dropping, not rejecting,
 keeps the rest of the person's edit. Values a phone lost to (or overwrote unseen) come back in
@@ -25,6 +27,7 @@ from gridsync import coverage, service_kinds
 from gridsync.clock import device_time_ms, iso_ms
 from gridsync.db import next_seq
 from gridsync.errors import Conflict, GridsyncError, Invalid, NotFound, OutOfScope
+from gridsync.households import HOUSEHOLD_SELECT, VISIT_SELECT, household_from_row, visit_from_row
 from gridsync.models import (
     MAX_TAGS,
     HouseholdCreate,
@@ -32,14 +35,16 @@ from gridsync.models import (
     HouseholdMoveOut,
     VisitCreate,
     VisitVoid,
+    is_masked,
 )
 from gridsync.org import Scope
-from gridsync.privacy import is_masked, shown_phone
+from gridsync.privacy import shown_phone
 from gridsync.sync import merge
 from gridsync.sync import scope as sync_scope
 from gridsync.sync.hlc import ms_of
 from gridsync.sync.merge import HouseholdState, Lost, Stamp
-from gridsync.sync.ops import BatchItem, Mutation, OpContext, Outcome, register, register_batch
+from gridsync.sync.ops import BatchItem, Mutation, OpContext, Outcome
+from gridsync.sync.sources import SourceChange, SourceContext
 
 FORBIDDEN_FIELDS = {
     "responsible_member_id": "responsible_member_id is assigned by secretaries, not by phones",
@@ -117,7 +122,6 @@ def _check_tag_count(state: HouseholdState, m: Mutation, writer: Stamp) -> None:
         )
 
 
-@register("household.create", data_type=HouseholdCreate, new_id=True)
 def household_create(ctx: OpContext, m: Mutation, data: HouseholdCreate) -> Outcome:
     if not ctx.principal.scope.allows_grid(data.grid_id):
         raise OutOfScope(f"grid {data.grid_id} is outside your scope")
@@ -187,7 +191,6 @@ def _update_fields(m: Mutation) -> dict[str, Any]:
     }
 
 
-@register_batch("household.update")
 def household_update_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome | GridsyncError]:
     """A run of household updates, in order: one query loads every household of the run, the
     merges run on those states in memory (a later update of the same household sees the
@@ -306,7 +309,6 @@ def _as_read(
     return shown_phone(scope.phones, value, v["grid_id"], v["responsible_member_id"])
 
 
-@register("household.move_out", data_type=HouseholdMoveOut)
 def household_move_out(ctx: OpContext, m: Mutation, data: HouseholdMoveOut) -> Outcome:
     state = _load_in_scope(ctx, m.id)
     seq = next_seq(ctx.db)
@@ -321,7 +323,6 @@ _VISIT_APPLIED = Outcome("applied", logged=False)
 _VISIT_DUPLICATE = Outcome("duplicate", logged=False)
 
 
-@register_batch("visit.create", data_type=VisitCreate, own_record=True, new_id=True)
 def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome | GridsyncError]:
     """A run of visit creates: one query for their households, one for existing ids, one
     ``executemany`` insert, one ``last_visit_ms`` update per household. Visits are their own
@@ -444,7 +445,6 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
     return results
 
 
-@register("visit.void", data_type=VisitVoid)
 def visit_void(ctx: OpContext, m: Mutation, data: VisitVoid) -> Outcome:
     row = ctx.db.execute(
         "SELECT household_id, grid_id, voided, member_id, kinds, at_ms FROM visits WHERE id = ?",
@@ -464,3 +464,81 @@ def visit_void(ctx: OpContext, m: Mutation, data: VisitVoid) -> Outcome:
     )
     service_kinds.visit_voided(ctx.db, grid_id, member_id, kinds, at_ms)
     return Outcome("applied")
+
+
+# -- pull sources -----------------------------------------------------------------------------
+
+
+def household_changes(
+    ctx: SourceContext, after_seq: int, upto_seq: int, limit: int
+) -> list[SourceChange]:
+    """Households of the scope's grids, with the reader's view of each phone number; those that
+    left the scope by moving to another grid come as ``remove`` (``household_moves``)."""
+    db, scope = ctx.db, ctx.scope
+    cond, params = scope.grid_filter("h.grid_id")
+    rows = db.execute(
+        f"SELECT {HOUSEHOLD_SELECT}, h.seq FROM households h "
+        f"WHERE h.seq > ? AND h.seq <= ? AND {cond} ORDER BY h.seq LIMIT ?",
+        [after_seq, upto_seq, *params, limit],
+    ).fetchall()
+    phones = scope.phones  # each household's phone as this reader may read it
+    changes = [SourceChange(r[-1], r[0], "put", household_from_row(r, phones)) for r in rows]
+    if not scope.everything:
+        from_cond, from_params = scope.grid_filter("m.from_grid")
+        to_cond, to_params = scope.grid_filter("m.to_grid")
+        # Left the scope by this move (a later move back in comes as a put at a later seq).
+        moves = db.execute(
+            f"SELECT m.household_id, m.seq FROM household_moves m "
+            f"WHERE m.seq > ? AND m.seq <= ? AND {from_cond} AND NOT ({to_cond}) "
+            f"ORDER BY m.seq LIMIT ?",
+            [after_seq, upto_seq, *from_params, *to_params, limit],
+        ).fetchall()
+        if moves:
+            changes += [SourceChange(seq, hid, "remove", None) for hid, seq in moves]
+            changes.sort(key=lambda c: c.seq)
+            changes = changes[:limit]
+    return changes
+
+
+def visit_changes(
+    ctx: SourceContext, after_seq: int, upto_seq: int, limit: int
+) -> list[SourceChange]:
+    """Visits ordered by seq across the scope's grids, read in seq windows.
+
+    One ``grid_id IN (...) AND seq > after ORDER BY seq LIMIT n`` query reads and sorts every
+    remaining visit of the scope on each page, so a snapshot would cost the square of its size
+    (bench/README.md). Instead the page is read in windows ``(lo, hi]`` of seq: SQLite reads
+    each grid's range of the window on ``visits_grid_seq`` and sorts only the window's rows. The
+    first window spans ``limit`` seqs; the next ones are sized from the density seen so far, so
+    a dense scope (a street's snapshot) takes one or two queries a page and a sparse one (a
+    member's single grid in a district) a few growing probes. Visits older than
+    ``ctx.visits_since_ms`` (the current and previous coverage cycle) are not sent; a device
+    drops older visits itself.
+    """
+    db, scope, since = ctx.db, ctx.scope, ctx.visits_since_ms
+    grids = (
+        sorted(r[0] for r in db.execute("SELECT id FROM org_units WHERE kind = 'grid'"))
+        if scope.everything
+        else sorted(scope.grid_ids)
+    )
+    if not grids or after_seq >= upto_seq:
+        return []
+    grid_list = _json.encode(grids).decode()
+    sql = (
+        f"SELECT {VISIT_SELECT}, v.seq FROM visits v INDEXED BY visits_grid_seq "
+        "WHERE v.grid_id IN (SELECT value FROM json_each(?)) AND v.seq > ? AND v.seq <= ? "
+        "AND v.at_ms >= ? ORDER BY v.seq LIMIT ?"
+    )
+    rows: list[tuple] = []
+    lo, width = after_seq, limit
+    while lo < upto_seq:
+        hi = min(upto_seq, lo + width)
+        got = db.execute(sql, [grid_list, lo, hi, since, limit - len(rows)]).fetchall()
+        rows += got
+        if len(rows) >= limit:
+            break
+        # Next window: eight times wider after an empty one, else sized from the density seen
+        # (a quarter more, so that the page is usually complete after it).
+        width = width * 8 if not got else (limit - len(rows)) * (hi - lo) * 5 // (4 * len(got)) + 1
+        lo = hi
+    return [SourceChange(r[-1], r[0], "put", visit_from_row(r)) for r in rows]

@@ -10,6 +10,10 @@ The coverage numbers here are the digest's own small computation over ``househol
 (``last_visit_ms``, ``tags``, ``responsible_member_id``) under each community's policy (the
 district default with the community's override); the full coverage report lives in the
 coverage area.
+
+A digest composes domain figures (coverage policies, households due) into messages, so it
+belongs to the domain, beside coverage and whistle, and hands its messages to ``notify/``
+(outbox, routing), which only delivers: notify imports nothing above it.
 """
 
 from __future__ import annotations
