@@ -37,7 +37,6 @@ test_sql_unit_path_equals_the_member_path``). Service kinds come from the newest
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -343,16 +342,8 @@ def _count_by_member(db: sqlite_utils.Database, t: Tally, group: PolicyGroup) ->
         g.overdue += overdue
         g.priority_overdue += prio_overdue
         m = member_counts.get(member)
-        if m is None:  # most members hold households in one grid only
-            member_counts[member] = Counts(
-                households=n,
-                assigned=n,
-                contacted=contacted,
-                overdue=overdue,
-                priority=prio_n,
-                priority_overdue=prio_overdue,
-            )
-            continue
+        if m is None:
+            m = member_counts[member] = Counts()
         m.households += n
         m.assigned += n
         m.contacted += contacted
@@ -411,8 +402,7 @@ def _count_from_aggregates(
 def _judge_members(db: sqlite_utils.Database, t: Tally) -> None:
     """Every member of the report, one by one: their load, judged by their community's policy,
     and summed into their home."""
-    everyone = _load_members(db, t.idx)
-    t.members = {pid: m for pid, m in everyone.items() if t.reports(m.home)}
+    t.members = _reported_members(db, t)
     loads = {pid: acc.households for pid, acc in t.member_counts.items()}
     if t.grids is not None and t.members:
         # A partial read may miss households a member holds in grids outside it.
@@ -424,10 +414,43 @@ def _judge_members(db: sqlite_utils.Database, t: Tally) -> None:
             ).fetchall()
         )
     homes = t.homes
+    judged: dict[tuple[str | None, int], tuple[bool, bool]] = {}  # few (community, load)
     for pid, m in t.members.items():
-        m.load = loads.get(pid, 0)
-        m.under, m.over = judge_load(m.load, t.policy_of_community(m.home.community_id))
-        homes[m.home].add(1, m.under, m.over)
+        load = m.load = loads.get(pid, 0)
+        key = (m.home.community_id, load)
+        judgement = judged.get(key)
+        if judgement is None:
+            judgement = judged[key] = judge_load(load, t.policy_of_community(key[0]))
+        m.under, m.over = judgement
+        count = homes[m.home]
+        count.members += 1
+        count.under += m.under
+        count.over += m.over
+
+
+def _reported_members(db: sqlite_utils.Database, t: Tally) -> dict[str, Member]:
+    """The members (active people with the member role) whose home the report counts."""
+    rows = db.execute(
+        "SELECT id, name, phone, branch_id FROM people WHERE active = 1 AND instr(roles, ?) > 0",
+        [msgspec.json.encode(RESPONSIBLE_ROLE).decode()],
+    ).fetchall()
+    idx = t.idx
+    home_grid = _home_grids(db, idx, [pid for pid, _, _, branch in rows if not branch])
+    branch_homes: dict[str, Home | None] = {}  # a branch's home; None: not reported on
+    members = {}
+    for pid, name, phone, branch in rows:
+        if branch:
+            try:
+                home = branch_homes[branch]
+            except KeyError:
+                home = idx.home(branch, None)
+                home = branch_homes[branch] = home if t.reports(home) else None
+        else:
+            home = idx.home(branch, home_grid.get(pid))
+            home = home if t.reports(home) else None
+        if home is not None:
+            members[pid] = Member(pid, name, phone, home)
+    return members
 
 
 def _judge_homes(db: sqlite_utils.Database, t: Tally, whole_district: bool) -> None:
@@ -484,18 +507,6 @@ def _add_judged(t: Tally, home: Home, members: int, load: int) -> None:
         t.homes[home].add(members, members * under, members * over)
 
 
-def _load_members(db: sqlite_utils.Database, idx: OrgIndex) -> dict[str, Member]:
-    rows = db.execute(
-        "SELECT id, name, phone, branch_id FROM people WHERE active = 1 AND instr(roles, ?) > 0",
-        [msgspec.json.encode(RESPONSIBLE_ROLE).decode()],
-    ).fetchall()
-    home_grid = _home_grids(db, idx, [r[0] for r in rows if not r[3]])
-    return {
-        pid: Member(pid, name, phone, idx.home(branch, None if branch else home_grid.get(pid)))
-        for pid, name, phone, branch in rows
-    }
-
-
 def _home_grids(db: sqlite_utils.Database, idx: OrgIndex, person_ids: list[str]) -> dict[str, str]:
     """Rare: a member without a branch lives in the first grid of their scope."""
     home: dict[str, str] = {}
@@ -531,7 +542,8 @@ def _grids_by_cycle(groups: list[PolicyGroup], all_grids: list[str]) -> dict[int
 def _grid_kinds(db: sqlite_utils.Database, t: Tally, by_cycle: dict[int, list[str] | None]) -> None:
     """Which kinds each grid's visits covered this cycle: the kept newest visit per (grid, kind)
     (``gridsync/service_kinds.py``) at or after the cycle's start."""
-    for grid, mask in _covered(db, t, by_cycle, "coverage_grid_kinds", "grid_id", "grid_id"):
+    covered = _covered(db, t, by_cycle, "coverage_grid_kinds", "grid_id", "grid_id")
+    for grid, mask in covered.items():
         t.grid_counts[grid].mask |= mask
 
 
@@ -540,8 +552,8 @@ def _member_kinds(
 ) -> None:
     """Which kinds each member's visits covered this cycle, in the grids read: the kept newest
     visit per (grid, member, kind)."""
-    rows = _covered(db, t, by_cycle, "coverage_member_kinds", "member_id", "grid_id, member_id")
-    for member, mask in rows:
+    covered = _covered(db, t, by_cycle, "coverage_member_kinds", "member_id", "grid_id, member_id")
+    for member, mask in covered.items():
         if mask:
             t.member_counts[member].mask |= mask
 
@@ -553,12 +565,13 @@ def _covered(
     table: str,
     key: str,
     group_by: str,
-) -> Iterator[tuple[str, int]]:
-    """(key, mask of the kinds covered) per ``group_by`` of a kept kinds table, each cycle's
-    grids counted from their own cycle start. The kinds come as a JSON list per row; there are
-    few distinct lists, so each list's mask is computed once."""
+) -> dict[str, int]:
+    """key -> the mask of the kinds covered, from the rows of a kept kinds table grouped by
+    ``group_by``, each cycle's grids counted from their own cycle start. The kinds come as a
+    JSON list per row; there are few distinct lists, so each list's mask is computed once."""
     bit = {k: 1 << i for i, k in enumerate(t.kinds)}
     masks: dict[str, int] = {}
+    covered: dict[str, int] = {}
     for cycle_days, grids in by_cycle.items():
         cond, params = grid_filter(grids)
         for subject, raw in db.execute(
@@ -569,4 +582,5 @@ def _covered(
             mask = masks.get(raw)
             if mask is None:
                 mask = masks[raw] = sum(bit.get(k, 0) for k in set(_kinds_decoder.decode(raw)))
-            yield subject, mask
+            covered[subject] = covered.get(subject, 0) | mask
+    return covered
