@@ -10,22 +10,22 @@ Where each rule lives:
   ``policy`` in ``gridsync/sync/policy.py`` sends).
 - ``org_index.py``: the org tree as reports read it (cached per version), and which units and
   grids a report covers within the reader's scope.
-- ``tally.py``: what counts (contacted, overdue, priority overdue, a member and their home) and
-  the one engine that counts it, per member or from the kept aggregates.
+- ``tallying.py``: what counts (contacted, overdue, priority overdue, a member and their home)
+  and :func:`tally`, the one engine that counts it, per member or from the kept aggregates.
 - ``rows.py``: the roll-up rows at every level, their sums and rates.
-- ``violations.py``: the households and members at fault, paged, with counts.
-- ``assign.py``: assignments (checks, log), rebalancing suggestions and applying them.
-- ``sample.py``: the assessors' reproducible sample.
+- ``violations_list.py``: the households and members at fault, paged, with counts.
+- ``assignments.py``: assignments (checks, log), rebalancing suggestions and applying them.
+- ``sampling.py``: the assessors' reproducible sample.
 
 Import the public names from the package (``from gridsync import coverage``;
-``coverage.rollup``): several modules share their name with the function they hold
-(``tally``, ``violations``, ``assign``, ``sample``), and the package's name is the function.
+``coverage.rollup``). No module is named like a function it holds, so ``coverage.tally`` is
+the engine and ``gridsync.coverage.tallying`` its module: one meaning per name.
 """
 
 from __future__ import annotations
 
 from gridsync.audit import Actor
-from gridsync.coverage.assign import (
+from gridsync.coverage.assignments import (
     ASSIGNER_ROLES,
     apply_suggestions,
     assign,
@@ -54,9 +54,9 @@ from gridsync.coverage.policy import (
 )
 from gridsync.coverage.rows import UNIT_LEVELS, default_levels, rollup, rows_of
 from gridsync.coverage.rows import rate as _rate
-from gridsync.coverage.sample import sample
-from gridsync.coverage.tally import DAY_MS, RESPONSIBLE_ROLE, Member, Tally, member_phone, tally
-from gridsync.coverage.violations import HOUSEHOLD_VIOLATIONS, MEMBER_VIOLATIONS, violations
+from gridsync.coverage.sampling import sample
+from gridsync.coverage.tallying import DAY_MS, RESPONSIBLE_ROLE, Member, Tally, member_phone, tally
+from gridsync.coverage.violations_list import HOUSEHOLD_VIOLATIONS, MEMBER_VIOLATIONS, violations
 from gridsync.models import COVERAGE_LEVELS as LEVELS
 from gridsync.models import VIOLATION_KINDS, CoverageRow, PolicyOverride
 

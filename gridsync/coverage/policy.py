@@ -75,7 +75,7 @@ def _stored_override(db: sqlite_utils.Database, community_id: str) -> dict[str, 
 def judge_load(load: int, policy: Policy) -> tuple[bool, bool]:
     """(under the minimum, over the cap) of a member responsible for ``load`` active households,
     by their community's policy. (The roll-up from the kept aggregates says the same in SQL
-    when one minimum and one cap hold everywhere: ``tally._judge_homes``.)"""
+    when one minimum and one cap hold everywhere: ``tallying._judge_homes``.)"""
     return load < policy.min_households_per_member, load > policy.max_households_per_member
 
 

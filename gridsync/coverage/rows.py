@@ -1,5 +1,5 @@
 """Roll-up rows (SPEC section 4): coverage at every level member -> branch -> grid -> community
--> street -> district, from one :func:`~gridsync.coverage.tally.tally`.
+-> street -> district, from one :func:`~gridsync.coverage.tallying.tally`.
 
 A unit's figures: a grid's households and the members whose home it is; a branch has its grid's
 households and kinds and its own members, and is not summed upwards (its members are counted at
@@ -16,7 +16,7 @@ import sqlite_utils
 from gridsync.clock import iso_ms
 from gridsync.config import Settings
 from gridsync.coverage.org_index import OrgIndex, report_units
-from gridsync.coverage.tally import Counts, Tally, tally
+from gridsync.coverage.tallying import Counts, Tally, tally
 from gridsync.errors import Invalid
 from gridsync.models import COVERAGE_LEVELS as LEVELS
 from gridsync.models import CoverageReport, CoverageRow, Policy

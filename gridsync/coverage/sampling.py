@@ -8,7 +8,7 @@ import random
 import sqlite_utils
 
 from gridsync.coverage.org_index import OrgIndex, report_units
-from gridsync.coverage.tally import grid_filter
+from gridsync.coverage.tallying import grid_filter
 from gridsync.errors import Invalid
 from gridsync.households import HOUSEHOLD_SELECT, VISIT_SELECT, household_from_row, visit_from_row
 from gridsync.models import Sample, SampledHousehold

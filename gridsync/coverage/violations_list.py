@@ -2,7 +2,7 @@
 time with the counts of every kind.
 
 Kinds, in this order: ``unassigned`` (an active household with no responsible member),
-``overdue`` and ``priority_overdue`` (as defined in :mod:`gridsync.coverage.tally`),
+``overdue`` and ``priority_overdue`` (as defined in :mod:`gridsync.coverage.tallying`),
 ``member_under_min`` and ``member_over_cap`` (a member's load judged by their community's
 policy). Counts come from a tally from the kept aggregates; member items are read one by one
 only when a page reaches them.
@@ -16,7 +16,7 @@ import sqlite_utils
 
 from gridsync.clock import iso_ms
 from gridsync.config import Settings
-from gridsync.coverage.tally import DAY_MS, Member, PolicyGroup, Tally, member_phone, tally
+from gridsync.coverage.tallying import DAY_MS, Member, PolicyGroup, Tally, member_phone, tally
 from gridsync.errors import Invalid
 from gridsync.models import VIOLATION_KINDS, Violation, ViolationPage
 from gridsync.org import Scope

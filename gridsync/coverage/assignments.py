@@ -17,7 +17,7 @@ from gridsync.audit import Actor
 from gridsync.clock import SYSTEM_CLOCK, Clock, iso_ms
 from gridsync.config import Settings
 from gridsync.coverage.policy import policy_of_grid
-from gridsync.coverage.tally import RESPONSIBLE_ROLE, Member, grid_filter, tally
+from gridsync.coverage.tallying import RESPONSIBLE_ROLE, Member, grid_filter, tally
 from gridsync.db import next_seq
 from gridsync.errors import Conflict, Forbidden, GridsyncError, Invalid, NotFound, OutOfScope
 from gridsync.models import (
