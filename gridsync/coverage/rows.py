@@ -10,6 +10,8 @@ community's policy. Rates are ``round(num / den, 4)``, None when the denominator
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import msgspec
 import sqlite_utils
 
@@ -77,7 +79,7 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
     make = RowMaker(t)
     counts = _unit_counts(t)
     kinds = _unit_kinds(t, make)
-    by_level: dict[str, list[str]] = {level: [] for level in LEVELS}
+    by_level: dict[str, list[str]] = defaultdict(list)
     for uid, kind in t.idx.kind.items():  # in id order (OrgIndex.load)
         if uid in t.units:
             by_level[kind].append(uid)
