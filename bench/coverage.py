@@ -44,6 +44,7 @@ from bench.common import REPO, Budget, Report, median
 from gridsync import coverage, demo
 from gridsync.config import Settings
 from gridsync.db import Store
+from gridsync.models import COVERAGE_LEVELS
 from gridsync.org import Scope
 
 ADMIN = Scope("bench", True, frozenset(), frozenset(), 0)
@@ -141,7 +142,7 @@ def measure(store: Store, report: Report, runs: int) -> None:
 
     def every_level(db):
         return coverage.rollup(
-            db, settings, ADMIN, None, now_ms=now_ms, levels=list(coverage.LEVELS)
+            db, settings, ADMIN, None, now_ms=now_ms, levels=list(COVERAGE_LEVELS)
         )
 
     def page(db):

@@ -579,7 +579,9 @@ class _NoProgress:
         return None
 
 
-Progress = Callable[[str, int], Any]  # (label, total) -> context manager with .update(n)
+# (label, total) -> a context manager with .update(n): a bar per step of the build. Not
+# exports.Progress, which is one callback that advances one bar.
+ProgressBars = Callable[[str, int], Any]
 
 
 def _no_progress(label: str, total: int) -> _NoProgress:
@@ -686,7 +688,7 @@ def build(
     scale: Scale,
     seed: int = 1,
     as_of: date | None = None,
-    progress: Progress = _no_progress,
+    progress: ProgressBars = _no_progress,
 ) -> dict[str, Any]:
     """Write the demo into an empty database; returns :func:`summary`.
 

@@ -228,7 +228,7 @@ def _columns(level: str) -> tuple[tuple[str, str, str, str], ...]:
 
 # -- writers ----------------------------------------------------------------------------------
 
-Progress = Callable[[int], None]
+Progress = Callable[[int], None]  # advances the one bar of an export by n rows
 
 
 def _noop(_: int) -> None:

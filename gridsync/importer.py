@@ -430,6 +430,28 @@ def read_file(
     or that has no header but holds data, is refused (``unknown_column``) unless
     ``ignore_unknown_columns``: data the user meant to import must not be dropped silently."""
     path = Path(path)
+    table = _read_table(path, limits)
+    exact_width = path.suffix.lower() == ".csv"  # XLSX rows end at their last filled cell
+    columns, ignored, unknown = _header_columns(path.name, table[0])
+    unnamed = _unnamed_columns(table, exact_width)
+    unknown += [f"第{i + 1}列（没有表头）" for i in unnamed]
+    ignored += [f"第{i + 1}列（没有表头）" for i in unnamed]
+    if unknown and not ignore_unknown_columns:
+        raise Invalid(
+            f"{path.name}: 无法识别的列 {'、'.join(unknown[:10])}"
+            f"{' 等' if len(unknown) > 10 else ''}：改为可识别的列名（见 --help）、删去该列，"
+            "或确认忽略（--ignore-unknown-columns）",
+            code="unknown_column",
+        )
+    rows, errors = _data_rows(table, columns, exact_width)
+    if not rows and not errors:
+        raise Invalid(f"{path.name}: 只有表头，没有数据行", code="no_rows")
+    return Sheet(path.name, columns, ignored, rows, errors)
+
+
+def _read_table(path: Path, limits: Limits) -> list[list[Any]]:
+    """The file's cells, row 1 first, within ``limits``; a missing, too large, unknown kind of
+    file, or one without a header row, is refused."""
     if not path.is_file():
         raise Invalid(f"找不到文件 {path}", code="file_not_found")
     size = path.stat().st_size
@@ -446,7 +468,12 @@ def read_file(
         raise Invalid(f"{path.name}: 第1行应为表头（列名）", code="no_header")
     if len(table) - 1 > limits.max_rows:
         raise _too_many_rows(path.name, limits)
-    header = table[0]
+    return table
+
+
+def _header_columns(source: str, header: list[Any]) -> tuple[dict[int, str], list[str], list[str]]:
+    """(field of each known column by index, headers ignored, headers unknown). A field twice,
+    or no external_id column, is refused; a row-number column (序号) is ignored, not unknown."""
     columns: dict[int, str] = {}
     ignored: list[str] = []
     unknown: list[str] = []
@@ -460,17 +487,22 @@ def read_file(
                     unknown.append(f"“{text[:40]}”")
         elif name in columns.values():
             raise Invalid(
-                f"{path.name}: 列“{HEADERS[name][0]}”({name}) 出现了不止一次",
+                f"{source}: 列“{HEADERS[name][0]}”({name}) 出现了不止一次",
                 code="duplicate_column",
             )
         else:
             columns[i] = name
     if "external_id" not in columns.values():
-        raise Invalid(f"{path.name}: 缺少必需的列“外部编号”(external_id)", code="missing_column")
-    # data under a column with no header (or beyond the header's last column)
+        raise Invalid(f"{source}: 缺少必需的列“外部编号”(external_id)", code="missing_column")
+    return columns, ignored, unknown
+
+
+def _unnamed_columns(table: list[list[Any]], exact_width: bool) -> list[int]:
+    """Indexes of the columns holding data under no header (or beyond the header's last
+    column): data the user meant to import."""
+    header = table[0]
     width = len(header)
-    exact_width = suffix == ".csv"
-    unnamed = sorted(
+    return sorted(
         {
             i
             for cells in table[1:]
@@ -480,20 +512,20 @@ def read_file(
             and not (exact_width and i >= width)  # a CSV row that long is a row_width error
         }
     )
-    unknown += [f"第{i + 1}列（没有表头）" for i in unnamed]
-    ignored += [f"第{i + 1}列（没有表头）" for i in unnamed]
-    if unknown and not ignore_unknown_columns:
-        raise Invalid(
-            f"{path.name}: 无法识别的列 {'、'.join(unknown[:10])}"
-            f"{' 等' if len(unknown) > 10 else ''}：改为可识别的列名（见 --help）、删去该列，"
-            "或确认忽略（--ignore-unknown-columns）",
-            code="unknown_column",
-        )
+
+
+def _data_rows(
+    table: list[list[Any]], columns: dict[int, str], exact_width: bool
+) -> tuple[list[tuple[int, dict[str, str]]], list[RowError]]:
+    """(row number, text of each known column) of every row read whole, and an error for each
+    row that could not be (a CSV row of another width than the header, a bad cell). Blank rows
+    are skipped: they hold nothing to lose."""
+    width = len(table[0])
     rows: list[tuple[int, dict[str, str]]] = []
     errors: list[RowError] = []
     for number, cells in enumerate(table[1:], start=2):
         if not any(_cell_text(v) or isinstance(v, _BadCell) for v in cells):
-            continue  # a blank line holds nothing to lose
+            continue
         if exact_width and len(cells) != width:
             errors.append(
                 RowError(
@@ -526,9 +558,7 @@ def read_file(
         }
         if any(values.values()):
             rows.append((number, values))
-    if not rows and not errors:
-        raise Invalid(f"{path.name}: 只有表头，没有数据行", code="no_rows")
-    return Sheet(path.name, columns, ignored, rows, errors)
+    return rows, errors
 
 
 # -- validating and planning ------------------------------------------------------------------
@@ -792,88 +822,20 @@ def plan_import(
     plan = _Plan(Preview(source=sheet.source, rows=rows, ignored_columns=sheet.ignored))
     errors = plan.preview.errors
     errors.extend(sheet.errors)
-    ext_ids = [raw.get("external_id", "") for _, raw in sheet.rows]
-    existing = {
-        row[1]: dict(zip(_EXISTING_COLS, row))
-        for row in db.execute(
-            f"SELECT {', '.join(_EXISTING_COLS)} FROM households "
-            "WHERE external_id IN (SELECT value FROM json_each(?))",
-            [msgspec.json.encode(ext_ids).decode()],
-        ).fetchall()
-    }
+    existing = _existing_households(db, sheet)
     checker = _Checker(db)
     first_row: dict[str, int] = {}
     valid: list[tuple[int, str, dict[str, Any] | None, dict[str, Any]]] = []
     for number, raw in sheet.rows:
         before = len(errors)
-
-        def bad(column: str, code: str, message: str, number: int = number) -> None:
-            errors.append(
-                RowError(
-                    row=number,
-                    column=column,
-                    code=code,
-                    message=f"第{number}行 {HEADERS[column][0]}: {message}",
-                )
-            )
-
         values = _row_values(number, raw, errors)
         ext = values.get("external_id", "")
-        if not ext:
-            bad("external_id", "missing_field", "外部编号不能为空")
-        elif ext in first_row:
-            bad(
-                "external_id", "duplicate_external_id", f"外部编号“{ext}”与第{first_row[ext]}行重复"
-            )
-        else:
-            first_row[ext] = number
         current = existing.get(ext)
-        for name in REQUIRED_FOR_NEW:
-            if current is None and not values.get(name):
-                bad(name, "missing_field", f"新住户必须填写{HEADERS[name][0]}")
-            elif current is not None and name in values and not values[name]:
-                bad(
-                    name,
-                    "missing_field",
-                    f"{HEADERS[name][0]}不能为空（不改这一项时可留空整列或删去此列）",
-                )
-        grid = values.get("grid_id") or (current or {}).get("grid_id")
-        if values.get("grid_id"):
-            kind = checker.unit_kind(values["grid_id"])
-            if kind is None:
-                bad("grid_id", "unknown_grid", f"网格“{values['grid_id']}”不存在")
-                grid = None
-            elif kind != "grid":
-                bad("grid_id", "not_a_grid", f"“{values['grid_id']}”是{kind}，不是网格")
-                grid = None
-        member = values.get("responsible_member_id")
-        if member:
-            problem, grids = checker.member(member)
-            if problem == "unknown_member":
-                bad("responsible_member_id", problem, f"没有编号为“{member}”的人员")
-            elif problem == "not_a_member":
-                bad("responsible_member_id", problem, f"“{member}”不是党员（角色不含 member）")
-            elif problem == "member_inactive":
-                bad("responsible_member_id", problem, f"党员“{member}”已停用")
-            elif grid and grids is not None and grid not in grids:
-                bad(
-                    "responsible_member_id",
-                    "member_out_of_grid",
-                    f"党员“{member}”不负责网格“{grid}”",
-                )
+        _check_row(checker, number, values, current, first_row, errors)
         if len(errors) > before:
             continue
         valid.append((number, current["id"] if current else household_id_for(ext), current, values))
-        if current is None:
-            plan.new.append(values)
-            continue
-        diff = {
-            k: v for k, v in values.items() if k != "external_id" and not _same(k, current[k], v)
-        }
-        if diff:
-            plan.changed.append((current["id"], current, diff))
-        else:
-            plan.preview.unchanged += 1
+        _plan_row(plan, current, values)
     _plan_assignments(db, settings or Settings(), plan, valid, override_cap)
     plan.preview.new = len(plan.new)
     plan.preview.changed = len(plan.changed)
@@ -881,6 +843,91 @@ def plan_import(
     plan.preview.over_cap = sum(1 for *_, over in plan.assignments if over)
     errors.sort(key=lambda e: (e.row, FIELDS.index(e.column) if e.column else -1))
     return plan
+
+
+def _existing_households(db: sqlite_utils.Database, sheet: Sheet) -> dict[str, dict[str, Any]]:
+    """The households the file names, by external_id (one query)."""
+    ext_ids = [raw.get("external_id", "") for _, raw in sheet.rows]
+    return {
+        row[1]: dict(zip(_EXISTING_COLS, row))
+        for row in db.execute(
+            f"SELECT {', '.join(_EXISTING_COLS)} FROM households "
+            "WHERE external_id IN (SELECT value FROM json_each(?))",
+            [msgspec.json.encode(ext_ids).decode()],
+        ).fetchall()
+    }
+
+
+def _check_row(
+    checker: _Checker,
+    number: int,
+    values: dict[str, Any],
+    current: dict[str, Any] | None,
+    first_row: dict[str, int],
+    errors: list[RowError],
+) -> None:
+    """A row's checks against the file (external_id present and not repeated: ``first_row``
+    notes where each was first) and the database (fields a new household needs, the grid, the
+    responsible member); appends errors."""
+
+    def bad(column: str, code: str, message: str) -> None:
+        errors.append(
+            RowError(
+                row=number,
+                column=column,
+                code=code,
+                message=f"第{number}行 {HEADERS[column][0]}: {message}",
+            )
+        )
+
+    ext = values.get("external_id", "")
+    if not ext:
+        bad("external_id", "missing_field", "外部编号不能为空")
+    elif ext in first_row:
+        bad("external_id", "duplicate_external_id", f"外部编号“{ext}”与第{first_row[ext]}行重复")
+    else:
+        first_row[ext] = number
+    for name in REQUIRED_FOR_NEW:
+        if current is None and not values.get(name):
+            bad(name, "missing_field", f"新住户必须填写{HEADERS[name][0]}")
+        elif current is not None and name in values and not values[name]:
+            bad(
+                name,
+                "missing_field",
+                f"{HEADERS[name][0]}不能为空（不改这一项时可留空整列或删去此列）",
+            )
+    grid = values.get("grid_id") or (current or {}).get("grid_id")
+    if values.get("grid_id"):
+        kind = checker.unit_kind(values["grid_id"])
+        if kind is None:
+            bad("grid_id", "unknown_grid", f"网格“{values['grid_id']}”不存在")
+            grid = None
+        elif kind != "grid":
+            bad("grid_id", "not_a_grid", f"“{values['grid_id']}”是{kind}，不是网格")
+            grid = None
+    member = values.get("responsible_member_id")
+    if member:
+        problem, grids = checker.member(member)
+        if problem == "unknown_member":
+            bad("responsible_member_id", problem, f"没有编号为“{member}”的人员")
+        elif problem == "not_a_member":
+            bad("responsible_member_id", problem, f"“{member}”不是党员（角色不含 member）")
+        elif problem == "member_inactive":
+            bad("responsible_member_id", problem, f"党员“{member}”已停用")
+        elif grid and grids is not None and grid not in grids:
+            bad("responsible_member_id", "member_out_of_grid", f"党员“{member}”不负责网格“{grid}”")
+
+
+def _plan_row(plan: _Plan, current: dict[str, Any] | None, values: dict[str, Any]) -> None:
+    """A valid row in the plan: a new household, the fields that change, or unchanged."""
+    if current is None:
+        plan.new.append(values)
+        return
+    diff = {k: v for k, v in values.items() if k != "external_id" and not _same(k, current[k], v)}
+    if diff:
+        plan.changed.append((current["id"], current, diff))
+    else:
+        plan.preview.unchanged += 1
 
 
 def preview(

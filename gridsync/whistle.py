@@ -15,8 +15,9 @@ its notifications to the outbox in the same transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, get_args
 
 import msgspec
 import sqlite_utils
@@ -33,6 +34,7 @@ from gridsync.models import (
     CaseAction,
     CaseEvent,
     CasePage,
+    CaseState,
     Deadlines,
     ReportRow,
     WhistleAct,
@@ -512,11 +514,101 @@ def raise_case(
     return get_case(db, case_id)
 
 
-# -- acting -------------------------------------------------------------------------------------
+# -- acting: the state machine of SPEC 5 as a table ------------------------------------------
+
+HOLDER = "holder"  # the level that holds the case now (:func:`responsible`)
+VIEWER = "viewer"  # anyone who can see the case (:func:`can_see`)
+ALL_STATES: tuple[str, ...] = get_args(CaseState)
+
+# The deadlines of a stay at a level (a stint), in the order they fall due; the stint's column
+# that records each one met.
+_MET_COLUMN = {"accept": "accepted_ms", "arrive": "arrived_ms", "resolve": "resolved_ms"}
+
+# Where a transition's next stay starts, with new deadlines: at the level that holds the case,
+# one level up (the whistle), or back at the level that held it before (backflow).
+HERE, UP, BACK = "here", "up", "back"
+
+Refusal = Callable[[sqlite_utils.Database, CaseRow], GridsyncError]
+Check = Callable[[sqlite_utils.Database, CaseRow, WhistleAct | CaseAction, str | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One action on a case: the states it may be taken from, the state it leads to, who may
+    take it, which deadlines it meets, whether the stay at the level ends and where the next
+    one starts. :func:`act` is the one interpreter of the table."""
+
+    sources: tuple[str, ...]
+    to: str | None  # None: the state stays (a comment)
+    by: str  # HOLDER or VIEWER
+    meets: tuple[str, ...] = ()  # deadlines met now: the first one, then any not met before it
+    ends: str | None = None  # the stay ends, for this reason (``whistle_stints.end_reason``)
+    starts: str | None = None  # HERE, UP or BACK: a new stay with new deadlines
+    # A source state refused with its own error rather than ``illegal_transition``.
+    refused: dict[str, Refusal] = field(default_factory=dict)
+    checks: tuple[Check, ...] = ()  # after the state's check, in order
+
+
+def _already_accepted(db: sqlite_utils.Database, case: CaseRow) -> GridsyncError:
+    return Conflict(
+        f"{_person_name(db, case.accepted_by)} has already accepted this case",
+        code="already_accepted",
+        accepted_by=case.accepted_by,
+    )
+
+
+def _not_self_review(
+    db: sqlite_utils.Database, case: CaseRow, data: WhistleAct | CaseAction, who: str | None
+) -> None:
+    if who is not None and who == latest_resolver(db, case.id):
+        raise Conflict(
+            "the person who resolved a case may not close it or give its satisfaction: "
+            "someone else closes it with the resident's score",
+            code="self_review",
+            resolved_by=who,
+        )
+
+
+def _scored(
+    db: sqlite_utils.Database, case: CaseRow, data: WhistleAct | CaseAction, who: str | None
+) -> None:
+    if data.satisfaction is None:
+        raise Invalid(
+            "closing a case needs the resident's satisfaction (1-5)",
+            code="invalid_satisfaction",
+            field="satisfaction",
+        )
+
+
+# action -> Transition(from states, new state, who may take it, deadlines and stays, checks)
+TRANSITIONS: dict[str, Transition] = {
+    # Handling, by the level that holds the case: accept (the accept deadline), arrive on site,
+    # resolve (arriving too, if nobody said so before).
+    "accept": Transition(
+        ("raised", "reopened"),
+        "accepted",
+        HOLDER,
+        meets=("accept",),
+        refused={"accepted": _already_accepted, "on_site": _already_accepted},
+    ),
+    "arrive": Transition(("accepted",), "on_site", HOLDER, meets=("arrive",)),
+    "resolve": Transition(("accepted", "on_site"), "resolved", HOLDER, meets=("resolve", "arrive")),
+    # The whistle: one level up, and the level that held it before (backflow), with new
+    # deadlines there.
+    "escalate": Transition(OPEN_STATES, "raised", HOLDER, ends="escalated", starts=UP),
+    "return": Transition(OPEN_STATES, "raised", HOLDER, ends="returned", starts=BACK),
+    # Review, by anyone who can see the case: close with the resident's score (not by the one
+    # who resolved it), reopen (new deadlines at the same level), comment.
+    "close": Transition(
+        ("resolved",), "closed", VIEWER, ends="closed", checks=(_not_self_review, _scored)
+    ),
+    "reopen": Transition(("resolved", "closed"), "reopened", VIEWER, ends="reopened", starts=HERE),
+    "comment": Transition(ALL_STATES, None, VIEWER),
+}
 
 # Who acted on a case's handling path (the response the report measures). Comments, closing and
 # reopening are not handling: closing is the review of it, by someone else (``self_review``).
-HANDLING_ACTIONS = ("accept", "arrive", "resolve", "escalate", "return")
+HANDLING_ACTIONS = tuple(a for a, t in TRANSITIONS.items() if t.by == HOLDER)
 
 
 def latest_resolver(db: sqlite_utils.Database, case_id: str) -> str | None:
@@ -552,6 +644,39 @@ def _illegal(case: CaseRow, action: str) -> GridsyncError:
     )
 
 
+def _level_up(
+    db: sqlite_utils.Database, case: CaseRow, stint: Stint, data: WhistleAct | CaseAction
+) -> tuple[str, str]:
+    target = _next_level(db, case.level, case.unit_id, data.department_id)
+    if target is None:
+        raise Conflict(
+            "the case is already at the district level",
+            code="illegal_transition",
+            state=case.state,
+            action=data.action,
+        )
+    return target
+
+
+def _level_back(
+    db: sqlite_utils.Database, case: CaseRow, stint: Stint, data: WhistleAct | CaseAction
+) -> tuple[str, str]:
+    """The level that held the case before this one; none below the grid."""
+    if case.level == "grid":
+        raise _illegal(case, data.action)
+    previous = db.execute(
+        "SELECT level, unit_id FROM whistle_stints WHERE case_id = ? AND id < ? "
+        "AND level != ? ORDER BY id DESC LIMIT 1",
+        [case.id, stint.id, case.level],
+    ).fetchone()
+    if previous is None:
+        raise _illegal(case, data.action)
+    return previous[0], previous[1]
+
+
+_MOVES = {UP: _level_up, BACK: _level_back}
+
+
 def act(
     db: sqlite_utils.Database,
     principal: Principal,
@@ -563,7 +688,10 @@ def act(
     router: Router | None = None,
     device_at: str | None = None,
 ) -> WhistleCase:
-    """Apply one action to a case (phones through ``whistle.act``, the web through REST)."""
+    """Apply one action to a case (phones through ``whistle.act``, the web through REST): the
+    interpreter of :data:`TRANSITIONS`. Refusals, in order: the score, the case (not found
+    unless visible), who (``not_responsible``), the state (``illegal_transition`` or the
+    transition's own refusal), the transition's checks, where a move goes."""
     router = _router(settings, router)
     if data.satisfaction is not None and not 1 <= data.satisfaction <= 5:
         raise Invalid(
@@ -575,167 +703,112 @@ def act(
     if case is None or not can_see(case, principal.scope):
         raise NotFound(f"no whistle case {case_id}", code="case_not_found")
     action = data.action
+    rule = TRANSITIONS.get(action)
+    if rule is None:  # pragma: no cover - WhistleAction is a closed Literal
+        raise Invalid(f"unknown action {action}", field="action")
     who, device = principal.person_id, principal.device_id
-    if action in ("accept", "arrive", "resolve", "escalate", "return") and not responsible(
-        case, principal.scope
-    ):
+    if rule.by == HOLDER and not responsible(case, principal.scope):
         raise Forbidden(
             f"the case is with {case.unit_id} ({case.level} level); you cannot {action} it",
             code="not_responsible",
         )
     stint = _load_stint(db, case.stint_id)
-    note = data.note
-
-    if action == "accept":
-        if case.state in ("accepted", "on_site"):
-            raise Conflict(
-                f"{_person_name(db, case.accepted_by)} has already accepted this case",
-                code="already_accepted",
-                accepted_by=case.accepted_by,
-            )
-        if case.state not in ("raised", "reopened"):
-            raise _illegal(case, action)
-        db.execute("UPDATE whistle_stints SET accepted_ms = ? WHERE id = ?", [now_ms, stint.id])
-        _touch(db, case_id, now_ms, state="accepted", accepted_by=who)
-        new_state = "accepted"
-    elif action == "arrive":
-        if case.state != "accepted":
-            raise _illegal(case, action)
-        db.execute("UPDATE whistle_stints SET arrived_ms = ? WHERE id = ?", [now_ms, stint.id])
-        _touch(db, case_id, now_ms, state="on_site")
-        new_state = "on_site"
-    elif action == "resolve":
-        if case.state not in ("accepted", "on_site"):
-            raise _illegal(case, action)
-        db.execute(
-            "UPDATE whistle_stints SET resolved_ms = ?, arrived_ms = coalesce(arrived_ms, "
-            "?) WHERE id = ?",
-            [now_ms, now_ms, stint.id],
-        )
-        _touch(db, case_id, now_ms, state="resolved")
-        new_state = "resolved"
-    elif action == "comment":
-        _touch(db, case_id, now_ms)
-        new_state = case.state
-    elif action == "close":
-        if case.state != "resolved":
-            raise _illegal(case, action)
-        if who is not None and who == latest_resolver(db, case_id):
-            raise Conflict(
-                "the person who resolved a case may not close it or give its satisfaction: "
-                "someone else closes it with the resident's score",
-                code="self_review",
-                resolved_by=who,
-            )
-        if data.satisfaction is None:
-            raise Invalid(
-                "closing a case needs the resident's satisfaction (1-5)",
-                code="invalid_satisfaction",
-                field="satisfaction",
-            )
-        db.execute(
-            "UPDATE whistle_stints SET satisfaction = ?, ended_ms = ?, "
-            "end_reason = 'closed' WHERE id = ?",
-            [data.satisfaction, now_ms, stint.id],
-        )
-        _touch(
-            db, case_id, now_ms, state="closed", satisfaction=data.satisfaction, closed_ms=now_ms
-        )
-        new_state = "closed"
-    elif action == "reopen":
-        if case.state not in ("resolved", "closed"):
-            raise _illegal(case, action)
-        if stint.ended_ms is None:
-            db.execute(
-                "UPDATE whistle_stints SET ended_ms = ?, end_reason = 'reopened' WHERE id = ?",
-                [now_ms, stint.id],
-            )
-        new_stint = _open_stint(db, case_id, case.level, case.unit_id, now_ms, settings)
-        _touch(
-            db,
-            case_id,
-            now_ms,
-            state="reopened",
-            stint_id=new_stint,
-            accepted_by=None,
-            satisfaction=None,
-            closed_ms=None,
-        )
-        new_state = "reopened"
-    elif action == "escalate":
-        if case.state not in OPEN_STATES:
-            raise _illegal(case, action)
-        target = _next_level(db, case.level, case.unit_id, data.department_id)
-        if target is None:
-            raise Conflict(
-                "the case is already at the district level",
-                code="illegal_transition",
-                state=case.state,
-                action=action,
-            )
+    if case.state not in rule.sources:
+        refusal = rule.refused.get(case.state)
+        raise refusal(db, case) if refusal else _illegal(case, action)
+    for check in rule.checks:
+        check(db, case, data, who)
+    if rule.starts in _MOVES:  # to another level: the stay there starts with new deadlines
+        target = _MOVES[rule.starts](db, case, stint, data)
+        assert rule.ends is not None
         _move(
             db,
             case,
             stint,
             target,
-            "escalated",
+            rule.ends,
             now_ms,
             settings,
             router,
             by=who,
             device_id=device,
-            note=note,
+            note=data.note,
             device_at=device_at,
         )
-        _audit_act(db, principal, case_id, action, case.level)
-        return get_case(db, case_id)
-    elif action == "return":
-        if case.state not in OPEN_STATES or case.level == "grid":
-            raise _illegal(case, action)
-        previous = db.execute(
-            "SELECT level, unit_id FROM whistle_stints WHERE case_id = ? AND id < ? "
-            "AND level != ? ORDER BY id DESC LIMIT 1",
-            [case_id, stint.id, case.level],
-        ).fetchone()
-        if previous is None:
-            raise _illegal(case, action)
-        _move(
-            db,
-            case,
-            stint,
-            (previous[0], previous[1]),
-            "returned",
-            now_ms,
-            settings,
-            router,
-            by=who,
-            device_id=device,
-            note=note,
-            device_at=device_at,
+    else:
+        _step(db, case, stint, rule, data, who, now_ms, settings)
+        new_state = rule.to or case.state
+        _history(
+            db, case_id, action, who, device, now_ms, case.level, new_state, data.note, device_at
         )
-        _audit_act(db, principal, case_id, action, case.level)
-        return get_case(db, case_id)
-    else:  # pragma: no cover - Action is a closed Literal
-        raise Invalid(f"unknown action {action}", field="action")
-
-    _history(db, case_id, action, who, device, now_ms, case.level, new_state, note, device_at)
-    if action == "close":
-        tags = [f"member:{case.raised_by}"]
-        if case.accepted_by:
-            tags.append(f"member:{case.accepted_by}")
-        outbox.enqueue(
-            db,
-            router,
-            event_key=f"whistle:{case_id}:stint:{stint.id}:closed",
-            kind="whistle_closed",
-            tags=tags,
-            context=_context(db, case_id, settings),
-            now_ms=now_ms,
-            cause=case_id,
-            exclude=who,
-        )
+        if rule.ends == "closed":
+            _tell_closed(db, case, stint, who, now_ms, settings, router)
     _audit_act(db, principal, case_id, action, case.level)
     return get_case(db, case_id)
+
+
+def _step(
+    db: sqlite_utils.Database,
+    case: CaseRow,
+    stint: Stint,
+    rule: Transition,
+    data: WhistleAct | CaseAction,
+    who: str | None,
+    now_ms: int,
+    settings: Settings,
+) -> None:
+    """A transition at the level that holds the case: its deadlines met, its stay ended (a
+    close keeps the score in the stint too), a new stay here (reopen), the case's columns."""
+    if rule.meets:
+        first, *implied = (_MET_COLUMN[kind] for kind in rule.meets)
+        sets = ", ".join([f"{first} = ?"] + [f"{c} = coalesce({c}, ?)" for c in implied])
+        db.execute(
+            f"UPDATE whistle_stints SET {sets} WHERE id = ?",
+            [now_ms] * len(rule.meets) + [stint.id],
+        )
+    # A stay already over (a closed case's) keeps its end and score; a resolved case's is open.
+    if rule.ends is not None and stint.ended_ms is None:
+        db.execute(
+            "UPDATE whistle_stints SET satisfaction = ?, ended_ms = ?, end_reason = ? WHERE id = ?",
+            [data.satisfaction, now_ms, rule.ends, stint.id],
+        )
+    columns: dict[str, Any] = {}
+    if rule.to is not None:
+        columns["state"] = rule.to
+    if "accept" in rule.meets:  # who accepts a case holds it
+        columns["accepted_by"] = who
+    if rule.ends == "closed":
+        columns.update(satisfaction=data.satisfaction, closed_ms=now_ms)
+    if rule.starts == HERE:  # a new stay: nobody holds the case, nobody has scored it
+        new_stint = _open_stint(db, case.id, case.level, case.unit_id, now_ms, settings)
+        columns.update(stint_id=new_stint, accepted_by=None, satisfaction=None, closed_ms=None)
+    _touch(db, case.id, now_ms, **columns)
+
+
+def _tell_closed(
+    db: sqlite_utils.Database,
+    case: CaseRow,
+    stint: Stint,
+    who: str | None,
+    now_ms: int,
+    settings: Settings,
+    router: Router,
+) -> None:
+    """The raiser and the one who accepted the case learn it was closed (not the closer)."""
+    tags = [f"member:{case.raised_by}"]
+    if case.accepted_by:
+        tags.append(f"member:{case.accepted_by}")
+    outbox.enqueue(
+        db,
+        router,
+        event_key=f"whistle:{case.id}:stint:{stint.id}:closed",
+        kind="whistle_closed",
+        tags=tags,
+        context=_context(db, case.id, settings),
+        now_ms=now_ms,
+        cause=case.id,
+        exclude=who,
+    )
 
 
 def _audit_act(
@@ -871,108 +944,128 @@ def check_deadlines(
         "WHERE s.ended_ms IS NULL AND c.state IN ('raised', 'accepted', 'on_site', 'reopened') "
         "ORDER BY s.id"
     ).fetchall()
-    near = settings.notify.near_fraction
     for row in rows:
         stint = Stint(*row)
         case = _load_case(db, stint.case_id)
         assert case is not None
-        missed_list = _list.decode(stint.missed)
         pending = [k for k in ("accept", "arrive", "resolve") if stint.done(k) is None]
         missed = next((k for k in pending if now_ms > stint.due(k)), None)
-        if missed is not None and missed not in missed_list:
-            missed_list.append(missed)
-            db.execute(
-                "UPDATE whistle_stints SET missed = ? WHERE id = ?",
-                [msgspec.json.encode(missed_list).decode(), stint.id],
-            )
-            target = _next_level(db, case.level, case.unit_id, None)
-            if target is not None:
-                _move(
-                    db,
-                    case,
-                    stint,
-                    target,
-                    "missed",
-                    now_ms,
-                    settings,
-                    router,
-                    by=None,
-                    device_id=None,
-                    missed=missed,
-                )
-                counts["escalated"] += 1
-            else:
-                _touch(db, case.id, now_ms)
-                _history(
-                    db,
-                    case.id,
-                    "overdue",
-                    None,
-                    None,
-                    now_ms,
-                    case.level,
-                    case.state,
-                    f"missed:{missed}",
-                )
-                outbox.enqueue(
-                    db,
-                    router,
-                    event_key=f"whistle:{case.id}:stint:{stint.id}:missed:{missed}",
-                    kind="whistle_overdue",
-                    tags=level_tags(case.level, case.unit_id),
-                    context=_context(
-                        db,
-                        case.id,
-                        settings,
-                        due_local=outbox.local(stint.due(missed), settings.notify.timezone),
-                        deadline_name=lambda labels, k=missed: labels["deadline"][k],
-                    ),
-                    now_ms=now_ms,
-                    cause=case.id,
-                )
-                counts["missed_at_top"] += 1
-            audit.record(
-                db,
-                SYSTEM,
-                "whistle.deadline_missed",
-                target=case.id,
-                detail={"level": case.level, "deadline": missed},
-            )
-            continue
-        if missed is not None:
-            continue
-        warned = _list.decode(stint.warned)
-        for kind in pending:
-            window = stint.due(kind) - stint.started_ms
-            if kind in warned or now_ms < stint.due(kind) - window * near:
-                continue
-            warned.append(kind)
-            db.execute(
-                "UPDATE whistle_stints SET warned = ? WHERE id = ?",
-                [msgspec.json.encode(warned).decode(), stint.id],
-            )
-            tags = level_tags(case.level, case.unit_id)
-            if case.accepted_by:
-                tags.append(f"member:{case.accepted_by}")
-            outbox.enqueue(
-                db,
-                router,
-                event_key=f"whistle:{case.id}:stint:{stint.id}:near:{kind}",
-                kind="whistle_near",
-                tags=tags,
-                context=_context(
-                    db,
-                    case.id,
-                    settings,
-                    due_local=outbox.local(stint.due(kind), settings.notify.timezone),
-                    deadline_name=lambda labels, k=kind: labels["deadline"][k],
-                ),
-                now_ms=now_ms,
-                cause=case.id,
-            )
-            counts["warned"] += 1
-            break  # one warning at a time: the earliest pending deadline
+        if missed is None:
+            counts["warned"] += _warn_near(db, case, stint, pending, now_ms, settings, router)
+        elif missed not in _list.decode(stint.missed):
+            counts[_missed(db, case, stint, missed, now_ms, settings, router)] += 1
     return counts
+
+
+def _missed(
+    db: sqlite_utils.Database,
+    case: CaseRow,
+    stint: Stint,
+    missed: str,
+    now_ms: int,
+    settings: Settings,
+    router: Router,
+) -> str:
+    """A deadline of the stay passed, seen for the first time: noted in the stint, and the
+    case escalates one level (``escalated``), or at the top level the level is alerted once
+    (``missed_at_top``). Which of the two it was."""
+    missed_list = [*_list.decode(stint.missed), missed]
+    db.execute(
+        "UPDATE whistle_stints SET missed = ? WHERE id = ?",
+        [msgspec.json.encode(missed_list).decode(), stint.id],
+    )
+    target = _next_level(db, case.level, case.unit_id, None)
+    if target is not None:
+        _move(
+            db,
+            case,
+            stint,
+            target,
+            "missed",
+            now_ms,
+            settings,
+            router,
+            by=None,
+            device_id=None,
+            missed=missed,
+        )
+        outcome = "escalated"
+    else:
+        _touch(db, case.id, now_ms)
+        _history(
+            db, case.id, "overdue", None, None, now_ms, case.level, case.state, f"missed:{missed}"
+        )
+        outbox.enqueue(
+            db,
+            router,
+            event_key=f"whistle:{case.id}:stint:{stint.id}:missed:{missed}",
+            kind="whistle_overdue",
+            tags=level_tags(case.level, case.unit_id),
+            context=_context(
+                db,
+                case.id,
+                settings,
+                due_local=outbox.local(stint.due(missed), settings.notify.timezone),
+                deadline_name=lambda labels, k=missed: labels["deadline"][k],
+            ),
+            now_ms=now_ms,
+            cause=case.id,
+        )
+        outcome = "missed_at_top"
+    audit.record(
+        db,
+        SYSTEM,
+        "whistle.deadline_missed",
+        target=case.id,
+        detail={"level": case.level, "deadline": missed},
+    )
+    return outcome
+
+
+def _warn_near(
+    db: sqlite_utils.Database,
+    case: CaseRow,
+    stint: Stint,
+    pending: list[str],
+    now_ms: int,
+    settings: Settings,
+    router: Router,
+) -> int:
+    """Warn the level (and whoever accepted the case) that the earliest pending deadline not
+    warned of yet is near (``notify.near_fraction`` of its window left); one warning at a time.
+    How many warnings were sent (0 or 1)."""
+    near = settings.notify.near_fraction
+    warned = _list.decode(stint.warned)
+    for kind in pending:
+        window = stint.due(kind) - stint.started_ms
+        if kind in warned or now_ms < stint.due(kind) - window * near:
+            continue
+        warned.append(kind)
+        db.execute(
+            "UPDATE whistle_stints SET warned = ? WHERE id = ?",
+            [msgspec.json.encode(warned).decode(), stint.id],
+        )
+        tags = level_tags(case.level, case.unit_id)
+        if case.accepted_by:
+            tags.append(f"member:{case.accepted_by}")
+        outbox.enqueue(
+            db,
+            router,
+            event_key=f"whistle:{case.id}:stint:{stint.id}:near:{kind}",
+            kind="whistle_near",
+            tags=tags,
+            context=_context(
+                db,
+                case.id,
+                settings,
+                due_local=outbox.local(stint.due(kind), settings.notify.timezone),
+                deadline_name=lambda labels, k=kind: labels["deadline"][k],
+            ),
+            now_ms=now_ms,
+            cause=case.id,
+        )
+        return 1
+    return 0
 
 
 # -- listing and pull ---------------------------------------------------------------------------
@@ -1075,6 +1168,30 @@ def whistle_report(
         from gridsync.clock import SYSTEM_CLOCK
 
         now_ms = SYSTEM_CLOCK.now_ms()
+    figures = _stay_figures(db, scope, now_ms, since_ms, until_ms, level)
+    raised, offline, delay = _raised_figures(db, scope, since_ms, until_ms)
+    return WhistleReport(
+        generated_at=iso_ms(now_ms),
+        since=iso_ms(since_ms) if since_ms is not None else None,
+        until=iso_ms(until_ms) if until_ms is not None else None,
+        rows=_report_rows(db, figures),
+        cases_raised=raised,
+        raised_offline=int(offline or 0),
+        offline_delay_avg_seconds=round(delay / 1000, 1) if delay else None,
+    )
+
+
+def _stay_figures(
+    db: sqlite_utils.Database,
+    scope: Scope,
+    now_ms: int,
+    since_ms: int | None,
+    until_ms: int | None,
+    level: str | None,
+) -> list[tuple]:
+    """Per (level, unit): the stays that count, responded, on time, resolved, escalated,
+    backflow, the sum and count of satisfaction scores, the self-handled stays (see
+    :func:`whistle_report`), in the order of :data:`CASE_LEVELS`, then unit."""
     cond, params = _visibility_sql(scope, "c")
     where = [cond]
     if since_ms is not None:
@@ -1110,43 +1227,57 @@ def whistle_report(
         """,
         [*([now_ms] * 6), *params],
     ).fetchall()
-    order = {name: i for i, name in enumerate(CASE_LEVELS)}
-    rows = sorted(rows, key=lambda r: (order.get(r[0], 99), r[1]))
+    return sorted(rows, key=lambda r: (_LEVEL_ORDER.get(r[0], 99), r[1]))
+
+
+_LEVEL_ORDER = {name: i for i, name in enumerate(CASE_LEVELS)}
+
+
+def _report_rows(db: sqlite_utils.Database, figures: list[tuple]) -> list[ReportRow]:
+    """A row per unit, then a total per level, then ``all``."""
     out: list[ReportRow] = []
     totals: dict[str, list[int]] = {}
-
-    def make(level_name: str, unit_id: str | None, name: str, v: list[int]) -> ReportRow:
-        cases, responded, on_time, resolved, escalated, backflow, sat_sum, sat_n, self_n = v
-        return ReportRow(
-            level=level_name,
-            unit_id=unit_id,
-            unit_name=name,
-            cases=cases,
-            responded=responded,
-            on_time=on_time,
-            resolved=resolved,
-            escalated=escalated,
-            backflow=backflow,
-            response_rate=_rate(responded, cases),
-            on_time_rate=_rate(on_time, cases),
-            resolution_rate=_rate(resolved, cases),
-            satisfaction=round(sat_sum / sat_n, 2) if sat_n else None,
-            satisfaction_n=sat_n,
-            self_handled=self_n,
-        )
-
-    for r in rows:
+    for r in figures:
         values = [int(x or 0) for x in r[2:]]
-        out.append(make(r[0], r[1], _unit_name(db, r[1]), values))
+        out.append(_report_row(r[0], r[1], _unit_name(db, r[1]), values))
         acc = totals.setdefault(r[0], [0] * 9)
         for i, x in enumerate(values):
             acc[i] += x
     grand = [0] * 9
-    for level_name in sorted(totals, key=lambda k: order.get(k, 99)):
-        out.append(make(level_name, None, "", totals[level_name]))
+    for level_name in sorted(totals, key=lambda k: _LEVEL_ORDER.get(k, 99)):
+        out.append(_report_row(level_name, None, "", totals[level_name]))
         for i, x in enumerate(totals[level_name]):
             grand[i] += x
-    out.append(make("all", None, "", grand))
+    out.append(_report_row("all", None, "", grand))
+    return out
+
+
+def _report_row(level_name: str, unit_id: str | None, name: str, v: list[int]) -> ReportRow:
+    cases, responded, on_time, resolved, escalated, backflow, sat_sum, sat_n, self_n = v
+    return ReportRow(
+        level=level_name,
+        unit_id=unit_id,
+        unit_name=name,
+        cases=cases,
+        responded=responded,
+        on_time=on_time,
+        resolved=resolved,
+        escalated=escalated,
+        backflow=backflow,
+        response_rate=_rate(responded, cases),
+        on_time_rate=_rate(on_time, cases),
+        resolution_rate=_rate(resolved, cases),
+        satisfaction=round(sat_sum / sat_n, 2) if sat_n else None,
+        satisfaction_n=sat_n,
+        self_handled=self_n,
+    )
+
+
+def _raised_figures(
+    db: sqlite_utils.Database, scope: Scope, since_ms: int | None, until_ms: int | None
+) -> tuple[int, int | None, float | None]:
+    """Cases raised in [since, until) (by server receipt), those raised offline (received more
+    than a minute after the phone raised them), and their average delay in ms."""
     case_cond, case_params = _visibility_sql(scope)
     bounds = ""
     if since_ms is not None:
@@ -1155,18 +1286,9 @@ def whistle_report(
     if until_ms is not None:
         bounds += " AND received_ms < ?"
         case_params.append(until_ms)
-    raised, offline, delay = db.execute(
+    return db.execute(
         f"SELECT count(*), sum(received_ms - raised_ms > 60000), "
         f"avg(CASE WHEN received_ms - raised_ms > 60000 THEN received_ms - raised_ms END) "
         f"FROM whistle_cases WHERE {case_cond}{bounds}",
         case_params,
     ).fetchone()
-    return WhistleReport(
-        generated_at=iso_ms(now_ms),
-        since=iso_ms(since_ms) if since_ms is not None else None,
-        until=iso_ms(until_ms) if until_ms is not None else None,
-        rows=out,
-        cases_raised=raised,
-        raised_offline=int(offline or 0),
-        offline_delay_avg_seconds=round(delay / 1000, 1) if delay else None,
-    )

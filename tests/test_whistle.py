@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
+from typing import get_args
 
 import msgspec
 import pytest
@@ -17,13 +18,14 @@ from gridsync.app import create_app
 from gridsync.auth import authenticate
 from gridsync.clock import FixedClock, iso_ms
 from gridsync.errors import GridsyncError
+from gridsync.models import WhistleAction
 from gridsync.notify import outbox
 from gridsync.sweep import run_once
 from gridsync.sync import whistle as sync_whistle
 from gridsync.sync.ops import Mutation, OpContext
 from gridsync.sync.registry import OPS, SOURCES
 from gridsync.sync.sources import SourceContext
-from gridsync.whistle import whistle_report
+from gridsync.whistle import TRANSITIONS, whistle_report
 from tests.conftest import bearer
 from tests.sync_helpers import Phone
 from tests.test_notify import REPO, Receiver, quick_settings, set_channels
@@ -773,3 +775,9 @@ def test_report_counts_self_handled_cases_apart(api, tiny, store, wsettings, clo
     )
     total = next(r for r in json.loads(as_json.stdout)["rows"] if r["level"] == "all")
     assert (total["self_handled"], total["cases"]) == (4, 5)
+
+
+def test_every_action_the_wire_accepts_has_one_transition():
+    """act() interprets a table: an action the wire types accept without a row in it would be
+    a 500, a row no wire type can name is dead."""
+    assert set(TRANSITIONS) == set(get_args(WhistleAction))

@@ -194,12 +194,51 @@ def pull(
     now_ms: int,
     cycle_days: int,
 ) -> PullResult:
-    """One page for ``scope`` after ``cursor_value``. ``now_ms`` is the request's clock, read
-    once: every source of the page gets it in one :class:`SourceContext` (with the visit window,
-    two of ``cycle_days`` back from it)."""
+    """One page for ``scope`` after ``cursor_value``, from the first phase the cursor has not
+    finished: the removes of grids that left the scope, a pinned snapshot (of the whole scope,
+    or of the grids that entered it), then the changes since. ``now_ms`` is the request's
+    clock, read once: every source of the page gets it in one :class:`SourceContext` (with the
+    visit window, two of ``cycle_days`` back from it)."""
     ctx = SourceContext(db, scope, now_ms, visits_since_ms=now_ms - 2 * cycle_days * DAY_MS)
     ep = epoch(db)
     head = current_seq(db)
+    cursor, reset = _usable_cursor(db, scope, cursor_value, ep, head)
+    started = cursor is None
+    if cursor is None:
+        cursor = Cursor(CURSOR_VERSION, ep, scope.version, 0, head)
+    known = sync_scope.is_remembered(db, scope)
+    server_hlc = hlc.current(db, now_ms)
+
+    def done(changes: list[Change], nxt: Cursor, more: bool) -> PullResult:
+        return PullResult(
+            PullResponse(
+                changes=changes,
+                cursor=encode_cursor(nxt),
+                has_more=more,
+                reset=reset,
+                server_hlc=server_hlc,
+            ),
+            started,
+            known,
+        )
+
+    if cursor.old_sv and not cursor.rm_done:
+        changes, last_id, finished = _removes(db, scope, cursor, limit)
+        nxt = msgspec.structs.replace(cursor, rm=last_id, rm_done=finished)
+        return done(changes, nxt, True)
+    if cursor.old_sv or cursor.upto:
+        return done(*_snapshot_page(ctx, cursor, ep, head, limit))
+    changes, after, more, _ = _collect(ctx, cursor.after, head, limit, True)
+    return done(changes, Cursor(CURSOR_VERSION, ep, scope.version, after), more)
+
+
+def _usable_cursor(
+    db: sqlite_utils.Database, scope: Scope, cursor_value: str | None, ep: str, head: int
+) -> tuple[Cursor | None, bool]:
+    """The cursor to go on from (None: start a snapshot), and whether the phone must reset:
+    a cursor that does not read, of another database epoch, older than the tombstone horizon,
+    of a scope changed in the middle of a snapshot, or of a scope version never recorded. A
+    cursor of a finished sync under an older scope moves to the new one (removes first)."""
     reset = False
     cursor = decode_cursor(cursor_value) if cursor_value else None
     if cursor_value and (cursor is None or cursor.epoch != ep or _too_old(db, cursor)):
@@ -226,59 +265,38 @@ def pull(
         and sync_scope.grids_of_version(db, scope.person_id, cursor.old_sv) is None
     ):
         cursor, reset = None, True  # a transition from a scope version never recorded
-    started = cursor is None
-    if cursor is None:
-        cursor = Cursor(CURSOR_VERSION, ep, scope.version, 0, head)
-    known = sync_scope.is_remembered(db, scope)
-    server_hlc = hlc.current(db, now_ms)
+    return cursor, reset
 
-    def done(changes: list[Change], nxt: Cursor, more: bool) -> PullResult:
-        return PullResult(
-            PullResponse(
-                changes=changes,
-                cursor=encode_cursor(nxt),
-                has_more=more,
-                reset=reset,
-                server_hlc=server_hlc,
-            ),
-            started,
-            known,
-        )
 
-    if cursor.old_sv and not cursor.rm_done:
-        changes, last_id, finished = _removes(db, scope, cursor, limit)
-        nxt = msgspec.structs.replace(cursor, rm=last_id, rm_done=finished)
-        return done(changes, nxt, True)
-    if cursor.old_sv or cursor.upto:
-        # A pinned snapshot (after, upto]: of the whole scope, or of the grids that entered it,
-        # after which the old position resumes.
-        if cursor.old_sv:
-            old = sync_scope.grids_of_version(db, scope.person_id, cursor.old_sv)
-            pinned = (
-                scope
-                if scope.everything or old is None or old[0]
-                else _restricted(scope, _resent_grids(db, scope, cursor.old_sv, old[1]))
-            )
-            then, more_then = Cursor(CURSOR_VERSION, ep, scope.version, cursor.resume), True
-        else:
-            pinned = scope
-            then = Cursor(CURSOR_VERSION, ep, scope.version, cursor.upto)
-            more_then = head > cursor.upto
-        changes, after, more, exhausted = _collect(
-            dataclasses.replace(ctx, scope=pinned),
-            cursor.after,
-            cursor.upto,
-            limit,
-            False,
-            cursor.exhausted,
+def _snapshot_page(
+    ctx: SourceContext, cursor: Cursor, ep: str, head: int, limit: int
+) -> tuple[list[Change], Cursor, bool]:
+    """A page of a pinned snapshot (after, upto]: of the whole scope, or of the grids that
+    entered it, after which the old position resumes. (changes, next cursor, has_more)."""
+    db, scope = ctx.db, ctx.scope
+    if cursor.old_sv:
+        old = sync_scope.grids_of_version(db, scope.person_id, cursor.old_sv)
+        pinned = (
+            scope
+            if scope.everything or old is None or old[0]
+            else _restricted(scope, _resent_grids(db, scope, cursor.old_sv, old[1]))
         )
-        if more:
-            return done(
-                changes, msgspec.structs.replace(cursor, after=after, exhausted=exhausted), True
-            )
-        return done(changes, then, more_then)
-    changes, after, more, _ = _collect(ctx, cursor.after, head, limit, True)
-    return done(changes, Cursor(CURSOR_VERSION, ep, scope.version, after), more)
+        then, more_then = Cursor(CURSOR_VERSION, ep, scope.version, cursor.resume), True
+    else:
+        pinned = scope
+        then = Cursor(CURSOR_VERSION, ep, scope.version, cursor.upto)
+        more_then = head > cursor.upto
+    changes, after, more, exhausted = _collect(
+        dataclasses.replace(ctx, scope=pinned),
+        cursor.after,
+        cursor.upto,
+        limit,
+        False,
+        cursor.exhausted,
+    )
+    if more:
+        return changes, msgspec.structs.replace(cursor, after=after, exhausted=exhausted), True
+    return changes, then, more_then
 
 
 def pull_page(

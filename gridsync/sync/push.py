@@ -17,8 +17,9 @@ import json
 import re
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 import sqlite_utils
@@ -53,7 +54,7 @@ from gridsync.models import (
 )
 from gridsync.sync import scope as sync_scope
 from gridsync.sync.hlc import ServerClock, advance, is_valid, ms_of
-from gridsync.sync.ops import BatchItem, OpContext, Outcome
+from gridsync.sync.ops import BatchItem, OpContext, OpSpec, Outcome
 from gridsync.sync.outline import Span, TooManyMutations, outline
 from gridsync.sync.registry import OPS
 
@@ -390,6 +391,53 @@ def decode_data(
     return out
 
 
+# -- applying a batch: the steps of SPEC 3.1, in order ---------------------------------------
+
+
+class _DeviceRow(NamedTuple):
+    last_seq: int
+    hlc_high_ms: int
+    enrolled_at: str
+    revoked_at: str | None
+    draining_since: str | None
+
+
+BatchHandler = Callable[[OpContext, list[BatchItem]], list[Outcome | GridsyncError]]
+# (index in the batch, HLC after clock sanity, clamped, scope time): a new mutation to apply
+_Pending = tuple[int, str, bool, int]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One push being applied: what its steps read, and the answers they fill in (``results``
+    by index; ``log_rows`` for ``sync_mutations``)."""
+
+    db: sqlite_utils.Database
+    principal: Principal
+    settings: Settings
+    clock: Clock
+    now_ms: int
+    mutations: list[Mutation]
+    decoded: list[_Decoded]
+    registry: dict[str, OpSpec]
+    server: ServerClock
+    results: list[MutationResult | None]
+    log_rows: list[tuple] = field(default_factory=list)
+
+    def context(self, hlc: str, mid: str, scope_ms: int) -> OpContext:
+        return OpContext(
+            db=self.db,
+            principal=self.principal,
+            settings=self.settings,
+            clock=self.clock,
+            hlc=hlc,
+            received_ms=self.now_ms,
+            server_hlc=self.server.tick,
+            mid=mid,
+            scope_ms=scope_ms,
+        )
+
+
 def apply_push(
     db: sqlite_utils.Database,
     principal: Principal,
@@ -399,32 +447,78 @@ def apply_push(
     clock: Clock,
     app: str | None = None,
 ) -> PushResponse:
-    """Apply a decoded batch inside the caller's write transaction."""
+    """Apply a decoded batch inside the caller's write transaction, step by step as SPEC 3.1
+    names them. Only the device check and exactly once refuse a request as a whole (403, 401,
+    409), and they come before any write."""
+    device = _pushing_device(db, principal, request)
+    now_ms = clock.now_ms()
+    mutations = request.mutations
+    batch = _Batch(
+        db=db,
+        principal=principal,
+        settings=settings,
+        clock=clock,
+        now_ms=now_ms,
+        mutations=mutations,
+        decoded=decoded,
+        registry=OPS,
+        server=ServerClock(db, now_ms),
+        results=[None] * len(mutations),
+    )
+    new = _exactly_once(batch, device.last_seq)
+    sane = _clock_sanity(batch, new)
+    pending, high_ms = _scope_times(sane, device)
+    _apply_in_runs(batch, pending)  # each mutation's answer: _settle
+    final = [r for r in batch.results if r is not None]
+    new_last = max(device.last_seq, mutations[-1].seq) if mutations else device.last_seq
+    counts = _record(batch, final, new_last, high_ms, app)
+    if device.draining_since is not None:
+        _drain(batch, new_last, counts)
+    return PushResponse(
+        results=final,
+        server_hlc=advance(batch.server.last, now_ms),
+        last_seq=new_last,
+        cursor=request.cursor,
+        drained=device.draining_since is not None,
+    )
+
+
+def _pushing_device(
+    db: sqlite_utils.Database, principal: Principal, request: PushRequest
+) -> _DeviceRow:
+    """The token's device, which the request must name (403 ``device_mismatch``) and which must
+    not have been revoked since its token was checked (401 ``device_revoked``)."""
     if request.device_id != principal.device_id:
         raise Forbidden(
             f"device_id {request.device_id} is not this token's device ({principal.device_id})",
             code="device_mismatch",
         )
-    now_ms = clock.now_ms()
-    registry = OPS
-    last_seq, floor_ms, enrolled_at, revoked_at, draining_since = db.execute(
-        "SELECT last_seq, hlc_high_ms, created_at, revoked_at, draining_since FROM devices "
-        "WHERE id = ?",
-        [principal.device_id],
-    ).fetchone()
-    if revoked_at is not None:
+    device = _DeviceRow(
+        *db.execute(
+            "SELECT last_seq, hlc_high_ms, created_at, revoked_at, draining_since FROM devices "
+            "WHERE id = ?",
+            [principal.device_id],
+        ).fetchone()
+    )
+    if device.revoked_at is not None:
         # Revoked since the token was checked (or a second push of a draining device that
         # raced its drain push): nothing of this request is stored.
         raise DeviceRevoked()
-    # A device holds no edit from before its enrollment: its records came from a pull that its
-    # token made possible. So the time an edit claims for the scope check starts there too.
-    floor_ms = max(floor_ms, parse_ms(enrolled_at))
-    mutations = request.mutations
+    return device
+
+
+def _exactly_once(batch: _Batch, last_seq: int) -> list[int]:
+    """Exactly once: the indexes of the batch's new mutations, in order. The others answer
+    ``duplicate``: a seq at or below the device's ``last_seq``, or a mid the device sent before
+    (in ``sync_mutations``) or earlier in this batch. 409 ``seq_gap`` when the first new seq is
+    not the next one."""
+    mutations, results, registry = batch.mutations, batch.results, batch.registry
+    device_id = batch.principal.device_id
     new_start = next((i for i, m in enumerate(mutations) if m.seq > last_seq), len(mutations))
     if new_start < len(mutations) and mutations[new_start].seq != last_seq + 1:
         raise SeqGap(
             f"seq {mutations[new_start].seq} leaves a gap: the next seq of device "
-            f"{principal.device_id} is {last_seq + 1}; resend from there",
+            f"{device_id} is {last_seq + 1}; resend from there",
             expected_seq=last_seq + 1,
         )
     # Ops that are their own record (a visit, by its id) are not in the log: only the others'
@@ -438,173 +532,206 @@ def apply_push(
     known_mids = (
         {
             r[0]
-            for r in db.execute(
+            for r in batch.db.execute(
                 "SELECT mid FROM sync_mutations WHERE mid IN (SELECT value FROM json_each(?)) "
                 "AND device_id = ?",
-                [_json.encode(logged_mids).decode(), principal.device_id],
+                [_json.encode(logged_mids).decode(), device_id],
             ).fetchall()
         }
         if logged_mids
         else set()
     )
-
-    server = ServerClock(db, now_ms)
-    results: list[MutationResult | None] = [None] * len(mutations)
-    log_rows: list[tuple] = []
     for i in range(new_start):
         results[i] = MutationResult(mid=mutations[i].mid, status="duplicate")
-
-    # Clock sanity and the work list. A device's HLCs only go forward (it advances its clock
-    # from every answer), so the time an edit claims for the scope check ("was the household in
-    # scope when it was made?", SPEC 3.1) is never older than the device's earlier mutations:
-    # a phone cannot reach a household it lost by dating an edit back. ``floor_ms`` carries the
-    # newest time seen from the device, in seq order, across its pushes.
-    pending: list[tuple[int, str, bool, int]] = []  # (index, hlc, clamped, scope time)
-    skew_limit = f"{now_ms + settings.max_clock_skew_ms:015d}"
-    newest = ""
+    new = []
     for i in range(new_start, len(mutations)):
-        m = mutations[i]
-        if m.mid in known_mids:
-            results[i] = MutationResult(mid=m.mid, status="duplicate")
+        mid = mutations[i].mid
+        if mid in known_mids:
+            results[i] = MutationResult(mid=mid, status="duplicate")
             continue
-        known_mids.add(m.mid)
-        hlc = m.hlc
+        known_mids.add(mid)
+        new.append(i)
+    return new
+
+
+def _clock_sanity(batch: _Batch, new: list[int]) -> list[tuple[int, str, bool]]:
+    """Clock sanity: (index, HLC, clamped) of each new mutation. An HLC further ahead of the
+    server's clock than ``max_clock_skew_ms`` is replaced by a fresh server HLC (clamped: its
+    result says so); the newest of the others moves the server's clock forward."""
+    mutations, server = batch.mutations, batch.server
+    skew_limit = f"{batch.now_ms + batch.settings.max_clock_skew_ms:015d}"
+    newest = ""
+    out = []
+    for i in new:
+        hlc = mutations[i].hlc
         if hlc[:15] > skew_limit:
-            hlc, clamped = server.tick(), True
+            out.append((i, server.tick(), True))
         else:
-            clamped = False
             if hlc > newest:
                 newest = hlc
-        floor_ms = max(floor_ms, ms_of(hlc))
-        pending.append((i, hlc, clamped, floor_ms))
+            out.append((i, hlc, False))
     if newest:
         server.observe(newest)
+    return out
 
-    def context(hlc: str, mid: str, scope_ms: int) -> OpContext:
-        return OpContext(
-            db=db,
-            principal=principal,
-            settings=settings,
-            clock=clock,
-            hlc=hlc,
-            received_ms=now_ms,
-            server_hlc=server.tick,
-            mid=mid,
-            scope_ms=scope_ms,
-        )
 
-    def settle(i: int, clamped: bool, outcome: Outcome | GridsyncError) -> None:
-        m = mutations[i]
-        clock_flag = "clamped" if clamped else None
-        if isinstance(outcome, GridsyncError):
-            results[i] = MutationResult(
-                mid=m.mid,
-                status="rejected",
-                code=outcome.code,
-                message=outcome.message,
-                clock=clock_flag,
-            )
-            log_rows.append(
-                (
-                    m.mid,
-                    principal.device_id,
-                    m.seq,
-                    m.op,
-                    m.id,
-                    "rejected",
-                    outcome.code,
-                    outcome.message[:500],
-                    now_ms,
-                )
-            )
-            return
-        if outcome.lost or outcome.ignored:
-            lost = [
-                LostValue(
-                    field=x["field"],
-                    value=x["value"],
-                    winner=x["winner"],
-                    conflict_id=x.get("conflict_id"),
-                )
-                for x in outcome.lost
-            ]
-            ignored = [IgnoredField(field=x["field"], code=x["code"]) for x in outcome.ignored]
-            results[i] = MutationResult(
-                mid=m.mid,
-                status=outcome.status,
-                lost=lost or None,
-                ignored=ignored or None,
-                clock=clock_flag,
-            )
-        else:
-            results[i] = MutationResult(mid=m.mid, status=outcome.status, clock=clock_flag)
-        if outcome.logged:
-            log_rows.append(
-                (m.mid, principal.device_id, m.seq, m.op, m.id, outcome.status, None, None, now_ms)
-            )
+def _scope_times(
+    sane: list[tuple[int, str, bool]], device: _DeviceRow
+) -> tuple[list[_Pending], int]:
+    """Scope: the time each edit claims for "was the household in scope when it was made?",
+    and the device's newest time to store (``hlc_high_ms``).
 
+    A device's HLCs only go forward (it advances its clock from every answer), so that time is
+    never older than the device's earlier mutations: a phone cannot reach a household it lost
+    by dating an edit back. The floor carries the newest time seen from the device, in seq
+    order, across its pushes. A device holds no edit from before its enrollment (its records
+    came from a pull that its token made possible), so the floor starts there too."""
+    floor_ms = max(device.hlc_high_ms, parse_ms(device.enrolled_at))
+    pending = []
+    for i, hlc, clamped in sane:
+        floor_ms = max(floor_ms, ms_of(hlc))
+        pending.append((i, hlc, clamped, floor_ms))
+    return pending, floor_ms
+
+
+def _apply_in_runs(batch: _Batch, pending: list[_Pending]) -> None:
+    """Apply in runs, in order: consecutive mutations of an op with a batch handler (visits)
+    go to it as one run; every other mutation goes to its handler in a savepoint of its own, so
+    that one rejected leaves no trace and blocks nothing after it (no poison pill)."""
+    mutations, decoded, registry = batch.mutations, batch.decoded, batch.registry
     k = 0
     while k < len(pending):
         i, hlc, clamped, scope_ms = pending[k]
         m = mutations[i]
         d = decoded[i]
         if d.error is not None:
-            settle(i, clamped, d.error)
+            _settle(batch, i, clamped, d.error)
             k += 1
             continue
         spec = registry[m.op]
         if spec.batch_handler is not None:
-            run = [pending[k]]
-            while (
-                k + len(run) < len(pending)
-                and mutations[pending[k + len(run)][0]].op == m.op
-                and decoded[pending[k + len(run)][0]].error is None
-            ):
-                run.append(pending[k + len(run)])
-            items = [BatchItem(mutations[j], decoded[j].data, h, t) for j, h, _, t in run]
-            outcomes = spec.batch_handler(context(hlc, m.mid, scope_ms), items)
-            for (j, _, c, _), outcome in zip(run, outcomes):
-                if (
-                    c
-                    or type(outcome) is not Outcome
-                    or outcome.lost
-                    or outcome.logged
-                    or outcome.ignored
-                ):
-                    settle(j, c, outcome)
-                else:  # the common case of a run (an applied visit), without a call
-                    results[j] = MutationResult(mid=mutations[j].mid, status=outcome.status)
-            k += len(run)
+            k += _apply_run(batch, spec.batch_handler, pending, k)
             continue
-        db.execute("SAVEPOINT mutation")
-        try:
-            outcome: Outcome | GridsyncError = spec.handler(
-                context(hlc, m.mid, scope_ms), m, d.data
-            )
-        except GridsyncError as exc:
-            db.execute("ROLLBACK TO mutation")
-            outcome = exc
-        db.execute("RELEASE mutation")
-        settle(i, clamped, outcome)
+        _settle(batch, i, clamped, _apply_one(batch, spec, m, d.data, hlc, scope_ms))
         k += 1
 
-    if log_rows:
+
+def _apply_run(batch: _Batch, handler: BatchHandler, pending: list[_Pending], k: int) -> int:
+    """The run of one op's mutations starting at ``pending[k]`` (up to another op or a
+    mutation already refused) through the op's batch handler, which keeps a rejected mutation
+    from touching the others; how many mutations it took."""
+    mutations, decoded, results = batch.mutations, batch.decoded, batch.results
+    i, hlc, _, scope_ms = pending[k]
+    op = mutations[i].op
+    end = k + 1
+    while end < len(pending):
+        j = pending[end][0]
+        if mutations[j].op != op or decoded[j].error is not None:
+            break
+        end += 1
+    run = pending[k:end]
+    items = [BatchItem(mutations[j], decoded[j].data, h, t) for j, h, _, t in run]
+    outcomes = handler(batch.context(hlc, mutations[i].mid, scope_ms), items)
+    for (j, _, c, _), outcome in zip(run, outcomes):
+        if c or type(outcome) is not Outcome or outcome.lost or outcome.logged or outcome.ignored:
+            _settle(batch, j, c, outcome)
+        else:  # the common case of a run (an applied visit), without a call
+            results[j] = MutationResult(mid=mutations[j].mid, status=outcome.status)
+    return len(run)
+
+
+def _apply_one(
+    batch: _Batch, spec: OpSpec, m: Mutation, data: Any, hlc: str, scope_ms: int
+) -> Outcome | GridsyncError:
+    """One mutation through its handler, in a savepoint: a rejected one is rolled back alone."""
+    db = batch.db
+    db.execute("SAVEPOINT mutation")
+    try:
+        outcome: Outcome | GridsyncError = spec.handler(
+            batch.context(hlc, m.mid, scope_ms), m, data
+        )
+    except GridsyncError as exc:
+        db.execute("ROLLBACK TO mutation")
+        outcome = exc
+    db.execute("RELEASE mutation")
+    return outcome
+
+
+def _settle(batch: _Batch, i: int, clamped: bool, outcome: Outcome | GridsyncError) -> None:
+    """Settle results: mutation ``i``'s answer, and its row for ``sync_mutations`` (a rejected
+    one is recorded with its code, so that a resend answers ``duplicate``)."""
+    m = batch.mutations[i]
+    device_id, now_ms = batch.principal.device_id, batch.now_ms
+    clock_flag = "clamped" if clamped else None
+    if isinstance(outcome, GridsyncError):
+        batch.results[i] = MutationResult(
+            mid=m.mid,
+            status="rejected",
+            code=outcome.code,
+            message=outcome.message,
+            clock=clock_flag,
+        )
+        batch.log_rows.append(
+            (
+                m.mid,
+                device_id,
+                m.seq,
+                m.op,
+                m.id,
+                "rejected",
+                outcome.code,
+                outcome.message[:500],
+                now_ms,
+            )
+        )
+        return
+    if outcome.lost or outcome.ignored:
+        lost = [
+            LostValue(
+                field=x["field"],
+                value=x["value"],
+                winner=x["winner"],
+                conflict_id=x.get("conflict_id"),
+            )
+            for x in outcome.lost
+        ]
+        ignored = [IgnoredField(field=x["field"], code=x["code"]) for x in outcome.ignored]
+        batch.results[i] = MutationResult(
+            mid=m.mid,
+            status=outcome.status,
+            lost=lost or None,
+            ignored=ignored or None,
+            clock=clock_flag,
+        )
+    else:
+        batch.results[i] = MutationResult(mid=m.mid, status=outcome.status, clock=clock_flag)
+    if outcome.logged:
+        batch.log_rows.append(
+            (m.mid, device_id, m.seq, m.op, m.id, outcome.status, None, None, now_ms)
+        )
+
+
+def _record(
+    batch: _Batch, final: list[MutationResult], new_last: int, high_ms: int, app: str | None
+) -> Counter[str]:
+    """Record the batch: the mutation log, the device's last seq and newest time, the scope
+    version it pushed under, the server clock, the audit entry. The count of each status."""
+    db, principal, now_ms, mutations = batch.db, batch.principal, batch.now_ms, batch.mutations
+    if batch.log_rows:
         db.conn.executemany(
             "INSERT INTO sync_mutations (mid, device_id, seq, op, target_id, status, code, "
             "message, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
             # a mid logged already (another device's, or a visit's reusing one) keeps its row
             "ON CONFLICT(mid) DO NOTHING",
-            log_rows,
+            batch.log_rows,
         )
-    new_last = max(last_seq, mutations[-1].seq) if mutations else last_seq
     db.execute(
         "UPDATE devices SET last_seq = ?, last_seen_at = ?, hlc_high_ms = ? WHERE id = ?",
-        [new_last, iso_ms(now_ms), floor_ms, principal.device_id],
+        [new_last, iso_ms(now_ms), high_ms, principal.device_id],
     )
     sync_scope.remember(db, principal.scope)
-    server.save()
-    final = [r for r in results if r is not None]
-    counts = Counter(r.status for r in final)
+    batch.server.save()
+    counts: Counter[str] = Counter(r.status for r in final)
     audit.record(
         db,
         principal.actor,
@@ -618,20 +745,17 @@ def apply_push(
             **counts,
             "clamped": sum(1 for r in final if r.clock),
         },
-        clock=clock,
+        clock=batch.clock,
     )
-    if draining_since is not None:
-        # The one push of a draining device: it is revoked with this transaction's commit.
-        auth.finish_drain(
-            db,
-            principal.actor,
-            iso_ms(now_ms),
-            {"mutations": len(mutations), "last_seq": new_last, **counts},
-        )
-    return PushResponse(
-        results=final,
-        server_hlc=advance(server.last, now_ms),
-        last_seq=new_last,
-        cursor=request.cursor,
-        drained=draining_since is not None,
+    return counts
+
+
+def _drain(batch: _Batch, new_last: int, counts: Counter[str]) -> None:
+    """Drain: the one push of a draining device is applied, so the device is revoked with this
+    transaction's commit (``auth.finish_drain``)."""
+    auth.finish_drain(
+        batch.db,
+        batch.principal.actor,
+        iso_ms(batch.now_ms),
+        {"mutations": len(batch.mutations), "last_seq": new_last, **counts},
     )
