@@ -410,3 +410,34 @@ def test_sql_unit_path_equals_the_member_path(store, cov_settings, comm, overrid
     assert fast.rows
     if unit is None:  # the fixture has priority households overdue in the whole district
         assert fast.rows[0].priority_overdue > 0
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        None,
+        coverage.PolicyOverride(cycle_days=1, priority_cycle_days=1),
+        # another minimum and cap in c2: members judged per (branch, load), not in SQL
+        coverage.PolicyOverride(min_households_per_member=3, max_households_per_member=3),
+    ],
+)
+@pytest.mark.parametrize("unit", [None, "s1", "c1", "g2", "b1"])
+def test_one_engine_counts_the_same_either_way(store, cov_settings, comm, override, unit):
+    """The tally counts per member or from the kept aggregates; either way it gives the same
+    household counts per grid and the same members, under-minimum and over-cap counts per home
+    (the roll-up's unit rows and the violations' member counts are built from these)."""
+    if override is not None:
+        store.write(coverage.set_policy, cov_settings, coverage.Actor.cli(), "c2", override)
+
+    def counted(per_member: bool):
+        t = store.read(coverage.tally, cov_settings, ADMIN, unit, NOW_MS, per_member=per_member)
+        grids = {g: c for g, c in t.grid_counts.items() if c.households or c.mask}
+        homes = {home: m for home, m in t.homes.items() if m.members}
+        return grids, homes, t
+
+    grids, homes, per_member = counted(True)
+    assert (grids, homes) == counted(False)[:2]
+    assert homes and grids  # not vacuously equal
+    # per member, the homes sum the members' own judgements
+    assert sum(m.members for m in homes.values()) == len(per_member.members)
+    assert sum(m.under for m in homes.values()) == sum(m.under for m in per_member.members.values())
