@@ -32,12 +32,6 @@ def _raise_case(phone: Phone, **data) -> str:
 # -- 1. a whistle case grows without bound ---------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="whistle history is unbounded: 1,000 comments of 2,000 characters in one push grow "
-    "a case past 2 MB, and every phone of the grid pulls it whole (issue 12 bounded only the "
-    "length of WhistleAct.at, not the number of events)",
-)
 def test_comments_cannot_grow_a_case_past_what_a_phone_should_pull(client, tiny):
     m1 = _phone(client, tiny)
     case_id = _raise_case(m1, grid_id="g1")
@@ -57,12 +51,6 @@ def test_comments_cannot_grow_a_case_past_what_a_phone_should_pull(client, tiny)
 # -- 6. one phone clock skews the whistle report ---------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="raised_at is read as sent down to 1970: one phone with a reset clock makes the "
-    "report's offline delay 56 years (offline_delay_avg_seconds ~1.8e9), and counts the case "
-    "as raised offline, though the device was enrolled seconds before",
-)
 def test_a_phone_clock_reset_to_1970_does_not_skew_the_offline_figures(client, tiny):
     m1 = _phone(client, tiny)
     _raise_case(m1, grid_id="g1", raised_at="1970-01-01T08:00:01+08:00")
@@ -88,12 +76,6 @@ class _DrainOnFirstPush:
         return self.http.request(method, url, **kwargs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the first push after a drain revokes the device whether or not the phone knew it "
-    "was draining: the reference client sent one batch of 2 and wiped the other 3 queued "
-    "visits (README promises loss only beyond what one push carries)",
-)
 def test_a_drain_landing_between_batches_loses_nothing_that_fits_one_push(client, tiny, store):
     net = _DrainOnFirstPush(client, store, tiny.devices["m1"])
     m1 = DeviceClient(
