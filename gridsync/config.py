@@ -80,6 +80,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     max_push_mutations: int = 1000
     max_push_bytes: int = 4 * 1024 * 1024
     max_page_size: int = 500
+    # Cases one phone may raise an hour (by server receipt; then ``rejected``/``rate_limited``):
+    # each alerts the grid's team (gridsync/sync/whistle.py).
+    max_phone_raises_per_hour: Annotated[int, msgspec.Meta(ge=1)] = 60
     # Read the next pull page while the phone receives the current one (gridsync/sync/readahead.py).
     pull_read_ahead: bool = True
     synchronous: str = "FULL"  # SQLite PRAGMA synchronous; FULL survives power loss too

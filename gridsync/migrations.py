@@ -720,3 +720,37 @@ def m0011_phone_privacy(db: sqlite_utils.Database) -> None:
             "UPDATE meta SET value = max(CAST(value AS INTEGER), ?) WHERE key = 'sync_horizon_seq'",
             [seq],
         )
+
+
+# -- whistle cases: their bound, their clocks (issue 12, review round 2) ---------------------
+
+
+@migrations(name="0015_whistle_case_bounds")
+def m0015_whistle_case_bounds(db: sqlite_utils.Database) -> None:
+    """A case's history is bounded (``gridsync/whistle.py``, ``MAX_CASE_COMMENTS``,
+    ``MAX_CASE_NOTE_BYTES``): each case keeps its ``comments`` and the bytes its people's notes
+    take in its JSON (``note_bytes``: UTF-8 with JSON's escapes, as ``json_quote`` writes them;
+    the system's events do not count), counted here from the history it holds. A case already past the bound keeps its history; it takes no more comments.
+
+    ``raised_ms`` (what the report counts a case's offline delay by) is the phone's time no
+    earlier than its device's enrolment and no later than the server's receipt; the phone's
+    ``raised_at`` is kept as sent. Cases raised before this migration are brought into line.
+
+    The phone path limits the cases a device raises an hour: an index for that count."""
+    db.executescript(
+        """
+        ALTER TABLE whistle_cases ADD COLUMN comments INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE whistle_cases ADD COLUMN note_bytes INTEGER NOT NULL DEFAULT 0;
+        UPDATE whistle_cases SET
+            comments = (SELECT count(*) FROM whistle_history h
+                        WHERE h.case_id = whistle_cases.id AND h.action = 'comment'
+                        AND h.by IS NOT NULL),
+            note_bytes = (SELECT coalesce(sum(length(CAST(json_quote(h.note) AS BLOB)) - 2), 0)
+                          FROM whistle_history h
+                          WHERE h.case_id = whistle_cases.id AND h.by IS NOT NULL);
+        UPDATE whistle_cases SET raised_ms = min(received_ms, max(raised_ms, coalesce(
+            (SELECT CAST(round((julianday(d.created_at) - 2440587.5) * 86400000) AS INTEGER)
+             FROM devices d WHERE d.id = whistle_cases.raised_device), raised_ms)));
+        CREATE INDEX whistle_cases_raised_device ON whistle_cases(raised_device, received_ms);
+        """
+    )

@@ -11,6 +11,11 @@ the next level and its supervisor. A case sent back down (``return``) is backflo
 
 Every change allocates a change sequence number (phones receive cases through pull) and writes
 its notifications to the outbox in the same transaction.
+
+A case's history is bounded (:data:`MAX_CASE_COMMENTS` and what follows it): every phone of the
+grid pulls an open case whole. The actions that move a case are never refused for that bound;
+comments are, and the state machine's two loops (reopen, return) are capped.
+``tests/test_whistle_bounds.py`` checks it.
 """
 
 from __future__ import annotations
@@ -49,13 +54,31 @@ from gridsync.org import Scope
 OPEN_STATES = ("raised", "accepted", "on_site", "reopened")
 CLOSED_VISIBLE_DAYS = 30  # pull sends closed cases for this long (SPEC 3.2)
 
+# The bound of a case's history (issue 12). Every phone of the grid pulls an open case whole,
+# history and all, and every action on it is a write under the one write lock: 3,000 comments
+# made one case 6.4 MB. Comments are bounded in number and in the bytes of their notes, and
+# may not take the last CASE_NOTE_RESERVE of the budget: that room is kept for the notes of the
+# actions that move a case, which this bound never refuses (past the whole budget such an action
+# applies without its note, ``ignored``). Actions that move a case are bounded by the state
+# machine itself (each stay at a level takes accept, arrive, resolve and close once; the
+# sweep's escalations stop at the district), except its two loops, reopen and return, which
+# are capped. The worst case a phone pulls is then about 240 KB of JSON (README, "Whistle cases").
+MAX_CASE_COMMENTS = 100
+# Bytes of people's notes (raise, actions, comments) as a case's JSON carries them (UTF-8, with
+# JSON's escapes: a control character takes six bytes there), :func:`note_size`.
+MAX_CASE_NOTE_BYTES = 64 * 1024
+CASE_NOTE_RESERVE = 16 * 1024  # of those, never taken by comments
+MAX_CASE_REOPENS = 10  # then raise a new case
+MAX_CASE_RETURNS = 10  # sent back down (backflow) at most this often
+HOUR_MS = 3_600_000
+
 
 # -- rows ---------------------------------------------------------------------------------------
 
 _CASE_COLS = (
     "id, household_id, grid_id, location, category, description, raised_by, "
     "raised_device, raised_at, raised_ms, received_ms, level, unit_id, department_id, "
-    "state, accepted_by, satisfaction, closed_ms, stint_id, seq"
+    "state, accepted_by, satisfaction, closed_ms, stint_id, seq, comments, note_bytes"
 )
 _STINT_COLS = (
     "id, case_id, level, unit_id, started_ms, accept_due_ms, arrive_due_ms, "
@@ -63,6 +86,13 @@ _STINT_COLS = (
     "missed, warned"
 )
 _list = msgspec.json.Decoder(list[str])
+_json = msgspec.json.Encoder()
+
+
+def note_size(note: str) -> int:
+    """The bytes a note takes in a case's JSON (what :data:`MAX_CASE_NOTE_BYTES` counts): its
+    UTF-8 with JSON's escapes, as SQLite's ``json_quote`` writes them too (migration 0015)."""
+    return len(_json.encode(note)) - 2
 
 
 @dataclass
@@ -87,6 +117,8 @@ class CaseRow:
     closed_ms: int | None
     stint_id: int
     seq: int
+    comments: int  # comments in the history (:data:`MAX_CASE_COMMENTS`)
+    note_bytes: int  # bytes of people's notes in the history (:func:`note_size`)
 
 
 @dataclass
@@ -338,12 +370,21 @@ def _history(
     note: str = "",
     device_at: str | None = None,
 ) -> None:
+    """One event of a case's history. A person's event counts in the case's bound (its note's
+    bytes, a comment); the system's (the sweep's escalations, ``by`` None) are bounded by the
+    stays and do not."""
     db.execute(
         "INSERT INTO whistle_history (case_id, n, action, by, device_id, at_ms, device_at, level, "
         "state, note) VALUES (?, (SELECT coalesce(max(n), 0) + 1 FROM whistle_history "
         "WHERE case_id = ?), ?, ?, ?, ?, ?, ?, ?, ?)",
         [case_id, case_id, action, by, device_id, now_ms, device_at, level, state, note],
     )
+    if by is not None and (note or action == "comment"):
+        db.execute(
+            "UPDATE whistle_cases SET note_bytes = note_bytes + ?, comments = comments + ? "
+            "WHERE id = ?",
+            [note_size(note), int(action == "comment"), case_id],
+        )
 
 
 def _touch(db: sqlite_utils.Database, case_id: str, now_ms: int, **columns: Any) -> None:
@@ -420,6 +461,30 @@ def _router(settings: Settings, router: Router | None) -> Router:
 # -- raising ------------------------------------------------------------------------------------
 
 
+def raised_ms_for_figures(
+    db: sqlite_utils.Database, device_ms: int, principal: Principal, received_ms: int
+) -> int:
+    """When a case was raised, as the report counts it (``raised_ms``: raised offline, the
+    delay): the phone's time, but never before its device was enrolled (it could not raise a
+    case then: a clock reset to 1970 made the average delay 56 years) nor after the server
+    received it. ``raised_at`` keeps the phone's time as sent."""
+    row = db.execute(
+        "SELECT created_at FROM devices WHERE id = ?", [principal.device_id]
+    ).fetchone()
+    if row is not None:
+        device_ms = max(device_ms, _safe_ms(row[0], device_ms))
+    return min(device_ms, received_ms)
+
+
+def raised_by_device(db: sqlite_utils.Database, device_id: str, since_ms: int) -> int:
+    """Cases a device raised that the server received at or after ``since_ms`` (the phone
+    path's rate limit, ``gridsync/sync/whistle.py``)."""
+    return db.execute(
+        "SELECT count(*) FROM whistle_cases WHERE raised_device = ? AND received_ms >= ?",
+        [device_id, since_ms],
+    ).fetchone()[0]
+
+
 def raise_case(
     db: sqlite_utils.Database,
     principal: Principal,
@@ -454,7 +519,7 @@ def raise_case(
         raise OutOfScope(f"grid {grid_id} is outside your scope")
     raised_at = data.raised_at or iso_ms(received_ms)
     try:
-        raised_ms = device_time_ms(raised_at)
+        raised_ms = raised_ms_for_figures(db, device_time_ms(raised_at), principal, received_ms)
     except ValueError as exc:
         raise Invalid(f"raised_at: {exc}", code="invalid_time", field="raised_at") from None
     db.execute(
@@ -536,7 +601,7 @@ Check = Callable[[sqlite_utils.Database, CaseRow, WhistleAct | CaseAction, str |
 class Transition:
     """One action on a case: the states it may be taken from, the state it leads to, who may
     take it, which deadlines it meets, whether the stay at the level ends and where the next
-    one starts. :func:`act` is the one interpreter of the table."""
+    one starts. :func:`apply_action` is the one interpreter of the table."""
 
     sources: tuple[str, ...]
     to: str | None  # None: the state stays (a comment)
@@ -580,6 +645,50 @@ def _scored(
         )
 
 
+def _room_for_comment(
+    db: sqlite_utils.Database, case: CaseRow, data: WhistleAct | CaseAction, who: str | None
+) -> None:
+    """A comment fits the case's bound: :data:`MAX_CASE_COMMENTS`, and its note within
+    :data:`MAX_CASE_NOTE_BYTES` less the room kept for the actions that move the case."""
+    size = note_size(data.note)
+    room = MAX_CASE_NOTE_BYTES - CASE_NOTE_RESERVE - case.note_bytes
+    if case.comments >= MAX_CASE_COMMENTS or size > room:
+        raise Conflict(
+            f"this case holds {case.comments} comments and {case.note_bytes:,} bytes of notes: "
+            f"it takes at most {MAX_CASE_COMMENTS} comments and "
+            f"{MAX_CASE_NOTE_BYTES - CASE_NOTE_RESERVE:,} bytes of them (every phone of the "
+            "grid receives the whole case); say it in the action that moves the case, or "
+            "raise a new case",
+            code="case_too_long",
+            comments=case.comments,
+            note_bytes=case.note_bytes,
+        )
+
+
+def _stays_ended(db: sqlite_utils.Database, case_id: str, reason: str) -> int:
+    return db.execute(
+        "SELECT count(*) FROM whistle_stints WHERE case_id = ? AND end_reason = ?",
+        [case_id, reason],
+    ).fetchone()[0]
+
+
+def _loop_cap(reason: str, cap: int, what: str) -> Check:
+    """A cap on one of the state machine's two loops (reopen, return): the other actions are
+    bounded by the stays, so these bound the whole history."""
+
+    def check(
+        db: sqlite_utils.Database, case: CaseRow, data: WhistleAct | CaseAction, who: str | None
+    ) -> None:
+        if _stays_ended(db, case.id, reason) >= cap:
+            raise Conflict(
+                f"this case was {what} {cap} times, the most a case takes: raise a new case "
+                "for what is left",
+                code="case_too_long",
+            )
+
+    return check
+
+
 # action -> Transition(from states, new state, who may take it, deadlines and stays, checks)
 TRANSITIONS: dict[str, Transition] = {
     # Handling, by the level that holds the case: accept (the accept deadline), arrive on site,
@@ -596,14 +705,28 @@ TRANSITIONS: dict[str, Transition] = {
     # The whistle: one level up, and the level that held it before (backflow), with new
     # deadlines there.
     "escalate": Transition(OPEN_STATES, "raised", HOLDER, ends="escalated", starts=UP),
-    "return": Transition(OPEN_STATES, "raised", HOLDER, ends="returned", starts=BACK),
+    "return": Transition(
+        OPEN_STATES,
+        "raised",
+        HOLDER,
+        ends="returned",
+        starts=BACK,
+        checks=(_loop_cap("returned", MAX_CASE_RETURNS, "sent back down"),),
+    ),
     # Review, by anyone who can see the case: close with the resident's score (not by the one
     # who resolved it), reopen (new deadlines at the same level), comment.
     "close": Transition(
         ("resolved",), "closed", VIEWER, ends="closed", checks=(_not_self_review, _scored)
     ),
-    "reopen": Transition(("resolved", "closed"), "reopened", VIEWER, ends="reopened", starts=HERE),
-    "comment": Transition(ALL_STATES, None, VIEWER),
+    "reopen": Transition(
+        ("resolved", "closed"),
+        "reopened",
+        VIEWER,
+        ends="reopened",
+        starts=HERE,
+        checks=(_loop_cap("reopened", MAX_CASE_REOPENS, "reopened"),),
+    ),
+    "comment": Transition(ALL_STATES, None, VIEWER, checks=(_room_for_comment,)),
 }
 
 # Who acted on a case's handling path (the response the report measures). Comments, closing and
@@ -686,12 +809,34 @@ def act(
     now_ms: int,
     settings: Settings,
     router: Router | None = None,
-    device_at: str | None = None,
 ) -> WhistleCase:
+    """Apply one action to a case and answer the case as it is now (REST, the CLI): see
+    :func:`apply_action`. The push path calls that alone: rebuilding the whole case after each
+    action made a batch of actions on one case cost the square of its history."""
+    apply_action(db, principal, case_id, data, now_ms=now_ms, settings=settings, router=router)
+    return get_case(db, case_id)
+
+
+def apply_action(
+    db: sqlite_utils.Database,
+    principal: Principal,
+    case_id: str,
+    data: WhistleAct | CaseAction,
+    *,
+    now_ms: int,
+    settings: Settings,
+    router: Router | None = None,
+    device_at: str | None = None,
+) -> list[dict[str, str]]:
     """Apply one action to a case (phones through ``whistle.act``, the web through REST): the
     interpreter of :data:`TRANSITIONS`. Refusals, in order: the score, the case (not found
     unless visible), who (``not_responsible``), the state (``illegal_transition`` or the
-    transition's own refusal), the transition's checks, where a move goes."""
+    transition's own refusal), the transition's checks (a comment past the case's bound, a
+    reopen or return past its cap: ``case_too_long``), where a move goes.
+
+    What of the action was not kept: an action that moves the case is never refused for the
+    case's length, but past :data:`MAX_CASE_NOTE_BYTES` it applies without its note
+    (``[{"field": "note", "code": "case_too_long"}]``)."""
     router = _router(settings, router)
     if data.satisfaction is not None and not 1 <= data.satisfaction <= 5:
         raise Invalid(
@@ -718,6 +863,9 @@ def act(
         raise refusal(db, case) if refusal else _illegal(case, action)
     for check in rule.checks:
         check(db, case, data, who)
+    note, ignored = data.note, []
+    if note_size(note) > MAX_CASE_NOTE_BYTES - case.note_bytes:  # a comment was refused
+        note, ignored = "", [{"field": "note", "code": "case_too_long"}]
     if rule.starts in _MOVES:  # to another level: the stay there starts with new deadlines
         target = _MOVES[rule.starts](db, case, stint, data)
         assert rule.ends is not None
@@ -732,19 +880,17 @@ def act(
             router,
             by=who,
             device_id=device,
-            note=data.note,
+            note=note,
             device_at=device_at,
         )
     else:
         _step(db, case, stint, rule, data, who, now_ms, settings)
         new_state = rule.to or case.state
-        _history(
-            db, case_id, action, who, device, now_ms, case.level, new_state, data.note, device_at
-        )
+        _history(db, case_id, action, who, device, now_ms, case.level, new_state, note, device_at)
         if rule.ends == "closed":
             _tell_closed(db, case, stint, who, now_ms, settings, router)
     _audit_act(db, principal, case_id, action, case.level)
-    return get_case(db, case_id)
+    return ignored
 
 
 def _step(

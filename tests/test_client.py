@@ -305,7 +305,11 @@ def test_a_json_batch_is_the_queue_as_stored_in_spec_shape(client, tiny):
     report = phone.push()
     [body] = [body for _method, url, body in net.sent if url.endswith("/sync/push")]
     assert body == msgspec.json.encode(
-        {"device_id": tiny.devices["m1"], "mutations": [m.wire() for m in queued]}
+        {
+            "device_id": tiny.devices["m1"],
+            "mutations": [m.wire() for m in queued],
+            "drain": False,  # an ordinary push: the client marks its drain push
+        }
     )
     assert report.applied == 5 and phone.pending_count() == 0
 

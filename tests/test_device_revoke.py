@@ -222,6 +222,94 @@ def test_a_refused_push_does_not_use_up_the_drain(client, tiny, store):
     assert client.post("/api/v1/sync/push", headers=token, json=gap).json()["drained"] is True
 
 
+def _visit_push(tiny, note: str, seq: int = 1, **top) -> dict:
+    return {
+        "device_id": tiny.devices["m1"],
+        "mutations": [
+            {
+                "mid": uuid7(),
+                "seq": seq,
+                "hlc": f"{int(time.time() * 1000):015d}:00000:{tiny.devices['m1']}",
+                "op": "visit.create",
+                "id": uuid7(),
+                "data": {
+                    "household_id": "hh-g1-1",
+                    "at": "2026-11-20T09:30:00+08:00",
+                    "channel": "door",
+                    "note": note,
+                },
+            }
+        ],
+        **top,
+    }
+
+
+def test_a_push_marked_not_drain_is_refused_while_draining_and_stores_nothing(client, tiny, store):
+    """A client that marks its drain push sends ``drain: false`` on the others: one that
+    arrives after a drain is refused whole (the client then drains with everything), and does
+    not use the drain up; the marked push is the last."""
+    revoke(client, tiny, tiny.devices["m1"], drain=True)
+    token = {**bearer(tiny.tokens["m1"]), **SYNC}
+    ordinary = _visit_push(tiny, "未标记", drain=False)
+    r = client.post("/api/v1/sync/push", headers=token, json=ordinary)
+    assert r.status_code == 403, r.text
+    assert (r.json()["code"], r.json()["drain"]) == ("device_draining", True)
+    assert visits_on_server(store, "未标记") == 0
+    assert device_row(store, tiny.devices["m1"]).revoked_at is None
+    assert (
+        store.read(
+            lambda db: db.execute(
+                "SELECT last_seq FROM devices WHERE id = ?", [tiny.devices["m1"]]
+            ).fetchone()[0]
+        )
+        == 0
+    )  # the seq was not consumed: the drain push sends it again
+    last = client.post("/api/v1/sync/push", headers=token, json={**ordinary, "drain": True})
+    assert last.status_code == 200 and last.json()["drained"] is True, last.text
+    assert visits_on_server(store, "未标记") == 1
+    assert device_row(store, tiny.devices["m1"]).revoked_at is not None
+
+
+def test_a_hostile_mutation_does_not_lose_the_drain_mark(client, tiny, store):
+    """The mark survives the slow path that refuses one mutation at fault (outline.py)."""
+    revoke(client, tiny, tiny.devices["m1"], drain=True)
+    headers = {**bearer(tiny.tokens["m1"]), **SYNC, "Content-Type": "application/json"}
+    for drain, status in ((False, 403), (True, 200)):
+        body = _visit_push(tiny, "坏", drain=drain)
+        body["mutations"][0].update(op="household.update", id="hh-g1-1", fields={"notes": "NOTE"})
+        raw = json.dumps(body).encode().replace(b"NOTE", b"\xff\xfe")  # invalid UTF-8
+        r = client.post("/api/v1/sync/push", headers=headers, content=raw)
+        assert r.status_code == status, r.text
+    assert r.json()["drained"] is True
+    assert r.json()["results"][0]["code"] == "validation_error"
+
+
+def test_a_drain_mark_from_a_device_not_draining_changes_nothing(client, tiny, store):
+    token = {**bearer(tiny.tokens["m1"]), **SYNC}
+    r = client.post("/api/v1/sync/push", headers=token, json=_visit_push(tiny, "照常", drain=True))
+    assert r.status_code == 200 and "drained" not in r.json(), r.text
+    assert device_row(store, tiny.devices["m1"]).revoked_at is None
+    assert visits_on_server(store, "照常") == 1
+
+
+def test_the_reference_client_marks_its_drain_push(client, tiny, store):
+    net = FlakyTransport(client)
+    m1 = phone(net, tiny)
+    m1.sync()
+    m1.log_visit("hh-g1-1", "door", [], "普通")
+    m1.push()
+    offline_work(m1, "最后")
+    revoke(client, tiny, tiny.devices["m1"], drain=True)
+    with pytest.raises(DeviceDrainedError):
+        m1.sync()
+    pushes = [json.loads(body) for _m, url, body in net.sent if url.endswith("/push")]
+    # an ordinary push; after the drain, one refused (it did not know), then the drain push
+    # with everything that one held and more
+    assert [p["drain"] for p in pushes] == [False, False, True]
+    assert len(pushes[2]["mutations"]) == len(pushes[1]["mutations"]) == 4
+    assert visits_on_server(store, "最后") == 2
+
+
 def test_a_push_checked_before_a_revoke_stores_nothing_after_it(store, tiny, settings):
     """The token is checked before the push waits for the writer: a revoke (or a drain push)
     that commits in between must still shut the push out."""

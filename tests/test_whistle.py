@@ -354,6 +354,13 @@ def whistle_changes(db, scope, after_seq, upto_seq, limit):
 def test_sync_ops_raise_offline_and_act(store, tiny, wsettings, clock):
     received = clock.now_ms()
     offline = (T0 - timedelta(hours=3)).isoformat()  # raised in a basement three hours ago
+    # enrolled a day before (the fixture enrols on the system clock, after T0): the report
+    # counts a case raised no earlier than its device's enrolment
+    store.write(
+        lambda db: db.execute(
+            "UPDATE devices SET created_at = ?", [(T0 - timedelta(days=1)).isoformat()]
+        )
+    )
     outcome = _push(
         store,
         tiny,

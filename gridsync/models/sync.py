@@ -94,6 +94,12 @@ class PushRequest(Struct, kw_only=True):
     mutations: Annotated[list[Mutation], Meta(max_length=100_000)]
     # the device's pull cursor, echoed back (see PushResponse); bounded as the pull's query
     cursor: Annotated[str, Meta(max_length=1024)] | None = None
+    # Whether this is the device's drain push (its last, after a revoke with drain). A client
+    # that marks its drain push sends false on every other push: a device being drained then
+    # has an unmarked push refused (403 device_draining, nothing stored) and sends everything
+    # it holds in one push marked true, so a drain landing between two batches loses nothing.
+    # Absent (an older client): the first push of a draining device that applies is its last.
+    drain: bool | None = None
 
 
 class LostValue(Struct, kw_only=True, gc=False):

@@ -861,8 +861,10 @@ class DeviceClient:
         A crash between an answer and its acknowledgement resends that batch, which the server
         answers ``duplicate``.
 
-        A device revoked with drain gets one push: before sending more than one batch the
-        client reads its sync status, and a draining device drains (:meth:`drain`) instead."""
+        A device revoked with drain gets one push, marked ``drain: true``: before sending more
+        than one batch the client reads its sync status, and a draining device drains
+        (:meth:`drain`) instead; a drain that lands after that read refuses the next batch
+        (``403 device_draining``, nothing stored), and the client drains then."""
         return self._push(drain=False)
 
     def drain(self) -> None:
@@ -893,11 +895,11 @@ class DeviceClient:
         batch = self._next_batch(batch_size)
         drained = False
         if drain and not batch:  # nothing to send: an empty push still ends the drain
-            answer = self._request("POST", PUSH_PATH, body=self._push_body([]))
+            answer = self._request("POST", PUSH_PATH, body=self._push_body([], drain=True))
             drained = bool(answer.get("drained"))
         try:
             while batch:
-                body = self._push_body(batch)
+                body = self._push_body(batch, drain=drain)
                 self._refuse_if_revoked()
                 sending = self._sender().submit(self._request, "POST", PUSH_PATH, body=body)
                 if answered is not None:
@@ -907,6 +909,10 @@ class DeviceClient:
                 try:
                     answer = sending.result()
                 except ServerRefused as exc:
+                    if exc.code == "device_draining" and not drain:
+                        # drained since the status was read: nothing of this batch was stored;
+                        # everything goes in the one push marked drain
+                        self.drain()
                     if exc.status == 409 and exc.code == "seq_gap" and gaps < 3:
                         gaps += 1
                         self._renumber(int(exc.body["expected_seq"]))
@@ -937,8 +943,11 @@ class DeviceClient:
             raise DeviceDrainedError(report.sent, unsent)
         return report
 
-    def _push_body(self, batch: list[tuple]) -> dict[str, Any]:
-        return {"device_id": self.device_id, "mutations": self._wire_batch(batch)}
+    def _push_body(self, batch: list[tuple], *, drain: bool) -> dict[str, Any]:
+        """A push request. ``drain`` is always sent: ``true`` marks the drain push, ``false``
+        tells the server this client marks it, so that an ordinary batch arriving after a
+        drain is refused (``device_draining``) instead of being taken for the last push."""
+        return {"device_id": self.device_id, "mutations": self._wire_batch(batch), "drain": drain}
 
     def _sender(self) -> ThreadPoolExecutor:
         """The helper thread that sends push requests while the queue is read."""

@@ -7,8 +7,13 @@ ones are recorded with their code, so a resend answers ``duplicate`` too). Nothi
 that fails as a whole (400, 403, 409, 413) is stored: those checks come before any write, and
 the transaction rolls back whole on any error.
 
-A device revoked with drain (``auth.py``) is revoked in the transaction of its first push that
-applies: that push is its last, and a second one, even racing it, is ``401 device_revoked``.
+A device revoked with drain (``auth.py``) is revoked in the transaction of its drain push: the
+push marked ``drain: true``, or, from a client that does not mark pushes (``drain`` absent),
+its first push that applies. That push is its last, and a second one, even racing it, is
+``401 device_revoked``. A push marked ``drain: false`` from a draining device is ``403
+device_draining`` with nothing stored: the client learns it is draining from that answer and
+sends everything in one marked push, so a drain that lands between two batches of a sync loses
+nothing that fits one push.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from gridsync.auth import Principal
 from gridsync.clock import Clock, iso_ms, parse_ms
 from gridsync.config import Settings
 from gridsync.errors import (
+    DeviceDraining,
     DeviceRevoked,
     Forbidden,
     GridsyncError,
@@ -214,6 +220,7 @@ _Head = Annotated[str, Meta(max_length=64)]
 _SPAN_TYPES: dict[str, Any] = {
     "device_id": SyncId,
     "cursor": Annotated[str, Meta(max_length=1024)] | None,
+    "drain": bool | None,
     "mid": Mid,
     "seq": Annotated[int, Meta(ge=1, le=2**53)],
     "hlc": HlcStr,
@@ -297,6 +304,7 @@ def _salvage(
 
     device_id = value(shape.top, "device_id", "$")
     cursor = value(shape.top, "cursor", "$", None)
+    drain = value(shape.top, "drain", "$", None)
     mutations: list[Mutation] = []
     refused: dict[int, GridsyncError] = {}
     for i, span in enumerate(shape.mutations):
@@ -332,7 +340,10 @@ def _salvage(
                 pass
         mutations.append(head)
         refused[i] = Invalid(f"invalid mutation: {why}", field=where)
-    return PushRequest(device_id=device_id, mutations=mutations, cursor=cursor), refused
+    return (
+        PushRequest(device_id=device_id, mutations=mutations, cursor=cursor, drain=drain),
+        refused,
+    )
 
 
 @dataclass(slots=True)
@@ -472,22 +483,25 @@ def apply_push(
     final = [r for r in batch.results if r is not None]
     new_last = max(device.last_seq, mutations[-1].seq) if mutations else device.last_seq
     counts = _record(batch, final, new_last, high_ms, app)
-    if device.draining_since is not None:
+    drained = device.draining_since is not None  # and not marked false: _pushing_device
+    if drained:
         _drain(batch, new_last, counts)
     return PushResponse(
         results=final,
         server_hlc=advance(batch.server.last, now_ms),
         last_seq=new_last,
         cursor=request.cursor,
-        drained=device.draining_since is not None,
+        drained=drained,
     )
 
 
 def _pushing_device(
     db: sqlite_utils.Database, principal: Principal, request: PushRequest
 ) -> _DeviceRow:
-    """The token's device, which the request must name (403 ``device_mismatch``) and which must
-    not have been revoked since its token was checked (401 ``device_revoked``)."""
+    """The token's device, which the request must name (403 ``device_mismatch``), which must
+    not have been revoked since its token was checked (401 ``device_revoked``), and which, if
+    it is being drained, sends its drain push: a push marked ``drain: false`` is 403
+    ``device_draining`` (the client then sends everything in one push marked ``true``)."""
     if request.device_id != principal.device_id:
         raise Forbidden(
             f"device_id {request.device_id} is not this token's device ({principal.device_id})",
@@ -504,6 +518,11 @@ def _pushing_device(
         # Revoked since the token was checked (or a second push of a draining device that
         # raced its drain push): nothing of this request is stored.
         raise DeviceRevoked()
+    if device.draining_since is not None and request.drain is False:
+        raise DeviceDraining(
+            "this device is being revoked: send everything it holds in one push marked "
+            '"drain": true, its last; then wipe it'
+        )
     return device
 
 
