@@ -2,7 +2,8 @@
 
 Every test here was ``xfail(strict=True)``: it failed for the reason it names, and turns the
 suite red (XPASS) the day the finding is fixed, so that the mark is removed with the fix. The
-marks of findings 2, 3, 4, 5, 8 and 9 are gone (fixed in h12-fixes); 1, 6 and 7 remain. Real
+marks of findings 2, 3, 4, 5, 8 and 9 are gone (fixed in h12-fixes); findings 1, 6 and 7 were
+fixed in h12-fixes2 and their tests live in tests/test_review12_cases.py. Real
 parts only: the app through the TestClient, the reference client, the CLI through CliRunner.
 """
 
@@ -17,13 +18,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gridsync import auth
 from gridsync.backup import replica_config
 from gridsync.cli import cli
 from gridsync.clock import FixedClock, uuid7
 from gridsync.privacy import mask_phone
-from gridsync.sync.client import DeviceClient, DeviceDrainedError, SyncError
-from tests.conftest import CLI, bearer
+from gridsync.sync.client import DeviceClient, SyncError
+from tests.conftest import bearer
 from tests.sync_helpers import Phone
 
 
@@ -44,31 +44,6 @@ def _no_traceback(result) -> bool:
 
 
 # -- 1. a whistle case grows without bound ---------------------------------------------------------
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="whistle history is unbounded: 1,000 comments of 2,000 characters in one push grow "
-    "a case past 2 MB, and every phone of the grid pulls it whole (issue 12 bounded only the "
-    "length of WhistleAct.at, not the number of events)",
-)
-def test_comments_cannot_grow_a_case_past_what_a_phone_should_pull(client, tiny):
-    m1 = _phone(client, tiny)
-    case_id = _raise_case(m1, grid_id="g1")
-    note = "x" * 2000  # WhistleAct.note's maximum
-    r = m1.push(
-        [
-            m1.mutation("whistle.act", case_id, data={"action": "comment", "note": note})
-            for _ in range(1000)
-        ]
-    )
-    assert r.status_code == 200, r.text
-    case = client.get(f"/api/v1/whistle/cases/{case_id}", headers=bearer(tiny.tokens["sec"]))
-    assert case.status_code == 200
-    assert len(case.content) < 1_048_576, f"one case is {len(case.content):,} bytes"
-
-
-# -- 2. the last admin can still lock the district out ---------------------------------------------
 
 
 def test_the_last_admin_cannot_drop_the_admin_role_over_the_api(client, tiny):
@@ -150,68 +125,6 @@ def test_a_masked_landline_hides_at_least_four_digits(number):
 
 
 # -- 6. one phone clock skews the whistle report ---------------------------------------------------
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="raised_at is read as sent down to 1970: one phone with a reset clock makes the "
-    "report's offline delay 56 years (offline_delay_avg_seconds ~1.8e9), and counts the case "
-    "as raised offline, though the device was enrolled seconds before",
-)
-def test_a_phone_clock_reset_to_1970_does_not_skew_the_offline_figures(client, tiny):
-    m1 = _phone(client, tiny)
-    _raise_case(m1, grid_id="g1", raised_at="1970-01-01T08:00:01+08:00")
-    report = client.get("/api/v1/whistle/report", headers=bearer(tiny.tokens["admin"])).json()
-    assert (report["offline_delay_avg_seconds"] or 0) < 3600, report
-
-
-# -- 7. a drain that lands mid-sync loses queued work that fits in one push ----------------------
-
-
-class _DrainOnFirstPush:
-    """The admin revokes the phone with drain just as its first push batch leaves (after the
-    client read its sync status): the operator replacing a phone while its user syncs it."""
-
-    def __init__(self, http, store, device_id):
-        self.http, self.store, self.device_id = http, store, device_id
-        self.done = False
-
-    def request(self, method, url, **kwargs):
-        if url.endswith("/sync/push") and not self.done:
-            self.done = True
-            self.store.write(auth.revoke, self.device_id, CLI, "换手机", drain=True)
-        return self.http.request(method, url, **kwargs)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="the first push after a drain revokes the device whether or not the phone knew it "
-    "was draining: the reference client sent one batch of 2 and wiped the other 3 queued "
-    "visits (README promises loss only beyond what one push carries)",
-)
-def test_a_drain_landing_between_batches_loses_nothing_that_fits_one_push(client, tiny, store):
-    net = _DrainOnFirstPush(client, store, tiny.devices["m1"])
-    m1 = DeviceClient(
-        net,
-        token=tiny.tokens["m1"],
-        device_id=tiny.devices["m1"],
-        person_id="m1",
-        clock=FixedClock(int(time.time() * 1000)),
-        sleep=lambda _s: None,
-        batch_size=2,
-    )
-    m1.sync()
-    for i in range(5):
-        m1.log_visit(f"hh-g1-{1 + i % 4}", "door", [], "换机中")
-    with pytest.raises(DeviceDrainedError):
-        m1.sync()
-    on_server = store.read(
-        lambda db: db.execute("SELECT count(*) FROM visits WHERE note = '换机中'").fetchone()[0]
-    )
-    assert on_server == 5
-
-
-# -- 8. CLI arguments that still end on a traceback -----------------------------------------------
 
 
 @pytest.mark.parametrize(
