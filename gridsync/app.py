@@ -139,6 +139,9 @@ def create_app(
         # Phones are on poor networks: gzip responses when asked (SPEC 3, 8).
         compression_config=CompressionConfig(backend="gzip", minimum_size=256),
         debug=False,
+        # gridsync logs through its own handlers (gridsync/logs.py: request ids, JSON lines);
+        # Litestar's default config would start a queue-listener thread per app, never stopped.
+        logging_config=None,
     )
     app.state.settings = settings
     app.state.clock = clock
