@@ -114,11 +114,17 @@ def test_close_waits_for_reads_in_flight(db_path):
     assert reading.wait(5)
     closer = threading.Thread(target=lambda: (store.close(), order.append("closed")))
     closer.start()
-    while not store._closed:  # close() has begun: it now refuses new reads
-        time.sleep(0.001)
-    with pytest.raises(RuntimeError, match="closed"):
-        store.read(lambda db: 1)
-    release.set()
+    try:
+        while not store._closed:  # close() has begun: it now refuses new reads
+            time.sleep(0.001)
+        with pytest.raises(RuntimeError, match="closed"):
+            store.read(lambda db: 1)
+        # close() must still be waiting for the read (it waits up to CLOSE_WAIT_SECONDS): a
+        # store that closed the connection under it would be done here.
+        closer.join(1.0)
+        assert closer.is_alive() and order == []
+    finally:
+        release.set()
     closer.join(5)
     assert reader.result(5) >= 1
     assert order == ["read done", "closed"]
