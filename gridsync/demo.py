@@ -521,7 +521,7 @@ def visit_rows(
     date_prefix = datetime.fromtimestamp(day_start_ms / 1000, CHINA).strftime("%Y-%m-%dT")
     kinds_all = list(DEFAULT_SERVICE_KINDS)
     kind_weights = [_KIND_WEIGHTS[k] for k in kinds_all]
-    rows = []
+    rows: list[list[Any]] = []
     for i in households:
         grid_id = facts.grid_ids[i]
         member = facts.members[i]

@@ -187,7 +187,8 @@ def daily_digests(
     key = daily_due(db, now_ms=now_ms, settings=settings)
     if key is None:
         return 0
-    queued, after = 0, ""
+    queued = 0
+    after: str | None = ""  # the last member id done; None once every member is
     while after is not None:
         n, after = daily_chunk(
             db, key, now_ms=now_ms, settings=settings, router=router, after=after

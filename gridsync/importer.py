@@ -53,7 +53,7 @@ from gridsync.clock import SYSTEM_CLOCK, Clock, iso_ms
 from gridsync.config import Settings
 from gridsync.db import next_seq
 from gridsync.errors import Invalid
-from gridsync.models import MAX_TAG_LENGTH, MAX_TAGS, HouseholdFields
+from gridsync.models import MAX_TAG_LENGTH, MAX_TAGS, HouseholdFields, field_types
 from gridsync.models.core import SHORT_TEXT_PATTERN
 from gridsync.org import resolve_scope
 from gridsync.sync import merge
@@ -142,11 +142,9 @@ def _max_lengths() -> dict[str, int]:
     """The longest text of each field: what a phone may write (``HouseholdFields``, the owner
     of these bounds), and an id's 64 for the two ids the phone never sends."""
     bounds = {"external_id": 64, "responsible_member_id": 64}
-    for f in msgspec.inspect.type_info(HouseholdFields).fields:
-        types = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
-        for t in types:
-            if isinstance(t, msgspec.inspect.StrType) and t.max_length is not None:
-                bounds[f.name] = t.max_length
+    for name, t in field_types(HouseholdFields):
+        if isinstance(t, msgspec.inspect.StrType) and t.max_length is not None:
+            bounds[name] = t.max_length
     return bounds
 
 
@@ -155,11 +153,9 @@ def _text_rules() -> dict[str, re.Pattern[str]]:
     for a long text): the pattern a phone's ``HouseholdFields`` carries, so that a file cannot
     store what a phone may not send; one line for every other column."""
     rules = {}
-    for f in msgspec.inspect.type_info(HouseholdFields).fields:
-        types = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
-        for t in types:
-            if isinstance(t, msgspec.inspect.StrType) and t.pattern is not None:
-                rules[f.name] = re.compile(t.pattern)
+    for name, t in field_types(HouseholdFields):
+        if isinstance(t, msgspec.inspect.StrType) and t.pattern is not None:
+            rules[name] = re.compile(t.pattern)
     return rules
 
 
@@ -387,10 +383,13 @@ def _read_xlsx(path: Path, limits: Limits) -> list[list[Any]]:
                     sheet = book.worksheets[0]
                     sheet.reset_dimensions()  # pad rows by their cells, not a claimed size
                     missing: set[tuple[int, int]] = set()
-                    with archive.open(sheet._worksheet_path) as source:
+                    # the sheet's part in the archive: openpyxl (and its stubs) name it only
+                    # privately, on the read-only sheet it hands out here
+                    part: str = sheet._worksheet_path  # type: ignore[attr-defined]
+                    with archive.open(part) as source:
                         formulas = _has_formula(source)
                     if formulas:
-                        with archive.open(sheet._worksheet_path) as source:
+                        with archive.open(part) as source:
                             missing = _formulas_without_value(source, path.name, limits)
                     return _sheet_values(sheet, missing, path.name, limits)
                 finally:
@@ -738,14 +737,14 @@ def _plan_assignments(
     valid rows. Loads count active households, as coverage does; a row may take a household
     from one member (it moves, or leaves ``active``) and give it to another."""
     errors = plan.preview.errors
-    changes: list[tuple[int, str, str | None, str | None, bool, str]] = []
+    changes: list[tuple[int, str, str | None, str | None, bool, str | None]] = []
     for number, household_id, current, values in rows:
         current = current or {}
-        before = current.get("responsible_member_id")
-        after = values.get("responsible_member_id", before)
+        before: str | None = current.get("responsible_member_id")
+        after: str | None = values.get("responsible_member_id", before)
         was_active = current.get("status") == "active"
         active = values.get("status", current.get("status", "active")) == "active"
-        grid = values.get("grid_id") or current.get("grid_id")
+        grid: str | None = values.get("grid_id") or current.get("grid_id")
         if (before, was_active) != (after, active):
             changes.append(
                 (
@@ -786,7 +785,7 @@ def _plan_assignments(
     )
     caps: dict[str | None, int] = {}
 
-    def cap_of(grid: str) -> int:
+    def cap_of(grid: str | None) -> int:
         community = communities.get(grid)
         if community not in caps:
             policy = (

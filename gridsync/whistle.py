@@ -38,6 +38,7 @@ from gridsync.models import (
     CASE_LEVELS,
     CaseAction,
     CaseEvent,
+    CaseLevel,
     CasePage,
     CaseState,
     Deadlines,
@@ -108,10 +109,10 @@ class CaseRow:
     raised_at: str
     raised_ms: int
     received_ms: int
-    level: str
+    level: CaseLevel
     unit_id: str
     department_id: str | None
-    state: str
+    state: CaseState
     accepted_by: str | None
     satisfaction: int | None
     closed_ms: int | None
@@ -125,7 +126,7 @@ class CaseRow:
 class Stint:
     id: int
     case_id: str
-    level: str
+    level: CaseLevel
     unit_id: str
     started_ms: int
     accept_due_ms: int
@@ -194,10 +195,10 @@ def _wire(db: sqlite_utils.Database, case: CaseRow) -> WhistleCase:
         raised_at=case.raised_at,
         received_at=iso_ms(case.received_ms),
         level=case.level,
-        state=case.state,  # type: ignore[arg-type]
+        state=case.state,
         deadlines=Deadlines(
             level=stint.level,
-            since=iso_ms(stint.started_ms),  # type: ignore[arg-type]
+            since=iso_ms(stint.started_ms),
             accept=iso_ms(stint.accept_due_ms),
             arrive=iso_ms(stint.arrive_due_ms),
             resolve=iso_ms(stint.resolve_due_ms),
@@ -355,7 +356,9 @@ def _open_stint(
             now_ms + int(d.resolve_minutes * minute),
         ],
     )
-    return int(cursor.lastrowid)
+    stint_id = cursor.lastrowid
+    assert stint_id is not None  # sqlite3 sets it after every INSERT of a rowid table
+    return stint_id
 
 
 def _history(
@@ -401,7 +404,9 @@ def _person_name(db: sqlite_utils.Database, person_id: str | None) -> str:
     return row[0] if row else person_id
 
 
-def _context(db: sqlite_utils.Database, case_id: str, settings: Settings, **extra: Any):
+def _context(
+    db: sqlite_utils.Database, case_id: str, settings: Settings, **extra: Any
+) -> Callable[[str], dict[str, Any]]:
     """A ``locale -> dict`` template context for a case's notifications."""
     case = _load_case(db, case_id)
     assert case is not None
@@ -1376,7 +1381,7 @@ def _stay_figures(
     return sorted(rows, key=lambda r: (_LEVEL_ORDER.get(r[0], 99), r[1]))
 
 
-_LEVEL_ORDER = {name: i for i, name in enumerate(CASE_LEVELS)}
+_LEVEL_ORDER: dict[str, int] = {name: i for i, name in enumerate(CASE_LEVELS)}
 
 
 def _report_rows(db: sqlite_utils.Database, figures: list[tuple]) -> list[ReportRow]:

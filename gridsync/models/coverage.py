@@ -3,7 +3,7 @@ violations, assignments, rebalancing and the assessors' sample."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
@@ -16,12 +16,12 @@ from gridsync.models.core import (
 )
 
 CoverageLevel = Literal["member", "branch", "grid", "community", "street", "district"]
-COVERAGE_LEVELS: tuple[str, ...] = CoverageLevel.__args__  # type: ignore[attr-defined]
+COVERAGE_LEVELS: tuple[CoverageLevel, ...] = get_args(CoverageLevel)
 
 ViolationKind = Literal[
     "unassigned", "overdue", "priority_overdue", "member_under_min", "member_over_cap"
 ]
-VIOLATION_KINDS: tuple[str, ...] = ViolationKind.__args__  # type: ignore[attr-defined]
+VIOLATION_KINDS: tuple[ViolationKind, ...] = get_args(ViolationKind)
 
 Days = Annotated[int, Meta(ge=1, le=366)]
 Count = Annotated[int, Meta(ge=0, le=10_000)]

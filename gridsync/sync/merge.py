@@ -158,8 +158,10 @@ def state_from_row(row: tuple) -> HouseholdState:
     for name in MERGED_FIELDS:
         if name not in stamps:
             stamps[name] = Stamp("", seq)
-    adds = {k: decode(v, seq) for k, v in tag_adds.items()} if tag_adds else {}
-    removes = {k: decode(v, seq) for k, v in tag_removes.items()} if tag_removes else {}
+    adds = {k: decode(v, seq) for k, v in tag_adds.items()} if isinstance(tag_adds, dict) else {}
+    removes = (
+        {k: decode(v, seq) for k, v in tag_removes.items()} if isinstance(tag_removes, dict) else {}
+    )
     for tag in values["tags"]:
         adds.setdefault(tag, Stamp("", seq))
     return HouseholdState(values, seq, stamps, adds, removes)
