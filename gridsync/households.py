@@ -67,16 +67,17 @@ def household_from_row(row: tuple, phones: PhoneView) -> Household:
 
 
 # The stored ``kinds`` JSON takes few distinct values (a few dozen combinations of the policy's
-# kinds): each is decoded once and its list shared by the Visits built from rows (a pull page
-# builds 500; do not mutate ``Visit.kinds`` of a Visit read from the database).
-_KINDS: dict[str, list[str]] = {}
+# kinds): each is decoded once and its tuple shared by the Visits built from rows (a pull page
+# builds 500), which is why ``Visit.kinds`` is a tuple.
+_KINDS: dict[str, tuple[str, ...]] = {}
+_kinds_decoder = msgspec.json.Decoder(tuple[str, ...])
 _KINDS_MAX = 4096
 
 
-def visit_from_row(row: tuple, _kinds: dict[str, list[str]] = _KINDS) -> Visit:
+def visit_from_row(row: tuple, _kinds: dict[str, tuple[str, ...]] = _KINDS) -> Visit:
     kinds = _kinds.get(row[6])
     if kinds is None:
-        kinds = _tags_decoder.decode(row[6])
+        kinds = _kinds_decoder.decode(row[6])
         if len(_kinds) < _KINDS_MAX:
             _kinds[row[6]] = kinds
     return Visit(

@@ -216,7 +216,8 @@ def test_community_policy_override_changes_only_that_community(store, cov_settin
     rows = _by_key(store.read(coverage.rollup, cov_settings, ADMIN, None, now_ms=NOW_MS).rows)
     assert not any(level == "member" for level, _ in rows)  # district-wide: no member rows
     c2 = rows[("community", "c2")]
-    assert (c2.contacted, c2.overdue, c2.kinds_covered) == (0, 2, [])  # h13 visited 2 days ago
+    # kinds_covered is a tuple (rows share it; issue 13)
+    assert (c2.contacted, c2.overdue, c2.kinds_covered) == (0, 2, ())  # h13 visited 2 days ago
     assert _figures(rows[("community", "c1")])[:10] == EXPECTED[("community", "c1")][:10]
     assert rows[("district", "d1")].contacted == 6
 

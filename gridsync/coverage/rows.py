@@ -189,7 +189,7 @@ class HouseholdFigures(msgspec.Struct, frozen=True, gc=False, array_like=True):
     overdue: int
     priority_households: int
     priority_overdue: int
-    kinds_covered: list[str]
+    kinds_covered: tuple[str, ...]
     kinds_total: int
     assigned_rate: float | None
     contact_rate: float | None
@@ -212,11 +212,11 @@ class RowMaker:
     """Builds the rows of one tally. Many rows share their figures (a branch has its grid's
     households; most members share a few small numbers), so each distinct household part and
     member part is computed once per call, and rows with the same covered kinds share one
-    ``kinds_covered`` list (rows are read-only)."""
+    ``kinds_covered`` tuple."""
 
     def __init__(self, t: Tally) -> None:
         self.kinds = t.kinds
-        self._covered_lists: dict[int, list[str]] = {0: []}
+        self._covered_kinds: dict[int, tuple[str, ...]] = {0: ()}
         self._households: dict[tuple, HouseholdFigures] = {}
         self._members: dict[tuple[int, int, int], MemberFigures] = {}
         self._masks: dict[tuple[str, ...], int] = {}
@@ -288,11 +288,11 @@ class RowMaker:
         )
         found = self._households.get(key)
         if found is None:
-            kinds_covered = self._covered_lists.get(covered)
+            kinds_covered = self._covered_kinds.get(covered)
             if kinds_covered is None:
-                kinds_covered = self._covered_lists[covered] = [
+                kinds_covered = self._covered_kinds[covered] = tuple(
                     k for i, k in enumerate(self.kinds) if covered >> i & 1
-                ]
+                )
             total = allowed.bit_count()
             found = self._households[key] = HouseholdFigures(
                 households=c.households,

@@ -134,7 +134,8 @@ class Visit(Struct, kw_only=True):
     device_id: str | None
     at: str  # device clock, ISO 8601 with offset, as the phone sent it
     channel: Channel
-    kinds: list[str] = msgspec.field(default_factory=list)
+    # a tuple: Visits built from rows share one per stored value (gridsync/households.py)
+    kinds: tuple[str, ...] = ()
     note: str = ""
     geo: Geo | None = None
     voided: bool = False
