@@ -26,12 +26,12 @@ import msgspec
 import sqlite_utils
 
 from gridsync import coverage
+from gridsync.clock import DAY_MS
 from gridsync.config import Settings
 from gridsync.models import Policy
 from gridsync.notify import outbox
 from gridsync.notify.routing import Router
 
-DAY_MS = 86_400_000
 DUE_SOON_DAYS = 3
 MAX_LINES = 20
 _tags = msgspec.json.Decoder(list[str])

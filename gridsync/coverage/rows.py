@@ -20,8 +20,7 @@ from gridsync.config import Settings
 from gridsync.coverage.org_index import OrgIndex, report_units
 from gridsync.coverage.tallying import Counts, Tally, tally
 from gridsync.errors import Invalid
-from gridsync.models import COVERAGE_LEVELS as LEVELS
-from gridsync.models import CoverageLevel, CoverageReport, CoverageRow, Policy
+from gridsync.models import COVERAGE_LEVELS, CoverageLevel, CoverageReport, CoverageRow, Policy
 from gridsync.org import Scope
 
 UNIT_LEVELS = ("branch", "grid", "community", "street", "district")
@@ -64,17 +63,17 @@ def default_levels(t: Tally) -> tuple[CoverageLevel, ...]:
     thousands of member rows belong in an export or a narrower scope (``level=member`` still
     asks for them). Members are counted in every unit row either way."""
     if t.idx.wide(t.units):
-        return tuple(level for level in LEVELS if level != "member")
-    return LEVELS
+        return tuple(level for level in COVERAGE_LEVELS if level != "member")
+    return COVERAGE_LEVELS
 
 
 def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
     """The rows of a tally at ``levels`` (default :func:`default_levels`), top-down."""
     wanted = set(levels or default_levels(t))
-    bad = wanted - set(LEVELS)
+    bad = wanted - set(COVERAGE_LEVELS)
     if bad:
         raise Invalid(
-            f"unknown level {sorted(bad)[0]!r}; one of {', '.join(LEVELS)}", field="level"
+            f"unknown level {sorted(bad)[0]!r}; one of {', '.join(COVERAGE_LEVELS)}", field="level"
         )
     make = RowMaker(t)
     counts = _unit_counts(t)
@@ -84,7 +83,7 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
         if uid in t.units:
             by_level[kind].append(uid)
     rows: list[CoverageRow] = []
-    for level in reversed(LEVELS):
+    for level in reversed(COVERAGE_LEVELS):
         if level == "member" and level in wanted:
             rows += _member_rows(t, make)
         elif level in wanted:

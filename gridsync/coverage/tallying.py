@@ -43,14 +43,13 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
+from gridsync.clock import DAY_MS
 from gridsync.config import Settings
 from gridsync.coverage.org_index import Home, OrgIndex, ReportUnits, report_units
 from gridsync.coverage.policy import community_policies, judge_load
 from gridsync.models import Policy
 from gridsync.org import Scope
 from gridsync.privacy import PhoneView, shown_phone
-
-DAY_MS = 86_400_000
 
 # Who may be a household's responsible member (the "1" of 1-5-N), and who counts as a member.
 RESPONSIBLE_ROLE = "member"

@@ -14,9 +14,9 @@ from typing import Any
 
 import sqlite_utils
 
-from gridsync.clock import iso_ms
+from gridsync.clock import DAY_MS, iso_ms
 from gridsync.config import Settings
-from gridsync.coverage.tallying import DAY_MS, Member, PolicyGroup, Tally, member_phone, tally
+from gridsync.coverage.tallying import Member, PolicyGroup, Tally, member_phone, tally
 from gridsync.errors import Invalid
 from gridsync.models import VIOLATION_KINDS, Violation, ViolationKind, ViolationPage
 from gridsync.org import Scope

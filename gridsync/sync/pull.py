@@ -35,6 +35,7 @@ import msgspec
 import sqlite_utils
 
 from gridsync import coverage
+from gridsync.clock import DAY_MS
 from gridsync.config import Settings
 from gridsync.db import current_seq, epoch
 from gridsync.models import Change, ChangeType, PullResponse
@@ -42,7 +43,7 @@ from gridsync.org import Scope
 from gridsync.sync import hlc
 from gridsync.sync import scope as sync_scope
 from gridsync.sync.registry import ordered_sources
-from gridsync.sync.sources import DAY_MS, SourceChange, SourceContext
+from gridsync.sync.sources import SourceChange, SourceContext
 
 CURSOR_VERSION = 1
 

@@ -25,8 +25,6 @@ import sqlite_utils
 
 from gridsync.org import Scope
 
-DAY_MS = 86_400_000
-
 
 class SourceChange(msgspec.Struct, gc=False):
     """One change of a source (a Struct, not a NamedTuple: a page builds hundreds, and a

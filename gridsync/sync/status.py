@@ -8,7 +8,7 @@ import sqlite_utils
 
 from gridsync import audit, coverage, org
 from gridsync.auth import Principal
-from gridsync.clock import Clock
+from gridsync.clock import DAY_MS, Clock
 from gridsync.config import Settings
 from gridsync.db import current_seq
 from gridsync.models import SyncStatus
@@ -18,7 +18,6 @@ from gridsync.sync import scope as sync_scope
 if TYPE_CHECKING:  # pull and status are siblings in the import contract: no import at run time
     from gridsync.sync.pull import PullResult
 
-DAY_MS = 86_400_000
 # Average gzip bytes per record in a full sync, measured on demo-like data (tests check the
 # estimate against a real first sync within a factor of two).
 GZIP_BYTES = {"org_unit": 30, "person": 40, "household": 45, "visit": 40}
