@@ -40,6 +40,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,6 +54,7 @@ from gridsync.clock import SYSTEM_CLOCK, Clock, iso_ms
 from gridsync.config import Settings
 from gridsync.db import next_seq
 from gridsync.errors import Invalid
+from gridsync.households import HOUSEHOLD_COLUMNS
 from gridsync.models import MAX_TAG_LENGTH, MAX_TAGS, HouseholdFields, field_types
 from gridsync.models.core import SHORT_TEXT_PATTERN
 from gridsync.org import resolve_scope
@@ -202,6 +204,18 @@ class RowError(msgspec.Struct, kw_only=True):
     column: str | None
     code: str
     message: str
+
+
+def _cell_error(errors: list[RowError], number: int, column: str, code: str, message: str) -> None:
+    """Note the error of one field of a row: its message names the row and the column's label."""
+    errors.append(
+        RowError(
+            row=number,
+            column=column,
+            code=code,
+            message=f"第{number}行 {HEADERS[column][0]}: {message}",
+        )
+    )
 
 
 @dataclass
@@ -557,14 +571,7 @@ def _data_rows(
             if i < len(cells) and isinstance(cells[i], _BadCell)
         ]
         for name, cell in bad:
-            errors.append(
-                RowError(
-                    row=number,
-                    column=name,
-                    code=cell.code,
-                    message=f"第{number}行 {HEADERS[name][0]}: {cell.reason}",
-                )
-            )
+            _cell_error(errors, number, name, cell.code, cell.reason)
         if bad:
             continue
         values = {
@@ -606,21 +613,7 @@ class _Plan:
     assignments: list[tuple[str, str | None, str, int, int, bool]] = field(default_factory=list)
 
 
-_EXISTING_COLS = (
-    "id",
-    "external_id",
-    "grid_id",
-    "building",
-    "unit",
-    "room",
-    "head_name",
-    "phone",
-    "size",
-    "tags",
-    "notes",
-    "status",
-    "responsible_member_id",
-)
+_EXISTING_COLS = ("external_id", *HOUSEHOLD_COLUMNS)
 
 
 class _Checker:
@@ -658,15 +651,7 @@ class _Checker:
 def _row_values(number: int, raw: dict[str, str], errors: list[RowError]) -> dict[str, Any]:
     """Typed field values of one row (only the columns the file has); appends errors."""
 
-    def bad(column: str, code: str, message: str) -> None:
-        errors.append(
-            RowError(
-                row=number,
-                column=column,
-                code=code,
-                message=f"第{number}行 {HEADERS[column][0]}: {message}",
-            )
-        )
+    bad = partial(_cell_error, errors, number)
 
     values: dict[str, Any] = {}
     for name, text in raw.items():
@@ -805,15 +790,13 @@ def _plan_assignments(
         loads[joined] += 1
         cap = cap_of(grid)
         if loads[joined] > cap and final[joined] > initial[joined] and not override_cap:
-            errors.append(
-                RowError(
-                    row=number,
-                    column="responsible_member_id",
-                    code="over_cap",
-                    message=f"第{number}行 {HEADERS['responsible_member_id'][0]}: 党员“{joined}”"
-                    f"导入后将负责 {final[joined]} 户，超过上限 {cap} 户"
-                    "（确需超出时使用 --override-cap，会记入分配日志）",
-                )
+            _cell_error(
+                errors,
+                number,
+                "responsible_member_id",
+                "over_cap",
+                f"党员“{joined}”导入后将负责 {final[joined]} 户，超过上限 {cap} 户"
+                "（确需超出时使用 --override-cap，会记入分配日志）",
             )
         elif moved:
             over = loads[joined] > cap and final[joined] > initial[joined]
@@ -863,7 +846,7 @@ def _existing_households(db: sqlite_utils.Database, sheet: Sheet) -> dict[str, d
     """The households the file names, by external_id (one query)."""
     ext_ids = [raw.get("external_id", "") for _, raw in sheet.rows]
     return {
-        row[1]: dict(zip(_EXISTING_COLS, row))
+        row[0]: dict(zip(_EXISTING_COLS, row))
         for row in db.execute(
             f"SELECT {', '.join(_EXISTING_COLS)} FROM households "
             "WHERE external_id IN (SELECT value FROM json_each(?))",
@@ -884,15 +867,7 @@ def _check_row(
     notes where each was first) and the database (fields a new household needs, the grid, the
     responsible member); appends errors."""
 
-    def bad(column: str, code: str, message: str) -> None:
-        errors.append(
-            RowError(
-                row=number,
-                column=column,
-                code=code,
-                message=f"第{number}行 {HEADERS[column][0]}: {message}",
-            )
-        )
+    bad = partial(_cell_error, errors, number)
 
     ext = values.get("external_id", "")
     if not ext:

@@ -32,7 +32,7 @@ from gridsync.audit import Actor
 from gridsync.auth import Principal
 from gridsync.clock import device_time_ms, iso_ms, parse_ms
 from gridsync.config import Settings
-from gridsync.db import next_seq, paged
+from gridsync.db import and_given, next_seq, paged
 from gridsync.errors import Conflict, Forbidden, GridsyncError, Invalid, NotFound, OutOfScope
 from gridsync.models import (
     CASE_LEVELS,
@@ -1146,22 +1146,8 @@ def _missed(
         _history(
             db, case.id, "overdue", None, None, now_ms, case.level, case.state, f"missed:{missed}"
         )
-        outbox.enqueue(
-            db,
-            router,
-            event_key=f"whistle:{case.id}:stint:{stint.id}:missed:{missed}",
-            kind="whistle_overdue",
-            tags=level_tags(case.level, case.unit_id),
-            context=_context(
-                db,
-                case.id,
-                settings,
-                due_local=outbox.local(stint.due(missed), settings.notify.timezone),
-                deadline_name=lambda labels, k=missed: labels["deadline"][k],
-            ),
-            now_ms=now_ms,
-            cause=case.id,
-        )
+        tags = level_tags(case.level, case.unit_id)
+        _deadline_notice(db, router, settings, case, stint, missed, "missed", tags, now_ms)
         outcome = "missed_at_top"
     audit.record(
         db,
@@ -1199,24 +1185,43 @@ def _warn_near(
         tags = level_tags(case.level, case.unit_id)
         if case.accepted_by:
             tags.append(f"member:{case.accepted_by}")
-        outbox.enqueue(
-            db,
-            router,
-            event_key=f"whistle:{case.id}:stint:{stint.id}:near:{kind}",
-            kind="whistle_near",
-            tags=tags,
-            context=_context(
-                db,
-                case.id,
-                settings,
-                due_local=outbox.local(stint.due(kind), settings.notify.timezone),
-                deadline_name=lambda labels, k=kind: labels["deadline"][k],
-            ),
-            now_ms=now_ms,
-            cause=case.id,
-        )
+        _deadline_notice(db, router, settings, case, stint, kind, "near", tags, now_ms)
         return 1
     return 0
+
+
+_DEADLINE_NOTICES = {"missed": "whistle_overdue", "near": "whistle_near"}
+
+
+def _deadline_notice(
+    db: sqlite_utils.Database,
+    router: Router,
+    settings: Settings,
+    case: CaseRow,
+    stint: Stint,
+    deadline: str,
+    event: str,
+    tags: list[str],
+    now_ms: int,
+) -> None:
+    """Queue the notice that ``deadline`` of a stint was missed at the top level or is near;
+    its event key names the stint, the event and the deadline, so each is queued once."""
+    outbox.enqueue(
+        db,
+        router,
+        event_key=f"whistle:{case.id}:stint:{stint.id}:{event}:{deadline}",
+        kind=_DEADLINE_NOTICES[event],
+        tags=tags,
+        context=_context(
+            db,
+            case.id,
+            settings,
+            due_local=outbox.local(stint.due(deadline), settings.notify.timezone),
+            deadline_name=lambda labels: labels["deadline"][deadline],
+        ),
+        now_ms=now_ms,
+        cause=case.id,
+    )
 
 
 # -- listing and pull ---------------------------------------------------------------------------
@@ -1233,18 +1238,18 @@ def list_cases(
     limit: int = 100,
     offset: int = 0,
 ) -> CasePage:
-    cond, params = _visibility_sql(scope)
-    where = [cond]
-    for column, value in (("state", state), ("level", level), ("grid_id", grid_id)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
+    where, params = and_given(
+        *_visibility_sql(scope),
+        ("state = ?", state),
+        ("level = ?", level),
+        ("grid_id = ?", grid_id),
+    )
     if open_only:
-        where.append("state NOT IN ('resolved', 'closed')")
+        where += " AND state NOT IN ('resolved', 'closed')"
     rows, total = paged(
         db,
         _CASE_COLS,
-        "whistle_cases WHERE " + " AND ".join(where),
+        "whistle_cases WHERE " + where,
         params,
         order_by="received_ms DESC, id",
         limit=limit,
