@@ -42,6 +42,7 @@ import msgspec
 
 from bench.common import REPO, Budget, Report, median
 from gridsync import coverage, demo
+from gridsync.clock import DAY_MS
 from gridsync.config import Settings
 from gridsync.db import Store
 from gridsync.models import COVERAGE_LEVELS
@@ -132,7 +133,7 @@ def measure(store: Store, report: Report, runs: int) -> None:
     taken under the same load; the median of the per-sample ratios is the figure."""
     settings = Settings()
     now_ms = _as_of_ms(store)
-    cycle_start = now_ms - settings.coverage.cycle_days * demo.DAY_MS
+    cycle_start = now_ms - settings.coverage.cycle_days * DAY_MS
 
     def floor_with(hint: str):
         return lambda db: db.execute(FLOOR_SQL.format(hint=hint), [cycle_start]).fetchall()
@@ -230,8 +231,8 @@ def _member_row_bounds(store: Store, floor, rows: list, now_ms: int, runs: int) 
 
     default = coverage.default_policy(Settings())
     priority_tags = set(default.priority_tags)
-    cycle_start = now_ms - default.cycle_days * demo.DAY_MS
-    prio_start = now_ms - default.priority_cycle_days * demo.DAY_MS
+    cycle_start = now_ms - default.cycle_days * DAY_MS
+    prio_start = now_ms - default.priority_cycle_days * DAY_MS
     held = [
         (member, last or 0, bool(priority_tags.intersection(json.loads(tags or "[]"))))
         for member, last, tags in store.read(

@@ -43,6 +43,7 @@ from bench.common import (
     median,
     serve,
 )
+from gridsync.clock import DAY_MS
 from gridsync.sync.client import CHINA, PULL_PATH, SCHEMA_VERSION, DeviceClient
 
 STREET_COMMUNITIES = 8
@@ -68,7 +69,6 @@ VISIT_BYTES = Budget(
 )
 BUDGETS = (COMMUNITY, STREET, SNAPSHOT_KB, EMPTY_PULL_BYTES, VISIT_BYTES)
 LABEL_BUDGETS = {"community": COMMUNITY, "street": STREET}
-DAY_MS = 86_400_000
 _encode = msgspec.json.Encoder().encode
 
 

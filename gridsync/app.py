@@ -118,7 +118,7 @@ def create_app(
             "settings": Provide(lambda: settings, sync_to_thread=False),
             "clock": Provide(lambda: clock, sync_to_thread=False),
         },
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         request_class=BodyRequest,  # undecodable bodies are 400 malformed_body
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(

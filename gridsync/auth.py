@@ -29,7 +29,7 @@ from gridsync.audit import Actor
 from gridsync.clock import now_iso
 from gridsync.db import paged
 from gridsync.errors import Conflict, DeviceRevoked, Forbidden, Invalid, NotFound, Unauthorized
-from gridsync.models import Device, Enrolled, Id
+from gridsync.models import Device, Enrolled, Id, Role
 from gridsync.models.core import Label, Reason
 from gridsync.org import Scope, checked, get_person, leaves_no_admin_device, resolve_scope
 
@@ -46,7 +46,7 @@ class Principal:
 
     person_id: str
     device_id: str
-    roles: frozenset[str]
+    roles: frozenset[Role]
     scope: Scope
     draining: bool = False  # revoked with drain: may push once, and read its sync status
 

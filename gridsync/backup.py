@@ -53,7 +53,7 @@ from gridsync.audit import Actor, record
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no flock; restore cannot see a server there
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # None: no flock here (the module or nothing)
 
 
 class DatabaseInUse(Exception):

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta, tzinfo
 
 import uuid_utils
 
+DAY_MS = 86_400_000  # a day in milliseconds: the unit of every cycle, window and retention
+
 
 class Clock:
     """The system clock."""

@@ -108,7 +108,7 @@ class ConfigError(Exception):
     pass
 
 
-def load_settings(config_path: str | os.PathLike | None = None, **overrides) -> Settings:
+def load_settings(config_path: str | os.PathLike | None = None, **overrides: object) -> Settings:
     """Build Settings from the TOML file (if any), the environment and explicit overrides."""
     path = config_path or os.environ.get("GRIDSYNC_CONFIG")
     if path is None and Path("gridsync.toml").exists():
@@ -135,6 +135,9 @@ def load_settings(config_path: str | os.PathLike | None = None, **overrides) -> 
     missing = set(CASE_LEVELS) - set(settings.whistle_deadlines)
     if missing:
         base = _default_deadlines()
-        merged = {**{k: base[k] for k in missing}, **settings.whistle_deadlines}
+        merged: dict[str, LevelDeadlines] = {
+            **{k: base[k] for k in missing},
+            **settings.whistle_deadlines,
+        }
         settings = msgspec.structs.replace(settings, whistle_deadlines=merged)
     return settings

@@ -418,6 +418,18 @@ def paged(
     return rows, total
 
 
+def and_given(cond: str, params: list[Any], *optional: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """The ``WHERE`` of a list endpoint and its parameters: ``cond`` (with ``params``, e.g. the
+    reader's scope) always, and each optional ``(condition, value)`` whose value was given (not
+    None), the value taking the condition's one ``?``."""
+    where, values = [cond], list(params)
+    for condition, value in optional:
+        if value is not None:
+            where.append(condition)
+            values.append(value)
+    return " AND ".join(where), values
+
+
 # -- the change sequence and the epoch ---------------------------------------------------------
 
 

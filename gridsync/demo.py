@@ -31,13 +31,12 @@ import sqlite_utils
 
 from gridsync import audit, service_kinds
 from gridsync.audit import Actor
-from gridsync.clock import iso_ms
+from gridsync.clock import DAY_MS, iso_ms
 from gridsync.config import DEFAULT_SERVICE_KINDS, CoveragePolicy
 from gridsync.db import Store, next_seq
 from gridsync.errors import Conflict
 
 CHINA = timezone(timedelta(hours=8))
-DAY_MS = 86_400_000
 CHUNK_ROWS = 50_000
 POLICY = CoveragePolicy()
 
@@ -521,7 +520,7 @@ def visit_rows(
     date_prefix = datetime.fromtimestamp(day_start_ms / 1000, CHINA).strftime("%Y-%m-%dT")
     kinds_all = list(DEFAULT_SERVICE_KINDS)
     kind_weights = [_KIND_WEIGHTS[k] for k in kinds_all]
-    rows = []
+    rows: list[list[Any]] = []
     for i in households:
         grid_id = facts.grid_ids[i]
         member = facts.members[i]

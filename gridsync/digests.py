@@ -26,12 +26,12 @@ import msgspec
 import sqlite_utils
 
 from gridsync import coverage
+from gridsync.clock import DAY_MS
 from gridsync.config import Settings
 from gridsync.models import Policy
 from gridsync.notify import outbox
 from gridsync.notify.routing import Router
 
-DAY_MS = 86_400_000
 DUE_SOON_DAYS = 3
 MAX_LINES = 20
 _tags = msgspec.json.Decoder(list[str])
@@ -187,7 +187,8 @@ def daily_digests(
     key = daily_due(db, now_ms=now_ms, settings=settings)
     if key is None:
         return 0
-    queued, after = 0, ""
+    queued = 0
+    after: str | None = ""  # the last member id done; None once every member is
     while after is not None:
         n, after = daily_chunk(
             db, key, now_ms=now_ms, settings=settings, router=router, after=after

@@ -32,7 +32,7 @@ import msgspec
 import sqlite_utils
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
@@ -256,7 +256,7 @@ def display_width(value: Any) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
 
 
-def _text_cell(ws: Any, value: str) -> WriteOnlyCell:
+def _text_cell(ws: Any, value: str) -> Cell:
     """Text typed on phones, kept as text: control characters that XLSX cannot hold are dropped
     (openpyxl raises on them), the cell is typed text (openpyxl would store a leading ``=`` as
     a formula), and a formula-like text carries the quote prefix, so editing the cell in Excel
@@ -358,9 +358,6 @@ def write_json(
     progress(data.total_rows)
 
 
-WRITERS = {"csv": write_csv, "xlsx": write_xlsx, "json": write_json}
-
-
 def render(data: ExportData, fmt: str, lang: str = "zh", progress: Progress = _noop) -> bytes:
     """The export as bytes (for the API); the CLI writes to a file the same way."""
     if fmt not in FORMATS:
@@ -370,5 +367,5 @@ def render(data: ExportData, fmt: str, lang: str = "zh", progress: Progress = _n
         write_csv(data, text, lang, progress)
         return ("\ufeff" + text.getvalue()).encode()
     buf = io.BytesIO()
-    WRITERS[fmt](data, buf, lang, progress)  # type: ignore[operator]
+    (write_xlsx if fmt == "xlsx" else write_json)(data, buf, lang, progress)
     return buf.getvalue()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import msgspec
 import sqlite_utils
 
-from gridsync.db import paged
+from gridsync.db import and_given, paged
 from gridsync.errors import NotFound, OutOfScope
 from gridsync.models import Geo, Household, Visit
 from gridsync.org import Scope
@@ -67,16 +67,17 @@ def household_from_row(row: tuple, phones: PhoneView) -> Household:
 
 
 # The stored ``kinds`` JSON takes few distinct values (a few dozen combinations of the policy's
-# kinds): each is decoded once and its list shared by the Visits built from rows (a pull page
-# builds 500; do not mutate ``Visit.kinds`` of a Visit read from the database).
-_KINDS: dict[str, list[str]] = {}
+# kinds): each is decoded once and its tuple shared by the Visits built from rows (a pull page
+# builds 500), which is why ``Visit.kinds`` is a tuple.
+_KINDS: dict[str, tuple[str, ...]] = {}
+_kinds_decoder = msgspec.json.Decoder(tuple[str, ...])
 _KINDS_MAX = 4096
 
 
-def visit_from_row(row: tuple, _kinds: dict[str, list[str]] = _KINDS) -> Visit:
+def visit_from_row(row: tuple, _kinds: dict[str, tuple[str, ...]] = _KINDS) -> Visit:
     kinds = _kinds.get(row[6])
     if kinds is None:
-        kinds = _tags_decoder.decode(row[6])
+        kinds = _kinds_decoder.decode(row[6])
         if len(_kinds) < _KINDS_MAX:
             _kinds[row[6]] = kinds
     return Visit(
@@ -116,24 +117,17 @@ def list_households(
 ) -> tuple[list[Household], int]:
     if grid_id is not None and not scope.allows_grid(grid_id):
         raise OutOfScope(f"grid {grid_id} is outside your scope")
-    cond, params = scope.grid_filter("h.grid_id")
-    where = [cond]
-    if grid_id:
-        where.append("h.grid_id = ?")
-        params.append(grid_id)
-    if status:
-        where.append("h.status = ?")
-        params.append(status)
-    if tag:
-        where.append("EXISTS (SELECT 1 FROM json_each(h.tags) WHERE value = ?)")
-        params.append(tag)
-    if responsible_member_id:
-        where.append("h.responsible_member_id = ?")
-        params.append(responsible_member_id)
+    where, params = and_given(
+        *scope.grid_filter("h.grid_id"),
+        ("h.grid_id = ?", grid_id),
+        ("h.status = ?", status),
+        ("EXISTS (SELECT 1 FROM json_each(h.tags) WHERE value = ?)", tag),
+        ("h.responsible_member_id = ?", responsible_member_id),
+    )
     rows, total = paged(
         db,
         HOUSEHOLD_SELECT,
-        "households h WHERE " + " AND ".join(where),
+        "households h WHERE " + where,
         params,
         order_by="h.grid_id, h.building, h.unit, h.room, h.id",
         limit=limit,

@@ -40,6 +40,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,7 +54,8 @@ from gridsync.clock import SYSTEM_CLOCK, Clock, iso_ms
 from gridsync.config import Settings
 from gridsync.db import next_seq
 from gridsync.errors import Invalid
-from gridsync.models import MAX_TAG_LENGTH, MAX_TAGS, HouseholdFields
+from gridsync.households import HOUSEHOLD_COLUMNS
+from gridsync.models import MAX_TAG_LENGTH, MAX_TAGS, HouseholdFields, field_types
 from gridsync.models.core import SHORT_TEXT_PATTERN
 from gridsync.org import resolve_scope
 from gridsync.sync import merge
@@ -142,11 +144,9 @@ def _max_lengths() -> dict[str, int]:
     """The longest text of each field: what a phone may write (``HouseholdFields``, the owner
     of these bounds), and an id's 64 for the two ids the phone never sends."""
     bounds = {"external_id": 64, "responsible_member_id": 64}
-    for f in msgspec.inspect.type_info(HouseholdFields).fields:
-        types = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
-        for t in types:
-            if isinstance(t, msgspec.inspect.StrType) and t.max_length is not None:
-                bounds[f.name] = t.max_length
+    for name, t in field_types(HouseholdFields):
+        if isinstance(t, msgspec.inspect.StrType) and t.max_length is not None:
+            bounds[name] = t.max_length
     return bounds
 
 
@@ -155,11 +155,9 @@ def _text_rules() -> dict[str, re.Pattern[str]]:
     for a long text): the pattern a phone's ``HouseholdFields`` carries, so that a file cannot
     store what a phone may not send; one line for every other column."""
     rules = {}
-    for f in msgspec.inspect.type_info(HouseholdFields).fields:
-        types = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
-        for t in types:
-            if isinstance(t, msgspec.inspect.StrType) and t.pattern is not None:
-                rules[f.name] = re.compile(t.pattern)
+    for name, t in field_types(HouseholdFields):
+        if isinstance(t, msgspec.inspect.StrType) and t.pattern is not None:
+            rules[name] = re.compile(t.pattern)
     return rules
 
 
@@ -206,6 +204,18 @@ class RowError(msgspec.Struct, kw_only=True):
     column: str | None
     code: str
     message: str
+
+
+def _cell_error(errors: list[RowError], number: int, column: str, code: str, message: str) -> None:
+    """Note the error of one field of a row: its message names the row and the column's label."""
+    errors.append(
+        RowError(
+            row=number,
+            column=column,
+            code=code,
+            message=f"第{number}行 {HEADERS[column][0]}: {message}",
+        )
+    )
 
 
 @dataclass
@@ -387,10 +397,13 @@ def _read_xlsx(path: Path, limits: Limits) -> list[list[Any]]:
                     sheet = book.worksheets[0]
                     sheet.reset_dimensions()  # pad rows by their cells, not a claimed size
                     missing: set[tuple[int, int]] = set()
-                    with archive.open(sheet._worksheet_path) as source:
+                    # the sheet's part in the archive: openpyxl (and its stubs) name it only
+                    # privately, on the read-only sheet it hands out here
+                    part: str = sheet._worksheet_path  # type: ignore[attr-defined]
+                    with archive.open(part) as source:
                         formulas = _has_formula(source)
                     if formulas:
-                        with archive.open(sheet._worksheet_path) as source:
+                        with archive.open(part) as source:
                             missing = _formulas_without_value(source, path.name, limits)
                     return _sheet_values(sheet, missing, path.name, limits)
                 finally:
@@ -558,14 +571,7 @@ def _data_rows(
             if i < len(cells) and isinstance(cells[i], _BadCell)
         ]
         for name, cell in bad:
-            errors.append(
-                RowError(
-                    row=number,
-                    column=name,
-                    code=cell.code,
-                    message=f"第{number}行 {HEADERS[name][0]}: {cell.reason}",
-                )
-            )
+            _cell_error(errors, number, name, cell.code, cell.reason)
         if bad:
             continue
         values = {
@@ -607,21 +613,7 @@ class _Plan:
     assignments: list[tuple[str, str | None, str, int, int, bool]] = field(default_factory=list)
 
 
-_EXISTING_COLS = (
-    "id",
-    "external_id",
-    "grid_id",
-    "building",
-    "unit",
-    "room",
-    "head_name",
-    "phone",
-    "size",
-    "tags",
-    "notes",
-    "status",
-    "responsible_member_id",
-)
+_EXISTING_COLS = ("external_id", *HOUSEHOLD_COLUMNS)
 
 
 class _Checker:
@@ -659,15 +651,7 @@ class _Checker:
 def _row_values(number: int, raw: dict[str, str], errors: list[RowError]) -> dict[str, Any]:
     """Typed field values of one row (only the columns the file has); appends errors."""
 
-    def bad(column: str, code: str, message: str) -> None:
-        errors.append(
-            RowError(
-                row=number,
-                column=column,
-                code=code,
-                message=f"第{number}行 {HEADERS[column][0]}: {message}",
-            )
-        )
+    bad = partial(_cell_error, errors, number)
 
     values: dict[str, Any] = {}
     for name, text in raw.items():
@@ -738,14 +722,14 @@ def _plan_assignments(
     valid rows. Loads count active households, as coverage does; a row may take a household
     from one member (it moves, or leaves ``active``) and give it to another."""
     errors = plan.preview.errors
-    changes: list[tuple[int, str, str | None, str | None, bool, str]] = []
+    changes: list[tuple[int, str, str | None, str | None, bool, str | None]] = []
     for number, household_id, current, values in rows:
         current = current or {}
-        before = current.get("responsible_member_id")
-        after = values.get("responsible_member_id", before)
+        before: str | None = current.get("responsible_member_id")
+        after: str | None = values.get("responsible_member_id", before)
         was_active = current.get("status") == "active"
         active = values.get("status", current.get("status", "active")) == "active"
-        grid = values.get("grid_id") or current.get("grid_id")
+        grid: str | None = values.get("grid_id") or current.get("grid_id")
         if (before, was_active) != (after, active):
             changes.append(
                 (
@@ -786,7 +770,7 @@ def _plan_assignments(
     )
     caps: dict[str | None, int] = {}
 
-    def cap_of(grid: str) -> int:
+    def cap_of(grid: str | None) -> int:
         community = communities.get(grid)
         if community not in caps:
             policy = (
@@ -806,15 +790,13 @@ def _plan_assignments(
         loads[joined] += 1
         cap = cap_of(grid)
         if loads[joined] > cap and final[joined] > initial[joined] and not override_cap:
-            errors.append(
-                RowError(
-                    row=number,
-                    column="responsible_member_id",
-                    code="over_cap",
-                    message=f"第{number}行 {HEADERS['responsible_member_id'][0]}: 党员“{joined}”"
-                    f"导入后将负责 {final[joined]} 户，超过上限 {cap} 户"
-                    "（确需超出时使用 --override-cap，会记入分配日志）",
-                )
+            _cell_error(
+                errors,
+                number,
+                "responsible_member_id",
+                "over_cap",
+                f"党员“{joined}”导入后将负责 {final[joined]} 户，超过上限 {cap} 户"
+                "（确需超出时使用 --override-cap，会记入分配日志）",
             )
         elif moved:
             over = loads[joined] > cap and final[joined] > initial[joined]
@@ -864,7 +846,7 @@ def _existing_households(db: sqlite_utils.Database, sheet: Sheet) -> dict[str, d
     """The households the file names, by external_id (one query)."""
     ext_ids = [raw.get("external_id", "") for _, raw in sheet.rows]
     return {
-        row[1]: dict(zip(_EXISTING_COLS, row))
+        row[0]: dict(zip(_EXISTING_COLS, row))
         for row in db.execute(
             f"SELECT {', '.join(_EXISTING_COLS)} FROM households "
             "WHERE external_id IN (SELECT value FROM json_each(?))",
@@ -885,15 +867,7 @@ def _check_row(
     notes where each was first) and the database (fields a new household needs, the grid, the
     responsible member); appends errors."""
 
-    def bad(column: str, code: str, message: str) -> None:
-        errors.append(
-            RowError(
-                row=number,
-                column=column,
-                code=code,
-                message=f"第{number}行 {HEADERS[column][0]}: {message}",
-            )
-        )
+    bad = partial(_cell_error, errors, number)
 
     ext = values.get("external_id", "")
     if not ext:

@@ -15,7 +15,7 @@ import sqlite_utils
 from gridsync import audit
 from gridsync.audit import Actor
 from gridsync.clock import now_iso
-from gridsync.db import next_seq, paged
+from gridsync.db import and_given, next_seq, paged
 from gridsync.errors import Conflict, Invalid, NotFound
 from gridsync.models import ROLES, Id, Name, OrgUnit, Person, PersonWrite, UnitWrite
 from gridsync.models.core import ChannelUrl, PhoneNumber
@@ -185,18 +185,13 @@ def list_units(
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[list[OrgUnit], int]:
-    cond, params = scope.unit_filter("id")
-    where = [cond]
-    if kind:
-        where.append("kind = ?")
-        params.append(kind)
-    if parent_id:
-        where.append("parent_id = ?")
-        params.append(parent_id)
+    where, params = and_given(
+        *scope.unit_filter("id"), ("kind = ?", kind), ("parent_id = ?", parent_id)
+    )
     rows, total = paged(
         db,
         _UNIT_COLS,
-        "org_units WHERE " + " AND ".join(where),
+        "org_units WHERE " + where,
         params,
         order_by="id",
         limit=limit,

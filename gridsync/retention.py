@@ -31,9 +31,9 @@ import sqlite_utils
 
 from gridsync import audit
 from gridsync.audit import Actor
+from gridsync.clock import DAY_MS
 from gridsync.db import Store
 
-DAY_MS = 86_400_000
 CHUNK = 5_000
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio.to_thread
@@ -131,7 +132,11 @@ class PeriodicWorker:
             loop.call_soon_threadsafe(event.set)
 
     async def _run(
-        self, name: str, work, done: threading.Event, wake: asyncio.Event | None
+        self,
+        name: str,
+        work: Callable[[], float],
+        done: threading.Event,
+        wake: asyncio.Event | None,
     ) -> None:
         beat = self.heartbeats[name]
         while True:

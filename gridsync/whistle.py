@@ -32,12 +32,13 @@ from gridsync.audit import Actor
 from gridsync.auth import Principal
 from gridsync.clock import device_time_ms, iso_ms, parse_ms
 from gridsync.config import Settings
-from gridsync.db import next_seq, paged
+from gridsync.db import and_given, next_seq, paged
 from gridsync.errors import Conflict, Forbidden, GridsyncError, Invalid, NotFound, OutOfScope
 from gridsync.models import (
     CASE_LEVELS,
     CaseAction,
     CaseEvent,
+    CaseLevel,
     CasePage,
     CaseState,
     Deadlines,
@@ -108,10 +109,10 @@ class CaseRow:
     raised_at: str
     raised_ms: int
     received_ms: int
-    level: str
+    level: CaseLevel
     unit_id: str
     department_id: str | None
-    state: str
+    state: CaseState
     accepted_by: str | None
     satisfaction: int | None
     closed_ms: int | None
@@ -125,7 +126,7 @@ class CaseRow:
 class Stint:
     id: int
     case_id: str
-    level: str
+    level: CaseLevel
     unit_id: str
     started_ms: int
     accept_due_ms: int
@@ -194,10 +195,10 @@ def _wire(db: sqlite_utils.Database, case: CaseRow) -> WhistleCase:
         raised_at=case.raised_at,
         received_at=iso_ms(case.received_ms),
         level=case.level,
-        state=case.state,  # type: ignore[arg-type]
+        state=case.state,
         deadlines=Deadlines(
             level=stint.level,
-            since=iso_ms(stint.started_ms),  # type: ignore[arg-type]
+            since=iso_ms(stint.started_ms),
             accept=iso_ms(stint.accept_due_ms),
             arrive=iso_ms(stint.arrive_due_ms),
             resolve=iso_ms(stint.resolve_due_ms),
@@ -355,7 +356,9 @@ def _open_stint(
             now_ms + int(d.resolve_minutes * minute),
         ],
     )
-    return int(cursor.lastrowid)
+    stint_id = cursor.lastrowid
+    assert stint_id is not None  # sqlite3 sets it after every INSERT of a rowid table
+    return stint_id
 
 
 def _history(
@@ -401,7 +404,9 @@ def _person_name(db: sqlite_utils.Database, person_id: str | None) -> str:
     return row[0] if row else person_id
 
 
-def _context(db: sqlite_utils.Database, case_id: str, settings: Settings, **extra: Any):
+def _context(
+    db: sqlite_utils.Database, case_id: str, settings: Settings, **extra: Any
+) -> Callable[[str], dict[str, Any]]:
     """A ``locale -> dict`` template context for a case's notifications."""
     case = _load_case(db, case_id)
     assert case is not None
@@ -1141,22 +1146,8 @@ def _missed(
         _history(
             db, case.id, "overdue", None, None, now_ms, case.level, case.state, f"missed:{missed}"
         )
-        outbox.enqueue(
-            db,
-            router,
-            event_key=f"whistle:{case.id}:stint:{stint.id}:missed:{missed}",
-            kind="whistle_overdue",
-            tags=level_tags(case.level, case.unit_id),
-            context=_context(
-                db,
-                case.id,
-                settings,
-                due_local=outbox.local(stint.due(missed), settings.notify.timezone),
-                deadline_name=lambda labels, k=missed: labels["deadline"][k],
-            ),
-            now_ms=now_ms,
-            cause=case.id,
-        )
+        tags = level_tags(case.level, case.unit_id)
+        _deadline_notice(db, router, settings, case, stint, missed, "missed", tags, now_ms)
         outcome = "missed_at_top"
     audit.record(
         db,
@@ -1194,24 +1185,43 @@ def _warn_near(
         tags = level_tags(case.level, case.unit_id)
         if case.accepted_by:
             tags.append(f"member:{case.accepted_by}")
-        outbox.enqueue(
-            db,
-            router,
-            event_key=f"whistle:{case.id}:stint:{stint.id}:near:{kind}",
-            kind="whistle_near",
-            tags=tags,
-            context=_context(
-                db,
-                case.id,
-                settings,
-                due_local=outbox.local(stint.due(kind), settings.notify.timezone),
-                deadline_name=lambda labels, k=kind: labels["deadline"][k],
-            ),
-            now_ms=now_ms,
-            cause=case.id,
-        )
+        _deadline_notice(db, router, settings, case, stint, kind, "near", tags, now_ms)
         return 1
     return 0
+
+
+_DEADLINE_NOTICES = {"missed": "whistle_overdue", "near": "whistle_near"}
+
+
+def _deadline_notice(
+    db: sqlite_utils.Database,
+    router: Router,
+    settings: Settings,
+    case: CaseRow,
+    stint: Stint,
+    deadline: str,
+    event: str,
+    tags: list[str],
+    now_ms: int,
+) -> None:
+    """Queue the notice that ``deadline`` of a stint was missed at the top level or is near;
+    its event key names the stint, the event and the deadline, so each is queued once."""
+    outbox.enqueue(
+        db,
+        router,
+        event_key=f"whistle:{case.id}:stint:{stint.id}:{event}:{deadline}",
+        kind=_DEADLINE_NOTICES[event],
+        tags=tags,
+        context=_context(
+            db,
+            case.id,
+            settings,
+            due_local=outbox.local(stint.due(deadline), settings.notify.timezone),
+            deadline_name=lambda labels: labels["deadline"][deadline],
+        ),
+        now_ms=now_ms,
+        cause=case.id,
+    )
 
 
 # -- listing and pull ---------------------------------------------------------------------------
@@ -1228,18 +1238,18 @@ def list_cases(
     limit: int = 100,
     offset: int = 0,
 ) -> CasePage:
-    cond, params = _visibility_sql(scope)
-    where = [cond]
-    for column, value in (("state", state), ("level", level), ("grid_id", grid_id)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
+    where, params = and_given(
+        *_visibility_sql(scope),
+        ("state = ?", state),
+        ("level = ?", level),
+        ("grid_id = ?", grid_id),
+    )
     if open_only:
-        where.append("state NOT IN ('resolved', 'closed')")
+        where += " AND state NOT IN ('resolved', 'closed')"
     rows, total = paged(
         db,
         _CASE_COLS,
-        "whistle_cases WHERE " + " AND ".join(where),
+        "whistle_cases WHERE " + where,
         params,
         order_by="received_ms DESC, id",
         limit=limit,
@@ -1376,7 +1386,7 @@ def _stay_figures(
     return sorted(rows, key=lambda r: (_LEVEL_ORDER.get(r[0], 99), r[1]))
 
 
-_LEVEL_ORDER = {name: i for i, name in enumerate(CASE_LEVELS)}
+_LEVEL_ORDER: dict[str, int] = {name: i for i, name in enumerate(CASE_LEVELS)}
 
 
 def _report_rows(db: sqlite_utils.Database, figures: list[tuple]) -> list[ReportRow]:

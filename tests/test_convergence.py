@@ -250,7 +250,8 @@ class Convergence(RuleBasedStateMachine):
         )
         visits = self.store.read(
             lambda db: {
-                r[0]: msgspec.to_builtins(visit_from_row(r))
+                # as a phone receives it: JSON (Visit.kinds is a tuple on the server; issue 13)
+                r[0]: msgspec.json.decode(msgspec.json.encode(visit_from_row(r)))
                 for r in db.execute(f"SELECT {VISIT_SELECT} FROM visits v").fetchall()
             }
         )

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from gridsync import coverage
+from gridsync.models import COVERAGE_LEVELS
 from gridsync.org import Scope, resolve_scope
 from tests.conftest import bearer
-from tests.coverage_community import NOW_MS
+from tests.coverage_community import DAY_MS, NOW_MS
 
 ADMIN = Scope("admin", True, frozenset(), frozenset(), 0)
 
@@ -146,7 +147,7 @@ def _by_key(rows):
 
 def test_every_figure_at_every_level(store, cov_settings, comm):
     report = store.read(
-        coverage.rollup, cov_settings, ADMIN, None, now_ms=NOW_MS, levels=list(coverage.LEVELS)
+        coverage.rollup, cov_settings, ADMIN, None, now_ms=NOW_MS, levels=list(COVERAGE_LEVELS)
     )
     rows = _by_key(report.rows)
     assert set(rows) == set(EXPECTED)  # mx is inactive: no row
@@ -194,7 +195,7 @@ def test_now_moves_the_cycle(store, cov_settings, comm):
         cov_settings,
         ADMIN,
         "g2",
-        now_ms=NOW_MS + 6 * coverage.DAY_MS,
+        now_ms=NOW_MS + 6 * DAY_MS,
         levels=["grid"],
     )
     (g2,) = later.rows
@@ -204,7 +205,7 @@ def test_now_moves_the_cycle(store, cov_settings, comm):
         cov_settings,
         ADMIN,
         "g1",
-        now_ms=NOW_MS + 10 * coverage.DAY_MS,
+        now_ms=NOW_MS + 10 * DAY_MS,
         levels=["grid"],
     ).rows[0]
     assert g1.priority_overdue == 2  # h1 and h2
@@ -216,7 +217,8 @@ def test_community_policy_override_changes_only_that_community(store, cov_settin
     rows = _by_key(store.read(coverage.rollup, cov_settings, ADMIN, None, now_ms=NOW_MS).rows)
     assert not any(level == "member" for level, _ in rows)  # district-wide: no member rows
     c2 = rows[("community", "c2")]
-    assert (c2.contacted, c2.overdue, c2.kinds_covered) == (0, 2, [])  # h13 visited 2 days ago
+    # kinds_covered is a tuple (rows share it; issue 13)
+    assert (c2.contacted, c2.overdue, c2.kinds_covered) == (0, 2, ())  # h13 visited 2 days ago
     assert _figures(rows[("community", "c1")])[:10] == EXPECTED[("community", "c1")][:10]
     assert rows[("district", "d1")].contacted == 6
 
@@ -401,10 +403,10 @@ def test_sql_unit_path_equals_the_member_path(store, cov_settings, comm, overrid
     priority overdue pass at all)."""
     if override is not None:
         store.write(coverage.set_policy, cov_settings, coverage.Actor.cli(), "c2", override)
-    units = [level for level in coverage.LEVELS if level != "member"]
+    units = [level for level in COVERAGE_LEVELS if level != "member"]
     fast = store.read(coverage.rollup, cov_settings, ADMIN, unit, now_ms=NOW_MS, levels=units)
     full = store.read(
-        coverage.rollup, cov_settings, ADMIN, unit, now_ms=NOW_MS, levels=list(coverage.LEVELS)
+        coverage.rollup, cov_settings, ADMIN, unit, now_ms=NOW_MS, levels=list(COVERAGE_LEVELS)
     )
     assert fast.rows == [r for r in full.rows if r.level != "member"]
     assert fast.rows

@@ -17,6 +17,7 @@ from gridsync.clock import uuid7
 from gridsync.config import Settings
 from gridsync.db import Store
 from gridsync.migrations import backfill_0005
+from gridsync.models import COVERAGE_LEVELS
 from gridsync.org import Scope
 from tests.coverage_community import NOW_MS
 from tests.sync_helpers import Phone
@@ -301,10 +302,10 @@ OVERRIDES = [
 def test_kept_path_equals_the_member_path(store, cov_settings, comm, override, unit):
     if override is not None:
         store.write(coverage.set_policy, cov_settings, CLI, "c2", override)
-    units = [level for level in coverage.LEVELS if level != "member"]
+    units = [level for level in COVERAGE_LEVELS if level != "member"]
     fast = store.read(coverage.rollup, cov_settings, ADMIN, unit, now_ms=NOW_MS, levels=units)
     full = store.read(
-        coverage.rollup, cov_settings, ADMIN, unit, now_ms=NOW_MS, levels=list(coverage.LEVELS)
+        coverage.rollup, cov_settings, ADMIN, unit, now_ms=NOW_MS, levels=list(COVERAGE_LEVELS)
     )
     assert fast.rows == [r for r in full.rows if r.level != "member"]
     assert any(r.members for r in fast.rows)

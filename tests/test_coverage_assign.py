@@ -17,7 +17,7 @@ from gridsync.org import Scope, resolve_scope
 from gridsync.sync import policy as sync_policy
 from gridsync.sync.sources import SourceContext
 from tests.conftest import bearer
-from tests.coverage_community import NOW_MS, insert_visit
+from tests.coverage_community import DAY_MS, NOW_MS, insert_visit
 
 ADMIN = Scope("admin", True, frozenset(), frozenset(), 0)
 ROOT = Path(gridsync.__file__).resolve().parent.parent
@@ -318,7 +318,7 @@ def test_sample_same_seed_same_sample_other_seed_differs(store, comm):
 
 def test_sample_last_visits_and_masking(store, cov_client, comm):
     for days in (4, 6, 8):
-        store.write(insert_visit, "h5", "m2", NOW_MS - days * coverage.DAY_MS, ["safety"])
+        store.write(insert_visit, "h5", "m2", NOW_MS - days * DAY_MS, ["safety"])
     r = cov_client.get(
         "/api/v1/coverage/sample",
         params={"scope": "g1", "n": 10, "seed": "s1"},

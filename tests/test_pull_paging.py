@@ -274,11 +274,12 @@ def test_visit_rows_decode_their_own_kinds_through_the_shared_cache():
         return ("v", "h", "m1", None, "2026-01-01T08:00:00+08:00", "door", kinds, "", None, 0)
 
     values = ['["policy","safety"]', "[]", '["safety"]', '["policy","safety"]', "[]"]
+    # Visit.kinds is a tuple (shared by the Visits of one stored value; issue 13)
     assert [households.visit_from_row(row(k)).kinds for k in values] == [
-        msgspec.json.decode(k) for k in values
+        tuple(msgspec.json.decode(k)) for k in values
     ]
     full = dict.fromkeys(f'["k{i}"]' for i in range(households._KINDS_MAX))
-    cache = {k: msgspec.json.decode(k) for k in full}
-    assert households.visit_from_row(row('["new"]'), cache).kinds == ["new"]
+    cache = {k: tuple(msgspec.json.decode(k)) for k in full}
+    assert households.visit_from_row(row('["new"]'), cache).kinds == ("new",)
     assert '["new"]' not in cache  # a full cache stays bounded
     assert households.visit_from_row(row('["k7"]'), cache).voided is False

@@ -5,7 +5,7 @@ whose phone numbers the caller reads in full (``Scope.phones``, gridsync/privacy
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from litestar import Controller, Response, delete, get, post, put
 from litestar.di import NamedDependency
@@ -33,6 +33,9 @@ from gridsync.models import (
     ViolationKind,
     ViolationPage,
 )
+
+if TYPE_CHECKING:  # an annotation only: controllers hand the connection on and run no SQL
+    import sqlite_utils
 
 # Coverage reports, violations, samples and exports are for secretaries and admins.
 REPORT_ROLES = coverage.ASSIGNER_ROLES
@@ -294,7 +297,7 @@ class ExportController(Controller):
         principal.require_role(*REPORT_ROLES)
         now = _now(clock, at)
 
-        def build(db):
+        def build(db: sqlite_utils.Database) -> tuple[exports.ExportData, bytes]:
             data = exports.export_data(
                 db,
                 settings,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
+from litestar import Router
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 
@@ -37,7 +38,7 @@ def render_plugin() -> SwaggerRenderPlugin:
     )
 
 
-def assets_router():
+def assets_router() -> Router:
     return create_static_files_router(
         path=ASSETS_PATH,
         directories=[swagger_ui_dir()],

@@ -8,6 +8,7 @@ from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.types import ExceptionHandlersMap
 
 from gridsync import logs
 from gridsync.errors import GridsyncError
@@ -118,7 +119,7 @@ def internal_error(request: Request, exc: Exception) -> Response:
     return _json(500, body)
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     GridsyncError: domain_error,
     HTTPException: http_error,
     Exception: internal_error,

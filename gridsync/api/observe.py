@@ -20,7 +20,8 @@ import secrets
 import time
 from typing import Any
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
 from gridsync import logs
 from gridsync.metrics import Metrics
@@ -44,17 +45,17 @@ class RequestObserver:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         rid = incoming_or_new(scope)
         token = logs.request_id.set(rid)
-        scope.setdefault("state", {})["request_id"] = rid  # type: ignore[typeddict-item]
+        scope.setdefault("state", {})["request_id"] = rid
         method, path = scope["method"], scope["path"]
         started = time.perf_counter()
         counts = {"in": 0, "out": 0, "status": 500}
 
-        async def counting_receive() -> Message:
+        async def counting_receive() -> ReceiveMessage:
             message = await receive()
             if message["type"] == "http.request":
                 counts["in"] += len(message.get("body", b""))
@@ -64,7 +65,8 @@ class RequestObserver:
             if message["type"] == "http.response.start":
                 counts["status"] = message["status"]
                 headers = [*message.get("headers", ()), (HEADER, rid.encode())]
-                message = {**message, "headers": headers}  # type: ignore[assignment]
+                message = message.copy()  # a new message: the one given is left as it was
+                message["headers"] = headers
             elif message["type"] == "http.response.body":
                 counts["out"] += len(message.get("body", b""))
             await send(message)

@@ -3,7 +3,7 @@ the caller's scope; writes of org units, people and scopes for admins)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from litestar import Controller, get, put
 from litestar.di import NamedDependency
@@ -34,6 +34,9 @@ from gridsync.models import (
     UnitWrite,
     VisitPage,
 )
+
+if TYPE_CHECKING:  # an annotation only: controllers hand the connection on and run no SQL
+    import sqlite_utils
 
 
 class MeController(Controller):
@@ -152,7 +155,7 @@ class PeopleController(Controller):
         store: NamedDependency[Store],
         person_id: PathId,
     ) -> Person:
-        def read(db):
+        def read(db: sqlite_utils.Database) -> Person:
             if not org.person_visible(db, principal.scope, person_id):
                 raise NotFound(f"no person {person_id}")
             return org.get_person(db, person_id)

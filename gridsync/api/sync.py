@@ -221,7 +221,7 @@ class SyncController(Controller):
             scope.grid_ids,
             scope.phones,  # a page read ahead holds phone numbers as this reader may read them
         )
-        result = None
+        result: pull.PullResult | None = None
         if ahead is not None and (future := ahead.take((*identity, cursor))) is not None:
             try:
                 result = await asyncio.wrap_future(future)

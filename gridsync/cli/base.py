@@ -21,6 +21,7 @@ import msgspec
 from gridsync.clock import operator_time_ms
 from gridsync.db import Store, check_database
 from gridsync.errors import GridsyncError
+from gridsync.models import field_types
 
 
 def db_option(fn: Callable) -> Callable:
@@ -89,15 +90,12 @@ class TimeParam(click.ParamType):
 TIME = TimeParam()
 
 
-def int_range_of(struct: type, field: str) -> click.IntRange:
+def int_range_of(struct: type[msgspec.Struct], field: str) -> click.IntRange:
     """A click range with the bounds a wire type gives ``field`` (one owner of the bounds:
     the CLI refuses what the API would)."""
-    for f in msgspec.inspect.type_info(struct).fields:
-        if f.name == field:
-            types = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
-            for t in types:
-                if isinstance(t, msgspec.inspect.IntType):
-                    return click.IntRange(t.ge, t.le)
+    for name, t in field_types(struct):
+        if name == field and isinstance(t, msgspec.inspect.IntType):
+            return click.IntRange(t.ge, t.le)
     raise KeyError(f"{struct.__name__}.{field} is not a bounded int")
 
 

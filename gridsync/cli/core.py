@@ -5,8 +5,10 @@ from __future__ import annotations
 import socket
 import sys
 from pathlib import Path
+from typing import get_args
 
 import click
+import sqlite_utils
 
 from gridsync import auth, logs, org
 from gridsync import db as db_module
@@ -23,7 +25,7 @@ from gridsync.cli.base import (
     run,
 )
 from gridsync.config import ConfigError, Settings, load_settings
-from gridsync.models import ROLES, OrgUnit
+from gridsync.models import ROLES, Device, OrgUnit, UnitKind
 
 
 @cli.command()
@@ -127,13 +129,18 @@ def units() -> None:
 @click.option(
     "--kind",
     required=True,
-    type=click.Choice(["district", "street", "community", "grid", "branch", "department"]),
+    type=click.Choice(get_args(UnitKind)),
 )
 @click.option("--name", required=True)
 @click.option("--parent", "parent_id", help="Parent unit id (required except for a district).")
 @click.option("--grid", "grid_id", help="For a branch: the grid it maps to.")
 def units_add(
-    db_path: str, unit_id: str, kind: str, name: str, parent_id: str | None, grid_id: str | None
+    db_path: str,
+    unit_id: str,
+    kind: UnitKind,
+    name: str,
+    parent_id: str | None,
+    grid_id: str | None,
 ) -> None:
     """Add or rename an org unit."""
     with open_store(db_path) as store:
@@ -141,7 +148,7 @@ def units_add(
             id=unit_id,
             kind=kind,
             name=name,
-            parent_id=parent_id,  # type: ignore[arg-type]
+            parent_id=parent_id,
             grid_id=grid_id,
         )
         run(lambda: store.write(org.add_units, [unit]))
@@ -216,7 +223,7 @@ def people_add(
         channels=list(channels),
     )
 
-    def save(db):
+    def save(db: sqlite_utils.Database) -> bool:
         had = org.has_admin_device(db)
         org.add_people(db, [person], Actor.cli(), allow_last_admin=True)
         return had and not org.has_admin_device(db)
@@ -278,7 +285,7 @@ def device_revoke(db_path: str, device_id: str, reason: str, drain: bool) -> Non
     its next push is accepted (once) and then it is wiped. Unlike the API, this may revoke
     the last active admin device (with a warning)."""
 
-    def revoke(db):
+    def revoke(db: sqlite_utils.Database) -> tuple[Device, bool]:
         last = auth.is_last_admin_device(db, device_id)
         device = auth.revoke(db, device_id, Actor.cli(), reason, drain=drain, allow_last_admin=True)
         return device, last

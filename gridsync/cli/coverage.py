@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -27,6 +30,7 @@ from gridsync.cli.base import (
 )
 from gridsync.clock import SYSTEM_CLOCK
 from gridsync.config import ConfigError, Settings, load_settings
+from gridsync.db import Store
 from gridsync.models import COVERAGE_LEVELS, VIOLATION_KINDS, PolicyOverride, SuggestionPick
 from gridsync.org import Scope
 from gridsync.privacy import operator
@@ -79,6 +83,23 @@ def _settings(config_path: str | None) -> Settings:
 def _now_ms(now: int | None) -> int:
     """``--now`` (epoch ms, already checked by its type) or the system clock."""
     return SYSTEM_CLOCK.now_ms() if now is None else now
+
+
+@contextmanager
+def _reports(
+    db_path: str, config_path: str | None, now: int | None, scope: Scope
+) -> Iterator[tuple[Store, Callable[..., Any]]]:
+    """The store, and ``report(fn, scope_id, **kwargs)``: ``fn(db, settings, scope, scope_id,
+    now_ms=...)`` read as the operator, with the settings of ``--config`` and the time of
+    ``--now`` (both read before the database is opened, so a bad file opens nothing)."""
+    settings = _settings(config_path)
+    now_ms = _now_ms(now)
+    with open_store(db_path) as store:
+
+        def report(fn: Callable[..., Any], scope_id: str | None, **kwargs: Any) -> Any:
+            return run(lambda: store.read(fn, settings, scope, scope_id, now_ms=now_ms, **kwargs))
+
+        yield store, report
 
 
 def _pct(value: float | None) -> str:
@@ -166,14 +187,8 @@ def coverage(
     """1-5-N coverage roll-up, member to district (a table; --json for scripts)."""
     if ctx.invoked_subcommand is not None:
         return
-    settings = _settings(config_path)
-    now_ms = _now_ms(now)
-    with open_store(db_path) as store:
-        report = run(
-            lambda: store.read(
-                cov.rollup, settings, OPERATOR, scope_id, now_ms=now_ms, levels=list(levels) or None
-            )
-        )
+    with _reports(db_path, config_path, now, OPERATOR) as (store, read):
+        report = read(cov.rollup, scope_id, levels=list(levels) or None)
         store.write(record, Actor.cli(), "read.coverage", scope_id, {"rows": len(report.rows)})
     if as_json:
         echo_json(report)
@@ -298,21 +313,8 @@ def coverage_violations(
     config_path: str | None,
 ) -> None:
     """Every household or member at fault, and why."""
-    settings = _settings(config_path)
-    now_ms = _now_ms(now)
-    with open_store(db_path) as store:
-        page = run(
-            lambda: store.read(
-                cov.violations,
-                settings,
-                _operator(show_phones),
-                scope_id,
-                now_ms=now_ms,
-                kinds=list(kinds) or None,
-                limit=limit,
-                offset=offset,
-            )
-        )
+    with _reports(db_path, config_path, now, _operator(show_phones)) as (store, read):
+        page = read(cov.violations, scope_id, kinds=list(kinds) or None, limit=limit, offset=offset)
         store.write(
             record,
             Actor.cli(),
@@ -641,18 +643,8 @@ def export_coverage(
     config_path: str | None,
 ) -> None:
     """Export the coverage roll-up (every level) and the violations list."""
-    settings = _settings(config_path)
-    now_ms = _now_ms(now)
-    with open_store(db_path) as store:
-        data = run(
-            lambda: store.read(
-                exports.export_data,
-                settings,
-                _operator(show_phones),
-                scope_id,
-                now_ms=now_ms,
-            )
-        )
+    with _reports(db_path, config_path, now, _operator(show_phones)) as (store, read):
+        data = read(exports.export_data, scope_id)
         label = "导出" if lang == "zh" else "exporting"
         with click.progressbar(length=data.total_rows, label=label, file=sys.stderr) as bar:
             body = exports.render(data, fmt, lang, progress=bar.update)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import sys
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 import click
@@ -50,7 +51,7 @@ def _phones_from_db(db_path: str, n: int, tag: str) -> list[Any]:
         people: list[dict[str, Any]] = []
         for role in PHONE_ROLES:
             items, _ = run(
-                lambda role=role: store.read(org.list_people, everyone, role=role, limit=1_000_000)
+                partial(store.read, org.list_people, everyone, role=role, limit=1_000_000)
             )
             people += [
                 {"id": p.id, "roles": p.roles, "scope": p.scope}
@@ -60,7 +61,8 @@ def _phones_from_db(db_path: str, n: int, tag: str) -> list[Any]:
         phones = []
         for i, person_id in enumerate(choose_people(people, n)):
             enrolled = run(
-                lambda person_id=person_id, i=i: store.write(
+                partial(
+                    store.write,
                     auth.enroll,
                     person_id,
                     Actor.cli(),

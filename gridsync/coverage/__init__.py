@@ -55,17 +55,14 @@ from gridsync.coverage.policy import (
 from gridsync.coverage.rows import UNIT_LEVELS, default_levels, rollup, rows_of
 from gridsync.coverage.rows import rate as _rate
 from gridsync.coverage.sampling import sample
-from gridsync.coverage.tallying import DAY_MS, RESPONSIBLE_ROLE, Member, Tally, member_phone, tally
+from gridsync.coverage.tallying import RESPONSIBLE_ROLE, Member, Tally, member_phone, tally
 from gridsync.coverage.violations_list import HOUSEHOLD_VIOLATIONS, MEMBER_VIOLATIONS, violations
-from gridsync.models import COVERAGE_LEVELS as LEVELS
 from gridsync.models import VIOLATION_KINDS, CoverageRow, PolicyOverride
 
 __all__ = [
     "ASSIGNER_ROLES",
-    "DAY_MS",
     "HOUSEHOLD_VIOLATIONS",
     "KIND_LABELS",
-    "LEVELS",
     "LEVEL_LABELS",
     "MEMBER_VIOLATIONS",
     "RESPONSIBLE_ROLE",

@@ -101,13 +101,13 @@ class OrgIndex:
             return self.communities[unit_id]
         except KeyError:
             pass
-        kind = self.kind.get(unit_id)  # type: ignore[arg-type]
-        if kind is None:
-            found = None
-        elif kind == "community":
-            found = unit_id
-        else:
-            found = self.community_of(self.parent[unit_id])  # type: ignore[index]
+        found: str | None = None
+        if unit_id is not None:
+            kind = self.kind.get(unit_id)
+            if kind == "community":
+                found = unit_id
+            elif kind is not None:
+                found = self.community_of(self.parent[unit_id])
         self.communities[unit_id] = found
         return found
 

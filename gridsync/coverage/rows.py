@@ -20,8 +20,7 @@ from gridsync.config import Settings
 from gridsync.coverage.org_index import OrgIndex, report_units
 from gridsync.coverage.tallying import Counts, Tally, tally
 from gridsync.errors import Invalid
-from gridsync.models import COVERAGE_LEVELS as LEVELS
-from gridsync.models import CoverageReport, CoverageRow, Policy
+from gridsync.models import COVERAGE_LEVELS, CoverageLevel, CoverageReport, CoverageRow, Policy
 from gridsync.org import Scope
 
 UNIT_LEVELS = ("branch", "grid", "community", "street", "district")
@@ -59,22 +58,22 @@ def rollup(
     return CoverageReport(scope_id=unit_id, at=iso_ms(now_ms), rows=rows_of(t, levels))
 
 
-def default_levels(t: Tally) -> tuple[str, ...]:
+def default_levels(t: Tally) -> tuple[CoverageLevel, ...]:
     """Every level, except members when the report spans a street or the district: tens of
     thousands of member rows belong in an export or a narrower scope (``level=member`` still
     asks for them). Members are counted in every unit row either way."""
     if t.idx.wide(t.units):
-        return tuple(level for level in LEVELS if level != "member")
-    return LEVELS
+        return tuple(level for level in COVERAGE_LEVELS if level != "member")
+    return COVERAGE_LEVELS
 
 
 def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
     """The rows of a tally at ``levels`` (default :func:`default_levels`), top-down."""
     wanted = set(levels or default_levels(t))
-    bad = wanted - set(LEVELS)
+    bad = wanted - set(COVERAGE_LEVELS)
     if bad:
         raise Invalid(
-            f"unknown level {sorted(bad)[0]!r}; one of {', '.join(LEVELS)}", field="level"
+            f"unknown level {sorted(bad)[0]!r}; one of {', '.join(COVERAGE_LEVELS)}", field="level"
         )
     make = RowMaker(t)
     counts = _unit_counts(t)
@@ -84,7 +83,7 @@ def rows_of(t: Tally, levels: list[str] | None = None) -> list[CoverageRow]:
         if uid in t.units:
             by_level[kind].append(uid)
     rows: list[CoverageRow] = []
-    for level in reversed(LEVELS):
+    for level in reversed(COVERAGE_LEVELS):
         if level == "member" and level in wanted:
             rows += _member_rows(t, make)
         elif level in wanted:
@@ -145,7 +144,7 @@ def _unit_kinds(t: Tally, make: RowMaker) -> dict[str, int]:
 def _unit_rows(
     t: Tally,
     make: RowMaker,
-    level: str,
+    level: CoverageLevel,
     unit_ids: list[str],
     counts: dict[str, Counts],
     kinds: dict[str, int],
@@ -189,7 +188,7 @@ class HouseholdFigures(msgspec.Struct, frozen=True, gc=False, array_like=True):
     overdue: int
     priority_households: int
     priority_overdue: int
-    kinds_covered: list[str]
+    kinds_covered: tuple[str, ...]
     kinds_total: int
     assigned_rate: float | None
     contact_rate: float | None
@@ -212,11 +211,11 @@ class RowMaker:
     """Builds the rows of one tally. Many rows share their figures (a branch has its grid's
     households; most members share a few small numbers), so each distinct household part and
     member part is computed once per call, and rows with the same covered kinds share one
-    ``kinds_covered`` list (rows are read-only)."""
+    ``kinds_covered`` tuple."""
 
     def __init__(self, t: Tally) -> None:
         self.kinds = t.kinds
-        self._covered_lists: dict[int, list[str]] = {0: []}
+        self._covered_kinds: dict[int, tuple[str, ...]] = {0: ()}
         self._households: dict[tuple, HouseholdFigures] = {}
         self._members: dict[tuple[int, int, int], MemberFigures] = {}
         self._masks: dict[tuple[str, ...], int] = {}
@@ -232,7 +231,7 @@ class RowMaker:
 
     def row(
         self,
-        level: str,
+        level: CoverageLevel,
         unit_id: str,
         name: str,
         parent_id: str | None,
@@ -249,7 +248,7 @@ class RowMaker:
         # positional, in CoverageRow's field order: keyword arguments cost 6x per row (1.6 vs
         # 0.25 us measured), and a district roll-up with its members builds 38,000 rows
         return CoverageRow(
-            level,  # type: ignore[arg-type]
+            level,
             unit_id,
             name,
             parent_id,
@@ -288,11 +287,11 @@ class RowMaker:
         )
         found = self._households.get(key)
         if found is None:
-            kinds_covered = self._covered_lists.get(covered)
+            kinds_covered = self._covered_kinds.get(covered)
             if kinds_covered is None:
-                kinds_covered = self._covered_lists[covered] = [
+                kinds_covered = self._covered_kinds[covered] = tuple(
                     k for i, k in enumerate(self.kinds) if covered >> i & 1
-                ]
+                )
             total = allowed.bit_count()
             found = self._households[key] = HouseholdFigures(
                 households=c.households,

@@ -43,14 +43,13 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
+from gridsync.clock import DAY_MS
 from gridsync.config import Settings
 from gridsync.coverage.org_index import Home, OrgIndex, ReportUnits, report_units
 from gridsync.coverage.policy import community_policies, judge_load
 from gridsync.models import Policy
 from gridsync.org import Scope
 from gridsync.privacy import PhoneView, shown_phone
-
-DAY_MS = 86_400_000
 
 # Who may be a household's responsible member (the "1" of 1-5-N), and who counts as a member.
 RESPONSIBLE_ROLE = "member"
@@ -531,12 +530,12 @@ def _grids_by_cycle(groups: list[PolicyGroup], all_grids: list[str]) -> dict[int
     """The grids read, by cycle length (None: every grid, one cycle)."""
     if len(groups) == 1 and groups[0].grids is None:
         return {groups[0].cycle_days: None}
-    by_cycle: dict[int, list[str] | None] = {}
+    by_cycle: dict[int, list[str]] = {}
     for group in groups:
-        by_cycle.setdefault(group.cycle_days, []).extend(  # type: ignore[union-attr]
+        by_cycle.setdefault(group.cycle_days, []).extend(
             all_grids if group.grids is None else group.grids
         )
-    return by_cycle
+    return {cycle: grids for cycle, grids in by_cycle.items()}
 
 
 def _grid_kinds(db: sqlite_utils.Database, t: Tally, by_cycle: dict[int, list[str] | None]) -> None:

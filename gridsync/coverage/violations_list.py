@@ -14,16 +14,16 @@ from typing import Any
 
 import sqlite_utils
 
-from gridsync.clock import iso_ms
+from gridsync.clock import DAY_MS, iso_ms
 from gridsync.config import Settings
-from gridsync.coverage.tallying import DAY_MS, Member, PolicyGroup, Tally, member_phone, tally
+from gridsync.coverage.tallying import Member, PolicyGroup, Tally, member_phone, tally
 from gridsync.errors import Invalid
-from gridsync.models import VIOLATION_KINDS, Violation, ViolationPage
+from gridsync.models import VIOLATION_KINDS, Violation, ViolationKind, ViolationPage
 from gridsync.org import Scope
 from gridsync.privacy import PhoneView, shown_phone
 
-HOUSEHOLD_VIOLATIONS = ("unassigned", "overdue", "priority_overdue")
-MEMBER_VIOLATIONS = ("member_under_min", "member_over_cap")
+HOUSEHOLD_VIOLATIONS: tuple[ViolationKind, ...] = ("unassigned", "overdue", "priority_overdue")
+MEMBER_VIOLATIONS: tuple[ViolationKind, ...] = ("member_under_min", "member_over_cap")
 
 
 def violations(
@@ -60,7 +60,7 @@ def violations(
     )
 
 
-def _kinds_wanted(kinds: list[str] | None) -> list[str]:
+def _kinds_wanted(kinds: list[str] | None) -> list[ViolationKind]:
     """The kinds asked for (default: all), in kind order; ``invalid`` for an unknown one."""
     wanted = list(kinds or VIOLATION_KINDS)
     bad = set(wanted) - set(VIOLATION_KINDS)
@@ -72,7 +72,7 @@ def _kinds_wanted(kinds: list[str] | None) -> list[str]:
     return [k for k in VIOLATION_KINDS if k in wanted]
 
 
-def _counts(t: Tally, wanted: list[str]) -> dict[str, int]:
+def _counts(t: Tally, wanted: list[ViolationKind]) -> dict[str, int]:
     """How many violations of each kind asked for: households from the grid counts, members
     from the homes' judgements."""
     totals = dict.fromkeys(VIOLATION_KINDS, 0)
@@ -89,7 +89,7 @@ def _counts(t: Tally, wanted: list[str]) -> dict[str, int]:
 def _household_items(
     db: sqlite_utils.Database,
     t: Tally,
-    wanted: list[str],
+    wanted: list[ViolationKind],
     counts: dict[str, int],
     limit: int,
     offset: int,
@@ -128,7 +128,12 @@ def _fault(kind: str, group: PolicyGroup, now_ms: int) -> tuple[str, list[Any]]:
 
 
 def _households_at_fault(
-    db: sqlite_utils.Database, t: Tally, kind: str, limit: int, offset: int, phones: PhoneView
+    db: sqlite_utils.Database,
+    t: Tally,
+    kind: ViolationKind,
+    limit: int,
+    offset: int,
+    phones: PhoneView,
 ) -> list[Violation]:
     """One page of one kind's households. One policy group: the page itself; several: each
     group's first offset+limit rows, merged in the same order."""
@@ -152,7 +157,7 @@ def _households_at_fault(
         visited = last >= 0
         out.append(
             Violation(
-                kind=kind,  # type: ignore[arg-type]
+                kind=kind,
                 subject="household",
                 id=hid,
                 name=name,
@@ -167,7 +172,7 @@ def _households_at_fault(
     return out
 
 
-def _member_items(t: Tally, wanted: list[str], phones: PhoneView) -> list[Violation]:
+def _member_items(t: Tally, wanted: list[ViolationKind], phones: PhoneView) -> list[Violation]:
     """Every member at fault of the kinds asked for (a per-member tally), kind by kind, each
     by grid and id."""
     at_fault: dict[str, list[Violation]] = {kind: [] for kind in MEMBER_VIOLATIONS}
@@ -185,9 +190,9 @@ def _member_items(t: Tally, wanted: list[str], phones: PhoneView) -> list[Violat
     return at_fault["member_under_min"] + at_fault["member_over_cap"]
 
 
-def _member_at_fault(kind: str, m: Member, phones: PhoneView, limit: int) -> Violation:
+def _member_at_fault(kind: ViolationKind, m: Member, phones: PhoneView, limit: int) -> Violation:
     return Violation(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         subject="member",
         id=m.id,
         name=m.name,

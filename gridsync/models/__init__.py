@@ -55,6 +55,7 @@ from gridsync.models.core import (
     UnitWrite,
     Visit,
     VisitPage,
+    field_types,
     is_masked,
 )
 from gridsync.models.coverage import (
@@ -291,5 +292,6 @@ __all__ = [
     "WhistleCase",
     "WhistleRaise",
     "WhistleReport",
+    "field_types",
     "is_masked",
 ]

@@ -6,7 +6,8 @@ Field names of Household and Visit are the phone app's contract (SPEC section 2)
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Iterator
+from typing import Annotated, Literal, get_args
 
 import msgspec
 from msgspec import Meta, Struct
@@ -20,7 +21,7 @@ Role = Literal[
     "member",
     "department",
 ]
-ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
+ROLES: tuple[Role, ...] = get_args(Role)
 UnitKind = Literal["district", "street", "community", "grid", "branch", "department"]
 HouseholdStatus = Literal["active", "moved_out", "archived"]
 Channel = Literal["door", "phone", "wechat", "other"]
@@ -65,6 +66,18 @@ def is_masked(value: object) -> bool:
     (or a full-width ``＊``, as a Chinese input method types a mask retyped by hand). No phone
     number does (the importer accepts digits, spaces, ``+``, ``-`` and brackets)."""
     return isinstance(value, str) and (MASK_CHAR in value or "＊" in value)
+
+
+def field_types(struct: type[Struct]) -> Iterator[tuple[str, msgspec.inspect.Type]]:
+    """Each field of a wire type with each type it may take (every member of a union): where
+    the CLI and the import read the bounds a wire type sets (lengths, ranges, patterns), so the
+    wire type stays their one owner and they refuse what the API would."""
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)  # type[Struct] is inspected as one
+    for f in info.fields:
+        types = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+        for t in types:
+            yield f.name, t
 
 
 class ErrorBody(Struct, kw_only=True):
@@ -121,7 +134,8 @@ class Visit(Struct, kw_only=True):
     device_id: str | None
     at: str  # device clock, ISO 8601 with offset, as the phone sent it
     channel: Channel
-    kinds: list[str] = msgspec.field(default_factory=list)
+    # a tuple: Visits built from rows share one per stored value (gridsync/households.py)
+    kinds: tuple[str, ...] = ()
     note: str = ""
     geo: Geo | None = None
     voided: bool = False
@@ -253,4 +267,4 @@ class DevicePage(Struct, kw_only=True):
     offset: int
 
 
-HOUSEHOLD_STATUSES: tuple[str, ...] = HouseholdStatus.__args__  # type: ignore[attr-defined]
+HOUSEHOLD_STATUSES: tuple[HouseholdStatus, ...] = get_args(HouseholdStatus)

@@ -3,7 +3,7 @@ violations, assignments, rebalancing and the assessors' sample."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
@@ -16,12 +16,12 @@ from gridsync.models.core import (
 )
 
 CoverageLevel = Literal["member", "branch", "grid", "community", "street", "district"]
-COVERAGE_LEVELS: tuple[str, ...] = CoverageLevel.__args__  # type: ignore[attr-defined]
+COVERAGE_LEVELS: tuple[CoverageLevel, ...] = get_args(CoverageLevel)
 
 ViolationKind = Literal[
     "unassigned", "overdue", "priority_overdue", "member_under_min", "member_over_cap"
 ]
-VIOLATION_KINDS: tuple[str, ...] = ViolationKind.__args__  # type: ignore[attr-defined]
+VIOLATION_KINDS: tuple[ViolationKind, ...] = get_args(ViolationKind)
 
 Days = Annotated[int, Meta(ge=1, le=366)]
 Count = Annotated[int, Meta(ge=0, le=10_000)]
@@ -46,8 +46,8 @@ class CommunityPolicy(Struct, kw_only=True):
 
 
 # Built positionally (a district roll-up with members has ~38,000 rows) and not tracked by the
-# garbage collector (a row holds numbers, strings and a list of strings, never a cycle). Member
-# rows with the same figures share one ``kinds_covered`` list: treat rows as read-only.
+# garbage collector (a row holds numbers, strings and a tuple of strings, never a cycle). Rows
+# with the same figures share one ``kinds_covered``, a tuple for that reason.
 class CoverageRow(Struct, gc=False):
     """One org unit (or member) in a roll-up. Rates are 0..1 (4 decimals), null when their
     denominator is 0: assigned_rate and contact_rate over households, overdue_rate over
@@ -68,7 +68,7 @@ class CoverageRow(Struct, gc=False):
     members: int
     members_under_min: int
     members_over_cap: int
-    kinds_covered: list[str]
+    kinds_covered: tuple[str, ...]
     kinds_total: int
     assigned_rate: float | None
     contact_rate: float | None

@@ -3,7 +3,7 @@ case as phones and the web read it, and the report."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 from msgspec import Meta, Struct
@@ -14,7 +14,7 @@ from gridsync.models.sync import DeviceTime
 CaseState = Literal["raised", "accepted", "on_site", "resolved", "closed", "reopened"]
 # The levels a case climbs, in order (each has its deadlines in ``Settings.whistle_deadlines``).
 CaseLevel = Literal["grid", "community", "street", "department", "district"]
-CASE_LEVELS: tuple[str, ...] = CaseLevel.__args__  # type: ignore[attr-defined]
+CASE_LEVELS: tuple[CaseLevel, ...] = get_args(CaseLevel)
 WhistleAction = Literal[
     "accept", "arrive", "resolve", "escalate", "comment", "close", "reopen", "return"
 ]

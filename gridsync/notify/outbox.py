@@ -20,7 +20,7 @@ import jinja2
 import msgspec
 import sqlite_utils
 
-from gridsync.db import paged
+from gridsync.db import and_given, paged
 from gridsync.models import (
     OutboxEntry,
     OutboxPage,
@@ -190,19 +190,16 @@ def list_outbox(
     limit: int = 100,
     offset: int = 0,
 ) -> OutboxPage:
-    where, params = [], []
-    for column, value in (
-        ("state", state),
-        ("person_id", person_id),
-        ("cause", cause),
-        ("kind", kind),
-    ):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    sql_where = ("WHERE " + " AND ".join(where)) if where else ""
+    where, params = and_given(
+        "1",
+        [],
+        ("state = ?", state),
+        ("person_id = ?", person_id),
+        ("cause = ?", cause),
+        ("kind = ?", kind),
+    )
     rows, total = paged(
-        db, _COLS, f"outbox {sql_where}", params, order_by="id DESC", limit=limit, offset=offset
+        db, _COLS, f"outbox WHERE {where}", params, order_by="id DESC", limit=limit, offset=offset
     )
     return OutboxPage(
         items=[entry_from_row(r) for r in rows], total=total, limit=limit, offset=offset

@@ -37,7 +37,7 @@ import hashlib
 import logging
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +86,7 @@ def mask_url(url: str) -> str:
     return f"{scheme}://***#{url_id(url)}"
 
 
-def mask_text(text: str, secrets: list[str] = ()) -> str:  # type: ignore[assignment]
+def mask_text(text: str, secrets: Sequence[str] = ()) -> str:
     """Mask every URL and every known secret in free text (log lines, error messages)."""
     for secret in sorted(secrets, key=len, reverse=True):
         if secret:
@@ -161,7 +161,7 @@ class LogRedaction(logging.Filter):
         record.msg, record.args = mask_text(text, list(state.secrets)), None
         if record.exc_info:  # formatted here, masked, and logged as text
             record.exc_text = record.exc_text or logging.Formatter().formatException(
-                record.exc_info  # type: ignore[arg-type]
+                record.exc_info
             )
             record.exc_info = None
         if record.exc_text:

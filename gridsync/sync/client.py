@@ -672,7 +672,7 @@ class DeviceClient:
         if op == "household.create":
             if current is not None:
                 return current
-            record = {
+            record: dict[str, Any] = {
                 "id": id_,
                 "grid_id": "",
                 "building": "",
@@ -706,7 +706,7 @@ class DeviceClient:
         if op == "visit.create":
             if current is not None:
                 return current
-            visit = {
+            visit: dict[str, Any] = {
                 "id": id_,
                 "household_id": "",
                 "member_id": self._meta("person_id") or "",

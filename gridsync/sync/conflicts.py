@@ -21,7 +21,7 @@ import sqlite_utils
 from gridsync import audit
 from gridsync.auth import Principal
 from gridsync.clock import Clock, iso_ms
-from gridsync.db import next_seq, paged
+from gridsync.db import and_given, next_seq, paged
 from gridsync.errors import Conflict, NotFound, OutOfScope
 from gridsync.models import ConflictEntry
 from gridsync.org import Scope
@@ -69,18 +69,13 @@ def list_conflicts(
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[list[ConflictEntry], int]:
-    cond, params = scope.grid_filter("grid_id")
-    where = [cond]
-    if status:
-        where.append("status = ?")
-        params.append(status)
-    if household_id:
-        where.append("household_id = ?")
-        params.append(household_id)
+    where, params = and_given(
+        *scope.grid_filter("grid_id"), ("status = ?", status), ("household_id = ?", household_id)
+    )
     rows, total = paged(
         db,
         _COLS,
-        "sync_conflicts WHERE " + " AND ".join(where),
+        "sync_conflicts WHERE " + where,
         params,
         order_by="id DESC",
         limit=limit,

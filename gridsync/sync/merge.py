@@ -26,26 +26,12 @@ import sqlite_utils
 
 from gridsync import service_kinds
 from gridsync.db import next_seq
+from gridsync.households import HOUSEHOLD_COLUMNS
 
 STAMPS = "stamps"
 # Remove stamps kept per household (see remove_tag); twice the tags a household may hold.
 MAX_TAG_TOMBSTONES = 64
-_ROW_COLS = (
-    "id",
-    "grid_id",
-    "building",
-    "unit",
-    "room",
-    "head_name",
-    "phone",
-    "size",
-    "tags",
-    "notes",
-    "responsible_member_id",
-    "status",
-    "field_hlc",
-    "seq",
-)
+_ROW_COLS = (*HOUSEHOLD_COLUMNS, "field_hlc", "seq")
 ROW_SELECT = ", ".join(_ROW_COLS)
 MERGED_FIELDS = (
     "grid_id",
@@ -158,8 +144,10 @@ def state_from_row(row: tuple) -> HouseholdState:
     for name in MERGED_FIELDS:
         if name not in stamps:
             stamps[name] = Stamp("", seq)
-    adds = {k: decode(v, seq) for k, v in tag_adds.items()} if tag_adds else {}
-    removes = {k: decode(v, seq) for k, v in tag_removes.items()} if tag_removes else {}
+    adds = {k: decode(v, seq) for k, v in tag_adds.items()} if isinstance(tag_adds, dict) else {}
+    removes = (
+        {k: decode(v, seq) for k, v in tag_removes.items()} if isinstance(tag_removes, dict) else {}
+    )
     for tag in values["tags"]:
         adds.setdefault(tag, Stamp("", seq))
     return HouseholdState(values, seq, stamps, adds, removes)
@@ -317,19 +305,7 @@ def save(db: sqlite_utils.Database, state: HouseholdState, seq: int, now_iso: st
     state.loaded_grid = v["grid_id"]
 
 
-_VALUE_COLUMNS = (
-    "grid_id",
-    "building",
-    "unit",
-    "room",
-    "head_name",
-    "phone",
-    "size",
-    "tags",
-    "notes",
-    "responsible_member_id",
-    "status",
-)
+_VALUE_COLUMNS = HOUSEHOLD_COLUMNS[1:]  # every column of a household's values but its id
 
 
 @functools.cache

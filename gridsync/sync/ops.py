@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import sqlite_utils
@@ -68,7 +68,8 @@ class OpContext:
 
 @dataclass
 class Outcome:
-    status: str = "applied"  # "applied", "merged" or "duplicate" (no effect, e.g. same id)
+    # "duplicate": no effect, e.g. the same id ("rejected" is an error raised, not an outcome)
+    status: Literal["applied", "merged", "duplicate"] = "applied"
     lost: list[dict[str, Any]] = field(default_factory=list)
     # False when the op's own row records the mutation (a visit is its own record, found again
     # by its id): push then skips the sync_mutations row, which halves the writes of a visit.

@@ -125,26 +125,30 @@ class _Builder:
             return  # no value (an empty container)
         child.end = end
         frame.inner = max(frame.inner, child.depth)
-        if not frame.is_map:
-            spans = frame.spans
-            assert isinstance(spans, list)
+        spans = frame.spans
+        if isinstance(spans, list):
             if frame.kind == "mutations" and len(spans) >= self.max_mutations:
                 raise TooManyMutations(len(spans) + 1)
             spans.append(child)
         elif frame.key is not None:
-            frame.spans[frame.key] = child  # type: ignore[index]
+            spans[frame.key] = child
             frame.key = None
 
     def close_followed(self) -> None:
         frame = self.stack.pop()
+        spans = frame.spans
         if frame.kind == "top":
-            self.result.top = frame.spans  # type: ignore[assignment]
+            assert isinstance(spans, dict)  # the top of a followed body is a map (_FOLLOWED)
+            self.result.top = spans
             self.root_closed = True
             return
         if frame.kind == "mutations":
-            self.result.mutations = frame.spans  # type: ignore[assignment]
+            assert isinstance(spans, list)  # followed only as an array
+            self.result.mutations = spans
         else:
-            self.stack[-1].child.fields = frame.spans  # type: ignore[union-attr,assignment]
+            mutation = self.stack[-1].child
+            assert mutation is not None and isinstance(spans, dict)  # a map, read as a value
+            mutation.fields = spans
         self.nested(frame.inner + 1)
 
 

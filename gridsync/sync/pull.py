@@ -35,14 +35,15 @@ import msgspec
 import sqlite_utils
 
 from gridsync import coverage
+from gridsync.clock import DAY_MS
 from gridsync.config import Settings
 from gridsync.db import current_seq, epoch
-from gridsync.models import Change, PullResponse
+from gridsync.models import Change, ChangeType, PullResponse
 from gridsync.org import Scope
 from gridsync.sync import hlc
 from gridsync.sync import scope as sync_scope
 from gridsync.sync.registry import ordered_sources
-from gridsync.sync.sources import DAY_MS, SourceChange, SourceContext
+from gridsync.sync.sources import SourceChange, SourceContext
 
 CURSOR_VERSION = 1
 
@@ -121,7 +122,7 @@ def _collect(
     are not asked; a source asked up to ``upto`` itself that returned fewer than ``limit``
     changes is exhausted once the page holds all of them (checked against the final bound).
     """
-    parts: list[tuple[str, list[SourceChange]]] = []
+    parts: list[tuple[ChangeType, list[SourceChange]]] = []
     seqs: list[int] = []
     bound = upto
     done = set(exhausted)
@@ -157,7 +158,7 @@ def _collect(
         more = True
         bound = merged[-1][1].seq
     changes = [
-        Change(type=t, id=c.id, seq=c.seq, op=c.op, data=c.data)  # type: ignore[arg-type]
+        Change(type=t, id=c.id, seq=c.seq, op=c.op, data=c.data)
         for t, c in merged
         if removes or c.op != "remove"
     ]

@@ -24,7 +24,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 import sqlite_utils
@@ -227,11 +227,14 @@ _SPAN_TYPES: dict[str, Any] = {
     "op": _Head,
     "id": _Head,
 }
-_SPAN_DECODERS = {
+_SpanDecoder = msgspec.json.Decoder[Any] | msgspec.msgpack.Decoder[Any]
+_SPAN_DECODERS: dict[str, dict[str, _SpanDecoder]] = {
     "json": {name: msgspec.json.Decoder(t) for name, t in _SPAN_TYPES.items()},
     "msgpack": {name: msgspec.msgpack.Decoder(t) for name, t in _SPAN_TYPES.items()},
 }
-_MUTATION_DECODERS = {
+_MUTATION_DECODERS: dict[
+    str, msgspec.json.Decoder[Mutation] | msgspec.msgpack.Decoder[Mutation]
+] = {
     "json": msgspec.json.Decoder(Mutation),
     "msgpack": msgspec.msgpack.Decoder(Mutation),
 }
@@ -681,7 +684,7 @@ def _settle(batch: _Batch, i: int, clamped: bool, outcome: Outcome | GridsyncErr
     one is recorded with its code, so that a resend answers ``duplicate``)."""
     m = batch.mutations[i]
     device_id, now_ms = batch.principal.device_id, batch.now_ms
-    clock_flag = "clamped" if clamped else None
+    clock_flag: Literal["clamped"] | None = "clamped" if clamped else None
     if isinstance(outcome, GridsyncError):
         batch.results[i] = MutationResult(
             mid=m.mid,

@@ -11,6 +11,7 @@ adding an op or a source is a line here.
 from __future__ import annotations
 
 from gridsync.models import (
+    ChangeType,
     HouseholdCreate,
     HouseholdMoveOut,
     VisitCreate,
@@ -40,7 +41,7 @@ OPS: dict[str, OpSpec] = by_name(
 
 # Change type -> source, in the order pull asks them; the bulk ones (:data:`BULK`) are asked
 # last, with ``upto_seq`` already narrowed to what the other sources' rows leave room for.
-SOURCES: dict[str, Source] = {
+SOURCES: dict[ChangeType, Source] = {
     "org_unit": org.org_unit_changes,
     "person": org.person_changes,
     "household": households.household_changes,
@@ -51,7 +52,7 @@ SOURCES: dict[str, Source] = {
 BULK: frozenset[str] = frozenset({"visit"})
 
 
-def ordered_sources() -> list[tuple[str, Source]]:
+def ordered_sources() -> list[tuple[ChangeType, Source]]:
     """The sources in the order pull asks them: bulk ones last (read at each call, so a test
     may wrap one)."""
     return sorted(SOURCES.items(), key=lambda item: item[0] in BULK)

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import sqlite_utils
 
 from gridsync.org import Scope
-
-DAY_MS = 86_400_000
 
 
 class SourceChange(msgspec.Struct, gc=False):
@@ -34,7 +32,7 @@ class SourceChange(msgspec.Struct, gc=False):
 
     seq: int
     id: str
-    op: str  # "put" or "remove"
+    op: Literal["put", "remove"]
     data: Any = None  # a wire Struct for "put", None for "remove"
 
 

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sqlite_utils
 
 from gridsync import audit, coverage, org
 from gridsync.auth import Principal
-from gridsync.clock import Clock
+from gridsync.clock import DAY_MS, Clock
 from gridsync.config import Settings
 from gridsync.db import current_seq
 from gridsync.models import SyncStatus
 from gridsync.sync import conflicts, hlc
 from gridsync.sync import scope as sync_scope
 
-DAY_MS = 86_400_000
+if TYPE_CHECKING:  # pull and status are siblings in the import contract: no import at run time
+    from gridsync.sync.pull import PullResult
+
 # Average gzip bytes per record in a full sync, measured on demo-like data (tests check the
 # estimate against a real first sync within a factor of two).
 GZIP_BYTES = {"org_unit": 30, "person": 40, "household": 45, "visit": 40}
 
 
-def after_pull(db: sqlite_utils.Database, principal: Principal, result, clock: Clock) -> None:
+def after_pull(
+    db: sqlite_utils.Database, principal: Principal, result: PullResult, clock: Clock
+) -> None:
     """Remember the scope version the device now syncs under; audit a snapshot's start."""
     sync_scope.remember(db, principal.scope)
     if result.snapshot_started:

@@ -17,11 +17,11 @@ through REST, and may need to raise many.
 from __future__ import annotations
 
 from gridsync import whistle
-from gridsync.clock import device_time_ms
+from gridsync.clock import DAY_MS, device_time_ms
 from gridsync.errors import GridsyncError, Invalid
 from gridsync.models import WhistleAct, WhistleRaise
 from gridsync.sync.ops import Mutation, OpContext, Outcome
-from gridsync.sync.sources import DAY_MS, SourceChange, SourceContext
+from gridsync.sync.sources import SourceChange, SourceContext
 
 
 def raise_case(ctx: OpContext, m: Mutation, data: WhistleRaise) -> Outcome:
