@@ -176,6 +176,9 @@ def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite_utils.Dat
     return sqlite_utils.Database(conn, execute_plugins=False)
 
 
+CLOSE_WAIT_SECONDS = 30  # how long close() waits for reads in flight
+
+
 class Store:
     """Owns the database file: the writer thread, the reader connections, the migrations."""
 
@@ -200,6 +203,10 @@ class Store:
         self._local = threading.local()
         self._readers: list[sqlite_utils.Database] = []
         self._readers_lock = threading.Lock()
+        # Reads in flight: close() waits for them, so that no connection is closed under a
+        # thread still reading through it (SQLite would crash the process, not raise).
+        self._reading = 0
+        self._reads_done = threading.Condition(self._readers_lock)
         self._closed = False
         self._queue: deque[tuple[Callable[..., Any], tuple, dict, Future]] = deque()
         self._queue_lock = threading.Lock()
@@ -343,12 +350,22 @@ class Store:
 
     def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(db, *args, **kwargs)`` inside one read transaction (one snapshot)."""
-        db = self._reader()
-        db.conn.execute("BEGIN")
+        with self._readers_lock:
+            if self._closed:  # e.g. a pull page read ahead after shutdown
+                raise RuntimeError(f"the store of {self.path} is closed")
+            self._reading += 1
         try:
-            return fn(db, *args, **kwargs)
+            db = self._reader()
+            db.conn.execute("BEGIN")
+            try:
+                return fn(db, *args, **kwargs)
+            finally:
+                db.conn.execute("COMMIT")
         finally:
-            db.conn.execute("COMMIT")
+            with self._readers_lock:
+                self._reading -= 1
+                if self._reading == 0:
+                    self._reads_done.notify_all()
 
     async def aread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """:meth:`read` on a worker thread, for reads that may take more than a millisecond."""
@@ -366,6 +383,8 @@ class Store:
         self._writer.submit(_close_writer).result()
         self._writer.shutdown(wait=True)
         with self._readers_lock:
+            # Reads already running finish first (new ones are refused: _closed is set).
+            self._reads_done.wait_for(lambda: self._reading == 0, timeout=CLOSE_WAIT_SECONDS)
             for db in self._readers:
                 try:
                     db.conn.close()
