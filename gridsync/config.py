@@ -126,8 +126,12 @@ def load_settings(config_path: str | os.PathLike | None = None, **overrides: obj
     }
     data.update({k: v for k, v in env.items() if v is not None})
     data.update({k: v for k, v in overrides.items() if v is not None})
-    if "port" in data:
-        data["port"] = int(data["port"])
+    if isinstance(data.get("port"), str):  # from GRIDSYNC_PORT
+        try:
+            data["port"] = int(data["port"])
+        except ValueError:
+            msg = f"invalid configuration: port {data['port']!r} is not a number"
+            raise ConfigError(msg) from None
     try:
         settings = msgspec.convert(data, Settings, str_keys=True)
     except msgspec.ValidationError as exc:

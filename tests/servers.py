@@ -27,10 +27,18 @@ class ServerProcess:
     """``with ServerProcess(db_path) as server: httpx.get(server.url + "/healthz")``."""
 
     def __init__(
-        self, db_path: str, *, startup_timeout: float = 30.0, extra_args: tuple[str, ...] = ()
+        self,
+        db_path: str | None,
+        *,
+        startup_timeout: float = 30.0,
+        extra_args: tuple[str, ...] = (),
+        port: int | None = 0,
+        env: dict[str, str] | None = None,
     ):
-        self.db_path = db_path
+        self.db_path = db_path  # None: no --db (the settings file or GRIDSYNC_DB names it)
         self.extra_args = extra_args  # more `gridsync serve` options, e.g. ("--config", path)
+        self.port = port  # None: no --port
+        self.env = env or {}
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
@@ -38,19 +46,13 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        env.pop("GRIDSYNC_CONFIG", None)
+        for name in ("GRIDSYNC_CONFIG", "GRIDSYNC_DB", "GRIDSYNC_HOST", "GRIDSYNC_PORT"):
+            env.pop(name, None)
+        env.update(self.env)
+        db = ["--db", self.db_path] if self.db_path is not None else []
+        port = ["--port", str(self.port)] if self.port is not None else []
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gridsync",
-                "serve",
-                "--db",
-                self.db_path,
-                "--port",
-                "0",
-                *self.extra_args,
-            ],
+            [sys.executable, "-m", "gridsync", "serve", *db, *port, *self.extra_args],
             cwd=REPO_ROOT,
             env=env,
             stdout=subprocess.PIPE,

@@ -5,13 +5,16 @@ whose phone numbers the caller reads in full (``Scope.phones``, gridsync/privacy
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 
 from litestar import Controller, Response, delete, get, post, put
 from litestar.di import NamedDependency
+from litestar.openapi.spec import Operation
 from litestar.params import JSONBody, QueryParameter
 
 from gridsync import coverage, exports
+from gridsync.api.errors import error_responses
 from gridsync.api.params import PageLimit, PageOffset, PathId
 from gridsync.audit import record
 from gridsync.auth import Principal
@@ -54,6 +57,7 @@ AtQuery = Annotated[
     QueryParameter(
         min_length=10,
         max_length=40,
+        format="date-time",
         description="ISO 8601 time the cycle counts back from (default: now)",
     ),
 ]
@@ -72,7 +76,11 @@ class CoverageController(Controller):
     path = "/api/v1/coverage"
     tags = ["coverage"]
 
-    @get("/", summary="1-5-N coverage roll-up at every level (member to district) of a scope")
+    @get(
+        "/",
+        summary="1-5-N coverage roll-up at every level (member to district) of a scope",
+        responses=error_responses(400, 403, 404, 503),
+    )
     async def report(
         self,
         principal: NamedDependency[Principal],
@@ -100,7 +108,11 @@ class CoverageController(Controller):
         )
         return result
 
-    @get("/violations", summary="Households and members at fault, and why (paged)")
+    @get(
+        "/violations",
+        summary="Households and members at fault, and why (paged)",
+        responses=error_responses(400, 403, 404, 503),
+    )
     async def list_violations(
         self,
         principal: NamedDependency[Principal],
@@ -140,6 +152,7 @@ class CoverageController(Controller):
         "/assignments",
         status_code=200,
         summary="Assign or move a household's responsible member (secretaries, admins)",
+        responses=error_responses(400, 403, 404, 409, 413, 503),
     )
     async def assign(
         self,
@@ -163,7 +176,11 @@ class CoverageController(Controller):
             clock=clock,
         )
 
-    @get("/rebalance", summary="Suggested members for unassigned households (nothing written)")
+    @get(
+        "/rebalance",
+        summary="Suggested members for unassigned households (nothing written)",
+        responses=error_responses(400, 403, 404),
+    )
     async def rebalance(
         self,
         principal: NamedDependency[Principal],
@@ -181,6 +198,7 @@ class CoverageController(Controller):
         "/rebalance",
         status_code=200,
         summary="Apply the suggestions a secretary confirmed, each as an assignment",
+        responses=error_responses(400, 403, 404, 409, 413, 503),
     )
     async def apply(
         self,
@@ -200,7 +218,11 @@ class CoverageController(Controller):
             clock=clock,
         )
 
-    @get("/sample", summary="Assessors' sample: N random households with their last visits")
+    @get(
+        "/sample",
+        summary="Assessors' sample: N random households with their last visits",
+        responses=error_responses(400, 403, 404, 503),
+    )
     async def sample(
         self,
         principal: NamedDependency[Principal],
@@ -228,7 +250,11 @@ class CoverageController(Controller):
         )
         return result
 
-    @get("/policies/{community_id:str}", summary="A community's coverage policy in force")
+    @get(
+        "/policies/{community_id:str}",
+        summary="A community's coverage policy in force",
+        responses=error_responses(400, 403, 404),
+    )
     async def get_policy(
         self,
         principal: NamedDependency[Principal],
@@ -240,7 +266,11 @@ class CoverageController(Controller):
             raise NotFound(f"no community {community_id}")
         return await store.aread(coverage.community_policy, settings, community_id)
 
-    @put("/policies/{community_id:str}", summary="Set a community's override (admin)")
+    @put(
+        "/policies/{community_id:str}",
+        summary="Set a community's override (admin)",
+        responses=error_responses(400, 403, 404, 413, 503),
+    )
     async def set_policy(
         self,
         principal: NamedDependency[Principal],
@@ -259,6 +289,7 @@ class CoverageController(Controller):
         "/policies/{community_id:str}",
         status_code=200,
         summary="Clear a community's override: the district default applies (admin)",
+        responses=error_responses(400, 403, 404, 503),
     )
     async def clear_policy(
         self,
@@ -274,6 +305,52 @@ class CoverageController(Controller):
         )
 
 
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+# The export's body in each format (exports.CONTENT_TYPES); the JSON one as exports.write_json
+# writes it. Its rows and violations are the report's own types, in the document already.
+_EXPORT_CONTENT: dict[str, Any] = {
+    exports.CONTENT_TYPES["csv"]: {"schema": {"type": "string"}},
+    exports.CONTENT_TYPES["xlsx"]: {"schema": {"type": "string", "format": "binary"}},
+    exports.CONTENT_TYPES["json"]: {
+        "schema": {
+            "type": "object",
+            "required": ["scope_id", "at", "levels", "member_phones", "violations"],
+            "properties": {
+                "scope_id": {"type": ["string", "null"]},
+                "at": {"type": "string", "format": "date-time"},
+                "levels": {
+                    "type": "object",
+                    "description": "rows by level, district first",
+                    "additionalProperties": {"type": "array", "items": _ref("CoverageRow")},
+                },
+                "member_phones": {
+                    "type": "object",
+                    "description": "member id -> phone, masked unless the reader may see it",
+                    "additionalProperties": {"type": "string"},
+                },
+                "violations": {"type": "array", "items": _ref("Violation")},
+            },
+        }
+    },
+}
+
+
+@dataclass
+class ExportOperation(Operation):
+    """Describes the export's body in each of its formats (Litestar names one media type per
+    response, and this handler returns bytes of the format asked for)."""
+
+    def to_schema(self) -> dict[str, Any]:
+        result = super().to_schema()
+        ok = result["responses"]["200"]
+        ok["description"] = "the export, in the format asked for (as an attachment)"
+        ok["content"] = _EXPORT_CONTENT
+        return result
+
+
 class ExportController(Controller):
     path = "/api/v1/exports"
     tags = ["coverage"]
@@ -282,6 +359,8 @@ class ExportController(Controller):
         "/coverage",
         summary="Coverage export (CSV, XLSX or JSON) of a scope; audited",
         media_type="application/octet-stream",
+        operation_class=ExportOperation,
+        responses=error_responses(400, 403, 404, 503),
     )
     async def export_coverage(
         self,

@@ -23,7 +23,7 @@ class DeviceController(Controller):
     @get(
         "/",
         summary="Devices: all of them for an admin, one's own otherwise",
-        responses=error_responses(400, 401, 403, 404),
+        responses=error_responses(400, 403),
     )
     async def list_devices(
         self,
@@ -41,7 +41,7 @@ class DeviceController(Controller):
     @post(
         "/",
         summary="Enrol a device for a person (admin); the token is shown only here",
-        responses=error_responses(400, 401, 403, 404),
+        responses=error_responses(400, 403, 404, 413, 503),
     )
     async def enroll(
         self,
@@ -59,7 +59,7 @@ class DeviceController(Controller):
         status_code=200,
         summary="Revoke a device: at once (its next request is told to wipe), or with "
         '{"drain": true} after it pushed what it holds, once; never the last admin device',
-        responses=error_responses(400, 401, 403, 404, 409),
+        responses=error_responses(400, 403, 404, 409, 413, 503),
     )
     async def revoke(
         self,

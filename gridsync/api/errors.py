@@ -1,5 +1,5 @@
 """One error shape everywhere: ``{"code", "message"}`` plus ``field`` for validation errors and
-any extra keys a domain error carries (``expected_seq``, ``wipe``)."""
+any extra keys a domain error carries (``expected_seq``, ``wipe``, ``drain``, ...)."""
 
 from __future__ import annotations
 
@@ -126,14 +126,48 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
 }
 
 
-def error_responses(*codes: int) -> dict[int, Any]:
-    """OpenAPI ``responses`` for the error statuses a handler can answer (all with ErrorBody),
-    so that clients and schemathesis know them."""
+# What each error status means in this API, by the codes its body may carry. The OpenAPI
+# document gives every operation's error statuses these descriptions and the ErrorBody schema.
+ERROR_STATUSES: dict[int, str] = {
+    400: "validation_error (the parameter or body field at fault is in `field`) or "
+    "malformed_body (a body that does not decode)",
+    401: "no usable token: unauthorized (missing), invalid_token, person_inactive; "
+    "device_revoked with `wipe: true` (the phone wipes what it holds)",
+    403: "forbidden (a role this needs), out_of_scope, or device_draining with `drain: true` "
+    "(a device revoked with drain: it may push once, then wipe)",
+    404: "not_found (or case_not_found): it does not exist, or not within the caller's scope",
+    409: "the stored state refuses it; the code says how (e.g. seq_gap with `expected_seq`, "
+    "last_admin_device, kind_change, over_cap, case_exists, illegal_transition)",
+    413: "payload_too_large: the message states the limits",
+    415: "unsupported_media_type: send JSON (or msgpack where it is accepted)",
+    426: "unsupported_schema: the X-Gridsync-Schema this server does not speak; upgrade the app",
+    503: "retry: another write of the same commit ended it; nothing was stored, send the same "
+    "request again",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, Any]:
+    """OpenAPI ``responses`` for the error statuses a route answers, each with the ErrorBody
+    schema (Litestar's own 400 shape, ``{status_code, detail}``, is never sent: a route with
+    parameters must list 400 here to replace it). 401 is always added: every operation in the
+    document is behind the bearer token (``/healthz``, ``/readyz`` and the docs are not in it).
+
+    What a route lists is checked twice: ``tests/test_openapi_errors.py`` reads the document
+    (ErrorBody everywhere, 403 wherever a draining device is refused, 400 wherever there is a
+    parameter, 413 and 503 with every body and write), and ``tests/test_schemathesis.py`` calls
+    every operation and fails on a status the document does not name."""
     from litestar.openapi.datastructures import ResponseSpec
 
     from gridsync.models import ErrorBody
 
+    unknown = set(statuses) - ERROR_STATUSES.keys()
+    if unknown:
+        raise ValueError(f"no description of status {sorted(unknown)}: add it to ERROR_STATUSES")
     return {
-        c: ResponseSpec(data_container=ErrorBody, description="error", generate_examples=False)
-        for c in codes
+        status: ResponseSpec(
+            data_container=ErrorBody,
+            description=ERROR_STATUSES[status],
+            generate_examples=False,
+        )
+        for status in sorted({401, *statuses})
     }

@@ -38,7 +38,7 @@ class MetricsController(Controller):
         "/",
         summary="Prometheus metrics (admins; README 'Operations' lists them)",
         media_type=CONTENT_TYPE_LATEST,
-        responses=error_responses(401, 403),
+        responses=error_responses(403),
     )
     async def metrics(self, request: Request[Principal, Any, Any]) -> Response[bytes]:
         request.user.require_role("admin")

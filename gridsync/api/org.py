@@ -46,7 +46,7 @@ class MeController(Controller):
     @get(
         "/",
         summary="The caller: person, roles, scope, policy",
-        responses=error_responses(400, 401, 403, 404),
+        responses=error_responses(403),
     )
     async def me(
         self,
@@ -75,7 +75,7 @@ class OrgUnitController(Controller):
     @get(
         "/",
         summary="Org units in the caller's scope",
-        responses=error_responses(400, 401, 403, 404),
+        responses=error_responses(400, 403),
     )
     async def list_units(
         self,
@@ -96,7 +96,7 @@ class OrgUnitController(Controller):
         )
         return OrgUnitPage(items=items, total=total, limit=limit, offset=offset)
 
-    @get("/{unit_id:str}", summary="One org unit", responses=error_responses(400, 401, 403, 404))
+    @get("/{unit_id:str}", summary="One org unit", responses=error_responses(400, 403, 404))
     async def get_unit(
         self,
         principal: NamedDependency[Principal],
@@ -110,7 +110,7 @@ class OrgUnitController(Controller):
     @put(
         "/{unit_id:str}",
         summary="Create an org unit, or rename or move it (admins)",
-        responses=error_responses(400, 401, 403, 404, 409),
+        responses=error_responses(400, 403, 409, 413, 503),
     )
     async def put_unit(
         self,
@@ -127,7 +127,7 @@ class PeopleController(Controller):
     path = "/api/v1/people"
     tags = ["org"]
 
-    @get("/", summary="People in the caller's scope", responses=error_responses(400, 401, 403, 404))
+    @get("/", summary="People in the caller's scope", responses=error_responses(400, 403, 503))
     async def list_people(
         self,
         principal: NamedDependency[Principal],
@@ -148,7 +148,7 @@ class PeopleController(Controller):
         )
         return PersonPage(items=items, total=total, limit=limit, offset=offset)
 
-    @get("/{person_id:str}", summary="One person", responses=error_responses(400, 401, 403, 404))
+    @get("/{person_id:str}", summary="One person", responses=error_responses(400, 403, 404))
     async def get_person(
         self,
         principal: NamedDependency[Principal],
@@ -165,7 +165,7 @@ class PeopleController(Controller):
     @put(
         "/{person_id:str}",
         summary="Create or update a person and their scope (admins)",
-        responses=error_responses(400, 401, 403, 404, 409),
+        responses=error_responses(400, 403, 409, 413, 503),
     )
     async def put_person(
         self,
@@ -180,7 +180,7 @@ class PeopleController(Controller):
     @put(
         "/{person_id:str}/scope",
         summary="Replace a person's scope (admins); phones re-sync what entered and left it",
-        responses=error_responses(400, 401, 403, 404),
+        responses=error_responses(400, 403, 404, 413, 503),
     )
     async def put_scope(
         self,
@@ -200,7 +200,7 @@ class HouseholdController(Controller):
     @get(
         "/",
         summary="Households in the caller's scope (personal data: the read is audited)",
-        responses=error_responses(400, 401, 403, 404),
+        responses=error_responses(400, 403, 503),
     )
     async def list_households(
         self,
@@ -240,7 +240,7 @@ class HouseholdController(Controller):
     @get(
         "/{household_id:str}",
         summary="One household",
-        responses=error_responses(400, 401, 403, 404),
+        responses=error_responses(400, 403, 404),
     )
     async def get_household(
         self,
@@ -253,7 +253,7 @@ class HouseholdController(Controller):
     @get(
         "/{household_id:str}/visits",
         summary="A household's visits, newest first",
-        responses=error_responses(400, 401, 403, 404),
+        responses=error_responses(400, 403, 404),
     )
     async def list_visits(
         self,

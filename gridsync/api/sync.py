@@ -40,12 +40,15 @@ MSGPACK = "application/msgpack"
 _json = msgspec.json.Encoder()
 _msgpack = msgspec.msgpack.Encoder()
 
+# Required, as the document says, but read as optional: without it the answer is 426
+# unsupported_schema telling the app to upgrade (push.check_schema_header), not a 400.
 SchemaHeader = Annotated[
     str | None,
     HeaderParameter(
         name="X-Gridsync-Schema",
-        description="sync schema version; this server speaks 1",
+        description="sync schema version; this server speaks 1 (426 without it or for another)",
         max_length=16,
+        required=True,
     ),
 ]
 AppHeader = Annotated[
@@ -154,7 +157,7 @@ class SyncController(Controller):
         status_code=200,
         operation_class=PushOperation,
         request_max_body_size=None,
-        responses=error_responses(400, 401, 403, 409, 413, 415, 426),
+        responses=error_responses(400, 403, 409, 413, 415, 426, 503),
         opt={WHILE_DRAINING: True},  # the one push of a draining device
     )
     async def push(
@@ -194,7 +197,7 @@ class SyncController(Controller):
     @get(
         "/pull",
         summary="Pull the changes of the caller's scope after a cursor (SPEC 3.2)",
-        responses=error_responses(400, 401, 426),
+        responses=error_responses(400, 403, 426, 503),
         dependencies={"deps": Provide(provide_pull_deps, sync_to_thread=False)},
     )
     async def pull(
@@ -250,7 +253,7 @@ class SyncController(Controller):
     @get(
         "/status",
         summary="Server HLC, full-sync size estimate, pending conflicts, draining",
-        responses=error_responses(401, 426),
+        responses=error_responses(400, 426),
         opt={WHILE_DRAINING: True},  # a draining device learns it is and numbers its drain push
     )
     async def status(
@@ -275,7 +278,7 @@ class ConflictController(Controller):
     @get(
         "/",
         summary="Losing values of merges in the caller's scope (secretaries)",
-        responses=error_responses(401, 403),
+        responses=error_responses(400, 403),
     )
     async def list_conflicts(
         self,
@@ -303,7 +306,7 @@ class ConflictController(Controller):
         "/{conflict_id:int}/restore",
         status_code=200,
         summary="Restore a losing value: a new change with a fresh server HLC",
-        responses=error_responses(400, 401, 403, 404, 409),
+        responses=error_responses(400, 403, 404, 409, 413, 503),
     )
     async def restore(
         self,
@@ -322,7 +325,7 @@ class ConflictController(Controller):
         "/{conflict_id:int}/dismiss",
         status_code=200,
         summary="Close a conflict without restoring its value",
-        responses=error_responses(400, 401, 403, 404, 409),
+        responses=error_responses(400, 403, 404, 409, 413, 503),
     )
     async def dismiss(
         self,

@@ -50,7 +50,7 @@ class WhistleController(Controller):
     @post(
         "/cases",
         summary="Raise a whistle case (web users; phones push whistle.raise)",
-        responses=error_responses(400, 401, 403, 404, 409),
+        responses=error_responses(400, 403, 404, 409, 413, 503),
     )
     async def raise_case(
         self,
@@ -79,7 +79,7 @@ class WhistleController(Controller):
     @get(
         "/cases",
         summary="Cases in the caller's scope, newest first",
-        responses=error_responses(400, 401),
+        responses=error_responses(400, 403),
     )
     async def list_cases(
         self,
@@ -106,7 +106,7 @@ class WhistleController(Controller):
     @get(
         "/cases/{case_id:str}",
         summary="One case with its deadlines and history",
-        responses=error_responses(401, 404),
+        responses=error_responses(400, 403, 404),
     )
     async def get_case(
         self,
@@ -120,7 +120,7 @@ class WhistleController(Controller):
         "/cases/{case_id:str}/actions",
         status_code=200,
         summary="Act on a case: accept, arrive, resolve, escalate, return, comment, close, reopen",
-        responses=error_responses(400, 401, 403, 404, 409),
+        responses=error_responses(400, 403, 404, 409, 413, 503),
     )
     async def act(
         self,
@@ -138,7 +138,7 @@ class WhistleController(Controller):
     @get(
         "/report",
         summary="Response, on-time, resolution rates, satisfaction, backflow",
-        responses=error_responses(400, 401),
+        responses=error_responses(400, 403),
     )
     async def report(
         self,
@@ -167,7 +167,7 @@ class OutboxController(Controller):
         "/",
         summary="Notifications and their delivery state (an admin sees all, others "
         "their own); channel URLs are never shown",
-        responses=error_responses(400, 401),
+        responses=error_responses(400, 403),
     )
     async def list_outbox(
         self,

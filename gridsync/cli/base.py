@@ -2,8 +2,8 @@
 
 Thin: parse, call a domain function through the Store, print.
 
-Every command takes ``--db`` (default ``./gridsync.db`` or ``$GRIDSYNC_DB``) and opens it through
-:func:`open_store` only, first thing: a wrong ``--db`` (a typo, a missing folder, a file that is
+Every command takes ``--db`` (else ``$GRIDSYNC_DB``, else the settings file's ``db``, else
+``./gridsync.db``: :func:`resolve_db`) and opens it through :func:`open_store` only, first thing: a wrong ``--db`` (a typo, a missing folder, a file that is
 not a gridsync database, one of a newer gridsync) is the same one-line error with exit code 1 on
 every command (``tests/test_cli_db.py`` walks the whole click tree). Commands that list or report
 take ``--json`` and then print exactly one JSON document on stdout. Every number an option takes
@@ -12,6 +12,7 @@ tree), so that an odd value is a usage error, never a traceback."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -19,21 +20,44 @@ import click
 import msgspec
 
 from gridsync.clock import operator_time_ms
+from gridsync.config import ConfigError, load_settings
 from gridsync.db import Store, check_database
 from gridsync.errors import GridsyncError
 from gridsync.models import field_types
 
 
+def resolve_db(db_path: str | None, config_path: str | None = None) -> str:
+    """The database a command opens: ``--db``, else ``$GRIDSYNC_DB`` (click hands either over
+    as ``db_path``), else the settings file's ``db`` (``--config``, ``$GRIDSYNC_CONFIG`` or
+    ``./gridsync.toml``), else ``./gridsync.db``. The last two are :func:`load_settings`'s own
+    precedence, so the CLI and the server read the same file the same way; it is read only
+    when neither names the database, and a file it cannot read is a one-line error."""
+    if db_path is not None:
+        return db_path
+    try:
+        return load_settings(config_path).db
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 def db_option(fn: Callable) -> Callable:
+    """``--db`` for a command, resolved by :func:`resolve_db` before the command runs (with the
+    command's own ``--config``, when it has one). It has no click default: a default would
+    always beat the settings file (it did, and the README's ``db = ...`` had no effect)."""
+
+    @functools.wraps(fn)
+    def with_db(*args: Any, db_path: str | None = None, **kwargs: Any) -> Any:
+        return fn(*args, db_path=resolve_db(db_path, kwargs.get("config_path")), **kwargs)
+
     return click.option(
         "--db",
         "db_path",
         envvar="GRIDSYNC_DB",
-        default="gridsync.db",
-        show_default=True,
+        default=None,
         type=click.Path(),  # a folder is refused by open_store, as a one-line error
-        help="SQLite database file.",
-    )(fn)
+        help="SQLite database file [default: $GRIDSYNC_DB, else the settings file's db, "
+        "else ./gridsync.db].",
+    )(with_db)
 
 
 def json_option(fn: Callable) -> Callable:

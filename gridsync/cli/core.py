@@ -47,13 +47,17 @@ def init(db_path: str, new_epoch: bool) -> None:
 
 @cli.command()
 @db_option
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--host",
+    default=None,
+    help="Address to listen on [default: $GRIDSYNC_HOST, else the settings file's host, "
+    "else 127.0.0.1].",
+)
 @click.option(
     "--port",
-    default=8000,
-    show_default=True,
+    default=None,
     type=int_range_of(Settings, "port"),
-    help="0 picks a free port.",
+    help="0 picks a free port [default: $GRIDSYNC_PORT, else the settings file's port, else 8000].",
 )
 @click.option(
     "--config",
@@ -68,8 +72,11 @@ def init(db_path: str, new_epoch: bool) -> None:
     show_default=True,
     help="Logs on stderr: text lines, or one JSON object per line (access lines included).",
 )
-def serve(db_path: str, host: str, port: int, config_path: str | None, log_format: str) -> None:
-    """Serve the HTTP API (and run periodic work) on the embedded SQLite file."""
+def serve(
+    db_path: str, host: str | None, port: int | None, config_path: str | None, log_format: str
+) -> None:
+    """Serve the HTTP API (and run periodic work) on the embedded SQLite file. Options given
+    beat the environment (GRIDSYNC_*), which beats the settings file."""
     import uvicorn
 
     from gridsync.app import create_app
@@ -89,6 +96,7 @@ def serve(db_path: str, host: str, port: int, config_path: str | None, log_forma
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     run(lambda: check_config(settings.notify.apprise_config))  # a bad channel URL: say it now
+    host, port = settings.host, settings.port
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

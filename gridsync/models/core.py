@@ -81,13 +81,21 @@ def field_types(struct: type[Struct]) -> Iterator[tuple[str, msgspec.inspect.Typ
 
 
 class ErrorBody(Struct, kw_only=True):
-    """Every 4xx and 5xx body."""
+    """Every 4xx and 5xx body. Besides the keys named here, an error may carry keys of its own
+    that say more (``load`` and ``cap`` of ``over_cap``, ``state`` and ``action`` of
+    ``illegal_transition``): a client reads ``code`` and ignores what it does not know."""
 
     code: str
     message: str
     field: str | None = None
     # 5xx only: the id of the request in the server's log (also the X-Request-ID header)
     request_id: str | None = None
+    # 409 seq_gap: the seq the server expects next from this device
+    expected_seq: int | None = None
+    # 401 device_revoked: the phone must wipe its data
+    wipe: bool | None = None
+    # 403 device_draining: the phone must push what it holds (once), then wipe
+    drain: bool | None = None
 
 
 class OrgUnit(Struct, kw_only=True):
