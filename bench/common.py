@@ -259,15 +259,15 @@ def enroll(path: str | Path, person_ids: list[str]) -> list[tuple[str, str, str]
 
 
 def members(path: str | Path) -> list[str]:
+    """The demo's members (the one rule: gridsync.coverage.member_sql), by id."""
     import sqlite3
+
+    from gridsync.coverage import member_sql
 
     conn = sqlite3.connect(path)
     try:
         return [
-            r[0]
-            for r in conn.execute(
-                "SELECT id FROM people WHERE roles LIKE '%\"member\"%' ORDER BY id"
-            )
+            r[0] for r in conn.execute(f"SELECT id FROM people WHERE {member_sql()} ORDER BY id")
         ]
     finally:
         conn.close()

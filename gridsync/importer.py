@@ -57,7 +57,6 @@ from gridsync.errors import Invalid
 from gridsync.households import HOUSEHOLD_COLUMNS
 from gridsync.models import MAX_TAG_LENGTH, MAX_TAGS, HouseholdFields, field_types
 from gridsync.models.core import SHORT_TEXT_PATTERN
-from gridsync.org import resolve_scope
 from gridsync.sync import merge
 from gridsync.sync.hlc import ServerClock
 from gridsync.sync.merge import Stamp
@@ -622,7 +621,7 @@ class _Checker:
     def __init__(self, db: sqlite_utils.Database):
         self.db = db
         self.units: dict[str, str | None] = {}
-        self.members: dict[str, tuple[str | None, frozenset[str] | None]] = {}
+        self.members: dict[str, coverage.Standing] = {}
 
     def unit_kind(self, unit_id: str) -> str | None:
         if unit_id not in self.units:
@@ -630,22 +629,12 @@ class _Checker:
             self.units[unit_id] = row[0] if row else None
         return self.units[unit_id]
 
-    def member(self, person_id: str) -> tuple[str | None, frozenset[str] | None]:
-        """(problem code or None, grids the member may serve)."""
-        if person_id not in self.members:
-            row = self.db.execute(
-                "SELECT roles, active FROM people WHERE id = ?", [person_id]
-            ).fetchone()
-            if row is None:
-                self.members[person_id] = ("unknown_member", None)
-            elif "member" not in msgspec.json.decode(row[0]):
-                self.members[person_id] = ("not_a_member", None)
-            elif not row[1]:
-                self.members[person_id] = ("member_inactive", None)
-            else:
-                scope = resolve_scope(self.db, person_id)
-                self.members[person_id] = (None, None if scope.everything else scope.grid_ids)
-        return self.members[person_id]
+    def member(self, person_id: str) -> coverage.Standing:
+        """The person as a responsible member (the one rule, :func:`coverage.standing`)."""
+        found = self.members.get(person_id)
+        if found is None:
+            found = self.members[person_id] = coverage.standing(self.db, person_id)
+        return found
 
 
 def _row_values(number: int, raw: dict[str, str], errors: list[RowError]) -> dict[str, Any]:
@@ -896,14 +885,15 @@ def _check_row(
             grid = None
     member = values.get("responsible_member_id")
     if member:
-        problem, grids = checker.member(member)
+        standing = checker.member(member)
+        problem = standing.problem
         if problem == "unknown_member":
             bad("responsible_member_id", problem, f"没有编号为“{member}”的人员")
         elif problem == "not_a_member":
             bad("responsible_member_id", problem, f"“{member}”不是党员（角色不含 member）")
         elif problem == "member_inactive":
             bad("responsible_member_id", problem, f"党员“{member}”已停用")
-        elif grid and grids is not None and grid not in grids:
+        elif grid and not standing.serves(grid):
             bad("responsible_member_id", "member_out_of_grid", f"党员“{member}”不负责网格“{grid}”")
 
 

@@ -8,6 +8,7 @@ Where each rule lives:
   the policy in force for a community, grid or person, the member load rule
   (:func:`judge_load`), and which communities' policies changed (what the pull source
   ``policy`` in ``gridsync/sync/policy.py`` sends).
+- ``members.py``: who is a member, and who may serve a grid (the one eligibility rule).
 - ``org_index.py``: the org tree as reports read it (cached per version), and which units and
   grids a report covers within the reader's scope.
 - ``tallying.py``: what counts (contacted, overdue, priority overdue, a member and their home)
@@ -33,6 +34,7 @@ from gridsync.coverage.assignments import (
     rebalance,
 )
 from gridsync.coverage.labels import KIND_LABELS, LEVEL_LABELS, VIOLATION_LABELS, label
+from gridsync.coverage.members import RESPONSIBLE_ROLE, Standing, member_sql, standing
 from gridsync.coverage.org_index import OrgIndex, ReportUnits, report_units
 from gridsync.coverage.policy import (
     changed_policies,
@@ -55,7 +57,7 @@ from gridsync.coverage.policy import (
 from gridsync.coverage.rows import UNIT_LEVELS, default_levels, rollup, rows_of
 from gridsync.coverage.rows import rate as _rate
 from gridsync.coverage.sampling import sample
-from gridsync.coverage.tallying import RESPONSIBLE_ROLE, Member, Tally, member_phone, tally
+from gridsync.coverage.tallying import Member, Tally, member_phone, tally
 from gridsync.coverage.violations_list import HOUSEHOLD_VIOLATIONS, MEMBER_VIOLATIONS, violations
 from gridsync.models import VIOLATION_KINDS, CoverageRow, PolicyOverride
 
@@ -75,6 +77,7 @@ __all__ = [
     "OrgIndex",
     "PolicyOverride",
     "ReportUnits",
+    "Standing",
     "Tally",
     "_rate",
     "apply_suggestions",
@@ -91,6 +94,7 @@ __all__ = [
     "load_overrides",
     "longest_cycle_days",
     "member_phone",
+    "member_sql",
     "policy_for",
     "policy_of_grid",
     "policy_of_scope",
@@ -103,6 +107,7 @@ __all__ = [
     "sample",
     "service_kinds_of_grids",
     "set_policy",
+    "standing",
     "stored_default",
     "tally",
     "violations",

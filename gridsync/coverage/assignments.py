@@ -9,17 +9,17 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-import msgspec
 import sqlite_utils
 
 from gridsync import audit
 from gridsync.audit import Actor
 from gridsync.clock import SYSTEM_CLOCK, Clock, iso_ms
 from gridsync.config import Settings
+from gridsync.coverage.members import require_may_serve, standing
 from gridsync.coverage.policy import policy_of_grid
-from gridsync.coverage.tallying import RESPONSIBLE_ROLE, Member, grid_filter, tally
+from gridsync.coverage.tallying import Member, grid_filter, tally
 from gridsync.db import next_seq
-from gridsync.errors import Conflict, Forbidden, GridsyncError, Invalid, NotFound, OutOfScope
+from gridsync.errors import Conflict, Forbidden, GridsyncError, NotFound, OutOfScope
 from gridsync.models import (
     ApplyOutcome,
     ApplyResult,
@@ -28,7 +28,7 @@ from gridsync.models import (
     Suggestion,
     SuggestionPick,
 )
-from gridsync.org import Scope, resolve_scope
+from gridsync.org import Scope
 
 # Who may assign households: secretaries and admins, each within their scope.
 ASSIGNER_ROLES = ("admin", "street", "community_secretary", "branch_secretary")
@@ -57,13 +57,13 @@ def assign(
 
     Refusals: ``forbidden`` (not a secretary or admin), ``not_found``, ``out_of_scope`` (the
     household is outside the caller's scope), ``household_inactive``, ``not_a_member``,
-    ``member_inactive``, ``member_out_of_grid`` (the member's scope does not hold the household's
-    grid), ``already_assigned`` (another member is responsible: pass ``replace`` to move it),
+    ``member_inactive``, ``member_out_of_grid`` (the member may not serve the household's grid:
+    :mod:`gridsync.coverage.members`), ``already_assigned`` (another member is responsible: pass ``replace`` to move it),
     ``over_cap`` (pass ``override_cap``, which is logged). Bumps the household's seq so phones
     receive the change."""
     _require_assigner(roles, "assigning households")
     grid_id, current = _assignable_household(db, scope, household_id)
-    _require_responsible(db, member_id, grid_id, household_id)
+    require_may_serve(db, member_id, grid_id, household_id)
     cap = policy_of_grid(db, settings, grid_id).max_households_per_member
     load = db.execute(
         "SELECT count(*) FROM households WHERE status = 'active' AND responsible_member_id = ?",
@@ -142,45 +142,6 @@ def _assignable_household(
     return grid_id, current
 
 
-def _require_responsible(
-    db: sqlite_utils.Database, member_id: str, grid_id: str, household_id: str
-) -> None:
-    """An active party member who serves the household's grid (their branch maps to it, or
-    their scope holds it)."""
-    person = db.execute(
-        "SELECT name, roles, active, branch_id FROM people WHERE id = ?", [member_id]
-    ).fetchone()
-    if person is None:
-        raise NotFound(f"no person {member_id}", field="member_id")
-    _, roles, active, branch_id = person
-    if RESPONSIBLE_ROLE not in msgspec.json.decode(roles):
-        raise Invalid(
-            f"{member_id} is not a party member (role '{RESPONSIBLE_ROLE}')",
-            code="not_a_member",
-            field="member_id",
-        )
-    if not active:
-        raise Invalid(
-            f"member {member_id} is not active", code="member_inactive", field="member_id"
-        )
-    if not _member_allows_grid(db, member_id, branch_id, grid_id):
-        raise Invalid(
-            f"member {member_id} does not serve grid {grid_id} of household {household_id}",
-            code="member_out_of_grid",
-            field="member_id",
-        )
-
-
-def _member_allows_grid(
-    db: sqlite_utils.Database, member_id: str, branch_id: str | None, grid_id: str
-) -> bool:
-    if branch_id:
-        row = db.execute("SELECT grid_id FROM org_units WHERE id = ?", [branch_id]).fetchone()
-        if row and row[0] == grid_id:
-            return True
-    return resolve_scope(db, member_id).allows_grid(grid_id)
-
-
 def _write_assignment(
     db: sqlite_utils.Database,
     actor: Actor,
@@ -252,7 +213,8 @@ def rebalance(
     now_ms: int,
 ) -> RebalancePlan:
     """Suggest a member for every unassigned active household: a member of the same grid and
-    branch (the branch maps to the household's grid) below their cap; neighbours first (already
+    branch (the branch maps to the household's grid) who may serve it
+    (:mod:`gridsync.coverage.members`) and is below their cap; neighbours first (already
     responsible for a household in the same building), then the least loaded, then by id.
     Suggestions are made in address order and count earlier suggestions, so applying them all
     never passes a cap. Nothing is written."""
@@ -267,7 +229,8 @@ def rebalance(
         return RebalancePlan(scope_id=unit_id, suggestions=[], unplaced=[])
     by_grid: dict[str, list[Member]] = defaultdict(list)
     for m in t.members.values():
-        if m.home.branch_id and m.home.grid_id:
+        # home grid and branch, and the one rule of who may serve a grid (its scope)
+        if m.home.branch_id and m.home.grid_id and standing(db, m.id).serves(m.home.grid_id):
             by_grid[m.home.grid_id].append(m)
     load = {pid: m.load for pid, m in t.members.items()}
     in_building = _held_per_building(db, cond, params)

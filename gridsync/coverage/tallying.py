@@ -8,7 +8,8 @@ Definitions (SPEC section 4, DOMAIN.md; the README repeats them for users):
   member and was not contacted this cycle (an unassigned household is an ``unassigned``
   violation instead); *priority overdue* when it carries a priority tag, has a responsible
   member and was not contacted within ``priority_cycle_days``.
-- A *member* is an active person with the ``member`` role. Their *home* is their party branch
+- A *member* is an active person with the ``member`` role (:mod:`gridsync.coverage.members`,
+  which also says who may serve a grid). Their *home* is their party branch
   (and the branch's grid and community). Their *load* is the number of active households they
   are responsible for, anywhere; under the minimum and over the cap are judged by their
   community's policy (:func:`gridsync.coverage.policy.judge_load`).
@@ -45,14 +46,12 @@ import sqlite_utils
 
 from gridsync.clock import DAY_MS
 from gridsync.config import Settings
+from gridsync.coverage.members import member_sql
 from gridsync.coverage.org_index import Home, OrgIndex, ReportUnits, report_units
 from gridsync.coverage.policy import community_policies, judge_load
 from gridsync.models import Policy
 from gridsync.org import Scope
 from gridsync.privacy import PhoneView, shown_phone
-
-# Who may be a household's responsible member (the "1" of 1-5-N), and who counts as a member.
-RESPONSIBLE_ROLE = "member"
 
 
 @dataclass(slots=True)
@@ -430,8 +429,7 @@ def _judge_members(db: sqlite_utils.Database, t: Tally) -> None:
 def _reported_members(db: sqlite_utils.Database, t: Tally) -> dict[str, Member]:
     """The members (active people with the member role) whose home the report counts."""
     rows = db.execute(
-        "SELECT id, name, phone, branch_id FROM people WHERE active = 1 AND instr(roles, ?) > 0",
-        [msgspec.json.encode(RESPONSIBLE_ROLE).decode()],
+        f"SELECT id, name, phone, branch_id FROM people WHERE {member_sql()}"
     ).fetchall()
     idx = t.idx
     home_grid = _home_grids(db, idx, [pid for pid, _, _, branch in rows if not branch])
