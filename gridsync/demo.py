@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
-from gridsync import audit, service_kinds
+from gridsync import audit, visits
 from gridsync.audit import Actor
 from gridsync.clock import DAY_MS, iso_ms
 from gridsync.config import DEFAULT_SERVICE_KINDS, CoveragePolicy
@@ -647,12 +647,42 @@ def _insert_households(db: sqlite_utils.Database, rows: list[tuple]) -> None:
 
 def _insert_visits(db: sqlite_utils.Database, rows: list[list]) -> None:
     first = next_seq(db, len(rows))
-    for i, r in enumerate(rows):
-        r.append(first + i)
-    db.conn.executemany(
-        "INSERT INTO visits (id, household_id, grid_id, member_id, device_id, at, at_ms, channel,"
-        " kinds, note, geo, voided, received_at, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        rows,
+    # visit_rows() lists a visit's columns as the demo has always written them
+    visits.load(
+        db,
+        (
+            visits.NewVisit(
+                vid,
+                hid,
+                grid,
+                member,
+                device,
+                at,
+                at_ms,
+                channel,
+                kinds,
+                note,
+                geo,
+                first + i,
+                received,
+                voided,
+            )
+            for i, (
+                vid,
+                hid,
+                grid,
+                member,
+                device,
+                at,
+                at_ms,
+                channel,
+                kinds,
+                note,
+                geo,
+                voided,
+                received,
+            ) in enumerate(rows)
+        ),
     )
 
 
@@ -674,11 +704,7 @@ def _drop_indexes(db: sqlite_utils.Database) -> list[str]:
 def _finish(db: sqlite_utils.Database, index_sql: list[str], detail: dict[str, Any]) -> None:
     for sql in index_sql:
         db.execute(sql)
-    db.execute(
-        "UPDATE households SET last_visit_ms = (SELECT max(v.at_ms) FROM visits v "
-        "WHERE v.household_id = households.id AND v.voided = 0)"
-    )
-    service_kinds.recount(db)
+    visits.recount(db)  # each household's newest visits and the kept service kinds
     audit.record(db, Actor.cli(), "demo.build", detail=detail)
 
 

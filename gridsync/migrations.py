@@ -3,11 +3,11 @@ add the next number. Each area owns the migrations that create its tables.
 
 Migrations are frozen: each one holds its own SQL (a backfill included) and calls no code of
 the application, and this module imports nothing of gridsync. A migration that called live
-code (``service_kinds.recount``, a shared expression) would do something else on a database
+code (``visits.recount_kinds``, a shared expression) would do something else on a database
 created after that code changed than it did on the databases upgraded before: the store
 (``gridsync/db.py``, which applies them) sits below every other layer. Where a live function
-keeps the same tables (``service_kinds.recount``), a test compares the two on the same data
-(``tests/test_migrations_frozen.py``), so they cannot drift apart unnoticed while both exist.
+keeps the same tables (``visits.recount_kinds``, ``visits.recount``), a test compares the two on the same data
+(``tests/test_migrations_frozen.py``, ``tests/test_honest_figures.py``), so they cannot drift apart unnoticed while both exist.
 """
 
 from __future__ import annotations
@@ -560,7 +560,7 @@ def m0006_device_clock_floor(db: sqlite_utils.Database) -> None:
 @migrations(name="0007_coverage_kinds")
 def m0007_coverage_kinds(db: sqlite_utils.Database) -> None:
     """Service kinds covered, as the newest non-voided visit per (grid, kind) and per (grid,
-    member, kind): kept by the writers of visits (``gridsync/service_kinds.py`` says which, and
+    member, kind): kept by the writers of visits (``gridsync/visits.py`` says which, and
     why not by triggers)."""
     db.executescript(
         """
@@ -586,8 +586,8 @@ def m0007_coverage_kinds(db: sqlite_utils.Database) -> None:
 
 def backfill_0007(db: sqlite_utils.Database) -> None:
     """Migration 0007's backfill, frozen: the kept kinds recounted from every non-voided visit
-    (what ``service_kinds.recount()`` computed when the migration was written, in SQL:
-    ``tests/test_migrations_frozen.py`` compares the two). Visits are grouped by (grid, member,
+    (what ``service_kinds.recount()``, now ``visits.recount_kinds``, computed when the
+    migration was written, in SQL: ``tests/test_migrations_frozen.py`` compares the two). Visits are grouped by (grid, member,
     kinds JSON) first: a kinds list has few distinct values, so each is split once per member
     rather than once per visit."""
     for sql in (
@@ -753,4 +753,53 @@ def m0015_whistle_case_bounds(db: sqlite_utils.Database) -> None:
              FROM devices d WHERE d.id = whistle_cases.raised_device), raised_ms)));
         CREATE INDEX whistle_cases_raised_device ON whistle_cases(raised_device, received_ms);
         """
+    )
+
+
+# -- contact by the responsible member (issue 14) --------------------------------------------
+
+
+@migrations(name="0016_contacted_by_responsible")
+def m0016_contacted_by_responsible(db: sqlite_utils.Database) -> None:
+    """1-5-N asks that *the* member keeps in touch with *their* households, so coverage counts
+    a household *contacted by its responsible member* apart from *contacted* (by anyone):
+
+    - ``households.last_responsible_visit_ms``: the newest non-voided visit made by the
+      household's current responsible member (NULL: none, or no responsible member). Kept by
+      the writer of visits (``gridsync/visits.py``) when visits are inserted, voided or moved;
+      recounted from the household's visits by the trigger below whenever the responsible
+      member changes (an assignment, a move, the import, a phone's edit: every writer).
+    - ``households_coverage``, the covering index of the roll-ups, holds the new column too, so
+      the per-member count still reads the index alone.
+
+    The backfill is this migration's own SQL (``backfill_0016``), frozen."""
+    db.executescript(
+        """
+        ALTER TABLE households ADD COLUMN last_responsible_visit_ms INTEGER;
+        DROP INDEX IF EXISTS households_coverage;
+        CREATE INDEX households_coverage
+            ON households(grid_id, responsible_member_id, last_visit_ms, tags,
+                          last_responsible_visit_ms)
+            WHERE status = 'active';
+        CREATE TRIGGER households_responsible_contact
+        AFTER UPDATE OF responsible_member_id ON households
+        WHEN old.responsible_member_id IS NOT new.responsible_member_id BEGIN
+            UPDATE households SET last_responsible_visit_ms =
+                (SELECT max(v.at_ms) FROM visits v WHERE v.household_id = new.id
+                 AND v.voided = 0 AND v.member_id = new.responsible_member_id)
+            WHERE id = new.id;
+        END;
+        """
+    )
+    backfill_0016(db)
+
+
+def backfill_0016(db: sqlite_utils.Database) -> None:
+    """Migration 0016's backfill, frozen: every household's newest non-voided visit by its
+    responsible member (``tests/test_honest_figures.py`` compares it with
+    ``visits.recount``)."""
+    db.execute(
+        "UPDATE households SET last_responsible_visit_ms = (SELECT max(v.at_ms) FROM visits v "
+        "WHERE v.household_id = households.id AND v.voided = 0 "
+        "AND v.member_id = households.responsible_member_id)"
     )

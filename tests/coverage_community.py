@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from gridsync import auth, org, service_kinds
+from gridsync import auth, org, visits
 from gridsync.audit import Actor
 from gridsync.clock import FixedClock, iso_ms, uuid7
 from gridsync.config import CoveragePolicy, Settings
@@ -128,37 +128,29 @@ VISITS = [
 def insert_visit(
     db, household_id: str, member_id: str, at_ms: int, kinds: list[str], voided: bool = False
 ) -> str:
-    """A visit row plus the household's ``last_visit_ms`` and the kept service kinds (what
-    sync's visit.create keeps)."""
-    grid = db.execute("SELECT grid_id FROM households WHERE id = ?", [household_id]).fetchone()[0]
-    vid = uuid7()
+    """A visit through the one writer of visits (``gridsync.visits``), as sync's visit.create
+    stores it, with all that is kept from it."""
     import json
 
-    db.execute(
-        "INSERT INTO visits (id, household_id, grid_id, member_id, device_id, at, at_ms, channel,"
-        " kinds, note, voided, seq, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        [
-            vid,
-            household_id,
-            grid,
-            member_id,
-            None,
-            iso_ms(at_ms),
-            at_ms,
-            "door",
-            json.dumps(kinds),
-            "",
-            int(voided),
-            next_seq(db),
-            iso_ms(at_ms),
-        ],
+    grid = db.execute("SELECT grid_id FROM households WHERE id = ?", [household_id]).fetchone()[0]
+    vid = uuid7()
+    row = visits.NewVisit(
+        vid,
+        household_id,
+        grid,
+        member_id,
+        None,
+        iso_ms(at_ms),
+        at_ms,
+        "door",
+        json.dumps(sorted(kinds)),
+        "",
+        None,
+        next_seq(db),
+        iso_ms(at_ms),
+        int(voided),
     )
-    db.execute(
-        "UPDATE households SET last_visit_ms = (SELECT max(at_ms) FROM visits "
-        "WHERE household_id = ? AND voided = 0) WHERE id = ?",
-        [household_id, household_id],
-    )
-    service_kinds.recount(db, [grid])
+    visits.insert(db, [row])
     return vid
 
 

@@ -1,13 +1,13 @@
 """Migrations are frozen SQL (gridsync/migrations.py): a backfill does not call the live code
 that keeps the same tables later. While both exist, they must agree on the same data: migration
-0007's backfill and ``service_kinds.recount`` give the same kept kinds on a database with visits
+0007's backfill and ``visits.recount_kinds`` give the same kept kinds on a database with visits
 of every shape (several kinds, none, voided, the same key in several visits, two members)."""
 
 from __future__ import annotations
 
 from datetime import date
 
-from gridsync import demo, migrations, service_kinds
+from gridsync import demo, migrations, visits
 from gridsync.db import Store
 from tests.test_service_kinds import kept
 
@@ -36,7 +36,7 @@ def test_the_frozen_kinds_backfill_equals_the_live_recount(tmp_path):
             )
 
         store.write(shapes)
-        store.write(service_kinds.recount)
+        store.write(visits.recount_kinds)
         live = store.read(kept)
         store.write(lambda db: db.execute("DELETE FROM coverage_member_kinds"))
         store.write(lambda db: db.execute("UPDATE coverage_grid_kinds SET last_ms = 0"))

@@ -6,7 +6,7 @@ aggregates in ``tests/test_coverage_aggregates.py``)."""
 
 from __future__ import annotations
 
-from gridsync import service_kinds
+from gridsync import visits
 from gridsync.clock import parse_ms
 from gridsync.db import Store
 from tests.sync_helpers import Phone
@@ -27,7 +27,7 @@ def kept(db) -> tuple[dict, dict]:
 
 
 def from_visits(db) -> tuple[dict, dict]:
-    """The same figures from visits alone (no kept table, no service_kinds code)."""
+    """The same figures from visits alone (no kept table, no code of gridsync.visits)."""
     grids = {
         (g, k): ms
         for g, k, ms in db.execute(
@@ -117,5 +117,5 @@ def test_kept_kinds_follow_pushes_voids_and_moves(client, tiny, store):
     # the recount (the migration's backfill) gives the same rows
     before = store.read(kept)
     store.write(lambda db: db.execute("DELETE FROM coverage_member_kinds"))
-    store.write(service_kinds.recount)
+    store.write(visits.recount_kinds)
     assert store.read(kept) == before

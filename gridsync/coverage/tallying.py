@@ -32,7 +32,7 @@ chosen by ``per_member``:
 Both give the same unit figures (``tests/test_coverage.py::
 test_sql_unit_path_equals_the_member_path``). Service kinds come from the newest visit per
 (grid, kind) and (grid, member, kind) that the writers of visits keep (migration
-``0007_coverage_kinds``, ``gridsync/service_kinds.py``).
+``0007_coverage_kinds``, ``gridsync/visits.py``).
 """
 
 from __future__ import annotations
@@ -538,7 +538,7 @@ def _grids_by_cycle(groups: list[PolicyGroup], all_grids: list[str]) -> dict[int
 
 def _grid_kinds(db: sqlite_utils.Database, t: Tally, by_cycle: dict[int, list[str] | None]) -> None:
     """Which kinds each grid's visits covered this cycle: the kept newest visit per (grid, kind)
-    (``gridsync/service_kinds.py``) at or after the cycle's start."""
+    (``gridsync/visits.py``) at or after the cycle's start."""
     covered = _covered(db, t, by_cycle, "coverage_grid_kinds", "grid_id", "grid_id")
     for grid, mask in covered.items():
         t.grid_counts[grid].mask |= mask

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from gridsync import coverage, service_kinds
+from gridsync import coverage, visits
 from gridsync.clock import device_time_ms, iso_ms
 from gridsync.db import next_seq
 from gridsync.errors import Conflict, Forbidden, GridsyncError, Invalid, NotFound, OutOfScope
@@ -324,16 +324,16 @@ _VISIT_DUPLICATE = Outcome("duplicate", logged=False)
 
 
 def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome | GridsyncError]:
-    """A run of visit creates: one query for their households, one for existing ids, one
-    ``executemany`` insert, one ``last_visit_ms`` update per household. Visits are their own
+    """A run of visit creates: one query for their households, one for existing ids, then
+    :func:`gridsync.visits.insert` (one ``executemany`` insert, what is kept from visits updated
+    once per household and key). Visits are their own
     record of the mutation (found again by id), so push does not log them separately."""
     db = ctx.db
     household_ids = {it.data.household_id for it in items}
     households = {
-        r[0]: (r[1], r[2])
+        r[0]: r[1]
         for r in db.execute(
-            "SELECT id, grid_id, last_visit_ms FROM households "
-            "WHERE id IN (SELECT value FROM json_each(?))",
+            "SELECT id, grid_id FROM households WHERE id IN (SELECT value FROM json_each(?))",
             [_json.encode(list(household_ids)).decode()],
         ).fetchall()
     }
@@ -344,19 +344,15 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
         ).fetchall()
     )
     default_kinds = frozenset(ctx.settings.coverage.service_kinds)
-    community_kinds = coverage.service_kinds_of_grids(
-        db, ctx.settings, {g for g, _ in households.values()}
-    )
+    community_kinds = coverage.service_kinds_of_grids(db, ctx.settings, set(households.values()))
     scope = ctx.principal.scope
-    allowed_grids = {g for g, _ in households.values() if scope.allows_grid(g)}
+    allowed_grids = {g for g in households.values() if scope.allows_grid(g)}
     person, device = ctx.principal.person_id, ctx.principal.device_id
     received = iso_ms(ctx.received_ms)
     results: list[Outcome | GridsyncError] = []
-    rows: list[tuple] = []
-    newest: dict[str, int] = {}
+    rows: list[visits.NewVisit] = []
     first = next_seq(db, len(items))  # unused numbers of refused items are harmless gaps
     kinds_cache: dict[tuple, str] = {}  # (allowed kinds, *kinds) -> JSON
-    kept: list[tuple[str, str, list[str], int]] = []  # for service_kinds.note_visits
     for n, it in enumerate(items):
         data: VisitCreate = it.data
         vid = it.m.id
@@ -372,11 +368,10 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
             )
             continue
         hid = data.household_id
-        household = households.get(hid)
-        if household is None:
+        grid = households.get(hid)
+        if grid is None:
             results.append(NotFound(f"no household {hid}"))
             continue
-        grid = household[0]
         if grid not in allowed_grids and not sync_scope.was_in_scope(db, scope, hid, it.scope_ms):
             results.append(OutOfScope(f"household {hid} is outside your scope"))
             continue
@@ -404,7 +399,7 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
             continue
         existing[vid] = person
         rows.append(
-            (
+            visits.NewVisit(
                 vid,
                 hid,
                 grid,
@@ -420,28 +415,8 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
                 received,
             )
         )
-        if data.kinds:
-            kept.append((grid, person, data.kinds, at_ms))
-        if at_ms > newest.get(hid, 0):
-            newest[hid] = at_ms
         results.append(_VISIT_APPLIED)
-    if rows:
-        db.conn.executemany(
-            "INSERT INTO visits (id, household_id, grid_id, member_id, device_id, at, at_ms, "
-            "channel, kinds, note, geo, seq, received_at, voided) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-            rows,
-        )
-        db.conn.executemany(
-            "UPDATE households SET last_visit_ms = ? WHERE id = ? "
-            "AND (last_visit_ms IS NULL OR last_visit_ms < ?)",
-            [
-                (ms, hid, ms)
-                for hid, ms in newest.items()
-                if households[hid][1] is None or households[hid][1] < ms
-            ],
-        )
-        service_kinds.note_visits(db, kept)
+    visits.insert(db, rows)  # with the household's newest visits and the kept service kinds
     return results
 
 
@@ -457,27 +432,18 @@ def visit_void(ctx: OpContext, m: Mutation, data: VisitVoid) -> Outcome:
     ``rejected``/``forbidden``: a visit counts for 1-5-N, and one member must not be able to
     undo another's work (issue 12's review). Voiding a voided visit changes nothing."""
     row = ctx.db.execute(
-        "SELECT household_id, grid_id, voided, member_id, kinds, at_ms FROM visits WHERE id = ?",
-        [m.id],
+        "SELECT household_id, grid_id, member_id FROM visits WHERE id = ?", [m.id]
     ).fetchone()
     if row is None:
         raise NotFound(f"no visit {m.id}")
-    household_id, grid_id, voided, member_id, kinds, at_ms = row
+    household_id, grid_id, member_id = row
     _check_scope(ctx, household_id, grid_id)
     if member_id != ctx.principal.person_id and not ctx.principal.has_role(*VOIDER_ROLES):
         raise Forbidden(
             f"visit {m.id} was logged by {member_id}: only they, or a secretary above it, may "
             "void it"
         )
-    if voided:
-        return Outcome("applied")
-    ctx.db.execute("UPDATE visits SET voided = 1, seq = ? WHERE id = ?", [next_seq(ctx.db), m.id])
-    ctx.db.execute(
-        "UPDATE households SET last_visit_ms = (SELECT max(at_ms) FROM visits "
-        "WHERE household_id = ? AND voided = 0) WHERE id = ?",
-        [household_id, household_id],
-    )
-    service_kinds.visit_voided(ctx.db, grid_id, member_id, kinds, at_ms)
+    visits.void(ctx.db, m.id)  # (voiding a voided visit changes nothing)
     return Outcome("applied")
 
 

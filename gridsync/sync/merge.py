@@ -24,8 +24,7 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
-from gridsync import service_kinds
-from gridsync.db import next_seq
+from gridsync import visits
 from gridsync.households import HOUSEHOLD_COLUMNS
 
 STAMPS = "stamps"
@@ -299,7 +298,7 @@ def save(db: sqlite_utils.Database, state: HouseholdState, seq: int, now_iso: st
     """Write the merged row (values, stamps) with its new change seq."""
     v = state.values
     if v["grid_id"] != state.loaded_grid:
-        _move_visits(db, v["id"], state.loaded_grid, v["grid_id"])
+        visits.move(db, v["id"], state.loaded_grid, v["grid_id"])
     db.execute(_SAVE_SQL, _save_params(state, seq, now_iso))
     state.seq = seq
     state.loaded_grid = v["grid_id"]
@@ -333,26 +332,6 @@ def save_many(
         groups.setdefault(columns, []).append(params)
     for columns, rows in groups.items():
         db.conn.executemany(_save_columns_sql(columns), rows)
-
-
-def _move_visits(db: sqlite_utils.Database, household_id: str, old_grid: str, grid_id: str) -> None:
-    """A household's visits follow it to its new grid, each with a new change seq, so that the
-    phones of the new grid receive them (those of the old grid drop them with the household);
-    both grids' kept service kinds are recounted."""
-    ids = [
-        r[0]
-        for r in db.execute(
-            "SELECT id FROM visits WHERE household_id = ? ORDER BY id", [household_id]
-        ).fetchall()
-    ]
-    if not ids:
-        return
-    first = next_seq(db, len(ids))
-    db.conn.executemany(
-        "UPDATE visits SET grid_id = ?, seq = ? WHERE id = ?",
-        [(grid_id, first + i, vid) for i, vid in enumerate(ids)],
-    )
-    service_kinds.recount(db, [old_grid, grid_id])
 
 
 _CONFLICT_INSERT = (
