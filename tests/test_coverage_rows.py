@@ -53,11 +53,11 @@ def obvious_member_rows(db, settings, unit: str | None) -> dict[str, tuple]:
     }
     grids = {uid for uid, (kind, _) in units.items() if kind == "grid" and under(uid, unit)}
     households = db.execute(
-        "SELECT grid_id, responsible_member_id, tags, last_visit_ms "
+        "SELECT grid_id, responsible_member_id, tags, last_visit_ms, id "
         "FROM households WHERE status = 'active'"
     ).fetchall()
     visits = db.execute(
-        "SELECT grid_id, member_id, at_ms, kinds FROM visits WHERE voided = 0"
+        "SELECT grid_id, member_id, at_ms, kinds, household_id FROM visits WHERE voided = 0"
     ).fetchall()
     out = {}
     for pid, name, branch, roles in db.execute(
@@ -67,18 +67,22 @@ def obvious_member_rows(db, settings, unit: str | None) -> dict[str, tuple]:
             continue
         own = coverage.policy_for(db, settings, units[branch][1])
         load = sum(1 for h in households if h[1] == pid)
-        n = contacted = prio = prio_overdue = 0
-        for grid, member, tags, last in households:
+        n = contacted = by_self = prio = prio_overdue = 0
+        for grid, member, tags, last, hid in households:
             if member != pid or grid not in grids:
                 continue
             p = policies[units[grid][1]]
             n += 1
             contacted += (last or 0) >= NOW_MS - p.cycle_days * DAY_MS
+            by_self += any(  # from the visits themselves, not the kept column
+                v[4] == hid and v[1] == pid and v[2] >= NOW_MS - p.cycle_days * DAY_MS
+                for v in visits
+            )
             if set(json.loads(tags)) & set(p.priority_tags):
                 prio += 1
                 prio_overdue += (last or 0) < NOW_MS - p.priority_cycle_days * DAY_MS
         kinds = set()
-        for grid, member, at_ms, raw in visits:
+        for grid, member, at_ms, raw, _ in visits:
             p = policies[units[grid][1]]
             if member == pid and grid in grids and at_ms >= NOW_MS - p.cycle_days * DAY_MS:
                 kinds |= set(json.loads(raw))
@@ -92,6 +96,7 @@ def obvious_member_rows(db, settings, unit: str | None) -> dict[str, tuple]:
             n,
             0,
             contacted,
+            by_self,
             n - contacted,
             prio,
             prio_overdue,
@@ -102,6 +107,7 @@ def obvious_member_rows(db, settings, unit: str | None) -> dict[str, tuple]:
             total,
             _rate(n, n),
             _rate(contacted, n),
+            _rate(by_self, n),
             _rate(n - contacted, n),
             _rate(prio_overdue, prio),
             float(low),
@@ -148,6 +154,7 @@ def test_member_rows_equal_the_obvious_recount(store, cov_settings, comm, overri
         ("h23", "m8", 31, ["opinion"]),  # one overdue
         ("h14", "m3", 2, ["dispute", "custom"]),
         ("h13", "m6", 29, ["policy"]),
+        ("h3", "m2", 4, ["policy"]),  # m1's household, contacted by another member only
     ):
         store.write(insert_visit, hid, member, NOW_MS - days * DAY_MS, kinds)
     if override is not None:
@@ -163,6 +170,7 @@ def test_member_rows_equal_the_obvious_recount(store, cov_settings, comm, overri
             r.assigned,
             r.unassigned,
             r.contacted,
+            r.contacted_by_responsible,
             r.overdue,
             r.priority_households,
             r.priority_overdue,
@@ -173,6 +181,7 @@ def test_member_rows_equal_the_obvious_recount(store, cov_settings, comm, overri
             r.kinds_total,
             r.assigned_rate,
             r.contact_rate,
+            r.compliance_rate,
             r.overdue_rate,
             r.priority_overdue_rate,
             r.members_under_min_rate,
@@ -185,6 +194,8 @@ def test_member_rows_equal_the_obvious_recount(store, cov_settings, comm, overri
     expected = store.read(obvious_member_rows, cov_settings, unit)
     assert got == expected
     assert any(row[2] for row in got.values())  # not vacuously equal
+    if unit != "c2":  # h3 (m1's) is contacted this cycle, not by m1
+        assert got["m1"][5] - got["m1"][6] == 1
     # the JSON the API sends is the same as for rows built one by one
     assert all(
         coverage.CoverageRow(**{f: getattr(r, f) for f in r.__struct_fields__}) == r

@@ -43,6 +43,7 @@ VIOLATION_LABELS = {
     "zh": {
         "unassigned": "未落实联系党员",
         "overdue": "本周期未走访",
+        "contacted_by_others_only": "仅由他人走访",
         "priority_overdue": "重点户逾期未走访",
         "member_under_min": "联系户数不足",
         "member_over_cap": "联系户数超上限",
@@ -50,6 +51,7 @@ VIOLATION_LABELS = {
     "en": {
         "unassigned": "unassigned",
         "overdue": "overdue",
+        "contacted_by_others_only": "contacted by others only",
         "priority_overdue": "priority overdue",
         "member_under_min": "member under minimum",
         "member_over_cap": "member over cap",

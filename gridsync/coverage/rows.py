@@ -185,6 +185,7 @@ class HouseholdFigures(msgspec.Struct, frozen=True, gc=False, array_like=True):
     assigned: int
     unassigned: int
     contacted: int
+    contacted_by_responsible: int
     overdue: int
     priority_households: int
     priority_overdue: int
@@ -192,6 +193,7 @@ class HouseholdFigures(msgspec.Struct, frozen=True, gc=False, array_like=True):
     kinds_total: int
     assigned_rate: float | None
     contact_rate: float | None
+    compliance_rate: float | None
     overdue_rate: float | None
     priority_overdue_rate: float | None
     kinds_rate: float | None
@@ -256,6 +258,7 @@ class RowMaker:
             h.assigned,
             h.unassigned,
             h.contacted,
+            h.contacted_by_responsible,
             h.overdue,
             h.priority_households,
             h.priority_overdue,
@@ -266,6 +269,7 @@ class RowMaker:
             h.kinds_total,
             h.assigned_rate,
             h.contact_rate,
+            h.compliance_rate,
             h.overdue_rate,
             h.priority_overdue_rate,
             m.under_rate,
@@ -279,6 +283,7 @@ class RowMaker:
             c.households,
             c.assigned,
             c.contacted,
+            c.by_responsible,
             c.overdue,
             c.priority,
             c.priority_overdue,
@@ -298,6 +303,7 @@ class RowMaker:
                 assigned=c.assigned,
                 unassigned=c.households - c.assigned,
                 contacted=c.contacted,
+                contacted_by_responsible=c.by_responsible,
                 overdue=c.overdue,
                 priority_households=c.priority,
                 priority_overdue=c.priority_overdue,
@@ -305,6 +311,7 @@ class RowMaker:
                 kinds_total=total,
                 assigned_rate=rate(c.assigned, c.households),
                 contact_rate=rate(c.contacted, c.households),
+                compliance_rate=rate(c.by_responsible, c.households),
                 overdue_rate=rate(c.overdue, c.assigned),
                 priority_overdue_rate=rate(c.priority_overdue, c.priority),
                 kinds_rate=rate(len(kinds_covered), total),

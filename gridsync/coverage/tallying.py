@@ -4,13 +4,19 @@ report builds on (roll-up rows, violations, rebalancing, exports). One engine, :
 Definitions (SPEC section 4, DOMAIN.md; the README repeats them for users):
 
 - A household counts when its ``status`` is ``active``. It is *contacted this cycle* when its
-  ``last_visit_ms`` is at or after ``now - cycle_days``; *overdue* when it has a responsible
-  member and was not contacted this cycle (an unassigned household is an ``unassigned``
-  violation instead); *priority overdue* when it carries a priority tag, has a responsible
-  member and was not contacted within ``priority_cycle_days``.
+  ``last_visit_ms`` (a non-voided visit by anyone) is at or after ``now - cycle_days``;
+  *contacted by its responsible member* when its ``last_responsible_visit_ms`` (a non-voided
+  visit by its current responsible member: ``gridsync/visits.py``) is; *overdue* when it has
+  a responsible member and was not contacted this cycle (an unassigned household is an
+  ``unassigned`` violation instead); *contacted by others only* when it has a responsible
+  member and was contacted this cycle, but not by them. So an assigned household is exactly
+  one of: contacted by its responsible member, contacted by others only, overdue. The
+  *compliance rate* of 1-5-N is contacted by the responsible member over households. A
+  household is *priority overdue* when it carries a priority tag, has a responsible member and
+  was not contacted within ``priority_cycle_days``.
 - A *member* is an active person with the ``member`` role (:mod:`gridsync.coverage.members`,
-  which also says who may serve a grid). Their *home* is their party branch
-  (and the branch's grid and community). Their *load* is the number of active households they
+  which also says who may serve a grid). Their *home* is their party branch (and the branch's
+  grid and community). Their *load* is the number of active households they
   are responsible for, anywhere; under the minimum and over the cap are judged by their
   community's policy (:func:`gridsync.coverage.policy.judge_load`).
 - Service kinds covered: the distinct configured kinds among this cycle's non-voided visits, by
@@ -62,6 +68,7 @@ class Counts:
     households: int = 0
     assigned: int = 0
     contacted: int = 0
+    by_responsible: int = 0  # contacted by their responsible member
     overdue: int = 0
     priority: int = 0
     priority_overdue: int = 0
@@ -76,6 +83,7 @@ class Counts:
             households=self.households,
             assigned=self.assigned,
             contacted=self.contacted,
+            by_responsible=self.by_responsible,
             overdue=self.overdue,
             priority=self.priority,
             priority_overdue=self.priority_overdue,
@@ -86,6 +94,7 @@ class Counts:
         self.households += other.households
         self.assigned += other.assigned
         self.contacted += other.contacted
+        self.by_responsible += other.by_responsible
         self.overdue += other.overdue
         self.priority += other.priority
         self.priority_overdue += other.priority_overdue
@@ -315,9 +324,10 @@ def _count_by_member(db: sqlite_utils.Database, t: Tally, group: PolicyGroup) ->
     prio = group.is_priority()
     rows = db.execute(
         f"""SELECT grid_id, responsible_member_id, count(*),
-                   count(*) FILTER (WHERE last_visit_ms >= ?),
+                   count(*) FILTER (WHERE last_visit_ms >= ?1),
+                   count(*) FILTER (WHERE last_responsible_visit_ms >= ?1),
                    count(*) FILTER (WHERE {prio}),
-                   count(*) FILTER (WHERE {prio} AND coalesce(last_visit_ms, 0) < ?)
+                   count(*) FILTER (WHERE {prio} AND coalesce(last_visit_ms, 0) < ?2)
             FROM households INDEXED BY households_coverage
             WHERE status = 'active' AND {cond}
             GROUP BY grid_id, responsible_member_id""",
@@ -327,7 +337,7 @@ def _count_by_member(db: sqlite_utils.Database, t: Tally, group: PolicyGroup) ->
     g = Counts()
     last_grid = None
     # a hot loop (one row per member at district scale): counts are added field by field
-    for grid, member, n, contacted, prio_n, prio_overdue in rows:
+    for grid, member, n, contacted, by_responsible, prio_n, prio_overdue in rows:
         if grid != last_grid:  # rows come grid by grid (index order)
             g, last_grid = grid_counts[grid], grid
         g.households += n
@@ -337,6 +347,7 @@ def _count_by_member(db: sqlite_utils.Database, t: Tally, group: PolicyGroup) ->
             continue
         overdue = n - contacted
         g.assigned += n
+        g.by_responsible += by_responsible
         g.overdue += overdue
         g.priority_overdue += prio_overdue
         m = member_counts.get(member)
@@ -345,6 +356,7 @@ def _count_by_member(db: sqlite_utils.Database, t: Tally, group: PolicyGroup) ->
         m.households += n
         m.assigned += n
         m.contacted += contacted
+        m.by_responsible += by_responsible
         m.overdue += overdue
         m.priority += prio_n
         m.priority_overdue += prio_overdue
@@ -355,7 +367,8 @@ def _count_from_aggregates(
 ) -> None:
     """One group's grid counts with no per-household row: households, assigned and priority
     households from the kept counts (a few rows per grid); then what depends on "now" from the
-    households not visited within the cycle (only they pass the WHERE, as in the floor) and,
+    households not visited by their responsible member within the cycle (only they pass the
+    WHERE: the unassigned, the overdue, those contacted by others only) and,
     for priority overdue, only tagged ones, on their own index (``households_tagged``)."""
     cond, params = group.where()
     prio = group.is_priority()
@@ -369,17 +382,24 @@ def _count_from_aggregates(
     ):
         acc = t.grid_counts[grid]
         acc.households, acc.assigned, acc.priority, acc.contacted = n, assigned, prio_n, n
+        acc.by_responsible = assigned
     key, grouped = ("grid_id", "GROUP BY grid_id") if by_grid else ("NULL", "")
-    for grid, not_contacted, overdue in db.execute(
-        f"""SELECT {key}, count(*), count(responsible_member_id)
+    # a household not contacted by its responsible member this cycle: the only ones that can
+    # be not contacted at all (by anyone) are among them, as last_responsible_visit_ms is
+    # never after last_visit_ms
+    for grid, not_contacted, overdue, not_by_responsible in db.execute(
+        f"""SELECT {key}, count(*) FILTER (WHERE coalesce(last_visit_ms, 0) < ?1),
+                   count(responsible_member_id) FILTER (WHERE coalesce(last_visit_ms, 0) < ?1),
+                   count(responsible_member_id)
             FROM households INDEXED BY households_coverage
-            WHERE status = 'active' AND coalesce(last_visit_ms, 0) < ? AND {cond}
+            WHERE status = 'active' AND coalesce(last_responsible_visit_ms, 0) < ?1 AND {cond}
             {grouped}""",
         [group.cycle_start(t.now_ms), *params],
     ):
         acc = t.grid_counts[grid]
         acc.contacted -= not_contacted
         acc.overdue += overdue
+        acc.by_responsible -= not_by_responsible
     if group.priority_tags:
         # ``tags <> '[]'`` is spelled out (``prio`` holds it too) so that the partial index
         # stays usable, and INDEXED BY cannot fail, whatever ``tag_match`` becomes

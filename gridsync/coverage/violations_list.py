@@ -2,7 +2,8 @@
 time with the counts of every kind.
 
 Kinds, in this order: ``unassigned`` (an active household with no responsible member),
-``overdue`` and ``priority_overdue`` (as defined in :mod:`gridsync.coverage.tallying`),
+``overdue``, ``contacted_by_others_only`` (contacted this cycle, but not by its responsible
+member) and ``priority_overdue`` (as defined in :mod:`gridsync.coverage.tallying`),
 ``member_under_min`` and ``member_over_cap`` (a member's load judged by their community's
 policy). Counts come from a tally from the kept aggregates; member items are read one by one
 only when a page reaches them.
@@ -22,7 +23,12 @@ from gridsync.models import VIOLATION_KINDS, Violation, ViolationKind, Violation
 from gridsync.org import Scope
 from gridsync.privacy import PhoneView, shown_phone
 
-HOUSEHOLD_VIOLATIONS: tuple[ViolationKind, ...] = ("unassigned", "overdue", "priority_overdue")
+HOUSEHOLD_VIOLATIONS: tuple[ViolationKind, ...] = (
+    "unassigned",
+    "overdue",
+    "contacted_by_others_only",
+    "priority_overdue",
+)
 MEMBER_VIOLATIONS: tuple[ViolationKind, ...] = ("member_under_min", "member_over_cap")
 
 
@@ -38,8 +44,8 @@ def violations(
     offset: int = 0,
     tallied: Tally | None = None,
 ) -> ViolationPage:
-    """Every household or member at fault, in kind order (unassigned, overdue, priority overdue,
-    members under the minimum, members over the cap). Households within a kind: by grid, then
+    """Every household or member at fault, in kind order (unassigned, overdue, contacted by
+    others only, priority overdue, members under the minimum, members over the cap). Households within a kind: by grid, then
     responsible member, never-visited and longest-ago first (the order of the covering index,
     so a page streams instead of sorting); members by grid and id. Counts come from the roll-up's
     tally (pass ``tallied`` to reuse one). Phones are as ``scope.phones`` may read them."""
@@ -79,6 +85,7 @@ def _counts(t: Tally, wanted: list[ViolationKind]) -> dict[str, int]:
     for acc in t.grid_counts.values():
         totals["unassigned"] += acc.households - acc.assigned
         totals["overdue"] += acc.overdue
+        totals["contacted_by_others_only"] += acc.assigned - acc.overdue - acc.by_responsible
         totals["priority_overdue"] += acc.priority_overdue
     for home in t.homes.values():
         totals["member_under_min"] += home.under
@@ -119,6 +126,12 @@ def _fault(kind: str, group: PolicyGroup, now_ms: int) -> tuple[str, list[Any]]:
         return (
             "responsible_member_id IS NOT NULL AND coalesce(last_visit_ms, 0) < ?",
             [group.cycle_start(now_ms)],
+        )
+    if kind == "contacted_by_others_only":
+        return (
+            "responsible_member_id IS NOT NULL AND last_visit_ms >= ? "
+            "AND coalesce(last_responsible_visit_ms, 0) < ?",
+            [group.cycle_start(now_ms), group.cycle_start(now_ms)],
         )
     return (
         f"responsible_member_id IS NOT NULL AND {group.is_priority()} "

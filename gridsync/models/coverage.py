@@ -19,7 +19,12 @@ CoverageLevel = Literal["member", "branch", "grid", "community", "street", "dist
 COVERAGE_LEVELS: tuple[CoverageLevel, ...] = get_args(CoverageLevel)
 
 ViolationKind = Literal[
-    "unassigned", "overdue", "priority_overdue", "member_under_min", "member_over_cap"
+    "unassigned",
+    "overdue",
+    "contacted_by_others_only",
+    "priority_overdue",
+    "member_under_min",
+    "member_over_cap",
 ]
 VIOLATION_KINDS: tuple[ViolationKind, ...] = get_args(ViolationKind)
 
@@ -49,8 +54,11 @@ class CommunityPolicy(Struct, kw_only=True):
 # garbage collector (a row holds numbers, strings and a tuple of strings, never a cycle). Rows
 # with the same figures share one ``kinds_covered``, a tuple for that reason.
 class CoverageRow(Struct, gc=False):
-    """One org unit (or member) in a roll-up. Rates are 0..1 (4 decimals), null when their
-    denominator is 0: assigned_rate and contact_rate over households, overdue_rate over
+    """One org unit (or member) in a roll-up. ``contacted``: active households contacted this
+    cycle by anyone; ``contacted_by_responsible``: by their own responsible member (the 1-5-N
+    rule; README "Coverage" defines every figure). Rates are 0..1 (4 decimals), null when their
+    denominator is 0: assigned_rate, contact_rate and compliance_rate (contacted by the
+    responsible member: what 1-5-N compliance is judged by) over households, overdue_rate over
     assigned, priority_overdue_rate over priority_households, members_under_min_rate and
     members_over_cap_rate over members, kinds_rate over kinds_total."""
 
@@ -62,6 +70,7 @@ class CoverageRow(Struct, gc=False):
     assigned: int
     unassigned: int
     contacted: int
+    contacted_by_responsible: int
     overdue: int
     priority_households: int
     priority_overdue: int
@@ -72,6 +81,7 @@ class CoverageRow(Struct, gc=False):
     kinds_total: int
     assigned_rate: float | None
     contact_rate: float | None
+    compliance_rate: float | None
     overdue_rate: float | None
     priority_overdue_rate: float | None
     members_under_min_rate: float | None
