@@ -29,16 +29,18 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
-from gridsync import audit, visits
+from gridsync import audit, coverage, visits
 from gridsync.audit import Actor
 from gridsync.clock import DAY_MS, iso_ms
-from gridsync.config import DEFAULT_SERVICE_KINDS, CoveragePolicy
+from gridsync.config import DEFAULT_SERVICE_KINDS, CoveragePolicy, Settings
 from gridsync.db import Store, next_seq
 from gridsync.errors import Conflict
+from gridsync.org import Scope
 
 CHINA = timezone(timedelta(hours=8))
 CHUNK_ROWS = 50_000
 POLICY = CoveragePolicy()
+_EVERYTHING = Scope("demo", True, frozenset(), frozenset(), 0)  # the summary reads it all
 
 
 @dataclass(frozen=True)
@@ -767,43 +769,33 @@ def build(
     return store.read(summary, end_ms)
 
 
-def summary(db: sqlite_utils.Database, now_ms: int) -> dict[str, Any]:
-    """Counts that show the demo's shape, including its realistic 1-5-N violations."""
+def summary(
+    db: sqlite_utils.Database, now_ms: int, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Counts that show the demo's shape, including its realistic 1-5-N violations: every
+    coverage figure is the coverage engine's (the counts of ``gridsync coverage violations`` at
+    ``now_ms``), under each community's policy."""
 
     def one(sql: str, *params: Any) -> int:
         return db.execute(sql, params).fetchone()[0]
 
-    lo = POLICY.min_households_per_member
     units = dict(db.execute("SELECT kind, count(*) FROM org_units GROUP BY kind").fetchall())
     roles = dict(
         db.execute(
             "SELECT value, count(*) FROM people, json_each(people.roles) GROUP BY value"
         ).fetchall()
     )
-    priority = msgspec.json.encode(sorted(PRIORITY_TAGS)).decode()
+    # the engine's own counts of what is at fault (what `gridsync coverage violations` counts)
+    at_fault = coverage.violations(
+        db, settings or Settings(), _EVERYTHING, None, now_ms=now_ms, limit=0
+    ).counts
     return {
         "org_units": units,
         "people": roles,
         "households": one("SELECT count(*) FROM households"),
         "visits": one("SELECT count(*) FROM visits"),
-        "unassigned_households": one(
-            "SELECT count(*) FROM households WHERE status = 'active' "
-            "AND responsible_member_id IS NULL"
-        ),
-        "members_under_minimum": one(
-            "SELECT count(*) FROM people p WHERE EXISTS (SELECT 1 FROM json_each(p.roles) "
-            "WHERE value = 'member') AND (SELECT count(*) FROM households h "
-            "WHERE h.responsible_member_id = p.id AND h.status = 'active') < ?",
-            lo,
-        ),
-        "overdue_households": one(
-            "SELECT count(*) FROM households h WHERE h.status = 'active' AND "
-            "coalesce(h.last_visit_ms, 0) < ? - (CASE WHEN EXISTS (SELECT 1 FROM json_each(h.tags)"
-            " WHERE value IN (SELECT value FROM json_each(?))) THEN ? ELSE ? END) * ?",
-            now_ms,
-            priority,
-            POLICY.priority_cycle_days,
-            POLICY.cycle_days,
-            DAY_MS,
-        ),
+        "unassigned_households": at_fault["unassigned"],
+        "members_under_minimum": at_fault["member_under_min"],
+        "overdue_households": at_fault["overdue"],
+        "contacted_by_others_only": at_fault["contacted_by_others_only"],
     }

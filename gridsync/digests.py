@@ -6,10 +6,14 @@ same transaction as the digests it queued. Digests are held during quiet hours (
 generated then, and a row whose delivery falls into quiet hours waits until they end: see the
 dispatcher); whistle alerts ignore quiet hours.
 
-The coverage numbers here are the digest's own small computation over ``households``
-(``last_visit_ms``, ``tags``, ``responsible_member_id``) under each community's policy (the
-district default with the community's override); the full coverage report lives in the
-coverage area.
+Every coverage figure here comes from the coverage engine (``gridsync/coverage``), under each
+community's own policy: the weekly digest states the roll-up's row of each branch and
+community (:func:`coverage.rollup`, the same numbers ``gridsync coverage`` prints at the same
+instant: ``tests/test_honest_figures.py``), and the daily digest judges each household by
+:func:`coverage.is_priority` and :func:`coverage.due_ms`. Until issue 14 the digest had its own
+SQL, which judged priority households by the priority cycle and counted unassigned households
+as overdue, so it disagreed with the roll-up (474 contacted / 41 overdue against 477 / 34 on
+the demo community).
 
 A digest composes domain figures (coverage policies, households due) into messages, so it
 belongs to the domain, beside coverage and whistle, and hands its messages to ``notify/``
@@ -28,9 +32,10 @@ import sqlite_utils
 from gridsync import coverage
 from gridsync.clock import DAY_MS
 from gridsync.config import Settings
-from gridsync.models import Policy
+from gridsync.models import CoverageRow, Policy
 from gridsync.notify import outbox
 from gridsync.notify.routing import Router
+from gridsync.org import Scope
 
 DUE_SOON_DAYS = 3
 MAX_LINES = 20
@@ -71,24 +76,26 @@ def member_due(
 ) -> tuple[list[DueHousehold], list[DueHousehold], Policy]:
     """(overdue, due soon) households of a member, priority households first, and the policy
     the member works under (the community of their first household's grid). Each household is
-    due by its own community's cycles."""
+    due by its own community's cycles, counted from the member's own last contact
+    (``last_responsible_visit_ms``): 1-5-N asks the member to keep in touch, so a household
+    that someone else visited is still due to them."""
     default, by_community = policies or coverage.community_policies(db, settings)
     overdue, due = [], []
     rows = db.execute(
-        "SELECT h.id, h.building, h.unit, h.room, h.head_name, h.tags, h.last_visit_ms, "
+        "SELECT h.id, h.building, h.unit, h.room, h.head_name, h.tags, "
+        "h.last_responsible_visit_ms, "
         "g.parent_id FROM households h LEFT JOIN org_units g ON g.id = h.grid_id "
         "WHERE h.responsible_member_id = ? AND h.status = 'active' ORDER BY h.id",
         [member_id],
     ).fetchall()
     for hid, building, unit, room, head, tags, last, community in rows:
         policy = by_community.get(community, default)
-        priority = not set(policy.priority_tags).isdisjoint(_tags.decode(tags))
-        cycle = policy.priority_cycle_days if priority else policy.cycle_days
-        due_ms = last + cycle * DAY_MS if last is not None else None
+        priority = coverage.is_priority(policy, _tags.decode(tags))
+        due_ms = coverage.due_ms(policy, priority, last)
         item = DueHousehold(
             hid, f"{building}{unit}{room}".strip() or hid, head, priority, due_ms, last
         )
-        if due_ms is None or due_ms <= now_ms:
+        if due_ms is None or due_ms < now_ms:
             overdue.append(item)
         elif due_ms <= now_ms + DUE_SOON_DAYS * DAY_MS:
             due.append(item)
@@ -218,63 +225,52 @@ def run_daily(
     return queued
 
 
-def unit_coverage(
-    db: sqlite_utils.Database,
-    grid_ids: list[str],
-    member_ids: list[str],
-    now_ms: int,
-    policy: Policy,
-) -> dict[str, Any]:
-    """The weekly digest's numbers for the households of some grids and some members, under
-    their community's policy."""
-    grids = msgspec.json.encode(grid_ids).decode()
-    prio = msgspec.json.encode(list(policy.priority_tags)).decode()
-    row = db.execute(
-        """
-        SELECT count(*),
-          sum(responsible_member_id IS NOT NULL),
-          sum(last_visit_ms >= ? - (CASE WHEN is_prio THEN ? ELSE ? END) * 86400000),
-          sum(coalesce(last_visit_ms, 0) < ? - (CASE WHEN is_prio THEN ? ELSE ? END) * 86400000),
-          sum(is_prio AND coalesce(last_visit_ms, 0) < ? - ? * 86400000)
-        FROM (SELECT h.*, EXISTS (SELECT 1 FROM json_each(h.tags) t
-                                  WHERE t.value IN (SELECT value FROM json_each(?))) AS is_prio
-              FROM households h
-              WHERE h.status = 'active' AND h.grid_id IN (SELECT value FROM json_each(?)))
-        """,
-        [
-            now_ms,
-            policy.priority_cycle_days,
-            policy.cycle_days,
-            now_ms,
-            policy.priority_cycle_days,
-            policy.cycle_days,
-            now_ms,
-            policy.priority_cycle_days,
-            prio,
-            grids,
-        ],
-    ).fetchone()
-    households, assigned, contacted, overdue, prio_overdue = (int(x or 0) for x in row)
-    loads = [
-        db.execute(
-            "SELECT count(*) FROM households WHERE responsible_member_id = ? AND status = 'active'",
-            [m],
-        ).fetchone()[0]
-        for m in member_ids
-    ]
+# the digest reads every branch and community: the district, as the system sees it
+_EVERYTHING = Scope("digests", True, frozenset(), frozenset(), 0)
+
+
+def _pct(rate: float | None) -> int:
+    return round(100 * rate) if rate is not None else 0
+
+
+def unit_coverage(row: CoverageRow, policy: Policy) -> dict[str, Any]:
+    """The weekly digest's numbers for one branch or community: its roll-up row (households of
+    its grids, its members), judged by its community's ``policy``."""
     return {
-        "households": households,
-        "assigned": assigned,
-        "unassigned": households - assigned,
-        "contacted": contacted,
-        "contacted_pct": round(100 * contacted / households) if households else 0,
-        "overdue": overdue,
-        "priority_overdue": prio_overdue,
-        "under_min": sum(1 for x in loads if x < policy.min_households_per_member),
-        "over_cap": sum(1 for x in loads if x > policy.max_households_per_member),
+        "households": row.households,
+        "assigned": row.assigned,
+        "unassigned": row.unassigned,
+        "contacted": row.contacted,
+        "contacted_pct": _pct(row.contact_rate),
+        "contacted_by_responsible": row.contacted_by_responsible,
+        "compliance_pct": _pct(row.compliance_rate),
+        "overdue": row.overdue,
+        "priority_overdue": row.priority_overdue,
+        "under_min": row.members_under_min,
+        "over_cap": row.members_over_cap,
         "min_households": policy.min_households_per_member,
         "max_households": policy.max_households_per_member,
     }
+
+
+def weekly_figures(
+    db: sqlite_utils.Database, settings: Settings, now_ms: int
+) -> dict[str, dict[str, Any]]:
+    """Branch or community id -> its weekly digest's numbers (:func:`unit_coverage`), from one
+    roll-up of the district at ``now_ms``; units without households or members are left out."""
+    report = coverage.rollup(
+        db, settings, _EVERYTHING, None, now_ms=now_ms, levels=["branch", "community"]
+    )
+    default, by_community = coverage.community_policies(db, settings)
+    parent = dict(
+        db.execute("SELECT id, parent_id FROM org_units WHERE kind = 'branch'").fetchall()
+    )
+    figures = {}
+    for row in report.rows:
+        community = row.unit_id if row.level == "community" else parent.get(row.unit_id)
+        if row.households or row.members:
+            figures[row.unit_id] = unit_coverage(row, by_community.get(community, default))
+    return figures
 
 
 def weekly_digests(
@@ -296,46 +292,14 @@ def weekly_digests(
         return 0
     queued = 0
     units = db.execute(
-        "SELECT id, kind, name, grid_id, parent_id FROM org_units "
-        "WHERE kind IN ('branch', 'community') ORDER BY id"
+        "SELECT id, kind, name FROM org_units WHERE kind IN ('branch', 'community') ORDER BY id"
     ).fetchall()
-    default, by_community = coverage.community_policies(db, settings)
-    for unit_id, kind, name, branch_grid, parent in units:
-        policy = by_community.get(unit_id if kind == "community" else parent, default)
-        if kind == "branch":
-            grid_ids = [branch_grid] if branch_grid else []
-            branches = [unit_id]
-            tag = f"branch:{unit_id}:secretary"
-        else:
-            grid_ids = [
-                r[0]
-                for r in db.execute(
-                    "SELECT id FROM org_units WHERE kind = 'grid' AND parent_id = ?", [unit_id]
-                )
-            ]
-            branches = [
-                r[0]
-                for r in db.execute(
-                    "SELECT id FROM org_units WHERE kind = 'branch' AND parent_id = ?", [unit_id]
-                )
-            ]
-            tag = f"community:{unit_id}:secretary"
-        members = [
-            r[0]
-            for r in db.execute(
-                "SELECT id FROM people WHERE active = 1 AND branch_id IN "
-                "(SELECT value FROM json_each(?)) AND EXISTS (SELECT 1 FROM json_each(roles) "
-                "WHERE value = 'member')",
-                [msgspec.json.encode(branches).decode()],
-            )
-        ]
-        if not grid_ids and not members:
+    figures = weekly_figures(db, settings, now_ms)
+    for unit_id, kind, name in units:
+        if unit_id not in figures:
             continue
-        context = {
-            "unit_name": name,
-            "week": week_label,
-            **unit_coverage(db, grid_ids, members, now_ms, policy),
-        }
+        tag = f"{kind}:{unit_id}:secretary"
+        context = {"unit_name": name, "week": week_label, **figures[unit_id]}
         queued += outbox.enqueue(
             db,
             router,

@@ -168,6 +168,13 @@ def test_visits_cover_sixty_days_and_keep_last_visit(community):
         "AND v.voided = 0)",
     )
     assert stale == [(0,)]
+    stale = q(
+        path,
+        "SELECT count(*) FROM households h WHERE h.last_responsible_visit_ms IS NOT "
+        "(SELECT max(at_ms) FROM visits v WHERE v.household_id = h.id "
+        "AND v.voided = 0 AND v.member_id = h.responsible_member_id)",
+    )
+    assert stale == [(0,)]
     assert report["overdue_households"] > 0
     # no household is visited by a member of another grid
     foreign = q(

@@ -47,12 +47,14 @@ def test_xlsx_sheets_headers_values_frozen_panes(cov_client, comm):
         g1["名称"],
         g1["上级"],
         g1["户数"],
-        g1["本周期已走访户数"],
+        g1["已走访"],
         g1["逾期未走访户数"],
         g1["重点户逾期数"],
         g1["联系户超限党员数"],
     ) == ("第一网格", "出头社区", 7, 4, 2, 1, 1)
     assert g1["走访率"] == pytest.approx(0.5714)
+    # h7 (unassigned) was visited: contacted by someone, by no responsible member
+    assert g1["责任党员走访"] == 3 and g1["责任党员走访率"] == pytest.approx(0.4286)
     assert g1["已覆盖服务类别"] == "政策宣传、收集意见建议、安全隐患排查、环境卫生"
     _, districts = _sheet_rows(wb["区"])
     assert districts["d1"]["户数"] == 12 and districts["d1"]["党员数"] == 5

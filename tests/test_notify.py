@@ -369,13 +369,23 @@ def test_outbox_api_shows_own_rows_to_non_admins(store, tiny, db_path, client):
 # -- digests ----------------------------------------------------------------------------------
 
 
-def _assign(store, member: str, visits: dict[str, int | None]):
+def _assign(store, member: str, last_visits: dict[str, int | None]):
+    """The member becomes responsible for each household, and visited it last at the time
+    given (None: never), through the one writer of visits."""
+    from gridsync import visits
+    from gridsync.clock import iso_ms
+    from gridsync.db import next_seq
+
     def write(db):
-        for hid, last in visits.items():
+        for hid, last in last_visits.items():
             db.execute(
-                "UPDATE households SET responsible_member_id = ?, last_visit_ms = ? WHERE id = ?",
-                [member, last, hid],
+                "UPDATE households SET responsible_member_id = ? WHERE id = ?", [member, hid]
             )
+            if last is None:
+                continue
+            grid = db.execute("SELECT grid_id FROM households WHERE id = ?", [hid]).fetchone()[0]
+            row = (f"v-{hid}", hid, grid, member, None, iso_ms(last), last, "door", "[]", "")
+            visits.insert(db, [visits.NewVisit(*row, None, next_seq(db), iso_ms(last))])
 
     store.write(write)
 
@@ -448,7 +458,12 @@ def test_weekly_coverage_digest_to_secretaries(store, tiny, db_path):
     msg = http.received[0]
     assert msg["title"] == "【联系户周报】出头社区 2026-W48"
     assert "住户 8 户，已落实联系党员 2 户，未落实 6 户。" in msg["message"]
-    assert "本周期已走访 1 户（12%），逾期 7 户，其中重点户 1 户。" in msg["message"]
+    # the roll-up's figures (tests/test_honest_figures.py): the 6 unassigned households are
+    # "unassigned", not overdue as the digest's own SQL counted them until issue 14
+    assert (
+        "本周期已走访 1 户（12%），其中责任党员走访 1 户（12%）；逾期未走访 1 户，重点户逾期 0 户。"
+        in msg["message"]
+    )
     assert "联系户不足5户的党员 2 人" in msg["message"]
 
 
@@ -497,8 +512,11 @@ def test_digests_follow_the_communitys_own_policy(store, tiny, db_path):
         in daily["message"]
     )
     assert "联系户不足3户的党员" in weekly["message"]
-    # by the district's 30/7 days it would be 7 overdue, 2 of them priority
-    assert "本周期已走访 3 户（38%），逾期 5 户，其中重点户 1 户。" in weekly["message"]
+    # by the district's 30/7 days it would be 2 overdue and hh-g1-1 priority overdue
+    assert (
+        "本周期已走访 3 户（38%），其中责任党员走访 3 户（38%）；逾期未走访 1 户，重点户逾期 0 户。"
+        in weekly["message"]
+    )
 
 
 def test_english_for_a_person_who_reads_english(store, tiny, db_path):

@@ -94,7 +94,8 @@ def demo_command(
     click.echo(
         f"  1-5-N gaps: {counts['unassigned_households']} households unassigned, "
         f"{counts['members_under_minimum']} members under the minimum, "
-        f"{counts['overdue_households']} households overdue"
+        f"{counts['overdue_households']} households overdue, "
+        f"{counts['contacted_by_others_only']} contacted by others only"
     )
     click.echo(f"admin device {enrolled.device_id} enrolled for person 'admin'")
     click.echo(f"admin token (shown once, store it now): {enrolled.token}")

@@ -57,7 +57,7 @@ from gridsync.coverage.policy import (
 from gridsync.coverage.rows import UNIT_LEVELS, default_levels, rollup, rows_of
 from gridsync.coverage.rows import rate as _rate
 from gridsync.coverage.sampling import sample
-from gridsync.coverage.tallying import Member, Tally, member_phone, tally
+from gridsync.coverage.tallying import Member, Tally, due_ms, is_priority, member_phone, tally
 from gridsync.coverage.violations_list import HOUSEHOLD_VIOLATIONS, MEMBER_VIOLATIONS, violations
 from gridsync.models import VIOLATION_KINDS, CoverageRow, PolicyOverride
 
@@ -89,6 +89,8 @@ __all__ = [
     "community_policy",
     "default_levels",
     "default_policy",
+    "due_ms",
+    "is_priority",
     "judge_load",
     "label",
     "load_overrides",

@@ -77,6 +77,12 @@ class Counts:
     over: int = 0
     mask: int = 0
 
+    @property
+    def others_only(self) -> int:
+        """Assigned households contacted this cycle, but not by their responsible member (each
+        assigned household is that, contacted by its member, or overdue)."""
+        return self.assigned - self.overdue - self.by_responsible
+
     def households_only(self) -> Counts:
         """A copy with the household figures and service kinds (no members)."""
         return Counts(
@@ -164,6 +170,23 @@ class PolicyGroup:
 
     def is_priority(self) -> str:
         return tag_match(self.priority_tags)
+
+
+def is_priority(policy: Policy, tags: list[str] | tuple[str, ...]) -> bool:
+    """Whether a household with ``tags`` is a priority household under ``policy`` (the Python
+    spelling of :meth:`PolicyGroup.is_priority`)."""
+    return not set(policy.priority_tags).isdisjoint(tags)
+
+
+def due_ms(policy: Policy, priority: bool, last_ms: int | None) -> int | None:
+    """When a household contacted last at ``last_ms`` (None: never) is due again: its cycle
+    after that contact (the priority cycle for a priority household); None when it is due
+    already because it was never contacted. The household counts as not contacted (overdue,
+    or priority overdue) once ``now`` is past it, as :func:`tally` counts it: ``last_ms <
+    now - cycle`` is ``due_ms < now``."""
+    if last_ms is None:
+        return None
+    return last_ms + (policy.priority_cycle_days if priority else policy.cycle_days) * DAY_MS
 
 
 @dataclass

@@ -85,7 +85,7 @@ def _counts(t: Tally, wanted: list[ViolationKind]) -> dict[str, int]:
     for acc in t.grid_counts.values():
         totals["unassigned"] += acc.households - acc.assigned
         totals["overdue"] += acc.overdue
-        totals["contacted_by_others_only"] += acc.assigned - acc.overdue - acc.by_responsible
+        totals["contacted_by_others_only"] += acc.others_only
         totals["priority_overdue"] += acc.priority_overdue
     for home in t.homes.values():
         totals["member_under_min"] += home.under
