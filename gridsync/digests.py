@@ -262,14 +262,12 @@ def weekly_figures(
         db, settings, _EVERYTHING, None, now_ms=now_ms, levels=["branch", "community"]
     )
     default, by_community = coverage.community_policies(db, settings)
-    parent = dict(
-        db.execute("SELECT id, parent_id FROM org_units WHERE kind = 'branch'").fetchall()
-    )
     figures = {}
     for row in report.rows:
-        community = row.unit_id if row.level == "community" else parent.get(row.unit_id)
+        # a branch's parent is its community (org.PARENT_KIND)
+        community = row.unit_id if row.level == "community" else row.parent_id
         if row.households or row.members:
-            figures[row.unit_id] = unit_coverage(row, by_community.get(community, default))
+            figures[row.unit_id] = unit_coverage(row, by_community.get(community or "", default))
     return figures
 
 

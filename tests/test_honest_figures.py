@@ -24,6 +24,7 @@ from gridsync.audit import Actor
 from gridsync.cli import cli
 from gridsync.notify.routing import Router
 from gridsync.org import Scope, resolve_scope
+from tests.conftest import bearer
 from tests.coverage_community import DAY_MS, NOW_MS, insert_visit
 from tests.sync_helpers import Phone
 
@@ -361,3 +362,30 @@ def test_migration_0016s_frozen_backfill_equals_the_live_recount(store, cov_sett
     store.write(lambda db: db.execute("UPDATE households SET last_responsible_visit_ms = 0"))
     store.write(visits.recount)
     assert store.read(kept) == live
+
+
+def test_the_api_shows_both_figures_and_applies_the_one_rule(cov_client, comm, store):
+    store.write(insert_visit, "h4", "m2", NOW_MS - 2 * DAY_MS, ["policy"])  # m1's, by m2
+    store.write(
+        org.add_people,
+        [org.NewPerson(id="mz", name="周敏", roles=["member"], scope=["g2"], branch_id="b1")],
+        CLI,
+    )
+    h = bearer(comm.tokens["sec1"])
+    r = cov_client.get("/api/v1/coverage", params={"scope": "c1", "level": "grid"}, headers=h)
+    assert r.status_code == 200, r.text
+    g1 = next(row for row in r.json()["rows"] if row["unit_id"] == "g1")
+    # h1, h2, h4 (by m2), h5, h7 (unassigned, by m2): 5 contacted; h1, h2, h5 by their member
+    assert (g1["contacted"], g1["contacted_by_responsible"]) == (5, 3)
+    assert g1["compliance_rate"] == round(3 / 7, 4) and g1["contact_rate"] == round(5 / 7, 4)
+    r = cov_client.get(
+        "/api/v1/coverage/violations",
+        params={"scope": "c1", "kind": "contacted_by_others_only"},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    assert [(v["id"], v["member_id"]) for v in r.json()["items"]] == [("h4", "m1")]
+    r = cov_client.post(
+        "/api/v1/coverage/assignments", json={"household_id": "h6", "member_id": "mz"}, headers=h
+    )
+    assert r.status_code == 400 and r.json()["code"] == "member_out_of_grid", r.text
