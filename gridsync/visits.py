@@ -74,7 +74,8 @@ _INSERT = (
 def insert(db: sqlite_utils.Database, rows: Sequence[NewVisit]) -> None:
     """Insert new visits (ids not taken: the caller checked) and keep what is kept from them:
     each household's newest visit, its newest by its responsible member, the service kinds.
-    One ``executemany`` per table, one update per household (and per visiting member)."""
+    One ``executemany`` insert, one read of the batch's households, one update per household
+    whose kept times move (as a rule, each household visited), one upsert per kinds key."""
     if not rows:
         return
     db.conn.executemany(_INSERT, rows)
@@ -95,18 +96,25 @@ def insert(db: sqlite_utils.Database, rows: Sequence[NewVisit]) -> None:
             if kinds is None:
                 kinds = decoded[v.kinds] = _kinds.decode(v.kinds)
             kept.append((v.grid_id, v.member_id, kinds, v.at_ms))
+    updates = []
+    for hid, member, last, last_own in db.execute(
+        "SELECT id, responsible_member_id, last_visit_ms, last_responsible_visit_ms "
+        "FROM households WHERE id IN (SELECT value FROM json_each(?))",
+        [msgspec.json.encode(list(newest)).decode()],
+    ):
+        kept_now = (_later(last, newest[hid]), _later(last_own, by_member.get((hid, member))))
+        if kept_now != (last, last_own):
+            updates.append((*kept_now, hid))
     db.conn.executemany(
-        "UPDATE households SET last_visit_ms = ?1 WHERE id = ?2 "
-        "AND (last_visit_ms IS NULL OR last_visit_ms < ?1)",
-        [(ms, hid) for hid, ms in newest.items()],
-    )
-    db.conn.executemany(
-        "UPDATE households SET last_responsible_visit_ms = ?1 WHERE id = ?2 "
-        "AND responsible_member_id = ?3 "
-        "AND (last_responsible_visit_ms IS NULL OR last_responsible_visit_ms < ?1)",
-        [(ms, hid, member) for (hid, member), ms in by_member.items()],
+        "UPDATE households SET last_visit_ms = ?, last_responsible_visit_ms = ? WHERE id = ?",
+        updates,
     )
     _note_kinds(db, kept)
+
+
+def _later(a: int | None, b: int | None) -> int | None:
+    """The later of two times, None standing for never."""
+    return b if a is None else a if b is None else max(a, b)
 
 
 def void(db: sqlite_utils.Database, visit_id: str) -> bool:

@@ -325,9 +325,9 @@ _VISIT_DUPLICATE = Outcome("duplicate", logged=False)
 
 def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome | GridsyncError]:
     """A run of visit creates: one query for their households, one for existing ids, then
-    :func:`gridsync.visits.insert` (one ``executemany`` insert, what is kept from visits updated
-    once per household and key). Visits are their own
-    record of the mutation (found again by id), so push does not log them separately."""
+    :func:`gridsync.visits.insert` (one ``executemany`` insert; what is kept from visits updated
+    once per household and key). Visits are their own record of the mutation (found again by
+    id), so push does not log them separately."""
     db = ctx.db
     household_ids = {it.data.household_id for it in items}
     households = {
