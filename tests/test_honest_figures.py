@@ -389,3 +389,21 @@ def test_the_api_shows_both_figures_and_applies_the_one_rule(cov_client, comm, s
         "/api/v1/coverage/assignments", json={"household_id": "h6", "member_id": "mz"}, headers=h
     )
     assert r.status_code == 400 and r.json()["code"] == "member_out_of_grid", r.text
+
+
+def test_the_daily_digest_counts_the_members_own_visits(store, cov_settings, comm):
+    """h4 (m1's) visited by m2 is contacted for the roll-up, and still overdue to m1; h3
+    (m1's own visit 40 days ago) is overdue; h1 (m1, 3 days ago) and h2 (priority, 10 days
+    ago: past its 7 days) as the engine's due_ms judges them."""
+    store.write(insert_visit, "h4", "m2", NOW_MS - 2 * DAY_MS, ["policy"])
+    overdue, due, policy = store.read(digests.member_due, "m1", NOW_MS, cov_settings)
+    assert {h.id: h.last_visit_ms for h in overdue} == {
+        "h2": NOW_MS - 10 * DAY_MS,
+        "h3": NOW_MS - 40 * DAY_MS,
+        "h4": None,  # not by m1
+    }
+    assert [h.id for h in overdue] == ["h2", "h4", "h3"]  # priority first, never visited next
+    assert due == []  # h1: due in 4 days (priority, 7-day cycle), past the 3 days shown
+    assert policy.cycle_days == 30
+    row = _member_row(store, cov_settings, "m1", NOW_MS)
+    assert (row.contacted, row.contacted_by_responsible, row.overdue) == (3, 2, 1)

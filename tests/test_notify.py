@@ -418,7 +418,7 @@ def test_daily_digest_priority_first_and_quiet_hours(store, tiny, db_path):
     assert msg["title"] == "【走访提醒】张伟，今天有2户逾期、1户待走访"
     lines = msg["message"].splitlines()
     assert lines[0] == "逾期未走访："
-    assert lines[1].startswith("1. [重点] 3号楼1单元101 住户g11，上次走访 11-16")
+    assert lines[1].startswith("1. [重点] 3号楼1单元101 住户g11，您上次走访 11-16")
     assert lines[2].startswith("2. 3号楼1单元102 住户g12")
     assert lines[3] == "近期应走访："
     assert lines[4] == "1. 3号楼1单元103 住户g13，11-26 前"
