@@ -49,6 +49,7 @@ from gridsync.coverage import (
     rows_of,
     tally,
     violations,
+    with_verified,
 )
 from gridsync.errors import Invalid
 from gridsync.models import COVERAGE_LEVELS, CoverageRow, Violation
@@ -75,6 +76,7 @@ ROW_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("assigned_rate", "落实率", "assigned rate", "rate"),
     ("contacted", "本周期已走访户数", "contacted this cycle", "int"),
     ("contact_rate", "走访率", "contact rate", "rate"),
+    ("verified_rate", "最近抽检核实率", "latest verified rate (check)", "rate"),
     ("overdue", "逾期未走访户数", "overdue", "int"),
     ("overdue_rate", "逾期率", "overdue rate", "rate"),
     ("priority_households", "重点户数", "priority households", "int"),
@@ -134,7 +136,7 @@ def export_data(
     now_ms: int,
 ) -> ExportData:
     t = tally(db, settings, scope, unit_id, now_ms, member_kinds=True)
-    rows = rows_of(t, list(COVERAGE_LEVELS))
+    rows = with_verified(db, rows_of(t, list(COVERAGE_LEVELS)), now_ms)
     page = violations(
         db,
         settings,

@@ -1,5 +1,5 @@
 """The 1-5-N contact coverage rule (SPEC section 4, DOMAIN.md): policy, assignments, roll-ups,
-violations, rebalancing suggestions and the assessors' sample.
+violations, rebalancing suggestions, the assessors' sample and recorded checks.
 
 Where each rule lives:
 
@@ -15,7 +15,10 @@ Where each rule lives:
 - ``rows.py``: the roll-up rows at every level, their sums and rates.
 - ``violations_list.py``: the households and members at fault, paged, with counts.
 - ``assignments.py``: assignments (checks, log), rebalancing suggestions and applying them.
-- ``sampling.py``: the assessors' reproducible sample.
+- ``sampling.py``: the assessors' reproducible sample (:func:`draw`, the one draw).
+- ``verified.py``: what a recorded check verified (confirmed of reached), each unit's latest.
+- ``checks.py``: recorded checks (抽检): who may draw, record and read them
+  (:func:`require_checker`), the draw with a server seed, outcomes.
 
 Import the public names from the package (``from gridsync import coverage``;
 ``coverage.rollup``). No module is named like a function it holds, so ``coverage.tally`` is
@@ -32,6 +35,7 @@ from gridsync.coverage.assignments import (
     assignment_log,
     rebalance,
 )
+from gridsync.coverage.checks import draw_check, get_check, record_result, require_checker
 from gridsync.coverage.labels import KIND_LABELS, LEVEL_LABELS, VIOLATION_LABELS, label
 from gridsync.coverage.org_index import OrgIndex, ReportUnits, report_units
 from gridsync.coverage.policy import (
@@ -52,7 +56,7 @@ from gridsync.coverage.policy import (
     set_policy,
     stored_default,
 )
-from gridsync.coverage.rows import UNIT_LEVELS, default_levels, rollup, rows_of
+from gridsync.coverage.rows import UNIT_LEVELS, default_levels, rollup, rows_of, with_verified
 from gridsync.coverage.rows import rate as _rate
 from gridsync.coverage.sampling import sample
 from gridsync.coverage.tallying import RESPONSIBLE_ROLE, Member, Tally, member_phone, tally
@@ -86,6 +90,8 @@ __all__ = [
     "community_policy",
     "default_levels",
     "default_policy",
+    "draw_check",
+    "get_check",
     "judge_load",
     "label",
     "load_overrides",
@@ -96,8 +102,10 @@ __all__ = [
     "policy_of_scope",
     "publish_default",
     "rebalance",
+    "record_result",
     "report_units",
     "republish_policies",
+    "require_checker",
     "rollup",
     "rows_of",
     "sample",
@@ -106,4 +114,5 @@ __all__ = [
     "stored_default",
     "tally",
     "violations",
+    "with_verified",
 ]
