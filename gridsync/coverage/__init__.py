@@ -59,7 +59,14 @@ from gridsync.coverage.policy import (
 from gridsync.coverage.rows import UNIT_LEVELS, default_levels, rollup, rows_of, with_verified
 from gridsync.coverage.rows import rate as _rate
 from gridsync.coverage.sampling import sample
-from gridsync.coverage.tallying import RESPONSIBLE_ROLE, Member, Tally, member_phone, tally
+from gridsync.coverage.tallying import (
+    RESPONSIBLE_ROLE,
+    Member,
+    Tally,
+    grid_filter,
+    member_phone,
+    tally,
+)
 from gridsync.coverage.violations_list import HOUSEHOLD_VIOLATIONS, MEMBER_VIOLATIONS, violations
 from gridsync.models import VIOLATION_KINDS, CoverageRow, PolicyOverride
 
@@ -92,6 +99,7 @@ __all__ = [
     "default_policy",
     "draw_check",
     "get_check",
+    "grid_filter",
     "judge_load",
     "label",
     "load_overrides",
