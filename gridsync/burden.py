@@ -149,17 +149,31 @@ def burden(
         if pid in ids:
             mutations[pid] = int(n)
 
-    cond, params = coverage.grid_filter(sorted(scoped.grids))
-    visits = {
-        pid: n
+    # Visits have no index by time (only by grid and seq, and by household and time): a few
+    # grids read theirs through visits_grid_seq; a street or the district scans the table once
+    # and keeps its grids here (the demo district's 1.9 million visits: 0.7 s, against 5 s
+    # through the grid index, which reads every visit of every grid, and 3.3 s with the grid
+    # list as an SQL condition on every row).
+    visits: dict[str, int] = {}
+    if idx.wide(scoped.units):
+        counted = db.execute(
+            """SELECT member_id, grid_id, count(*) FROM visits NOT INDEXED
+               WHERE at_ms >= ? AND at_ms < ? AND voided = 0 GROUP BY member_id, grid_id""",
+            [start, end],
+        )
+        for pid, grid, n in counted:
+            if pid in ids and grid in scoped.grids:
+                visits[pid] = visits.get(pid, 0) + n
+    else:
+        cond, params = coverage.grid_filter(sorted(scoped.grids))
         for pid, n in db.execute(
             f"""SELECT member_id, count(*) FROM visits
                 WHERE {cond} AND at_ms >= ? AND at_ms < ? AND voided = 0
                 GROUP BY member_id""",
             [*params, start, end],
-        )
-        if pid in ids
-    }
+        ):
+            if pid in ids:
+                visits[pid] = n
 
     notifications: dict[str, dict[str, int]] = {}
     for pid, kind, n in db.execute(
