@@ -72,6 +72,13 @@ class OutOfScope(Forbidden):
     code = "out_of_scope"
 
 
+class CheckForbidden(Forbidden):
+    """A recorded check (抽检) asked for by someone not above its unit, or by its own people
+    (``gridsync/coverage/checks.py``, ``require_checker``)."""
+
+    code = "check_forbidden"
+
+
 class NotFound(GridsyncError):
     status = 404
     code = "not_found"

@@ -36,7 +36,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
-from gridsync import audit
+from gridsync import audit, burden
 from gridsync.audit import Actor
 from gridsync.clock import SYSTEM_CLOCK, Clock, iso_ms
 from gridsync.config import Settings
@@ -49,9 +49,10 @@ from gridsync.coverage import (
     rows_of,
     tally,
     violations,
+    with_verified,
 )
 from gridsync.errors import Invalid
-from gridsync.models import COVERAGE_LEVELS, CoverageRow, Violation
+from gridsync.models import COVERAGE_LEVELS, BurdenReport, CoverageRow, Violation
 from gridsync.org import Scope
 
 Format = Literal["csv", "xlsx", "json"]
@@ -77,6 +78,7 @@ ROW_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("contact_rate", "走访率", "contact rate", "rate"),
     ("contacted_by_responsible", "责任党员走访", "contacted by responsible member", "int"),
     ("compliance_rate", "责任党员走访率", "compliance rate", "rate"),
+    ("verified_rate", "最近抽检核实率", "latest verified rate (check)", "rate"),
     ("overdue", "逾期未走访户数", "overdue", "int"),
     ("overdue_rate", "逾期率", "overdue rate", "rate"),
     ("priority_households", "重点户数", "priority households", "int"),
@@ -136,7 +138,7 @@ def export_data(
     now_ms: int,
 ) -> ExportData:
     t = tally(db, settings, scope, unit_id, now_ms, member_kinds=True)
-    rows = rows_of(t, list(COVERAGE_LEVELS))
+    rows = with_verified(db, rows_of(t, list(COVERAGE_LEVELS)), now_ms)
     page = violations(
         db,
         settings,
@@ -370,4 +372,66 @@ def render(data: ExportData, fmt: str, lang: str = "zh", progress: Progress = _n
         return ("\ufeff" + text.getvalue()).encode()
     buf = io.BytesIO()
     (write_xlsx if fmt == "xlsx" else write_json)(data, buf, lang, progress)
+    return buf.getvalue()
+
+
+# -- the burden report (gridsync/burden.py) -------------------------------------------------------
+
+BURDEN_SHEET = {"zh": "工作负担", "en": "burden"}
+# (key, Chinese header, English header, kind); the notifications by kind follow "notifications"
+BURDEN_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("person_id", "人员编号", "person", "text"),
+    ("name", "姓名", "name", "text"),
+    ("roles", "角色", "roles", "text"),
+    ("mutations", "推送变更数", "mutations pushed", "int"),
+    ("visits", "走访数", "visits", "int"),
+    ("households_due", "待走访户数", "households due", "int"),
+    ("notifications", "收到通知数", "notifications", "int"),
+)
+ALERT_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("alerts_received", "收到预警数", "alerts received", "int"),
+    ("alerts_acted", "已处置预警数", "alerts acted on", "int"),
+)
+
+
+def burden_table(report: BurdenReport, lang: str = "zh") -> tuple[list[str], list[list[Any]]]:
+    """The burden report as a header and rows (the XLSX sheet and the CLI table): one column
+    per notification kind present, after their total; alert columns empty for non-secretaries."""
+    kinds = sorted({k for r in report.rows for k in r.notifications})
+    header = _header(BURDEN_COLUMNS, lang)
+    header += [
+        ("通知：" if lang == "zh" else "notifications: ")
+        + burden.label(burden.NOTIFICATION_LABELS, lang, k)
+        for k in kinds
+    ]
+    header += _header(ALERT_COLUMNS, lang)
+    rows = []
+    for r in report.rows:
+        sep = "、" if lang == "zh" else ", "
+        rows.append(
+            [
+                r.person_id,
+                r.name,
+                sep.join(burden.label(burden.ROLE_LABELS, lang, x) for x in r.roles),
+                r.mutations,
+                r.visits,
+                r.households_due,
+                sum(r.notifications.values()),
+                *(r.notifications.get(k, 0) for k in kinds),
+                None if r.alerts_acted is None else r.alerts_acted.received,
+                None if r.alerts_acted is None else r.alerts_acted.acted,
+            ]
+        )
+    return header, rows
+
+
+def burden_xlsx(report: BurdenReport, lang: str = "zh", progress: Progress = _noop) -> bytes:
+    """The burden report as one XLSX sheet (Chinese headers by default), the week in its name."""
+    header, rows = burden_table(report, lang)
+    kinds = ["text", "text", "text"] + ["int"] * (len(header) - 3)
+    wb = Workbook(write_only=True)
+    title = f"{BURDEN_SHEET.get(lang, BURDEN_SHEET['zh'])} {report.week}"
+    _sheet(wb, title, header, kinds, rows, progress)
+    buf = io.BytesIO()
+    wb.save(buf)
     return buf.getvalue()

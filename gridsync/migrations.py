@@ -803,3 +803,59 @@ def backfill_0016(db: sqlite_utils.Database) -> None:
         "WHERE v.household_id = households.id AND v.voided = 0 "
         "AND v.member_id = households.responsible_member_id)"
     )
+
+
+# -- recorded checks (issue 14: checks nobody can game, 随机抽检) ------------------------------
+
+
+@migrations(name="0018_coverage_checks")
+def m0018_coverage_checks(db: sqlite_utils.Database) -> None:
+    """A recorded check (``gridsync/coverage/checks.py``): drawn by a role above the assessed
+    unit with a seed the server made, its households with the last visit each had when drawn
+    (frozen: a visit voided or logged later does not change what was checked), and the
+    checker's outcome per household."""
+    db.executescript(
+        """
+        CREATE TABLE coverage_checks (
+            id TEXT PRIMARY KEY,                        -- UUIDv7
+            scope_id TEXT NOT NULL REFERENCES org_units(id),
+            n INTEGER NOT NULL,                         -- households asked for
+            seed TEXT NOT NULL,                         -- made by the server (secrets)
+            population INTEGER NOT NULL,                -- active households drawn from
+            drawn_by TEXT,                              -- person id; NULL: the operator (CLI)
+            drawn_device TEXT,
+            drawn_ms INTEGER NOT NULL
+        );
+        CREATE INDEX coverage_checks_scope ON coverage_checks(scope_id, drawn_ms);
+
+        CREATE TABLE coverage_check_households (
+            check_id TEXT NOT NULL REFERENCES coverage_checks(id),
+            household_id TEXT NOT NULL,
+            position INTEGER NOT NULL,                  -- the order of the draw
+            last_visit TEXT,                            -- JSON {id, at, member_id, channel,
+                                                        -- kinds} when drawn; NULL: never visited
+            outcome TEXT CHECK (outcome IN ('confirmed', 'denied', 'unreachable')),
+            note TEXT NOT NULL DEFAULT '',
+            recorded_by TEXT,
+            recorded_ms INTEGER,
+            PRIMARY KEY (check_id, household_id)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
+# -- the burden report (issue 14: what the system costs the people who use it) ---------------
+
+
+@migrations(name="0019_burden_indexes")
+def m0019_burden_indexes(db: sqlite_utils.Database) -> None:
+    """The burden report (``gridsync/burden.py``) reads one week of pushes (the audit log's
+    ``sync.push`` entries) and of notifications (the outbox by ``created_ms``); without these
+    each report would scan both tables whole, and the audit log is never pruned. Both keys only
+    grow, so each insert appends at the end of its index."""
+    db.executescript(
+        """
+        CREATE INDEX audit_log_action_at ON audit_log(action, at);
+        CREATE INDEX outbox_created ON outbox(created_ms);
+        """
+    )

@@ -1191,6 +1191,16 @@ def _warn_near(
 
 
 _DEADLINE_NOTICES = {"missed": "whistle_overdue", "near": "whistle_near"}
+# The notifications that ask their recipient to act on a case, each queued with the case as its
+# ``cause`` (``whistle_closed`` only tells): the burden report counts how many its recipients
+# acted on (gridsync/burden.py).
+ALERT_KINDS = (
+    "whistle_raised",
+    "whistle_near",
+    "whistle_overdue",
+    "whistle_escalated",
+    "whistle_returned",
+)
 
 
 def _deadline_notice(

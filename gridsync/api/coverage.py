@@ -1,5 +1,5 @@
 """HTTP controllers of the coverage area: roll-ups, violations, assignments, rebalancing,
-the assessors' sample, policy overrides and exports. Scope comes from the token, and with it
+the assessors' sample, recorded checks (抽检), policy overrides and exports. Scope comes from the token, and with it
 whose phone numbers the caller reads in full (``Scope.phones``, gridsync/privacy.py)."""
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from gridsync.models import (
     ApplyResult,
     Assignment,
     AssignRequest,
+    Check,
+    CheckRequest,
+    CheckResult,
     CommunityPolicy,
     CoverageLevel,
     CoverageReport,
@@ -248,6 +251,71 @@ class CoverageController(Controller):
             scope_id,
             {"seed": seed, "n": n, "households": [i.household.id for i in result.items]},
         )
+        return result
+
+    @post(
+        "/checks",
+        status_code=201,
+        summary="Draw a recorded check (抽检) with a server seed: from above the unit only",
+        responses=error_responses(400, 403, 404, 413, 503),
+    )
+    async def draw_check(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        clock: NamedDependency[Clock],
+        data: JSONBody[CheckRequest],
+    ) -> Check:
+        return await store.awrite(
+            coverage.draw_check,
+            principal.actor,
+            principal.roles,
+            principal.scope,
+            data.scope,
+            data.n,
+            clock=clock,
+        )
+
+    @put(
+        "/checks/{check_id:str}/results/{household_id:str}",
+        summary="Record the checker's outcome for one household of a check",
+        responses=error_responses(400, 403, 404, 413, 503),
+    )
+    async def record_check_result(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        clock: NamedDependency[Clock],
+        check_id: PathId,
+        household_id: PathId,
+        data: JSONBody[CheckResult],
+    ) -> Check:
+        return await store.awrite(
+            coverage.record_result,
+            principal.actor,
+            principal.roles,
+            principal.scope,
+            check_id,
+            household_id,
+            data,
+            clock=clock,
+        )
+
+    @get(
+        "/checks/{check_id:str}",
+        summary="A recorded check: its households, outcomes and verified rate",
+        responses=error_responses(400, 403, 404, 503),
+    )
+    async def show_check(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        check_id: PathId,
+    ) -> Check:
+        result = await store.aread(
+            coverage.get_check, principal.person_id, principal.roles, principal.scope, check_id
+        )
+        await store.awrite(record, principal.actor, "read.coverage.check", check_id)
         return result
 
     @get(

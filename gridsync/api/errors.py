@@ -129,11 +129,12 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
 # What each error status means in this API, by the codes its body may carry. The OpenAPI
 # document gives every operation's error statuses these descriptions and the ErrorBody schema.
 ERROR_STATUSES: dict[int, str] = {
-    400: "validation_error (the parameter or body field at fault is in `field`) or "
-    "malformed_body (a body that does not decode)",
+    400: "validation_error (the parameter or body field at fault is in `field`), "
+    "malformed_body (a body that does not decode) or check_empty (no household to check)",
     401: "no usable token: unauthorized (missing), invalid_token, person_inactive; "
     "device_revoked with `wipe: true` (the phone wipes what it holds)",
-    403: "forbidden (a role this needs), out_of_scope, or device_draining with `drain: true` "
+    403: "forbidden (a role this needs), out_of_scope, check_forbidden (a check asked for by "
+    "its assessed unit's own people, or from below it), or device_draining with `drain: true` "
     "(a device revoked with drain: it may push once, then wipe)",
     404: "not_found (or case_not_found): it does not exist, or not within the caller's scope",
     409: "the stored state refuses it; the code says how (e.g. seq_gap with `expected_seq`, "

@@ -1,5 +1,5 @@
 """CLI commands of the coverage area: ``coverage`` (roll-up, ``sample``, ``violations``,
-``rebalance``, ``policy``), ``assign`` and ``export coverage``.
+``rebalance``, ``policy``, ``check``), ``assign`` and ``export coverage``.
 
 The CLI is the operator at the server: it sees the whole district (or ``--scope``), acts as
 an admin in the audit log (device ``cli``), and masks phone numbers unless ``--show-phones``."""
@@ -31,7 +31,16 @@ from gridsync.cli.base import (
 from gridsync.clock import SYSTEM_CLOCK
 from gridsync.config import ConfigError, Settings, load_settings
 from gridsync.db import Store
-from gridsync.models import COVERAGE_LEVELS, VIOLATION_KINDS, PolicyOverride, SuggestionPick
+from gridsync.models import (
+    CHECK_OUTCOMES,
+    COVERAGE_LEVELS,
+    VIOLATION_KINDS,
+    Check,
+    CheckRequest,
+    CheckResult,
+    PolicyOverride,
+    SuggestionPick,
+)
 from gridsync.org import Scope
 from gridsync.privacy import operator
 
@@ -133,6 +142,7 @@ REPORT_HEADER = {
         "已走访",
         "责任党员走访",
         "责任党员走访率",
+        "核实率",
         "逾期",
         "重点户逾期",
         "党员",
@@ -151,6 +161,7 @@ REPORT_HEADER = {
         "contacted",
         "by resp.",
         "compliance%",
+        "verified%",
         "overdue",
         "prio.overdue",
         "members",
@@ -207,6 +218,7 @@ def coverage(
             str(r.contacted),
             str(r.contacted_by_responsible),
             _pct(r.compliance_rate),
+            _pct(r.verified_rate),
             str(r.overdue),
             str(r.priority_overdue),
             str(r.members),
@@ -454,6 +466,130 @@ def coverage_rebalance(
     elif plan.suggestions:
         summary += t["hint"]
     click.echo(summary, err=True)
+
+
+# -- recorded checks (抽检) -----------------------------------------------------------------------
+
+OUTCOME_LABELS = {
+    "zh": {"confirmed": "属实", "denied": "不属实", "unreachable": "未联系上", None: "待核实"},
+    "en": {"confirmed": "confirmed", "denied": "denied", "unreachable": "unreachable", None: "-"},
+}
+
+
+def _echo_check(check: Check, as_json: bool, lang: str) -> None:
+    if as_json:
+        echo_json(check)
+        return
+    labels = OUTCOME_LABELS[lang]
+    for h in check.households:
+        v = h.last_visit
+        visit = (
+            f"{v.at}\t{v.member_id}\t{v.channel}"
+            if v
+            else ("（无走访记录）" if lang == "zh" else "(no visits)")
+        )
+        click.echo(f"{h.household_id}\t{visit}\t{labels[h.outcome]}\t{h.note}")
+    text = (
+        "抽检 {id}：{scope}，{n} 户，种子 {seed}，{by} 于 {at} 抽取；核实率 {rate}"
+        if lang == "zh"
+        else "check {id}: {scope}, {n} households, seed {seed}, drawn by {by} at {at}; verified {rate}"
+    )
+    click.echo(
+        text.format(
+            id=check.id,
+            scope=check.scope,
+            n=len(check.households),
+            seed=check.seed,
+            by=check.drawn_by or "cli",
+            at=check.drawn_at,
+            rate=_pct(check.verified_rate),
+        ),
+        err=True,
+    )
+
+
+@coverage.group("check")
+def coverage_check() -> None:
+    """Recorded checks (抽检): draw with a server seed, record outcomes, show the verified rate.
+
+    A check is drawn from above the unit it assesses (the CLI is the operator: an admin), is
+    stored with its seed (`coverage sample --seed SEED` shows the same households), and its
+    verified rate (confirmed of reached) appears beside the contact rate in `coverage`."""
+
+
+@coverage_check.command("draw")
+@db_option
+@json_option
+@click.option("--scope", "scope_id", required=True, help="Org unit id to check.")
+@click.option(
+    "--n",
+    "n",
+    type=int_range_of(CheckRequest, "n"),
+    default=20,
+    show_default=True,
+    help="Households to draw.",
+)
+@lang_option
+def check_draw(db_path: str, as_json: bool, scope_id: str, n: int, lang: str) -> None:
+    """Draw and record a check of N households of a unit (audited)."""
+    with open_store(db_path) as store:
+        check = run(
+            lambda: store.write(cov.draw_check, Actor.cli(), OPERATOR_ROLES, OPERATOR, scope_id, n)
+        )
+    _echo_check(check, as_json, lang)
+
+
+@coverage_check.command("show")
+@db_option
+@json_option
+@click.argument("check_id")
+@lang_option
+def check_show(db_path: str, as_json: bool, check_id: str, lang: str) -> None:
+    """A check's households, outcomes and verified rate."""
+    with open_store(db_path) as store:
+        check = run(lambda: store.read(cov.get_check, None, OPERATOR_ROLES, OPERATOR, check_id))
+        store.write(record, Actor.cli(), "read.coverage.check", check_id)
+    _echo_check(check, as_json, lang)
+
+
+@coverage_check.command("record")
+@db_option
+@json_option
+@click.argument("check_id")
+@click.argument("household_id")
+@click.argument("outcome", type=click.Choice(CHECK_OUTCOMES))
+@click.option("--note", default="", help="What the household said (at most 500 characters).")
+@lang_option
+def check_record(
+    db_path: str,
+    as_json: bool,
+    check_id: str,
+    household_id: str,
+    outcome: str,
+    note: str,
+    lang: str,
+) -> None:
+    """Record the outcome for one household of a check: confirmed (the household confirms the
+    contact), denied (it says there was none) or unreachable. Again replaces it (audited)."""
+    import msgspec
+
+    try:
+        result = msgspec.convert({"outcome": outcome, "note": note}, CheckResult)
+    except msgspec.ValidationError as exc:
+        raise click.ClickException(f"validation_error: {exc}") from exc
+    with open_store(db_path) as store:
+        check = run(
+            lambda: store.write(
+                cov.record_result,
+                Actor.cli(),
+                OPERATOR_ROLES,
+                OPERATOR,
+                check_id,
+                household_id,
+                result,
+            )
+        )
+    _echo_check(check, as_json, lang)
 
 
 # -- policy -------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The 1-5-N contact coverage rule (SPEC section 4, DOMAIN.md): policy, assignments, roll-ups,
-violations, rebalancing suggestions and the assessors' sample.
+violations, rebalancing suggestions, the assessors' sample and recorded checks.
 
 Where each rule lives:
 
@@ -16,7 +16,10 @@ Where each rule lives:
 - ``rows.py``: the roll-up rows at every level, their sums and rates.
 - ``violations_list.py``: the households and members at fault, paged, with counts.
 - ``assignments.py``: assignments (checks, log), rebalancing suggestions and applying them.
-- ``sampling.py``: the assessors' reproducible sample.
+- ``sampling.py``: the assessors' reproducible sample (:func:`draw`, the one draw).
+- ``verified.py``: what a recorded check verified (confirmed of reached), each unit's latest.
+- ``checks.py``: recorded checks (抽检): who may draw, record and read them
+  (:func:`require_checker`), the draw with a server seed, outcomes.
 
 Import the public names from the package (``from gridsync import coverage``;
 ``coverage.rollup``). No module is named like a function it holds, so ``coverage.tally`` is
@@ -33,6 +36,7 @@ from gridsync.coverage.assignments import (
     assignment_log,
     rebalance,
 )
+from gridsync.coverage.checks import draw_check, get_check, record_result, require_checker
 from gridsync.coverage.labels import KIND_LABELS, LEVEL_LABELS, VIOLATION_LABELS, label
 from gridsync.coverage.members import RESPONSIBLE_ROLE, Standing, member_sql, standing
 from gridsync.coverage.org_index import OrgIndex, ReportUnits, report_units
@@ -54,10 +58,18 @@ from gridsync.coverage.policy import (
     set_policy,
     stored_default,
 )
-from gridsync.coverage.rows import UNIT_LEVELS, default_levels, rollup, rows_of
+from gridsync.coverage.rows import UNIT_LEVELS, default_levels, rollup, rows_of, with_verified
 from gridsync.coverage.rows import rate as _rate
 from gridsync.coverage.sampling import sample
-from gridsync.coverage.tallying import Member, Tally, due_ms, is_priority, member_phone, tally
+from gridsync.coverage.tallying import (
+    Member,
+    Tally,
+    due_ms,
+    grid_filter,
+    is_priority,
+    member_phone,
+    tally,
+)
 from gridsync.coverage.violations_list import HOUSEHOLD_VIOLATIONS, MEMBER_VIOLATIONS, violations
 from gridsync.models import VIOLATION_KINDS, CoverageRow, PolicyOverride
 
@@ -89,7 +101,10 @@ __all__ = [
     "community_policy",
     "default_levels",
     "default_policy",
+    "draw_check",
     "due_ms",
+    "get_check",
+    "grid_filter",
     "is_priority",
     "judge_load",
     "label",
@@ -102,8 +117,10 @@ __all__ = [
     "policy_of_scope",
     "publish_default",
     "rebalance",
+    "record_result",
     "report_units",
     "republish_policies",
+    "require_checker",
     "rollup",
     "rows_of",
     "sample",
@@ -113,4 +130,5 @@ __all__ = [
     "stored_default",
     "tally",
     "violations",
+    "with_verified",
 ]

@@ -19,6 +19,7 @@ from gridsync.clock import iso_ms
 from gridsync.config import Settings
 from gridsync.coverage.org_index import OrgIndex, report_units
 from gridsync.coverage.tallying import Counts, Tally, tally
+from gridsync.coverage.verified import latest_verified
 from gridsync.errors import Invalid
 from gridsync.models import COVERAGE_LEVELS, CoverageLevel, CoverageReport, CoverageRow, Policy
 from gridsync.org import Scope
@@ -55,7 +56,25 @@ def rollup(
         idx=idx,
         scoped=scoped,
     )
-    return CoverageReport(scope_id=unit_id, at=iso_ms(now_ms), rows=rows_of(t, levels))
+    rows = with_verified(db, rows_of(t, levels), now_ms)
+    return CoverageReport(scope_id=unit_id, at=iso_ms(now_ms), rows=rows)
+
+
+def with_verified(
+    db: sqlite_utils.Database, rows: list[CoverageRow], now_ms: int
+) -> list[CoverageRow]:
+    """``rows`` with each unit's latest verified rate (最近抽检核实率) beside its contact rate:
+    its newest recorded check at or before ``now_ms`` that reached a household
+    (:func:`~gridsync.coverage.verified.latest_verified`). Rows are changed in place (most have
+    no check) and returned."""
+    latest = latest_verified(db, now_ms)
+    if latest:
+        for row in rows:
+            found = latest.get(row.unit_id) if row.level != "member" else None
+            if found is not None:
+                row.verified_rate = rate(found.confirmed, found.reached)
+                row.verified_at = iso_ms(found.drawn_ms)
+    return rows
 
 
 def default_levels(t: Tally) -> tuple[CoverageLevel, ...]:

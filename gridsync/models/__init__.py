@@ -3,7 +3,8 @@ sends, with the constants that bound or define their fields (id shape, tag and c
 roles, channels, levels, states).
 
 One submodule per area (``core``: org, people, households, visits, devices, errors, pages;
-``sync``: push, pull, status, conflicts; ``coverage``; ``whistle``; ``notify``: the outbox);
+``sync``: push, pull, status, conflicts; ``coverage`` (checks included); ``whistle``;
+``notify``: the outbox; ``reports``: the burden report);
 this module re-exports their public names, so ``from gridsync.models import Household`` works
 for all of them.
 
@@ -59,13 +60,21 @@ from gridsync.models.core import (
     is_masked,
 )
 from gridsync.models.coverage import (
+    CHECK_OUTCOMES,
     COVERAGE_LEVELS,
+    MAX_CHECK_HOUSEHOLDS,
     VIOLATION_KINDS,
     ApplyOutcome,
     ApplyRequest,
     ApplyResult,
     Assignment,
     AssignRequest,
+    Check,
+    CheckedHousehold,
+    CheckedVisit,
+    CheckOutcome,
+    CheckRequest,
+    CheckResult,
     CommunityPolicy,
     CoverageLevel,
     CoverageReport,
@@ -81,6 +90,7 @@ from gridsync.models.coverage import (
     ViolationPage,
 )
 from gridsync.models.notify import OutboxEntry, OutboxPage, OutboxState
+from gridsync.models.reports import ISO_WEEK_PATTERN, AlertsActed, BurdenReport, BurdenRow
 from gridsync.models.sync import (
     HLC_PATTERN,
     MAX_UPDATE_FIELDS,
@@ -180,6 +190,9 @@ WIRE_TYPES: tuple[type, ...] = (
     ApplyResult,
     SampledHousehold,
     Sample,
+    CheckRequest,
+    CheckResult,
+    Check,
     # whistle
     WhistleRaise,
     WhistleAct,
@@ -191,17 +204,22 @@ WIRE_TYPES: tuple[type, ...] = (
     # notify
     OutboxEntry,
     OutboxPage,
+    # reports
+    BurdenReport,
 )
 
 __all__ = [
     "CASE_LEVELS",
+    "CHECK_OUTCOMES",
     "COVERAGE_LEVELS",
     "HLC_PATTERN",
     "HOUSEHOLD_STATUSES",
     "ID_PATTERN",
+    "ISO_WEEK_PATTERN",
     "MASK_CHAR",
     "MAX_CHANNELS",
     "MAX_CHANNEL_LENGTH",
+    "MAX_CHECK_HOUSEHOLDS",
     "MAX_IDS",
     "MAX_TAGS",
     "MAX_TAG_LENGTH",
@@ -209,11 +227,14 @@ __all__ = [
     "ROLES",
     "VIOLATION_KINDS",
     "WIRE_TYPES",
+    "AlertsActed",
     "ApplyOutcome",
     "ApplyRequest",
     "ApplyResult",
     "AssignRequest",
     "Assignment",
+    "BurdenReport",
+    "BurdenRow",
     "CaseAction",
     "CaseCreate",
     "CaseEvent",
@@ -223,6 +244,12 @@ __all__ = [
     "Change",
     "ChangeType",
     "Channel",
+    "Check",
+    "CheckOutcome",
+    "CheckRequest",
+    "CheckResult",
+    "CheckedHousehold",
+    "CheckedVisit",
     "CommunityPolicy",
     "ConflictEntry",
     "ConflictPage",

@@ -1,5 +1,5 @@
 """Wire types of the 1-5-N coverage rule (SPEC section 4): policy overrides, roll-ups,
-violations, assignments, rebalancing and the assessors' sample."""
+violations, assignments, rebalancing, the assessors' sample and recorded checks (抽检)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated, Literal, get_args
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from gridsync.models.core import (
+    ID_PATTERN,
     LONG_TEXT_PATTERN,
     SHORT_TEXT_PATTERN,
     Household,
@@ -60,7 +61,12 @@ class CoverageRow(Struct, gc=False):
     denominator is 0: assigned_rate, contact_rate and compliance_rate (contacted by the
     responsible member: what 1-5-N compliance is judged by) over households, overdue_rate over
     assigned, priority_overdue_rate over priority_households, members_under_min_rate and
-    members_over_cap_rate over members, kinds_rate over kinds_total."""
+    members_over_cap_rate over members, kinds_rate over kinds_total.
+
+    ``verified_rate`` (最近抽检核实率) and ``verified_at``: the newest recorded check of this very
+    unit drawn at or before the report's time that has a verified rate (confirmed of reached,
+    ``gridsync/coverage/verified.py``), and when it was drawn; null without one (and on
+    member rows)."""
 
     level: CoverageLevel
     unit_id: str
@@ -87,6 +93,8 @@ class CoverageRow(Struct, gc=False):
     members_under_min_rate: float | None
     members_over_cap_rate: float | None
     kinds_rate: float | None
+    verified_rate: float | None = None
+    verified_at: str | None = None
 
 
 class CoverageReport(Struct, kw_only=True):
@@ -189,3 +197,61 @@ class Sample(Struct, kw_only=True):
     n: int
     population: int
     items: list[SampledHousehold]
+
+
+# -- recorded checks (抽检) -----------------------------------------------------------------------
+
+CheckOutcome = Literal["confirmed", "denied", "unreachable"]
+CHECK_OUTCOMES: tuple[CheckOutcome, ...] = get_args(CheckOutcome)
+MAX_CHECK_HOUSEHOLDS = 200  # a check is a call or a knock per household: not a census
+MAX_CHECK_NOTE = 500
+
+
+class CheckRequest(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Draw a recorded check: ``n`` households of the org unit ``scope``, with a seed the
+    server makes."""
+
+    scope: Annotated[str, Meta(min_length=1, max_length=64, pattern=ID_PATTERN)]
+    n: Annotated[int, Meta(ge=1, le=MAX_CHECK_HOUSEHOLDS)] = 20
+
+
+class CheckResult(Struct, kw_only=True, forbid_unknown_fields=True):
+    """The checker's outcome for one household of a check: ``confirmed`` (the household says
+    the contact happened), ``denied`` (it says it did not), ``unreachable`` (nobody reached)."""
+
+    outcome: CheckOutcome
+    note: Annotated[str, Meta(max_length=MAX_CHECK_NOTE, pattern=LONG_TEXT_PATTERN)] = ""
+
+
+class CheckedVisit(Struct, kw_only=True):
+    """A household's newest non-voided visit when the check was drawn: what the checker asks
+    the household about."""
+
+    id: str
+    at: str  # device clock, ISO 8601 with offset, as the phone sent it
+    member_id: str
+    channel: str
+    kinds: list[str] = []
+
+
+class CheckedHousehold(Struct, kw_only=True):
+    household_id: str
+    last_visit: CheckedVisit | None  # null: never visited when drawn
+    outcome: CheckOutcome | None  # null until the checker records one
+    note: str = ""
+
+
+class Check(Struct, kw_only=True):
+    """A recorded check (抽检): who drew it and when, the server's seed (``gridsync coverage
+    sample --scope SCOPE --n N --seed SEED`` draws the same households over the same
+    households), and the outcomes. ``verified_rate``: confirmed of reached (confirmed +
+    denied), 4 decimals; null when no household was reached."""
+
+    id: str
+    scope: str
+    n: int
+    seed: str
+    drawn_by: str | None  # person id; null: the operator at the CLI
+    drawn_at: str
+    households: list[CheckedHousehold]
+    verified_rate: float | None

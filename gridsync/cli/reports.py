@@ -1,0 +1,108 @@
+"""CLI commands of the reports about the people who use gridsync: ``report burden``.
+
+The CLI is the operator at the server: it reads the whole district (or ``--scope``) and is
+recorded in the audit log as device ``cli``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from gridsync import burden, exports
+from gridsync.audit import Actor, record
+from gridsync.cli.base import TIME, cli, db_option, echo_json, json_option, open_store, run
+from gridsync.cli.coverage import (
+    OPERATOR,
+    _now_ms,
+    _settings,
+    _table,
+    config_option,
+    lang_option,
+    scope_option,
+)
+
+
+@cli.group()
+def report() -> None:
+    """Reports about the people who use gridsync (the burden it puts on them)."""
+
+
+@report.command("burden")
+@db_option
+@json_option
+@scope_option
+@click.option(
+    "--week",
+    default=None,
+    metavar="YYYY-Www",
+    help="ISO week, e.g. 2026-W49 [default: the week of --now, in the district's zone].",
+)
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the report to this XLSX file (Chinese headers unless --lang en).",
+)
+@click.option(
+    "--now", "now", type=TIME, default=None, help="Take 'this week' and 'now' from this time."
+)
+@lang_option
+@config_option
+def report_burden(
+    db_path: str,
+    as_json: bool,
+    scope_id: str | None,
+    week: str | None,
+    output: str | None,
+    now: int | None,
+    lang: str,
+    config_path: str | None,
+) -> None:
+    """What gridsync asked of each person in an ISO week: mutations pushed, visits, households
+    due (the coverage engine's overdue at the week's end), notifications by kind, and for
+    secretaries the whistle alerts received and acted on."""
+    settings = _settings(config_path)
+    now_ms = _now_ms(now)
+    with open_store(db_path) as store:
+        result = run(
+            lambda: store.read(
+                burden.burden, settings, OPERATOR, scope_id, week=week, now_ms=now_ms
+            )
+        )
+        body = None
+        if output is not None:
+            label = "导出" if lang == "zh" else "exporting"
+            with click.progressbar(length=len(result.rows), label=label, file=sys.stderr) as bar:
+                body = exports.burden_xlsx(result, lang, progress=bar.update)
+            try:
+                Path(output).write_bytes(body)
+            except OSError as exc:
+                raise click.ClickException(f"cannot write {output}: {exc}") from exc
+        store.write(
+            record,
+            Actor.cli(),
+            "export.burden" if output else "read.report.burden",
+            scope_id,
+            {"week": result.week, "rows": len(result.rows), "file": output is not None},
+        )
+    if as_json:
+        echo_json(result)
+        return
+    header, rows = exports.burden_table(result, lang)
+    click.echo(_table(header, [["" if v is None else str(v) for v in row] for row in rows]))
+    done = (
+        f"；已写入 {output}" if output and lang == "zh" else (f"; wrote {output}" if output else "")
+    )
+    click.echo(
+        (
+            f"{result.week}，{len(result.rows)} 人"
+            if lang == "zh"
+            else f"{result.week}, {len(result.rows)} people"
+        )
+        + done,
+        err=True,
+    )
