@@ -80,7 +80,18 @@ from gridsync.models.coverage import (
     ViolationKind,
     ViolationPage,
 )
-from gridsync.models.notify import OutboxEntry, OutboxPage, OutboxState
+from gridsync.models.notify import (
+    MAX_NOTICE_BODY,
+    MAX_NOTICE_LINK,
+    MAX_NOTICE_TITLE,
+    NOTICE_VISIBLE_DAYS,
+    Notice,
+    NoticeRead,
+    OutboxEntry,
+    OutboxPage,
+    OutboxState,
+    UnreachablePerson,
+)
 from gridsync.models.sync import (
     HLC_PATTERN,
     MAX_UPDATE_FIELDS,
@@ -191,6 +202,9 @@ WIRE_TYPES: tuple[type, ...] = (
     # notify
     OutboxEntry,
     OutboxPage,
+    Notice,
+    NoticeRead,
+    UnreachablePerson,
 )
 
 __all__ = [
@@ -202,10 +216,14 @@ __all__ = [
     "MASK_CHAR",
     "MAX_CHANNELS",
     "MAX_CHANNEL_LENGTH",
+    "MAX_NOTICE_BODY",
+    "MAX_NOTICE_LINK",
+    "MAX_NOTICE_TITLE",
     "MAX_IDS",
     "MAX_TAGS",
     "MAX_TAG_LENGTH",
     "MAX_UPDATE_FIELDS",
+    "NOTICE_VISIBLE_DAYS",
     "ROLES",
     "VIOLATION_KINDS",
     "WIRE_TYPES",
@@ -253,6 +271,8 @@ __all__ = [
     "Mutation",
     "MutationResult",
     "Name",
+    "Notice",
+    "NoticeRead",
     "OrgUnit",
     "OrgUnitPage",
     "OutboxEntry",
@@ -280,6 +300,7 @@ __all__ = [
     "SyncStatus",
     "UnitKind",
     "UnitWrite",
+    "UnreachablePerson",
     "Violation",
     "ViolationKind",
     "ViolationPage",
