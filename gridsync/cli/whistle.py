@@ -72,7 +72,7 @@ def sweep(
     click.echo(
         f"sweep at {iso_ms(report.at_ms)}: escalated {d.get('escalated', 0)}, "
         f"warned {d.get('warned', 0)}; digests daily {g.get('daily', 0)}, "
-        f"weekly {g.get('weekly', 0)}; "
+        f"weekly {g.get('weekly', 0)}, conflicts {g.get('conflicts', 0)}; "
         + (
             f"sent {o.get('sent', 0)}, retrying {o.get('retrying', 0)}, failed {o.get('failed', 0)}"
             if o

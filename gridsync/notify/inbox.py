@@ -101,7 +101,12 @@ def list_notices(
     yet read."""
     where = "person_id = ?" + (" AND read_ms IS NULL" if unread else "")
     rows, total = paged(
-        db, _COLS, f"notices WHERE {where}", [person_id], order_by="id DESC", limit=limit,
+        db,
+        _COLS,
+        f"notices WHERE {where}",
+        [person_id],
+        order_by="id DESC",
+        limit=limit,
         offset=offset,
     )
     return [notice_from_row(r) for r in rows], total

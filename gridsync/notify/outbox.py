@@ -38,7 +38,7 @@ from gridsync.notify.routing import Recipient, Router, mask_text
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 DEFAULT_LOCALE = "zh-CN"
 LOCALES = ("zh-CN", "en")
-DIGEST_KINDS = frozenset({"digest_daily", "digest_weekly"})
+DIGEST_KINDS = frozenset({"digest_daily", "digest_weekly", "digest_conflicts"})
 
 
 # -- time in the users' zone ------------------------------------------------------------------
