@@ -16,6 +16,9 @@ phone app team can read. It keeps a local SQLite store per device with four part
   them to this person, most masked (gridsync/privacy.py); edits never send a mask back.
 - ``meta``: device id, person id, cursor, HLC state and the next ``seq``.
 
+The person's inbox is pulled like any record (type ``notice``): :meth:`DeviceClient.notices`
+lists it, :meth:`DeviceClient.mark_notice_read` queues ``notice.read``.
+
 Push sends pending mutations oldest first in batches; a lost response is retried with exactly the
 same bytes (same ``mid`` and ``seq``), and the server answers ``duplicate`` for what it already has.
 Pull pages until ``has_more`` is false and moves the cursor in the same local transaction that
