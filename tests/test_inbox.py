@@ -34,9 +34,7 @@ def raise_case(store, tiny, settings, now_ms: int, case_id: str = "case-1") -> N
     """The community secretary raises a case on grid g1: the grid's team (m1) is alerted."""
     data = WhistleRaise(category="漏水", grid_id="g1", location="3号楼", description="水管破裂")
     principal = store.read(auth.authenticate, tiny.tokens["sec"])
-    store.write(
-        whistle.raise_case, principal, case_id, data, received_ms=now_ms, settings=settings
-    )
+    store.write(whistle.raise_case, principal, case_id, data, received_ms=now_ms, settings=settings)
 
 
 def device(client, tiny, person: str, device_id: str | None = None, token: str | None = None):
@@ -260,16 +258,14 @@ def test_values_lost_in_merges_reach_the_secretarys_daily_digest_and_inbox(
 
     def run(now_ms: int) -> int:
         return store.write(
-            lambda db: digests.conflict_digests(
-                db, now_ms=now_ms, settings=settings, router=router
-            )
+            lambda db: digests.conflict_digests(db, now_ms=now_ms, settings=settings, router=router)
         )
 
     at_6 = at_10 - 4 * 3_600_000
     assert run(at_6) == 0  # before the daily digest's hour (and in quiet hours): nothing
     assert notice_rows(store, "sec") == []
     assert run(at_10) == 0  # sec has no channel: nothing to deliver, but the inbox has it
-    [(notice_id, kind, _, link)] = notice_rows(store, "sec")
+    [(_, kind, _, link)] = notice_rows(store, "sec")
     assert (kind, link) == ("digest_conflicts", "/console/conflicts?community=c1")
     [notice], _ = store.read(inbox.list_notices, "sec")
     assert notice.title == "【合并丢失】出头社区：2 个被覆盖的值待核对"
