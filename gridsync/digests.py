@@ -37,6 +37,10 @@ from gridsync.notify.routing import Router
 
 DUE_SOON_DAYS = 3
 MAX_LINES = 20
+# The links of the digests' notices (relative paths of the console's lists): a member's
+# households, the console's first page (the unit's figures).
+DAILY_LINK = "/console/households"
+WEEKLY_LINK = "/console"
 _tags = msgspec.json.Decoder(list[str])
 _any = msgspec.json.Decoder()  # the conflict log's values are JSON
 
@@ -173,6 +177,7 @@ def daily_chunk(
             context=context,
             now_ms=now_ms,
             not_before_ms=outbox.end_of_quiet_hours(now_ms, n.quiet_hours, tz),
+            link=DAILY_LINK,
         )
     if len(members) < limit:
         return queued, None
@@ -348,6 +353,7 @@ def weekly_digests(
             tags=[tag],
             context=context,
             now_ms=now_ms,
+            link=WEEKLY_LINK,
         )
     return queued
 

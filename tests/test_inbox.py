@@ -183,6 +183,26 @@ def test_a_person_with_a_channel_gets_both_the_message_and_the_notice(tiny, stor
     assert notices[0].body == http.received[0]["message"]
 
 
+def test_a_member_without_a_channel_finds_the_daily_digest_in_the_inbox(tiny, store, settings):
+    morning = datetime.now(CHINA).replace(hour=9, minute=0, second=0, microsecond=0)
+    now = FixedClock(morning).now_ms()
+    store.write(
+        lambda db: db.execute(
+            "UPDATE households SET responsible_member_id = 'm1', last_visit_ms = NULL "
+            "WHERE id = 'hh-g1-2'"
+        )
+    )
+    router = Router(None)
+    queued = store.write(
+        lambda db: digests.daily_digests(db, now_ms=now, settings=settings, router=router)
+    )
+    assert queued == 0  # m1 has no channel: nothing to deliver (it used to end there)
+    [(_, kind, read_ms, link)] = notice_rows(store, "m1")
+    assert (kind, read_ms, link) == ("digest_daily", None, "/console/households")
+    [notice], _ = store.read(inbox.list_notices, "m1", unread=True)
+    assert notice.title == "【走访提醒】张伟，今天有1户逾期、0户待走访"
+
+
 def test_report_unreachable_lists_who_nothing_reaches(tiny, store, db_path, tmp_path):
     def revoke(device_id: str) -> None:
         store.write(auth.revoke, device_id, CLI)
