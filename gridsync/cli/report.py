@@ -11,9 +11,22 @@ from gridsync.cli.whistle import _settings, config_option
 from gridsync.notify.routing import router_for, unreachable
 
 
-@cli.group("report")
-def report_group() -> None:
-    """Reports for operators (each takes --json)."""
+def _report_group() -> click.Group:
+    """The one ``gridsync report`` group: another area's module may have made it already
+    (the hotline's ``report hotline``); a second ``@cli.group("report")`` would replace it
+    and silently drop that module's reports."""
+    existing = cli.commands.get("report")
+    if isinstance(existing, click.Group):
+        return existing
+
+    @cli.group("report")
+    def report_group() -> None:
+        """Reports for operators (each takes --json)."""
+
+    return report_group
+
+
+report_group = _report_group()
 
 
 @report_group.command("unreachable")
