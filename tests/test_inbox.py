@@ -161,6 +161,22 @@ def test_phones_receive_the_last_30_days_of_notices(client, tiny, store, setting
     assert [n["link"] for n in phone.notices()] == ["/console/cases/recent"]
 
 
+def test_the_reference_client_drops_notices_past_the_30_days(client, tiny, store, settings):
+    start = datetime.now(CHINA)
+    now = FixedClock(start).now_ms()
+    raise_case(store, tiny, settings, now - 29 * DAY_MS, case_id="older")
+    raise_case(store, tiny, settings, now - DAY_MS, case_id="newer")
+    clock = FixedClock(start)
+    phone = DeviceClient(
+        client, token=tiny.tokens["m1"], device_id=tiny.devices["m1"], person_id="m1", clock=clock
+    )
+    phone.sync()
+    assert len(phone.notices()) == 2
+    clock.set(start + timedelta(days=2))  # two days on, the older one is past the 30 days
+    phone.pull()
+    assert [n["link"] for n in phone.notices()] == ["/console/cases/newer"]
+
+
 def test_notices_are_pruned_with_the_kept_state(tiny, store, settings):
     now = FixedClock(datetime.now(CHINA)).now_ms()
     raise_case(store, tiny, settings, now - 200 * DAY_MS, case_id="old")
