@@ -1,5 +1,6 @@
-"""Reminders and digests: the daily visit digest per member and the weekly coverage digest to
-branch and community secretaries.
+"""Reminders and digests: the daily visit digest per member, the daily digest of values lost in
+merges to community secretaries, and the weekly coverage digest to branch and community
+secretaries.
 
 Each runs once per local day (week): a ``notify_runs`` row records that it ran, written in the
 same transaction as the digests it queued. Digests are held during quiet hours (they are not
@@ -22,9 +23,11 @@ belongs to the domain, beside coverage and whistle, and hands its messages to ``
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 import sqlite_utils
@@ -39,7 +42,12 @@ from gridsync.org import Scope
 
 DUE_SOON_DAYS = 3
 MAX_LINES = 20
+# The links of the digests' notices (relative paths of the console's lists): a member's
+# households, the console's first page (the unit's figures).
+DAILY_LINK = "/console/households"
+WEEKLY_LINK = "/console"
 _tags = msgspec.json.Decoder(list[str])
+_any = msgspec.json.Decoder()  # the conflict log's values are JSON
 
 
 @dataclass
@@ -176,6 +184,7 @@ def daily_chunk(
             context=context,
             now_ms=now_ms,
             not_before_ms=outbox.end_of_quiet_hours(now_ms, n.quiet_hours, tz),
+            link=DAILY_LINK,
         )
     if len(members) < limit:
         return queued, None
@@ -306,5 +315,129 @@ def weekly_digests(
             tags=[tag],
             context=context,
             now_ms=now_ms,
+            link=WEEKLY_LINK,
+        )
+    return queued
+
+
+# -- values lost in merges (issue 17) -------------------------------------------------------------
+
+CONFLICT_RUNS = ("digest:conflicts:", "digest:conflicts;")  # the key range of the daily runs
+MAX_VALUE_CHARS = 60
+
+
+def _shown_value(value: Any, field: str, labels: dict[str, Any]) -> str:
+    """A lost or winning value as a notification shows it: never a phone number (notification
+    texts carry none, gridsync/privacy.py), a tag as set or not, other values on one line."""
+    text = labels["conflict"]
+    if field == "phone":
+        return text["phone_hidden"]
+    if field.startswith("tags:"):
+        return text["tag_on"] if value else text["tag_off"]
+    if value is None or value == "":
+        return text["empty"]
+    shown = " ".join(str(value).split())
+    return shown if len(shown) <= MAX_VALUE_CHARS else shown[: MAX_VALUE_CHARS - 1] + "…"
+
+
+def _field_name(field: str, labels: dict[str, Any]) -> str:
+    names = labels["conflict"]["field"]
+    if field.startswith("tags:"):
+        return f"{names['tag']} {field[5:]}"
+    return names.get(field, field)
+
+
+def _conflict_context(
+    unit_name: str, lost: list[tuple], open_total: int, names: dict[str, str], locale: str
+) -> dict[str, Any]:
+    """The template context of one community's digest of lost values, in ``locale``."""
+    labels = outbox.labels(locale)
+    lines = [
+        {
+            "address": address.strip() or household_id,
+            "head_name": head,
+            "field": _field_name(field, labels),
+            "value": _shown_value(_any.decode(value), field, labels),
+            "winner": _shown_value(_any.decode(winner), field, labels),
+            "by": names.get(by, ""),
+        }
+        for _, field, value, winner, by, address, head, household_id in lost[:MAX_LINES]
+    ]
+    return {
+        "unit_name": unit_name,
+        "new": len(lost),
+        "lines": lines,
+        "more": max(0, len(lost) - MAX_LINES),
+        "open": open_total,
+    }
+
+
+def conflict_digests(
+    db: sqlite_utils.Database, *, now_ms: int, settings: Settings, router: Router
+) -> int:
+    """Queue, once per local day from the daily digest's hour, each community secretary's
+    digest of the values lost in merges since the last one (the conflict log's entries still
+    open, SPEC 3.1), which also lands in their inbox; returns the messages queued. A community
+    with nothing lost gets nothing. The window starts where the previous run ended (its
+    ``notify_runs`` mark), so a day the sweep did not run loses nothing; the first run takes
+    every open conflict."""
+    n = settings.notify
+    local_now = _local_now(now_ms, settings)
+    if local_now.hour < n.daily_digest_hour or outbox.in_quiet_hours(
+        now_ms, n.quiet_hours, n.timezone
+    ):
+        return 0
+    since = db.execute(
+        "SELECT coalesce(max(at_ms), 0) FROM notify_runs WHERE key >= ? AND key < ?",
+        list(CONFLICT_RUNS),
+    ).fetchone()[0]
+    day = local_now.date().isoformat()
+    if not _claim_run(db, f"{CONFLICT_RUNS[0]}{day}", now_ms):
+        return 0
+    rows = db.execute(
+        """
+        SELECT g.parent_id, c.field, c.value, c.winner, c.lost_person_id,
+               coalesce(h.building, '') || coalesce(h.unit, '') || coalesce(h.room, ''),
+               coalesce(h.head_name, ''), c.household_id
+        FROM sync_conflicts c
+        JOIN org_units g ON g.id = c.grid_id
+        LEFT JOIN households h ON h.id = c.household_id
+        WHERE c.status = 'open' AND c.created_ms > ? AND c.created_ms <= ?
+              AND g.parent_id IS NOT NULL
+        ORDER BY g.parent_id, c.id
+        """,
+        [since, now_ms],
+    ).fetchall()
+    by_community: dict[str, list[tuple]] = {}
+    for row in rows:
+        by_community.setdefault(row[0], []).append(row)
+    queued = 0
+    for community_id, lost in by_community.items():
+        unit = db.execute("SELECT name FROM org_units WHERE id = ?", [community_id]).fetchone()
+        open_total = db.execute(
+            "SELECT count(*) FROM sync_conflicts WHERE status = 'open' AND grid_id IN "
+            "(SELECT id FROM org_units WHERE kind = 'grid' AND parent_id = ?)",
+            [community_id],
+        ).fetchone()[0]
+        names = {
+            r[0]: r[1]
+            for r in db.execute(
+                "SELECT id, name FROM people WHERE id IN (SELECT value FROM json_each(?))",
+                [msgspec.json.encode(sorted({r[4] for r in lost if r[4]})).decode()],
+            )
+        }
+        context = functools.partial(
+            _conflict_context, unit[0] if unit else community_id, lost, open_total, names
+        )
+        queued += outbox.enqueue(
+            db,
+            router,
+            event_key=f"{CONFLICT_RUNS[0]}{day}:{community_id}",
+            kind="digest_conflicts",
+            tags=[f"community:{community_id}:secretary"],
+            context=context,
+            now_ms=now_ms,
+            not_before_ms=outbox.end_of_quiet_hours(now_ms, n.quiet_hours, n.timezone),
+            link=f"/console/conflicts?community={quote(community_id, safe='')}",
         )
     return queued

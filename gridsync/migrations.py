@@ -859,3 +859,35 @@ def m0019_burden_indexes(db: sqlite_utils.Database) -> None:
         CREATE INDEX outbox_created ON outbox(created_ms);
         """
     )
+
+
+# -- the inbox (issue 17: an inbox on every phone) -------------------------------------------
+
+
+@migrations(name="0023_notices")
+def m0023_notices(db: sqlite_utils.Database) -> None:
+    """Every notification to a person is also a ``notices`` row, written by the outbox in the
+    transaction of its cause whether or not the person has a channel (``gridsync/notify/
+    outbox.py``), and pulled by their phones as the change type ``notice`` (``gridsync/sync/
+    notices.py``). ``dedup_key`` is the outbox's (event + ``member:ID``): a cause re-run never
+    writes a second notice. ``seq`` is the change seq of the insert and of the ``notice.read``
+    that sets ``read_ms``, so every phone of the person learns it was read."""
+    db.executescript(
+        """
+        CREATE TABLE notices (
+            id INTEGER PRIMARY KEY,
+            person_id TEXT NOT NULL,
+            dedup_key TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL,
+            link TEXT,                                  -- relative path, e.g. /console/cases/ID
+            cause TEXT,                                 -- e.g. the case id
+            created_ms INTEGER NOT NULL,
+            read_ms INTEGER,
+            seq INTEGER NOT NULL
+        );
+        CREATE INDEX notices_person_seq ON notices(person_id, seq);
+        CREATE INDEX notices_created ON notices(created_ms);
+        """
+    )

@@ -3,6 +3,9 @@
 Forgotten once older than the retention period:
 
 - notifications that are done (outbox rows ``sent`` or ``failed``) and the marks of digest runs;
+- people's notices (their inbox), read or not: phones no longer receive them either (they get
+  the last 30 days, ``NOTICE_VISIBLE_DAYS``), and a ``notice.read`` of a pruned one is
+  ``rejected``/``unknown_notice``;
 - the sync's tombstones: household moves between grids (``household_moves``) and changes of a
   person's scope (``scope_changes``).
 
@@ -40,6 +43,7 @@ CHUNK = 5_000
 class PruneReport(msgspec.Struct, kw_only=True):
     cutoff_ms: int  # rows older than this were forgotten
     outbox: int = 0
+    notices: int = 0
     notify_runs: int = 0
     household_moves: int = 0
     scope_changes: int = 0
@@ -77,6 +81,10 @@ def prune_chunk(db: sqlite_utils.Database, cutoff_ms: int, limit: int = CHUNK) -
         "AND created_ms < ? LIMIT ?)",
         [cutoff_ms, limit],
     ).rowcount
+    report.notices = db.execute(
+        "DELETE FROM notices WHERE id IN (SELECT id FROM notices WHERE created_ms < ? LIMIT ?)",
+        [cutoff_ms, limit],
+    ).rowcount
     report.notify_runs = db.execute(
         "DELETE FROM notify_runs WHERE key IN (SELECT key FROM notify_runs WHERE at_ms < ? "
         "LIMIT ?)",
@@ -103,7 +111,7 @@ def prune_chunk(db: sqlite_utils.Database, cutoff_ms: int, limit: int = CHUNK) -
     return report
 
 
-COUNTED = ("outbox", "notify_runs", "household_moves", "scope_changes")
+COUNTED = ("outbox", "notices", "notify_runs", "household_moves", "scope_changes")
 SWEEP = Actor(person_id=None, device_id="sweep")
 
 

@@ -66,6 +66,11 @@ def run_once(
             "weekly": store.write(
                 lambda db: digests.weekly_digests(db, now_ms=now, settings=settings, router=router)
             ),
+            "conflicts": store.write(
+                lambda db: digests.conflict_digests(
+                    db, now_ms=now, settings=settings, router=router
+                )
+            ),
         }
         report.pruned = retention.run_daily(store, now_ms=now, keep_days=settings.retention_days)
     if dispatch:

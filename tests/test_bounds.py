@@ -70,6 +70,8 @@ RESPONSE_ONLY: dict[str, str] = {
     "ApplyOutcome": "one outcome of applying a plan",
     "ApplyResult": "the answer to applying a plan",
     "Deadlines": "part of a whistle case",
+    "Notice": "pulled: a notice of the person's inbox",
+    "UnreachablePerson": "a row of gridsync report unreachable --json",
     "CaseEvent": "part of a whistle case",
     "WhistleCase": "read and pulled: whistle cases",
     "CasePage": _PAGE,

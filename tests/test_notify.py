@@ -408,7 +408,8 @@ def test_daily_digest_priority_first_and_quiet_hours(store, tiny, db_path):
     with Receiver() as http:
         set_channels(store, "m1", [http.url()])
         clock = FixedClock(night)
-        assert run_once(store, settings, clock).digests == {"daily": 0, "weekly": 0}  # quiet
+        quiet = {"daily": 0, "weekly": 0, "conflicts": 0}
+        assert run_once(store, settings, clock).digests == quiet  # quiet hours
         clock.set(night.replace(hour=8, minute=5))
         report = run_once(store, settings, clock)
         assert report.digests["daily"] == 1
@@ -501,7 +502,8 @@ def test_digests_follow_the_communitys_own_policy(store, tiny, db_path):
     with Receiver() as http:
         set_channels(store, "m1", [http.url("m1")])
         set_channels(store, "sec", [http.url("sec")])
-        assert run_once(store, settings, FixedClock(morning)).digests == {"daily": 1, "weekly": 1}
+        digests_queued = run_once(store, settings, FixedClock(morning)).digests
+        assert digests_queued == {"daily": 1, "weekly": 1, "conflicts": 0}
     daily, weekly = (
         next(m for m in http.received if m["title"].startswith(p))
         for p in ("【走访提醒】", "【联系户周报】")

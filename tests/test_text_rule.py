@@ -50,6 +50,7 @@ NO_TEXT_RULE = {
     ("AssignRequest", "member_id"): "looked up",
     ("SuggestionPick", "household_id"): "looked up",
     ("SuggestionPick", "member_id"): "looked up",
+    ("NoticeRead", "notice_id"): "compared with the mutation's id, which is looked up",
 }
 RULES = {SHORT_TEXT_PATTERN, LONG_TEXT_PATTERN, ID_PATTERN}
 

@@ -1,4 +1,7 @@
-"""CLI commands of the reports about the people who use gridsync: ``report burden``.
+"""CLI commands of the reports about the people who use gridsync: ``report burden`` and
+``report unreachable`` (the people no alert reaches but the inbox, issue 17).
+
+One ``gridsync report`` group; every report command of every area joins it here.
 
 The CLI is the operator at the server: it reads the whole district (or ``--scope``) and is
 recorded in the audit log as device ``cli``."""
@@ -22,11 +25,13 @@ from gridsync.cli.coverage import (
     lang_option,
     scope_option,
 )
+from gridsync.cli.whistle import _settings as _whistle_settings
+from gridsync.notify.routing import router_for, unreachable
 
 
 @cli.group()
 def report() -> None:
-    """Reports about the people who use gridsync (the burden it puts on them)."""
+    """Reports for operators (each takes --json): the burden on the people, who no alert reaches."""
 
 
 @report.command("burden")
@@ -104,5 +109,36 @@ def report_burden(
             else f"{result.week}, {len(result.rows)} people"
         )
         + done,
+        err=True,
+    )
+
+
+@report.command("unreachable")
+@db_option
+@json_option
+@config_option
+def report_unreachable(db_path: str, as_json: bool, config_path: str | None) -> None:
+    """People who would get alerts but whom nothing reaches.
+
+    \b
+    Listed: active people with a role that receives whistle alerts or digests (grid workers,
+    members, branch and community secretaries, street, department, admin) who have no channel
+    of their own, none routed to them by the Apprise config file (--config's
+    notify.apprise_config), and no active device (enrolled, not revoked). Their notices wait in
+    their inbox: give them a channel or enrol a phone. With --json: an array of
+    {"id", "name", "roles", "scope", "devices_revoked"}."""
+    settings = _whistle_settings(config_path, db_path)
+    router = router_for(settings.notify.apprise_config, settings.notify.locale)
+    with open_store(db_path) as store:
+        people = store.read(unreachable, router)
+    if as_json:
+        echo_json(people)
+        return
+    for p in people:
+        revoked = f"\t{p.devices_revoked} 台设备已吊销" if p.devices_revoked else ""
+        click.echo(f"{p.id}\t{p.name}\t{','.join(p.roles)}\t{','.join(p.scope)}{revoked}")
+    click.echo(
+        f"{len(people)} 人收不到提醒（无通知渠道、无在用设备） "
+        f"({len(people)} people no channel or device reaches)",
         err=True,
     )

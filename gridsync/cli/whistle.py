@@ -72,7 +72,7 @@ def sweep(
     click.echo(
         f"sweep at {iso_ms(report.at_ms)}: escalated {d.get('escalated', 0)}, "
         f"warned {d.get('warned', 0)}; digests daily {g.get('daily', 0)}, "
-        f"weekly {g.get('weekly', 0)}; "
+        f"weekly {g.get('weekly', 0)}, conflicts {g.get('conflicts', 0)}; "
         + (
             f"sent {o.get('sent', 0)}, retrying {o.get('retrying', 0)}, failed {o.get('failed', 0)}"
             if o
@@ -100,8 +100,8 @@ def prune(
     """Forget delivered notifications and old sync tombstones (serve does this daily).
 
     \b
-    Pruned when older than the retention period: outbox rows sent or failed, digest run marks,
-    household moves and scope changes. Phones whose pull cursor predates a forgotten move
+    Pruned when older than the retention period: outbox rows sent or failed, people's notices
+    (their inbox), digest run marks, household moves and scope changes. Phones whose pull cursor predates a forgotten move
     re-sync (reset); an edit dated before the forgotten history can no longer prove that its
     household was in the phone's scope then. Households, visits, cases, the audit, conflict
     and mutation logs are never pruned."""
@@ -120,7 +120,7 @@ def prune(
         return
     click.echo(
         f"pruned what is older than {iso_ms(report.cutoff_ms)} ({days} days): "
-        f"{report.outbox} notifications, {report.notify_runs} run marks, "
+        f"{report.outbox} notifications, {report.notices} notices, {report.notify_runs} run marks, "
         f"{report.household_moves} household moves, {report.scope_changes} scope changes"
         f" (已清理 {days} 天前的通知与同步记录)"
     )

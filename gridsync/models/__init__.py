@@ -89,7 +89,18 @@ from gridsync.models.coverage import (
     ViolationKind,
     ViolationPage,
 )
-from gridsync.models.notify import OutboxEntry, OutboxPage, OutboxState
+from gridsync.models.notify import (
+    MAX_NOTICE_BODY,
+    MAX_NOTICE_LINK,
+    MAX_NOTICE_TITLE,
+    NOTICE_VISIBLE_DAYS,
+    Notice,
+    NoticeRead,
+    OutboxEntry,
+    OutboxPage,
+    OutboxState,
+    UnreachablePerson,
+)
 from gridsync.models.reports import ISO_WEEK_PATTERN, AlertsActed, BurdenReport, BurdenRow
 from gridsync.models.sync import (
     HLC_PATTERN,
@@ -206,6 +217,9 @@ WIRE_TYPES: tuple[type, ...] = (
     OutboxPage,
     # reports
     BurdenReport,
+    Notice,
+    NoticeRead,
+    UnreachablePerson,
 )
 
 __all__ = [
@@ -221,9 +235,13 @@ __all__ = [
     "MAX_CHANNEL_LENGTH",
     "MAX_CHECK_HOUSEHOLDS",
     "MAX_IDS",
+    "MAX_NOTICE_BODY",
+    "MAX_NOTICE_LINK",
+    "MAX_NOTICE_TITLE",
     "MAX_TAGS",
     "MAX_TAG_LENGTH",
     "MAX_UPDATE_FIELDS",
+    "NOTICE_VISIBLE_DAYS",
     "ROLES",
     "VIOLATION_KINDS",
     "WIRE_TYPES",
@@ -280,6 +298,8 @@ __all__ = [
     "Mutation",
     "MutationResult",
     "Name",
+    "Notice",
+    "NoticeRead",
     "OrgUnit",
     "OrgUnitPage",
     "OutboxEntry",
@@ -307,6 +327,7 @@ __all__ = [
     "SyncStatus",
     "UnitKind",
     "UnitWrite",
+    "UnreachablePerson",
     "Violation",
     "ViolationKind",
     "ViolationPage",

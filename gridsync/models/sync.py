@@ -189,7 +189,7 @@ class VisitVoid(Struct, kw_only=True, frozen=True):
 
 # -- pull ----------------------------------------------------------------------------------------
 
-ChangeType = Literal["org_unit", "person", "household", "visit", "whistle", "policy"]
+ChangeType = Literal["org_unit", "person", "household", "visit", "whistle", "policy", "notice"]
 
 
 class Change(Struct, kw_only=True, gc=False, omit_defaults=True):

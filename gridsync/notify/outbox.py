@@ -1,5 +1,9 @@
 """The outbox: every notification is a row written in the same transaction as its cause.
 
+It is also the one writer of the inbox: every person an event reaches gets a ``notices`` row
+in the same transaction, whether or not they have a channel (``gridsync/notify/inbox.py``
+reads and marks them; phones pull them, SPEC 3.2).
+
 ``enqueue`` renders the message (per recipient locale, from ``templates/<locale>/<kind>.txt``:
 first line the title, the rest the body) and inserts one row per recipient with a UNIQUE
 ``dedup_key`` (event key + recipient), so a cause that is retried or re-run (a resent push, a
@@ -14,23 +18,27 @@ from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 import msgspec
 import sqlite_utils
 
-from gridsync.db import and_given, paged
+from gridsync.db import and_given, next_seq, paged
 from gridsync.models import (
+    MAX_NOTICE_BODY,
+    MAX_NOTICE_LINK,
+    MAX_NOTICE_TITLE,
     OutboxEntry,
     OutboxPage,
 )
-from gridsync.notify.routing import Router, mask_text
+from gridsync.notify.routing import Recipient, Router, mask_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 DEFAULT_LOCALE = "zh-CN"
 LOCALES = ("zh-CN", "en")
-DIGEST_KINDS = frozenset({"digest_daily", "digest_weekly"})
+DIGEST_KINDS = frozenset({"digest_daily", "digest_weekly", "digest_conflicts"})
 
 
 # -- time in the users' zone ------------------------------------------------------------------
@@ -100,6 +108,12 @@ def render(kind: str, locale: str, context: dict[str, Any]) -> tuple[str, str]:
 # -- queueing -----------------------------------------------------------------------------------
 
 
+def case_link(case_id: str) -> str:
+    """The link of a notice about a case: relative to the server, so the console (and a phone
+    that knows its server) resolves it; a ``base_url`` is the reader's to prepend."""
+    return f"/console/cases/{quote(case_id, safe='')}"
+
+
 def enqueue(
     db: sqlite_utils.Database,
     router: Router,
@@ -112,18 +126,37 @@ def enqueue(
     cause: str | None = None,
     not_before_ms: int | None = None,
     exclude: str | None = None,
+    link: str | None = None,
 ) -> int:
     """Queue one event's message for everyone ``tags`` reach; returns rows newly queued.
 
     Call inside the write transaction of the cause. ``context`` is a dict, or a callable
     ``locale -> dict`` when the context itself depends on the language (labels). ``exclude``
-    is a person not to tell (the one whose own action caused the event)."""
+    is a person not to tell (the one whose own action caused the event).
+
+    Every person the tags stand for also gets the message as a notice in their inbox (the
+    ``notices`` table, pulled by their phones), whether or not they have a channel: an alert to
+    a person nobody configured WeCom for is no longer dropped. ``link`` is the notice's link
+    (a relative path); by default the case ``cause`` names (:func:`case_link`), else none."""
+    if link is None and cause is not None:
+        link = case_link(cause)
+    rendered: dict[str, tuple[str, str]] = {}
+
+    def text(locale: str) -> tuple[str, str]:
+        if locale not in rendered:
+            ctx = context(locale) if callable(context) else context
+            rendered[locale] = render(kind, locale, ctx)
+        return rendered[locale]
+
+    people = [p for p in router.people(db, tags) if p.person_id != exclude]
+    for person in people:
+        title, body = text(person.locale)
+        _notice(db, f"{event_key}|{person.key}", person, kind, title, body, link, cause, now_ms)
     queued = 0
-    for recipient in router.recipients(db, tags):
+    for recipient in router.recipients(db, tags, people=people):
         if exclude is not None and recipient.person_id == exclude:
             continue
-        ctx = context(recipient.locale) if callable(context) else context
-        title, body = render(kind, recipient.locale, ctx)
+        title, body = text(recipient.locale)
         cursor = db.execute(
             """INSERT INTO outbox (dedup_key, kind, recipient, person_id, locale, title, body,
                                    cause, state, next_attempt_ms, created_ms)
@@ -144,6 +177,39 @@ def enqueue(
         )
         queued += cursor.rowcount
     return queued
+
+
+def _notice(
+    db: sqlite_utils.Database,
+    dedup_key: str,
+    person: Recipient,
+    kind: str,
+    title: str,
+    body: str,
+    link: str | None,
+    cause: str | None,
+    now_ms: int,
+) -> None:
+    """One notice in a person's inbox, numbered by the change seq (a phone pulls it), cut to
+    the bounds of the wire type; once per dedup key (the outbox's)."""
+    if db.execute("SELECT 1 FROM notices WHERE dedup_key = ?", [dedup_key]).fetchone():
+        return
+    db.execute(
+        """INSERT INTO notices (person_id, dedup_key, kind, title, body, link, cause,
+                                created_ms, seq)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [
+            person.person_id,
+            dedup_key,
+            kind,
+            title[:MAX_NOTICE_TITLE],
+            body[:MAX_NOTICE_BODY],
+            link[:MAX_NOTICE_LINK] if link is not None else None,
+            cause,
+            now_ms,
+            next_seq(db),
+        ],
+    )
 
 
 # -- reading ------------------------------------------------------------------------------------

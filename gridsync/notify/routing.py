@@ -48,7 +48,7 @@ import msgspec
 import sqlite_utils
 
 from gridsync.errors import Invalid
-from gridsync.models import MAX_CHANNELS
+from gridsync.models import MAX_CHANNELS, UnreachablePerson
 
 log = logging.getLogger("gridsync.notify")
 
@@ -60,8 +60,15 @@ ROLE_TAGS = {
     "dept": "department",
     "district": "admin",
 }
+# Who ``grid:ID`` stands for (the grid's team).
+GRID_TEAM_ROLES = ("grid_worker", "member", "branch_secretary")
+# The roles some tag stands for: the people who would get alerts and digests
+# (``gridsync report unreachable`` lists those of them nothing can reach).
+ALERTED_ROLES = frozenset(GRID_TEAM_ROLES) | frozenset(ROLE_TAGS.values())
 
 _urls_decoder = msgspec.json.Decoder(list[str])
+_strings = msgspec.json.Decoder(list[str])
+_json_roles = msgspec.json.encode(list(GRID_TEAM_ROLES)).decode()
 
 
 @dataclass(frozen=True)
@@ -236,14 +243,14 @@ def people_for_tag(db: sqlite_utils.Database, tag: str) -> list[str]:
             SELECT DISTINCT p.id FROM people p
             WHERE p.active = 1
               AND EXISTS (SELECT 1 FROM json_each(p.roles)
-                          WHERE value IN ('grid_worker', 'member', 'branch_secretary'))
+                          WHERE value IN (SELECT value FROM json_each(?)))
               AND (p.branch_id IN (SELECT id FROM org_units WHERE kind = 'branch' AND grid_id = ?)
                    OR EXISTS (SELECT 1 FROM person_scope s LEFT JOIN org_units b ON b.id = s.unit_id
                               WHERE s.person_id = p.id
                                 AND (s.unit_id = ? OR (b.kind = 'branch' AND b.grid_id = ?))))
             ORDER BY p.id
             """,
-            [parts[1], parts[1], parts[1]],
+            [_json_roles, parts[1], parts[1], parts[1]],
         ).fetchall()
         return [r[0] for r in rows]
     if parts[0] in ROLE_TAGS and len(parts) in (2, 3):
@@ -309,24 +316,45 @@ class Router:
     def config_urls(self, tag: str) -> list[str]:
         return list(self._config().get(tag, []))
 
-    def recipients(self, db: sqlite_utils.Database, tags: list[str]) -> list[Recipient]:
-        """The recipients of one event addressed to ``tags`` (people de-duplicated); only those
-        with somewhere to deliver to."""
+    def people(self, db: sqlite_utils.Database, tags: list[str]) -> list[Recipient]:
+        """Every active person ``tags`` stand for, once each, with their locale, whether or not
+        they have a channel: each gets the event in their inbox (``notices``)."""
         out: dict[str, Recipient] = {}
         for tag in tags:
-            if self.config_urls(tag) and tag not in out:
-                out[tag] = Recipient(tag, None, self.default_locale)
             for person_id in people_for_tag(db, tag):
                 key = f"member:{person_id}"
                 if key in out:
-                    continue
-                if not person_channels(db, person_id) and not self.config_urls(key):
                     continue
                 row = db.execute("SELECT locale FROM people WHERE id = ?", [person_id]).fetchone()
                 out[key] = Recipient(
                     key, person_id, (row[0] if row else None) or self.default_locale
                 )
         return list(out.values())
+
+    def recipients(
+        self,
+        db: sqlite_utils.Database,
+        tags: list[str],
+        people: list[Recipient] | None = None,
+    ) -> list[Recipient]:
+        """The recipients of one event addressed to ``tags`` (people de-duplicated); only those
+        with somewhere to deliver to. ``people``: :meth:`people` of the same tags, when the
+        caller has them already."""
+        out: dict[str, Recipient] = {}
+        for tag in tags:
+            if self.config_urls(tag) and tag not in out:
+                out[tag] = Recipient(tag, None, self.default_locale)
+        for person in self.people(db, tags) if people is None else people:
+            assert person.person_id is not None
+            if person_channels(db, person.person_id) or self.config_urls(person.key):
+                out.setdefault(person.key, person)
+        return list(out.values())
+
+    def config_people(self, db: sqlite_utils.Database) -> set[str]:
+        """The people the Apprise config file routes somewhere: those a tag of the file
+        stands for (``member:ID``, ``community:ID:secretary``, ...), by the one reading of a
+        tag (:func:`people_for_tag`)."""
+        return {p for tag in self._config() for p in people_for_tag(db, tag)}
 
     def urls(
         self, db: sqlite_utils.Database, recipient_key: str, person_id: str | None
@@ -397,3 +425,40 @@ def router_for(config_path: str | None, locale: str = "zh-CN") -> Router:
         if key not in _routers:
             _routers[key] = Router(config_path, locale)
         return _routers[key]
+
+
+def unreachable(db: sqlite_utils.Database, router: Router) -> list[UnreachablePerson]:
+    """The active people with a role that receives alerts or digests (:data:`ALERTED_ROLES`)
+    who have no channel of their own, none the Apprise config file routes to them, and no
+    active device (enrolled and not revoked, nor being drained), by id. Their notices wait
+    in their inbox until they enrol a phone or open the console."""
+    by_config = router.config_people(db)
+    rows = db.execute(
+        """
+        SELECT p.id, p.name, p.roles,
+               (SELECT json_group_array(unit_id) FROM
+                    (SELECT unit_id FROM person_scope s WHERE s.person_id = p.id
+                     ORDER BY unit_id)),
+               (SELECT count(*) FROM devices d WHERE d.person_id = p.id)
+        FROM people p
+        WHERE p.active = 1
+          AND EXISTS (SELECT 1 FROM json_each(p.roles) WHERE value IN
+                      (SELECT value FROM json_each(?)))
+          AND NOT EXISTS (SELECT 1 FROM json_each(p.channels) WHERE value <> '')
+          AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.person_id = p.id
+                          AND d.revoked_at IS NULL AND d.draining_since IS NULL)
+        ORDER BY p.id
+        """,
+        [msgspec.json.encode(sorted(ALERTED_ROLES)).decode()],
+    ).fetchall()
+    return [
+        UnreachablePerson(
+            id=r[0],
+            name=r[1],
+            roles=_strings.decode(r[2]),
+            scope=_strings.decode(r[3]),
+            devices_revoked=r[4],
+        )
+        for r in rows
+        if r[0] not in by_config
+    ]

@@ -16,6 +16,9 @@ phone app team can read. It keeps a local SQLite store per device with four part
   them to this person, most masked (gridsync/privacy.py); edits never send a mask back.
 - ``meta``: device id, person id, cursor, HLC state and the next ``seq``.
 
+The person's inbox is pulled like any record (type ``notice``): :meth:`DeviceClient.notices`
+lists it, :meth:`DeviceClient.mark_notice_read` queues ``notice.read``.
+
 Push sends pending mutations oldest first in batches; a lost response is retried with exactly the
 same bytes (same ``mid`` and ``seq``), and the server answers ``duplicate`` for what it already has.
 Pull pages until ``has_more`` is false and moves the cursor in the same local transaction that
@@ -43,8 +46,8 @@ import httpx
 import msgspec
 
 import gridsync
-from gridsync.clock import SYSTEM_CLOCK, Clock, uuid7
-from gridsync.models import is_masked
+from gridsync.clock import DAY_MS, SYSTEM_CLOCK, Clock, iso_ms, uuid7
+from gridsync.models import NOTICE_VISIBLE_DAYS, is_masked
 from gridsync.sync import hlc as hlc_clock
 
 SCHEMA_VERSION = "1"
@@ -64,6 +67,7 @@ OP_RECORD_TYPE = {
     "visit.void": "visit",
     "whistle.raise": "whistle",
     "whistle.act": "whistle",
+    "notice.read": "notice",
 }
 
 _json_encode = msgspec.json.Encoder().encode
@@ -451,6 +455,19 @@ class DeviceClient:
             return visits
         return {k: v for k, v in visits.items() if v.get("household_id") == household_id}
 
+    def notices(self, *, unread: bool = False) -> list[dict[str, Any]]:
+        """The person's inbox, newest first: every notification to them (SPEC 3.2, type
+        ``notice``), with ``read_at`` set once read here or on another of their phones."""
+        items = sorted(
+            self.all("notice").values(), key=lambda n: (n["created_at"], int(n["id"])), reverse=True
+        )
+        return [n for n in items if not (unread and n.get("read_at"))]
+
+    def mark_notice_read(self, notice_id: str) -> Queued:
+        """Queue ``notice.read``: the view shows it read at once, the server on the next push
+        (and the person's other phones on their next pull)."""
+        return self.enqueue("notice.read", notice_id, data={"notice_id": notice_id})
+
     def pending(self) -> list[Queued]:
         """Mutations not yet acknowledged by the server, oldest first."""
         return self._queue("state = 'pending'")
@@ -722,6 +739,10 @@ class DeviceClient:
             return visit
         if op == "visit.void":
             return None if current is None else {**current, "voided": True}
+        if op == "notice.read":
+            if current is None or current.get("read_at"):
+                return current
+            return {**current, "read_at": iso_ms(self.clock.now_ms())}
         return current
 
     # -- HTTP --------------------------------------------------------------------------------
@@ -1164,8 +1185,17 @@ class DeviceClient:
 
     def _settle(self) -> None:
         """After a complete pull the server copy includes everything acknowledged before it:
-        drop the acked overlay and show server copy + pending edits."""
+        drop the acked overlay and show server copy + pending edits. Notices older than the
+        server sends (``NOTICE_VISIBLE_DAYS``, by this device's clock) are dropped."""
+        horizon = self.clock.now_ms() - NOTICE_VISIBLE_DAYS * DAY_MS
         with self._tx() as db:
+            for id_, data in db.execute(
+                "SELECT id, data FROM base WHERE type = 'notice'"
+            ).fetchall():
+                created = datetime.fromisoformat(_json_decode(data)["created_at"])
+                if created.timestamp() * 1000 < horizon:
+                    db.execute("DELETE FROM base WHERE type = 'notice' AND id = ?", [id_])
+                    db.execute("DELETE FROM view WHERE type = 'notice' AND id = ?", [id_])
             keys = db.execute(
                 "SELECT DISTINCT rtype, id FROM queue WHERE state = 'acked'"
             ).fetchall()

@@ -2,7 +2,7 @@
 
 Push (``gridsync/sync/push.py``) looks ops up in :data:`OPS`; pull (``gridsync/sync/pull.py``)
 asks the sources of :data:`SOURCES`. Each area keeps its ops and sources side by side in its
-module of ``sync/`` (``households.py``, ``whistle.py``, ``org.py``, ``policy.py``); this module
+module of ``sync/`` (``households.py``, ``whistle.py``, ``org.py``, ``policy.py``, ``notices.py``); this module
 imports them by name, so the dependency is visible to a reader and to ``lint-imports``. No
 decorator registers anything at import time and no module is imported by its name in a string:
 adding an op or a source is a line here.
@@ -14,12 +14,13 @@ from gridsync.models import (
     ChangeType,
     HouseholdCreate,
     HouseholdMoveOut,
+    NoticeRead,
     VisitCreate,
     VisitVoid,
     WhistleAct,
     WhistleRaise,
 )
-from gridsync.sync import households, org, policy, whistle
+from gridsync.sync import households, notices, org, policy, whistle
 from gridsync.sync.ops import OpSpec, batch_op, by_name, op
 from gridsync.sync.sources import Source
 
@@ -37,6 +38,7 @@ OPS: dict[str, OpSpec] = by_name(
     op("visit.void", households.visit_void, data_type=VisitVoid),
     op("whistle.raise", whistle.raise_case, data_type=WhistleRaise, new_id=True),
     op("whistle.act", whistle.act, data_type=WhistleAct),
+    op("notice.read", notices.read, data_type=NoticeRead),
 )
 
 # Change type -> source, in the order pull asks them; the bulk ones (:data:`BULK`) are asked
@@ -47,6 +49,7 @@ SOURCES: dict[ChangeType, Source] = {
     "household": households.household_changes,
     "policy": policy.policy_changes,
     "whistle": whistle.whistle_changes,
+    "notice": notices.notice_changes,
     "visit": households.visit_changes,
 }
 BULK: frozenset[str] = frozenset({"visit"})

@@ -1,5 +1,6 @@
 """Pull sources: each change ``type`` of SPEC 3.2 (``org_unit``, ``person``, ``household``,
-``visit``, ``whistle``, ``policy``) has a function that lists that type's changes in a scope.
+``visit``, ``whistle``, ``policy``, ``notice``) has a function that lists that type's changes
+in a scope (a notice: in the reader's own inbox).
 
 Pull (``gridsync/sync/pull.py``) asks every source of ``gridsync/sync/registry.py``
 (``SOURCES``) for its changes with ``after_seq < seq <= upto_seq`` (``upto_seq`` pins the page
