@@ -55,7 +55,7 @@ from gridsync.config import Settings
 from gridsync.db import next_seq
 from gridsync.errors import Invalid
 from gridsync.households import HOUSEHOLD_COLUMNS
-from gridsync.models import MAX_TAG_LENGTH, MAX_TAGS, HouseholdFields, field_types
+from gridsync.models import MAX_TAG_LENGTH, MAX_TAGS, HouseholdFields, RowError, field_types
 from gridsync.models.core import SHORT_TEXT_PATTERN
 from gridsync.org import resolve_scope
 from gridsync.sync import merge
@@ -218,13 +218,6 @@ class Limits:
 LIMITS = Limits()
 
 
-class RowError(msgspec.Struct, kw_only=True):
-    row: int
-    column: str | None
-    code: str
-    message: str
-
-
 def cell_error(
     errors: list[RowError],
     number: int,
@@ -242,7 +235,6 @@ def cell_error(
             message=f"第{number}行 {register.label(column)}: {message}",
         )
     )
-
 
 
 @dataclass

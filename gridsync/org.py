@@ -67,6 +67,32 @@ class Scope:
         ]
 
 
+def unit_grid_filter(
+    db: sqlite_utils.Database, scope: Scope, unit_id: str | None, column: str
+) -> tuple[str, list[Any]]:
+    """SQL restricting ``column`` (a grid id) to the reader's scope, and to the grids under
+    ``unit_id`` when given (a unit the reader cannot see is not found)."""
+    if unit_id is None:
+        return scope.grid_filter(column)
+    kind = db.execute("SELECT kind FROM org_units WHERE id = ?", [unit_id]).fetchone()
+    if kind is None or not (scope.allows_unit(unit_id) or scope.allows_grid(unit_id)):
+        raise NotFound(f"no org unit {unit_id}", field="scope")
+    below = db.execute(
+        """
+        WITH RECURSIVE tree(id) AS (
+            SELECT ? UNION SELECT o.id FROM org_units o JOIN tree t ON o.parent_id = t.id
+        )
+        SELECT o.id, o.kind, o.grid_id FROM tree t JOIN org_units o ON o.id = t.id
+        """,
+        [unit_id],
+    ).fetchall()
+    grids = {u for u, k, _ in below if k == "grid"} | {
+        g for _, k, g in below if k == "branch" and g
+    }
+    allowed = sorted(g for g in grids if scope.allows_grid(g))
+    return f"{column} IN (SELECT value FROM json_each(?))", [msgspec.json.encode(allowed).decode()]
+
+
 def resolve_scope(db: sqlite_utils.Database, person_id: str) -> Scope:
     row = db.execute(
         "SELECT roles, scope_version, active FROM people WHERE id = ?", [person_id]
@@ -156,7 +182,9 @@ def check_unit(
         if found is None:
             raise Invalid(f"{unit.kind} {unit.id}: no org unit {value}", field=column)
         if found != kind:
-            raise Invalid(f"{unit.kind} {unit.id}: {value} is a {found}, not a {kind}", field=column)
+            raise Invalid(
+                f"{unit.kind} {unit.id}: {value} is a {found}, not a {kind}", field=column
+            )
 
 
 def check_kind_unchanged(db: sqlite_utils.Database, unit_id: str, kind: str) -> None:

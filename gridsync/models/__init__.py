@@ -81,6 +81,7 @@ from gridsync.models.coverage import (
     ViolationPage,
 )
 from gridsync.models.notify import OutboxEntry, OutboxPage, OutboxState
+from gridsync.models.records import AuditEntry, AuditPage, ImportResult, RowError
 from gridsync.models.sync import (
     HLC_PATTERN,
     MAX_UPDATE_FIELDS,
@@ -191,6 +192,9 @@ WIRE_TYPES: tuple[type, ...] = (
     # notify
     OutboxEntry,
     OutboxPage,
+    # records in and out
+    ImportResult,
+    AuditPage,
 )
 
 __all__ = [
@@ -214,6 +218,8 @@ __all__ = [
     "ApplyResult",
     "AssignRequest",
     "Assignment",
+    "AuditEntry",
+    "AuditPage",
     "CaseAction",
     "CaseCreate",
     "CaseEvent",
@@ -246,6 +252,7 @@ __all__ = [
     "HouseholdStatus",
     "Id",
     "IgnoredField",
+    "ImportResult",
     "Limit",
     "LostValue",
     "Me",
@@ -271,6 +278,7 @@ __all__ = [
     "RestoreRequest",
     "RevokeRequest",
     "Role",
+    "RowError",
     "Sample",
     "SampledHousehold",
     "ScopeWrite",
