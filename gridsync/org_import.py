@@ -152,7 +152,8 @@ def _refused(
             name, code, message = _field_of(exc) or fallback, "validation_error", str(exc)
         else:
             assert isinstance(exc, GridsyncError)
-            name, code, message = exc.extra.get("field") or fallback, exc.code, exc.message
+            path = re.match(r"\$?\.?(\w+)", str(exc.extra.get("field") or ""))
+            name, code, message = path.group(1) if path else fallback, exc.code, exc.message
         if name not in register.fields:
             name = fallback
         cell_error(errors, number, name, code, message, register)
