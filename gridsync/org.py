@@ -431,6 +431,17 @@ def leaves_no_admin_device(
     return row[0] == 1 and row[1] == 0
 
 
+def _holds_admin(db: sqlite_utils.Database, person_id: str) -> bool:
+    return (
+        db.execute(
+            "SELECT 1 FROM people WHERE id = ? "
+            "AND EXISTS (SELECT 1 FROM json_each(roles) WHERE value = 'admin')",
+            [person_id],
+        ).fetchone()
+        is not None
+    )
+
+
 def _check_person(p: NewPerson) -> None:
     checked(p.id, Id, "id")
     checked(p.name, Name, "name")
@@ -490,6 +501,7 @@ def add_people(
         if (
             "admin" not in p.roles
             and not allow_last_admin
+            and _holds_admin(db, p.id)  # only an admin now can leave none (36,000 imported)
             and leaves_no_admin_device(db, person_id=p.id)
         ):
             raise Conflict(

@@ -124,6 +124,18 @@ def audit_command(
             limit=limit,
             offset=offset,
         )
+        filters = {"person": person_id, "action": action, "since": since, "until": until}
+        store.write(
+            audit.record,
+            Actor.cli(),
+            "read.audit",
+            None,
+            {
+                **{k: v for k, v in filters.items() if v is not None},
+                "offset": offset,
+                "count": len(page.items),
+            },
+        )
     if as_json:
         echo_json(page)
         return
