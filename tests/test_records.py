@@ -276,3 +276,15 @@ def test_a_tag_some_household_carries_is_defined(store, cov_settings, cov_client
     )
     assert r.status_code == 400 and r.json()["code"] == "unknown_tag"
     assert r.json()["field"] == "priority_tags"
+
+
+def test_an_export_beyond_the_bound_is_refused_and_narrowing_it_passes(
+    cov_client, comm, monkeypatch
+):
+    from gridsync import record_exports
+
+    monkeypatch.setattr(record_exports, "MAX_ROWS", 3)  # the bound, at a size a test can reach
+    r = export(cov_client, comm.tokens["admin"], "visits")
+    assert r.status_code == 400 and r.json()["code"] == "export_too_large"
+    r = export(cov_client, comm.tokens["admin"], "visits", fmt="json", scope="g2")
+    assert r.status_code == 200 and len(r.json()["visits"]) == 2

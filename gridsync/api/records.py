@@ -139,7 +139,7 @@ class RecordExportController(Controller):
         summary="Export visits, cases (with timelines), the assignment, conflict or audit log",
         description="CSV, XLSX (Chinese headers; lang=en for English) or JSON, of the caller's "
         "scope (or `scope`), phone numbers as the caller may read them; the audit log is for "
-        "admins. At most 1,000,000 records (400 export_too_large). Audited.",
+        "admins. At most 500,000 records (400 export_too_large). Audited.",
         media_type="application/octet-stream",
         operation_class=RecordExportOperation,
         responses=error_responses(400, 403, 404, 503),

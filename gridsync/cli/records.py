@@ -64,7 +64,7 @@ def _export_command(kind: str, doc: str) -> None:
 
 _COMMON = (
     " Phone numbers are masked unless --show-phones (audited); --since/--until bound the "
-    "records by their time; at most 1,000,000 records (export_too_large: narrow it)."
+    "records by their time; at most 500,000 records (export_too_large: narrow it)."
 )
 _export_command(
     "visits", "Export visits (走访记录) with household, visitor, channel and kinds." + _COMMON
