@@ -326,7 +326,8 @@ def _cases(
             ],
         )
     }
-    cases, timeline, document = [], [], []
+    cases: list[dict[str, Any]] = []
+    timeline: list[dict[str, Any]] = []
     for case in reversed(page.items):  # oldest first, as the other exports
         received = parse_ms(case.received_at)
         if grids is not None and case.grid_id not in grids:
@@ -353,7 +354,6 @@ def _cases(
         cases.append(rec)
         for n, event in enumerate(case.history, start=1):
             timeline.append({"case_id": case.id, "n": n, **msgspec.structs.asdict(event)})
-        document.append({**msgspec.to_builtins(case), "head_name": head, "phone": shown})
     return [Sheet("cases", CASE_TABLE, cases), Sheet("timeline", TIMELINE_TABLE, timeline)]
 
 
