@@ -16,6 +16,7 @@ import gridsync
 from gridsync import coverage
 from gridsync.api import coverage as coverage_api
 from gridsync.api import docs as docs_api
+from gridsync.api import records as records_api
 from gridsync.api import reports as reports_api
 from gridsync.api import sync as sync_api
 from gridsync.api import whistle as whistle_api
@@ -43,6 +44,7 @@ API_CONTROLLERS = [
     *coverage_api.CONTROLLERS,
     *whistle_api.CONTROLLERS,
     *reports_api.CONTROLLERS,
+    *records_api.CONTROLLERS,
     MetricsController,
 ]
 

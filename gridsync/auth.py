@@ -252,3 +252,20 @@ def authenticate(
         scope=scope,
         draining=row[8] is not None,
     )
+
+
+def acting_for(db: sqlite_utils.Database, person_id: str) -> Principal:
+    """The CLI operator acting on a person's behalf (``gridsync cases raise --by``): that
+    person's roles and scope, on the device ``cli``; an unknown or inactive person is refused,
+    as their token would be."""
+    row = db.execute("SELECT roles, active FROM people WHERE id = ?", [person_id]).fetchone()
+    if row is None:
+        raise NotFound(f"no person {person_id}", field="by")
+    if not row[1]:
+        raise Unauthorized(f"{person_id} is no longer active", code="person_inactive")
+    return Principal(
+        person_id=person_id,
+        device_id="cli",
+        roles=frozenset(msgspec.json.decode(row[0])),
+        scope=resolve_scope(db, person_id),
+    )

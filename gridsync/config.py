@@ -18,6 +18,9 @@ from gridsync.models import CASE_LEVELS
 
 DEFAULT_SERVICE_KINDS = ("policy", "opinion", "hardship", "safety", "dispute", "environment")
 DEFAULT_PRIORITY_TAGS = ("elderly_alone", "disabled", "low_income")
+# The household tags a district defines (a priority tag must be one of them, or of its
+# priority tags, or be on some household: gridsync/coverage/policy.py, check_priority_tags).
+DEFAULT_HOUSEHOLD_TAGS = ("elderly_alone", "disabled", "low_income", "renter")
 
 
 class CoveragePolicy(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -87,6 +90,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     pull_read_ahead: bool = True
     synchronous: str = "FULL"  # SQLite PRAGMA synchronous; FULL survives power loss too
     coverage: CoveragePolicy = msgspec.field(default_factory=CoveragePolicy)
+    household_tags: tuple[str, ...] = DEFAULT_HOUSEHOLD_TAGS
     whistle_deadlines: dict[str, LevelDeadlines] = msgspec.field(default_factory=_default_deadlines)
     notify: NotifySettings = msgspec.field(default_factory=NotifySettings)
     sweep_interval_seconds: float = 5.0

@@ -362,6 +362,34 @@ def write_json(
     progress(data.total_rows)
 
 
+# -- one table or several, for the record exports (gridsync/record_exports.py) -----------------
+
+Table = tuple[str, list[str], list[str], list[list[Any]]]  # (sheet title, header, kinds, rows)
+
+
+def table_csv(header: list[str], rows: list[list[Any]], progress: Progress = _noop) -> bytes:
+    """One table as every CSV export writes it: UTF-8 with a BOM (Excel reads the Chinese),
+    every cell through :func:`inert`."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow([inert(h) for h in header])
+    for values in rows:
+        writer.writerow(["" if value is None else inert(value) for value in values])
+        progress(1)
+    return ("\ufeff" + text.getvalue()).encode()
+
+
+def tables_xlsx(tables: list[Table], progress: Progress = _noop) -> bytes:
+    """Sheets as the coverage export writes its own (:func:`_sheet`: frozen header, widths
+    that fit CJK text, texts inert), one per table."""
+    wb = Workbook(write_only=True)
+    for title, header, kinds, rows in tables:
+        _sheet(wb, title, header, kinds, rows, progress)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
 def render(data: ExportData, fmt: str, lang: str = "zh", progress: Progress = _noop) -> bytes:
     """The export as bytes (for the API); the CLI writes to a file the same way."""
     if fmt not in FORMATS:

@@ -4,13 +4,15 @@ read it (:mod:`gridsync.privacy`): :func:`household_from_row` takes the reader's
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 import sqlite_utils
 
 from gridsync.db import and_given, paged
 from gridsync.errors import NotFound, OutOfScope
 from gridsync.models import Geo, Household, Visit
-from gridsync.org import Scope
+from gridsync.org import Scope, unit_grid_filter
 from gridsync.privacy import PhoneView, shown_phone
 
 HOUSEHOLD_COLUMNS = (
@@ -112,18 +114,29 @@ def list_households(
     status: str | None = None,
     tag: str | None = None,
     responsible_member_id: str | None = None,
+    unit_id: str | None = None,
+    q: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[list[Household], int]:
+    """Households of the scope (of the grids under ``unit_id``, when given), filtered; ``q``
+    finds a household by its id or external id, or a part of its head's name or address."""
     if grid_id is not None and not scope.allows_grid(grid_id):
         raise OutOfScope(f"grid {grid_id} is outside your scope")
     where, params = and_given(
-        *scope.grid_filter("h.grid_id"),
+        *unit_grid_filter(db, scope, unit_id, "h.grid_id"),
         ("h.grid_id = ?", grid_id),
         ("h.status = ?", status),
         ("EXISTS (SELECT 1 FROM json_each(h.tags) WHERE value = ?)", tag),
         ("h.responsible_member_id = ?", responsible_member_id),
     )
+    if q:
+        like = "%" + re.sub(r"([\\%_])", r"\\\1", q) + "%"
+        where += (
+            " AND (h.id = ? OR h.external_id = ? OR h.head_name LIKE ? ESCAPE '\\' "
+            "OR (h.building || h.unit || h.room) LIKE ? ESCAPE '\\')"
+        )
+        params += [q, q, like, like]
     rows, total = paged(
         db,
         HOUSEHOLD_SELECT,

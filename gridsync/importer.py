@@ -55,7 +55,7 @@ from gridsync.config import Settings
 from gridsync.db import next_seq
 from gridsync.errors import Invalid
 from gridsync.households import HOUSEHOLD_COLUMNS
-from gridsync.models import MAX_TAG_LENGTH, MAX_TAGS, HouseholdFields, field_types
+from gridsync.models import MAX_TAG_LENGTH, MAX_TAGS, HouseholdFields, RowError, field_types
 from gridsync.models.core import SHORT_TEXT_PATTERN
 from gridsync.sync import merge
 from gridsync.sync.hlc import ServerClock
@@ -170,7 +170,26 @@ def _normal_header(text: str) -> str:
     return re.sub(r"[\s_\-]", "", text.strip().lstrip("\ufeff")).lower()
 
 
-_HEADER_INDEX = {_normal_header(h): f for f, (_, hs) in HEADERS.items() for h in hs}
+@dataclass(frozen=True)
+class Register:
+    """The columns of one kind of register the reading below understands: field -> (Chinese
+    label, accepted headers), and the key column every file of it must have. Households are
+    :data:`HOUSEHOLDS`; people and org units are in ``gridsync/org_import.py``. Reading a file,
+    mapping its headers, numbering its rows and refusing a bad file are the same for all."""
+
+    fields: dict[str, tuple[str, tuple[str, ...]]]
+    key: str
+
+    @property
+    def index(self) -> dict[str, str]:
+        """Normalised header -> field."""
+        return {_normal_header(h): f for f, (_, hs) in self.fields.items() for h in hs}
+
+    def label(self, name: str) -> str:
+        return self.fields[name][0]
+
+
+HOUSEHOLDS = Register(HEADERS, key="external_id")
 
 
 def household_id_for(external_id: str) -> str:
@@ -198,21 +217,21 @@ class Limits:
 LIMITS = Limits()
 
 
-class RowError(msgspec.Struct, kw_only=True):
-    row: int
-    column: str | None
-    code: str
-    message: str
-
-
-def _cell_error(errors: list[RowError], number: int, column: str, code: str, message: str) -> None:
+def cell_error(
+    errors: list[RowError],
+    number: int,
+    column: str,
+    code: str,
+    message: str,
+    register: Register = HOUSEHOLDS,
+) -> None:
     """Note the error of one field of a row: its message names the row and the column's label."""
     errors.append(
         RowError(
             row=number,
             column=column,
             code=code,
-            message=f"第{number}行 {HEADERS[column][0]}: {message}",
+            message=f"第{number}行 {register.label(column)}: {message}",
         )
     )
 
@@ -300,18 +319,18 @@ def _decode_csv(raw: bytes, name: str) -> str:
     )
 
 
-def _read_csv(path: Path, limits: Limits) -> list[list[Any]]:
-    text = _decode_csv(path.read_bytes(), path.name)
+def _read_csv(source: Path | bytes, name: str, limits: Limits) -> list[list[Any]]:
+    text = _decode_csv(source.read_bytes() if isinstance(source, Path) else source, name)
     reader = csv.reader(io.StringIO(text, newline=""))
     table: list[list[Any]] = []
     try:
         for cells in reader:
             if len(table) > limits.max_rows:
-                raise _too_many_rows(path.name, limits)
+                raise _too_many_rows(name, limits)
             table.append(cells)
     except csv.Error as exc:
         raise Invalid(
-            f"{path.name}: 第{reader.line_num}行无法按 CSV 读取（{exc}）", code="bad_file"
+            f"{name}: 第{reader.line_num}行无法按 CSV 读取（{exc}）", code="bad_file"
         ) from exc
     return table
 
@@ -368,7 +387,11 @@ def _formulas_without_value(source: IO[bytes], name: str, limits: Limits) -> set
     return missing
 
 
-def _read_xlsx(path: Path, limits: Limits) -> list[list[Any]]:
+def _opened(source: Path | bytes) -> IO[bytes]:
+    return source.open("rb") if isinstance(source, Path) else io.BytesIO(source)
+
+
+def _read_xlsx(source: Path | bytes, name: str, limits: Limits) -> list[list[Any]]:
     """The first worksheet's rows as values: cached values of formulas, :class:`_BadCell` for
     a formula without one, an error value (``#N/A``) or a date (Excel turns ``3-1`` into a
     date: the text is gone). Anything the file's structure breaks is ``bad_file``."""
@@ -376,11 +399,11 @@ def _read_xlsx(path: Path, limits: Limits) -> list[list[Any]]:
 
     try:
         # openpyxl is given our open file: a workbook it fails to read is closed all the same
-        with path.open("rb") as handle, zipfile.ZipFile(handle) as archive:
+        with _opened(source) as handle, zipfile.ZipFile(handle) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
             if unpacked > limits.max_unpacked_bytes:
                 raise _too_large(
-                    path.name,
+                    name,
                     "解压后大小",
                     unpacked,
                     limits.max_unpacked_bytes,
@@ -392,26 +415,26 @@ def _read_xlsx(path: Path, limits: Limits) -> list[list[Any]]:
                 book = openpyxl.load_workbook(handle, read_only=True, data_only=True)
                 try:
                     if not book.worksheets:
-                        raise Invalid(f"{path.name}: 文件中没有工作表", code="bad_file")
+                        raise Invalid(f"{name}: 文件中没有工作表", code="bad_file")
                     sheet = book.worksheets[0]
                     sheet.reset_dimensions()  # pad rows by their cells, not a claimed size
                     missing: set[tuple[int, int]] = set()
                     # the sheet's part in the archive: openpyxl (and its stubs) name it only
                     # privately, on the read-only sheet it hands out here
                     part: str = sheet._worksheet_path  # type: ignore[attr-defined]
-                    with archive.open(part) as source:
-                        formulas = _has_formula(source)
+                    with archive.open(part) as xml:
+                        formulas = _has_formula(xml)
                     if formulas:
-                        with archive.open(part) as source:
-                            missing = _formulas_without_value(source, path.name, limits)
-                    return _sheet_values(sheet, missing, path.name, limits)
+                        with archive.open(part) as xml:
+                            missing = _formulas_without_value(xml, name, limits)
+                    return _sheet_values(sheet, missing, name, limits)
                 finally:
                     book.close()
     except Invalid:
         raise
     except Exception as exc:  # whatever a broken or hostile file makes a parser raise
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-        raise Invalid(f"{path.name}: 不是有效的 XLSX 文件（{detail}）", code="bad_file") from exc
+        raise Invalid(f"{name}: 不是有效的 XLSX 文件（{detail}）", code="bad_file") from exc
 
 
 def _sheet_values(
@@ -447,9 +470,13 @@ def _sheet_values(
 
 
 def read_file(
-    path: str | Path, limits: Limits = LIMITS, *, ignore_unknown_columns: bool = False
+    path: str | Path,
+    limits: Limits = LIMITS,
+    *,
+    ignore_unknown_columns: bool = False,
+    register: Register = HOUSEHOLDS,
 ) -> Sheet:
-    """Parse a CSV (UTF-8 with or without BOM, or GB18030) or XLSX file.
+    """Parse a CSV (UTF-8 with or without BOM, or GB18030) or XLSX file of ``register``.
 
     File-level problems raise :class:`Invalid` with a code; a row that cannot be read whole
     (a CSV row with more or fewer cells than the header, a formula without a value, an error or
@@ -457,56 +484,85 @@ def read_file(
     or that has no header but holds data, is refused (``unknown_column``) unless
     ``ignore_unknown_columns``: data the user meant to import must not be dropped silently."""
     path = Path(path)
-    table = _read_table(path, limits)
-    exact_width = path.suffix.lower() == ".csv"  # XLSX rows end at their last filled cell
-    columns, ignored, unknown = _header_columns(path.name, table[0])
-    unnamed = _unnamed_columns(table, exact_width)
-    unknown += [f"第{i + 1}列（没有表头）" for i in unnamed]
-    ignored += [f"第{i + 1}列（没有表头）" for i in unnamed]
-    if unknown and not ignore_unknown_columns:
-        raise Invalid(
-            f"{path.name}: 无法识别的列 {'、'.join(unknown[:10])}"
-            f"{' 等' if len(unknown) > 10 else ''}：改为可识别的列名（见 --help）、删去该列，"
-            "或确认忽略（--ignore-unknown-columns）",
-            code="unknown_column",
-        )
-    rows, errors = _data_rows(table, columns, exact_width)
-    if not rows and not errors:
-        raise Invalid(f"{path.name}: 只有表头，没有数据行", code="no_rows")
-    return Sheet(path.name, columns, ignored, rows, errors)
-
-
-def _read_table(path: Path, limits: Limits) -> list[list[Any]]:
-    """The file's cells, row 1 first, within ``limits``; a missing, too large, unknown kind of
-    file, or one without a header row, is refused."""
     if not path.is_file():
         raise Invalid(f"找不到文件 {path}", code="file_not_found")
     size = path.stat().st_size
     if size > limits.max_file_bytes:
         raise _too_large(path.name, "文件大小", size, limits.max_file_bytes, "file_too_large")
-    suffix = path.suffix.lower()
+    return _read_sheet(path, path.name, limits, ignore_unknown_columns, register)
+
+
+def read_upload(
+    data: bytes,
+    name: str,
+    limits: Limits = LIMITS,
+    *,
+    ignore_unknown_columns: bool = False,
+    register: Register = HOUSEHOLDS,
+) -> Sheet:
+    """:func:`read_file` of a file's bytes (an upload to the admin API); ``name``'s suffix
+    (``.csv``, ``.xlsx``) says how to read it."""
+    if len(data) > limits.max_file_bytes:
+        raise _too_large(name, "文件大小", len(data), limits.max_file_bytes, "file_too_large")
+    return _read_sheet(data, name, limits, ignore_unknown_columns, register)
+
+
+def _read_sheet(
+    source: Path | bytes,
+    name: str,
+    limits: Limits,
+    ignore_unknown_columns: bool,
+    register: Register,
+) -> Sheet:
+    table = _read_table(source, name, limits)
+    exact_width = Path(name).suffix.lower() == ".csv"  # XLSX rows end at their last filled cell
+    columns, ignored, unknown = _header_columns(name, table[0], register)
+    unnamed = _unnamed_columns(table, exact_width)
+    unknown += [f"第{i + 1}列（没有表头）" for i in unnamed]
+    ignored += [f"第{i + 1}列（没有表头）" for i in unnamed]
+    if unknown and not ignore_unknown_columns:
+        raise Invalid(
+            f"{name}: 无法识别的列 {'、'.join(unknown[:10])}"
+            f"{' 等' if len(unknown) > 10 else ''}：改为可识别的列名（见 --help）、删去该列，"
+            "或确认忽略（--ignore-unknown-columns）",
+            code="unknown_column",
+        )
+    rows, errors = _data_rows(table, columns, exact_width, register)
+    if not rows and not errors:
+        raise Invalid(f"{name}: 只有表头，没有数据行", code="no_rows")
+    return Sheet(name, columns, ignored, rows, errors)
+
+
+def _read_table(source: Path | bytes, name: str, limits: Limits) -> list[list[Any]]:
+    """The file's cells, row 1 first, within ``limits``; an unknown kind of file, or one
+    without a header row, is refused."""
+    suffix = Path(name).suffix.lower()
     if suffix == ".csv":
-        table = _read_csv(path, limits)
+        table = _read_csv(source, name, limits)
     elif suffix in (".xlsx", ".xlsm"):
-        table = _read_xlsx(path, limits)
+        table = _read_xlsx(source, name, limits)
     else:
-        raise Invalid(f"{path.name}: 只支持 .csv 和 .xlsx 文件", code="bad_file_type")
+        raise Invalid(f"{name}: 只支持 .csv 和 .xlsx 文件", code="bad_file_type")
     if not table or not any(_cell_text(v) for v in table[0]):
-        raise Invalid(f"{path.name}: 第1行应为表头（列名）", code="no_header")
+        raise Invalid(f"{name}: 第1行应为表头（列名）", code="no_header")
     if len(table) - 1 > limits.max_rows:
-        raise _too_many_rows(path.name, limits)
+        raise _too_many_rows(name, limits)
     return table
 
 
-def _header_columns(source: str, header: list[Any]) -> tuple[dict[int, str], list[str], list[str]]:
+def _header_columns(
+    source: str, header: list[Any], register: Register = HOUSEHOLDS
+) -> tuple[dict[int, str], list[str], list[str]]:
     """(field of each known column by index, headers ignored, headers unknown). A field twice,
-    or no external_id column, is refused; a row-number column (序号) is ignored, not unknown."""
+    or no key column (外部编号 of households), is refused; a row-number column (序号) is
+    ignored, not unknown."""
     columns: dict[int, str] = {}
     ignored: list[str] = []
     unknown: list[str] = []
+    index = register.index
     for i, cell in enumerate(header):
         text = _cell_text(cell)
-        name = _HEADER_INDEX.get(_normal_header(text))
+        name = index.get(_normal_header(text))
         if name is None:
             if text:
                 ignored.append(text)
@@ -514,13 +570,16 @@ def _header_columns(source: str, header: list[Any]) -> tuple[dict[int, str], lis
                     unknown.append(f"“{text[:40]}”")
         elif name in columns.values():
             raise Invalid(
-                f"{source}: 列“{HEADERS[name][0]}”({name}) 出现了不止一次",
+                f"{source}: 列“{register.label(name)}”({name}) 出现了不止一次",
                 code="duplicate_column",
             )
         else:
             columns[i] = name
-    if "external_id" not in columns.values():
-        raise Invalid(f"{source}: 缺少必需的列“外部编号”(external_id)", code="missing_column")
+    if register.key not in columns.values():
+        raise Invalid(
+            f"{source}: 缺少必需的列“{register.label(register.key)}”({register.key})",
+            code="missing_column",
+        )
     return columns, ignored, unknown
 
 
@@ -542,7 +601,7 @@ def _unnamed_columns(table: list[list[Any]], exact_width: bool) -> list[int]:
 
 
 def _data_rows(
-    table: list[list[Any]], columns: dict[int, str], exact_width: bool
+    table: list[list[Any]], columns: dict[int, str], exact_width: bool, register: Register
 ) -> tuple[list[tuple[int, dict[str, str]]], list[RowError]]:
     """(row number, text of each known column) of every row read whole, and an error for each
     row that could not be (a CSV row of another width than the header, a bad cell). Blank rows
@@ -570,7 +629,7 @@ def _data_rows(
             if i < len(cells) and isinstance(cells[i], _BadCell)
         ]
         for name, cell in bad:
-            _cell_error(errors, number, name, cell.code, cell.reason)
+            cell_error(errors, number, name, cell.code, cell.reason, register)
         if bad:
             continue
         values = {
@@ -640,7 +699,7 @@ class _Checker:
 def _row_values(number: int, raw: dict[str, str], errors: list[RowError]) -> dict[str, Any]:
     """Typed field values of one row (only the columns the file has); appends errors."""
 
-    bad = partial(_cell_error, errors, number)
+    bad = partial(cell_error, errors, number)
 
     values: dict[str, Any] = {}
     for name, text in raw.items():
@@ -779,7 +838,7 @@ def _plan_assignments(
         loads[joined] += 1
         cap = cap_of(grid)
         if loads[joined] > cap and final[joined] > initial[joined] and not override_cap:
-            _cell_error(
+            cell_error(
                 errors,
                 number,
                 "responsible_member_id",
@@ -856,7 +915,7 @@ def _check_row(
     notes where each was first) and the database (fields a new household needs, the grid, the
     responsible member); appends errors."""
 
-    bad = partial(_cell_error, errors, number)
+    bad = partial(cell_error, errors, number)
 
     ext = values.get("external_id", "")
     if not ext:

@@ -67,6 +67,32 @@ class Scope:
         ]
 
 
+def unit_grid_filter(
+    db: sqlite_utils.Database, scope: Scope, unit_id: str | None, column: str
+) -> tuple[str, list[Any]]:
+    """SQL restricting ``column`` (a grid id) to the reader's scope, and to the grids under
+    ``unit_id`` when given (a unit the reader cannot see is not found)."""
+    if unit_id is None:
+        return scope.grid_filter(column)
+    kind = db.execute("SELECT kind FROM org_units WHERE id = ?", [unit_id]).fetchone()
+    if kind is None or not (scope.allows_unit(unit_id) or scope.allows_grid(unit_id)):
+        raise NotFound(f"no org unit {unit_id}", field="scope")
+    below = db.execute(
+        """
+        WITH RECURSIVE tree(id) AS (
+            SELECT ? UNION SELECT o.id FROM org_units o JOIN tree t ON o.parent_id = t.id
+        )
+        SELECT o.id, o.kind, o.grid_id FROM tree t JOIN org_units o ON o.id = t.id
+        """,
+        [unit_id],
+    ).fetchall()
+    grids = {u for u, k, _ in below if k == "grid"} | {
+        g for _, k, g in below if k == "branch" and g
+    }
+    allowed = sorted(g for g in grids if scope.allows_grid(g))
+    return f"{column} IN (SELECT value FROM json_each(?))", [msgspec.json.encode(allowed).decode()]
+
+
 def resolve_scope(db: sqlite_utils.Database, person_id: str) -> Scope:
     row = db.execute(
         "SELECT roles, scope_version, active FROM people WHERE id = ?", [person_id]
@@ -125,6 +151,54 @@ def _unit(row: tuple) -> OrgUnit:
     return OrgUnit(id=row[0], kind=row[1], name=row[2], parent_id=row[3], grid_id=row[4])
 
 
+def check_unit(
+    db: sqlite_utils.Database, unit: OrgUnit, planned: dict[str, str] | None = None
+) -> None:
+    """THE rules an org unit must pass before it is written (``units add``, ``PUT
+    /api/v1/org-units``, ``gridsync import units``): ids and name in their wire shape, a parent
+    of the kind the tree needs (none for a district), a branch's grid a grid. A parent or grid
+    is looked up in ``planned`` (id -> kind of units written in the same batch) first, then in
+    the database."""
+    checked(unit.id, Id, "id")
+    checked(unit.name, Name, "name")
+    for column in ("parent_id", "grid_id"):
+        if getattr(unit, column) is not None:
+            checked(getattr(unit, column), Id, column)
+    expected = PARENT_KIND[unit.kind]
+    if expected is None and unit.parent_id is not None:
+        raise Invalid(f"a {unit.kind} has no parent", field="parent_id")
+    if expected is not None and unit.parent_id is None:
+        raise Invalid(f"a {unit.kind} needs a parent {expected}", field="parent_id")
+    for column, value, kind in (
+        ("parent_id", unit.parent_id, expected),
+        ("grid_id", unit.grid_id, "grid"),
+    ):
+        if value is None:
+            continue
+        found = (planned or {}).get(value)
+        if found is None:
+            row = db.execute("SELECT kind FROM org_units WHERE id = ?", [value]).fetchone()
+            found = row[0] if row else None
+        if found is None:
+            raise Invalid(f"{unit.kind} {unit.id}: no org unit {value}", field=column)
+        if found != kind:
+            raise Invalid(
+                f"{unit.kind} {unit.id}: {value} is a {found}, not a {kind}", field=column
+            )
+
+
+def check_kind_unchanged(db: sqlite_utils.Database, unit_id: str, kind: str) -> None:
+    """A unit's kind is fixed once created (``409 kind_change``: a grid that became a branch
+    would strand its households)."""
+    row = db.execute("SELECT kind FROM org_units WHERE id = ?", [unit_id]).fetchone()
+    if row is not None and row[0] != kind:
+        raise Conflict(
+            f"org unit {unit_id} is a {row[0]}; its kind cannot change to {kind}",
+            code="kind_change",
+            field="kind",
+        )
+
+
 def add_units(db: sqlite_utils.Database, units: list[OrgUnit], actor: Actor | None = None) -> None:
     """Insert or update org units (parents before children). ``actor`` defaults to the CLI."""
     if not units:
@@ -132,29 +206,9 @@ def add_units(db: sqlite_utils.Database, units: list[OrgUnit], actor: Actor | No
     for unit in units:
         checked(unit.id, Id, "id")
         checked(unit.name, Name, "name")
-        for column in ("parent_id", "grid_id"):
-            if getattr(unit, column) is not None:
-                checked(getattr(unit, column), Id, column)
     first = next_seq(db, len(units))
     for i, unit in enumerate(units):
-        expected = PARENT_KIND[unit.kind]
-        if expected is None and unit.parent_id is not None:
-            raise Invalid(f"a {unit.kind} has no parent", field="parent_id")
-        if expected is not None and unit.parent_id is None:
-            raise Invalid(f"a {unit.kind} needs a parent {expected}", field="parent_id")
-        for column, value, kind in (
-            ("parent_id", unit.parent_id, expected),
-            ("grid_id", unit.grid_id, "grid"),
-        ):
-            if value is None:
-                continue
-            row = db.execute("SELECT kind FROM org_units WHERE id = ?", [value]).fetchone()
-            if row is None:
-                raise Invalid(f"{unit.kind} {unit.id}: no org unit {value}", field=column)
-            if row[0] != kind:
-                raise Invalid(
-                    f"{unit.kind} {unit.id}: {value} is a {row[0]}, not a {kind}", field=column
-                )
+        check_unit(db, unit)
         db.execute(
             f"INSERT INTO org_units ({_UNIT_COLS}, seq) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, name=excluded.name, "
@@ -377,6 +431,17 @@ def leaves_no_admin_device(
     return row[0] == 1 and row[1] == 0
 
 
+def _holds_admin(db: sqlite_utils.Database, person_id: str) -> bool:
+    return (
+        db.execute(
+            "SELECT 1 FROM people WHERE id = ? "
+            "AND EXISTS (SELECT 1 FROM json_each(roles) WHERE value = 'admin')",
+            [person_id],
+        ).fetchone()
+        is not None
+    )
+
+
 def _check_person(p: NewPerson) -> None:
     checked(p.id, Id, "id")
     checked(p.name, Name, "name")
@@ -388,6 +453,31 @@ def _check_person(p: NewPerson) -> None:
     scope_units(p.scope)
 
 
+def check_person(db: sqlite_utils.Database, p: NewPerson) -> None:
+    """THE rules a person must pass before they are written (``people add``, ``PUT
+    /api/v1/people``, ``gridsync import people``), but the lock-out rule, which depends on the
+    order of the writes (:func:`add_people` asks it as it writes): ids, name, phone and channel
+    URLs in their wire shape, every channel one Apprise can parse (``invalid_channel``), known
+    roles, a grid worker's grids (``grid_worker_scope``), the branch a party branch and every
+    scope unit an org unit."""
+    _check_person(p)
+    if p.channels:
+        from gridsync.notify.routing import check_channels  # Apprise loads only when needed
+
+        check_channels(p.channels)
+    bad = [r for r in p.roles if r not in ROLES]
+    if bad or not p.roles:
+        raise Invalid(f"person {p.id}: roles must be some of {', '.join(ROLES)}", field="roles")
+    _check_grid_worker(db, p.id, p.roles, p.scope)
+    if p.branch_id is not None:
+        row = db.execute("SELECT kind FROM org_units WHERE id = ?", [p.branch_id]).fetchone()
+        if row is None or row[0] != "branch":
+            raise Invalid(f"{p.branch_id} is not a party branch", field="branch_id")
+    for unit_id in p.scope:
+        if db.execute("SELECT 1 FROM org_units WHERE id = ?", [unit_id]).fetchone() is None:
+            raise Invalid(f"person {p.id}: no org unit {unit_id}", field="scope")
+
+
 def add_people(
     db: sqlite_utils.Database,
     people: list[NewPerson],
@@ -395,31 +485,23 @@ def add_people(
     *,
     allow_last_admin: bool = False,
 ) -> None:
-    """Insert or update people and replace their scope. Every channel URL must be one Apprise
-    can parse (``400 invalid_channel``, the API's and the CLI's check alike), so that a typo is
-    refused now rather than found out at the first alert. Ids, names, phones and channels are
-    checked against their wire types (:func:`checked`), whoever calls. Taking the admin role
-    from the last admin holding an active device is ``409 last_admin_device`` unless
-    ``allow_last_admin`` (the CLI, see :func:`leaves_no_admin_device`)."""
+    """Insert or update people and replace their scope, each checked by :func:`check_person`
+    first (a channel URL Apprise cannot parse is ``400 invalid_channel``, the API's and the
+    CLI's check alike, so that a typo is refused now rather than found out at the first alert).
+    Taking the admin role from the last admin holding an active device is ``409
+    last_admin_device`` unless ``allow_last_admin`` (the CLI, see
+    :func:`leaves_no_admin_device`)."""
     if not people:
         return
     for p in people:
-        _check_person(p)
-    if any(p.channels for p in people):
-        from gridsync.notify.routing import check_channels  # Apprise loads only when needed
-
-        for p in people:
-            check_channels(p.channels)
+        check_person(db, p)
     first = next_seq(db, len(people))
     created = now_iso()
     for i, p in enumerate(people):
-        bad = [r for r in p.roles if r not in ROLES]
-        if bad or not p.roles:
-            raise Invalid(f"person {p.id}: roles must be some of {', '.join(ROLES)}", field="roles")
-        _check_grid_worker(db, p.id, p.roles, p.scope)
         if (
             "admin" not in p.roles
             and not allow_last_admin
+            and _holds_admin(db, p.id)  # only an admin now can leave none (36,000 imported)
             and leaves_no_admin_device(db, person_id=p.id)
         ):
             raise Conflict(
@@ -461,13 +543,7 @@ def add_people(
 def put_unit(db: sqlite_utils.Database, unit_id: str, data: UnitWrite, actor: Actor) -> OrgUnit:
     """Create an org unit or rename/move it (``PUT /api/v1/org-units/{id}``); its kind is fixed
     once created (``kind_change``: a grid that became a branch would strand its households)."""
-    row = db.execute("SELECT kind FROM org_units WHERE id = ?", [unit_id]).fetchone()
-    if row is not None and row[0] != data.kind:
-        raise Conflict(
-            f"org unit {unit_id} is a {row[0]}; its kind cannot change to {data.kind}",
-            code="kind_change",
-            field="kind",
-        )
+    check_kind_unchanged(db, unit_id, data.kind)
     add_units(
         db,
         [
@@ -488,10 +564,6 @@ def put_person(
     db: sqlite_utils.Database, person_id: str, data: PersonWrite, actor: Actor
 ) -> Person:
     """Create or update a person and replace their scope (``PUT /api/v1/people/{id}``)."""
-    if data.branch_id is not None:
-        row = db.execute("SELECT kind FROM org_units WHERE id = ?", [data.branch_id]).fetchone()
-        if row is None or row[0] != "branch":
-            raise Invalid(f"{data.branch_id} is not a party branch", field="branch_id")
     add_people(
         db,
         [

@@ -79,6 +79,10 @@ RESPONSE_ONLY: dict[str, str] = {
     "WhistleReport": "the whistle report",
     "OutboxEntry": "read: the outbox",
     "OutboxPage": _PAGE,
+    "ImportResult": "the answer to an import of people or org units (the file is the body)",
+    "RowError": "a bad row of an import, in its answer",
+    "AuditEntry": "read: the audit log",
+    "AuditPage": _PAGE,
 }
 
 # Fields that carry a value of any shape, bounded by something other than a Meta.

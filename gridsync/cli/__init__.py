@@ -1,6 +1,15 @@
 """The ``gridsync`` command: one click group, commands grouped by area in this package."""
 
-from gridsync.cli import core, coverage, data, ops, reports, sync, whistle  # noqa: F401  (register)
+from gridsync.cli import (  # noqa: F401  (register commands)
+    core,
+    coverage,
+    data,
+    ops,
+    records,
+    reports,
+    sync,
+    whistle,
+)
 from gridsync.cli.base import cli
 
 

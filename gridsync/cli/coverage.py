@@ -644,7 +644,13 @@ def policy_show(db_path: str, as_json: bool, community_id: str, config_path: str
 )
 @click.option("--cycle-days", type=int_range_of(PolicyOverride, "cycle_days"))
 @click.option("--priority-cycle-days", type=int_range_of(PolicyOverride, "priority_cycle_days"))
-@click.option("--priority-tag", "priority_tags", multiple=True, help="Repeat for several.")
+@click.option(
+    "--priority-tag",
+    "priority_tags",
+    multiple=True,
+    help="Repeat for several. A tag the district defines (settings household_tags, "
+    "[coverage] priority_tags, or one some household carries); else unknown_tag.",
+)
 @click.option("--kind", "kinds", multiple=True, help="Service kind; repeat for several.")
 @config_option
 def policy_set(

@@ -1,4 +1,4 @@
-"""CLI commands of the data area: ``gridsync demo`` and ``gridsync import households``."""
+"""CLI commands of the data area: ``gridsync demo`` and ``gridsync import households|people|units``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import click
 import msgspec
 
-from gridsync import auth, demo, importer
+from gridsync import auth, demo, importer, org_import
 from gridsync.audit import Actor
 from gridsync.cli.base import (
     TIME,
@@ -226,3 +226,149 @@ def import_households_command(
         click.echo(f"dry run of {sheet.source}: would import {counts}; nothing written")
     else:
         click.echo(f"imported {sheet.source}: {counts}")
+
+
+def _import_register(
+    ctx: click.Context,
+    kind: str,
+    db_path: str,
+    as_json: bool,
+    file: str,
+    dry_run: bool,
+    ignore_unknown_columns: bool,
+) -> None:
+    """``gridsync import people|units``: read, check every row (with a progress bar on
+    stderr), write in one transaction or nothing, print the counts or the bad rows."""
+    with open_store(db_path) as store:
+        try:
+            sheet = importer.read_file(
+                file,
+                ignore_unknown_columns=ignore_unknown_columns,
+                register=org_import.REGISTERS[kind],
+            )
+        except GridsyncError as exc:
+            if as_json:
+                echo_json({"code": exc.code, "message": exc.message, "written": False})
+                ctx.exit(1)
+            raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+        with _stderr_bar("检查 checking", len(sheet.rows)) as bar:
+            if dry_run:
+                result = store.read(org_import.preview, kind, sheet, bar.update)
+            else:
+                try:
+                    result = store.write(
+                        org_import.import_sheet,
+                        kind,
+                        sheet,
+                        Actor.cli(),
+                        allow_last_admin=True,
+                        progress=bar.update,
+                    )
+                except importer.ImportRejected:
+                    result = store.read(org_import.preview, kind, sheet)
+                    result.dry_run = False
+                except GridsyncError as exc:  # a rule between rows (the last admin device)
+                    raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+    failed = bool(result.errors)
+    if as_json:
+        echo_json(result)
+        ctx.exit(1 if failed else 0)
+    for error in result.errors:
+        click.echo(f"{error.message} ({error.code})", err=True)
+    if result.ignored_columns:
+        click.echo(f"ignored columns (未识别的列): {', '.join(result.ignored_columns)}", err=True)
+    counts = (
+        f"{result.new} new, {result.changed} changed, {result.unchanged} unchanged "
+        f"(新增 {result.new}，更新 {result.changed}，未变 {result.unchanged})"
+    )
+    if failed:
+        rows = len({e.row for e in result.errors})
+        raise click.ClickException(
+            f"import_rejected: {rows} 行有错误，未写入任何数据 "
+            f"({rows} bad rows; nothing was written)"
+        )
+    if dry_run:
+        click.echo(f"dry run of {sheet.source}: would import {counts}; nothing written")
+    else:
+        click.echo(f"imported {sheet.source}: {counts}")
+
+
+_FILE_HELP = """
+
+    \b
+    Every bad row is reported with its row number; if any row is bad, nothing is written
+    (exit code 1). Importing the same file again changes nothing. Columns left out are not
+    changed on existing records. A file that cannot be read whole is refused with one coded
+    line (bad_file, bad_encoding, file_too_large, too_many_rows, unknown_column,
+    duplicate_column, missing_column, no_header, no_rows), as for `import households`."""
+
+
+def _register_options(fn: Any) -> Any:
+    for option in reversed(
+        (
+            db_option,
+            json_option,
+            click.argument("file", type=click.Path(dir_okay=False)),
+            click.option(
+                "--dry-run", is_flag=True, help="Validate and preview the counts; write nothing."
+            ),
+            click.option(
+                "--ignore-unknown-columns",
+                is_flag=True,
+                help="Import although some columns have unknown headers (or none) and hold "
+                "data; they are listed and left out.",
+            ),
+            click.pass_context,
+        )
+    ):
+        fn = option(fn)
+    return fn
+
+
+@import_group.command("people")
+@_register_options
+def import_people_command(
+    ctx: click.Context,
+    db_path: str,
+    as_json: bool,
+    file: str,
+    dry_run: bool,
+    ignore_unknown_columns: bool,
+) -> None:
+    """Import or update people (party members, secretaries, grid workers...) from FILE.csv or
+    FILE.xlsx, as `gridsync people add` would, one row each.
+
+    \b
+    Headers (Chinese or English; row 1 is the header):
+      编号/id (required)   姓名/name   角色/roles   范围/scope   支部/branch_id
+      电话/phone   渠道/channels
+    Roles, scope units: separated by ；;,、| or spaces; roles by name (member, grid_worker,
+    community_secretary, ...) or in Chinese (党员, 网格员, 社区书记, 支部书记, 管理员, ...).
+    Channels (Apprise URLs): separated by spaces or ；;. A new person needs 姓名 and 角色;
+    scope units and branches must exist (import units first)."""
+    _import_register(ctx, "people", db_path, as_json, file, dry_run, ignore_unknown_columns)
+
+
+@import_group.command("units")
+@_register_options
+def import_units_command(
+    ctx: click.Context,
+    db_path: str,
+    as_json: bool,
+    file: str,
+    dry_run: bool,
+    ignore_unknown_columns: bool,
+) -> None:
+    """Import or update org units from FILE.csv or FILE.xlsx, as `gridsync units add` would,
+    one row each; rows may come in any order (parents are written first).
+
+    \b
+    Headers (Chinese or English; row 1 is the header):
+      编号/id (required)   类型/kind   名称/name   上级/parent_id   对应网格/grid_id (a branch's)
+    Kinds: district/区, street/街道, community/社区, grid/网格, branch/支部, department/部门.
+    A new unit needs 类型 and 名称; a unit's kind never changes (kind_change)."""
+    _import_register(ctx, "units", db_path, as_json, file, dry_run, ignore_unknown_columns)
+
+
+import_people_command.help = (import_people_command.help or "") + _FILE_HELP
+import_units_command.help = (import_units_command.help or "") + _FILE_HELP

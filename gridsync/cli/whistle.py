@@ -3,6 +3,8 @@ whistle report."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from gridsync import audit, org, whistle
@@ -214,6 +216,93 @@ def cases_show(db_path: str, as_json: bool, case_id: str) -> None:
             f"  {e.at}  {e.action:<9} {e.by or 'system':<10} {e.level:<10} {e.state}"
             + (f"  {e.note}" if e.note else "")
         )
+
+
+@cases.command("raise")
+@db_option
+@json_option
+@click.option(
+    "--by",
+    "person_id",
+    required=True,
+    help="The person raising it (their scope decides where; audited as device cli).",
+)
+@click.option("--category", required=True, help="e.g. 环境卫生, 安全隐患, 12345.")
+@click.option("--grid", "grid_id", default=None, help="The grid (or give --household).")
+@click.option("--household", "household_id", default=None, help="The household concerned.")
+@click.option("--location", default="", help="Where (a short text).")
+@click.option("--description", default="", help="What happened.")
+@click.option("--id", "case_id", default=None, help="The case id (default: a new UUIDv7).")
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML settings file (deadlines, notification channels).",
+)
+def cases_raise(
+    db_path: str,
+    as_json: bool,
+    person_id: str,
+    category: str,
+    grid_id: str | None,
+    household_id: str | None,
+    location: str,
+    description: str,
+    case_id: str | None,
+    config_path: str | None,
+) -> None:
+    """Raise a whistle case (吹哨) at the grid level, as the phone's whistle.raise and POST
+    /api/v1/whistle/cases do: the same checks, deadlines from now, the grid team alerted."""
+    import msgspec
+
+    from gridsync import auth
+    from gridsync.clock import uuid7
+    from gridsync.models import CaseCreate, WhistleRaise
+
+    settings = _settings(config_path, db_path)
+    try:
+        body = msgspec.convert(
+            {
+                "category": category,
+                "id": case_id,
+                "grid_id": grid_id,
+                "household_id": household_id,
+                "location": location,
+                "description": description,
+            },
+            CaseCreate,
+        )
+    except msgspec.ValidationError as exc:
+        raise click.ClickException(f"validation_error: {exc}") from exc
+    data = WhistleRaise(
+        category=body.category,
+        grid_id=body.grid_id,
+        household_id=body.household_id,
+        location=body.location,
+        description=body.description,
+    )
+
+    def raise_(db: Any) -> Any:
+        principal = auth.acting_for(db, person_id)
+        return whistle.raise_case(
+            db,
+            principal,
+            body.id or uuid7(),
+            data,
+            received_ms=SYSTEM_CLOCK.now_ms(),
+            settings=settings,
+        )
+
+    with open_store(db_path) as store:
+        case = run(lambda: store.write(raise_))
+    if as_json:
+        echo_json(case)
+        return
+    click.echo(
+        f"case {case.id} raised in grid {case.grid_id} by {case.raised_by}; "
+        f"accept by {case.deadlines.accept}"
+    )
 
 
 @cli.group("whistle")

@@ -200,6 +200,32 @@ def _put_policy_row(
     )
 
 
+def check_priority_tags(
+    db: sqlite_utils.Database, settings: Settings, tags: list[str] | tuple[str, ...]
+) -> None:
+    """A priority tag must be one the district defines: a tag of the settings'
+    ``household_tags`` or of the district's own ``[coverage] priority_tags``, or one some
+    household carries (an import's own 自定义标签). Anything else is a typo that would make no
+    household a priority one: ``400 unknown_tag``."""
+    defined = set(settings.household_tags) | set(settings.coverage.priority_tags)
+    unknown = [
+        tag
+        for tag in tags
+        if tag not in defined
+        and not db.execute(
+            "SELECT EXISTS (SELECT 1 FROM households h, json_each(h.tags) j WHERE j.value = ?)",
+            [tag],
+        ).fetchone()[0]
+    ]
+    if unknown:
+        raise Invalid(
+            f"priority tag {', '.join(unknown)} is not defined in the district (known: "
+            f"{', '.join(sorted(defined))}, or a tag some household carries)",
+            code="unknown_tag",
+            field="priority_tags",
+        )
+
+
 def set_policy(
     db: sqlite_utils.Database,
     settings: Settings,
@@ -208,10 +234,13 @@ def set_policy(
     override: PolicyOverride,
     clock: Clock = SYSTEM_CLOCK,
 ) -> CommunityPolicy:
-    """Replace a community's override (validated against the default it overrides)."""
+    """Replace a community's override (validated against the default it overrides; its
+    priority tags must be defined, :func:`check_priority_tags`)."""
     _require_community(db, community_id)
     fields = {k: v for k, v in msgspec.structs.asdict(override).items() if v is not UNSET}
     _validate(_merge(settings, fields))
+    if fields.get("priority_tags"):
+        check_priority_tags(db, settings, fields["priority_tags"])
     _put_policy_row(db, community_id, msgspec.json.encode(fields).decode(), actor, clock)
     audit.record(db, actor, "coverage.policy.set", target=community_id, detail=fields, clock=clock)
     return community_policy(db, settings, community_id)

@@ -101,6 +101,7 @@ from gridsync.models.notify import (
     OutboxState,
     UnreachablePerson,
 )
+from gridsync.models.records import AuditEntry, AuditPage, ImportResult, RowError
 from gridsync.models.reports import ISO_WEEK_PATTERN, AlertsActed, BurdenReport, BurdenRow
 from gridsync.models.sync import (
     HLC_PATTERN,
@@ -220,6 +221,9 @@ WIRE_TYPES: tuple[type, ...] = (
     Notice,
     NoticeRead,
     UnreachablePerson,
+    # records in and out
+    ImportResult,
+    AuditPage,
 )
 
 __all__ = [
@@ -251,6 +255,8 @@ __all__ = [
     "ApplyResult",
     "AssignRequest",
     "Assignment",
+    "AuditEntry",
+    "AuditPage",
     "BurdenReport",
     "BurdenRow",
     "CaseAction",
@@ -291,6 +297,7 @@ __all__ = [
     "HouseholdStatus",
     "Id",
     "IgnoredField",
+    "ImportResult",
     "Limit",
     "LostValue",
     "Me",
@@ -318,6 +325,7 @@ __all__ = [
     "RestoreRequest",
     "RevokeRequest",
     "Role",
+    "RowError",
     "Sample",
     "SampledHousehold",
     "ScopeWrite",
