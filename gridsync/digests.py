@@ -27,7 +27,7 @@ import sqlite_utils
 
 from gridsync import coverage
 from gridsync.clock import DAY_MS
-from gridsync.config import Settings
+from gridsync.config import Settings, deep_link
 from gridsync.models import Policy
 from gridsync.notify import outbox
 from gridsync.notify.routing import Router
@@ -335,6 +335,7 @@ def weekly_digests(
             "unit_name": name,
             "week": week_label,
             **unit_coverage(db, grid_ids, members, now_ms, policy),
+            "link": deep_link(settings, "/console"),
         }
         queued += outbox.enqueue(
             db,

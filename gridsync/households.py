@@ -112,9 +112,12 @@ def list_households(
     status: str | None = None,
     tag: str | None = None,
     responsible_member_id: str | None = None,
+    q: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[list[Household], int]:
+    """Households of the scope, by address. ``q`` searches the head's name and the address
+    (building, unit and room as one text, "3栋2单元"), case-insensitive, as a substring."""
     if grid_id is not None and not scope.allows_grid(grid_id):
         raise OutOfScope(f"grid {grid_id} is outside your scope")
     where, params = and_given(
@@ -123,6 +126,11 @@ def list_households(
         ("h.status = ?", status),
         ("EXISTS (SELECT 1 FROM json_each(h.tags) WHERE value = ?)", tag),
         ("h.responsible_member_id = ?", responsible_member_id),
+        (
+            "instr(lower(coalesce(h.head_name, '') || char(10) || coalesce(h.building, '') "
+            "|| coalesce(h.unit, '') || coalesce(h.room, '')), lower(?)) > 0",
+            q,
+        ),
     )
     rows, total = paged(
         db,

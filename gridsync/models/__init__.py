@@ -18,6 +18,12 @@ The package imports nothing from gridsync: it is the bottom layer that domain co
 
 from __future__ import annotations
 
+from gridsync.models.console import (
+    ConsoleLink,
+    ConsoleLinkRequest,
+    ConsoleSession,
+    ConsoleSessionPage,
+)
 from gridsync.models.core import (
     HOUSEHOLD_STATUSES,
     ID_PATTERN,
@@ -191,6 +197,11 @@ WIRE_TYPES: tuple[type, ...] = (
     # notify
     OutboxEntry,
     OutboxPage,
+    # console
+    ConsoleLinkRequest,
+    ConsoleLink,
+    ConsoleSession,
+    ConsoleSessionPage,
 )
 
 __all__ = [
@@ -226,6 +237,10 @@ __all__ = [
     "CommunityPolicy",
     "ConflictEntry",
     "ConflictPage",
+    "ConsoleLink",
+    "ConsoleLinkRequest",
+    "ConsoleSession",
+    "ConsoleSessionPage",
     "CoverageLevel",
     "CoverageReport",
     "CoverageRow",
