@@ -230,6 +230,9 @@ def test_accepting_a_case_is_the_api_accepting_it(web, tiny, store, clock, app_s
     sign_in(web, tiny, "m1")
     today = web.get("/console").text
     assert "占道经营" in today and 'class="due"' in today  # a countdown to its deadline
+    board = web.get("/console/cases", params={"level": ""})
+    assert board.status_code == 200 and "占道经营" in board.text
+    assert web.get("/console/cases", params={"level": "moon"}).status_code == 400
     page = web.get("/console/cases/case-1").text
     assert 'id="act-accept"' in page and 'id="act-close"' not in page
     refused = web.post("/console/cases/case-1/act", data={"action": "accept"})
@@ -286,7 +289,8 @@ def test_out_of_scope_is_refused_as_the_api_refuses(web, tiny, store, clock, app
 
 def test_households_search_masks_and_assigns(web, tiny, store):
     sign_in(web, tiny, "m1")
-    page = web.get("/console/households", params={"q": "住户g11"}).text
+    # the search form sends its empty choices too
+    page = web.get("/console/households", params={"q": "住户g11", "grid_id": ""}).text
     assert "hh-g1-1" in page and "hh-g1-2" not in page
     assert "138****0001" in page  # not m1's household: masked, as the API reads it
     web.cookies.clear()

@@ -18,7 +18,8 @@ from gridsync.api.params import PathId
 from gridsync.clock import Clock, iso_ms
 from gridsync.config import Settings
 from gridsync.db import Store
-from gridsync.models import CaseAction, CaseLevel
+from gridsync.errors import Invalid
+from gridsync.models import CASE_LEVELS, CaseAction
 
 # The board's columns: (title, states), in the order a case moves.
 COLUMNS: list[tuple[str, tuple[str, ...]]] = [
@@ -41,9 +42,14 @@ class CasesController(Controller):
         viewer: NamedDependency[Viewer],
         store: NamedDependency[Store],
         clock: NamedDependency[Clock],
-        level: Annotated[CaseLevel | None, QueryParameter()] = None,
+        level: Annotated[str | None, QueryParameter(max_length=20)] = None,
     ) -> Template:
         scope = viewer.principal.scope
+        level = level or None  # the form's "全部" sends it empty
+        if level is not None and level not in CASE_LEVELS:
+            raise Invalid(
+                f"unknown level {level!r}; one of {', '.join(CASE_LEVELS)}", field="level"
+            )
         columns = []
         for title, states in COLUMNS:
             items, total = [], 0

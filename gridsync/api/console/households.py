@@ -14,7 +14,7 @@ from litestar.response import Redirect, Template
 
 from gridsync import coverage, households, org
 from gridsync.api.console.base import Viewer, form_of, page, see_other, wire
-from gridsync.api.params import IdQuery, PageOffset, PathId
+from gridsync.api.params import PageOffset, PathId
 from gridsync.api.sync import SECRETARY_ROLES, ConflictId
 from gridsync.audit import record
 from gridsync.clock import Clock
@@ -36,11 +36,12 @@ class HouseholdsController(Controller):
         viewer: NamedDependency[Viewer],
         store: NamedDependency[Store],
         q: Annotated[str | None, QueryParameter(max_length=64)] = None,
-        grid_id: IdQuery = None,
+        grid_id: Annotated[str | None, QueryParameter(max_length=64)] = None,
         offset: PageOffset = 0,
     ) -> Template:
         p = viewer.principal
         q = (q or "").strip() or None
+        grid_id = grid_id or None  # the form's "全部" sends it empty
         items, total = await store.aread(
             households.list_households, p.scope, grid_id=grid_id, q=q, limit=PAGE, offset=offset
         )
