@@ -27,6 +27,7 @@ from gridsync.api.deps import scope_cache
 from gridsync.api.errors import STATUS_CODES, internal_error
 from gridsync.auth import Principal
 from gridsync.clock import Clock
+from gridsync.coverage.labels import KIND_LABELS, TAG_LABELS
 from gridsync.db import Store
 from gridsync.errors import Forbidden, GridsyncError, Invalid, Unauthorized
 from gridsync.notify import outbox
@@ -125,9 +126,7 @@ async def provide_viewer(
 
 
 def _person_name(db: Any, person_id: str) -> str:
-    from gridsync.org import get_person
-
-    return get_person(db, person_id).name
+    return names_of(db, {person_id}, set()).get(person_id, person_id)
 
 
 async def form_of(request: Request, viewer: Viewer) -> dict[str, str]:
@@ -153,8 +152,48 @@ def wire(data: dict[str, Any], wire_type: type[Any]) -> Any:
 
 def labels() -> dict[str, Any]:
     """The Chinese names of levels, states, deadlines and actions (one table with the
-    notification texts: notify/templates/zh-CN/labels.json)."""
-    return outbox.labels(LOCALE)
+    notification texts: notify/templates/zh-CN/labels.json), and of service kinds and tags
+    (the reports' table: coverage/labels.py)."""
+    return {
+        **outbox.labels(LOCALE),
+        "kind": KIND_LABELS["zh"],
+        "tag": TAG_LABELS["zh"],
+        "field": FIELD_LABELS,
+    }
+
+
+# The household fields a conflict may name, as a secretary reads them.
+FIELD_LABELS = {
+    "phone": "电话",
+    "head_name": "户主",
+    "notes": "备注",
+    "size": "人数",
+    "building": "楼栋",
+    "unit": "单元",
+    "room": "房号",
+    "grid_id": "网格",
+    "status": "状态",
+}
+
+
+def names_of(db: Any, person_ids: set[str], unit_ids: set[str]) -> dict[str, str]:
+    """Display names of people and units by id (an id nobody has stays as it is); read with
+    the org's own functions."""
+    from gridsync import org
+    from gridsync.errors import NotFound
+
+    out: dict[str, str] = {}
+    for pid in person_ids:
+        try:
+            out[pid] = org.get_person(db, pid).name
+        except NotFound:
+            pass
+    for uid in unit_ids:
+        try:
+            out[uid] = org.get_unit(db, uid).name
+        except NotFound:
+            pass
+    return out
 
 
 def page(

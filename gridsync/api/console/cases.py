@@ -13,7 +13,7 @@ from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 
 from gridsync import whistle
-from gridsync.api.console.base import Viewer, form_of, page, see_other, wire
+from gridsync.api.console.base import Viewer, form_of, names_of, page, see_other, wire
 from gridsync.api.params import PathId
 from gridsync.clock import Clock, iso_ms
 from gridsync.config import Settings
@@ -80,6 +80,11 @@ class CasesController(Controller):
         done: Annotated[str | None, QueryParameter(max_length=20)] = None,
     ) -> Template:
         found = await store.aread(whistle.get_case, case_id, viewer.principal.scope)
+        people = {e.by for e in found.history if e.by} | {found.raised_by}
+        if found.accepted_by:
+            people.add(found.accepted_by)
+        units = {found.grid_id, found.unit_id}
+        names = await store.aread(names_of, people, units)
         return page(
             "case.html",
             viewer,
@@ -88,6 +93,7 @@ class CasesController(Controller):
             actions=whistle.actions_open_to(found, viewer.principal.scope),
             next_deadline=whistle.next_deadline(found),
             done=done,
+            names=names,
             now=iso_ms(clock.now_ms()),
         )
 

@@ -13,7 +13,7 @@ from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 
 from gridsync import coverage, households, org
-from gridsync.api.console.base import Viewer, form_of, page, see_other, wire
+from gridsync.api.console.base import Viewer, form_of, names_of, page, see_other, wire
 from gridsync.api.params import PageOffset, PathId
 from gridsync.api.sync import SECRETARY_ROLES, ConflictId
 from gridsync.audit import record
@@ -52,6 +52,8 @@ class HouseholdsController(Controller):
             detail={"grid_id": grid_id, "q": q, "offset": offset, "count": len(items)},
         )
         grids, _ = await store.aread(org.list_units, p.scope, kind="grid", limit=500)
+        people = {h.responsible_member_id for h in items if h.responsible_member_id}
+        names = await store.aread(names_of, people, set())
         return page(
             "households.html",
             viewer,
@@ -61,6 +63,7 @@ class HouseholdsController(Controller):
             q=q or "",
             grid_id=grid_id or "",
             grids=grids,
+            names=names,
             offset=offset,
             page_size=PAGE,
         )
@@ -88,6 +91,10 @@ class HouseholdsController(Controller):
             members, _ = await store.aread(
                 org.list_people, p.scope, role="member", unit_id=found.grid_id, limit=500
             )
+        people = {v.member_id for v in visits}
+        if found.responsible_member_id:
+            people.add(found.responsible_member_id)
+        names = await store.aread(names_of, people, {found.grid_id})
         return page(
             "household.html",
             viewer,
@@ -97,6 +104,7 @@ class HouseholdsController(Controller):
             visit_total=visit_total,
             lost=lost,
             members=members,
+            names=names,
             done=done,
         )
 
