@@ -102,6 +102,14 @@ def test_a_link_signs_in_once_with_a_safe_cookie(web, tiny, store):
     assert path.rsplit("/", 1)[1] not in json.dumps(stored)  # only the hash is kept
 
 
+def test_a_post_from_another_site_is_refused(web, tiny, store):
+    path = link_for(web, tiny, "sec")
+    r = web.post(path, headers={"Origin": "https://evil.example"}, follow_redirects=False)
+    assert r.status_code == 403 and "csrf_failed" in r.text
+    r = web.post(path, headers={"Origin": "http://testserver.local"}, follow_redirects=False)
+    assert r.status_code == 303  # the link was not used up by the refused POST
+
+
 def test_a_link_expires_after_15_minutes(web, tiny, clock):
     path = link_for(web, tiny, "sec")
     clock.advance(minutes=15)

@@ -19,6 +19,7 @@ from gridsync.api.console.base import (
     Viewer,
     form_of,
     page,
+    same_origin,
     see_other,
     session_cookie,
 )
@@ -67,6 +68,7 @@ class SignInController(Controller):
         clock: NamedDependency[Clock],
         token: LinkToken,
     ) -> Redirect:
+        same_origin(request)
         opened = await store.awrite(
             signin.open_link,
             token,

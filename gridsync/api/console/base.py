@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import msgspec
 from litestar import MediaType, Request, Response
@@ -129,9 +129,23 @@ def _person_name(db: Any, person_id: str) -> str:
     return names_of(db, {person_id}, set()).get(person_id, person_id)
 
 
+def same_origin(request: Request) -> None:
+    """A POST from a page of another site is refused (``403 csrf_failed``): the ``Origin``
+    header, which browsers send with every POST, must name this host when it is there. For the
+    sign-in button, which has no session (and so no CSRF token) yet, this keeps another site
+    from signing a browser in as someone else."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        # host names only: a proxy's Host may leave the port out (nginx's $host)
+        host = urlsplit(origin).hostname
+        if host != urlsplit("//" + request.headers.get("host", "")).hostname:
+            raise Forbidden("this form was sent from another site", code="csrf_failed")
+
+
 async def form_of(request: Request, viewer: Viewer) -> dict[str, str]:
     """A form's fields, after its CSRF token is checked (``403 csrf_failed`` without it, before
     any work); empty fields are left out, so a wire type's defaults apply."""
+    same_origin(request)
     form = await request.form()
     token = request.cookies.get(SESSION_COOKIE) or ""
     if not signin.csrf_ok(token, form.get(CSRF_FIELD)):
