@@ -20,6 +20,7 @@ from gridsync.api.console.base import (
     form_of,
     page,
     same_origin,
+    secure,
     see_other,
     session_cookie,
 )
@@ -40,6 +41,7 @@ class SignInController(Controller):
     @get("/signin")
     async def signin_page(
         self,
+        request: Request,
         next_path: Annotated[str | None, QueryParameter(name="next", max_length=500)] = None,
         reason: ReasonQuery = None,
     ) -> Template:
@@ -48,7 +50,13 @@ class SignInController(Controller):
         target = signin.safe_next(next_path)
         if target:
             response.set_cookie(
-                NEXT_COOKIE, target, path="/console", httponly=True, samesite="lax", max_age=3600
+                NEXT_COOKIE,
+                target,
+                path="/console",
+                httponly=True,
+                secure=secure(request),
+                samesite="lax",
+                max_age=3600,
             )
         return response
 
