@@ -402,3 +402,44 @@ def test_notifications_carry_a_deep_link(web, tiny, store, clock, app_settings):
     page = store.read(outbox.list_outbox, kind="whistle_raised")
     assert page.items
     assert all("https://grid.example.cn/console/cases/case-1" in n.body for n in page.items)
+
+
+def test_closing_takes_the_score_from_the_form_and_refuses_self_review(
+    web, tiny, store, clock, app_settings
+):
+    raise_case(store, tiny, clock, app_settings)
+    sign_in(web, tiny, "m1")
+    csrf = csrf_of(web.get("/console").text)
+    for action in ("accept", "resolve"):
+        r = web.post("/console/cases/case-1/act", data={"action": action, "csrf": csrf})
+        assert r.status_code == 200, r.text  # followed the 303 to the case page
+    page = web.get("/console/cases/case-1").text
+    assert 'id="act-close"' in page and 'name="satisfaction"' in page
+    mine = web.post(
+        "/console/cases/case-1/act", data={"action": "close", "satisfaction": "5", "csrf": csrf}
+    )
+    assert mine.status_code == 409 and "self_review" in mine.text
+    web.cookies.clear()
+    sign_in(web, tiny, "sec")
+    csrf = csrf_of(web.get("/console").text)
+    unscored = web.post(
+        "/console/cases/case-1/act", data={"action": "close", "satisfaction": "", "csrf": csrf}
+    )
+    assert unscored.status_code == 400 and "invalid_satisfaction" in unscored.text
+    r = web.post(
+        "/console/cases/case-1/act", data={"action": "close", "satisfaction": "4", "csrf": csrf}
+    )
+    assert r.status_code == 200
+    api = web.get("/api/v1/whistle/cases/case-1", headers=bearer(tiny.tokens["sec"])).json()
+    assert (api["state"], api["satisfaction"]) == ("closed", 4)
+
+
+def test_a_member_sees_only_what_the_api_gives_a_member(web, tiny, store):
+    make_conflict(web, tiny, store)
+    sign_in(web, tiny, "m1")
+    today = web.get("/console").text
+    # the violations and conflicts APIs are the secretaries' (403 for a member): no such lists
+    assert "逾期未走访" not in today and "同步冲突" not in today
+    assert web.get("/api/v1/sync/conflicts", headers=bearer(tiny.tokens["m1"])).status_code == 403
+    house = web.get("/console/households/hh-g1-1").text
+    assert "同步冲突" not in house and "调整联系党员" not in house
