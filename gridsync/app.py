@@ -14,10 +14,12 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 import gridsync
 from gridsync import coverage
+from gridsync.api import console
 from gridsync.api import coverage as coverage_api
 from gridsync.api import docs as docs_api
 from gridsync.api import records as records_api
 from gridsync.api import reports as reports_api
+from gridsync.api import signin as signin_api
 from gridsync.api import sync as sync_api
 from gridsync.api import whistle as whistle_api
 from gridsync.api.deps import TokenAuthMiddleware, provide_principal
@@ -45,6 +47,7 @@ API_CONTROLLERS = [
     *whistle_api.CONTROLLERS,
     *reports_api.CONTROLLERS,
     *records_api.CONTROLLERS,
+    *signin_api.CONTROLLERS,
     MetricsController,
 ]
 
@@ -116,7 +119,8 @@ def create_app(
         security=[{"BearerToken": []}],
     )
     app = Litestar(
-        route_handlers=[api, *HEALTH_HANDLERS, docs_api.assets_router()],
+        route_handlers=[api, *HEALTH_HANDLERS, docs_api.assets_router(), console.router()],
+        template_config=console.template_config(settings.notify.timezone),
         dependencies={
             "store": Provide(lambda: app.state.store, sync_to_thread=False),
             "settings": Provide(lambda: settings, sync_to_thread=False),

@@ -106,6 +106,22 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # Also serve /metrics without a token on this "host:port" (keep it on loopback or a
     # private network); on the API port /metrics needs an admin's token.
     metrics_listen: str | None = None
+    # Where people reach this server (e.g. "https://grid.example.gov.cn"): sign-in links and
+    # the deep links in notification texts start with it. Empty: links are relative paths
+    # (`gridsync console link` then prints only the path) and notifications carry none.
+    base_url: Annotated[
+        str, msgspec.Meta(max_length=200, pattern=r"^(https?://[^\s/]+(/[^\s]*)?)?$")
+    ] = ""
+    # How long a console session lasts after signing in by link (hours).
+    console_session_hours: Annotated[int, msgspec.Meta(ge=1, le=720)] = 12
+
+
+def deep_link(settings: Settings, path: str) -> str:
+    """The console URL of ``path`` ("/console/cases/ID") for notification texts, or "" when no
+    ``base_url`` is set (a relative path in a WeCom message would lead nowhere)."""
+    if not settings.base_url:
+        return ""
+    return settings.base_url.rstrip("/") + path
 
 
 class ConfigError(Exception):

@@ -34,7 +34,7 @@ import sqlite_utils
 
 from gridsync import coverage
 from gridsync.clock import DAY_MS
-from gridsync.config import Settings
+from gridsync.config import Settings, deep_link
 from gridsync.models import CoverageRow, Policy
 from gridsync.notify import outbox
 from gridsync.notify.routing import Router
@@ -306,7 +306,12 @@ def weekly_digests(
         if unit_id not in figures:
             continue
         tag = f"{kind}:{unit_id}:secretary"
-        context = {"unit_name": name, "week": week_label, **figures[unit_id]}
+        context = {
+            "unit_name": name,
+            "week": week_label,
+            **figures[unit_id],
+            "link": deep_link(settings, WEEKLY_LINK),
+        }
         queued += outbox.enqueue(
             db,
             router,

@@ -120,7 +120,8 @@ def list_households(
     offset: int = 0,
 ) -> tuple[list[Household], int]:
     """Households of the scope (of the grids under ``unit_id``, when given), filtered; ``q``
-    finds a household by its id or external id, or a part of its head's name or address."""
+    finds a household by its id or external id, or a part of its head's name or of its address
+    (building, unit and room as one text, "3栋2单元"; ASCII letters case-insensitive)."""
     if grid_id is not None and not scope.allows_grid(grid_id):
         raise OutOfScope(f"grid {grid_id} is outside your scope")
     where, params = and_given(
@@ -134,7 +135,7 @@ def list_households(
         like = "%" + re.sub(r"([\\%_])", r"\\\1", q) + "%"
         where += (
             " AND (h.id = ? OR h.external_id = ? OR h.head_name LIKE ? ESCAPE '\\' "
-            "OR (h.building || h.unit || h.room) LIKE ? ESCAPE '\\')"
+            "OR (coalesce(h.building, '') || coalesce(h.unit, '') || coalesce(h.room, '')) LIKE ? ESCAPE '\\')"
         )
         params += [q, q, like, like]
     rows, total = paged(

@@ -891,3 +891,39 @@ def m0023_notices(db: sqlite_utils.Database) -> None:
         CREATE INDEX notices_created ON notices(created_ms);
         """
     )
+
+
+# -- the console: one-time sign-in links and browser sessions (issue 16) ----------------------
+
+
+@migrations(name="0020_console_sessions")
+def m0020_console_sessions(db: sqlite_utils.Database) -> None:
+    """The web console signs people in by a one-time link (``gridsync/signin.py``): a link is
+    used once and lives 15 minutes; opening it starts a server-side session held by an HttpOnly
+    cookie. As with device tokens, only SHA-256 hashes of the secrets are kept. A session is
+    revocable like a phone (``revoked_at``) and ends on its own at ``expires_ms``."""
+    db.executescript(
+        """
+        CREATE TABLE console_links (
+            token_hash TEXT PRIMARY KEY,
+            person_id TEXT NOT NULL REFERENCES people(id),
+            created_ms INTEGER NOT NULL,
+            expires_ms INTEGER NOT NULL,
+            used_ms INTEGER,
+            next_path TEXT NOT NULL DEFAULT '',
+            created_by TEXT
+        );
+        CREATE INDEX console_links_expiry ON console_links(expires_ms);
+        CREATE TABLE console_sessions (
+            id TEXT PRIMARY KEY,
+            person_id TEXT NOT NULL REFERENCES people(id),
+            token_hash TEXT NOT NULL UNIQUE,
+            created_ms INTEGER NOT NULL,
+            expires_ms INTEGER NOT NULL,
+            last_seen_ms INTEGER NOT NULL,
+            revoked_ms INTEGER,
+            user_agent TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX console_sessions_person ON console_sessions(person_id);
+        """
+    )

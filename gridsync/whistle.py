@@ -31,7 +31,7 @@ from gridsync import audit
 from gridsync.audit import Actor
 from gridsync.auth import Principal
 from gridsync.clock import device_time_ms, iso_ms, parse_ms
-from gridsync.config import Settings
+from gridsync.config import Settings, deep_link
 from gridsync.db import and_given, next_seq, paged
 from gridsync.errors import Conflict, Forbidden, GridsyncError, Invalid, NotFound, OutOfScope
 from gridsync.models import (
@@ -224,13 +224,26 @@ def can_see(case: CaseRow, scope: Scope) -> bool:
     )
 
 
-def responsible(case: CaseRow, scope: Scope) -> bool:
+def responsible(case: CaseRow | WhistleCase, scope: Scope) -> bool:
     """May act for the level that holds the case now (the grid's team: anyone whose scope
     holds the grid, its grid workers as its members; the community, the street, the department
     it is dispatched to, the district)."""
     if case.level == "grid":
         return scope.allows_grid(case.grid_id)
     return scope.allows_unit(case.unit_id)
+
+
+def actions_open_to(case: WhistleCase, scope: Scope) -> list[str]:
+    """The actions :data:`TRANSITIONS` lets the scope's reader try on a case now (its state,
+    and the holder's actions only for the level that holds it), for a screen to offer. The
+    checks that need more (``self_review``, the caps) are not asked here: taking the action
+    answers them as it does for everyone."""
+    holds = responsible(case, scope)
+    return [
+        action
+        for action, rule in TRANSITIONS.items()
+        if case.state in rule.sources and (rule.by == VIEWER or holds)
+    ]
 
 
 def _visibility_sql(scope: Scope, table: str = "") -> tuple[str, list[Any]]:
@@ -428,6 +441,7 @@ def _context(
         "closed_at_local": outbox.local(case.closed_ms, tz),
         "satisfaction": case.satisfaction,
         "note": "",
+        "link": deep_link(settings, f"/console/cases/{case.id}"),
     }
     next_up = _next_level_quiet(db, case.level, case.unit_id)
 
@@ -1268,6 +1282,28 @@ def list_cases(
     return CasePage(
         items=[_wire(db, CaseRow(*r)) for r in rows], total=total, limit=limit, offset=offset
     )
+
+
+def cases_held(db: sqlite_utils.Database, scope: Scope, *, limit: int = 200) -> list[WhistleCase]:
+    """Open cases (not resolved or closed) that the scope's level holds now (:func:`responsible`):
+    what waits for this person to act, next deadline first."""
+    page = list_cases(db, scope, open_only=True, limit=500)
+    held = [c for c in page.items if responsible(c, scope)]
+    held.sort(key=lambda c: ((next_deadline(c) or ("", "9999"))[1], c.id))
+    return held[:limit]
+
+
+def next_deadline(case: WhistleCase) -> tuple[str, str] | None:
+    """The deadline the case's state waits on at its level, as (``accept`` | ``arrive`` |
+    ``resolve``, ISO time): accept, then arrive, then resolve; None for a resolved or closed
+    case."""
+    if case.state in ("raised", "reopened"):
+        return "accept", case.deadlines.accept
+    if case.state == "accepted":
+        return "arrive", case.deadlines.arrive
+    if case.state == "on_site":
+        return "resolve", case.deadlines.resolve
+    return None
 
 
 def open_cases_by_level(db: sqlite_utils.Database) -> dict[str, int]:

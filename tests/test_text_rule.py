@@ -33,6 +33,8 @@ NO_TEXT_RULE = {
     ("Mutation", "fields{key}"): "a field name: known ones only (HouseholdFields)",
     ("PushRequest", "device_id"): "must equal the token's device (403)",
     ("PushRequest", "cursor"): "opaque base64url, decoded or reset",
+    ("ConsoleLinkRequest", "next"): "a console path without spaces (NextPath), checked again by "
+    "signin.safe_next",
     ("Cursor", "epoch"): "compared with the database's epoch",
     ("Cursor", "rm"): "compared with ids",
     ("Cursor", "exhausted[]"): "compared with change types",

@@ -210,6 +210,12 @@ class HouseholdController(Controller):
         status: Annotated[HouseholdStatus | None, QueryParameter()] = None,
         tag: Annotated[str | None, QueryParameter(min_length=1, max_length=64)] = None,
         responsible_member_id: IdQuery = None,
+        q: Annotated[
+            str | None,
+            QueryParameter(
+                min_length=1, max_length=64, description="search the head's name and the address"
+            ),
+        ] = None,
         limit: PageLimit = 100,
         offset: PageOffset = 0,
     ) -> HouseholdPage:
@@ -220,6 +226,7 @@ class HouseholdController(Controller):
             status=status,
             tag=tag,
             responsible_member_id=responsible_member_id,
+            q=q,
             limit=limit,
             offset=offset,
         )
@@ -231,6 +238,7 @@ class HouseholdController(Controller):
                 "grid_id": grid_id,
                 "status": status,
                 "tag": tag,
+                "q": q,
                 "offset": offset,
                 "count": len(items),
             },

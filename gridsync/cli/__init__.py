@@ -1,6 +1,7 @@
 """The ``gridsync`` command: one click group, commands grouped by area in this package."""
 
 from gridsync.cli import (  # noqa: F401  (register commands)
+    console,
     core,
     coverage,
     data,

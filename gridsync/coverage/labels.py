@@ -39,6 +39,20 @@ KIND_LABELS = {
         "environment": "environment",
     },
 }
+TAG_LABELS = {
+    "zh": {
+        "elderly_alone": "独居老人",
+        "disabled": "残疾",
+        "low_income": "低保",
+        "renter": "租户",
+    },
+    "en": {
+        "elderly_alone": "elderly living alone",
+        "disabled": "disabled",
+        "low_income": "low income",
+        "renter": "renter",
+    },
+}
 VIOLATION_LABELS = {
     "zh": {
         "unassigned": "未落实联系党员",

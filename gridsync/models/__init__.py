@@ -19,6 +19,12 @@ The package imports nothing from gridsync: it is the bottom layer that domain co
 
 from __future__ import annotations
 
+from gridsync.models.console import (
+    ConsoleLink,
+    ConsoleLinkRequest,
+    ConsoleSession,
+    ConsoleSessionPage,
+)
 from gridsync.models.core import (
     HOUSEHOLD_STATUSES,
     ID_PATTERN,
@@ -224,6 +230,11 @@ WIRE_TYPES: tuple[type, ...] = (
     # records in and out
     ImportResult,
     AuditPage,
+    # console
+    ConsoleLinkRequest,
+    ConsoleLink,
+    ConsoleSession,
+    ConsoleSessionPage,
 )
 
 __all__ = [
@@ -277,6 +288,10 @@ __all__ = [
     "CommunityPolicy",
     "ConflictEntry",
     "ConflictPage",
+    "ConsoleLink",
+    "ConsoleLinkRequest",
+    "ConsoleSession",
+    "ConsoleSessionPage",
     "CoverageLevel",
     "CoverageReport",
     "CoverageRow",
