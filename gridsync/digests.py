@@ -48,7 +48,7 @@ class DueHousehold:
 
 
 def _local_now(now_ms: int, settings: Settings) -> datetime:
-    return datetime.fromtimestamp(now_ms / 1000, tz=outbox.zone(settings.notify.timezone))
+    return datetime.fromtimestamp(now_ms / 1000, tz=outbox.zone(settings.timezone))
 
 
 def _claim_run(db: sqlite_utils.Database, key: str, now_ms: int) -> bool:
@@ -105,7 +105,7 @@ def daily_due(db: sqlite_utils.Database, *, now_ms: int, settings: Settings) -> 
     n = settings.notify
     local_now = _local_now(now_ms, settings)
     if local_now.hour < n.daily_digest_hour or outbox.in_quiet_hours(
-        now_ms, n.quiet_hours, n.timezone
+        now_ms, n.quiet_hours, settings.timezone
     ):
         return None
     key = f"digest:daily:{local_now.date().isoformat()}"
@@ -127,7 +127,7 @@ def daily_chunk(
     the last member id, or None when every member has been seen). A chunk re-run after a crash
     queues nothing twice: each member's digest has its own dedup key."""
     n = settings.notify
-    tz = n.timezone
+    tz = settings.timezone
     members = db.execute(
         "SELECT p.id, p.name FROM people p WHERE p.active = 1 AND p.id > ? AND EXISTS "
         "(SELECT 1 FROM households h WHERE h.responsible_member_id = p.id "
@@ -287,7 +287,7 @@ def weekly_digests(
     if (
         local_now.weekday() < n.weekly_digest_weekday
         or local_now.hour < n.daily_digest_hour
-        or outbox.in_quiet_hours(now_ms, n.quiet_hours, n.timezone)
+        or outbox.in_quiet_hours(now_ms, n.quiet_hours, settings.timezone)
     ):
         return 0
     year, week, _ = local_now.isocalendar()

@@ -36,7 +36,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
-from gridsync import audit
+from gridsync import audit, localtime
 from gridsync.audit import Actor
 from gridsync.clock import SYSTEM_CLOCK, Clock, iso_ms
 from gridsync.config import Settings
@@ -64,7 +64,8 @@ CONTENT_TYPES = {
 SHEET_ORDER = tuple(reversed(COVERAGE_LEVELS))  # district first
 VIOLATIONS_SHEET = {"zh": "问题清单", "en": "violations"}
 
-# (key, Chinese header, English header, kind) -- kind: "text", "int" or "rate"
+# (key, Chinese header, English header, kind) -- kind: "text", "int", "rate" or "datetime" (a
+# wire time: in XLSX a date-time cell of the district's wall time, see gridsync/localtime.py)
 ROW_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("unit_id", "编号", "id", "text"),
     ("name", "名称", "name", "text"),
@@ -99,7 +100,7 @@ VIOLATION_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("grid_id", "网格", "grid", "text"),
     ("address", "地址", "address", "text"),
     ("member_id", "联系党员", "responsible member", "text"),
-    ("last_visit_at", "最近走访", "last visit", "text"),
+    ("last_visit_at", "最近走访", "last visit", "datetime"),
     ("days_since_visit", "距今天数", "days since visit", "int"),
     ("households", "联系户数", "households", "int"),
     ("limit", "标准", "limit", "int"),
@@ -119,6 +120,7 @@ class ExportData:
     names: dict[str, str]  # unit and member ids -> names (for the "parent" column)
     member_phones: dict[str, str]  # as the reader may read them (gridsync/privacy.py)
     phones: str  # whose numbers were in full: "all", "none" or "by_role" (PhoneView.label)
+    timezone: str = localtime.DEFAULT_ZONE  # the district's: XLSX date cells are its wall time
 
     @property
     def total_rows(self) -> int:
@@ -155,6 +157,7 @@ def export_data(
         names=names,
         member_phones=phones,
         phones=scope.phones.label,
+        timezone=settings.timezone,
     )
 
 
@@ -276,13 +279,15 @@ def _sheet(
     kinds: list[str],
     rows: list[list[Any]],
     progress: Progress,
+    tz: str = localtime.DEFAULT_ZONE,
 ) -> None:
     ws = wb.create_sheet(title)
     ws.freeze_panes = "A2"
     widths = [display_width(h) for h in header]
     for values in rows:
         for i, value in enumerate(values):
-            widths[i] = max(widths[i], display_width(value))
+            shown = localtime.XLSX_DATETIME_FORMAT if kinds[i] == "datetime" else value
+            widths[i] = max(widths[i], display_width(shown))
     for i, width in enumerate(widths, start=1):
         ws.column_dimensions[get_column_letter(i)].width = min(width + 2, 60)
     bold = Font(bold=True)
@@ -298,6 +303,10 @@ def _sheet(
             if kind == "rate" and value is not None:
                 cell = WriteOnlyCell(ws, value=value)
                 cell.number_format = "0.0%"
+                out.append(cell)
+            elif kind == "datetime" and value:
+                cell = WriteOnlyCell(ws, value=localtime.local_naive(value, tz))
+                cell.number_format = localtime.XLSX_DATETIME_FORMAT
                 out.append(cell)
             elif isinstance(value, str):
                 out.append(_text_cell(ws, value))
@@ -337,6 +346,7 @@ def write_xlsx(
         [c[3] for c in VIOLATION_COLUMNS],
         vrows,
         progress,
+        data.timezone,
     )
     wb.save(out)
 

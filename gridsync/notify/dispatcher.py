@@ -95,7 +95,7 @@ def _claim(
         [now_ms, limit],
     ).fetchall()
     quiet = settings.notify.quiet_hours
-    tz = settings.notify.timezone
+    tz = settings.timezone
     claimed, postponed = [], 0
     for r in rows:
         if r[1] in DIGEST_KINDS and in_quiet_hours(now_ms, quiet, tz):
