@@ -18,6 +18,8 @@ belongs to the domain, beside coverage and whistle, and hands its messages to ``
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -198,24 +200,61 @@ def daily_digests(
     return queued
 
 
+# Between two chunks the digest runs step aside this long, so that the phones' writes queued
+# meanwhile commit on their own (not in one group with the next chunk) and the event loop gets
+# the interpreter: the daily pass never holds the writer for more than one short transaction.
+CHUNK_PAUSE_SECONDS = 0.005
+Progress = Callable[[int], None]  # told how many members or units a chunk went through
+
+
+def _in_chunks(
+    store: Any,
+    chunk: Callable[[sqlite_utils.Database, str], tuple[int, str | None]],
+    key: str,
+    now_ms: int,
+    pause: float,
+    progress: Progress | None,
+) -> int:
+    """Run ``chunk`` (queued, last id or None) as one write each until every id is seen, then
+    record the run done (``finish_run``)."""
+    queued, after = 0, ""
+    while after is not None:
+        n, last = store.write(chunk, after)
+        if progress is not None:
+            progress(1)
+        queued += n
+        after = last
+        if after is not None and pause:
+            time.sleep(pause)
+    store.write(finish_run, key, now_ms)
+    return queued
+
+
 def run_daily(
-    store: Any, *, now_ms: int, settings: Settings, router: Router, chunk: int = 1000
+    store: Any,
+    *,
+    now_ms: int,
+    settings: Settings,
+    router: Router,
+    chunk: int = 100,
+    pause: float = CHUNK_PAUSE_SECONDS,
+    progress: Progress | None = None,
 ) -> int:
     """:func:`daily_digests` as one short write transaction per ``chunk`` members, so that a
     district's 08:00 digest run never holds the writer (and the phones' pushes) for seconds."""
     key = store.read(lambda db: daily_due(db, now_ms=now_ms, settings=settings))
     if key is None:
         return 0
-    queued, after = 0, ""
-    while after is not None:
-        n, after = store.write(
-            lambda db, a=after: daily_chunk(
-                db, key, now_ms=now_ms, settings=settings, router=router, after=a, limit=chunk
-            )
-        )
-        queued += n
-    store.write(finish_run, key, now_ms)
-    return queued
+    return _in_chunks(
+        store,
+        lambda db, a: daily_chunk(
+            db, key, now_ms=now_ms, settings=settings, router=router, after=a, limit=chunk
+        ),
+        key,
+        now_ms,
+        pause,
+        progress,
+    )
 
 
 def unit_coverage(
@@ -255,13 +294,14 @@ def unit_coverage(
         ],
     ).fetchone()
     households, assigned, contacted, overdue, prio_overdue = (int(x or 0) for x in row)
-    loads = [
+    counted = dict(
         db.execute(
-            "SELECT count(*) FROM households WHERE responsible_member_id = ? AND status = 'active'",
-            [m],
-        ).fetchone()[0]
-        for m in member_ids
-    ]
+            "SELECT responsible_member_id, count(*) FROM households WHERE status = 'active' "
+            "AND responsible_member_id IN (SELECT value FROM json_each(?)) GROUP BY 1",
+            [msgspec.json.encode(member_ids).decode()],
+        ).fetchall()
+    )
+    loads = [counted.get(m, 0) for m in member_ids]
     return {
         "households": households,
         "assigned": assigned,
@@ -277,11 +317,9 @@ def unit_coverage(
     }
 
 
-def weekly_digests(
-    db: sqlite_utils.Database, *, now_ms: int, settings: Settings, router: Router
-) -> int:
-    """Queue this week's coverage digest to branch and community secretaries; once per week,
-    from the configured weekday on."""
+def weekly_due(db: sqlite_utils.Database, *, now_ms: int, settings: Settings) -> str | None:
+    """The run key of this week's coverage digest when it is due and not yet done, else None:
+    from the configured weekday and the daily digest hour on, outside quiet hours."""
     n = settings.notify
     local_now = _local_now(now_ms, settings)
     if (
@@ -289,15 +327,32 @@ def weekly_digests(
         or local_now.hour < n.daily_digest_hour
         or outbox.in_quiet_hours(now_ms, n.quiet_hours, settings.timezone)
     ):
-        return 0
+        return None
     year, week, _ = local_now.isocalendar()
-    week_label = f"{year}-W{week:02d}"
-    if not _claim_run(db, f"digest:weekly:{week_label}", now_ms):
-        return 0
+    key = f"digest:weekly:{year}-W{week:02d}"
+    done = db.execute("SELECT 1 FROM notify_runs WHERE key = ?", [key]).fetchone()
+    return None if done else key
+
+
+def weekly_chunk(
+    db: sqlite_utils.Database,
+    key: str,
+    *,
+    now_ms: int,
+    settings: Settings,
+    router: Router,
+    after: str = "",
+    limit: int = 50,
+) -> tuple[int, str | None]:
+    """Queue the weekly digests of up to ``limit`` branches and communities after unit id
+    ``after``; returns (queued, the last unit id, or None when every unit has been seen). A
+    chunk re-run after a crash queues nothing twice (a dedup key per unit and week)."""
+    week_label = key.removeprefix("digest:weekly:")
     queued = 0
     units = db.execute(
         "SELECT id, kind, name, grid_id, parent_id FROM org_units "
-        "WHERE kind IN ('branch', 'community') ORDER BY id"
+        "WHERE kind IN ('branch', 'community') AND id > ? ORDER BY id LIMIT ?",
+        [after, limit],
     ).fetchall()
     default, by_community = coverage.community_policies(db, settings)
     for unit_id, kind, name, branch_grid, parent in units:
@@ -339,10 +394,59 @@ def weekly_digests(
         queued += outbox.enqueue(
             db,
             router,
-            event_key=f"digest:weekly:{week_label}:{unit_id}",
+            event_key=f"{key}:{unit_id}",
             kind="digest_weekly",
             tags=[tag],
             context=context,
             now_ms=now_ms,
         )
+    if len(units) < limit:
+        return queued, None
+    return queued, units[-1][0]
+
+
+def weekly_digests(
+    db: sqlite_utils.Database, *, now_ms: int, settings: Settings, router: Router
+) -> int:
+    """Queue this week's coverage digest to branch and community secretaries, once per week,
+    in one transaction (the sweep runs it in chunks: :func:`run_weekly`)."""
+    key = weekly_due(db, now_ms=now_ms, settings=settings)
+    if key is None:
+        return 0
+    queued = 0
+    after: str | None = ""
+    while after is not None:
+        n, after = weekly_chunk(
+            db, key, now_ms=now_ms, settings=settings, router=router, after=after
+        )
+        queued += n
+    finish_run(db, key, now_ms)
     return queued
+
+
+def run_weekly(
+    store: Any,
+    *,
+    now_ms: int,
+    settings: Settings,
+    router: Router,
+    chunk: int = 20,
+    pause: float = CHUNK_PAUSE_SECONDS,
+    progress: Progress | None = None,
+) -> int:
+    """:func:`weekly_digests` as one short write transaction per ``chunk`` units (a district
+    has 1,077 branches and communities: one transaction held the writer for 17-27 s, most of
+    it resolving each unit's secretaries, see ``routing.people_for_tag``)."""
+    key = store.read(lambda db: weekly_due(db, now_ms=now_ms, settings=settings))
+    if key is None:
+        return 0
+    return _in_chunks(
+        store,
+        lambda db, a: weekly_chunk(
+            db, key, now_ms=now_ms, settings=settings, router=router, after=a, limit=chunk
+        ),
+        key,
+        now_ms,
+        pause,
+        progress,
+    )

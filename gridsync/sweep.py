@@ -63,9 +63,7 @@ def run_once(
     if with_digests:
         report.digests = {
             "daily": digests.run_daily(store, now_ms=now, settings=settings, router=router),
-            "weekly": store.write(
-                lambda db: digests.weekly_digests(db, now_ms=now, settings=settings, router=router)
-            ),
+            "weekly": digests.run_weekly(store, now_ms=now, settings=settings, router=router),
         }
         report.pruned = retention.run_daily(store, now_ms=now, keep_days=settings.retention_days)
     if dispatch:
