@@ -131,9 +131,8 @@ def daily_chunk(
     n = settings.notify
     tz = settings.timezone
     members = db.execute(
-        "SELECT p.id, p.name FROM people p WHERE p.active = 1 AND p.id > ? AND EXISTS "
-        "(SELECT 1 FROM households h WHERE h.responsible_member_id = p.id "
-        "AND h.status = 'active') ORDER BY p.id LIMIT ?",
+        f"SELECT p.id, p.name FROM people p WHERE {_DAILY_MEMBERS} AND p.id > ? "
+        "ORDER BY p.id LIMIT ?",
         [after, limit],
     ).fetchall()
     queued = 0
@@ -177,6 +176,27 @@ def daily_chunk(
     return queued, members[-1][0]
 
 
+# Who a digest run goes through (``p`` is the table's alias), in id order: the daily digest's
+# members (those responsible for an active household), the weekly digest's units.
+_DAILY_MEMBERS = (
+    "p.active = 1 AND EXISTS (SELECT 1 FROM households h WHERE h.responsible_member_id = p.id "
+    "AND h.status = 'active')"
+)
+_WEEKLY_UNITS = "p.kind IN ('branch', 'community')"
+
+
+def _step(steps: Steps | None, label: str, store: Any, where: str) -> Callable[[int], None]:
+    """The progress bar's advance for a digest run (counting what it will go through first),
+    or a no-op."""
+    if steps is None:
+        return lambda _n: None
+    table = "people" if where is _DAILY_MEMBERS else "org_units"
+    total = store.read(
+        lambda db: db.execute(f"SELECT count(*) FROM {table} p WHERE {where}").fetchone()[0]
+    )
+    return steps(label, total)
+
+
 def finish_run(db: sqlite_utils.Database, key: str, now_ms: int) -> None:
     _claim_run(db, key, now_ms)
 
@@ -204,7 +224,9 @@ def daily_digests(
 # meanwhile commit on their own (not in one group with the next chunk) and the event loop gets
 # the interpreter: the daily pass never holds the writer for more than one short transaction.
 CHUNK_PAUSE_SECONDS = 0.005
-Progress = Callable[[int], None]  # told how many members or units a chunk went through
+# (label, total) -> advance(n): a progress bar for one step of a long run (``gridsync sweep``
+# on a terminal); advanced by the members or units each chunk went through.
+Steps = Callable[[str, int], Callable[[int], None]]
 
 
 def _in_chunks(
@@ -213,15 +235,15 @@ def _in_chunks(
     key: str,
     now_ms: int,
     pause: float,
-    progress: Progress | None,
+    advance: Callable[[int], None],
+    size: int,
 ) -> int:
     """Run ``chunk`` (queued, last id or None) as one write each until every id is seen, then
-    record the run done (``finish_run``)."""
+    record the run done (``finish_run``). The pause lets the phones' writes in between."""
     queued, after = 0, ""
     while after is not None:
         n, last = store.write(chunk, after)
-        if progress is not None:
-            progress(1)
+        advance(size)
         queued += n
         after = last
         if after is not None and pause:
@@ -238,13 +260,14 @@ def run_daily(
     router: Router,
     chunk: int = 100,
     pause: float = CHUNK_PAUSE_SECONDS,
-    progress: Progress | None = None,
+    steps: Steps | None = None,
 ) -> int:
     """:func:`daily_digests` as one short write transaction per ``chunk`` members, so that a
     district's 08:00 digest run never holds the writer (and the phones' pushes) for seconds."""
     key = store.read(lambda db: daily_due(db, now_ms=now_ms, settings=settings))
     if key is None:
         return 0
+    advance = _step(steps, "daily digests", store, _DAILY_MEMBERS)
     return _in_chunks(
         store,
         lambda db, a: daily_chunk(
@@ -253,7 +276,8 @@ def run_daily(
         key,
         now_ms,
         pause,
-        progress,
+        advance,
+        chunk,
     )
 
 
@@ -350,8 +374,8 @@ def weekly_chunk(
     week_label = key.removeprefix("digest:weekly:")
     queued = 0
     units = db.execute(
-        "SELECT id, kind, name, grid_id, parent_id FROM org_units "
-        "WHERE kind IN ('branch', 'community') AND id > ? ORDER BY id LIMIT ?",
+        f"SELECT id, kind, name, grid_id, parent_id FROM org_units p WHERE {_WEEKLY_UNITS} "
+        "AND id > ? ORDER BY id LIMIT ?",
         [after, limit],
     ).fetchall()
     default, by_community = coverage.community_policies(db, settings)
@@ -432,7 +456,7 @@ def run_weekly(
     router: Router,
     chunk: int = 20,
     pause: float = CHUNK_PAUSE_SECONDS,
-    progress: Progress | None = None,
+    steps: Steps | None = None,
 ) -> int:
     """:func:`weekly_digests` as one short write transaction per ``chunk`` units (a district
     has 1,077 branches and communities: one transaction held the writer for 17-27 s, most of
@@ -440,6 +464,7 @@ def run_weekly(
     key = store.read(lambda db: weekly_due(db, now_ms=now_ms, settings=settings))
     if key is None:
         return 0
+    advance = _step(steps, "weekly digests", store, _WEEKLY_UNITS)
     return _in_chunks(
         store,
         lambda db, a: weekly_chunk(
@@ -448,5 +473,6 @@ def run_weekly(
         key,
         now_ms,
         pause,
-        progress,
+        advance,
+        chunk,
     )

@@ -51,9 +51,12 @@ def run_once(
     *,
     dispatch: bool = True,
     with_digests: bool = True,
+    steps: digests.Steps | None = None,
 ) -> SweepReport:
-    """One round of periodic work at ``clock``'s time. Each step is its own transaction, so a
-    crash between them loses nothing (the outbox rows are already committed)."""
+    """One round of periodic work at ``clock``'s time. Each step is its own transaction (the
+    digests one per chunk), so a crash between them loses nothing (the outbox rows are already
+    committed) and the phones' writes get the writer in between. ``steps`` (label, total) ->
+    advance: a progress bar per long step (``gridsync sweep`` on a terminal)."""
     router = router_for(settings.notify.apprise_config, settings.notify.locale)
     now = clock.now_ms()
     report = SweepReport(at_ms=now)
@@ -62,12 +65,16 @@ def run_once(
     )
     if with_digests:
         report.digests = {
-            "daily": digests.run_daily(store, now_ms=now, settings=settings, router=router),
-            "weekly": digests.run_weekly(store, now_ms=now, settings=settings, router=router),
+            "daily": digests.run_daily(
+                store, now_ms=now, settings=settings, router=router, steps=steps
+            ),
+            "weekly": digests.run_weekly(
+                store, now_ms=now, settings=settings, router=router, steps=steps
+            ),
         }
         report.pruned = retention.run_daily(store, now_ms=now, keep_days=settings.retention_days)
     if dispatch:
-        report.delivery = Dispatcher(store, settings, clock, router).run_once().as_dict()
+        report.delivery = Dispatcher(store, settings, clock, router).run_once(steps=steps).as_dict()
     return report
 
 

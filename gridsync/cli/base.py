@@ -13,6 +13,7 @@ tree), so that an odd value is a usage error, never a traceback."""
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import Any
@@ -102,6 +103,36 @@ def when(value: int | str | datetime | None) -> str:
 def zone_footer() -> str:
     """``times in Asia/Shanghai (UTC+08:00)`` / ``时间为 ...``: the footer of a listing."""
     return f"times in {localtime.zone_label(district_zone())}"
+
+
+class Bars:
+    """Progress bars on stderr for a command that can run past 2 s: one bar per step (the
+    domain calls ``bars(label, total)`` when a step starts and advances what it returns), drawn
+    only on a terminal: never when stderr is piped or redirected, nor with ``--json``, so
+    scripts and logs get the result alone."""
+
+    def __init__(self, *, enabled: bool = True):
+        self.enabled = enabled and sys.stderr.isatty()
+        self._bar: Any = None
+
+    def __call__(self, label: str, total: int) -> Callable[[int], None]:
+        self.close()
+        if not self.enabled or total <= 0:
+            return lambda _n: None
+        self._bar = click.progressbar(length=total, label=f"{label:<14}", file=sys.stderr)
+        self._bar.__enter__()
+        return self._bar.update
+
+    def close(self) -> None:
+        if self._bar is not None:
+            bar, self._bar = self._bar, None
+            bar.__exit__(None, None, None)
+
+    def __enter__(self) -> Bars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def json_option(fn: Callable) -> Callable:

@@ -9,6 +9,7 @@ from gridsync import audit, org, whistle
 from gridsync.audit import Actor
 from gridsync.cli.base import (
     TIME,
+    Bars,
     cli,
     db_option,
     echo_json,
@@ -54,15 +55,18 @@ config_option = settings_file_option("TOML settings file (deadlines, notify chan
 def sweep(
     db_path: str, as_json: bool, config_path: str | None, now_ms: int | None, no_dispatch: bool
 ) -> None:
-    """Run periodic work once: deadline checks, digests due, outbox delivery."""
+    """Run periodic work once: deadline checks, digests due, outbox delivery.
+
+    On a terminal a progress bar shows each long step (the day's digests of a district go
+    through 36,000 members); piped or with --json only the result is printed."""
     from gridsync.notify.routing import check_config
     from gridsync.sweep import run_once
 
     settings = _settings(config_path, db_path)
     run(lambda: check_config(settings.notify.apprise_config))
     clock: Clock = FixedClock(now_ms) if now_ms is not None else SYSTEM_CLOCK
-    with open_store(db_path) as store:
-        report = run(lambda: run_once(store, settings, clock, dispatch=not no_dispatch))
+    with open_store(db_path) as store, Bars(enabled=not as_json) as bars:
+        report = run(lambda: run_once(store, settings, clock, dispatch=not no_dispatch, steps=bars))
     if as_json:
         echo_json({"at": iso_ms(report.at_ms), **report.as_dict()})
         return
