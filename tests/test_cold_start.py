@@ -80,8 +80,14 @@ def test_people_for_tag_reads_the_same_people_through_the_indexes(store, tiny):
 
 
 def _sweep(db_path: str, config: Path, *extra: str, tty: bool) -> tuple[str, str]:
-    args = [sys.executable, "-m", "gridsync", "sweep", "--db", db_path, "--config", str(config)]
-    args += ["--no-dispatch", "--now", "2026-12-07T10:00", *extra]
+    args = ["sweep", "--db", db_path, "--config", str(config)]
+    return _gridsync(*args, "--no-dispatch", "--now", "2026-12-07T10:00", *extra, tty=tty)
+
+
+def _gridsync(*argv: str, tty: bool) -> tuple[str, str]:
+    """stdout and stderr of ``python -m gridsync ARGV``, its stderr a terminal (a pty) or a
+    pipe."""
+    args = [sys.executable, "-m", "gridsync", *argv]
     if not tty:
         done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
@@ -120,3 +126,15 @@ def test_sweep_shows_progress_on_a_terminal_only(store, tiny, db_path, tmp_path)
     store.write(lambda db: db.execute("DELETE FROM notify_runs"))
     out, err = _sweep(db_path, config, "--json", tty=True)  # --json on a terminal: no bar
     assert "digests" not in err and json.loads(out)["digests"] == {"daily": 0, "weekly": 0}
+
+
+def test_backup_shows_the_copy_and_the_check_on_a_terminal_only(store, tiny, db_path, tmp_path):
+    out, err = _gridsync("backup", "--db", db_path, "-o", str(tmp_path / "a.db"), tty=True)
+    assert "copy" in err and "integrity check" in err and "100%" in err
+    assert "备份完成" in out
+    out, err = _gridsync("backup", "--db", db_path, "-o", str(tmp_path / "b.db"), tty=False)
+    assert "copy" not in err and "备份完成" in out
+    out, err = _gridsync(
+        "backup", "--db", db_path, "-o", str(tmp_path / "c.db"), "--json", tty=True
+    )
+    assert "copy" not in err and json.loads(out)["integrity"] == "ok"
