@@ -96,6 +96,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     whistle_deadlines: dict[str, LevelDeadlines] = msgspec.field(default_factory=_default_deadlines)
     notify: NotifySettings = msgspec.field(default_factory=NotifySettings)
     sweep_interval_seconds: float = 5.0
+    # After `gridsync serve` starts, the digests (and the daily prune) wait this long, so that the
+    # first requests after a restart are not served beside a district's digest run; deadline
+    # checks and delivery start at once (README "Cold start and the long jobs").
+    digests_after_start_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 30.0
     # Done notifications and the sync's tombstones older than this are forgotten, once a day
     # (gridsync/retention.py); records (households, visits, cases, audit) are never pruned.
     retention_days: Annotated[int, msgspec.Meta(ge=7, le=36_500)] = 180

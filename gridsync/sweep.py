@@ -113,11 +113,16 @@ class PeriodicWorker:
         self._deliver_now: asyncio.Event | None = None  # set: deliver without waiting
         self._loop_ref: asyncio.AbstractEventLoop | None = None
         self.heartbeats: dict[str, Heartbeat] = {}
+        self._digests_from_ms = 0  # set by start(): digests wait a while after the server starts
 
     def _checks(self) -> float:
-        """One round of checks; returns the seconds to wait before the next one."""
+        """One round of checks; returns the seconds to wait before the next one. The digests
+        (and the day's prune) wait ``digests_after_start_seconds`` after :meth:`start`."""
         interval = self.settings.sweep_interval_seconds
-        report = run_once(self.store, self.settings, self.clock, dispatch=False)
+        with_digests = self.clock.now_ms() >= self._digests_from_ms
+        report = run_once(
+            self.store, self.settings, self.clock, dispatch=False, with_digests=with_digests
+        )
         if any(report.deadlines.values()) or any(report.digests.values()):
             self._wake_delivery()
         now = self.clock.now_ms()
@@ -185,6 +190,7 @@ class PeriodicWorker:
         self._loop_ref = loop
         self._deliver_now = asyncio.Event()
         now = self.clock.now_ms()
+        self._digests_from_ms = now + int(self.settings.digests_after_start_seconds * 1000)
         self.heartbeats = {"checks": Heartbeat(due_ms=now), "delivery": Heartbeat(due_ms=now)}
         self._tasks = [
             loop.create_task(
