@@ -11,12 +11,15 @@ what the first start after the demo did at 08:00 (issue 15: 17-27 s of CPU, a co
 meanwhile 10 s). The demo's people have no channels, as in the issue: the pass computes every
 digest and queues none (delivery is not part of the figure).
 
-Each run, from the moment ``/healthz`` answers:
+The server holds the digests ``digests_after_start_seconds`` (30 by default, as here; 1 in the
+quick run) after it starts, and rolls the district up once before it answers (README "Cold
+start and the long jobs"). Each run, from the moment ``/healthz`` answers:
 
 - the first ``GET /api/v1/coverage`` (an admin, the district's unit levels), then one every
-  0.5 s while the pass runs;
+  0.5 s until the pass is over ("during the pass": those begun once the digests were due);
 - one phone pushing one visit at a time, back to back, until the pass is over (the pass is over
-  when both digest runs are marked done in ``notify_runs``);
+  when both digest runs are marked done in ``notify_runs``; "during": pushes begun once the
+  digests were due);
 - after the pass: 6 coverage calls (the median of the last 5 is "warm") and 20 pushes (idle).
 
 Budgets: the first coverage call / warm <= 2 (issue 15); the slowest push during the pass <= 1 s

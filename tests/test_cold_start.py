@@ -138,3 +138,34 @@ def test_backup_shows_the_copy_and_the_check_on_a_terminal_only(store, tiny, db_
         "backup", "--db", db_path, "-o", str(tmp_path / "c.db"), "--json", tty=True
     )
     assert "copy" not in err and json.loads(out)["integrity"] == "ok"
+
+
+def test_serve_holds_the_digests_for_a_while_after_it_starts(store, tiny, db_path):
+    """The first requests after a restart are served before the district's digest run begins:
+    the checks run at once, the digests once ``digests_after_start_seconds`` have passed."""
+    from litestar.testing import TestClient
+
+    from gridsync.app import create_app
+    from gridsync.clock import FixedClock
+
+    _channels_and_members(store, tiny)
+    clock = FixedClock(NOW)
+    settings = Settings(
+        db=db_path, notify=DUE, sweep_interval_seconds=0.05, digests_after_start_seconds=30
+    )
+    app = create_app(settings, store=store, clock=clock, run_periodic=True)
+
+    def digests_queued() -> int:
+        return store.read(outbox.list_outbox, kind="digest_daily", limit=10).total
+
+    with TestClient(app=app):
+        worker = app.state.periodic
+        for _ in range(3):  # rounds of checks ran, the digests did not
+            worker.ran.clear()
+            assert worker.ran.wait(timeout=30)
+        assert digests_queued() == 0
+        clock.advance(seconds=30)
+        for _ in range(2):  # a round that began after the clock moved
+            worker.ran.clear()
+            assert worker.ran.wait(timeout=30)
+        assert digests_queued() == 2
