@@ -303,10 +303,12 @@ def restore(
     db_path: str | os.PathLike,
     *,
     reason: str = "restore",
+    steps: Steps | None = None,
 ) -> RestoreReport:
     """Put the database copy ``source`` at ``db_path`` with a new epoch. Refuses while a server
     holds ``db_path`` (:class:`DatabaseInUse`) and when ``source`` fails its integrity check;
-    ``db_path`` is replaced by one atomic rename, the old file kept aside."""
+    ``db_path`` is replaced by one atomic rename, the old file kept aside. ``steps`` shows the
+    check and the copy on progress bars."""
     from gridsync.db import Store  # the Store migrates the copy as a server start would
 
     started = time.perf_counter()
@@ -315,7 +317,10 @@ def restore(
         raise BackupError(f"no backup at {src}")
     if src.resolve() == target.resolve():
         raise BackupError("the backup to restore is the database itself")
+    checked = steps("integrity check", 1) if steps is not None else None
     state = integrity(src)
+    if checked is not None:
+        checked(1)
     if state != "ok":
         raise BackupError(f"{src} failed its integrity check: {state}")
     with ServerLock(target).hold_exclusive():
@@ -324,6 +329,10 @@ def restore(
         for leftover in (staging, *_sidecars(staging)):
             leftover.unlink(missing_ok=True)
         reader = _readonly(str(src))
+        growth = None
+        if steps is not None:
+            growth = _Growth(staging, steps("copy", src.stat().st_size))
+            growth.start()
         try:
             dst = sqlite3.connect(staging, isolation_level=None)
             try:
@@ -332,6 +341,8 @@ def restore(
                 dst.close()
         finally:
             reader.close()
+            if growth is not None:
+                growth.finish()
         with Store(staging) as store:
             epoch = store.write(db_module.new_epoch)
             store.write(

@@ -169,3 +169,13 @@ def test_serve_holds_the_digests_for_a_while_after_it_starts(store, tiny, db_pat
             worker.ran.clear()
             assert worker.ran.wait(timeout=30)
         assert digests_queued() == 2
+
+
+def test_restore_shows_the_check_and_the_copy_on_a_terminal(store, tiny, db_path, tmp_path):
+    copy = tmp_path / "copy.db"
+    _gridsync("backup", "--db", db_path, "-o", str(copy), tty=False)
+    target = str(tmp_path / "restored.db")
+    out, err = _gridsync("restore", str(copy), "--db", target, tty=True)
+    assert "integrity check" in err and "copy" in err and "已恢复" in out
+    out, err = _gridsync("restore", str(copy), "--db", target, tty=False)
+    assert "integrity check" not in err and "已恢复" in out

@@ -69,7 +69,8 @@ def restore_cmd(db_path: str, as_json: bool, source: str | None, replica: str | 
             report = ops.restore_from_replica(replica, db_path)
         else:
             assert source is not None
-            report = ops.restore(source, db_path)
+            with Bars(enabled=not as_json) as bars:
+                report = ops.restore(source, db_path, steps=bars)
     except (ops.DatabaseInUse, ops.BackupError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
