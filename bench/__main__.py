@@ -29,6 +29,8 @@ BENCHMARKS = {
     "pull": "bench.pull",  # initial snapshots vs raw SELECT + msgspec; bytes on the wire
     "coverage": "bench.coverage",  # district roll-up + violations vs one GROUP BY
     "storm": "bench.storm",  # 200 phones at once, with the whistle deadline latency
+    "coldstart": "bench.coldstart",  # the first periodic pass after serve starts (issue 15)
+    "export": "bench.export",  # the district XLSX export vs XlsxWriter constant-memory
 }
 
 

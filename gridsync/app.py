@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -35,6 +36,7 @@ from gridsync.config import Settings, load_settings
 from gridsync.db import Store
 from gridsync.health import ReadinessProbe
 from gridsync.metrics import Metrics, serve_on
+from gridsync.org import Scope
 
 API_CONTROLLERS = [
     MeController,
@@ -53,6 +55,21 @@ API_CONTROLLERS = [
 
 
 SERVER = Actor(person_id=None, device_id="server")
+DISTRICT = Scope("server", True, frozenset(), frozenset(), 0)
+log = logging.getLogger("gridsync.app")
+
+
+async def _warm_up(store: Store, settings: Settings, clock: Clock) -> None:
+    """The district's coverage roll-up once, on a worker thread, before the first request: it
+    brings the coverage indexes into the OS cache and the read path's code into use, so that
+    the first coverage call after a restart costs about what a warm one does (``python -m
+    bench coldstart``: 2.26x before, 1.07x with this and the digests' delay, see
+    ``Settings.digests_after_start_seconds``). Never fatal: a database it cannot roll up still
+    serves."""
+    try:
+        await store.aread(coverage.rollup, settings, DISTRICT, None, now_ms=clock.now_ms())
+    except Exception:
+        log.warning("coverage warm-up failed; serving anyway", exc_info=True)
 
 
 def create_app(
@@ -89,6 +106,8 @@ def create_app(
         )
         # the configured district coverage default, as phones receive it in `policy` changes
         await app.state.store.awrite(coverage.publish_default, settings.coverage, SERVER)
+        if owned:
+            await _warm_up(app.state.store, settings, clock)
         worker = None
         if periodic:
             from gridsync.sweep import PeriodicWorker

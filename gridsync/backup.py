@@ -40,7 +40,9 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -164,14 +166,49 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# (label, total) -> advance(n): a progress bar per step (``gridsync backup`` on a terminal)
+Steps = Callable[[str, int], Callable[[int], None]]
+
+
+class _Growth(threading.Thread):
+    """Advances a progress bar by the bytes a file gains, while SQLite writes it in one call
+    (the copy is one backup step, so that it is one read snapshot: no callback in between)."""
+
+    def __init__(self, path: Path, advance: Callable[[int], None]):
+        super().__init__(daemon=True, name="gridsync-backup-progress")
+        self.path, self.advance = path, advance
+        self.done = threading.Event()
+        self.seen = 0
+
+    def run(self) -> None:
+        while not self.done.wait(0.2):
+            self._tick()
+
+    def _tick(self) -> None:
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return
+        if size > self.seen:
+            self.advance(size - self.seen)
+            self.seen = size
+
+    def finish(self) -> None:
+        self.done.set()
+        self.join()
+        self._tick()
+
+
 def backup(
     db_path: str | os.PathLike,
     out: str | os.PathLike,
     *,
     force: bool = False,
     method: Literal["api", "vacuum"] = "api",
+    steps: Steps | None = None,
 ) -> BackupReport:
-    """Copy ``db_path`` to ``out`` consistently while other processes write to it."""
+    """Copy ``db_path`` to ``out`` consistently while other processes write to it. ``steps``
+    shows the copy (bytes written) and then the integrity check on a progress bar."""
     started = time.perf_counter()
     source, target = Path(db_path), Path(out)
     if not source.exists():
@@ -183,6 +220,11 @@ def backup(
     partial = _partial_name(target)
     partial.unlink(missing_ok=True)
     src = _readonly(str(source))
+    growth = None
+    if steps is not None:
+        total = sum(p.stat().st_size for p in (source, Path(f"{source}-wal")) if p.exists())
+        growth = _Growth(partial, steps("copy", total))
+        growth.start()
     try:
         copy_started = time.perf_counter()
         if method == "vacuum":
@@ -201,9 +243,14 @@ def backup(
         raise BackupError(f"copy failed: {exc}") from exc
     finally:
         src.close()
+        if growth is not None:
+            growth.finish()
+    checked = steps("integrity check", 1) if steps is not None else None
     check_started = time.perf_counter()
     state = integrity(partial)
     check_seconds = time.perf_counter() - check_started
+    if checked is not None:
+        checked(1)
     if state != "ok":
         partial.unlink(missing_ok=True)
         raise BackupError(f"the copy failed its integrity check: {state}")
@@ -256,10 +303,12 @@ def restore(
     db_path: str | os.PathLike,
     *,
     reason: str = "restore",
+    steps: Steps | None = None,
 ) -> RestoreReport:
     """Put the database copy ``source`` at ``db_path`` with a new epoch. Refuses while a server
     holds ``db_path`` (:class:`DatabaseInUse`) and when ``source`` fails its integrity check;
-    ``db_path`` is replaced by one atomic rename, the old file kept aside."""
+    ``db_path`` is replaced by one atomic rename, the old file kept aside. ``steps`` shows the
+    check and the copy on progress bars."""
     from gridsync.db import Store  # the Store migrates the copy as a server start would
 
     started = time.perf_counter()
@@ -268,7 +317,10 @@ def restore(
         raise BackupError(f"no backup at {src}")
     if src.resolve() == target.resolve():
         raise BackupError("the backup to restore is the database itself")
+    checked = steps("integrity check", 1) if steps is not None else None
     state = integrity(src)
+    if checked is not None:
+        checked(1)
     if state != "ok":
         raise BackupError(f"{src} failed its integrity check: {state}")
     with ServerLock(target).hold_exclusive():
@@ -277,6 +329,10 @@ def restore(
         for leftover in (staging, *_sidecars(staging)):
             leftover.unlink(missing_ok=True)
         reader = _readonly(str(src))
+        growth = None
+        if steps is not None:
+            growth = _Growth(staging, steps("copy", src.stat().st_size))
+            growth.start()
         try:
             dst = sqlite3.connect(staging, isolation_level=None)
             try:
@@ -285,6 +341,8 @@ def restore(
                 dst.close()
         finally:
             reader.close()
+            if growth is not None:
+                growth.finish()
         with Store(staging) as store:
             epoch = store.write(db_module.new_epoch)
             store.write(

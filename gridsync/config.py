@@ -14,6 +14,7 @@ from typing import Annotated
 
 import msgspec
 
+from gridsync.localtime import DEFAULT_ZONE, check_zone
 from gridsync.models import CASE_LEVELS
 
 DEFAULT_SERVICE_KINDS = ("policy", "opinion", "hardship", "safety", "dispute", "environment")
@@ -63,7 +64,9 @@ class NotifySettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     apprise_config: str | None = None  # path to an Apprise YAML config
     locale: str = "zh-CN"
     quiet_hours: tuple[int, int] = (21, 8)  # digests are held between 21:00 and 08:00 local
-    timezone: str = "Asia/Shanghai"
+    # The district's zone, always equal to ``Settings.timezone`` once load_settings has read
+    # the file (a file may still name it here, as before issue 15); read ``Settings.timezone``.
+    timezone: str = DEFAULT_ZONE
     max_attempts: int = 8
     timeout_seconds: float = 10.0
     retry_base_seconds: float = 30.0  # backoff: base * 2^(attempt-1), capped below
@@ -76,6 +79,9 @@ class NotifySettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     db: str = "gridsync.db"
+    # The district's time zone (IANA name): every time a person reads (CLI, notifications,
+    # XLSX date cells) and every time an operator types without an offset (gridsync/localtime.py).
+    timezone: str = DEFAULT_ZONE
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000  # 0: a free port
     # An HLC further ahead of the server's clock than this is clamped (SPEC 3.1).
@@ -94,6 +100,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     whistle_deadlines: dict[str, LevelDeadlines] = msgspec.field(default_factory=_default_deadlines)
     notify: NotifySettings = msgspec.field(default_factory=NotifySettings)
     sweep_interval_seconds: float = 5.0
+    # After `gridsync serve` starts, the digests (and the daily prune) wait this long, so that the
+    # first requests after a restart are not served beside a district's digest run; deadline
+    # checks and delivery start at once (README "Cold start and the long jobs").
+    digests_after_start_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 30.0
     # Done notifications and the sync's tombstones older than this are forgotten, once a day
     # (gridsync/retention.py); records (households, visits, cases, audit) are never pruned.
     retention_days: Annotated[int, msgspec.Meta(ge=7, le=36_500)] = 180
@@ -128,6 +138,37 @@ class ConfigError(Exception):
     pass
 
 
+def _one_timezone(data: dict) -> None:
+    """One zone for the district: top-level ``timezone``, or ``[notify] timezone`` as files
+    written before issue 15 name it; both is fine when they agree. Both fields of the
+    Settings then hold it, and a name that is not a real zone is refused here, once."""
+    notify = data.get("notify")
+    named = {
+        where: value
+        for where, value in (
+            ("timezone", data.get("timezone")),
+            ("notify.timezone", notify.get("timezone") if isinstance(notify, dict) else None),
+        )
+        if value is not None
+    }
+    if len(set(map(str, named.values()))) > 1:
+        raise ConfigError(
+            "invalid configuration: timezone and notify.timezone differ "
+            f"({named['timezone']!r}, {named['notify.timezone']!r}); set timezone only"
+        )
+    if not named:
+        return
+    name = next(iter(named.values()))
+    if not isinstance(name, str):
+        raise ConfigError(f"invalid configuration: timezone {name!r} is not a text")
+    try:
+        check_zone(name)
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
+    data["timezone"] = name
+    data["notify"] = {**(notify if isinstance(notify, dict) else {}), "timezone": name}
+
+
 def load_settings(config_path: str | os.PathLike | None = None, **overrides: object) -> Settings:
     """Build Settings from the TOML file (if any), the environment and explicit overrides."""
     path = config_path or os.environ.get("GRIDSYNC_CONFIG")
@@ -146,6 +187,7 @@ def load_settings(config_path: str | os.PathLike | None = None, **overrides: obj
     }
     data.update({k: v for k, v in env.items() if v is not None})
     data.update({k: v for k, v in overrides.items() if v is not None})
+    _one_timezone(data)
     if isinstance(data.get("port"), str):  # from GRIDSYNC_PORT
         try:
             data["port"] = int(data["port"])

@@ -24,6 +24,8 @@ belongs to the domain, beside coverage and whistle, and hands its messages to ``
 from __future__ import annotations
 
 import functools
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -61,7 +63,7 @@ class DueHousehold:
 
 
 def _local_now(now_ms: int, settings: Settings) -> datetime:
-    return datetime.fromtimestamp(now_ms / 1000, tz=outbox.zone(settings.notify.timezone))
+    return datetime.fromtimestamp(now_ms / 1000, tz=outbox.zone(settings.timezone))
 
 
 def _claim_run(db: sqlite_utils.Database, key: str, now_ms: int) -> bool:
@@ -120,7 +122,7 @@ def daily_due(db: sqlite_utils.Database, *, now_ms: int, settings: Settings) -> 
     n = settings.notify
     local_now = _local_now(now_ms, settings)
     if local_now.hour < n.daily_digest_hour or outbox.in_quiet_hours(
-        now_ms, n.quiet_hours, n.timezone
+        now_ms, n.quiet_hours, settings.timezone
     ):
         return None
     key = f"digest:daily:{local_now.date().isoformat()}"
@@ -142,11 +144,10 @@ def daily_chunk(
     the last member id, or None when every member has been seen). A chunk re-run after a crash
     queues nothing twice: each member's digest has its own dedup key."""
     n = settings.notify
-    tz = n.timezone
+    tz = settings.timezone
     members = db.execute(
-        "SELECT p.id, p.name FROM people p WHERE p.active = 1 AND p.id > ? AND EXISTS "
-        "(SELECT 1 FROM households h WHERE h.responsible_member_id = p.id "
-        "AND h.status = 'active') ORDER BY p.id LIMIT ?",
+        f"SELECT p.id, p.name FROM people p WHERE {_DAILY_MEMBERS} AND p.id > ? "
+        "ORDER BY p.id LIMIT ?",
         [after, limit],
     ).fetchall()
     queued = 0
@@ -191,6 +192,27 @@ def daily_chunk(
     return queued, members[-1][0]
 
 
+# Who a digest run goes through (``p`` is the table's alias), in id order: the daily digest's
+# members (those responsible for an active household), the weekly digest's units.
+_DAILY_MEMBERS = (
+    "p.active = 1 AND EXISTS (SELECT 1 FROM households h WHERE h.responsible_member_id = p.id "
+    "AND h.status = 'active')"
+)
+_WEEKLY_UNITS = "p.kind IN ('branch', 'community')"
+
+
+def _step(steps: Steps | None, label: str, store: Any, where: str) -> Callable[[int], None]:
+    """The progress bar's advance for a digest run (counting what it will go through first),
+    or a no-op."""
+    if steps is None:
+        return lambda _n: None
+    table = "people" if where is _DAILY_MEMBERS else "org_units"
+    total = store.read(
+        lambda db: db.execute(f"SELECT count(*) FROM {table} p WHERE {where}").fetchone()[0]
+    )
+    return steps(label, total)
+
+
 def finish_run(db: sqlite_utils.Database, key: str, now_ms: int) -> None:
     _claim_run(db, key, now_ms)
 
@@ -214,24 +236,65 @@ def daily_digests(
     return queued
 
 
+# Between two chunks the digest runs step aside this long, so that the phones' writes queued
+# meanwhile commit on their own (not in one group with the next chunk) and the event loop gets
+# the interpreter: the daily pass never holds the writer for more than one short transaction.
+CHUNK_PAUSE_SECONDS = 0.005
+# (label, total) -> advance(n): a progress bar for one step of a long run (``gridsync sweep``
+# on a terminal); advanced by the members or units each chunk went through.
+Steps = Callable[[str, int], Callable[[int], None]]
+
+
+def _in_chunks(
+    store: Any,
+    chunk: Callable[[sqlite_utils.Database, str], tuple[int, str | None]],
+    key: str,
+    now_ms: int,
+    pause: float,
+    advance: Callable[[int], None],
+    size: int,
+) -> int:
+    """Run ``chunk`` (queued, last id or None) as one write each until every id is seen, then
+    record the run done (``finish_run``). The pause lets the phones' writes in between."""
+    queued, after = 0, ""
+    while after is not None:
+        n, last = store.write(chunk, after)
+        advance(size)
+        queued += n
+        after = last
+        if after is not None and pause:
+            time.sleep(pause)
+    store.write(finish_run, key, now_ms)
+    return queued
+
+
 def run_daily(
-    store: Any, *, now_ms: int, settings: Settings, router: Router, chunk: int = 1000
+    store: Any,
+    *,
+    now_ms: int,
+    settings: Settings,
+    router: Router,
+    chunk: int = 100,
+    pause: float = CHUNK_PAUSE_SECONDS,
+    steps: Steps | None = None,
 ) -> int:
     """:func:`daily_digests` as one short write transaction per ``chunk`` members, so that a
     district's 08:00 digest run never holds the writer (and the phones' pushes) for seconds."""
     key = store.read(lambda db: daily_due(db, now_ms=now_ms, settings=settings))
     if key is None:
         return 0
-    queued, after = 0, ""
-    while after is not None:
-        n, after = store.write(
-            lambda db, a=after: daily_chunk(
-                db, key, now_ms=now_ms, settings=settings, router=router, after=a, limit=chunk
-            )
-        )
-        queued += n
-    store.write(finish_run, key, now_ms)
-    return queued
+    advance = _step(steps, "daily digests", store, _DAILY_MEMBERS)
+    return _in_chunks(
+        store,
+        lambda db, a: daily_chunk(
+            db, key, now_ms=now_ms, settings=settings, router=router, after=a, limit=chunk
+        ),
+        key,
+        now_ms,
+        pause,
+        advance,
+        chunk,
+    )
 
 
 # the digest reads every branch and community: the district, as the system sees it
@@ -280,28 +343,44 @@ def weekly_figures(
     return figures
 
 
-def weekly_digests(
-    db: sqlite_utils.Database, *, now_ms: int, settings: Settings, router: Router
-) -> int:
-    """Queue this week's coverage digest to branch and community secretaries; once per week,
-    from the configured weekday on."""
+def weekly_due(db: sqlite_utils.Database, *, now_ms: int, settings: Settings) -> str | None:
+    """The run key of this week's coverage digest when it is due and not yet done, else None:
+    from the configured weekday and the daily digest hour on, outside quiet hours."""
     n = settings.notify
     local_now = _local_now(now_ms, settings)
     if (
         local_now.weekday() < n.weekly_digest_weekday
         or local_now.hour < n.daily_digest_hour
-        or outbox.in_quiet_hours(now_ms, n.quiet_hours, n.timezone)
+        or outbox.in_quiet_hours(now_ms, n.quiet_hours, settings.timezone)
     ):
-        return 0
+        return None
     year, week, _ = local_now.isocalendar()
-    week_label = f"{year}-W{week:02d}"
-    if not _claim_run(db, f"digest:weekly:{week_label}", now_ms):
-        return 0
+    key = f"digest:weekly:{year}-W{week:02d}"
+    done = db.execute("SELECT 1 FROM notify_runs WHERE key = ?", [key]).fetchone()
+    return None if done else key
+
+
+def weekly_chunk(
+    db: sqlite_utils.Database,
+    key: str,
+    *,
+    now_ms: int,
+    settings: Settings,
+    router: Router,
+    figures: dict[str, dict[str, Any]],
+    after: str = "",
+    limit: int = 50,
+) -> tuple[int, str | None]:
+    """Queue the weekly digests of up to ``limit`` branches and communities after unit id
+    ``after``, stating ``figures`` (:func:`weekly_figures`, computed once per run); returns (queued, the last unit id, or None when every unit has been seen). A
+    chunk re-run after a crash queues nothing twice (a dedup key per unit and week)."""
+    week_label = key.removeprefix("digest:weekly:")
     queued = 0
     units = db.execute(
-        "SELECT id, kind, name FROM org_units WHERE kind IN ('branch', 'community') ORDER BY id"
+        f"SELECT id, kind, name FROM org_units p WHERE {_WEEKLY_UNITS} "
+        "AND id > ? ORDER BY id LIMIT ?",
+        [after, limit],
     ).fetchall()
-    figures = weekly_figures(db, settings, now_ms)
     for unit_id, kind, name in units:
         if unit_id not in figures:
             continue
@@ -315,14 +394,16 @@ def weekly_digests(
         queued += outbox.enqueue(
             db,
             router,
-            event_key=f"digest:weekly:{week_label}:{unit_id}",
+            event_key=f"{key}:{unit_id}",
             kind="digest_weekly",
             tags=[tag],
             context=context,
             now_ms=now_ms,
             link=WEEKLY_LINK,
         )
-    return queued
+    if len(units) < limit:
+        return queued, None
+    return queued, units[-1][0]
 
 
 # -- values lost in merges (issue 17) -------------------------------------------------------------
@@ -442,7 +523,66 @@ def conflict_digests(
             tags=[f"community:{community_id}:secretary"],
             context=context,
             now_ms=now_ms,
-            not_before_ms=outbox.end_of_quiet_hours(now_ms, n.quiet_hours, n.timezone),
+            not_before_ms=outbox.end_of_quiet_hours(now_ms, n.quiet_hours, settings.timezone),
             link=f"/console/conflicts?community={quote(community_id, safe='')}",
         )
     return queued
+
+
+def weekly_digests(
+    db: sqlite_utils.Database, *, now_ms: int, settings: Settings, router: Router
+) -> int:
+    """Queue this week's coverage digest to branch and community secretaries, once per week,
+    in one transaction (the sweep runs it in chunks: :func:`run_weekly`)."""
+    key = weekly_due(db, now_ms=now_ms, settings=settings)
+    if key is None:
+        return 0
+    queued = 0
+    figures = weekly_figures(db, settings, now_ms)
+    after: str | None = ""
+    while after is not None:
+        n, after = weekly_chunk(
+            db, key, now_ms=now_ms, settings=settings, router=router, figures=figures, after=after
+        )
+        queued += n
+    finish_run(db, key, now_ms)
+    return queued
+
+
+def run_weekly(
+    store: Any,
+    *,
+    now_ms: int,
+    settings: Settings,
+    router: Router,
+    chunk: int = 20,
+    pause: float = CHUNK_PAUSE_SECONDS,
+    steps: Steps | None = None,
+) -> int:
+    """:func:`weekly_digests` as one short write transaction per ``chunk`` units (a district
+    has 1,077 branches and communities: one transaction held the writer for 17-27 s, most of
+    it resolving each unit's secretaries, see ``routing.people_for_tag``)."""
+    key = store.read(lambda db: weekly_due(db, now_ms=now_ms, settings=settings))
+    if key is None:
+        return 0
+    # the figures are one roll-up of the district, read once (a snapshot, not the writer)
+    figures = store.read(weekly_figures, settings, now_ms)
+    advance = _step(steps, "weekly digests", store, _WEEKLY_UNITS)
+    return _in_chunks(
+        store,
+        lambda db, a: weekly_chunk(
+            db,
+            key,
+            now_ms=now_ms,
+            settings=settings,
+            router=router,
+            figures=figures,
+            after=a,
+            limit=chunk,
+        ),
+        key,
+        now_ms,
+        pause,
+        advance,
+        chunk,
+    )

@@ -51,9 +51,12 @@ def run_once(
     *,
     dispatch: bool = True,
     with_digests: bool = True,
+    steps: digests.Steps | None = None,
 ) -> SweepReport:
-    """One round of periodic work at ``clock``'s time. Each step is its own transaction, so a
-    crash between them loses nothing (the outbox rows are already committed)."""
+    """One round of periodic work at ``clock``'s time. Each step is its own transaction (the
+    digests one per chunk), so a crash between them loses nothing (the outbox rows are already
+    committed) and the phones' writes get the writer in between. ``steps`` (label, total) ->
+    advance: a progress bar per long step (``gridsync sweep`` on a terminal)."""
     router = router_for(settings.notify.apprise_config, settings.notify.locale)
     now = clock.now_ms()
     report = SweepReport(at_ms=now)
@@ -62,9 +65,11 @@ def run_once(
     )
     if with_digests:
         report.digests = {
-            "daily": digests.run_daily(store, now_ms=now, settings=settings, router=router),
-            "weekly": store.write(
-                lambda db: digests.weekly_digests(db, now_ms=now, settings=settings, router=router)
+            "daily": digests.run_daily(
+                store, now_ms=now, settings=settings, router=router, steps=steps
+            ),
+            "weekly": digests.run_weekly(
+                store, now_ms=now, settings=settings, router=router, steps=steps
             ),
             "conflicts": store.write(
                 lambda db: digests.conflict_digests(
@@ -74,7 +79,7 @@ def run_once(
         }
         report.pruned = retention.run_daily(store, now_ms=now, keep_days=settings.retention_days)
     if dispatch:
-        report.delivery = Dispatcher(store, settings, clock, router).run_once().as_dict()
+        report.delivery = Dispatcher(store, settings, clock, router).run_once(steps=steps).as_dict()
     return report
 
 
@@ -113,11 +118,16 @@ class PeriodicWorker:
         self._deliver_now: asyncio.Event | None = None  # set: deliver without waiting
         self._loop_ref: asyncio.AbstractEventLoop | None = None
         self.heartbeats: dict[str, Heartbeat] = {}
+        self._digests_from_ms = 0  # set by start(): digests wait a while after the server starts
 
     def _checks(self) -> float:
-        """One round of checks; returns the seconds to wait before the next one."""
+        """One round of checks; returns the seconds to wait before the next one. The digests
+        (and the day's prune) wait ``digests_after_start_seconds`` after :meth:`start`."""
         interval = self.settings.sweep_interval_seconds
-        report = run_once(self.store, self.settings, self.clock, dispatch=False)
+        with_digests = self.clock.now_ms() >= self._digests_from_ms
+        report = run_once(
+            self.store, self.settings, self.clock, dispatch=False, with_digests=with_digests
+        )
         if any(report.deadlines.values()) or any(report.digests.values()):
             self._wake_delivery()
         now = self.clock.now_ms()
@@ -185,6 +195,7 @@ class PeriodicWorker:
         self._loop_ref = loop
         self._deliver_now = asyncio.Event()
         now = self.clock.now_ms()
+        self._digests_from_ms = now + int(self.settings.digests_after_start_seconds * 1000)
         self.heartbeats = {"checks": Heartbeat(due_ms=now), "delivery": Heartbeat(due_ms=now)}
         self._tasks = [
             loop.create_task(

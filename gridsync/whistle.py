@@ -424,7 +424,7 @@ def _context(
     case = _load_case(db, case_id)
     assert case is not None
     stint = _load_stint(db, case.stint_id)
-    tz = settings.notify.timezone
+    tz = settings.timezone
     base = {
         "id": case.id,
         "category": case.category,
@@ -1032,7 +1032,7 @@ def _move(
         note or (f"missed:{missed}" if missed else ""),
         device_at,
     )
-    tz = settings.notify.timezone
+    tz = settings.timezone
     from_level, from_unit = case.level, case.unit_id
     if reason == "returned":
         outbox.enqueue(
@@ -1240,7 +1240,7 @@ def _deadline_notice(
             db,
             case.id,
             settings,
-            due_local=outbox.local(stint.due(deadline), settings.notify.timezone),
+            due_local=outbox.local(stint.due(deadline), settings.timezone),
             deadline_name=lambda labels: labels["deadline"][deadline],
         ),
         now_ms=now_ms,

@@ -101,6 +101,23 @@ def test_coverage_quick_judges_nothing_it_cannot_tell(capsys):
     assert code == 0
 
 
+def test_coldstart_quick_serves_the_pass_and_measures_both_sides(capsys):
+    code, rows, verdicts, _ = run_bench(capsys, "coldstart", "--quick")
+    assert verdicts == {"coldstart.first-coverage": "SKIP", "coldstart.push-max": "SKIP"}
+    assert int(rows["pushes idle"].split(",")[0]) == 20
+    assert int(rows["pushes during the pass"].split(",")[0]) >= 1  # at least one, mid-pass
+    assert float(rows["gridsync sweep, the same pass (first run)"].split()[0]) > 0
+    assert code == 0
+
+
+def test_export_quick_writes_ours_and_the_floor(capsys):
+    code, rows, verdicts, _ = run_bench(capsys, "export", "--quick")
+    assert verdicts == {"export.xlsx": "SKIP"}
+    assert rows["rows / violations"].split(" / ")[0] != "0"
+    assert float(rows["XLSX export / XlsxWriter constant-memory floor"]) > 0
+    assert code == 0
+
+
 def test_a_benchmark_that_fails_exits_2(capsys, monkeypatch, tmp_path):
     junk = tmp_path / "district.db"
     junk.write_bytes(b"not a database" * 100)

@@ -13,13 +13,15 @@ tree), so that an odd value is a usage error, never a traceback."""
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
+from datetime import datetime, tzinfo
 from typing import Any
 
 import click
 import msgspec
 
-from gridsync.clock import operator_time_ms
+from gridsync import localtime
 from gridsync.config import ConfigError, load_settings
 from gridsync.db import Store, check_database
 from gridsync.errors import GridsyncError
@@ -60,6 +62,79 @@ def db_option(fn: Callable) -> Callable:
     )(with_db)
 
 
+def settings_file_option(help_text: str) -> Callable[[Callable], Callable]:
+    """``--config FILE`` of a command. Eager: read before the other options, so that a time
+    option (:class:`TimeParam`) is read in the zone that file names."""
+    return click.option(
+        "--config",
+        "config_path",
+        default=None,
+        is_eager=True,
+        type=click.Path(exists=True, dir_okay=False),
+        help=help_text,
+    )
+
+
+def district_zone(ctx: click.Context | None = None) -> tzinfo:
+    """The district's time zone (the ``timezone`` setting) for the command running: from its
+    ``--config`` when it has one, else ``$GRIDSYNC_CONFIG`` or ``./gridsync.toml``, else
+    Asia/Shanghai. A settings file that cannot be read is a one-line error."""
+    ctx = ctx or click.get_current_context(silent=True)
+    config_path = ctx.params.get("config_path") if ctx is not None else None
+    key = f"gridsync.zone:{config_path}"
+    if ctx is not None and key in ctx.meta:
+        return ctx.meta[key]
+    try:
+        tz = localtime.zone(load_settings(config_path).timezone)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if ctx is not None:
+        ctx.meta[key] = tz
+    return tz
+
+
+def when(value: int | str | datetime | None) -> str:
+    """A time as a person in the district reads it (``2026-12-06 09:30``; ``-`` for none):
+    epoch ms or a wire time (ISO 8601 with an offset). Every time a command prints for a
+    person goes through here; ``--json`` keeps the wire format."""
+    return localtime.local_text(value, district_zone()) or "-"
+
+
+def zone_footer() -> str:
+    """``times in Asia/Shanghai (UTC+08:00)`` / ``时间为 ...``: the footer of a listing."""
+    return f"times in {localtime.zone_label(district_zone())}"
+
+
+class Bars:
+    """Progress bars on stderr for a command that can run past 2 s: one bar per step (the
+    domain calls ``bars(label, total)`` when a step starts and advances what it returns), drawn
+    only on a terminal: never when stderr is piped or redirected, nor with ``--json``, so
+    scripts and logs get the result alone."""
+
+    def __init__(self, *, enabled: bool = True):
+        self.enabled = enabled and sys.stderr.isatty()
+        self._bar: Any = None
+
+    def __call__(self, label: str, total: int) -> Callable[[int], None]:
+        self.close()
+        if not self.enabled or total <= 0:
+            return lambda _n: None
+        self._bar = click.progressbar(length=total, label=f"{label:<14}", file=sys.stderr)
+        self._bar.__enter__()
+        return self._bar.update
+
+    def close(self) -> None:
+        if self._bar is not None:
+            bar, self._bar = self._bar, None
+            bar.__exit__(None, None, None)
+
+    def __enter__(self) -> Bars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def json_option(fn: Callable) -> Callable:
     return click.option(
         "--json", "as_json", is_flag=True, help="Print one JSON document on stdout (for scripts)."
@@ -87,15 +162,13 @@ def open_store(db_path: str, *, create: bool = False, **options: Any) -> Store:
 class TimeParam(click.ParamType):
     """The type of every time option (``--now``, ``--since``, ``--until``, ``--as-of``): ISO
     8601, a bare date being midnight and a time without an offset wall time in the district's
-    zone (Asia/Shanghai), within the years 1970-2199 that phones' times may have
-    (``clock.operator_time_ms``). The value is epoch milliseconds. Anything else is a usage
+    zone (the ``timezone`` setting, Asia/Shanghai by default: :func:`district_zone`), a time
+    with an offset as given, within the years 1970-2199 that phones' times may have
+    (``localtime.operator_ms``). The value is epoch milliseconds. Anything else is a usage
     error (exit 2) naming the option, before the database is opened: year 1 or 9999 used to
     overflow deep inside ``prune`` or ``sweep`` (issue 12's review)."""
 
     name = "time"
-
-    def __init__(self, zone_name: str = "Asia/Shanghai"):
-        self.zone_name = zone_name
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "ISO-TIME"
@@ -103,10 +176,8 @@ class TimeParam(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         if isinstance(value, int):
             return value
-        from gridsync.notify.outbox import zone
-
         try:
-            return operator_time_ms(str(value), zone(self.zone_name))
+            return localtime.operator_ms(str(value), district_zone(ctx))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 

@@ -23,6 +23,9 @@ from gridsync.cli.base import (
     json_option,
     open_store,
     run,
+    settings_file_option,
+    when,
+    zone_footer,
 )
 from gridsync.config import ConfigError, Settings, load_settings
 from gridsync.models import ROLES, Device, OrgUnit, UnitKind
@@ -59,12 +62,7 @@ def init(db_path: str, new_epoch: bool) -> None:
     type=int_range_of(Settings, "port"),
     help="0 picks a free port [default: $GRIDSYNC_PORT, else the settings file's port, else 8000].",
 )
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="TOML settings file (see README).",
-)
+@settings_file_option("TOML settings file (see README).")
 @click.option(
     "--log-format",
     type=click.Choice(logs.FORMATS),
@@ -325,13 +323,14 @@ def device_list(db_path: str, as_json: bool, person_id: str | None) -> None:
         return
     for d in items:
         state = (
-            f"revoked {d.revoked_at}"
+            f"revoked {when(d.revoked_at)}"
             if d.revoked_at
-            else f"draining since {d.draining_since}"
+            else f"draining since {when(d.draining_since)}"
             if d.draining_since
             else "active"
         )
-        click.echo(f"{d.id}\t{d.person_id}\t{d.label}\t{state}\tlast seen {d.last_seen_at or '-'}")
+        click.echo(f"{d.id}\t{d.person_id}\t{d.label}\t{state}\tlast seen {when(d.last_seen_at)}")
+    click.echo(f"{len(items)} devices; {zone_footer()}", err=True)
 
 
 # -- schemas ------------------------------------------------------------------------------------

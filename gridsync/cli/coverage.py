@@ -27,6 +27,9 @@ from gridsync.cli.base import (
     json_option,
     open_store,
     run,
+    settings_file_option,
+    when,
+    zone_footer,
 )
 from gridsync.clock import SYSTEM_CLOCK
 from gridsync.config import ConfigError, Settings, load_settings
@@ -70,13 +73,7 @@ lang_option = click.option(
     show_default=True,
     help="Language of labels and headers.",
 )
-config_option = click.option(
-    "--config",
-    "config_path",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False),
-    help="TOML settings file (district coverage defaults).",
-)
+config_option = settings_file_option("TOML settings file (district coverage defaults, time zone).")
 phones_option = click.option(
     "--show-phones", is_flag=True, help="Show full phone numbers (recorded in the audit log)."
 )
@@ -230,7 +227,7 @@ def coverage(
     ]
     click.echo(_table(REPORT_HEADER[lang], rows))
     at = "时间" if lang == "zh" else "as of"
-    click.echo(f"{at} {report.at}", err=True)
+    click.echo(f"{at} {when(report.at)} ({zone_footer()})", err=True)
 
 
 @coverage.command("sample")
@@ -285,7 +282,9 @@ def coverage_sample(
             f"{h.phone}\t{h.responsible_member_id or '-'}"
         )
         for v in item.last_visits:
-            click.echo(f"    {v.at}\t{v.member_id}\t{v.channel}\t{','.join(v.kinds)}\t{v.note}")
+            click.echo(
+                f"    {when(v.at)}\t{v.member_id}\t{v.channel}\t{','.join(v.kinds)}\t{v.note}"
+            )
         if not item.last_visits:
             click.echo("    （无走访记录）" if lang == "zh" else "    (no visits)")
     text = (

@@ -22,6 +22,7 @@ from gridsync.cli.base import (
     json_option,
     open_store,
     run,
+    settings_file_option,
 )
 from gridsync.config import ConfigError, load_settings
 from gridsync.errors import GridsyncError
@@ -124,13 +125,7 @@ def import_group() -> None:
     help="Let members exceed their cap of households (each such assignment is "
     "flagged in the assignment log).",
 )
-@click.option(
-    "--config",
-    "config_path",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False),
-    help="TOML settings file (district coverage defaults: the members' cap).",
-)
+@settings_file_option("TOML settings file (district coverage defaults: the members' cap).")
 @click.option(
     "--ignore-unknown-columns",
     is_flag=True,

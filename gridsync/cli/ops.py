@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from gridsync import backup as ops
-from gridsync.cli.base import check_db, cli, db_option, echo_json, json_option
+from gridsync.cli.base import Bars, check_db, cli, db_option, echo_json, json_option
 
 
 def _mb(n: int) -> str:
@@ -27,10 +27,12 @@ def _mb(n: int) -> str:
 @click.option("--force", is_flag=True, help="Replace an existing file of that name.")
 def backup_cmd(db_path: str, as_json: bool, out: str, force: bool) -> None:
     """Copy the database consistently, also while the server serves and writes, and check the
-    copy (PRAGMA integrity_check)."""
+    copy (PRAGMA integrity_check). On a terminal a progress bar shows the copy, then the check
+    (a district's database takes tens of seconds)."""
     check_db(db_path)
     try:
-        report = ops.backup(db_path, out, force=force)
+        with Bars(enabled=not as_json) as bars:
+            report = ops.backup(db_path, out, force=force, steps=bars)
     except (FileExistsError, ops.BackupError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
@@ -67,7 +69,8 @@ def restore_cmd(db_path: str, as_json: bool, source: str | None, replica: str | 
             report = ops.restore_from_replica(replica, db_path)
         else:
             assert source is not None
-            report = ops.restore(source, db_path)
+            with Bars(enabled=not as_json) as bars:
+                report = ops.restore(source, db_path, steps=bars)
     except (ops.DatabaseInUse, ops.BackupError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:

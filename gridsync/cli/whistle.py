@@ -11,6 +11,7 @@ from gridsync import audit, org, whistle
 from gridsync.audit import Actor
 from gridsync.cli.base import (
     TIME,
+    Bars,
     cli,
     db_option,
     echo_json,
@@ -18,6 +19,9 @@ from gridsync.cli.base import (
     json_option,
     open_store,
     run,
+    settings_file_option,
+    when,
+    zone_footer,
 )
 from gridsync.clock import SYSTEM_CLOCK, Clock, FixedClock, iso_ms
 from gridsync.config import ConfigError, Settings, load_settings
@@ -34,12 +38,7 @@ def _settings(config_path: str | None, db_path: str) -> Settings:
         raise click.ClickException(str(exc)) from exc
 
 
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="TOML settings file (deadlines, notify channels).",
-)
+config_option = settings_file_option("TOML settings file (deadlines, notify channels, time zone).")
 
 
 @cli.command()
@@ -51,28 +50,31 @@ config_option = click.option(
     "now_ms",
     type=TIME,
     default=None,
-    help="Run as if it were this time (ISO 8601, e.g. 2026-11-23T09:00:00+08:00; a date or "
-    "a time without offset is China time).",
+    help="Run as if it were this time (ISO 8601, e.g. 2026-11-23T09:00:00+08:00; a date is "
+    "local midnight and a time without offset local time, in the settings' timezone).",
 )
 @click.option("--no-dispatch", is_flag=True, help="Queue notifications but do not deliver them.")
 def sweep(
     db_path: str, as_json: bool, config_path: str | None, now_ms: int | None, no_dispatch: bool
 ) -> None:
-    """Run periodic work once: deadline checks, digests due, outbox delivery."""
+    """Run periodic work once: deadline checks, digests due, outbox delivery.
+
+    On a terminal a progress bar shows each long step (the day's digests of a district go
+    through 36,000 members); piped or with --json only the result is printed."""
     from gridsync.notify.routing import check_config
     from gridsync.sweep import run_once
 
     settings = _settings(config_path, db_path)
     run(lambda: check_config(settings.notify.apprise_config))
     clock: Clock = FixedClock(now_ms) if now_ms is not None else SYSTEM_CLOCK
-    with open_store(db_path) as store:
-        report = run(lambda: run_once(store, settings, clock, dispatch=not no_dispatch))
+    with open_store(db_path) as store, Bars(enabled=not as_json) as bars:
+        report = run(lambda: run_once(store, settings, clock, dispatch=not no_dispatch, steps=bars))
     if as_json:
         echo_json({"at": iso_ms(report.at_ms), **report.as_dict()})
         return
     d, g, o = report.deadlines, report.digests, report.delivery
     click.echo(
-        f"sweep at {iso_ms(report.at_ms)}: escalated {d.get('escalated', 0)}, "
+        f"sweep at {when(report.at_ms)}: escalated {d.get('escalated', 0)}, "
         f"warned {d.get('warned', 0)}; digests daily {g.get('daily', 0)}, "
         f"weekly {g.get('weekly', 0)}, conflicts {g.get('conflicts', 0)}; "
         + (
@@ -121,7 +123,7 @@ def prune(
         echo_json(report)
         return
     click.echo(
-        f"pruned what is older than {iso_ms(report.cutoff_ms)} ({days} days): "
+        f"pruned what is older than {when(report.cutoff_ms)} ({days} days): "
         f"{report.outbox} notifications, {report.notices} notices, {report.notify_runs} run marks, "
         f"{report.household_moves} household moves, {report.scope_changes} scope changes"
         f" (已清理 {days} 天前的通知与同步记录)"
@@ -184,9 +186,9 @@ def cases(
     for c in page.items:
         click.echo(
             f"{c.id}\t{c.state}\t{c.level}:{c.unit_id}\t{c.category}\t"
-            f"received {c.received_at}\taccept by {c.deadlines.accept}"
+            f"received {when(c.received_at)}\taccept by {when(c.deadlines.accept)}"
         )
-    click.echo(f"{page.total} cases", err=True)
+    click.echo(f"{page.total} cases; {zone_footer()}", err=True)
 
 
 @cases.command("show")
@@ -203,19 +205,21 @@ def cases_show(db_path: str, as_json: bool, case_id: str) -> None:
     click.echo(f"{case.id}  {case.category}  [{case.state}, {case.level} {case.unit_id}]")
     click.echo(f"grid {case.grid_id}  {case.location}  {case.description}")
     click.echo(
-        f"raised by {case.raised_by} at {case.raised_at} (device), "
-        f"received {case.received_at} (server)"
+        f"raised by {case.raised_by} at {when(case.raised_at)} (device), "
+        f"received {when(case.received_at)} (server)"
     )
     d = case.deadlines
     click.echo(
-        f"deadlines at {d.level} since {d.since}: accept {d.accept}, arrive {d.arrive}, "
-        f"resolve {d.resolve}" + (f"; missed {', '.join(d.missed)}" if d.missed else "")
+        f"deadlines at {d.level} since {when(d.since)}: accept {when(d.accept)}, "
+        f"arrive {when(d.arrive)}, resolve {when(d.resolve)}"
+        + (f"; missed {', '.join(d.missed)}" if d.missed else "")
     )
     for e in case.history:
         click.echo(
-            f"  {e.at}  {e.action:<9} {e.by or 'system':<10} {e.level:<10} {e.state}"
+            f"  {when(e.at)}  {e.action:<9} {e.by or 'system':<10} {e.level:<10} {e.state}"
             + (f"  {e.note}" if e.note else "")
         )
+    click.echo(zone_footer(), err=True)
 
 
 @cases.command("raise")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -95,7 +96,7 @@ def _claim(
         [now_ms, limit],
     ).fetchall()
     quiet = settings.notify.quiet_hours
-    tz = settings.notify.timezone
+    tz = settings.timezone
     claimed, postponed = [], 0
     for r in rows:
         if r[1] in DIGEST_KINDS and in_quiet_hours(now_ms, quiet, tz):
@@ -168,6 +169,10 @@ def send_one(url: str, title: str, body: str, timeout: float) -> str | None:
     return f"{mask_url(url)}: {mask_text(reason, secrets)}"
 
 
+def _no_progress(_n: int) -> None:
+    pass
+
+
 class Dispatcher:
     """Delivers due outbox rows. ``run_once`` is synchronous: call it from a worker thread."""
 
@@ -181,10 +186,26 @@ class Dispatcher:
         self.workers = max(1, settings.notify.delivery_workers)
         self._lock = threading.Lock()  # guards the shared DispatchResult counters
 
-    def run_once(self, limit: int = 200) -> DispatchResult:
+    def run_once(
+        self,
+        limit: int = 200,
+        steps: Callable[[str, int], Callable[[int], None]] | None = None,
+    ) -> DispatchResult:
+        """Deliver what is due, ``limit`` rows a claim, until nothing due is left. ``steps``
+        (label, total) -> advance: a progress bar for ``gridsync sweep`` on a terminal."""
         result = DispatchResult()
         timeout = self.settings.notify.timeout_seconds
         lease_ms = int((timeout * 4 + 60) * 1000)
+        advance: Callable[[int], None] = _no_progress
+        if steps is not None:
+            due = self.store.read(
+                lambda db: db.execute(
+                    "SELECT count(*) FROM outbox WHERE state IN ('queued', 'sending') "
+                    "AND next_attempt_ms <= ?",
+                    [self.clock.now_ms()],
+                ).fetchone()[0]
+            )
+            advance = steps("delivery", due)
         while True:
             claimed, postponed = self.store.write(
                 _claim, self.clock.now_ms(), lease_ms, limit, self.settings
@@ -212,6 +233,7 @@ class Dispatcher:
                     ]
                     for future in futures:
                         future.result()
+            advance(len(claimed) + postponed)
             if len(claimed) + postponed < limit:
                 return result
 

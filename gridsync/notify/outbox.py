@@ -14,17 +14,17 @@ dispatcher's job (``gridsync/notify/dispatcher.py``).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 import msgspec
 import sqlite_utils
 
+from gridsync import localtime
 from gridsync.db import and_given, next_seq, paged
 from gridsync.models import (
     MAX_NOTICE_BODY,
@@ -44,18 +44,13 @@ DIGEST_KINDS = frozenset({"digest_daily", "digest_weekly", "digest_conflicts"})
 # -- time in the users' zone ------------------------------------------------------------------
 
 
-@lru_cache(maxsize=8)
-def zone(name: str = "Asia/Shanghai") -> timezone | ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except ZoneInfoNotFoundError:  # no tz database (some Windows installs): China has no DST
-        return timezone(timedelta(hours=8))
+# One owner of local time (gridsync/localtime.py); notifications show the month and day only.
+zone = localtime.zone
+NOTIFY_FORMAT = "%m-%d %H:%M"
 
 
-def local(ms: int | None, tz: str = "Asia/Shanghai", fmt: str = "%m-%d %H:%M") -> str:
-    if ms is None:
-        return ""
-    return datetime.fromtimestamp(ms / 1000, tz=zone(tz)).strftime(fmt)
+def local(ms: int | None, tz: str = localtime.DEFAULT_ZONE, fmt: str = NOTIFY_FORMAT) -> str:
+    return localtime.local_text(ms, tz, fmt)
 
 
 def in_quiet_hours(ms: int, quiet: tuple[int, int], tz: str) -> bool:
