@@ -119,6 +119,29 @@ def sees_full(view: PhoneView, grid_id: str | None, responsible_member_id: str |
     )
 
 
+def sees_caller(
+    view: PhoneView, *, grid_id: str | None, community_id: str | None, holder: bool
+) -> bool:
+    """THE rule read for the caller of a hotline order (name and phone): the readers of a
+    household's number there (an admin, the secretary of the order's community, the grid
+    workers of its grid), and whoever holds the order now (``holder``: the unit it is
+    dispatched to must call the caller back). Everyone else (supervisors included) reads it
+    masked."""
+    return (
+        holder
+        or sees_full(view, grid_id, None)
+        or (community_id is not None and community_id in view.secretary_of)
+    )
+
+
+def mask_name(name: str) -> str:
+    """A person's name as a reader without the right to it sees it: the first character (the
+    family name) and one ``*`` per other character (``张**``); a one-character name is ``*``."""
+    if len(name) <= 1:
+        return MASK_CHAR * len(name)
+    return name[0] + MASK_CHAR * (len(name) - 1)
+
+
 def shown_phone(
     view: PhoneView, phone: str, grid_id: str | None, responsible_member_id: str | None
 ) -> str:

@@ -27,7 +27,7 @@ from typing import Any, get_args
 import msgspec
 import sqlite_utils
 
-from gridsync import audit
+from gridsync import audit, privacy
 from gridsync.audit import Actor
 from gridsync.auth import Principal
 from gridsync.clock import device_time_ms, iso_ms, parse_ms
@@ -36,13 +36,16 @@ from gridsync.db import and_given, next_seq, paged
 from gridsync.errors import Conflict, Forbidden, GridsyncError, Invalid, NotFound, OutOfScope
 from gridsync.models import (
     CASE_LEVELS,
+    CallbackInfo,
     CaseAction,
     CaseEvent,
     CaseLevel,
     CasePage,
     CaseState,
     Deadlines,
+    OrderInfo,
     ReportRow,
+    SupervisionInfo,
     WhistleAct,
     WhistleCase,
     WhistleRaise,
@@ -51,6 +54,7 @@ from gridsync.models import (
 from gridsync.notify import outbox
 from gridsync.notify.routing import Router, router_for
 from gridsync.org import Scope
+from gridsync.workdays import working_deadline
 
 OPEN_STATES = ("raised", "accepted", "on_site", "reopened")
 CLOSED_VISIBLE_DAYS = 30  # pull sends closed cases for this long (SPEC 3.2)
@@ -79,7 +83,7 @@ HOUR_MS = 3_600_000
 _CASE_COLS = (
     "id, household_id, grid_id, location, category, description, raised_by, "
     "raised_device, raised_at, raised_ms, received_ms, level, unit_id, department_id, "
-    "state, accepted_by, satisfaction, closed_ms, stint_id, seq, comments, note_bytes"
+    "state, accepted_by, satisfaction, closed_ms, stint_id, seq, comments, note_bytes, source"
 )
 _STINT_COLS = (
     "id, case_id, level, unit_id, started_ms, accept_due_ms, arrive_due_ms, "
@@ -120,6 +124,7 @@ class CaseRow:
     seq: int
     comments: int  # comments in the history (:data:`MAX_CASE_COMMENTS`)
     note_bytes: int  # bytes of people's notes in the history (:func:`note_size`)
+    source: str  # "whistle" (raised by a phone or the web) or "hotline" (a 12345 order)
 
 
 @dataclass
@@ -160,15 +165,89 @@ def _load_stint(db: sqlite_utils.Database, stint_id: int) -> Stint:
     )
 
 
-def get_case(db: sqlite_utils.Database, case_id: str, scope: Scope | None = None) -> WhistleCase:
-    """The wire form of a case; with ``scope``, one the scope cannot see is not found."""
+def get_case(
+    db: sqlite_utils.Database,
+    case_id: str,
+    scope: Scope | None = None,
+    *,
+    viewer: Scope | None = None,
+) -> WhistleCase:
+    """The wire form of a case; with ``scope``, one the scope cannot see is not found. The
+    caller of an order is read as ``scope`` (or ``viewer``) may read it (masked without
+    either)."""
     case = _load_case(db, case_id)
     if case is None or (scope is not None and not can_see(case, scope)):
         raise NotFound(f"no whistle case {case_id}", code="case_not_found")
-    return _wire(db, case)
+    return _wire(db, case, scope or viewer)
 
 
-def _wire(db: sqlite_utils.Database, case: CaseRow) -> WhistleCase:
+def _order_info(db: sqlite_utils.Database, case: CaseRow, viewer: Scope | None) -> OrderInfo:
+    """The order of a hotline case, its caller as ``viewer`` may read them (THE rule,
+    :func:`privacy.sees_caller`), with its latest callback."""
+    row = db.execute(
+        "SELECT order_no, type, caller_name, caller_phone, address, dispatched_level, "
+        "dispatched_unit, community_id, received_ms FROM hotline_orders WHERE case_id = ?",
+        [case.id],
+    ).fetchone()
+    full = viewer is not None and privacy.sees_caller(
+        viewer.phones,
+        grid_id=case.grid_id if case.level == "grid" else None,
+        community_id=row[7],
+        holder=responsible(case, viewer),
+    )
+    callback = db.execute(
+        "SELECT by, at_ms, reached, contacted, resolved, satisfied, note FROM hotline_callbacks "
+        "WHERE case_id = ? ORDER BY id DESC LIMIT 1",
+        [case.id],
+    ).fetchone()
+    return OrderInfo(
+        order_no=row[0],
+        type=row[1],
+        caller_name=row[2] if full else privacy.mask_name(row[2]),
+        caller_phone=row[3] if full else privacy.mask_phone(row[3]),
+        address=row[4],
+        dispatched_level=row[5],
+        dispatched_unit_id=row[6],
+        received_at=iso_ms(row[8]),
+        callback=None
+        if callback is None
+        else CallbackInfo(
+            by=callback[0],
+            at=iso_ms(callback[1]),
+            reached=bool(callback[2]),
+            contacted=_flag(callback[3]),
+            resolved=_flag(callback[4]),
+            satisfied=_flag(callback[5]),
+            note=callback[6],
+        ),
+    )
+
+
+def _flag(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def supervision_of(db: sqlite_utils.Database, case_id: str) -> SupervisionInfo | None:
+    """A case's latest supervision (督办); ``met`` once the case was resolved after it (by the
+    due time or not), null while it is not."""
+    row = db.execute(
+        "SELECT by, at_ms, note, due_ms, (SELECT min(h.at_ms) FROM whistle_history h "
+        " WHERE h.case_id = s.case_id AND h.action = 'resolve' AND h.at_ms >= s.at_ms) "
+        "FROM supervisions s WHERE case_id = ? ORDER BY id DESC LIMIT 1",
+        [case_id],
+    ).fetchone()
+    if row is None:
+        return None
+    return SupervisionInfo(
+        by=row[0],
+        at=iso_ms(row[1]),
+        note=row[2],
+        due_at=iso_ms(row[3]),
+        met=None if row[4] is None else row[4] <= row[3],
+    )
+
+
+def _wire(db: sqlite_utils.Database, case: CaseRow, viewer: Scope | None = None) -> WhistleCase:
     stint = _load_stint(db, case.stint_id)
     history = [
         CaseEvent(
@@ -210,6 +289,9 @@ def _wire(db: sqlite_utils.Database, case: CaseRow) -> WhistleCase:
         department_id=case.department_id,
         accepted_by=case.accepted_by,
         backflow=backflow,
+        source="hotline" if case.source == "hotline" else "whistle",
+        order=_order_info(db, case, viewer) if case.source == "hotline" else None,
+        supervised=supervision_of(db, case.id),
     )
 
 
@@ -285,6 +367,12 @@ def level_tags(level: str, unit_id: str) -> list[str]:
     }[level]
 
 
+def district_supervisor_tags(db: sqlite_utils.Database, unit_id: str) -> list[str]:
+    """The routing tag of the supervisors (督办, role ``supervisor``) of a unit's district."""
+    district = _district_of(db, unit_id)
+    return [f"supervisor:{district}"] if district else []
+
+
 def supervisor_tags(db: sqlite_utils.Database, level: str, unit_id: str) -> list[str]:
     """Who supervises a level: the level above (the district supervises itself)."""
     if level == "district":
@@ -341,20 +429,33 @@ def _open_stint(
     now_ms: int,
     settings: Settings,
 ) -> int:
-    d = settings.whistle_deadlines[level]
-    minute = 60_000
-    cursor = db.execute(
-        "INSERT INTO whistle_stints (case_id, level, unit_id, started_ms, accept_due_ms, "
-        "arrive_due_ms, resolve_due_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            case_id,
-            level,
-            unit_id,
-            now_ms,
+    """A new stay of a case at a level, with its deadlines. A whistle case's count in minutes
+    (``Settings.whistle_deadlines``); a hotline order's in working time (THE function,
+    :func:`workdays.working_deadline`): first contact (accepting the order) within
+    ``hotline.contact_hours``, resolution within ``hotline.resolve_days``. An order has no
+    on-site step: its ``arrive`` is met as the stay starts, so the sweep's machinery (warn,
+    escalate at a missed deadline) runs on contact and resolution alone."""
+    source = db.execute("SELECT source FROM whistle_cases WHERE id = ?", [case_id]).fetchone()
+    if source is not None and source[0] == "hotline":
+        calendar, tz, hotline = settings.calendar, settings.notify.timezone, settings.hotline
+        contact_due = working_deadline(now_ms, calendar, tz, hours=hotline.contact_hours)
+        resolve_due = max(
+            contact_due, working_deadline(now_ms, calendar, tz, days=hotline.resolve_days)
+        )
+        dues, arrived = (contact_due, resolve_due, resolve_due), now_ms
+    else:
+        d = settings.whistle_deadlines[level]
+        minute = 60_000
+        dues = (
             now_ms + int(d.accept_minutes * minute),
             now_ms + int(d.arrive_minutes * minute),
             now_ms + int(d.resolve_minutes * minute),
-        ],
+        )
+        arrived = None
+    cursor = db.execute(
+        "INSERT INTO whistle_stints (case_id, level, unit_id, started_ms, accept_due_ms, "
+        "arrive_due_ms, resolve_due_ms, arrived_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [case_id, level, unit_id, now_ms, *dues, arrived],
     )
     stint_id = cursor.lastrowid
     assert stint_id is not None  # sqlite3 sets it after every INSERT of a rowid table
@@ -581,7 +682,7 @@ def raise_case(
         target=case_id,
         detail={"grid_id": grid_id, "category": data.category},
     )
-    return get_case(db, case_id)
+    return get_case(db, case_id, viewer=principal.scope)
 
 
 # -- acting: the state machine of SPEC 5 as a table ------------------------------------------
@@ -819,7 +920,7 @@ def act(
     :func:`apply_action`. The push path calls that alone: rebuilding the whole case after each
     action made a batch of actions on one case cost the square of its history."""
     apply_action(db, principal, case_id, data, now_ms=now_ms, settings=settings, router=router)
-    return get_case(db, case_id)
+    return get_case(db, case_id, viewer=principal.scope)
 
 
 def apply_action(
@@ -1045,6 +1146,8 @@ def _move(
         )
 
     tags = level_tags(level, unit_id) + supervisor_tags(db, level, unit_id)
+    if reason == "missed":  # a missed deadline also reaches the district's supervisors (督办)
+        tags += district_supervisor_tags(db, unit_id)
     outbox.enqueue(
         db,
         router,
@@ -1256,7 +1359,10 @@ def list_cases(
         offset=offset,
     )
     return CasePage(
-        items=[_wire(db, CaseRow(*r)) for r in rows], total=total, limit=limit, offset=offset
+        items=[_wire(db, CaseRow(*r), scope) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
     )
 
 
@@ -1289,7 +1395,7 @@ def changed_cases(
         "AND (state != 'closed' OR closed_ms >= ?) ORDER BY seq LIMIT ?",
         [after_seq, upto_seq, *params, closed_since_ms, limit],
     ).fetchall()
-    return [(r[19], _wire(db, CaseRow(*r))) for r in rows]
+    return [(r[19], _wire(db, CaseRow(*r), scope)) for r in rows]
 
 
 # -- the report ---------------------------------------------------------------------------------

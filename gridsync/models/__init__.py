@@ -80,6 +80,15 @@ from gridsync.models.coverage import (
     ViolationKind,
     ViolationPage,
 )
+from gridsync.models.hotline import (
+    CallbackCreate,
+    HotlineReport,
+    HotlineRow,
+    OrderCreate,
+    SupervisedReport,
+    SupervisedRow,
+    SuperviseRequest,
+)
 from gridsync.models.notify import OutboxEntry, OutboxPage, OutboxState
 from gridsync.models.sync import (
     HLC_PATTERN,
@@ -109,6 +118,13 @@ from gridsync.models.sync import (
 )
 from gridsync.models.whistle import (
     CASE_LEVELS,
+    ORDER_TYPE_NAMES,
+    ORDER_TYPES,
+    CallbackInfo,
+    CaseSource,
+    OrderInfo,
+    OrderType,
+    SupervisionInfo,
     CaseAction,
     CaseCreate,
     CaseEvent,
@@ -188,12 +204,32 @@ WIRE_TYPES: tuple[type, ...] = (
     WhistleCase,
     CasePage,
     WhistleReport,
+    # hotline (issue 17)
+    OrderCreate,
+    CallbackCreate,
+    HotlineReport,
+    SuperviseRequest,
+    SupervisedReport,
     # notify
     OutboxEntry,
     OutboxPage,
 )
 
 __all__ = [
+    "ORDER_TYPES",
+    "ORDER_TYPE_NAMES",
+    "CallbackCreate",
+    "CallbackInfo",
+    "CaseSource",
+    "HotlineReport",
+    "HotlineRow",
+    "OrderCreate",
+    "OrderInfo",
+    "OrderType",
+    "SupervisedReport",
+    "SupervisedRow",
+    "SuperviseRequest",
+    "SupervisionInfo",
     "CASE_LEVELS",
     "COVERAGE_LEVELS",
     "HLC_PATTERN",
