@@ -16,6 +16,7 @@ import gridsync
 from gridsync import coverage
 from gridsync.api import coverage as coverage_api
 from gridsync.api import docs as docs_api
+from gridsync.api import hotline as hotline_api
 from gridsync.api import sync as sync_api
 from gridsync.api import whistle as whistle_api
 from gridsync.api.deps import TokenAuthMiddleware, provide_principal
@@ -41,6 +42,7 @@ API_CONTROLLERS = [
     *sync_api.CONTROLLERS,
     *coverage_api.CONTROLLERS,
     *whistle_api.CONTROLLERS,
+    *hotline_api.CONTROLLERS,
     MetricsController,
 ]
 

@@ -369,3 +369,30 @@ def render(data: ExportData, fmt: str, lang: str = "zh", progress: Progress = _n
     buf = io.BytesIO()
     (write_xlsx if fmt == "xlsx" else write_json)(data, buf, lang, progress)
     return buf.getvalue()
+
+
+# -- plain tables (hotline orders and reports, issue 17) ---------------------------------------
+
+
+def write_table(
+    fmt: str,
+    out: io.TextIOBase | io.BufferedIOBase | str,
+    sheets: list[tuple[str, list[str], list[list[Any]]]],
+    progress: Progress = _noop,
+) -> None:
+    """Tables as CSV (the first sheet only; formula-like cells made inert) or XLSX (one sheet
+    each: text kept as text, floats between 0 and 1 in a column whose header ends in 率 or
+    "rate" shown as percentages), with the same cell rules as the coverage export."""
+    if fmt == "csv":
+        _title, header, rows = sheets[0]
+        writer = csv.writer(out)  # type: ignore[arg-type]
+        writer.writerow([inert(h) for h in header])
+        for values in rows:
+            writer.writerow(["" if v is None else inert(v) for v in values])
+            progress(1)
+        return
+    wb = Workbook(write_only=True)
+    for title, header, rows in sheets:
+        kinds = ["rate" if h.endswith(("率", "rate")) else "" for h in header]
+        _sheet(wb, title[:31], header, kinds, rows, progress)
+    wb.save(out)  # type: ignore[arg-type]

@@ -329,6 +329,9 @@ def _visibility_sql(scope: Scope, table: str = "") -> tuple[str, list[Any]]:
     )
 
 
+visibility_sql = _visibility_sql  # public for the hotline's reports (``gridsync/hotline.py``)
+
+
 # -- the org chain ------------------------------------------------------------------------------
 
 
@@ -628,40 +631,22 @@ def raise_case(
         raised_ms = raised_ms_for_figures(db, device_time_ms(raised_at), principal, received_ms)
     except ValueError as exc:
         raise Invalid(f"raised_at: {exc}", code="invalid_time", field="raised_at") from None
-    db.execute(
-        "INSERT INTO whistle_cases (id, household_id, grid_id, location, category, description, "
-        "raised_by, raised_device, raised_at, raised_ms, received_ms, level, unit_id, state, "
-        "stint_id, seq, updated_ms) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'grid', ?, 'raised', 0, ?, ?)",
-        [
-            case_id,
-            data.household_id,
-            grid_id,
-            data.location,
-            data.category,
-            data.description,
-            principal.person_id,
-            principal.device_id,
-            raised_at,
-            raised_ms,
-            received_ms,
-            grid_id,
-            next_seq(db),
-            received_ms,
-        ],
-    )
-    stint_id = _open_stint(db, case_id, "grid", grid_id, received_ms, settings)
-    db.execute("UPDATE whistle_cases SET stint_id = ? WHERE id = ?", [stint_id, case_id])
-    _history(
+    open_case(
         db,
-        case_id,
-        "raise",
-        principal.person_id,
-        principal.device_id,
-        received_ms,
-        "grid",
-        "raised",
-        data.description[:200],
+        case_id=case_id,
+        source="whistle",
+        household_id=data.household_id,
+        grid_id=grid_id,
+        level="grid",
+        unit_id=grid_id,
+        location=data.location,
+        category=data.category,
+        description=data.description,
+        actor=principal.actor,
+        raised_at=raised_at,
+        raised_ms=raised_ms,
+        received_ms=received_ms,
+        settings=settings,
         device_at=data.raised_at,
     )
     outbox.enqueue(
@@ -683,6 +668,115 @@ def raise_case(
         detail={"grid_id": grid_id, "category": data.category},
     )
     return get_case(db, case_id, viewer=principal.scope)
+
+
+def open_case(
+    db: sqlite_utils.Database,
+    *,
+    case_id: str,
+    source: str,
+    household_id: str | None,
+    grid_id: str,
+    level: str,
+    unit_id: str,
+    location: str,
+    category: str,
+    description: str,
+    actor: Actor,
+    raised_at: str,
+    raised_ms: int,
+    received_ms: int,
+    settings: Settings,
+    device_at: str | None = None,
+) -> None:
+    """Write a new case (a phone's or the web's whistle, or a hotline order, ``source``) at
+    ``level``/``unit_id``: its row, its first stay with its deadlines (:func:`_open_stint`) and
+    the ``raise`` event. The callers check and notify."""
+    db.execute(
+        "INSERT INTO whistle_cases (id, household_id, grid_id, location, category, description, "
+        "raised_by, raised_device, raised_at, raised_ms, received_ms, level, unit_id, "
+        "department_id, state, stint_id, seq, updated_ms, source) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'raised', 0, ?, ?, ?)",
+        [
+            case_id,
+            household_id,
+            grid_id,
+            location,
+            category,
+            description,
+            actor.person_id,
+            actor.device_id,
+            raised_at,
+            raised_ms,
+            received_ms,
+            level,
+            unit_id,
+            unit_id if level == "department" else None,
+            next_seq(db),
+            received_ms,
+            source,
+        ],
+    )
+    stint_id = _open_stint(db, case_id, level, unit_id, received_ms, settings)
+    db.execute("UPDATE whistle_cases SET stint_id = ? WHERE id = ?", [stint_id, case_id])
+    _history(
+        db,
+        case_id,
+        "raise",
+        actor.person_id,
+        actor.device_id,
+        received_ms,
+        level,
+        "raised",
+        description[:200],
+        device_at=device_at,
+    )
+
+
+def record_event(
+    db: sqlite_utils.Database,
+    case_id: str,
+    action: str,
+    actor: Actor,
+    now_ms: int,
+    note: str = "",
+) -> None:
+    """An event of a case that is no action of the state machine (a hotline callback, a
+    supervision): in its history, and the case changes (a new change seq: phones pull it)."""
+    case = _load_case(db, case_id)
+    assert case is not None
+    _history(
+        db, case_id, action, actor.person_id, actor.device_id, now_ms, case.level, case.state, note
+    )
+    _touch(db, case_id, now_ms)
+
+
+def case_context(
+    db: sqlite_utils.Database, case_id: str, settings: Settings, **extra: Any
+) -> Callable[[str], dict[str, Any]]:
+    """The template context of a case's notifications (for hotline and supervision notices)."""
+    return _context(db, case_id, settings, **extra)
+
+
+def case_row(db: sqlite_utils.Database, case_id: str, scope: Scope) -> CaseRow:
+    """A case the scope can see, or ``case_not_found``."""
+    case = _load_case(db, case_id)
+    if case is None or not can_see(case, scope):
+        raise NotFound(f"no whistle case {case_id}", code="case_not_found")
+    return case
+
+
+def handlers(db: sqlite_utils.Database, case_id: str) -> set[str]:
+    """Everyone who took a step of the case's handling path (:data:`HANDLING_ACTIONS`)."""
+    actions = ", ".join(f"'{a}'" for a in HANDLING_ACTIONS)
+    return {
+        r[0]
+        for r in db.execute(
+            f"SELECT DISTINCT by FROM whistle_history WHERE case_id = ? AND action IN ({actions}) "
+            "AND by IS NOT NULL",
+            [case_id],
+        )
+    }
 
 
 # -- acting: the state machine of SPEC 5 as a table ------------------------------------------
@@ -1338,23 +1432,35 @@ def list_cases(
     level: str | None = None,
     grid_id: str | None = None,
     open_only: bool = False,
+    source: str | None = None,
+    by_deadline: bool = False,
     limit: int = 100,
     offset: int = 0,
 ) -> CasePage:
+    """A page of the cases the scope sees, newest first; ``by_deadline``: the one whose next
+    deadline (contact or acceptance, then resolution) falls first, first."""
     where, params = and_given(
         *_visibility_sql(scope),
         ("state = ?", state),
         ("level = ?", level),
         ("grid_id = ?", grid_id),
+        ("source = ?", source),
     )
     if open_only:
         where += " AND state NOT IN ('resolved', 'closed')"
+    order_by = "received_ms DESC, id"
+    if by_deadline:
+        order_by = (
+            "(SELECT CASE WHEN s.accepted_ms IS NULL THEN s.accept_due_ms "
+            "ELSE s.resolve_due_ms END FROM whistle_stints s "
+            "WHERE s.id = whistle_cases.stint_id), id"
+        )
     rows, total = paged(
         db,
         _CASE_COLS,
         "whistle_cases WHERE " + where,
         params,
-        order_by="received_ms DESC, id",
+        order_by=order_by,
         limit=limit,
         offset=offset,
     )

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from gridsync.notify.outbox import zone as local_zone
 from gridsync.config import WorkCalendar, minute_of_day
+from gridsync.notify.outbox import zone as local_zone
 
 MAX_DAYS_SEARCHED = 3660  # a calendar with no working day at all is refused, not looped over
 

@@ -34,7 +34,7 @@ from gridsync.notify import outbox
 TimeQuery = Annotated[datetime | None, QueryParameter(description="ISO 8601 time")]
 
 
-def _ms(value: datetime | None, name: str) -> int | None:
+def time_ms(value: datetime | None, name: str) -> int | None:
     if value is None:
         return None
     try:
@@ -153,8 +153,8 @@ class WhistleController(Controller):
             whistle.whistle_report,
             principal.scope,
             now_ms=clock.now_ms(),
-            since_ms=_ms(since, "since"),
-            until_ms=_ms(until, "until"),
+            since_ms=time_ms(since, "since"),
+            until_ms=time_ms(until, "until"),
             level=level,
         )
 
