@@ -188,6 +188,7 @@ def _insert_order(
         raised_ms=min(platform_ms, now_ms),
         received_ms=now_ms,
         settings=settings,
+        raised_by=actor.person_id or "12345",  # the CLI's import: the platform's spreadsheet
     )
     db.execute(
         "INSERT INTO hotline_orders (case_id, order_no, type, caller_name, caller_phone, "
@@ -663,6 +664,19 @@ def order_rows(
         )
     header = [c[2] if en else c[1] for c in ORDER_COLUMNS]
     return OrderExport(header, rows)
+
+
+def record_order_export(
+    db: sqlite_utils.Database, actor: Actor, fmt: str, rows: int, full: bool
+) -> None:
+    """An export of orders is audited (callers in full or masked)."""
+    audit.record(
+        db,
+        actor,
+        "hotline.export",
+        target=fmt,
+        detail={"orders": rows, "phones": "all" if full else "masked"},
+    )
 
 
 def _callback_text(value: str | None, en: bool) -> str:

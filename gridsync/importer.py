@@ -40,7 +40,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -171,7 +171,36 @@ def _normal_header(text: str) -> str:
     return re.sub(r"[\s_\-]", "", text.strip().lstrip("\ufeff")).lower()
 
 
-_HEADER_INDEX = {_normal_header(h): f for f, (_, hs) in HEADERS.items() for h in hs}
+Headers = dict[str, tuple[str, tuple[str, ...]]]  # field -> (Chinese label, accepted headers)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The columns a kind of file has: its headers (:data:`HEADERS` for households) and the
+    column every row must have (the row's stable key). :func:`read_file` reads any kind with
+    the same rules; ``gridsync/order_import.py`` reads the hotline's daily orders with it."""
+
+    headers: Headers
+    key: str
+    # Fields whose cells may be Excel dates and times (read as ISO 8601 text, without an
+    # offset); anywhere else a date cell is an error (Excel turned the text into a date).
+    times: frozenset[str] = frozenset()
+
+    @property
+    def index(self) -> dict[str, str]:
+        return _header_index(self.headers)
+
+
+@lru_cache(maxsize=8)
+def _index_of(items: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, str]:
+    return {_normal_header(h): f for f, hs in items for h in hs}
+
+
+def _header_index(headers: Headers) -> dict[str, str]:
+    return _index_of(tuple((f, hs) for f, (_, hs) in headers.items()))
+
+
+HOUSEHOLD_FILE = Columns(HEADERS, "external_id")
 
 
 def household_id_for(external_id: str) -> str:
@@ -206,14 +235,21 @@ class RowError(msgspec.Struct, kw_only=True):
     message: str
 
 
-def _cell_error(errors: list[RowError], number: int, column: str, code: str, message: str) -> None:
+def cell_error(
+    errors: list[RowError],
+    number: int,
+    column: str,
+    code: str,
+    message: str,
+    headers: Headers = HEADERS,
+) -> None:
     """Note the error of one field of a row: its message names the row and the column's label."""
     errors.append(
         RowError(
             row=number,
             column=column,
             code=code,
-            message=f"第{number}行 {HEADERS[column][0]}: {message}",
+            message=f"第{number}行 {headers[column][0]}: {message}",
         )
     )
 
@@ -236,6 +272,7 @@ class _BadCell:
 
     code: str
     reason: str
+    value: Any = None  # a date cell's date: a column that takes times reads it (Columns.times)
 
 
 _NO_CACHED_VALUE = _BadCell(
@@ -441,6 +478,7 @@ def _sheet_values(
                     "date_cell",
                     f"单元格是日期或时间（{value}），原来的文字已被 Excel 改掉；"
                     "请把该列设为文本格式后重新填写",
+                    value,
                 )
             values.append(value)
         rows.append(values)
@@ -448,7 +486,11 @@ def _sheet_values(
 
 
 def read_file(
-    path: str | Path, limits: Limits = LIMITS, *, ignore_unknown_columns: bool = False
+    path: str | Path,
+    limits: Limits = LIMITS,
+    *,
+    ignore_unknown_columns: bool = False,
+    columns_of: Columns = HOUSEHOLD_FILE,
 ) -> Sheet:
     """Parse a CSV (UTF-8 with or without BOM, or GB18030) or XLSX file.
 
@@ -460,7 +502,7 @@ def read_file(
     path = Path(path)
     table = _read_table(path, limits)
     exact_width = path.suffix.lower() == ".csv"  # XLSX rows end at their last filled cell
-    columns, ignored, unknown = _header_columns(path.name, table[0])
+    columns, ignored, unknown = _header_columns(path.name, table[0], columns_of)
     unnamed = _unnamed_columns(table, exact_width)
     unknown += [f"第{i + 1}列（没有表头）" for i in unnamed]
     ignored += [f"第{i + 1}列（没有表头）" for i in unnamed]
@@ -471,10 +513,22 @@ def read_file(
             "或确认忽略（--ignore-unknown-columns）",
             code="unknown_column",
         )
-    rows, errors = _data_rows(table, columns, exact_width)
+    if columns_of.times:
+        _dates_as_text(table, {i for i, name in columns.items() if name in columns_of.times})
+    rows, errors = _data_rows(table, columns, exact_width, columns_of.headers)
     if not rows and not errors:
         raise Invalid(f"{path.name}: 只有表头，没有数据行", code="no_rows")
     return Sheet(path.name, columns, ignored, rows, errors)
+
+
+def _dates_as_text(table: list[list[Any]], indexes: set[int]) -> None:
+    """Date cells of the columns that take times, as ISO 8601 text (in place)."""
+    for cells in table[1:]:
+        for i in indexes:
+            if i < len(cells):
+                cell = cells[i]
+                if isinstance(cell, _BadCell) and isinstance(cell.value, (datetime, date)):
+                    cells[i] = cell.value.isoformat()
 
 
 def _read_table(path: Path, limits: Limits) -> list[list[Any]]:
@@ -499,15 +553,19 @@ def _read_table(path: Path, limits: Limits) -> list[list[Any]]:
     return table
 
 
-def _header_columns(source: str, header: list[Any]) -> tuple[dict[int, str], list[str], list[str]]:
+def _header_columns(
+    source: str, header: list[Any], columns_of: Columns = HOUSEHOLD_FILE
+) -> tuple[dict[int, str], list[str], list[str]]:
     """(field of each known column by index, headers ignored, headers unknown). A field twice,
-    or no external_id column, is refused; a row-number column (序号) is ignored, not unknown."""
+    or no key column (external_id), is refused; a row-number column (序号) is ignored, not
+    unknown."""
+    headers, index = columns_of.headers, columns_of.index
     columns: dict[int, str] = {}
     ignored: list[str] = []
     unknown: list[str] = []
     for i, cell in enumerate(header):
         text = _cell_text(cell)
-        name = _HEADER_INDEX.get(_normal_header(text))
+        name = index.get(_normal_header(text))
         if name is None:
             if text:
                 ignored.append(text)
@@ -515,13 +573,14 @@ def _header_columns(source: str, header: list[Any]) -> tuple[dict[int, str], lis
                     unknown.append(f"“{text[:40]}”")
         elif name in columns.values():
             raise Invalid(
-                f"{source}: 列“{HEADERS[name][0]}”({name}) 出现了不止一次",
+                f"{source}: 列“{headers[name][0]}”({name}) 出现了不止一次",
                 code="duplicate_column",
             )
         else:
             columns[i] = name
-    if "external_id" not in columns.values():
-        raise Invalid(f"{source}: 缺少必需的列“外部编号”(external_id)", code="missing_column")
+    key = columns_of.key
+    if key not in columns.values():
+        raise Invalid(f"{source}: 缺少必需的列“{headers[key][0]}”({key})", code="missing_column")
     return columns, ignored, unknown
 
 
@@ -543,7 +602,7 @@ def _unnamed_columns(table: list[list[Any]], exact_width: bool) -> list[int]:
 
 
 def _data_rows(
-    table: list[list[Any]], columns: dict[int, str], exact_width: bool
+    table: list[list[Any]], columns: dict[int, str], exact_width: bool, headers: Headers = HEADERS
 ) -> tuple[list[tuple[int, dict[str, str]]], list[RowError]]:
     """(row number, text of each known column) of every row read whole, and an error for each
     row that could not be (a CSV row of another width than the header, a bad cell). Blank rows
@@ -571,7 +630,7 @@ def _data_rows(
             if i < len(cells) and isinstance(cells[i], _BadCell)
         ]
         for name, cell in bad:
-            _cell_error(errors, number, name, cell.code, cell.reason)
+            cell_error(errors, number, name, cell.code, cell.reason, headers)
         if bad:
             continue
         values = {
@@ -651,7 +710,7 @@ class _Checker:
 def _row_values(number: int, raw: dict[str, str], errors: list[RowError]) -> dict[str, Any]:
     """Typed field values of one row (only the columns the file has); appends errors."""
 
-    bad = partial(_cell_error, errors, number)
+    bad = partial(cell_error, errors, number)
 
     values: dict[str, Any] = {}
     for name, text in raw.items():
@@ -790,7 +849,7 @@ def _plan_assignments(
         loads[joined] += 1
         cap = cap_of(grid)
         if loads[joined] > cap and final[joined] > initial[joined] and not override_cap:
-            _cell_error(
+            cell_error(
                 errors,
                 number,
                 "responsible_member_id",
@@ -867,7 +926,7 @@ def _check_row(
     notes where each was first) and the database (fields a new household needs, the grid, the
     responsible member); appends errors."""
 
-    bad = partial(_cell_error, errors, number)
+    bad = partial(cell_error, errors, number)
 
     ext = values.get("external_id", "")
     if not ext:

@@ -688,6 +688,7 @@ def open_case(
     received_ms: int,
     settings: Settings,
     device_at: str | None = None,
+    raised_by: str | None = None,
 ) -> None:
     """Write a new case (a phone's or the web's whistle, or a hotline order, ``source``) at
     ``level``/``unit_id``: its row, its first stay with its deadlines (:func:`_open_stint`) and
@@ -704,7 +705,7 @@ def open_case(
             location,
             category,
             description,
-            actor.person_id,
+            raised_by or actor.person_id,
             actor.device_id,
             raised_at,
             raised_ms,

@@ -1,6 +1,14 @@
 """The ``gridsync`` command: one click group, commands grouped by area in this package."""
 
-from gridsync.cli import core, coverage, data, ops, sync, whistle  # noqa: F401  (register commands)
+from gridsync.cli import (  # noqa: F401  (register commands)
+    core,
+    coverage,
+    data,
+    hotline,
+    ops,
+    sync,
+    whistle,
+)
 from gridsync.cli.base import cli
 
 
