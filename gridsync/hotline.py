@@ -630,7 +630,7 @@ def order_rows(
             view,
             grid_id=r[5] if r[12] == "grid" else None,
             community_id=r[11],
-            holder=False,
+            held_at=None,
         )
         timeline = "；".join(
             f"{outbox.local(h[0], tz, fmt)} {h[1]}{(' ' + h[2]) if h[2] else ''}"

@@ -193,7 +193,7 @@ def _order_info(db: sqlite_utils.Database, case: CaseRow, viewer: Scope | None) 
         viewer.phones,
         grid_id=case.grid_id if case.level == "grid" else None,
         community_id=row[7],
-        holder=responsible(case, viewer),
+        held_at=case.level if responsible(case, viewer) else None,
     )
     callback = db.execute(
         "SELECT by, at_ms, reached, contacted, resolved, satisfied, note FROM hotline_callbacks "
