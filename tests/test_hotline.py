@@ -74,7 +74,7 @@ def test_a_calendar_with_bad_hours_is_refused(tmp_path):
 
     path = tmp_path / "g.toml"
     path.write_text('[calendar]\nhours = [["13:00", "12:00"]]\n')
-    with pytest.raises(ConfigError, match="calendar.hours"):
+    with pytest.raises(ConfigError, match=r"calendar\.hours"):
         load_settings(path)
     path.write_text("[calendar]\nholidays = [2026-10-01]\nmakeup_workdays = [2026-10-10]\n")
     loaded = load_settings(path)
