@@ -185,7 +185,9 @@ def _insert_order(
         description=data.description,
         actor=actor,
         raised_at=data.received_at,
-        raised_ms=min(platform_ms, now_ms),
+        # the whistle report's offline figures are the phones'; the platform's receipt is
+        # hotline_orders.received_ms
+        raised_ms=now_ms,
         received_ms=now_ms,
         settings=settings,
         raised_by=actor.person_id or "12345",  # the CLI's import: the platform's spreadsheet

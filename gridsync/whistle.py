@@ -1520,6 +1520,7 @@ def whistle_report(
     since_ms: int | None = None,
     until_ms: int | None = None,
     level: str | None = None,
+    source: str = "whistle",
 ) -> WhistleReport:
     """Response, on-time and resolution rates, satisfaction and backflow per level and org unit,
     over the stays (stints) of cases at each level that began in [since, until).
@@ -1532,13 +1533,16 @@ def whistle_report(
     A case one person raised and resolved alone (随手办, :func:`self_handled_sql`) is a good
     practice but no measure of a response: its stays are counted in ``self_handled`` and in
     none of the other figures (a phone that raises, accepts, resolves and has its case closed
-    would otherwise report 100% response, on time)."""
+    would otherwise report 100% response, on time).
+
+    ``source``: whistle cases (default) or hotline orders (whose own rates, from callbacks,
+    are ``gridsync/hotline.py``'s report); the two are never mixed."""
     if now_ms is None:
         from gridsync.clock import SYSTEM_CLOCK
 
         now_ms = SYSTEM_CLOCK.now_ms()
-    figures = _stay_figures(db, scope, now_ms, since_ms, until_ms, level)
-    raised, offline, delay = _raised_figures(db, scope, since_ms, until_ms)
+    figures = _stay_figures(db, scope, now_ms, since_ms, until_ms, level, source)
+    raised, offline, delay = _raised_figures(db, scope, since_ms, until_ms, source)
     return WhistleReport(
         generated_at=iso_ms(now_ms),
         since=iso_ms(since_ms) if since_ms is not None else None,
@@ -1557,12 +1561,14 @@ def _stay_figures(
     since_ms: int | None,
     until_ms: int | None,
     level: str | None,
+    source: str = "whistle",
 ) -> list[tuple]:
     """Per (level, unit): the stays that count, responded, on time, resolved, escalated,
     backflow, the sum and count of satisfaction scores, the self-handled stays (see
     :func:`whistle_report`), in the order of :data:`CASE_LEVELS`, then unit."""
     cond, params = _visibility_sql(scope, "c")
-    where = [cond]
+    where = [cond, "c.source = ?"]
+    params.append(source)
     if since_ms is not None:
         where.append("s.started_ms >= ?")
         params.append(since_ms)
@@ -1643,12 +1649,17 @@ def _report_row(level_name: str, unit_id: str | None, name: str, v: list[int]) -
 
 
 def _raised_figures(
-    db: sqlite_utils.Database, scope: Scope, since_ms: int | None, until_ms: int | None
+    db: sqlite_utils.Database,
+    scope: Scope,
+    since_ms: int | None,
+    until_ms: int | None,
+    source: str = "whistle",
 ) -> tuple[int, int | None, float | None]:
     """Cases raised in [since, until) (by server receipt), those raised offline (received more
     than a minute after the phone raised them), and their average delay in ms."""
     case_cond, case_params = _visibility_sql(scope)
-    bounds = ""
+    bounds = " AND source = ?"
+    case_params.append(source)
     if since_ms is not None:
         bounds += " AND received_ms >= ?"
         case_params.append(since_ms)

@@ -22,6 +22,7 @@ from gridsync.models import (
     CaseCreate,
     CaseLevel,
     CasePage,
+    CaseSource,
     CaseState,
     OutboxPage,
     OutboxState,
@@ -148,6 +149,10 @@ class WhistleController(Controller):
         since: TimeQuery = None,
         until: TimeQuery = None,
         level: Annotated[CaseLevel | None, QueryParameter()] = None,
+        source: Annotated[
+            CaseSource,
+            QueryParameter(description="whistle cases (default) or hotline orders' stays"),
+        ] = "whistle",
     ) -> WhistleReport:
         return await store.aread(
             whistle.whistle_report,
@@ -156,6 +161,7 @@ class WhistleController(Controller):
             since_ms=time_ms(since, "since"),
             until_ms=time_ms(until, "until"),
             level=level,
+            source=source,
         )
 
 

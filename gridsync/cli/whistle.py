@@ -245,6 +245,13 @@ REPORT_HEADERS = {
 )
 @click.option("--until", "until_ms", type=TIME, default=None, help="... and before then.")
 @click.option("--level", type=click.Choice(CASE_LEVELS))
+@click.option(
+    "--source",
+    type=click.Choice(["whistle", "hotline"]),
+    default="whistle",
+    show_default=True,
+    help="Whistle cases, or the stays of hotline orders (their three rates: report hotline).",
+)
 @click.option("--lang", type=click.Choice(["zh-CN", "en"]), default="zh-CN", show_default=True)
 def whistle_report(
     db_path: str,
@@ -252,6 +259,7 @@ def whistle_report(
     since_ms: int | None,
     until_ms: int | None,
     level: str | None,
+    source: str,
     lang: str,
 ) -> None:
     """Response, on-time and resolution rates, satisfaction and backflow per level and unit;
@@ -265,6 +273,7 @@ def whistle_report(
                 since_ms=since_ms,
                 until_ms=until_ms,
                 level=level,
+                source=source,
             )
         )
     if as_json:
