@@ -209,6 +209,21 @@ def cases_show(db_path: str, as_json: bool, case_id: str) -> None:
         f"deadlines at {d.level} since {d.since}: accept {d.accept}, arrive {d.arrive}, "
         f"resolve {d.resolve}" + (f"; missed {', '.join(d.missed)}" if d.missed else "")
     )
+    if case.order is not None:
+        o = case.order
+        click.echo(
+            f"12345 order {o.order_no} ({o.type}), dispatched to {o.dispatched_unit_id}; "
+            f"caller {o.caller_name} {o.caller_phone}, {o.address}"
+        )
+        cb = o.callback
+        if cb is not None:
+            click.echo(
+                f"callback by {cb.by} at {cb.at}: reached {cb.reached}, contacted {cb.contacted}, "
+                f"resolved {cb.resolved}, satisfied {cb.satisfied}"
+            )
+    if case.supervised is not None:
+        s = case.supervised
+        click.echo(f"督办 supervised by {s.by} at {s.at}: due {s.due_at} (met: {s.met}): {s.note}")
     for e in case.history:
         click.echo(
             f"  {e.at}  {e.action:<9} {e.by or 'system':<10} {e.level:<10} {e.state}"
