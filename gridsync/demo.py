@@ -38,6 +38,7 @@ from gridsync.db import Store, next_seq
 from gridsync.errors import Conflict
 from gridsync.models import (
     CallbackCreate,
+    ForwardRequest,
     OrderCreate,
     SuperviseRequest,
     WhistleAct,
@@ -898,6 +899,17 @@ def write_cases(db: sqlite_utils.Database, org: OrgPlan, seed: int, end_ms: int)
                     settings=settings,
                     router=router,
                 )
+                if where == "street" and rng.random() < 0.5:  # the street forwards it down
+                    hotline.forward_order(
+                        db,
+                        who(handler),
+                        case.id,
+                        ForwardRequest(unit_id=cid, note="请社区核实处理"),
+                        now_ms=received + 30 * 60_000,
+                        settings=settings,
+                        router=router,
+                    )
+                    handler = f"{cid}-sec"
                 _handle_order(db, case.id, handler, received, end_ms, rng, step, who, settings)
     for grid in org.grids:
         if grid.community_id not in list(org.communities)[:MAX_CASE_COMMUNITIES]:

@@ -42,6 +42,7 @@ from gridsync.models import (
     ORDER_TYPES,
     CallbackCreate,
     CasePage,
+    ForwardRequest,
     HotlineReport,
     HotlineRow,
     OrderCreate,
@@ -244,6 +245,63 @@ def open_orders(
     return whistle.list_cases(
         db, scope, open_only=True, source="hotline", by_deadline=True, limit=limit, offset=offset
     )
+
+
+def forward_order(
+    db: sqlite_utils.Database,
+    principal: Principal,
+    case_id: str,
+    data: ForwardRequest,
+    *,
+    now_ms: int,
+    settings: Settings,
+    router: Router | None = None,
+) -> WhistleCase:
+    """The unit holding an open order hands it down (a street to one of its communities or
+    grids, a community to one of its grids: "the grid when the street forwards it"), with the
+    same deadlines (:func:`whistle.hand_down`). Refused: not the holder (``not_responsible``),
+    not open (``illegal_transition``), a unit that is not a community or grid below the holder
+    (``invalid_unit``)."""
+    case = whistle.case_row(db, case_id, principal.scope)
+    if case.source != "hotline":
+        raise Conflict(f"case {case_id} is not a hotline order", code="not_an_order")
+    if not whistle.responsible(case, principal.scope):
+        raise Forbidden(
+            f"the order is with {case.unit_id} ({case.level} level); you cannot forward it",
+            code="not_responsible",
+        )
+    if case.state not in ("raised", "accepted", "reopened"):
+        raise Conflict(
+            f"cannot forward an order that is {case.state}",
+            code="illegal_transition",
+            state=case.state,
+            action="forward",
+        )
+    unit = _unit(db, data.unit_id)
+    if (
+        unit is None
+        or unit[0] not in ("community", "grid")
+        or not whistle.is_below(db, data.unit_id, case.unit_id)
+    ):
+        raise Invalid(
+            f"{data.unit_id} is not a community or grid below {case.unit_id}",
+            code="invalid_unit",
+            field="unit_id",
+        )
+    whistle.hand_down(
+        db,
+        principal,
+        case,
+        unit[0],
+        data.unit_id,
+        note=data.note,
+        now_ms=now_ms,
+        settings=settings,
+        router=router,
+    )
+    community = data.unit_id if unit[0] == "community" else unit[2]
+    db.execute("UPDATE hotline_orders SET community_id = ? WHERE case_id = ?", [community, case_id])
+    return whistle.get_case(db, case_id, viewer=principal.scope)
 
 
 # -- callbacks ----------------------------------------------------------------------------------

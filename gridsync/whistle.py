@@ -768,8 +768,9 @@ def case_row(db: sqlite_utils.Database, case_id: str, scope: Scope) -> CaseRow:
 
 
 def handlers(db: sqlite_utils.Database, case_id: str) -> set[str]:
-    """Everyone who took a step of the case's handling path (:data:`HANDLING_ACTIONS`)."""
-    actions = ", ".join(f"'{a}'" for a in HANDLING_ACTIONS)
+    """Everyone who took a step of the case's handling path (:data:`HANDLING_ACTIONS`, and
+    handing it down: :func:`hand_down`)."""
+    actions = ", ".join(f"'{a}'" for a in (*HANDLING_ACTIONS, "forward"))
     return {
         r[0]
         for r in db.execute(
@@ -1672,3 +1673,91 @@ def _raised_figures(
         f"FROM whistle_cases WHERE {case_cond}{bounds}",
         case_params,
     ).fetchone()
+
+
+# -- handing a case down (a hotline order forwarded by the street, issue 17) -------------------
+
+
+def is_below(db: sqlite_utils.Database, unit_id: str, ancestor_id: str) -> bool:
+    """``unit_id`` lies strictly under ``ancestor_id`` in the org tree."""
+    row = _unit(db, unit_id)
+    current = row[2] if row else None
+    while current is not None:
+        if current == ancestor_id:
+            return True
+        up = _unit(db, current)
+        current = up[2] if up else None
+    return False
+
+
+def hand_down(
+    db: sqlite_utils.Database,
+    principal: Principal,
+    case: CaseRow,
+    level: str,
+    unit_id: str,
+    *,
+    note: str,
+    now_ms: int,
+    settings: Settings,
+    router: Router | None = None,
+) -> None:
+    """The stay of an open case ends (``forwarded``) and the next starts at a unit below the
+    one holding it, with the **same deadlines**: handing a case down buys no time. The unit
+    there is alerted. The caller checks who may and where to (``gridsync/hotline.py``)."""
+    stint = _load_stint(db, case.stint_id)
+    db.execute(
+        "UPDATE whistle_stints SET ended_ms = ?, end_reason = 'forwarded' WHERE id = ?",
+        [now_ms, stint.id],
+    )
+    cursor = db.execute(
+        "INSERT INTO whistle_stints (case_id, level, unit_id, started_ms, accept_due_ms, "
+        "arrive_due_ms, resolve_due_ms, accepted_ms, arrived_ms) VALUES (?, ?, ?, ?, ?, ?, ?, "
+        "NULL, ?)",
+        [
+            case.id,
+            level,
+            unit_id,
+            now_ms,
+            stint.accept_due_ms,
+            stint.arrive_due_ms,
+            stint.resolve_due_ms,
+            now_ms if case.source == "hotline" else None,
+        ],
+    )
+    columns: dict[str, Any] = {
+        "level": level,
+        "unit_id": unit_id,
+        "state": "raised",
+        "accepted_by": None,
+        "stint_id": cursor.lastrowid,
+    }
+    if level == "grid":
+        columns["grid_id"] = unit_id
+    _touch(db, case.id, now_ms, **columns)
+    _history(
+        db,
+        case.id,
+        "forward",
+        principal.person_id,
+        principal.device_id,
+        now_ms,
+        level,
+        "raised",
+        note,
+    )
+    tags = level_tags(level, unit_id)
+    outbox.enqueue(
+        db,
+        _router(settings, router),
+        event_key=f"whistle:{case.id}:stint:{cursor.lastrowid}:forwarded",
+        kind="case_forwarded",
+        tags=tags,
+        context=_context(
+            db, case.id, settings, note=note, from_unit_name=_unit_name(db, case.unit_id)
+        ),
+        now_ms=now_ms,
+        cause=case.id,
+        exclude=principal.person_id,
+    )
+    _audit_act(db, principal, case.id, "forward", case.level)

@@ -655,3 +655,44 @@ def test_supervision_met_and_refusals(api, people, clock, db_path):
     cli_report = _cli("report", "supervised", "--json", db=db_path)
     assert cli_report.returncode == 0, cli_report.stderr
     assert json.loads(cli_report.stdout)["met"] == 1
+
+
+def test_the_street_forwards_an_order_to_a_grid_with_the_same_deadlines(api, people, store):
+    case = post_order(api, people, order_no="F1", unit_id="s1").json()
+    assert (case["level"], case["order"]["dispatched_level"]) == ("street", "street")
+
+    def forward(who, **body):
+        return api.post(
+            f"/api/v1/hotline/orders/{case['id']}/forward",
+            json=body,
+            headers=bearer(people.tokens[who]),
+        )
+
+    assert forward("m1", unit_id="g1").json()["code"] == "case_not_found"  # not in its scope
+    for bad in ("b1", "dept1", "s1", "nowhere"):
+        r = forward("st", unit_id=bad)
+        assert (r.status_code, r.json()["code"]) == (400, "invalid_unit"), bad
+    r = forward("st", unit_id="g1", note="请网格员上门")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["level"], body["unit_id"], body["grid_id"], body["state"]) == (
+        "grid",
+        "g1",
+        "g1",
+        "raised",
+    )
+    assert body["deadlines"]["accept"] == case["deadlines"]["accept"]  # no time bought
+    assert body["deadlines"]["resolve"] == case["deadlines"]["resolve"]
+    assert body["order"]["dispatched_unit_id"] == "s1"
+    assert body["history"][-1]["action"] == "forward"
+    # the grid's member now answers for it: reads the caller, accepts and resolves it
+    mine = api.get(f"/api/v1/whistle/cases/{case['id']}", headers=bearer(people.tokens["m1"]))
+    assert mine.json()["order"]["caller_phone"] == "13912345678"
+    act(api, people, case["id"], "m1", "accept")
+    r = forward("st", unit_id="g2")  # nothing lies below a grid
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_unit")
+    act(api, people, case["id"], "m1", "resolve")
+    # the street handed it down: it handled the order, so it may not call back
+    r = callback(api, people, case["id"], "st", reached=False)
+    assert (r.status_code, r.json()["code"]) == (403, "callback_by_handler")
+    assert callback(api, people, case["id"], "sec", reached=False).status_code == 200

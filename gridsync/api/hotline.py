@@ -23,6 +23,7 @@ from gridsync.db import Store
 from gridsync.models import (
     CallbackCreate,
     CasePage,
+    ForwardRequest,
     HotlineReport,
     OrderCreate,
     SupervisedReport,
@@ -95,6 +96,31 @@ class HotlineController(Controller):
         offset: PageOffset = 0,
     ) -> CasePage:
         return await store.aread(hotline.open_orders, principal.scope, limit=limit, offset=offset)
+
+    @post(
+        "/orders/{case_id:str}/forward",
+        status_code=200,
+        summary="Hand an open order down to a community or grid below the unit holding it "
+        "(same deadlines)",
+        responses=error_responses(400, 403, 404, 409, 413, 503),
+    )
+    async def forward(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+        case_id: PathId,
+        data: JSONBody[ForwardRequest],
+    ) -> WhistleCase:
+        return await store.awrite(
+            hotline.forward_order,
+            principal,
+            case_id,
+            data,
+            now_ms=clock.now_ms(),
+            settings=settings,
+        )
 
     @post(
         "/orders/{case_id:str}/callback",

@@ -82,6 +82,7 @@ from gridsync.models.coverage import (
 )
 from gridsync.models.hotline import (
     CallbackCreate,
+    ForwardRequest,
     HotlineReport,
     HotlineRow,
     OrderCreate,
@@ -206,6 +207,7 @@ WIRE_TYPES: tuple[type, ...] = (
     WhistleReport,
     # hotline (issue 17)
     OrderCreate,
+    ForwardRequest,
     CallbackCreate,
     HotlineReport,
     SuperviseRequest,
@@ -263,6 +265,7 @@ __all__ = [
     "EnrollRequest",
     "Enrolled",
     "ErrorBody",
+    "ForwardRequest",
     "Geo",
     "HlcStr",
     "HotlineReport",

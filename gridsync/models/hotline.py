@@ -36,6 +36,14 @@ class OrderCreate(Struct, kw_only=True, forbid_unknown_fields=True):
     received_at: DeviceTime  # the platform's receipt, ISO 8601 with offset
 
 
+class ForwardRequest(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST .../forward``: the unit holding an order hands it down to a unit below it (a
+    street to one of its communities or grids, a community to one of its grids)."""
+
+    unit_id: UnitRef
+    note: Note = ""
+
+
 class CallbackCreate(Struct, kw_only=True, forbid_unknown_fields=True):
     """A callback (回访) to the caller, by someone other than the order's handlers. When it
     reached the caller, the three verdicts are the caller's own and all three are required."""
