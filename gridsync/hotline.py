@@ -444,8 +444,9 @@ def hotline_report(
           sum(coalesce(cb.reached AND cb.resolved, 0)),
           sum(coalesce(cb.reached AND cb.satisfied, 0))
         FROM hotline_orders o JOIN whistle_cases c ON c.id = o.case_id
-        LEFT JOIN hotline_callbacks cb ON cb.id =
-          (SELECT max(id) FROM hotline_callbacks x WHERE x.case_id = o.case_id)
+        LEFT JOIN (SELECT case_id, max(id) AS id FROM hotline_callbacks GROUP BY case_id) last
+          ON last.case_id = o.case_id
+        LEFT JOIN hotline_callbacks cb ON cb.id = last.id
         WHERE {where}
         GROUP BY o.dispatched_unit, o.type ORDER BY o.dispatched_unit, o.type
         """,

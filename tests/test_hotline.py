@@ -23,6 +23,7 @@ from gridsync.notify.dispatcher import Dispatcher
 from gridsync.sweep import run_once
 from gridsync.workdays import is_workday, working_deadline
 from tests.conftest import bearer
+from tests.sync_helpers import Phone
 from tests.test_notify import REPO, Receiver, set_channels
 
 CN = timezone(timedelta(hours=8))
@@ -696,3 +697,21 @@ def test_the_street_forwards_an_order_to_a_grid_with_the_same_deadlines(api, peo
     r = callback(api, people, case["id"], "st", reached=False)
     assert (r.status_code, r.json()["code"]) == (403, "callback_by_handler")
     assert callback(api, people, case["id"], "sec", reached=False).status_code == 200
+
+
+def test_phones_pull_orders_and_their_supervision(api, people):
+    sec = Phone(api, people.tokens["sec"], people.devices["sec"])
+    sec.pull_all()
+    case = post_order(api, people, order_no="P1").json()
+    r = api.post(
+        f"/api/v1/whistle/cases/{case['id']}/supervise",
+        json={"note": "今日办结", "due_at": (FRIDAY_4PM + timedelta(hours=3)).isoformat()},
+        headers=bearer(people.tokens["sup"]),
+    )
+    assert r.status_code == 200
+    pulled = [c for c in sec.pull_all() if c.get("type") == "whistle"]
+    assert [c["id"] for c in pulled] == [case["id"]]
+    data = pulled[0]["data"]
+    assert (data["source"], data["order"]["order_no"]) == ("hotline", "P1")
+    assert data["order"]["caller_phone"] == "13912345678"  # the holder's secretary
+    assert data["supervised"]["note"] == "今日办结"
