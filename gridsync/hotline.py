@@ -106,24 +106,29 @@ def order_case_id(db: sqlite_utils.Database, order_no: str) -> str | None:
 
 def check_order(
     db: sqlite_utils.Database, data: OrderCreate, scope: Scope | None
-) -> list[tuple[str, str]]:
-    """The problems of an order, as (field, message): the unit (it exists, is a street,
-    community, department or grid, and is in ``scope``), the receipt time. One rule for the
-    API and the spreadsheet import."""
-    problems: list[tuple[str, str]] = []
+) -> list[tuple[str, str, str]]:
+    """The problems of an order, as (field, code, message): the unit (it exists and is a
+    street, community, department or grid: ``invalid_unit``; it is in ``scope``:
+    ``out_of_scope``), the receipt time (``invalid_time``). One rule for the API and the
+    spreadsheet import."""
+    problems: list[tuple[str, str, str]] = []
     unit = _unit(db, data.unit_id)
     if unit is None:
-        problems.append(("unit_id", f"没有单位“{data.unit_id}”"))
+        problems.append(("unit_id", "invalid_unit", f"没有单位“{data.unit_id}”"))
     elif unit[0] not in DISPATCH_LEVELS:
         problems.append(
-            ("unit_id", f"“{data.unit_id}”是{unit[0]}，不能承办工单（应为街道、社区、部门或网格）")
+            (
+                "unit_id",
+                "invalid_unit",
+                f"“{data.unit_id}”是{unit[0]}，不能承办工单（应为街道、社区、部门或网格）",
+            )
         )
     elif scope is not None and not scope.allows_unit(data.unit_id):
-        problems.append(("unit_id", f"单位“{data.unit_id}”不在你的范围内"))
+        problems.append(("unit_id", "out_of_scope", f"单位“{data.unit_id}”不在你的范围内"))
     try:
         device_time_ms(data.received_at)
     except ValueError as exc:
-        problems.append(("received_at", f"受理时间无效：{exc}"))
+        problems.append(("received_at", "invalid_time", f"受理时间无效：{exc}"))
     return problems
 
 
@@ -146,10 +151,9 @@ def receive_order(
         return whistle.get_case(db, existing, viewer=viewer), False
     problems = check_order(db, data, viewer)
     if problems:
-        field, message = problems[0]
-        if field == "unit_id" and "范围" in message:
+        field, code, message = problems[0]
+        if code == "out_of_scope":
             raise OutOfScope(f"unit {data.unit_id} is outside your scope")
-        code = "invalid_time" if field == "received_at" else "invalid_unit"
         raise Invalid(message, code=code, field=field)
     _insert_order(
         db, principal.actor if principal else (actor or Actor.cli()), data, now_ms, settings, router

@@ -135,8 +135,8 @@ def plan_orders(
             preview.existing += 1
             continue
         problems = hotline.check_order(db, data, None)
-        for field, message in problems:
-            bad(field, "invalid_unit" if field == "unit_id" else "invalid_time", message)
+        for field, code, message in problems:
+            bad(field, code, message)
         if not problems:
             new.append(data)
     preview.new = len(new)

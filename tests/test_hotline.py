@@ -110,6 +110,7 @@ def people(store, tiny):
         org.NewPerson(id="hl", name="12345平台", roles=["hotline"], scope=["d1"]),
         org.NewPerson(id="st", name="街道值班", roles=["street"], scope=["s1"]),
         org.NewPerson(id="sec2", name="陈书记", roles=["community_secretary"], scope=["c1"]),
+        org.NewPerson(id="hl2", name="街道热线", roles=["hotline"], scope=["s1"]),
     ]
     store.write(lambda db: org.add_people(db, extra, Actor.cli()))
     for person in extra:
@@ -229,6 +230,7 @@ def test_the_same_order_number_is_the_same_case(api, people, store):
         ("m1", {}, 403, "forbidden"),
         ("sec", {}, 403, "forbidden"),
         ("hl", {"unit_id": "b1"}, 400, "invalid_unit"),
+        ("hl2", {"unit_id": "dept1"}, 403, "out_of_scope"),
         ("hl", {"unit_id": "nowhere"}, 400, "invalid_unit"),
         ("hl", {"type": "抱怨"}, 400, "validation_error"),
         ("hl", {"order_no": "x" * 65}, 400, "validation_error"),
