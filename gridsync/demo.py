@@ -40,8 +40,10 @@ from gridsync.models import (
     CallbackCreate,
     ForwardRequest,
     OrderCreate,
+    OrderType,
     SuperviseRequest,
     WhistleAct,
+    WhistleAction,
     WhistleRaise,
 )
 from gridsync.notify.routing import Router
@@ -804,7 +806,7 @@ def summary(db: sqlite_utils.Database, now_ms: int) -> dict[str, Any]:
 
 CASE_DAYS = 30
 MAX_CASE_COMMUNITIES = 20  # the district scale: the first 20 communities, to stay fast
-_ORDER_TYPES: tuple[str, ...] = ("complaint", "help", "consult", "report", "suggestion")
+_ORDER_TYPES: tuple[OrderType, ...] = ("complaint", "help", "consult", "report", "suggestion")
 _ORDER_WEIGHTS: tuple[int, ...] = (30, 20, 25, 10, 15)
 _ORDER_TEXTS = {
     "complaint": (
@@ -851,12 +853,19 @@ def write_cases(db: sqlite_utils.Database, org: OrgPlan, seed: int, end_ms: int)
             )
         return principals[person_id]
 
-    def step(case_id: str, person: str, action: str, at_ms: int, **extra: Any) -> None:
+    def step(
+        case_id: str,
+        person: str,
+        action: WhistleAction,
+        at_ms: int,
+        note: str = "",
+        satisfaction: int | None = None,
+    ) -> None:
         whistle.apply_action(
             db,
             who(person),
             case_id,
-            WhistleAct(action=action, **extra),  # type: ignore[arg-type]
+            WhistleAct(action=action, note=note, satisfaction=satisfaction),
             now_ms=at_ms,
             settings=settings,
             router=router,
@@ -883,7 +892,7 @@ def write_cases(db: sqlite_utils.Database, org: OrgPlan, seed: int, end_ms: int)
                 received = day_ms + rng.randint(8 * 60, 19 * 60) * 60_000
                 data = OrderCreate(
                     order_no=f"{datetime.fromtimestamp(day_ms / 1000, CHINA):%Y%m%d}{n:05d}",
-                    type=kind,  # type: ignore[arg-type]
+                    type=kind,
                     caller_name=person_name(rng),
                     caller_phone=mobile_phone(rng),
                     address=f"{rng.randint(1, 30)}号楼",

@@ -26,7 +26,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import IO, Any, Literal, TextIO
 
 import msgspec
 import sqlite_utils
@@ -374,25 +374,29 @@ def render(data: ExportData, fmt: str, lang: str = "zh", progress: Progress = _n
 # -- plain tables (hotline orders and reports, issue 17) ---------------------------------------
 
 
-def write_table(
-    fmt: str,
-    out: io.TextIOBase | io.BufferedIOBase | str,
+def write_table_csv(
+    out: TextIO,
+    header: list[str],
+    rows: list[list[Any]],
+    progress: Progress = _noop,
+) -> None:
+    """A table as CSV, formula-like cells made inert (the coverage export's rule)."""
+    writer = csv.writer(out)
+    writer.writerow([inert(h) for h in header])
+    for values in rows:
+        writer.writerow(["" if v is None else inert(v) for v in values])
+        progress(1)
+
+
+def write_tables_xlsx(
+    out: str | IO[bytes],
     sheets: list[tuple[str, list[str], list[list[Any]]]],
     progress: Progress = _noop,
 ) -> None:
-    """Tables as CSV (the first sheet only; formula-like cells made inert) or XLSX (one sheet
-    each: text kept as text, floats between 0 and 1 in a column whose header ends in 率 or
-    "rate" shown as percentages), with the same cell rules as the coverage export."""
-    if fmt == "csv":
-        _title, header, rows = sheets[0]
-        writer = csv.writer(out)  # type: ignore[arg-type]
-        writer.writerow([inert(h) for h in header])
-        for values in rows:
-            writer.writerow(["" if v is None else inert(v) for v in values])
-            progress(1)
-        return
+    """Tables as XLSX, one sheet each, with the coverage export's cell rules: text kept as
+    text, and in a column whose header ends in 率 or "rate" a number shown as a percentage."""
     wb = Workbook(write_only=True)
     for title, header, rows in sheets:
         kinds = ["rate" if h.endswith(("率", "rate")) else "" for h in header]
         _sheet(wb, title[:31], header, kinds, rows, progress)
-    wb.save(out)  # type: ignore[arg-type]
+    wb.save(out)

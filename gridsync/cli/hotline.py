@@ -233,11 +233,12 @@ def _write(output: str, fmt: str, sheets: list[tuple[str, list[str], list[list[A
     total = sum(len(rows) for _, _, rows in sheets)
     try:
         with click.progressbar(length=total, label="导出", file=sys.stderr) as bar:
-            if fmt == "csv":
+            if fmt == "csv":  # one table: the first sheet
+                _title, header, rows = sheets[0]
                 with Path(output).open("w", encoding="utf-8-sig", newline="") as out:
-                    exports.write_table(fmt, out, sheets, progress=bar.update)
+                    exports.write_table_csv(out, header, rows, progress=bar.update)
             else:
-                exports.write_table(fmt, output, sheets, progress=bar.update)
+                exports.write_tables_xlsx(output, sheets, progress=bar.update)
     except OSError as exc:
         raise click.ClickException(f"cannot write {output}: {exc}") from exc
     click.echo(f"wrote {output} ({total} rows)", err=True)
