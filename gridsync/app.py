@@ -18,6 +18,7 @@ from gridsync import coverage
 from gridsync.api import console
 from gridsync.api import coverage as coverage_api
 from gridsync.api import docs as docs_api
+from gridsync.api import hotline as hotline_api
 from gridsync.api import records as records_api
 from gridsync.api import reports as reports_api
 from gridsync.api import signin as signin_api
@@ -50,6 +51,7 @@ API_CONTROLLERS = [
     *reports_api.CONTROLLERS,
     *records_api.CONTROLLERS,
     *signin_api.CONTROLLERS,
+    *hotline_api.CONTROLLERS,
     MetricsController,
 ]
 

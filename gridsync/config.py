@@ -9,6 +9,7 @@ coverage policy through the admin API (stored in the database).
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -60,6 +61,31 @@ def _default_deadlines() -> dict[str, LevelDeadlines]:
     }
 
 
+class WorkCalendar(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The district's working calendar (hotline deadlines count in it, ``gridsync/workdays.py``).
+
+    A date is a working day when it is a make-up workday (调休上班), else when it is not a
+    holiday and its weekday is in ``workdays``. Defaults (documented as defaults, README
+    "Hotline orders"): Monday to Friday, 09:00-12:00 and 13:30-17:30 in the notification time
+    zone, no holidays: a district lists each year's public holidays and make-up days itself."""
+
+    workdays: tuple[Annotated[int, msgspec.Meta(ge=0, le=6)], ...] = (0, 1, 2, 3, 4)  # Monday 0
+    holidays: tuple[date, ...] = ()  # e.g. 2026-10-01
+    makeup_workdays: tuple[date, ...] = ()  # 调休: a weekend day worked, e.g. 2026-10-10
+    # Working hours of a working day, local time ("HH:MM", start before end, in order).
+    hours: tuple[tuple[str, str], ...] = (("09:00", "12:00"), ("13:30", "17:30"))
+
+
+class HotlineSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Deadlines of a hotline order (12345, 接诉即办) at the unit that holds it, counted in the
+    working calendar from the order's arrival there: first contact with the caller (accepting
+    the order is the contact) within ``contact_hours`` working hours, resolution by the end of
+    the ``resolve_days``-th working day after the day it arrived."""
+
+    contact_hours: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 2.0
+    resolve_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 7
+
+
 class NotifySettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     apprise_config: str | None = None  # path to an Apprise YAML config
     locale: str = "zh-CN"
@@ -99,6 +125,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     household_tags: tuple[str, ...] = DEFAULT_HOUSEHOLD_TAGS
     whistle_deadlines: dict[str, LevelDeadlines] = msgspec.field(default_factory=_default_deadlines)
     notify: NotifySettings = msgspec.field(default_factory=NotifySettings)
+    calendar: WorkCalendar = msgspec.field(default_factory=WorkCalendar)
+    hotline: HotlineSettings = msgspec.field(default_factory=HotlineSettings)
     sweep_interval_seconds: float = 5.0
     # After `gridsync serve` starts, the digests (and the daily prune) wait this long, so that the
     # first requests after a restart are not served beside a district's digest run; deadline
@@ -198,6 +226,7 @@ def load_settings(config_path: str | os.PathLike | None = None, **overrides: obj
         settings = msgspec.convert(data, Settings, str_keys=True)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"invalid configuration: {exc}") from exc
+    _check_hours(settings.calendar.hours)
     missing = set(CASE_LEVELS) - set(settings.whistle_deadlines)
     if missing:
         base = _default_deadlines()
@@ -207,3 +236,31 @@ def load_settings(config_path: str | os.PathLike | None = None, **overrides: obj
         }
         settings = msgspec.structs.replace(settings, whistle_deadlines=merged)
     return settings
+
+
+def _check_hours(hours: tuple[tuple[str, str], ...]) -> None:
+    """Working hours are "HH:MM" periods, each starting before it ends, in order."""
+    last = -1
+    for start, end in hours:
+        try:
+            a, b = (minute_of_day(start), minute_of_day(end))
+        except ValueError:
+            raise ConfigError(
+                f"invalid configuration: calendar.hours {start!r}-{end!r} is not HH:MM-HH:MM"
+            ) from None
+        if not last <= a < b:
+            raise ConfigError(
+                f"invalid configuration: calendar.hours {start}-{end} must start after the "
+                "previous period and end after it starts"
+            )
+        last = b
+    if not hours:
+        raise ConfigError("invalid configuration: calendar.hours needs at least one period")
+
+
+def minute_of_day(text: str) -> int:
+    hour, _, minute = text.partition(":")
+    h, m = int(hour), int(minute)
+    if not (0 <= h <= 24 and 0 <= m < 60 and h * 60 + m <= 24 * 60):
+        raise ValueError(text)
+    return h * 60 + m

@@ -29,13 +29,25 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
-from gridsync import audit, coverage, visits
+from gridsync import audit, coverage, hotline, visits, whistle
 from gridsync.audit import Actor
+from gridsync.auth import Principal
 from gridsync.clock import DAY_MS, iso_ms
 from gridsync.config import DEFAULT_SERVICE_KINDS, CoveragePolicy, Settings
 from gridsync.db import Store, next_seq
 from gridsync.errors import Conflict
-from gridsync.org import Scope
+from gridsync.models import (
+    CallbackCreate,
+    ForwardRequest,
+    OrderCreate,
+    OrderType,
+    SuperviseRequest,
+    WhistleAct,
+    WhistleAction,
+    WhistleRaise,
+)
+from gridsync.notify.routing import Router
+from gridsync.org import Scope, resolve_scope
 
 CHINA = timezone(timedelta(hours=8))
 CHUNK_ROWS = 50_000
@@ -374,6 +386,9 @@ def plan_people(org: OrgPlan, seed: int) -> list[PersonRow]:
             pid = f"{grid.id}-m{m:02d}"
             grid.member_ids.append(pid)
             people.append(person(pid, ["member"], [grid.id], grid.branch_id))
+    # last, so that every name drawn before stays as it was (issue 17)
+    people.append(person("supervisor", ["supervisor"], [org.district_id]))
+    people.append(PersonRow("hotline", "12345热线平台", ["hotline"], [org.district_id]))
     return people
 
 
@@ -765,6 +780,9 @@ def build(
 
     detail = {"scale": scale.name, "seed": seed, "as_of": as_of.isoformat()}
     store.write(_finish, index_sql, detail)
+    with progress("cases", 1) as bar:
+        store.write(write_cases, org, seed, end_ms)
+        bar.update(1)
     store.write_unsafe_outside_transaction(lambda db: db.execute("ANALYZE"))
     return store.read(summary, end_ms)
 
@@ -799,3 +817,223 @@ def summary(
         "overdue_households": at_fault["overdue"],
         "contacted_by_others_only": at_fault["contacted_by_others_only"],
     }
+
+
+# -- a month of hotline orders and whistle cases (issue 17) ------------------------------------
+
+CASE_DAYS = 30
+MAX_CASE_COMMUNITIES = 20  # the district scale: the first 20 communities, to stay fast
+_ORDER_TYPES: tuple[OrderType, ...] = ("complaint", "help", "consult", "report", "suggestion")
+_ORDER_WEIGHTS: tuple[int, ...] = (30, 20, 25, 10, 15)
+_ORDER_TEXTS = {
+    "complaint": (
+        "楼上装修噪音扰民",
+        "小区垃圾清运不及时",
+        "楼道堆放杂物无人清理",
+        "夜间广场舞噪音",
+    ),
+    "help": ("独居老人家中停水", "老人走失，家属求助", "下水道堵塞，污水外溢", "电梯困人"),
+    "consult": ("咨询医保缴费办法", "咨询老旧小区改造时间", "咨询居住证办理", "咨询养老补贴申领"),
+    "report": ("小区内违建", "商户占道经营", "群租房安全隐患"),
+    "suggestion": ("建议增设健身器材", "建议增加停车位", "建议延长社区食堂开放时间"),
+}
+_WHISTLE_TEXTS = (
+    ("漏水", "楼道水管破裂"),
+    ("安全隐患", "电动车楼道充电"),
+    ("环境卫生", "绿化带垃圾堆积"),
+    ("邻里纠纷", "楼上楼下漏水纠纷"),
+    ("设施损坏", "单元门禁损坏"),
+)
+
+
+def write_cases(db: sqlite_utils.Database, org: OrgPlan, seed: int, end_ms: int) -> None:
+    """A month of hotline orders and whistle cases in the demo's communities (at most
+    :data:`MAX_CASE_COMMUNITIES`), handled as people do: most contacted in time, a few not
+    (escalated by the same deadline check the sweep runs), most resolved, most of those called
+    back by someone who did not handle them, a few supervised. Every step goes through the
+    domain (``hotline``, ``whistle``) at the step's own time, so the reports (``gridsync report
+    hotline``, ``gridsync whistle report``) read real figures. Deterministic for a seed."""
+    settings = Settings()
+    router = Router(None)
+    rng = _rng(seed, "cases")
+    start_ms = end_ms - CASE_DAYS * DAY_MS
+    principals: dict[str, Principal] = {}
+
+    def who(person_id: str) -> Principal:
+        if person_id not in principals:
+            row = db.execute("SELECT roles FROM people WHERE id = ?", [person_id]).fetchone()
+            principals[person_id] = Principal(
+                person_id,
+                "demo",
+                frozenset(msgspec.json.decode(row[0])),
+                resolve_scope(db, person_id),
+            )
+        return principals[person_id]
+
+    def step(
+        case_id: str,
+        person: str,
+        action: WhistleAction,
+        at_ms: int,
+        note: str = "",
+        satisfaction: int | None = None,
+    ) -> None:
+        whistle.apply_action(
+            db,
+            who(person),
+            case_id,
+            WhistleAct(action=action, note=note, satisfaction=satisfaction),
+            now_ms=at_ms,
+            settings=settings,
+            router=router,
+        )
+
+    grids_of: dict[str, list[Grid]] = {}
+    for grid in org.grids:
+        grids_of.setdefault(grid.community_id, []).append(grid)
+    n = 0
+    for cid in list(org.communities)[:MAX_CASE_COMMUNITIES]:
+        sid = org.communities[cid]
+        for day in range(CASE_DAYS):
+            day_ms = start_ms + day * DAY_MS
+            for _ in range(rng.choices((0, 1, 2, 3), weights=(15, 35, 35, 15))[0]):
+                n += 1
+                kind = rng.choices(_ORDER_TYPES, weights=_ORDER_WEIGHTS)[0]
+                where = rng.choices(("community", "street", "grid"), weights=(70, 15, 15))[0]
+                grid = rng.choice(grids_of[cid])
+                unit, handler = {
+                    "community": (cid, f"{cid}-sec"),
+                    "street": (sid, f"{sid}-admin"),
+                    "grid": (grid.id, grid.member_ids[0]),
+                }[where]
+                received = day_ms + rng.randint(8 * 60, 19 * 60) * 60_000
+                data = OrderCreate(
+                    order_no=f"{datetime.fromtimestamp(day_ms / 1000, CHINA):%Y%m%d}{n:05d}",
+                    type=kind,
+                    caller_name=person_name(rng),
+                    caller_phone=mobile_phone(rng),
+                    address=f"{rng.randint(1, 30)}号楼",
+                    description=rng.choice(_ORDER_TEXTS[kind]),
+                    unit_id=unit,
+                    received_at=iso_ms(received),
+                )
+                case, _ = hotline.receive_order(
+                    db,
+                    who("hotline"),
+                    data,
+                    now_ms=received + rng.randint(1, 20) * 60_000,
+                    settings=settings,
+                    router=router,
+                )
+                if where == "street" and rng.random() < 0.5:  # the street forwards it down
+                    hotline.forward_order(
+                        db,
+                        who(handler),
+                        case.id,
+                        ForwardRequest(unit_id=cid, note="请社区核实处理"),
+                        now_ms=received + 30 * 60_000,
+                        settings=settings,
+                        router=router,
+                    )
+                    handler = f"{cid}-sec"
+                _handle_order(db, case.id, handler, received, end_ms, rng, step, who, settings)
+    for grid in org.grids:
+        if grid.community_id not in list(org.communities)[:MAX_CASE_COMMUNITIES]:
+            continue
+        for week in range(CASE_DAYS // 7):
+            if rng.random() < 0.4:
+                continue
+            n += 1
+            raised = (
+                start_ms + (week * 7 + rng.randint(0, 6)) * DAY_MS + rng.randint(8, 18) * 3_600_000
+            )
+            category, text = rng.choice(_WHISTLE_TEXTS)
+            raiser, *others = grid.member_ids
+            case_id = f"demo-case-{n:05d}"
+            whistle.raise_case(
+                db,
+                who(raiser),
+                case_id,
+                WhistleRaise(category=category, grid_id=grid.id, description=text),
+                received_ms=raised,
+                settings=settings,
+                router=router,
+            )
+            handler = others[0] if others else raiser
+            t = raised + rng.randint(1, 3) * 20_000
+            if t >= end_ms:
+                continue
+            step(case_id, handler, "accept", t)
+            step(case_id, handler, "arrive", t + rng.randint(3, 12) * 60_000)
+            t += rng.randint(15, 60) * 60_000
+            if t < end_ms:
+                step(case_id, handler, "resolve", t)
+                step(
+                    case_id,
+                    f"{grid.community_id}-sec",
+                    "close",
+                    t + 3_600_000,
+                    satisfaction=rng.choices((5, 4, 3, 2), weights=(60, 25, 10, 5))[0],
+                )
+    whistle.check_deadlines(db, now_ms=end_ms, settings=settings, router=router)
+
+
+def _handle_order(
+    db: sqlite_utils.Database,
+    case_id: str,
+    handler: str,
+    received: int,
+    end_ms: int,
+    rng: random.Random,
+    step: Callable[..., None],
+    who: Callable[[str], Any],
+    settings: Any,
+) -> None:
+    """One order's life after it arrived: contact, resolution, a callback, supervision."""
+    if rng.random() < 0.12:  # 督办: the supervisor presses an order of the day
+        due = received + rng.randint(1, 3) * DAY_MS
+        hotline.supervise(
+            db,
+            who("supervisor"),
+            case_id,
+            SuperviseRequest(note="群众反映强烈，请尽快办结", due_at=iso_ms(due)),
+            now_ms=received + 3_600_000,
+            settings=settings,
+        )
+    if rng.random() < 0.08:  # not contacted: the deadline check escalates it
+        return
+    t = received + rng.randint(10, 150) * 60_000
+    if t >= end_ms:
+        return
+    step(case_id, handler, "accept", t)
+    t += rng.randint(2, 96) * 3_600_000
+    if t >= end_ms or rng.random() < 0.1:
+        return
+    step(case_id, handler, "resolve", t, note="已处理，已告知来电人")
+    t += rng.randint(1, 2) * DAY_MS
+    if t >= end_ms or rng.random() < 0.2:
+        return  # not yet called back: not yet rated
+    reached = rng.random() < 0.9
+    resolved = reached and rng.random() < 0.8
+    verdict: dict[str, bool] = (
+        {
+            "contacted": rng.random() < 0.95,
+            "resolved": resolved,
+            "satisfied": rng.random() < (0.85 if resolved else 0.3),
+        }
+        if reached
+        else {}
+    )
+    # the district's 12345 office calls back: it handled none of the orders
+    hotline.record_callback(
+        db,
+        who("admin"),
+        case_id,
+        CallbackCreate(
+            reached=reached,
+            contacted=verdict.get("contacted"),
+            resolved=verdict.get("resolved"),
+            satisfied=verdict.get("satisfied"),
+        ),
+        now_ms=t,
+    )

@@ -497,3 +497,9 @@ def burden_xlsx(report: BurdenReport, lang: str = "zh", progress: Progress = _no
     _sheet(wb, title, header, kinds, rows, progress)
     wb.close()
     return buf.getvalue()
+
+
+def header_kinds(header: list[str]) -> list[str]:
+    """The kinds of a plain table's columns (the hotline's reports and orders): a column whose
+    header ends in 率 or "rate" holds rates (shown as percentages), the others as they are."""
+    return ["rate" if h.endswith(("率", "rate")) else "" for h in header]

@@ -179,6 +179,10 @@ class Register:
 
     fields: dict[str, tuple[str, tuple[str, ...]]]
     key: str
+    # Fields whose cells may be Excel dates and times (read as ISO 8601 text, without an
+    # offset: the hotline's 受理时间); anywhere else a date cell is an error of its row (Excel
+    # turned the text into a date).
+    times: frozenset[str] = frozenset()
 
     @property
     def index(self) -> dict[str, str]:
@@ -254,6 +258,7 @@ class _BadCell:
 
     code: str
     reason: str
+    value: Any = None  # a date cell's date: a column that takes times reads it (Register.times)
 
 
 _NO_CACHED_VALUE = _BadCell(
@@ -463,6 +468,7 @@ def _sheet_values(
                     "date_cell",
                     f"单元格是日期或时间（{value}），原来的文字已被 Excel 改掉；"
                     "请把该列设为文本格式后重新填写",
+                    value,
                 )
             values.append(value)
         rows.append(values)
@@ -527,10 +533,22 @@ def _read_sheet(
             "或确认忽略（--ignore-unknown-columns）",
             code="unknown_column",
         )
+    if register.times:
+        _dates_as_text(table, {i for i, field in columns.items() if field in register.times})
     rows, errors = _data_rows(table, columns, exact_width, register)
     if not rows and not errors:
         raise Invalid(f"{name}: 只有表头，没有数据行", code="no_rows")
     return Sheet(name, columns, ignored, rows, errors)
+
+
+def _dates_as_text(table: list[list[Any]], indexes: set[int]) -> None:
+    """Date cells of the columns that take times, as ISO 8601 text (in place)."""
+    for cells in table[1:]:
+        for i in indexes:
+            if i < len(cells):
+                cell = cells[i]
+                if isinstance(cell, _BadCell) and isinstance(cell.value, (datetime, date)):
+                    cells[i] = cell.value.isoformat()
 
 
 def _read_table(source: Path | bytes, name: str, limits: Limits) -> list[list[Any]]:

@@ -861,38 +861,6 @@ def m0019_burden_indexes(db: sqlite_utils.Database) -> None:
     )
 
 
-# -- the inbox (issue 17: an inbox on every phone) -------------------------------------------
-
-
-@migrations(name="0023_notices")
-def m0023_notices(db: sqlite_utils.Database) -> None:
-    """Every notification to a person is also a ``notices`` row, written by the outbox in the
-    transaction of its cause whether or not the person has a channel (``gridsync/notify/
-    outbox.py``), and pulled by their phones as the change type ``notice`` (``gridsync/sync/
-    notices.py``). ``dedup_key`` is the outbox's (event + ``member:ID``): a cause re-run never
-    writes a second notice. ``seq`` is the change seq of the insert and of the ``notice.read``
-    that sets ``read_ms``, so every phone of the person learns it was read."""
-    db.executescript(
-        """
-        CREATE TABLE notices (
-            id INTEGER PRIMARY KEY,
-            person_id TEXT NOT NULL,
-            dedup_key TEXT NOT NULL UNIQUE,
-            kind TEXT NOT NULL,
-            title TEXT NOT NULL,
-            body TEXT NOT NULL,
-            link TEXT,                                  -- relative path, e.g. /console/cases/ID
-            cause TEXT,                                 -- e.g. the case id
-            created_ms INTEGER NOT NULL,
-            read_ms INTEGER,
-            seq INTEGER NOT NULL
-        );
-        CREATE INDEX notices_person_seq ON notices(person_id, seq);
-        CREATE INDEX notices_created ON notices(created_ms);
-        """
-    )
-
-
 # -- the console: one-time sign-in links and browser sessions (issue 16) ----------------------
 
 
@@ -925,5 +893,105 @@ def m0020_console_sessions(db: sqlite_utils.Database) -> None:
             user_agent TEXT NOT NULL DEFAULT ''
         );
         CREATE INDEX console_sessions_person ON console_sessions(person_id);
+        """
+    )
+
+
+# -- hotline orders (issue 17: 12345, 接诉即办) ------------------------------------------------
+
+
+@migrations(name="0021_hotline_orders")
+def m0021_hotline_orders(db: sqlite_utils.Database) -> None:
+    """A hotline order is a whistle case with ``source = 'hotline'`` (cases raised by phones
+    keep ``'whistle'``) and a row of ``hotline_orders``: the city's order number (unique: the
+    same number is the same case), its type, the caller (personal data, masked on reading by
+    ``gridsync/privacy.py``), the address, and where it was first dispatched. An order not at a
+    grid keeps in ``whistle_cases.grid_id`` the unit it was dispatched to (the column is NOT
+    NULL and references org_units; the wire says so in ``order.dispatched_unit_id``).
+
+    ``hotline_callbacks``: the callbacks (回访) of an order, by someone other than its
+    handlers; the rates count each order's latest callback."""
+    db.executescript(
+        """
+        ALTER TABLE whistle_cases ADD COLUMN source TEXT NOT NULL DEFAULT 'whistle';
+        CREATE TABLE hotline_orders (
+            case_id TEXT PRIMARY KEY REFERENCES whistle_cases(id),
+            order_no TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,                 -- consult, help, complaint, report, suggestion
+            caller_name TEXT NOT NULL DEFAULT '',
+            caller_phone TEXT NOT NULL DEFAULT '',
+            address TEXT NOT NULL DEFAULT '',
+            dispatched_level TEXT NOT NULL,
+            dispatched_unit TEXT NOT NULL REFERENCES org_units(id),
+            community_id TEXT,                  -- the community it lies in, when known
+            received_ms INTEGER NOT NULL        -- the city platform's receipt (received_at)
+        );
+        CREATE TABLE hotline_callbacks (
+            id INTEGER PRIMARY KEY,
+            case_id TEXT NOT NULL REFERENCES whistle_cases(id),
+            by TEXT NOT NULL,
+            at_ms INTEGER NOT NULL,
+            reached INTEGER NOT NULL,
+            contacted INTEGER,
+            resolved INTEGER,
+            satisfied INTEGER,
+            note TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX hotline_callbacks_case ON hotline_callbacks(case_id, id);
+        CREATE INDEX whistle_cases_source ON whistle_cases(source, received_ms);
+        """
+    )
+
+
+@migrations(name="0022_supervision")
+def m0022_supervision(db: sqlite_utils.Database) -> None:
+    """Supervision (督办): a supervisor marks a case (an order or a whistle case) supervised
+    with a note and a new due time; the case's latest row is its supervision, met when the
+    case is resolved by ``due_ms``."""
+    db.executescript(
+        """
+        CREATE TABLE supervisions (
+            id INTEGER PRIMARY KEY,
+            case_id TEXT NOT NULL REFERENCES whistle_cases(id),
+            by TEXT NOT NULL,
+            at_ms INTEGER NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            due_ms INTEGER NOT NULL,
+            level TEXT NOT NULL,                -- the level and unit holding the case then
+            unit_id TEXT NOT NULL
+        );
+        CREATE INDEX supervisions_case ON supervisions(case_id, id);
+        """
+    )
+
+
+# -- the inbox (issue 17: an inbox on every phone) -------------------------------------------
+
+
+@migrations(name="0023_notices")
+def m0023_notices(db: sqlite_utils.Database) -> None:
+    """Every notification to a person is also a ``notices`` row, written by the outbox in the
+    transaction of its cause whether or not the person has a channel (``gridsync/notify/
+    outbox.py``), and pulled by their phones as the change type ``notice`` (``gridsync/sync/
+    notices.py``). ``dedup_key`` is the outbox's (event + ``member:ID``): a cause re-run never
+    writes a second notice. ``seq`` is the change seq of the insert and of the ``notice.read``
+    that sets ``read_ms``, so every phone of the person learns it was read."""
+    db.executescript(
+        """
+        CREATE TABLE notices (
+            id INTEGER PRIMARY KEY,
+            person_id TEXT NOT NULL,
+            dedup_key TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL,
+            link TEXT,                                  -- relative path, e.g. /console/cases/ID
+            cause TEXT,                                 -- e.g. the case id
+            created_ms INTEGER NOT NULL,
+            read_ms INTEGER,
+            seq INTEGER NOT NULL
+        );
+        CREATE INDEX notices_person_seq ON notices(person_id, seq);
+        CREATE INDEX notices_created ON notices(created_ms);
         """
     )

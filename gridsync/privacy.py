@@ -54,6 +54,7 @@ class PhoneView:
     grids: frozenset[str] = frozenset()
     secretary_of: frozenset[str] = frozenset()  # communities (explains ``grids``)
     worker_of: frozenset[str] = frozenset()  # grids (explains ``grids``)
+    roles: frozenset[str] = frozenset()  # the viewer's roles (who holds an order, sees_caller)
 
     @property
     def label(self) -> str:
@@ -83,7 +84,7 @@ def view_of(
     secretary = "community_secretary" in roles
     worker = "grid_worker" in roles
     if not secretary and not worker:
-        return PhoneView(person_id)
+        return PhoneView(person_id, roles=frozenset(roles))
     named = db.execute(
         "SELECT o.id, o.kind FROM person_scope s JOIN org_units o ON o.id = s.unit_id "
         "WHERE s.person_id = ? AND o.kind IN ('community', 'grid')",
@@ -106,6 +107,7 @@ def view_of(
         grids=frozenset(grids),
         secretary_of=communities or frozenset(),
         worker_of=worker_of,
+        roles=frozenset(roles),
     )
 
 
@@ -117,6 +119,40 @@ def sees_full(view: PhoneView, grid_id: str | None, responsible_member_id: str |
         or grid_id in view.grids
         or (responsible_member_id is not None and responsible_member_id == view.person_id)
     )
+
+
+# The roles that answer for a level (the people its notifications reach, notify/routing.py).
+LEVEL_ROLES: dict[str, frozenset[str]] = {
+    "grid": frozenset({"grid_worker", "member", "branch_secretary"}),
+    "community": frozenset({"community_secretary"}),
+    "street": frozenset({"street"}),
+    "department": frozenset({"department"}),
+    "district": frozenset({"admin"}),
+}
+
+
+def sees_caller(
+    view: PhoneView, *, grid_id: str | None, community_id: str | None, held_at: str | None
+) -> bool:
+    """THE rule read for the caller of a hotline order (name and phone): the readers of a
+    household's number there (an admin, the secretary of the order's community, the grid
+    workers of its grid), and the people who answer for the order where it is now
+    (``held_at``: the level, when the viewer's scope holds the unit; they must call the caller
+    back) in the role that answers for that level. Everyone else (supervisors, the platform's
+    credential, a district person of another role) reads it masked."""
+    return (
+        sees_full(view, grid_id, None)
+        or (community_id is not None and community_id in view.secretary_of)
+        or (held_at is not None and bool(view.roles & LEVEL_ROLES.get(held_at, frozenset())))
+    )
+
+
+def mask_name(name: str) -> str:
+    """A person's name as a reader without the right to it sees it: the first character (the
+    family name) and one ``*`` per other character (``张**``); a one-character name is ``*``."""
+    if len(name) <= 1:
+        return MASK_CHAR * len(name)
+    return name[0] + MASK_CHAR * (len(name) - 1)
 
 
 def shown_phone(

@@ -27,7 +27,7 @@ from typing import Any, get_args
 import msgspec
 import sqlite_utils
 
-from gridsync import audit
+from gridsync import audit, privacy
 from gridsync.audit import Actor
 from gridsync.auth import Principal
 from gridsync.clock import device_time_ms, iso_ms, parse_ms
@@ -36,13 +36,16 @@ from gridsync.db import and_given, next_seq, paged
 from gridsync.errors import Conflict, Forbidden, GridsyncError, Invalid, NotFound, OutOfScope
 from gridsync.models import (
     CASE_LEVELS,
+    CallbackInfo,
     CaseAction,
     CaseEvent,
     CaseLevel,
     CasePage,
     CaseState,
     Deadlines,
+    OrderInfo,
     ReportRow,
+    SupervisionInfo,
     WhistleAct,
     WhistleCase,
     WhistleRaise,
@@ -51,6 +54,7 @@ from gridsync.models import (
 from gridsync.notify import outbox
 from gridsync.notify.routing import Router, router_for
 from gridsync.org import Scope
+from gridsync.workdays import working_deadline
 
 OPEN_STATES = ("raised", "accepted", "on_site", "reopened")
 CLOSED_VISIBLE_DAYS = 30  # pull sends closed cases for this long (SPEC 3.2)
@@ -79,7 +83,7 @@ HOUR_MS = 3_600_000
 _CASE_COLS = (
     "id, household_id, grid_id, location, category, description, raised_by, "
     "raised_device, raised_at, raised_ms, received_ms, level, unit_id, department_id, "
-    "state, accepted_by, satisfaction, closed_ms, stint_id, seq, comments, note_bytes"
+    "state, accepted_by, satisfaction, closed_ms, stint_id, seq, comments, note_bytes, source"
 )
 _STINT_COLS = (
     "id, case_id, level, unit_id, started_ms, accept_due_ms, arrive_due_ms, "
@@ -120,6 +124,7 @@ class CaseRow:
     seq: int
     comments: int  # comments in the history (:data:`MAX_CASE_COMMENTS`)
     note_bytes: int  # bytes of people's notes in the history (:func:`note_size`)
+    source: str  # "whistle" (raised by a phone or the web) or "hotline" (a 12345 order)
 
 
 @dataclass
@@ -160,15 +165,89 @@ def _load_stint(db: sqlite_utils.Database, stint_id: int) -> Stint:
     )
 
 
-def get_case(db: sqlite_utils.Database, case_id: str, scope: Scope | None = None) -> WhistleCase:
-    """The wire form of a case; with ``scope``, one the scope cannot see is not found."""
+def get_case(
+    db: sqlite_utils.Database,
+    case_id: str,
+    scope: Scope | None = None,
+    *,
+    viewer: Scope | None = None,
+) -> WhistleCase:
+    """The wire form of a case; with ``scope``, one the scope cannot see is not found. The
+    caller of an order is read as ``scope`` (or ``viewer``) may read it (masked without
+    either)."""
     case = _load_case(db, case_id)
     if case is None or (scope is not None and not can_see(case, scope)):
         raise NotFound(f"no whistle case {case_id}", code="case_not_found")
-    return _wire(db, case)
+    return _wire(db, case, scope or viewer)
 
 
-def _wire(db: sqlite_utils.Database, case: CaseRow) -> WhistleCase:
+def _order_info(db: sqlite_utils.Database, case: CaseRow, viewer: Scope | None) -> OrderInfo:
+    """The order of a hotline case, its caller as ``viewer`` may read them (THE rule,
+    :func:`privacy.sees_caller`), with its latest callback."""
+    row = db.execute(
+        "SELECT order_no, type, caller_name, caller_phone, address, dispatched_level, "
+        "dispatched_unit, community_id, received_ms FROM hotline_orders WHERE case_id = ?",
+        [case.id],
+    ).fetchone()
+    full = viewer is not None and privacy.sees_caller(
+        viewer.phones,
+        grid_id=case.grid_id if case.level == "grid" else None,
+        community_id=row[7],
+        held_at=case.level if responsible(case, viewer) else None,
+    )
+    callback = db.execute(
+        "SELECT by, at_ms, reached, contacted, resolved, satisfied, note FROM hotline_callbacks "
+        "WHERE case_id = ? ORDER BY id DESC LIMIT 1",
+        [case.id],
+    ).fetchone()
+    return OrderInfo(
+        order_no=row[0],
+        type=row[1],
+        caller_name=row[2] if full else privacy.mask_name(row[2]),
+        caller_phone=row[3] if full else privacy.mask_phone(row[3]),
+        address=row[4],
+        dispatched_level=row[5],
+        dispatched_unit_id=row[6],
+        received_at=iso_ms(row[8]),
+        callback=None
+        if callback is None
+        else CallbackInfo(
+            by=callback[0],
+            at=iso_ms(callback[1]),
+            reached=bool(callback[2]),
+            contacted=_flag(callback[3]),
+            resolved=_flag(callback[4]),
+            satisfied=_flag(callback[5]),
+            note=callback[6],
+        ),
+    )
+
+
+def _flag(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def supervision_of(db: sqlite_utils.Database, case_id: str) -> SupervisionInfo | None:
+    """A case's latest supervision (督办); ``met`` once the case was resolved after it (by the
+    due time or not), null while it is not."""
+    row = db.execute(
+        "SELECT by, at_ms, note, due_ms, (SELECT min(h.at_ms) FROM whistle_history h "
+        " WHERE h.case_id = s.case_id AND h.action = 'resolve' AND h.at_ms >= s.at_ms) "
+        "FROM supervisions s WHERE case_id = ? ORDER BY id DESC LIMIT 1",
+        [case_id],
+    ).fetchone()
+    if row is None:
+        return None
+    return SupervisionInfo(
+        by=row[0],
+        at=iso_ms(row[1]),
+        note=row[2],
+        due_at=iso_ms(row[3]),
+        met=None if row[4] is None else row[4] <= row[3],
+    )
+
+
+def _wire(db: sqlite_utils.Database, case: CaseRow, viewer: Scope | None = None) -> WhistleCase:
     stint = _load_stint(db, case.stint_id)
     history = [
         CaseEvent(
@@ -210,6 +289,9 @@ def _wire(db: sqlite_utils.Database, case: CaseRow) -> WhistleCase:
         department_id=case.department_id,
         accepted_by=case.accepted_by,
         backflow=backflow,
+        source="hotline" if case.source == "hotline" else "whistle",
+        order=_order_info(db, case, viewer) if case.source == "hotline" else None,
+        supervised=supervision_of(db, case.id),
     )
 
 
@@ -260,6 +342,9 @@ def _visibility_sql(scope: Scope, table: str = "") -> tuple[str, list[Any]]:
     )
 
 
+visibility_sql = _visibility_sql  # public for the hotline's reports (``gridsync/hotline.py``)
+
+
 # -- the org chain ------------------------------------------------------------------------------
 
 
@@ -296,6 +381,12 @@ def level_tags(level: str, unit_id: str) -> list[str]:
         "department": [f"dept:{unit_id}"],
         "district": [f"district:{unit_id}:duty"],
     }[level]
+
+
+def district_supervisor_tags(db: sqlite_utils.Database, unit_id: str) -> list[str]:
+    """The routing tag of the supervisors (督办, role ``supervisor``) of a unit's district."""
+    district = _district_of(db, unit_id)
+    return [f"supervisor:{district}"] if district else []
 
 
 def supervisor_tags(db: sqlite_utils.Database, level: str, unit_id: str) -> list[str]:
@@ -354,20 +445,33 @@ def _open_stint(
     now_ms: int,
     settings: Settings,
 ) -> int:
-    d = settings.whistle_deadlines[level]
-    minute = 60_000
-    cursor = db.execute(
-        "INSERT INTO whistle_stints (case_id, level, unit_id, started_ms, accept_due_ms, "
-        "arrive_due_ms, resolve_due_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            case_id,
-            level,
-            unit_id,
-            now_ms,
+    """A new stay of a case at a level, with its deadlines. A whistle case's count in minutes
+    (``Settings.whistle_deadlines``); a hotline order's in working time (THE function,
+    :func:`workdays.working_deadline`): first contact (accepting the order) within
+    ``hotline.contact_hours``, resolution within ``hotline.resolve_days``. An order has no
+    on-site step: its ``arrive`` is met as the stay starts, so the sweep's machinery (warn,
+    escalate at a missed deadline) runs on contact and resolution alone."""
+    source = db.execute("SELECT source FROM whistle_cases WHERE id = ?", [case_id]).fetchone()
+    if source is not None and source[0] == "hotline":
+        calendar, tz, hotline = settings.calendar, settings.notify.timezone, settings.hotline
+        contact_due = working_deadline(now_ms, calendar, tz, hours=hotline.contact_hours)
+        resolve_due = max(
+            contact_due, working_deadline(now_ms, calendar, tz, days=hotline.resolve_days)
+        )
+        dues, arrived = (contact_due, resolve_due, resolve_due), now_ms
+    else:
+        d = settings.whistle_deadlines[level]
+        minute = 60_000
+        dues = (
             now_ms + int(d.accept_minutes * minute),
             now_ms + int(d.arrive_minutes * minute),
             now_ms + int(d.resolve_minutes * minute),
-        ],
+        )
+        arrived = None
+    cursor = db.execute(
+        "INSERT INTO whistle_stints (case_id, level, unit_id, started_ms, accept_due_ms, "
+        "arrive_due_ms, resolve_due_ms, arrived_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [case_id, level, unit_id, now_ms, *dues, arrived],
     )
     stint_id = cursor.lastrowid
     assert stint_id is not None  # sqlite3 sets it after every INSERT of a rowid table
@@ -541,40 +645,22 @@ def raise_case(
         raised_ms = raised_ms_for_figures(db, device_time_ms(raised_at), principal, received_ms)
     except ValueError as exc:
         raise Invalid(f"raised_at: {exc}", code="invalid_time", field="raised_at") from None
-    db.execute(
-        "INSERT INTO whistle_cases (id, household_id, grid_id, location, category, description, "
-        "raised_by, raised_device, raised_at, raised_ms, received_ms, level, unit_id, state, "
-        "stint_id, seq, updated_ms) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'grid', ?, 'raised', 0, ?, ?)",
-        [
-            case_id,
-            data.household_id,
-            grid_id,
-            data.location,
-            data.category,
-            data.description,
-            principal.person_id,
-            principal.device_id,
-            raised_at,
-            raised_ms,
-            received_ms,
-            grid_id,
-            next_seq(db),
-            received_ms,
-        ],
-    )
-    stint_id = _open_stint(db, case_id, "grid", grid_id, received_ms, settings)
-    db.execute("UPDATE whistle_cases SET stint_id = ? WHERE id = ?", [stint_id, case_id])
-    _history(
+    open_case(
         db,
-        case_id,
-        "raise",
-        principal.person_id,
-        principal.device_id,
-        received_ms,
-        "grid",
-        "raised",
-        data.description[:200],
+        case_id=case_id,
+        source="whistle",
+        household_id=data.household_id,
+        grid_id=grid_id,
+        level="grid",
+        unit_id=grid_id,
+        location=data.location,
+        category=data.category,
+        description=data.description,
+        actor=principal.actor,
+        raised_at=raised_at,
+        raised_ms=raised_ms,
+        received_ms=received_ms,
+        settings=settings,
         device_at=data.raised_at,
     )
     outbox.enqueue(
@@ -595,7 +681,118 @@ def raise_case(
         target=case_id,
         detail={"grid_id": grid_id, "category": data.category},
     )
-    return get_case(db, case_id)
+    return get_case(db, case_id, viewer=principal.scope)
+
+
+def open_case(
+    db: sqlite_utils.Database,
+    *,
+    case_id: str,
+    source: str,
+    household_id: str | None,
+    grid_id: str,
+    level: str,
+    unit_id: str,
+    location: str,
+    category: str,
+    description: str,
+    actor: Actor,
+    raised_at: str,
+    raised_ms: int,
+    received_ms: int,
+    settings: Settings,
+    device_at: str | None = None,
+    raised_by: str | None = None,
+) -> None:
+    """Write a new case (a phone's or the web's whistle, or a hotline order, ``source``) at
+    ``level``/``unit_id``: its row, its first stay with its deadlines (:func:`_open_stint`) and
+    the ``raise`` event. The callers check and notify."""
+    db.execute(
+        "INSERT INTO whistle_cases (id, household_id, grid_id, location, category, description, "
+        "raised_by, raised_device, raised_at, raised_ms, received_ms, level, unit_id, "
+        "department_id, state, stint_id, seq, updated_ms, source) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'raised', 0, ?, ?, ?)",
+        [
+            case_id,
+            household_id,
+            grid_id,
+            location,
+            category,
+            description,
+            raised_by or actor.person_id,
+            actor.device_id,
+            raised_at,
+            raised_ms,
+            received_ms,
+            level,
+            unit_id,
+            unit_id if level == "department" else None,
+            next_seq(db),
+            received_ms,
+            source,
+        ],
+    )
+    stint_id = _open_stint(db, case_id, level, unit_id, received_ms, settings)
+    db.execute("UPDATE whistle_cases SET stint_id = ? WHERE id = ?", [stint_id, case_id])
+    _history(
+        db,
+        case_id,
+        "raise",
+        actor.person_id,
+        actor.device_id,
+        received_ms,
+        level,
+        "raised",
+        description[:200],
+        device_at=device_at,
+    )
+
+
+def record_event(
+    db: sqlite_utils.Database,
+    case_id: str,
+    action: str,
+    actor: Actor,
+    now_ms: int,
+    note: str = "",
+) -> None:
+    """An event of a case that is no action of the state machine (a hotline callback, a
+    supervision): in its history, and the case changes (a new change seq: phones pull it)."""
+    case = _load_case(db, case_id)
+    assert case is not None
+    _history(
+        db, case_id, action, actor.person_id, actor.device_id, now_ms, case.level, case.state, note
+    )
+    _touch(db, case_id, now_ms)
+
+
+def case_context(
+    db: sqlite_utils.Database, case_id: str, settings: Settings, **extra: Any
+) -> Callable[[str], dict[str, Any]]:
+    """The template context of a case's notifications (for hotline and supervision notices)."""
+    return _context(db, case_id, settings, **extra)
+
+
+def case_row(db: sqlite_utils.Database, case_id: str, scope: Scope) -> CaseRow:
+    """A case the scope can see, or ``case_not_found``."""
+    case = _load_case(db, case_id)
+    if case is None or not can_see(case, scope):
+        raise NotFound(f"no whistle case {case_id}", code="case_not_found")
+    return case
+
+
+def handlers(db: sqlite_utils.Database, case_id: str) -> set[str]:
+    """Everyone who took a step of the case's handling path (:data:`HANDLING_ACTIONS`, and
+    handing it down: :func:`hand_down`)."""
+    actions = ", ".join(f"'{a}'" for a in (*HANDLING_ACTIONS, "forward"))
+    return {
+        r[0]
+        for r in db.execute(
+            f"SELECT DISTINCT by FROM whistle_history WHERE case_id = ? AND action IN ({actions}) "
+            "AND by IS NOT NULL",
+            [case_id],
+        )
+    }
 
 
 # -- acting: the state machine of SPEC 5 as a table ------------------------------------------
@@ -833,7 +1030,7 @@ def act(
     :func:`apply_action`. The push path calls that alone: rebuilding the whole case after each
     action made a batch of actions on one case cost the square of its history."""
     apply_action(db, principal, case_id, data, now_ms=now_ms, settings=settings, router=router)
-    return get_case(db, case_id)
+    return get_case(db, case_id, viewer=principal.scope)
 
 
 def apply_action(
@@ -1059,6 +1256,8 @@ def _move(
         )
 
     tags = level_tags(level, unit_id) + supervisor_tags(db, level, unit_id)
+    if reason == "missed":  # a missed deadline also reaches the district's supervisors (督办)
+        tags += district_supervisor_tags(db, unit_id)
     outbox.enqueue(
         db,
         router,
@@ -1259,28 +1458,43 @@ def list_cases(
     level: str | None = None,
     grid_id: str | None = None,
     open_only: bool = False,
+    source: str | None = None,
+    by_deadline: bool = False,
     limit: int = 100,
     offset: int = 0,
 ) -> CasePage:
+    """A page of the cases the scope sees, newest first; ``by_deadline``: the one whose next
+    deadline (contact or acceptance, then resolution) falls first, first."""
     where, params = and_given(
         *_visibility_sql(scope),
         ("state = ?", state),
         ("level = ?", level),
         ("grid_id = ?", grid_id),
+        ("source = ?", source),
     )
     if open_only:
         where += " AND state NOT IN ('resolved', 'closed')"
+    order_by = "received_ms DESC, id"
+    if by_deadline:
+        order_by = (
+            "(SELECT CASE WHEN s.accepted_ms IS NULL THEN s.accept_due_ms "
+            "ELSE s.resolve_due_ms END FROM whistle_stints s "
+            "WHERE s.id = whistle_cases.stint_id), id"
+        )
     rows, total = paged(
         db,
         _CASE_COLS,
         "whistle_cases WHERE " + where,
         params,
-        order_by="received_ms DESC, id",
+        order_by=order_by,
         limit=limit,
         offset=offset,
     )
     return CasePage(
-        items=[_wire(db, CaseRow(*r)) for r in rows], total=total, limit=limit, offset=offset
+        items=[_wire(db, CaseRow(*r), scope) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
     )
 
 
@@ -1335,7 +1549,7 @@ def changed_cases(
         "AND (state != 'closed' OR closed_ms >= ?) ORDER BY seq LIMIT ?",
         [after_seq, upto_seq, *params, closed_since_ms, limit],
     ).fetchall()
-    return [(r[19], _wire(db, CaseRow(*r))) for r in rows]
+    return [(r[19], _wire(db, CaseRow(*r), scope)) for r in rows]
 
 
 # -- the report ---------------------------------------------------------------------------------
@@ -1353,6 +1567,7 @@ def whistle_report(
     since_ms: int | None = None,
     until_ms: int | None = None,
     level: str | None = None,
+    source: str = "whistle",
 ) -> WhistleReport:
     """Response, on-time and resolution rates, satisfaction and backflow per level and org unit,
     over the stays (stints) of cases at each level that began in [since, until).
@@ -1365,13 +1580,16 @@ def whistle_report(
     A case one person raised and resolved alone (随手办, :func:`self_handled_sql`) is a good
     practice but no measure of a response: its stays are counted in ``self_handled`` and in
     none of the other figures (a phone that raises, accepts, resolves and has its case closed
-    would otherwise report 100% response, on time)."""
+    would otherwise report 100% response, on time).
+
+    ``source``: whistle cases (default) or hotline orders (whose own rates, from callbacks,
+    are ``gridsync/hotline.py``'s report); the two are never mixed."""
     if now_ms is None:
         from gridsync.clock import SYSTEM_CLOCK
 
         now_ms = SYSTEM_CLOCK.now_ms()
-    figures = _stay_figures(db, scope, now_ms, since_ms, until_ms, level)
-    raised, offline, delay = _raised_figures(db, scope, since_ms, until_ms)
+    figures = _stay_figures(db, scope, now_ms, since_ms, until_ms, level, source)
+    raised, offline, delay = _raised_figures(db, scope, since_ms, until_ms, source)
     return WhistleReport(
         generated_at=iso_ms(now_ms),
         since=iso_ms(since_ms) if since_ms is not None else None,
@@ -1390,12 +1608,14 @@ def _stay_figures(
     since_ms: int | None,
     until_ms: int | None,
     level: str | None,
+    source: str = "whistle",
 ) -> list[tuple]:
     """Per (level, unit): the stays that count, responded, on time, resolved, escalated,
     backflow, the sum and count of satisfaction scores, the self-handled stays (see
     :func:`whistle_report`), in the order of :data:`CASE_LEVELS`, then unit."""
     cond, params = _visibility_sql(scope, "c")
-    where = [cond]
+    where = [cond, "c.source = ?"]
+    params.append(source)
     if since_ms is not None:
         where.append("s.started_ms >= ?")
         params.append(since_ms)
@@ -1476,12 +1696,17 @@ def _report_row(level_name: str, unit_id: str | None, name: str, v: list[int]) -
 
 
 def _raised_figures(
-    db: sqlite_utils.Database, scope: Scope, since_ms: int | None, until_ms: int | None
+    db: sqlite_utils.Database,
+    scope: Scope,
+    since_ms: int | None,
+    until_ms: int | None,
+    source: str = "whistle",
 ) -> tuple[int, int | None, float | None]:
     """Cases raised in [since, until) (by server receipt), those raised offline (received more
     than a minute after the phone raised them), and their average delay in ms."""
     case_cond, case_params = _visibility_sql(scope)
-    bounds = ""
+    bounds = " AND source = ?"
+    case_params.append(source)
     if since_ms is not None:
         bounds += " AND received_ms >= ?"
         case_params.append(since_ms)
@@ -1494,3 +1719,91 @@ def _raised_figures(
         f"FROM whistle_cases WHERE {case_cond}{bounds}",
         case_params,
     ).fetchone()
+
+
+# -- handing a case down (a hotline order forwarded by the street, issue 17) -------------------
+
+
+def is_below(db: sqlite_utils.Database, unit_id: str, ancestor_id: str) -> bool:
+    """``unit_id`` lies strictly under ``ancestor_id`` in the org tree."""
+    row = _unit(db, unit_id)
+    current = row[2] if row else None
+    while current is not None:
+        if current == ancestor_id:
+            return True
+        up = _unit(db, current)
+        current = up[2] if up else None
+    return False
+
+
+def hand_down(
+    db: sqlite_utils.Database,
+    principal: Principal,
+    case: CaseRow,
+    level: str,
+    unit_id: str,
+    *,
+    note: str,
+    now_ms: int,
+    settings: Settings,
+    router: Router | None = None,
+) -> None:
+    """The stay of an open case ends (``forwarded``) and the next starts at a unit below the
+    one holding it, with the **same deadlines**: handing a case down buys no time. The unit
+    there is alerted. The caller checks who may and where to (``gridsync/hotline.py``)."""
+    stint = _load_stint(db, case.stint_id)
+    db.execute(
+        "UPDATE whistle_stints SET ended_ms = ?, end_reason = 'forwarded' WHERE id = ?",
+        [now_ms, stint.id],
+    )
+    cursor = db.execute(
+        "INSERT INTO whistle_stints (case_id, level, unit_id, started_ms, accept_due_ms, "
+        "arrive_due_ms, resolve_due_ms, accepted_ms, arrived_ms) VALUES (?, ?, ?, ?, ?, ?, ?, "
+        "NULL, ?)",
+        [
+            case.id,
+            level,
+            unit_id,
+            now_ms,
+            stint.accept_due_ms,
+            stint.arrive_due_ms,
+            stint.resolve_due_ms,
+            now_ms if case.source == "hotline" else None,
+        ],
+    )
+    columns: dict[str, Any] = {
+        "level": level,
+        "unit_id": unit_id,
+        "state": "raised",
+        "accepted_by": None,
+        "stint_id": cursor.lastrowid,
+    }
+    if level == "grid":
+        columns["grid_id"] = unit_id
+    _touch(db, case.id, now_ms, **columns)
+    _history(
+        db,
+        case.id,
+        "forward",
+        principal.person_id,
+        principal.device_id,
+        now_ms,
+        level,
+        "raised",
+        note,
+    )
+    tags = level_tags(level, unit_id)
+    outbox.enqueue(
+        db,
+        _router(settings, router),
+        event_key=f"whistle:{case.id}:stint:{cursor.lastrowid}:forwarded",
+        kind="case_forwarded",
+        tags=tags,
+        context=_context(
+            db, case.id, settings, note=note, from_unit_name=_unit_name(db, case.unit_id)
+        ),
+        now_ms=now_ms,
+        cause=case.id,
+        exclude=principal.person_id,
+    )
+    _audit_act(db, principal, case.id, "forward", case.level)

@@ -86,6 +86,13 @@ RESPONSE_ONLY: dict[str, str] = {
     "RowError": "a bad row of an import, in its answer",
     "AuditEntry": "read: the audit log",
     "AuditPage": _PAGE,
+    "OrderInfo": "part of a whistle case: a hotline order",
+    "CallbackInfo": "part of a whistle case: an order's latest callback",
+    "SupervisionInfo": "part of a whistle case: its supervision",
+    "HotlineRow": "a row of the hotline report",
+    "HotlineReport": "the hotline report (the three rates)",
+    "SupervisedRow": "a row of the supervised cases' report",
+    "SupervisedReport": "the supervised cases' report",
 }
 
 # Fields that carry a value of any shape, bounded by something other than a Meta.

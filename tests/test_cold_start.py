@@ -125,7 +125,11 @@ def test_sweep_shows_progress_on_a_terminal_only(store, tiny, db_path, tmp_path)
     assert "digests" not in err and out.startswith("sweep at 2026-12-07 10:00: ")
     store.write(lambda db: db.execute("DELETE FROM notify_runs"))
     out, err = _sweep(db_path, config, "--json", tty=True)  # --json on a terminal: no bar
-    assert "digests" not in err and json.loads(out)["digests"] == {"daily": 0, "weekly": 0, "conflicts": 0}
+    assert "digests" not in err and json.loads(out)["digests"] == {
+        "daily": 0,
+        "weekly": 0,
+        "conflicts": 0,
+    }
 
 
 def test_backup_shows_the_copy_and_the_check_on_a_terminal_only(store, tiny, db_path, tmp_path):

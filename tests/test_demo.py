@@ -18,7 +18,18 @@ from gridsync.db import Store
 AS_OF = "2026-11-23"
 END_MS = parse_ms("2026-11-23T00:00:00+08:00")
 DAY_MS = 86_400_000
-DOMAIN_TABLES = ("org_units", "people", "person_scope", "households", "visits")
+DOMAIN_TABLES = (
+    "org_units",
+    "people",
+    "person_scope",
+    "households",
+    "visits",
+    "whistle_cases",
+    "whistle_stints",
+    "hotline_orders",
+    "hotline_callbacks",
+    "supervisions",
+)
 
 
 def run_demo(db_path, *args: str):
@@ -70,6 +81,8 @@ def test_community_has_the_published_figures(community):
         "branch_secretary": 6,
         "member": 71,
         "department": 2,
+        "supervisor": 1,
+        "hotline": 1,
     }
     assert report["households"] == 520
     assert q(path, "SELECT name FROM org_units WHERE kind = 'community'") == [("出头社区",)]
@@ -189,7 +202,7 @@ def test_every_row_has_its_own_change_seq(community):
     path, _ = community
     seqs = [
         s
-        for t in ("org_units", "people", "households", "visits")
+        for t in ("org_units", "people", "households", "visits", "whistle_cases")
         for (s,) in q(path, f"SELECT seq FROM {t}")
     ]
     assert len(seqs) == len(set(seqs))
@@ -339,3 +352,36 @@ def test_demo_database_serves_the_api_with_the_printed_token(tmp_path):
                 f"/api/v1/households/{other}", headers={"Authorization": f"Bearer {phone}"}
             )
             assert r.status_code == 404
+
+
+def test_a_month_of_orders_and_cases_with_callbacks(community):
+    """Issue 17: the reports have real content: orders of every type over the last 30 days,
+    rated by callbacks of someone who handled none of them, some not yet rated, some escalated
+    by the deadline check, some supervised; and whistle cases handled and closed."""
+    path, _ = community
+    ((orders, types, first, last),) = q(
+        path,
+        "SELECT count(*), count(DISTINCT type), min(received_ms), max(received_ms) "
+        "FROM hotline_orders",
+    )
+    assert orders >= 30 and types == 5
+    assert first >= END_MS - 30 * DAY_MS and last < END_MS
+    callers = q(
+        path,
+        "SELECT count(*) FROM hotline_callbacks cb WHERE EXISTS (SELECT 1 FROM whistle_history h "
+        "WHERE h.case_id = cb.case_id AND h.by = cb.by AND h.action IN ('accept', 'resolve'))",
+    )
+    assert callers == [(0,)]
+    rated = q(path, "SELECT count(DISTINCT case_id) FROM hotline_callbacks WHERE reached = 1")[0][0]
+    assert 0 < rated < orders
+    escalated = q(
+        path,
+        "SELECT count(*) FROM whistle_history h JOIN whistle_cases c ON c.id = h.case_id "
+        "WHERE c.source = 'hotline' AND h.action = 'escalate' AND h.by IS NULL",
+    )[0][0]
+    assert escalated >= 1
+    assert q(path, "SELECT count(*) FROM supervisions")[0][0] >= 1
+    closed = q(
+        path, "SELECT count(*) FROM whistle_cases WHERE source = 'whistle' AND state = 'closed'"
+    )
+    assert closed[0][0] >= 5

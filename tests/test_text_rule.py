@@ -48,6 +48,8 @@ NO_TEXT_RULE = {
     ("WhistleRaise", "raised_at"): "read by clock.device_time_ms (invalid_time)",
     ("WhistleAct", "department_id"): "looked up",
     ("WhistleAct", "at"): "read by clock.device_time_ms (invalid_time)",
+    ("OrderCreate", "received_at"): "read by clock.device_time_ms (invalid_time)",
+    ("SuperviseRequest", "due_at"): "read by clock.device_time_ms (invalid_time)",
     ("AssignRequest", "household_id"): "looked up",
     ("AssignRequest", "member_id"): "looked up",
     ("SuggestionPick", "household_id"): "looked up",

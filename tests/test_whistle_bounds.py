@@ -172,7 +172,11 @@ def test_a_phones_actions_on_a_case_do_not_rebuild_it_only_rest_answers_it(api, 
     of its history (three pushes of 1,000 comments: 2 s, 6 s, 13 s)."""
     built: list[str] = []
     wire = whistle._wire
-    monkeypatch.setattr(whistle, "_wire", lambda db, case: built.append(case.id) or wire(db, case))
+    monkeypatch.setattr(
+        whistle,
+        "_wire",
+        lambda db, case, viewer=None: built.append(case.id) or wire(db, case, viewer),
+    )
     m1 = phone(api, tiny)
     case_id = raise_case(m1, grid_id="g1")
     built.clear()

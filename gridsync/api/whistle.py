@@ -22,6 +22,7 @@ from gridsync.models import (
     CaseCreate,
     CaseLevel,
     CasePage,
+    CaseSource,
     CaseState,
     OutboxPage,
     OutboxState,
@@ -34,7 +35,7 @@ from gridsync.notify import outbox
 TimeQuery = Annotated[datetime | None, QueryParameter(description="ISO 8601 time")]
 
 
-def _ms(value: datetime | None, name: str) -> int | None:
+def time_ms(value: datetime | None, name: str) -> int | None:
     if value is None:
         return None
     try:
@@ -148,14 +149,19 @@ class WhistleController(Controller):
         since: TimeQuery = None,
         until: TimeQuery = None,
         level: Annotated[CaseLevel | None, QueryParameter()] = None,
+        source: Annotated[
+            CaseSource,
+            QueryParameter(description="whistle cases (default) or hotline orders' stays"),
+        ] = "whistle",
     ) -> WhistleReport:
         return await store.aread(
             whistle.whistle_report,
             principal.scope,
             now_ms=clock.now_ms(),
-            since_ms=_ms(since, "since"),
-            until_ms=_ms(until, "until"),
+            since_ms=time_ms(since, "since"),
+            until_ms=time_ms(until, "until"),
             level=level,
+            source=source,
         )
 
 

@@ -5,6 +5,7 @@ from gridsync.cli import (  # noqa: F401  (register commands)
     core,
     coverage,
     data,
+    hotline,
     ops,
     records,
     reports,

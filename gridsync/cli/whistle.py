@@ -214,6 +214,21 @@ def cases_show(db_path: str, as_json: bool, case_id: str) -> None:
         f"arrive {when(d.arrive)}, resolve {when(d.resolve)}"
         + (f"; missed {', '.join(d.missed)}" if d.missed else "")
     )
+    if case.order is not None:
+        o = case.order
+        click.echo(
+            f"12345 order {o.order_no} ({o.type}), dispatched to {o.dispatched_unit_id}; "
+            f"caller {o.caller_name} {o.caller_phone}, {o.address}"
+        )
+        cb = o.callback
+        if cb is not None:
+            click.echo(
+                f"callback by {cb.by} at {cb.at}: reached {cb.reached}, contacted {cb.contacted}, "
+                f"resolved {cb.resolved}, satisfied {cb.satisfied}"
+            )
+    if case.supervised is not None:
+        s = case.supervised
+        click.echo(f"督办 supervised by {s.by} at {s.at}: due {s.due_at} (met: {s.met}): {s.note}")
     for e in case.history:
         click.echo(
             f"  {when(e.at)}  {e.action:<9} {e.by or 'system':<10} {e.level:<10} {e.state}"
@@ -338,6 +353,13 @@ REPORT_HEADERS = {
 )
 @click.option("--until", "until_ms", type=TIME, default=None, help="... and before then.")
 @click.option("--level", type=click.Choice(CASE_LEVELS))
+@click.option(
+    "--source",
+    type=click.Choice(["whistle", "hotline"]),
+    default="whistle",
+    show_default=True,
+    help="Whistle cases, or the stays of hotline orders (their three rates: report hotline).",
+)
 @click.option("--lang", type=click.Choice(["zh-CN", "en"]), default="zh-CN", show_default=True)
 def whistle_report(
     db_path: str,
@@ -345,6 +367,7 @@ def whistle_report(
     since_ms: int | None,
     until_ms: int | None,
     level: str | None,
+    source: str,
     lang: str,
 ) -> None:
     """Response, on-time and resolution rates, satisfaction and backflow per level and unit;
@@ -358,6 +381,7 @@ def whistle_report(
                 since_ms=since_ms,
                 until_ms=until_ms,
                 level=level,
+                source=source,
             )
         )
     if as_json:

@@ -20,6 +20,8 @@ Role = Literal[
     "grid_worker",  # 网格员: serves one or more whole grids (their scope names the grids)
     "member",
     "department",
+    "supervisor",  # 督办: the district's supervisors (scope: the district)
+    "hotline",  # the 12345 platform's integration credential (scope: the district)
 ]
 ROLES: tuple[Role, ...] = get_args(Role)
 UnitKind = Literal["district", "street", "community", "grid", "branch", "department"]

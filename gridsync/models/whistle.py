@@ -92,6 +92,59 @@ class CaseEvent(Struct, kw_only=True):
     device_at: str | None = None  # the phone's clock when it sent one
 
 
+CaseSource = Literal["whistle", "hotline"]
+# The five types of a hotline order, and the Chinese the city platform writes them in.
+OrderType = Literal["consult", "help", "complaint", "report", "suggestion"]
+ORDER_TYPES: tuple[OrderType, ...] = get_args(OrderType)
+ORDER_TYPE_NAMES: dict[str, OrderType] = {
+    "咨询": "consult",
+    "求助": "help",
+    "投诉": "complaint",
+    "举报": "report",
+    "建议": "suggestion",
+}
+
+
+class CallbackInfo(Struct, kw_only=True):
+    """A callback (回访) to the caller of an order: whether it reached them and, if it did,
+    the caller's own verdict: the unit contacted them, the problem is resolved, they are
+    satisfied."""
+
+    by: str
+    at: str
+    reached: bool
+    contacted: bool | None = None
+    resolved: bool | None = None
+    satisfied: bool | None = None
+    note: str = ""
+
+
+class OrderInfo(Struct, kw_only=True):
+    """What a hotline order (12345, 接诉即办) adds to its case. The caller's name and phone are
+    masked unless the reader may read them (gridsync/privacy.py)."""
+
+    order_no: str
+    type: OrderType
+    caller_name: str
+    caller_phone: str
+    address: str
+    dispatched_level: CaseLevel  # where the city platform dispatched it
+    dispatched_unit_id: str
+    received_at: str  # the platform's receipt, as sent
+    callback: CallbackInfo | None = None  # the latest callback
+
+
+class SupervisionInfo(Struct, kw_only=True):
+    """A case under supervision (督办): the supervisor's note and the new due time; ``met`` is
+    true once it was resolved by then, false once the time passed unresolved, else null."""
+
+    by: str
+    at: str
+    note: str
+    due_at: str
+    met: bool | None = None
+
+
 class WhistleCase(Struct, kw_only=True):
     id: str
     household_id: str | None
@@ -111,6 +164,9 @@ class WhistleCase(Struct, kw_only=True):
     department_id: str | None = None
     accepted_by: str | None = None
     backflow: int = 0
+    source: CaseSource = "whistle"  # "hotline": a 12345 order, with ``order``
+    order: OrderInfo | None = None
+    supervised: SupervisionInfo | None = None  # the latest supervision (督办), if any
 
 
 class CasePage(Struct, kw_only=True):

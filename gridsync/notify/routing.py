@@ -6,7 +6,8 @@ Routing uses tags, the way Apprise does:
 - ``grid:ID`` — the grid's team: the grid workers (网格员), members and branch secretaries
   working that grid;
 - ``branch:ID:secretary``, ``community:ID:secretary``, ``street:ID:duty``, ``dept:ID``,
-  ``district:ID:duty`` — the people holding that role in that unit.
+  ``district:ID:duty``, ``supervisor:ID`` (a district's 督办) — the people holding that role
+  in that unit.
 
 A tag resolves to URLs in two places: the Apprise YAML config (``Settings.notify.apprise_config``,
 Apprise's own ``tag:`` mechanism, e.g. a WeCom group bot for ``community:c1:secretary``) and the
@@ -59,6 +60,7 @@ ROLE_TAGS = {
     "street": "street",
     "dept": "department",
     "district": "admin",
+    "supervisor": "supervisor",  # supervisor:DISTRICT: the district's 督办
 }
 # Who ``grid:ID`` stands for (the grid's team).
 GRID_TEAM_ROLES = ("grid_worker", "member", "branch_secretary")
