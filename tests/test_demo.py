@@ -202,7 +202,7 @@ def test_every_row_has_its_own_change_seq(community):
     path, _ = community
     seqs = [
         s
-        for t in ("org_units", "people", "households", "visits", "whistle_cases")
+        for t in ("org_units", "people", "households", "visits", "whistle_cases", "notices")
         for (s,) in q(path, f"SELECT seq FROM {t}")
     ]
     assert len(seqs) == len(set(seqs))
