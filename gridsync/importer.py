@@ -38,6 +38,7 @@ import io
 import re
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import partial
@@ -876,11 +877,13 @@ def plan_import(
     sheet: Sheet,
     settings: Settings | None = None,
     override_cap: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> _Plan:
     """Validate every row against the database and work out what would change. Writes nothing.
 
     ``settings`` gives the district's coverage defaults for the members' caps (default:
-    :class:`Settings` defaults); ``override_cap`` lets members exceed them."""
+    :class:`Settings` defaults); ``override_cap`` lets members exceed them; ``progress`` is
+    told of each row checked (the CLI's bar)."""
     rows = len(sheet.rows) + len({e.row for e in sheet.errors})
     plan = _Plan(Preview(source=sheet.source, rows=rows, ignored_columns=sheet.ignored))
     errors = plan.preview.errors
@@ -890,6 +893,8 @@ def plan_import(
     first_row: dict[str, int] = {}
     valid: list[tuple[int, str, dict[str, Any] | None, dict[str, Any]]] = []
     for number, raw in sheet.rows:
+        if progress is not None:
+            progress(1)
         before = len(errors)
         values = _row_values(number, raw, errors)
         ext = values.get("external_id", "")
@@ -991,9 +996,10 @@ def preview(
     sheet: Sheet,
     settings: Settings | None = None,
     override_cap: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> Preview:
     """Dry run: the counts and errors an import of ``sheet`` would have."""
-    return plan_import(db, sheet, settings, override_cap).preview
+    return plan_import(db, sheet, settings, override_cap, progress).preview
 
 
 def _write_changes(
@@ -1039,10 +1045,11 @@ def import_households(
     clock: Clock = SYSTEM_CLOCK,
     settings: Settings | None = None,
     override_cap: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> Preview:
     """Apply an import in the caller's write transaction; raises ImportRejected (and writes
     nothing) when any row is bad."""
-    plan = plan_import(db, sheet, settings, override_cap)
+    plan = plan_import(db, sheet, settings, override_cap, progress)
     result = plan.preview
     if result.errors:
         raise ImportRejected(

@@ -183,3 +183,34 @@ def test_restore_shows_the_check_and_the_copy_on_a_terminal(store, tiny, db_path
     assert "integrity check" in err and "copy" in err and "已恢复" in out
     out, err = _gridsync("restore", str(copy), "--db", target, tty=False)
     assert "integrity check" not in err and "已恢复" in out
+
+
+def test_imports_show_progress_on_a_terminal_only(store, tiny, db_path, tmp_path):
+    """`import households` (and people, units) checks every row before it writes: a bar on a
+    terminal, nothing on a pipe or with --json (issue 15: every command that can run past 2 s)."""
+    grid = store.read(
+        lambda db: db.execute("SELECT id FROM org_units WHERE kind = 'grid'").fetchone()[0]
+    )
+    path = tmp_path / "hh.csv"
+    path.write_text(
+        "外部编号,网格,户主姓名\n" + "".join(f"X{i},{grid},户主{i}\n" for i in range(30)),
+        encoding="utf-8",
+    )
+    out, err = _gridsync("import", "households", "--db", db_path, str(path), "--dry-run", tty=True)
+    assert "checking" in err and "100%" in err
+    out, err = _gridsync("import", "households", "--db", db_path, str(path), "--dry-run", tty=False)
+    assert "checking" not in err
+    out, err = _gridsync(
+        "import", "households", "--db", db_path, str(path), "--dry-run", "--json", tty=True
+    )
+    assert "checking" not in err and json.loads(out)["new"] == 30
+    out, err = _gridsync("import", "households", "--db", db_path, str(path), tty=True)
+    assert "checking" in err and "100%" in err
+    assert (
+        store.read(
+            lambda db: db.execute(
+                "SELECT count(*) FROM households WHERE external_id LIKE 'X%'"
+            ).fetchone()[0]
+        )
+        == 30
+    )

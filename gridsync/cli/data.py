@@ -15,6 +15,7 @@ from gridsync import auth, demo, importer, org_import
 from gridsync.audit import Actor
 from gridsync.cli.base import (
     TIME,
+    Bars,
     check_db,
     cli,
     db_option,
@@ -177,19 +178,22 @@ def import_households_command(
             settings = load_settings(config_path)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from exc
-        if dry_run:
-            result = store.read(importer.preview, sheet, settings, override_cap)
-        else:
-            try:
-                result = store.write(
-                    importer.import_households,
-                    sheet,
-                    Actor.cli(),
-                    settings=settings,
-                    override_cap=override_cap,
-                )
-            except importer.ImportRejected:
-                result = store.read(importer.preview, sheet, settings, override_cap)
+        with Bars(enabled=not as_json) as bars:
+            advance = bars("检查 checking", len(sheet.rows))
+            if dry_run:
+                result = store.read(importer.preview, sheet, settings, override_cap, advance)
+            else:
+                try:
+                    result = store.write(
+                        importer.import_households,
+                        sheet,
+                        Actor.cli(),
+                        settings=settings,
+                        override_cap=override_cap,
+                        progress=advance,
+                    )
+                except importer.ImportRejected:
+                    result = store.read(importer.preview, sheet, settings, override_cap)
     failed = bool(result.errors)
     if as_json:
         echo_json(
@@ -246,9 +250,10 @@ def _import_register(
                 echo_json({"code": exc.code, "message": exc.message, "written": False})
                 ctx.exit(1)
             raise click.ClickException(f"{exc.code}: {exc.message}") from exc
-        with _stderr_bar("检查 checking", len(sheet.rows)) as bar:
+        with Bars(enabled=not as_json) as bars:
+            advance = bars("检查 checking", len(sheet.rows))
             if dry_run:
-                result = store.read(org_import.preview, kind, sheet, bar.update)
+                result = store.read(org_import.preview, kind, sheet, advance)
             else:
                 try:
                     result = store.write(
@@ -257,7 +262,7 @@ def _import_register(
                         sheet,
                         Actor.cli(),
                         allow_last_admin=True,
-                        progress=bar.update,
+                        progress=advance,
                     )
                 except importer.ImportRejected:
                     result = store.read(org_import.preview, kind, sheet)
