@@ -12,7 +12,17 @@ import msgspec
 
 from gridsync import exports, hotline, order_import, privacy
 from gridsync.audit import Actor
-from gridsync.cli.base import TIME, cli, db_option, echo_json, json_option, open_store, run
+from gridsync.cli.base import (
+    TIME,
+    cli,
+    db_option,
+    echo_json,
+    json_option,
+    open_store,
+    run,
+    when,
+    zone_footer,
+)
 from gridsync.cli.coverage import export
 from gridsync.cli.data import import_group
 from gridsync.cli.reports import report
@@ -133,8 +143,10 @@ def orders_command(db_path: str, as_json: bool, limit: int) -> None:
     for case in page.items:
         due = case.deadlines.accept if case.state == "raised" else case.deadlines.resolve
         order_no = case.order.order_no if case.order else ""
-        click.echo(f"{due}\t{order_no}\t{case.category}\t{case.unit_id}\t{case.state}\t{case.id}")
-    click.echo(f"{page.total} open orders", err=True)
+        click.echo(
+            f"{when(due)}\t{order_no}\t{case.category}\t{case.unit_id}\t{case.state}\t{case.id}"
+        )
+    click.echo(f"{page.total} open orders; {zone_footer()}", err=True)
 
 
 HOTLINE_HEADERS = {

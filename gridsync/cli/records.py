@@ -11,7 +11,17 @@ import click
 
 from gridsync import audit, households, record_exports
 from gridsync.audit import Actor
-from gridsync.cli.base import TIME, cli, db_option, echo_json, json_option, open_store, run
+from gridsync.cli.base import (
+    TIME,
+    cli,
+    db_option,
+    echo_json,
+    json_option,
+    open_store,
+    run,
+    when,
+    zone_footer,
+)
 from gridsync.cli.coverage import _operator, export, lang_option, phones_option, scope_option
 from gridsync.clock import SYSTEM_CLOCK
 from gridsync.exports import FORMATS
@@ -142,8 +152,10 @@ def audit_command(
     for e in page.items:
         who = e.person_id or "-"
         detail = ", ".join(f"{k}={v}" for k, v in e.detail.items())
-        click.echo(f"{e.at}\t{who}\t{e.device_id or '-'}\t{e.action}\t{e.target or ''}\t{detail}")
-    click.echo(f"{len(page.items)} of {page.total} entries", err=True)
+        click.echo(
+            f"{when(e.at)}\t{who}\t{e.device_id or '-'}\t{e.action}\t{e.target or ''}\t{detail}"
+        )
+    click.echo(f"{len(page.items)} of {page.total} entries; {zone_footer()}", err=True)
 
 
 @cli.group("households")

@@ -184,9 +184,11 @@ def cases(
         echo_json(page)
         return
     for c in page.items:
+        due = whistle.next_deadline(c)
+        step = f"{due[0]} by {when(due[1])}" if due else "-"
         click.echo(
             f"{c.id}\t{c.state}\t{c.level}:{c.unit_id}\t{c.category}\t"
-            f"received {when(c.received_at)}\taccept by {when(c.deadlines.accept)}"
+            f"received {when(c.received_at)}\t{step}"
         )
     click.echo(f"{page.total} cases; {zone_footer()}", err=True)
 
@@ -320,7 +322,7 @@ def cases_raise(
         return
     click.echo(
         f"case {case.id} raised in grid {case.grid_id} by {case.raised_by}; "
-        f"accept by {case.deadlines.accept}"
+        f"accept by {when(case.deadlines.accept)}"
     )
 
 
