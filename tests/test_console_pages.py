@@ -5,6 +5,7 @@ codes), its forms need the CSRF token, and what it writes the API reads back."""
 from __future__ import annotations
 
 import io
+import re
 
 import openpyxl
 import pytest
@@ -146,3 +147,59 @@ def test_inbox_lists_and_marks_read_with_csrf(web, tiny, store):
     assert "请受理案件" not in web.get("/console/inbox?unread=true").text
     r = web.post(f"/console/inbox/{theirs}/read", data={"csrf": csrf}, follow_redirects=False)
     assert r.status_code == 403 and "not_your_notice" in r.text
+
+
+# -- 抽检 ---------------------------------------------------------------------------------------
+
+
+def test_a_check_drawn_and_recorded_on_the_page_is_the_apis(web, tiny, store):
+    sign_in(web, tiny, "sec")
+    html = web.get("/console/checks").text
+    csrf = csrf_of(html)
+    assert '<option value="g1"' in html
+    # without the token: refused before any work
+    r = web.post("/console/checks", data={"scope": "g1", "n": "2"}, follow_redirects=False)
+    assert r.status_code == 403 and "csrf_failed" in r.text
+    r = web.post(
+        "/console/checks", data={"csrf": csrf, "scope": "g1", "n": "2"}, follow_redirects=False
+    )
+    assert r.status_code == 303
+    path = r.headers["location"]
+    check_id = path.rsplit("/", 1)[1]
+    page = web.get(path).text
+    household = re.search(r'id="h-(hh-g1-\d)"', page).group(1)
+    r = web.post(
+        f"/console/checks/{check_id}/results/{household}",
+        data={"csrf": csrf, "outcome": "confirmed", "note": "电话确认"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    api = web.get(f"/api/v1/coverage/checks/{check_id}", headers=bearer(tiny.tokens["sec"]))
+    assert api.status_code == 200
+    body = api.json()
+    assert body["verified_rate"] == 1.0
+    assert {h["household_id"]: h["outcome"] for h in body["households"]}[household] == "confirmed"
+    assert "核实率 100.0%" in web.get(path).text
+    assert check_id in web.get("/console/checks").text
+    # a bad outcome is the API's 400
+    r = web.post(
+        f"/console/checks/{check_id}/results/{household}",
+        data={"csrf": csrf, "outcome": "maybe"},
+    )
+    assert r.status_code == 400
+
+
+def test_a_check_is_refused_as_the_api_refuses_it(web, tiny):
+    sign_in(web, tiny, "sec")
+    csrf = csrf_of(web.get("/console/checks").text)
+    r = web.post("/console/checks", data={"csrf": csrf, "scope": "c1", "n": "2"})
+    api = web.post(
+        "/api/v1/coverage/checks", json={"scope": "c1", "n": 2}, headers=bearer(tiny.tokens["sec"])
+    )
+    assert r.status_code == api.status_code == 403
+    assert api.json()["code"] == "check_forbidden" and "check_forbidden" in r.text
+    r = web.post("/console/checks", data={"csrf": csrf, "scope": "s1", "n": "2"})
+    api = web.post(
+        "/api/v1/coverage/checks", json={"scope": "s1", "n": 2}, headers=bearer(tiny.tokens["sec"])
+    )
+    assert r.status_code == api.status_code and api.json()["code"] in r.text

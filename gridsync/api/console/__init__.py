@@ -17,6 +17,7 @@ from gridsync.api.console.account import AccountController, SignInController
 from gridsync.api.console.audit import AuditController
 from gridsync.api.console.base import EXCEPTION_HANDLERS, STATIC, TEMPLATES, provide_viewer
 from gridsync.api.console.cases import CasesController
+from gridsync.api.console.checks import ChecksController
 from gridsync.api.console.coverage import CoverageController
 from gridsync.api.console.households import HouseholdsController
 from gridsync.api.console.inbox import InboxController
@@ -32,6 +33,7 @@ PAGES: list[type] = [
     AccountController,
     # issue 16, part 2 (h16-pages)
     CoverageController,
+    ChecksController,
     InboxController,
     AuditController,
 ]

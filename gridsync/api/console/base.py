@@ -58,6 +58,7 @@ NAV: list[NavItem] = [
     NavItem("households", "住户", "/console/households"),
     # issue 16, part 2 (h16-pages); the report roles are the API's (api/coverage.REPORT_ROLES)
     NavItem("coverage", "覆盖", "/console/coverage", ASSIGNER_ROLES),
+    NavItem("checks", "抽检", "/console/checks", ASSIGNER_ROLES),
     NavItem("inbox", "通知", "/console/inbox"),
     NavItem("audit", "审计", "/console/audit", ("admin",)),
 ]
