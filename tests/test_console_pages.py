@@ -203,3 +203,87 @@ def test_a_check_is_refused_as_the_api_refuses_it(web, tiny):
         "/api/v1/coverage/checks", json={"scope": "s1", "n": 2}, headers=bearer(tiny.tokens["sec"])
     )
     assert r.status_code == api.status_code and api.json()["code"] in r.text
+
+
+# -- 人员与设备 ---------------------------------------------------------------------------------
+
+
+def test_admin_pages_are_403_for_a_secretary(web, tiny):
+    sign_in(web, tiny, "sec")
+    csrf = csrf_of(web.get("/console").text)
+    for path in ("/console/admin/people", "/console/admin/import", "/console/audit"):
+        r = web.get(path)
+        assert r.status_code == 403 and "forbidden" in r.text, path
+    r = web.post("/console/admin/devices", data={"csrf": csrf, "person_id": "m1"})
+    assert r.status_code == 403
+    assert 'href="/console/admin/people"' not in web.get("/console").text
+
+
+def test_enrolling_shows_the_token_once_as_an_svg_qr_code(web, tiny, store):
+    sign_in(web, tiny, "admin")
+    html = web.get("/console/admin/people").text
+    assert "张伟" in html and "dev-m1" in html
+    csrf = csrf_of(html)
+    r = web.post("/console/admin/devices", data={"person_id": "m1", "label": "新手机"})
+    assert r.status_code == 403 and "csrf_failed" in r.text
+    r = web.post(
+        "/console/admin/devices", data={"csrf": csrf, "person_id": "m1", "label": "新手机"}
+    )
+    assert r.status_code == 200
+    qr = re.search(r'<div class="qr"[^>]*>(.*?)</div>', r.text, re.S).group(1)
+    assert qr.lstrip().startswith("<svg") and "<path" in qr
+    token = re.search(r'<dd class="token">([^<]+)</dd>', r.text).group(1)
+    me = web.get("/api/v1/me", headers=bearer(token))  # the token works on the API
+    assert me.status_code == 200 and me.json()["person"]["id"] == "m1"
+    device = me.json()["device_id"]
+    # revoke with drain, as the API does: the device is draining, not yet revoked
+    r = web.post(
+        f"/console/admin/devices/{device}/revoke",
+        data={"csrf": csrf, "reason": "换手机", "drain": "1"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    listed = web.get("/api/v1/devices", headers=bearer(tiny.tokens["admin"])).json()["items"]
+    (mine,) = [d for d in listed if d["id"] == device]
+    assert mine["draining_since"] and mine["revoked_at"] is None
+    # the last admin device is refused as over the API
+    r = web.post("/console/admin/devices/dev-admin/revoke", data={"csrf": csrf})
+    assert r.status_code == 409 and "last_admin_device" in r.text
+
+
+def household_csv(rows: list[str]) -> bytes:
+    return ("外部编号,网格,户主姓名,楼栋,房号\n" + "\n".join(rows) + "\n").encode()
+
+
+def test_import_previews_with_row_numbers_and_writes_nothing_until_confirmed(web, tiny, store):
+    sign_in(web, tiny, "admin")
+    csrf = csrf_of(web.get("/console/admin/import").text)
+    count = lambda: store.read(
+        lambda db: db.execute("SELECT count(*) FROM households").fetchone()[0]
+    )  # noqa: E731
+    before = count()
+    bad = household_csv(["X-1,g1,新户一,5号楼,101", "X-2,nowhere,新户二,5号楼,102"])
+    r = web.post(
+        "/console/admin/import",
+        data={"csrf": csrf},
+        files={"file": ("households.csv", bad, "text/csv")},
+    )
+    assert r.status_code == 200, r.text
+    assert "不能导入" in r.text and '<td data-label="行" class="num">3</td>' in r.text
+    assert "确认导入" not in r.text and count() == before
+    good = household_csv(["X-1,g1,新户一,5号楼,101", "X-2,g2,新户二,5号楼,102"])
+    r = web.post(
+        "/console/admin/import",
+        data={"csrf": csrf},
+        files={"file": ("households.csv", good, "text/csv")},
+    )
+    assert "预览（尚未写入）" in r.text and "确认导入" in r.text
+    assert count() == before  # the preview wrote nothing
+    upload = re.search(r'name="upload" value="([^"]+)"', r.text).group(1)
+    r = web.post("/console/admin/import", data={"upload": upload, "confirm": "1"})
+    assert r.status_code == 403 and count() == before  # CSRF first
+    r = web.post("/console/admin/import", data={"csrf": csrf, "upload": upload, "confirm": "1"})
+    assert r.status_code == 200 and "已导入" in r.text
+    assert count() == before + 2
+    found = web.get("/api/v1/households?q=新户一", headers=bearer(tiny.tokens["admin"])).json()
+    assert found["total"] == 1

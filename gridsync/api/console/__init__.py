@@ -14,6 +14,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from gridsync.api.console.account import AccountController, SignInController
+from gridsync.api.console.admins import AdminsController
 from gridsync.api.console.audit import AuditController
 from gridsync.api.console.base import EXCEPTION_HANDLERS, STATIC, TEMPLATES, provide_viewer
 from gridsync.api.console.cases import CasesController
@@ -35,6 +36,7 @@ PAGES: list[type] = [
     CoverageController,
     ChecksController,
     InboxController,
+    AdminsController,
     AuditController,
 ]
 

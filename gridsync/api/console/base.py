@@ -60,6 +60,7 @@ NAV: list[NavItem] = [
     NavItem("coverage", "覆盖", "/console/coverage", ASSIGNER_ROLES),
     NavItem("checks", "抽检", "/console/checks", ASSIGNER_ROLES),
     NavItem("inbox", "通知", "/console/inbox"),
+    NavItem("admin", "人员与设备", "/console/admin/people", ("admin",)),
     NavItem("audit", "审计", "/console/audit", ("admin",)),
 ]
 
