@@ -28,7 +28,8 @@ BENCHMARKS = {
     "ingest": "bench.ingest",  # visits and merged household updates through HTTP vs executemany
     "pull": "bench.pull",  # initial snapshots vs raw SELECT + msgspec; bytes on the wire
     "coverage": "bench.coverage",  # district roll-up + violations vs one GROUP BY
-    "storm": "bench.storm",  # 200 phones at once, with the whistle deadline latency
+    "storm": "bench.storm",
+    "console": "bench.console",  # the district 覆盖 page vs GET /api/v1/coverage, same scope  # 200 phones at once, with the whistle deadline latency
 }
 
 

@@ -260,7 +260,7 @@ def test_import_previews_with_row_numbers_and_writes_nothing_until_confirmed(web
     csrf = csrf_of(web.get("/console/admin/import").text)
     count = lambda: store.read(
         lambda db: db.execute("SELECT count(*) FROM households").fetchone()[0]
-    )  # noqa: E731
+    )
     before = count()
     bad = household_csv(["X-1,g1,新户一,5号楼,101", "X-2,nowhere,新户二,5号楼,102"])
     r = web.post(
