@@ -258,9 +258,10 @@ def household_csv(rows: list[str]) -> bytes:
 def test_import_previews_with_row_numbers_and_writes_nothing_until_confirmed(web, tiny, store):
     sign_in(web, tiny, "admin")
     csrf = csrf_of(web.get("/console/admin/import").text)
-    count = lambda: store.read(
-        lambda db: db.execute("SELECT count(*) FROM households").fetchone()[0]
-    )
+
+    def count() -> int:
+        return store.read(lambda db: db.execute("SELECT count(*) FROM households").fetchone()[0])
+
     before = count()
     bad = household_csv(["X-1,g1,新户一,5号楼,101", "X-2,nowhere,新户二,5号楼,102"])
     r = web.post(
