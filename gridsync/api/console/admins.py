@@ -30,6 +30,7 @@ from litestar.response import Redirect, Template
 from gridsync import auth, importer, org, signin
 from gridsync.api.console.base import Viewer, form_of, page, see_other, wire
 from gridsync.api.params import PageOffset, PathId
+from gridsync.burden import ROLE_LABELS
 from gridsync.clock import Clock
 from gridsync.config import Settings
 from gridsync.db import Store
@@ -106,6 +107,7 @@ class AdminsController(Controller):
             people=people,
             total=total,
             by_person=by_person,
+            roles=ROLE_LABELS["zh"],
             offset=offset,
             page_size=PAGE,
         )
