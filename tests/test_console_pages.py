@@ -70,6 +70,10 @@ def test_coverage_page_drills_down_and_shows_the_apis_figures(web, tiny, store):
 
 def test_coverage_page_refuses_as_the_api(web, tiny):
     sign_in(web, tiny, "sec")
+    # the trail goes up as far as my scope does: the community, not the street
+    grid = web.get("/console/coverage?unit=g1").text
+    assert '<li><a href="/console/coverage?unit=c1">出头社区</a></li>' in grid
+    assert "unit=s1" not in grid
     r = web.get("/console/coverage?unit=d1")  # above the secretary's community
     api = web.get("/api/v1/coverage?scope=d1", headers=bearer(tiny.tokens["sec"]))
     assert r.status_code == api.status_code == 403

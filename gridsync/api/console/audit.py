@@ -9,6 +9,7 @@ from typing import Annotated
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+import msgspec
 from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
@@ -87,6 +88,7 @@ class AuditController(Controller):
             viewer,
             "audit",
             result=result,
+            details={e.id: msgspec.json.encode(e.detail).decode() for e in result.items},
             filters={k: v or "" for k, v in filters.items()},
             query=query,
             offset=offset,

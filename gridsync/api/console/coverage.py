@@ -8,7 +8,7 @@ reads audited as those are (``read.coverage``, ``read.coverage.violations``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
@@ -23,7 +23,8 @@ from gridsync.audit import record
 from gridsync.clock import Clock
 from gridsync.config import Settings
 from gridsync.db import Store
-from gridsync.models import CoverageRow
+from gridsync.models import CoverageRow, OrgUnit
+from gridsync.org import Scope
 
 VIOLATIONS_PAGE = 20
 HOUSEHOLDS_PAGE = 100
@@ -89,6 +90,17 @@ def children_of(
     return [r for r in rows if r.parent_id == focus.unit_id and r.level != "branch"]
 
 
+def ancestors(db: Any, scope: Scope, unit_id: str | None) -> list[OrgUnit]:
+    """The units above the page's unit that my scope holds, top first: the breadcrumb trail
+    (read with the org's own function)."""
+    out: list[OrgUnit] = []
+    while unit_id is not None and scope.allows_unit(unit_id) and len(out) < 10:
+        unit = org.get_unit(db, unit_id)
+        out.insert(0, unit)
+        unit_id = unit.parent_id
+    return out
+
+
 class CoverageController(Controller):
     path = "/console/coverage"
     include_in_schema = False
@@ -135,12 +147,7 @@ class CoverageController(Controller):
             branch_grid = {b.id: b.grid_id for b in branches}
         children = children_of(rows, focus, branch_grid) if focus else []
         grids = [r for r in rows if r.level == "grid"]
-        by_id = {r.unit_id: r for r in rows}
-        trail: list[CoverageRow] = []
-        cursor = focus
-        while cursor is not None and cursor.parent_id in by_id:
-            cursor = by_id[cursor.parent_id]
-            trail.insert(0, cursor)
+        trail = await store.aread(ancestors, p.scope, focus.parent_id if focus else None)
         people = {v.member_id for v in found.items if v.member_id}
         names = await store.aread(names_of, people, {v.grid_id for v in found.items if v.grid_id})
         return page(
@@ -163,7 +170,7 @@ class CoverageController(Controller):
             unit=unit or "",
             offset=offset,
             page_size=VIOLATIONS_PAGE,
-            levels=coverage.LEVEL_LABELS["zh"],
+            levels={**coverage.LEVEL_LABELS["zh"], "member": "党员"},
             vlabels=coverage.VIOLATION_LABELS["zh"],
         )
 
