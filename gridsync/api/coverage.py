@@ -441,13 +441,15 @@ class ExportController(Controller):
         lang: Annotated[str, QueryParameter(pattern="^(zh|en)$", max_length=2)] = "zh",
         at: AtQuery = None,
     ) -> Response[bytes]:
-        principal.require_role(*REPORT_ROLES)  # before the time is read, as before
-        return await coverage_export(
-            principal, store, settings, _now(clock, at), format, scope_id, lang, clock
+        principal.require_role(*REPORT_ROLES)
+        data, body = await build_coverage_export(
+            principal, store, settings, _now(clock, at), format, scope_id, lang
         )
+        await store.awrite(exports.record_export, principal.actor, format, data, clock=clock)
+        return attachment(data, body, format, scope_id)
 
 
-async def coverage_export(
+async def build_coverage_export(
     principal: Principal,
     store: Store,
     settings: Settings,
@@ -455,24 +457,22 @@ async def coverage_export(
     format: exports.Format,
     scope_id: str | None,
     lang: str,
-    clock: Clock,
-) -> Response[bytes]:
-    """The coverage export as an attachment, audited (``export.coverage``): the REST export's
-    and the console's 覆盖 page's export buttons."""
+) -> tuple[exports.ExportData, bytes]:
+    """The coverage export's data and file (report roles only): the REST export's and the
+    console's 覆盖 page's export buttons; each then audits it (``exports.record_export``)."""
     principal.require_role(*REPORT_ROLES)
 
     def build(db: sqlite_utils.Database) -> tuple[exports.ExportData, bytes]:
-        data = exports.export_data(
-            db,
-            settings,
-            principal.scope,
-            scope_id,
-            now_ms=now,
-        )
+        data = exports.export_data(db, settings, principal.scope, scope_id, now_ms=now)
         return data, exports.render(data, format, lang)
 
-    data, body = await store.aread(build)
-    await store.awrite(exports.record_export, principal.actor, format, data, clock=clock)
+    return await store.aread(build)
+
+
+def attachment(
+    data: exports.ExportData, body: bytes, format: exports.Format, scope_id: str | None
+) -> Response[bytes]:
+    """The export as a download, named after its scope and day."""
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", scope_id or "all")
     name = f"coverage-{stem}-{data.at[:10].replace('-', '')}.{format}"
     return Response(

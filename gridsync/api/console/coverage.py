@@ -2,7 +2,7 @@
 households), contact rate by unit as a server-rendered SVG bar chart, the grids coloured by
 overdue share, the violations, the latest verified rate, and the export buttons. Every figure is
 the REST API's: ``coverage.rollup`` as ``GET /api/v1/coverage?scope=``, ``coverage.violations``
-as ``GET /api/v1/coverage/violations``, the export through ``api.coverage.coverage_export``;
+as ``GET /api/v1/coverage/violations``, the export through ``api.coverage.build_coverage_export`` and ``attachment``;
 reads audited as those are (``read.coverage``, ``read.coverage.violations``)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from litestar.response import Template
 
 from gridsync import coverage, exports, households, org
 from gridsync.api.console.base import Viewer, names_of, page
-from gridsync.api.coverage import REPORT_ROLES, coverage_export
+from gridsync.api.coverage import REPORT_ROLES, attachment, build_coverage_export
 from gridsync.api.params import PageOffset, PathId
 from gridsync.audit import record
 from gridsync.clock import Clock
@@ -225,6 +225,10 @@ class CoverageController(Controller):
         format: Annotated[exports.Format, QueryParameter()] = "xlsx",
         unit: UnitQuery = None,
     ) -> Response[bytes]:
-        """The export buttons: ``GET /api/v1/exports/coverage``'s own function (Chinese)."""
+        """The export buttons: ``GET /api/v1/exports/coverage``'s own functions (Chinese)."""
         p = viewer.principal
-        return await coverage_export(p, store, settings, clock.now_ms(), format, unit, "zh", clock)
+        data, body = await build_coverage_export(
+            p, store, settings, clock.now_ms(), format, unit, "zh"
+        )
+        await store.awrite(exports.record_export, p.actor, format, data, clock=clock)
+        return attachment(data, body, format, unit)
