@@ -91,15 +91,20 @@ class AdminsController(Controller):
         p = viewer.principal
         p.require_role("admin")
         people, total = await store.aread(org.list_people, p.scope, limit=PAGE, offset=offset)
-        devices, _ = await store.aread(auth.list_devices, limit=100_000)
-        sessions = await store.aread(
-            signin.list_sessions, person_id=None, now_ms=clock.now_ms(), limit=500
-        )
-        by_person: dict[str, dict[str, list[Any]]] = {}
-        for d in devices:
-            by_person.setdefault(d.person_id, {"devices": [], "sessions": []})["devices"].append(d)
-        for s in sessions:
-            by_person.setdefault(s.person_id, {"devices": [], "sessions": []})["sessions"].append(s)
+        now = clock.now_ms()
+
+        def phones_and_sessions(db: Any) -> dict[str, dict[str, list[Any]]]:
+            """Each listed person's phones and console sessions (the devices and sessions
+            APIs' functions, a person at a time: a district has tens of thousands of phones)."""
+            return {
+                person.id: {
+                    "devices": auth.list_devices(db, person_id=person.id, limit=50)[0],
+                    "sessions": signin.list_sessions(db, person_id=person.id, now_ms=now, limit=20),
+                }
+                for person in people
+            }
+
+        by_person = await store.aread(phones_and_sessions)
         return page(
             "admin_people.html",
             viewer,
