@@ -292,3 +292,43 @@ def test_import_previews_with_row_numbers_and_writes_nothing_until_confirmed(web
     assert count() == before + 2
     found = web.get("/api/v1/households?q=新户一", headers=bearer(tiny.tokens["admin"])).json()
     assert found["total"] == 1
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/console/inbox/1/read",
+        "/console/checks",
+        "/console/checks/x/results/hh-g1-1",
+        "/console/admin/devices",
+        "/console/admin/devices/dev-m1/revoke",
+        "/console/admin/sessions/cs-x/revoke",
+        "/console/admin/import",
+    ],
+)
+def test_every_new_form_needs_its_csrf_token(web, tiny, store, path):
+    sign_in(web, tiny, "admin")
+    before = store.read(lambda db: db.execute("SELECT count(*) FROM audit_log").fetchone()[0])
+    r = web.post(path, data={"drain": "1"}, follow_redirects=False)
+    assert r.status_code == 403 and "csrf_failed" in r.text
+    after = store.read(lambda db: db.execute("SELECT count(*) FROM audit_log").fetchone()[0])
+    assert after == before  # refused before any work
+    devices = web.get("/api/v1/devices", headers=bearer(tiny.tokens["admin"])).json()["items"]
+    assert all(d["revoked_at"] is None and d["draining_since"] is None for d in devices)
+
+
+def test_an_admin_ends_a_console_session(web, tiny):
+    sign_in(web, tiny, "sec")
+    sessions = web.get("/api/v1/console/sessions", headers=bearer(tiny.tokens["admin"])).json()
+    (session,) = [s for s in sessions["items"] if s["person_id"] == "sec" and s["active"]]
+    sign_in(web, tiny, "admin")
+    csrf = csrf_of(web.get("/console/admin/people").text)
+    r = web.post(
+        f"/console/admin/sessions/{session['id']}/revoke",
+        data={"csrf": csrf},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    sessions = web.get("/api/v1/console/sessions", headers=bearer(tiny.tokens["admin"])).json()
+    (ended,) = [s for s in sessions["items"] if s["id"] == session["id"]]
+    assert ended["active"] is False and ended["revoked_at"]
