@@ -22,6 +22,7 @@ from gridsync.audit import record
 from gridsync.clock import Clock
 from gridsync.db import Store
 from gridsync.models import CHECK_OUTCOMES, MAX_CHECK_HOUSEHOLDS, CheckRequest, CheckResult
+from gridsync.record_exports import CHANNEL_LABELS
 
 CHECKABLE = ("street", "community", "grid", "branch")
 OUTCOME_LABELS = {"confirmed": "确认走访", "denied": "否认走访", "unreachable": "未联系上"}
@@ -100,6 +101,7 @@ class ChecksController(Controller):
             names=names,
             counts=counts,
             outcomes=OUTCOME_LABELS,
+            channels=CHANNEL_LABELS["zh"],
             done=done,
         )
 
