@@ -31,6 +31,7 @@ BENCHMARKS = {
     "storm": "bench.storm",  # 200 phones at once, with the whistle deadline latency
     "coldstart": "bench.coldstart",  # the first periodic pass after serve starts (issue 15)
     "export": "bench.export",  # the district XLSX export vs XlsxWriter constant-memory
+    "console": "bench.console",  # the district 覆盖 page vs GET /api/v1/coverage, same scope
 }
 
 

@@ -71,6 +71,17 @@ def test_pull_quick_with_a_budget_forced_to_fail(capsys):
     assert code == 1
 
 
+def test_console_quick(capsys):
+    """The 覆盖 page and the API call it is held to, signed in as a person does (a link)."""
+    code, rows, verdicts, _ = run_bench(capsys, "console", "--quick")
+    assert "GET /console/coverage (district admin)" in rows
+    assert int(rows["page bytes (HTML, uncompressed)"].replace(",", "")) > 5_000
+    gzipped = int(rows["page bytes on the wire (gzip)"].replace(",", ""))
+    assert 0 < gzipped < 100_000  # the issue's page weight
+    assert verdicts == {"console.coverage-page": "SKIP"}
+    assert code == 0
+
+
 def test_storm_quick_on_a_fixed_clock(capsys):
     code, rows, verdicts, _ = run_bench(capsys, "storm", "--quick")
     assert verdicts == {

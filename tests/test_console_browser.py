@@ -215,3 +215,54 @@ def test_every_page_fits_a_phone(fresh, api, served, tiny, store, settings):
             ".filter(e => !e.labels.length && !e.getAttribute('aria-label')).map(e => e.name)"
         )
         assert unlabeled == [], (path, unlabeled)
+
+
+def test_export_an_xlsx_from_the_coverage_page(api, served, tiny, tmp_path):
+    """The 覆盖 page's export button downloads the XLSX into the browser's download folder; it
+    reads back with openpyxl and holds the secretary's community."""
+    import openpyxl
+
+    driver = chrome(*DESKTOP)
+    try:
+        driver.execute_cdp_cmd(
+            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)}
+        )
+        sign_in(driver, api, served, tiny, "sec")
+        driver.find_element(By.LINK_TEXT, "覆盖").click()
+        wait(driver).until(lambda d: d.find_element(By.ID, "h-fig"))
+        driver.find_element(By.LINK_TEXT, "导出 XLSX").click()
+        WebDriverWait(driver, 20).until(
+            lambda _: [p for p in tmp_path.iterdir() if p.suffix == ".xlsx"]
+        )
+        (path,) = [p for p in tmp_path.iterdir() if p.suffix == ".xlsx"]
+        book = openpyxl.load_workbook(path)
+        cells = {str(c.value) for ws in book.worksheets for row in ws.iter_rows() for c in row}
+        assert "出头社区" in cells and "第一网格" in cells
+    finally:
+        driver.quit()
+
+
+def test_the_new_pages_fit_a_phone(fresh, api, served, tiny, store):
+    """覆盖, 抽检, 通知, 人员与设备, 审计 at 390 px: no sideways scrolling, every field labelled."""
+    sign_in(fresh, api, served, tiny, "admin")
+    fresh.set_window_size(*PHONE)
+    for path in (
+        "/console/coverage",
+        "/console/coverage?unit=c1",
+        "/console/coverage?unit=g1",
+        "/console/checks",
+        "/console/inbox",
+        "/console/admin/people",
+        "/console/admin/import",
+        "/console/audit",
+    ):
+        fresh.get(served + path)
+        assert fresh.execute_script("return document.title").endswith("网格通"), path
+        inner = fresh.execute_script("return window.innerWidth")
+        wide = fresh.execute_script("return document.documentElement.scrollWidth")
+        assert wide <= inner, (path, wide, inner)
+        unlabeled = fresh.execute_script(
+            "return [...document.querySelectorAll('input:not([type=hidden]),select,textarea')]"
+            ".filter(e => !e.labels.length && !e.getAttribute('aria-label')).map(e => e.name)"
+        )
+        assert unlabeled == [], (path, unlabeled)

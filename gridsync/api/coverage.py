@@ -442,27 +442,44 @@ class ExportController(Controller):
         at: AtQuery = None,
     ) -> Response[bytes]:
         principal.require_role(*REPORT_ROLES)
-        now = _now(clock, at)
-
-        def build(db: sqlite_utils.Database) -> tuple[exports.ExportData, bytes]:
-            data = exports.export_data(
-                db,
-                settings,
-                principal.scope,
-                scope_id,
-                now_ms=now,
-            )
-            return data, exports.render(data, format, lang)
-
-        data, body = await store.aread(build)
-        await store.awrite(exports.record_export, principal.actor, format, data, clock=clock)
-        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", scope_id or "all")
-        name = f"coverage-{stem}-{data.at[:10].replace('-', '')}.{format}"
-        return Response(
-            content=body,
-            media_type=exports.CONTENT_TYPES[format],
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        data, body = await build_coverage_export(
+            principal, store, settings, _now(clock, at), format, scope_id, lang
         )
+        await store.awrite(exports.record_export, principal.actor, format, data, clock=clock)
+        return attachment(data, body, format, scope_id)
+
+
+async def build_coverage_export(
+    principal: Principal,
+    store: Store,
+    settings: Settings,
+    now: int,
+    format: exports.Format,
+    scope_id: str | None,
+    lang: str,
+) -> tuple[exports.ExportData, bytes]:
+    """The coverage export's data and file (report roles only): the REST export's and the
+    console's 覆盖 page's export buttons; each then audits it (``exports.record_export``)."""
+    principal.require_role(*REPORT_ROLES)
+
+    def build(db: sqlite_utils.Database) -> tuple[exports.ExportData, bytes]:
+        data = exports.export_data(db, settings, principal.scope, scope_id, now_ms=now)
+        return data, exports.render(data, format, lang)
+
+    return await store.aread(build)
+
+
+def attachment(
+    data: exports.ExportData, body: bytes, format: exports.Format, scope_id: str | None
+) -> Response[bytes]:
+    """The export as a download, named after its scope and day."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", scope_id or "all")
+    name = f"coverage-{stem}-{data.at[:10].replace('-', '')}.{format}"
+    return Response(
+        content=body,
+        media_type=exports.CONTENT_TYPES[format],
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 CONTROLLERS: list[type] = [CoverageController, ExportController]

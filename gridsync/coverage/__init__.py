@@ -36,7 +36,13 @@ from gridsync.coverage.assignments import (
     assignment_log,
     rebalance,
 )
-from gridsync.coverage.checks import draw_check, get_check, record_result, require_checker
+from gridsync.coverage.checks import (
+    draw_check,
+    get_check,
+    recent_checks,
+    record_result,
+    require_checker,
+)
 from gridsync.coverage.labels import KIND_LABELS, LEVEL_LABELS, VIOLATION_LABELS, label
 from gridsync.coverage.members import RESPONSIBLE_ROLE, Standing, member_sql, standing
 from gridsync.coverage.org_index import OrgIndex, ReportUnits, report_units
@@ -117,6 +123,7 @@ __all__ = [
     "policy_of_scope",
     "publish_default",
     "rebalance",
+    "recent_checks",
     "record_result",
     "report_units",
     "republish_policies",

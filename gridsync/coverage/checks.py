@@ -29,7 +29,7 @@ from gridsync.coverage.org_index import OrgIndex, report_units
 from gridsync.coverage.rows import rate
 from gridsync.coverage.sampling import draw, last_visits
 from gridsync.coverage.verified import check_counts
-from gridsync.errors import CheckForbidden, Invalid, NotFound
+from gridsync.errors import CheckForbidden, Invalid, NotFound, OutOfScope
 from gridsync.models import (
     MAX_CHECK_HOUSEHOLDS,
     Check,
@@ -187,6 +187,31 @@ def get_check(
     """A check, its outcomes and its verified rate, for those who may check its unit."""
     require_checker(db, person_id, roles, scope, _scope_of(db, check_id))
     return _read(db, check_id)
+
+
+def recent_checks(
+    db: sqlite_utils.Database,
+    person_id: str | None,
+    roles: Iterable[str],
+    scope: Scope,
+    *,
+    limit: int = 20,
+) -> list[Check]:
+    """The newest checks (at most ``limit``) that this caller may read, by
+    :func:`require_checker` (the console's 抽检 page); looks at the newest 500 checks."""
+    idx = OrgIndex.of(db)
+    out: list[Check] = []
+    for check_id, unit_id in db.execute(
+        "SELECT id, scope_id FROM coverage_checks ORDER BY drawn_ms DESC, id DESC LIMIT 500"
+    ).fetchall():
+        try:
+            require_checker(db, person_id, roles, scope, unit_id, idx)
+        except (CheckForbidden, NotFound, OutOfScope):
+            continue
+        out.append(_read(db, check_id))
+        if len(out) >= limit:
+            break
+    return out
 
 
 def _scope_of(db: sqlite_utils.Database, check_id: str) -> str:

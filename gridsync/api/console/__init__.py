@@ -14,15 +14,31 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from gridsync.api.console.account import AccountController, SignInController
+from gridsync.api.console.admins import AdminsController
+from gridsync.api.console.audit import AuditController
 from gridsync.api.console.base import EXCEPTION_HANDLERS, STATIC, TEMPLATES, provide_viewer
 from gridsync.api.console.cases import CasesController
+from gridsync.api.console.checks import ChecksController
+from gridsync.api.console.coverage import CoverageController
 from gridsync.api.console.households import HouseholdsController
+from gridsync.api.console.inbox import InboxController
 from gridsync.api.console.today import TodayController
 from gridsync.clock import parse_ms
 from gridsync.notify import outbox
 
 # Pages behind a session (each gets ``viewer``); another page adds its controller here.
-PAGES: list[type] = [TodayController, CasesController, HouseholdsController, AccountController]
+PAGES: list[type] = [
+    TodayController,
+    CasesController,
+    HouseholdsController,
+    AccountController,
+    # issue 16, part 2 (h16-pages)
+    CoverageController,
+    ChecksController,
+    InboxController,
+    AdminsController,
+    AuditController,
+]
 
 
 def router() -> Router:

@@ -27,6 +27,7 @@ from gridsync.api.deps import scope_cache
 from gridsync.api.errors import STATUS_CODES, internal_error
 from gridsync.auth import Principal
 from gridsync.clock import Clock
+from gridsync.coverage.assignments import ASSIGNER_ROLES
 from gridsync.coverage.labels import KIND_LABELS, TAG_LABELS
 from gridsync.db import Store
 from gridsync.errors import Forbidden, GridsyncError, Invalid, Unauthorized
@@ -55,6 +56,12 @@ NAV: list[NavItem] = [
     NavItem("today", "今日", "/console"),
     NavItem("cases", "案件", "/console/cases"),
     NavItem("households", "住户", "/console/households"),
+    # issue 16, part 2 (h16-pages); the report roles are the API's (api/coverage.REPORT_ROLES)
+    NavItem("coverage", "覆盖", "/console/coverage", ASSIGNER_ROLES),
+    NavItem("checks", "抽检", "/console/checks", ASSIGNER_ROLES),
+    NavItem("inbox", "通知", "/console/inbox"),
+    NavItem("admin", "人员与设备", "/console/admin/people", ("admin",)),
+    NavItem("audit", "审计", "/console/audit", ("admin",)),
 ]
 
 
