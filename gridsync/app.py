@@ -141,7 +141,7 @@ def create_app(
     )
     app = Litestar(
         route_handlers=[api, *HEALTH_HANDLERS, docs_api.assets_router(), console.router()],
-        template_config=console.template_config(settings.notify.timezone),
+        template_config=console.template_config(settings.timezone),
         dependencies={
             "store": Provide(lambda: app.state.store, sync_to_thread=False),
             "settings": Provide(lambda: settings, sync_to_thread=False),

@@ -14,14 +14,15 @@ Each figure comes from the record its cause already keeps; nothing here counts a
   counts overdue at the end of the week, or now for the week under way: the contacts the 1-5-N
   rule still asks of them. It is the engine's figure as of that time (each household's newest
   visit), as the roll-up's ``at`` is.
-- ``notifications``: the notifications queued for them in the week (the outbox), by kind,
-  whether or not a channel delivered them (the phone's inbox shows them all).
+- ``notifications``: the notifications to them in the week, by kind: their inbox's notices
+  (``notices``, written by the outbox for every person a notification reaches, whether or not
+  they have a channel; the outbox itself holds a row only for a channel).
 - ``alerts_acted`` (secretaries only): the week's whistle alerts to them
   (``whistle.ALERT_KINDS``) and how many they acted on: took an action on the alert's case
   at or after it was queued (the case's history), whenever that was.
 
 Weeks are ISO weeks (Monday 00:00 to Monday 00:00) in the district's zone
-(``notify.timezone``). The people of a report: every active person whose party branch, or a
+(``timezone``). The people of a report: every active person whose party branch, or a
 unit their scope names, lies within it (the whole district: every active person).
 """
 
@@ -118,7 +119,7 @@ def burden(
     now_ms: int,
 ) -> BurdenReport:
     """The burden of every person of a unit (default: the reader's scope) in an ISO week."""
-    label, start, end = week_bounds(week, now_ms, settings.notify.timezone)
+    label, start, end = week_bounds(week, now_ms, settings.timezone)
     idx = coverage.OrgIndex.of(db)
     scoped = coverage.report_units(idx, scope, unit_id)
     people = _people(db, idx, scoped, whole=scope.everything and unit_id is None)
@@ -177,8 +178,8 @@ def burden(
 
     notifications: dict[str, dict[str, int]] = {}
     for pid, kind, n in db.execute(
-        """SELECT person_id, kind, count(*) FROM outbox INDEXED BY outbox_created
-           WHERE created_ms >= ? AND created_ms < ? AND person_id IS NOT NULL
+        """SELECT person_id, kind, count(*) FROM notices INDEXED BY notices_created
+           WHERE created_ms >= ? AND created_ms < ?
            GROUP BY person_id, kind ORDER BY person_id, kind""",
         [start, end],
     ):
@@ -191,8 +192,8 @@ def burden(
                       SELECT 1 FROM whistle_history h
                       WHERE h.case_id = o.cause AND h.by = o.person_id
                         AND h.at_ms >= o.created_ms))
-           FROM outbox o INDEXED BY outbox_created
-           WHERE o.created_ms >= ? AND o.created_ms < ? AND o.person_id IS NOT NULL
+           FROM notices o INDEXED BY notices_created
+           WHERE o.created_ms >= ? AND o.created_ms < ?
              AND o.cause IS NOT NULL AND o.kind IN (SELECT value FROM json_each(?))
            GROUP BY o.person_id""",
         [start, end, msgspec.json.encode(ALERT_KINDS).decode()],

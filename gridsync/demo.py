@@ -1024,10 +1024,10 @@ def _handle_order(
         if reached
         else {}
     )
-    # the district's 12345 office calls back: it handled none of the orders
+    # the district's 12345 platform calls back: it handled none of the orders
     hotline.record_callback(
         db,
-        who("admin"),
+        who("hotline"),
         case_id,
         CallbackCreate(
             reached=reached,

@@ -29,7 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 import msgspec
 import sqlite_utils
@@ -48,6 +47,7 @@ MAX_LINES = 20
 # households, the console's first page (the unit's figures).
 DAILY_LINK = "/console/households"
 WEEKLY_LINK = "/console"
+CONFLICTS_LINK = "/console"  # 今日 lists the values lost in merges waiting for the secretary
 _tags = msgspec.json.Decoder(list[str])
 _any = msgspec.json.Decoder()  # the conflict log's values are JSON
 
@@ -524,7 +524,7 @@ def conflict_digests(
             context=context,
             now_ms=now_ms,
             not_before_ms=outbox.end_of_quiet_hours(now_ms, n.quiet_hours, settings.timezone),
-            link=f"/console/conflicts?community={quote(community_id, safe='')}",
+            link=CONFLICTS_LINK,
         )
     return queued
 

@@ -299,6 +299,20 @@ def _write_text(
     ws.write_string(row, col, text, fmt)
 
 
+# Columns of times (epoch ms, or a wire time: ISO 8601 with an offset): a date-time cell in the
+# district's wall time, as people read it; a text that is no time stays text.
+TIME_KINDS = frozenset({"datetime", "time"})
+
+
+def _write_time(ws: Any, row: int, col: int, value: int | str, tz: str, fmt: _Formats) -> None:
+    try:
+        when = localtime.local_naive(value, tz)
+    except (ValueError, OverflowError):
+        _write_text(ws, row, col, str(value), None, fmt.quoted)
+        return
+    ws.write_datetime(row, col, when, fmt.when)
+
+
 def _sheet(
     wb: xlsxwriter.Workbook,
     title: str,
@@ -315,7 +329,7 @@ def _sheet(
     widths = [display_width(h) for h in header]
     for values in rows:
         for i, value in enumerate(values):
-            shown = localtime.XLSX_DATETIME_FORMAT if kinds[i] == "datetime" else value
+            shown = localtime.XLSX_DATETIME_FORMAT if kinds[i] in TIME_KINDS else value
             widths[i] = max(widths[i], display_width(shown))
     for i, width in enumerate(widths):
         ws.set_column(i, i, min(width + 2, 60))
@@ -327,9 +341,9 @@ def _sheet(
                 continue
             if kind == "rate":
                 ws.write_number(r, c, value, fmt.rate)
-            elif kind == "datetime":
+            elif kind in TIME_KINDS:
                 if value:
-                    ws.write_datetime(r, c, localtime.local_naive(value, tz), fmt.when)
+                    _write_time(ws, r, c, value, tz, fmt)
             elif isinstance(value, str):
                 _write_text(ws, r, c, value, None, fmt.quoted)
             else:

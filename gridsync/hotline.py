@@ -531,7 +531,7 @@ def supervise(
         parent = _unit(db, case.unit_id)
         if parent is not None and parent[2]:
             tags.append(f"community:{parent[2]}:secretary")
-    tz = settings.notify.timezone
+    tz = settings.timezone
     outbox.enqueue(
         db,
         _router(settings, router),

@@ -10,7 +10,7 @@ received by :func:`gridsync.hotline.receive_order`, idempotent by order number: 
 twice is one set of orders (the second import reports them all as already received).
 
 The unit column takes the unit's id or its exact name (street, community, department or grid).
-A receipt time without an offset is local time in ``notify.timezone``; an Excel date cell is
+A receipt time without an offset is local time in ``timezone``; an Excel date cell is
 read as such a time.
 """
 
@@ -124,7 +124,7 @@ def plan_orders(
             continue
         values: dict[str, Any] = {k: v for k, v in raw.items() if v}
         values["unit_id"] = _unit_id(db, values["unit_id"])
-        values["received_at"] = _with_offset(values["received_at"], settings.notify.timezone)
+        values["received_at"] = _with_offset(values["received_at"], settings.timezone)
         try:
             data = msgspec.convert(values, OrderCreate)
         except msgspec.ValidationError as exc:

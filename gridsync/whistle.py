@@ -453,7 +453,7 @@ def _open_stint(
     escalate at a missed deadline) runs on contact and resolution alone."""
     source = db.execute("SELECT source FROM whistle_cases WHERE id = ?", [case_id]).fetchone()
     if source is not None and source[0] == "hotline":
-        calendar, tz, hotline = settings.calendar, settings.notify.timezone, settings.hotline
+        calendar, tz, hotline = settings.calendar, settings.timezone, settings.hotline
         contact_due = working_deadline(now_ms, calendar, tz, hours=hotline.contact_hours)
         resolve_due = max(
             contact_due, working_deadline(now_ms, calendar, tz, days=hotline.resolve_days)
@@ -1509,11 +1509,13 @@ def cases_held(db: sqlite_utils.Database, scope: Scope, *, limit: int = 200) -> 
 
 def next_deadline(case: WhistleCase) -> tuple[str, str] | None:
     """The deadline the case's state waits on at its level, as (``accept`` | ``arrive`` |
-    ``resolve``, ISO time): accept, then arrive, then resolve; None for a resolved or closed
-    case."""
+    ``resolve``, ISO time): accept, then arrive, then resolve (a hotline order: accept, then
+    resolve); None for a resolved or closed case."""
     if case.state in ("raised", "reopened"):
         return "accept", case.deadlines.accept
     if case.state == "accepted":
+        if case.source == "hotline":  # an order has no on-site step (gridsync/hotline.py)
+            return "resolve", case.deadlines.resolve
         return "arrive", case.deadlines.arrive
     if case.state == "on_site":
         return "resolve", case.deadlines.resolve

@@ -2,7 +2,7 @@
 (:func:`working_deadline`), over the district's calendar (``Settings.calendar``: workdays,
 holidays, 调休 make-up workdays, working hours; ``gridsync/config.py``).
 
-Two kinds of allowance, both counted in the calendar's time zone (``notify.timezone``):
+Two kinds of allowance, both counted in the calendar's time zone (``timezone``):
 
 - ``hours``: working time. The clock runs only inside the working hours of working days; a
   start outside them starts at the next working period. 2 working hours from Friday 16:30

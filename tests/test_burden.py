@@ -130,14 +130,16 @@ def test_the_figures_of_a_hand_built_week(cov_client, comm, week):
     assert sec1["mutations"] == 0 and sec1["visits"] == 0 and sec1["households_due"] == 0
     assert sec1["notifications"] == {"digest_weekly": 1, "whistle_escalated": 2}
     assert sec1["alerts_acted"] == {"received": 2, "acted": 1}
-    assert rows["bs1"]["alerts_acted"] == {"received": 0, "acted": 0}  # a secretary, no alert
+    # b1's secretary has no channel: the alerts reach the inbox all the same, and count
+    assert rows["bs1"]["notifications"] == {"digest_weekly": 1, "whistle_raised": 1}
+    assert rows["bs1"]["alerts_acted"] == {"received": 1, "acted": 0}
 
-    m3 = rows["m3"]  # nothing asked of m3 this week: h9 and h10 contacted this cycle
+    m3 = rows["m3"]  # nothing asked of m3 this week but to read of m1's case in their grid
     assert (m3["mutations"], m3["visits"], m3["households_due"], m3["notifications"]) == (
         0,
         0,
         0,
-        {},
+        {"whistle_raised": 1},  # no channel: the inbox (notices) counts
     )
 
     # the week before: m1's visit at h2 (Tuesday 10th) and m2's at h7 (Sunday 15th 20:00

@@ -717,3 +717,33 @@ def test_phones_pull_orders_and_their_supervision(api, people):
     assert (data["source"], data["order"]["order_no"]) == ("hotline", "P1")
     assert data["order"]["caller_phone"] == "13912345678"  # the holder's secretary
     assert data["supervised"]["note"] == "今日办结"
+
+
+def test_an_accepted_order_waits_on_its_resolution_not_an_on_site_step(tmp_path):
+    """An order has no on-site step: the deadline the CLI, the console and the board show for an
+    accepted order is its resolution (``whistle.next_deadline``), a whistle case's its arrival."""
+    import subprocess
+    import sys
+
+    import msgspec
+
+    from gridsync import whistle
+    from gridsync.models import WhistleCase
+
+    db = str(tmp_path / "demo.db")
+    subprocess.run(
+        [sys.executable, "-m", "gridsync", "demo", "--db", db], check=True, capture_output=True
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "gridsync", "cases", "--db", db, "--json"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    cases = msgspec.json.decode(out, type=dict)["items"]
+    accepted = [msgspec.convert(c, WhistleCase) for c in cases if c["state"] == "accepted"]
+    orders = [c for c in accepted if c.source == "hotline"]
+    assert orders, "the demo has accepted orders"
+    for case in orders:
+        assert whistle.next_deadline(case) == ("resolve", case.deadlines.resolve)
+    for case in (c for c in accepted if c.source == "whistle"):
+        assert whistle.next_deadline(case) == ("arrive", case.deadlines.arrive)

@@ -302,7 +302,7 @@ def test_values_lost_in_merges_reach_the_secretarys_daily_digest_and_inbox(
     assert notice_rows(store, "sec") == []
     assert run(at_10) == 0  # sec has no channel: nothing to deliver, but the inbox has it
     [(_, kind, _, link)] = notice_rows(store, "sec")
-    assert (kind, link) == ("digest_conflicts", "/console/conflicts?community=c1")
+    assert (kind, link) == ("digest_conflicts", "/console")
     [notice], _ = store.read(inbox.list_notices, "sec")
     assert notice.title == "【合并丢失】出头社区：2 个被覆盖的值待核对"
     assert "3号楼1单元101 住户g11：备注「独居」被「腿脚不便 需上门」覆盖（王书记 提交）" in (

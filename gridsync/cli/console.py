@@ -6,7 +6,7 @@ import click
 
 from gridsync import signin
 from gridsync.audit import Actor
-from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store, run
+from gridsync.cli.base import cli, db_option, echo_json, json_option, open_store, run, when
 from gridsync.clock import SYSTEM_CLOCK, iso_ms
 from gridsync.config import ConfigError, load_settings
 
@@ -62,5 +62,5 @@ def console_link(
     if as_json:
         echo_json({"url": url, "expires_at": iso_ms(expires)})
         return
-    click.echo(f"sign-in link for {person_id} (once, until {iso_ms(expires)}):")
+    click.echo(f"sign-in link for {person_id} (once, until {when(expires)}):")
     click.echo(url)

@@ -483,7 +483,7 @@ def _echo_check(check: Check, as_json: bool, lang: str) -> None:
     for h in check.households:
         v = h.last_visit
         visit = (
-            f"{v.at}\t{v.member_id}\t{v.channel}"
+            f"{when(v.at)}\t{v.member_id}\t{v.channel}"
             if v
             else ("（无走访记录）" if lang == "zh" else "(no visits)")
         )
@@ -500,7 +500,7 @@ def _echo_check(check: Check, as_json: bool, lang: str) -> None:
             n=len(check.households),
             seed=check.seed,
             by=check.drawn_by or "cli",
-            at=check.drawn_at,
+            at=when(check.drawn_at),
             rate=_pct(check.verified_rate),
         ),
         err=True,

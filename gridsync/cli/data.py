@@ -158,7 +158,7 @@ def import_households_command(
     负责党员 assigns the household to that party member (a different member moves it). A
     member's households after the import may not exceed the cap of the community's policy
     (over_cap) unless --override-cap is given; every assignment is written to the assignment
-    log, as `gridsync coverage assign` does.
+    log, as `gridsync assign` does.
 
     \b
     A file that cannot be read whole is refused with one coded line (exit code 1; with --json,

@@ -281,7 +281,7 @@ def report_supervised(
     marks = {True: "按时办结", False: "超时", None: "办理中"}
     for r in report.rows:
         click.echo(
-            f"{r.supervised_at}\t{r.order_no or r.case_id}\t{r.unit_name}\t{r.due_at}\t"
+            f"{when(r.supervised_at)}\t{r.order_no or r.case_id}\t{r.unit_name}\t{when(r.due_at)}\t"
             f"{marks[r.met]}\t{r.note}"
         )
     click.echo(
@@ -324,7 +324,7 @@ def export_orders(
                 ADMIN,
                 privacy.operator(show_phones),
                 lang=lang,
-                tz=settings.notify.timezone,
+                tz=settings.timezone,
                 since_ms=since_ms,
                 until_ms=until_ms,
             )

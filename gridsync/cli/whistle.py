@@ -225,12 +225,14 @@ def cases_show(db_path: str, as_json: bool, case_id: str) -> None:
         cb = o.callback
         if cb is not None:
             click.echo(
-                f"callback by {cb.by} at {cb.at}: reached {cb.reached}, contacted {cb.contacted}, "
+                f"callback by {cb.by} at {when(cb.at)}: reached {cb.reached}, contacted {cb.contacted}, "
                 f"resolved {cb.resolved}, satisfied {cb.satisfied}"
             )
     if case.supervised is not None:
         s = case.supervised
-        click.echo(f"督办 supervised by {s.by} at {s.at}: due {s.due_at} (met: {s.met}): {s.note}")
+        click.echo(
+            f"督办 supervised by {s.by} at {when(s.at)}: due {when(s.due_at)} (met: {s.met}): {s.note}"
+        )
     for e in case.history:
         click.echo(
             f"  {when(e.at)}  {e.action:<9} {e.by or 'system':<10} {e.level:<10} {e.state}"

@@ -65,8 +65,8 @@ class AuditController(Controller):
             audit.list_entries,
             person_id=person,
             action=action,
-            since_ms=day_ms(since, "since", settings.notify.timezone),
-            until_ms=day_ms(until, "until", settings.notify.timezone, next_day=True),
+            since_ms=day_ms(since, "since", settings.timezone),
+            until_ms=day_ms(until, "until", settings.timezone, next_day=True),
             limit=PAGE,
             offset=offset,
         )
