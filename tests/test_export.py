@@ -152,33 +152,17 @@ def test_export_refusals(cov_client, comm):
 
 
 def test_cli_export_with_progress(db_path, store, comm, tmp_path):
+    """The bar is drawn on a terminal only: a pipe gets the result alone (not even its label)."""
+    from tests.test_cold_start import _gridsync
+
     out = tmp_path / "coverage.xlsx"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gridsync",
-            "export",
-            "coverage",
-            "--format",
-            "xlsx",
-            "-o",
-            str(out),
-            "--scope",
-            "c1",
-            "--now",
-            "2026-11-20T12:00:00Z",
-            "--db",
-            db_path,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "导出" in done.stderr  # the progress bar goes to stderr
-    assert str(out) in done.stdout
+    argv = ["export", "coverage", "--format", "xlsx", "--scope", "c1"]
+    argv += ["--now", "2026-11-20T12:00:00Z", "--db", db_path]
+    stdout, stderr = _gridsync(*argv, "-o", str(tmp_path / "piped.xlsx"), tty=False)
+    assert "导出" not in stderr and "piped.xlsx" in stdout
+    stdout, stderr = _gridsync(*argv, "-o", str(out), tty=True)
+    assert "导出" in stderr and "100%" in stderr  # the progress bar goes to the terminal
+    assert str(out) in stdout
     wb = openpyxl.load_workbook(out)
     assert wb.sheetnames == ZH_SHEETS
     _, grids = _sheet_rows(wb["网格"])

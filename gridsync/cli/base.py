@@ -105,6 +105,13 @@ def zone_footer() -> str:
     return f"times in {localtime.zone_label(district_zone())}"
 
 
+def stderr_bar(*, length: int, label: str, **options: Any) -> Any:
+    """click's progress bar on stderr, drawn only on a terminal: a pipe or a log gets nothing
+    (not even the label), so scripts read the result alone. Every bar of the CLI is one."""
+    hidden = options.pop("hidden", False) or not sys.stderr.isatty()
+    return click.progressbar(length=length, label=label, file=sys.stderr, hidden=hidden, **options)
+
+
 class Bars:
     """Progress bars on stderr for a command that can run past 2 s: one bar per step (the
     domain calls ``bars(label, total)`` when a step starts and advances what it returns), drawn
@@ -119,7 +126,7 @@ class Bars:
         self.close()
         if not self.enabled or total <= 0:
             return lambda _n: None
-        self._bar = click.progressbar(length=total, label=f"{label:<14}", file=sys.stderr)
+        self._bar = stderr_bar(length=total, label=f"{label:<14}")
         self._bar.__enter__()
         return self._bar.update
 

@@ -7,7 +7,6 @@ an admin in the audit log (device ``cli``), and masks phone numbers unless ``--s
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +27,7 @@ from gridsync.cli.base import (
     open_store,
     run,
     settings_file_option,
+    stderr_bar,
     when,
     zone_footer,
 )
@@ -790,7 +790,7 @@ def export_coverage(
     with _reports(db_path, config_path, now, _operator(show_phones)) as (store, read):
         data = read(exports.export_data, scope_id)
         label = "导出" if lang == "zh" else "exporting"
-        with click.progressbar(length=data.total_rows, label=label, file=sys.stderr) as bar:
+        with stderr_bar(length=data.total_rows, label=label) as bar:
             body = exports.render(data, fmt, lang, progress=bar.update)
         try:
             Path(output).write_bytes(body)

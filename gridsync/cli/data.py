@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import functools
 import time
 from datetime import date, datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from gridsync.cli.base import (
     open_store,
     run,
     settings_file_option,
+    stderr_bar,
 )
 from gridsync.config import ConfigError, load_settings
 from gridsync.errors import GridsyncError
@@ -34,9 +35,11 @@ def _remove_database(db_path: str) -> None:
         Path(db_path + suffix).unlink(missing_ok=True)
 
 
-def _stderr_bar(label: str, total: int) -> Any:
-    return click.progressbar(
-        length=total, label=f"{label:<10}", file=sys.stderr, show_pos=True, show_percent=True
+def _stderr_bar(label: str, total: int, *, shown: bool = True) -> Any:
+    """A bar on stderr for one step of a long command, drawn only on a terminal (``shown``
+    false, e.g. with --json, hides it): a pipe or a log gets nothing, as with :class:`Bars`."""
+    return stderr_bar(
+        length=total, label=f"{label:<10}", show_pos=True, show_percent=True, hidden=not shown
     )
 
 
@@ -81,7 +84,15 @@ def demo_command(
     if as_of is not None:
         day = datetime.fromtimestamp(as_of / 1000, demo.CHINA).date()
     with open_store(db_path, create=True, synchronous="NORMAL") as store:
-        counts = run(lambda: demo.build(store, demo.SCALES[scale], seed, day, progress=_stderr_bar))
+        counts = run(
+            lambda: demo.build(
+                store,
+                demo.SCALES[scale],
+                seed,
+                day,
+                progress=functools.partial(_stderr_bar, shown=not as_json),
+            )
+        )
         enrolled = store.write(auth.enroll, "admin", Actor.cli(), label="demo admin")
     if as_json:
         echo_json({**counts, "admin_token": enrolled.token, "admin_device_id": enrolled.device_id})

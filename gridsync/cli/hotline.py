@@ -3,7 +3,6 @@ report hotline, report supervised, export orders."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from gridsync.cli.base import (
     json_option,
     open_store,
     run,
+    stderr_bar,
     when,
     zone_footer,
 )
@@ -240,7 +240,7 @@ def report_hotline(
 def _write(output: str, fmt: str, sheets: list[tuple[str, list[str], list[list[Any]]]]) -> None:
     total = sum(len(rows) for _, _, rows in sheets)
     try:
-        with click.progressbar(length=total, label="导出", file=sys.stderr) as bar:
+        with stderr_bar(length=total, label="导出") as bar:
             if fmt == "csv":  # one table: the first sheet
                 _title, header, rows = sheets[0]
                 data = exports.table_csv(header, rows, progress=bar.update)

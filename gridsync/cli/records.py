@@ -4,7 +4,6 @@ conflicts|audit``, ``audit``, ``households list``. The operator reads the whole 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -19,6 +18,7 @@ from gridsync.cli.base import (
     json_option,
     open_store,
     run,
+    stderr_bar,
     when,
     zone_footer,
 )
@@ -62,7 +62,7 @@ def _export_command(kind: str, doc: str) -> None:
                 )
             )
             label = "导出" if lang == "zh" else "exporting"
-            with click.progressbar(length=data.total_rows, label=label, file=sys.stderr) as bar:
+            with stderr_bar(length=data.total_rows, label=label) as bar:
                 body = record_exports.render(data, fmt, lang, progress=bar.update)
             try:
                 Path(output).write_bytes(body)

@@ -8,14 +8,22 @@ recorded in the audit log as device ``cli``."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from gridsync import burden, exports
 from gridsync.audit import Actor, record
-from gridsync.cli.base import TIME, cli, db_option, echo_json, json_option, open_store, run
+from gridsync.cli.base import (
+    TIME,
+    cli,
+    db_option,
+    echo_json,
+    json_option,
+    open_store,
+    run,
+    stderr_bar,
+)
 from gridsync.cli.coverage import (
     OPERATOR,
     _now_ms,
@@ -81,7 +89,7 @@ def report_burden(
         body = None
         if output is not None:
             label = "导出" if lang == "zh" else "exporting"
-            with click.progressbar(length=len(result.rows), label=label, file=sys.stderr) as bar:
+            with stderr_bar(length=len(result.rows), label=label) as bar:
                 body = exports.burden_xlsx(result, lang, progress=bar.update)
             try:
                 Path(output).write_bytes(body)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import sys
 from dataclasses import asdict
 from functools import partial
 from typing import Any
@@ -13,7 +12,7 @@ import httpx
 
 from gridsync import auth, org
 from gridsync.audit import Actor
-from gridsync.cli.base import check_db, cli, echo_json, open_store, run
+from gridsync.cli.base import check_db, cli, echo_json, open_store, run, stderr_bar
 
 PHONE_ROLES = ("member", "branch_secretary", "community_secretary")
 
@@ -193,7 +192,7 @@ def simulate(
             raise click.ClickException(
                 "no members or secretaries to give phones to: load data first (gridsync demo)"
             )
-        with click.progressbar(length=days, label="simulating days", file=sys.stderr) as bar:
+        with stderr_bar(length=days, label="simulating days") as bar:
             sim = Simulation(
                 http,
                 phones,
