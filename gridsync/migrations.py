@@ -927,3 +927,40 @@ def m0020_console_sessions(db: sqlite_utils.Database) -> None:
         CREATE INDEX console_sessions_person ON console_sessions(person_id);
         """
     )
+
+
+# -- people, group visits and instructors (issue 18, part 2) ---------------------------------
+
+
+@migrations(name="0025_member_lifecycle")
+def m0025_member_lifecycle(db: sqlite_utils.Database) -> None:
+    """A person leaves (``gridsync/lifecycle.py``): ``people.active`` goes to 0 with the reason
+    (``moved_away`` 迁出, ``deceased`` 去世, ``transferred`` 转出, ``other`` 其他) and the time.
+    Their households are unassigned through the assignment function, whose log line then names
+    no member: ``assignment_log.member_id`` becomes nullable (the table is rebuilt, rows and ids
+    kept)."""
+    db.executescript(
+        """
+        ALTER TABLE people ADD COLUMN inactive_reason TEXT;
+        ALTER TABLE people ADD COLUMN inactive_since TEXT;
+        CREATE TABLE assignment_log_new (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            household_id TEXT NOT NULL,
+            previous_member_id TEXT,
+            member_id TEXT,                              -- NULL: the household was unassigned
+            person_id TEXT,
+            device_id TEXT,
+            override_cap INTEGER NOT NULL DEFAULT 0,
+            load_after INTEGER NOT NULL,
+            cap INTEGER NOT NULL,
+            reason TEXT NOT NULL DEFAULT ''
+        );
+        INSERT INTO assignment_log_new SELECT id, at, household_id, previous_member_id,
+            member_id, person_id, device_id, override_cap, load_after, cap, reason
+            FROM assignment_log;
+        DROP TABLE assignment_log;
+        ALTER TABLE assignment_log_new RENAME TO assignment_log;
+        CREATE INDEX assignment_log_household ON assignment_log(household_id, id);
+        """
+    )

@@ -256,7 +256,7 @@ def list_units(
 
 # -- people ---------------------------------------------------------------------------------
 
-_PERSON_COLS = "p.id, p.name, p.roles, p.branch_id, p.active"
+_PERSON_COLS = "p.id, p.name, p.roles, p.branch_id, p.active, p.inactive_reason, p.inactive_since"
 
 
 def _people_with_scope(db: sqlite_utils.Database, rows: list[tuple]) -> list[Person]:
@@ -278,6 +278,8 @@ def _people_with_scope(db: sqlite_utils.Database, rows: list[tuple]) -> list[Per
             roles=msgspec.json.decode(r[2]),
             branch_id=r[3],
             active=bool(r[4]),
+            inactive_reason=r[5],
+            inactive_since=r[6],
             scope=scopes.get(r[0], []),
         )
         for r in rows

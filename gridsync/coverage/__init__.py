@@ -35,6 +35,7 @@ from gridsync.coverage.assignments import (
     assign,
     assignment_log,
     rebalance,
+    unassign_member,
 )
 from gridsync.coverage.checks import draw_check, get_check, record_result, require_checker
 from gridsync.coverage.labels import KIND_LABELS, LEVEL_LABELS, VIOLATION_LABELS, label
@@ -129,6 +130,7 @@ __all__ = [
     "standing",
     "stored_default",
     "tally",
+    "unassign_member",
     "violations",
     "with_verified",
 ]
