@@ -152,12 +152,25 @@ class PolicyGroup:
     priority_cycle_days: int
     priority_tags: tuple[str, ...]
     grids: list[str] | None  # the grids read; None: every grid (no filter at all)
+    group_counts_for_priority: bool = False
 
     @classmethod
     def of(cls, policy: Policy, grids: list[str] | None) -> PolicyGroup:
         return cls(
-            policy.cycle_days, policy.priority_cycle_days, tuple(policy.priority_tags), grids
+            policy.cycle_days,
+            policy.priority_cycle_days,
+            tuple(policy.priority_tags),
+            grids,
+            policy.group_contact_counts_for_priority,
         )
+
+    def priority_contact(self) -> str:
+        """THE rule of group visits and priority households: the ``households`` column a
+        priority household's cycle is judged by. A group visit (楼栋会) is a contact of each of
+        its households for the ordinary cycle; for a priority household's it counts only when
+        the policy's ``group_contact_counts_for_priority`` says so, else the household needs a
+        visit of its own (``last_single_visit_ms``, kept by ``gridsync/visits.py``)."""
+        return "last_visit_ms" if self.group_counts_for_priority else "last_single_visit_ms"
 
     def where(self) -> tuple[str, list[Any]]:
         return grid_filter(self.grids)
@@ -312,7 +325,12 @@ def policy_groups(
     by_numbers: dict[tuple, tuple[Policy, list[str]]] = {}
     for grid in wanted:
         p = policies.get(idx.community_of(grid) or "", default)
-        key = (p.cycle_days, p.priority_cycle_days, tuple(p.priority_tags))
+        key = (
+            p.cycle_days,
+            p.priority_cycle_days,
+            tuple(p.priority_tags),
+            p.group_contact_counts_for_priority,
+        )
         by_numbers.setdefault(key, (p, []))[1].append(grid)
     everything = grids is None and len(by_numbers) == 1
     return [PolicyGroup.of(p, None if everything else g) for p, g in by_numbers.values()]
@@ -344,13 +362,13 @@ def _count_by_member(db: sqlite_utils.Database, t: Tally, group: PolicyGroup) ->
     """One group's households grouped by (grid, responsible member): into their grid's counts,
     and the assigned ones into their member's."""
     cond, params = group.where()
-    prio = group.is_priority()
+    prio, prio_last = group.is_priority(), group.priority_contact()
     rows = db.execute(
         f"""SELECT grid_id, responsible_member_id, count(*),
                    count(*) FILTER (WHERE last_visit_ms >= ?1),
                    count(*) FILTER (WHERE last_responsible_visit_ms >= ?1),
                    count(*) FILTER (WHERE {prio}),
-                   count(*) FILTER (WHERE {prio} AND coalesce(last_visit_ms, 0) < ?2)
+                   count(*) FILTER (WHERE {prio} AND coalesce({prio_last}, 0) < ?2)
             FROM households INDEXED BY households_coverage
             WHERE status = 'active' AND {cond}
             GROUP BY grid_id, responsible_member_id""",
@@ -430,7 +448,7 @@ def _count_from_aggregates(
             f"""SELECT {key}, count(responsible_member_id)
                 FROM households INDEXED BY households_tagged
                 WHERE status = 'active' AND tags <> '[]'
-                  AND coalesce(last_visit_ms, 0) < ? AND {prio} AND {cond}
+                  AND coalesce({group.priority_contact()}, 0) < ? AND {prio} AND {cond}
                 {grouped}""",
             [group.priority_start(t.now_ms), *params],
         ):

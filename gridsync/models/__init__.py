@@ -115,6 +115,7 @@ from gridsync.models.records import AuditEntry, AuditPage, ImportResult, RowErro
 from gridsync.models.reports import ISO_WEEK_PATTERN, AlertsActed, BurdenReport, BurdenRow
 from gridsync.models.sync import (
     HLC_PATTERN,
+    MAX_GROUP_HOUSEHOLDS,
     MAX_UPDATE_FIELDS,
     Change,
     ChangeType,
@@ -256,6 +257,7 @@ __all__ = [
     "MAX_CHANNELS",
     "MAX_CHANNEL_LENGTH",
     "MAX_CHECK_HOUSEHOLDS",
+    "MAX_GROUP_HOUSEHOLDS",
     "MAX_IDS",
     "MAX_NOTICE_BODY",
     "MAX_NOTICE_LINK",

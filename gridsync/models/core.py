@@ -156,6 +156,8 @@ class Visit(Struct, kw_only=True):
     note: str = ""
     geo: Geo | None = None
     voided: bool = False
+    # a group visit (楼栋会): every household it was a contact of (``household_id`` the first)
+    household_ids: list[str] | None = None
 
 
 class Policy(Struct, kw_only=True):
@@ -167,6 +169,9 @@ class Policy(Struct, kw_only=True):
     priority_tags: list[str]
     priority_cycle_days: int
     service_kinds: list[str]
+    # whether a group visit (楼栋会) satisfies a priority household's cycle; by default a
+    # priority household needs a visit of its own
+    group_contact_counts_for_priority: bool = False
 
 
 class Me(Struct, kw_only=True):

@@ -43,6 +43,7 @@ class PolicyOverride(Struct, kw_only=True, forbid_unknown_fields=True):
     priority_tags: Annotated[list[TagName], Meta(max_length=50)] | UnsetType = UNSET
     priority_cycle_days: Days | UnsetType = UNSET
     service_kinds: Annotated[list[TagName], Meta(min_length=1, max_length=50)] | UnsetType = UNSET
+    group_contact_counts_for_priority: bool | UnsetType = UNSET
 
 
 class CommunityPolicy(Struct, kw_only=True):
