@@ -78,6 +78,7 @@ ROW_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("contact_rate", "走访率", "contact rate", "rate"),
     ("verified_rate", "最近抽检核实率", "latest verified rate (check)", "rate"),
     ("contacted_by_responsible", "责任党员走访", "contacted by responsible member", "int"),
+    ("group_contacted", "仅集体走访户数", "contacted by group visits only", "int"),
     ("compliance_rate", "责任党员走访率", "compliance rate", "rate"),
     ("overdue", "逾期未走访户数", "overdue", "int"),
     ("overdue_rate", "逾期率", "overdue rate", "rate"),

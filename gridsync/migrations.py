@@ -1004,6 +1004,11 @@ def m0026_group_visits(db: sqlite_utils.Database) -> None:
             ON households(grid_id, last_visit_ms, responsible_member_id, tags,
                           last_single_visit_ms)
             WHERE status = 'active' AND tags <> '[]';
+        -- the households whose newest contact was a group visit (few): the roll-ups' count of
+        -- households contacted this cycle by a group contact only reads them here
+        CREATE INDEX households_group_contact
+            ON households(grid_id, responsible_member_id, last_visit_ms, last_single_visit_ms)
+            WHERE status = 'active' AND last_visit_ms > coalesce(last_single_visit_ms, 0);
         DROP TRIGGER IF EXISTS households_responsible_contact;
         CREATE TRIGGER households_responsible_contact
         AFTER UPDATE OF responsible_member_id ON households

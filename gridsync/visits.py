@@ -175,6 +175,10 @@ def move(db: sqlite_utils.Database, household_id: str, old_grid: str, grid_id: s
     """A household's visits follow it to its new grid, each with a new change seq, so that the
     phones of the new grid receive them (those of the old grid drop them with the household);
     both grids' kept service kinds are recounted."""
+    # the household's place in the group visits it was part of follows it too
+    db.execute(
+        "UPDATE visit_households SET grid_id = ? WHERE household_id = ?", [grid_id, household_id]
+    )
     ids = [
         r[0]
         for r in db.execute(
@@ -187,10 +191,6 @@ def move(db: sqlite_utils.Database, household_id: str, old_grid: str, grid_id: s
     db.conn.executemany(
         "UPDATE visits SET grid_id = ?, seq = ? WHERE id = ?",
         [(grid_id, first + i, vid) for i, vid in enumerate(ids)],
-    )
-    # the household's place in the group visits it was part of follows it too
-    db.execute(
-        "UPDATE visit_households SET grid_id = ? WHERE household_id = ?", [grid_id, household_id]
     )
     recount_kinds(db, [old_grid, grid_id])
 

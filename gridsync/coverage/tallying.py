@@ -76,6 +76,7 @@ class Counts:
     under: int = 0
     over: int = 0
     mask: int = 0
+    group_only: int = 0  # contacted this cycle by group visits (楼栋会) only
 
     @property
     def others_only(self) -> int:
@@ -94,6 +95,7 @@ class Counts:
             priority=self.priority,
             priority_overdue=self.priority_overdue,
             mask=self.mask,
+            group_only=self.group_only,
         )
 
     def add(self, other: Counts) -> None:
@@ -104,6 +106,7 @@ class Counts:
         self.overdue += other.overdue
         self.priority += other.priority
         self.priority_overdue += other.priority_overdue
+        self.group_only += other.group_only
         self.mask |= other.mask
         self.members += other.members
         self.under += other.under
@@ -262,10 +265,12 @@ def tally(
     if per_member:
         for group in t.groups:
             _count_by_member(db, t, group)
+            _count_group_only(db, t, group, by_grid=True)
         _judge_members(db, t)
     else:
         for group in t.groups:
             _count_from_aggregates(db, t, group, by_grid)
+            _count_group_only(db, t, group, by_grid=by_grid)
         _judge_homes(db, t, whole_district=scope.everything and unit_id is None)
     if with_kinds:
         by_cycle = _grids_by_cycle(t.groups, sorted(t.idx.grids()))
@@ -401,6 +406,29 @@ def _count_by_member(db: sqlite_utils.Database, t: Tally, group: PolicyGroup) ->
         m.overdue += overdue
         m.priority += prio_n
         m.priority_overdue += prio_overdue
+
+
+def _count_group_only(
+    db: sqlite_utils.Database, t: Tally, group: PolicyGroup, *, by_grid: bool
+) -> None:
+    """Households of one group contacted this cycle by group visits (楼栋会) only: their
+    newest contact is a group visit of the cycle and their newest visit alone is older. Read
+    on the small partial index of households whose newest contact was a group visit
+    (migration 0026); into their grid's counts (grid None when not ``by_grid``) and, on the
+    per-member path, their responsible member's."""
+    cond, params = group.where()
+    for grid, member, n in db.execute(
+        f"""SELECT grid_id, responsible_member_id, count(*)
+            FROM households INDEXED BY households_group_contact
+            WHERE status = 'active' AND last_visit_ms > coalesce(last_single_visit_ms, 0)
+              AND last_visit_ms >= ?1 AND coalesce(last_single_visit_ms, 0) < ?1 AND {cond}
+            GROUP BY grid_id, responsible_member_id""",
+        [group.cycle_start(t.now_ms), *params],
+    ):
+        t.grid_counts[grid if by_grid else None].group_only += n
+        m = t.member_counts.get(member) if member is not None else None
+        if m is not None:
+            m.group_only += n
 
 
 def _count_from_aggregates(
