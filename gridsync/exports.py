@@ -52,7 +52,7 @@ from gridsync.coverage import (
     with_verified,
 )
 from gridsync.errors import Invalid
-from gridsync.models import COVERAGE_LEVELS, BurdenReport, CoverageRow, Violation
+from gridsync.models import COVERAGE_LEVELS, BurdenReport, CoverageRow, InstructorReport, Violation
 from gridsync.org import Scope
 
 Format = Literal["csv", "xlsx", "json"]
@@ -461,6 +461,57 @@ def burden_xlsx(report: BurdenReport, lang: str = "zh", progress: Progress = _no
     wb = Workbook(write_only=True)
     title = f"{BURDEN_SHEET.get(lang, BURDEN_SHEET['zh'])} {report.week}"
     _sheet(wb, title, header, kinds, rows, progress)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+# -- the instructors' report (gridsync/instructors.py) ------------------------------------------
+
+INSTRUCTOR_SHEET = {"zh": "党建指导员", "en": "instructors"}
+INSTRUCTOR_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("person_id", "人员编号", "person", "text"),
+    ("name", "姓名", "name", "text"),
+    ("communities", "联系社区", "communities", "text"),
+    ("communities_covered", "已走访社区数", "communities covered", "int"),
+    ("households_visited", "走访户数", "households visited", "int"),
+    ("visits", "走访记录数", "visits", "int"),
+    ("group_visits", "集体走访次数", "group visits", "int"),
+    ("cases_raised", "吹哨上报数", "cases raised", "int"),
+    ("cases_resolved", "已解决问题数", "cases resolved", "int"),
+)
+
+
+def instructors_table(
+    report: InstructorReport, lang: str = "zh"
+) -> tuple[list[str], list[list[Any]]]:
+    """The instructors' report as a header and rows (the XLSX sheet and the CLI table)."""
+    sep = "、" if lang == "zh" else ", "
+    rows = [
+        [
+            r.person_id,
+            r.name,
+            sep.join(r.communities),
+            r.communities_covered,
+            r.households_visited,
+            r.visits,
+            r.group_visits,
+            r.cases_raised,
+            r.cases_resolved,
+        ]
+        for r in report.rows
+    ]
+    return _header(INSTRUCTOR_COLUMNS, lang), rows
+
+
+def instructors_xlsx(
+    report: InstructorReport, lang: str = "zh", progress: Progress = _noop
+) -> bytes:
+    """The instructors' report as one XLSX sheet (Chinese headers by default)."""
+    header, rows = instructors_table(report, lang)
+    wb = Workbook(write_only=True)
+    kinds = [kind for *_, kind in INSTRUCTOR_COLUMNS]
+    _sheet(wb, INSTRUCTOR_SHEET.get(lang, INSTRUCTOR_SHEET["zh"]), header, kinds, rows, progress)
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

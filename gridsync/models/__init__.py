@@ -112,7 +112,14 @@ from gridsync.models.notify import (
     UnreachablePerson,
 )
 from gridsync.models.records import AuditEntry, AuditPage, ImportResult, RowError
-from gridsync.models.reports import ISO_WEEK_PATTERN, AlertsActed, BurdenReport, BurdenRow
+from gridsync.models.reports import (
+    ISO_WEEK_PATTERN,
+    AlertsActed,
+    BurdenReport,
+    BurdenRow,
+    InstructorReport,
+    InstructorRow,
+)
 from gridsync.models.sync import (
     HLC_PATTERN,
     MAX_GROUP_HOUSEHOLDS,
@@ -231,6 +238,7 @@ WIRE_TYPES: tuple[type, ...] = (
     OutboxPage,
     # reports
     BurdenReport,
+    InstructorReport,
     Notice,
     NoticeRead,
     UnreachablePerson,
@@ -325,6 +333,8 @@ __all__ = [
     "IgnoredField",
     "ImportResult",
     "InactiveReason",
+    "InstructorReport",
+    "InstructorRow",
     "Limit",
     "LostValue",
     "Me",
