@@ -18,6 +18,12 @@ visits themselves, and every write of a visit keeps, in the same transaction:
   JSON (``json_each``) and costs the push more than its budget (bench/README.md, section 3),
   whereas one batch of 500 visits touches a handful of keys.
 
+- group visits (楼栋会, migration ``0026_group_visits``): ONE ``visits`` row (the first
+  household's, ``group_size`` households) and one ``visit_households`` row per household; the
+  kept times above count it for each of them, and ``households.last_single_visit_ms`` keeps the
+  newest visit of the household alone (a priority household's cycle is judged by it unless the
+  policy says otherwise: ``gridsync/coverage/tallying.py``, ``PolicyGroup.priority_contact``).
+
 The writers call this module and nothing else writes these tables or columns:
 
 - :func:`insert`: new visits (sync's ``visit.create``, tests' fixtures);

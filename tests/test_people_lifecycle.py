@@ -169,3 +169,13 @@ def test_cli_json_and_reactivate(store, tiny, db_path, held):
     assert store.read(org.get_person, "m2").active is True
     bad = CliRunner().invoke(cli, ["people", "deactivate", "m2", "--reason", "x", "--db", db_path])
     assert bad.exit_code == 2
+
+
+def test_an_inactive_member_gets_no_notifications(store, settings, held):
+    from gridsync.notify.routing import people_for_tag
+
+    assert "m1" in store.read(people_for_tag, "grid:g1")
+    assert store.read(people_for_tag, "member:m1") == ["m1"]
+    store.write(lifecycle.deactivate, settings, "m1", "moved_away", CLI)
+    assert "m1" not in store.read(people_for_tag, "grid:g1")
+    assert store.read(people_for_tag, "member:m1") == []
