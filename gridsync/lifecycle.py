@@ -31,23 +31,27 @@ from gridsync.clock import SYSTEM_CLOCK, Clock, iso_ms
 from gridsync.config import Settings
 from gridsync.db import next_seq
 from gridsync.errors import Conflict, Invalid, NotFound
-from gridsync.models import INACTIVE_REASONS, Deactivation, Person
+from gridsync.models import INACTIVE_REASONS, Deactivation, InactiveReason, Person
 from gridsync.org import get_person, leaves_no_admin_device
 
 # The reasons as a secretary says them (the CLI accepts both; exports and reports show these).
-REASON_LABELS = {"moved_away": "迁出", "deceased": "去世", "transferred": "转出", "other": "其他"}
-REASON_ALIASES = {label: key for key, label in REASON_LABELS.items()}
+REASON_LABELS: dict[InactiveReason, str] = {
+    "moved_away": "迁出",
+    "deceased": "去世",
+    "transferred": "转出",
+    "other": "其他",
+}
 
 
-def reason_key(reason: str) -> str:
-    """``moved_away`` or ``迁出`` -> ``moved_away``; anything else is ``400 invalid``."""
-    key = REASON_ALIASES.get(reason, reason)
-    if key not in INACTIVE_REASONS:
-        raise Invalid(
-            f"reason must be one of {', '.join(INACTIVE_REASONS)} (迁出, 去世, 转出, 其他)",
-            field="reason",
-        )
-    return key
+def reason_key(reason: str | None) -> InactiveReason:
+    """``moved_away`` or ``迁出`` -> ``moved_away``; anything else is ``400 validation_error``."""
+    for key in INACTIVE_REASONS:
+        if reason in (key, REASON_LABELS[key]):
+            return key
+    raise Invalid(
+        f"reason must be one of {', '.join(INACTIVE_REASONS)} (迁出, 去世, 转出, 其他)",
+        field="reason",
+    )
 
 
 def deactivate(
@@ -74,7 +78,7 @@ def deactivate(
         return Deactivation(
             person_id=person_id,
             status="unchanged",
-            reason=row[1] or key,  # type: ignore[arg-type]
+            reason=reason_key(row[1]) if row[1] else key,
             unassigned=[],
             devices=[],
             drain=drain,
@@ -119,7 +123,7 @@ def deactivate(
     return Deactivation(
         person_id=person_id,
         status="deactivated",
-        reason=key,  # type: ignore[arg-type]
+        reason=key,
         unassigned=unassigned,
         devices=devices,
         drain=drain,

@@ -122,3 +122,13 @@ def test_instructor_figures_from_real_pushes(client, tiny, store, instructor, db
     assert out.exit_code == 0, out.output
     r = client.get("/api/v1/reports/instructors", headers=bearer(tiny.tokens["admin"]))
     assert r.json()["rows"] == []
+
+
+def test_the_household_import_refuses_an_instructor_as_responsible(tmp_path, db_path, instructor):
+    file = tmp_path / "households.csv"
+    file.write_text("外部编号,网格,户主姓名,负责党员\nx1,g1,陈,ins1\n", encoding="utf-8")
+    out = CliRunner().invoke(
+        cli, ["import", "households", str(file), "--dry-run", "--json", "--db", db_path]
+    )
+    errors = json.loads(out.stdout)["errors"]
+    assert [(e["row"], e["code"]) for e in errors] == [(2, "instructor_not_responsible")]

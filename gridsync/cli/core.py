@@ -172,7 +172,8 @@ def units_add(
 def people(
     ctx: click.Context, db_path: str, as_json: bool, role: str | None, unit_id: str | None
 ) -> None:
-    """List people (with --json: an array of {id, name, roles, scope})."""
+    """List people (with --json: an array of {id, name, roles, scope, active,
+    inactive_reason})."""
     if ctx.invoked_subcommand is not None:
         return
     with open_store(db_path) as store:

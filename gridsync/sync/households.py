@@ -332,8 +332,10 @@ def _visited(data: VisitCreate) -> list[str] | GridsyncError:
             "give household_id (one household) or household_ids (a group visit), not both",
             field="data.household_ids",
         )
-    if data.household_ids is None:
-        return [data.household_id]  # type: ignore[list-item]
+    if data.household_id is not None:
+        return [data.household_id]
+    if data.household_ids is None:  # (excluded above; spelled out for the type checker)
+        return Invalid("no household", field="data.household_ids")
     if len(set(data.household_ids)) != len(data.household_ids):
         return Invalid("household_ids names a household twice", field="data.household_ids")
     return list(data.household_ids)
