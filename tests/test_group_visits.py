@@ -220,3 +220,21 @@ def test_the_visits_export_marks_the_group_contact(client, tiny, store, assigned
     single = next(x for x in recs if x["备注"] == "电话")
     assert group["集体走访"] == "是" and group["集体走访住户"] == ",".join(G1)
     assert single["集体走访"] == "否" and not single["集体走访住户"]
+
+
+def test_the_coverage_export_counts_group_only_contacts(client, tiny, store, assigned):
+    m1 = phone(client, tiny)
+    m1.sync()
+    m1.log_group_visit(G1[:3], "door", [], "楼栋会")
+    m1.log_visit(G1[0], "door", [], "单独走访")
+    m1.sync()
+    r = client.get(
+        "/api/v1/exports/coverage",
+        params={"format": "xlsx"},
+        headers=bearer(tiny.tokens["admin"]),
+    )
+    assert r.status_code == 200, r.text
+    ws = openpyxl.load_workbook(io.BytesIO(r.content))["网格"]
+    header, *rows = list(ws.iter_rows(values_only=True))
+    g1 = next(dict(zip(header, row)) for row in rows if row[0] == "g1")
+    assert g1["已走访"] == 3 and g1["仅集体走访户数"] == 2
