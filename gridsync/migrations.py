@@ -981,7 +981,9 @@ def m0026_group_visits(db: sqlite_utils.Database) -> None:
       backfill copies ``last_visit_ms``.
 
     The covering indexes of the roll-ups hold the new column; the trigger of migration 0016
-    recounts a new responsible member's contacts with the group visits too."""
+    recounts a new responsible member's contacts with the group visits too. A link's
+    ``grid_id`` (the household's grid, following its moves) lets the pull send a group visit to
+    the phones of every grid it names (``visit_households_grid``)."""
     db.executescript(
         """
         ALTER TABLE visits ADD COLUMN group_size INTEGER NOT NULL DEFAULT 1;
@@ -992,6 +994,7 @@ def m0026_group_visits(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (visit_id, household_id)
         ) WITHOUT ROWID;
         CREATE INDEX visit_households_household ON visit_households(household_id, visit_id);
+        CREATE INDEX visit_households_grid ON visit_households(grid_id, visit_id);
         ALTER TABLE households ADD COLUMN last_single_visit_ms INTEGER;
         UPDATE households SET last_single_visit_ms = last_visit_ms;
         DROP INDEX IF EXISTS households_coverage;

@@ -238,3 +238,20 @@ def test_the_coverage_export_counts_group_only_contacts(client, tiny, store, ass
     header, *rows = list(ws.iter_rows(values_only=True))
     g1 = next(dict(zip(header, row)) for row in rows if row[0] == "g1")
     assert g1["已走访"] == 3 and g1["仅集体走访户数"] == 2
+
+
+def test_a_group_visit_reaches_the_phones_of_every_grid_it_names(client, tiny, store):
+    sec = phone(client, tiny, "sec")  # community c1: both grids
+    sec.sync()
+    queued = sec.log_group_visit(["hh-g1-1", "hh-g2-1", "hh-g2-2"], "door", [], "跨网格楼栋会")
+    sec.sync()
+    assert sec.rejected() == []
+    m2 = phone(client, tiny, "m2")  # grid g2 only; the visit's own grid is g1
+    m2.sync()
+    assert m2.visits()[queued.id]["household_ids"] == ["hh-g1-1", "hh-g2-1", "hh-g2-2"]
+    assert queued.id in m2.visits("hh-g2-2")
+    # and its void reaches them too
+    sec.void_visit(queued.id)
+    sec.sync()
+    m2.sync()
+    assert m2.visits()[queued.id]["voided"] is True

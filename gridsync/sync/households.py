@@ -569,4 +569,15 @@ def visit_changes(
         # (a quarter more, so that the page is usually complete after it).
         width = width * 8 if not got else (limit - len(rows)) * (hi - lo) * 5 // (4 * len(got)) + 1
         lo = hi
-    return [SourceChange(r[-1], r[0], "put", visit_from_row(r)) for r in rows]
+    # group visits of another grid that name a household of these grids (few: read through
+    # the link table), up to where this page's own visits reach, merged in seq order
+    reach = rows[-1][-1] if len(rows) >= limit else upto_seq
+    rows += db.execute(
+        f"SELECT {VISIT_SELECT}, v.seq FROM visit_households l CROSS JOIN visits v "
+        "ON v.id = l.visit_id WHERE l.grid_id IN (SELECT value FROM json_each(?1)) "
+        "AND v.grid_id NOT IN (SELECT value FROM json_each(?1)) AND v.seq > ?2 AND v.seq <= ?3 "
+        "AND v.at_ms >= ?4 GROUP BY v.id ORDER BY v.seq LIMIT ?5",
+        [grid_list, after_seq, reach, since, limit],
+    ).fetchall()
+    rows.sort(key=lambda r: r[-1])
+    return [SourceChange(r[-1], r[0], "put", visit_from_row(r)) for r in rows[:limit]]
