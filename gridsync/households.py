@@ -164,8 +164,10 @@ def list_visits(
     rows, total = paged(
         db,
         VISIT_SELECT,
-        "visits v WHERE v.household_id = ?",
-        [household_id],
+        # its own visits and the group visits it was part of
+        "visits v WHERE v.household_id = ? OR v.id IN "
+        "(SELECT visit_id FROM visit_households WHERE household_id = ?)",
+        [household_id, household_id],
         order_by="v.at_ms DESC, v.id",
         limit=limit,
         offset=offset,

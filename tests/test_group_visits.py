@@ -255,3 +255,15 @@ def test_a_group_visit_reaches_the_phones_of_every_grid_it_names(client, tiny, s
     sec.sync()
     m2.sync()
     assert m2.visits()[queued.id]["voided"] is True
+
+
+def test_each_households_visits_list_the_group_visit(client, tiny):
+    m1 = phone(client, tiny)
+    m1.sync()
+    queued = m1.log_group_visit(G1[:2], "door", [], "楼栋会")
+    m1.sync()
+    for hid in G1[:2]:
+        r = client.get(f"/api/v1/households/{hid}/visits", headers=bearer(tiny.tokens["sec"]))
+        assert r.status_code == 200, r.text
+        assert [v["id"] for v in r.json()["items"]] == [queued.id]
+        assert r.json()["items"][0]["household_ids"] == G1[:2]
