@@ -725,9 +725,9 @@ def _people_at_work(db: sqlite_utils.Database, org: OrgPlan, end_ms: int) -> Non
       :data:`GROUP_VISIT_HOUSEHOLDS`), and visits the next three households of the grid alone,
       on the evening of the history's last day (``gridsync report instructors`` shows them,
       the roll-up counts the households the meeting alone contacted this cycle);
-    - a member of the first grid moved away (迁出) at the end of that day: the one with the
-      fewest households (ties by id), made inactive by :func:`gridsync.lifecycle.deactivate`,
-      so their households are unassigned (and suggested by ``gridsync rebalance``).
+    - the last member of the last grid moved away (迁出) at the end of that day, made inactive by
+      :func:`gridsync.lifecycle.deactivate`, so their households are unassigned (and suggested
+      by ``gridsync coverage rebalance``).
 
     Deterministic: no random draw, only the plan's ids and the households' order."""
     # 21:30 of the history's last day, China time: after every bulk visit (08:00-20:30), so
@@ -780,21 +780,13 @@ def _people_at_work(db: sqlite_utils.Database, org: OrgPlan, end_ms: int) -> Non
         ]  # fmt: skip
     visits.insert(db, rows, links)
 
-    members = org.grids[0].member_ids if org.grids else []
-    loads = dict(
-        db.execute(
-            "SELECT responsible_member_id, count(*) FROM households WHERE status = 'active' "
-            "AND responsible_member_id IN (SELECT value FROM json_each(?)) "
-            "GROUP BY responsible_member_id",
-            [msgspec.json.encode(members).decode()],
-        ).fetchall()
-    )
-    held = sorted((n, m) for m, n in loads.items() if n > 0)
-    if held:
+    # the last member of the last grid (a member the other examples do not name) moved away
+    leaving = org.grids[-1].member_ids[-1:] if org.grids else []
+    if leaving:
         lifecycle.deactivate(
             db,
             Settings(),
-            held[0][1],
+            leaving[0],
             "moved_away",
             Actor.cli(),
             clock=FixedClock(end_ms - 60_000),
