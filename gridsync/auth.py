@@ -237,7 +237,9 @@ def authenticate(
         raise Unauthorized("unknown token", code="invalid_token")
     if row[2] is not None:
         raise DeviceRevoked()
-    if not row[4]:
+    if not row[4] and row[8] is None:
+        # a person made inactive with --drain (gridsync/lifecycle.py): their draining phones
+        # still push their unsent work once; every other device of theirs is refused
         raise Unauthorized("this person is no longer active", code="person_inactive")
     roles = frozenset(msgspec.json.decode(row[3]))
     scope = (

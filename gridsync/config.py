@@ -34,6 +34,8 @@ class CoveragePolicy(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     priority_tags: tuple[str, ...] = DEFAULT_PRIORITY_TAGS
     priority_cycle_days: int = 7
     service_kinds: tuple[str, ...] = DEFAULT_SERVICE_KINDS
+    # a group visit (楼栋会) satisfies a priority household's cycle (default: it needs its own)
+    group_contact_counts_for_priority: bool = False
 
 
 class LevelDeadlines(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

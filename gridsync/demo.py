@@ -29,10 +29,10 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
-from gridsync import audit, coverage, hotline, visits, whistle
+from gridsync import audit, coverage, hotline, lifecycle, visits, whistle
 from gridsync.audit import Actor
 from gridsync.auth import Principal
-from gridsync.clock import DAY_MS, iso_ms
+from gridsync.clock import DAY_MS, FixedClock, iso_ms
 from gridsync.config import DEFAULT_SERVICE_KINDS, CoveragePolicy, Settings
 from gridsync.db import Store, next_seq
 from gridsync.errors import Conflict
@@ -389,6 +389,8 @@ def plan_people(org: OrgPlan, seed: int) -> list[PersonRow]:
     # last, so that every name drawn before stays as it was (issue 17)
     people.append(person("supervisor", ["supervisor"], [org.district_id]))
     people.append(PersonRow("hotline", "12345热线平台", ["hotline"], [org.district_id]))
+    # one party-building instructor (党建指导员) per community (last: earlier names unchanged)
+    people += [person(f"{cid}-ins", ["instructor"], [cid]) for cid in org.communities]
     return people
 
 
@@ -725,6 +727,87 @@ def _finish(db: sqlite_utils.Database, index_sql: list[str], detail: dict[str, A
     audit.record(db, Actor.cli(), "demo.build", detail=detail)
 
 
+# A building meeting (楼栋会) gathers at most this many households in the demo.
+GROUP_VISIT_HOUSEHOLDS = 10
+
+
+def _people_at_work(db: sqlite_utils.Database, org: OrgPlan, end_ms: int) -> None:
+    """Issue 18's people, through the live writers (after the bulk load, with the indexes):
+
+    - each community's instructor (``{community}-ins``) holds a building meeting (楼栋会) where
+      the community's least recently contacted household lives: ONE group visit of that
+      building's active households, least recently contacted first (at most
+      :data:`GROUP_VISIT_HOUSEHOLDS`), and visits the next three households of the grid alone,
+      on the evening of the history's last day (``gridsync report instructors`` shows them,
+      the roll-up counts the households the meeting alone contacted this cycle);
+    - the last member of the last grid moved away (迁出) at the end of that day, made inactive by
+      :func:`gridsync.lifecycle.deactivate`, so their households are unassigned (and suggested
+      by ``gridsync coverage rebalance``).
+
+    Deterministic: no random draw, only the plan's ids and the households' order."""
+    # 21:30 of the history's last day, China time: after every bulk visit (08:00-20:30), so
+    # that visit ids and seqs still follow time
+    at_ms = end_ms - 150 * 60_000
+
+    def at(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, CHINA).isoformat(timespec="seconds")
+
+    grids_of: dict[str, list[str]] = {}
+    for grid in org.grids:
+        grids_of.setdefault(grid.community_id, []).append(grid.id)
+    rows: list[visits.NewVisit] = []
+    links: list[visits.GroupLink] = []
+    for cid, grids in sorted(grids_of.items()):
+        # the least recently contacted households first (never contacted: first of all)
+        households = db.execute(
+            "SELECT id, grid_id, building FROM households WHERE status = 'active' "
+            "AND grid_id IN (SELECT value FROM json_each(?)) "
+            "ORDER BY coalesce(last_visit_ms, 0), id",
+            [msgspec.json.encode(grids).decode()],
+        ).fetchall()
+        if not households:
+            continue
+        _, grid_id, building = households[0]
+        here = [h for h, g, b in households if g == grid_id]
+        group = [h for h, g, b in households if (g, b) == (grid_id, building)]
+        group = group[:GROUP_VISIT_HOUSEHOLDS]
+        alone = [h for h in here if h not in group][:3]
+        seq = next_seq(db, 1 + len(alone))
+        instructor = f"{cid}-ins"
+        rng = _rng(0, f"group-{cid}")  # the ids' random bits only: no figure depends on them
+        gid = uuid7_at(at_ms, rng)
+        size = len(group)  # one household only: an ordinary visit
+        rows.append(
+            visits.NewVisit(
+                gid, group[0], grid_id, instructor, None, at(at_ms), at_ms, "door", '["policy"]', "楼栋会",
+                None, seq, iso_ms(at_ms), 0, size,
+            )
+        )  # fmt: skip
+        if size > 1:
+            links += [visits.GroupLink(gid, h, grid_id) for h in group]
+        rows += [
+            visits.NewVisit(
+                uuid7_at(at_ms + i * 60_000, rng), h, grid_id, instructor, None,
+                at(at_ms + i * 60_000), at_ms + i * 60_000, "door",
+                '["opinion"]', "入户走访", None, seq + i, iso_ms(at_ms),
+            )
+            for i, h in enumerate(alone, 1)
+        ]  # fmt: skip
+    visits.insert(db, rows, links)
+
+    # the last member of the last grid (a member the other examples do not name) moved away
+    leaving = org.grids[-1].member_ids[-1:] if org.grids else []
+    if leaving:
+        lifecycle.deactivate(
+            db,
+            Settings(),
+            leaving[0],
+            "moved_away",
+            Actor.cli(),
+            clock=FixedClock(end_ms - 60_000),
+        )
+
+
 def build(
     store: Store,
     scale: Scale,
@@ -783,6 +866,7 @@ def build(
     with progress("cases", 1) as bar:
         store.write(write_cases, org, seed, end_ms)
         bar.update(1)
+    store.write(_people_at_work, org, end_ms)
     store.write_unsafe_outside_transaction(lambda db: db.execute("ANALYZE"))
     return store.read(summary, end_ms)
 
@@ -816,6 +900,8 @@ def summary(
         "members_under_minimum": at_fault["member_under_min"],
         "overdue_households": at_fault["overdue"],
         "contacted_by_others_only": at_fault["contacted_by_others_only"],
+        "group_visits": one("SELECT count(*) FROM visits WHERE group_size > 1"),
+        "inactive_people": one("SELECT count(*) FROM people WHERE active = 0"),
     }
 
 

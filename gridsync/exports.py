@@ -49,7 +49,7 @@ from gridsync.coverage import (
     with_verified,
 )
 from gridsync.errors import Invalid
-from gridsync.models import COVERAGE_LEVELS, BurdenReport, CoverageRow, Violation
+from gridsync.models import COVERAGE_LEVELS, BurdenReport, CoverageRow, InstructorReport, Violation
 from gridsync.org import Scope
 
 Format = Literal["csv", "xlsx", "json"]
@@ -76,6 +76,7 @@ ROW_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("contact_rate", "走访率", "contact rate", "rate"),
     ("verified_rate", "最近抽检核实率", "latest verified rate (check)", "rate"),
     ("contacted_by_responsible", "责任党员走访", "contacted by responsible member", "int"),
+    ("group_contacted", "仅集体走访户数", "contacted by group visits only", "int"),
     ("compliance_rate", "责任党员走访率", "compliance rate", "rate"),
     ("overdue", "逾期未走访户数", "overdue", "int"),
     ("overdue_rate", "逾期率", "overdue rate", "rate"),
@@ -517,3 +518,54 @@ def header_kinds(header: list[str]) -> list[str]:
     """The kinds of a plain table's columns (the hotline's reports and orders): a column whose
     header ends in 率 or "rate" holds rates (shown as percentages), the others as they are."""
     return ["rate" if h.endswith(("率", "rate")) else "" for h in header]
+
+
+# -- the instructors' report (gridsync/instructors.py) ------------------------------------------
+
+INSTRUCTOR_SHEET = {"zh": "党建指导员", "en": "instructors"}
+INSTRUCTOR_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("person_id", "人员编号", "person", "text"),
+    ("name", "姓名", "name", "text"),
+    ("communities", "联系社区", "communities", "text"),
+    ("communities_covered", "已走访社区数", "communities covered", "int"),
+    ("households_visited", "走访户数", "households visited", "int"),
+    ("visits", "走访记录数", "visits", "int"),
+    ("group_visits", "集体走访次数", "group visits", "int"),
+    ("cases_raised", "吹哨上报数", "cases raised", "int"),
+    ("cases_resolved", "已解决问题数", "cases resolved", "int"),
+)
+
+
+def instructors_table(
+    report: InstructorReport, lang: str = "zh"
+) -> tuple[list[str], list[list[Any]]]:
+    """The instructors' report as a header and rows (the XLSX sheet and the CLI table)."""
+    sep = "、" if lang == "zh" else ", "
+    rows = [
+        [
+            r.person_id,
+            r.name,
+            sep.join(r.communities),
+            r.communities_covered,
+            r.households_visited,
+            r.visits,
+            r.group_visits,
+            r.cases_raised,
+            r.cases_resolved,
+        ]
+        for r in report.rows
+    ]
+    return _header(INSTRUCTOR_COLUMNS, lang), rows
+
+
+def instructors_xlsx(
+    report: InstructorReport, lang: str = "zh", progress: Progress = _noop
+) -> bytes:
+    """The instructors' report as one XLSX sheet (Chinese headers by default)."""
+    header, rows = instructors_table(report, lang)
+    kinds = [kind for *_, kind in INSTRUCTOR_COLUMNS]
+    buf = io.BytesIO()
+    wb = xlsxwriter.Workbook(buf, WORKBOOK_OPTIONS)
+    _sheet(wb, INSTRUCTOR_SHEET.get(lang, INSTRUCTOR_SHEET["zh"]), header, kinds, rows, progress)
+    wb.close()
+    return buf.getvalue()

@@ -43,7 +43,13 @@ VISIT_COLUMNS = (
     "geo",
     "voided",
 )
-VISIT_SELECT = ", ".join(f"v.{c}" for c in VISIT_COLUMNS)
+# a group visit's households (JSON array; NULL for a visit of one household: no lookup)
+_GROUP_HOUSEHOLDS = (
+    "CASE WHEN v.group_size > 1 THEN (SELECT json_group_array(l.household_id) "
+    "FROM visit_households l WHERE l.visit_id = v.id) END"
+)
+VISIT_SELECT = ", ".join([*(f"v.{c}" for c in VISIT_COLUMNS), _GROUP_HOUSEHOLDS])
+_ids_decoder = msgspec.json.Decoder(list[str])
 
 _tags_decoder = msgspec.json.Decoder(list[str])
 _geo_decoder = msgspec.json.Decoder(Geo)
@@ -93,6 +99,7 @@ def visit_from_row(row: tuple, _kinds: dict[str, tuple[str, ...]] = _KINDS) -> V
         note=row[7],
         geo=_geo_decoder.decode(row[8]) if row[8] else None,
         voided=bool(row[9]),
+        household_ids=sorted(_ids_decoder.decode(row[10])) if row[10] else None,
     )
 
 
@@ -157,8 +164,10 @@ def list_visits(
     rows, total = paged(
         db,
         VISIT_SELECT,
-        "visits v WHERE v.household_id = ?",
-        [household_id],
+        # its own visits and the group visits it was part of
+        "visits v WHERE v.household_id = ? OR v.id IN "
+        "(SELECT visit_id FROM visit_households WHERE household_id = ?)",
+        [household_id, household_id],
         order_by="v.at_ms DESC, v.id",
         limit=limit,
         offset=offset,

@@ -971,6 +971,12 @@ def _check_row(
         problem = standing.problem
         if problem == "unknown_member":
             bad("responsible_member_id", problem, f"没有编号为“{member}”的人员")
+        elif problem == "instructor_not_responsible":
+            bad(
+                "responsible_member_id",
+                problem,
+                f"“{member}”是党建指导员，不能作为联系户的责任党员",
+            )
         elif problem == "not_a_member":
             bad("responsible_member_id", problem, f"“{member}”不是党员（角色不含 member）")
         elif problem == "member_inactive":

@@ -995,3 +995,103 @@ def m0023_notices(db: sqlite_utils.Database) -> None:
         CREATE INDEX notices_created ON notices(created_ms);
         """
     )
+
+
+# -- people, group visits and instructors (issue 18, part 2) ---------------------------------
+
+
+@migrations(name="0025_member_lifecycle")
+def m0025_member_lifecycle(db: sqlite_utils.Database) -> None:
+    """A person leaves (``gridsync/lifecycle.py``): ``people.active`` goes to 0 with the reason
+    (``moved_away`` 迁出, ``deceased`` 去世, ``transferred`` 转出, ``other`` 其他) and the time.
+    Their households are unassigned through the assignment function, whose log line then names
+    no member: ``assignment_log.member_id`` becomes nullable (the table is rebuilt, rows and ids
+    kept)."""
+    db.executescript(
+        """
+        ALTER TABLE people ADD COLUMN inactive_reason TEXT;
+        ALTER TABLE people ADD COLUMN inactive_since TEXT;
+        CREATE TABLE assignment_log_new (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            household_id TEXT NOT NULL,
+            previous_member_id TEXT,
+            member_id TEXT,                              -- NULL: the household was unassigned
+            person_id TEXT,
+            device_id TEXT,
+            override_cap INTEGER NOT NULL DEFAULT 0,
+            load_after INTEGER NOT NULL,
+            cap INTEGER NOT NULL,
+            reason TEXT NOT NULL DEFAULT ''
+        );
+        INSERT INTO assignment_log_new SELECT id, at, household_id, previous_member_id,
+            member_id, person_id, device_id, override_cap, load_after, cap, reason
+            FROM assignment_log;
+        DROP TABLE assignment_log;
+        ALTER TABLE assignment_log_new RENAME TO assignment_log;
+        CREATE INDEX assignment_log_household ON assignment_log(household_id, id);
+        """
+    )
+
+
+@migrations(name="0026_group_visits")
+def m0026_group_visits(db: sqlite_utils.Database) -> None:
+    """A group visit (楼栋会, ``visit.create`` with ``household_ids``) is ONE ``visits`` row
+    (``household_id``: the first household, ``group_size``: how many) and one
+    ``visit_households`` row for each of its households, the first included; only
+    ``gridsync/visits.py`` writes them. It is a contact of each household:
+
+    - ``households.last_visit_ms`` and ``last_responsible_visit_ms`` count it for each;
+    - ``households.last_single_visit_ms``: the newest non-voided visit of the household alone
+      (``group_size = 1``). A priority household's cycle is judged by it unless the policy's
+      ``group_contact_counts_for_priority`` says a group contact satisfies it
+      (``gridsync/coverage/tallying.py``). Before this migration every visit was single: the
+      backfill copies ``last_visit_ms``.
+
+    The covering indexes of the roll-ups hold the new column; the trigger of migration 0016
+    recounts a new responsible member's contacts with the group visits too. A link's
+    ``grid_id`` (the household's grid, following its moves) lets the pull send a group visit to
+    the phones of every grid it names (``visit_households_grid``)."""
+    db.executescript(
+        """
+        ALTER TABLE visits ADD COLUMN group_size INTEGER NOT NULL DEFAULT 1;
+        CREATE TABLE visit_households (
+            visit_id TEXT NOT NULL,
+            household_id TEXT NOT NULL,
+            grid_id TEXT NOT NULL,
+            PRIMARY KEY (visit_id, household_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX visit_households_household ON visit_households(household_id, visit_id);
+        CREATE INDEX visit_households_grid ON visit_households(grid_id, visit_id);
+        ALTER TABLE households ADD COLUMN last_single_visit_ms INTEGER;
+        UPDATE households SET last_single_visit_ms = last_visit_ms;
+        DROP INDEX IF EXISTS households_coverage;
+        CREATE INDEX households_coverage
+            ON households(grid_id, responsible_member_id, last_visit_ms, tags,
+                          last_responsible_visit_ms, last_single_visit_ms)
+            WHERE status = 'active';
+        DROP INDEX IF EXISTS households_tagged;
+        CREATE INDEX households_tagged
+            ON households(grid_id, last_visit_ms, responsible_member_id, tags,
+                          last_single_visit_ms)
+            WHERE status = 'active' AND tags <> '[]';
+        -- the households whose newest contact was a group visit (few): the roll-ups' count of
+        -- households contacted this cycle by a group contact only reads them here
+        CREATE INDEX households_group_contact
+            ON households(grid_id, responsible_member_id, last_visit_ms, last_single_visit_ms)
+            WHERE status = 'active' AND last_visit_ms > coalesce(last_single_visit_ms, 0);
+        DROP TRIGGER IF EXISTS households_responsible_contact;
+        CREATE TRIGGER households_responsible_contact
+        AFTER UPDATE OF responsible_member_id ON households
+        WHEN old.responsible_member_id IS NOT new.responsible_member_id BEGIN
+            UPDATE households SET last_responsible_visit_ms = nullif(max(
+                coalesce((SELECT max(v.at_ms) FROM visits v WHERE v.household_id = new.id
+                          AND v.voided = 0 AND v.member_id = new.responsible_member_id), -1),
+                coalesce((SELECT max(v.at_ms) FROM visit_households l
+                          JOIN visits v ON v.id = l.visit_id
+                          WHERE l.household_id = new.id AND v.voided = 0
+                          AND v.member_id = new.responsible_member_id), -1)), -1)
+            WHERE id = new.id;
+        END;
+        """
+    )

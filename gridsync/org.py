@@ -256,7 +256,7 @@ def list_units(
 
 # -- people ---------------------------------------------------------------------------------
 
-_PERSON_COLS = "p.id, p.name, p.roles, p.branch_id, p.active"
+_PERSON_COLS = "p.id, p.name, p.roles, p.branch_id, p.active, p.inactive_reason, p.inactive_since"
 
 
 def _people_with_scope(db: sqlite_utils.Database, rows: list[tuple]) -> list[Person]:
@@ -278,6 +278,8 @@ def _people_with_scope(db: sqlite_utils.Database, rows: list[tuple]) -> list[Per
             roles=msgspec.json.decode(r[2]),
             branch_id=r[3],
             active=bool(r[4]),
+            inactive_reason=r[5],
+            inactive_since=r[6],
             scope=scopes.get(r[0], []),
         )
         for r in rows
@@ -396,6 +398,44 @@ def _check_grid_worker(
     )
 
 
+# The roles an instructor does not also hold: the one that makes a person responsible for
+# households and counted as a member (gridsync/coverage/members.py).
+_NOT_WITH_INSTRUCTOR = ("member",)
+
+
+def _check_instructor(
+    db: sqlite_utils.Database, person_id: str, roles: list[str], unit_ids: list[str]
+) -> None:
+    """A party-building instructor (党建指导员) is scoped to one or more communities (every
+    scope unit a community) and does not also hold the ``member`` role: they are never a
+    household's responsible member (``gridsync/coverage/members.py``), so they must not be
+    counted as one."""
+    if "instructor" not in roles:
+        return
+    clash = sorted(set(roles) & set(_NOT_WITH_INSTRUCTOR))
+    if clash:
+        raise Invalid(
+            f"person {person_id}: an instructor (党建指导员) does not also hold the role "
+            f"{', '.join(clash)} (a member may be made responsible for households; an "
+            "instructor never is)",
+            code="instructor_member",
+            field="roles",
+        )
+    kinds = [
+        row[0] if row else None
+        for row in (
+            db.execute("SELECT kind FROM org_units WHERE id = ?", [u]).fetchone() for u in unit_ids
+        )
+    ]
+    if not kinds or any(k != "community" for k in kinds):
+        raise Invalid(
+            f"person {person_id}: an instructor's scope names the communities they serve "
+            "(one or more, communities only)",
+            code="instructor_scope",
+            field="scope",
+        )
+
+
 # Active devices of active people holding the admin role (neither revoked nor draining).
 _ADMIN_DEVICES = (
     "SELECT d.id, d.person_id FROM devices d JOIN people p ON p.id = d.person_id "
@@ -469,6 +509,7 @@ def check_person(db: sqlite_utils.Database, p: NewPerson) -> None:
     if bad or not p.roles:
         raise Invalid(f"person {p.id}: roles must be some of {', '.join(ROLES)}", field="roles")
     _check_grid_worker(db, p.id, p.roles, p.scope)
+    _check_instructor(db, p.id, p.roles, p.scope)
     if p.branch_id is not None:
         row = db.execute("SELECT kind FROM org_units WHERE id = ?", [p.branch_id]).fetchone()
         if row is None or row[0] != "branch":
@@ -588,6 +629,7 @@ def set_scope(db: sqlite_utils.Database, person_id: str, unit_ids: list[str], ac
     person = get_person(db, person_id)
     unit_ids = scope_units(unit_ids)
     _check_grid_worker(db, person_id, list(person.roles), unit_ids)
+    _check_instructor(db, person_id, list(person.roles), unit_ids)
     _replace_scope(db, person_id, unit_ids)
     db.execute(
         "UPDATE people SET scope_version = scope_version + 1, seq = ? WHERE id = ?",

@@ -127,6 +127,8 @@ VISIT_TABLE = (
     _c("member_id", "走访人编号", "visitor"),
     _c("member_name", "走访人", "visitor name"),
     _c("responsible", "是否负责党员", "by the responsible member"),
+    _c("group_contact", "集体走访", "group contact"),
+    _c("group_households", "集体走访住户", "households of the group contact"),
     _c("channel", "方式", "channel", labels=CHANNEL_LABELS),
     _c("kinds", "服务类别", "service kinds", labels=KIND_LABELS),
     _c("note", "备注", "note"),
@@ -273,7 +275,9 @@ def _visits(
     cols = ", ".join(f"v.{c}" for c in VISIT_COLUMNS)
     rows = db.execute(
         f"SELECT {cols}, v.grid_id, v.received_at, h.building, h.unit, h.room, h.head_name, "
-        "h.phone, h.grid_id, h.responsible_member_id, p.name FROM visits v "
+        "h.phone, h.grid_id, h.responsible_member_id, p.name, v.group_size, "
+        "CASE WHEN v.group_size > 1 THEN (SELECT json_group_array(l.household_id) "
+        "FROM visit_households l WHERE l.visit_id = v.id) END FROM visits v "
         "LEFT JOIN households h ON h.id = v.household_id "
         "LEFT JOIN people p ON p.id = v.member_id "
         f"WHERE {where} ORDER BY v.at_ms, v.id",
@@ -283,7 +287,8 @@ def _visits(
     n = len(VISIT_COLUMNS)
     for r in rows:
         rec = dict(zip(VISIT_COLUMNS, r[:n]))
-        grid, received, building, unit, room, head, phone, h_grid, responsible, name = r[n:]
+        grid, received, building, unit, room, head, phone, h_grid, responsible, name = r[n:-2]
+        group_size, group = r[-2:]
         rec["kinds"] = msgspec.json.decode(rec["kinds"])
         rec["geo"] = msgspec.json.decode(rec["geo"]) if rec["geo"] else None
         rec["voided"] = bool(rec["voided"])
@@ -295,6 +300,9 @@ def _visits(
             phone=shown_phone(scope.phones, phone or "", h_grid, responsible),
             member_name=name or "",
             responsible=responsible is not None and responsible == rec["member_id"],
+            # a group visit (楼栋会): one record, a contact of each of its households
+            group_contact=group_size > 1,
+            group_households=",".join(sorted(msgspec.json.decode(group))) if group else "",
         )
         records.append(rec)
     return [Sheet("visits", VISIT_TABLE, records)]

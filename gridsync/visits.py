@@ -18,6 +18,12 @@ visits themselves, and every write of a visit keeps, in the same transaction:
   JSON (``json_each``) and costs the push more than its budget (bench/README.md, section 3),
   whereas one batch of 500 visits touches a handful of keys.
 
+- group visits (楼栋会, migration ``0026_group_visits``): ONE ``visits`` row (the first
+  household's, ``group_size`` households) and one ``visit_households`` row per household; the
+  kept times above count it for each of them, and ``households.last_single_visit_ms`` keeps the
+  newest visit of the household alone (a priority household's cycle is judged by it unless the
+  policy says otherwise: ``gridsync/coverage/tallying.py``, ``PolicyGroup.priority_contact``).
+
 The writers call this module and nothing else writes these tables or columns:
 
 - :func:`insert`: new visits (sync's ``visit.create``, tests' fixtures);
@@ -63,50 +69,82 @@ class NewVisit(NamedTuple):
     seq: int
     received_at: str
     voided: int = 0
+    group_size: int = 1  # a group visit: how many households (its ``GroupLink`` rows)
+
+
+class GroupLink(NamedTuple):
+    """One household of a group visit (``visit_households``; the first household included)."""
+
+    visit_id: str
+    household_id: str
+    grid_id: str
 
 
 _INSERT = (
     "INSERT INTO visits (id, household_id, grid_id, member_id, device_id, at, at_ms, channel, "
-    "kinds, note, geo, seq, received_at, voided) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "kinds, note, geo, seq, received_at, voided, group_size) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_INSERT_LINK = "INSERT INTO visit_households (visit_id, household_id, grid_id) VALUES (?, ?, ?)"
 
 
-def insert(db: sqlite_utils.Database, rows: Sequence[NewVisit]) -> None:
+def insert(
+    db: sqlite_utils.Database, rows: Sequence[NewVisit], links: Sequence[GroupLink] = ()
+) -> None:
     """Insert new visits (ids not taken: the caller checked) and keep what is kept from them:
-    each household's newest visit, its newest by its responsible member, the service kinds.
-    One ``executemany`` insert, one read of the batch's households, one update per household
-    whose kept times move (as a rule, each household visited), one upsert per kinds key."""
+    each household's newest visit, its newest by its responsible member, its newest alone (not
+    a group visit), the service kinds. A group visit (``group_size`` > 1) comes with one
+    ``links`` row per household, and is a contact of each. One ``executemany`` insert, one read
+    of the batch's households, one update per household whose kept times move (as a rule,
+    each household visited), one upsert per kinds key."""
     if not rows:
         return
     db.conn.executemany(_INSERT, rows)
+    db.conn.executemany(_INSERT_LINK, links)
+    members: dict[str, list[str]] = {}
+    for link in links:
+        members.setdefault(link.visit_id, []).append(link.household_id)
     newest: dict[str, int] = {}
+    single: dict[str, int] = {}
     by_member: dict[tuple[str, str], int] = {}
     decoded: dict[str, list[str]] = {}
     kept: list[tuple[str, str, list[str], int]] = []
     for v in rows:
         if v.voided:
             continue
-        if v.at_ms > newest.get(v.household_id, -1):
-            newest[v.household_id] = v.at_ms
-        key = (v.household_id, v.member_id)
-        if v.at_ms > by_member.get(key, -1):
-            by_member[key] = v.at_ms
+        if v.group_size == 1:
+            if v.at_ms > single.get(v.household_id, -1):
+                single[v.household_id] = v.at_ms
+            visited = [v.household_id]
+        else:
+            visited = members.get(v.id, [v.household_id])
+        for hid in visited:
+            if v.at_ms > newest.get(hid, -1):
+                newest[hid] = v.at_ms
+            key = (hid, v.member_id)
+            if v.at_ms > by_member.get(key, -1):
+                by_member[key] = v.at_ms
         if v.kinds != "[]":
             kinds = decoded.get(v.kinds)
             if kinds is None:
                 kinds = decoded[v.kinds] = _kinds.decode(v.kinds)
             kept.append((v.grid_id, v.member_id, kinds, v.at_ms))
     updates = []
-    for hid, member, last, last_own in db.execute(
-        "SELECT id, responsible_member_id, last_visit_ms, last_responsible_visit_ms "
-        "FROM households WHERE id IN (SELECT value FROM json_each(?))",
+    for hid, member, last, last_own, last_single in db.execute(
+        "SELECT id, responsible_member_id, last_visit_ms, last_responsible_visit_ms, "
+        "last_single_visit_ms FROM households WHERE id IN (SELECT value FROM json_each(?))",
         [msgspec.json.encode(list(newest)).decode()],
     ):
-        kept_now = (_later(last, newest[hid]), _later(last_own, by_member.get((hid, member))))
-        if kept_now != (last, last_own):
+        kept_now = (
+            _later(last, newest[hid]),
+            _later(last_own, by_member.get((hid, member))),
+            _later(last_single, single.get(hid)),
+        )
+        if kept_now != (last, last_own, last_single):
             updates.append((*kept_now, hid))
     db.conn.executemany(
-        "UPDATE households SET last_visit_ms = ?, last_responsible_visit_ms = ? WHERE id = ?",
+        "UPDATE households SET last_visit_ms = ?, last_responsible_visit_ms = ?, "
+        "last_single_visit_ms = ? WHERE id = ?",
         updates,
     )
     _note_kinds(db, kept)
@@ -129,8 +167,11 @@ def void(db: sqlite_utils.Database, visit_id: str) -> bool:
         return False
     household_id, grid_id, _, member_id, kinds, at_ms = row
     db.execute("UPDATE visits SET voided = 1, seq = ? WHERE id = ?", [next_seq(db), visit_id])
+    # a group visit: every household of it (its links hold the first household too)
     db.execute(
-        f"UPDATE households SET {_LAST_VISIT}, {_LAST_RESPONSIBLE} WHERE id = ?", [household_id]
+        f"UPDATE households SET {_KEPT} WHERE id = ? OR id IN "
+        "(SELECT household_id FROM visit_households WHERE visit_id = ?)",
+        [household_id, visit_id],
     )
     _kinds_voided(db, grid_id, member_id, kinds, at_ms)
     return True
@@ -140,6 +181,10 @@ def move(db: sqlite_utils.Database, household_id: str, old_grid: str, grid_id: s
     """A household's visits follow it to its new grid, each with a new change seq, so that the
     phones of the new grid receive them (those of the old grid drop them with the household);
     both grids' kept service kinds are recounted."""
+    # the household's place in the group visits it was part of follows it too
+    db.execute(
+        "UPDATE visit_households SET grid_id = ? WHERE household_id = ?", [grid_id, household_id]
+    )
     ids = [
         r[0]
         for r in db.execute(
@@ -156,27 +201,43 @@ def move(db: sqlite_utils.Database, household_id: str, old_grid: str, grid_id: s
     recount_kinds(db, [old_grid, grid_id])
 
 
-def load(db: sqlite_utils.Database, rows: Iterable[NewVisit]) -> None:
+def load(
+    db: sqlite_utils.Database, rows: Iterable[NewVisit], links: Iterable[GroupLink] = ()
+) -> None:
     """Bulk insert (the demo): nothing is kept until :func:`recount` runs once at the end."""
     db.conn.executemany(_INSERT, rows)
+    db.conn.executemany(_INSERT_LINK, links)
 
 
-# every household's newest visit, and its newest by its responsible member, from its visits
-_LAST_VISIT = (
-    "last_visit_ms = (SELECT max(v.at_ms) FROM visits v "
-    "WHERE v.household_id = households.id AND v.voided = 0)"
-)
-_LAST_RESPONSIBLE = (
-    "last_responsible_visit_ms = (SELECT max(v.at_ms) FROM visits v "
-    "WHERE v.household_id = households.id AND v.voided = 0 "
-    "AND v.member_id = households.responsible_member_id)"
+def _newest(extra: str) -> str:
+    """The newest non-voided visit of a household (``households`` row) meeting ``extra``, its
+    own visits and the group visits it was part of, as two indexed lookups (an OR of both
+    would scan the visits)."""
+    return (
+        "nullif(max("
+        "coalesce((SELECT max(v.at_ms) FROM visits v WHERE v.household_id = households.id "
+        f"AND v.voided = 0{extra}), -1), "
+        "coalesce((SELECT max(v.at_ms) FROM visit_households l JOIN visits v ON v.id = l.visit_id "
+        f"WHERE l.household_id = households.id AND v.voided = 0{extra}), -1)), -1)"
+    )
+
+
+# every household's newest visit, its newest by its responsible member, and its newest alone
+_KEPT = ", ".join(
+    (
+        f"last_visit_ms = {_newest('')}",
+        "last_responsible_visit_ms = "
+        + _newest(" AND v.member_id = households.responsible_member_id"),
+        "last_single_visit_ms = (SELECT max(v.at_ms) FROM visits v "
+        "WHERE v.household_id = households.id AND v.voided = 0 AND v.group_size = 1)",
+    )
 )
 
 
 def recount(db: sqlite_utils.Database, grid_ids: Iterable[str] | None = None) -> None:
     """Recount everything kept from the visits of ``grid_ids`` (default: every grid)."""
     cond, params = _grids(grid_ids)
-    db.execute(f"UPDATE households SET {_LAST_VISIT}, {_LAST_RESPONSIBLE} WHERE {cond}", params)
+    db.execute(f"UPDATE households SET {_KEPT} WHERE {cond}", params)
     recount_kinds(db, grid_ids)
 
 

@@ -42,7 +42,16 @@ def test_people_json_is_the_documented_shape(tmp_path):
     db = str(tmp_path / "g.db")
     build(db)
     people = json.loads(invoke("people", "--db", db, "--role", "member", "--json"))
-    assert people == [{"id": "m1", "name": "张伟", "roles": ["member"], "scope": ["g1"]}]
+    assert people == [
+        {
+            "id": "m1",
+            "name": "张伟",
+            "roles": ["member"],
+            "scope": ["g1"],
+            "active": True,
+            "inactive_reason": None,
+        }
+    ]
     everyone = json.loads(invoke("people", "--db", db, "--json"))
     assert {p["id"] for p in everyone} == {"m1", "a1"}
 

@@ -276,7 +276,8 @@ def test_demo_generator_keeps_the_aggregates_and_the_kinds(tmp_path):
                 "SELECT count(*) FROM households WHERE status = 'active'"
             ).fetchone()[0]
         )
-        assert sum(1 for _, is_member, _ in members.values() if is_member) == 40
+        # 40 members planned, one of whom moved away (inactive: not counted)
+        assert sum(1 for _, is_member, _ in members.values() if is_member) == 39
 
 
 # -- the read paths that use the kept aggregates agree with the per-member path ----------------

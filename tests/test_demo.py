@@ -83,6 +83,7 @@ def test_community_has_the_published_figures(community):
         "department": 2,
         "supervisor": 1,
         "hotline": 1,
+        "instructor": 1,  # 党建指导员, one per community
     }
     assert report["households"] == 520
     assert q(path, "SELECT name FROM org_units WHERE kind = 'community'") == [("出头社区",)]
@@ -139,7 +140,8 @@ def test_every_household_has_one_member_of_its_grid_within_limits(community):
             path,
             "SELECT p.id, (SELECT count(*) FROM households h WHERE "
             "h.responsible_member_id = p.id AND h.status = 'active') FROM people p "
-            "WHERE EXISTS (SELECT 1 FROM json_each(p.roles) WHERE value='member')",
+            "WHERE EXISTS (SELECT 1 FROM json_each(p.roles) WHERE value='member') "
+            "AND p.active = 1",  # the demo's member who moved away holds none
         )
     )
     assert max(loads.values()) <= 12
@@ -177,8 +179,8 @@ def test_visits_cover_sixty_days_and_keep_last_visit(community):
     stale = q(
         path,
         "SELECT count(*) FROM households h WHERE h.last_visit_ms IS NOT "
-        "(SELECT max(at_ms) FROM visits v WHERE v.household_id = h.id "
-        "AND v.voided = 0)",
+        "(SELECT max(at_ms) FROM visits v WHERE v.voided = 0 AND (v.household_id = h.id "
+        "OR v.id IN (SELECT visit_id FROM visit_households WHERE household_id = h.id)))",
     )
     assert stale == [(0,)]
     stale = q(
@@ -193,7 +195,8 @@ def test_visits_cover_sixty_days_and_keep_last_visit(community):
     foreign = q(
         path,
         "SELECT count(*) FROM visits v JOIN person_scope s ON "
-        "s.person_id = v.member_id WHERE s.unit_id != v.grid_id",
+        "s.person_id = v.member_id WHERE s.unit_id != v.grid_id AND EXISTS (SELECT 1 FROM "
+        "people p, json_each(p.roles) r WHERE p.id = v.member_id AND r.value = 'member')",
     )
     assert foreign == [(0,)]
 
@@ -385,3 +388,39 @@ def test_a_month_of_orders_and_cases_with_callbacks(community):
         path, "SELECT count(*) FROM whistle_cases WHERE source = 'whistle' AND state = 'closed'"
     )
     assert closed[0][0] >= 5
+
+
+def test_the_demo_shows_issue_18s_people_at_work(community):
+    """An instructor per community with a group visit, an inactive member whose households
+    were unassigned through the assignment log: the reports show all three."""
+    path, report = community
+    assert report["group_visits"] == 1 and report["inactive_people"] == 1
+    ((pid, reason),) = q(path, "SELECT id, inactive_reason FROM people WHERE active = 0")
+    assert reason == "moved_away"
+    released = {
+        h
+        for (h,) in q(
+            path,
+            "SELECT household_id FROM assignment_log WHERE previous_member_id = ? "
+            "AND member_id IS NULL",
+            pid,
+        )
+    }
+    assert released
+    assert not q(path, "SELECT 1 FROM households WHERE responsible_member_id = ?", pid)
+    runner = CliRunner()
+    plan = runner.invoke(cli, ["coverage", "rebalance", "--json", "--db", str(path)])
+    assert plan.exit_code == 0, plan.output
+    body = json.loads(plan.stdout)["plan"]
+    offered = {s["household_id"] for s in body["suggestions"]} | set(body["unplaced"])
+    assert released <= offered
+    out = runner.invoke(cli, ["report", "instructors", "--json", "--db", str(path)])
+    assert out.exit_code == 0, out.output
+    (row,) = json.loads(out.stdout)["rows"]
+    assert row["person_id"] == "c001-ins" and row["group_visits"] == 1
+    assert row["households_visited"] >= 4 and row["communities_covered"] == 1
+    rollup = runner.invoke(
+        cli, ["coverage", "--json", "--db", str(path), "--now", AS_OF, "--level", "grid"]
+    )
+    assert rollup.exit_code == 0, rollup.output
+    assert sum(r["group_contacted"] for r in json.loads(rollup.stdout)["rows"]) >= 1

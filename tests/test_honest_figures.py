@@ -314,8 +314,8 @@ def test_a_visit_by_someone_else_is_contact_but_not_the_members(client, tiny, st
 
 # -- one writer of visits ---------------------------------------------------------------------
 
-_KEPT = ("visits", "coverage_grid_kinds", "coverage_member_kinds")
-_KEPT_COLUMNS = ("last_visit_ms", "last_responsible_visit_ms")
+_KEPT = ("visits", "visit_households", "coverage_grid_kinds", "coverage_member_kinds")
+_KEPT_COLUMNS = ("last_visit_ms", "last_responsible_visit_ms", "last_single_visit_ms")
 _AGGREGATES = ("coverage_members", "coverage_grid_counts", "coverage_load_histogram")
 
 

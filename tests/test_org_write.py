@@ -111,6 +111,8 @@ def test_an_admin_adds_a_person_and_changes_their_scope(client, tiny, store):
         "scope": ["g1"],
         "branch_id": "b1",
         "active": True,
+        "inactive_reason": None,
+        "inactive_since": None,
     }
     enrolled = client.post("/api/v1/devices", headers=admin(tiny), json={"person_id": "m3"}).json()
     m3 = Phone(client, enrolled["token"], enrolled["device_id"])

@@ -271,7 +271,7 @@ def test_visit_rows_decode_their_own_kinds_through_the_shared_cache():
     from gridsync import households
 
     def row(kinds: str) -> tuple:
-        return ("v", "h", "m1", None, "2026-01-01T08:00:00+08:00", "door", kinds, "", None, 0)
+        return ("v", "h", "m1", None, "2026-01-01T08:00:00+08:00", "door", kinds, "", None, 0, None)
 
     values = ['["policy","safety"]', "[]", '["safety"]', '["policy","safety"]', "[]"]
     # Visit.kinds is a tuple (shared by the Visits of one stored value; issue 13)

@@ -102,6 +102,7 @@ def test_push_applies_ops_and_pull_returns_them(client, tiny, store):
         "note",
         "geo",
         "voided",
+        "household_ids",  # null: a visit of one household (a group visit lists them)
     }
     # Only g1 for m1: no household of g2.
     assert not any(d.get("grid_id") == "g2" for (t, _), d in replica.items() if t == "household")

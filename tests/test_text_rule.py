@@ -39,6 +39,7 @@ NO_TEXT_RULE = {
     ("Cursor", "rm"): "compared with ids",
     ("Cursor", "exhausted[]"): "compared with change types",
     ("VisitCreate", "household_id"): "looked up",
+    ("VisitCreate", "household_ids[]"): "each looked up (the whole group visit is refused)",
     ("VisitCreate", "at"): "read by clock.device_time_ms (invalid_time)",
     ("VisitCreate", "kinds[]"): "one of the configured service kinds",
     ("HouseholdCreate", "grid_id"): "looked up",

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-from litestar import Controller, get, put
+from litestar import Controller, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 
-from gridsync import coverage, households, org
+from gridsync import coverage, households, lifecycle, org
 from gridsync.api.errors import error_responses
 from gridsync.api.params import IdPath, IdQuery, PageLimit, PageOffset, PathId
 from gridsync.audit import record
@@ -19,6 +19,8 @@ from gridsync.config import Settings
 from gridsync.db import Store
 from gridsync.errors import NotFound
 from gridsync.models import (
+    DeactivateRequest,
+    Deactivation,
     Household,
     HouseholdPage,
     HouseholdStatus,
@@ -176,6 +178,31 @@ class PeopleController(Controller):
     ) -> Person:
         principal.require_role("admin")
         return await store.awrite(org.put_person, person_id, data, principal.actor)
+
+    @post(
+        "/{person_id:str}/deactivate",
+        status_code=200,
+        summary="A person left (admins): inactive with a reason, their households unassigned at "
+        "once, their devices revoked (drain: after one last push); history stays",
+        responses=error_responses(400, 403, 404, 409, 413, 503),
+    )
+    async def deactivate(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        person_id: IdPath,
+        data: JSONBody[DeactivateRequest],
+    ) -> Deactivation:
+        principal.require_role("admin")
+        return await store.awrite(
+            lifecycle.deactivate,
+            settings,
+            person_id,
+            data.reason,
+            principal.actor,
+            drain=data.drain,
+        )
 
     @put(
         "/{person_id:str}/scope",

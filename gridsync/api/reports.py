@@ -1,5 +1,5 @@
 """HTTP controllers of the reports about the people who use gridsync: the burden report
-(``gridsync/burden.py``)."""
+(``gridsync/burden.py``) and the instructors' report (``gridsync/instructors.py``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
-from gridsync import burden
+from gridsync import burden, instructors
 from gridsync.api.coverage import REPORT_ROLES, ScopeQuery
 from gridsync.api.errors import error_responses
 from gridsync.audit import record
@@ -17,7 +17,7 @@ from gridsync.auth import Principal
 from gridsync.clock import Clock
 from gridsync.config import Settings
 from gridsync.db import Store
-from gridsync.models import ISO_WEEK_PATTERN, BurdenReport
+from gridsync.models import ISO_WEEK_PATTERN, BurdenReport, InstructorReport
 
 WeekQuery = Annotated[
     str | None,
@@ -59,6 +59,32 @@ class ReportController(Controller):
             "read.report.burden",
             scope_id,
             {"week": result.week, "rows": len(result.rows)},
+        )
+        return result
+
+    @get(
+        "/instructors",
+        summary="What each party-building instructor (党建指导员) has done to date (households "
+        "visited, visits and group visits, cases raised and resolved, communities covered)",
+        responses=error_responses(400, 403, 404, 503),
+    )
+    async def instructors_report(
+        self,
+        principal: NamedDependency[Principal],
+        store: NamedDependency[Store],
+        clock: NamedDependency[Clock],
+        scope_id: ScopeQuery = None,
+    ) -> InstructorReport:
+        principal.require_role(*REPORT_ROLES)
+        result = await store.aread(
+            instructors.instructors, principal.scope, scope_id, now_ms=clock.now_ms()
+        )
+        await store.awrite(
+            record,
+            principal.actor,
+            "read.report.instructors",
+            scope_id,
+            {"rows": len(result.rows)},
         )
         return result
 

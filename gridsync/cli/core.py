@@ -10,7 +10,7 @@ from typing import get_args
 import click
 import sqlite_utils
 
-from gridsync import auth, logs, org
+from gridsync import auth, lifecycle, logs, org
 from gridsync import db as db_module
 from gridsync.audit import Actor, record
 from gridsync.backup import DatabaseInUse, ServerLock
@@ -170,7 +170,8 @@ def units_add(
 def people(
     ctx: click.Context, db_path: str, as_json: bool, role: str | None, unit_id: str | None
 ) -> None:
-    """List people (with --json: an array of {id, name, roles, scope})."""
+    """List people (with --json: an array of {id, name, roles, scope, active,
+    inactive_reason})."""
     if ctx.invoked_subcommand is not None:
         return
     with open_store(db_path) as store:
@@ -179,7 +180,19 @@ def people(
             lambda: store.read(org.list_people, admin, role=role, unit_id=unit_id, limit=1_000_000)
         )
     if as_json:
-        echo_json([{"id": p.id, "name": p.name, "roles": p.roles, "scope": p.scope} for p in items])
+        echo_json(
+            [
+                {
+                    "id": p.id,
+                    "name": p.name,
+                    "roles": p.roles,
+                    "scope": p.scope,
+                    "active": p.active,
+                    "inactive_reason": p.inactive_reason,
+                }
+                for p in items
+            ]
+        )
         return
     for p in items:
         click.echo(f"{p.id}\t{p.name}\t{','.join(p.roles)}\t{','.join(p.scope)}")
@@ -243,6 +256,80 @@ def people_add(
             err=True,
         )
     click.echo(f"person {person_id} saved")
+
+
+_REASON_CHOICES = [*lifecycle.REASON_LABELS, *lifecycle.REASON_LABELS.values()]
+
+
+@people.command("deactivate")
+@db_option
+@json_option
+@click.argument("person_id")
+@click.option(
+    "--reason",
+    required=True,
+    type=click.Choice(_REASON_CHOICES),
+    help="Why they left: moved_away (迁出), deceased (去世), transferred (转出), other (其他).",
+)
+@click.option(
+    "--drain",
+    is_flag=True,
+    help="Let each of their phones push its unsent work once before it is wiped "
+    "(without it their phones are shut out at once).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML settings file (the member cap recorded in the assignment log).",
+)
+def people_deactivate(
+    db_path: str, as_json: bool, person_id: str, reason: str, drain: bool, config_path: str | None
+) -> None:
+    """Mark a person as gone (moved away, died, transferred out): every household they were
+    responsible for becomes unassigned at once (logged in the assignment log, and suggested by
+    'gridsync rebalance'), their devices are revoked (--drain: after one last push), and they
+    stop counting as a member and receiving notifications. Their visits and history stay.
+    Unlike the API, this may deactivate the last admin holding an active device."""
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    with open_store(db_path) as store:
+        result = run(
+            lambda: store.write(
+                lifecycle.deactivate,
+                settings,
+                person_id,
+                reason,
+                Actor.cli(),
+                drain=drain,
+                allow_last_admin=True,
+            )
+        )
+    if as_json:
+        echo_json(result)
+        return
+    if result.status == "unchanged":
+        click.echo(f"person {person_id} was already inactive ({result.reason})")
+        return
+    devices = "draining" if drain else "revoked"
+    click.echo(
+        f"person {person_id} deactivated ({lifecycle.REASON_LABELS[result.reason]}): "
+        f"{len(result.unassigned)} households unassigned, {len(result.devices)} devices {devices}"
+    )
+
+
+@people.command("reactivate")
+@db_option
+@click.argument("person_id")
+def people_reactivate(db_path: str, person_id: str) -> None:
+    """Mark a person active again (one deactivated by mistake). Their households are not given
+    back (assign them again) and their devices stay revoked (enrol a new one)."""
+    with open_store(db_path) as store:
+        run(lambda: store.write(lifecycle.reactivate, person_id, Actor.cli()))
+    click.echo(f"person {person_id} active")
 
 
 # -- devices ------------------------------------------------------------------------------------

@@ -620,6 +620,7 @@ def policy_show(db_path: str, as_json: bool, community_id: str, config_path: str
         "priority_cycle_days",
         "priority_tags",
         "service_kinds",
+        "group_contact_counts_for_priority",
     ):
         value = getattr(p, key)
         mark = " (override)" if key in result.overridden else ""
@@ -651,6 +652,13 @@ def policy_show(db_path: str, as_json: bool, community_id: str, config_path: str
     "[coverage] priority_tags, or one some household carries); else unknown_tag.",
 )
 @click.option("--kind", "kinds", multiple=True, help="Service kind; repeat for several.")
+@click.option(
+    "--group-counts-for-priority/--no-group-counts-for-priority",
+    "group_counts",
+    default=None,
+    help="Whether a group visit (楼栋会) satisfies a priority household's cycle "
+    "[district default: no, a priority household needs a visit of its own].",
+)
 @config_option
 def policy_set(
     db_path: str,
@@ -661,6 +669,7 @@ def policy_set(
     priority_cycle_days: int | None,
     priority_tags: tuple[str, ...],
     kinds: tuple[str, ...],
+    group_counts: bool | None,
     config_path: str | None,
 ) -> None:
     """Override a community's policy (the fields given; the rest follow the default)."""
@@ -674,6 +683,7 @@ def policy_set(
         "priority_cycle_days": priority_cycle_days,
         "priority_tags": list(priority_tags) or None,
         "service_kinds": list(kinds) or None,
+        "group_contact_counts_for_priority": group_counts,
     }
     try:
         override = msgspec.convert(

@@ -110,6 +110,11 @@ def demo_command(
         f"{counts['overdue_households']} households overdue, "
         f"{counts['contacted_by_others_only']} contacted by others only"
     )
+    click.echo(
+        f"  people at work: {people.get('instructor', 0)} instructors (党建指导员), "
+        f"{counts['group_visits']} group visits (楼栋会), "
+        f"{counts['inactive_people']} inactive member (迁出)"
+    )
     click.echo(f"admin device {enrolled.device_id} enrolled for person 'admin'")
     click.echo(f"admin token (shown once, store it now): {enrolled.token}")
     click.echo(

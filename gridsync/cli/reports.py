@@ -1,5 +1,6 @@
-"""CLI commands of the reports about the people who use gridsync: ``report burden`` and
-``report unreachable`` (the people no alert reaches but the inbox, issue 17).
+"""CLI commands of the reports about the people who use gridsync: ``report burden``,
+``report unreachable`` (the people no alert reaches but the inbox, issue 17) and ``report
+instructors`` (the party-building instructors' figures, issue 18).
 
 One ``gridsync report`` group; every report command of every area joins it here.
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from gridsync import burden, exports
+from gridsync import burden, exports, instructors
 from gridsync.audit import Actor, record
 from gridsync.cli.base import (
     TIME,
@@ -39,7 +40,8 @@ from gridsync.notify.routing import router_for, unreachable
 
 @cli.group()
 def report() -> None:
-    """Reports for operators (each takes --json): the burden on the people, who no alert reaches."""
+    """Reports for operators (each takes --json): the burden on the people, who no alert
+    reaches, the party-building instructors' figures."""
 
 
 @report.command("burden")
@@ -148,5 +150,64 @@ def report_unreachable(db_path: str, as_json: bool, config_path: str | None) -> 
     click.echo(
         f"{len(people)} 人收不到提醒（无通知渠道、无在用设备） "
         f"({len(people)} people no channel or device reaches)",
+        err=True,
+    )
+
+
+@report.command("instructors")
+@db_option
+@json_option
+@scope_option
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the report to this XLSX file (Chinese headers unless --lang en).",
+)
+@click.option("--now", "now", type=TIME, default=None, help="Read the figures as of this time.")
+@lang_option
+def report_instructors(
+    db_path: str,
+    as_json: bool,
+    scope_id: str | None,
+    output: str | None,
+    now: int | None,
+    lang: str,
+) -> None:
+    """What each party-building instructor (党建指导员) has done to date: households visited
+    (a group visit counts for each of its households), visits and group visits, whistle cases
+    raised and resolved, and how many of their communities they covered. With --json: {"scope_id",
+    "at", "rows": [...]}."""
+    now_ms = _now_ms(now)
+    with open_store(db_path) as store:
+        result = run(lambda: store.read(instructors.instructors, OPERATOR, scope_id, now_ms=now_ms))
+        if output is not None:
+            label = "导出" if lang == "zh" else "exporting"
+            with stderr_bar(length=len(result.rows), label=label) as bar:
+                body = exports.instructors_xlsx(result, lang, progress=bar.update)
+            try:
+                Path(output).write_bytes(body)
+            except OSError as exc:
+                raise click.ClickException(f"cannot write {output}: {exc}") from exc
+        store.write(
+            record,
+            Actor.cli(),
+            "export.instructors" if output else "read.report.instructors",
+            scope_id,
+            {"rows": len(result.rows), "file": output is not None},
+        )
+    if as_json:
+        echo_json(result)
+        return
+    header, rows = exports.instructors_table(result, lang)
+    click.echo(_table(header, [[str(v) for v in row] for row in rows]))
+    done = (
+        f"；已写入 {output}" if output and lang == "zh" else (f"; wrote {output}" if output else "")
+    )
+    click.echo(
+        (f"{len(result.rows)} 名党建指导员" if lang == "zh" else f"{len(result.rows)} instructors")
+        + done,
         err=True,
     )

@@ -35,6 +35,7 @@ from gridsync.coverage.assignments import (
     assign,
     assignment_log,
     rebalance,
+    unassign_member,
 )
 from gridsync.coverage.checks import (
     draw_check,
@@ -136,6 +137,7 @@ __all__ = [
     "standing",
     "stored_default",
     "tally",
+    "unassign_member",
     "violations",
     "with_verified",
 ]

@@ -147,14 +147,15 @@ def _write_assignment(
     actor: Actor,
     household_id: str,
     previous: str | None,
-    member_id: str,
+    member_id: str | None,
     load_after: int,
     cap: int,
     reason: str,
     clock: Clock,
 ) -> int:
     """The household's new responsible member with a new seq (phones receive it), a line in
-    ``assignment_log`` and one in the audit log; returns the seq."""
+    ``assignment_log`` and one in the audit log; returns the seq. ``member_id`` None unassigns
+    the household (``load_after`` is then the previous member's load after it)."""
     seq = next_seq(db)
     now = iso_ms(clock.now_ms())
     db.execute(
@@ -186,8 +187,41 @@ def _write_assignment(
     }
     if over:
         detail["override_cap"] = True
-    audit.record(db, actor, "household.assign", target=household_id, detail=detail, clock=clock)
+    if reason:
+        detail["reason"] = reason
+    action = "household.assign" if member_id is not None else "household.unassign"
+    audit.record(db, actor, action, target=household_id, detail=detail, clock=clock)
     return seq
+
+
+def unassign_member(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    actor: Actor,
+    member_id: str,
+    reason: str,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+) -> list[str]:
+    """Every household ``member_id`` is responsible for loses them at once (a member who left,
+    ``gridsync/lifecycle.py``): each through :func:`_write_assignment`, so the assignment log
+    and the audit log record it and phones receive the change. The households then appear in
+    :func:`rebalance`'s suggestions like any unassigned household. Returns their ids."""
+    rows = db.execute(
+        "SELECT id, grid_id, status FROM households WHERE responsible_member_id = ? ORDER BY id",
+        [member_id],
+    ).fetchall()
+    load = sum(1 for r in rows if r[2] == "active")
+    caps: dict[str, int] = {}
+    for household_id, grid_id, status in rows:
+        if grid_id not in caps:
+            caps[grid_id] = policy_of_grid(db, settings, grid_id).max_households_per_member
+        if status == "active":
+            load -= 1
+        _write_assignment(
+            db, actor, household_id, member_id, None, load, caps[grid_id], reason, clock
+        )
+    return [r[0] for r in rows]
 
 
 def assignment_log(

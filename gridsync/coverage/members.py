@@ -30,6 +30,9 @@ from gridsync.org import Scope, resolve_scope
 
 # Who may be a household's responsible member (the "1" of 1-5-N), and who counts as a member.
 RESPONSIBLE_ROLE = "member"
+# 党建指导员: visits and raises cases like a member, never a household's responsible member
+# (and never also holds the member role: ``gridsync.org.check_person``).
+INSTRUCTOR_ROLE = "instructor"
 _ROLE_JSON = msgspec.json.encode(RESPONSIBLE_ROLE).decode()  # '"member"'
 
 
@@ -62,7 +65,10 @@ def standing(db: sqlite_utils.Database, person_id: str) -> Standing:
     if row is None:
         return Standing(person_id, "unknown_member")
     roles, active = row
-    if RESPONSIBLE_ROLE not in msgspec.json.decode(roles):
+    role_names = msgspec.json.decode(roles)
+    if INSTRUCTOR_ROLE in role_names:
+        return Standing(person_id, "instructor_not_responsible")
+    if RESPONSIBLE_ROLE not in role_names:
         return Standing(person_id, "not_a_member")
     if not active:
         return Standing(person_id, "member_inactive")
@@ -76,6 +82,13 @@ def require_may_serve(
     s = standing(db, person_id)
     if s.problem == "unknown_member":
         raise NotFound(f"no person {person_id}", field="member_id")
+    if s.problem == "instructor_not_responsible":
+        raise Invalid(
+            f"{person_id} is a party-building instructor (党建指导员): instructors visit and "
+            "raise cases but are never a household's responsible member",
+            code="instructor_not_responsible",
+            field="member_id",
+        )
     if s.problem == "not_a_member":
         raise Invalid(
             f"{person_id} is not a party member (role '{RESPONSIBLE_ROLE}')",

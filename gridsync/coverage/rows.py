@@ -216,6 +216,7 @@ class HouseholdFigures(msgspec.Struct, frozen=True, gc=False, array_like=True):
     overdue_rate: float | None
     priority_overdue_rate: float | None
     kinds_rate: float | None
+    group_contacted: int
 
 
 class MemberFigures(msgspec.Struct, frozen=True, gc=False, array_like=True):
@@ -294,6 +295,9 @@ class RowMaker:
             m.under_rate,
             m.over_rate,
             h.kinds_rate,
+            None,
+            None,
+            h.group_contacted,
         )
 
     def households(self, c: Counts, allowed: int) -> HouseholdFigures:
@@ -308,6 +312,7 @@ class RowMaker:
             c.priority_overdue,
             covered,
             allowed,
+            c.group_only,
         )
         found = self._households.get(key)
         if found is None:
@@ -334,6 +339,7 @@ class RowMaker:
                 overdue_rate=rate(c.overdue, c.assigned),
                 priority_overdue_rate=rate(c.priority_overdue, c.priority),
                 kinds_rate=rate(len(kinds_covered), total),
+                group_contacted=c.group_only,
             )
         return found
 

@@ -76,6 +76,7 @@ class Counts:
     under: int = 0
     over: int = 0
     mask: int = 0
+    group_only: int = 0  # contacted this cycle by group visits (楼栋会) only
 
     @property
     def others_only(self) -> int:
@@ -94,6 +95,7 @@ class Counts:
             priority=self.priority,
             priority_overdue=self.priority_overdue,
             mask=self.mask,
+            group_only=self.group_only,
         )
 
     def add(self, other: Counts) -> None:
@@ -104,6 +106,7 @@ class Counts:
         self.overdue += other.overdue
         self.priority += other.priority
         self.priority_overdue += other.priority_overdue
+        self.group_only += other.group_only
         self.mask |= other.mask
         self.members += other.members
         self.under += other.under
@@ -152,12 +155,25 @@ class PolicyGroup:
     priority_cycle_days: int
     priority_tags: tuple[str, ...]
     grids: list[str] | None  # the grids read; None: every grid (no filter at all)
+    group_counts_for_priority: bool = False
 
     @classmethod
     def of(cls, policy: Policy, grids: list[str] | None) -> PolicyGroup:
         return cls(
-            policy.cycle_days, policy.priority_cycle_days, tuple(policy.priority_tags), grids
+            policy.cycle_days,
+            policy.priority_cycle_days,
+            tuple(policy.priority_tags),
+            grids,
+            policy.group_contact_counts_for_priority,
         )
+
+    def priority_contact(self) -> str:
+        """THE rule of group visits and priority households: the ``households`` column a
+        priority household's cycle is judged by. A group visit (楼栋会) is a contact of each of
+        its households for the ordinary cycle; for a priority household's it counts only when
+        the policy's ``group_contact_counts_for_priority`` says so, else the household needs a
+        visit of its own (``last_single_visit_ms``, kept by ``gridsync/visits.py``)."""
+        return "last_visit_ms" if self.group_counts_for_priority else "last_single_visit_ms"
 
     def where(self) -> tuple[str, list[Any]]:
         return grid_filter(self.grids)
@@ -249,10 +265,12 @@ def tally(
     if per_member:
         for group in t.groups:
             _count_by_member(db, t, group)
+            _count_group_only(db, t, group, by_grid=True)
         _judge_members(db, t)
     else:
         for group in t.groups:
             _count_from_aggregates(db, t, group, by_grid)
+            _count_group_only(db, t, group, by_grid=by_grid)
         _judge_homes(db, t, whole_district=scope.everything and unit_id is None)
     if with_kinds:
         by_cycle = _grids_by_cycle(t.groups, sorted(t.idx.grids()))
@@ -312,7 +330,12 @@ def policy_groups(
     by_numbers: dict[tuple, tuple[Policy, list[str]]] = {}
     for grid in wanted:
         p = policies.get(idx.community_of(grid) or "", default)
-        key = (p.cycle_days, p.priority_cycle_days, tuple(p.priority_tags))
+        key = (
+            p.cycle_days,
+            p.priority_cycle_days,
+            tuple(p.priority_tags),
+            p.group_contact_counts_for_priority,
+        )
         by_numbers.setdefault(key, (p, []))[1].append(grid)
     everything = grids is None and len(by_numbers) == 1
     return [PolicyGroup.of(p, None if everything else g) for p, g in by_numbers.values()]
@@ -344,13 +367,13 @@ def _count_by_member(db: sqlite_utils.Database, t: Tally, group: PolicyGroup) ->
     """One group's households grouped by (grid, responsible member): into their grid's counts,
     and the assigned ones into their member's."""
     cond, params = group.where()
-    prio = group.is_priority()
+    prio, prio_last = group.is_priority(), group.priority_contact()
     rows = db.execute(
         f"""SELECT grid_id, responsible_member_id, count(*),
                    count(*) FILTER (WHERE last_visit_ms >= ?1),
                    count(*) FILTER (WHERE last_responsible_visit_ms >= ?1),
                    count(*) FILTER (WHERE {prio}),
-                   count(*) FILTER (WHERE {prio} AND coalesce(last_visit_ms, 0) < ?2)
+                   count(*) FILTER (WHERE {prio} AND coalesce({prio_last}, 0) < ?2)
             FROM households INDEXED BY households_coverage
             WHERE status = 'active' AND {cond}
             GROUP BY grid_id, responsible_member_id""",
@@ -383,6 +406,29 @@ def _count_by_member(db: sqlite_utils.Database, t: Tally, group: PolicyGroup) ->
         m.overdue += overdue
         m.priority += prio_n
         m.priority_overdue += prio_overdue
+
+
+def _count_group_only(
+    db: sqlite_utils.Database, t: Tally, group: PolicyGroup, *, by_grid: bool
+) -> None:
+    """Households of one group contacted this cycle by group visits (楼栋会) only: their
+    newest contact is a group visit of the cycle and their newest visit alone is older. Read
+    on the small partial index of households whose newest contact was a group visit
+    (migration 0026); into their grid's counts (grid None when not ``by_grid``) and, on the
+    per-member path, their responsible member's."""
+    cond, params = group.where()
+    for grid, member, n in db.execute(
+        f"""SELECT grid_id, responsible_member_id, count(*)
+            FROM households INDEXED BY households_group_contact
+            WHERE status = 'active' AND last_visit_ms > coalesce(last_single_visit_ms, 0)
+              AND last_visit_ms >= ?1 AND coalesce(last_single_visit_ms, 0) < ?1 AND {cond}
+            GROUP BY grid_id, responsible_member_id""",
+        [group.cycle_start(t.now_ms), *params],
+    ):
+        t.grid_counts[grid if by_grid else None].group_only += n
+        m = t.member_counts.get(member) if member is not None else None
+        if m is not None:
+            m.group_only += n
 
 
 def _count_from_aggregates(
@@ -430,7 +476,7 @@ def _count_from_aggregates(
             f"""SELECT {key}, count(responsible_member_id)
                 FROM households INDEXED BY households_tagged
                 WHERE status = 'active' AND tags <> '[]'
-                  AND coalesce(last_visit_ms, 0) < ? AND {prio} AND {cond}
+                  AND coalesce({group.priority_contact()}, 0) < ? AND {prio} AND {cond}
                 {grouped}""",
             [group.priority_start(t.now_ms), *params],
         ):

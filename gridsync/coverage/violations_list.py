@@ -135,7 +135,7 @@ def _fault(kind: str, group: PolicyGroup, now_ms: int) -> tuple[str, list[Any]]:
         )
     return (
         f"responsible_member_id IS NOT NULL AND {group.is_priority()} "
-        "AND coalesce(last_visit_ms, 0) < ?",
+        f"AND coalesce({group.priority_contact()}, 0) < ?",
         [group.priority_start(now_ms)],
     )
 

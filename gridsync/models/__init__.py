@@ -28,6 +28,7 @@ from gridsync.models.console import (
 from gridsync.models.core import (
     HOUSEHOLD_STATUSES,
     ID_PATTERN,
+    INACTIVE_REASONS,
     MASK_CHAR,
     MAX_CHANNEL_LENGTH,
     MAX_CHANNELS,
@@ -36,6 +37,8 @@ from gridsync.models.core import (
     MAX_TAGS,
     ROLES,
     Channel,
+    DeactivateRequest,
+    Deactivation,
     Device,
     DevicePage,
     Enrolled,
@@ -46,6 +49,7 @@ from gridsync.models.core import (
     HouseholdPage,
     HouseholdStatus,
     Id,
+    InactiveReason,
     Limit,
     Me,
     Name,
@@ -118,9 +122,17 @@ from gridsync.models.notify import (
     UnreachablePerson,
 )
 from gridsync.models.records import AuditEntry, AuditPage, ImportResult, RowError
-from gridsync.models.reports import ISO_WEEK_PATTERN, AlertsActed, BurdenReport, BurdenRow
+from gridsync.models.reports import (
+    ISO_WEEK_PATTERN,
+    AlertsActed,
+    BurdenReport,
+    BurdenRow,
+    InstructorReport,
+    InstructorRow,
+)
 from gridsync.models.sync import (
     HLC_PATTERN,
+    MAX_GROUP_HOUSEHOLDS,
     MAX_UPDATE_FIELDS,
     Change,
     ChangeType,
@@ -190,6 +202,8 @@ WIRE_TYPES: tuple[type, ...] = (
     UnitWrite,
     PersonWrite,
     ScopeWrite,
+    DeactivateRequest,
+    Deactivation,
     # sync
     PushRequest,
     Mutation,
@@ -248,6 +262,7 @@ WIRE_TYPES: tuple[type, ...] = (
     OutboxPage,
     # reports
     BurdenReport,
+    InstructorReport,
     Notice,
     NoticeRead,
     UnreachablePerson,
@@ -268,11 +283,13 @@ __all__ = [
     "HLC_PATTERN",
     "HOUSEHOLD_STATUSES",
     "ID_PATTERN",
+    "INACTIVE_REASONS",
     "ISO_WEEK_PATTERN",
     "MASK_CHAR",
     "MAX_CHANNELS",
     "MAX_CHANNEL_LENGTH",
     "MAX_CHECK_HOUSEHOLDS",
+    "MAX_GROUP_HOUSEHOLDS",
     "MAX_IDS",
     "MAX_NOTICE_BODY",
     "MAX_NOTICE_LINK",
@@ -324,6 +341,8 @@ __all__ = [
     "CoverageLevel",
     "CoverageReport",
     "CoverageRow",
+    "DeactivateRequest",
+    "Deactivation",
     "Deadlines",
     "Device",
     "DevicePage",
@@ -345,6 +364,9 @@ __all__ = [
     "Id",
     "IgnoredField",
     "ImportResult",
+    "InactiveReason",
+    "InstructorReport",
+    "InstructorRow",
     "Limit",
     "LostValue",
     "Me",

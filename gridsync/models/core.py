@@ -22,8 +22,14 @@ Role = Literal[
     "department",
     "supervisor",  # 督办: the district's supervisors (scope: the district)
     "hotline",  # the 12345 platform's integration credential (scope: the district)
+    # 党建指导员: scoped to one or more communities; syncs, visits and raises cases like a
+    # member, never a household's responsible member (gridsync/coverage/members.py)
+    "instructor",
 ]
 ROLES: tuple[Role, ...] = get_args(Role)
+# Why a person left (gridsync/lifecycle.py): 迁出, 去世, 转出, 其他.
+InactiveReason = Literal["moved_away", "deceased", "transferred", "other"]
+INACTIVE_REASONS: tuple[InactiveReason, ...] = get_args(InactiveReason)
 UnitKind = Literal["district", "street", "community", "grid", "branch", "department"]
 HouseholdStatus = Literal["active", "moved_out", "archived"]
 Channel = Literal["door", "phone", "wechat", "other"]
@@ -115,6 +121,9 @@ class Person(Struct, kw_only=True):
     scope: list[str]  # org unit ids
     branch_id: str | None = None
     active: bool = True
+    # set when the person left (active false): why, and when (ISO 8601)
+    inactive_reason: InactiveReason | None = None
+    inactive_since: str | None = None
 
 
 class Geo(Struct, kw_only=True, frozen=True):
@@ -149,6 +158,8 @@ class Visit(Struct, kw_only=True):
     note: str = ""
     geo: Geo | None = None
     voided: bool = False
+    # a group visit (楼栋会): every household it was a contact of (``household_id`` the first)
+    household_ids: list[str] | None = None
 
 
 class Policy(Struct, kw_only=True):
@@ -160,6 +171,9 @@ class Policy(Struct, kw_only=True):
     priority_tags: list[str]
     priority_cycle_days: int
     service_kinds: list[str]
+    # whether a group visit (楼栋会) satisfies a priority household's cycle; by default a
+    # priority household needs a visit of its own
+    group_contact_counts_for_priority: bool = False
 
 
 class Me(Struct, kw_only=True):
@@ -240,6 +254,27 @@ class RevokeRequest(Struct, kw_only=True, forbid_unknown_fields=True):
     # Let the device push what it holds once (its unsent work), then wipe it; meanwhile it may
     # pull nothing. Without drain the device is shut out at once.
     drain: bool = False
+
+
+class DeactivateRequest(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/v1/people/{id}/deactivate`` (admins): the person left the district's work."""
+
+    reason: InactiveReason
+    # revoke their phones with a drain (each pushes its unsent work once), not at once
+    drain: bool = False
+
+
+class Deactivation(Struct, kw_only=True):
+    """What deactivating a person did: ``status`` ``deactivated`` or ``unchanged`` (already
+    inactive); the households they were responsible for (now unassigned) and the devices
+    revoked (or set draining)."""
+
+    person_id: str
+    status: Literal["deactivated", "unchanged"]
+    reason: InactiveReason
+    unassigned: list[str]
+    devices: list[str]
+    drain: bool
 
 
 class OrgUnitPage(Struct, kw_only=True):

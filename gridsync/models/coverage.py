@@ -43,6 +43,7 @@ class PolicyOverride(Struct, kw_only=True, forbid_unknown_fields=True):
     priority_tags: Annotated[list[TagName], Meta(max_length=50)] | UnsetType = UNSET
     priority_cycle_days: Days | UnsetType = UNSET
     service_kinds: Annotated[list[TagName], Meta(min_length=1, max_length=50)] | UnsetType = UNSET
+    group_contact_counts_for_priority: bool | UnsetType = UNSET
 
 
 class CommunityPolicy(Struct, kw_only=True):
@@ -66,7 +67,8 @@ class CoverageRow(Struct, gc=False):
     ``verified_rate`` (最近抽检核实率) and ``verified_at``: the newest recorded check of this very
     unit drawn at or before the report's time that has a verified rate (confirmed of reached,
     ``gridsync/coverage/verified.py``), and when it was drawn; null without one (and on
-    member rows)."""
+    member rows). ``group_contacted``: households contacted this cycle by group visits
+    (楼栋会) only, a part of ``contacted``."""
 
     level: CoverageLevel
     unit_id: str
@@ -95,6 +97,8 @@ class CoverageRow(Struct, gc=False):
     kinds_rate: float | None
     verified_rate: float | None = None
     verified_at: str | None = None
+    # households contacted this cycle by group visits (楼栋会) only (counted in ``contacted``)
+    group_contacted: int = 0
 
 
 class CoverageReport(Struct, kw_only=True):

@@ -38,3 +38,28 @@ class BurdenRow(Struct, kw_only=True):
 class BurdenReport(Struct, kw_only=True):
     week: str  # e.g. 2026-W49
     rows: list[BurdenRow]
+
+
+class InstructorRow(Struct, kw_only=True):
+    """One party-building instructor (党建指导员) to date: ``communities``: the communities
+    their scope names; ``communities_covered``: how many of them hold a household they
+    visited; ``households_visited``: distinct households they contacted (a group visit counts
+    for each of its households); ``visits`` and ``group_visits``: their visit records, not
+    voided; ``cases_raised``: whistle cases they raised; ``cases_resolved``: of those, the
+    ones resolved or closed."""
+
+    person_id: str
+    name: str
+    communities: list[str]
+    communities_covered: int
+    households_visited: int
+    visits: int
+    group_visits: int
+    cases_raised: int
+    cases_resolved: int
+
+
+class InstructorReport(Struct, kw_only=True):
+    scope_id: str | None
+    at: str  # when the figures were read (ISO 8601)
+    rows: list[InstructorRow]

@@ -174,8 +174,19 @@ class HouseholdMoveOut(Struct, kw_only=True, frozen=True):
     note: LongText = ""
 
 
+# A group visit (楼栋会): at most this many households in one ``visit.create``.
+MAX_GROUP_HOUSEHOLDS = 50
+
+
 class VisitCreate(Struct, kw_only=True, gc=False, frozen=True):
-    household_id: SyncId
+    """A visit of ONE household (``household_id``), or a group visit (``household_ids``: 1 to
+    50 distinct households of the member's scope, one record counted as a contact of each):
+    exactly one of the two (else ``validation_error``)."""
+
+    household_id: SyncId | None = None
+    household_ids: (
+        Annotated[list[SyncId], Meta(min_length=1, max_length=MAX_GROUP_HOUSEHOLDS)] | None
+    ) = None
     at: DeviceTime  # device clock; kept as the phone sent it
     channel: Channel
     kinds: Annotated[list[Kind], Meta(max_length=32)] = msgspec.field(default_factory=list)

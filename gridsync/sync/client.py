@@ -47,7 +47,7 @@ import msgspec
 
 import gridsync
 from gridsync.clock import DAY_MS, SYSTEM_CLOCK, Clock, iso_ms, uuid7
-from gridsync.models import NOTICE_VISIBLE_DAYS, is_masked
+from gridsync.models import MAX_GROUP_HOUSEHOLDS, NOTICE_VISIBLE_DAYS, is_masked
 from gridsync.sync import hlc as hlc_clock
 
 SCHEMA_VERSION = "1"
@@ -453,7 +453,12 @@ class DeviceClient:
         visits = self.all("visit")
         if household_id is None:
             return visits
-        return {k: v for k, v in visits.items() if v.get("household_id") == household_id}
+        return {
+            k: v
+            for k, v in visits.items()
+            if v.get("household_id") == household_id
+            or household_id in (v.get("household_ids") or ())
+        }
 
     def notices(self, *, unread: bool = False) -> list[dict[str, Any]]:
         """The person's inbox, newest first: every notification to them (SPEC 3.2, type
@@ -638,6 +643,33 @@ class DeviceClient:
             data["geo"] = geo
         return self.enqueue("visit.create", visit_id or uuid7(), data=data)
 
+    def log_group_visit(
+        self,
+        household_ids: Iterable[str],
+        channel: str = "door",
+        kinds: Iterable[str] = (),
+        note: str = "",
+        *,
+        at: datetime | str | None = None,
+        visit_id: str | None = None,
+    ) -> Queued:
+        """Record a group contact (楼栋会): ONE visit counted as a contact of each household
+        (1 to 50, all in the member's scope; the server refuses the whole visit otherwise)."""
+        ids = list(dict.fromkeys(household_ids))
+        if not 1 <= len(ids) <= MAX_GROUP_HOUSEHOLDS:
+            raise ValueError(f"a group visit names 1 to {MAX_GROUP_HOUSEHOLDS} households")
+        if at is None:
+            at = datetime.fromtimestamp(self.clock.now_ms() / 1000, tz=CHINA)
+        at_text = at.isoformat(timespec="seconds") if isinstance(at, datetime) else at
+        data: dict[str, Any] = {
+            "household_ids": ids,
+            "at": at_text,
+            "channel": channel,
+            "kinds": sorted(set(kinds)),
+            "note": note,
+        }
+        return self.enqueue("visit.create", visit_id or uuid7(), data=data)
+
     def void_visit(self, visit_id: str) -> Queued:
         return self.enqueue("visit.void", visit_id)
 
@@ -736,6 +768,9 @@ class DeviceClient:
                 "voided": False,
             }
             visit.update(data or {})
+            if visit.get("household_ids"):  # a group visit, as the server keeps it
+                visit["household_id"] = visit["household_ids"][0]
+                visit["household_ids"] = sorted(visit["household_ids"])
             return visit
         if op == "visit.void":
             return None if current is None else {**current, "voided": True}

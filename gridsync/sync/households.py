@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import sqlite_utils
 
 from gridsync import coverage, visits
 from gridsync.clock import device_time_ms, iso_ms
@@ -323,13 +324,32 @@ _VISIT_APPLIED = Outcome("applied", logged=False)
 _VISIT_DUPLICATE = Outcome("duplicate", logged=False)
 
 
+def _visited(data: VisitCreate) -> list[str] | GridsyncError:
+    """The households a ``visit.create`` names: exactly one of ``household_id`` and
+    ``household_ids`` (distinct), else ``validation_error``."""
+    if (data.household_id is None) == (data.household_ids is None):
+        return Invalid(
+            "give household_id (one household) or household_ids (a group visit), not both",
+            field="data.household_ids",
+        )
+    if data.household_id is not None:
+        return [data.household_id]
+    if data.household_ids is None:  # (excluded above; spelled out for the type checker)
+        return Invalid("no household", field="data.household_ids")
+    if len(set(data.household_ids)) != len(data.household_ids):
+        return Invalid("household_ids names a household twice", field="data.household_ids")
+    return list(data.household_ids)
+
+
 def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome | GridsyncError]:
     """A run of visit creates: one query for their households, one for existing ids, then
     :func:`gridsync.visits.insert` (one ``executemany`` insert; what is kept from visits updated
     once per household and key). Visits are their own record of the mutation (found again by
-    id), so push does not log them separately."""
+    id), so push does not log them separately. A group visit (``household_ids``) is one visit
+    of its first household with every household linked: each must exist and be in scope."""
     db = ctx.db
-    household_ids = {it.data.household_id for it in items}
+    named = [_visited(it.data) for it in items]
+    household_ids = {h for hs in named if isinstance(hs, list) for h in hs}
     households = {
         r[0]: r[1]
         for r in db.execute(
@@ -351,6 +371,7 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
     received = iso_ms(ctx.received_ms)
     results: list[Outcome | GridsyncError] = []
     rows: list[visits.NewVisit] = []
+    links: list[visits.GroupLink] = []
     first = next_seq(db, len(items))  # unused numbers of refused items are harmless gaps
     kinds_cache: dict[tuple, str] = {}  # (allowed kinds, *kinds) -> JSON
     for n, it in enumerate(items):
@@ -367,14 +388,16 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
                 )
             )
             continue
-        hid = data.household_id
-        grid = households.get(hid)
-        if grid is None:
-            results.append(NotFound(f"no household {hid}"))
+        visited = named[n]
+        if not isinstance(visited, list):
+            results.append(visited)
             continue
-        if grid not in allowed_grids and not sync_scope.was_in_scope(db, scope, hid, it.scope_ms):
-            results.append(OutOfScope(f"household {hid} is outside your scope"))
+        refused = _refused_household(db, scope, households, allowed_grids, visited, it.scope_ms)
+        if refused is not None:
+            results.append(refused)
             continue
+        hid = visited[0]
+        grid = households[hid]
         kinds_allowed = community_kinds.get(grid, default_kinds)
         kinds = (kinds_allowed, *data.kinds)
         encoded = kinds_cache.get(kinds)
@@ -413,11 +436,35 @@ def visit_create_batch(ctx: OpContext, items: list[BatchItem]) -> list[Outcome |
                 _json.encode(data.geo).decode() if data.geo else None,
                 first + n,
                 received,
+                0,
+                1 if data.household_ids is None else len(visited),
             )
         )
+        if data.household_ids is not None:
+            links.extend(visits.GroupLink(vid, h, households[h]) for h in visited)
         results.append(_VISIT_APPLIED)
-    visits.insert(db, rows)  # with the household's newest visits and the kept service kinds
+    # with the households' newest visits and the kept service kinds
+    visits.insert(db, rows, links)
     return results
+
+
+def _refused_household(
+    db: sqlite_utils.Database,
+    scope: Scope,
+    households: dict[str, str],
+    allowed_grids: set[str],
+    visited: list[str],
+    scope_ms: int,
+) -> GridsyncError | None:
+    """The refusal of the first household of a visit that does not exist or is outside the
+    pusher's scope (one household out of scope refuses the whole group visit)."""
+    for hid in visited:
+        grid = households.get(hid)
+        if grid is None:
+            return NotFound(f"no household {hid}")
+        if grid not in allowed_grids and not sync_scope.was_in_scope(db, scope, hid, scope_ms):
+            return OutOfScope(f"household {hid} is outside your scope")
+    return None
 
 
 # Who may void another person's visit (within their scope): the secretaries and admins above
@@ -522,4 +569,15 @@ def visit_changes(
         # (a quarter more, so that the page is usually complete after it).
         width = width * 8 if not got else (limit - len(rows)) * (hi - lo) * 5 // (4 * len(got)) + 1
         lo = hi
-    return [SourceChange(r[-1], r[0], "put", visit_from_row(r)) for r in rows]
+    # group visits of another grid that name a household of these grids (few: read through
+    # the link table), up to where this page's own visits reach, merged in seq order
+    reach = rows[-1][-1] if len(rows) >= limit else upto_seq
+    rows += db.execute(
+        f"SELECT {VISIT_SELECT}, v.seq FROM visit_households l CROSS JOIN visits v "
+        "ON v.id = l.visit_id WHERE l.grid_id IN (SELECT value FROM json_each(?1)) "
+        "AND v.grid_id NOT IN (SELECT value FROM json_each(?1)) AND v.seq > ?2 AND v.seq <= ?3 "
+        "AND v.at_ms >= ?4 GROUP BY v.id ORDER BY v.seq LIMIT ?5",
+        [grid_list, after_seq, reach, since, limit],
+    ).fetchall()
+    rows.sort(key=lambda r: r[-1])
+    return [SourceChange(r[-1], r[0], "put", visit_from_row(r)) for r in rows[:limit]]

@@ -39,5 +39,5 @@ def person_changes(
         f"WHERE p.seq > ? AND p.seq <= ? AND {cond} ORDER BY p.seq LIMIT ?",
         [after_seq, upto_seq, *params, limit],
     ).fetchall()
-    people = org._people_with_scope(ctx.db, [r[:5] for r in rows])
-    return [SourceChange(r[5], p.id, "put", p) for r, p in zip(rows, people)]
+    people = org._people_with_scope(ctx.db, [r[:-1] for r in rows])
+    return [SourceChange(r[-1], p.id, "put", p) for r, p in zip(rows, people)]
