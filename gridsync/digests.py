@@ -11,9 +11,9 @@ Every coverage figure here comes from the coverage engine (``gridsync/coverage``
 community's own policy: the weekly digest states the roll-up's row of each branch and
 community (:func:`coverage.rollup`, the same numbers ``gridsync coverage`` prints at the same
 instant: ``tests/test_honest_figures.py``), and the daily digest judges each household by
-:func:`coverage.is_priority` and :func:`coverage.due_ms`. Until issue 14 the digest had its own
-SQL, which judged priority households by the priority cycle and counted unassigned households
-as overdue, so it disagreed with the roll-up (474 contacted / 41 overdue against 477 / 34 on
+:func:`coverage.member_contact` (the engine's rule of group visits included). Until issue
+14 the digest had its own SQL, which judged priority households by the priority cycle and
+counted unassigned households as overdue, so it disagreed with the roll-up (474 contacted / 41 overdue against 477 / 34 on
 the demo community).
 
 A digest composes domain figures (coverage policies, households due) into messages, so it
@@ -86,22 +86,25 @@ def member_due(
 ) -> tuple[list[DueHousehold], list[DueHousehold], Policy]:
     """(overdue, due soon) households of a member, priority households first, and the policy
     the member works under (the community of their first household's grid). Each household is
-    due by its own community's cycles, counted from the member's own last contact
-    (``last_responsible_visit_ms``): 1-5-N asks the member to keep in touch, so a household
-    that someone else visited is still due to them."""
+    due by its own community's cycles, counted from the member's own last contact: 1-5-N asks
+    the member to keep in touch, so a household that someone else visited is still due to
+    them. Whether it is due is the coverage engine's rule (:func:`coverage.member_contact`): a
+    group visit counts for a priority household only when the policy says so, as the roll-up
+    counts it."""
     default, by_community = policies or coverage.community_policies(db, settings)
     overdue, due = [], []
+    kept = ", ".join(f"h.{c}" for c in coverage.MEMBER_CONTACT_COLUMNS)
     rows = db.execute(
-        "SELECT h.id, h.building, h.unit, h.room, h.head_name, h.tags, "
-        "h.last_responsible_visit_ms, "
+        f"SELECT h.id, h.building, h.unit, h.room, h.head_name, h.tags, {kept}, "
         "g.parent_id FROM households h LEFT JOIN org_units g ON g.id = h.grid_id "
         "WHERE h.responsible_member_id = ? AND h.status = 'active' ORDER BY h.id",
         [member_id],
     ).fetchall()
-    for hid, building, unit, room, head, tags, last, community in rows:
+    for hid, building, unit, room, head, tags, last_own, last_own_single, community in rows:
         policy = by_community.get(community, default)
-        priority = coverage.is_priority(policy, _tags.decode(tags))
-        due_ms = coverage.due_ms(policy, priority, last)
+        priority, last, due_ms = coverage.member_contact(
+            policy, _tags.decode(tags), (last_own, last_own_single)
+        )
         item = DueHousehold(
             hid, f"{building}{unit}{room}".strip() or hid, head, priority, due_ms, last
         )
@@ -113,7 +116,7 @@ def member_due(
     def order(h: DueHousehold) -> tuple:
         return (not h.priority, h.due_ms if h.due_ms is not None else -1, h.id)
 
-    first = by_community.get(rows[0][7], default) if rows else default
+    first = by_community.get(rows[0][8], default) if rows else default
     return sorted(overdue, key=order), sorted(due, key=order), first
 
 

@@ -1095,3 +1095,55 @@ def m0026_group_visits(db: sqlite_utils.Database) -> None:
         END;
         """
     )
+
+
+# -- the member's digest judges priority households as the roll-up does (issues 14/18) --------
+
+
+@migrations(name="0027_responsible_single_visit")
+def m0027_responsible_single_visit(db: sqlite_utils.Database) -> None:
+    """The daily digest asks the coverage engine whether a household is due for its member
+    (``coverage.member_contact``), and a priority household's cycle counts a group visit only
+    when the policy's ``group_contact_counts_for_priority`` says so, so the digest needs the
+    member's own newest visit *alone*:
+
+    - ``households.last_responsible_single_visit_ms``: the newest non-voided single visit
+      (``group_size = 1``) made by the household's current responsible member. Kept by the
+      writer of visits (``gridsync/visits.py``); recounted with ``last_responsible_visit_ms``
+      by the trigger below whenever the responsible member changes.
+
+    The backfill is this migration's own SQL (``backfill_0027``), frozen."""
+    db.executescript(
+        """
+        ALTER TABLE households ADD COLUMN last_responsible_single_visit_ms INTEGER;
+        DROP TRIGGER IF EXISTS households_responsible_contact;
+        CREATE TRIGGER households_responsible_contact
+        AFTER UPDATE OF responsible_member_id ON households
+        WHEN old.responsible_member_id IS NOT new.responsible_member_id BEGIN
+            UPDATE households SET last_responsible_visit_ms = nullif(max(
+                coalesce((SELECT max(v.at_ms) FROM visits v WHERE v.household_id = new.id
+                          AND v.voided = 0 AND v.member_id = new.responsible_member_id), -1),
+                coalesce((SELECT max(v.at_ms) FROM visit_households l
+                          JOIN visits v ON v.id = l.visit_id
+                          WHERE l.household_id = new.id AND v.voided = 0
+                          AND v.member_id = new.responsible_member_id), -1)), -1),
+                last_responsible_single_visit_ms =
+                (SELECT max(v.at_ms) FROM visits v WHERE v.household_id = new.id
+                 AND v.voided = 0 AND v.group_size = 1
+                 AND v.member_id = new.responsible_member_id)
+            WHERE id = new.id;
+        END;
+        """
+    )
+    backfill_0027(db)
+
+
+def backfill_0027(db: sqlite_utils.Database) -> None:
+    """Migration 0027's backfill, frozen: every household's newest non-voided single visit by
+    its responsible member (``tests/test_honest_figures.py`` compares it with
+    ``visits.recount``)."""
+    db.execute(
+        "UPDATE households SET last_responsible_single_visit_ms = (SELECT max(v.at_ms) "
+        "FROM visits v WHERE v.household_id = households.id AND v.voided = 0 "
+        "AND v.group_size = 1 AND v.member_id = households.responsible_member_id)"
+    )

@@ -22,7 +22,11 @@ visits themselves, and every write of a visit keeps, in the same transaction:
   household's, ``group_size`` households) and one ``visit_households`` row per household; the
   kept times above count it for each of them, and ``households.last_single_visit_ms`` keeps the
   newest visit of the household alone (a priority household's cycle is judged by it unless the
-  policy says otherwise: ``gridsync/coverage/tallying.py``, ``PolicyGroup.priority_contact``).
+  policy says otherwise: ``gridsync/coverage/tallying.py``, ``contact_column``);
+- ``households.last_responsible_single_visit_ms`` (migration ``0027_responsible_single_visit``):
+  the newest visit alone by the household's current responsible member (the member's daily
+  digest judges a priority household by it under the same rule); recounted with
+  ``last_responsible_visit_ms`` by the trigger when the responsible member changes.
 
 The writers call this module and nothing else writes these tables or columns:
 
@@ -93,7 +97,7 @@ def insert(
 ) -> None:
     """Insert new visits (ids not taken: the caller checked) and keep what is kept from them:
     each household's newest visit, its newest by its responsible member, its newest alone (not
-    a group visit), the service kinds. A group visit (``group_size`` > 1) comes with one
+    a group visit), its newest alone by its responsible member, the service kinds. A group visit (``group_size`` > 1) comes with one
     ``links`` row per household, and is a contact of each. One ``executemany`` insert, one read
     of the batch's households, one update per household whose kept times move (as a rule,
     each household visited), one upsert per kinds key."""
@@ -106,6 +110,7 @@ def insert(
         members.setdefault(link.visit_id, []).append(link.household_id)
     newest: dict[str, int] = {}
     single: dict[str, int] = {}
+    single_by_member: dict[tuple[str, str], int] = {}
     by_member: dict[tuple[str, str], int] = {}
     decoded: dict[str, list[str]] = {}
     kept: list[tuple[str, str, list[str], int]] = []
@@ -115,6 +120,9 @@ def insert(
         if v.group_size == 1:
             if v.at_ms > single.get(v.household_id, -1):
                 single[v.household_id] = v.at_ms
+            own = (v.household_id, v.member_id)
+            if v.at_ms > single_by_member.get(own, -1):
+                single_by_member[own] = v.at_ms
             visited = [v.household_id]
         else:
             visited = members.get(v.id, [v.household_id])
@@ -130,21 +138,23 @@ def insert(
                 kinds = decoded[v.kinds] = _kinds.decode(v.kinds)
             kept.append((v.grid_id, v.member_id, kinds, v.at_ms))
     updates = []
-    for hid, member, last, last_own, last_single in db.execute(
+    for hid, member, last, last_own, last_single, last_own_single in db.execute(
         "SELECT id, responsible_member_id, last_visit_ms, last_responsible_visit_ms, "
-        "last_single_visit_ms FROM households WHERE id IN (SELECT value FROM json_each(?))",
+        "last_single_visit_ms, last_responsible_single_visit_ms "
+        "FROM households WHERE id IN (SELECT value FROM json_each(?))",
         [msgspec.json.encode(list(newest)).decode()],
     ):
         kept_now = (
             _later(last, newest[hid]),
             _later(last_own, by_member.get((hid, member))),
             _later(last_single, single.get(hid)),
+            _later(last_own_single, single_by_member.get((hid, member))),
         )
-        if kept_now != (last, last_own, last_single):
+        if kept_now != (last, last_own, last_single, last_own_single):
             updates.append((*kept_now, hid))
     db.conn.executemany(
         "UPDATE households SET last_visit_ms = ?, last_responsible_visit_ms = ?, "
-        "last_single_visit_ms = ? WHERE id = ?",
+        "last_single_visit_ms = ?, last_responsible_single_visit_ms = ? WHERE id = ?",
         updates,
     )
     _note_kinds(db, kept)
@@ -222,7 +232,8 @@ def _newest(extra: str) -> str:
     )
 
 
-# every household's newest visit, its newest by its responsible member, and its newest alone
+# every household's newest visit, its newest by its responsible member, its newest alone, and
+# its newest alone by its responsible member
 _KEPT = ", ".join(
     (
         f"last_visit_ms = {_newest('')}",
@@ -230,6 +241,9 @@ _KEPT = ", ".join(
         + _newest(" AND v.member_id = households.responsible_member_id"),
         "last_single_visit_ms = (SELECT max(v.at_ms) FROM visits v "
         "WHERE v.household_id = households.id AND v.voided = 0 AND v.group_size = 1)",
+        "last_responsible_single_visit_ms = (SELECT max(v.at_ms) FROM visits v "
+        "WHERE v.household_id = households.id AND v.voided = 0 AND v.group_size = 1 "
+        "AND v.member_id = households.responsible_member_id)",
     )
 )
 

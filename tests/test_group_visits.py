@@ -267,3 +267,61 @@ def test_each_households_visits_list_the_group_visit(client, tiny):
         assert r.status_code == 200, r.text
         assert [v["id"] for v in r.json()["items"]] == [queued.id]
         assert r.json()["items"][0]["household_ids"] == G1[:2]
+
+
+def test_the_digest_and_the_rollup_judge_a_group_contact_by_the_one_rule(
+    client, tiny, store, settings, assigned
+):
+    """One owner (issues 14/18): a priority household visited only by a group visit of its
+    responsible member is due in the member's daily digest AND priority overdue in the
+    roll-up while the policy says a group contact does not satisfy a priority cycle; neither
+    once it does."""
+    from gridsync import digests
+
+    m1 = phone(client, tiny)
+    m1.sync()
+    m1.log_group_visit(G1, "door", [], "楼栋会")
+    m1.sync()
+    assert m1.rejected() == []
+
+    def digest():
+        overdue, due, _ = store.read(digests.member_due, "m1", int(time.time() * 1000), settings)
+        return {h.id for h in overdue + due}
+
+    # kept: the member's own contact counts the group visit, their own visit alone is none
+    own, own_single = store.read(
+        lambda db: db.execute(
+            "SELECT last_responsible_visit_ms, last_responsible_single_visit_ms "
+            "FROM households WHERE id = 'hh-g1-1'"
+        ).fetchone()
+    )
+    assert own is not None and own_single is None
+
+    # policy off (the default): due to the member, and priority overdue in the roll-up
+    assert "hh-g1-1" in digest()
+    assert not {"hh-g1-2", "hh-g1-3", "hh-g1-4"} & digest()  # ordinary cycle: contacted
+    assert grid_row(client, tiny)["priority_overdue"] == 1
+
+    # policy on: neither
+    store.write(
+        coverage.set_policy,
+        settings,
+        CLI,
+        "c1",
+        PolicyOverride(group_contact_counts_for_priority=True),
+    )
+    assert "hh-g1-1" not in digest()
+    assert grid_row(client, tiny)["priority_overdue"] == 0
+
+    # policy off again, then the member's own visit alone satisfies both
+    store.write(
+        coverage.set_policy,
+        settings,
+        CLI,
+        "c1",
+        PolicyOverride(group_contact_counts_for_priority=False),
+    )
+    assert "hh-g1-1" in digest() and grid_row(client, tiny)["priority_overdue"] == 1
+    m1.log_visit("hh-g1-1", "door", [], "单独走访")
+    m1.sync()
+    assert "hh-g1-1" not in digest() and grid_row(client, tiny)["priority_overdue"] == 0

@@ -22,6 +22,8 @@ from click.testing import CliRunner
 from gridsync import coverage, digests, migrations, org, visits
 from gridsync.audit import Actor
 from gridsync.cli import cli
+from gridsync.clock import iso_ms, uuid7
+from gridsync.db import next_seq
 from gridsync.notify.routing import Router
 from gridsync.org import Scope, resolve_scope
 from tests.conftest import bearer
@@ -301,21 +303,27 @@ def test_a_visit_by_someone_else_is_contact_but_not_the_members(client, tiny, st
 
     def kept(db):
         return db.execute(
-            "SELECT responsible_member_id, last_responsible_visit_ms FROM households "
-            "WHERE id = 'hh-g1-2'"
+            "SELECT responsible_member_id, last_responsible_visit_ms, "
+            "last_responsible_single_visit_ms FROM households WHERE id = 'hh-g1-2'"
         ).fetchone()
 
-    assert store.read(kept) == ("m1", None)  # m9's visit is not m1's
+    # (the newest visit alone by the responsible member follows too: migration 0027)
+    assert store.read(kept) == ("m1", None, None)  # m9's visit is not m1's
     assign("m9")
-    assert store.read(kept) == ("m9", at)
+    assert store.read(kept) == ("m9", at, at)
     assign("m1")
-    assert store.read(kept) == ("m1", None)
+    assert store.read(kept) == ("m1", None, None)
 
 
 # -- one writer of visits ---------------------------------------------------------------------
 
 _KEPT = ("visits", "visit_households", "coverage_grid_kinds", "coverage_member_kinds")
-_KEPT_COLUMNS = ("last_visit_ms", "last_responsible_visit_ms", "last_single_visit_ms")
+_KEPT_COLUMNS = (
+    "last_visit_ms",
+    "last_responsible_visit_ms",
+    "last_single_visit_ms",
+    "last_responsible_single_visit_ms",
+)
 _AGGREGATES = ("coverage_members", "coverage_grid_counts", "coverage_load_histogram")
 
 
@@ -360,6 +368,44 @@ def test_migration_0016s_frozen_backfill_equals_the_live_recount(store, cov_sett
     store.write(migrations.backfill_0016)
     assert store.read(kept) == live
     store.write(lambda db: db.execute("UPDATE households SET last_responsible_visit_ms = 0"))
+    store.write(visits.recount)
+    assert store.read(kept) == live
+
+
+def test_migration_0027s_frozen_backfill_equals_the_live_recount(store, cov_settings, comm):
+    def group_visit(db, member_id, at_ms):
+        """A group visit (楼栋会) of two of ``member_id``'s households, through the writer."""
+        rows = db.execute(
+            "SELECT id, grid_id FROM households WHERE responsible_member_id = ? "
+            "ORDER BY id LIMIT 2",
+            [member_id],
+        ).fetchall()
+        vid = uuid7()
+        at = iso_ms(at_ms)
+        row = visits.NewVisit(
+            vid, rows[0][0], rows[0][1], member_id, None, at, at_ms, "door", "[]", "楼栋会",
+            None, next_seq(db), at, 0, len(rows),
+        )  # fmt: skip
+        visits.insert(db, [row], [visits.GroupLink(vid, hid, grid) for hid, grid in rows])
+
+    store.write(insert_visit, "h4", "m2", NOW_MS - 2 * DAY_MS, ["policy"])  # not m1's own
+    store.write(insert_visit, "h9", "m3", NOW_MS - 3 * DAY_MS, [], True)  # voided
+    store.write(group_visit, "m1", NOW_MS - DAY_MS)  # newer than their visits alone
+
+    def kept(db):
+        return db.execute(
+            "SELECT id, last_responsible_visit_ms, last_responsible_single_visit_ms "
+            "FROM households ORDER BY id"
+        ).fetchall()
+
+    live = store.read(kept)
+    # something to compare: a contact alone kept, and a group contact newer than it
+    assert any(row[2] is not None for row in live)
+    assert any(row[1] is not None and row[1] != row[2] for row in live)
+    store.write(lambda db: db.execute("UPDATE households SET last_responsible_single_visit_ms = 0"))
+    store.write(migrations.backfill_0027)
+    assert store.read(kept) == live
+    store.write(lambda db: db.execute("UPDATE households SET last_responsible_single_visit_ms = 0"))
     store.write(visits.recount)
     assert store.read(kept) == live
 

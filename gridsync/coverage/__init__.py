@@ -69,11 +69,13 @@ from gridsync.coverage.rows import UNIT_LEVELS, default_levels, rollup, rows_of,
 from gridsync.coverage.rows import rate as _rate
 from gridsync.coverage.sampling import sample
 from gridsync.coverage.tallying import (
+    MEMBER_CONTACT_COLUMNS,
     Member,
     Tally,
     due_ms,
     grid_filter,
     is_priority,
+    member_contact,
     member_phone,
     tally,
 )
@@ -85,6 +87,7 @@ __all__ = [
     "HOUSEHOLD_VIOLATIONS",
     "KIND_LABELS",
     "LEVEL_LABELS",
+    "MEMBER_CONTACT_COLUMNS",
     "MEMBER_VIOLATIONS",
     "RESPONSIBLE_ROLE",
     "UNIT_LEVELS",
@@ -117,6 +120,7 @@ __all__ = [
     "label",
     "load_overrides",
     "longest_cycle_days",
+    "member_contact",
     "member_phone",
     "member_sql",
     "policy_for",

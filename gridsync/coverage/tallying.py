@@ -168,12 +168,9 @@ class PolicyGroup:
         )
 
     def priority_contact(self) -> str:
-        """THE rule of group visits and priority households: the ``households`` column a
-        priority household's cycle is judged by. A group visit (楼栋会) is a contact of each of
-        its households for the ordinary cycle; for a priority household's it counts only when
-        the policy's ``group_contact_counts_for_priority`` says so, else the household needs a
-        visit of its own (``last_single_visit_ms``, kept by ``gridsync/visits.py``)."""
-        return "last_visit_ms" if self.group_counts_for_priority else "last_single_visit_ms"
+        """The ``households`` column a priority household's cycle is judged by (by anyone):
+        :func:`contact_column`."""
+        return contact_column(self.group_counts_for_priority, True)
 
     def where(self) -> tuple[str, list[Any]]:
         return grid_filter(self.grids)
@@ -192,6 +189,40 @@ def is_priority(policy: Policy, tags: list[str] | tuple[str, ...]) -> bool:
     """Whether a household with ``tags`` is a priority household under ``policy`` (the Python
     spelling of :meth:`PolicyGroup.is_priority`)."""
     return not set(policy.priority_tags).isdisjoint(tags)
+
+
+def contact_column(
+    group_counts_for_priority: bool, priority: bool, *, by_responsible: bool = False
+) -> str:
+    """THE rule of group visits and priority households: the ``households`` column (kept by
+    ``gridsync/visits.py``) a household's cycle is judged by. A group visit (楼栋会) is a
+    contact of each of its households for the ordinary cycle; for a priority household's it
+    counts only when the policy's ``group_contact_counts_for_priority`` says so, else the
+    household needs a visit of its own (``last_single_visit_ms``). ``by_responsible``: only
+    the visits of the household's responsible member count (the member's own contact, as
+    the daily digest asks: :func:`member_contact`)."""
+    alone = priority and not group_counts_for_priority
+    if by_responsible:
+        return "last_responsible_single_visit_ms" if alone else "last_responsible_visit_ms"
+    return "last_single_visit_ms" if alone else "last_visit_ms"
+
+
+# the kept times :func:`member_contact` chooses from, in this order
+MEMBER_CONTACT_COLUMNS = ("last_responsible_visit_ms", "last_responsible_single_visit_ms")
+
+
+def member_contact(
+    policy: Policy, tags: list[str] | tuple[str, ...], kept: tuple[int | None, int | None]
+) -> tuple[bool, int | None, int | None]:
+    """Whether a household is due for its responsible member: ``(priority, last contact that
+    counts, due_ms)`` from its tags and its kept times ``kept`` (the columns
+    ``MEMBER_CONTACT_COLUMNS``, in that order), judged by :func:`is_priority`,
+    :func:`contact_column` (a group visit counts for a priority household only when the
+    policy says so, as the roll-up counts it) and :func:`due_ms`."""
+    priority = is_priority(policy, tags)
+    column = contact_column(policy.group_contact_counts_for_priority, priority, by_responsible=True)
+    last = kept[MEMBER_CONTACT_COLUMNS.index(column)]
+    return priority, last, due_ms(policy, priority, last)
 
 
 def due_ms(policy: Policy, priority: bool, last_ms: int | None) -> int | None:
