@@ -16,6 +16,7 @@ import functools
 import sys
 from collections.abc import Callable
 from datetime import datetime, tzinfo
+from pathlib import Path
 from typing import Any
 
 import click
@@ -110,6 +111,21 @@ def stderr_bar(*, length: int, label: str, **options: Any) -> Any:
     (not even the label), so scripts read the result alone. Every bar of the CLI is one."""
     hidden = options.pop("hidden", False) or not sys.stderr.isatty()
     return click.progressbar(length=length, label=label, file=sys.stderr, hidden=hidden, **options)
+
+
+def export_file(
+    output: str, total: int, lang: str, build: Callable[[Callable[[int], None]], bytes]
+) -> None:
+    """Every ``-o FILE`` of the CLI: ``build(progress)`` makes the file's bytes with a bar on a
+    terminal (导出 / exporting, ``total`` rows), then they are written; a file that cannot be
+    written is one line, exit 1."""
+    label = "导出" if lang in ("zh", "zh-CN") else "exporting"
+    with stderr_bar(length=total, label=label) as bar:
+        body = build(bar.update)
+    try:
+        Path(output).write_bytes(body)
+    except OSError as exc:
+        raise click.ClickException(f"无法写入 {output}（cannot write {output}: {exc}）") from exc
 
 
 class Bars:

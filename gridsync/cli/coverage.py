@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import click
@@ -22,12 +21,12 @@ from gridsync.cli.base import (
     cli,
     db_option,
     echo_json,
+    export_file,
     int_range_of,
     json_option,
     open_store,
     run,
     settings_file_option,
-    stderr_bar,
     when,
     zone_footer,
 )
@@ -799,12 +798,11 @@ def export_coverage(
     """Export the coverage roll-up (every level) and the violations list."""
     with _reports(db_path, config_path, now, _operator(show_phones)) as (store, read):
         data = read(exports.export_data, scope_id)
-        label = "导出" if lang == "zh" else "exporting"
-        with stderr_bar(length=data.total_rows, label=label) as bar:
-            body = exports.render(data, fmt, lang, progress=bar.update)
-        try:
-            Path(output).write_bytes(body)
-        except OSError as exc:
-            raise click.ClickException(f"cannot write {output}: {exc}") from exc
+        export_file(
+            output,
+            data.total_rows,
+            lang,
+            lambda progress: exports.render(data, fmt, lang, progress),
+        )
         store.write(exports.record_export, Actor.cli(), fmt, data)
     click.echo(f"wrote {output} ({len(data.rows)} rows, {len(data.violations)} violations)")

@@ -3,7 +3,7 @@ report hotline, report supervised, export orders."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -16,10 +16,10 @@ from gridsync.cli.base import (
     cli,
     db_option,
     echo_json,
+    export_file,
     json_option,
     open_store,
     run,
-    stderr_bar,
     when,
     zone_footer,
 )
@@ -239,20 +239,18 @@ def report_hotline(
 
 def _write(output: str, fmt: str, sheets: list[tuple[str, list[str], list[list[Any]]]]) -> None:
     total = sum(len(rows) for _, _, rows in sheets)
-    try:
-        with stderr_bar(length=total, label="导出") as bar:
-            if fmt == "csv":  # one table: the first sheet
-                _title, header, rows = sheets[0]
-                data = exports.table_csv(header, rows, progress=bar.update)
-            else:
-                tables = [
-                    (title[:31], header, exports.header_kinds(header), rows)
-                    for title, header, rows in sheets
-                ]
-                data = exports.tables_xlsx(tables, progress=bar.update)
-            Path(output).write_bytes(data)
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {output}: {exc}") from exc
+
+    def build(progress: Callable[[int], None]) -> bytes:
+        if fmt == "csv":  # one table: the first sheet
+            _title, header, rows = sheets[0]
+            return exports.table_csv(header, rows, progress=progress)
+        tables = [
+            (title[:31], header, exports.header_kinds(header), rows)
+            for title, header, rows in sheets
+        ]
+        return exports.tables_xlsx(tables, progress=progress)
+
+    export_file(output, total, "zh", build)
     click.echo(f"wrote {output} ({total} rows)", err=True)
 
 

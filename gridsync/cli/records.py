@@ -4,8 +4,6 @@ conflicts|audit``, ``audit``, ``households list``. The operator reads the whole 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from gridsync import audit, households, record_exports
@@ -15,10 +13,10 @@ from gridsync.cli.base import (
     cli,
     db_option,
     echo_json,
+    export_file,
     json_option,
     open_store,
     run,
-    stderr_bar,
     when,
     zone_footer,
 )
@@ -61,13 +59,12 @@ def _export_command(kind: str, doc: str) -> None:
                     now_ms=SYSTEM_CLOCK.now_ms(),
                 )
             )
-            label = "导出" if lang == "zh" else "exporting"
-            with stderr_bar(length=data.total_rows, label=label) as bar:
-                body = record_exports.render(data, fmt, lang, progress=bar.update)
-            try:
-                Path(output).write_bytes(body)
-            except OSError as exc:
-                raise click.ClickException(f"cannot write {output}: {exc}") from exc
+            export_file(
+                output,
+                data.total_rows,
+                lang,
+                lambda progress: record_exports.render(data, fmt, lang, progress),
+            )
             store.write(record_exports.record_export, Actor.cli(), fmt, data)
         click.echo(f"wrote {output} ({data.total_rows} rows)")
 

@@ -9,8 +9,6 @@ recorded in the audit log as device ``cli``."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from gridsync import burden, exports, instructors
@@ -20,10 +18,10 @@ from gridsync.cli.base import (
     cli,
     db_option,
     echo_json,
+    export_file,
     json_option,
     open_store,
     run,
-    stderr_bar,
 )
 from gridsync.cli.coverage import (
     OPERATOR,
@@ -88,15 +86,13 @@ def report_burden(
                 burden.burden, settings, OPERATOR, scope_id, week=week, now_ms=now_ms
             )
         )
-        body = None
         if output is not None:
-            label = "导出" if lang == "zh" else "exporting"
-            with stderr_bar(length=len(result.rows), label=label) as bar:
-                body = exports.burden_xlsx(result, lang, progress=bar.update)
-            try:
-                Path(output).write_bytes(body)
-            except OSError as exc:
-                raise click.ClickException(f"cannot write {output}: {exc}") from exc
+            export_file(
+                output,
+                len(result.rows),
+                lang,
+                lambda progress: exports.burden_xlsx(result, lang, progress),
+            )
         store.write(
             record,
             Actor.cli(),
@@ -184,13 +180,12 @@ def report_instructors(
     with open_store(db_path) as store:
         result = run(lambda: store.read(instructors.instructors, OPERATOR, scope_id, now_ms=now_ms))
         if output is not None:
-            label = "导出" if lang == "zh" else "exporting"
-            with stderr_bar(length=len(result.rows), label=label) as bar:
-                body = exports.instructors_xlsx(result, lang, progress=bar.update)
-            try:
-                Path(output).write_bytes(body)
-            except OSError as exc:
-                raise click.ClickException(f"cannot write {output}: {exc}") from exc
+            export_file(
+                output,
+                len(result.rows),
+                lang,
+                lambda progress: exports.instructors_xlsx(result, lang, progress),
+            )
         store.write(
             record,
             Actor.cli(),
