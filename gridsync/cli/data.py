@@ -210,20 +210,8 @@ def import_households_command(
                     )
                 except importer.ImportRejected:
                     result = store.read(importer.preview, sheet, settings, override_cap)
-    failed = bool(result.errors)
-    if as_json:
-        echo_json(
-            {
-                **msgspec.structs.asdict(result),
-                "dry_run": dry_run,
-                "written": not (dry_run or failed),
-            }
-        )
-        ctx.exit(1 if failed else 0)
-    for error in result.errors:
-        click.echo(f"{error.message} ({error.code})", err=True)
-    if result.ignored_columns:
-        click.echo(f"ignored columns (未识别的列): {', '.join(result.ignored_columns)}", err=True)
+                except GridsyncError as exc:  # a rule between rows, as for people and units
+                    raise click.ClickException(f"{exc.code}: {exc.message}") from exc
     counts = (
         f"{result.new} new, {result.changed} changed, {result.unchanged} unchanged, "
         f"{result.assigned} assigned (新增 {result.new}，更新 {result.changed}，"
@@ -231,16 +219,19 @@ def import_households_command(
     )
     if result.over_cap:
         counts += f"; {result.over_cap} over the cap (超出上限 {result.over_cap})"
-    if failed:
-        rows = len({e.row for e in result.errors})
-        raise click.ClickException(
-            f"import_rejected: {rows} 行有错误，未写入任何数据 "
-            f"({rows} bad rows; nothing was written)"
-        )
-    if dry_run:
-        click.echo(f"dry run of {sheet.source}: would import {counts}; nothing written")
-    else:
-        click.echo(f"imported {sheet.source}: {counts}")
+    echo_import(
+        ctx,
+        result,
+        sheet.source,
+        counts,
+        as_json=as_json,
+        dry_run=dry_run,
+        json_body={
+            **msgspec.structs.asdict(result),
+            "dry_run": dry_run,
+            "written": not (dry_run or bool(result.errors)),
+        },
+    )
 
 
 def _import_register(
@@ -285,28 +276,13 @@ def _import_register(
                     result.dry_run = False
                 except GridsyncError as exc:  # a rule between rows (the last admin device)
                     raise click.ClickException(f"{exc.code}: {exc.message}") from exc
-    failed = bool(result.errors)
-    if as_json:
-        echo_json(result)
-        ctx.exit(1 if failed else 0)
-    for error in result.errors:
-        click.echo(f"{error.message} ({error.code})", err=True)
-    if result.ignored_columns:
-        click.echo(f"ignored columns (未识别的列): {', '.join(result.ignored_columns)}", err=True)
     counts = (
         f"{result.new} new, {result.changed} changed, {result.unchanged} unchanged "
         f"(新增 {result.new}，更新 {result.changed}，未变 {result.unchanged})"
     )
-    if failed:
-        rows = len({e.row for e in result.errors})
-        raise click.ClickException(
-            f"import_rejected: {rows} 行有错误，未写入任何数据 "
-            f"({rows} bad rows; nothing was written)"
-        )
-    if dry_run:
-        click.echo(f"dry run of {sheet.source}: would import {counts}; nothing written")
-    else:
-        click.echo(f"imported {sheet.source}: {counts}")
+    echo_import(
+        ctx, result, sheet.source, counts, as_json=as_json, dry_run=dry_run, json_body=result
+    )
 
 
 _FILE_HELP = """
@@ -388,3 +364,36 @@ def import_units_command(
 
 import_people_command.help = (import_people_command.help or "") + _FILE_HELP
 import_units_command.help = (import_units_command.help or "") + _FILE_HELP
+
+
+def echo_import(
+    ctx: click.Context,
+    result: Any,
+    source: str,
+    counts: str,
+    *,
+    as_json: bool,
+    dry_run: bool,
+    json_body: Any,
+) -> None:
+    """How every ``gridsync import`` ends: ``json_body`` with --json (exit 1 when a row is bad),
+    else the bad rows and ignored columns on stderr and ``counts`` (what was or would be
+    written) on stdout; a bad row is a one-line refusal, exit 1, nothing written."""
+    failed = bool(result.errors)
+    if as_json:
+        echo_json(json_body)
+        ctx.exit(1 if failed else 0)
+    for error in result.errors:
+        click.echo(f"{error.message} ({error.code})", err=True)
+    if result.ignored_columns:
+        click.echo(f"ignored columns (未识别的列): {', '.join(result.ignored_columns)}", err=True)
+    if failed:
+        rows = len({e.row for e in result.errors})
+        raise click.ClickException(
+            f"import_rejected: {rows} 行有错误，未写入任何数据 "
+            f"({rows} bad rows; nothing was written)"
+        )
+    if dry_run:
+        click.echo(f"dry run of {source}: would import {counts}; nothing written")
+    else:
+        click.echo(f"imported {source}: {counts}")

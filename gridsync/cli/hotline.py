@@ -24,7 +24,7 @@ from gridsync.cli.base import (
     zone_footer,
 )
 from gridsync.cli.coverage import export
-from gridsync.cli.data import import_group
+from gridsync.cli.data import echo_import, import_group
 from gridsync.cli.reports import report
 from gridsync.cli.whistle import ADMIN, _settings, config_option
 from gridsync.clock import SYSTEM_CLOCK
@@ -100,33 +100,23 @@ def import_orders_command(
                 )
             except ImportRejected:
                 result = store.read(order_import.preview_orders, sheet, settings)
-    failed = bool(result.errors)
-    if as_json:
-        echo_json(
-            {
-                **msgspec.structs.asdict(result),
-                "dry_run": dry_run,
-                "written": not (dry_run or failed),
-            }
-        )
-        ctx.exit(1 if failed else 0)
-    for error in result.errors:
-        click.echo(f"{error.message} ({error.code})", err=True)
-    if result.ignored_columns:
-        click.echo(f"ignored columns (未识别的列): {', '.join(result.ignored_columns)}", err=True)
     counts = (
         f"{result.new} new, {result.existing} already received "
         f"(新工单 {result.new}，已接收 {result.existing})"
     )
-    if failed:
-        rows = len({e.row for e in result.errors})
-        raise click.ClickException(
-            f"import_rejected: {rows} 行有错误，未写入任何数据 ({rows} bad rows; nothing was written)"
-        )
-    if dry_run:
-        click.echo(f"dry run of {sheet.source}: would import {counts}; nothing written")
-    else:
-        click.echo(f"imported {sheet.source}: {counts}")
+    echo_import(
+        ctx,
+        result,
+        sheet.source,
+        counts,
+        as_json=as_json,
+        dry_run=dry_run,
+        json_body={
+            **msgspec.structs.asdict(result),
+            "dry_run": dry_run,
+            "written": not (dry_run or bool(result.errors)),
+        },
+    )
 
 
 @cli.command("orders")
