@@ -443,3 +443,14 @@ def test_a_member_sees_only_what_the_api_gives_a_member(web, tiny, store):
     assert web.get("/api/v1/sync/conflicts", headers=bearer(tiny.tokens["m1"])).status_code == 403
     house = web.get("/console/households/hh-g1-1").text
     assert "同步冲突" not in house and "调整联系党员" not in house
+
+
+def test_today_shows_alerts_to_a_person_without_a_channel(web, tiny, store, clock, app_settings):
+    """今日's 发给我的提醒 reads the inbox: m1 (grid g1's team) has no channel, so no outbox row,
+    and sees the alert all the same."""
+    raise_case(store, tiny, clock, app_settings, by="sec")
+    assert not store.read(outbox.list_outbox, person_id="m1").items  # nothing to deliver
+    sign_in(web, tiny, "m1")
+    html = web.get("/console").text
+    assert "暂无提醒" not in html
+    assert "门口摆摊" in html or "占道经营" in html

@@ -16,7 +16,7 @@ from gridsync.audit import record
 from gridsync.clock import Clock, iso_ms
 from gridsync.config import Settings
 from gridsync.db import Store
-from gridsync.notify import outbox
+from gridsync.notify import inbox
 from gridsync.sync import conflicts
 
 OVERDUE_KINDS = ["priority_overdue", "overdue"]
@@ -61,7 +61,8 @@ class TodayController(Controller):
                 conflicts.list_conflicts, p.scope, status="open", limit=10
             )
             lost = {"items": items, "total": total}
-        alerts = await store.aread(outbox.list_outbox, person_id=p.person_id, limit=10)
+        # the inbox, not the outbox: a person without a channel is alerted all the same
+        alerts, _ = await store.aread(inbox.list_notices, p.person_id, limit=10)
         return page(
             "today.html",
             viewer,
