@@ -71,11 +71,17 @@ class WorkCalendar(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     "Hotline orders"): Monday to Friday, 09:00-12:00 and 13:30-17:30 in the notification time
     zone, no holidays: a district lists each year's public holidays and make-up days itself."""
 
-    workdays: tuple[Annotated[int, msgspec.Meta(ge=0, le=6)], ...] = (0, 1, 2, 3, 4)  # Monday 0
+    # at least one weekday and one period: a calendar without working time has no deadline
+    workdays: Annotated[
+        tuple[Annotated[int, msgspec.Meta(ge=0, le=6)], ...], msgspec.Meta(min_length=1)
+    ] = (0, 1, 2, 3, 4)  # Monday 0
     holidays: tuple[date, ...] = ()  # e.g. 2026-10-01
     makeup_workdays: tuple[date, ...] = ()  # 调休: a weekend day worked, e.g. 2026-10-10
     # Working hours of a working day, local time ("HH:MM", start before end, in order).
-    hours: tuple[tuple[str, str], ...] = (("09:00", "12:00"), ("13:30", "17:30"))
+    hours: Annotated[tuple[tuple[str, str], ...], msgspec.Meta(min_length=1)] = (
+        ("09:00", "12:00"),
+        ("13:30", "17:30"),
+    )
 
 
 class HotlineSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -153,7 +153,7 @@ def receive_order(
     if problems:
         field, code, message = problems[0]
         if code == "out_of_scope":
-            raise OutOfScope(f"unit {data.unit_id} is outside your scope")
+            raise OutOfScope(message, field=field)
         raise Invalid(message, code=code, field=field)
     _insert_order(
         db, principal.actor if principal else (actor or Actor.cli()), data, now_ms, settings, router

@@ -745,5 +745,18 @@ def test_an_accepted_order_waits_on_its_resolution_not_an_on_site_step(tmp_path)
     assert orders, "the demo has accepted orders"
     for case in orders:
         assert whistle.next_deadline(case) == ("resolve", case.deadlines.resolve)
-    for case in (c for c in accepted if c.source == "whistle"):
-        assert whistle.next_deadline(case) == ("arrive", case.deadlines.arrive)
+    # the same case as a whistle case waits on its arrival (the demo holds no accepted one)
+    as_whistle = msgspec.structs.replace(orders[0], source="whistle")
+    assert whistle.next_deadline(as_whistle) == ("arrive", as_whistle.deadlines.arrive)
+
+
+@pytest.mark.parametrize("calendar", ["workdays = []", "hours = []"])
+def test_a_calendar_without_working_time_is_refused_when_settings_load(tmp_path, calendar):
+    """Every deadline of an order counts in working time: a calendar without any is a one-line
+    configuration error at start, not a 500 on the first order."""
+    from gridsync.config import ConfigError, load_settings
+
+    path = tmp_path / "gridsync.toml"
+    path.write_text(f"[calendar]\n{calendar}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="calendar"):
+        load_settings(str(path))

@@ -136,7 +136,7 @@ def orders_command(db_path: str, as_json: bool, limit: int) -> None:
         click.echo(
             f"{when(due)}\t{order_no}\t{case.category}\t{case.unit_id}\t{case.state}\t{case.id}"
         )
-    click.echo(f"{page.total} open orders; {zone_footer()}", err=True)
+    click.echo(f"未办结工单 {page.total} 件 ({page.total} open orders); {zone_footer()}", err=True)
 
 
 HOTLINE_HEADERS = {

@@ -66,7 +66,9 @@ def _export_command(kind: str, doc: str) -> None:
                 lambda progress: record_exports.render(data, fmt, lang, progress),
             )
             store.write(record_exports.record_export, Actor.cli(), fmt, data)
-        click.echo(f"wrote {output} ({data.total_rows} rows)")
+        click.echo(
+            f"已写入 {output}，{data.total_rows} 行 (wrote {output}, {data.total_rows} rows)"
+        )
 
 
 _COMMON = (
@@ -152,7 +154,11 @@ def audit_command(
         click.echo(
             f"{when(e.at)}\t{who}\t{e.device_id or '-'}\t{e.action}\t{e.target or ''}\t{detail}"
         )
-    click.echo(f"{len(page.items)} of {page.total} entries; {zone_footer()}", err=True)
+    click.echo(
+        f"共 {page.total} 条，显示 {len(page.items)} 条 ({len(page.items)} of {page.total} entries); "
+        f"{zone_footer()}",
+        err=True,
+    )
 
 
 @cli.group("households")
@@ -210,4 +216,6 @@ def households_list(
         click.echo(
             f"{h.id}\t{h.grid_id}\t{address}\t{h.head_name}\t{h.phone}\t{member}\t{h.status}"
         )
-    click.echo(f"{len(items)} of {total} households", err=True)
+    click.echo(
+        f"共 {total} 户，显示 {len(items)} 户 ({len(items)} of {total} households)", err=True
+    )
