@@ -597,7 +597,7 @@ def supervised_report(
     out = []
     for r in rows:
         resolved, due = r[10], r[9]
-        met = (resolved <= due) if resolved is not None else (False if now_ms > due else None)
+        met = whistle.supervision_met(resolved, due, now_ms)
         out.append(
             SupervisedRow(
                 case_id=r[0],

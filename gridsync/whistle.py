@@ -243,8 +243,19 @@ def supervision_of(db: sqlite_utils.Database, case_id: str) -> SupervisionInfo |
         at=iso_ms(row[1]),
         note=row[2],
         due_at=iso_ms(row[3]),
-        met=None if row[4] is None else row[4] <= row[3],
+        met=supervision_met(row[4], row[3]),
     )
+
+
+def supervision_met(resolved_ms: int | None, due_ms: int, now_ms: int | None = None) -> bool | None:
+    """Whether a supervised case met its new due time: resolved by then; ``False`` once past it
+    unresolved when ``now_ms`` is known (the report); ``None`` while it may still (the case on
+    the wire, which does not change with the clock)."""
+    if resolved_ms is not None:
+        return resolved_ms <= due_ms
+    if now_ms is not None and now_ms > due_ms:
+        return False
+    return None
 
 
 def _wire(db: sqlite_utils.Database, case: CaseRow, viewer: Scope | None = None) -> WhistleCase:
