@@ -74,10 +74,6 @@ NOTIFICATION_LABELS = {
 }
 
 
-def label(labels: dict[str, dict[str, str]], lang: str, key: str) -> str:
-    return labels.get(lang, {}).get(key, key)
-
-
 # The roles whose whistle alerts the report follows to an action.
 SECRETARY_ROLES = ("community_secretary", "branch_secretary")
 _WEEK = re.compile(r"([0-9]{4})-W([0-9]{2})")

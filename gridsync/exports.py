@@ -478,7 +478,7 @@ def burden_table(report: BurdenReport, lang: str = "zh") -> tuple[list[str], lis
     header = _header(BURDEN_COLUMNS, lang)
     header += [
         ("通知：" if lang == "zh" else "notifications: ")
-        + burden.label(burden.NOTIFICATION_LABELS, lang, k)
+        + label(burden.NOTIFICATION_LABELS, lang, k)
         for k in kinds
     ]
     header += _header(ALERT_COLUMNS, lang)
@@ -489,7 +489,7 @@ def burden_table(report: BurdenReport, lang: str = "zh") -> tuple[list[str], lis
             [
                 r.person_id,
                 r.name,
-                sep.join(burden.label(burden.ROLE_LABELS, lang, x) for x in r.roles),
+                sep.join(label(burden.ROLE_LABELS, lang, x) for x in r.roles),
                 r.mutations,
                 r.visits,
                 r.households_due,
